@@ -651,8 +651,8 @@ type AttachResponse struct {
 	//	*AttachResponse_ClusterView
 	//	*AttachResponse_Replay
 	//	*AttachResponse_Apply
-	//	*AttachResponse_Truncate
-	//	*AttachResponse_Reset_
+	//	*AttachResponse_TruncateTo
+	//	*AttachResponse_ResetTo
 	//	*AttachResponse_Commit
 	//	*AttachResponse_Subscribe
 	//	*AttachResponse_Checksum
@@ -725,19 +725,19 @@ func (x *AttachResponse) GetApply() *ApplyEntries {
 	return nil
 }
 
-func (x *AttachResponse) GetTruncate() *TruncateTo {
+func (x *AttachResponse) GetTruncateTo() *TruncateTo {
 	if x != nil {
-		if x, ok := x.Payload.(*AttachResponse_Truncate); ok {
-			return x.Truncate
+		if x, ok := x.Payload.(*AttachResponse_TruncateTo); ok {
+			return x.TruncateTo
 		}
 	}
 	return nil
 }
 
-func (x *AttachResponse) GetReset_() *ResetTo {
+func (x *AttachResponse) GetResetTo() *ResetTo {
 	if x != nil {
-		if x, ok := x.Payload.(*AttachResponse_Reset_); ok {
-			return x.Reset_
+		if x, ok := x.Payload.(*AttachResponse_ResetTo); ok {
+			return x.ResetTo
 		}
 	}
 	return nil
@@ -790,15 +790,15 @@ type AttachResponse_Apply struct {
 	Apply *ApplyEntries `protobuf:"bytes,3,opt,name=apply,proto3,oneof"`
 }
 
-type AttachResponse_Truncate struct {
+type AttachResponse_TruncateTo struct {
 	// Drop every entry with LSN > lsn and answer with TruncatedTo.
-	Truncate *TruncateTo `protobuf:"bytes,4,opt,name=truncate,proto3,oneof"`
+	TruncateTo *TruncateTo `protobuf:"bytes,4,opt,name=truncate_to,json=truncateTo,proto3,oneof"`
 }
 
-type AttachResponse_Reset_ struct {
+type AttachResponse_ResetTo struct {
 	// Wipe the WAL and state so that the next entry is next_lsn; answer with
 	// ResetDone.
-	Reset_ *ResetTo `protobuf:"bytes,5,opt,name=reset,proto3,oneof"`
+	ResetTo *ResetTo `protobuf:"bytes,5,opt,name=reset_to,json=resetTo,proto3,oneof"`
 }
 
 type AttachResponse_Commit struct {
@@ -822,9 +822,9 @@ func (*AttachResponse_Replay) isAttachResponse_Payload() {}
 
 func (*AttachResponse_Apply) isAttachResponse_Payload() {}
 
-func (*AttachResponse_Truncate) isAttachResponse_Payload() {}
+func (*AttachResponse_TruncateTo) isAttachResponse_Payload() {}
 
-func (*AttachResponse_Reset_) isAttachResponse_Payload() {}
+func (*AttachResponse_ResetTo) isAttachResponse_Payload() {}
 
 func (*AttachResponse_Commit) isAttachResponse_Payload() {}
 
@@ -1845,13 +1845,14 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\n" +
 	"reset_done\x18\x06 \x01(\v2\x19.tandem.link.v1.ResetDoneH\x00R\tresetDone\x12I\n" +
 	"\x0fchecksum_result\x18\a \x01(\v2\x1e.tandem.link.v1.ChecksumResultH\x00R\x0echecksumResultB\t\n" +
-	"\apayload\"\xf1\x03\n" +
+	"\apayload\"\xfb\x03\n" +
 	"\x0eAttachResponse\x12@\n" +
 	"\fcluster_view\x18\x01 \x01(\v2\x1b.tandem.link.v1.ClusterViewH\x00R\vclusterView\x127\n" +
 	"\x06replay\x18\x02 \x01(\v2\x1d.tandem.link.v1.ReplayRequestH\x00R\x06replay\x124\n" +
-	"\x05apply\x18\x03 \x01(\v2\x1c.tandem.link.v1.ApplyEntriesH\x00R\x05apply\x128\n" +
-	"\btruncate\x18\x04 \x01(\v2\x1a.tandem.link.v1.TruncateToH\x00R\btruncate\x12/\n" +
-	"\x05reset\x18\x05 \x01(\v2\x17.tandem.link.v1.ResetToH\x00R\x05reset\x125\n" +
+	"\x05apply\x18\x03 \x01(\v2\x1c.tandem.link.v1.ApplyEntriesH\x00R\x05apply\x12=\n" +
+	"\vtruncate_to\x18\x04 \x01(\v2\x1a.tandem.link.v1.TruncateToH\x00R\n" +
+	"truncateTo\x124\n" +
+	"\breset_to\x18\x05 \x01(\v2\x17.tandem.link.v1.ResetToH\x00R\aresetTo\x125\n" +
 	"\x06commit\x18\x06 \x01(\v2\x1b.tandem.link.v1.CommitPointH\x00R\x06commit\x12B\n" +
 	"\tsubscribe\x18\a \x01(\v2\".tandem.link.v1.SubscribeCommittedH\x00R\tsubscribe\x12=\n" +
 	"\bchecksum\x18\b \x01(\v2\x1f.tandem.link.v1.ChecksumRequestH\x00R\bchecksumB\t\n" +
@@ -2002,8 +2003,8 @@ var file_tandem_link_v1_link_proto_depIdxs = []int32{
 	15, // 8: tandem.link.v1.AttachResponse.cluster_view:type_name -> tandem.link.v1.ClusterView
 	16, // 9: tandem.link.v1.AttachResponse.replay:type_name -> tandem.link.v1.ReplayRequest
 	17, // 10: tandem.link.v1.AttachResponse.apply:type_name -> tandem.link.v1.ApplyEntries
-	18, // 11: tandem.link.v1.AttachResponse.truncate:type_name -> tandem.link.v1.TruncateTo
-	19, // 12: tandem.link.v1.AttachResponse.reset:type_name -> tandem.link.v1.ResetTo
+	18, // 11: tandem.link.v1.AttachResponse.truncate_to:type_name -> tandem.link.v1.TruncateTo
+	19, // 12: tandem.link.v1.AttachResponse.reset_to:type_name -> tandem.link.v1.ResetTo
 	20, // 13: tandem.link.v1.AttachResponse.commit:type_name -> tandem.link.v1.CommitPoint
 	21, // 14: tandem.link.v1.AttachResponse.subscribe:type_name -> tandem.link.v1.SubscribeCommitted
 	22, // 15: tandem.link.v1.AttachResponse.checksum:type_name -> tandem.link.v1.ChecksumRequest
@@ -2042,8 +2043,8 @@ func file_tandem_link_v1_link_proto_init() {
 		(*AttachResponse_ClusterView)(nil),
 		(*AttachResponse_Replay)(nil),
 		(*AttachResponse_Apply)(nil),
-		(*AttachResponse_Truncate)(nil),
-		(*AttachResponse_Reset_)(nil),
+		(*AttachResponse_TruncateTo)(nil),
+		(*AttachResponse_ResetTo)(nil),
 		(*AttachResponse_Commit)(nil),
 		(*AttachResponse_Subscribe)(nil),
 		(*AttachResponse_Checksum)(nil),

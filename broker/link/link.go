@@ -1,0 +1,90 @@
+package link
+
+import (
+	"errors"
+
+	"github.com/tandem-io/tandem/broker/wal"
+)
+
+// Role says what a broker must do.
+type Role int
+
+const (
+	// RoleStandalone: no replication; the broker accepts writes and its
+	// commit point follows its own durable LSN.
+	RoleStandalone Role = iota
+	// RoleLeader: the broker accepts writes; its sidecar ships the WAL.
+	RoleLeader
+	// RoleFollower: the broker rejects Produce and appends only entries its
+	// sidecar hands it.
+	RoleFollower
+)
+
+// String returns "standalone", "leader" or "follower".
+func (r Role) String() string {
+	switch r {
+	case RoleStandalone:
+		return "standalone"
+	case RoleLeader:
+		return "leader"
+	case RoleFollower:
+		return "follower"
+	}
+	return "unknown"
+}
+
+// BrokerInfo is where Kafka clients reach one node's broker.
+type BrokerInfo struct {
+	NodeID int32
+	Host   string
+	Port   int32
+	Rack   string
+}
+
+// ClusterView is the broker's role and what it tells Kafka clients.
+type ClusterView struct {
+	Role     Role
+	LeaderID int32
+	Epoch    uint32
+	Brokers  []BrokerInfo // every node's Kafka address
+	ISR      []int32      // node ids currently in sync (leader's view)
+}
+
+// Broker is what the link client needs from the broker; package broker
+// implements it.
+type Broker interface {
+	NodeID() int32
+	Advertised() (host string, port int32)
+	WAL() *wal.Log                       // read entries (NewReader), positions, epoch history
+	ApplyEntries(ents []wal.Entry) error // follower: append unchanged, index, make durable; returns when durable
+	TruncateAfter(lsn uint64) error      // drop entries > lsn and rebuild broker state from the WAL
+	ResetTo(next uint64) error           // wipe the WAL and state; next entry expected is `next`
+	SetClusterView(v ClusterView)        // role/leader/epoch changes; a follower rejects Produce
+	SetCommitLSN(lsn uint64)             // replication commit point; high watermarks follow it
+}
+
+// Racker is optionally implemented by a Broker that has a rack configured;
+// the rack is sent in the hello so that the cluster view carries it.
+type Racker interface {
+	Rack() string
+}
+
+// Limits of the link.
+const (
+	// MaxMessageBytes bounds one gRPC message on the link in both
+	// directions: the largest WAL entry (64 MiB) plus framing.
+	MaxMessageBytes = 68 << 20
+	// ChunkBytes is the payload size at which the broker cuts a batch of
+	// pushed or replayed entries into a new message.
+	ChunkBytes = 1 << 20
+	// DefaultReplayBytes is the budget of a ReplayRequest with max_bytes 0.
+	DefaultReplayBytes = 1 << 20
+)
+
+// Errors returned by the link.
+var (
+	// ErrBadMessage: the sidecar sent something that breaks the protocol.
+	ErrBadMessage = errors.New("link: bad message from sidecar")
+	// ErrNodeMismatch: the sidecar serves another node id.
+	ErrNodeMismatch = errors.New("link: sidecar serves another node")
+)

@@ -1,0 +1,328 @@
+package link
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/tandem-io/tandem/broker/wal"
+	linkv1 "github.com/tandem-io/tandem/gen/tandem/link/v1"
+	tlog "github.com/tandem-io/tandem/internal/logging"
+)
+
+// Reconnect backoff: the first retry comes after about MinBackoff, each
+// failed attempt doubles the delay up to MaxBackoff, and every delay is
+// drawn at random from [d/2, d] so that restarts do not synchronise.
+const (
+	MinBackoff = 100 * time.Millisecond
+	MaxBackoff = 5 * time.Second
+)
+
+// Run attaches to the sidecar at socketPath and keeps the link up
+// (reconnecting with capped exponential backoff and jitter) until ctx is
+// done; then it returns nil. While detached the broker keeps serving with
+// the last cluster view it received.
+func Run(ctx context.Context, socketPath string, b Broker, logger hclog.Logger) error {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	if socketPath == "" {
+		return errors.New("link: no sidecar socket path")
+	}
+	delay := MinBackoff
+	for attempt := 1; ; attempt++ {
+		attached, err := attachOnce(ctx, socketPath, b, logger)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if attached {
+			delay = MinBackoff
+			attempt = 1
+		}
+		d := delay/2 + rand.N(delay/2+1)
+		if attached {
+			logger.Warn("sidecar link lost; the broker keeps serving with its last cluster view and reattaches",
+				"socket", socketPath, "error", err, "retry_in", d.Round(time.Millisecond))
+		} else if attempt == 1 || attempt%10 == 0 {
+			logger.Warn("cannot attach to sidecar; retrying", "socket", socketPath, "attempt", attempt,
+				"error", err, "retry_in", d.Round(time.Millisecond))
+		} else {
+			logger.Debug("cannot attach to sidecar; retrying", "socket", socketPath, "attempt", attempt,
+				"error", err, "retry_in", d.Round(time.Millisecond))
+		}
+		delay = min(delay*2, MaxBackoff)
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// attachOnce runs one Attach stream until it fails. attached reports
+// whether the sidecar answered at all (which resets the backoff).
+func attachOnce(ctx context.Context, socketPath string, b Broker, logger hclog.Logger) (attached bool, err error) {
+	glog := tlog.GRPC(logger.Named("grpc"))
+	conn, err := grpc.NewClient("unix:"+socketPath,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)),
+		grpc.WithChainStreamInterceptor(logging.StreamClientInterceptor(glog,
+			logging.WithLogOnEvents(logging.FinishCall))),
+	)
+	if err != nil {
+		return false, fmt.Errorf("link: dialing %s: %w", socketPath, err)
+	}
+	defer conn.Close()
+
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stream, err := linkv1.NewLinkServiceClient(conn).Attach(sctx)
+	if err != nil {
+		return false, fmt.Errorf("link: opening Attach stream on %s: %w", socketPath, err)
+	}
+	s := &session{
+		b:      b,
+		w:      b.WAL(),
+		log:    logger,
+		stream: stream,
+		ctx:    sctx,
+		cancel: cancel,
+		out:    make(chan *linkv1.AttachRequest, 64),
+		ops:    make(chan *linkv1.AttachResponse, 64),
+		reads:  make(chan *linkv1.AttachResponse, 64),
+	}
+	err = s.run()
+	return s.attached.Load(), err
+}
+
+// session is one Attach stream.
+type session struct {
+	b      Broker
+	w      *wal.Log
+	log    hclog.Logger
+	stream linkv1.LinkService_AttachClient
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	wg     sync.WaitGroup
+
+	out   chan *linkv1.AttachRequest  // to the sender goroutine
+	ops   chan *linkv1.AttachResponse // apply, truncate, reset, commit: in order
+	reads chan *linkv1.AttachResponse // replay and checksum requests
+
+	attached atomic.Bool   // the sidecar sent something
+	walGen   atomic.Uint64 // bumped by truncate and reset: cached readers are stale
+
+	// Owned by the receiver goroutine.
+	pushCancel context.CancelFunc
+	pushDone   chan struct{}
+}
+
+func (s *session) goFunc(fn func() error) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := fn(); err != nil {
+			s.cancel(err)
+		}
+	}()
+}
+
+func (s *session) run() error {
+	host, port := s.b.Advertised()
+	hello := &linkv1.BrokerHello{
+		NodeId:         s.b.NodeID(),
+		AdvertisedHost: host,
+		AdvertisedPort: port,
+		FirstLsn:       s.w.FirstLSN(),
+		LastLsn:        s.w.LastLSN(),
+		DurableLsn:     s.w.DurableLSN(),
+		EpochHistory:   EpochsToProto(s.w.EpochHistory()),
+	}
+	if r, ok := s.b.(Racker); ok {
+		hello.Rack = r.Rack()
+	}
+	s.log.Info("attaching to sidecar", "node_id", hello.NodeId, "first_lsn", hello.FirstLsn,
+		"last_lsn", hello.LastLsn, "durable_lsn", hello.DurableLsn)
+	s.goFunc(func() error { return s.sender(hello) })
+	s.goFunc(s.opsWorker)
+	s.goFunc(s.readsWorker)
+	s.goFunc(s.receiver)
+	<-s.ctx.Done()
+	s.wg.Wait()
+	if s.pushDone != nil {
+		<-s.pushDone
+	}
+	return context.Cause(s.ctx)
+}
+
+// send queues m for the sender goroutine.
+func (s *session) send(m *linkv1.AttachRequest) error {
+	select {
+	case s.out <- m:
+		return nil
+	case <-s.ctx.Done():
+		return context.Cause(s.ctx)
+	}
+}
+
+func (s *session) sender(hello *linkv1.BrokerHello) error {
+	if err := s.stream.Send(&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Hello{Hello: hello}}); err != nil {
+		return fmt.Errorf("link: sending hello: %w", err)
+	}
+	for {
+		select {
+		case m := <-s.out:
+			if err := s.stream.Send(m); err != nil {
+				return fmt.Errorf("link: sending to sidecar: %w", err)
+			}
+		case <-s.ctx.Done():
+			return nil
+		}
+	}
+}
+
+func (s *session) receiver() error {
+	defer s.stopPush()
+	for {
+		m, err := s.stream.Recv()
+		if err == io.EOF {
+			return errors.New("link: sidecar closed the stream")
+		}
+		if err != nil {
+			return fmt.Errorf("link: receiving from sidecar: %w", err)
+		}
+		if !s.attached.Swap(true) {
+			s.log.Info("attached to sidecar")
+		}
+		switch p := m.GetPayload().(type) {
+		case *linkv1.AttachResponse_ClusterView:
+			v := ViewFromProto(p.ClusterView)
+			s.log.Debug("cluster view from sidecar", "role", v.Role, "leader_id", v.LeaderID, "epoch", v.Epoch,
+				"brokers", len(v.Brokers), "isr", v.ISR)
+			s.b.SetClusterView(v)
+		case *linkv1.AttachResponse_Subscribe:
+			s.stopPush()
+			if from := p.Subscribe.GetFromLsn(); from > 0 {
+				s.startPush(from)
+			}
+		case *linkv1.AttachResponse_Replay, *linkv1.AttachResponse_Checksum:
+			if err := s.queue(s.reads, m); err != nil {
+				return err
+			}
+		case *linkv1.AttachResponse_Apply, *linkv1.AttachResponse_TruncateTo, *linkv1.AttachResponse_ResetTo,
+			*linkv1.AttachResponse_Commit:
+			if err := s.queue(s.ops, m); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("%w: unknown payload %T", ErrBadMessage, m.GetPayload())
+		}
+	}
+}
+
+func (s *session) queue(ch chan *linkv1.AttachResponse, m *linkv1.AttachResponse) error {
+	select {
+	case ch <- m:
+		return nil
+	case <-s.ctx.Done():
+		return context.Cause(s.ctx)
+	}
+}
+
+// startPush starts the goroutine that pushes durable entries from `from`.
+func (s *session) startPush(from uint64) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	done := make(chan struct{})
+	s.pushCancel, s.pushDone = cancel, done
+	s.log.Info("pushing committed entries to sidecar", "from_lsn", from)
+	go func() {
+		defer close(done)
+		if err := s.push(ctx, from); err != nil && ctx.Err() == nil {
+			s.cancel(err)
+		}
+	}()
+}
+
+// stopPush stops the pusher and waits for it, so that two pushers never
+// interleave their entries.
+func (s *session) stopPush() {
+	if s.pushCancel != nil {
+		s.pushCancel()
+		<-s.pushDone
+		s.pushCancel, s.pushDone = nil, nil
+	}
+}
+
+// push tails the WAL from `from` and sends every durable entry, in order,
+// in messages of about ChunkBytes.
+func (s *session) push(ctx context.Context, from uint64) error {
+	r, err := s.w.NewReader(from)
+	if err != nil {
+		return fmt.Errorf("link: cannot push from LSN %d: %w", from, err)
+	}
+	defer r.Close()
+	var batch []*linkv1.Entry
+	size := 0
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		m := &linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Committed{Committed: &linkv1.CommittedEntries{
+			Entries: batch, DurableLsn: s.w.DurableLSN(),
+		}}}
+		batch, size = nil, 0
+		select {
+		case s.out <- m:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for {
+		durable := s.w.Durable() // before reading: no wake-up is missed
+		for {
+			e, _, err := r.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("link: reading WAL to push (after LSN %d): %w", from, err)
+			}
+			from = e.LSN + 1
+			batch = append(batch, EntryToProto(copyEntry(e)))
+			size += len(e.Payload)
+			if size >= ChunkBytes {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+		select {
+		case <-durable:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// copyEntry returns e with a payload the caller owns (a WAL reader may reuse
+// its buffer on the next call).
+func copyEntry(e wal.Entry) wal.Entry {
+	e.Payload = append([]byte(nil), e.Payload...)
+	return e
+}

@@ -1,0 +1,231 @@
+package link
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/tandem-io/tandem/broker/wal"
+	linkv1 "github.com/tandem-io/tandem/gen/tandem/link/v1"
+)
+
+// opsWorker applies the follower's operations (apply, truncate, reset) and
+// commit points in the order the sidecar sent them.
+func (s *session) opsWorker() error {
+	var commitWanted uint64 // latest commit point from the sidecar
+	setCommit := func() {
+		// Never announce a commit point beyond what this WAL holds durably:
+		// a follower that is behind learns the leader's commit point before
+		// it has the entries.
+		if c := min(commitWanted, s.w.DurableLSN()); c > 0 {
+			s.b.SetCommitLSN(c)
+		}
+	}
+	for {
+		var m *linkv1.AttachResponse
+		select {
+		case m = <-s.ops:
+		case <-s.ctx.Done():
+			return nil
+		}
+		var reply *linkv1.AttachRequest
+		switch p := m.GetPayload().(type) {
+		case *linkv1.AttachResponse_Commit:
+			commitWanted = p.Commit.GetLsn()
+			setCommit()
+			continue
+		case *linkv1.AttachResponse_Apply:
+			reply = &linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Applied{Applied: s.apply(p.Apply.GetEntries())}}
+			setCommit()
+		case *linkv1.AttachResponse_TruncateTo:
+			lsn := p.TruncateTo.GetLsn()
+			before := s.w.LastLSN()
+			t := &linkv1.TruncatedTo{}
+			if err := s.b.TruncateAfter(lsn); err != nil {
+				t.Error = err.Error()
+				s.log.Error("truncating WAL failed", "after_lsn", lsn, "error", err)
+			} else if before > lsn {
+				s.log.Warn("WAL truncated at the sidecar's request (diverged from the leader)",
+					"kept_up_to", lsn, "dropped_entries", before-lsn)
+			}
+			s.walGen.Add(1)
+			t.LastLsn = s.w.LastLSN()
+			t.EpochHistory = EpochsToProto(s.w.EpochHistory())
+			reply = &linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Truncated{Truncated: t}}
+		case *linkv1.AttachResponse_ResetTo:
+			next := p.ResetTo.GetNextLsn()
+			d := &linkv1.ResetDone{}
+			if err := s.b.ResetTo(next); err != nil {
+				d.Error = err.Error()
+				s.log.Error("resetting WAL failed", "next_lsn", next, "error", err)
+			} else {
+				s.log.Warn("WAL wiped at the sidecar's request (re-clone from the leader)", "next_lsn", next)
+			}
+			s.walGen.Add(1)
+			d.NextLsn = s.w.LastLSN() + 1
+			reply = &linkv1.AttachRequest{Payload: &linkv1.AttachRequest_ResetDone{ResetDone: d}}
+		default:
+			return fmt.Errorf("%w: unexpected %T in ops queue", ErrBadMessage, m.GetPayload())
+		}
+		if err := s.send(reply); err != nil {
+			return err
+		}
+	}
+}
+
+// apply hands the sidecar's entries to the broker. Entries the WAL already
+// holds are skipped (the sidecar may resend after a hiccup), so nothing is
+// applied twice; a gap is refused.
+func (s *session) apply(in []*linkv1.Entry) *linkv1.AppliedUpTo {
+	last := s.w.LastLSN()
+	ents := make([]wal.Entry, 0, len(in))
+	for _, pe := range in {
+		if pe.GetLsn() <= last {
+			continue
+		}
+		e := EntryFromProto(pe)
+		want := last + 1
+		if n := len(ents); n > 0 {
+			want = ents[n-1].LSN + 1
+		}
+		if e.LSN != want {
+			err := fmt.Errorf("%w: entry LSN %d where %d was expected (WAL ends at %d)", wal.ErrGap, e.LSN, want, last)
+			s.log.Error("refusing entries from sidecar", "error", err)
+			return &linkv1.AppliedUpTo{Lsn: last, Error: err.Error()}
+		}
+		ents = append(ents, e)
+	}
+	if len(ents) == 0 {
+		return &linkv1.AppliedUpTo{Lsn: last}
+	}
+	if err := s.b.ApplyEntries(ents); err != nil {
+		s.log.Error("applying entries failed", "first_lsn", ents[0].LSN, "last_lsn", ents[len(ents)-1].LSN, "error", err)
+		return &linkv1.AppliedUpTo{Lsn: s.w.DurableLSN(), Error: err.Error()}
+	}
+	return &linkv1.AppliedUpTo{Lsn: ents[len(ents)-1].LSN}
+}
+
+// cachedReader is a WAL reader positioned at next, kept between replay
+// requests so that a follower catching up does not make the WAL seek again
+// for every chunk.
+type cachedReader struct {
+	r    *wal.Reader
+	next uint64
+	gen  uint64
+}
+
+const maxCachedReaders = 4
+
+// readsWorker answers replay and checksum requests.
+func (s *session) readsWorker() error {
+	var cache []cachedReader
+	defer func() {
+		for _, c := range cache {
+			c.r.Close()
+		}
+	}()
+	get := func(from uint64) (*wal.Reader, error) {
+		gen := s.walGen.Load()
+		for i, c := range cache {
+			if c.next == from && c.gen == gen {
+				cache = append(cache[:i], cache[i+1:]...)
+				return c.r, nil
+			}
+		}
+		return s.w.NewReader(from)
+	}
+	put := func(r *wal.Reader, next uint64) {
+		cache = append(cache, cachedReader{r: r, next: next, gen: s.walGen.Load()})
+		if len(cache) > maxCachedReaders {
+			cache[0].r.Close()
+			cache = cache[1:]
+		}
+	}
+	for {
+		var m *linkv1.AttachResponse
+		select {
+		case m = <-s.reads:
+		case <-s.ctx.Done():
+			return nil
+		}
+		switch p := m.GetPayload().(type) {
+		case *linkv1.AttachResponse_Replay:
+			if err := s.replay(p.Replay, get, put); err != nil {
+				return err
+			}
+		case *linkv1.AttachResponse_Checksum:
+			req := p.Checksum
+			res := &linkv1.ChecksumResult{RequestId: req.GetRequestId(), FirstLsn: s.w.FirstLSN(), LastLsn: s.w.LastLSN()}
+			sum, err := s.w.Checksum(req.GetFromLsn(), req.GetToLsn())
+			if err != nil {
+				res.Error = err.Error()
+			}
+			res.Checksum = sum
+			if err := s.send(&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_ChecksumResult{ChecksumResult: res}}); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("%w: unexpected %T in reads queue", ErrBadMessage, m.GetPayload())
+		}
+	}
+}
+
+// replay answers one ReplayRequest with one or more chunks.
+func (s *session) replay(req *linkv1.ReplayRequest, get func(uint64) (*wal.Reader, error), put func(*wal.Reader, uint64)) error {
+	id, from := req.GetRequestId(), req.GetFromLsn()
+	budget := int(min(req.GetMaxBytes(), uint64(MaxMessageBytes/2)))
+	if budget == 0 {
+		budget = DefaultReplayBytes
+	}
+	result := func(st linkv1.ReplayStatus, ents []*linkv1.Entry, done, eol bool, msg string) error {
+		return s.send(&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_ReplayResult{ReplayResult: &linkv1.ReplayResult{
+			RequestId: id, Status: st, Entries: ents, Done: done, EndOfLog: eol,
+			FirstLsn: s.w.FirstLSN(), DurableLsn: s.w.DurableLSN(), Error: msg,
+		}}})
+	}
+	durable := s.w.DurableLSN()
+	switch {
+	case from == 0 || from > durable+1:
+		return result(linkv1.ReplayStatus_REPLAY_STATUS_OUT_OF_RANGE, nil, true, false,
+			fmt.Sprintf("replay from LSN %d: the WAL's durable end is %d", from, durable))
+	case from < s.w.FirstLSN():
+		return result(linkv1.ReplayStatus_REPLAY_STATUS_COMPACTED, nil, true, false,
+			fmt.Sprintf("replay from LSN %d: the WAL starts at %d", from, s.w.FirstLSN()))
+	}
+	r, err := get(from)
+	if errors.Is(err, wal.ErrCompacted) {
+		return result(linkv1.ReplayStatus_REPLAY_STATUS_COMPACTED, nil, true, false, err.Error())
+	}
+	if err != nil {
+		return result(linkv1.ReplayStatus_REPLAY_STATUS_ERROR, nil, true, false, err.Error())
+	}
+	var chunk []*linkv1.Entry
+	chunkSize, total := 0, 0
+	next := from
+	eol := false
+	for total < budget {
+		e, _, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			eol = true
+			break
+		}
+		if err != nil {
+			r.Close()
+			s.log.Error("reading WAL for replay failed", "from_lsn", from, "at_lsn", next, "error", err)
+			return result(linkv1.ReplayStatus_REPLAY_STATUS_ERROR, nil, true, false, err.Error())
+		}
+		next = e.LSN + 1
+		chunk = append(chunk, EntryToProto(copyEntry(e)))
+		chunkSize += len(e.Payload)
+		total += len(e.Payload)
+		if chunkSize >= ChunkBytes && total < budget {
+			if err := result(linkv1.ReplayStatus_REPLAY_STATUS_OK, chunk, false, false, ""); err != nil {
+				r.Close()
+				return err
+			}
+			chunk, chunkSize = nil, 0
+		}
+	}
+	put(r, next)
+	return result(linkv1.ReplayStatus_REPLAY_STATUS_OK, chunk, true, eol, "")
+}
