@@ -1,0 +1,224 @@
+package broker
+
+// Produce (key 0), v3-v9 (record batches of message format v2 only).
+//
+// Each partition's batches are validated (magic 2, length, CRC32C, record
+// count), checked against the idempotent producer's sequence window, stamped
+// with their base offset and leader epoch (fields outside the batch CRC, so
+// the records stay byte for byte what the producer sent) and appended to the
+// WAL as one entry per batch. Compressed batches are stored compressed.
+//
+// When the response is sent depends on acks:
+//   - acks=0: never (Kafka semantics: no response at all);
+//   - acks=1: once the batch is durable on this node under the fsync policy;
+//   - acks=-1: once the commit point passes the batch, i.e. every in-sync
+//     replica has it. If the ISR is smaller than min.insync.replicas the
+//     batch is refused at once with NOT_ENOUGH_REPLICAS; if the request
+//     times out while the ISR is too small, NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+//     otherwise REQUEST_TIMED_OUT.
+//
+// Idempotence (KIP-98): a batch whose producer id, epoch and sequence range
+// match one of the last five batches of that producer on that partition is a
+// retry; it is not written again and is answered with its original offset. A
+// sequence that does not follow the last one is refused with
+// OUT_OF_ORDER_SEQUENCE_NUMBER; an older producer epoch with
+// INVALID_PRODUCER_EPOCH.
+//
+// A follower answers NOT_LEADER_OR_FOLLOWER for every partition.
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tandem-io/tandem/broker/wal"
+)
+
+func init() { register(kmsg.Produce.Int16(), 3, 9, handleProduce) }
+
+func handleProduce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
+	r := req.(*kmsg.ProduceRequest)
+	resp := r.ResponseKind().(*kmsg.ProduceResponse)
+	start := time.Now()
+
+	var lastLSN uint64
+	type waiter struct {
+		p     *kmsg.ProduceResponseTopicPartition
+		topic string
+	}
+	var waiting []waiter
+	leader := b.isLeader()
+	view := b.clusterView()
+	for i := range r.Topics {
+		rt := &r.Topics[i]
+		st := kmsg.NewProduceResponseTopic()
+		st.Topic = rt.Topic
+		for j := range rt.Partitions {
+			rp := &rt.Partitions[j]
+			sp := kmsg.NewProduceResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.BaseOffset = -1
+			sp.LogAppendTime = -1
+			sp.LogStartOffset = -1
+			code := func() *kerr.Error {
+				switch {
+				case r.TransactionID != nil:
+					return kerr.TransactionalIDAuthorizationFailed
+				case r.Acks != 0 && r.Acks != 1 && r.Acks != -1:
+					return kerr.InvalidRequiredAcks
+				case !leader:
+					return kerr.NotLeaderForPartition
+				}
+				p := b.partition(rt.Topic, rp.Partition)
+				if p == nil {
+					return kerr.UnknownTopicOrPartition
+				}
+				if r.Acks == -1 && len(view.ISR) < b.minISR(rt.Topic) {
+					return kerr.NotEnoughReplicas
+				}
+				raws, infos, err := splitBatches(rp.Records, b.cfg.MaxMessageBytes)
+				if err != nil {
+					var eb *errBatch
+					if errors.As(err, &eb) {
+						b.log.Debug("produce refused", "topic", rt.Topic, "partition", rp.Partition, "client", rc.clientID, "error", err)
+						return eb.code
+					}
+					return kerr.CorruptMessage
+				}
+				base, lsn, code := b.appendBatches(p, rt.Topic, rp.Partition, raws, infos, int32(view.Epoch))
+				if code != nil {
+					return code
+				}
+				sp.BaseOffset = base
+				sp.LogStartOffset, _, _ = p.watermarks()
+				if lsn > lastLSN {
+					lastLSN = lsn
+				}
+				return nil
+			}()
+			if code != nil {
+				sp.ErrorCode = code.Code
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	for i := range resp.Topics {
+		for j := range resp.Topics[i].Partitions {
+			if resp.Topics[i].Partitions[j].ErrorCode == 0 {
+				waiting = append(waiting, waiter{&resp.Topics[i].Partitions[j], resp.Topics[i].Topic})
+			}
+		}
+	}
+	if r.Acks == 0 {
+		return nil
+	}
+	acks := r.Acks
+	timeout := time.Duration(r.TimeoutMillis) * time.Millisecond
+	return func() kmsg.Response {
+		if lastLSN == 0 {
+			return resp
+		}
+		ctx, cancel := context.WithTimeout(rc.ctx, timeout)
+		defer cancel()
+		var err error
+		if acks == 1 {
+			err = b.wal.WaitDurable(ctx, lastLSN)
+		} else {
+			if err = b.wal.WaitDurable(ctx, lastLSN); err == nil {
+				err = b.waitCommit(ctx, lastLSN)
+			}
+		}
+		if err != nil {
+			code := kerr.RequestTimedOut
+			switch {
+			case errors.Is(err, wal.ErrClosed), errors.Is(err, ErrClosed):
+				code = kerr.NotLeaderForPartition
+			case acks == -1:
+				isr := len(b.clusterView().ISR)
+				for _, w := range waiting {
+					if isr < b.minISR(w.topic) {
+						code = kerr.NotEnoughReplicasAfterAppend
+					}
+				}
+			}
+			for _, w := range waiting {
+				w.p.ErrorCode = code.Code
+			}
+		}
+		b.metrics.observeProduce(acks, time.Since(start))
+		return resp
+	}
+}
+
+// appendBatches appends the batches of one partition. It returns the base
+// offset of the first batch (the one the client is told) and the LSN of the
+// last entry written.
+func (b *Broker) appendBatches(p *partition, topicName string, part int32, raws [][]byte, infos []batchInfo, epoch int32) (int64, uint64, *kerr.Error) {
+	b.appendMu.Lock()
+	defer b.appendMu.Unlock()
+	firstBase := int64(-1)
+	var lsn uint64
+	for i, raw := range raws {
+		info := infos[i]
+		if info.producerID >= 0 {
+			dupBase, dup, code := b.checkSequenceLocked(tp{topicName, part}, info)
+			if code != nil {
+				return -1, lsn, code
+			}
+			if dup {
+				if firstBase < 0 {
+					firstBase = dupBase
+				}
+				continue
+			}
+		}
+		p.mu.RLock()
+		base := p.next
+		p.mu.RUnlock()
+		stampBatch(raw, base, epoch)
+		l, err := b.appendLocked(wal.TypeRecordBatch, encodeBatchEntry(topicName, part, raw))
+		if err != nil {
+			b.log.Error("appending to the WAL failed", "topic", topicName, "partition", part, "error", err)
+			if errors.Is(err, wal.ErrTooLarge) {
+				return -1, lsn, kerr.MessageTooLarge
+			}
+			return -1, lsn, kerr.KafkaStorageError
+		}
+		lsn = l
+		b.metrics.bytesIn.Add(float64(len(raw)))
+		b.metrics.recordsIn.Add(float64(info.numRecords))
+		if firstBase < 0 {
+			firstBase = base
+		}
+	}
+	return firstBase, lsn, nil
+}
+
+// checkSequenceLocked applies the idempotent producer rules to one batch.
+// Caller holds appendMu.
+func (b *Broker) checkSequenceLocked(t tp, info batchInfo) (int64, bool, *kerr.Error) {
+	if ep, ok := b.pidEpochs[info.producerID]; ok && info.producerEpoch < ep {
+		return 0, false, kerr.InvalidProducerEpoch
+	}
+	if info.baseSequence < 0 {
+		return 0, false, kerr.InvalidRecord
+	}
+	w := b.producers[producerKey{info.producerID, t}]
+	if w == nil || w.epoch != info.producerEpoch {
+		if info.baseSequence != 0 {
+			return 0, false, kerr.OutOfOrderSequenceNumber
+		}
+		return 0, false, nil
+	}
+	if base, dup := w.duplicate(info.baseSequence, info.lastSequence()); dup {
+		return base, true, nil
+	}
+	if want := int32((int64(w.lastSeq()) + 1) % (1 << 31)); info.baseSequence != want {
+		return 0, false, kerr.OutOfOrderSequenceNumber
+	}
+	return 0, false, nil
+}

@@ -1,0 +1,118 @@
+package broker
+
+// ListOffsets (key 2), v0-v7.
+//
+// Timestamp -2 (earliest) gives the log start offset, -1 (latest) the high
+// watermark (consumers never see past it, whatever their isolation level:
+// there are no transactions, so the last stable offset is the high
+// watermark), -3 (v7, max timestamp) the last offset of the batch with the
+// highest timestamp. A timestamp >= 0 gives the first offset whose record
+// timestamp is at least that: exact for uncompressed batches, the batch's
+// base offset for compressed ones (the broker does not decompress); -1 when
+// no committed record is that recent. v0 answers with the old-style offset
+// list.
+
+import (
+	"github.com/twmb/franz-go/pkg/kbin"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() { register(kmsg.ListOffsets.Int16(), 0, 7, handleListOffsets) }
+
+func handleListOffsets(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
+	r := req.(*kmsg.ListOffsetsRequest)
+	resp := r.ResponseKind().(*kmsg.ListOffsetsResponse)
+	view := b.clusterView()
+	for _, rt := range r.Topics {
+		st := kmsg.NewListOffsetsResponseTopic()
+		st.Topic = rt.Topic
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewListOffsetsResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.Timestamp = -1
+			sp.Offset = -1
+			sp.LeaderEpoch = int32(view.Epoch)
+			p := b.partition(rt.Topic, rp.Partition)
+			if p == nil {
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			sp.Offset, sp.Timestamp = b.offsetForTime(p, rp.Timestamp)
+			if r.Version == 0 {
+				sp.OldStyleOffsets = []int64{sp.Offset}
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return now(resp)
+}
+
+// offsetForTime resolves a ListOffsets timestamp to (offset, timestamp).
+func (b *Broker) offsetForTime(p *partition, ts int64) (int64, int64) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	switch ts {
+	case -2:
+		return p.logStart, -1
+	case -1:
+		return p.hw, -1
+	case -3:
+		best, bestTs := int64(-1), int64(-1)
+		for _, ref := range p.batches {
+			if ref.base >= p.hw {
+				break
+			}
+			if ref.maxTs > bestTs {
+				best, bestTs = ref.last, ref.maxTs
+			}
+		}
+		return best, bestTs
+	}
+	for _, ref := range p.batches {
+		if ref.base >= p.hw {
+			break
+		}
+		if ref.maxTs < ts {
+			continue
+		}
+		if off, rts, ok := b.exactOffsetForTime(ref, ts); ok {
+			return off, rts
+		}
+		return ref.base, ref.maxTs
+	}
+	return -1, -1
+}
+
+// exactOffsetForTime finds the first record of an uncompressed batch with a
+// timestamp >= ts.
+func (b *Broker) exactOffsetForTime(ref batchRef, ts int64) (int64, int64, bool) {
+	e, err := b.wal.ReadAt(ref.pos)
+	if err != nil {
+		return 0, 0, false
+	}
+	raw := e.Payload[ref.poff : int(ref.poff)+int(ref.size)]
+	var rb kmsg.RecordBatch
+	if err := rb.ReadFrom(raw); err != nil || rb.Attributes&0x07 != 0 {
+		return 0, 0, false
+	}
+	data := rb.Records
+	for i := int32(0); i < rb.NumRecords && len(data) > 0; i++ {
+		var rec kmsg.Record
+		// A record is a varint length followed by that many bytes.
+		n, sz := kbin.Varint(data)
+		if sz <= 0 || int(n) < 0 || sz+int(n) > len(data) {
+			return 0, 0, false
+		}
+		if err := rec.ReadFrom(data[:sz+int(n)]); err != nil {
+			return 0, 0, false
+		}
+		data = data[sz+int(n):]
+		if rts := rb.FirstTimestamp + rec.TimestampDelta64; rts >= ts {
+			return rb.FirstOffset + int64(rec.OffsetDelta), rts, true
+		}
+	}
+	return 0, 0, false
+}

@@ -1,0 +1,21 @@
+package broker
+
+// Heartbeat (key 12), versions from group.Versions.
+//
+// Keeps a member alive; answers REBALANCE_IN_PROGRESS when it must rejoin.
+//
+// The group state lives in package broker/group; this file only wires the
+// API into the registry.
+
+import (
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tandem-io/tandem/broker/group"
+)
+
+func init() {
+	v := group.Versions[kmsg.Heartbeat.Int16()]
+	register(kmsg.Heartbeat.Int16(), v[0], v[1], func(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
+		return func() kmsg.Response { return b.groups.Heartbeat(rc.ctx, req.(*kmsg.HeartbeatRequest)) }
+	})
+}

@@ -1,0 +1,21 @@
+package broker
+
+// LeaveGroup (key 13), versions from group.Versions.
+//
+// Removes members from a group and starts a rebalance for the others.
+//
+// The group state lives in package broker/group; this file only wires the
+// API into the registry.
+
+import (
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tandem-io/tandem/broker/group"
+)
+
+func init() {
+	v := group.Versions[kmsg.LeaveGroup.Int16()]
+	register(kmsg.LeaveGroup.Int16(), v[0], v[1], func(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
+		return func() kmsg.Response { return b.groups.LeaveGroup(rc.ctx, req.(*kmsg.LeaveGroupRequest)) }
+	})
+}

@@ -1,0 +1,21 @@
+package broker
+
+// SyncGroup (key 14), versions from group.Versions.
+//
+// Distributes the leader's partition assignment; followers wait for it.
+//
+// The group state lives in package broker/group; this file only wires the
+// API into the registry.
+
+import (
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tandem-io/tandem/broker/group"
+)
+
+func init() {
+	v := group.Versions[kmsg.SyncGroup.Int16()]
+	register(kmsg.SyncGroup.Int16(), v[0], v[1], func(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
+		return func() kmsg.Response { return b.groups.SyncGroup(rc.ctx, req.(*kmsg.SyncGroupRequest)) }
+	})
+}

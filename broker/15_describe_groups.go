@@ -1,0 +1,21 @@
+package broker
+
+// DescribeGroups (key 15), versions from group.Versions.
+//
+// Describes groups: state, protocol, members and their assignments.
+//
+// The group state lives in package broker/group; this file only wires the
+// API into the registry.
+
+import (
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tandem-io/tandem/broker/group"
+)
+
+func init() {
+	v := group.Versions[kmsg.DescribeGroups.Int16()]
+	register(kmsg.DescribeGroups.Int16(), v[0], v[1], func(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
+		return func() kmsg.Response { return b.groups.DescribeGroups(rc.ctx, req.(*kmsg.DescribeGroupsRequest)) }
+	})
+}

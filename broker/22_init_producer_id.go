@@ -1,0 +1,74 @@
+package broker
+
+// InitProducerId (key 22), v0-v4.
+//
+// Hands out producer ids for idempotent producers. Each allocation is a WAL
+// entry, so an id is never handed out twice, across restarts and failovers.
+// A producer that presents its current id and epoch (KIP-360, v3+) gets the
+// same id with the epoch bumped, and starts its sequences again at 0.
+// Transactional ids are refused: transactions are not supported.
+
+import (
+	"context"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tandem-io/tandem/broker/wal"
+)
+
+func init() { register(kmsg.InitProducerID.Int16(), 0, 4, handleInitProducerID) }
+
+func handleInitProducerID(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
+	r := req.(*kmsg.InitProducerIDRequest)
+	resp := r.ResponseKind().(*kmsg.InitProducerIDResponse)
+	resp.ProducerID = -1
+	resp.ProducerEpoch = -1
+	if r.TransactionalID != nil {
+		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+		return now(resp)
+	}
+	if !b.isLeader() {
+		resp.ErrorCode = kerr.NotCoordinator.Code
+		return now(resp)
+	}
+	b.appendMu.Lock()
+	pid, epoch := b.nextPID, int16(0)
+	if r.ProducerID >= 0 {
+		cur, ok := b.pidEpochs[r.ProducerID]
+		switch {
+		case !ok || r.ProducerEpoch != cur:
+			b.appendMu.Unlock()
+			resp.ErrorCode = kerr.InvalidProducerEpoch.Code
+			return now(resp)
+		case cur < 32766:
+			pid, epoch = r.ProducerID, cur+1
+		}
+	}
+	next := b.nextPID
+	if pid == b.nextPID {
+		next = pid + 1
+	}
+	lsn, err := b.appendLocked(wal.TypeProducerID, encodeJSON(producerIDEntry{ProducerID: pid, Epoch: epoch, NextID: next}))
+	b.appendMu.Unlock()
+	if err != nil {
+		b.log.Error("allocating a producer id failed", "error", err)
+		resp.ErrorCode = kerr.KafkaStorageError.Code
+		return now(resp)
+	}
+	return func() kmsg.Response {
+		ctx, cancel := context.WithTimeout(rc.ctx, 30*time.Second)
+		defer cancel()
+		if err := b.wal.WaitDurable(ctx, lsn); err != nil {
+			resp.ErrorCode = kerr.RequestTimedOut.Code
+			return resp
+		}
+		if err := b.waitCommit(ctx, lsn); err != nil {
+			resp.ErrorCode = kerr.RequestTimedOut.Code
+			return resp
+		}
+		resp.ProducerID, resp.ProducerEpoch = pid, epoch
+		return resp
+	}
+}

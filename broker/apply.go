@@ -1,0 +1,307 @@
+package broker
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tandem-io/tandem/broker/group"
+	"github.com/tandem-io/tandem/broker/wal"
+)
+
+// applyLocked folds one WAL entry into the in-memory state. The leader calls
+// it right after appending, a follower after appending the leader's entry,
+// and Open for every entry at start-up: the same entry always yields the
+// same state. Caller holds appendMu.
+func (b *Broker) applyLocked(e wal.Entry, pos wal.Pos) error {
+	b.lastApplied = e.LSN
+	if e.LSN <= b.skipMetaUpTo && e.Type != wal.TypeRecordBatch {
+		return nil // already in the state checkpoint
+	}
+	switch e.Type {
+	case wal.TypeRecordBatch:
+		return b.applyBatchLocked(e, pos)
+	case wal.TypeCreateTopic:
+		var c createTopicEntry
+		if err := decodeJSON(e, &c); err != nil {
+			return err
+		}
+		t := &topic{name: c.Name, id: c.ID, createdLSN: e.LSN, configs: c.Configs}
+		if t.configs == nil {
+			t.configs = map[string]string{}
+		}
+		for i := int32(0); i < c.Partitions; i++ {
+			t.partitions = append(t.partitions, newPartition(c.Name, i))
+		}
+		b.mu.Lock()
+		b.topics[c.Name] = t
+		b.mu.Unlock()
+	case wal.TypeDeleteTopic:
+		var d deleteTopicEntry
+		if err := decodeJSON(e, &d); err != nil {
+			return err
+		}
+		b.mu.Lock()
+		if t, ok := b.topics[d.Name]; ok && t.id == d.ID {
+			delete(b.topics, d.Name)
+		}
+		b.mu.Unlock()
+		for k := range b.producers {
+			if k.tp.topic == d.Name {
+				delete(b.producers, k)
+			}
+		}
+		b.groups.DeleteTopic(d.Name)
+	case wal.TypeCreatePartitions:
+		var c createPartitionsEntry
+		if err := decodeJSON(e, &c); err != nil {
+			return err
+		}
+		b.mu.Lock()
+		if t, ok := b.topics[c.Name]; ok {
+			for i := int32(len(t.partitions)); i < c.Count; i++ {
+				t.partitions = append(t.partitions, newPartition(c.Name, i))
+			}
+		}
+		b.mu.Unlock()
+	case wal.TypeAlterConfig:
+		var a alterConfigEntry
+		if err := decodeJSON(e, &a); err != nil {
+			return err
+		}
+		b.mu.Lock()
+		if t, ok := b.topics[a.Name]; ok {
+			cfgs := make(map[string]string, len(t.configs))
+			for k, v := range t.configs {
+				cfgs[k] = v
+			}
+			for k, v := range a.Set {
+				if v == nil {
+					delete(cfgs, k)
+				} else {
+					cfgs[k] = *v
+				}
+			}
+			t.configs = cfgs
+		}
+		b.mu.Unlock()
+	case wal.TypeOffsetCommit:
+		var o offsetCommitEntry
+		if err := decodeJSON(e, &o); err != nil {
+			return err
+		}
+		offs := make([]group.Offset, len(o.Offsets))
+		for i, v := range o.Offsets {
+			offs[i] = group.Offset{Topic: v.Topic, Partition: v.Partition, Offset: v.Offset,
+				LeaderEpoch: v.LeaderEpoch, Metadata: v.Metadata, CommitTimeMs: v.CommitTime}
+		}
+		b.groups.Restore(o.Group, offs)
+	case wal.TypeProducerID:
+		var p producerIDEntry
+		if err := decodeJSON(e, &p); err != nil {
+			return err
+		}
+		if p.NextID > b.nextPID {
+			b.nextPID = p.NextID
+		}
+		b.pidEpochs[p.ProducerID] = p.Epoch
+	case wal.TypeNoop:
+		// A new leader's first entry: it carries the epoch, nothing else.
+	default:
+		return fmt.Errorf("%w: lsn %d has unknown type %d", ErrBadEntry, e.LSN, e.Type)
+	}
+	return nil
+}
+
+func (b *Broker) applyBatchLocked(e wal.Entry, pos wal.Pos) error {
+	tname, part, raw, err := decodeBatchEntry(e.Payload)
+	if err != nil {
+		return fmt.Errorf("lsn %d: %w", e.LSN, err)
+	}
+	info, err := parseBatch(raw)
+	if err != nil {
+		return fmt.Errorf("%w: lsn %d: %v", ErrBadEntry, e.LSN, err)
+	}
+	p := b.partition(tname, part)
+	if p != nil && b.skipMetaUpTo > 0 {
+		if t, _ := b.topicSnapCreated(tname); e.LSN < t {
+			p = nil // a batch of an older topic of the same name
+		}
+	}
+	if p == nil {
+		// The topic was deleted after this batch was written (a later
+		// entry says so) or never existed on this node: nothing to index.
+		b.log.Debug("batch for unknown partition ignored", "topic", tname, "partition", part, "lsn", e.LSN)
+		return nil
+	}
+	ref := batchRef{
+		base:   info.baseOffset,
+		last:   info.lastOffset(),
+		maxTs:  info.maxTimestamp,
+		pos:    pos,
+		size:   int32(len(raw)),
+		poff:   int32(batchOffsetInPayload(e.Payload)),
+		hasPID: info.producerID >= 0,
+	}
+	p.mu.Lock()
+	if len(p.batches) == 0 && p.next == 0 {
+		p.logStart = ref.base
+	}
+	p.batches = append(p.batches, ref)
+	p.next = ref.last + 1
+	p.mu.Unlock()
+	if info.producerID >= 0 && info.baseSequence >= 0 {
+		k := producerKey{pid: info.producerID, tp: tp{tname, part}}
+		w := b.producers[k]
+		if w == nil || w.epoch != info.producerEpoch {
+			w = &seqWindow{epoch: info.producerEpoch}
+			b.producers[k] = w
+		}
+		w.add(seqEntry{firstSeq: info.baseSequence, lastSeq: info.lastSequence(), baseOffset: info.baseOffset})
+		if ep, ok := b.pidEpochs[info.producerID]; !ok || ep < info.producerEpoch {
+			b.pidEpochs[info.producerID] = info.producerEpoch
+		}
+		if info.producerID >= b.nextPID {
+			b.nextPID = info.producerID + 1
+		}
+	}
+	b.commitMu.Lock()
+	if e.LSN <= b.commitLSN {
+		b.commitMu.Unlock()
+		p.mu.Lock()
+		p.setHWLocked(ref.last + 1)
+		p.mu.Unlock()
+		b.hwNotify.broadcast()
+		return nil
+	}
+	b.pending = append(b.pending, pendingCommit{lsn: e.LSN, p: p, end: ref.last + 1})
+	b.commitMu.Unlock()
+	return nil
+}
+
+// partition returns a topic-partition, or nil.
+func (b *Broker) partition(topicName string, part int32) *partition {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	t := b.topics[topicName]
+	if t == nil || part < 0 || int(part) >= len(t.partitions) {
+		return nil
+	}
+	return t.partitions[part]
+}
+
+// SetCommitLSN moves the commit point forward: every batch at or below it
+// becomes visible to consumers and acks=-1 produces waiting on it are
+// answered. It never moves backwards.
+func (b *Broker) SetCommitLSN(lsn uint64) {
+	b.commitMu.Lock()
+	if lsn <= b.commitLSN {
+		b.commitMu.Unlock()
+		return
+	}
+	b.commitLSN = lsn
+	i := 0
+	for i < len(b.pending) && b.pending[i].lsn <= lsn {
+		i++
+	}
+	done := b.pending[:i]
+	b.pending = b.pending[i:]
+	close(b.commitCh)
+	b.commitCh = make(chan struct{})
+	b.commitMu.Unlock()
+	// done is ascending in LSN, so per partition the last one wins.
+	for _, pc := range done {
+		pc.p.mu.Lock()
+		pc.p.setHWLocked(pc.end)
+		pc.p.mu.Unlock()
+	}
+	if len(done) > 0 {
+		b.hwNotify.broadcast()
+	}
+}
+
+// CommitLSN is the current commit point.
+func (b *Broker) CommitLSN() uint64 {
+	b.commitMu.Lock()
+	defer b.commitMu.Unlock()
+	return b.commitLSN
+}
+
+// waitCommit blocks until the commit point reaches lsn or ctx ends.
+func (b *Broker) waitCommit(ctx interface {
+	Done() <-chan struct{}
+	Err() error
+}, lsn uint64) error {
+	for {
+		b.commitMu.Lock()
+		if b.commitLSN >= lsn {
+			b.commitMu.Unlock()
+			return nil
+		}
+		ch := b.commitCh
+		b.commitMu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-b.ctx.Done():
+			return ErrClosed
+		}
+	}
+}
+
+// The commit checkpoint lets a replicated node that restarts serve reads up
+// to the last commit point it knew before its sidecar tells it the current
+// one (Kafka's replication-offset-checkpoint).
+func (b *Broker) commitCheckpointPath() string {
+	return filepath.Join(b.cfg.DataDir, "commit-checkpoint")
+}
+
+func (b *Broker) loadCommitCheckpoint() uint64 {
+	data, err := os.ReadFile(b.commitCheckpointPath())
+	if err != nil {
+		return 0
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
+	if err != nil {
+		b.log.Warn("ignoring unreadable commit checkpoint", "file", b.commitCheckpointPath(), "error", err)
+		return 0
+	}
+	// Never claim more than is on disk here.
+	if last := b.wal.DurableLSN(); v > last {
+		v = last
+	}
+	return v
+}
+
+func (b *Broker) saveCommitCheckpoint() {
+	lsn := b.CommitLSN()
+	tmp := b.commitCheckpointPath() + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.FormatUint(lsn, 10)+"\n"), 0o644); err != nil {
+		b.log.Warn("writing commit checkpoint failed", "error", err)
+		return
+	}
+	if err := os.Rename(tmp, b.commitCheckpointPath()); err != nil {
+		b.log.Warn("writing commit checkpoint failed", "error", err)
+	}
+}
+
+func (b *Broker) checkpointCommitLoop() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var last uint64
+	for {
+		select {
+		case <-t.C:
+			if c := b.CommitLSN(); c != last {
+				b.saveCommitCheckpoint()
+				last = c
+			}
+		case <-b.ctx.Done():
+			return
+		}
+	}
+}

@@ -1,0 +1,322 @@
+package broker
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/tandem-io/tandem/broker/group"
+	"github.com/tandem-io/tandem/broker/link"
+	"github.com/tandem-io/tandem/broker/wal"
+)
+
+// ErrClosed is returned by operations on a closed broker.
+var ErrClosed = errors.New("broker: closed")
+
+// Broker is one Kafka-compatible broker on its WAL. Open it, Serve it, Close it.
+type Broker struct {
+	cfg    Config
+	log    hclog.Logger
+	wal    *wal.Log
+	groups *group.Coordinator
+	host   string
+	port   int32
+
+	// appendMu serialises WAL appends and the state changes they imply,
+	// so that offsets and LSNs are assigned in the same order.
+	appendMu     sync.Mutex
+	producers    map[producerKey]*seqWindow // guarded by appendMu
+	pidEpochs    map[int64]int16            // guarded by appendMu
+	nextPID      int64                      // guarded by appendMu
+	lastApplied  uint64                     // guarded by appendMu
+	skipMetaUpTo uint64                     // guarded by appendMu; metadata entries the checkpoint covers
+
+	mu          sync.RWMutex
+	topics      map[string]*topic // guarded by mu
+	view        link.ClusterView  // guarded by mu
+	clusterName string            // guarded by mu; Kafka cluster id in Metadata
+
+	commitMu  sync.Mutex
+	commitLSN uint64          // guarded by commitMu
+	pending   []pendingCommit // guarded by commitMu; ascending LSN
+	commitCh  chan struct{}   // guarded by commitMu; closed when commitLSN moves
+	hwNotify  notifier        // broadcast when any high watermark moves
+	metrics   *metrics
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	lnMu  sync.Mutex
+	ln    net.Listener
+	conns map[net.Conn]struct{}
+}
+
+// Open opens (or creates) the broker's WAL under cfg.DataDir and rebuilds
+// the broker's state by replaying it. It does not listen yet: call Serve.
+func Open(cfg Config) (*Broker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("broker: invalid config: %w", err)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.Default()
+	}
+	if cfg.Advertise == "" {
+		cfg.Advertise = cfg.Listen
+	}
+	host, portStr, _ := net.SplitHostPort(cfg.Advertise)
+	port, _ := strconv.Atoi(portStr)
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &Broker{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		host:      host,
+		port:      int32(port),
+		producers: make(map[producerKey]*seqWindow),
+		pidEpochs: make(map[int64]int16),
+		topics:    make(map[string]*topic),
+		commitCh:  make(chan struct{}),
+		ctx:       ctx,
+		cancel:    cancel,
+		conns:     make(map[net.Conn]struct{}),
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		cancel()
+		return nil, fmt.Errorf("broker: data dir: %w", err)
+	}
+	w, err := wal.Open(wal.Options{
+		Dir:          filepath.Join(cfg.DataDir, "wal"),
+		SegmentBytes: cfg.SegmentBytes,
+		Sync:         cfg.Fsync,
+		SyncInterval: cfg.FsyncInterval,
+		Logger:       b.log.Named("wal"),
+	})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("broker: opening WAL: %w", err)
+	}
+	b.wal = w
+	b.metrics = newMetrics(b)
+	b.groups = group.New(group.Config{
+		Logger:                b.log.Named("group"),
+		Persister:             (*offsetPersister)(b),
+		InitialRebalanceDelay: cfg.InitialRebalanceDelay,
+	})
+	if cfg.SidecarSocket == "" {
+		b.view = link.ClusterView{
+			Role:     link.RoleStandalone,
+			LeaderID: cfg.NodeID,
+			Epoch:    b.lastEpoch(),
+			Brokers:  []link.BrokerInfo{{NodeID: cfg.NodeID, Host: host, Port: int32(port), Rack: cfg.Rack}},
+			ISR:      []int32{cfg.NodeID},
+		}
+	} else {
+		// Until the sidecar says otherwise this node takes no writes.
+		b.view = link.ClusterView{
+			Role:     link.RoleFollower,
+			LeaderID: -1,
+			Epoch:    b.lastEpoch(),
+			Brokers:  []link.BrokerInfo{{NodeID: cfg.NodeID, Host: host, Port: int32(port), Rack: cfg.Rack}},
+		}
+	}
+	start := time.Now()
+	n, err := b.replay()
+	if err != nil {
+		w.Close()
+		cancel()
+		return nil, err
+	}
+	if cfg.SidecarSocket == "" {
+		b.SetCommitLSN(w.DurableLSN())
+	} else {
+		b.SetCommitLSN(b.loadCommitCheckpoint())
+	}
+	b.log.Info("state recovered from WAL", "entries", n, "first_lsn", w.FirstLSN(), "last_lsn", w.LastLSN(),
+		"topics", len(b.topics), "elapsed", time.Since(start).Round(time.Millisecond))
+	if cfg.SidecarSocket == "" {
+		b.goFunc(b.followDurable)
+	} else {
+		b.goFunc(b.checkpointCommitLoop)
+	}
+	b.goFunc(b.retentionLoop)
+	return b, nil
+}
+
+// goFunc starts fn as a goroutine that Close waits for.
+func (b *Broker) goFunc(fn func()) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		fn()
+	}()
+}
+
+func (b *Broker) lastEpoch() uint32 {
+	h := b.wal.EpochHistory()
+	if len(h) == 0 {
+		return 0
+	}
+	return h[len(h)-1].Epoch
+}
+
+// replay rebuilds all in-memory state from the WAL.
+func (b *Broker) replay() (int, error) {
+	r, err := b.wal.NewReader(b.wal.FirstLSN())
+	if err != nil {
+		return 0, fmt.Errorf("broker: replaying WAL: %w", err)
+	}
+	defer r.Close()
+	n := 0
+	b.appendMu.Lock()
+	defer b.appendMu.Unlock()
+	if b.wal.FirstLSN() > 1 {
+		// Retention deleted the oldest segments: their metadata is in the checkpoint.
+		c, err := b.loadCheckpointLocked()
+		if err != nil {
+			return 0, err
+		}
+		b.skipMetaUpTo = c
+		defer func() { b.skipMetaUpTo = 0 }()
+	}
+	for {
+		e, pos, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			if last := b.wal.LastLSN(); b.lastApplied < last {
+				return n, fmt.Errorf("broker: replay stopped at LSN %d but the WAL ends at %d", b.lastApplied, last)
+			}
+			return n, nil
+		}
+		if err != nil {
+			return n, fmt.Errorf("broker: replaying WAL: %w", err)
+		}
+		if err := b.applyLocked(e, pos); err != nil {
+			return n, err
+		}
+		n++
+	}
+}
+
+// followDurable makes the commit point follow local durability (standalone).
+func (b *Broker) followDurable() {
+	for {
+		ch := b.wal.Durable()
+		b.SetCommitLSN(b.wal.DurableLSN())
+		select {
+		case <-ch:
+		case <-b.ctx.Done():
+			return
+		}
+	}
+}
+
+// Serve listens on cfg.Listen and serves Kafka clients until Close. If a
+// sidecar socket is configured it also keeps the link to the sidecar up.
+func (b *Broker) Serve() error {
+	ln, err := net.Listen("tcp", b.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("broker: listen: %w", err)
+	}
+	return b.ServeListener(ln)
+}
+
+// ServeListener is Serve on an existing listener (tests use 127.0.0.1:0).
+func (b *Broker) ServeListener(ln net.Listener) error {
+	b.lnMu.Lock()
+	if b.ctx.Err() != nil {
+		b.lnMu.Unlock()
+		ln.Close()
+		return ErrClosed
+	}
+	b.ln = ln
+	b.lnMu.Unlock()
+	b.log.Info("serving Kafka", "listen", ln.Addr().String(), "advertise", b.cfg.Advertise, "node_id", b.cfg.NodeID)
+	if b.cfg.SidecarSocket != "" {
+		b.goFunc(func() {
+			if err := link.Run(b.ctx, b.cfg.SidecarSocket, b, b.log.Named("link")); err != nil && b.ctx.Err() == nil {
+				b.log.Error("sidecar link stopped", "error", err)
+			}
+		})
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if b.ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("broker: accept: %w", err)
+		}
+		b.lnMu.Lock()
+		if b.ctx.Err() != nil {
+			b.lnMu.Unlock()
+			c.Close()
+			return nil
+		}
+		b.conns[c] = struct{}{}
+		b.lnMu.Unlock()
+		b.goFunc(func() {
+			b.serveConn(c)
+			b.lnMu.Lock()
+			delete(b.conns, c)
+			b.lnMu.Unlock()
+		})
+	}
+}
+
+// Addr is the address the broker listens on (nil before Serve).
+func (b *Broker) Addr() net.Addr {
+	b.lnMu.Lock()
+	defer b.lnMu.Unlock()
+	if b.ln == nil {
+		return nil
+	}
+	return b.ln.Addr()
+}
+
+// Close stops serving, closes every connection, waits for every goroutine
+// and closes the WAL.
+func (b *Broker) Close() error {
+	b.lnMu.Lock()
+	if b.ctx.Err() != nil {
+		b.lnMu.Unlock()
+		return nil
+	}
+	b.cancel()
+	if b.ln != nil {
+		b.ln.Close()
+	}
+	for c := range b.conns {
+		c.Close()
+	}
+	b.lnMu.Unlock()
+	b.groups.Close()
+	b.wg.Wait()
+	if b.cfg.SidecarSocket != "" {
+		b.saveCommitCheckpoint()
+	}
+	return b.wal.Close()
+}
+
+// newTopicID returns a random Kafka topic UUID.
+func newTopicID() [16]byte {
+	var id [16]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		panic(err)
+	}
+	id[6] = (id[6] & 0x0f) | 0x40
+	id[8] = (id[8] & 0x3f) | 0x80
+	return id
+}

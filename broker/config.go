@@ -1,0 +1,127 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/tandem-io/tandem/broker/wal"
+)
+
+// Config is everything a broker needs to start. Build it with DefaultConfig
+// and change what you need; Validate reports what is wrong with it.
+type Config struct {
+	// NodeID identifies this node in the cluster and in Kafka Metadata. No default.
+	NodeID int32
+	// DataDir holds the WAL (DataDir/wal) and the state checkpoint. No default.
+	DataDir string
+	// Listen is the TCP address Kafka clients connect to. Default 127.0.0.1:9092.
+	Listen string
+	// Advertise is the host:port put in Metadata for clients. Default: Listen.
+	Advertise string
+	// SidecarSocket is the Unix socket of this node's sidecar. Empty means
+	// standalone: no replication, the high watermark follows local durability.
+	SidecarSocket string
+	// Rack is this node's rack (Kafka broker.rack), used for follower reads.
+	Rack string
+
+	// NumPartitions is Kafka's num.partitions: partitions of an auto-created
+	// topic, and of CreateTopics asking for -1. Default 1, as Kafka.
+	NumPartitions int32
+	// AutoCreateTopics is Kafka's auto.create.topics.enable. Default true.
+	AutoCreateTopics bool
+	// MinInsyncReplicas is the cluster default of min.insync.replicas (a
+	// topic config overrides it). Default 1, as Kafka.
+	MinInsyncReplicas int32
+
+	// Fsync is the WAL durability policy. Default every batch (group commit):
+	// a produce is acknowledged only after the fsync covering it.
+	Fsync wal.SyncPolicy
+	// FsyncInterval is the period of the interval policy. Default 1s.
+	FsyncInterval time.Duration
+	// SegmentBytes is the size at which the WAL rolls to a new segment file.
+	// Retention deletes whole segments, so this is its granularity. Default 64 MiB.
+	SegmentBytes int64
+	// RetentionMs is Kafka's log.retention.ms, applied to the node-wide WAL:
+	// a sealed segment whose last write is older is deleted. Default 7 days;
+	// -1 keeps everything.
+	RetentionMs int64
+	// RetentionBytes is Kafka's log.retention.bytes, applied to the whole WAL:
+	// the oldest sealed segments are deleted while the WAL is larger. Default -1 (no limit).
+	RetentionBytes int64
+	// RetentionCheckInterval is how often retention runs. Default 5 minutes
+	// (Kafka's log.retention.check.interval.ms).
+	RetentionCheckInterval time.Duration
+
+	// InitialRebalanceDelay is Kafka's group.initial.rebalance.delay.ms: how
+	// long a new, empty consumer group waits for more members before its
+	// first rebalance. Default 3s, as Kafka; tests use 0.
+	InitialRebalanceDelay time.Duration
+
+	// MaxRequestBytes bounds one Kafka request frame (Kafka's
+	// socket.request.max.bytes). Larger frames close the connection. Default 100 MiB.
+	MaxRequestBytes int32
+	// MaxMessageBytes bounds one record batch (Kafka's message.max.bytes).
+	// Default 1 MiB + 12 bytes, as Kafka.
+	MaxMessageBytes int32
+
+	// Logger receives every log line. Default: hclog's default logger.
+	Logger hclog.Logger
+}
+
+// DefaultConfig returns a Config with Kafka's defaults where Kafka has one.
+func DefaultConfig() Config {
+	return Config{
+		Listen:                 "127.0.0.1:9092",
+		NumPartitions:          1,
+		AutoCreateTopics:       true,
+		MinInsyncReplicas:      1,
+		Fsync:                  wal.SyncEveryBatch,
+		FsyncInterval:          time.Second,
+		SegmentBytes:           64 << 20,
+		RetentionMs:            7 * 24 * 3600 * 1000,
+		RetentionBytes:         -1,
+		RetentionCheckInterval: 5 * time.Minute,
+		InitialRebalanceDelay:  3 * time.Second,
+		MaxRequestBytes:        100 << 20,
+		MaxMessageBytes:        1<<20 + 12,
+	}
+}
+
+// Validate reports the first problem with c.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.NodeID < 0 {
+		errs = append(errs, fmt.Errorf("node id must be >= 0, got %d", c.NodeID))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data dir is required"))
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("listen address %q: %w", c.Listen, err))
+	}
+	if c.Advertise != "" {
+		if _, _, err := net.SplitHostPort(c.Advertise); err != nil {
+			errs = append(errs, fmt.Errorf("advertise address %q: %w", c.Advertise, err))
+		}
+	}
+	if c.NumPartitions < 1 {
+		errs = append(errs, fmt.Errorf("num.partitions must be >= 1, got %d", c.NumPartitions))
+	}
+	if c.MinInsyncReplicas < 1 {
+		errs = append(errs, fmt.Errorf("min.insync.replicas must be >= 1, got %d", c.MinInsyncReplicas))
+	}
+	if c.SegmentBytes < 1<<20 {
+		errs = append(errs, fmt.Errorf("segment bytes must be >= 1 MiB, got %d", c.SegmentBytes))
+	}
+	if c.MaxRequestBytes < 1<<10 {
+		errs = append(errs, fmt.Errorf("max request bytes must be >= 1 KiB, got %d", c.MaxRequestBytes))
+	}
+	if c.Fsync == wal.SyncInterval && c.FsyncInterval <= 0 {
+		errs = append(errs, errors.New("fsync interval must be > 0 with the interval policy"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,172 @@
+package broker
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/twmb/franz-go/pkg/kbin"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// maxInFlight bounds the requests a connection has read but not yet answered
+// (Kafka clients pipeline up to 5 per connection by default).
+const maxInFlight = 32
+
+// ErrBadFrame means a client sent bytes that are not a Kafka request. The
+// connection is closed; the broker carries on.
+var ErrBadFrame = errors.New("broker: malformed request frame")
+
+type inflight struct {
+	key, version int16
+	corrID       int32
+	respond      func() kmsg.Response
+}
+
+// serveConn runs one client connection: a read loop that decodes requests and
+// runs their handlers in order, and a write loop that sends the responses in
+// the same order.
+func (b *Broker) serveConn(c net.Conn) {
+	log := b.log.Named("conn").With("client", c.RemoteAddr().String())
+	ctx, cancel := context.WithCancel(b.ctx)
+	defer cancel()
+	defer c.Close()
+
+	host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+	queue := make(chan inflight, maxInFlight)
+	writeDone := make(chan struct{})
+	go func() {
+		defer close(writeDone)
+		b.writeLoop(ctx, c, queue, log)
+		cancel()
+		c.Close() // unblock the reader if writing failed
+	}()
+
+	r := bufio.NewReaderSize(c, 64<<10)
+	for {
+		frame, err := readFrame(r, b.cfg.MaxRequestBytes)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+				log.Warn("closing connection", "error", err)
+			}
+			break
+		}
+		in, err := b.dispatch(ctx, frame, host)
+		if err != nil {
+			log.Warn("closing connection after a bad request", "error", err)
+			break
+		}
+		select {
+		case queue <- in:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(queue)
+	cancel()
+	<-writeDone
+}
+
+func readFrame(r *bufio.Reader, max int32) ([]byte, error) {
+	var sz [4]byte
+	if _, err := io.ReadFull(r, sz[:]); err != nil {
+		return nil, err
+	}
+	n := int32(binary.BigEndian.Uint32(sz[:]))
+	if n < 8 || n > max {
+		return nil, fmt.Errorf("%w: frame size %d outside [8, %d] (socket.request.max.bytes)", ErrBadFrame, n, max)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return nil, fmt.Errorf("%w: frame of %d bytes cut short: %v", ErrBadFrame, n, err)
+	}
+	return buf, nil
+}
+
+// dispatch decodes one request frame and runs its handler.
+func (b *Broker) dispatch(ctx context.Context, frame []byte, host string) (inflight, error) {
+	rd := kbin.Reader{Src: frame}
+	key := rd.Int16()
+	version := rd.Int16()
+	corrID := rd.Int32()
+	clientID := rd.NullableString()
+	if !rd.Ok() {
+		return inflight{}, fmt.Errorf("%w: request header does not decode", ErrBadFrame)
+	}
+	in := inflight{key: key, version: version, corrID: corrID}
+	a, ok := apis[key]
+	req := kmsg.RequestForKey(key)
+	if !ok || req == nil {
+		return in, fmt.Errorf("%w: unsupported API key %d (%s), correlation id %d", ErrBadFrame, key, kmsg.NameForKey(key), corrID)
+	}
+	if version < a.min || version > a.max {
+		if key == kmsg.ApiVersions.Int16() {
+			// KIP-511: answer an unknown ApiVersions version with v0 and
+			// UNSUPPORTED_VERSION so the client can retry with one we know.
+			in.version = 0
+			resp := b.apiVersionsResponse(0)
+			resp.ErrorCode = kerr.UnsupportedVersion.Code
+			in.respond = now(resp)
+			return in, nil
+		}
+		return in, fmt.Errorf("%w: %s v%d is not supported (supported v%d-v%d)", ErrBadFrame, kmsg.NameForKey(key), version, a.min, a.max)
+	}
+	req.SetVersion(version)
+	if req.IsFlexible() {
+		kmsg.SkipTags(&rd)
+		if !rd.Ok() {
+			return in, fmt.Errorf("%w: %s v%d header tags do not decode", ErrBadFrame, kmsg.NameForKey(key), version)
+		}
+	}
+	if err := req.ReadFrom(rd.Src); err != nil {
+		return in, fmt.Errorf("%w: %s v%d body does not decode: %v", ErrBadFrame, kmsg.NameForKey(key), version, err)
+	}
+	rc := &reqCtx{ctx: ctx, host: host, version: version}
+	if clientID != nil {
+		rc.clientID = *clientID
+	}
+	in.respond = a.handle(b, rc, req)
+	return in, nil
+}
+
+func (b *Broker) writeLoop(ctx context.Context, c net.Conn, queue <-chan inflight, log hclog.Logger) {
+	buf := make([]byte, 0, 64<<10)
+	for in := range queue {
+		if in.respond == nil {
+			continue // acks=0
+		}
+		resp := in.respond()
+		if resp == nil {
+			continue
+		}
+		resp.SetVersion(in.version)
+		buf = buf[:0]
+		buf = append(buf, 0, 0, 0, 0)
+		buf = kbin.AppendInt32(buf, in.corrID)
+		// ApiVersions keeps the v0 response header at every version (KIP-511).
+		if resp.IsFlexible() && in.key != kmsg.ApiVersions.Int16() {
+			buf = append(buf, 0) // no tagged fields
+		}
+		buf = resp.AppendTo(buf)
+		binary.BigEndian.PutUint32(buf, uint32(len(buf)-4))
+		c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		if _, err := c.Write(buf); err != nil {
+			if ctx.Err() == nil {
+				log.Debug("writing response failed", "api", kmsg.NameForKey(in.key), "error", err)
+			}
+			return // the caller cancels the context and closes the connection
+		}
+		if cap(buf) > 1<<20 {
+			buf = make([]byte, 0, 64<<10)
+		}
+	}
+}

@@ -1,0 +1,146 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tandem-io/tandem/broker/group"
+	"github.com/tandem-io/tandem/broker/link"
+	"github.com/tandem-io/tandem/broker/wal"
+)
+
+// This file is the broker's side of replication: what the sidecar link
+// (package broker/link) calls. The broker implements link.Broker.
+
+var _ link.Broker = (*Broker)(nil)
+
+// NodeID is this node's id.
+func (b *Broker) NodeID() int32 { return b.cfg.NodeID }
+
+// Advertised is the Kafka address clients are told.
+func (b *Broker) Advertised() (string, int32) { return b.host, b.port }
+
+// Rack is this node's rack (empty when none).
+func (b *Broker) Rack() string { return b.cfg.Rack }
+
+// WAL is the broker's write-ahead log.
+func (b *Broker) WAL() *wal.Log { return b.wal }
+
+// ErrNotFollower is returned when entries are applied to a node that takes writes.
+var ErrNotFollower = errors.New("broker: not a follower")
+
+// ApplyEntries appends the leader's entries unchanged (same LSN, epoch,
+// type and payload), folds them into the state and returns once they are
+// durable under the fsync policy.
+func (b *Broker) ApplyEntries(ents []wal.Entry) error {
+	if len(ents) == 0 {
+		return nil
+	}
+	if b.isLeader() {
+		return fmt.Errorf("%w: refusing %d entries from LSN %d", ErrNotFollower, len(ents), ents[0].LSN)
+	}
+	b.appendMu.Lock()
+	for _, e := range ents {
+		pos, err := b.wal.AppendEntry(e)
+		if err != nil {
+			b.appendMu.Unlock()
+			return fmt.Errorf("broker: applying LSN %d: %w", e.LSN, err)
+		}
+		if err := b.applyLocked(e, pos); err != nil {
+			b.appendMu.Unlock()
+			return fmt.Errorf("broker: applying LSN %d: %w", e.LSN, err)
+		}
+	}
+	b.appendMu.Unlock()
+	return b.wal.WaitDurable(b.ctx, ents[len(ents)-1].LSN)
+}
+
+// TruncateAfter drops every entry above lsn (a diverged tail) and rebuilds
+// the state from what is left.
+func (b *Broker) TruncateAfter(lsn uint64) error {
+	last := b.wal.LastLSN()
+	if lsn >= last {
+		return nil
+	}
+	b.log.Warn("truncating diverged WAL tail", "after_lsn", lsn, "dropped_entries", last-lsn)
+	return b.rebuild(func() error { return b.wal.Truncate(lsn) })
+}
+
+// ResetTo wipes the WAL and the state; the next entry expected is next (the
+// node is re-cloned from the leader from there).
+func (b *Broker) ResetTo(next uint64) error {
+	b.log.Warn("resetting WAL for a re-clone from the leader", "next_lsn", next)
+	return b.rebuild(func() error { return b.wal.Reset(next) })
+}
+
+// rebuild changes the WAL with fn and replays the state from scratch.
+func (b *Broker) rebuild(fn func() error) error {
+	b.appendMu.Lock()
+	err := fn()
+	b.mu.Lock()
+	b.topics = make(map[string]*topic)
+	b.mu.Unlock()
+	b.producers = make(map[producerKey]*seqWindow)
+	b.pidEpochs = make(map[int64]int16)
+	b.nextPID = 0
+	b.lastApplied = 0
+	b.commitMu.Lock()
+	b.pending = nil
+	if c := b.wal.LastLSN(); b.commitLSN > c {
+		b.commitLSN = c
+	}
+	b.commitMu.Unlock()
+	b.groups.ResetMembership()
+	b.appendMu.Unlock()
+	if err != nil {
+		return err
+	}
+	if _, err := b.replay(); err != nil {
+		return err
+	}
+	b.hwNotify.broadcast()
+	return nil
+}
+
+// SetClusterView changes the role, leader, epoch and ISR the broker acts on.
+// Losing leadership drops group membership (members rejoin at the new
+// leader); committed offsets stay.
+func (b *Broker) SetClusterView(v link.ClusterView) {
+	b.mu.Lock()
+	old := b.view
+	b.view = v
+	b.mu.Unlock()
+	if old.Role != v.Role || old.LeaderID != v.LeaderID || old.Epoch != v.Epoch {
+		b.log.Info("cluster view changed", "role", v.Role.String(), "leader", v.LeaderID, "epoch", v.Epoch,
+			"brokers", len(v.Brokers), "isr", fmt.Sprint(v.ISR))
+	}
+	if (old.Role == link.RoleLeader || old.Role == link.RoleStandalone) && v.Role == link.RoleFollower {
+		b.groups.ResetMembership()
+	}
+	b.hwNotify.broadcast()
+}
+
+// offsetPersister writes committed group offsets to the WAL.
+type offsetPersister Broker
+
+// ErrNotLeader is returned for writes on a node that does not take them.
+var ErrNotLeader = errors.New("broker: not the leader")
+
+func (op *offsetPersister) CommitOffsets(ctx context.Context, groupID string, offsets []group.Offset) error {
+	b := (*Broker)(op)
+	if !b.isLeader() {
+		return ErrNotLeader
+	}
+	e := offsetCommitEntry{Group: groupID, Offsets: make([]offsetCommitValue, len(offsets))}
+	for i, o := range offsets {
+		ts := o.CommitTimeMs
+		if ts == 0 {
+			ts = time.Now().UnixMilli()
+		}
+		e.Offsets[i] = offsetCommitValue{Topic: o.Topic, Partition: o.Partition, Offset: o.Offset,
+			LeaderEpoch: o.LeaderEpoch, Metadata: o.Metadata, CommitTime: ts}
+	}
+	return b.appendMeta(ctx, wal.TypeOffsetCommit, e)
+}

@@ -1,0 +1,137 @@
+package broker
+
+import (
+	"sort"
+	"sync"
+
+	"github.com/tandem-io/tandem/broker/wal"
+)
+
+// topic is one Kafka topic. Its partitions only grow (CreatePartitions).
+type topic struct {
+	name       string
+	id         [16]byte
+	createdLSN uint64
+	configs    map[string]string // overrides; defaults come from the broker config
+	partitions []*partition
+}
+
+// batchRef locates one stored RecordBatch: the index entry from
+// (topic, partition, offset) to the WAL entry that holds it.
+type batchRef struct {
+	base   int64
+	last   int64
+	maxTs  int64
+	pos    wal.Pos
+	size   int32 // RecordBatch bytes
+	poff   int32 // where the RecordBatch starts inside the WAL payload
+	hasPID bool
+}
+
+// partition is one topic-partition: its offset index and watermarks.
+type partition struct {
+	topic string
+	id    int32
+
+	mu       sync.RWMutex
+	batches  []batchRef // ascending by base offset; the fetch index
+	logStart int64      // first offset still stored
+	next     int64      // log end offset: the offset the next record gets
+	hw       int64      // high watermark: records below it are committed
+}
+
+func newPartition(topic string, id int32) *partition {
+	return &partition{topic: topic, id: id}
+}
+
+// setHWLocked moves the high watermark forward. The caller then wakes
+// waiting fetches with Broker.hwNotify.
+func (p *partition) setHWLocked(hw int64) {
+	if hw > p.hw {
+		p.hw = hw
+	}
+}
+
+// find returns the index of the first batch whose last offset is >= off.
+func (p *partition) findLocked(off int64) int {
+	return sort.Search(len(p.batches), func(i int) bool { return p.batches[i].last >= off })
+}
+
+// watermarks returns (logStart, hw, next) under the read lock.
+func (p *partition) watermarks() (int64, int64, int64) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.logStart, p.hw, p.next
+}
+
+// dropBefore forgets index entries whose WAL entries retention deleted.
+func (p *partition) dropBeforeLocked(firstLSN uint64) {
+	i := sort.Search(len(p.batches), func(i int) bool { return p.batches[i].pos.LSN >= firstLSN })
+	if i == 0 {
+		return
+	}
+	if i < len(p.batches) {
+		p.logStart = p.batches[i].base
+	} else {
+		p.logStart = p.next
+	}
+	p.batches = append(p.batches[:0:0], p.batches[i:]...)
+}
+
+// tp names a topic-partition.
+type tp struct {
+	topic     string
+	partition int32
+}
+
+// seqWindow remembers the last batches of one producer on one partition, so
+// that a retried batch is recognised and answered with its original offset
+// (Kafka keeps five, the maximum number of in-flight requests).
+type seqWindow struct {
+	epoch   int16
+	entries [5]seqEntry
+	n       int // valid entries, newest last
+}
+
+type seqEntry struct {
+	firstSeq, lastSeq int32
+	baseOffset        int64
+}
+
+func (w *seqWindow) lastSeq() int32 {
+	if w.n == 0 {
+		return -1
+	}
+	return w.entries[w.n-1].lastSeq
+}
+
+func (w *seqWindow) add(e seqEntry) {
+	if w.n == len(w.entries) {
+		copy(w.entries[:], w.entries[1:])
+		w.n--
+	}
+	w.entries[w.n] = e
+	w.n++
+}
+
+func (w *seqWindow) duplicate(firstSeq, lastSeq int32) (int64, bool) {
+	for i := 0; i < w.n; i++ {
+		if w.entries[i].firstSeq == firstSeq && w.entries[i].lastSeq == lastSeq {
+			return w.entries[i].baseOffset, true
+		}
+	}
+	return 0, false
+}
+
+// producerKey identifies one idempotent producer's sequence on one partition.
+type producerKey struct {
+	pid int64
+	tp  tp
+}
+
+// pendingCommit is a batch (or other entry) waiting for the commit point.
+type pendingCommit struct {
+	lsn uint64
+	p   *partition
+	end int64 // the high watermark once lsn is committed
+}

@@ -1,0 +1,221 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/tandem-io/tandem/broker/link"
+	"github.com/tandem-io/tandem/broker/wal"
+)
+
+// Topic configs this broker knows, with the Kafka name and its default.
+// Values set on a topic are kept verbatim and shown by DescribeConfigs.
+func (b *Broker) configDefaults() map[string]string {
+	return map[string]string{
+		"cleanup.policy":         "delete",
+		"min.insync.replicas":    strconv.Itoa(int(b.cfg.MinInsyncReplicas)),
+		"retention.ms":           strconv.FormatInt(b.cfg.RetentionMs, 10),
+		"retention.bytes":        strconv.FormatInt(b.cfg.RetentionBytes, 10),
+		"segment.bytes":          strconv.FormatInt(b.cfg.SegmentBytes, 10),
+		"max.message.bytes":      strconv.Itoa(int(b.cfg.MaxMessageBytes)),
+		"message.timestamp.type": "CreateTime",
+		"compression.type":       "producer",
+	}
+}
+
+// validateTopicConfig reports a config that cannot be set on a topic.
+func (b *Broker) validateTopicConfig(name, value string) *kerr.Error {
+	if _, ok := b.configDefaults()[name]; !ok {
+		return kerr.InvalidConfig
+	}
+	switch name {
+	case "min.insync.replicas":
+		if v, err := strconv.Atoi(value); err != nil || v < 1 {
+			return kerr.InvalidConfig
+		}
+	case "retention.ms", "retention.bytes", "segment.bytes", "max.message.bytes":
+		if _, err := strconv.ParseInt(value, 10, 64); err != nil {
+			return kerr.InvalidConfig
+		}
+	case "cleanup.policy":
+		if value != "delete" {
+			return kerr.InvalidConfig // compaction is not implemented
+		}
+	case "message.timestamp.type":
+		if value != "CreateTime" {
+			return kerr.InvalidConfig
+		}
+	}
+	return nil
+}
+
+// minISR is the effective min.insync.replicas of a topic.
+func (b *Broker) minISR(topicName string) int {
+	b.mu.RLock()
+	t := b.topics[topicName]
+	var v string
+	if t != nil {
+		v = t.configs["min.insync.replicas"]
+	}
+	b.mu.RUnlock()
+	if n, err := strconv.Atoi(v); err == nil && n > 0 {
+		return n
+	}
+	return int(b.cfg.MinInsyncReplicas)
+}
+
+// validTopicName applies Kafka's rules: 1-249 of [a-zA-Z0-9._-], not "." or "..".
+func validTopicName(name string) bool {
+	if name == "" || len(name) > 249 || name == "." || name == ".." {
+		return false
+	}
+	for _, c := range name {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// isLeader says whether this node takes writes.
+func (b *Broker) isLeader() bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.view.Role == link.RoleStandalone || b.view.Role == link.RoleLeader
+}
+
+func (b *Broker) clusterView() link.ClusterView {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.view
+}
+
+// appendLocked appends one entry as leader and applies it. Caller holds appendMu.
+func (b *Broker) appendLocked(typ wal.EntryType, payload []byte) (uint64, error) {
+	epoch := b.clusterView().Epoch
+	pos, err := b.wal.Append(epoch, typ, payload)
+	if err != nil {
+		return 0, err
+	}
+	e := wal.Entry{LSN: pos.LSN, Epoch: epoch, Type: typ, Payload: payload}
+	if err := b.applyLocked(e, pos); err != nil {
+		return 0, err
+	}
+	return pos.LSN, nil
+}
+
+// appendMeta appends a metadata entry and waits until it is committed.
+func (b *Broker) appendMeta(ctx context.Context, typ wal.EntryType, v any) error {
+	b.appendMu.Lock()
+	lsn, err := b.appendLocked(typ, encodeJSON(v))
+	b.appendMu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := b.wal.WaitDurable(ctx, lsn); err != nil {
+		return err
+	}
+	return b.waitCommit(ctx, lsn)
+}
+
+// createTopic creates a topic through the WAL. It returns a Kafka error code
+// for the caller's response, and a Go error with details for the log.
+func (b *Broker) createTopic(ctx context.Context, name string, partitions int32, configs map[string]string, validateOnly bool) (*kerr.Error, string) {
+	if !validTopicName(name) {
+		return kerr.InvalidTopicException, fmt.Sprintf("topic name %q is not valid", name)
+	}
+	if !b.isLeader() {
+		return kerr.NotController, "this node is not the leader; create topics on the leader"
+	}
+	if partitions == -1 {
+		partitions = b.cfg.NumPartitions
+	}
+	if partitions < 1 || partitions > 100000 {
+		return kerr.InvalidPartitions, fmt.Sprintf("%d partitions", partitions)
+	}
+	for k, v := range configs {
+		if e := b.validateTopicConfig(k, v); e != nil {
+			return e, fmt.Sprintf("config %s=%s is not supported", k, v)
+		}
+	}
+	b.appendMu.Lock()
+	if b.partition(name, 0) != nil {
+		b.appendMu.Unlock()
+		return kerr.TopicAlreadyExists, fmt.Sprintf("topic %q already exists", name)
+	}
+	if validateOnly {
+		b.appendMu.Unlock()
+		return nil, ""
+	}
+	lsn, err := b.appendLocked(wal.TypeCreateTopic, encodeJSON(createTopicEntry{
+		Name: name, ID: newTopicID(), Partitions: partitions, Configs: configs,
+	}))
+	b.appendMu.Unlock()
+	if err != nil {
+		b.log.Error("creating topic failed", "topic", name, "error", err)
+		return kerr.KafkaStorageError, err.Error()
+	}
+	b.log.Info("topic created", "topic", name, "partitions", partitions, "lsn", lsn)
+	if err := b.wal.WaitDurable(ctx, lsn); err != nil {
+		return kerr.RequestTimedOut, err.Error()
+	}
+	if err := b.waitCommit(ctx, lsn); err != nil {
+		return kerr.RequestTimedOut, err.Error()
+	}
+	return nil, ""
+}
+
+// topicSnapshot is a consistent copy of a topic for read-only requests.
+type topicSnapshot struct {
+	name       string
+	id         [16]byte
+	partitions []*partition
+	configs    map[string]string
+}
+
+func (b *Broker) topicSnap(name string) (topicSnapshot, bool) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	t := b.topics[name]
+	if t == nil {
+		return topicSnapshot{}, false
+	}
+	return topicSnapshot{name: t.name, id: t.id, partitions: append([]*partition(nil), t.partitions...), configs: t.configs}, true
+}
+
+func (b *Broker) topicNames() []string {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	names := make([]string, 0, len(b.topics))
+	for n := range b.topics {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (b *Broker) topicByID(id [16]byte) (string, bool) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for n, t := range b.topics {
+		if t.id == id {
+			return n, true
+		}
+	}
+	return "", false
+}
+
+func (b *Broker) topicSnapCreated(name string) (uint64, bool) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if t := b.topics[name]; t != nil {
+		return t.createdLSN, true
+	}
+	return 0, false
+}

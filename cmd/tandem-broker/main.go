@@ -1,0 +1,118 @@
+// Command tandem-broker runs the Kafka-compatible half of a Tandem node.
+//
+//	tandem-broker --node-id 1 --data-dir /var/lib/tandem --listen 0.0.0.0:9092 \
+//	    --advertise broker-1:9092 [--sidecar /run/tandem/sidecar.sock]
+//
+// Without --sidecar the broker runs standalone. With it, the broker attaches
+// to its sidecar over the Unix socket and replicates through it; when the
+// sidecar is away it keeps serving and re-attaches when it returns.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tandem-io/tandem/broker"
+	"github.com/tandem-io/tandem/broker/wal"
+	"github.com/tandem-io/tandem/internal/logging"
+)
+
+func main() {
+	cfg := broker.DefaultConfig()
+	var (
+		nodeID         = flag.Int("node-id", -1, "this node's id (required)")
+		fsync          = flag.String("fsync", "every-batch", "WAL fsync policy: every-batch (group commit before acks), interval, none")
+		retentionHours = flag.Int64("log-retention-hours", 168, "delete WAL segments older than this (log.retention.hours); -1 keeps them")
+		metricsListen  = flag.String("metrics-listen", "", "serve Prometheus /metrics on this address (off when empty)")
+		logLevel       = flag.String("log-level", "info", "trace, debug, info, warn or error")
+		logJSON        = flag.Bool("log-json", false, "log one JSON object per line")
+		minISR         = flag.Int("min-insync-replicas", int(cfg.MinInsyncReplicas), "default min.insync.replicas of topics")
+		numPartitions  = flag.Int("num-partitions", int(cfg.NumPartitions), "partitions of auto-created topics (num.partitions)")
+		maxReq         = flag.Int("max-request-bytes", int(cfg.MaxRequestBytes), "largest Kafka request accepted (socket.request.max.bytes)")
+		maxMsg         = flag.Int("max-message-bytes", int(cfg.MaxMessageBytes), "largest record batch accepted (message.max.bytes)")
+	)
+	flag.StringVar(&cfg.DataDir, "data-dir", "", "directory for the WAL and checkpoints (required)")
+	flag.StringVar(&cfg.Listen, "listen", cfg.Listen, "Kafka listener host:port")
+	flag.StringVar(&cfg.Advertise, "advertise", "", "host:port given to clients in Metadata (default: --listen)")
+	flag.StringVar(&cfg.SidecarSocket, "sidecar", "", "Unix socket of this node's sidecar (standalone when empty)")
+	flag.StringVar(&cfg.Rack, "rack", "", "this node's rack (broker.rack), for follower reads")
+	flag.BoolVar(&cfg.AutoCreateTopics, "auto-create-topics", cfg.AutoCreateTopics, "create unknown topics on Metadata (auto.create.topics.enable)")
+	flag.DurationVar(&cfg.FsyncInterval, "fsync-interval", cfg.FsyncInterval, "fsync period with --fsync interval")
+	flag.Int64Var(&cfg.SegmentBytes, "segment-bytes", cfg.SegmentBytes, "WAL segment size (log.segment.bytes)")
+	flag.Int64Var(&cfg.RetentionBytes, "log-retention-bytes", cfg.RetentionBytes, "delete the oldest WAL segments while the WAL is larger (log.retention.bytes); -1 no limit")
+	flag.DurationVar(&cfg.RetentionCheckInterval, "log-retention-check-interval", cfg.RetentionCheckInterval, "how often retention runs")
+	flag.DurationVar(&cfg.InitialRebalanceDelay, "group-initial-rebalance-delay", cfg.InitialRebalanceDelay, "group.initial.rebalance.delay.ms")
+	flag.Parse()
+
+	cfg.NodeID = int32(*nodeID)
+	cfg.MinInsyncReplicas = int32(*minISR)
+	cfg.NumPartitions = int32(*numPartitions)
+	cfg.MaxRequestBytes = int32(*maxReq)
+	cfg.MaxMessageBytes = int32(*maxMsg)
+	cfg.RetentionMs = *retentionHours * 3600 * 1000
+	if *retentionHours < 0 {
+		cfg.RetentionMs = -1
+	}
+	log := logging.New(logging.Options{Name: "tandem-broker", Level: *logLevel, JSON: *logJSON})
+	cfg.Logger = log
+	policy, err := wal.ParseSyncPolicy(*fsync)
+	if err == nil {
+		cfg.Fsync = policy
+		err = cfg.Validate()
+	}
+	if err == nil && *nodeID < 0 {
+		err = errors.New("--node-id is required")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tandem-broker:", err)
+		flag.Usage()
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, *metricsListen); err != nil {
+		log.Error("broker stopped", "error", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg broker.Config, metricsListen string) error {
+	b, err := broker.Open(cfg)
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- b.Serve() }()
+	var srv *http.Server
+	if metricsListen != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(b.Registry(), promhttp.HandlerOpts{}))
+		srv = &http.Server{Addr: metricsListen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				cfg.Logger.Error("metrics listener failed", "error", err)
+			}
+		}()
+	}
+	select {
+	case <-ctx.Done():
+		cfg.Logger.Info("shutting down")
+	case err = <-errc:
+	}
+	if srv != nil {
+		srv.Close()
+	}
+	if cerr := b.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
