@@ -15,10 +15,14 @@ package broker
 // loaded whole. Fetch sessions (KIP-227) are not kept: every response has
 // session id 0, which clients treat as "send full fetches", and an
 // incremental fetch gets FETCH_SESSION_ID_NOT_FOUND. Any node serves Fetch up
-// to its own high watermark, followers included (KIP-392 follower reads).
+// to its own high watermark, followers included (KIP-392 follower reads):
+// the leader points a consumer that sends its rack (v11+) to an in-sync
+// follower in the same rack through PreferredReadReplica.
 
 import (
 	"time"
+
+	"github.com/tandem-io/tandem/broker/link"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -93,6 +97,15 @@ func (b *Broker) fetchOnce(r *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bool
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
+			if pref := b.preferredReadReplica(r.Rack); pref >= 0 {
+				// KIP-392: send the consumer to an in-sync follower in its
+				// rack; this answer carries no records.
+				sp.PreferredReadReplica = pref
+				sp.RecordBatches = []byte{}
+				st.Partitions = append(st.Partitions, sp)
+				failed = true // answer now, as Kafka does
+				continue
+			}
 			limit := int(rp.PartitionMaxBytes)
 			if limit > budget {
 				limit = budget
@@ -114,6 +127,29 @@ func (b *Broker) fetchOnce(r *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bool
 		resp.Topics = append(resp.Topics, st)
 	}
 	return resp, total, failed
+}
+
+// preferredReadReplica picks, on the leader, an in-sync follower in the
+// consumer's rack when the leader is not in that rack itself (KIP-392).
+// It returns -1 when the consumer should read here.
+func (b *Broker) preferredReadReplica(rack string) int32 {
+	if rack == "" || rack == b.cfg.Rack {
+		return -1
+	}
+	view := b.clusterView()
+	if view.Role != link.RoleLeader {
+		return -1
+	}
+	insync := map[int32]bool{}
+	for _, id := range view.ISR {
+		insync[id] = true
+	}
+	for _, bi := range view.Brokers {
+		if bi.Rack == rack && insync[bi.NodeID] && bi.NodeID != b.cfg.NodeID {
+			return bi.NodeID
+		}
+	}
+	return -1
 }
 
 // readBatches returns the stored batches of p from the one holding offset,

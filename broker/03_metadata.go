@@ -11,12 +11,17 @@ package broker
 //
 // Unknown topics are created on the spot when auto.create.topics.enable is
 // true, the request allows it (v4+), and this node is the leader. A follower
-// answers LEADER_NOT_AVAILABLE for them (retriable) instead, so the client
-// asks again, and the topic appears once the leader has created it.
+// asks the leader to create them (a CreateTopics request, as a Kafka client
+// would) and answers once the creation has replicated to it, or
+// LEADER_NOT_AVAILABLE (retriable) if that takes more than a few seconds.
 
 import (
 	"context"
+	"net"
+	"strconv"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -89,8 +94,16 @@ func (b *Broker) metadataTopic(ctx context.Context, name string, allowAuto bool,
 			}
 			snap, ok = b.topicSnap(name)
 		} else {
-			mt.ErrorCode = kerr.LeaderNotAvailable.Code
-			return mt
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			ok = b.forwardCreateTopic(cctx, name, view)
+			cancel()
+			if ok {
+				snap, ok = b.topicSnap(name)
+			}
+			if !ok {
+				mt.ErrorCode = kerr.LeaderNotAvailable.Code
+				return mt
+			}
 		}
 	}
 	if !ok {
@@ -128,4 +141,46 @@ func (b *Broker) clusterID() string {
 		return b.clusterName
 	}
 	return "tandem"
+}
+
+// forwardCreateTopic asks the leader to create a topic and waits until the
+// creation has been applied here. It reports whether the topic exists.
+func (b *Broker) forwardCreateTopic(ctx context.Context, name string, view link.ClusterView) bool {
+	var addr string
+	for _, bi := range view.Brokers {
+		if bi.NodeID == view.LeaderID && bi.NodeID != b.cfg.NodeID {
+			addr = net.JoinHostPort(bi.Host, strconv.Itoa(int(bi.Port)))
+		}
+	}
+	if addr == "" {
+		return false
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RequestRetries(1))
+	if err != nil {
+		return false
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrCreateTopicsRequest()
+	req.TimeoutMillis = 5000
+	t := kmsg.NewCreateTopicsRequestTopic()
+	t.Topic = name
+	t.NumPartitions = -1
+	t.ReplicationFactor = -1
+	req.Topics = append(req.Topics, t)
+	if _, err := req.RequestWith(ctx, cl); err != nil {
+		b.log.Warn("asking the leader to create a topic failed", "topic", name, "leader", addr, "error", err)
+		return false
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if _, ok := b.topicSnap(name); ok {
+			return true
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return false
+		}
+	}
 }

@@ -119,6 +119,18 @@ func (b *Broker) SetClusterView(v link.ClusterView) {
 	if (old.Role == link.RoleLeader || old.Role == link.RoleStandalone) && v.Role == link.RoleFollower {
 		b.groups.ResetMembership()
 	}
+	if v.Role == link.RoleLeader && v.Epoch > b.lastEpoch() {
+		// A new term: its first entry records the epoch in the WAL's epoch
+		// history, which is what divergence repair compares.
+		b.appendMu.Lock()
+		lsn, err := b.appendLocked(wal.TypeNoop, nil)
+		b.appendMu.Unlock()
+		if err != nil {
+			b.log.Error("writing the first entry of a new epoch failed", "epoch", v.Epoch, "error", err)
+		} else {
+			b.log.Info("leader epoch started", "epoch", v.Epoch, "lsn", lsn)
+		}
+	}
 	b.hwNotify.broadcast()
 }
 

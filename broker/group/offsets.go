@@ -1,0 +1,135 @@
+package group
+
+import (
+	"errors"
+	"sort"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// commitLock serializes the commits of one group so that the order in which
+// the Persister makes them durable is the order in which they are applied in
+// memory (and so a restart, which replays the WAL, ends where memory was).
+type commitLock struct {
+	ch   chan struct{} // a one-slot semaphore
+	refs int
+}
+
+// lockCommits takes the commit lock of group name; call the returned func to release it.
+func (c *Coordinator) lockCommits(name string) func() {
+	c.commitMu.Lock()
+	l := c.commitLocks[name]
+	if l == nil {
+		l = &commitLock{ch: make(chan struct{}, 1)}
+		c.commitLocks[name] = l
+	}
+	l.refs++
+	c.commitMu.Unlock()
+
+	l.ch <- struct{}{}
+	return func() {
+		<-l.ch
+		c.commitMu.Lock()
+		l.refs--
+		if l.refs == 0 {
+			delete(c.commitLocks, name)
+		}
+		c.commitMu.Unlock()
+	}
+}
+
+// applyOffsetsLocked stores offsets in g.
+func applyOffsetsLocked(g *group, offsets []Offset) {
+	for _, o := range offsets {
+		parts := g.offsets[o.Topic]
+		if parts == nil {
+			parts = make(map[int32]Offset)
+			g.offsets[o.Topic] = parts
+		}
+		parts[o.Partition] = o
+	}
+}
+
+// Restore applies committed offsets read back from the WAL at start-up, or
+// applied from the leader's WAL on a follower. It does not call the
+// Persister. Entries are applied in order, so replaying the WAL from the
+// start reproduces the leader's offsets.
+func (c *Coordinator) Restore(group string, offsets []Offset) {
+	if len(offsets) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g := c.getOrCreateGroupLocked(group)
+	applyOffsetsLocked(g, offsets)
+}
+
+// DeleteTopic forgets every group's committed offsets for topic (the topic
+// was deleted). Groups left Empty with no offsets are removed.
+func (c *Coordinator) DeleteTopic(topic string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, g := range c.groups {
+		if _, ok := g.offsets[topic]; ok {
+			delete(g.offsets, topic)
+			c.maybeDeleteLocked(g)
+		}
+	}
+}
+
+// DeleteTopicOffsets is DeleteTopic under the name the broker's WAL replay uses.
+func (c *Coordinator) DeleteTopicOffsets(topic string) { c.DeleteTopic(topic) }
+
+// Offsets returns a copy of a group's committed offsets sorted by topic and
+// partition (for admin tools and tests); nil when the group has none.
+func (c *Coordinator) Offsets(group string) []Offset {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g := c.getGroupLocked(group)
+	if g == nil {
+		return nil
+	}
+	var out []Offset
+	for _, topic := range sortedTopics(g) {
+		for _, p := range sortedPartitions(g.offsets[topic]) {
+			out = append(out, g.offsets[topic][p])
+		}
+	}
+	return out
+}
+
+func sortedTopics(g *group) []string {
+	ts := make([]string, 0, len(g.offsets))
+	for t := range g.offsets {
+		ts = append(ts, t)
+	}
+	sort.Strings(ts)
+	return ts
+}
+
+func sortedPartitions(m map[int32]Offset) []int32 {
+	ps := make([]int32, 0, len(m))
+	for p := range m {
+		ps = append(ps, p)
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
+	return ps
+}
+
+// persistErrorCode maps a Persister error to the code OffsetCommit returns,
+// as Kafka maps errors of appending to __consumer_offsets.
+func persistErrorCode(err error) int16 {
+	var ke *kerr.Error
+	if !errors.As(err, &ke) {
+		return kerr.CoordinatorNotAvailable.Code
+	}
+	switch ke {
+	case kerr.UnknownTopicOrPartition, kerr.NotEnoughReplicas, kerr.NotEnoughReplicasAfterAppend, kerr.RequestTimedOut:
+		return kerr.CoordinatorNotAvailable.Code
+	case kerr.NotLeaderForPartition, kerr.KafkaStorageError, kerr.NotCoordinator:
+		return kerr.NotCoordinator.Code
+	case kerr.MessageTooLarge, kerr.RecordListTooLarge, kerr.InvalidFetchSize:
+		return kerr.InvalidCommitOffsetSize.Code
+	}
+	return ke.Code
+}

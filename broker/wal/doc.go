@@ -1,0 +1,150 @@
+// Package wal is the broker's node-wide write-ahead log: one append-only,
+// segmented log of every change the broker makes (record batches of every
+// topic-partition, topic creation and deletion, offset commits, producer
+// ids ...), addressed by LSN. It is what replication ships to followers, so
+// its bytes are identical on every replica.
+//
+// # Entries and LSNs
+//
+// An entry is (LSN, epoch, type, payload). LSNs start at 1 and grow by
+// exactly one per entry; 0 means "none". The epoch is the leadership term
+// that wrote the entry. The type says what the payload is (the broker
+// interprets payloads; the WAL never does).
+//
+// # Directory layout
+//
+//	<dir>/00000000000000000001.wal   segment files, named by their first LSN
+//	<dir>/00000000000000052311.wal   (%020d.wal, so names sort in LSN order)
+//	<dir>/epochs                      epoch history (text)
+//	<dir>/LOCK                        flock(2) held by the process that has the log open
+//
+// Files ending in .tmp are leftovers of an interrupted atomic write and are
+// deleted at Open. Other files are ignored.
+//
+// # Frame format
+//
+// A segment is a sequence of frames with no file header and no padding:
+//
+//	offset  size  field
+//	0       4     length  u32, bytes after the crc field = 13 + len(payload)
+//	4       4     crc     u32, CRC-32C (Castagnoli) of bytes 8 .. 8+length
+//	8       8     lsn     u64
+//	16      4     epoch   u32
+//	20      1     type    u8 (1 RecordBatch, 2 CreateTopic, 3 DeleteTopic,
+//	                      4 OffsetCommit, 5 ProducerID, 6 CreatePartitions,
+//	                      7 AlterConfig, 8 Noop)
+//	21      n     payload
+//
+// All integers are big endian. A frame is 21+n bytes. A payload is at most
+// Options.MaxEntryBytes (default 64 MiB) when written; frames up to 1 GiB are
+// accepted when read, so lowering the option never invalidates old entries.
+// Each append writes its whole frame with a single pwrite(2) and no user-space
+// buffer, so a crash can leave at most one partial frame, at the end of the
+// active segment.
+//
+// The first frame of segment N has LSN N and each next frame's LSN is one
+// more. The log rolls to a new segment when the next frame would make the
+// active one larger than Options.SegmentBytes (default 64 MiB; a single
+// bigger entry gets a segment to itself). Rolling fsyncs the old segment,
+// creates the new file and fsyncs the directory; so every sealed (non-last)
+// segment is complete and durable. A segment may be empty (0 bytes): the
+// active one right after a roll or Reset, whose name then says which LSN
+// comes next.
+//
+// # Epoch history file
+//
+// The file "epochs" lists the first LSN of every epoch, oldest first:
+//
+//	tandem-wal-epochs v1
+//	<epoch> <start_lsn>
+//	...
+//	crc32c <8 hex digits, CRC-32C of every byte before this line>
+//
+// Epochs strictly increase and start LSNs never decrease. The file is
+// replaced atomically (write epochs.tmp, fsync, rename, fsync directory)
+// whenever it changes: an entry with a higher epoch than the last recorded
+// one is appended (the start is recorded before the entry is written), or
+// SetEpoch is called, or Truncate/Reset drop starts. An entry with a lower
+// epoch is refused with ErrStaleEpoch. At Open the history is reconciled
+// with the entries: starts before the first segment are kept, the entries'
+// own epoch changes are the truth for the LSNs they cover, and starts
+// beyond the last entry are dropped (a leader that called SetEpoch and
+// crashed before writing starts its epoch again). A history file that does
+// not parse or fails its CRC stops Open with ErrCorrupt; deleting it makes
+// Open rebuild it from the entries (losing only starts older than the
+// first segment).
+//
+// # Recovery at Open
+//
+// Open scans every segment and verifies every frame's length, CRC, LSN
+// continuity (inside a segment and from one segment to the next) and that
+// epochs never go down. It builds a sparse in-memory index (one LSN ->
+// offset point every 64 KiB) per segment, so readers seek without scanning
+// whole segments; segment contents are never held in memory.
+//
+//   - A frame in the last segment that is short, has an invalid length or a
+//     bad CRC, and is followed by nothing valid (zeros, garbage, end of
+//     file) is a torn tail: an append cut short by a crash, never reported
+//     durable. The file is truncated at that frame and a warning names the
+//     file, the byte offset and the number of bytes dropped. Nothing valid
+//     "follows" means: no later byte offset holds a frame with a correct CRC
+//     and a plausible LSN (at least the expected one).
+//   - A bad frame followed by a valid frame, any bad frame in a sealed
+//     segment, an entry with the wrong LSN or a lower epoch than the entry
+//     before it, and a gap or overlap between segments are corruption: Open
+//     fails with an error wrapping ErrCorrupt that names the file and byte
+//     offset. The WAL never silently drops data. The operator decides:
+//     restore the file, or remove the damaged segment and those after it
+//     and let the node re-replicate from the leader.
+//
+// The last segment is fsynced at Open, so everything found is durable.
+//
+// # Fsync policies
+//
+// One syncer goroutine does the fsyncs (group commit): an fsync covers every
+// entry written before it started, and every WaitDurable waiting on those
+// entries is released together when it returns. DurableLSN is the highest
+// LSN durable under the policy; Durable() is closed whenever it changes.
+// Readers stop at DurableLSN, so replication never ships an entry that is
+// not durable on the leader.
+//
+//   - every-batch (SyncEveryBatch, default): an entry is durable once an
+//     fsync covering it returned. An acknowledged entry survives process
+//     crashes, kernel crashes and power loss. Cost: each commit waits for
+//     one fsync (shared by every concurrent writer).
+//   - interval (SyncInterval): the syncer fsyncs every Options.SyncInterval
+//     (default 1s); an entry counts as durable as soon as it is written
+//     (it is in the kernel page cache). Acknowledged entries survive a
+//     process crash but the last interval of them can be lost on a kernel
+//     crash or power failure (then recovery cuts the log back, and the
+//     replicas' copies matter).
+//   - none (SyncNone): no fsync except at segment roll and Close; durable as
+//     soon as written. Same guarantee as interval but with an unbounded
+//     window (the kernel's writeback, usually ~30s). For tests and
+//     benchmarks, or when replication alone is trusted for durability.
+//
+// SyncedLSN reports what an fsync actually covered, whatever the policy. If
+// an fsync fails the log refuses every later write (a failed fsync may have
+// dropped dirty pages; only a restart and recovery can tell what is on disk).
+//
+// # Truncation, reset, retention, checksums
+//
+// Truncate(after) drops entries > after (divergence repair after a
+// failover): later segments are deleted newest first, then the segment
+// holding after+1 is cut and fsynced, so a crash at any step leaves a valid,
+// shorter log. Reset(next) deletes everything (a re-clone) and creates an
+// empty segment named next. DeleteSegmentsBefore(lsn) deletes whole sealed
+// segments whose last LSN is below lsn (retention), never the active one.
+// Checksum(from, to) is FNV-1a 64 (offset basis 14695981039346656037, prime
+// 1099511628211) fed, for each entry in LSN order, the 16 bytes
+// be64(lsn) || be32(epoch) || be32(crc): equal logs have equal checksums.
+//
+// # Concurrency and lock order
+//
+// All methods are safe for concurrent use. There are two kinds of lock:
+// Log.mu (all log state) and Reader.mu (one reader's position and buffer).
+// The order is Reader.mu, then Log.mu; code under Log.mu never takes a
+// Reader.mu (Truncate and Reset mark readers through fields that Log.mu
+// guards). Helpers named ...Locked expect Log.mu held. Appends hold Log.mu
+// while writing; fsyncs and reads run without it.
+package wal
