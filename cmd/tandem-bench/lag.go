@@ -1,0 +1,391 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// LagConfig is one follower-lag measurement: produce to the leader at a
+// fixed rate with acks=1 while reading the same partition from a follower's
+// own Kafka port. For every record, lag = (time the follower first served
+// it) - (time the leader acknowledged it). The leader acknowledges an acks=1
+// record once it is durable in its WAL (committed on the leader); a node
+// serves a record only below its high watermark, so the follower serves it
+// once it has applied it and learnt that it is committed. The figure is
+// therefore "leader commit to follower apply", plus one Fetch long-poll
+// wake-up, as seen by a consumer reading from the follower.
+type LagConfig struct {
+	Produce  ProduceConfig // Brokers = the leader; Acks 1; Partitions 1
+	Follower string        // host:port of the follower's Kafka listener
+	MaxWait  time.Duration // Fetch long-poll bound on the follower (default 500ms)
+	Drain    time.Duration // after producing, how long the follower may take to serve the last record (default 30s)
+}
+
+// runLag implements `tandem-bench lag`.
+func runLag(ctx context.Context, args []string, log hclog.Logger) error {
+	cfg := LagConfig{Produce: DefaultProduceConfig(), MaxWait: 500 * time.Millisecond, Drain: 30 * time.Second}
+	cfg.Produce.Stamp = true
+	fs := flag.NewFlagSet("lag", flag.ContinueOnError)
+	leader := fs.String("leader", "127.0.0.1:9092", "the leader's Kafka address (writes go here)")
+	fs.StringVar(&cfg.Follower, "follower", "127.0.0.1:9093", "a follower's Kafka address (reads come from here only)")
+	fs.StringVar(&cfg.Produce.Topic, "topic", "bench-lag", "topic (created with one partition if missing)")
+	fs.IntVar(&cfg.Produce.RecordBytes, "record-bytes", cfg.Produce.RecordBytes, "value bytes per record")
+	fs.Float64Var(&cfg.Produce.Rate, "rate", 0, "records/s to offer (0 = use --rate-from)")
+	rateFrom := fs.String("rate-from", "", "result JSON of a full-speed produce run; the rate is its records/s times --rate-fraction")
+	fraction := fs.Float64("rate-fraction", 0.5, "fraction of --rate-from's records/s to offer")
+	fs.DurationVar(&cfg.Produce.Duration, "duration", cfg.Produce.Duration, "measured window")
+	fs.DurationVar(&cfg.Produce.Warmup, "warmup", cfg.Produce.Warmup, "unmeasured load before the window")
+	fs.DurationVar(&cfg.MaxWait, "max-wait", cfg.MaxWait, "Fetch long-poll bound on the follower")
+	fs.DurationVar(&cfg.Drain, "drain", cfg.Drain, "how long the follower may take to serve the last record after producing stops")
+	fs.IntVar(&cfg.Produce.WatchPID, "watch-pid", 0, "sample this process's RSS during the run")
+	name := fs.String("name", "lag", "result name (report row)")
+	label := fs.String("label", "", "result label")
+	jsonOut := fs.Bool("json", false, "print the result as JSON instead of text")
+	out := fs.String("out", "", "also write the JSON result to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg.Produce.Brokers = splitBrokers(*leader)
+	cfg.Produce.Acks = 1
+	cfg.Produce.Partitions = 1
+	if cfg.Produce.Rate == 0 && *rateFrom != "" {
+		b, err := os.ReadFile(*rateFrom)
+		if err != nil {
+			return fmt.Errorf("bench: --rate-from: %w", err)
+		}
+		var ref Result
+		if err := json.Unmarshal(b, &ref); err != nil {
+			return fmt.Errorf("bench: --rate-from %s: %w", *rateFrom, err)
+		}
+		cfg.Produce.Rate = ref.RecordsPerSec * *fraction
+	}
+	if cfg.Produce.Rate <= 0 {
+		return fmt.Errorf("%w: lag needs --rate or --rate-from (a fixed offered load)", errUsage)
+	}
+	if err := cfg.Produce.Validate(); err != nil {
+		return err
+	}
+	r, err := measureLag(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	r.Name = *name
+	r.Label = *label
+	if r.Label == "" {
+		r.Label = fmt.Sprintf("follower apply lag at %.0f records/s", cfg.Produce.Rate)
+	}
+	return emit(r, *jsonOut, *out)
+}
+
+// seenSpan is a batch of offsets the follower served at one instant.
+type seenSpan struct {
+	first, last int64
+	at          time.Time
+}
+
+func measureLag(ctx context.Context, cfg LagConfig, log hclog.Logger) (*Result, error) {
+	pc := cfg.Produce
+	cl, err := kgo.NewClient(pc.clientOpts(log)...)
+	if err != nil {
+		return nil, fmt.Errorf("bench: kafka client: %w", err)
+	}
+	defer cl.Close()
+	if err := ensureTopic(ctx, cl, pc.Topic, 1, int16(pc.ReplicationFactor), log); err != nil {
+		return nil, err
+	}
+	from, err := partitionEnd(ctx, cl, pc.Topic, 0)
+	if err != nil {
+		return nil, err
+	}
+	fr, err := newFollowerReader(cfg.Follower, pc.Topic, 0, from, cfg.MaxWait, log)
+	if err != nil {
+		return nil, err
+	}
+	defer fr.Close()
+
+	var (
+		mu       sync.Mutex
+		acks     = map[int64]time.Time{} // offset -> leader acknowledgement, measured records only
+		spans    []seenSpan
+		maxAcked int64 = -1
+	)
+	measureFrom := time.Now().Add(pc.Warmup)
+	onAck := func(sent time.Time, r *kgo.Record) {
+		now := time.Now()
+		mu.Lock()
+		if !sent.Before(measureFrom) {
+			acks[r.Offset] = now
+		}
+		if r.Offset > maxAcked {
+			maxAcked = r.Offset
+		}
+		mu.Unlock()
+	}
+
+	// Reader: until told the last acknowledged offset and past it, or the drain
+	// deadline passes.
+	readCtx, stopRead := context.WithCancel(ctx)
+	defer stopRead()
+	lastWanted := make(chan int64, 1)
+	readDone := make(chan error, 1)
+	go func() {
+		want := int64(-1)
+		var behindErr error
+		for {
+			select {
+			case w := <-lastWanted:
+				want = w
+			default:
+			}
+			if want >= 0 && fr.offset > want {
+				readDone <- nil
+				return
+			}
+			got, err := fr.fetch(readCtx)
+			now := time.Now()
+			if readCtx.Err() != nil {
+				readDone <- behindErr
+				return
+			}
+			if err != nil {
+				if !errors.Is(err, errFollowerBehind) {
+					readDone <- err
+					return
+				}
+				behindErr = err
+				select { // brief pause before asking again (follower not ready)
+				case <-readCtx.Done():
+				case <-time.After(10 * time.Millisecond):
+				}
+				continue
+			}
+			behindErr = nil
+			if len(got) > 0 {
+				mu.Lock()
+				for _, s := range got {
+					spans = append(spans, seenSpan{first: s.first, last: s.last, at: now})
+				}
+				mu.Unlock()
+			}
+		}
+	}()
+
+	pr, err := produceLoad(ctx, pc, []*kgo.Client{cl}, log, onAck)
+	if err != nil {
+		return nil, err
+	}
+	mu.Lock()
+	lastWanted <- maxAcked
+	mu.Unlock()
+	var readErr error
+	select {
+	case readErr = <-readDone:
+	case <-time.After(cfg.Drain):
+		stopRead()
+		readErr = <-readDone
+		if readErr == nil {
+			readErr = fmt.Errorf("follower did not serve offset %d within %s", maxAcked, cfg.Drain)
+		}
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	var h Histogram
+	seen := 0
+	for _, s := range spans {
+		for o := s.first; o <= s.last; o++ {
+			if at, ok := acks[o]; ok {
+				h.Record(s.at.Sub(at)) // negative (seen before the ack callback ran) counts as 0
+				delete(acks, o)
+				seen++
+			}
+		}
+	}
+	r := &Result{
+		Kind:          "lag",
+		DurationSec:   pr.DurationSec,
+		Records:       int64(seen),
+		Bytes:         pr.Bytes,
+		MBps:          pr.MBps,
+		RecordsPerSec: pr.RecordsPerSec,
+		Latency:       h.Summary(),
+		Acks:          pr.Acks,
+		RecordBytes:   pc.RecordBytes,
+		Partitions:    1,
+		Producers:     1,
+		TargetRate:    pc.Rate,
+		Errors:        pr.Errors + int64(len(acks)),
+		FirstError:    pr.FirstError,
+		RSS:           pr.RSS,
+		Note: fmt.Sprintf("leader ack (acks=1) to first Fetch answer from follower %s containing the record; produced at %.0f records/s, MB/s and records/s columns are that offered load",
+			cfg.Follower, pc.Rate),
+	}
+	if len(acks) > 0 {
+		r.Note += fmt.Sprintf("; %d acknowledged records never seen on the follower", len(acks))
+	}
+	if readErr != nil {
+		if r.FirstError == "" {
+			r.FirstError = readErr.Error()
+		}
+		log.Warn("follower reader ended with an error", "follower", cfg.Follower, "error", readErr)
+	}
+	return r, nil
+}
+
+// partitionEnd is the leader's log end offset of one partition.
+func partitionEnd(ctx context.Context, cl *kgo.Client, topic string, partition int32) (int64, error) {
+	lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(lctx, topic)
+	if err != nil {
+		return 0, fmt.Errorf("bench: end offset of %s[%d]: %w", topic, partition, err)
+	}
+	o, ok := ends.Lookup(topic, partition)
+	if !ok {
+		return 0, fmt.Errorf("bench: end offset of %s[%d]: partition not listed", topic, partition)
+	}
+	if o.Err != nil {
+		return 0, fmt.Errorf("bench: end offset of %s[%d]: %w", topic, partition, o.Err)
+	}
+	return o.Offset, nil
+}
+
+// CatchupConfig is one catch-up measurement: stop a follower, produce a
+// backlog to the leader, start the follower again and time until it serves
+// the last record of the backlog.
+type CatchupConfig struct {
+	Produce  ProduceConfig // Brokers = the leader; Records = the backlog (default 1,000,000)
+	Follower string        // the follower's Kafka address
+	StopCmd  string        // shell command that stops the follower (e.g. "scripts/cluster.sh stop 3")
+	StartCmd string        // shell command that starts it again on its old data
+	Timeout  time.Duration // give up waiting for catch-up after this long (default 10m)
+}
+
+// runCatchup implements `tandem-bench catchup`.
+func runCatchup(ctx context.Context, args []string, log hclog.Logger) error {
+	cfg := CatchupConfig{Produce: DefaultProduceConfig(), Timeout: 10 * time.Minute}
+	cfg.Produce.Records = 1_000_000
+	cfg.Produce.Warmup = 0
+	fs := flag.NewFlagSet("catchup", flag.ContinueOnError)
+	leader := fs.String("leader", "127.0.0.1:9092", "the leader's Kafka address")
+	fs.StringVar(&cfg.Follower, "follower", "127.0.0.1:9094", "the follower's Kafka address")
+	fs.StringVar(&cfg.Produce.Topic, "topic", "bench-catchup", "topic (created with one partition if missing)")
+	fs.IntVar(&cfg.Produce.RecordBytes, "record-bytes", cfg.Produce.RecordBytes, "value bytes per record")
+	fs.Int64Var(&cfg.Produce.Records, "records", cfg.Produce.Records, "records produced while the follower is down")
+	fs.StringVar(&cfg.StopCmd, "stop-cmd", "", "shell command that stops the follower (required)")
+	fs.StringVar(&cfg.StartCmd, "start-cmd", "", "shell command that starts the follower again (required)")
+	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "give up waiting for catch-up after this long")
+	name := fs.String("name", "catchup", "result name (report row)")
+	jsonOut := fs.Bool("json", false, "print the result as JSON instead of text")
+	out := fs.String("out", "", "also write the JSON result to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg.Produce.Brokers = splitBrokers(*leader)
+	cfg.Produce.Acks = 1
+	cfg.Produce.Partitions = 1
+	if cfg.StopCmd == "" || cfg.StartCmd == "" {
+		return fmt.Errorf("%w: catchup needs --stop-cmd and --start-cmd", errUsage)
+	}
+	if err := cfg.Produce.Validate(); err != nil {
+		return err
+	}
+	r, err := measureCatchup(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	r.Name = *name
+	return emit(r, *jsonOut, *out)
+}
+
+func shell(ctx context.Context, cmdline string) error {
+	cmd := exec.CommandContext(ctx, "sh", "-c", cmdline)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("bench: %q: %w", cmdline, err)
+	}
+	return nil
+}
+
+func measureCatchup(ctx context.Context, cfg CatchupConfig, log hclog.Logger) (*Result, error) {
+	pc := cfg.Produce
+	pc.Progress = 10 * time.Second
+	cl, err := kgo.NewClient(pc.clientOpts(log)...)
+	if err != nil {
+		return nil, fmt.Errorf("bench: kafka client: %w", err)
+	}
+	defer cl.Close()
+	if err := ensureTopic(ctx, cl, pc.Topic, 1, int16(pc.ReplicationFactor), log); err != nil {
+		return nil, err
+	}
+	if err := shell(ctx, cfg.StopCmd); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "follower stopped; producing %d records to the leader\n", pc.Records)
+	pr, err := produceLoad(ctx, pc, []*kgo.Client{cl}, log, nil)
+	if err != nil {
+		return nil, err
+	}
+	end, err := partitionEnd(ctx, cl, pc.Topic, 0)
+	if err != nil {
+		return nil, err
+	}
+	if end == 0 {
+		return nil, errors.New("bench: catchup: nothing was produced")
+	}
+	fmt.Fprintf(os.Stderr, "backlog of %d records (%.0f MB) written; starting the follower\n", pr.Records, float64(pr.Bytes)/MB)
+
+	start := time.Now()
+	if err := shell(ctx, cfg.StartCmd); err != nil {
+		return nil, err
+	}
+	started := time.Now()
+	fr, err := newFollowerReader(cfg.Follower, pc.Topic, 0, end-1, time.Second, log)
+	if err != nil {
+		return nil, err
+	}
+	defer fr.Close()
+	wctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	for fr.offset < end {
+		_, err := fr.fetch(wctx)
+		if wctx.Err() != nil {
+			return nil, fmt.Errorf("bench: catchup: follower %s did not serve offset %d within %s (last error: %v)", cfg.Follower, end-1, cfg.Timeout, err)
+		}
+		if err != nil {
+			if !errors.Is(err, errFollowerBehind) {
+				return nil, err
+			}
+			select {
+			case <-wctx.Done():
+			case <-time.After(20 * time.Millisecond): // follower not serving yet: ask again shortly
+			}
+		}
+	}
+	el := time.Since(start)
+	return &Result{
+		Kind:          "catchup",
+		Label:         fmt.Sprintf("follower catch-up of %d records", pr.Records),
+		DurationSec:   el.Seconds(),
+		Records:       pr.Records,
+		Bytes:         pr.Bytes,
+		MBps:          float64(pr.Bytes) / MB / el.Seconds(),
+		RecordsPerSec: float64(pr.Records) / el.Seconds(),
+		RecordBytes:   pc.RecordBytes,
+		Errors:        pr.Errors,
+		FirstError:    pr.FirstError,
+		Note: fmt.Sprintf("time from the start command (which took %.2fs) until the follower served the last backlog record; backlog produced at %.1f MB/s",
+			started.Sub(start).Seconds(), pr.MBps),
+	}, nil
+}

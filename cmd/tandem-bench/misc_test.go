@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func TestParseBytes(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		err  bool
+	}{
+		{"1GiB", 1 << 30, false},
+		{"512MiB", 512 << 20, false},
+		{"64KiB", 64 << 10, false},
+		{"1GB", 1e9, false},
+		{"10MB", 10e6, false},
+		{"4096", 4096, false},
+		{"1.5GiB", 3 << 29, false},
+		{"2G", 2 << 30, false},
+		{"lots", 0, true},
+		{"-1MiB", 0, true},
+	}
+	for _, tt := range tests {
+		got, err := parseBytes(tt.in)
+		if (err != nil) != tt.err || got != tt.want {
+			t.Errorf("parseBytes(%q) = %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.err)
+		}
+	}
+}
+
+func TestParseProcStatus(t *testing.T) {
+	tests := []struct {
+		name     string
+		in       string
+		rss, hwm int64
+		err      error
+	}{
+		{"normal", "Name:\ttandem-broker\nVmPeak:\t  900000 kB\nVmHWM:\t   204800 kB\nVmRSS:\t   102400 kB\nThreads:\t9\n", 102400, 204800, nil},
+		{"kernel thread has no VmRSS", "Name:\tkthreadd\nState:\tS (sleeping)\n", 0, 0, errNoRSS},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rss, hwm, err := parseProcStatus(strings.NewReader(tt.in))
+			if !errors.Is(err, tt.err) || rss != tt.rss || hwm != tt.hwm {
+				t.Errorf("got %d, %d, %v; want %d, %d, %v", rss, hwm, err, tt.rss, tt.hwm, tt.err)
+			}
+		})
+	}
+}
+
+func TestRSSWatcherOwnProcess(t *testing.T) {
+	w, err := StartRSSWatcher(os.Getpid(), 1e6, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := w.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.PeakKB <= 0 || sum.LastKB <= 0 || sum.HWMKB < sum.LastKB || len(sum.Samples) < 2 {
+		t.Errorf("implausible summary of our own RSS: %+v", sum)
+	}
+	if _, err := StartRSSWatcher(1<<30, 1e6, nil); err == nil {
+		t.Error("watching a process that does not exist should fail")
+	}
+}
+
+func batch(first int64, n int32) []byte {
+	b := kmsg.RecordBatch{FirstOffset: first, LastOffsetDelta: n - 1, Magic: 2, NumRecords: n, Records: []byte{1, 2, 3}}
+	raw := b.AppendTo(nil)
+	binary.BigEndian.PutUint32(raw[8:12], uint32(len(raw)-12)) // Length counts the bytes after it
+	return raw
+}
+
+func TestSplitBatches(t *testing.T) {
+	two := append(batch(0, 5), batch(5, 3)...)
+	tests := []struct {
+		name string
+		raw  []byte
+		want []batchSpan
+	}{
+		{"empty", nil, nil},
+		{"one", batch(10, 1), []batchSpan{{10, 10}}},
+		{"two", two, []batchSpan{{0, 4}, {5, 7}}},
+		{"truncated last batch is ignored", two[:len(two)-4], []batchSpan{{0, 4}}},
+		{"garbage length", []byte{0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 1}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := splitBatches(tt.raw)
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %v, want %v", got, tt.want)
+			}
+			for i := range got {
+				if got[i] != tt.want[i] {
+					t.Errorf("span %d = %v, want %v", i, got[i], tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestMeasureDiskSmall(t *testing.T) {
+	cfg := DefaultDiskConfig()
+	cfg.Dir = t.TempDir()
+	cfg.Bytes = 4 << 20
+	cfg.ChunkBytes = 1 << 20
+	cfg.SmallWrites = 10
+	cfg.Repeat = 1
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := measureDisk(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Bytes != 4<<20 || r.MBps <= 0 || r.Latency == nil || r.Latency.Count != 10 {
+		t.Errorf("unexpected result: %+v", r)
+	}
+	left, _ := os.ReadDir(cfg.Dir)
+	if len(left) != 0 {
+		t.Errorf("scratch files left behind: %v", left)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	ok := DefaultProduceConfig()
+	ok.Brokers, ok.Topic = []string{"127.0.0.1:9092"}, "t"
+	tests := []struct {
+		name string
+		mod  func(*ProduceConfig)
+		bad  bool
+	}{
+		{"defaults with brokers", func(*ProduceConfig) {}, false},
+		{"no brokers", func(c *ProduceConfig) { c.Brokers = nil }, true},
+		{"acks 2", func(c *ProduceConfig) { c.Acks = 2 }, true},
+		{"idempotent acks=1", func(c *ProduceConfig) { c.Idempotent = true }, true},
+		{"idempotent acks=-1", func(c *ProduceConfig) { c.Idempotent, c.Acks = true, -1 }, false},
+		{"records instead of duration", func(c *ProduceConfig) { c.Duration, c.Records = 0, 10 }, false},
+		{"neither", func(c *ProduceConfig) { c.Duration = 0 }, true},
+		{"stamp needs 8 bytes", func(c *ProduceConfig) { c.Stamp, c.RecordBytes = true, 4 }, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := ok
+			tt.mod(&c)
+			if err := c.Validate(); (err != nil) != tt.bad {
+				t.Errorf("Validate() = %v, want error %v", err, tt.bad)
+			}
+			if err := c.Validate(); err != nil && !errors.Is(err, errUsage) {
+				t.Errorf("validation error %v is not a usage error", err)
+			}
+		})
+	}
+}
