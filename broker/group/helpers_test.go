@@ -239,23 +239,51 @@ func wantCode(t *testing.T, what string, got int16, want *kerr.Error) {
 	}
 }
 
+// waitState waits until group is in state.
+func (h *harness) waitState(group, state string) {
+	h.t.Helper()
+	eventually(h.t, waitFor, group+" in state "+state, func() bool { return h.state(group) == state })
+}
+
+// grow adds one new member to a group whose current members are ids (all
+// in CompletingRebalance or Stable), rejoining them as clients do, and
+// returns the join answers, the new member's last.
+func (h *harness) grow(group string, ids []string, jv int16, o joinOpts) []*kmsg.JoinGroupResponse {
+	h.t.Helper()
+	newCh := h.joinNew(jv, group, o)
+	if len(ids) > 0 {
+		h.waitState(group, "PreparingRebalance")
+	}
+	var chans []<-chan *kmsg.JoinGroupResponse
+	for _, id := range ids {
+		chans = append(chans, h.joinAsync(joinReq(jv, group, id, o)))
+	}
+	chans = append(chans, newCh)
+	var out []*kmsg.JoinGroupResponse
+	for _, ch := range chans {
+		r := recv(h.t, ch)
+		wantCode(h.t, "join", r.ErrorCode, nil)
+		out = append(out, r)
+	}
+	return out
+}
+
 // stableGroup brings a group of n members to Stable at the given
 // JoinGroup/SyncGroup versions and returns the member ids (leader first) and
 // the generation.
 func (h *harness) stableGroup(group string, n int, jv, sv int16) ([]string, int32) {
 	h.t.Helper()
-	chans := make([]<-chan *kmsg.JoinGroupResponse, n)
-	for i := range chans {
-		chans[i] = h.joinNew(jv, group, joinOpts{})
-	}
-	var leader string
-	var gen int32
 	var ids []string
-	for _, ch := range chans {
-		r := recv(h.t, ch)
-		wantCode(h.t, "join", r.ErrorCode, nil)
-		leader, gen = r.LeaderID, r.Generation
-		ids = append(ids, r.MemberID)
+	var resps []*kmsg.JoinGroupResponse
+	for i := 0; i < n; i++ {
+		resps = h.grow(group, ids, jv, joinOpts{})
+		ids = append(ids, resps[len(resps)-1].MemberID)
+	}
+	leader, gen := resps[0].LeaderID, resps[0].Generation
+	for _, r := range resps {
+		if r.Generation != gen || r.LeaderID != leader {
+			h.t.Fatalf("members disagree: generation %d/%d leader %q/%q", r.Generation, gen, r.LeaderID, leader)
+		}
 	}
 	ordered := []string{leader}
 	for _, id := range ids {

@@ -217,6 +217,7 @@ func TestSessionTimeoutRemovesMember(t *testing.T) {
 	a := recv(t, h.joinAsync(joinReq(3, "g", "", joinOpts{})))
 	wantCode(t, "join a", a.ErrorCode, nil)
 	b := h.joinAsync(joinReq(3, "g", "", short))
+	h.waitState("g", "PreparingRebalance")
 	a2 := recv(t, h.joinAsync(joinReq(3, "g", a.MemberID, joinOpts{})))
 	rb := recv(t, b)
 	wantCode(t, "join b", rb.ErrorCode, nil)
@@ -243,6 +244,7 @@ func TestRebalanceTimeoutDropsMember(t *testing.T) {
 	opts := joinOpts{session: 10 * time.Second, rebalance: 200 * time.Millisecond}
 	a := recv(t, h.joinAsync(joinReq(1, "g", "", opts)))
 	b := h.joinAsync(joinReq(1, "g", "", opts))
+	h.waitState("g", "PreparingRebalance")
 	a2 := recv(t, h.joinAsync(joinReq(1, "g", a.MemberID, opts)))
 	rb := recv(t, b)
 	sb := h.syncAsync(syncReq(1, "g", rb.MemberID, a2.Generation, nil))
@@ -251,6 +253,7 @@ func TestRebalanceTimeoutDropsMember(t *testing.T) {
 
 	// A third member joins; a rejoins, b (still heartbeating) never does.
 	c := h.joinAsync(joinReq(1, "g", "", opts))
+	h.waitState("g", "PreparingRebalance")
 	wantCode(t, "b heartbeat", h.heartbeat(1, "g", rb.MemberID, a2.Generation), kerr.RebalanceInProgress)
 	ra := h.joinAsync(joinReq(1, "g", a.MemberID, opts))
 	r1, r2 := recv(t, ra), recv(t, c)
@@ -283,6 +286,7 @@ func TestSyncInterruptedByRebalance(t *testing.T) {
 	h := newHarness(t, nil)
 	a := recv(t, h.joinAsync(joinReq(3, "g", "", joinOpts{})))
 	b := h.joinAsync(joinReq(3, "g", "", joinOpts{}))
+	h.waitState("g", "PreparingRebalance")
 	a2 := recv(t, h.joinAsync(joinReq(3, "g", a.MemberID, joinOpts{})))
 	rb := recv(t, b)
 	sb := h.syncAsync(syncReq(2, "g", rb.MemberID, a2.Generation, nil))
@@ -415,6 +419,7 @@ func TestStaticMemberRejoin(t *testing.T) {
 	a := recv(t, h.joinAsync(joinReq(5, "g", "", joinOpts{instanceID: &i1})))
 	wantCode(t, "join a", a.ErrorCode, nil)
 	b := h.joinAsync(joinReq(5, "g", "", joinOpts{instanceID: &i2}))
+	h.waitState("g", "PreparingRebalance")
 	a2 := recv(t, h.joinAsync(joinReq(5, "g", a.MemberID, joinOpts{instanceID: &i1})))
 	rb := recv(t, b)
 	wantCode(t, "join b", rb.ErrorCode, nil)
