@@ -1,0 +1,1127 @@
+package wal
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestAppendReadRoundTrip(t *testing.T) {
+	tests := []struct {
+		name   string
+		policy SyncPolicy
+		sizes  []int
+	}{
+		{"every-batch/small", SyncEveryBatch, []int{0, 1, 8, 100, 4096}},
+		{"every-batch/larger-than-read-ahead", SyncEveryBatch, []int{readAheadSize + 1, 10, readAheadSize * 2}},
+		{"interval", SyncInterval, []int{0, 16 << 10, 3}},
+		{"none", SyncNone, []int{5, 64 << 10, 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			l := openLog(t, dir, func(o *Options) { o.Sync = tt.policy; o.SyncInterval = 10 * time.Millisecond })
+			var want []Entry
+			var pos []Pos
+			for i, size := range tt.sizes {
+				e := Entry{LSN: uint64(i + 1), Epoch: 7, Type: EntryType(i%8 + 1), Payload: testPayload(uint64(i+1), size)}
+				p, err := l.Append(e.Epoch, e.Type, e.Payload)
+				if err != nil {
+					t.Fatalf("Append: %v", err)
+				}
+				if p.LSN != e.LSN || p.Segment != 1 {
+					t.Fatalf("Append returned %+v, want LSN %d in segment 1", p, e.LSN)
+				}
+				want = append(want, e)
+				pos = append(pos, p)
+			}
+			if err := l.WaitDurable(context.Background(), uint64(len(want))); err != nil {
+				t.Fatalf("WaitDurable: %v", err)
+			}
+			check := func(l *Log) {
+				t.Helper()
+				got := readAll(t, l, 1)
+				if len(got) != len(want) {
+					t.Fatalf("read %d entries, want %d", len(got), len(want))
+				}
+				for i := range want {
+					if got[i].LSN != want[i].LSN || got[i].Epoch != want[i].Epoch || got[i].Type != want[i].Type || !bytes.Equal(got[i].Payload, want[i].Payload) {
+						t.Fatalf("entry %d: got LSN %d epoch %d type %v len %d, want %+v", i, got[i].LSN, got[i].Epoch, got[i].Type, len(got[i].Payload), want[i].LSN)
+					}
+					e, err := l.ReadAt(pos[i])
+					if err != nil {
+						t.Fatalf("ReadAt(%+v): %v", pos[i], err)
+					}
+					if e.LSN != want[i].LSN || !bytes.Equal(e.Payload, want[i].Payload) {
+						t.Fatalf("ReadAt(%+v) returned LSN %d", pos[i], e.LSN)
+					}
+				}
+				if l.FirstLSN() != 1 || l.LastLSN() != uint64(len(want)) || l.DurableLSN() != uint64(len(want)) {
+					t.Fatalf("First/Last/Durable = %d/%d/%d", l.FirstLSN(), l.LastLSN(), l.DurableLSN())
+				}
+			}
+			check(l)
+			closeLog(t, l)
+			l2 := openLog(t, dir, func(o *Options) { o.Sync = tt.policy })
+			check(l2)
+			if h := l2.EpochHistory(); !slices.Equal(h, []EpochStart{{7, 1}}) {
+				t.Fatalf("EpochHistory = %v", h)
+			}
+		})
+	}
+}
+
+func TestEmptyLog(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, nil)
+	if l.FirstLSN() != 1 || l.LastLSN() != 0 || l.DurableLSN() != 0 {
+		t.Fatalf("First/Last/Durable = %d/%d/%d, want 1/0/0", l.FirstLSN(), l.LastLSN(), l.DurableLSN())
+	}
+	if got := readAll(t, l, 1); len(got) != 0 {
+		t.Fatalf("read %d entries from an empty log", len(got))
+	}
+	if _, err := l.NewReader(0); !errors.Is(err, ErrCompacted) {
+		t.Fatalf("NewReader(0) = %v, want ErrCompacted", err)
+	}
+	segs := l.Segments()
+	if len(segs) != 1 || filepath.Base(segs[0].Path) != "00000000000000000001.wal" || segs[0].LastLSN != 0 {
+		t.Fatalf("Segments = %+v", segs)
+	}
+	closeLog(t, l)
+	l = openLog(t, dir, nil)
+	if l.FirstLSN() != 1 || l.LastLSN() != 0 {
+		t.Fatalf("after reopen First/Last = %d/%d", l.FirstLSN(), l.LastLSN())
+	}
+}
+
+func TestReaderAcrossSegmentRolls(t *testing.T) {
+	dir := t.TempDir()
+	const size = 500
+	l := openLog(t, dir, func(o *Options) { o.SegmentBytes = 4096 })
+
+	// A reader opened before anything is written follows the log through
+	// every roll.
+	follower, err := l.NewReader(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer follower.Close()
+	var followed []Entry
+	for round := 0; round < 10; round++ {
+		appendN(t, l, 1, 20, size)
+		for {
+			e, _, err := follower.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("follower: %v", err)
+			}
+			followed = append(followed, e)
+		}
+	}
+	checkEntries(t, followed, 1, 200, size)
+
+	segs := l.Segments()
+	if len(segs) < 20 {
+		t.Fatalf("only %d segments; expected many rolls", len(segs))
+	}
+	for i, s := range segs {
+		if s.Bytes > 4096 {
+			t.Errorf("segment %s has %d bytes, more than SegmentBytes", s.Path, s.Bytes)
+		}
+		if filepath.Base(s.Path) != segmentName(s.FirstLSN) {
+			t.Errorf("segment %d path %s does not match first LSN %d", i, s.Path, s.FirstLSN)
+		}
+		if i > 0 && s.FirstLSN != segs[i-1].LastLSN+1 {
+			t.Errorf("segment %d starts at %d after %d", i, s.FirstLSN, segs[i-1].LastLSN)
+		}
+	}
+	if st := l.Stats(); st.Rolls != uint64(len(segs)-1) {
+		t.Errorf("Stats.Rolls = %d, want %d", st.Rolls, len(segs)-1)
+	}
+	for _, from := range []uint64{1, 7, 8, 9, 100, 199, 200, 201} {
+		checkEntries(t, readAll(t, l, from), from, 200, size)
+	}
+	closeLog(t, l)
+	l = openLog(t, dir, func(o *Options) { o.SegmentBytes = 4096 })
+	checkEntries(t, readAll(t, l, 1), 1, 200, size)
+	checkEntries(t, readAll(t, l, 123), 123, 200, size)
+	appendN(t, l, 1, 5, size)
+	checkEntries(t, readAll(t, l, 190), 190, 205, size)
+}
+
+func TestSparseIndexSeek(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, func(o *Options) { o.Sync = SyncNone })
+	appendN(t, l, 1, 2000, 1000) // ~2 MB in one segment
+	check := func(l *Log) {
+		l.mu.Lock()
+		n := len(l.segs[0].index)
+		l.mu.Unlock()
+		if n < 20 || n > 40 {
+			t.Fatalf("index of a 2 MB segment has %d points, want one per 64 KiB", n)
+		}
+		for _, from := range []uint64{1, 65, 66, 1000, 1999, 2000} {
+			r, err := l.NewReader(from)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, p, err := r.Next()
+			r.Close()
+			if err != nil || e.LSN != from || !bytes.Equal(e.Payload, testPayload(from, 1000)) {
+				t.Fatalf("NewReader(%d).Next() = LSN %d, %v", from, e.LSN, err)
+			}
+			if want := int64(from-1) * int64(frameSize(1000)); p.Offset != want {
+				t.Fatalf("LSN %d at offset %d, want %d", from, p.Offset, want)
+			}
+		}
+	}
+	check(l)
+	closeLog(t, l)
+	check(openLog(t, dir, nil))
+}
+
+func TestReaderEOFFollowsDurable(t *testing.T) {
+	l := openLog(t, t.TempDir(), nil)
+	gate := gateSyncer(t, l)
+	r, err := l.NewReader(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, _, err := r.Next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("Next on empty log = %v, want io.EOF", err)
+	}
+	if _, err := l.Append(1, TypeNoop, nil); err != nil {
+		t.Fatal(err)
+	}
+	gate.waitEntered(t) // the syncer holds before its fsync
+	if _, _, err := r.Next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("Next before fsync = %v, want io.EOF (written but not durable)", err)
+	}
+	if d := l.DurableLSN(); d != 0 {
+		t.Fatalf("DurableLSN = %d before fsync", d)
+	}
+	// The entry is readable by position right away, though.
+	if e, err := l.ReadAt(Pos{LSN: 1, Segment: 1, Offset: 0}); err != nil || e.Type != TypeNoop {
+		t.Fatalf("ReadAt = %+v, %v", e, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := l.WaitDurable(ctx, 1); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitDurable while syncer held = %v", err)
+	}
+
+	ch := l.Durable()
+	gate.permits <- struct{}{}
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Durable() never fired")
+	}
+	if d := l.DurableLSN(); d != 1 {
+		t.Fatalf("DurableLSN = %d, want 1", d)
+	}
+	if e, _, err := r.Next(); err != nil || e.LSN != 1 {
+		t.Fatalf("Next = %d, %v", e.LSN, err)
+	}
+	if _, _, err := r.Next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("Next at end = %v, want io.EOF", err)
+	}
+	gate.open()
+	appendN(t, l, 1, 3, 10)
+	for want := uint64(2); want <= 4; want++ {
+		if e, _, err := r.Next(); err != nil || e.LSN != want {
+			t.Fatalf("Next = %d, %v; want %d", e.LSN, err, want)
+		}
+	}
+	if _, _, err := r.Next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("Next at end = %v, want io.EOF", err)
+	}
+}
+
+func TestGroupCommit(t *testing.T) {
+	l := openLog(t, t.TempDir(), nil)
+	gate := gateSyncer(t, l)
+	if _, err := l.Append(1, TypeNoop, nil); err != nil {
+		t.Fatal(err)
+	}
+	gate.waitEntered(t)
+
+	const writers = 64
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for i := 0; i < writers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p, err := l.Append(1, TypeRecordBatch, testPayload(uint64(i), 100))
+			if err == nil {
+				err = l.WaitDurable(context.Background(), p.LSN)
+			}
+			errs <- err
+		}()
+	}
+	eventually(t, 10*time.Second, "all writers appended", func() bool { return l.LastLSN() == writers+1 })
+	before := l.Stats().Fsyncs
+	gate.open()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("writer: %v", err)
+		}
+	}
+	if n := l.Stats().Fsyncs - before; n != 1 {
+		t.Fatalf("%d fsyncs released %d waiters, want exactly 1", n, writers)
+	}
+	if d := l.DurableLSN(); d != writers+1 {
+		t.Fatalf("DurableLSN = %d", d)
+	}
+}
+
+func TestSyncPolicies(t *testing.T) {
+	t.Run("interval", func(t *testing.T) {
+		l := openLog(t, t.TempDir(), func(o *Options) { o.Sync = SyncInterval; o.SyncInterval = 5 * time.Millisecond })
+		if _, err := l.Append(1, TypeNoop, nil); err != nil {
+			t.Fatal(err)
+		}
+		if d := l.DurableLSN(); d != 1 {
+			t.Fatalf("DurableLSN = %d right after Append, want 1 (durable once written)", d)
+		}
+		eventually(t, 10*time.Second, "periodic fsync", func() bool { return l.SyncedLSN() == 1 && l.Stats().Fsyncs >= 1 })
+	})
+	t.Run("none", func(t *testing.T) {
+		dir := t.TempDir()
+		l := openLog(t, dir, func(o *Options) { o.Sync = SyncNone })
+		appendN(t, l, 1, 10, 10)
+		if st := l.Stats(); st.Fsyncs != 0 || l.SyncedLSN() != 0 || l.DurableLSN() != 10 {
+			t.Fatalf("Fsyncs %d Synced %d Durable %d; want 0, 0, 10", st.Fsyncs, l.SyncedLSN(), l.DurableLSN())
+		}
+		closeLog(t, l)
+		if st := l.Stats(); st.Fsyncs != 1 {
+			t.Fatalf("Close did %d fsyncs, want 1", st.Fsyncs)
+		}
+	})
+	t.Run("parse", func(t *testing.T) {
+		for in, want := range map[string]SyncPolicy{"every-batch": SyncEveryBatch, "interval": SyncInterval, "none": SyncNone} {
+			if got, err := ParseSyncPolicy(in); err != nil || got != want || got.String() != in {
+				t.Errorf("ParseSyncPolicy(%q) = %v, %v", in, got, err)
+			}
+		}
+		if _, err := ParseSyncPolicy("sometimes"); err == nil {
+			t.Error("ParseSyncPolicy(sometimes) succeeded")
+		}
+	})
+}
+
+// lastSegmentPath returns the path of the active segment.
+func lastSegmentPath(l *Log) string {
+	s := l.Segments()
+	return s[len(s)-1].Path
+}
+
+func TestTornTail(t *testing.T) {
+	const size = 300
+	frame := appendFrame(nil, Entry{LSN: 31, Epoch: 1, Type: TypeRecordBatch, Payload: testPayload(31, size)})
+	badCRC := slices.Clone(frame)
+	badCRC[len(badCRC)-1] ^= 0xff
+	garbage := make([]byte, 3000)
+	rand.New(rand.NewSource(1)).Read(garbage)
+	tests := []struct {
+		name string
+		tail []byte
+	}{
+		{"half a frame", frame[:len(frame)/2]},
+		{"header only", frame[:frameHeaderSize]},
+		{"few bytes", frame[:5]},
+		{"zeros", make([]byte, 4096)},
+		{"garbage", garbage},
+		{"whole frame with bad crc", badCRC},
+		{"half frame then zeros", append(slices.Clone(frame[:100]), make([]byte, 8192)...)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			opts := func(o *Options) { o.SegmentBytes = 4096 }
+			l := openLog(t, dir, opts)
+			appendN(t, l, 1, 30, size)
+			path := lastSegmentPath(l)
+			closeLog(t, l)
+			fi, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.Write(tt.tail); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+
+			logger, logs := testLogger(t)
+			l, err = Open(Options{Dir: dir, SegmentBytes: 4096, Logger: logger})
+			if err != nil {
+				t.Fatalf("Open with torn tail: %v", err)
+			}
+			t.Cleanup(func() { l.Close() })
+			out := logs.String()
+			for _, want := range []string{"torn tail", filepath.Base(path), fmt.Sprintf("offset=%d", fi.Size()), fmt.Sprintf("dropped_bytes=%d", len(tt.tail))} {
+				if !strings.Contains(out, want) {
+					t.Errorf("log output lacks %q:\n%s", want, out)
+				}
+			}
+			if fi2, _ := os.Stat(path); fi2.Size() != fi.Size() {
+				t.Errorf("file is %d bytes after recovery, want %d", fi2.Size(), fi.Size())
+			}
+			if l.LastLSN() != 30 {
+				t.Fatalf("LastLSN = %d, want 30", l.LastLSN())
+			}
+			checkEntries(t, readAll(t, l, 1), 1, 30, size)
+			appendN(t, l, 1, 3, size)
+			checkEntries(t, readAll(t, l, 1), 1, 33, size)
+			closeLog(t, l)
+			l = openLog(t, dir, opts)
+			checkEntries(t, readAll(t, l, 1), 1, 33, size)
+		})
+	}
+}
+
+func TestCorruptionDetected(t *testing.T) {
+	const size = 100
+	fs := int64(frameSize(size))
+	flip := func(path string, off int64) {
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			panic(err)
+		}
+		defer f.Close()
+		b := []byte{0}
+		f.ReadAt(b, off)
+		b[0] ^= 0x40
+		f.WriteAt(b, off)
+	}
+	tests := []struct {
+		name    string
+		segSize int64
+		damage  func(t *testing.T, segs []SegmentInfo) (file string, off int64)
+	}{
+		{"payload byte of an early entry", 1 << 20, func(t *testing.T, segs []SegmentInfo) (string, int64) {
+			flip(segs[0].Path, 2*fs+30)
+			return segs[0].Path, 2 * fs
+		}},
+		{"length field of an early entry", 1 << 20, func(t *testing.T, segs []SegmentInfo) (string, int64) {
+			flip(segs[0].Path, 3*fs+2)
+			return segs[0].Path, 3 * fs
+		}},
+		{"crc of the second to last entry", 1 << 20, func(t *testing.T, segs []SegmentInfo) (string, int64) {
+			flip(segs[0].Path, 18*fs+5)
+			return segs[0].Path, 18 * fs
+		}},
+		{"last entry of a sealed segment", 1024, func(t *testing.T, segs []SegmentInfo) (string, int64) {
+			s := segs[1]
+			flip(s.Path, s.Bytes-3)
+			return s.Path, s.Bytes - fs
+		}},
+		{"garbage after a sealed segment", 1024, func(t *testing.T, segs []SegmentInfo) (string, int64) {
+			s := segs[0]
+			f, _ := os.OpenFile(s.Path, os.O_WRONLY|os.O_APPEND, 0)
+			f.Write(make([]byte, 10))
+			f.Close()
+			return s.Path, s.Bytes
+		}},
+		{"missing middle segment", 1024, func(t *testing.T, segs []SegmentInfo) (string, int64) {
+			os.Remove(segs[1].Path)
+			return segs[2].Path, 0
+		}},
+		{"entry with a wrong LSN", 1 << 20, func(t *testing.T, segs []SegmentInfo) (string, int64) {
+			f, _ := os.OpenFile(segs[0].Path, os.O_WRONLY|os.O_APPEND, 0)
+			f.Write(appendFrame(nil, Entry{LSN: 99, Epoch: 1, Payload: []byte("x")}))
+			f.Close()
+			return segs[0].Path, segs[0].Bytes
+		}},
+		{"entry with a lower epoch", 1 << 20, func(t *testing.T, segs []SegmentInfo) (string, int64) {
+			f, _ := os.OpenFile(segs[0].Path, os.O_WRONLY|os.O_APPEND, 0)
+			f.Write(appendFrame(nil, Entry{LSN: 21, Epoch: 0, Payload: []byte("x")}))
+			f.Close()
+			return segs[0].Path, segs[0].Bytes
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			l := openLog(t, dir, func(o *Options) { o.SegmentBytes = tt.segSize })
+			appendN(t, l, 1, 20, size)
+			segs := l.Segments()
+			closeLog(t, l)
+			file, off := tt.damage(t, segs)
+			fi, _ := os.Stat(file)
+			_, err := Open(Options{Dir: dir, SegmentBytes: tt.segSize})
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Open = %v, want ErrCorrupt", err)
+			}
+			for _, want := range []string{filepath.Base(file), fmt.Sprintf("offset %d", off)} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q lacks %q", err, want)
+				}
+			}
+			if fi2, _ := os.Stat(file); fi != nil && fi2.Size() != fi.Size() {
+				t.Errorf("Open changed the size of %s", file)
+			}
+		})
+	}
+}
+
+func TestTruncate(t *testing.T) {
+	const size = 200
+	// 300 entries, epoch 1 for 1-99, 2 for 100-199, 3 for 200-300, ~5 per segment.
+	build := func(t *testing.T) (string, *Log) {
+		dir := t.TempDir()
+		l := openLog(t, dir, func(o *Options) { o.SegmentBytes = 1200 })
+		appendN(t, l, 1, 99, size)
+		appendN(t, l, 2, 100, size)
+		appendN(t, l, 3, 101, size)
+		return dir, l
+	}
+	tests := []struct {
+		name   string
+		after  uint64
+		epochs []EpochStart
+	}{
+		{"nothing", 300, []EpochStart{{1, 1}, {2, 100}, {3, 200}}},
+		{"last entry", 299, []EpochStart{{1, 1}, {2, 100}, {3, 200}}},
+		{"mid segment", 152, []EpochStart{{1, 1}, {2, 100}}},
+		{"epoch boundary", 199, []EpochStart{{1, 1}, {2, 100}}},
+		{"first entry of an epoch", 200, []EpochStart{{1, 1}, {2, 100}, {3, 200}}},
+		{"first entry", 1, []EpochStart{{1, 1}}},
+		{"everything", 0, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir, l := build(t)
+			// Also cut exactly at a segment boundary once.
+			if err := l.Truncate(tt.after); err != nil {
+				t.Fatalf("Truncate(%d): %v", tt.after, err)
+			}
+			check := func(l *Log) {
+				t.Helper()
+				if l.LastLSN() != tt.after || l.DurableLSN() != tt.after {
+					t.Fatalf("Last/Durable = %d/%d, want %d", l.LastLSN(), l.DurableLSN(), tt.after)
+				}
+				checkEntries(t, readAll(t, l, 1), 1, tt.after, size)
+				if h := l.EpochHistory(); !slices.Equal(h, tt.epochs) {
+					t.Fatalf("EpochHistory = %v, want %v", h, tt.epochs)
+				}
+				segs := l.Segments()
+				if last := segs[len(segs)-1]; last.LastLSN != tt.after {
+					t.Fatalf("last segment %+v does not end at %d", last, tt.after)
+				}
+			}
+			check(l)
+			closeLog(t, l)
+			l = openLog(t, dir, func(o *Options) { o.SegmentBytes = 1200 })
+			check(l)
+			// Appending continues at after+1, in a new epoch.
+			appendN(t, l, 4, 10, size)
+			checkEntries(t, readAll(t, l, 1), 1, tt.after+10, size)
+			if h := l.EpochHistory(); h[len(h)-1] != (EpochStart{4, tt.after + 1}) {
+				t.Fatalf("EpochHistory = %v", h)
+			}
+		})
+	}
+	t.Run("at segment boundary", func(t *testing.T) {
+		dir, l := build(t)
+		segs := l.Segments()
+		after := segs[3].LastLSN
+		if err := l.Truncate(after); err != nil {
+			t.Fatal(err)
+		}
+		// The 5th segment stays, empty, as the active one.
+		if segs := l.Segments(); len(segs) != 5 || segs[4].Bytes != 0 || segs[4].FirstLSN != after+1 {
+			t.Fatalf("after truncating at the end of the 4th segment: %+v", segs)
+		}
+		closeLog(t, l)
+		l = openLog(t, dir, func(o *Options) { o.SegmentBytes = 1200 })
+		checkEntries(t, readAll(t, l, 1), 1, after, size)
+	})
+	t.Run("below first", func(t *testing.T) {
+		_, l := build(t)
+		if _, err := l.DeleteSegmentsBefore(50); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Truncate(l.FirstLSN() - 2); !errors.Is(err, ErrCompacted) {
+			t.Fatalf("Truncate below first = %v, want ErrCompacted", err)
+		}
+		if err := l.Truncate(l.FirstLSN() - 1); err != nil {
+			t.Fatalf("Truncate(first-1) = %v", err)
+		}
+		if l.LastLSN() != l.FirstLSN()-1 {
+			t.Fatalf("Last %d First %d", l.LastLSN(), l.FirstLSN())
+		}
+	})
+}
+
+func TestReset(t *testing.T) {
+	dir := t.TempDir()
+	opts := func(o *Options) { o.SegmentBytes = 1000 }
+	l := openLog(t, dir, opts)
+	appendN(t, l, 3, 50, 100)
+	r, err := l.NewReader(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, _, err := r.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reset(1000); err != nil {
+		t.Fatalf("Reset: %v", err)
+	}
+	if _, _, err := r.Next(); !errors.Is(err, ErrCompacted) {
+		t.Fatalf("reader after Reset: %v, want ErrCompacted", err)
+	}
+	check := func(l *Log, last uint64) {
+		t.Helper()
+		if l.FirstLSN() != 1000 || l.LastLSN() != last || l.DurableLSN() != last {
+			t.Fatalf("First/Last/Durable = %d/%d/%d", l.FirstLSN(), l.LastLSN(), l.DurableLSN())
+		}
+		if _, err := l.NewReader(999); !errors.Is(err, ErrCompacted) {
+			t.Fatalf("NewReader(999) = %v", err)
+		}
+	}
+	check(l, 999)
+	if h := l.EpochHistory(); len(h) != 0 {
+		t.Fatalf("EpochHistory after Reset = %v", h)
+	}
+	if segs := l.Segments(); len(segs) != 1 || segs[0].FirstLSN != 1000 || segs[0].Bytes != 0 {
+		t.Fatalf("Segments = %+v", segs)
+	}
+	closeLog(t, l)
+	l = openLog(t, dir, opts)
+	check(l, 999)
+	// A follower appends what the leader sends from 1000 on, in epoch 2.
+	for lsn := uint64(1000); lsn < 1020; lsn++ {
+		if _, err := l.AppendEntry(Entry{LSN: lsn, Epoch: 2, Type: TypeRecordBatch, Payload: testPayload(lsn, 100)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.WaitDurable(context.Background(), 1019); err != nil {
+		t.Fatal(err)
+	}
+	check(l, 1019)
+	checkEntries(t, readAll(t, l, 1000), 1000, 1019, 100)
+	closeLog(t, l)
+	l = openLog(t, dir, opts)
+	check(l, 1019)
+	if h := l.EpochHistory(); !slices.Equal(h, []EpochStart{{2, 1000}}) {
+		t.Fatalf("EpochHistory = %v", h)
+	}
+	if err := l.Reset(0); err == nil {
+		t.Fatal("Reset(0) succeeded")
+	}
+}
+
+func TestDeleteSegmentsBefore(t *testing.T) {
+	dir := t.TempDir()
+	opts := func(o *Options) { o.SegmentBytes = 1000 }
+	l := openLog(t, dir, opts)
+	appendN(t, l, 1, 100, 100) // 8 entries per segment
+	segs := l.Segments()
+	r, err := l.NewReader(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, _, err := r.Next(); err != nil {
+		t.Fatal(err)
+	}
+
+	n, err := l.DeleteSegmentsBefore(50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want int
+	for _, s := range segs {
+		if s.LastLSN < 50 {
+			want++
+		}
+	}
+	if n != want || n == 0 {
+		t.Fatalf("deleted %d segments, want %d", n, want)
+	}
+	for _, s := range segs[:n] {
+		if _, err := os.Stat(s.Path); !os.IsNotExist(err) {
+			t.Errorf("%s still exists", s.Path)
+		}
+	}
+	first := l.FirstLSN()
+	if first != segs[n].FirstLSN || first > 50 {
+		t.Fatalf("FirstLSN = %d", first)
+	}
+	if _, _, err := r.Next(); !errors.Is(err, ErrCompacted) {
+		t.Fatalf("reader in a deleted segment: %v, want ErrCompacted", err)
+	}
+	if _, err := l.NewReader(1); !errors.Is(err, ErrCompacted) {
+		t.Fatalf("NewReader(1) = %v, want ErrCompacted", err)
+	}
+	if _, err := l.ReadAt(Pos{LSN: 1, Segment: 1}); !errors.Is(err, ErrCompacted) {
+		t.Fatalf("ReadAt(1) = %v, want ErrCompacted", err)
+	}
+	checkEntries(t, readAll(t, l, first), first, 100, 100)
+
+	// Never the active segment, even if everything is below lsn.
+	if _, err := l.DeleteSegmentsBefore(1 << 40); err != nil {
+		t.Fatal(err)
+	}
+	segs = l.Segments()
+	if len(segs) != 1 || segs[0].LastLSN != 100 {
+		t.Fatalf("Segments = %+v", segs)
+	}
+	closeLog(t, l)
+	l = openLog(t, dir, opts)
+	if l.FirstLSN() != segs[0].FirstLSN || l.LastLSN() != 100 {
+		t.Fatalf("after reopen First/Last = %d/%d", l.FirstLSN(), l.LastLSN())
+	}
+	if h := l.EpochHistory(); !slices.Equal(h, []EpochStart{{1, 1}}) {
+		t.Fatalf("EpochHistory = %v; starts before the first segment must be kept", h)
+	}
+}
+
+func TestEpochHistory(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, nil)
+	appendN(t, l, 1, 3, 10)
+	appendN(t, l, 3, 2, 10)
+	if _, err := l.Append(2, TypeNoop, nil); !errors.Is(err, ErrStaleEpoch) {
+		t.Fatalf("Append with a lower epoch = %v, want ErrStaleEpoch", err)
+	}
+	if _, err := l.AppendEntry(Entry{LSN: 6, Epoch: 2}); !errors.Is(err, ErrStaleEpoch) {
+		t.Fatalf("AppendEntry with a lower epoch = %v, want ErrStaleEpoch", err)
+	}
+	want := []EpochStart{{1, 1}, {3, 4}}
+	if h := l.EpochHistory(); !slices.Equal(h, want) {
+		t.Fatalf("EpochHistory = %v, want %v", h, want)
+	}
+	if err := l.SetEpoch(4, 7); !errors.Is(err, ErrGap) {
+		t.Fatalf("SetEpoch at a wrong LSN = %v, want ErrGap", err)
+	}
+	if err := l.SetEpoch(2, 6); !errors.Is(err, ErrStaleEpoch) {
+		t.Fatalf("SetEpoch(2) = %v, want ErrStaleEpoch", err)
+	}
+	if err := l.SetEpoch(5, 6); err != nil {
+		t.Fatal(err)
+	}
+	if h := l.EpochHistory(); !slices.Equal(h, append(slices.Clone(want), EpochStart{5, 6})) {
+		t.Fatalf("EpochHistory after SetEpoch = %v", h)
+	}
+	// A start with no entry after it is dropped at Open, as in Kafka.
+	closeLog(t, l)
+	l = openLog(t, dir, nil)
+	if h := l.EpochHistory(); !slices.Equal(h, want) {
+		t.Fatalf("EpochHistory after reopen = %v, want %v", h, want)
+	}
+	if err := l.SetEpoch(5, 6); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, l, 5, 1, 10)
+	want = append(want, EpochStart{5, 6})
+	if h := l.EpochHistory(); !slices.Equal(h, want) {
+		t.Fatalf("EpochHistory = %v, want %v", h, want)
+	}
+	closeLog(t, l)
+
+	epochsPath := filepath.Join(dir, epochsFile)
+	tests := []struct {
+		name    string
+		content []byte // nil: delete the file
+		corrupt bool
+	}{
+		{"deleted file is rebuilt from entries", nil, false},
+		{"start with no entries is dropped", encodeEpochs([]EpochStart{{1, 1}, {2, 2}, {3, 4}, {5, 6}, {9, 100}}), false},
+		{"missing start is added", encodeEpochs([]EpochStart{{1, 1}}), false},
+		{"bad crc", bytes.Replace(encodeEpochs(want), []byte("3 4"), []byte("3 5"), 1), true},
+		{"not increasing", encodeEpochs([]EpochStart{{3, 1}, {1, 4}}), true},
+		{"garbage", []byte("hello"), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.content == nil {
+				os.Remove(epochsPath)
+			} else if err := os.WriteFile(epochsPath, tt.content, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			l, err := Open(Options{Dir: dir})
+			if tt.corrupt {
+				if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), epochsPath) {
+					t.Fatalf("Open = %v, want ErrCorrupt naming %s", err, epochsPath)
+				}
+				os.Remove(epochsPath)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			if h := l.EpochHistory(); !slices.Equal(h, want) {
+				t.Fatalf("EpochHistory = %v, want %v", h, want)
+			}
+			data, _ := os.ReadFile(epochsPath)
+			if got, err := decodeEpochs(data); err != nil || !slices.Equal(got, want) {
+				t.Fatalf("epochs file holds %v, %v", got, err)
+			}
+		})
+	}
+}
+
+func TestAppendEntryGap(t *testing.T) {
+	l := openLog(t, t.TempDir(), nil)
+	tests := []struct {
+		lsn     uint64
+		wantErr error
+	}{
+		{1, nil}, {3, ErrGap}, {1, ErrGap}, {0, ErrGap}, {2, nil}, {3, nil}, {10, ErrGap},
+	}
+	for _, tt := range tests {
+		_, err := l.AppendEntry(Entry{LSN: tt.lsn, Epoch: 1, Type: TypeNoop})
+		if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
+			t.Fatalf("AppendEntry(LSN %d) = %v, want %v", tt.lsn, err, tt.wantErr)
+		}
+	}
+	if l.LastLSN() != 3 {
+		t.Fatalf("LastLSN = %d", l.LastLSN())
+	}
+}
+
+func TestTooLarge(t *testing.T) {
+	l := openLog(t, t.TempDir(), func(o *Options) { o.MaxEntryBytes = 1000 })
+	if _, err := l.Append(1, TypeRecordBatch, make([]byte, 1001)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Append(1001 bytes) = %v, want ErrTooLarge", err)
+	}
+	if _, err := l.AppendEntry(Entry{LSN: 1, Payload: make([]byte, 1001)}); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("AppendEntry(1001 bytes) = %v, want ErrTooLarge", err)
+	}
+	if _, err := l.Append(1, TypeRecordBatch, make([]byte, 1000)); err != nil {
+		t.Fatalf("Append(1000 bytes) = %v", err)
+	}
+	if _, err := Open(Options{Dir: t.TempDir(), MaxEntryBytes: 2 << 30}); err == nil {
+		t.Fatal("Open with MaxEntryBytes 2 GiB succeeded")
+	}
+}
+
+func TestReadAt(t *testing.T) {
+	l := openLog(t, t.TempDir(), func(o *Options) { o.SegmentBytes = 1000 })
+	ps := appendN(t, l, 1, 30, 100)
+	for _, p := range ps {
+		e, err := l.ReadAt(p)
+		if err != nil || e.LSN != p.LSN || !bytes.Equal(e.Payload, testPayload(p.LSN, 100)) {
+			t.Fatalf("ReadAt(%+v) = LSN %d, %v", p, e.LSN, err)
+		}
+	}
+	bad := []Pos{
+		{LSN: 31, Segment: ps[29].Segment, Offset: ps[29].Offset + int64(frameSize(100))}, // not written
+		{LSN: 5, Segment: 2},                             // no such segment
+		{LSN: ps[5].LSN, Segment: ps[5].Segment, Offset: -1},
+	}
+	for _, p := range bad {
+		if _, err := l.ReadAt(p); !errors.Is(err, ErrNotFound) {
+			t.Errorf("ReadAt(%+v) = %v, want ErrNotFound", p, err)
+		}
+	}
+	p := ps[5]
+	p.Offset++ // not a frame boundary
+	if _, err := l.ReadAt(p); err == nil {
+		t.Errorf("ReadAt(%+v) at a non-boundary succeeded", p)
+	}
+	p = ps[5]
+	p.LSN++ // wrong LSN for the offset
+	if _, err := l.ReadAt(p); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("ReadAt(%+v) = %v, want ErrCorrupt", p, err)
+	}
+}
+
+func TestChecksum(t *testing.T) {
+	src := openLog(t, t.TempDir(), func(o *Options) { o.SegmentBytes = 2000 })
+	appendN(t, src, 1, 40, 150)
+	appendN(t, src, 2, 40, 150)
+	// A replica with other segment sizes, fed through AppendEntry.
+	dst := openLog(t, t.TempDir(), func(o *Options) { o.SegmentBytes = 50000; o.Sync = SyncNone })
+	// And one whose entry 60 has another epoch (a divergent replica).
+	div := openLog(t, t.TempDir(), func(o *Options) { o.Sync = SyncNone })
+	for _, e := range readAll(t, src, 1) {
+		if _, err := dst.AppendEntry(e); err != nil {
+			t.Fatal(err)
+		}
+		if e.LSN >= 60 {
+			e.Epoch = 3
+		}
+		if _, err := div.AppendEntry(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, rg := range [][2]uint64{{1, 80}, {1, 1}, {17, 63}, {80, 80}, {1, 59}} {
+		a, err := src.Checksum(rg[0], rg[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := dst.Checksum(rg[0], rg[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a != b {
+			t.Errorf("Checksum%v differs between equal logs: %x vs %x", rg, a, b)
+		}
+		c, err := div.Checksum(rg[0], rg[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (c == a) != (rg[1] < 60) {
+			t.Errorf("Checksum%v of divergent log: %x vs %x", rg, c, a)
+		}
+	}
+	if a, _ := src.Checksum(1, 40); a == func() uint64 { v, _ := src.Checksum(1, 41); return v }() {
+		t.Error("different ranges give the same checksum")
+	}
+	if v, err := src.Checksum(5, 4); err != nil || v != fnvOffset {
+		t.Errorf("empty range = %x, %v", v, err)
+	}
+	if _, err := src.Checksum(1, 81); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Checksum past the end = %v", err)
+	}
+	if _, err := src.Checksum(9, 5); err == nil {
+		t.Error("Checksum(9, 5) succeeded")
+	}
+	if _, err := src.DeleteSegmentsBefore(30); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Checksum(1, 40); !errors.Is(err, ErrCompacted) {
+		t.Errorf("Checksum over deleted entries = %v, want ErrCompacted", err)
+	}
+}
+
+func TestReaderUnderTruncation(t *testing.T) {
+	l := openLog(t, t.TempDir(), func(o *Options) { o.SegmentBytes = 1000 })
+	appendN(t, l, 1, 60, 100)
+	readTo := func(next uint64) *Reader {
+		r, err := l.NewReader(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		for lsn := uint64(1); lsn < next; lsn++ {
+			if _, _, err := r.Next(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return r
+	}
+	ahead := readTo(51)  // returned up to 50: they are truncated away
+	behind := readTo(15) // returned up to 14: unaffected
+	edge := readTo(21)   // returned exactly up to 20
+	if err := l.Truncate(20); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ahead.Next(); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("reader past the truncation point: %v, want ErrTruncated", err)
+	}
+	if _, _, err := ahead.Next(); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("ErrTruncated is not sticky: %v", err)
+	}
+	for lsn := uint64(15); lsn <= 20; lsn++ {
+		if e, _, err := behind.Next(); err != nil || e.LSN != lsn {
+			t.Fatalf("reader behind: %d, %v", e.LSN, err)
+		}
+	}
+	for _, r := range []*Reader{behind, edge} {
+		if _, _, err := r.Next(); !errors.Is(err, io.EOF) {
+			t.Fatalf("reader at the truncation point: %v, want io.EOF", err)
+		}
+	}
+	// New entries 21.. (a new epoch) are read by both.
+	for lsn := uint64(21); lsn <= 25; lsn++ {
+		if _, err := l.Append(2, TypeRecordBatch, []byte("new")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.WaitDurable(context.Background(), 25); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*Reader{behind, edge} {
+		for lsn := uint64(21); lsn <= 25; lsn++ {
+			e, _, err := r.Next()
+			if err != nil || e.LSN != lsn || string(e.Payload) != "new" || e.Epoch != 2 {
+				t.Fatalf("after truncation: LSN %d %q epoch %d, %v", e.LSN, e.Payload, e.Epoch, err)
+			}
+		}
+	}
+}
+
+func TestClose(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, l, 1, 3, 10)
+	if _, err := Open(Options{Dir: dir}); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second Open of the same dir = %v, want an 'in use' error", err)
+	}
+	r, err := l.NewReader(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- l.WaitDurable(context.Background(), 100) }()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waitErr; !errors.Is(err, ErrClosed) {
+		t.Fatalf("WaitDurable during Close = %v, want ErrClosed", err)
+	}
+	calls := map[string]func() error{
+		"Close":                func() error { return l.Close() },
+		"Append":               func() error { _, err := l.Append(1, TypeNoop, nil); return err },
+		"AppendEntry":          func() error { _, err := l.AppendEntry(Entry{LSN: 4}); return err },
+		"NewReader":            func() error { _, err := l.NewReader(1); return err },
+		"Reader.Next":          func() error { _, _, err := r.Next(); return err },
+		"ReadAt":               func() error { _, err := l.ReadAt(Pos{LSN: 1, Segment: 1}); return err },
+		"Truncate":             func() error { return l.Truncate(1) },
+		"Reset":                func() error { return l.Reset(1) },
+		"DeleteSegmentsBefore": func() error { _, err := l.DeleteSegmentsBefore(2); return err },
+		"SetEpoch":             func() error { return l.SetEpoch(2, 4) },
+		"WaitDurable":          func() error { return l.WaitDurable(context.Background(), 4) },
+		"Checksum":             func() error { _, err := l.Checksum(1, 3); return err },
+	}
+	for name, call := range calls {
+		if err := call(); !errors.Is(err, ErrClosed) {
+			t.Errorf("%s after Close = %v, want ErrClosed", name, err)
+		}
+	}
+	if err := l.WaitDurable(context.Background(), 3); err != nil {
+		t.Errorf("WaitDurable of a durable LSN after Close = %v", err)
+	}
+	if err := r.Close(); err != nil {
+		t.Errorf("Reader.Close = %v", err)
+	}
+	if err := r.Close(); !errors.Is(err, ErrClosed) {
+		t.Errorf("second Reader.Close = %v", err)
+	}
+	// The lock is released: the directory opens again.
+	l = openLog(t, dir, nil)
+	if l.LastLSN() != 3 {
+		t.Fatalf("LastLSN = %d", l.LastLSN())
+	}
+}
+
+func TestConcurrentAppendersAndReaders(t *testing.T) {
+	l := openLog(t, t.TempDir(), func(o *Options) { o.SegmentBytes = 8 << 10 })
+	const appenders, perAppender, readers = 4, 150, 3
+	const total = appenders * perAppender
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, appenders+readers+1)
+	for a := 0; a < appenders; a++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perAppender; i++ {
+				p, err := l.Append(1, TypeRecordBatch, []byte(fmt.Sprintf("%d/%d/%s", a, i, strings.Repeat("x", i))))
+				if err == nil && i%10 == 9 {
+					err = l.WaitDurable(ctx, p.LSN)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for rd := 0; rd < readers; rd++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := l.NewReader(1)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer r.Close()
+			lastSeq := make([]int, appenders)
+			for i := range lastSeq {
+				lastSeq[i] = -1
+			}
+			for want := uint64(1); want <= total; {
+				ch := l.Durable()
+				e, _, err := r.Next()
+				if errors.Is(err, io.EOF) {
+					select {
+					case <-ch:
+					case <-ctx.Done():
+						errs <- fmt.Errorf("reader stuck at LSN %d", want)
+						return
+					}
+					continue
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				var a, seq int
+				if _, err := fmt.Sscanf(string(e.Payload), "%d/%d/", &a, &seq); err != nil || e.LSN != want || seq != lastSeq[a]+1 {
+					errs <- fmt.Errorf("reader: LSN %d (want %d) payload %.20q", e.LSN, want, e.Payload)
+					return
+				}
+				lastSeq[a] = seq
+				want++
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() { // observers
+		defer wg.Done()
+		for {
+			ch := l.Durable()
+			if l.DurableLSN() >= total {
+				return
+			}
+			_ = l.Segments()
+			_ = l.EpochHistory()
+			if d := l.DurableLSN(); d > 0 {
+				if _, err := l.Checksum(l.FirstLSN(), d); err != nil {
+					errs <- err
+					return
+				}
+			}
+			select {
+			case <-ctx.Done():
+				errs <- errors.New("observer: durable LSN stuck")
+				return
+			case <-ch:
+			}
+		}
+	}()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if l.LastLSN() != total {
+		t.Fatalf("LastLSN = %d", l.LastLSN())
+	}
+	if st := l.Stats(); st.Appends != total || st.Fsyncs >= total {
+		t.Logf("stats: %+v", st)
+	}
+}
