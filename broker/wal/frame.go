@@ -14,8 +14,8 @@ import (
 // length counts the bytes after the crc field (13 + len(payload)); the CRC
 // covers the same bytes.
 const (
-	lenCRCSize      = 8                           // length + crc
-	bodyFixedSize   = 13                          // lsn + epoch + type
+	lenCRCSize      = 8                          // length + crc
+	bodyFixedSize   = 13                         // lsn + epoch + type
 	frameHeaderSize = lenCRCSize + bodyFixedSize // 21 bytes before the payload
 
 	// maxDecodeEntry bounds the payload length that recovery and readers

@@ -832,7 +832,7 @@ func TestReadAt(t *testing.T) {
 	}
 	bad := []Pos{
 		{LSN: 31, Segment: ps[29].Segment, Offset: ps[29].Offset + int64(frameSize(100))}, // not written
-		{LSN: 5, Segment: 2},                             // no such segment
+		{LSN: 5, Segment: 2}, // no such segment
 		{LSN: ps[5].LSN, Segment: ps[5].Segment, Offset: -1},
 	}
 	for _, p := range bad {
