@@ -26,6 +26,7 @@ var rowOrder = []struct{ name, label string }{
 	{"disk", "disk seq write (1 MiB writes + fsync); lat = 4 KiB fdatasync"},
 	{"standalone-acks1", "standalone produce acks=1"},
 	{"standalone-acksall", "standalone produce acks=-1"},
+	{"standalone-acksall-low", "standalone produce acks=-1, low load"},
 	{"standalone-consume", "standalone consume"},
 	{"cluster-acks1", "three-node produce acks=1"},
 	{"cluster-acksall", "three-node produce acks=-1"},
@@ -35,6 +36,7 @@ var rowOrder = []struct{ name, label string }{
 	{"catchup", "follower catch-up"},
 	{"jetstream-async", "JetStream R3 file, async publish"},
 	{"jetstream-sync", "JetStream R3 file, sync publish"},
+	{"rss-produce", "produce acks=1 during the RSS run"},
 	{"rss", "broker RSS, full-speed produce"},
 }
 

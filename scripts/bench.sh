@@ -1,0 +1,287 @@
+#!/usr/bin/env bash
+# Benchmarks Tandem on this machine and prints ONE table with every figure
+# side by side (docs/benchmarks.md explains each number).
+#
+#   scripts/bench.sh          # everything that exists: disk, standalone broker,
+#                             # three-node cluster (when scripts/cluster.sh and
+#                             # bin/tandem-sidecar exist), JetStream (when
+#                             # nats-server exists)
+#   scripts/bench.sh standalone   # disk + standalone broker only
+#   scripts/bench.sh cluster      # three-node cluster only (lag, catch-up)
+#   scripts/bench.sh rss          # broker RSS during RSS_MINUTES (default 5) of full-speed produce
+#
+# What it runs, in order (each a `bin/tandem-bench` subcommand):
+#   disk        sequential write bandwidth of the disk holding the data dirs
+#   standalone  a `bin/tandem-broker` on a temporary data dir and a free port:
+#               produce acks=1 and acks=-1 at full speed, acks=-1 at a low fixed
+#               rate (latency), then consume everything back
+#   cluster     `scripts/cluster.sh up` with its own TANDEM_HOME (Kafka ports
+#               9092-9094): produce acks=1, acks=-1, acks=-1 at low rate,
+#               follower lag at half the acks=1 rate, catch-up of a follower
+#               that was stopped while CATCHUP_RECORDS were produced
+#   jetstream   three nats-server processes (JetStream, file storage, R3) on
+#               loopback: async and sync publish of the same records
+#   rss         only with RSS_MINUTES > 0 or the `rss` argument
+#
+# Environment (all optional):
+#   DURATION          measured window of each produce run (default 20s)
+#   RECORD_BYTES      record value size (default 1024)
+#   PARTITIONS        partitions of the bench topics (default 1)
+#   LOW_RATE          records/s of the low-load latency runs (default 1000)
+#   CATCHUP_RECORDS   backlog for the catch-up run (default 1000000, 1 GB at 1 KiB)
+#   DISK_BYTES        bytes per sequential disk run (default 1GiB; 3 runs, median)
+#   RSS_MINUTES       minutes of full-speed produce for the RSS run (default 0 = off;
+#                     5 when the `rss` argument is given)
+#   BENCH_OUT         directory for the result JSON files (default: a new temp dir)
+#   BENCH_CHARTS      directory to write PNG charts into (default: none; e.g. docs)
+#   TMPDIR            where the data dirs go: keep it on the disk you mean to measure
+#
+# Not part of scripts/test.sh: it takes minutes and its figures depend on
+# whatever else the machine is doing. Every process it starts is stopped on
+# exit, on Ctrl-C and on error.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(pwd)
+
+MODE=${1:-all}
+case "$MODE" in
+all | standalone | cluster | jetstream | rss) ;;
+*)
+	echo "usage: scripts/bench.sh [all|standalone|cluster|jetstream|rss]" >&2
+	exit 2
+	;;
+esac
+
+DURATION=${DURATION:-20s}
+RECORD_BYTES=${RECORD_BYTES:-1024}
+PARTITIONS=${PARTITIONS:-1}
+LOW_RATE=${LOW_RATE:-1000}
+CATCHUP_RECORDS=${CATCHUP_RECORDS:-1000000}
+DISK_BYTES=${DISK_BYTES:-1GiB}
+RSS_MINUTES=${RSS_MINUTES:-0}
+if [ "$MODE" = rss ] && [ "$RSS_MINUTES" = 0 ]; then
+	RSS_MINUTES=5
+fi
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/tandem-bench.XXXXXX")
+OUT=${BENCH_OUT:-$WORK/results}
+mkdir -p "$OUT"
+BENCH="$ROOT/bin/tandem-bench"
+
+PIDS=()
+CLUSTER_HOME=""
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	local pid
+	for pid in "${PIDS[@]:-}"; do
+		[ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+	done
+	for pid in "${PIDS[@]:-}"; do
+		[ -n "$pid" ] && wait "$pid" 2>/dev/null || true
+	done
+	if [ -n "$CLUSTER_HOME" ]; then
+		TANDEM_HOME="$CLUSTER_HOME" scripts/cluster.sh down >/dev/null 2>&1 || true
+	fi
+	# Keep the results (and logs, if something failed); drop the data.
+	find "$WORK" -mindepth 1 -maxdepth 1 ! -name results ! -name '*.log' -exec rm -rf {} + 2>/dev/null || true
+	if [ $rc -ne 0 ]; then
+		echo "bench: failed (exit $rc); logs and results in $WORK" >&2
+	fi
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say() { printf '\n==> %s\n' "$*" >&2; }
+
+free_port() {
+	/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# wait_port PORT SECONDS: poll until something accepts TCP connections there.
+wait_port() {
+	local port=$1 deadline=$((SECONDS + $2))
+	while [ $SECONDS -lt $deadline ]; do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	echo "bench: nothing listens on 127.0.0.1:$port after $2s" >&2
+	return 1
+}
+
+# start_standalone: a broker on a fresh data dir; sets BROKER_PID and BROKER_ADDR.
+start_standalone() {
+	local port
+	port=$(free_port)
+	mkdir -p "$WORK/standalone"
+	bin/tandem-broker --node-id 1 --data-dir "$WORK/standalone" \
+		--listen "127.0.0.1:$port" --advertise "127.0.0.1:$port" \
+		--log-level warn >"$WORK/standalone.log" 2>&1 &
+	BROKER_PID=$!
+	PIDS+=("$BROKER_PID")
+	BROKER_ADDR="127.0.0.1:$port"
+	wait_port "$port" 15
+}
+
+stop_standalone() {
+	kill "$BROKER_PID" 2>/dev/null || true
+	wait "$BROKER_PID" 2>/dev/null || true
+	rm -rf "$WORK/standalone"
+}
+
+produce() { # produce NAME ACKS BROKERS TOPIC WATCHPID [extra flags]
+	local name=$1 acks=$2 brokers=$3 topic=$4 pid=$5
+	shift 5
+	say "produce $name (acks=$acks $*)"
+	local watch=()
+	if [ -n "$pid" ]; then watch=(--watch-pid "$pid"); fi
+	"$BENCH" produce --brokers "$brokers" --topic "$topic" --acks "$acks" \
+		--record-bytes "$RECORD_BYTES" --partitions "$PARTITIONS" --duration "$DURATION" \
+		"${watch[@]}" --name "$name" --out "$OUT/$name.json" "$@"
+}
+
+run_disk() {
+	say "disk: $DISK_BYTES sequential writes + fsync, 3 runs, in $WORK"
+	"$BENCH" disk --dir "$WORK" --bytes "$DISK_BYTES" --out "$OUT/disk.json"
+}
+
+run_standalone() {
+	start_standalone
+	say "standalone broker pid $BROKER_PID on $BROKER_ADDR"
+	local topic=bench-standalone
+	produce standalone-acks1 1 "$BROKER_ADDR" "$topic" "$BROKER_PID" --label "standalone produce acks=1"
+	produce standalone-acksall -1 "$BROKER_ADDR" "$topic" "$BROKER_PID" --label "standalone produce acks=-1"
+	produce standalone-acksall-low -1 "$BROKER_ADDR" "$topic" "$BROKER_PID" --rate "$LOW_RATE" \
+		--label "standalone produce acks=-1 at $LOW_RATE records/s"
+	say "consume everything back from $topic"
+	"$BENCH" consume --brokers "$BROKER_ADDR" --topic "$topic" --name standalone-consume \
+		--label "standalone consume" --out "$OUT/standalone-consume.json"
+	stop_standalone
+}
+
+# node_broker_pid N: the pid of node N's broker, found through the process
+# table by its data dir (cluster.sh keeps node i under $TANDEM_HOME/node-i).
+node_broker_pid() {
+	pgrep -f -n "tandem-broker .*--data-dir[= ]$CLUSTER_HOME/node-$1" || true
+}
+
+run_cluster() {
+	if [ ! -x scripts/cluster.sh ] || [ ! -x bin/tandem-sidecar ]; then
+		say "three-node cluster: skipped (scripts/cluster.sh or bin/tandem-sidecar does not exist yet)"
+		return 0
+	fi
+	CLUSTER_HOME="$WORK/cluster"
+	say "three-node cluster in $CLUSTER_HOME"
+	TANDEM_HOME="$CLUSTER_HOME" scripts/cluster.sh up >"$WORK/cluster-up.log" 2>&1 || {
+		cat "$WORK/cluster-up.log" >&2
+		return 1
+	}
+	wait_port 9092 30
+	wait_port 9093 30
+	wait_port 9094 30
+	local leader_pid
+	leader_pid=$(node_broker_pid 1) # empty if not found: no RSS column then
+	local topic=bench-cluster
+	produce cluster-acks1 1 127.0.0.1:9092 "$topic" "$leader_pid" --label "three-node produce acks=1"
+	produce cluster-acksall -1 127.0.0.1:9092 "$topic" "$leader_pid" --label "three-node produce acks=-1"
+	produce cluster-acksall-low -1 127.0.0.1:9092 "$topic" "$leader_pid" --rate "$LOW_RATE" \
+		--label "three-node produce acks=-1 at $LOW_RATE records/s"
+	say "follower lag at half the acks=1 rate (leader 9092, read from follower 9093)"
+	"$BENCH" lag --leader 127.0.0.1:9092 --follower 127.0.0.1:9093 --topic bench-lag \
+		--record-bytes "$RECORD_BYTES" --duration "$DURATION" \
+		--rate-from "$OUT/cluster-acks1.json" --rate-fraction 0.5 --name lag --out "$OUT/lag.json"
+	say "catch-up: stop node 3, produce $CATCHUP_RECORDS records, start node 3"
+	"$BENCH" catchup --leader 127.0.0.1:9092 --follower 127.0.0.1:9094 --topic bench-catchup \
+		--record-bytes "$RECORD_BYTES" --records "$CATCHUP_RECORDS" \
+		--stop-cmd "TANDEM_HOME='$CLUSTER_HOME' '$ROOT/scripts/cluster.sh' stop 3" \
+		--start-cmd "TANDEM_HOME='$CLUSTER_HOME' '$ROOT/scripts/cluster.sh' start 3" \
+		--name catchup --out "$OUT/catchup.json"
+	TANDEM_HOME="$CLUSTER_HOME" scripts/cluster.sh down >/dev/null 2>&1 || true
+	CLUSTER_HOME=""
+	rm -rf "$WORK/cluster"
+}
+
+run_jetstream() {
+	if ! command -v nats-server >/dev/null; then
+		say "JetStream: skipped (nats-server not installed)"
+		return 0
+	fi
+	if ! "$BENCH" help 2>/dev/null | grep -q jetstream; then
+		say "JetStream: skipped (this tandem-bench has no jetstream command)"
+		return 0
+	fi
+	say "JetStream: three nats-server processes, file storage, R3"
+	local i ports=() cports=() routes=""
+	for i in 1 2 3; do
+		ports+=("$(free_port)")
+		cports+=("$(free_port)")
+	done
+	for i in 0 1 2; do
+		routes+="nats://127.0.0.1:${cports[$i]},"
+	done
+	routes=${routes%,}
+	for i in 0 1 2; do
+		mkdir -p "$WORK/nats-$i"
+		nats-server --name "n$i" -a 127.0.0.1 -p "${ports[$i]}" --cluster_name bench \
+			--cluster "nats://127.0.0.1:${cports[$i]}" --routes "$routes" \
+			--jetstream --store_dir "$WORK/nats-$i" >"$WORK/nats-$i.log" 2>&1 &
+		PIDS+=("$!")
+	done
+	for i in 0 1 2; do wait_port "${ports[$i]}" 15; done
+	local servers="nats://127.0.0.1:${ports[0]}"
+	"$BENCH" jetstream --server "$servers" --stream BENCH --replicas 3 --record-bytes "$RECORD_BYTES" \
+		--duration "$DURATION" --mode async --name jetstream-async --out "$OUT/jetstream-async.json"
+	"$BENCH" jetstream --server "$servers" --stream BENCH --replicas 3 --record-bytes "$RECORD_BYTES" \
+		--duration "$DURATION" --mode sync --name jetstream-sync --out "$OUT/jetstream-sync.json"
+}
+
+run_rss() {
+	start_standalone
+	say "RSS: $RSS_MINUTES minutes of full-speed acks=1 produce to broker pid $BROKER_PID"
+	"$BENCH" rss --pid "$BROKER_PID" --interval 15s --duration "$((RSS_MINUTES * 60 + 5))s" \
+		--name rss --out "$OUT/rss.json" &
+	local rss_pid=$!
+	PIDS+=("$rss_pid")
+	"$BENCH" produce --brokers "$BROKER_ADDR" --topic bench-rss --acks 1 --record-bytes "$RECORD_BYTES" \
+		--duration "${RSS_MINUTES}m" --progress 30s --name rss-produce \
+		--label "produce acks=1 during the RSS run" --out "$OUT/rss-produce.json"
+	wait "$rss_pid" || true
+	stop_standalone
+}
+
+say "build"
+scripts/build.sh >&2
+
+case "$MODE" in
+all)
+	run_disk
+	run_standalone
+	run_cluster
+	run_jetstream
+	if [ "$RSS_MINUTES" != 0 ]; then run_rss; fi
+	;;
+standalone)
+	run_disk
+	run_standalone
+	;;
+cluster) run_cluster ;;
+jetstream) run_jetstream ;;
+rss) run_rss ;;
+esac
+
+say "results in $OUT"
+echo
+"$BENCH" report --dir "$OUT" --out "$OUT/report.json"
+if [ -n "${BENCH_CHARTS:-}" ]; then
+	mkdir -p "$BENCH_CHARTS"
+	"$BENCH" chart --in "$OUT/report.json" --out "$BENCH_CHARTS/bench-throughput.png" --metric mbps \
+		--title "Produce throughput, ${RECORD_BYTES}-byte records" \
+		--names standalone-acks1,standalone-acksall,cluster-acks1,cluster-acksall,jetstream-async >&2 || true
+	"$BENCH" chart --in "$OUT/report.json" --out "$BENCH_CHARTS/bench-latency-p99.png" --metric p99 \
+		--title "p99 produce latency at low load" \
+		--names standalone-acksall-low,cluster-acksall-low,jetstream-sync >&2 || true
+fi
