@@ -301,7 +301,7 @@ func (s *session) push(ctx context.Context, from uint64) error {
 				return fmt.Errorf("link: reading WAL to push (after LSN %d): %w", from, err)
 			}
 			from = e.LSN + 1
-			batch = append(batch, EntryToProto(copyEntry(e)))
+			batch = append(batch, EntryToProto(e))
 			size += len(e.Payload)
 			if size >= ChunkBytes {
 				if err := flush(); err != nil {
@@ -318,11 +318,4 @@ func (s *session) push(ctx context.Context, from uint64) error {
 			return nil
 		}
 	}
-}
-
-// copyEntry returns e with a payload the caller owns (a WAL reader may reuse
-// its buffer on the next call).
-func copyEntry(e wal.Entry) wal.Entry {
-	e.Payload = append([]byte(nil), e.Payload...)
-	return e
 }

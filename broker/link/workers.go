@@ -215,7 +215,7 @@ func (s *session) replay(req *linkv1.ReplayRequest, get func(uint64) (*wal.Reade
 			return result(linkv1.ReplayStatus_REPLAY_STATUS_ERROR, nil, true, false, err.Error())
 		}
 		next = e.LSN + 1
-		chunk = append(chunk, EntryToProto(copyEntry(e)))
+		chunk = append(chunk, EntryToProto(e)) // the reader's payload is ours
 		chunkSize += len(e.Payload)
 		total += len(e.Payload)
 		if chunkSize >= ChunkBytes && total < budget {

@@ -1,0 +1,102 @@
+// Command tandem-sidecar runs the replication half of a Tandem node, next to
+// its broker.
+//
+//	tandem-sidecar --node-id 1 --cluster-id demo --broker-socket /run/tandem/node-1/sidecar.sock \
+//	    --listen 0.0.0.0:9192 --peers 1=node-1:9192,2=node-2:9192,3=node-3:9192 --leader 1
+//
+// It serves tandem.link.v1 to its broker on --broker-socket, and
+// tandem.replication.v1 (peers), tandem.admin.v1 (tandemctl) and
+// grpc.health.v1 on --listen. Health: the empty service name is liveness;
+// "tandem.Readiness" is readiness (attached to the broker and, on a
+// follower, streaming from the leader within --replica-lag-time-max).
+//
+// It stops cleanly on SIGINT or SIGTERM and exits non-zero on a
+// configuration or startup error.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/tandem-io/tandem/internal/logging"
+	"github.com/tandem-io/tandem/sidecar"
+)
+
+func main() {
+	cfg, logOpts, err := parseFlags(os.Args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "tandem-sidecar:", err)
+		os.Exit(2)
+	}
+	cfg.Logger = logging.New(logOpts)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg); err != nil {
+		cfg.Logger.Error("tandem-sidecar failed", "error", err)
+		fmt.Fprintln(os.Stderr, "tandem-sidecar:", err)
+		os.Exit(1)
+	}
+}
+
+// parseFlags turns the command line into a Config.
+func parseFlags(args []string) (sidecar.Config, logging.Options, error) {
+	cfg := sidecar.DefaultConfig()
+	fs := flag.NewFlagSet("tandem-sidecar", flag.ContinueOnError)
+	var (
+		nodeID   = fs.Int("node-id", 0, "this node's id (required; the same as its broker's)")
+		peers    = fs.String("peers", "", "every node's sidecar address: 1=HOST:PORT,2=HOST:PORT,... (this node included)")
+		leader   = fs.Int("leader", 0, "node id of the static leader (required with more than one peer)")
+		etcd     = fs.String("etcd-endpoints", "", "etcd URLs for automatic leader election (not implemented yet)")
+		logLevel = fs.String("log-level", "info", "trace, debug, info, warn or error")
+		logJSON  = fs.Bool("log-json", false, "log one JSON object per line")
+	)
+	fs.StringVar(&cfg.ClusterID, "cluster-id", "", "cluster id (required); peers with another id are refused")
+	fs.StringVar(&cfg.BrokerSocket, "broker-socket", "", "Unix socket to serve the broker link on (required)")
+	fs.StringVar(&cfg.Listen, "listen", "", "TCP address for peers, admin and health, e.g. 0.0.0.0:9192 (required)")
+	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", cfg.HeartbeatInterval, "heartbeat period on replication streams")
+	fs.DurationVar(&cfg.PeerTimeout, "peer-timeout", cfg.PeerTimeout, "declare a peer dead after this long without a message")
+	fs.DurationVar(&cfg.ReplicaLagTimeMax, "replica-lag-time-max", cfg.ReplicaLagTimeMax,
+		"a follower not caught up for this long leaves the ISR and is not ready (replica.lag.time.max.ms)")
+	fs.IntVar(&cfg.MaxMessageBytes, "max-message-bytes", cfg.MaxMessageBytes, "largest gRPC message sent or accepted")
+	fs.IntVar(&cfg.WindowBytes, "window-bytes", cfg.WindowBytes, "unacknowledged bytes in flight per follower")
+	fs.IntVar(&cfg.CacheBytes, "cache-bytes", cfg.CacheBytes, "newest entries the leader keeps in memory for followers")
+	fs.IntVar(&cfg.BatchBytes, "batch-bytes", cfg.BatchBytes, "payload bytes per replication message")
+	if err := fs.Parse(args); err != nil {
+		return cfg, logging.Options{}, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, logging.Options{}, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	cfg.NodeID = int32(*nodeID)
+	cfg.LeaderID = int32(*leader)
+	p, err := sidecar.ParsePeers(*peers)
+	if err != nil {
+		return cfg, logging.Options{}, err
+	}
+	cfg.Peers = p
+	if *etcd != "" {
+		cfg.EtcdEndpoints = strings.Split(*etcd, ",")
+	}
+	lo := logging.Options{Name: "tandem-sidecar", Level: *logLevel, JSON: *logJSON}
+	return cfg, lo, cfg.Validate()
+}
+
+// run serves until ctx is done.
+func run(ctx context.Context, cfg sidecar.Config) error {
+	s, err := sidecar.Open(cfg)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	cfg.Logger.Info("shutting down")
+	return s.Close()
+}

@@ -1,0 +1,515 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	linkv1 "github.com/tandem-io/tandem/gen/tandem/link/v1"
+)
+
+// Errors of the broker link.
+var (
+	ErrNotLinked = errors.New("sidecar: broker not attached")
+	ErrBroker    = errors.New("sidecar: broker reported an error")
+)
+
+// brokerConn is one attached broker (one Attach stream), seen from the
+// sidecar. Requests to the broker go through ordered (a queue served by the
+// stream's single sender goroutine); the commit point and the cluster view
+// are "latest value" signals that never block the caller.
+type brokerConn struct {
+	log   hclog.Logger
+	hello *linkv1.BrokerHello
+	ctx   context.Context
+	stop  context.CancelCauseFunc
+
+	ordered chan *linkv1.AttachResponse // served by the sender goroutine
+
+	commit    atomic.Uint64
+	commitSig chan struct{} // cap 1
+	view      atomic.Pointer[linkv1.ClusterView]
+	viewSig   chan struct{} // cap 1
+
+	nextID atomic.Uint64
+
+	mu         sync.Mutex
+	replays    map[uint64]chan *linkv1.ReplayResult
+	checksums  map[uint64]chan *linkv1.ChecksumResult
+	lastLSN    uint64       // broker WAL end as far as the sidecar knows (follower)
+	history    epochHistory // broker WAL epoch history (follower)
+	pending    int          // ApplyEntries sent and not answered
+	drained    chan struct{}
+	applyErr   error
+	onApplied  func(lsn uint64) // called with each AppliedUpTo (follower)
+	onCommit   func(*linkv1.CommittedEntries)
+	truncateCh chan *linkv1.TruncatedTo
+	resetCh    chan *linkv1.ResetDone
+}
+
+func newBrokerConn(ctx context.Context, hello *linkv1.BrokerHello, log hclog.Logger) *brokerConn {
+	c, stop := context.WithCancelCause(ctx)
+	return &brokerConn{
+		log:        log,
+		hello:      hello,
+		ctx:        c,
+		stop:       stop,
+		ordered:    make(chan *linkv1.AttachResponse, 256),
+		commitSig:  make(chan struct{}, 1),
+		viewSig:    make(chan struct{}, 1),
+		replays:    map[uint64]chan *linkv1.ReplayResult{},
+		checksums:  map[uint64]chan *linkv1.ChecksumResult{},
+		lastLSN:    hello.GetLastLsn(),
+		history:    epochHistory(hello.GetEpochHistory()).clone(),
+		truncateCh: make(chan *linkv1.TruncatedTo, 1),
+		resetCh:    make(chan *linkv1.ResetDone, 1),
+	}
+}
+
+// sender is the only goroutine that calls stream.Send.
+func (c *brokerConn) sender(stream linkv1.LinkService_AttachServer) error {
+	var lastCommit uint64
+	var lastView *linkv1.ClusterView
+	for {
+		var m *linkv1.AttachResponse
+		select {
+		case <-c.ctx.Done():
+			return nil
+		case <-c.viewSig:
+			v := c.view.Load()
+			if v == nil || proto.Equal(v, lastView) {
+				continue
+			}
+			lastView = v
+			m = &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_ClusterView{ClusterView: v}}
+		case <-c.commitSig:
+			lsn := c.commit.Load()
+			if lsn == lastCommit {
+				continue
+			}
+			lastCommit = lsn
+			m = &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Commit{Commit: &linkv1.CommitPoint{Lsn: lsn}}}
+		case m = <-c.ordered:
+		}
+		if err := stream.Send(m); err != nil {
+			return fmt.Errorf("sidecar: sending to broker: %w", err)
+		}
+	}
+}
+
+// receive dispatches one message from the broker.
+func (c *brokerConn) receive(m *linkv1.AttachRequest) error {
+	switch p := m.GetPayload().(type) {
+	case *linkv1.AttachRequest_Committed:
+		if f := c.onCommit; f != nil {
+			f(p.Committed)
+		}
+	case *linkv1.AttachRequest_ReplayResult:
+		c.mu.Lock()
+		ch := c.replays[p.ReplayResult.GetRequestId()]
+		c.mu.Unlock()
+		if ch == nil {
+			return fmt.Errorf("%w: replay result for unknown request %d", errBadBrokerMessage, p.ReplayResult.GetRequestId())
+		}
+		select {
+		case ch <- p.ReplayResult:
+		case <-c.ctx.Done():
+		}
+	case *linkv1.AttachRequest_ChecksumResult:
+		c.mu.Lock()
+		ch := c.checksums[p.ChecksumResult.GetRequestId()]
+		delete(c.checksums, p.ChecksumResult.GetRequestId())
+		c.mu.Unlock()
+		if ch != nil {
+			ch <- p.ChecksumResult // buffered 1
+		}
+	case *linkv1.AttachRequest_Applied:
+		a := p.Applied
+		c.mu.Lock()
+		if c.pending > 0 {
+			c.pending--
+		}
+		if a.GetError() != "" && c.applyErr == nil {
+			c.applyErr = fmt.Errorf("%w: applying entries: %s (WAL ends at %d)", ErrBroker, a.GetError(), a.GetLsn())
+		}
+		if a.GetError() != "" {
+			c.lastLSN = a.GetLsn()
+			c.history = c.history.truncate(a.GetLsn())
+		}
+		if c.pending == 0 && c.drained != nil {
+			close(c.drained)
+			c.drained = nil
+		}
+		f := c.onApplied
+		c.mu.Unlock()
+		if f != nil && a.GetError() == "" {
+			f(a.GetLsn())
+		}
+	case *linkv1.AttachRequest_Truncated:
+		select {
+		case c.truncateCh <- p.Truncated:
+		default:
+			return fmt.Errorf("%w: unexpected TruncatedTo", errBadBrokerMessage)
+		}
+	case *linkv1.AttachRequest_ResetDone:
+		select {
+		case c.resetCh <- p.ResetDone:
+		default:
+			return fmt.Errorf("%w: unexpected ResetDone", errBadBrokerMessage)
+		}
+	case *linkv1.AttachRequest_Hello:
+		return fmt.Errorf("%w: second hello on one stream", errBadBrokerMessage)
+	default:
+		return fmt.Errorf("%w: unknown payload %T", errBadBrokerMessage, m.GetPayload())
+	}
+	return nil
+}
+
+var errBadBrokerMessage = errors.New("sidecar: bad message from broker")
+
+func (c *brokerConn) enqueue(ctx context.Context, m *linkv1.AttachResponse) error {
+	select {
+	case c.ordered <- m:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.ctx.Done():
+		return fmt.Errorf("%w: %v", ErrNotLinked, context.Cause(c.ctx))
+	}
+}
+
+// setView makes v the broker's cluster view (sent once, latest wins).
+func (c *brokerConn) setView(v *linkv1.ClusterView) {
+	c.view.Store(v)
+	select {
+	case c.viewSig <- struct{}{}:
+	default:
+	}
+}
+
+// setCommit makes lsn the broker's commit point (latest wins).
+func (c *brokerConn) setCommit(lsn uint64) {
+	c.commit.Store(lsn)
+	select {
+	case c.commitSig <- struct{}{}:
+	default:
+	}
+}
+
+// subscribe asks the leader broker to push durable entries from `from`.
+func (c *brokerConn) subscribe(ctx context.Context, from uint64) error {
+	return c.enqueue(ctx, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Subscribe{
+		Subscribe: &linkv1.SubscribeCommitted{FromLsn: from}}})
+}
+
+// replayStatusError is a replay the broker could not serve.
+type replayStatusError struct {
+	Status   linkv1.ReplayStatus
+	FirstLSN uint64
+	Msg      string
+}
+
+func (e *replayStatusError) Error() string {
+	return fmt.Sprintf("sidecar: broker replay: %s: %s", e.Status, e.Msg)
+}
+
+// replay reads entries from `from` on, about maxBytes of payload, from the
+// leader broker's WAL.
+func (c *brokerConn) replay(ctx context.Context, from uint64, maxBytes int) ([]*linkv1.Entry, error) {
+	id := c.nextID.Add(1)
+	ch := make(chan *linkv1.ReplayResult, 4)
+	c.mu.Lock()
+	c.replays[id] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.replays, id)
+		c.mu.Unlock()
+	}()
+	if err := c.enqueue(ctx, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Replay{Replay: &linkv1.ReplayRequest{
+		RequestId: id, FromLsn: from, MaxBytes: uint64(maxBytes)}}}); err != nil {
+		return nil, err
+	}
+	var out []*linkv1.Entry
+	next := from
+	for {
+		select {
+		case r := <-ch:
+			if r.GetStatus() != linkv1.ReplayStatus_REPLAY_STATUS_OK {
+				return nil, &replayStatusError{Status: r.GetStatus(), FirstLSN: r.GetFirstLsn(), Msg: r.GetError()}
+			}
+			for _, e := range r.GetEntries() {
+				if e.GetLsn() != next {
+					return nil, fmt.Errorf("%w: replay from %d returned LSN %d where %d was expected",
+						errBadBrokerMessage, from, e.GetLsn(), next)
+				}
+				next++
+				out = append(out, e)
+			}
+			if r.GetDone() {
+				return out, nil
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.ctx.Done():
+			return nil, fmt.Errorf("%w: %v", ErrNotLinked, context.Cause(c.ctx))
+		}
+	}
+}
+
+// checksum asks the broker for a WAL checksum over [from, to].
+func (c *brokerConn) checksum(ctx context.Context, from, to uint64) (*linkv1.ChecksumResult, error) {
+	id := c.nextID.Add(1)
+	ch := make(chan *linkv1.ChecksumResult, 1)
+	c.mu.Lock()
+	c.checksums[id] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.checksums, id)
+		c.mu.Unlock()
+	}()
+	if err := c.enqueue(ctx, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Checksum{Checksum: &linkv1.ChecksumRequest{
+		RequestId: id, FromLsn: from, ToLsn: to}}}); err != nil {
+		return nil, err
+	}
+	select {
+	case r := <-ch:
+		return r, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-c.ctx.Done():
+		return nil, fmt.Errorf("%w: %v", ErrNotLinked, context.Cause(c.ctx))
+	}
+}
+
+// apply hands entries to the follower broker without waiting; the broker's
+// AppliedUpTo answers arrive through onApplied.
+func (c *brokerConn) apply(ctx context.Context, ents []*linkv1.Entry) error {
+	if len(ents) == 0 {
+		return nil
+	}
+	c.mu.Lock()
+	if c.applyErr != nil {
+		err := c.applyErr
+		c.mu.Unlock()
+		return err
+	}
+	c.pending++
+	for _, e := range ents {
+		c.history = c.history.observe(e.GetEpoch(), e.GetLsn())
+	}
+	c.lastLSN = ents[len(ents)-1].GetLsn()
+	c.mu.Unlock()
+	err := c.enqueue(ctx, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Apply{Apply: &linkv1.ApplyEntries{Entries: ents}}})
+	if err != nil {
+		c.mu.Lock()
+		c.pending--
+		c.mu.Unlock()
+	}
+	return err
+}
+
+// waitDrained waits until every ApplyEntries sent has been answered, and
+// returns the broker's WAL end and epoch history at that point.
+func (c *brokerConn) waitDrained(ctx context.Context) (uint64, epochHistory, error) {
+	for {
+		c.mu.Lock()
+		if c.pending == 0 {
+			last, h, err := c.lastLSN, c.history.clone(), c.applyErr
+			c.applyErr = nil
+			c.mu.Unlock()
+			if err != nil {
+				c.log.Warn("the broker refused entries; resuming from its reported position", "error", err, "last_lsn", last)
+			}
+			return last, h, nil
+		}
+		if c.drained == nil {
+			c.drained = make(chan struct{})
+		}
+		ch := c.drained
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, nil, ctx.Err()
+		case <-c.ctx.Done():
+			return 0, nil, fmt.Errorf("%w: %v", ErrNotLinked, context.Cause(c.ctx))
+		}
+	}
+}
+
+// truncate makes the broker drop every entry after lsn.
+func (c *brokerConn) truncate(ctx context.Context, lsn uint64) error {
+	if err := c.enqueue(ctx, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_TruncateTo{TruncateTo: &linkv1.TruncateTo{Lsn: lsn}}}); err != nil {
+		return err
+	}
+	select {
+	case r := <-c.truncateCh:
+		c.mu.Lock()
+		c.lastLSN = r.GetLastLsn()
+		c.history = epochHistory(r.GetEpochHistory()).clone()
+		c.mu.Unlock()
+		if r.GetError() != "" {
+			return fmt.Errorf("%w: truncating after LSN %d: %s", ErrBroker, lsn, r.GetError())
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.ctx.Done():
+		return fmt.Errorf("%w: %v", ErrNotLinked, context.Cause(c.ctx))
+	}
+}
+
+// reset makes the broker wipe its WAL so that its next entry is next.
+func (c *brokerConn) reset(ctx context.Context, next uint64) error {
+	if err := c.enqueue(ctx, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_ResetTo{ResetTo: &linkv1.ResetTo{NextLsn: next}}}); err != nil {
+		return err
+	}
+	select {
+	case r := <-c.resetCh:
+		c.mu.Lock()
+		c.lastLSN = r.GetNextLsn() - 1
+		c.history = nil
+		c.mu.Unlock()
+		if r.GetError() != "" {
+			return fmt.Errorf("%w: resetting to LSN %d: %s", ErrBroker, next, r.GetError())
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.ctx.Done():
+		return fmt.Errorf("%w: %v", ErrNotLinked, context.Cause(c.ctx))
+	}
+}
+
+// linkServer implements tandem.link.v1.LinkService for the sidecar.
+type linkServer struct {
+	linkv1.UnimplementedLinkServiceServer
+	s *Sidecar
+}
+
+// helloTimeout bounds the wait for the broker's first message.
+const helloTimeout = 10 * time.Second
+
+// Attach serves one broker. Only one broker may be attached at a time.
+func (ls *linkServer) Attach(stream linkv1.LinkService_AttachServer) error {
+	s := ls.s
+	first, err := recvWithTimeout(stream.Context(), stream.Recv, helloTimeout)
+	if err != nil {
+		return err
+	}
+	hello := first.GetHello()
+	if hello == nil {
+		s.log.Error("broker did not start with a hello; closing the link", "got", fmt.Sprintf("%T", first.GetPayload()))
+		return status.Error(codes.InvalidArgument, "tandem.link.v1: the first message must be a BrokerHello")
+	}
+	if err := validateBrokerHello(hello, s.cfg.NodeID); err != nil {
+		s.log.Error("refusing broker", "error", err)
+		return err
+	}
+	c := newBrokerConn(stream.Context(), hello, s.log.Named("broker-link"))
+	if err := s.attachBroker(c); err != nil {
+		return err
+	}
+	defer s.detachBroker(c)
+
+	// The handler returns when the link ends for any reason (broker gone,
+	// bad message, sidecar shutdown); returning unblocks the receiver.
+	stopOnShutdown := context.AfterFunc(s.ctx, func() { c.stop(errors.New("sidecar: shutting down")) })
+	defer stopOnShutdown()
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err == io.EOF {
+				c.stop(errors.New("sidecar: broker closed the link"))
+				return
+			}
+			if err != nil {
+				c.stop(err)
+				return
+			}
+			if err := c.receive(m); err != nil {
+				c.stop(err)
+				return
+			}
+		}
+	}()
+	sendErr := c.sender(stream)
+	if sendErr != nil {
+		c.stop(sendErr)
+	}
+	<-c.ctx.Done()
+	if err := context.Cause(c.ctx); errors.Is(err, errBadBrokerMessage) {
+		s.log.Error("closing the broker link", "error", err)
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	return nil
+}
+
+// validateBrokerHello checks a broker's hello.
+func validateBrokerHello(h *linkv1.BrokerHello, nodeID int32) error {
+	if h.GetNodeId() != nodeID {
+		return status.Errorf(codes.FailedPrecondition,
+			"tandem.link.v1: broker has node id %d but this sidecar serves node %d (check --node-id on both)", h.GetNodeId(), nodeID)
+	}
+	if h.GetLastLsn() > 0 && h.GetFirstLsn() > h.GetLastLsn()+1 {
+		return status.Errorf(codes.InvalidArgument, "tandem.link.v1: hello has first LSN %d after last LSN %d", h.GetFirstLsn(), h.GetLastLsn())
+	}
+	if h.GetDurableLsn() > h.GetLastLsn() {
+		return status.Errorf(codes.InvalidArgument, "tandem.link.v1: hello has durable LSN %d after last LSN %d", h.GetDurableLsn(), h.GetLastLsn())
+	}
+	return validateHistory(h.GetEpochHistory(), h.GetLastLsn())
+}
+
+// validateHistory checks that an epoch history has ascending epochs with
+// non-decreasing starts, none after last+1 (a new leader records its
+// epoch's start before writing its first entry).
+func validateHistory(h []*linkv1.EpochStart, last uint64) error {
+	for i, es := range h {
+		if es == nil || es.GetStartLsn() == 0 {
+			return status.Errorf(codes.InvalidArgument, "epoch history line %d has no start LSN", i)
+		}
+		if i > 0 && (es.GetEpoch() <= h[i-1].GetEpoch() || es.GetStartLsn() < h[i-1].GetStartLsn()) {
+			return status.Errorf(codes.InvalidArgument, "epoch history is not ascending at line %d", i)
+		}
+		if es.GetStartLsn() > last+1 {
+			return status.Errorf(codes.InvalidArgument, "epoch %d starts at LSN %d, after the log's end %d", es.GetEpoch(), es.GetStartLsn(), last)
+		}
+	}
+	return nil
+}
+
+// recvWithTimeout waits for the first message of a stream for at most d.
+func recvWithTimeout[T any](ctx context.Context, recv func() (T, error), d time.Duration) (T, error) {
+	type res struct {
+		m   T
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		m, err := recv()
+		ch <- res{m, err}
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		return r.m, r.err
+	case <-t.C:
+		var zero T
+		return zero, status.Errorf(codes.DeadlineExceeded, "no hello within %s", d)
+	case <-ctx.Done():
+		var zero T
+		return zero, status.FromContextError(ctx.Err()).Err()
+	}
+}

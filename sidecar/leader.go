@@ -1,0 +1,594 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	linkv1 "github.com/tandem-io/tandem/gen/tandem/link/v1"
+	replicationv1 "github.com/tandem-io/tandem/gen/tandem/replication/v1"
+)
+
+// leader is the leader sidecar's state: the local broker's WAL position, the
+// cache of recent entries, every follower's progress, the ISR and the
+// commit point.
+type leader struct {
+	s     *Sidecar
+	log   hclog.Logger
+	cache *entryCache
+
+	mu       sync.Mutex
+	bc       *brokerConn // nil while the broker is detached
+	epoch    uint32
+	self     *linkv1.BrokerInfo
+	first    uint64 // broker WAL's oldest LSN (as last reported)
+	durable  uint64 // broker WAL's durable end: the leader's own flushed LSN
+	history  epochHistory
+	commit   uint64
+	isr      []int32 // sorted, this node included
+	replicas map[int32]*replica
+	changed  chan struct{} // closed and replaced when durable, commit or cluster change
+	version  uint64        // bumped when the brokers list or the ISR changes
+}
+
+// replica is the leader's view of one follower. Guarded by leader.mu.
+type replica struct {
+	id        int32
+	addr      string
+	broker    *linkv1.BrokerInfo
+	connected bool
+	stop      context.CancelCauseFunc // closes the current stream
+
+	sent, written, flushed, applied uint64
+	lastHeard                       time.Time
+	lastCaughtUp                    time.Time
+	endAtLastAck                    uint64
+	lastAckTime                     time.Time
+	inISR                           bool
+	ackSig                          chan struct{} // cap 1
+}
+
+func newLeader(s *Sidecar) *leader {
+	l := &leader{
+		s:        s,
+		log:      s.log.Named("leader"),
+		cache:    newEntryCache(s.cfg.CacheBytes),
+		epoch:    1,
+		replicas: map[int32]*replica{},
+		changed:  make(chan struct{}),
+		isr:      []int32{s.cfg.NodeID},
+	}
+	for id, addr := range s.cfg.Peers {
+		if id != s.cfg.NodeID {
+			l.replicas[id] = &replica{id: id, addr: addr, ackSig: make(chan struct{}, 1)}
+		}
+	}
+	return l
+}
+
+// broadcastLocked wakes every follower stream.
+func (l *leader) broadcastLocked() {
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+// brokerAttached starts leading with the attached broker's WAL.
+func (l *leader) brokerAttached(c *brokerConn) {
+	h := c.hello
+	l.mu.Lock()
+	l.bc = c
+	l.first, l.durable = h.GetFirstLsn(), h.GetDurableLsn()
+	l.history = epochHistory(h.GetEpochHistory()).clone()
+	l.epoch = max(l.epoch, l.history.lastEpoch(), 1)
+	l.self = &linkv1.BrokerInfo{NodeId: l.s.cfg.NodeID, Host: h.GetAdvertisedHost(), Port: h.GetAdvertisedPort(), Rack: h.GetRack()}
+	if l.commit > l.durable {
+		// The broker came back with less than we had committed (its WAL
+		// was replaced); the commit point cannot exceed what it holds.
+		l.log.Warn("broker holds less than the last commit point", "commit_lsn", l.commit, "durable_lsn", l.durable)
+		l.commit = l.durable
+	}
+	l.cache.reset(l.durable + 1)
+	c.onCommit = l.onCommitted
+	l.version++
+	l.updateLocked(time.Now())
+	c.setView(l.viewLocked())
+	c.setCommit(l.commit)
+	l.broadcastLocked()
+	l.mu.Unlock()
+	if err := c.subscribe(c.ctx, h.GetDurableLsn()+1); err != nil {
+		l.log.Error("asking the broker to push entries failed", "error", err)
+	}
+	l.log.Info("leading", "epoch", l.epoch, "durable_lsn", h.GetDurableLsn(), "followers", len(l.replicas))
+}
+
+// brokerDetached closes every follower stream: they reconnect and resume
+// from their own positions once the broker is back.
+func (l *leader) brokerDetached(c *brokerConn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.bc != c {
+		return
+	}
+	l.bc = nil
+	for _, r := range l.replicas {
+		if r.stop != nil {
+			r.stop(errors.New("the leader's broker detached"))
+		}
+	}
+	l.broadcastLocked()
+}
+
+// onCommitted takes entries that became durable in the leader's broker.
+func (l *leader) onCommitted(ce *linkv1.CommittedEntries) {
+	ents := ce.GetEntries()
+	if len(ents) == 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if first := ents[0].GetLsn(); first != l.durable+1 {
+		l.log.Error("broker pushed entries out of order; ignoring them", "first_lsn", first, "expected", l.durable+1)
+		return
+	}
+	for i, e := range ents {
+		if i > 0 && e.GetLsn() != ents[i-1].GetLsn()+1 {
+			l.log.Error("broker pushed a batch with a gap; ignoring it", "lsn", e.GetLsn(), "previous", ents[i-1].GetLsn())
+			return
+		}
+		l.history = l.history.observe(e.GetEpoch(), e.GetLsn())
+	}
+	l.cache.add(ents)
+	l.durable = ents[len(ents)-1].GetLsn()
+	l.updateLocked(time.Now())
+	l.broadcastLocked()
+}
+
+// updateLocked re-evaluates the ISR and the commit point, and tells the
+// local broker about changes.
+//
+// A follower is in sync while it was caught up to the leader's durable end
+// within ReplicaLagTimeMax (Kafka's rule). The commit point is the lowest
+// flushed LSN among in-sync replicas, the leader's own durable LSN
+// included, and never moves backwards.
+func (l *leader) updateLocked(now time.Time) {
+	lagMax := l.s.cfg.ReplicaLagTimeMax
+	isr := []int32{l.s.cfg.NodeID}
+	commit := l.durable
+	for _, r := range l.replicas {
+		if r.connected && r.flushed >= l.durable {
+			r.lastCaughtUp = now
+		}
+		in := !r.lastCaughtUp.IsZero() && now.Sub(r.lastCaughtUp) <= lagMax
+		if in != r.inISR {
+			if in {
+				l.log.Info("follower joined the ISR", "node_id", r.id, "flushed_lsn", r.flushed, "leader_lsn", l.durable)
+			} else {
+				l.log.Warn("follower left the ISR (not caught up within replica-lag-time-max)", "node_id", r.id,
+					"flushed_lsn", r.flushed, "leader_lsn", l.durable, "last_caught_up", r.lastCaughtUp.Format(time.RFC3339Nano),
+					"connected", r.connected)
+			}
+			r.inISR = in
+		}
+		if in {
+			isr = append(isr, r.id)
+			commit = min(commit, r.flushed)
+		}
+	}
+	slices.Sort(isr)
+	if !slices.Equal(isr, l.isr) {
+		l.isr = isr
+		l.version++
+		if l.bc != nil {
+			l.bc.setView(l.viewLocked())
+		}
+		l.broadcastLocked()
+	}
+	if commit > l.commit {
+		l.commit = commit
+		if l.bc != nil {
+			l.bc.setCommit(commit)
+		}
+		l.broadcastLocked()
+	}
+}
+
+// brokersLocked lists every known broker, sorted by node id.
+func (l *leader) brokersLocked() []*linkv1.BrokerInfo {
+	var out []*linkv1.BrokerInfo
+	if l.self != nil {
+		out = append(out, l.self)
+	}
+	for _, r := range l.replicas {
+		if r.broker != nil {
+			out = append(out, r.broker)
+		}
+	}
+	slices.SortFunc(out, func(a, b *linkv1.BrokerInfo) int { return int(a.GetNodeId()) - int(b.GetNodeId()) })
+	return out
+}
+
+// viewLocked is the local broker's cluster view.
+func (l *leader) viewLocked() *linkv1.ClusterView {
+	return &linkv1.ClusterView{
+		Role:     linkv1.Role_ROLE_LEADER,
+		LeaderId: l.s.cfg.NodeID,
+		Epoch:    l.epoch,
+		Brokers:  l.brokersLocked(),
+		Isr:      slices.Clone(l.isr),
+	}
+}
+
+// clusterLocked is the cluster as followers see it.
+func (l *leader) clusterLocked() *replicationv1.ClusterUpdate {
+	return &replicationv1.ClusterUpdate{
+		LeaderId: l.s.cfg.NodeID,
+		Epoch:    l.epoch,
+		Brokers:  l.brokersLocked(),
+		Isr:      slices.Clone(l.isr),
+	}
+}
+
+// isrLoop re-evaluates the ISR regularly, so that a follower that stopped
+// acknowledging leaves it even when nothing else happens.
+func (l *leader) isrLoop() {
+	d := min(max(l.s.cfg.ReplicaLagTimeMax/4, 50*time.Millisecond), time.Second)
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			l.mu.Lock()
+			l.updateLocked(time.Now())
+			l.mu.Unlock()
+		case <-l.s.ctx.Done():
+			return
+		}
+	}
+}
+
+// handshake validates a follower's hello, registers its stream and builds
+// the LeaderHello. It returns the replica and the first LSN to send.
+func (l *leader) handshake(h *replicationv1.FollowerHello, stop context.CancelCauseFunc) (*replica, *replicationv1.LeaderHello, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	id := h.GetNodeId()
+	r := l.replicas[id]
+	switch {
+	case id == l.s.cfg.NodeID:
+		return nil, nil, status.Errorf(codes.InvalidArgument, "node %d is this leader's own id", id)
+	case r == nil:
+		l.log.Error("refusing a follower with an unknown node id", "node_id", id, "peers", FormatPeers(l.s.cfg.Peers))
+		return nil, nil, status.Errorf(codes.PermissionDenied,
+			"node %d is not in the leader's --peers (%s)", id, FormatPeers(l.s.cfg.Peers))
+	case r.connected:
+		l.log.Error("refusing a second stream for a connected follower", "node_id", id)
+		return nil, nil, status.Errorf(codes.AlreadyExists, "node %d is already connected to the leader", id)
+	case l.bc == nil:
+		return nil, nil, status.Error(codes.Unavailable, "the leader's broker is not attached yet; retry")
+	}
+	fEnd := h.GetPosition().GetLsn()
+	fHist := epochHistory(h.GetEpochHistory())
+	x := divergencePoint(l.history, l.durable, fHist, fEnd)
+	reply := &replicationv1.LeaderHello{
+		LeaderId:      l.s.cfg.NodeID,
+		Epoch:         l.epoch,
+		EpochHistory:  l.history.clone(),
+		LeaderLastLsn: l.durable,
+		CommitLsn:     l.commit,
+	}
+	start := x + 1
+	if x < fEnd {
+		t := x
+		reply.TruncateTo = &t
+		l.log.Warn("follower diverged from the leader; it will truncate", "node_id", id,
+			"follower_lsn", fEnd, "truncate_to", x, "dropped_entries", fEnd-x)
+	}
+	if start < l.first {
+		next := l.first
+		reply.ResetTo = &next
+		reply.TruncateTo = nil
+		start = next
+		l.log.Warn("follower needs entries the leader's WAL no longer holds; it will re-clone",
+			"node_id", id, "follower_lsn", fEnd, "leader_first_lsn", l.first)
+	}
+	reply.StartLsn = start
+	if b := h.GetBroker(); b != nil && b.GetHost() != "" {
+		b.NodeId = id
+		if r.broker == nil || !equalBroker(r.broker, b) {
+			r.broker = b
+			l.version++
+			if l.bc != nil {
+				l.bc.setView(l.viewLocked())
+			}
+		}
+	}
+	reply.Cluster = l.clusterLocked()
+	now := time.Now()
+	r.connected, r.stop = true, stop
+	r.sent, r.written, r.flushed, r.applied = start-1, start-1, start-1, start-1
+	r.lastHeard, r.endAtLastAck, r.lastAckTime = now, l.durable, now
+	l.updateLocked(now)
+	l.broadcastLocked()
+	l.log.Info("follower connected", "node_id", id, "follower_lsn", fEnd, "start_lsn", start, "leader_lsn", l.durable)
+	return r, reply, nil
+}
+
+func equalBroker(a, b *linkv1.BrokerInfo) bool {
+	return a.GetNodeId() == b.GetNodeId() && a.GetHost() == b.GetHost() && a.GetPort() == b.GetPort() && a.GetRack() == b.GetRack()
+}
+
+// disconnected marks r's stream gone.
+func (l *leader) disconnected(r *replica, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r.connected, r.stop = false, nil
+	l.updateLocked(time.Now())
+	l.log.Warn("follower disconnected", "node_id", r.id, "flushed_lsn", r.flushed, "error", err)
+}
+
+// onAck records a follower's progress.
+func (l *leader) onAck(r *replica, a *replicationv1.Ack) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if a.GetFlushedLsn() > r.sent || a.GetWrittenLsn() > r.sent || a.GetAppliedLsn() > r.sent {
+		return status.Errorf(codes.InvalidArgument, "ack (written %d, flushed %d, applied %d) beyond the last LSN sent (%d)",
+			a.GetWrittenLsn(), a.GetFlushedLsn(), a.GetAppliedLsn(), r.sent)
+	}
+	now := time.Now()
+	r.written = max(r.written, a.GetWrittenLsn())
+	r.flushed = max(r.flushed, a.GetFlushedLsn())
+	r.applied = max(r.applied, a.GetAppliedLsn())
+	r.lastHeard = now
+	// Kafka's lastCaughtUpTime: caught up now, or caught up to where the
+	// leader was at the previous ack (so that a follower under steady load,
+	// never exactly at the end, still counts as keeping up).
+	if r.flushed >= l.durable {
+		r.lastCaughtUp = now
+	} else if r.flushed >= r.endAtLastAck && r.lastAckTime.After(r.lastCaughtUp) {
+		r.lastCaughtUp = r.lastAckTime
+	}
+	r.endAtLastAck, r.lastAckTime = l.durable, now
+	l.updateLocked(now)
+	select {
+	case r.ackSig <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// onHeartbeat records that the follower is alive.
+func (l *leader) onHeartbeat(r *replica) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r.lastHeard = time.Now()
+}
+
+// entriesFrom returns entries from `from` on (about maxBytes), from the
+// cache or replayed from the broker's WAL. No entries means nothing new.
+func (l *leader) entriesFrom(ctx context.Context, from uint64, maxBytes int) ([]*linkv1.Entry, error) {
+	if ents, ok := l.cache.get(from, maxBytes); ok {
+		return ents, nil
+	}
+	l.mu.Lock()
+	bc := l.bc
+	l.mu.Unlock()
+	if bc == nil {
+		return nil, status.Error(codes.Unavailable, "the leader's broker detached")
+	}
+	ents, err := bc.replay(ctx, from, maxBytes)
+	var rse *replayStatusError
+	if errors.As(err, &rse) && rse.Status == linkv1.ReplayStatus_REPLAY_STATUS_COMPACTED {
+		l.mu.Lock()
+		l.first = max(l.first, rse.FirstLSN)
+		l.mu.Unlock()
+		return nil, status.Errorf(codes.FailedPrecondition,
+			"the leader's WAL no longer holds LSN %d (it starts at %d); reconnect to re-clone", from, rse.FirstLSN)
+	}
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "reading the leader's WAL from LSN %d: %v", from, err)
+	}
+	return ents, nil
+}
+
+// inflight is one batch sent and not yet acknowledged.
+type inflight struct {
+	last  uint64
+	bytes int
+}
+
+// serve streams entries to one follower until the stream ends. It is the
+// only goroutine that sends on stream; recvErr delivers the receiver's end.
+func (l *leader) serve(ctx context.Context, stream replicationv1.ReplicationService_StreamServer, r *replica, start uint64, recvErr <-chan error) error {
+	cfg := l.s.cfg
+	next := start
+	var window []inflight
+	windowBytes := 0
+	var sentCommit uint64
+	var sentVersion uint64
+	lastSend := time.Now()
+	tick := time.NewTicker(min(cfg.HeartbeatInterval, time.Second))
+	defer tick.Stop()
+
+	send := func(m *replicationv1.StreamResponse) error {
+		if err := stream.Send(m); err != nil {
+			return err
+		}
+		lastSend = time.Now()
+		return nil
+	}
+	for {
+		l.mu.Lock()
+		changed := l.changed
+		commit, version, durable, epoch := l.commit, l.version, l.durable, l.epoch
+		flushed, lastHeard := r.flushed, r.lastHeard
+		var cluster *replicationv1.ClusterUpdate
+		if version != sentVersion {
+			cluster = l.clusterLocked()
+		}
+		l.mu.Unlock()
+
+		for len(window) > 0 && window[0].last <= flushed {
+			windowBytes -= window[0].bytes
+			window = window[1:]
+		}
+		if time.Since(lastHeard) > cfg.PeerTimeout {
+			return status.Errorf(codes.DeadlineExceeded, "nothing heard from node %d for %s (--peer-timeout)", r.id, cfg.PeerTimeout)
+		}
+		if cluster != nil {
+			if err := send(&replicationv1.StreamResponse{Payload: &replicationv1.StreamResponse_Cluster{Cluster: cluster}}); err != nil {
+				return err
+			}
+			sentVersion = version
+		}
+		if next <= durable && windowBytes < cfg.WindowBytes {
+			ents, err := l.entriesFrom(ctx, next, min(cfg.BatchBytes, cfg.WindowBytes-windowBytes))
+			if err != nil {
+				return err
+			}
+			if len(ents) > 0 {
+				size := 0
+				for _, e := range ents {
+					size += len(e.GetPayload())
+				}
+				if err := send(&replicationv1.StreamResponse{Payload: &replicationv1.StreamResponse_Entries{Entries: &replicationv1.EntriesBatch{
+					Entries: ents, CommitLsn: commit}}}); err != nil {
+					return err
+				}
+				sentCommit = commit
+				last := ents[len(ents)-1].GetLsn()
+				window = append(window, inflight{last: last, bytes: size})
+				windowBytes += size
+				next = last + 1
+				l.mu.Lock()
+				r.sent = last
+				l.mu.Unlock()
+				continue
+			}
+		}
+		if commit != sentCommit || time.Since(lastSend) >= cfg.HeartbeatInterval {
+			if err := send(&replicationv1.StreamResponse{Payload: &replicationv1.StreamResponse_Heartbeat{Heartbeat: &replicationv1.LeaderHeartbeat{
+				SentUnixNanos: time.Now().UnixNano(), LeaderLastLsn: durable, CommitLsn: commit, Epoch: epoch}}}); err != nil {
+				return err
+			}
+			sentCommit = commit
+		}
+		select {
+		case <-changed:
+		case <-r.ackSig:
+		case <-tick.C:
+		case err := <-recvErr:
+			return err
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// replicationServer implements tandem.replication.v1.ReplicationService.
+type replicationServer struct {
+	replicationv1.UnimplementedReplicationServiceServer
+	s *Sidecar
+}
+
+// Stream serves one follower.
+func (rs *replicationServer) Stream(stream replicationv1.ReplicationService_StreamServer) error {
+	s := rs.s
+	first, err := recvWithTimeout(stream.Context(), stream.Recv, s.cfg.PeerTimeout)
+	if err != nil {
+		return err
+	}
+	hello := first.GetHello()
+	if hello == nil {
+		s.log.Warn("replication stream did not start with a hello", "got", fmt.Sprintf("%T", first.GetPayload()))
+		return status.Error(codes.InvalidArgument, "tandem.replication.v1: the first message must be a FollowerHello")
+	}
+	if err := validateFollowerHello(hello, s.cfg.ClusterID); err != nil {
+		s.log.Error("refusing follower", "node_id", hello.GetNodeId(), "error", status.Convert(err).Message())
+		return err
+	}
+	l := s.leader
+	if l == nil {
+		return status.Errorf(codes.FailedPrecondition, "node %d is not the leader (the leader is node %d at %s)",
+			s.cfg.NodeID, s.cfg.LeaderID, s.cfg.Peers[s.cfg.LeaderID])
+	}
+	ctx, cancel := context.WithCancelCause(stream.Context())
+	defer cancel(nil)
+	stopOnShutdown := context.AfterFunc(s.ctx, func() { cancel(errors.New("the leader's sidecar is shutting down")) })
+	defer stopOnShutdown()
+	r, reply, err := l.handshake(hello, cancel)
+	if err != nil {
+		return err
+	}
+	if err := stream.Send(&replicationv1.StreamResponse{Payload: &replicationv1.StreamResponse_Hello{Hello: reply}}); err != nil {
+		l.disconnected(r, err)
+		return err
+	}
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			switch p := m.GetPayload().(type) {
+			case *replicationv1.StreamRequest_Ack:
+				if err := l.onAck(r, p.Ack); err != nil {
+					recvErr <- err
+					return
+				}
+			case *replicationv1.StreamRequest_Heartbeat:
+				l.onHeartbeat(r)
+			default:
+				recvErr <- status.Errorf(codes.InvalidArgument, "unexpected %T after the hello", m.GetPayload())
+				return
+			}
+		}
+	}()
+	err = l.serve(ctx, stream, r, reply.GetStartLsn(), recvErr)
+	l.disconnected(r, err)
+	if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
+		return err
+	}
+	msg := err.Error()
+	if cause := context.Cause(ctx); cause != nil {
+		msg = cause.Error()
+	}
+	return status.Error(codes.Unavailable, msg)
+}
+
+// validateFollowerHello checks what can be checked without the leader's
+// state. A cluster id mismatch is FAILED_PRECONDITION with both ids named.
+func validateFollowerHello(h *replicationv1.FollowerHello, clusterID string) error {
+	if h.GetClusterId() != clusterID {
+		return status.Errorf(codes.FailedPrecondition,
+			"cluster id mismatch: this node is in cluster %q but node %d says it is in cluster %q (check --cluster-id)",
+			clusterID, h.GetNodeId(), h.GetClusterId())
+	}
+	if h.GetNodeId() <= 0 {
+		return status.Errorf(codes.InvalidArgument, "hello has no valid node id (%d)", h.GetNodeId())
+	}
+	sid := h.GetStreamId()
+	if sid != "" && sid != DefaultStreamID {
+		return status.Errorf(codes.InvalidArgument, "unknown stream id %q (only %q exists)", sid, DefaultStreamID)
+	}
+	if p := h.GetPosition(); p.GetStreamId() != "" && p.GetStreamId() != DefaultStreamID {
+		return status.Errorf(codes.InvalidArgument, "unknown position stream id %q", p.GetStreamId())
+	}
+	last := h.GetPosition().GetLsn()
+	if err := validateHistory(h.GetEpochHistory(), last); err != nil {
+		return err
+	}
+	if e, ok := epochHistory(h.GetEpochHistory()).epochAt(last); last > 0 && ok && e != h.GetPosition().GetEpoch() {
+		return status.Errorf(codes.InvalidArgument, "position epoch %d does not match the epoch history (%d at LSN %d)",
+			h.GetPosition().GetEpoch(), e, last)
+	}
+	return nil
+}

@@ -1,0 +1,338 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	adminv1 "github.com/tandem-io/tandem/gen/tandem/admin/v1"
+	linkv1 "github.com/tandem-io/tandem/gen/tandem/link/v1"
+	replicationv1 "github.com/tandem-io/tandem/gen/tandem/replication/v1"
+	tlog "github.com/tandem-io/tandem/internal/logging"
+)
+
+// ReadinessService is the grpc.health.v1 service name that reports
+// readiness: SERVING when the sidecar is attached to its broker and, on a
+// follower, streaming from the leader within --replica-lag-time-max.
+// The empty service name reports liveness (SERVING while the process runs).
+const ReadinessService = "tandem.Readiness"
+
+// DefaultStreamID names the node-wide WAL in replication positions.
+const DefaultStreamID = "node"
+
+// Sidecar is one running sidecar.
+//
+// Lock order: Sidecar.mu, then leader.mu or follower.mu, then brokerConn.mu.
+type Sidecar struct {
+	cfg    Config
+	log    hclog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	health  *health.Server
+	unixLn  net.Listener
+	tcpLn   net.Listener
+	linkSrv *grpc.Server
+	tcpSrv  *grpc.Server
+
+	leader   *leader   // set when this node leads (static role)
+	follower *follower // set when this node follows
+
+	mu        sync.Mutex
+	broker    *brokerConn // attached broker, nil when detached
+	brokerSig chan struct{}
+	closed    bool
+}
+
+// Open validates cfg, listens on the Unix socket and on TCP, and starts
+// serving. Close stops it.
+func Open(cfg Config) (*Sidecar, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Sidecar{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		ctx:       ctx,
+		cancel:    cancel,
+		health:    health.NewServer(),
+		brokerSig: make(chan struct{}),
+	}
+	if cfg.Standalone() || cfg.LeaderID == cfg.NodeID {
+		s.leader = newLeader(s)
+	} else {
+		s.follower = newFollower(s)
+	}
+	unixLn, err := listenUnix(cfg.BrokerSocket, s.log)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	tcpLn, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		unixLn.Close()
+		cancel()
+		return nil, fmt.Errorf("sidecar: listening on %s: %w", cfg.Listen, err)
+	}
+	s.unixLn, s.tcpLn = unixLn, tcpLn
+
+	s.linkSrv = grpc.NewServer(s.serverOptions("link")...)
+	linkv1.RegisterLinkServiceServer(s.linkSrv, &linkServer{s: s})
+	s.tcpSrv = grpc.NewServer(s.serverOptions("peer")...)
+	replicationv1.RegisterReplicationServiceServer(s.tcpSrv, &replicationServer{s: s})
+	adminv1.RegisterAdminServiceServer(s.tcpSrv, &adminServer{s: s})
+	healthpb.RegisterHealthServer(s.tcpSrv, s.health)
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus(ReadinessService, healthpb.HealthCheckResponse_NOT_SERVING)
+
+	role := "follower"
+	if s.leader != nil {
+		role = "leader"
+	}
+	s.log.Info("sidecar started", "node_id", cfg.NodeID, "cluster_id", cfg.ClusterID, "role", role,
+		"leader_id", cfg.LeaderID, "broker_socket", cfg.BrokerSocket, "listen", tcpLn.Addr().String(),
+		"peers", FormatPeers(cfg.Peers))
+	s.goFunc(func() {
+		if err := s.linkSrv.Serve(unixLn); err != nil {
+			s.log.Error("link server stopped", "error", err)
+		}
+	})
+	s.goFunc(func() {
+		if err := s.tcpSrv.Serve(tcpLn); err != nil {
+			s.log.Error("peer server stopped", "error", err)
+		}
+	})
+	s.goFunc(s.readinessLoop)
+	if s.leader != nil {
+		s.goFunc(s.leader.isrLoop)
+	} else {
+		s.goFunc(s.follower.run)
+	}
+	return s, nil
+}
+
+// Addr is the TCP address the sidecar serves peers, admin and health on.
+func (s *Sidecar) Addr() net.Addr { return s.tcpLn.Addr() }
+
+// goFunc runs fn in a goroutine that Close waits for.
+func (s *Sidecar) goFunc(fn func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		fn()
+	}()
+}
+
+// Close marks the sidecar not serving, stops both servers (gracefully for
+// up to five seconds), waits for every goroutine and removes the socket.
+func (s *Sidecar) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.health.Shutdown() // every service NOT_SERVING
+	s.cancel()
+	for _, srv := range []*grpc.Server{s.tcpSrv, s.linkSrv} {
+		done := make(chan struct{})
+		go func() {
+			srv.GracefulStop()
+			close(done)
+		}()
+		t := time.NewTimer(5 * time.Second)
+		select {
+		case <-done:
+		case <-t.C:
+			srv.Stop()
+			<-done
+		}
+		t.Stop()
+	}
+	s.wg.Wait()
+	if err := os.Remove(s.cfg.BrokerSocket); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("removing broker socket", "path", s.cfg.BrokerSocket, "error", err)
+	}
+	s.log.Info("sidecar stopped")
+	return nil
+}
+
+// serverOptions are the options of both gRPC servers: size limits, and the
+// logging and panic-recovery interceptors.
+func (s *Sidecar) serverOptions(name string) []grpc.ServerOption {
+	glog := tlog.GRPC(s.log.Named("grpc-" + name))
+	logOpts := []logging.Option{
+		logging.WithLogOnEvents(logging.FinishCall),
+		logging.WithLevels(func(c codes.Code) logging.Level {
+			switch c {
+			case codes.OK, codes.Canceled, codes.NotFound:
+				return logging.LevelDebug
+			case codes.Internal, codes.Unknown, codes.DataLoss:
+				return logging.LevelError
+			}
+			return logging.LevelWarn
+		}),
+	}
+	rec := recovery.WithRecoveryHandler(func(p any) error {
+		s.log.Error("panic in gRPC handler; the call fails with INTERNAL and the sidecar keeps running", "panic", fmt.Sprint(p))
+		return status.Errorf(codes.Internal, "internal error")
+	})
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(s.cfg.MaxMessageBytes),
+		grpc.MaxSendMsgSize(s.cfg.MaxMessageBytes),
+		grpc.ChainUnaryInterceptor(logging.UnaryServerInterceptor(glog, logOpts...), recovery.UnaryServerInterceptor(rec)),
+		grpc.ChainStreamInterceptor(logging.StreamServerInterceptor(glog, logOpts...), recovery.StreamServerInterceptor(rec)),
+	}
+}
+
+// listenUnix prepares the socket's directory (created 0700; an existing
+// directory open to others is tightened to 0700, and a shared sticky
+// directory such as /tmp is refused), removes a stale socket file left by a
+// crashed sidecar (a live one answering on it is an error), and listens
+// with the socket file at mode 0600.
+func listenUnix(path string, log hclog.Logger) (net.Listener, error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("sidecar: creating socket directory %s: %w", dir, err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("sidecar: socket directory %s: %w", dir, err)
+	}
+	if fi.Mode()&os.ModeSticky != 0 {
+		return nil, fmt.Errorf("%w: --broker-socket %s is in a shared directory (%s, mode %s); put it in a directory only this user can enter",
+			ErrConfig, path, dir, fi.Mode())
+	}
+	if fi.Mode().Perm() != 0o700 {
+		log.Info("restricting the broker socket's directory to its owner", "dir", dir, "old_mode", fi.Mode().Perm().String())
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("sidecar: chmod 0700 %s: %w", dir, err)
+		}
+	}
+	if st, err := os.Lstat(path); err == nil {
+		if st.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("%w: --broker-socket %s exists and is not a socket", ErrConfig, path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("sidecar: another process is serving on %s (is a sidecar already running?)", path)
+		}
+		log.Info("removing stale broker socket from an earlier run", "path", path)
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("sidecar: removing stale socket %s: %w", path, err)
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("sidecar: listening on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("sidecar: chmod 0600 %s: %w", path, err)
+	}
+	return ln, nil
+}
+
+// attachBroker makes c the attached broker.
+func (s *Sidecar) attachBroker(c *brokerConn) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return status.Error(codes.Unavailable, "sidecar is shutting down")
+	}
+	if s.broker != nil {
+		s.mu.Unlock()
+		s.log.Error("refusing a second broker attachment", "node_id", c.hello.GetNodeId())
+		return status.Error(codes.AlreadyExists, "tandem.link.v1: a broker is already attached to this sidecar")
+	}
+	s.broker = c
+	close(s.brokerSig)
+	s.brokerSig = make(chan struct{})
+	s.mu.Unlock()
+	h := c.hello
+	s.log.Info("broker attached", "node_id", h.GetNodeId(), "kafka", fmt.Sprintf("%s:%d", h.GetAdvertisedHost(), h.GetAdvertisedPort()),
+		"first_lsn", h.GetFirstLsn(), "last_lsn", h.GetLastLsn(), "durable_lsn", h.GetDurableLsn(),
+		"epoch", epochHistory(h.GetEpochHistory()).lastEpoch())
+	if s.leader != nil {
+		s.leader.brokerAttached(c)
+	}
+	return nil
+}
+
+// detachBroker forgets c.
+func (s *Sidecar) detachBroker(c *brokerConn) {
+	s.mu.Lock()
+	if s.broker != c {
+		s.mu.Unlock()
+		return
+	}
+	s.broker = nil
+	close(s.brokerSig)
+	s.brokerSig = make(chan struct{})
+	s.mu.Unlock()
+	s.log.Warn("broker detached; waiting for it to attach again", "error", context.Cause(c.ctx))
+	if s.leader != nil {
+		s.leader.brokerDetached(c)
+	}
+}
+
+// currentBroker returns the attached broker (nil when none) and a channel
+// closed at the next attach or detach.
+func (s *Sidecar) currentBroker() (*brokerConn, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.broker, s.brokerSig
+}
+
+// readinessLoop keeps the readiness health status up to date.
+func (s *Sidecar) readinessLoop() {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	last := healthpb.HealthCheckResponse_NOT_SERVING
+	for {
+		ready, reason := s.readiness()
+		st := healthpb.HealthCheckResponse_NOT_SERVING
+		if ready {
+			st = healthpb.HealthCheckResponse_SERVING
+		}
+		if st != last {
+			s.log.Info("readiness changed", "ready", ready, "reason", reason)
+			last = st
+		}
+		s.health.SetServingStatus(ReadinessService, st)
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+// readiness reports whether this node should get traffic, and why not.
+func (s *Sidecar) readiness() (bool, string) {
+	bc, _ := s.currentBroker()
+	if bc == nil {
+		return false, "broker not attached"
+	}
+	if s.follower != nil {
+		return s.follower.ready()
+	}
+	return true, ""
+}
