@@ -659,7 +659,9 @@ func (l *Log) SyncedLSN() uint64 {
 }
 
 // Durable returns a channel that is closed the next time DurableLSN changes
-// (and when the log closes or fails). Call it again for the next change.
+// (and when the log closes or fails). Call it again for the next change, and
+// take it before reading DurableLSN or calling Reader.Next so that no change
+// is missed.
 func (l *Log) Durable() <-chan struct{} {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -1061,7 +1063,11 @@ func (l *Log) Close() error {
 			}
 		}
 	}
-	close(l.durCh) // wake everyone; the channel stays closed
+	// Wake everyone waiting; later Durable() calls get a channel that never
+	// closes, so loops that wait on it do not spin on a closed log (their
+	// next WAL call returns ErrClosed).
+	close(l.durCh)
+	l.durCh = make(chan struct{})
 	unlockDir(l.lock)
 	l.logger.Info("closed WAL", "last_lsn", l.lastLSN)
 	return errors.Join(errs...)

@@ -984,8 +984,19 @@ func TestClose(t *testing.T) {
 	}
 	waitErr := make(chan error, 1)
 	go func() { waitErr <- l.WaitDurable(context.Background(), 100) }()
+	before := l.Durable()
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case <-before:
+	default:
+		t.Error("Close did not wake Durable() waiters")
+	}
+	select {
+	case <-l.Durable():
+		t.Error("Durable() after Close is closed: wait loops would spin")
+	default:
 	}
 	if err := <-waitErr; !errors.Is(err, ErrClosed) {
 		t.Fatalf("WaitDurable during Close = %v, want ErrClosed", err)
