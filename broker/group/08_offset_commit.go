@@ -95,7 +95,11 @@ func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 		}
 	}
 
-	unlock := c.lockCommits(req.Group)
+	unlock := c.lockCommits(ctx, req.Group)
+	if unlock == nil {
+		setAll(kerr.RequestTimedOut.Code) // the client has gone or given up
+		return resp
+	}
 	defer unlock()
 
 	if code := c.checkCommit(req.Group, generation, memberID, instanceID); code != 0 {

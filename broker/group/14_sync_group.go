@@ -12,6 +12,7 @@ package group
 
 import (
 	"context"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -81,6 +82,8 @@ func (c *Coordinator) sync(req *kmsg.SyncGroupRequest) (chan *kmsg.SyncGroupResp
 		return nil, syncError(v, kerr.RebalanceInProgress.Code)
 	case Stable:
 		c.touchLocked(m)
+		m.synced = true
+		c.maybeClearSyncDeadlineLocked(g)
 		return nil, c.syncResponseLocked(g, m, v)
 	case CompletingRebalance:
 	default:
@@ -93,6 +96,8 @@ func (c *Coordinator) sync(req *kmsg.SyncGroupRequest) (chan *kmsg.SyncGroupResp
 	ch := make(chan *kmsg.SyncGroupResponse, 1)
 	m.syncCh = ch
 	m.syncVersion = v
+	m.synced = true
+	c.maybeClearSyncDeadlineLocked(g)
 	if m.id != g.leader {
 		return ch, nil
 	}
@@ -131,4 +136,15 @@ func (c *Coordinator) syncResponseLocked(g *group, m *member, version int16) *km
 		resp.MemberAssignment = []byte{}
 	}
 	return resp
+}
+
+// maybeClearSyncDeadlineLocked stops the SyncGroup deadline once every
+// member has sent SyncGroup.
+func (c *Coordinator) maybeClearSyncDeadlineLocked(g *group) {
+	for _, m := range g.members {
+		if !m.synced {
+			return
+		}
+	}
+	g.syncDeadline = time.Time{}
 }

@@ -196,6 +196,10 @@ type group struct {
 	initialPhase   bool // first rebalance of an empty group (initial delay applies)
 	newMemberAdded bool
 	delayRemaining time.Duration
+
+	// After a rebalance, members must send SyncGroup before syncDeadline
+	// (the rebalance timeout, as in Kafka 3.2+); zero when all did.
+	syncDeadline time.Time
 }
 
 type member struct {
@@ -210,6 +214,7 @@ type member struct {
 	assignment       []byte
 	seq              uint64
 	isNew            bool
+	synced           bool // sent SyncGroup for the current generation
 	lastHeartbeat    time.Time
 
 	joinCh      chan *kmsg.JoinGroupResponse // non-nil while a JoinGroup waits
@@ -384,6 +389,9 @@ func (c *Coordinator) tick() time.Time {
 		if g.state == PreparingRebalance && !now.Before(g.joinDeadline) {
 			c.joinDeadlineLocked(g)
 		}
+		if !g.syncDeadline.IsZero() && !now.Before(g.syncDeadline) {
+			c.syncDeadlineLocked(g)
+		}
 		c.maybeDeleteLocked(g)
 
 		// Next deadlines of this group (after the changes above).
@@ -397,6 +405,9 @@ func (c *Coordinator) tick() time.Time {
 		}
 		if g.state == PreparingRebalance {
 			consider(g.joinDeadline)
+		}
+		if !g.syncDeadline.IsZero() {
+			consider(g.syncDeadline)
 		}
 	}
 	c.nextWake = next
@@ -523,6 +534,7 @@ func (c *Coordinator) prepareRebalanceLocked(g *group, reason string) {
 		"generation", g.generation, "reason", reason, "deadline", g.joinDeadline.Sub(now))
 	g.state = PreparingRebalance
 	g.protocol = ""
+	g.syncDeadline = time.Time{}
 	c.scheduleLocked(g.joinDeadline)
 }
 
@@ -569,6 +581,32 @@ func (c *Coordinator) joinDeadlineLocked(g *group) {
 	c.completeJoinLocked(g)
 }
 
+// syncDeadlineLocked handles the end of the time members have to send
+// SyncGroup after a rebalance: members that did not are removed (the leader
+// among them means no assignment will come) and the group rebalances.
+func (c *Coordinator) syncDeadlineLocked(g *group) {
+	g.syncDeadline = time.Time{}
+	if g.state != CompletingRebalance && g.state != Stable {
+		return
+	}
+	var late []*member
+	for _, m := range g.sortedMembers() {
+		if !m.synced {
+			late = append(late, m)
+		}
+	}
+	if len(late) == 0 {
+		return
+	}
+	for _, m := range late {
+		c.log.Info("member did not send SyncGroup within the rebalance timeout, removing it",
+			"group", g.name, "member", m.id, "generation", g.generation)
+		c.dropMemberLocked(g, m, kerr.UnknownMemberID.Code)
+	}
+	c.prepareRebalanceLocked(g, "members did not send SyncGroup in time")
+	c.maybeCompleteJoinLocked(g)
+}
+
 // completeJoinLocked ends PreparingRebalance: members that did not rejoin are
 // dropped, the generation advances, a protocol is chosen and every waiting
 // JoinGroup is answered (the leader with the member list).
@@ -584,6 +622,7 @@ func (c *Coordinator) completeJoinLocked(g *group) {
 	if len(g.members) == 0 {
 		g.generation++
 		g.state = Empty
+		g.syncDeadline = time.Time{}
 		g.protocol = ""
 		g.leader = ""
 		c.log.Info("group is empty", "group", g.name, "generation", g.generation)
@@ -596,11 +635,14 @@ func (c *Coordinator) completeJoinLocked(g *group) {
 	g.generation++
 	g.protocol = g.selectProtocol()
 	g.state = CompletingRebalance
+	g.syncDeadline = c.now().Add(g.maxRebalanceTimeout())
+	c.scheduleLocked(g.syncDeadline)
 	ms := g.sortedMembers()
 	c.log.Info("group rebalanced, waiting for the leader's assignment", "group", g.name,
 		"generation", g.generation, "protocol", g.protocol, "leader", g.leader, "members", len(ms))
 	for _, m := range ms {
 		m.assignment = nil
+		m.synced = false
 		resp := c.joinResponseLocked(g, m, m.joinVersion)
 		m.joinCh <- resp
 		m.joinCh = nil

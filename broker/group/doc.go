@@ -9,18 +9,20 @@
 //
 // Every group is in one of the states Kafka tools show:
 //
-//	             first member joins
-//	  Empty ───────────────────────────► PreparingRebalance ◄──────────────┐
-//	    ▲                                  │        ▲                      │
-//	    │ all members gone                 │        │ member joins/leaves, │
-//	    │ when the rebalance ends          │        │ leader rejoins,      │
-//	    └──────────────────────────────────┤        │ session expires      │
-//	                                       │        │                      │
-//	          all members rejoined, or     ▼        │                      │
-//	          the rebalance timeout hit  CompletingRebalance ──────────────┤
-//	                                       │  leader sends SyncGroup       │
-//	                                       ▼                               │
-//	                                     Stable ───────────────────────────┘
+//	           first member joins
+//	Empty ───────────────────────────► PreparingRebalance ◄──────────────┐
+//	  ▲                                  │        ▲                      │
+//	  │ all members gone                 │        │ member joins/leaves, │
+//	  │ when the rebalance ends          │        │ leader rejoins,      │
+//	  └──────────────────────────────────┤        │ session expires      │
+//	                                     │        │                      │
+//	        all members rejoined, or     ▼        │                      │
+//	        the rebalance timeout hit  CompletingRebalance ──────────────┤
+//	                                     │  leader sends SyncGroup       │
+//	                                     ▼                               │
+//	                                   Stable ───────────────────────────┘
+//
+// In detail:
 //
 //   - Empty: no members. The group may still hold committed offsets (also
 //     the state of groups whose clients only commit offsets). An Empty group

@@ -22,9 +22,11 @@ const waitFor = 10 * time.Second
 // memPersister is the in-memory Persister: it records every call and fails
 // with err when set.
 type memPersister struct {
-	mu    sync.Mutex
-	calls []persistCall
-	err   error
+	mu      sync.Mutex
+	calls   []persistCall
+	err     error
+	gate    chan struct{} // when set, each call waits for a value (or ctx)
+	entered chan struct{} // when set, each call signals here first
 }
 
 type persistCall struct {
@@ -32,7 +34,20 @@ type persistCall struct {
 	offsets []Offset
 }
 
-func (p *memPersister) CommitOffsets(_ context.Context, group string, offsets []Offset) error {
+func (p *memPersister) CommitOffsets(ctx context.Context, group string, offsets []Offset) error {
+	p.mu.Lock()
+	gate, entered := p.gate, p.entered
+	p.mu.Unlock()
+	if entered != nil {
+		entered <- struct{}{}
+	}
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.err != nil {

@@ -598,3 +598,31 @@ func TestJoinContextCancelled(t *testing.T) {
 		t.Fatalf("cancelled join returned no error")
 	}
 }
+
+// Members that do not send SyncGroup within the rebalance timeout after a
+// rebalance are removed; followers waiting for a missing leader are told to
+// rejoin.
+func TestSyncDeadlineRemovesLateMembers(t *testing.T) {
+	h := newHarness(t, nil)
+	opts := joinOpts{session: 10 * time.Second, rebalance: 300 * time.Millisecond}
+	resps := h.grow("g", nil, 3, opts)
+	resps = h.grow("g", []string{resps[0].MemberID}, 3, opts)
+	leader, follower := resps[0], resps[1]
+	if leader.LeaderID != leader.MemberID {
+		t.Fatalf("unexpected leader %q", leader.LeaderID)
+	}
+	sf := h.syncAsync(syncReq(2, "g", follower.MemberID, follower.Generation, nil))
+	// The leader never sends SyncGroup.
+	wantCode(t, "waiting follower", recv(t, sf).ErrorCode, kerr.RebalanceInProgress)
+	wantCode(t, "late leader heartbeat", h.heartbeat(2, "g", leader.MemberID, leader.Generation), kerr.UnknownMemberID)
+	r := h.JoinGroup(t.Context(), joinReq(3, "g", follower.MemberID, opts))
+	wantCode(t, "rejoin", r.ErrorCode, nil)
+	if r.LeaderID != follower.MemberID || r.Generation != follower.Generation+1 || len(r.Members) != 1 {
+		t.Fatalf("leader %q generation %d members %d", r.LeaderID, r.Generation, len(r.Members))
+	}
+	// Once everybody synced, the deadline no longer applies.
+	wantCode(t, "sync", h.SyncGroup(t.Context(), syncReq(2, "g", r.MemberID, r.Generation, nil)).ErrorCode, nil)
+	if !func() bool { h.mu.Lock(); defer h.mu.Unlock(); return h.groups["g"].syncDeadline.IsZero() }() {
+		t.Fatalf("sync deadline still set in a fully synced group")
+	}
+}

@@ -1,6 +1,7 @@
 package group
 
 import (
+	"context"
 	"errors"
 	"sort"
 
@@ -15,8 +16,9 @@ type commitLock struct {
 	refs int
 }
 
-// lockCommits takes the commit lock of group name; call the returned func to release it.
-func (c *Coordinator) lockCommits(name string) func() {
+// lockCommits takes the commit lock of group name; call the returned func
+// to release it. It gives up (nil func) when ctx ends first.
+func (c *Coordinator) lockCommits(ctx context.Context, name string) func() {
 	c.commitMu.Lock()
 	l := c.commitLocks[name]
 	if l == nil {
@@ -26,15 +28,23 @@ func (c *Coordinator) lockCommits(name string) func() {
 	l.refs++
 	c.commitMu.Unlock()
 
-	l.ch <- struct{}{}
-	return func() {
-		<-l.ch
+	release := func() {
 		c.commitMu.Lock()
 		l.refs--
 		if l.refs == 0 {
 			delete(c.commitLocks, name)
 		}
 		c.commitMu.Unlock()
+	}
+	select {
+	case l.ch <- struct{}{}:
+	case <-ctx.Done():
+		release()
+		return nil
+	}
+	return func() {
+		<-l.ch
+		release()
 	}
 }
 

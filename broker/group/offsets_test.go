@@ -1,6 +1,7 @@
 package group
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -366,4 +367,58 @@ func TestOffsetsAfterClose(t *testing.T) {
 	wantCode(t, "fetch v1 partition", r1.Topics[0].Partitions[0].ErrorCode, kerr.CoordinatorNotAvailable)
 	r8 := h.OffsetFetch(t.Context(), fetchReq(8, "g", nil))
 	wantCode(t, "fetch v8 group", r8.Groups[0].ErrorCode, kerr.CoordinatorNotAvailable)
+}
+
+// Commits of one group are persisted one at a time, in order; a commit that
+// waits for the group's commit lock gives up when its context ends.
+func TestOffsetCommitsSerializedPerGroup(t *testing.T) {
+	h := newHarness(t, nil)
+	gate, entered := make(chan struct{}), make(chan struct{}, 4)
+	h.p.mu.Lock()
+	h.p.gate, h.p.entered = gate, entered
+	h.p.mu.Unlock()
+
+	first := make(chan *kmsg.OffsetCommitResponse, 1)
+	go func() {
+		first <- h.OffsetCommit(t.Context(), commitReq(2, "g", "", -1, map[string]map[int32]int64{"a": {0: 1}}))
+	}()
+	recv(t, entered) // the first commit is inside the Persister
+
+	// Another group is not held up.
+	other := make(chan *kmsg.OffsetCommitResponse, 1)
+	go func() {
+		other <- h.OffsetCommit(t.Context(), commitReq(2, "other", "", -1, map[string]map[int32]int64{"a": {0: 7}}))
+	}()
+	recv(t, entered)
+
+	// A second commit of g waits for the first; its context ends first.
+	ctx, cancel := context.WithCancel(t.Context())
+	second := make(chan *kmsg.OffsetCommitResponse, 1)
+	go func() {
+		second <- h.OffsetCommit(ctx, commitReq(2, "g", "", -1, map[string]map[int32]int64{"a": {0: 2}}))
+	}()
+	notReady(t, entered)
+	cancel()
+	if codes := commitCodes(recv(t, second)); codes["a/0"] != kerr.RequestTimedOut.Code {
+		t.Fatalf("cancelled waiting commit: %v", kerr.ErrorForCode(codes["a/0"]))
+	}
+	gate <- struct{}{}
+	gate <- struct{}{}
+	for _, ch := range []chan *kmsg.OffsetCommitResponse{first, other} {
+		if codes := commitCodes(recv(t, ch)); codes["a/0"] != 0 {
+			t.Fatalf("commit: %v", kerr.ErrorForCode(codes["a/0"]))
+		}
+	}
+	if got := h.Offsets("g"); len(got) != 1 || got[0].Offset != 1 {
+		t.Fatalf("offsets of g: %+v", got)
+	}
+	all := h.AllOffsets()
+	if len(all) != 2 || all["other"][0].Offset != 7 || all["g"][0].Offset != 1 {
+		t.Fatalf("AllOffsets: %+v", all)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.commitLocks) != 0 {
+		t.Fatalf("%d commit locks left", len(h.commitLocks))
+	}
 }
