@@ -32,7 +32,7 @@ func encodeEpochs(hist []EpochStart) []byte {
 // epochs strictly increase and start LSNs never decrease.
 func decodeEpochs(data []byte) ([]EpochStart, error) {
 	i := bytes.LastIndex(data, []byte("crc32c "))
-	if i < 0 || !bytes.HasPrefix(data, []byte(epochsHeader+"\n")) || (i > 0 && data[i-1] != '\n') {
+	if i < len(epochsHeader)+1 || !bytes.HasPrefix(data, []byte(epochsHeader+"\n")) || data[i-1] != '\n' {
 		return nil, errors.New("missing header or crc32c line")
 	}
 	want, err := strconv.ParseUint(strings.TrimSpace(string(data[i+len("crc32c "):])), 16, 32)

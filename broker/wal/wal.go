@@ -859,8 +859,9 @@ func (l *Log) truncateLocked(after uint64) error {
 	seg.trimIndexLocked(off)
 	seg.lastWrite = time.Now()
 	l.lastLSN = after
-	l.syncedLSN = min(l.syncedLSN, after)
-	l.setDurableLocked(min(l.durableLSN, after))
+	// The fsync above covered the cut segment; earlier ones are sealed.
+	l.syncedLSN = after
+	l.setDurableLocked(after)
 	for r := range l.readers {
 		if r.next > after+1 && r.err == nil {
 			r.err = fmt.Errorf("%w: the log was truncated after LSN %d, and this reader had returned up to LSN %d", ErrTruncated, after, r.next-1)

@@ -3,6 +3,7 @@ package wal
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -1134,5 +1135,112 @@ func TestConcurrentAppendersAndReaders(t *testing.T) {
 	}
 	if st := l.Stats(); st.Appends != total || st.Fsyncs >= total {
 		t.Logf("stats: %+v", st)
+	}
+}
+
+// TestConcurrentTruncateAndRetention runs a writer that keeps appending,
+// truncating and deleting old segments against readers that follow the log:
+// readers may fail with ErrTruncated or ErrCompacted (and then start over),
+// but every entry they return must be a real, current one.
+func TestConcurrentTruncateAndRetention(t *testing.T) {
+	l := openLog(t, t.TempDir(), func(o *Options) { o.SegmentBytes = 2048 })
+	const rounds = 1500
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 10)
+	wg.Add(1)
+	go func() { // writer
+		defer wg.Done()
+		defer close(done)
+		epoch := uint32(1)
+		for i := 1; i <= rounds; i++ {
+			lsn := l.LastLSN() + 1
+			if _, err := l.AppendEntry(Entry{LSN: lsn, Epoch: epoch, Type: TypeRecordBatch, Payload: testPayload(lsn, 64+i%200)}); err != nil {
+				errs <- err
+				return
+			}
+			switch {
+			case i%97 == 0:
+				if err := l.Truncate(l.LastLSN() - 5); err != nil {
+					errs <- err
+					return
+				}
+				epoch++
+			case i%151 == 0:
+				if _, err := l.DeleteSegmentsBefore(l.LastLSN() - 100); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}
+		if err := l.WaitDurable(ctx, l.LastLSN()); err != nil {
+			errs <- err
+		}
+	}()
+	for rd := 0; rd < 2; rd++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var r *Reader
+			defer func() {
+				if r != nil {
+					r.Close()
+				}
+			}()
+			restarts := 0
+			for {
+				if r == nil {
+					var err error
+					if r, err = l.NewReader(l.FirstLSN()); err != nil {
+						if errors.Is(err, ErrCompacted) {
+							continue // retention moved on; try again
+						}
+						errs <- err
+						return
+					}
+				}
+				ch := l.Durable()
+				e, _, err := r.Next()
+				switch {
+				case err == nil:
+					if len(e.Payload) < 8 || binary.BigEndian.Uint64(e.Payload) != e.LSN || !bytes.Equal(e.Payload, testPayload(e.LSN, len(e.Payload))) {
+						errs <- fmt.Errorf("reader returned LSN %d with a payload of another entry", e.LSN)
+						return
+					}
+				case errors.Is(err, ErrTruncated) || errors.Is(err, ErrCompacted):
+					r.Close()
+					r = nil
+					restarts++
+				case errors.Is(err, io.EOF):
+					select {
+					case <-done:
+						if l.DurableLSN() == l.LastLSN() {
+							if _, _, err := r.Next(); errors.Is(err, io.EOF) {
+								t.Logf("reader restarted %d times", restarts)
+								return
+							}
+						}
+					default:
+					}
+					select {
+					case <-ch:
+					case <-done:
+					case <-ctx.Done():
+						errs <- errors.New("reader stuck")
+						return
+					}
+				default:
+					errs <- fmt.Errorf("reader: %w", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
