@@ -48,10 +48,16 @@ func decodeEpochs(data []byte) ([]EpochStart, error) {
 		if line == "" && len(lines) == 1 {
 			break
 		}
-		var s EpochStart
-		if _, err := fmt.Sscanf(line, "%d %d", &s.Epoch, &s.StartLSN); err != nil {
+		fields := strings.Fields(line)
+		if len(fields) != 2 {
+			return nil, fmt.Errorf("line %d %q: want \"<epoch> <start_lsn>\"", n+2, line)
+		}
+		epoch, err1 := strconv.ParseUint(fields[0], 10, 32)
+		start, err2 := strconv.ParseUint(fields[1], 10, 64)
+		if err := errors.Join(err1, err2); err != nil {
 			return nil, fmt.Errorf("line %d %q: %v", n+2, line, err)
 		}
+		s := EpochStart{Epoch: uint32(epoch), StartLSN: start}
 		if k := len(hist); k > 0 && (s.Epoch <= hist[k-1].Epoch || s.StartLSN < hist[k-1].StartLSN) {
 			return nil, fmt.Errorf("line %d: epoch %d at LSN %d does not follow epoch %d at LSN %d",
 				n+2, s.Epoch, s.StartLSN, hist[k-1].Epoch, hist[k-1].StartLSN)
