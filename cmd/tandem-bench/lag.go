@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -333,16 +334,25 @@ func measureCatchup(ctx context.Context, cfg CatchupConfig, log hclog.Logger) (*
 		return nil, err
 	}
 	fmt.Fprintf(os.Stderr, "follower stopped; producing %d records to the leader\n", pc.Records)
-	pr, err := produceLoad(ctx, pc, []*kgo.Client{cl}, log, nil)
+	// The backlog ends at the highest offset the leader acknowledged. (The
+	// leader's ListOffsets would answer with its high watermark, which
+	// waits for the stopped follower until it leaves the ISR.)
+	var maxAcked atomic.Int64
+	maxAcked.Store(-1)
+	pr, err := produceLoad(ctx, pc, []*kgo.Client{cl}, log, func(_ time.Time, r *kgo.Record) {
+		for {
+			old := maxAcked.Load()
+			if r.Offset <= old || maxAcked.CompareAndSwap(old, r.Offset) {
+				return
+			}
+		}
+	})
 	if err != nil {
 		return nil, err
 	}
-	end, err := partitionEnd(ctx, cl, pc.Topic, 0)
-	if err != nil {
-		return nil, err
-	}
+	end := maxAcked.Load() + 1
 	if end == 0 {
-		return nil, errors.New("bench: catchup: nothing was produced")
+		return nil, fmt.Errorf("bench: catchup: nothing was acknowledged (first error: %s)", pr.FirstError)
 	}
 	fmt.Fprintf(os.Stderr, "backlog of %d records (%.0f MB) written; starting the follower\n", pr.Records, float64(pr.Bytes)/MB)
 
