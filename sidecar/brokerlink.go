@@ -471,10 +471,16 @@ func validateBrokerHello(h *linkv1.BrokerHello, nodeID int32) error {
 	return validateHistory(h.GetEpochHistory(), h.GetLastLsn())
 }
 
+// maxEpochHistory bounds the epoch history a peer may send.
+const maxEpochHistory = 1 << 20
+
 // validateHistory checks that an epoch history has ascending epochs with
 // non-decreasing starts, none after last+1 (a new leader records its
 // epoch's start before writing its first entry).
 func validateHistory(h []*linkv1.EpochStart, last uint64) error {
+	if len(h) > maxEpochHistory {
+		return status.Errorf(codes.InvalidArgument, "epoch history has %d lines (at most %d)", len(h), maxEpochHistory)
+	}
 	for i, es := range h {
 		if es == nil || es.GetStartLsn() == 0 {
 			return status.Errorf(codes.InvalidArgument, "epoch history line %d has no start LSN", i)

@@ -1,6 +1,8 @@
 package sidecar
 
 import (
+	"sort"
+
 	linkv1 "github.com/tandem-io/tandem/gen/tandem/link/v1"
 )
 
@@ -12,12 +14,16 @@ type epochHistory []*linkv1.EpochStart
 // before the first entry of the history (unknown: compacted or never
 // recorded).
 func (h epochHistory) epochAt(lsn uint64) (uint32, bool) {
-	for i := len(h) - 1; i >= 0; i-- {
-		if h[i].GetStartLsn() <= lsn {
-			return h[i].GetEpoch(), true
-		}
+	if i := h.lineAt(lsn); i >= 0 {
+		return h[i].GetEpoch(), true
 	}
 	return 0, false
+}
+
+// lineAt returns the index of the last line starting at or before lsn, or
+// -1 (binary search: histories from peers can be long).
+func (h epochHistory) lineAt(lsn uint64) int {
+	return sort.Search(len(h), func(i int) bool { return h[i].GetStartLsn() > lsn }) - 1
 }
 
 // lastEpoch returns the newest epoch (0 when the history is empty).
@@ -95,10 +101,8 @@ func divergencePoint(leader epochHistory, leaderEnd uint64, follower epochHistor
 
 // startOf returns the start LSN of the line that covers lsn (0 when none).
 func (h epochHistory) startOf(lsn uint64) uint64 {
-	for i := len(h) - 1; i >= 0; i-- {
-		if h[i].GetStartLsn() <= lsn {
-			return h[i].GetStartLsn()
-		}
+	if i := h.lineAt(lsn); i >= 0 {
+		return h[i].GetStartLsn()
 	}
 	return 0
 }

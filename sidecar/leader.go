@@ -509,7 +509,7 @@ func (rs *replicationServer) Stream(stream replicationv1.ReplicationService_Stre
 		s.log.Warn("replication stream did not start with a hello", "got", fmt.Sprintf("%T", first.GetPayload()))
 		return status.Error(codes.InvalidArgument, "tandem.replication.v1: the first message must be a FollowerHello")
 	}
-	if err := validateFollowerHello(hello, s.cfg.ClusterID); err != nil {
+	if err := validateFollowerHello(hello, s.cfg.ClusterID, s.cfg.NodeID); err != nil {
 		s.log.Error("refusing follower", "node_id", hello.GetNodeId(), "error", status.Convert(err).Message())
 		return err
 	}
@@ -566,11 +566,11 @@ func (rs *replicationServer) Stream(stream replicationv1.ReplicationService_Stre
 
 // validateFollowerHello checks what can be checked without the leader's
 // state. A cluster id mismatch is FAILED_PRECONDITION with both ids named.
-func validateFollowerHello(h *replicationv1.FollowerHello, clusterID string) error {
+func validateFollowerHello(h *replicationv1.FollowerHello, clusterID string, leaderID int32) error {
 	if h.GetClusterId() != clusterID {
 		return status.Errorf(codes.FailedPrecondition,
-			"cluster id mismatch: this node is in cluster %q but node %d says it is in cluster %q (check --cluster-id)",
-			clusterID, h.GetNodeId(), h.GetClusterId())
+			"cluster id mismatch: node %d (leader) is in cluster %q but node %d says it is in cluster %q (check --cluster-id on both)",
+			leaderID, clusterID, h.GetNodeId(), h.GetClusterId())
 	}
 	if h.GetNodeId() <= 0 {
 		return status.Errorf(codes.InvalidArgument, "hello has no valid node id (%d)", h.GetNodeId())
