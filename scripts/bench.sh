@@ -31,7 +31,8 @@
 #   CATCHUP_RECORDS   backlog for the catch-up run (default 1000000, 1 GB at 1 KiB)
 #   DISK_BYTES        bytes per sequential disk run (default 1GiB; 3 runs, median)
 #   RSS_MINUTES       minutes of full-speed produce for the RSS run (default 0 = off;
-#                     5 when the `rss` argument is given)
+#                     5 when the `rss` argument is given; fractions such as 0.5 work)
+#   RSS_INTERVAL      time between RSS samples (default 15s)
 #   BENCH_OUT         directory for the result JSON files (default: a new temp dir)
 #   BENCH_CHARTS      directory to write PNG charts into (default: none; e.g. docs)
 #   TMPDIR            where the data dirs go: keep it on the disk you mean to measure
@@ -242,13 +243,16 @@ run_jetstream() {
 run_rss() {
 	start_standalone
 	say "RSS: $RSS_MINUTES minutes of full-speed acks=1 produce to broker pid $BROKER_PID"
-	"$BENCH" rss --pid "$BROKER_PID" --interval 15s --duration "$((RSS_MINUTES * 60 + 5))s" \
+	# The sampler prints a line every RSS_INTERVAL and writes its result when
+	# it is told to stop (SIGTERM) after the produce run.
+	"$BENCH" rss --pid "$BROKER_PID" --interval "${RSS_INTERVAL:-15s}" --duration 24h \
 		--name rss --out "$OUT/rss.json" &
 	local rss_pid=$!
 	PIDS+=("$rss_pid")
 	"$BENCH" produce --brokers "$BROKER_ADDR" --topic bench-rss --acks 1 --record-bytes "$RECORD_BYTES" \
 		--duration "${RSS_MINUTES}m" --progress 30s --name rss-produce \
 		--label "produce acks=1 during the RSS run" --out "$OUT/rss-produce.json"
+	kill -TERM "$rss_pid" 2>/dev/null || true
 	wait "$rss_pid" || true
 	stop_standalone
 }
