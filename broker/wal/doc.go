@@ -142,6 +142,18 @@
 // Checksum(from, to) is FNV-1a 64 (offset basis 14695981039346656037, prime
 // 1099511628211) fed, for each entry in LSN order, the 16 bytes
 // be64(lsn) || be32(epoch) || be32(crc): equal logs have equal checksums.
+// It reads every written entry of the range (durable or not), verifies each
+// frame's CRC, and fails if any part of the range is not on disk.
+//
+// # Reading
+//
+// ReadAt(pos) reads one entry at a position returned by Append, AppendEntry
+// or a Reader (the Fetch path); it sees any written entry. A Reader returns
+// entries in LSN order up to DurableLSN and then io.EOF; it can be called
+// again once more is durable. It seeks through the sparse index, follows
+// segment rolls, and fails with ErrTruncated when Truncate/Reset removed
+// entries it had already returned, or ErrCompacted when retention deleted
+// the ones it was about to read; it never returns stale bytes.
 //
 // # Concurrency and lock order
 //
