@@ -175,6 +175,13 @@ run_cluster() {
 		say "three-node cluster: skipped (scripts/cluster.sh or bin/tandem-sidecar does not exist yet)"
 		return 0
 	fi
+	local port
+	for port in 9092 9093 9094 9192 9193 9194; do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			say "three-node cluster: skipped (port $port is in use; scripts/cluster.sh needs 9092-9094 and 9192-9194)"
+			return 0
+		fi
+	done
 	CLUSTER_HOME="$WORK/cluster"
 	say "three-node cluster in $CLUSTER_HOME"
 	TANDEM_HOME="$CLUSTER_HOME" scripts/cluster.sh up >"$WORK/cluster-up.log" 2>&1 || {
