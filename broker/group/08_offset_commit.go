@@ -131,8 +131,8 @@ func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 func (c *Coordinator) checkCommit(name string, generation int32, memberID string, instanceID *string) int16 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
-		return kerr.CoordinatorNotAvailable.Code
+	if code := c.unavailableLocked(); code != 0 {
+		return code
 	}
 	g := c.getGroupLocked(name)
 	if g == nil {

@@ -12,7 +12,6 @@ package group
 import (
 	"context"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -27,8 +26,8 @@ func (c *Coordinator) OffsetFetch(_ context.Context, req *kmsg.OffsetFetchReques
 		for _, rg := range req.Groups {
 			og := kmsg.NewOffsetFetchResponseGroup()
 			og.Group = rg.Group
-			if c.closed {
-				og.ErrorCode = kerr.CoordinatorNotAvailable.Code
+			if code := c.unavailableLocked(); code != 0 {
+				og.ErrorCode = code
 				resp.Groups = append(resp.Groups, og)
 				continue
 			}
@@ -58,9 +57,9 @@ func (c *Coordinator) OffsetFetch(_ context.Context, req *kmsg.OffsetFetchReques
 		return resp
 	}
 
-	if c.closed {
+	if code := c.unavailableLocked(); code != 0 {
 		if req.Version >= 2 {
-			resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+			resp.ErrorCode = code
 			return resp
 		}
 		// v0-v1 have no top-level error: report it on every partition.
@@ -72,7 +71,7 @@ func (c *Coordinator) OffsetFetch(_ context.Context, req *kmsg.OffsetFetchReques
 				rp.Partition = p
 				rp.Offset = -1
 				rp.Metadata = strPtr("")
-				rp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+				rp.ErrorCode = code
 				rt.Partitions = append(rt.Partitions, rp)
 			}
 			resp.Topics = append(resp.Topics, rt)

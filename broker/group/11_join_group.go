@@ -67,8 +67,8 @@ func (c *Coordinator) join(ctx context.Context, req *kmsg.JoinGroupRequest) (cha
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
-		return nil, joinError(v, req.MemberID, kerr.CoordinatorNotAvailable.Code)
+	if code := c.unavailableLocked(); code != 0 {
+		return nil, joinError(v, req.MemberID, code)
 	}
 	g := c.getGroupLocked(req.Group)
 	if g == nil {

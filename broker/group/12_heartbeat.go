@@ -30,8 +30,8 @@ func (c *Coordinator) heartbeat(req *kmsg.HeartbeatRequest) int16 {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
-		return kerr.CoordinatorNotAvailable.Code
+	if code := c.unavailableLocked(); code != 0 {
+		return code
 	}
 	g := c.getGroupLocked(req.Group)
 	if g == nil {

@@ -54,8 +54,8 @@ func (c *Coordinator) leave(name string, leaving []kmsg.LeaveGroupRequestMember)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
-		return nil, kerr.CoordinatorNotAvailable.Code
+	if code := c.unavailableLocked(); code != 0 {
+		return nil, code
 	}
 	codes := make([]int16, len(leaving))
 	g := c.getGroupLocked(name)

@@ -54,8 +54,8 @@ func (c *Coordinator) sync(req *kmsg.SyncGroupRequest) (chan *kmsg.SyncGroupResp
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
-		return nil, syncError(v, kerr.CoordinatorNotAvailable.Code)
+	if code := c.unavailableLocked(); code != 0 {
+		return nil, syncError(v, code)
 	}
 	g := c.getGroupLocked(req.Group)
 	if g == nil {

@@ -25,8 +25,8 @@ func (c *Coordinator) DescribeGroups(_ context.Context, req *kmsg.DescribeGroups
 	for _, name := range req.Groups {
 		dg := kmsg.NewDescribeGroupsResponseGroup()
 		dg.Group = name
-		if c.closed {
-			dg.ErrorCode = kerr.CoordinatorNotAvailable.Code
+		if code := c.unavailableLocked(); code != 0 {
+			dg.ErrorCode = code
 			resp.Groups = append(resp.Groups, dg)
 			continue
 		}

@@ -29,6 +29,9 @@ func (c *Coordinator) ListGroups(_ context.Context, req *kmsg.ListGroupsRequest)
 		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		return resp
 	}
+	if c.inactive {
+		return resp // this node coordinates no group
+	}
 	match := func(filter []string, v string) bool {
 		if len(filter) == 0 {
 			return true

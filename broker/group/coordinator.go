@@ -168,6 +168,7 @@ type Coordinator struct {
 	mu       sync.Mutex
 	groups   map[string]*group
 	closed   bool
+	inactive bool      // SetActive(false): this node is not the coordinator
 	nextWake time.Time // earliest deadline the timer loop is sleeping towards; zero = none
 
 	commitMu    sync.Mutex
@@ -296,6 +297,10 @@ func (c *Coordinator) Close() error {
 func (c *Coordinator) ResetMembership() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.resetMembershipLocked()
+}
+
+func (c *Coordinator) resetMembershipLocked() {
 	for name, g := range c.groups {
 		if len(g.members) == 0 && len(g.pending) == 0 && g.state == Empty {
 			continue
@@ -310,8 +315,40 @@ func (c *Coordinator) ResetMembership() {
 		g.leader = ""
 		g.protocol = ""
 		g.state = Empty
+		g.syncDeadline = time.Time{}
+		g.initialPhase = false
 		c.maybeDeleteLocked(g)
 	}
+}
+
+// SetActive says whether this node is the group coordinator (the cluster
+// leader, or a standalone broker: the default). While inactive, every group
+// API answers NOT_COORDINATOR (ListGroups: no groups), so clients ask
+// FindCoordinator again; committed offsets keep arriving through Restore.
+// Going inactive also drops all membership, as ResetMembership does.
+func (c *Coordinator) SetActive(active bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	was := !c.inactive
+	c.inactive = !active
+	if was && !active {
+		c.log.Info("no longer the group coordinator: dropping group membership")
+		c.resetMembershipLocked()
+	} else if !was && active {
+		c.log.Info("now the group coordinator")
+	}
+}
+
+// unavailableLocked returns the error code every group API answers with
+// when this coordinator cannot serve (closed or inactive), else 0.
+func (c *Coordinator) unavailableLocked() int16 {
+	switch {
+	case c.closed:
+		return kerr.CoordinatorNotAvailable.Code
+	case c.inactive:
+		return kerr.NotCoordinator.Code
+	}
+	return 0
 }
 
 // failWaitersLocked answers a member's waiting JoinGroup/SyncGroup with code.

@@ -626,3 +626,50 @@ func TestSyncDeadlineRemovesLateMembers(t *testing.T) {
 		t.Fatalf("sync deadline still set in a fully synced group")
 	}
 }
+
+// An inactive coordinator (this node is not the leader) answers
+// NOT_COORDINATOR, lists no groups, keeps restoring offsets, and serves
+// again once active.
+func TestSetActive(t *testing.T) {
+	h := newHarness(t, nil)
+	ids, gen := h.stableGroup("g", 1, 5, 3)
+	waiting := h.joinNew(5, "g", joinOpts{})
+	h.waitState("g", "PreparingRebalance")
+	h.SetActive(false)
+	wantCode(t, "waiting join", recv(t, waiting).ErrorCode, kerr.NotCoordinator)
+	h.Restore("g", []Offset{{Topic: "t", Partition: 0, Offset: 4, LeaderEpoch: -1}})
+
+	ctx := t.Context()
+	wantCode(t, "join", h.JoinGroup(ctx, joinReq(3, "g", "", joinOpts{})).ErrorCode, kerr.NotCoordinator)
+	wantCode(t, "sync", h.SyncGroup(ctx, syncReq(3, "g", ids[0], gen, nil)).ErrorCode, kerr.NotCoordinator)
+	wantCode(t, "heartbeat", h.heartbeat(3, "g", ids[0], gen), kerr.NotCoordinator)
+	lr := kmsg.NewPtrLeaveGroupRequest()
+	lr.Group, lr.MemberID = "g", ids[0]
+	wantCode(t, "leave", h.LeaveGroup(ctx, lr).ErrorCode, kerr.NotCoordinator)
+	cr := kmsg.NewPtrOffsetCommitRequest()
+	cr.Version = 2
+	cr.Group = "g"
+	cr.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 0, Offset: 9}}}}
+	wantCode(t, "commit", h.OffsetCommit(ctx, cr).Topics[0].Partitions[0].ErrorCode, kerr.NotCoordinator)
+	fr := kmsg.NewPtrOffsetFetchRequest()
+	fr.Version = 3
+	fr.Group = "g"
+	wantCode(t, "fetch", h.OffsetFetch(ctx, fr).ErrorCode, kerr.NotCoordinator)
+	dr := kmsg.NewPtrDescribeGroupsRequest()
+	dr.Groups = []string{"g"}
+	wantCode(t, "describe", h.DescribeGroups(ctx, dr).Groups[0].ErrorCode, kerr.NotCoordinator)
+	if l := h.ListGroups(ctx, kmsg.NewPtrListGroupsRequest()); l.ErrorCode != 0 || len(l.Groups) != 0 {
+		t.Fatalf("list while inactive: %v %v", kerr.ErrorForCode(l.ErrorCode), l.Groups)
+	}
+
+	h.SetActive(true)
+	if got := h.Offsets("g"); len(got) != 1 || got[0].Offset != 4 {
+		t.Fatalf("offsets: %+v", got)
+	}
+	if h.state("g") != "Empty" {
+		t.Fatalf("state %s, want Empty", h.state("g"))
+	}
+	wantCode(t, "old member heartbeat", h.heartbeat(3, "g", ids[0], gen), kerr.UnknownMemberID)
+	r := h.JoinGroup(ctx, joinReq(3, "g", "", joinOpts{}))
+	wantCode(t, "join when active", r.ErrorCode, nil)
+}
