@@ -1,4 +1,4 @@
-package sidecar
+package sidecar_test
 
 import (
 	"context"
@@ -17,25 +17,27 @@ import (
 	adminv1 "github.com/tandem-io/tandem/gen/tandem/admin/v1"
 	replicationv1 "github.com/tandem-io/tandem/gen/tandem/replication/v1"
 	"github.com/tandem-io/tandem/internal/testutil"
+	"github.com/tandem-io/tandem/sidecar"
+	"github.com/tandem-io/tandem/sidecar/sidecartest"
 )
 
 func TestClusterIDMismatchRefused(t *testing.T) {
-	c := newCluster(t, 2, 1, nil)
-	c.nodes[2].cfg.ClusterID = "someone-elses-cluster"
-	c.startAll()
-	c.waitLeader().produce(t, 5, 10)
+	c := sidecartest.NewCluster(t, 2, 1, nil)
+	c.Nodes[2].Config.ClusterID = "someone-elses-cluster"
+	c.StartAll()
+	c.WaitLeader().Produce(t, 5, 10)
 
 	// The follower reports the refusal (and logs it at error level).
 	testutil.Eventually(t, 10*time.Second, func() bool {
-		st, err := c.admin(2).Status(context.Background(), &adminv1.StatusRequest{})
+		st, err := c.Admin(2).Status(context.Background(), &adminv1.StatusRequest{})
 		return err == nil && strings.Contains(st.GetNotReadyReason(), "cluster id mismatch") &&
 			strings.Contains(st.GetNotReadyReason(), `"test-cluster"`) &&
 			strings.Contains(st.GetNotReadyReason(), `"someone-elses-cluster"`)
 	})
-	if got := c.nodes[2].broker.w.LastLSN(); got != 0 {
+	if got := c.Nodes[2].Broker.WAL().LastLSN(); got != 0 {
 		t.Fatalf("the refused follower got %d entries", got)
 	}
-	st, err := c.admin(1).Status(context.Background(), &adminv1.StatusRequest{})
+	st, err := c.Admin(1).Status(context.Background(), &adminv1.StatusRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +48,7 @@ func TestClusterIDMismatchRefused(t *testing.T) {
 	}
 
 	// Directly: the leader answers FAILED_PRECONDITION naming both ids.
-	conn, err := grpc.NewClient(c.peers[1], ClientOptions(hclog.NewNullLogger(), 1<<20)...)
+	conn, err := grpc.NewClient(c.Peers[1], sidecar.ClientOptions(hclog.NewNullLogger(), 1<<20)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,10 +77,10 @@ func (rawCodec) Unmarshal(data []byte, v any) error { *(v.(*[]byte)) = data; ret
 func (rawCodec) Name() string                       { return "proto" }
 
 func TestGarbageOnReplicationPort(t *testing.T) {
-	c := newCluster(t, 2, 1, nil)
-	c.startAll()
-	c.waitLeader()
-	addr := c.peers[1]
+	c := sidecartest.NewCluster(t, 2, 1, nil)
+	c.StartAll()
+	c.WaitLeader()
+	addr := c.Peers[1]
 
 	// Not HTTP/2 at all.
 	nc, err := net.Dial("tcp", addr)
@@ -93,7 +95,7 @@ func TestGarbageOnReplicationPort(t *testing.T) {
 
 	// A valid gRPC call whose message does not parse, and one that is a
 	// valid protobuf but not a hello.
-	conn, err := grpc.NewClient(addr, ClientOptions(hclog.NewNullLogger(), 1<<20)...)
+	conn, err := grpc.NewClient(addr, sidecar.ClientOptions(hclog.NewNullLogger(), 1<<20)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,22 +126,22 @@ func TestGarbageOnReplicationPort(t *testing.T) {
 		t.Logf("garbage %x -> %v", payload, err)
 	}
 	// Still serving.
-	if _, err := c.admin(1).Status(context.Background(), &adminv1.StatusRequest{}); err != nil {
+	if _, err := c.Admin(1).Status(context.Background(), &adminv1.StatusRequest{}); err != nil {
 		t.Fatalf("sidecar not serving after garbage: %v", err)
 	}
 }
 
 func TestSocketPermissions(t *testing.T) {
-	c := newCluster(t, 1, 1, nil)
-	c.startSidecar(1)
-	fi, err := lstat(c.nodes[1].socket)
+	c := sidecartest.NewCluster(t, 1, 1, nil)
+	c.StartSidecar(1)
+	fi, err := lstat(c.Nodes[1].Socket)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("socket mode %v, want 0600", fi.Mode().Perm())
 	}
-	di, err := lstat(dirOf(c.nodes[1].socket))
+	di, err := lstat(dirOf(c.Nodes[1].Socket))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,21 +149,21 @@ func TestSocketPermissions(t *testing.T) {
 		t.Errorf("socket directory mode %v, want 0700", di.Mode().Perm())
 	}
 	// A crashed sidecar leaves its socket behind: the next one starts anyway.
-	c.stopSidecar(1)
-	ln, err := net.Listen("unix", c.nodes[1].socket)
+	c.StopSidecar(1)
+	ln, err := net.Listen("unix", c.Nodes[1].Socket)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	ln.Close()
-	if _, err := lstat(c.nodes[1].socket); err != nil {
+	if _, err := lstat(c.Nodes[1].Socket); err != nil {
 		t.Fatalf("stale socket not left behind: %v", err)
 	}
-	c.startSidecar(1)
+	c.StartSidecar(1)
 	// A second sidecar on the same live socket is refused.
-	cfg := c.nodes[1].cfg
+	cfg := c.Nodes[1].Config
 	cfg.Listen = "127.0.0.1:0"
-	if s, err := Open(cfg); err == nil {
+	if s, err := sidecar.Open(cfg); err == nil {
 		s.Close()
 		t.Fatal("second sidecar on a live socket started")
 	}

@@ -1,0 +1,274 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	adminv1 "github.com/tandem-io/tandem/gen/tandem/admin/v1"
+	"github.com/tandem-io/tandem/sidecar"
+)
+
+const defaultTimeout = 5 * time.Second
+
+// client holds connections to sidecars' admin APIs.
+type client struct {
+	addr    string
+	timeout time.Duration
+	out     io.Writer
+	conns   map[string]*grpc.ClientConn
+}
+
+func (c *client) admin(addr string) (adminv1.AdminServiceClient, error) {
+	if c.conns == nil {
+		c.conns = map[string]*grpc.ClientConn{}
+	}
+	conn := c.conns[addr]
+	if conn == nil {
+		var err error
+		conn, err = grpc.NewClient(addr, sidecar.ClientOptions(hclog.NewNullLogger(), 16<<20)...)
+		if err != nil {
+			return nil, fmt.Errorf("connecting to %s: %w", addr, err)
+		}
+		c.conns[addr] = conn
+	}
+	return adminv1.NewAdminServiceClient(conn), nil
+}
+
+func (c *client) close() {
+	for _, conn := range c.conns {
+		conn.Close()
+	}
+}
+
+func (c *client) getStatus(ctx context.Context, addr string) (*adminv1.StatusResponse, error) {
+	a, err := c.admin(addr)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	st, err := a.Status(ctx, &adminv1.StatusRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("status of %s: %w", addr, err)
+	}
+	return st, nil
+}
+
+// status prints this node's status, once or every --interval.
+func (c *client) status(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print the StatusResponse as JSON")
+	watch := fs.Bool("watch", false, "refresh until interrupted")
+	interval := fs.Duration("interval", time.Second, "refresh period with --watch")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{"status takes no arguments"}
+	}
+	for {
+		st, err := c.getStatus(ctx, c.addr)
+		if *watch {
+			fmt.Fprint(c.out, "\033[H\033[2J") // clear the terminal
+			fmt.Fprintf(c.out, "%s  (every %s, Ctrl-C to stop)\n\n", time.Now().Format(time.TimeOnly), *interval)
+		}
+		switch {
+		case err != nil && !*watch:
+			return err
+		case err != nil:
+			fmt.Fprintln(c.out, "error:", err)
+		case *asJSON:
+			b, _ := protojson.MarshalOptions{Multiline: true, EmitUnpopulated: true}.Marshal(st)
+			fmt.Fprintln(c.out, string(b))
+		default:
+			printStatus(c.out, st, time.Now())
+		}
+		if !*watch {
+			return nil
+		}
+		t := time.NewTimer(*interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func roleName(r adminv1.Role) string {
+	return strings.ToLower(strings.TrimPrefix(r.String(), "ROLE_"))
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// printStatus writes a status as text: the node, then one line per replica.
+func printStatus(w io.Writer, st *adminv1.StatusResponse, now time.Time) {
+	fmt.Fprintf(w, "node %d  cluster %s  role %s  epoch %d  leader %d\n",
+		st.GetNodeId(), st.GetClusterId(), roleName(st.GetRole()), st.GetEpoch(), st.GetLeaderId())
+	ready := yesNo(st.GetReady())
+	if !st.GetReady() && st.GetNotReadyReason() != "" {
+		ready += " (" + st.GetNotReadyReason() + ")"
+	}
+	fmt.Fprintf(w, "linked %s  ready %s", yesNo(st.GetLinked()), ready)
+	if st.GetRole() == adminv1.Role_ROLE_FOLLOWER {
+		fmt.Fprintf(w, "  streaming %s", yesNo(st.GetStreaming()))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "wal: first %d  last %d  durable %d  commit %d  isr %v\n",
+		st.GetFirstLsn(), st.GetLastLsn(), st.GetDurableLsn(), st.GetCommitLsn(), st.GetIsr())
+	if len(st.GetReplicas()) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tSIDECAR\tKAFKA\tSTATE\tSENT\tWRITTEN\tFLUSHED\tAPPLIED\tLAG_ENTRIES\tLAG_BYTES\tLAG_SEC\tIN_ISR\tLAST_HEARTBEAT")
+	for _, r := range st.GetReplicas() {
+		state := "streaming"
+		if !r.GetConnected() {
+			state = "disconnected"
+		} else if r.GetLagEntries() > 0 {
+			state = "catchup"
+		}
+		hb := "never"
+		if r.GetLastHeartbeat() != nil {
+			hb = now.Sub(r.GetLastHeartbeat().AsTime()).Round(100*time.Millisecond).String() + " ago"
+		}
+		kafka := r.GetKafkaAddress()
+		if kafka == "" {
+			kafka = "-"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%s\t%s\n",
+			r.GetNodeId(), r.GetAddress(), kafka, state, r.GetSentLsn(), r.GetWrittenLsn(), r.GetFlushedLsn(), r.GetAppliedLsn(),
+			r.GetLagEntries(), r.GetLagBytes(), r.GetLagSeconds(), yesNo(r.GetInIsr()), hb)
+	}
+	tw.Flush()
+}
+
+// promote asks the sidecar to become leader.
+func (c *client) promote(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("promote", flag.ContinueOnError)
+	force := fs.Bool("force", false, "promote even if the node is not in sync (unclean: acknowledged writes can be lost)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	a, err := c.admin(c.addr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	r, err := a.Promote(ctx, &adminv1.PromoteRequest{Force: *force})
+	if err != nil {
+		return fmt.Errorf("promote %s: %w", c.addr, err)
+	}
+	fmt.Fprintf(c.out, "node %d is leader in epoch %d\n", r.GetLeaderId(), r.GetEpoch())
+	return nil
+}
+
+// verify compares every node's WAL checksum over a common LSN range.
+func (c *client) verify(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	upto := fs.Uint64("upto", 0, "last LSN to compare (default: the lowest last LSN of all nodes)")
+	peersFlag := fs.String("peers", "", "nodes to compare, 1=HOST:PORT,... (default: the peers the sidecar lists)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	peers := map[int32]string{}
+	if *peersFlag != "" {
+		p, err := sidecar.ParsePeers(*peersFlag)
+		if err != nil {
+			return usageError{err.Error()}
+		}
+		peers = p
+	} else {
+		st, err := c.getStatus(ctx, c.addr)
+		if err != nil {
+			return err
+		}
+		for _, p := range st.GetPeers() {
+			peers[p.GetNodeId()] = p.GetAddress()
+		}
+		if len(peers) == 0 {
+			peers[st.GetNodeId()] = c.addr
+		}
+	}
+	ids := make([]int32, 0, len(peers))
+	for id := range peers {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+
+	// The range every node holds.
+	var from, to uint64 = 1, ^uint64(0)
+	for _, id := range ids {
+		st, err := c.getStatus(ctx, peers[id])
+		if err != nil {
+			return fmt.Errorf("node %d: %w", id, err)
+		}
+		if !st.GetLinked() {
+			return fmt.Errorf("node %d (%s): its broker is not attached to the sidecar", id, peers[id])
+		}
+		from = max(from, st.GetFirstLsn())
+		to = min(to, st.GetLastLsn())
+	}
+	if *upto > 0 {
+		if *upto > to {
+			return fmt.Errorf("--upto %d is beyond the end of some node's WAL (the lowest last LSN is %d)", *upto, to)
+		}
+		to = *upto
+	}
+	if to < from {
+		fmt.Fprintf(c.out, "nothing to compare: the nodes hold no common LSN range (first %d, last %d)\n", from, to)
+		return nil
+	}
+	sums := map[int32]uint64{}
+	tw := tabwriter.NewWriter(c.out, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "NODE\tSIDECAR\tFROM\tTO\tCHECKSUM\n")
+	var failed []string
+	for _, id := range ids {
+		a, err := c.admin(peers[id])
+		if err != nil {
+			return err
+		}
+		cctx, cancel := context.WithTimeout(ctx, max(c.timeout, time.Minute))
+		r, err := a.Checksum(cctx, &adminv1.ChecksumRequest{FromLsn: from, ToLsn: to})
+		cancel()
+		if err != nil {
+			failed = append(failed, fmt.Sprintf("node %d: %v", id, err))
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%d\terror\n", id, peers[id], from, to)
+			continue
+		}
+		sums[id] = r.GetChecksum()
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%016x\n", id, peers[id], from, to, r.GetChecksum())
+	}
+	tw.Flush()
+	if len(failed) > 0 {
+		return fmt.Errorf("checksum failed: %s", strings.Join(failed, "; "))
+	}
+	distinct := map[uint64]bool{}
+	for _, s := range sums {
+		distinct[s] = true
+	}
+	if len(distinct) > 1 {
+		fmt.Fprintf(c.out, "DIFFERENT: the nodes' WALs differ in LSNs %d..%d\n", from, to)
+		return fmt.Errorf("%w over LSNs %d..%d", errDiffer, from, to)
+	}
+	fmt.Fprintf(c.out, "identical: %d nodes, LSNs %d..%d\n", len(sums), from, to)
+	return nil
+}
