@@ -16,6 +16,7 @@ package group
 // Accepted offsets are made durable through the Persister first and only
 // then applied in memory and acknowledged; when the Persister fails, nothing
 // is stored and every accepted partition gets the mapped error code.
+// Committing offset -1 deletes the partition's committed offset.
 // The v1 per-partition timestamp becomes the commit time when set; the v2-v4
 // retention time is ignored (offsets do not expire).
 
@@ -123,6 +124,7 @@ func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 	c.mu.Lock()
 	g := c.getOrCreateGroupLocked(req.Group)
 	applyOffsetsLocked(g, offsets)
+	c.maybeDeleteLocked(g)
 	c.mu.Unlock()
 	return resp
 }

@@ -33,6 +33,8 @@ var Versions = map[int16][2]int16{
 	14: {0, 5}, // SyncGroup
 	15: {0, 6}, // DescribeGroups
 	16: {0, 5}, // ListGroups
+	42: {0, 2}, // DeleteGroups
+	47: {0, 0}, // OffsetDelete
 }
 
 // Kafka defaults, used by DefaultConfig and for zero fields in New.
@@ -53,6 +55,10 @@ type Persister interface {
 	// replicated). Called without coordinator locks held. Commits of one group
 	// are never issued concurrently, so the WAL order of one group's commits is
 	// the order in which the coordinator applies them.
+	//
+	// An Offset of -1 is a tombstone (DeleteGroups, OffsetDelete, or a
+	// client committing -1): it removes the partition's committed offset;
+	// store it like any other and hand it back through Restore.
 	//
 	// A returned error that wraps a *kerr.Error is mapped the way Kafka maps
 	// offset-log append errors (NOT_LEADER_OR_FOLLOWER -> NOT_COORDINATOR,

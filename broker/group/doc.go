@@ -1,6 +1,7 @@
 // Package group is Tandem's consumer-group coordinator: Kafka's classic group
 // protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup) and committed
-// offsets (OffsetCommit, OffsetFetch), plus ListGroups and DescribeGroups.
+// offsets (OffsetCommit, OffsetFetch, OffsetDelete), plus ListGroups,
+// DescribeGroups and DeleteGroups.
 // It knows nothing about the network: the broker decodes a request with
 // kmsg, calls the matching Coordinator method and encodes the answer.
 // Versions lists the request versions served.
@@ -68,12 +69,21 @@
 // the offsets to the Persister (the broker writes a WAL entry and waits for
 // it to be durable and, when replicated, committed) and only then applies
 // them and answers. A failed write stores nothing and is reported as an
-// error code. At start-up (and on followers) the broker replays committed
-// offsets with Restore and topic deletions with DeleteTopic. Group
-// membership is never persisted: after a restart or a leader change
-// (ResetMembership) members rejoin, as Kafka clients do when their
+// error code. DeleteGroups and OffsetDelete persist tombstones the same way
+// (offset -1, which deletes). At start-up (and on followers) the broker
+// replays committed offsets and tombstones with Restore and topic deletions
+// with DeleteTopic. Group membership is never persisted: after a restart or
+// a leader change members rejoin, as Kafka clients do when their
 // coordinator moves. Offsets never expire (Kafka's offsets.retention.minutes
 // is not implemented).
+//
+// # Which node coordinates
+//
+// Only the node that takes writes (the leader, or a standalone broker)
+// runs groups. The broker calls SetActive(false) on followers: every group
+// API then answers NOT_COORDINATOR, which sends clients back to
+// FindCoordinator, and all membership is dropped (ResetMembership); offsets
+// keep arriving through Restore, so a promoted follower serves them at once.
 //
 // # Timers and shutdown
 //

@@ -41,6 +41,11 @@ func FuzzHandlers(f *testing.F) {
 				r.Groups = []string{"g", ""}
 			case *kmsg.ListGroupsRequest:
 				r.StatesFilter = []string{"Stable"}
+			case *kmsg.DeleteGroupsRequest:
+				r.Groups = []string{"g", "", "x"}
+			case *kmsg.OffsetDeleteRequest:
+				r.Group = "g"
+				r.Topics = []kmsg.OffsetDeleteRequestTopic{{Topic: "a", Partitions: []kmsg.OffsetDeleteRequestTopicPartition{{Partition: 0}}}}
 			}
 			seed(req)
 		}
@@ -92,6 +97,10 @@ func FuzzHandlers(f *testing.F) {
 			resp = c.DescribeGroups(ctx, r)
 		case *kmsg.ListGroupsRequest:
 			resp = c.ListGroups(ctx, r)
+		case *kmsg.DeleteGroupsRequest:
+			resp = c.DeleteGroups(ctx, r)
+		case *kmsg.OffsetDeleteRequest:
+			resp = c.OffsetDelete(ctx, r)
 		default:
 			t.Fatalf("no handler for key %d", key)
 		}

@@ -48,9 +48,19 @@ func (c *Coordinator) lockCommits(ctx context.Context, name string) func() {
 	}
 }
 
-// applyOffsetsLocked stores offsets in g.
+// applyOffsetsLocked stores offsets in g. A negative offset is a tombstone:
+// it deletes the partition's committed offset.
 func applyOffsetsLocked(g *group, offsets []Offset) {
 	for _, o := range offsets {
+		if o.Offset < 0 {
+			if parts := g.offsets[o.Topic]; parts != nil {
+				delete(parts, o.Partition)
+				if len(parts) == 0 {
+					delete(g.offsets, o.Topic)
+				}
+			}
+			continue
+		}
 		parts := g.offsets[o.Topic]
 		if parts == nil {
 			parts = make(map[int32]Offset)
@@ -63,7 +73,8 @@ func applyOffsetsLocked(g *group, offsets []Offset) {
 // Restore applies committed offsets read back from the WAL at start-up, or
 // applied from the leader's WAL on a follower. It does not call the
 // Persister. Entries are applied in order, so replaying the WAL from the
-// start reproduces the leader's offsets.
+// start reproduces the leader's offsets. An Offset of -1 (written by
+// DeleteGroups and OffsetDelete) deletes that partition's offset.
 func (c *Coordinator) Restore(group string, offsets []Offset) {
 	if len(offsets) == 0 {
 		return
@@ -72,6 +83,7 @@ func (c *Coordinator) Restore(group string, offsets []Offset) {
 	defer c.mu.Unlock()
 	g := c.getOrCreateGroupLocked(group)
 	applyOffsetsLocked(g, offsets)
+	c.maybeDeleteLocked(g)
 }
 
 // DeleteTopic forgets every group's committed offsets for topic (the topic

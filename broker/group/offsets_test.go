@@ -422,3 +422,98 @@ func TestOffsetCommitsSerializedPerGroup(t *testing.T) {
 		t.Fatalf("%d commit locks left", len(h.commitLocks))
 	}
 }
+
+func TestDeleteGroups(t *testing.T) {
+	h := newHarness(t, nil)
+	h.stableGroup("active", 1, 5, 3)
+	h.Restore("idle", []Offset{
+		{Topic: "a", Partition: 0, Offset: 1, LeaderEpoch: -1},
+		{Topic: "b", Partition: 2, Offset: 3, LeaderEpoch: -1},
+	})
+	for _, v := range []int16{0, 2} {
+		req := kmsg.NewPtrDeleteGroupsRequest()
+		req.Version = v
+		req.Groups = []string{"active", "missing", ""}
+		resp := h.DeleteGroups(t.Context(), req)
+		if resp.Version != v || len(resp.Groups) != 3 {
+			t.Fatalf("v%d response: %+v", v, resp)
+		}
+		wantCode(t, "active", resp.Groups[0].ErrorCode, kerr.NonEmptyGroup)
+		wantCode(t, "missing", resp.Groups[1].ErrorCode, kerr.GroupIDNotFound)
+		wantCode(t, "empty id", resp.Groups[2].ErrorCode, kerr.InvalidGroupID)
+	}
+
+	h.p.setErr(errors.New("disk full"))
+	req := kmsg.NewPtrDeleteGroupsRequest()
+	req.Groups = []string{"idle"}
+	wantCode(t, "delete with failing persister", h.DeleteGroups(t.Context(), req).Groups[0].ErrorCode, kerr.CoordinatorNotAvailable)
+	if len(h.Offsets("idle")) != 2 {
+		t.Fatalf("offsets deleted although not persisted")
+	}
+	h.p.setErr(nil)
+	wantCode(t, "delete", h.DeleteGroups(t.Context(), req).Groups[0].ErrorCode, nil)
+	if h.state("idle") != "Dead" || h.Offsets("idle") != nil {
+		t.Fatalf("idle group still there: %s %+v", h.state("idle"), h.Offsets("idle"))
+	}
+	calls := h.p.snapshot()
+	if len(calls) != 1 || calls[0].group != "idle" || len(calls[0].offsets) != 2 ||
+		calls[0].offsets[0].Offset != -1 || calls[0].offsets[1].Offset != -1 {
+		t.Fatalf("persisted tombstones: %+v", calls)
+	}
+
+	// Replaying the WAL (commits, then tombstones) on another node ends with no group.
+	other := newHarness(t, nil)
+	other.Restore("idle", []Offset{{Topic: "a", Partition: 0, Offset: 1, LeaderEpoch: -1}, {Topic: "b", Partition: 2, Offset: 3, LeaderEpoch: -1}})
+	other.Restore(calls[0].group, calls[0].offsets)
+	if other.state("idle") != "Dead" {
+		t.Fatalf("replayed deletion: state %s", other.state("idle"))
+	}
+}
+
+func TestOffsetDelete(t *testing.T) {
+	h := newHarness(t, nil)
+	h.Restore("idle", []Offset{
+		{Topic: "a", Partition: 0, Offset: 1, LeaderEpoch: -1},
+		{Topic: "a", Partition: 1, Offset: 2, LeaderEpoch: -1},
+	})
+	del := func(group string, topic string, parts ...int32) *kmsg.OffsetDeleteResponse {
+		req := kmsg.NewPtrOffsetDeleteRequest()
+		req.Group = group
+		rt := kmsg.NewOffsetDeleteRequestTopic()
+		rt.Topic = topic
+		for _, p := range parts {
+			rt.Partitions = append(rt.Partitions, kmsg.OffsetDeleteRequestTopicPartition{Partition: p})
+		}
+		req.Topics = append(req.Topics, rt)
+		return h.OffsetDelete(t.Context(), req)
+	}
+	wantCode(t, "unknown group", del("missing", "a", 0).ErrorCode, kerr.GroupIDNotFound)
+	resp := del("idle", "a", 0, 7)
+	wantCode(t, "delete", resp.ErrorCode, nil)
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 2 || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+		t.Fatalf("response %+v", resp)
+	}
+	if got := h.Offsets("idle"); len(got) != 1 || got[0].Partition != 1 {
+		t.Fatalf("offsets left: %+v", got)
+	}
+
+	// A group whose members subscribe to the topic keeps its offsets.
+	meta := kmsg.NewConsumerMemberMetadata()
+	meta.Topics = []string{"a"}
+	req := joinReq(3, "busy", "", joinOpts{})
+	req.Protocols[0].Metadata = meta.AppendTo(nil)
+	r := h.JoinGroup(t.Context(), req)
+	wantCode(t, "join", r.ErrorCode, nil)
+	h.Restore("busy", []Offset{{Topic: "a", Partition: 0, Offset: 5, LeaderEpoch: -1}, {Topic: "b", Partition: 0, Offset: 6, LeaderEpoch: -1}})
+	resp = del("busy", "a", 0)
+	if resp.ErrorCode != 0 || resp.Topics[0].Partitions[0].ErrorCode != kerr.GroupSubscribedToTopic.Code {
+		t.Fatalf("subscribed topic: %+v", resp)
+	}
+	resp = del("busy", "b", 0)
+	if resp.ErrorCode != 0 || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+		t.Fatalf("unsubscribed topic: %+v", resp)
+	}
+	if got := h.Offsets("busy"); len(got) != 1 || got[0].Topic != "a" {
+		t.Fatalf("busy offsets: %+v", got)
+	}
+}
