@@ -25,7 +25,7 @@ import (
 // drawn at random from [d/2, d] so that restarts do not synchronise.
 const (
 	MinBackoff = 100 * time.Millisecond
-	MaxBackoff = 5 * time.Second
+	MaxBackoff = 2 * time.Second
 )
 
 // Run attaches to the sidecar at socketPath and keeps the link up
