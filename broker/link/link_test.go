@@ -1,0 +1,394 @@
+package link_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+
+	"github.com/tandem-io/tandem/broker/link"
+	"github.com/tandem-io/tandem/broker/wal"
+	linkv1 "github.com/tandem-io/tandem/gen/tandem/link/v1"
+	"github.com/tandem-io/tandem/internal/testutil"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// walBroker is a link.Broker over a real WAL with no Kafka state.
+type walBroker struct {
+	w      *wal.Log
+	mu     sync.Mutex
+	view   link.ClusterView
+	commit uint64
+}
+
+func (b *walBroker) NodeID() int32               { return 7 }
+func (b *walBroker) Advertised() (string, int32) { return "kafka-7", 9092 }
+func (b *walBroker) Rack() string                { return "rack-a" }
+func (b *walBroker) WAL() *wal.Log               { return b.w }
+func (b *walBroker) TruncateAfter(lsn uint64) error {
+	return b.w.Truncate(lsn)
+}
+func (b *walBroker) ResetTo(next uint64) error { return b.w.Reset(next) }
+func (b *walBroker) ApplyEntries(ents []wal.Entry) error {
+	for _, e := range ents {
+		if _, err := b.w.AppendEntry(e); err != nil {
+			return err
+		}
+	}
+	return b.w.WaitDurable(context.Background(), ents[len(ents)-1].LSN)
+}
+func (b *walBroker) SetClusterView(v link.ClusterView) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.view = v
+}
+func (b *walBroker) SetCommitLSN(lsn uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.commit = max(b.commit, lsn)
+}
+func (b *walBroker) state() (link.ClusterView, uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.view, b.commit
+}
+
+func (b *walBroker) append(t *testing.T, n, size int) {
+	t.Helper()
+	var last uint64
+	for i := 0; i < n; i++ {
+		pos, err := b.w.Append(1, wal.TypeRecordBatch, make([]byte, size))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = pos.LSN
+	}
+	if err := b.w.WaitDurable(context.Background(), last); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sidecarDriver plays the sidecar's side of the link: each Attach stream is
+// handed to the test, which sends and receives on it directly.
+type sidecarDriver struct {
+	linkv1.UnimplementedLinkServiceServer
+	streams chan linkv1.LinkService_AttachServer
+}
+
+func (d *sidecarDriver) Attach(s linkv1.LinkService_AttachServer) error {
+	d.streams <- s
+	<-s.Context().Done()
+	return nil
+}
+
+type harness struct {
+	t      *testing.T
+	socket string
+	b      *walBroker
+	srv    *grpc.Server
+	drv    *sidecarDriver
+	stop   context.CancelFunc
+	done   chan struct{}
+}
+
+func newHarness(t *testing.T, segmentBytes int64) *harness {
+	dir := t.TempDir()
+	w, err := wal.Open(wal.Options{Dir: filepath.Join(dir, "wal"), Sync: wal.SyncNone, SegmentBytes: segmentBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, socket: filepath.Join(dir, "s.sock"), b: &walBroker{w: w}}
+	h.serve()
+	ctx, cancel := context.WithCancel(context.Background())
+	h.stop, h.done = cancel, make(chan struct{})
+	log := hclog.New(&hclog.LoggerOptions{Name: "link", Level: hclog.Debug, Output: testWriter{t}})
+	go func() {
+		defer close(h.done)
+		link.Run(ctx, h.socket, h.b, log)
+	}()
+	t.Cleanup(func() {
+		h.stop()
+		h.srv.Stop()
+		<-h.done
+		w.Close()
+	})
+	return h
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p[:len(p)-1]))
+	return len(p), nil
+}
+
+func (h *harness) serve() {
+	ln, err := net.Listen("unix", h.socket)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.drv = &sidecarDriver{streams: make(chan linkv1.LinkService_AttachServer, 1)}
+	h.srv = grpc.NewServer()
+	linkv1.RegisterLinkServiceServer(h.srv, h.drv)
+	go h.srv.Serve(ln)
+}
+
+// attach waits for the broker's stream and its hello.
+func (h *harness) attach() (linkv1.LinkService_AttachServer, *linkv1.BrokerHello) {
+	h.t.Helper()
+	select {
+	case s := <-h.drv.streams:
+		m := h.recv(s)
+		if m.GetHello() == nil {
+			h.t.Fatalf("first message %T, want hello", m.GetPayload())
+		}
+		return s, m.GetHello()
+	case <-time.After(10 * time.Second):
+		h.t.Fatal("the broker did not attach")
+	}
+	return nil, nil
+}
+
+func (h *harness) recv(s linkv1.LinkService_AttachServer) *linkv1.AttachRequest {
+	h.t.Helper()
+	type res struct {
+		m   *linkv1.AttachRequest
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		m, err := s.Recv()
+		ch <- res{m, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			h.t.Fatalf("recv: %v", r.err)
+		}
+		return r.m
+	case <-time.After(10 * time.Second):
+		h.t.Fatal("nothing received from the broker")
+	}
+	return nil
+}
+
+func (h *harness) send(s linkv1.LinkService_AttachServer, m *linkv1.AttachResponse) {
+	h.t.Helper()
+	if err := s.Send(m); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func view(role linkv1.Role) *linkv1.AttachResponse {
+	return &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_ClusterView{ClusterView: &linkv1.ClusterView{
+		Role: role, LeaderId: 7, Epoch: 1, Isr: []int32{7},
+		Brokers: []*linkv1.BrokerInfo{{NodeId: 7, Host: "kafka-7", Port: 9092}}}}}
+}
+
+func TestHelloViewCommitAndPush(t *testing.T) {
+	h := newHarness(t, 0)
+	h.b.append(t, 10, 100)
+	s, hello := h.attach()
+	if hello.GetNodeId() != 7 || hello.GetAdvertisedHost() != "kafka-7" || hello.GetRack() != "rack-a" ||
+		hello.GetFirstLsn() != 1 || hello.GetLastLsn() != 10 || hello.GetDurableLsn() != 10 ||
+		len(hello.GetEpochHistory()) != 1 || hello.GetEpochHistory()[0].GetEpoch() != 1 {
+		t.Fatalf("hello = %v", hello)
+	}
+	h.send(s, view(linkv1.Role_ROLE_LEADER))
+	h.send(s, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Commit{Commit: &linkv1.CommitPoint{Lsn: 8}}})
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		v, c := h.b.state()
+		return v.Role == link.RoleLeader && v.LeaderID == 7 && len(v.Brokers) == 1 && c == 8
+	})
+	// A commit point beyond the WAL is clamped to what it holds.
+	h.send(s, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Commit{Commit: &linkv1.CommitPoint{Lsn: 50}}})
+	testutil.Eventually(t, 5*time.Second, func() bool { _, c := h.b.state(); return c == 10 })
+
+	h.send(s, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Subscribe{Subscribe: &linkv1.SubscribeCommitted{FromLsn: 5}}})
+	next := uint64(5)
+	want := uint64(10)
+	for next <= want {
+		ce := h.recv(s).GetCommitted()
+		if ce == nil {
+			t.Fatal("expected committed entries")
+		}
+		for _, e := range ce.GetEntries() {
+			if e.GetLsn() != next {
+				t.Fatalf("pushed LSN %d, want %d", e.GetLsn(), next)
+			}
+			next++
+		}
+		if next > want && want == 10 {
+			h.b.append(t, 3, 100) // pushed as soon as durable
+			want = 13
+		}
+	}
+}
+
+func TestReplayInChunks(t *testing.T) {
+	h := newHarness(t, 256<<10)
+	h.b.append(t, 3000, 1000) // ~3 MB in 12 segments
+	s, _ := h.attach()
+	h.send(s, view(linkv1.Role_ROLE_LEADER))
+
+	replay := func(id, from, maxBytes uint64) (ents []*linkv1.Entry, results []*linkv1.ReplayResult) {
+		h.send(s, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Replay{Replay: &linkv1.ReplayRequest{
+			RequestId: id, FromLsn: from, MaxBytes: maxBytes}}})
+		for {
+			r := h.recv(s).GetReplayResult()
+			if r == nil || r.GetRequestId() != id {
+				t.Fatalf("expected replay result %d, got %v", id, r)
+			}
+			results = append(results, r)
+			ents = append(ents, r.GetEntries()...)
+			if r.GetDone() {
+				return ents, results
+			}
+		}
+	}
+	tests := []struct {
+		name               string
+		from, maxBytes     uint64
+		wantStatus         linkv1.ReplayStatus
+		wantFirst, wantLen uint64
+		wantEOL            bool
+	}{
+		{"default budget", 1, 0, linkv1.ReplayStatus_REPLAY_STATUS_OK, 1, 1049, false},
+		{"big budget in chunks", 1, 2500 << 10, linkv1.ReplayStatus_REPLAY_STATUS_OK, 1, 2560, false},
+		{"continues a cached reader", 1050, 0, linkv1.ReplayStatus_REPLAY_STATUS_OK, 1050, 1049, false},
+		{"to the end", 2990, 1 << 20, linkv1.ReplayStatus_REPLAY_STATUS_OK, 2990, 11, true},
+		{"at the end", 3001, 0, linkv1.ReplayStatus_REPLAY_STATUS_OK, 0, 0, true},
+		{"at least one entry", 100, 1, linkv1.ReplayStatus_REPLAY_STATUS_OK, 100, 1, false},
+		{"beyond the end", 3002, 0, linkv1.ReplayStatus_REPLAY_STATUS_OUT_OF_RANGE, 0, 0, false},
+		{"lsn zero", 0, 0, linkv1.ReplayStatus_REPLAY_STATUS_OUT_OF_RANGE, 0, 0, false},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ents, results := replay(uint64(i+1), tt.from, tt.maxBytes)
+			last := results[len(results)-1]
+			if last.GetStatus() != tt.wantStatus || uint64(len(ents)) != tt.wantLen || last.GetEndOfLog() != tt.wantEOL {
+				t.Fatalf("status %v, %d entries, eol %v; want %v, %d, %v (%s)", last.GetStatus(), len(ents), last.GetEndOfLog(),
+					tt.wantStatus, tt.wantLen, tt.wantEOL, last.GetError())
+			}
+			for j, e := range ents {
+				if e.GetLsn() != tt.wantFirst+uint64(j) || len(e.GetPayload()) != 1000 {
+					t.Fatalf("entry %d has LSN %d (%d bytes)", j, e.GetLsn(), len(e.GetPayload()))
+				}
+			}
+			for _, r := range results {
+				size := 0
+				for _, e := range r.GetEntries() {
+					size += len(e.GetPayload())
+				}
+				if size > link.ChunkBytes+1000 {
+					t.Errorf("chunk of %d bytes", size)
+				}
+			}
+		})
+	}
+	// Retention deleted the oldest segments: the replay says where the WAL starts.
+	if _, err := h.b.w.DeleteSegmentsBefore(1000); err != nil {
+		t.Fatal(err)
+	}
+	first := h.b.w.FirstLSN()
+	if first == 1 {
+		t.Fatal("no segment deleted")
+	}
+	_, results := replay(100, 1, 0)
+	if r := results[0]; r.GetStatus() != linkv1.ReplayStatus_REPLAY_STATUS_COMPACTED || r.GetFirstLsn() != first {
+		t.Fatalf("replay of a deleted LSN: %v", r)
+	}
+}
+
+func TestFollowerApplyTruncateResetChecksum(t *testing.T) {
+	h := newHarness(t, 0)
+	s, _ := h.attach()
+	h.send(s, view(linkv1.Role_ROLE_FOLLOWER))
+	apply := func(from, to uint64) *linkv1.AppliedUpTo {
+		var ents []*linkv1.Entry
+		for l := from; l <= to; l++ {
+			ents = append(ents, &linkv1.Entry{Lsn: l, Epoch: 1, Type: linkv1.EntryType_ENTRY_TYPE_RECORD_BATCH, Payload: []byte(fmt.Sprint(l))})
+		}
+		h.send(s, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Apply{Apply: &linkv1.ApplyEntries{Entries: ents}}})
+		a := h.recv(s).GetApplied()
+		if a == nil {
+			t.Fatal("expected AppliedUpTo")
+		}
+		return a
+	}
+	tests := []struct {
+		name     string
+		from, to uint64
+		wantLSN  uint64
+		wantErr  bool
+	}{
+		{"first batch", 1, 5, 5, false},
+		{"overlap is skipped, not applied twice", 3, 8, 8, false},
+		{"all known", 2, 6, 8, false},
+		{"gap refused", 10, 12, 8, true},
+	}
+	for _, tt := range tests {
+		a := apply(tt.from, tt.to)
+		if a.GetLsn() != tt.wantLSN || (a.GetError() != "") != tt.wantErr {
+			t.Fatalf("%s: applied %v, want LSN %d error %v", tt.name, a, tt.wantLSN, tt.wantErr)
+		}
+	}
+	if got := h.b.w.LastLSN(); got != 8 {
+		t.Fatalf("WAL ends at %d, want 8", got)
+	}
+
+	want, err := h.b.w.Checksum(2, 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.send(s, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Checksum{Checksum: &linkv1.ChecksumRequest{RequestId: 9, FromLsn: 2, ToLsn: 6}}})
+	if c := h.recv(s).GetChecksumResult(); c.GetRequestId() != 9 || c.GetChecksum() != want || c.GetError() != "" || c.GetLastLsn() != 8 {
+		t.Fatalf("checksum result %v, want %x", c, want)
+	}
+	h.send(s, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Checksum{Checksum: &linkv1.ChecksumRequest{RequestId: 10, FromLsn: 2, ToLsn: 60}}})
+	if c := h.recv(s).GetChecksumResult(); c.GetError() == "" {
+		t.Fatalf("checksum beyond the end: %v", c)
+	}
+
+	h.send(s, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_TruncateTo{TruncateTo: &linkv1.TruncateTo{Lsn: 4}}})
+	if tr := h.recv(s).GetTruncated(); tr.GetLastLsn() != 4 || tr.GetError() != "" || len(tr.GetEpochHistory()) != 1 {
+		t.Fatalf("truncated = %v", tr)
+	}
+	h.send(s, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_ResetTo{ResetTo: &linkv1.ResetTo{NextLsn: 100}}})
+	if rd := h.recv(s).GetResetDone(); rd.GetNextLsn() != 100 || rd.GetError() != "" {
+		t.Fatalf("reset = %v", rd)
+	}
+	if a := apply(100, 101); a.GetLsn() != 101 || a.GetError() != "" {
+		t.Fatalf("apply after reset: %v", a)
+	}
+}
+
+func TestReattachAfterSidecarRestart(t *testing.T) {
+	h := newHarness(t, 0)
+	s, hello := h.attach()
+	if hello.GetLastLsn() != 0 {
+		t.Fatalf("hello = %v", hello)
+	}
+	h.send(s, view(linkv1.Role_ROLE_LEADER))
+	testutil.Eventually(t, 5*time.Second, func() bool { v, _ := h.b.state(); return v.Role == link.RoleLeader })
+
+	// The sidecar goes away; the broker keeps its view and keeps writing.
+	h.srv.Stop()
+	h.b.append(t, 4, 10)
+	if v, _ := h.b.state(); v.Role != link.RoleLeader {
+		t.Fatalf("view lost while detached: %+v", v)
+	}
+	h.serve()
+	_, hello = h.attach()
+	if hello.GetLastLsn() != 4 || hello.GetDurableLsn() != 4 {
+		t.Fatalf("hello after re-attach = %v, want the WAL's new end 4", hello)
+	}
+}
