@@ -24,6 +24,7 @@ import (
 //   - JoinGroup v9 is served with SkipAssignment always false.
 //   - DescribeGroups v6 answers GROUP_ID_NOT_FOUND for unknown groups (KIP-1043).
 //   - ListGroups v5 reports every group as type "classic".
+//   - DeleteGroups stops at v2 (v3 only adds error messages).
 var Versions = map[int16][2]int16{
 	8:  {0, 8}, // OffsetCommit
 	9:  {0, 8}, // OffsetFetch
@@ -37,7 +38,8 @@ var Versions = map[int16][2]int16{
 	47: {0, 0}, // OffsetDelete
 }
 
-// Kafka defaults, used by DefaultConfig and for zero fields in New.
+// Kafka defaults, used by DefaultConfig; New also uses them for zero
+// session timeouts and metadata size (a zero InitialRebalanceDelay stays 0).
 const (
 	DefaultMinSessionTimeout     = 6 * time.Second  // group.min.session.timeout.ms
 	DefaultMaxSessionTimeout     = 30 * time.Minute // group.max.session.timeout.ms
