@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,36 +43,40 @@ type brokerConn struct {
 
 	nextID atomic.Uint64
 
-	mu         sync.Mutex
-	replays    map[uint64]chan *linkv1.ReplayResult
-	checksums  map[uint64]chan *linkv1.ChecksumResult
-	lastLSN    uint64       // broker WAL end as far as the sidecar knows (follower)
-	history    epochHistory // broker WAL epoch history (follower)
-	pending    int          // ApplyEntries sent and not answered
-	drained    chan struct{}
-	applyErr   error
-	onApplied  func(lsn uint64) // called with each AppliedUpTo (follower)
-	onCommit   func(*linkv1.CommittedEntries)
-	truncateCh chan *linkv1.TruncatedTo
-	resetCh    chan *linkv1.ResetDone
+	mu        sync.Mutex
+	replays   map[uint64]chan *linkv1.ReplayResult
+	checksums map[uint64]chan *linkv1.ChecksumResult
+	lastLSN   uint64       // broker WAL end as far as the sidecar knows (follower)
+	history   epochHistory // broker WAL epoch history (follower)
+	pending   int          // ApplyEntries sent and not answered
+	drained   chan struct{}
+	applyErr  error
+	onApplied func(lsn uint64) // called with each AppliedUpTo (follower)
+	onCommit  func(*linkv1.CommittedEntries)
+	// Callers waiting for TruncatedTo / ResetDone, oldest first: the broker
+	// answers these requests in order.
+	truncWaiters []chan *linkv1.TruncatedTo
+	resetWaiters []chan *linkv1.ResetDone
 }
+
+// linkChunkBytes is the chunk size the broker's link uses for replays
+// (link.ChunkBytes; the sidecar does not import the broker).
+const linkChunkBytes = 1 << 20
 
 func newBrokerConn(ctx context.Context, hello *linkv1.BrokerHello, log hclog.Logger) *brokerConn {
 	c, stop := context.WithCancelCause(ctx)
 	return &brokerConn{
-		log:        log,
-		hello:      hello,
-		ctx:        c,
-		stop:       stop,
-		ordered:    make(chan *linkv1.AttachResponse, 256),
-		commitSig:  make(chan struct{}, 1),
-		viewSig:    make(chan struct{}, 1),
-		replays:    map[uint64]chan *linkv1.ReplayResult{},
-		checksums:  map[uint64]chan *linkv1.ChecksumResult{},
-		lastLSN:    hello.GetLastLsn(),
-		history:    epochHistory(hello.GetEpochHistory()).clone(),
-		truncateCh: make(chan *linkv1.TruncatedTo, 1),
-		resetCh:    make(chan *linkv1.ResetDone, 1),
+		log:       log,
+		hello:     hello,
+		ctx:       c,
+		stop:      stop,
+		ordered:   make(chan *linkv1.AttachResponse, 256),
+		commitSig: make(chan struct{}, 1),
+		viewSig:   make(chan struct{}, 1),
+		replays:   map[uint64]chan *linkv1.ReplayResult{},
+		checksums: map[uint64]chan *linkv1.ChecksumResult{},
+		lastLSN:   hello.GetLastLsn(),
+		history:   epochHistory(hello.GetEpochHistory()).clone(),
 	}
 }
 
@@ -122,7 +127,10 @@ func (c *brokerConn) receive(m *linkv1.AttachRequest) error {
 		}
 		select {
 		case ch <- p.ReplayResult:
-		case <-c.ctx.Done():
+		default:
+			// The channel holds every chunk the request can produce, so
+			// this only happens when the broker sends more than asked.
+			return fmt.Errorf("%w: more replay chunks than requested for request %d", errBadBrokerMessage, p.ReplayResult.GetRequestId())
 		}
 	case *linkv1.AttachRequest_ChecksumResult:
 		c.mu.Lock()
@@ -155,17 +163,31 @@ func (c *brokerConn) receive(m *linkv1.AttachRequest) error {
 			f(a.GetLsn())
 		}
 	case *linkv1.AttachRequest_Truncated:
-		select {
-		case c.truncateCh <- p.Truncated:
-		default:
+		c.mu.Lock()
+		if len(c.truncWaiters) == 0 {
+			c.mu.Unlock()
 			return fmt.Errorf("%w: unexpected TruncatedTo", errBadBrokerMessage)
 		}
+		w := c.truncWaiters[0]
+		c.truncWaiters = c.truncWaiters[1:]
+		c.lastLSN = p.Truncated.GetLastLsn()
+		c.history = epochHistory(p.Truncated.GetEpochHistory()).clone()
+		c.mu.Unlock()
+		w <- p.Truncated // buffered 1: never blocks, even if the caller gave up
 	case *linkv1.AttachRequest_ResetDone:
-		select {
-		case c.resetCh <- p.ResetDone:
-		default:
+		c.mu.Lock()
+		if len(c.resetWaiters) == 0 {
+			c.mu.Unlock()
 			return fmt.Errorf("%w: unexpected ResetDone", errBadBrokerMessage)
 		}
+		w := c.resetWaiters[0]
+		c.resetWaiters = c.resetWaiters[1:]
+		if n := p.ResetDone.GetNextLsn(); n > 0 {
+			c.lastLSN = n - 1
+		}
+		c.history = nil
+		c.mu.Unlock()
+		w <- p.ResetDone
 	case *linkv1.AttachRequest_Hello:
 		return fmt.Errorf("%w: second hello on one stream", errBadBrokerMessage)
 	default:
@@ -226,7 +248,9 @@ func (e *replayStatusError) Error() string {
 // leader broker's WAL.
 func (c *brokerConn) replay(ctx context.Context, from uint64, maxBytes int) ([]*linkv1.Entry, error) {
 	id := c.nextID.Add(1)
-	ch := make(chan *linkv1.ReplayResult, 4)
+	// Room for every chunk of the answer, so that the receiver never
+	// blocks even if this caller gives up.
+	ch := make(chan *linkv1.ReplayResult, maxBytes/linkChunkBytes+4)
 	c.mu.Lock()
 	c.replays[id] = ch
 	c.mu.Unlock()
@@ -350,15 +374,18 @@ func (c *brokerConn) waitDrained(ctx context.Context) (uint64, epochHistory, err
 
 // truncate makes the broker drop every entry after lsn.
 func (c *brokerConn) truncate(ctx context.Context, lsn uint64) error {
+	w := make(chan *linkv1.TruncatedTo, 1)
+	c.mu.Lock()
+	c.truncWaiters = append(c.truncWaiters, w)
+	c.mu.Unlock()
 	if err := c.enqueue(ctx, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_TruncateTo{TruncateTo: &linkv1.TruncateTo{Lsn: lsn}}}); err != nil {
+		c.dropWaiter(func() {
+			c.truncWaiters = slices.DeleteFunc(c.truncWaiters, func(x chan *linkv1.TruncatedTo) bool { return x == w })
+		})
 		return err
 	}
 	select {
-	case r := <-c.truncateCh:
-		c.mu.Lock()
-		c.lastLSN = r.GetLastLsn()
-		c.history = epochHistory(r.GetEpochHistory()).clone()
-		c.mu.Unlock()
+	case r := <-w:
 		if r.GetError() != "" {
 			return fmt.Errorf("%w: truncating after LSN %d: %s", ErrBroker, lsn, r.GetError())
 		}
@@ -372,15 +399,18 @@ func (c *brokerConn) truncate(ctx context.Context, lsn uint64) error {
 
 // reset makes the broker wipe its WAL so that its next entry is next.
 func (c *brokerConn) reset(ctx context.Context, next uint64) error {
+	w := make(chan *linkv1.ResetDone, 1)
+	c.mu.Lock()
+	c.resetWaiters = append(c.resetWaiters, w)
+	c.mu.Unlock()
 	if err := c.enqueue(ctx, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_ResetTo{ResetTo: &linkv1.ResetTo{NextLsn: next}}}); err != nil {
+		c.dropWaiter(func() {
+			c.resetWaiters = slices.DeleteFunc(c.resetWaiters, func(x chan *linkv1.ResetDone) bool { return x == w })
+		})
 		return err
 	}
 	select {
-	case r := <-c.resetCh:
-		c.mu.Lock()
-		c.lastLSN = r.GetNextLsn() - 1
-		c.history = nil
-		c.mu.Unlock()
+	case r := <-w:
 		if r.GetError() != "" {
 			return fmt.Errorf("%w: resetting to LSN %d: %s", ErrBroker, next, r.GetError())
 		}
@@ -390,6 +420,13 @@ func (c *brokerConn) reset(ctx context.Context, next uint64) error {
 	case <-c.ctx.Done():
 		return fmt.Errorf("%w: %v", ErrNotLinked, context.Cause(c.ctx))
 	}
+}
+
+// dropWaiter runs fn under c.mu (a request that was never sent).
+func (c *brokerConn) dropWaiter(fn func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fn()
 }
 
 // linkServer implements tandem.link.v1.LinkService for the sidecar.
