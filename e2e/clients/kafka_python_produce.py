@@ -1,0 +1,57 @@
+#!/usr/bin/python3
+"""Produce messages with kafka-python and print where they landed, as JSON.
+
+Used by the end-to-end tests (e2e/kafka_python_test.go); run it by hand too:
+
+    /usr/bin/python3 e2e/clients/kafka_python_produce.py \
+        --bootstrap 127.0.0.1:9092 --topic demo --count 10 --acks all
+
+Message i has the value PREFIX + str(i) (no key). Each send is waited for,
+so a broker error fails the script with a traceback and a non-zero exit.
+Output: {"sent": N, "records": [[partition, offset, value], ...]}
+"""
+
+import argparse
+import json
+import sys
+
+from kafka import KafkaProducer
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bootstrap", required=True, help="HOST:PORT of a broker")
+    ap.add_argument("--topic", required=True)
+    ap.add_argument("--count", type=int, default=10)
+    ap.add_argument("--acks", default="1", help="0, 1 or all")
+    ap.add_argument("--prefix", default="m-", help="value prefix")
+    ap.add_argument("--compression", default=None, help="gzip, snappy, lz4 (default none)")
+    args = ap.parse_args()
+
+    acks = args.acks if args.acks == "all" else int(args.acks)
+    producer = KafkaProducer(
+        bootstrap_servers=[args.bootstrap],
+        client_id="e2e-kafka-python-producer",
+        acks=acks,
+        retries=3,
+        linger_ms=5,
+        compression_type=args.compression,
+        request_timeout_ms=15000,
+        max_block_ms=20000,
+    )
+    futures = []
+    for i in range(args.count):
+        value = "%s%d" % (args.prefix, i)
+        futures.append((value, producer.send(args.topic, value=value.encode())))
+    producer.flush(timeout=30)
+    records = []
+    for value, fut in futures:
+        md = fut.get(timeout=30)
+        records.append([md.partition, md.offset, value])
+    producer.close(timeout=10)
+    json.dump({"sent": len(records), "records": records}, sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Runs every check and test of the repository, the way CI does.
+#
+#   scripts/test.sh            # from any directory
+#
+# On a fresh Debian machine (run as root) it first installs the programs the
+# end-to-end tests drive: kafka-python, kcat, etcd, nats-server, protoc and
+# the gRPC Python plugin. Then, in order, and stopping at the first failure:
+#
+#   1. gofmt        every .go file outside gen/ must be formatted
+#   2. go vet       ./...
+#   3. proto check  scripts/check-proto.sh (buf lint, generated code up to date)
+#   4. build        scripts/build.sh (bin/tandem-broker, bin/tandem-sidecar, ...)
+#   5. go test      -race over every package, end-to-end tests included (they
+#                   start the binaries built in step 4)
+#   6. fuzz smoke   each Fuzz target for a few seconds
+#
+# Environment:
+#   TANDEM_TEST_TIMEOUT  go test -timeout (default 25m)
+#   TANDEM_FUZZTIME      time per fuzz target (default 5s; 0 skips fuzzing)
+#   TANDEM_TEST_RUN      passed to go test -run (default: every test)
+#   TANDEM_TEST_LOG_DIR  keep the logs of processes started by tests there
+#   TANDEM_TEST_VERBOSE  print process logs even for passing tests
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# --- 0. Dependencies -------------------------------------------------------
+# Debian packages the tests need, and a command or dpkg name that proves each
+# one is present.
+install_deps() {
+	local missing=()
+	local pkg
+	for pkg in python3-kafka kcat etcd-server nats-server iproute2 protobuf-compiler \
+		protobuf-compiler-grpc python3-grpcio python3-protobuf; do
+		if ! dpkg -s "$pkg" >/dev/null 2>&1; then
+			missing+=("$pkg")
+		fi
+	done
+	local cmd
+	for cmd in kcat etcd nats-server ip protoc grpc_python_plugin; do
+		if ! command -v "$cmd" >/dev/null 2>&1; then
+			missing+=("(command $cmd)")
+		fi
+	done
+	if ((${#missing[@]} == 0)); then
+		return 0
+	fi
+	echo "missing: ${missing[*]}"
+	if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+		echo "scripts/test.sh: install them (Debian: apt-get install python3-kafka kcat etcd-server nats-server iproute2 protobuf-compiler protobuf-compiler-grpc python3-grpcio python3-protobuf)" >&2
+		exit 1
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update
+	apt-get install -y python3-kafka kcat etcd-server nats-server iproute2 protobuf-compiler \
+		protobuf-compiler-grpc python3-grpcio python3-protobuf
+}
+
+step "dependencies"
+install_deps
+command -v go >/dev/null 2>&1 || {
+	echo "scripts/test.sh: the Go toolchain (go) is not on PATH" >&2
+	exit 1
+}
+go version
+
+# --- 1. gofmt -----------------------------------------------------------------
+step "gofmt"
+unformatted=$(git ls-files -co --exclude-standard -- '*.go' ':(exclude)gen/**' | xargs -r gofmt -l)
+if [[ -n $unformatted ]]; then
+	echo "these files need gofmt -w:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+
+# --- 2. go vet ----------------------------------------------------------------
+step "go vet"
+go vet ./...
+
+# --- 3. proto -----------------------------------------------------------------
+if [[ -x scripts/check-proto.sh || -f scripts/check-proto.sh ]]; then
+	step "proto check"
+	bash scripts/check-proto.sh
+fi
+
+# --- 4. build -----------------------------------------------------------------
+step "build"
+if [[ -f scripts/build.sh ]]; then
+	bash scripts/build.sh
+else
+	echo "scripts/test.sh: scripts/build.sh is missing; the end-to-end tests need the binaries it builds" >&2
+	exit 1
+fi
+
+# --- 5. tests -----------------------------------------------------------------
+step "go test -race"
+test_args=(-race -count=1 -timeout "${TANDEM_TEST_TIMEOUT:-25m}")
+if [[ -n ${TANDEM_TEST_RUN:-} ]]; then
+	test_args+=(-run "$TANDEM_TEST_RUN")
+fi
+go test "${test_args[@]}" ./...
+
+# --- 6. fuzz smoke ------------------------------------------------------------
+fuzztime=${TANDEM_FUZZTIME:-5s}
+if [[ $fuzztime != 0 && $fuzztime != 0s ]]; then
+	step "fuzz smoke ($fuzztime per target)"
+	# Every "func FuzzXxx(" in a _test.go file outside gen/, as "dir name".
+	while read -r file name; do
+		dir=$(dirname "$file")
+		echo "--- ./$dir $name"
+		go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "./$dir"
+	done < <(git ls-files -co --exclude-standard -- '*_test.go' ':(exclude)gen/**' |
+		xargs -r grep -Ho '^func Fuzz[A-Za-z0-9_]*' |
+		sed -e 's/:func / /' | sort -u)
+fi
+
+step "all checks passed"
