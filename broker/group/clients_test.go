@@ -296,3 +296,61 @@ func TestSaramaConsumerGroup(t *testing.T) {
 		})
 	}
 }
+
+// Offsets committed as -1 (the tombstones DeleteGroups and OffsetDelete
+// write) delete the offset, also after the broker replays its WAL.
+func TestTombstonesSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	addr, stop := startBroker(t, dir)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	commit := func(addr string, offs map[int32]int64) {
+		t.Helper()
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		os := make(kadm.Offsets)
+		for p, at := range offs {
+			os.Add(kadm.Offset{Topic: "t", Partition: p, At: at, LeaderEpoch: -1})
+		}
+		resp, err := kadm.NewClient(cl).CommitOffsets(ctx, "tomb", os)
+		if err != nil || resp.Error() != nil {
+			t.Fatalf("commit: %v %v", err, resp.Error())
+		}
+	}
+	fetch := func(addr string) map[int32]int64 {
+		t.Helper()
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		resp, err := kadm.NewClient(cl).FetchOffsets(ctx, "tomb")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[int32]int64{}
+		resp.Each(func(o kadm.OffsetResponse) { out[o.Partition] = o.At })
+		return out
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 2, 1, nil, "t"); err != nil {
+		t.Fatal(err)
+	}
+	cl.Close()
+	commit(addr, map[int32]int64{0: 5, 1: 6})
+	commit(addr, map[int32]int64{1: -1})
+	if got := fetch(addr); len(got) != 1 || got[0] != 5 {
+		t.Fatalf("before restart: %v", got)
+	}
+	stop()
+	addr, _ = startBroker(t, dir)
+	if got := fetch(addr); len(got) != 1 || got[0] != 5 {
+		t.Fatalf("after restart: %v", got)
+	}
+}
