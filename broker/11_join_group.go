@@ -17,6 +17,8 @@ import (
 func init() {
 	v := group.Versions[kmsg.JoinGroup.Int16()]
 	register(kmsg.JoinGroup.Int16(), v[0], v[1], func(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
-		return func() kmsg.Response { return b.groups.JoinGroup(rc.ctx, req.(*kmsg.JoinGroupRequest)) }
+		return func() kmsg.Response {
+			return b.groups.JoinGroup(group.WithClientInfo(rc.ctx, rc.clientID, "/"+rc.host), req.(*kmsg.JoinGroupRequest))
+		}
 	})
 }

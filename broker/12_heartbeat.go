@@ -16,6 +16,8 @@ import (
 func init() {
 	v := group.Versions[kmsg.Heartbeat.Int16()]
 	register(kmsg.Heartbeat.Int16(), v[0], v[1], func(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
-		return func() kmsg.Response { return b.groups.Heartbeat(rc.ctx, req.(*kmsg.HeartbeatRequest)) }
+		return func() kmsg.Response {
+			return b.groups.Heartbeat(group.WithClientInfo(rc.ctx, rc.clientID, "/"+rc.host), req.(*kmsg.HeartbeatRequest))
+		}
 	})
 }

@@ -16,6 +16,8 @@ import (
 func init() {
 	v := group.Versions[kmsg.SyncGroup.Int16()]
 	register(kmsg.SyncGroup.Int16(), v[0], v[1], func(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
-		return func() kmsg.Response { return b.groups.SyncGroup(rc.ctx, req.(*kmsg.SyncGroupRequest)) }
+		return func() kmsg.Response {
+			return b.groups.SyncGroup(group.WithClientInfo(rc.ctx, rc.clientID, "/"+rc.host), req.(*kmsg.SyncGroupRequest))
+		}
 	})
 }

@@ -111,6 +111,9 @@ func Open(cfg Config) (*Broker, error) {
 		Logger:                b.log.Named("group"),
 		Persister:             (*offsetPersister)(b),
 		InitialRebalanceDelay: cfg.InitialRebalanceDelay,
+		PartitionExists: func(topic string, part int32) bool {
+			return b.partition(topic, part) != nil
+		},
 	})
 	if cfg.SidecarSocket == "" {
 		b.view = link.ClusterView{
@@ -122,6 +125,7 @@ func Open(cfg Config) (*Broker, error) {
 		}
 	} else {
 		// Until the sidecar says otherwise this node takes no writes.
+		b.groups.SetActive(false)
 		b.view = link.ClusterView{
 			Role:     link.RoleFollower,
 			LeaderID: -1,

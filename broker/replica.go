@@ -2,8 +2,10 @@ package broker
 
 import (
 	"context"
+
 	"errors"
 	"fmt"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"time"
 
 	"github.com/tandem-io/tandem/broker/group"
@@ -116,9 +118,9 @@ func (b *Broker) SetClusterView(v link.ClusterView) {
 		b.log.Info("cluster view changed", "role", v.Role.String(), "leader", v.LeaderID, "epoch", v.Epoch,
 			"brokers", len(v.Brokers), "isr", fmt.Sprint(v.ISR))
 	}
-	if (old.Role == link.RoleLeader || old.Role == link.RoleStandalone) && v.Role == link.RoleFollower {
-		b.groups.ResetMembership()
-	}
+	// Groups are coordinated by the leader only; a follower answers
+	// NOT_COORDINATOR and drops membership (offsets stay: they replicate).
+	b.groups.SetActive(v.Role != link.RoleFollower)
 	if v.Role == link.RoleLeader && v.Epoch > b.lastEpoch() {
 		// A new term: its first entry records the epoch in the WAL's epoch
 		// history, which is what divergence repair compares.
@@ -143,7 +145,7 @@ var ErrNotLeader = errors.New("broker: not the leader")
 func (op *offsetPersister) CommitOffsets(ctx context.Context, groupID string, offsets []group.Offset) error {
 	b := (*Broker)(op)
 	if !b.isLeader() {
-		return ErrNotLeader
+		return fmt.Errorf("%w: %w", ErrNotLeader, kerr.NotCoordinator)
 	}
 	e := offsetCommitEntry{Group: groupID, Offsets: make([]offsetCommitValue, len(offsets))}
 	for i, o := range offsets {
