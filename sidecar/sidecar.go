@@ -109,12 +109,12 @@ func Open(cfg Config) (*Sidecar, error) {
 		"leader_id", cfg.LeaderID, "broker_socket", cfg.BrokerSocket, "listen", tcpLn.Addr().String(),
 		"peers", FormatPeers(cfg.Peers))
 	s.goFunc(func() {
-		if err := s.linkSrv.Serve(unixLn); err != nil {
+		if err := s.linkSrv.Serve(unixLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			s.log.Error("link server stopped", "error", err)
 		}
 	})
 	s.goFunc(func() {
-		if err := s.tcpSrv.Serve(tcpLn); err != nil {
+		if err := s.tcpSrv.Serve(tcpLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			s.log.Error("peer server stopped", "error", err)
 		}
 	})
