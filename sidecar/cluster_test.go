@@ -9,6 +9,7 @@ import (
 	"github.com/tandem-io/tandem/broker/link"
 	adminv1 "github.com/tandem-io/tandem/gen/tandem/admin/v1"
 	"github.com/tandem-io/tandem/internal/testutil"
+	"github.com/tandem-io/tandem/sidecar"
 	"github.com/tandem-io/tandem/sidecar/sidecartest"
 )
 
@@ -119,4 +120,33 @@ func TestFollowerDivergenceIsTruncated(t *testing.T) {
 	c.StartBroker(2)
 	c.WaitCaughtUp(30)
 	c.AssertIdentical(30)
+}
+
+// A follower that needs entries the leader's retention already deleted is
+// told to wipe its WAL and re-clone from the leader's first LSN.
+func TestFollowerBehindRetentionIsRecloned(t *testing.T) {
+	// A cache too small to hold what the follower misses: the leader must
+	// go to its broker's WAL, which no longer has it.
+	c := sidecartest.NewCluster(t, 2, 1, func(cfg *sidecar.Config) { cfg.CacheBytes = 8 << 10 })
+	c.SegmentBytes = 16 << 10
+	c.StartAll()
+	leader := c.WaitLeader()
+	leader.Produce(t, 20, 500)
+	c.WaitCaughtUp(20)
+	c.StopBroker(2)
+	leader.Produce(t, 200, 500) // ~100 KB: several segments
+	n, err := leader.WAL().DeleteSegmentsBefore(150)
+	if err != nil || n == 0 {
+		t.Fatalf("DeleteSegmentsBefore: %d, %v", n, err)
+	}
+	first := leader.WAL().FirstLSN()
+	if first <= 21 {
+		t.Fatalf("the leader still holds LSN 21 (first %d)", first)
+	}
+	c.StartBroker(2)
+	c.WaitCaughtUp(220)
+	if got := c.Nodes[2].Broker.WAL().FirstLSN(); got != first {
+		t.Errorf("re-cloned follower starts at %d, want the leader's first LSN %d", got, first)
+	}
+	c.AssertIdenticalFrom(first, 220)
 }

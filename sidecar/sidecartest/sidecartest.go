@@ -38,10 +38,18 @@ type MemBroker struct {
 	commit uint64
 }
 
-// OpenMemBroker opens (or creates) the WAL in dir for node id.
+// OpenMemBroker opens (or creates) the WAL in dir for node id (SyncNone,
+// default segment size).
 func OpenMemBroker(t testing.TB, id int32, dir string) *MemBroker {
+	return OpenMemBrokerWith(t, id, wal.Options{Dir: dir})
+}
+
+// OpenMemBrokerWith opens the WAL with opts (Sync is forced to SyncNone
+// and Logger is set).
+func OpenMemBrokerWith(t testing.TB, id int32, opts wal.Options) *MemBroker {
 	t.Helper()
-	w, err := wal.Open(wal.Options{Dir: dir, Sync: wal.SyncNone, Logger: Logger(t, fmt.Sprintf("wal-%d", id))})
+	opts.Sync, opts.Logger = wal.SyncNone, Logger(t, fmt.Sprintf("wal-%d", id))
+	w, err := wal.Open(opts)
 	if err != nil {
 		t.Fatalf("opening WAL of node %d: %v", id, err)
 	}
@@ -147,6 +155,9 @@ type Cluster struct {
 	Nodes  map[int32]*Node
 	Peers  map[int32]string
 	Leader int32
+	// SegmentBytes, when set, is the WAL segment size of brokers started
+	// from now on (small segments let tests delete old WAL).
+	SegmentBytes int64
 }
 
 // Logger returns an hclog logger writing to t.Log.
@@ -236,7 +247,7 @@ func (c *Cluster) StopSidecar(id int32) {
 // with link.Run.
 func (c *Cluster) StartBroker(id int32) {
 	n := c.Nodes[id]
-	n.Broker = OpenMemBroker(c.t, id, filepath.Join(n.Dir, "wal"))
+	n.Broker = OpenMemBrokerWith(c.t, id, wal.Options{Dir: filepath.Join(n.Dir, "wal"), SegmentBytes: c.SegmentBytes})
 	ctx, cancel := context.WithCancel(context.Background())
 	n.stopLink, n.linkDone = cancel, make(chan struct{})
 	b, log := n.Broker, Logger(c.t, fmt.Sprintf("link-%d", id))
@@ -308,6 +319,11 @@ func (c *Cluster) WaitCaughtUp(lsn uint64) {
 // Checksums returns every running node's checksum of [1, upto] through the
 // admin API.
 func (c *Cluster) Checksums(upto uint64) map[int32]uint64 {
+	return c.ChecksumsFrom(1, upto)
+}
+
+// ChecksumsFrom returns every running node's checksum of [from, upto].
+func (c *Cluster) ChecksumsFrom(from, upto uint64) map[int32]uint64 {
 	c.t.Helper()
 	out := map[int32]uint64{}
 	for _, id := range c.IDs() {
@@ -315,7 +331,7 @@ func (c *Cluster) Checksums(upto uint64) map[int32]uint64 {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		r, err := c.Admin(id).Checksum(ctx, &adminv1.ChecksumRequest{FromLsn: 1, ToLsn: upto})
+		r, err := c.Admin(id).Checksum(ctx, &adminv1.ChecksumRequest{FromLsn: from, ToLsn: upto})
 		cancel()
 		if err != nil {
 			c.t.Fatalf("checksum on node %d: %v", id, err)
@@ -329,12 +345,19 @@ func (c *Cluster) Checksums(upto uint64) map[int32]uint64 {
 // checksum of [1, upto].
 func (c *Cluster) AssertIdentical(upto uint64) {
 	c.t.Helper()
-	sums := c.Checksums(upto)
+	c.AssertIdenticalFrom(1, upto)
+}
+
+// AssertIdenticalFrom fails the test unless every running node has the
+// same checksum of [from, upto].
+func (c *Cluster) AssertIdenticalFrom(from, upto uint64) {
+	c.t.Helper()
+	sums := c.ChecksumsFrom(from, upto)
 	distinct := map[uint64]bool{}
 	for _, s := range sums {
 		distinct[s] = true
 	}
 	if len(distinct) > 1 {
-		c.t.Fatalf("checksums of [1, %d] differ: %v", upto, sums)
+		c.t.Fatalf("checksums of [%d, %d] differ: %v", from, upto, sums)
 	}
 }
