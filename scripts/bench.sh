@@ -46,7 +46,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
 
 MODE=${1:-all}
+if [ "$MODE" = _node ]; then # internal: scripts/bench.sh _node start|stop N HOME (see own_node)
+	NODE_ACTION=$2 NODE_N=$3 NODE_HOME=$4
+fi
 case "$MODE" in
+_node) ;;
 all | standalone | cluster | jetstream | rss) ;;
 *)
 	echo "usage: scripts/bench.sh [all|standalone|cluster|jetstream|rss]" >&2
@@ -65,10 +69,12 @@ if [ "$MODE" = rss ] && [ "$RSS_MINUTES" = 0 ]; then
 	RSS_MINUTES=5
 fi
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/tandem-bench.XXXXXX")
-OUT=${BENCH_OUT:-$WORK/results}
-mkdir -p "$OUT"
 BENCH="$ROOT/bin/tandem-bench"
+if [ "$MODE" != _node ]; then
+	WORK=$(mktemp -d "${TMPDIR:-/tmp}/tandem-bench.XXXXXX")
+	OUT=${BENCH_OUT:-$WORK/results}
+	mkdir -p "$OUT"
+fi
 
 PIDS=()
 CLUSTER_HOME=""
@@ -82,8 +88,8 @@ cleanup() {
 	for pid in "${PIDS[@]:-}"; do
 		[ -n "$pid" ] && wait "$pid" 2>/dev/null || true
 	done
-	if [ -n "$CLUSTER_HOME" ]; then
-		TANDEM_HOME="$CLUSTER_HOME" scripts/cluster.sh down >/dev/null 2>&1 || true
+	if [ -n "$CLUSTER_KIND" ]; then
+		cluster_down
 	fi
 	# Keep the results (and logs, if something failed); drop the data.
 	find "$WORK" -mindepth 1 -maxdepth 1 ! -name results ! -name '*.log' -exec rm -rf {} + 2>/dev/null || true
@@ -92,8 +98,10 @@ cleanup() {
 	fi
 	exit $rc
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+if [ "$MODE" != _node ]; then
+	trap cleanup EXIT
+	trap 'exit 130' INT TERM
+fi
 
 say() { printf '\n==> %s\n' "$*" >&2; }
 
@@ -164,53 +172,132 @@ run_standalone() {
 	stop_standalone
 }
 
-# node_broker_pid N: the pid of node N's broker, found through the process
-# table by its data dir (cluster.sh keeps node i under $TANDEM_HOME/node-i).
+# The three-node cluster. scripts/cluster.sh is the normal way to run one,
+# but its ports are fixed (Kafka 9092-9094, sidecars 9192-9194). When any of
+# them is taken (another cluster or a test is running on this machine),
+# bench.sh runs the same three broker+sidecar pairs itself, on free ports,
+# with cluster.sh's command lines and layout ($CLUSTER_HOME/node-i/data, run/,
+# broker.pid, sidecar.pid, *.log): `scripts/bench.sh _node start|stop N HOME`.
+CLUSTER_KIND=""
+
+# own_node start|stop N HOME (HOME/ports.sh holds the ports chosen at "up").
+own_node() {
+	local action=$1 n=$2 home=$3
+	# shellcheck source=/dev/null
+	. "$home/ports.sh"
+	local dir="$home/node-$n" kport sport
+	kport=$(eval echo "\$KPORT$n")
+	sport=$(eval echo "\$SPORT$n")
+	case $action in
+	start)
+		mkdir -p "$dir/data"
+		mkdir -p -m 700 "$dir/run"
+		bin/tandem-sidecar --node-id "$n" --cluster-id bench --broker-socket "$dir/run/sidecar.sock" \
+			--listen "127.0.0.1:$sport" --peers "$PEERS" --leader 1 --log-level warn \
+			>>"$dir/sidecar.log" 2>&1 </dev/null &
+		echo $! >"$dir/sidecar.pid"
+		bin/tandem-broker --node-id "$n" --data-dir "$dir/data" --listen "127.0.0.1:$kport" \
+			--advertise "127.0.0.1:$kport" --sidecar "$dir/run/sidecar.sock" --log-level warn \
+			>>"$dir/broker.log" 2>&1 </dev/null &
+		echo $! >"$dir/broker.pid"
+		wait_port "$sport" 15
+		wait_port "$kport" 30
+		;;
+	stop)
+		local proc pid deadline
+		for proc in broker sidecar; do
+			[ -f "$dir/$proc.pid" ] || continue
+			pid=$(<"$dir/$proc.pid")
+			kill -TERM "$pid" 2>/dev/null || true
+			deadline=$((SECONDS + 15))
+			while kill -0 "$pid" 2>/dev/null; do
+				if [ $SECONDS -ge $deadline ]; then kill -KILL "$pid" 2>/dev/null || true; fi
+				sleep 0.05
+			done
+			rm -f "$dir/$proc.pid"
+		done
+		;;
+	esac
+}
+
+cluster_up() {
+	CLUSTER_HOME="$WORK/cluster"
+	mkdir -p "$CLUSTER_HOME"
+	local port busy=""
+	for port in 9092 9093 9094 9192 9193 9194; do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then busy=$port; fi
+	done
+	if [ -z "$busy" ]; then
+		CLUSTER_KIND=script
+		say "three-node cluster: scripts/cluster.sh up (TANDEM_HOME=$CLUSTER_HOME)"
+		TANDEM_HOME="$CLUSTER_HOME" scripts/cluster.sh up >"$WORK/cluster-up.log" 2>&1 || {
+			cat "$WORK/cluster-up.log" >&2
+			return 1
+		}
+		KAFKA1=127.0.0.1:9092 KAFKA2=127.0.0.1:9093 KAFKA3=127.0.0.1:9094
+		STOP3="TANDEM_HOME='$CLUSTER_HOME' '$ROOT/scripts/cluster.sh' stop 3"
+		START3="TANDEM_HOME='$CLUSTER_HOME' '$ROOT/scripts/cluster.sh' start 3"
+	else
+		CLUSTER_KIND=own
+		local k1 k2 k3 s1 s2 s3
+		k1=$(free_port) k2=$(free_port) k3=$(free_port) s1=$(free_port) s2=$(free_port) s3=$(free_port)
+		cat >"$CLUSTER_HOME/ports.sh" <<-PORTS
+			KPORT1=$k1 KPORT2=$k2 KPORT3=$k3 SPORT1=$s1 SPORT2=$s2 SPORT3=$s3
+			PEERS=1=127.0.0.1:$s1,2=127.0.0.1:$s2,3=127.0.0.1:$s3
+		PORTS
+		say "three-node cluster: port $busy is taken, so not scripts/cluster.sh: the same three pairs on Kafka ports $k1 $k2 $k3"
+		local n
+		for n in 1 2 3; do own_node start "$n" "$CLUSTER_HOME"; done
+		KAFKA1=127.0.0.1:$k1 KAFKA2=127.0.0.1:$k2 KAFKA3=127.0.0.1:$k3
+		STOP3="'$ROOT/scripts/bench.sh' _node stop 3 '$CLUSTER_HOME'"
+		START3="'$ROOT/scripts/bench.sh' _node start 3 '$CLUSTER_HOME'"
+	fi
+}
+
+cluster_down() {
+	case "$CLUSTER_KIND" in
+	script) TANDEM_HOME="$CLUSTER_HOME" scripts/cluster.sh down >/dev/null 2>&1 || true ;;
+	own)
+		local n
+		for n in 3 2 1; do own_node stop "$n" "$CLUSTER_HOME" || true; done
+		;;
+	esac
+	CLUSTER_KIND=""
+}
+
+# node_broker_pid N: the pid of node N's broker from its pid file; empty
+# when it is not running.
 node_broker_pid() {
-	pgrep -f -n "tandem-broker .*--data-dir[= ]$CLUSTER_HOME/node-$1" || true
+	local f="$CLUSTER_HOME/node-$1/broker.pid" pid
+	[ -f "$f" ] || return 0
+	pid=$(<"$f")
+	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo "$pid"; fi
 }
 
 run_cluster() {
-	if [ ! -x scripts/cluster.sh ] || [ ! -x bin/tandem-sidecar ]; then
-		say "three-node cluster: skipped (scripts/cluster.sh or bin/tandem-sidecar does not exist yet)"
+	if [ ! -x bin/tandem-sidecar ]; then
+		say "three-node cluster: skipped (bin/tandem-sidecar does not exist)"
 		return 0
 	fi
-	local port
-	for port in 9092 9093 9094 9192 9193 9194; do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-			say "three-node cluster: skipped (port $port is in use; scripts/cluster.sh needs 9092-9094 and 9192-9194)"
-			return 0
-		fi
-	done
-	CLUSTER_HOME="$WORK/cluster"
-	say "three-node cluster in $CLUSTER_HOME"
-	TANDEM_HOME="$CLUSTER_HOME" scripts/cluster.sh up >"$WORK/cluster-up.log" 2>&1 || {
-		cat "$WORK/cluster-up.log" >&2
-		return 1
-	}
-	wait_port 9092 30
-	wait_port 9093 30
-	wait_port 9094 30
+	cluster_up
 	local leader_pid
 	leader_pid=$(node_broker_pid 1) # empty if not found: no RSS column then
 	local topic=bench-cluster
-	produce cluster-acks1 1 127.0.0.1:9092 "$topic" "$leader_pid" --label "three-node produce acks=1"
-	produce cluster-acksall -1 127.0.0.1:9092 "$topic" "$leader_pid" --label "three-node produce acks=-1"
-	produce cluster-acksall-low -1 127.0.0.1:9092 "$topic" "$leader_pid" --rate "$LOW_RATE" \
+	produce cluster-acks1 1 "$KAFKA1" "$topic" "$leader_pid" --label "three-node produce acks=1"
+	produce cluster-acksall -1 "$KAFKA1" "$topic" "$leader_pid" --label "three-node produce acks=-1"
+	produce cluster-acksall-low -1 "$KAFKA1" "$topic" "$leader_pid" --rate "$LOW_RATE" \
 		--label "three-node produce acks=-1 at $LOW_RATE records/s"
-	say "follower lag at half the acks=1 rate (leader 9092, read from follower 9093)"
-	"$BENCH" lag --leader 127.0.0.1:9092 --follower 127.0.0.1:9093 --topic bench-lag \
+	say "follower lag at half the acks=1 rate (write to node 1 $KAFKA1, read from node 2 $KAFKA2)"
+	"$BENCH" lag --leader "$KAFKA1" --follower "$KAFKA2" --topic bench-lag \
 		--record-bytes "$RECORD_BYTES" --duration "$DURATION" \
 		--rate-from "$OUT/cluster-acks1.json" --rate-fraction 0.5 --name lag --out "$OUT/lag.json"
 	say "catch-up: stop node 3, produce $CATCHUP_RECORDS records, start node 3"
-	"$BENCH" catchup --leader 127.0.0.1:9092 --follower 127.0.0.1:9094 --topic bench-catchup \
+	"$BENCH" catchup --leader "$KAFKA1" --follower "$KAFKA3" --topic bench-catchup \
 		--record-bytes "$RECORD_BYTES" --records "$CATCHUP_RECORDS" \
-		--stop-cmd "TANDEM_HOME='$CLUSTER_HOME' '$ROOT/scripts/cluster.sh' stop 3" \
-		--start-cmd "TANDEM_HOME='$CLUSTER_HOME' '$ROOT/scripts/cluster.sh' start 3" \
-		--name catchup --out "$OUT/catchup.json"
-	TANDEM_HOME="$CLUSTER_HOME" scripts/cluster.sh down >/dev/null 2>&1 || true
+		--stop-cmd "$STOP3" --start-cmd "$START3" --name catchup --out "$OUT/catchup.json"
+	cluster_down
+	rm -rf "$CLUSTER_HOME"
 	CLUSTER_HOME=""
-	rm -rf "$WORK/cluster"
 }
 
 run_jetstream() {
@@ -263,6 +350,11 @@ run_rss() {
 	wait "$rss_pid" || true
 	stop_standalone
 }
+
+if [ "$MODE" = _node ]; then
+	own_node "$NODE_ACTION" "$NODE_N" "$NODE_HOME"
+	exit 0
+fi
 
 say "build"
 scripts/build.sh >&2
