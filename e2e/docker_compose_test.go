@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,7 +64,6 @@ var dockerClusterEnv = []string{
 	"TANDEM_HEARTBEAT_INTERVAL=500ms",
 	"TANDEM_PEER_TIMEOUT=3s",
 	"TANDEM_REPLICA_LAG_TIME_MAX=3s",
-	"TANDEM_ADVERTISE_HOST=127.0.0.1",
 	"TANDEM_LEADER=1",
 }
 
@@ -135,6 +135,7 @@ type composeCluster struct {
 	project    string
 	env        []string
 	kafkaPorts [4]int // index = node id (1..3)
+	host       string // advertised host: reachable from the host and from the containers
 	mu         sync.Mutex
 	ids        map[string]string // service -> container id
 }
@@ -149,12 +150,14 @@ func startComposeCluster(t *testing.T) *composeCluster {
 	c.project = dockerProjectName(t)
 	c.env = append(os.Environ(), dockerClusterEnv...)
 	c.env = append(c.env, "TANDEM_CLUSTER_ID="+c.project)
+	c.host = dockerHostAddr(t)
+	c.env = append(c.env, "TANDEM_ADVERTISE_HOST="+c.host)
 	for i := 1; i <= 3; i++ {
 		c.kafkaPorts[i] = testutil.FreePort(t)
 		c.env = append(c.env, fmt.Sprintf("TANDEM_KAFKA_PORT_%d=%d", i, c.kafkaPorts[i]))
 	}
 	t.Cleanup(c.down)
-	t.Logf("compose project %s, Kafka on 127.0.0.1:%d,%d,%d", c.project, c.kafkaPorts[1], c.kafkaPorts[2], c.kafkaPorts[3])
+	t.Logf("compose project %s, Kafka on %s:%d,%d,%d", c.project, c.host, c.kafkaPorts[1], c.kafkaPorts[2], c.kafkaPorts[3])
 	c.mustCompose(2*time.Minute, "up", "-d")
 	c.waitHealth(60*time.Second, "healthy", "sidecar-1", "sidecar-2", "sidecar-3")
 	return c
@@ -372,7 +375,31 @@ func dockerSidecar(node int) string { return "sidecar-" + strconv.Itoa(node) }
 
 // kafkaAddr is node's Kafka listener as published on the host.
 func (c *composeCluster) kafkaAddr(node int) string {
-	return fmt.Sprintf("127.0.0.1:%d", c.kafkaPorts[node])
+	return net.JoinHostPort(c.host, strconv.Itoa(c.kafkaPorts[node]))
+}
+
+// dockerHostAddr returns an IPv4 address of this machine that both the
+// machine itself and containers on a compose network reach it on: the
+// address of Docker's docker0 bridge. The brokers advertise it, so that a
+// follower broker can forward a topic creation to the leader's advertised
+// address from inside its container (127.0.0.1 there is the container
+// itself), while kafka-python on the host uses the same published ports.
+func dockerHostAddr(t *testing.T) string {
+	t.Helper()
+	if ifi, err := net.InterfaceByName("docker0"); err == nil {
+		addrs, _ := ifi.Addrs()
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil {
+				return ipn.IP.String()
+			}
+		}
+	}
+	out, err := dockerRunCmd(30*time.Second, nil, "", "docker", "network", "inspect", "bridge", "-f", "{{range .IPAM.Config}}{{.Gateway}} {{end}}")
+	if f := strings.Fields(out); err == nil && len(f) > 0 {
+		return f[0]
+	}
+	t.Fatalf("Docker test: cannot find the docker0 bridge address to advertise (%v %s); the Docker tests expect a Linux Docker host", err, out)
+	return ""
 }
 
 // kill SIGKILLs both containers of node.
