@@ -45,9 +45,8 @@ func (s *Sidecar) Status() *adminv1.StatusResponse {
 		out.Isr = slices.Clone(l.isr)
 		durable := l.durable
 		type snap struct {
-			r                                         replica
-			broker                                    string
-			sent, written, flushed, applied, lagEntry uint64
+			r      replica // a copy taken under l.mu
+			broker string
 		}
 		var snaps []snap
 		for _, r := range l.replicas {

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
 	adminv1 "github.com/tandem-io/tandem/gen/tandem/admin/v1"
@@ -194,7 +195,15 @@ func (s *Sidecar) serverOptions(name string) []grpc.ServerOption {
 		s.log.Error("panic in gRPC handler; the call fails with INTERNAL and the sidecar keeps running", "panic", fmt.Sprint(p))
 		return status.Errorf(codes.Internal, "internal error")
 	})
+	// The server pings its peers every heartbeat interval at the HTTP/2
+	// level: a peer that stops answering (a frozen process) makes the
+	// connection close within about --peer-timeout, which unblocks a
+	// stream stuck in flow control. Peers may ping as often as once a
+	// second.
+	ka := keepalive.ServerParameters{Time: s.cfg.HeartbeatInterval, Timeout: max(s.cfg.PeerTimeout-s.cfg.HeartbeatInterval, time.Second)}
 	return []grpc.ServerOption{
+		grpc.KeepaliveParams(ka),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
 		grpc.MaxRecvMsgSize(s.cfg.MaxMessageBytes),
 		grpc.MaxSendMsgSize(s.cfg.MaxMessageBytes),
 		grpc.ChainUnaryInterceptor(logging.UnaryServerInterceptor(glog, logOpts...), recovery.UnaryServerInterceptor(rec)),

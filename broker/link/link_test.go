@@ -99,13 +99,18 @@ type harness struct {
 	done   chan struct{}
 }
 
-func newHarness(t *testing.T, segmentBytes int64) *harness {
+// newHarness opens a WAL, runs setup on the broker (before it attaches),
+// serves the driver on a socket and starts link.Run.
+func newHarness(t *testing.T, segmentBytes int64, setup func(b *walBroker)) *harness {
 	dir := t.TempDir()
 	w, err := wal.Open(wal.Options{Dir: filepath.Join(dir, "wal"), Sync: wal.SyncNone, SegmentBytes: segmentBytes})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, socket: filepath.Join(dir, "s.sock"), b: &walBroker{w: w}}
+	if setup != nil {
+		setup(h.b)
+	}
 	h.serve()
 	ctx, cancel := context.WithCancel(context.Background())
 	h.stop, h.done = cancel, make(chan struct{})
@@ -194,8 +199,7 @@ func view(role linkv1.Role) *linkv1.AttachResponse {
 }
 
 func TestHelloViewCommitAndPush(t *testing.T) {
-	h := newHarness(t, 0)
-	h.b.append(t, 10, 100)
+	h := newHarness(t, 0, func(b *walBroker) { b.append(t, 10, 100) })
 	s, hello := h.attach()
 	if hello.GetNodeId() != 7 || hello.GetAdvertisedHost() != "kafka-7" || hello.GetRack() != "rack-a" ||
 		hello.GetFirstLsn() != 1 || hello.GetLastLsn() != 10 || hello.GetDurableLsn() != 10 ||
@@ -234,8 +238,7 @@ func TestHelloViewCommitAndPush(t *testing.T) {
 }
 
 func TestReplayInChunks(t *testing.T) {
-	h := newHarness(t, 256<<10)
-	h.b.append(t, 3000, 1000) // ~3 MB in 12 segments
+	h := newHarness(t, 256<<10, func(b *walBroker) { b.append(t, 3000, 1000) }) // ~3 MB in 12 segments
 	s, _ := h.attach()
 	h.send(s, view(linkv1.Role_ROLE_LEADER))
 
@@ -309,7 +312,7 @@ func TestReplayInChunks(t *testing.T) {
 }
 
 func TestFollowerApplyTruncateResetChecksum(t *testing.T) {
-	h := newHarness(t, 0)
+	h := newHarness(t, 0, nil)
 	s, _ := h.attach()
 	h.send(s, view(linkv1.Role_ROLE_FOLLOWER))
 	apply := func(from, to uint64) *linkv1.AppliedUpTo {
@@ -372,7 +375,7 @@ func TestFollowerApplyTruncateResetChecksum(t *testing.T) {
 }
 
 func TestReattachAfterSidecarRestart(t *testing.T) {
-	h := newHarness(t, 0)
+	h := newHarness(t, 0, nil)
 	s, hello := h.attach()
 	if hello.GetLastLsn() != 0 {
 		t.Fatalf("hello = %v", hello)
