@@ -78,22 +78,10 @@ func (s *session) opsWorker() error {
 // applied twice; a gap is refused.
 func (s *session) apply(in []*linkv1.Entry) *linkv1.AppliedUpTo {
 	last := s.w.LastLSN()
-	ents := make([]wal.Entry, 0, len(in))
-	for _, pe := range in {
-		if pe.GetLsn() <= last {
-			continue
-		}
-		e := EntryFromProto(pe)
-		want := last + 1
-		if n := len(ents); n > 0 {
-			want = ents[n-1].LSN + 1
-		}
-		if e.LSN != want {
-			err := fmt.Errorf("%w: entry LSN %d where %d was expected (WAL ends at %d)", wal.ErrGap, e.LSN, want, last)
-			s.log.Error("refusing entries from sidecar", "error", err)
-			return &linkv1.AppliedUpTo{Lsn: last, Error: err.Error()}
-		}
-		ents = append(ents, e)
+	ents, err := newEntries(last, in)
+	if err != nil {
+		s.log.Error("refusing entries from sidecar", "error", err)
+		return &linkv1.AppliedUpTo{Lsn: last, Error: err.Error()}
 	}
 	if len(ents) == 0 {
 		return &linkv1.AppliedUpTo{Lsn: last}
@@ -103,6 +91,29 @@ func (s *session) apply(in []*linkv1.Entry) *linkv1.AppliedUpTo {
 		return &linkv1.AppliedUpTo{Lsn: s.w.DurableLSN(), Error: err.Error()}
 	}
 	return &linkv1.AppliedUpTo{Lsn: ents[len(ents)-1].LSN}
+}
+
+// newEntries returns the entries of in that follow last, which must
+// continue the log with no gap (entries at or below last are dropped).
+func newEntries(last uint64, in []*linkv1.Entry) ([]wal.Entry, error) {
+	ents := make([]wal.Entry, 0, len(in))
+	for _, pe := range in {
+		if pe.GetLsn() <= last {
+			continue
+		}
+		want := last + 1
+		if n := len(ents); n > 0 {
+			want = ents[n-1].LSN + 1
+		}
+		if pe.GetLsn() != want {
+			return nil, fmt.Errorf("%w: entry LSN %d where %d was expected (WAL ends at %d)", wal.ErrGap, pe.GetLsn(), want, last)
+		}
+		if pe.GetType() < 0 || pe.GetType() > 255 {
+			return nil, fmt.Errorf("%w: entry LSN %d has type %d", ErrBadMessage, pe.GetLsn(), pe.GetType())
+		}
+		ents = append(ents, EntryFromProto(pe))
+	}
+	return ents, nil
 }
 
 // cachedReader is a WAL reader positioned at next, kept between replay
