@@ -62,7 +62,9 @@ type Config struct {
 	WindowBytes int
 	// CacheBytes: the leader keeps this many bytes of the newest entries in
 	// memory so that followers that keep up never touch the broker's disk;
-	// older entries are replayed from the broker's WAL. Default 64 MiB.
+	// older entries are replayed from the broker's WAL. Default 32 MiB:
+	// about 0.1 s of full-speed produce on a small machine, and replay from
+	// the WAL runs at hundreds of MB/s anyway.
 	CacheBytes int
 
 	// Logger receives every log line (hclog.NewNullLogger when nil).
@@ -78,7 +80,7 @@ func DefaultConfig() Config {
 		MaxMessageBytes:   68 << 20,
 		BatchBytes:        1 << 20,
 		WindowBytes:       16 << 20,
-		CacheBytes:        64 << 20,
+		CacheBytes:        32 << 20,
 	}
 }
 
