@@ -157,6 +157,11 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 	if lh == nil {
 		return false, fmt.Errorf("sidecar: the leader answered the hello with %T", first.GetPayload())
 	}
+	if lh.GetClusterId() != cfg.ClusterID {
+		return false, status.Errorf(codes.FailedPrecondition,
+			"cluster id mismatch: this node (%d) is in cluster %q but the leader at %s says it is in cluster %q (check --cluster-id on both)",
+			cfg.NodeID, cfg.ClusterID, f.leaderAddr, lh.GetClusterId())
+	}
 	if lh.GetLeaderId() != f.leaderID {
 		return false, fmt.Errorf("sidecar: %s answered as leader %d, expected %d", f.leaderAddr, lh.GetLeaderId(), f.leaderID)
 	}

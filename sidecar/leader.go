@@ -277,6 +277,7 @@ func (l *leader) handshake(h *replicationv1.FollowerHello, stop context.CancelCa
 	fHist := epochHistory(h.GetEpochHistory())
 	x := divergencePoint(l.history, l.durable, fHist, fEnd)
 	reply := &replicationv1.LeaderHello{
+		ClusterId:     l.s.cfg.ClusterID,
 		LeaderId:      l.s.cfg.NodeID,
 		Epoch:         l.epoch,
 		EpochHistory:  l.history.clone(),

@@ -470,7 +470,10 @@ type LeaderHello struct {
 	// The current commit point.
 	CommitLsn uint64 `protobuf:"varint,8,opt,name=commit_lsn,json=commitLsn,proto3" json:"commit_lsn,omitempty"`
 	// Every node's Kafka address and the ISR.
-	Cluster       *ClusterUpdate `protobuf:"bytes,9,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Cluster *ClusterUpdate `protobuf:"bytes,9,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// The leader's cluster id; the follower checks it too and closes the
+	// stream on a mismatch.
+	ClusterId     string `protobuf:"bytes,10,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -566,6 +569,13 @@ func (x *LeaderHello) GetCluster() *ClusterUpdate {
 		return x.Cluster
 	}
 	return nil
+}
+
+func (x *LeaderHello) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
 }
 
 // EntriesBatch carries the leader's entries, unchanged.
@@ -918,7 +928,7 @@ const file_tandem_replication_v1_replication_proto_rawDesc = "" +
 	"\bposition\x18\x04 \x01(\v2\x1f.tandem.replication.v1.PositionR\bposition\x12?\n" +
 	"\repoch_history\x18\x05 \x03(\v2\x1a.tandem.link.v1.EpochStartR\fepochHistory\x12\x1b\n" +
 	"\tfirst_lsn\x18\x06 \x01(\x04R\bfirstLsn\x122\n" +
-	"\x06broker\x18\a \x01(\v2\x1a.tandem.link.v1.BrokerInfoR\x06broker\"\x88\x03\n" +
+	"\x06broker\x18\a \x01(\v2\x1a.tandem.link.v1.BrokerInfoR\x06broker\"\xa7\x03\n" +
 	"\vLeaderHello\x12\x1b\n" +
 	"\tleader_id\x18\x01 \x01(\x05R\bleaderId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\rR\x05epoch\x12$\n" +
@@ -930,7 +940,10 @@ const file_tandem_replication_v1_replication_proto_rawDesc = "" +
 	"\x0fleader_last_lsn\x18\a \x01(\x04R\rleaderLastLsn\x12\x1d\n" +
 	"\n" +
 	"commit_lsn\x18\b \x01(\x04R\tcommitLsn\x12>\n" +
-	"\acluster\x18\t \x01(\v2$.tandem.replication.v1.ClusterUpdateR\aclusterB\x0e\n" +
+	"\acluster\x18\t \x01(\v2$.tandem.replication.v1.ClusterUpdateR\acluster\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\n" +
+	" \x01(\tR\tclusterIdB\x0e\n" +
 	"\f_truncate_toB\v\n" +
 	"\t_reset_to\"^\n" +
 	"\fEntriesBatch\x12/\n" +
