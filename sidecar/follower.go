@@ -173,6 +173,15 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 			return true, err
 		}
 	case lh.TruncateTo != nil && lh.GetTruncateTo() < last:
+		f.mu.Lock()
+		known := f.commit
+		f.mu.Unlock()
+		if lh.GetTruncateTo() < known {
+			// Only possible when the leader lost entries it had committed
+			// (for example --fsync interval or none and a power failure).
+			f.log.Error("the leader's log is shorter than the commit point this node knew: acknowledged entries are being dropped",
+				"commit_lsn", known, "truncate_to", lh.GetTruncateTo(), "lost_entries", known-lh.GetTruncateTo())
+		}
 		f.log.Warn("this node's WAL diverged from the leader's; truncating", "last_lsn", last,
 			"truncate_to", lh.GetTruncateTo(), "dropped_entries", last-lh.GetTruncateTo())
 		if err := bc.truncate(sctx, lh.GetTruncateTo()); err != nil {
