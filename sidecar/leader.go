@@ -285,7 +285,15 @@ func (l *leader) handshake(h *replicationv1.FollowerHello, stop context.CancelCa
 		CommitLsn:     l.commit,
 	}
 	start := x + 1
-	if x < fEnd {
+	switch {
+	case x < fEnd && start < h.GetFirstLsn():
+		// The follower would have to truncate below its own first entry
+		// (its WAL was re-cloned earlier): it wipes it instead.
+		next := start
+		reply.ResetTo = &next
+		l.log.Warn("follower diverged below its oldest entry; it will wipe its WAL", "node_id", id,
+			"follower_first_lsn", h.GetFirstLsn(), "follower_lsn", fEnd, "next_lsn", next)
+	case x < fEnd:
 		t := x
 		reply.TruncateTo = &t
 		l.log.Warn("follower diverged from the leader; it will truncate", "node_id", id,

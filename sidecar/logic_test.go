@@ -231,6 +231,20 @@ func TestHandshakeRefusals(t *testing.T) {
 	if _, _, err := l.handshake(hello(2), noop); status.Code(err) != codes.AlreadyExists {
 		t.Errorf("second stream for node 2: %v, want AlreadyExists", err)
 	}
+	// A follower whose WAL starts at 55 (retention deleted older segments;
+	// its epoch 5 started at 50) diverged at 49: it cannot truncate below
+	// its first entry and wipes its WAL instead.
+	l.replicas[2].connected = false
+	l.durable = 100
+	h := hello(2)
+	h.Position, h.FirstLsn, h.EpochHistory = &replicationv1.Position{Epoch: 5, Lsn: 60}, 55, hist(5, 50)
+	_, reply, err = l.handshake(h, noop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reply.ResetTo == nil || reply.GetResetTo() != 50 || reply.TruncateTo != nil || reply.GetStartLsn() != 50 {
+		t.Errorf("reply = %v, want reset to 50", reply)
+	}
 	// The leader's WAL starts at 5 now: an empty follower must re-clone.
 	l.first = 5
 	_, reply, err = l.handshake(hello(3), noop)
