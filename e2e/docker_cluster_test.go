@@ -7,13 +7,15 @@ package e2e
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/tandem-io/tandem/internal/testutil"
 )
 
-// TestDockerComposeCluster: `compose up` brings up three healthy pairs;
+// TestDockerComposeCluster: `compose up` brings up three healthy pairs
+// whose processes all run as uid/gid 65532;
 // kafka-python produces through node 1's published port and reads the
 // messages back through node 2's (whose Metadata names node 1 the leader);
 // tandemctl inside the network shows three replicas in sync, and verify
@@ -24,6 +26,20 @@ func TestDockerComposeCluster(t *testing.T) {
 		for _, svc := range []string{"", dockerReadiness} {
 			if code, out := c.probe(s, svc); code != 0 {
 				t.Fatalf("%s: grpc-health-probe service %q exited %d: %s", s, svc, code, out)
+			}
+		}
+	}
+
+	// Every process runs as the images' non-root user.
+	for _, s := range []string{"broker-1", "broker-2", "broker-3", "sidecar-1", "sidecar-2", "sidecar-3"} {
+		out := c.mustDocker(30*time.Second, "top", c.container(s), "-o", "pid,uid,gid,comm")
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) < 2 {
+			t.Fatalf("docker top %s: no process\n%s", s, out)
+		}
+		for _, l := range lines[1:] {
+			if f := strings.Fields(l); len(f) < 3 || f[1] != "65532" || f[2] != "65532" {
+				t.Fatalf("%s runs a process as %q, want uid and gid 65532", s, l)
 			}
 		}
 	}

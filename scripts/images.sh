@@ -34,7 +34,7 @@ docker info >/dev/null 2>&1 || { echo "images.sh: cannot reach the Docker engine
 if [ "${TANDEM_IMAGES_NO_BUILD:-0}" != 1 ]; then
 	scripts/build.sh
 fi
-for b in tandem-broker tandem-sidecar; do
+for b in tandem-broker tandem-sidecar tandemctl; do
 	[ -x "bin/$b" ] || { echo "images.sh: bin/$b is missing; scripts/build.sh did not build it" >&2; exit 1; }
 done
 
@@ -77,10 +77,5 @@ cp bin/tandem-broker "$ctx/tandem-broker/"
 build tandem-broker deploy/docker/broker.Dockerfile
 
 mkdir -p "$ctx/tandem-sidecar/empty" "$ctx/tandem-sidecar/bin"
-cp bin/tandem-sidecar "$probe" "$ctx/tandem-sidecar/bin/"
-if [ -x bin/tandemctl ]; then
-	cp bin/tandemctl "$ctx/tandem-sidecar/bin/"
-else
-	echo "images.sh: warning: bin/tandemctl is missing; the sidecar image will not contain it" >&2
-fi
+cp bin/tandem-sidecar bin/tandemctl "$probe" "$ctx/tandem-sidecar/bin/"
 build tandem-sidecar deploy/docker/sidecar.Dockerfile
