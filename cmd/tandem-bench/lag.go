@@ -70,6 +70,9 @@ func runLag(ctx context.Context, args []string, log hclog.Logger) error {
 			return fmt.Errorf("bench: --rate-from %s: %w", *rateFrom, err)
 		}
 		cfg.Produce.Rate = ref.RecordsPerSec * *fraction
+		if *label == "" {
+			*label = fmt.Sprintf("follower lag at %.0f%% of %s (%.0f records/s)", *fraction*100, ref.Name, cfg.Produce.Rate)
+		}
 	}
 	if cfg.Produce.Rate <= 0 {
 		return fmt.Errorf("%w: lag needs --rate or --rate-from (a fixed offered load)", errUsage)
