@@ -25,6 +25,9 @@ import (
 type composeFile struct {
 	Services map[string]struct {
 		Image       string   `json:"image"`
+		ReadOnly    bool     `json:"read_only"`
+		CapDrop     []string `json:"cap_drop"`
+		SecurityOpt []string `json:"security_opt"`
 		Command     []string `json:"command"`
 		Ports       []string `json:"ports"`
 		Volumes     []string `json:"volumes"`
@@ -128,6 +131,19 @@ func TestComposePairs(t *testing.T) {
 			bf, sf := flagMap(t, bName, b.Command), flagMap(t, sName, s.Command)
 			if !strings.HasPrefix(b.Image, "tandem-broker:") || !strings.HasPrefix(s.Image, "tandem-sidecar:") {
 				t.Errorf("images %q and %q, want tandem-broker:<tag> and tandem-sidecar:<tag>", b.Image, s.Image)
+			}
+			for name, svc := range map[string][]string{bName: b.CapDrop, sName: s.CapDrop} {
+				if !slices.Contains(svc, "ALL") {
+					t.Errorf("%s must drop all capabilities (cap_drop: [ALL])", name)
+				}
+			}
+			for name, svc := range map[string][]string{bName: b.SecurityOpt, sName: s.SecurityOpt} {
+				if !slices.Contains(svc, "no-new-privileges:true") {
+					t.Errorf("%s must set security_opt no-new-privileges:true", name)
+				}
+			}
+			if !b.ReadOnly || !s.ReadOnly {
+				t.Errorf("%s and %s must have read_only: true (only volumes are writable)", bName, sName)
 			}
 			id := strconv.Itoa(n)
 			if bf["node-id"] != id || sf["node-id"] != id {
