@@ -1,0 +1,271 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tandem-io/tandem/internal/testutil"
+)
+
+// describeGroup returns the broker's description of group.
+func describeGroup(t *testing.T, adm *kadm.Client, group string) (kadm.DescribedGroup, error) {
+	dg, err := adm.DescribeGroups(ctxTimeout(t, 5*time.Second), group)
+	if err != nil {
+		return kadm.DescribedGroup{}, err
+	}
+	g := dg[group]
+	return g, g.Err
+}
+
+// TestGroupMemberCrash: a librdkafka member (kcat -G) and a kgo member share
+// a 4-partition topic; the kcat process is killed with SIGKILL (no
+// LeaveGroup), and once its session times out the coordinator gives all its
+// partitions to the kgo member. The two clients share only the "range"
+// assignor, so the coordinator must pick the protocol every member supports.
+func TestGroupMemberCrash(t *testing.T) {
+	b := startBroker(t)
+	const topic, group = "crashy-members", "crashy-group"
+	b.createTopic(topic, 4)
+	all := []int32{0, 1, 2, 3}
+	adm := b.admin()
+
+	var ma memberAssignment
+	a := b.client(append(ma.opts(topic), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+		kgo.Balancers(kgo.CooperativeStickyBalancer(), kgo.RangeBalancer()),
+		kgo.SessionTimeout(30*time.Second), kgo.HeartbeatInterval(500*time.Millisecond))...)
+	pollLoop(t, a)
+	testutil.Eventually(t, 20*time.Second, func() error {
+		if got := ma.get(); !slices.Equal(got, all) {
+			return fmt.Errorf("kgo member alone has %v, want %v", got, all)
+		}
+		return nil
+	})
+
+	kc := testutil.Start(t, testutil.ProcessConfig{
+		Name: "kcat-member",
+		Path: "kcat",
+		Args: []string{"-b", b.Addr, "-G", group, "-q",
+			"-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500",
+			"-X", "partition.assignment.strategy=range", topic},
+	})
+	testutil.Eventually(t, 30*time.Second, func() error {
+		g, err := describeGroup(t, adm, group)
+		if err != nil {
+			return err
+		}
+		if g.State != "Stable" || len(g.Members) != 2 || g.Protocol != "range" {
+			return fmt.Errorf("after kcat joined: state %q, protocol %q, %d members; want Stable, range, 2 (kgo member has %v)", g.State, g.Protocol, len(g.Members), ma.get())
+		}
+		if got := ma.get(); len(got) == 0 || len(got) == 4 {
+			return fmt.Errorf("kgo member has %v; want a share of %v", got, all)
+		}
+		return nil
+	})
+
+	if err := kc.Kill(); err != nil {
+		t.Fatalf("kill kcat: %v", err)
+	}
+	killed := time.Now()
+	testutil.Eventually(t, 40*time.Second, func() error {
+		if got := ma.get(); !slices.Equal(got, all) {
+			return fmt.Errorf("%v after SIGKILL of the kcat member (session.timeout.ms=6000): kgo member has %v, want %v",
+				time.Since(killed).Round(time.Second), got, all)
+		}
+		return nil
+	})
+	g, err := describeGroup(t, adm, group)
+	if err != nil || len(g.Members) != 1 {
+		t.Errorf("after the crashed member expired: %d members (err %v), want 1", len(g.Members), err)
+	}
+	b.requireAlive()
+}
+
+// TestGroupSurvivesBrokerRestart: a kgo group consumer (auto-commit) keeps
+// consuming while the broker is killed and restarted. Group membership is
+// not durable, so the member must rejoin; it resumes from the committed
+// offsets and, with what is produced afterwards, reads every record
+// (at least once).
+func TestGroupSurvivesBrokerRestart(t *testing.T) {
+	b := startBroker(t)
+	const topic, group = "restart-group", "restart-group-1"
+	b.createTopic(topic, 2)
+	prod := b.client(kgo.RetryTimeout(60 * time.Second))
+	produceSync(t, prod, topic, seqValues("r-", 1000))
+
+	var mu sync.Mutex
+	seen := map[string]int{}
+	cons := b.client(kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+		kgo.AutoCommitInterval(200*time.Millisecond), kgo.RetryTimeout(60*time.Second))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			fs := cons.PollRecords(ctx, 50)
+			if fs.IsClientClosed() {
+				return
+			}
+			mu.Lock()
+			for _, r := range fs.Records() {
+				seen[string(r.Value)]++
+			}
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen)
+	}
+
+	testutil.Eventually(t, 30*time.Second, func() error {
+		if n := count(); n < 300 {
+			return fmt.Errorf("consumed %d distinct records, waiting for 300", n)
+		}
+		return nil
+	})
+	b.kill()
+	b.restart()
+	produceSync(t, prod, topic, seqValues("s-", 1000))
+
+	want := append(seqValues("r-", 1000), seqValues("s-", 1000)...)
+	testutil.Eventually(t, 60*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		var missing []string
+		for _, v := range want {
+			if seen[v] == 0 {
+				missing = append(missing, v)
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("after the restart the group consumer still misses %d records, e.g. %v", len(missing), missing[:min(5, len(missing))])
+		}
+		return nil
+	})
+	testutil.Eventually(t, 20*time.Second, func() error {
+		g, err := describeGroup(t, b.admin(), group)
+		if err != nil {
+			return err
+		}
+		if g.State != "Stable" || len(g.Members) != 1 {
+			return fmt.Errorf("group after the restart: state %q with %d members, want Stable with 1", g.State, len(g.Members))
+		}
+		return nil
+	})
+	b.requireNoPanic()
+}
+
+// TestAlterConfigsAndDeleteGroups: IncrementalAlterConfigs sets and removes
+// topic overrides and refuses unknown names and bad values; DeleteGroups
+// removes an empty group with its offsets and refuses a group with members.
+// Both outcomes survive a restart.
+func TestAlterConfigsAndDeleteGroups(t *testing.T) {
+	b := startBroker(t)
+	adm := b.admin()
+	const topic = "alter"
+	if _, err := adm.CreateTopic(ctxTimeout(t, 10*time.Second), 1, 1, map[string]*string{"retention.ms": strp("3600000")}, topic); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+
+	alter := func(cfgs ...kadm.AlterConfig) error {
+		t.Helper()
+		resp, err := adm.AlterTopicConfigs(ctxTimeout(t, 10*time.Second), cfgs, topic)
+		if err != nil {
+			return err
+		}
+		if len(resp) != 1 {
+			t.Fatalf("IncrementalAlterConfigs: %d responses, want 1", len(resp))
+		}
+		return resp[0].Err
+	}
+	describe := func() kadm.ResourceConfig {
+		t.Helper()
+		rcs, err := adm.DescribeTopicConfigs(ctxTimeout(t, 10*time.Second), topic)
+		if err != nil || len(rcs) != 1 || rcs[0].Err != nil {
+			t.Fatalf("DescribeConfigs: %v %+v", err, rcs)
+		}
+		return rcs[0]
+	}
+
+	if err := alter(kadm.AlterConfig{Op: kadm.SetConfig, Name: "retention.ms", Value: strp("120000")},
+		kadm.AlterConfig{Op: kadm.SetConfig, Name: "cleanup.policy", Value: strp("delete")}); err != nil {
+		t.Fatalf("set retention.ms: %v", err)
+	}
+	if v, _, _ := configValue(describe(), "retention.ms"); v != "120000" {
+		t.Errorf("retention.ms after set = %q, want 120000", v)
+	}
+	for _, bad := range []kadm.AlterConfig{
+		{Op: kadm.SetConfig, Name: "no.such.config", Value: strp("1")},
+		{Op: kadm.SetConfig, Name: "retention.ms", Value: strp("soon")},
+	} {
+		if err := alter(bad); !errors.Is(err, kerr.InvalidConfig) {
+			t.Errorf("set %s=%s: error %v, want INVALID_CONFIG", bad.Name, *bad.Value, err)
+		}
+	}
+	if v, _, _ := configValue(describe(), "retention.ms"); v != "120000" {
+		t.Errorf("retention.ms after refused changes = %q, want 120000 (unchanged)", v)
+	}
+
+	// An empty group with offsets, and a group with a live member.
+	offs := kadm.Offsets{}
+	offs.Add(kadm.Offset{Topic: topic, Partition: 0, At: 0, LeaderEpoch: -1})
+	if err := adm.CommitAllOffsets(ctxTimeout(t, 10*time.Second), "doomed", offs); err != nil {
+		t.Fatalf("commit for group doomed: %v", err)
+	}
+	produceSync(t, b.client(), topic, []string{"x"})
+	live := b.client(kgo.ConsumerGroup("alive"), kgo.ConsumeTopics(topic))
+	consumeN(t, live, 1, 30*time.Second)
+
+	dr, err := adm.DeleteGroups(ctxTimeout(t, 10*time.Second), "doomed", "alive")
+	if err != nil {
+		t.Fatalf("DeleteGroups: %v", err)
+	}
+	if err := dr["doomed"].Err; err != nil {
+		t.Errorf("DeleteGroups doomed (empty): %v", err)
+	}
+	if err := dr["alive"].Err; !errors.Is(err, kerr.NonEmptyGroup) {
+		t.Errorf("DeleteGroups alive (one member): error %v, want NON_EMPTY_GROUP", err)
+	}
+
+	// Remove the override, then restart: the state must be as left.
+	if err := alter(kadm.AlterConfig{Op: kadm.DeleteConfig, Name: "retention.ms"}); err != nil {
+		t.Fatalf("delete retention.ms override: %v", err)
+	}
+	check := func(when string) {
+		t.Helper()
+		if v, _, _ := configValue(describe(), "retention.ms"); v != "604800000" {
+			t.Errorf("%s: retention.ms = %q, want the default 604800000 after deleting the override", when, v)
+		}
+		fo, err := adm.FetchOffsets(ctxTimeout(t, 10*time.Second), "doomed")
+		if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
+			t.Fatalf("%s: OffsetFetch doomed: %v", when, err)
+		}
+		if o, ok := fo.Lookup(topic, 0); ok && o.Err == nil && o.At >= 0 {
+			t.Errorf("%s: deleted group doomed still has offset %d", when, o.At)
+		}
+		lg, err := adm.ListGroups(ctxTimeout(t, 10*time.Second))
+		if err != nil {
+			t.Fatalf("%s: ListGroups: %v", when, err)
+		}
+		if _, ok := lg["doomed"]; ok {
+			t.Errorf("%s: ListGroups still lists the deleted group doomed", when)
+		}
+	}
+	check("before restart")
+	live.Close()
+	b.kill()
+	b.restart()
+	check("after restart")
+	b.requireNoPanic()
+}
