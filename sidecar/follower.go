@@ -79,6 +79,7 @@ func (f *follower) followWhileAttached(bc *brokerConn) {
 	defer stop()
 	delay := followerMinBackoff
 	for attempt := 1; ctx.Err() == nil; attempt++ {
+		f.s.metrics.streamAttempt()
 		streamed, err := f.streamOnce(ctx, bc)
 		f.mu.Lock()
 		f.streaming = false
@@ -256,9 +257,15 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 		case lastHeard <- struct{}{}:
 		default:
 		}
+		f.s.metrics.heardLeader()
 		switch p := m.GetPayload().(type) {
 		case *replicationv1.StreamResponse_Entries:
 			ents := p.Entries.GetEntries()
+			received := 0
+			for _, e := range ents {
+				received += len(e.GetPayload())
+			}
+			f.s.metrics.receivedBytes(received)
 			if err := validateEntries(ents, next, lh.GetEpoch()); err != nil {
 				return true, err
 			}

@@ -17,7 +17,7 @@ import (
 // clientOptions are the dial options of the sidecar's gRPC clients: size
 // limits, logging and panic recovery.
 func clientOptions(s *Sidecar, name string) []grpc.DialOption {
-	return ClientOptions(s.log.Named("grpc-"+name+"-client"), s.cfg.MaxMessageBytes)
+	return append(ClientOptions(s.log.Named("grpc-"+name+"-client"), s.cfg.MaxMessageBytes), s.metrics.dialOptions()...)
 }
 
 // ClientOptions returns dial options for a Tandem gRPC client (sidecar

@@ -175,6 +175,7 @@ func (l *leader) updateLocked(now time.Time) {
 					"connected", r.connected)
 			}
 			r.inISR = in
+			l.s.metrics.isrChanged(r.id, in)
 		}
 		if in {
 			isr = append(isr, r.id)
@@ -325,6 +326,7 @@ func (l *leader) handshake(h *replicationv1.FollowerHello, stop context.CancelCa
 	r.lastHeard, r.endAtLastAck, r.lastAckTime = now, l.durable, now
 	l.updateLocked(now)
 	l.broadcastLocked()
+	l.s.metrics.followerConnected(id)
 	l.log.Info("follower connected", "node_id", id, "follower_lsn", fEnd, "start_lsn", start, "leader_lsn", l.durable)
 	return r, reply, nil
 }
@@ -471,6 +473,7 @@ func (l *leader) serve(ctx context.Context, stream replicationv1.ReplicationServ
 					return err
 				}
 				sentCommit = commit
+				l.s.metrics.sent(r.id, size)
 				last := ents[len(ents)-1].GetLsn()
 				window = append(window, inflight{last: last, bytes: size})
 				windowBytes += size

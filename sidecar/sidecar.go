@@ -51,6 +51,8 @@ type Sidecar struct {
 	linkSrv *grpc.Server
 	tcpSrv  *grpc.Server
 
+	metrics *metrics // Prometheus series (metrics.go)
+
 	leader   *leader   // set when this node leads (static role)
 	follower *follower // set when this node follows
 
@@ -75,6 +77,7 @@ func Open(cfg Config) (*Sidecar, error) {
 		health:    health.NewServer(),
 		brokerSig: make(chan struct{}),
 	}
+	s.metrics = newMetrics(s)
 	if cfg.Standalone() || cfg.LeaderID == cfg.NodeID {
 		s.leader = newLeader(s)
 	} else {
@@ -99,6 +102,7 @@ func Open(cfg Config) (*Sidecar, error) {
 	replicationv1.RegisterReplicationServiceServer(s.tcpSrv, &replicationServer{s: s})
 	adminv1.RegisterAdminServiceServer(s.tcpSrv, &adminServer{s: s})
 	healthpb.RegisterHealthServer(s.tcpSrv, s.health)
+	s.metrics.grpcServer.InitializeMetrics(s.tcpSrv)
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(ReadinessService, healthpb.HealthCheckResponse_NOT_SERVING)
 
@@ -208,6 +212,8 @@ func (s *Sidecar) serverOptions(name string) []grpc.ServerOption {
 		grpc.MaxSendMsgSize(s.cfg.MaxMessageBytes),
 		grpc.ChainUnaryInterceptor(logging.UnaryServerInterceptor(glog, logOpts...), recovery.UnaryServerInterceptor(rec)),
 		grpc.ChainStreamInterceptor(logging.StreamServerInterceptor(glog, logOpts...), recovery.StreamServerInterceptor(rec)),
+		grpc.ChainUnaryInterceptor(s.metrics.grpcServer.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(s.metrics.grpcServer.StreamServerInterceptor()),
 	}
 }
 
