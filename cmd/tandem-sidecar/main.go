@@ -10,6 +10,9 @@
 // "tandem.Readiness" is readiness (attached to the broker and, on a
 // follower, streaming from the leader within --replica-lag-time-max).
 //
+// With --metrics-listen HOST:PORT it serves Prometheus metrics at /metrics
+// (docs/replication-observability.md lists them).
+//
 // It stops cleanly on SIGINT or SIGTERM and exits non-zero on a
 // configuration or startup error.
 package main
@@ -19,10 +22,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tandem-io/tandem/internal/logging"
 	"github.com/tandem-io/tandem/sidecar"
@@ -40,14 +48,19 @@ func main() {
 	cfg.Logger = logging.New(logOpts)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, cfg); err != nil {
+	if err := run(ctx, cfg, metricsListen); err != nil {
 		cfg.Logger.Error("tandem-sidecar failed", "error", err)
 		fmt.Fprintln(os.Stderr, "tandem-sidecar:", err)
 		os.Exit(1)
 	}
 }
 
-// parseFlags turns the command line into a Config.
+// metricsListen is --metrics-listen: the address of the Prometheus
+// /metrics endpoint (off when empty). It is not part of sidecar.Config
+// because the library only provides the registry; serving it is main's job.
+var metricsListen string
+
+// parseFlags turns the command line into a Config (and sets metricsListen).
 func parseFlags(args []string) (sidecar.Config, logging.Options, error) {
 	cfg := sidecar.DefaultConfig()
 	fs := flag.NewFlagSet("tandem-sidecar", flag.ContinueOnError)
@@ -59,6 +72,7 @@ func parseFlags(args []string) (sidecar.Config, logging.Options, error) {
 		logLevel = fs.String("log-level", "info", "trace, debug, info, warn or error")
 		logJSON  = fs.Bool("log-json", false, "log one JSON object per line")
 	)
+	fs.StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus /metrics on this address, e.g. 0.0.0.0:9292 (off when empty)")
 	fs.StringVar(&cfg.ClusterID, "cluster-id", "", "cluster id (required); peers with another id are refused")
 	fs.StringVar(&cfg.BrokerSocket, "broker-socket", "", "Unix socket to serve the broker link on (required)")
 	fs.StringVar(&cfg.Listen, "listen", "", "TCP address for peers, admin and health, e.g. 0.0.0.0:9192 (required)")
@@ -91,12 +105,34 @@ func parseFlags(args []string) (sidecar.Config, logging.Options, error) {
 }
 
 // run serves until ctx is done.
-func run(ctx context.Context, cfg sidecar.Config) error {
+func run(ctx context.Context, cfg sidecar.Config, metricsAddr string) error {
 	s, err := sidecar.Open(cfg)
 	if err != nil {
 		return err
 	}
+	var srv *http.Server
+	if metricsAddr != "" {
+		ln, err := net.Listen("tcp", metricsAddr)
+		if err != nil {
+			s.Close()
+			return fmt.Errorf("--metrics-listen %s: %w", metricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(s.Registry(), promhttp.HandlerOpts{}))
+		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		cfg.Logger.Info("serving Prometheus metrics", "address", ln.Addr().String(), "path", "/metrics")
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				cfg.Logger.Error("metrics listener failed", "error", err)
+			}
+		}()
+	}
 	<-ctx.Done()
 	cfg.Logger.Info("shutting down")
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = srv.Shutdown(sctx)
+		cancel()
+	}
 	return s.Close()
 }
