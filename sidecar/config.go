@@ -29,6 +29,19 @@ type Config struct {
 	// Listen is the TCP address for peers, the admin API and health
 	// (required), e.g. 127.0.0.1:9192. Port 0 picks a free port (tests).
 	Listen string
+	// TLS enables mutual TLS on Listen (--tls-cert, --tls-key, --tls-ca,
+	// --tls-server-name): every connection must present a certificate
+	// signed by the CA, and followers verify the leader's certificate.
+	// Default: none (plaintext). See tls.go and docs/security.md.
+	TLS TLSFiles
+	// HealthListen is an optional extra TCP address serving grpc.health.v1
+	// only, always in plaintext, for probes that cannot do mutual TLS
+	// (Kubernetes gRPC probes). Default: none.
+	HealthListen string
+	// AdminToken, when set, is required as "authorization: Bearer <token>"
+	// on the admin calls that change or scan state (Promote, Checksum);
+	// Status and health stay open. Default: none (no token checked).
+	AdminToken string
 	// Peers maps every node id of the cluster (this one included) to its
 	// sidecar's Listen address. A single entry (or none) means standalone.
 	Peers map[int32]string
@@ -110,6 +123,16 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return bad("--listen %q: %v", c.Listen, err)
+	}
+	if c.TLS.Enabled() {
+		if err := c.TLS.validate(); err != nil {
+			return err
+		}
+	}
+	if c.HealthListen != "" {
+		if _, _, err := net.SplitHostPort(c.HealthListen); err != nil {
+			return bad("--health-listen %q: %v", c.HealthListen, err)
+		}
 	}
 	if c.Peers == nil {
 		c.Peers = map[int32]string{}

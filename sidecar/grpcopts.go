@@ -17,7 +17,13 @@ import (
 // clientOptions are the dial options of the sidecar's gRPC clients: size
 // limits, logging and panic recovery.
 func clientOptions(s *Sidecar, name string) []grpc.DialOption {
-	return append(ClientOptions(s.log.Named("grpc-"+name+"-client"), s.cfg.MaxMessageBytes), s.metrics.dialOptions()...)
+	opts := append(ClientOptions(s.log.Named("grpc-"+name+"-client"), s.cfg.MaxMessageBytes), s.metrics.dialOptions()...)
+	if s.tls.client != nil {
+		opts = append(opts, grpc.WithTransportCredentials(s.tls.client)) // replaces the plaintext default
+	} else {
+		opts = append(opts, grpc.WithChainStreamInterceptor(plaintextHint))
+	}
+	return opts
 }
 
 // ClientOptions returns dial options for a Tandem gRPC client (sidecar

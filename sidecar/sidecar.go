@@ -51,6 +51,10 @@ type Sidecar struct {
 	linkSrv *grpc.Server
 	tcpSrv  *grpc.Server
 
+	tls       *tlsSetup    // credentials for --listen and peers; empty without TLS (tls.go)
+	healthLn  net.Listener // plaintext --health-listen, nil when unset
+	healthSrv *grpc.Server // serves grpc.health.v1 only on healthLn
+
 	metrics *metrics // Prometheus series (metrics.go)
 
 	leader   *leader   // set when this node leads (static role)
@@ -83,6 +87,12 @@ func Open(cfg Config) (*Sidecar, error) {
 	} else {
 		s.follower = newFollower(s)
 	}
+	ts, err := loadTLS(&s.cfg, s.log)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	s.tls = ts
 	unixLn, err := listenUnix(cfg.BrokerSocket, s.log)
 	if err != nil {
 		cancel()
@@ -95,10 +105,16 @@ func Open(cfg Config) (*Sidecar, error) {
 		return nil, fmt.Errorf("sidecar: listening on %s: %w", cfg.Listen, err)
 	}
 	s.unixLn, s.tcpLn = unixLn, tcpLn
+	if err := s.listenHealth(); err != nil {
+		unixLn.Close()
+		tcpLn.Close()
+		cancel()
+		return nil, err
+	}
 
 	s.linkSrv = grpc.NewServer(s.serverOptions("link")...)
 	linkv1.RegisterLinkServiceServer(s.linkSrv, &linkServer{s: s})
-	s.tcpSrv = grpc.NewServer(s.serverOptions("peer")...)
+	s.tcpSrv = grpc.NewServer(append(s.serverOptions("peer"), s.securityServerOptions()...)...)
 	replicationv1.RegisterReplicationServiceServer(s.tcpSrv, &replicationServer{s: s})
 	adminv1.RegisterAdminServiceServer(s.tcpSrv, &adminServer{s: s})
 	healthpb.RegisterHealthServer(s.tcpSrv, s.health)
@@ -123,6 +139,7 @@ func Open(cfg Config) (*Sidecar, error) {
 			s.log.Error("peer server stopped", "error", err)
 		}
 	})
+	s.serveHealth()
 	s.goFunc(s.readinessLoop)
 	if s.leader != nil {
 		s.goFunc(s.leader.isrLoop)
@@ -156,7 +173,11 @@ func (s *Sidecar) Close() error {
 	s.mu.Unlock()
 	s.health.Shutdown() // every service NOT_SERVING
 	s.cancel()
-	for _, srv := range []*grpc.Server{s.tcpSrv, s.linkSrv} {
+	servers := []*grpc.Server{s.tcpSrv, s.linkSrv}
+	if s.healthSrv != nil {
+		servers = append(servers, s.healthSrv)
+	}
+	for _, srv := range servers {
 		done := make(chan struct{})
 		go func() {
 			srv.GracefulStop()

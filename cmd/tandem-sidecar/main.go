@@ -84,6 +84,13 @@ func parseFlags(args []string) (sidecar.Config, logging.Options, error) {
 	fs.IntVar(&cfg.WindowBytes, "window-bytes", cfg.WindowBytes, "unacknowledged bytes in flight per follower")
 	fs.IntVar(&cfg.CacheBytes, "cache-bytes", cfg.CacheBytes, "newest entries the leader keeps in memory for followers")
 	fs.IntVar(&cfg.BatchBytes, "batch-bytes", cfg.BatchBytes, "payload bytes per replication message")
+	fs.StringVar(&cfg.TLS.CertFile, "tls-cert", "", "PEM certificate for mutual TLS on --listen (with --tls-key and --tls-ca; see docs/security.md)")
+	fs.StringVar(&cfg.TLS.KeyFile, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&cfg.TLS.CAFile, "tls-ca", "", "PEM CA certificate(s) that every peer's and client's certificate must chain to")
+	fs.StringVar(&cfg.TLS.ServerName, "tls-server-name", "", "name expected in the leader's certificate (default: the host of its --peers address)")
+	fs.StringVar(&cfg.HealthListen, "health-listen", "", "extra plaintext address serving grpc.health.v1 only, for probes that cannot do mutual TLS (off when empty)")
+	fs.StringVar(&cfg.AdminToken, "admin-token", "", "require this bearer token on admin calls other than Status (prefer --admin-token-file: flags show in ps)")
+	tokenFile := fs.String("admin-token-file", "", "read the admin token from this file (surrounding whitespace is ignored)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, logging.Options{}, err
 	}
@@ -92,6 +99,18 @@ func parseFlags(args []string) (sidecar.Config, logging.Options, error) {
 	}
 	cfg.NodeID = int32(*nodeID)
 	cfg.LeaderID = int32(*leader)
+	if *tokenFile != "" {
+		if cfg.AdminToken != "" {
+			return cfg, logging.Options{}, fmt.Errorf("--admin-token and --admin-token-file are mutually exclusive")
+		}
+		b, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			return cfg, logging.Options{}, fmt.Errorf("--admin-token-file: %w", err)
+		}
+		if cfg.AdminToken = strings.TrimSpace(string(b)); cfg.AdminToken == "" {
+			return cfg, logging.Options{}, fmt.Errorf("--admin-token-file %s is empty", *tokenFile)
+		}
+	}
 	p, err := sidecar.ParsePeers(*peers)
 	if err != nil {
 		return cfg, logging.Options{}, err

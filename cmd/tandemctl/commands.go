@@ -12,6 +12,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	adminv1 "github.com/tandem-io/tandem/gen/tandem/admin/v1"
@@ -26,6 +28,24 @@ type client struct {
 	timeout time.Duration
 	out     io.Writer
 	conns   map[string]*grpc.ClientConn
+	token   string                           // sent as "authorization: Bearer <token>" when set
+	creds   credentials.TransportCredentials // TLS; nil means plaintext
+}
+
+// dialOptions adds TLS and the admin token to the sidecar package's options.
+func (c *client) dialOptions() []grpc.DialOption {
+	opts := sidecar.ClientOptions(hclog.NewNullLogger(), 16<<20)
+	if c.creds != nil {
+		opts = append(opts, grpc.WithTransportCredentials(c.creds))
+	}
+	if c.token != "" {
+		opts = append(opts, grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any,
+			cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+c.token)
+			return invoker(ctx, method, req, reply, cc, opts...)
+		}))
+	}
+	return opts
 }
 
 func (c *client) admin(addr string) (adminv1.AdminServiceClient, error) {
@@ -35,7 +55,7 @@ func (c *client) admin(addr string) (adminv1.AdminServiceClient, error) {
 	conn := c.conns[addr]
 	if conn == nil {
 		var err error
-		conn, err = grpc.NewClient(addr, sidecar.ClientOptions(hclog.NewNullLogger(), 16<<20)...)
+		conn, err = grpc.NewClient(addr, c.dialOptions()...)
 		if err != nil {
 			return nil, fmt.Errorf("connecting to %s: %w", addr, err)
 		}

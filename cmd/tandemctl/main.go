@@ -17,6 +17,12 @@
 // node cannot be asked).
 //
 // The sidecar address defaults to $TANDEM_SIDECAR, then 127.0.0.1:9192.
+//
+// Security (docs/security.md): --token (or $TANDEM_ADMIN_TOKEN) is sent as
+// "authorization: Bearer <token>" on every call, as a sidecar started with
+// --admin-token requires for promote and verify; --tls-ca, --tls-cert and
+// --tls-key talk to a sidecar with mutual TLS. `tandemctl certs` writes a
+// CA, node certificates and an admin client certificate into a directory.
 package main
 
 import (
@@ -28,6 +34,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/tandem-io/tandem/sidecar"
 )
 
 // errDiffer is returned by verify when the checksums differ.
@@ -57,7 +65,10 @@ func main() {
 const usage = `usage:
   tandemctl [--sidecar HOST:PORT] [--timeout 5s] status [--json] [--watch] [--interval 1s]
   tandemctl [--sidecar HOST:PORT] promote [--force]
-  tandemctl [--sidecar HOST:PORT] verify [--upto LSN] [--peers 1=HOST:PORT,...]`
+  tandemctl [--sidecar HOST:PORT] verify [--upto LSN] [--peers 1=HOST:PORT,...]
+  tandemctl certs --out DIR --nodes 1,2,3 [--hosts 127.0.0.1,localhost] [--node-hosts 1=node-1,...] [--valid-for 8760h]
+global flags: --token TOKEN ($TANDEM_ADMIN_TOKEN) for promote and verify when the sidecar has --admin-token;
+  --tls-ca, --tls-cert, --tls-key, --tls-server-name ($TANDEM_TLS_*) for a sidecar with mutual TLS.`
 
 // run parses args and runs one command.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -70,6 +81,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	g.Usage = func() { fmt.Fprintln(stderr, usage); g.PrintDefaults() }
 	addr := g.String("sidecar", def, "sidecar admin address host:port (default $TANDEM_SIDECAR or 127.0.0.1:9192)")
 	timeout := g.Duration("timeout", defaultTimeout, "timeout of each call")
+	token := g.String("token", os.Getenv("TANDEM_ADMIN_TOKEN"), "admin token for promote and verify (default $TANDEM_ADMIN_TOKEN)")
+	var tlsFiles sidecar.TLSFiles
+	g.StringVar(&tlsFiles.CAFile, "tls-ca", os.Getenv("TANDEM_TLS_CA"), "CA certificate to verify a TLS sidecar (default $TANDEM_TLS_CA; empty: plaintext)")
+	g.StringVar(&tlsFiles.CertFile, "tls-cert", os.Getenv("TANDEM_TLS_CERT"), "client certificate for a mutual-TLS sidecar (default $TANDEM_TLS_CERT)")
+	g.StringVar(&tlsFiles.KeyFile, "tls-key", os.Getenv("TANDEM_TLS_KEY"), "key of --tls-cert (default $TANDEM_TLS_KEY)")
+	g.StringVar(&tlsFiles.ServerName, "tls-server-name", os.Getenv("TANDEM_TLS_SERVER_NAME"), "name expected in the sidecar's certificate (default: the host dialed)")
 	if err := g.Parse(args); err != nil {
 		return err
 	}
@@ -77,7 +94,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usageError{"no command given"}
 	}
 	cmd, rest := g.Arg(0), g.Args()[1:]
-	cl := &client{addr: *addr, timeout: *timeout, out: stdout}
+	if cmd == "certs" {
+		return certsCmd(rest, stdout)
+	}
+	cl := &client{addr: *addr, timeout: *timeout, out: stdout, token: *token}
+	if tlsFiles.Enabled() {
+		creds, err := sidecar.ClientCredentials(tlsFiles, nil)
+		if err != nil {
+			return usageError{err.Error()}
+		}
+		cl.creds = creds
+	}
 	defer cl.close()
 	switch cmd {
 	case "status":

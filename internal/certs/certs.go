@@ -15,7 +15,8 @@
 //
 // Node certificates carry the identity URI tandem://node/N (see NodeURI)
 // next to their DNS names and IP addresses; a sidecar that sees it on a
-// replication peer checks that the peer's hello claims the same node id.
+// replication peer checks that the peer's hello claims the same node id;
+// the admin certificate carries tandem://admin and may not replicate.
 package certs
 
 import (
@@ -60,6 +61,10 @@ type Pair struct {
 func NodeURI(id int32) *url.URL {
 	return &url.URL{Scheme: "tandem", Host: "node", Path: "/" + strconv.Itoa(int(id))}
 }
+
+// AdminURI is the identity URI of the admin client certificate
+// (tandem://admin): it may call the admin API but never replicate.
+func AdminURI() *url.URL { return &url.URL{Scheme: "tandem", Host: "admin"} }
 
 // NodeIDFromCert returns the node id of a certificate made by IssueNode
 // (its tandem://node/ID URI), and false when it has none.
@@ -302,7 +307,7 @@ func WriteNodeSet(o SetOptions) (*SetFiles, error) {
 		out.NodeCrt[id] = filepath.Join(o.Dir, name+".crt")
 		out.NodeKey[id] = filepath.Join(o.Dir, name+".key")
 	}
-	admin, err := ca.Issue(IssueOptions{CommonName: "admin", ValidFor: o.ValidFor})
+	admin, err := ca.Issue(IssueOptions{CommonName: "admin", URIs: []*url.URL{AdminURI()}, ValidFor: o.ValidFor})
 	if err != nil {
 		return nil, err
 	}
