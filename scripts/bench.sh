@@ -33,6 +33,8 @@
 #   RSS_MINUTES       minutes of full-speed produce for the RSS run (default 0 = off;
 #                     5 when the `rss` argument is given; fractions such as 0.5 work)
 #   RSS_INTERVAL      time between RSS samples (default 15s)
+#   RSS_RETENTION     --log-retention-bytes of the RSS run's broker (default 4GiB;
+#                     minutes at full speed would otherwise fill the disk)
 #   BENCH_OUT         directory for the result JSON files (default: a new temp dir)
 #   BENCH_CHARTS      directory to write PNG charts into (default: none; e.g. docs)
 #   TMPDIR            where the data dirs go: keep it on the disk you mean to measure
@@ -105,6 +107,29 @@ fi
 
 say() { printf '\n==> %s\n' "$*" >&2; }
 
+# seconds DURATION: "15s", "2m", "1h" or a plain number of seconds.
+seconds() {
+	case "$1" in
+	*ms) echo 1 ;;
+	*s) echo "${1%s}" ;;
+	*m) echo $((${1%m} * 60)) ;;
+	*h) echo $((${1%h} * 3600)) ;;
+	*) echo "$1" ;;
+	esac
+}
+
+# enough_space GB WHAT: true when the file system of $WORK has GB GiB free.
+# Full-speed produce writes hundreds of MB a second; a full disk would break
+# every other program on the machine, so a phase that may not fit is skipped.
+enough_space() {
+	local need=$1 avail
+	avail=$(df --output=avail -BG "$WORK" | tail -1 | tr -dc 0-9)
+	if [ "${avail:-0}" -lt "$need" ]; then
+		say "$2: skipped (needs about ${need} GiB free in $WORK, $avail GiB available)"
+		return 1
+	fi
+}
+
 free_port() {
 	/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
@@ -122,14 +147,14 @@ wait_port() {
 	return 1
 }
 
-# start_standalone: a broker on a fresh data dir; sets BROKER_PID and BROKER_ADDR.
-start_standalone() {
+# start_standalone [FLAGS]: a broker on a fresh data dir; sets BROKER_PID and BROKER_ADDR.
+start_standalone() { # [extra broker flags]
 	local port
 	port=$(free_port)
 	mkdir -p "$WORK/standalone"
 	bin/tandem-broker --node-id 1 --data-dir "$WORK/standalone" \
 		--listen "127.0.0.1:$port" --advertise "127.0.0.1:$port" \
-		--log-level warn >"$WORK/standalone.log" 2>&1 &
+		--log-level warn "$@" >"$WORK/standalone.log" 2>&1 &
 	BROKER_PID=$!
 	PIDS+=("$BROKER_PID")
 	BROKER_ADDR="127.0.0.1:$port"
@@ -159,6 +184,10 @@ run_disk() {
 }
 
 run_standalone() {
+	local dur
+	dur=$(seconds "${DURATION%.*}")
+	# Two full-speed runs at up to ~0.6 GB/s, the low-load run, margin.
+	enough_space $((2 * dur * 6 / 10 + 3)) "standalone broker" || return 0
 	start_standalone
 	say "standalone broker pid $BROKER_PID on $BROKER_ADDR"
 	local topic=bench-standalone
@@ -279,6 +308,12 @@ run_cluster() {
 		say "three-node cluster: skipped (bin/tandem-sidecar does not exist)"
 		return 0
 	fi
+	# Per node: two full-speed runs at up to ~0.3 GB/s, two lag runs, the
+	# catch-up backlog, margin; three nodes.
+	local dur
+	dur=$(seconds "${DURATION%.*}")
+	local backlog=$((CATCHUP_RECORDS * RECORD_BYTES / 1000000000 + 1))
+	enough_space $((3 * (4 * dur * 3 / 10 + backlog + 2))) "three-node cluster" || return 0
 	cluster_up
 	local leader_pid
 	leader_pid=$(node_broker_pid 1) # empty if not found: no RSS column then
@@ -342,7 +377,17 @@ run_jetstream() {
 }
 
 run_rss() {
-	start_standalone
+	# Full speed for minutes is far more data than the disk holds (~0.5 GB/s):
+	# the broker keeps RSS_RETENTION of WAL (default 4 GiB) and checks every
+	# 5 s, as a production broker with log.retention.bytes would.
+	local retention
+	retention=$(/usr/bin/python3 -c 'import sys; u={"GiB":2**30,"MiB":2**20,"GB":10**9}; v=sys.argv[1]
+for k,m in u.items():
+    if v.endswith(k): print(int(float(v[:-len(k)])*m)); break
+else: print(int(v))' "${RSS_RETENTION:-4GiB}")
+	enough_space $((retention / 1073741824 + 8)) "RSS run" || return 0
+	start_standalone --log-retention-bytes "$retention" --log-retention-check-interval 5s
+	say "broker keeps at most ${RSS_RETENTION:-4GiB} of WAL (--log-retention-bytes $retention)"
 	say "RSS: $RSS_MINUTES minutes of full-speed acks=1 produce to broker pid $BROKER_PID"
 	# The sampler prints a line every RSS_INTERVAL and writes its result when
 	# it is told to stop (SIGTERM) after the produce run.
