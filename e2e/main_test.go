@@ -74,8 +74,13 @@ type broker struct {
 // requests. The broker is stopped when the test ends.
 func startBroker(t *testing.T, extra ...string) *broker {
 	t.Helper()
+	return startBrokerIn(t, t.TempDir(), extra...)
+}
+
+// startBrokerIn is startBroker with a given data directory.
+func startBrokerIn(t *testing.T, dataDir string, extra ...string) *broker {
+	t.Helper()
 	addr := testutil.FreeAddr(t)
-	dataDir := t.TempDir()
 	args := []string{
 		"--node-id", "1",
 		"--data-dir", dataDir,
