@@ -36,7 +36,8 @@ func (s *Sidecar) Status() *adminv1.StatusResponse {
 	bc, _ := s.currentBroker()
 	out.Linked = bc != nil
 	out.Ready, out.NotReadyReason = s.readiness()
-	if l := s.leader; l != nil {
+	l, f := s.roles()
+	if l != nil {
 		out.Role = adminv1.Role_ROLE_LEADER
 		out.LeaderId = cfg.NodeID
 		now := time.Now()
@@ -82,7 +83,6 @@ func (s *Sidecar) Status() *adminv1.StatusResponse {
 		slices.SortFunc(out.Replicas, func(a, b *adminv1.Replica) int { return int(a.NodeId) - int(b.NodeId) })
 		return out
 	}
-	f := s.follower
 	out.Role = adminv1.Role_ROLE_FOLLOWER
 	out.LeaderId = f.leaderID
 	if bc != nil {
@@ -109,12 +109,6 @@ func hostPort(host string, port int32) string {
 		return ""
 	}
 	return net.JoinHostPort(host, strconv.Itoa(int(port)))
-}
-
-// Promote is not implemented yet (automatic and manual failover come with
-// issue 5).
-func (a *adminServer) Promote(ctx context.Context, req *adminv1.PromoteRequest) (*adminv1.PromoteResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "promote is not implemented yet (failover comes with issue 5); the leader is set with --leader")
 }
 
 // Checksum asks the broker for a WAL checksum over [from, to].

@@ -115,7 +115,19 @@ func TestFollowerDivergenceIsTruncated(t *testing.T) {
 		}
 	}
 	b.WAL().Close()
-	leader.Produce(t, 10, 100)
+	// Meanwhile the leader moved to epoch 8 (a follower never has a newer
+	// epoch than a legitimate leader: a leader that sees one is stale and
+	// refuses the follower).
+	c.StopBroker(1)
+	b1 := sidecartest.OpenMemBroker(t, 1, c.Nodes[1].Dir+"/wal")
+	if _, err := b1.WAL().Append(8, 1, []byte("epoch 8")); err != nil {
+		t.Fatal(err)
+	}
+	b1.WAL().Close()
+	c.StartBroker(1)
+	leader = c.WaitLeader()
+	testutil.Eventually(t, 10*time.Second, func() bool { return leader.View().Epoch == 8 })
+	leader.Produce(t, 9, 100)
 	c.StartSidecar(2)
 	c.StartBroker(2)
 	c.WaitCaughtUp(30)

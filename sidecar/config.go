@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,8 +49,26 @@ type Config struct {
 	// LeaderID is the statically configured leader (--leader). 0 means
 	// unset; it is required when there is more than one peer and no etcd.
 	LeaderID int32
-	// EtcdEndpoints enables automatic leader election (not implemented yet).
+	// EtcdEndpoints enables automatic leader election through etcd
+	// (election.go). --leader is then not needed: the election decides.
 	EtcdEndpoints []string
+	// EtcdPrefix is the key prefix of this cluster's election and ISR keys.
+	// Default "/tandem/<cluster-id>/".
+	EtcdPrefix string
+	// LeaseTTL is the etcd lease TTL of the leader's election key. A leader
+	// that could not renew it for LeaseTTL/2 stops taking writes; a dead
+	// leader's key expires after LeaseTTL and an in-sync follower takes
+	// over. Default 6s (etcd's minimum granularity is one second).
+	LeaseTTL time.Duration
+	// DataDir holds the sidecar's state file (the last leader and epoch
+	// this node knew, so that a restart after a promotion does not go back
+	// to --leader). Default: the directory of BrokerSocket, which the
+	// sidecar already owns (mode 0700).
+	DataDir string
+	// EpochPollInterval: how often the sidecar asks every peer for its
+	// epoch and leader, to learn about a promotion elsewhere and to fence
+	// itself when it led an older epoch. Default 1s.
+	EpochPollInterval time.Duration
 
 	// HeartbeatInterval: how often each side of a replication stream sends
 	// a heartbeat. Default 10s.
@@ -94,6 +113,8 @@ func DefaultConfig() Config {
 		BatchBytes:        1 << 20,
 		WindowBytes:       16 << 20,
 		CacheBytes:        32 << 20,
+		LeaseTTL:          6 * time.Second,
+		EpochPollInterval: time.Second,
 	}
 }
 
@@ -118,8 +139,17 @@ func (c *Config) Validate() error {
 	case c.Listen == "":
 		return bad("--listen is required")
 	}
-	if len(c.EtcdEndpoints) > 0 {
-		return fmt.Errorf("%w: --etcd-endpoints (automatic failover through etcd comes with issue 5; use --leader N)", ErrNotImplemented)
+	if c.DataDir == "" {
+		c.DataDir = filepath.Dir(c.BrokerSocket)
+	}
+	if c.EtcdPrefix == "" {
+		c.EtcdPrefix = "/tandem/" + c.ClusterID + "/"
+	}
+	if len(c.EtcdEndpoints) > 0 && c.LeaseTTL < 2*time.Second {
+		return bad("--lease-ttl must be at least 2s")
+	}
+	if c.EpochPollInterval <= 0 {
+		return bad("--epoch-poll-interval must be positive")
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return bad("--listen %q: %v", c.Listen, err)
@@ -140,7 +170,11 @@ func (c *Config) Validate() error {
 	if _, ok := c.Peers[c.NodeID]; !ok && len(c.Peers) > 0 {
 		return bad("--peers does not list this node (%d)", c.NodeID)
 	}
-	if len(c.Peers) > 1 {
+	if len(c.Peers) > 1 && len(c.EtcdEndpoints) > 0 {
+		if c.LeaderID != 0 {
+			return bad("--leader and --etcd-endpoints exclude each other: with etcd the election picks the leader")
+		}
+	} else if len(c.Peers) > 1 {
 		if c.LeaderID == 0 {
 			return bad("--leader is required when --peers lists more than one node")
 		}

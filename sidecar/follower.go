@@ -27,7 +27,8 @@ const (
 type follower struct {
 	s          *Sidecar
 	log        hclog.Logger
-	leaderID   int32
+	ctx        context.Context // ends when this node stops following this leader (role.go)
+	leaderID   int32           // 0 while the leader is unknown (an election runs)
 	leaderAddr string
 
 	mu           sync.Mutex
@@ -53,18 +54,23 @@ func newFollower(s *Sidecar) *follower {
 
 // run follows the leader whenever the broker is attached, until shutdown.
 func (f *follower) run() {
+	if f.leaderAddr == "" {
+		f.log.Info("no leader known yet; waiting for one")
+		<-f.ctx.Done()
+		return
+	}
 	for {
 		bc, sig := f.s.currentBroker()
-		if bc == nil {
+		if bc == nil || bc.ctx.Err() != nil {
 			select {
 			case <-sig:
 				continue
-			case <-f.s.ctx.Done():
+			case <-f.ctx.Done():
 				return
 			}
 		}
 		f.followWhileAttached(bc)
-		if f.s.ctx.Err() != nil {
+		if f.ctx.Err() != nil {
 			return
 		}
 	}
@@ -73,7 +79,7 @@ func (f *follower) run() {
 // followWhileAttached keeps a stream to the leader up (with backoff) until
 // the broker detaches or the sidecar stops.
 func (f *follower) followWhileAttached(bc *brokerConn) {
-	ctx, cancel := context.WithCancel(f.s.ctx)
+	ctx, cancel := context.WithCancel(f.ctx)
 	defer cancel()
 	stop := context.AfterFunc(bc.ctx, cancel)
 	defer stop()
@@ -162,6 +168,12 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 		return false, status.Errorf(codes.FailedPrecondition,
 			"cluster id mismatch: this node (%d) is in cluster %q but the leader at %s says it is in cluster %q (check --cluster-id on both)",
 			cfg.NodeID, cfg.ClusterID, f.leaderAddr, lh.GetClusterId())
+	}
+	if mine := hist.lastEpoch(); lh.GetEpoch() < mine {
+		f.s.noteEpoch(mine)
+		return false, status.Errorf(codes.FailedPrecondition,
+			"node %d at %s leads epoch %d but this node's WAL already has epoch %d: refusing to follow a stale leader",
+			lh.GetLeaderId(), f.leaderAddr, lh.GetEpoch(), mine)
 	}
 	if lh.GetLeaderId() != f.leaderID {
 		return false, fmt.Errorf("sidecar: %s answered as leader %d, expected %d", f.leaderAddr, lh.GetLeaderId(), f.leaderID)

@@ -23,6 +23,7 @@ type leader struct {
 	s     *Sidecar
 	log   hclog.Logger
 	cache *entryCache
+	ctx   context.Context // ends with this leadership (role.go)
 
 	mu       sync.Mutex
 	bc       *brokerConn // nil while the broker is detached
@@ -36,6 +37,7 @@ type leader struct {
 	replicas map[int32]*replica
 	changed  chan struct{} // closed and replaced when durable, commit or cluster change
 	version  uint64        // bumped when the brokers list or the ISR changes
+	closed   bool          // leadership ended (role.go): no broker, no followers
 }
 
 // replica is the leader's view of one follower. Guarded by leader.mu.
@@ -83,6 +85,10 @@ func (l *leader) broadcastLocked() {
 func (l *leader) brokerAttached(c *brokerConn) {
 	h := c.hello
 	l.mu.Lock()
+	if l.closed || l.bc == c {
+		l.mu.Unlock()
+		return
+	}
 	l.bc = c
 	l.first, l.durable = h.GetFirstLsn(), h.GetDurableLsn()
 	l.history = epochHistory(h.GetEpochHistory()).clone()
@@ -248,7 +254,7 @@ func (l *leader) isrLoop() {
 			l.mu.Lock()
 			l.updateLocked(time.Now())
 			l.mu.Unlock()
-		case <-l.s.ctx.Done():
+		case <-l.ctx.Done():
 			return
 		}
 	}
@@ -271,11 +277,21 @@ func (l *leader) handshake(h *replicationv1.FollowerHello, stop context.CancelCa
 	case r.connected:
 		l.log.Error("refusing a second stream for a connected follower", "node_id", id)
 		return nil, nil, status.Errorf(codes.AlreadyExists, "node %d is already connected to the leader", id)
+	case l.closed:
+		return nil, nil, status.Errorf(codes.Unavailable, "node %d is no longer the leader", l.s.cfg.NodeID)
 	case l.bc == nil:
 		return nil, nil, status.Error(codes.Unavailable, "the leader's broker is not attached yet; retry")
 	}
 	fEnd := h.GetPosition().GetLsn()
 	fHist := epochHistory(h.GetEpochHistory())
+	if fe := fHist.lastEpoch(); fe > l.epoch {
+		// This leader is stale: never make a node of a newer epoch
+		// truncate. Discovery makes this node step down.
+		l.log.Warn("a follower has a newer epoch than this leader; refusing it", "node_id", id, "follower_epoch", fe, "epoch", l.epoch)
+		l.s.noteEpoch(fe)
+		return nil, nil, status.Errorf(codes.FailedPrecondition,
+			"node %d leads epoch %d but node %d's WAL has epoch %d: this leader is stale", l.s.cfg.NodeID, l.epoch, id, fe)
+	}
 	x := divergencePoint(l.history, l.durable, fHist, fEnd)
 	reply := &replicationv1.LeaderHello{
 		ClusterId:     l.s.cfg.ClusterID,
@@ -525,10 +541,11 @@ func (rs *replicationServer) Stream(stream replicationv1.ReplicationService_Stre
 		s.log.Error("refusing follower", "node_id", hello.GetNodeId(), "error", status.Convert(err).Message())
 		return err
 	}
-	l := s.leader
+	l, _ := s.roles()
 	if l == nil {
+		lid := s.currentLeader()
 		return status.Errorf(codes.FailedPrecondition, "node %d is not the leader (the leader is node %d at %s)",
-			s.cfg.NodeID, s.cfg.LeaderID, s.cfg.Peers[s.cfg.LeaderID])
+			s.cfg.NodeID, lid, s.cfg.Peers[lid])
 	}
 	ctx, cancel := context.WithCancelCause(stream.Context())
 	defer cancel(nil)

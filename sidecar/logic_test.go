@@ -238,6 +238,13 @@ func TestHandshakeRefusals(t *testing.T) {
 	l.durable = 100
 	h := hello(2)
 	h.Position, h.FirstLsn, h.EpochHistory = &replicationv1.Position{Epoch: 5, Lsn: 60}, 55, hist(5, 50)
+	// A follower with a newer epoch than the leader's is refused: this
+	// leader is stale and must not make it truncate.
+	if _, _, err := l.handshake(h, noop); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("follower with a newer epoch: %v, want FailedPrecondition", err)
+	}
+	l.epoch = 6 // promoted to epoch 6, no entry of it written yet
+	h.Position, h.FirstLsn, h.EpochHistory = &replicationv1.Position{Epoch: 5, Lsn: 60}, 55, hist(5, 50)
 	_, reply, err = l.handshake(h, noop)
 	if err != nil {
 		t.Fatal(err)

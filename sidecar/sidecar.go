@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
@@ -57,8 +58,17 @@ type Sidecar struct {
 
 	metrics *metrics // Prometheus series (metrics.go)
 
-	leader   *leader   // set when this node leads (static role)
+	// Exactly one of leader and follower is set (guarded by mu; read them
+	// with roles()). Role changes are in role.go.
+	leader   *leader   // set when this node leads
 	follower *follower // set when this node follows
+
+	roleMu            sync.Mutex         // serializes role changes; taken before mu
+	roleCancel        context.CancelFunc // stops the current role's goroutines (guarded by mu)
+	roleWG            *sync.WaitGroup    // the current role's goroutines (guarded by mu)
+	knownEpoch        atomic.Uint32      // highest epoch heard of anywhere
+	uncleanPromotions atomic.Uint64      // forced promotions of nodes not known in sync
+	election          *election          // automatic failover through etcd (nil without --etcd-endpoints)
 
 	mu        sync.Mutex
 	broker    *brokerConn // attached broker, nil when detached
@@ -82,11 +92,6 @@ func Open(cfg Config) (*Sidecar, error) {
 		brokerSig: make(chan struct{}),
 	}
 	s.metrics = newMetrics(s)
-	if cfg.Standalone() || cfg.LeaderID == cfg.NodeID {
-		s.leader = newLeader(s)
-	} else {
-		s.follower = newFollower(s)
-	}
 	ts, err := loadTLS(&s.cfg, s.log)
 	if err != nil {
 		cancel()
@@ -106,6 +111,19 @@ func Open(cfg Config) (*Sidecar, error) {
 	}
 	s.unixLn, s.tcpLn = unixLn, tcpLn
 	if err := s.listenHealth(); err != nil {
+		unixLn.Close()
+		tcpLn.Close()
+		cancel()
+		return nil, err
+	}
+	// The role comes from the state file, --leader and the peers (role.go).
+	leaderID, epoch, err := s.initialRole()
+	if err == nil {
+		s.roleMu.Lock()
+		err = s.installRoleLocked(leaderID, epoch)
+		s.roleMu.Unlock()
+	}
+	if err != nil {
 		unixLn.Close()
 		tcpLn.Close()
 		cancel()
@@ -141,11 +159,7 @@ func Open(cfg Config) (*Sidecar, error) {
 	})
 	s.serveHealth()
 	s.goFunc(s.readinessLoop)
-	if s.leader != nil {
-		s.goFunc(s.leader.isrLoop)
-	} else {
-		s.goFunc(s.follower.run)
-	}
+	s.startFailover()
 	return s, nil
 }
 
@@ -306,8 +320,8 @@ func (s *Sidecar) attachBroker(c *brokerConn) error {
 	s.log.Info("broker attached", "node_id", h.GetNodeId(), "kafka", fmt.Sprintf("%s:%d", h.GetAdvertisedHost(), h.GetAdvertisedPort()),
 		"first_lsn", h.GetFirstLsn(), "last_lsn", h.GetLastLsn(), "durable_lsn", h.GetDurableLsn(),
 		"epoch", epochHistory(h.GetEpochHistory()).lastEpoch())
-	if s.leader != nil {
-		s.leader.brokerAttached(c)
+	if l, _ := s.roles(); l != nil {
+		l.brokerAttached(c)
 	}
 	return nil
 }
@@ -324,8 +338,8 @@ func (s *Sidecar) detachBroker(c *brokerConn) {
 	s.brokerSig = make(chan struct{})
 	s.mu.Unlock()
 	s.log.Warn("broker detached; waiting for it to attach again", "error", context.Cause(c.ctx))
-	if s.leader != nil {
-		s.leader.brokerDetached(c)
+	if l, _ := s.roles(); l != nil {
+		l.brokerDetached(c)
 	}
 }
 
@@ -367,8 +381,8 @@ func (s *Sidecar) readiness() (bool, string) {
 	if bc == nil {
 		return false, "broker not attached"
 	}
-	if s.follower != nil {
-		return s.follower.ready()
+	if _, f := s.roles(); f != nil {
+		return f.ready()
 	}
 	return true, ""
 }

@@ -86,12 +86,12 @@ func TestVerifyDetectsDifference(t *testing.T) {
 	}
 }
 
-func TestPromoteNotImplementedYet(t *testing.T) {
+func TestPromoteStandaloneRefused(t *testing.T) {
 	c := sidecartest.NewCluster(t, 1, 1, nil)
 	c.StartAll()
 	_, err := ctl(t, "--sidecar", c.Peers[1], "promote", "--force")
-	if err == nil || !strings.Contains(err.Error(), "Unimplemented") {
-		t.Fatalf("promote: %v, want Unimplemented until issue 5", err)
+	if err == nil || !strings.Contains(err.Error(), "FailedPrecondition") || !strings.Contains(err.Error(), "standalone") {
+		t.Fatalf("promote: %v, want FailedPrecondition for a standalone node", err)
 	}
 }
 

@@ -1,0 +1,458 @@
+package sidecar
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.uber.org/zap"
+)
+
+// Automatic failover through etcd (--etcd-endpoints).
+//
+// Keys, under --etcd-prefix (default /tandem/<cluster-id>/):
+//
+//	election/<lease>  concurrency.Election keys: the oldest one is the
+//	                  leader. Its value is JSON {"node_id","epoch","addr"};
+//	                  the epoch is 0 for the instant between winning and
+//	                  proclaiming the new epoch.
+//	epoch             the last epoch handed out (decimal), written only by
+//	                  the elected node (a transaction that checks it still
+//	                  holds the election key).
+//	isr               JSON {"leader_id","epoch","isr"}: the leader's ISR,
+//	                  written the same way whenever it changes.
+//
+// Every sidecar holds one etcd session (a lease of --lease-ttl, default 6s,
+// kept alive by the etcd client and renewed explicitly every TTL/6 so that
+// the sidecar knows when the last renewal succeeded). A follower campaigns
+// while it is in the published ISR (or no ISR was ever published) and its
+// broker is attached; it withdraws when it drops out. The winner computes
+// epoch = max(stored epoch, every epoch it has seen) + 1, stores it,
+// proclaims it, and becomes leader (role.go). Followers learn the new
+// leader by observing the election (and, as a fallback, by polling their
+// peers, promote.go).
+//
+// Fencing: a leader whose last successful renewal is older than TTL/2
+// steps down at once (its broker gets a follower view and refuses writes),
+// well before the lease can expire and another node can be elected. A
+// leader whose broker stays detached for a whole TTL resigns too, so that a
+// node that cannot take writes does not hold the cluster.
+//
+// Failover time after a leader dies without revoking its lease (SIGKILL,
+// power loss, network cut): at most TTL until the lease expires, plus the
+// election (a few etcd round trips) and the new leader's broker
+// re-attaching (about 100-200 ms), plus followers reconnecting (about
+// --epoch-poll-interval at worst). With the default 6s TTL that is about
+// 6-7 s; a clean stop revokes the lease and fails over in well under a
+// second.
+
+// electionRenewFraction: the sidecar renews its lease every TTL/6.
+const electionRenewFraction = 6
+
+// leaderValue is the election key's value.
+type leaderValue struct {
+	NodeID int32  `json:"node_id"`
+	Epoch  uint32 `json:"epoch"`
+	Addr   string `json:"addr"`
+}
+
+// isrValue is the published ISR.
+type isrValue struct {
+	LeaderID int32   `json:"leader_id"`
+	Epoch    uint32  `json:"epoch"`
+	ISR      []int32 `json:"isr"`
+}
+
+// errLeaseLost ends an etcd session whose lease could not be renewed.
+var errLeaseLost = errors.New("sidecar: etcd lease not renewed in time")
+
+// election runs the etcd side of automatic failover.
+type election struct {
+	s   *Sidecar
+	log hclog.Logger
+	ttl time.Duration
+
+	lastRenew atomic.Int64 // UnixNano when the last successful renewal was sent
+	failovers atomic.Uint64
+}
+
+func newElection(s *Sidecar) *election {
+	return &election{s: s, log: s.log.Named("election"), ttl: s.cfg.LeaseTTL}
+}
+
+func (e *election) key(name string) string { return e.s.cfg.EtcdPrefix + name }
+
+// run keeps an etcd session and campaigns until the sidecar stops.
+func (e *election) run() {
+	s := e.s
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   s.cfg.EtcdEndpoints,
+		DialTimeout: 2 * time.Second,
+		Logger:      zap.NewNop(),
+		Context:     s.ctx,
+	})
+	if err != nil {
+		e.log.Error("cannot create the etcd client; automatic failover is off", "endpoints", s.cfg.EtcdEndpoints, "error", err)
+		return
+	}
+	defer cli.Close()
+	e.log.Info("automatic failover through etcd", "endpoints", s.cfg.EtcdEndpoints, "prefix", s.cfg.EtcdPrefix, "lease_ttl", e.ttl)
+	for attempt := 1; s.ctx.Err() == nil; attempt++ {
+		err := e.term(cli)
+		if s.ctx.Err() != nil {
+			return
+		}
+		if attempt == 1 || attempt%10 == 0 || !errors.Is(err, context.DeadlineExceeded) {
+			e.log.Warn("etcd session ended; starting a new one", "error", err, "attempt", attempt)
+		}
+		t := time.NewTimer(500 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			t.Stop()
+			return
+		}
+	}
+}
+
+// term is one etcd session: lease, observe, campaign, lead.
+func (e *election) term(cli *clientv3.Client) error {
+	s := e.s
+	ctx, cancel := context.WithCancelCause(s.ctx)
+	defer cancel(nil)
+	ttlSec := int64(max(e.ttl/time.Second, 1))
+	sent := time.Now()
+	gctx, gcancel := context.WithTimeout(ctx, e.ttl/2)
+	lease, err := cli.Grant(gctx, ttlSec)
+	gcancel()
+	if err != nil {
+		return fmt.Errorf("sidecar: etcd lease grant: %w", err)
+	}
+	e.lastRenew.Store(sent.UnixNano())
+	sess, err := concurrency.NewSession(cli, concurrency.WithLease(lease.ID), concurrency.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("sidecar: etcd session: %w", err)
+	}
+	defer func() {
+		// Give the key up at once (a clean handover); harmless when the
+		// lease is already gone or etcd is unreachable.
+		sess.Orphan()
+		rctx, rcancel := context.WithTimeout(context.Background(), time.Second)
+		cli.Revoke(rctx, lease.ID)
+		rcancel()
+	}()
+	el := concurrency.NewElection(sess, e.key("election/"))
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel(nil)
+	wg.Add(3)
+	go func() { defer wg.Done(); e.renew(ctx, cancel, cli, lease.ID) }()
+	go func() { defer wg.Done(); e.watchdog(ctx, cancel) }()
+	go func() { defer wg.Done(); e.observe(ctx, el) }()
+	err = e.campaignLoop(ctx, cli, el)
+	if c := context.Cause(ctx); c != nil {
+		return c
+	}
+	return err
+}
+
+// renew renews the lease every TTL/6 and records when a renewal that
+// succeeded was sent.
+func (e *election) renew(ctx context.Context, cancel context.CancelCauseFunc, cli *clientv3.Client, id clientv3.LeaseID) {
+	every := e.ttl / electionRenewFraction
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+		sent := time.Now()
+		rctx, rcancel := context.WithTimeout(ctx, every)
+		r, err := cli.KeepAliveOnce(rctx, id)
+		rcancel()
+		switch {
+		case err == nil && r.TTL > 0:
+			e.lastRenew.Store(sent.UnixNano())
+		case errors.Is(err, rpctypes.ErrLeaseNotFound) || (err == nil && r.TTL <= 0):
+			cancel(fmt.Errorf("%w: the lease expired", errLeaseLost))
+			return
+		}
+	}
+}
+
+// watchdog makes a leader step down when its lease was not renewed for
+// TTL/2, and ends the session when it was not renewed for TTL.
+func (e *election) watchdog(ctx context.Context, cancel context.CancelCauseFunc) {
+	t := time.NewTicker(min(100*time.Millisecond, e.ttl/20))
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+		age := time.Since(time.Unix(0, e.lastRenew.Load()))
+		if l, _ := e.s.roles(); l != nil && age > e.ttl/2 {
+			e.log.Error("the etcd lease was not renewed for half its TTL; stepping down before another node can be elected",
+				"since_last_renewal", age.Round(time.Millisecond), "lease_ttl", e.ttl)
+			e.stepDown("etcd lease not renewed for half its TTL")
+			cancel(errLeaseLost)
+			return
+		}
+		if age > e.ttl {
+			cancel(errLeaseLost)
+			return
+		}
+	}
+}
+
+// stepDown fences this node: it follows an unknown leader in its epoch
+// until the election says who leads.
+func (e *election) stepDown(reason string) {
+	if err := e.s.switchRole(0, e.s.currentEpoch(), reason); err != nil && !errors.Is(err, ErrClosing) {
+		e.log.Error("stepping down failed", "error", err)
+	}
+}
+
+// observe follows the election's leader value.
+func (e *election) observe(ctx context.Context, el *concurrency.Election) {
+	s := e.s
+	for resp := range el.Observe(ctx) {
+		if len(resp.Kvs) == 0 {
+			continue
+		}
+		var v leaderValue
+		if err := json.Unmarshal(resp.Kvs[0].Value, &v); err != nil {
+			e.log.Error("the election key holds something that is not a Tandem leader value", "key", string(resp.Kvs[0].Key), "error", err)
+			continue
+		}
+		if v.Epoch == 0 || v.NodeID == s.cfg.NodeID {
+			continue
+		}
+		if _, ok := s.cfg.Peers[v.NodeID]; !ok {
+			e.log.Error("the elected leader is not in --peers", "leader_id", v.NodeID)
+			continue
+		}
+		s.noteEpoch(v.Epoch)
+		if v.Epoch >= s.currentEpoch() && (s.currentLeader() != v.NodeID || v.Epoch > s.currentEpoch()) {
+			e.log.Info("etcd names a new leader", "leader_id", v.NodeID, "epoch", v.Epoch, "addr", v.Addr)
+			if err := s.switchRole(v.NodeID, v.Epoch, "elected through etcd"); err != nil && !errors.Is(err, ErrClosing) {
+				e.log.Error("following the elected leader failed", "error", err)
+			}
+		}
+	}
+}
+
+// eligible reports whether this node may campaign: it follows, its broker
+// is attached, and it is in the published ISR (or none was published).
+func (e *election) eligible(ctx context.Context, cli *clientv3.Client) (bool, string) {
+	s := e.s
+	if l, _ := s.roles(); l != nil {
+		return false, "leading"
+	}
+	if bc, _ := s.currentBroker(); bc == nil {
+		return false, "broker not attached"
+	}
+	gctx, cancel := context.WithTimeout(ctx, e.ttl/2)
+	defer cancel()
+	r, err := cli.Get(gctx, e.key("isr"))
+	if err != nil {
+		return false, "reading the ISR: " + err.Error()
+	}
+	if len(r.Kvs) == 0 {
+		return true, ""
+	}
+	var v isrValue
+	if err := json.Unmarshal(r.Kvs[0].Value, &v); err != nil {
+		return false, "the published ISR is not valid JSON"
+	}
+	s.noteEpoch(v.Epoch)
+	if !slices.Contains(v.ISR, s.cfg.NodeID) {
+		return false, fmt.Sprintf("not in the ISR %v published by leader %d in epoch %d", v.ISR, v.LeaderID, v.Epoch)
+	}
+	return true, ""
+}
+
+// campaignLoop campaigns whenever eligible, leads when elected, and
+// returns when the session must end.
+func (e *election) campaignLoop(ctx context.Context, cli *clientv3.Client, el *concurrency.Election) error {
+	s := e.s
+	poll := 200 * time.Millisecond
+	lastReason := ""
+	for ctx.Err() == nil {
+		ok, why := e.eligible(ctx, cli)
+		if !ok {
+			if why != lastReason && why != "leading" {
+				e.log.Info("not campaigning", "reason", why)
+				lastReason = why
+			}
+			if !sleepCtx(ctx, poll) {
+				return nil
+			}
+			continue
+		}
+		lastReason = ""
+		cctx, ccancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		val, _ := json.Marshal(leaderValue{NodeID: s.cfg.NodeID, Addr: s.cfg.Peers[s.cfg.NodeID]})
+		go func() { done <- el.Campaign(cctx, string(val)) }()
+		var err error
+	wait:
+		for {
+			select {
+			case err = <-done:
+				break wait
+			case <-time.After(poll):
+				if ok, why := e.eligible(ctx, cli); !ok {
+					e.log.Info("withdrawing from the election", "reason", why)
+					ccancel()
+					<-done
+					err = errWithdrawn
+					break wait
+				}
+			case <-ctx.Done():
+				ccancel()
+				<-done
+				return nil
+			}
+		}
+		ccancel()
+		if errors.Is(err, errWithdrawn) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("sidecar: campaigning: %w", err)
+		}
+		if err := e.lead(ctx, cli, el); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var errWithdrawn = errors.New("sidecar: withdrew from the election")
+
+// lead runs after winning the election: it checks that this node may still
+// lead, hands out the next epoch, proclaims it, promotes this node and
+// publishes the ISR until leadership ends. It returns an error to end the
+// session (which resigns).
+func (e *election) lead(ctx context.Context, cli *clientv3.Client, el *concurrency.Election) error {
+	s := e.s
+	if ok, why := e.eligible(ctx, cli); !ok {
+		e.log.Warn("elected but no longer eligible; resigning", "reason", why)
+		return errWithdrawn
+	}
+	gctx, cancel := context.WithTimeout(ctx, e.ttl/2)
+	r, err := cli.Get(gctx, e.key("epoch"))
+	cancel()
+	if err != nil {
+		return fmt.Errorf("sidecar: reading the epoch: %w", err)
+	}
+	var stored uint64
+	if len(r.Kvs) > 0 {
+		stored, _ = strconv.ParseUint(string(r.Kvs[0].Value), 10, 32)
+	}
+	var brokerEpoch uint32
+	if bc, _ := s.currentBroker(); bc != nil {
+		bc.mu.Lock()
+		brokerEpoch = bc.history.lastEpoch()
+		bc.mu.Unlock()
+	}
+	epoch := max(uint32(stored), s.knownEpoch.Load(), s.currentEpoch(), brokerEpoch) + 1
+	mine := clientv3.Compare(clientv3.CreateRevision(el.Key()), "=", el.Rev())
+	gctx, cancel = context.WithTimeout(ctx, e.ttl/2)
+	tr, err := cli.Txn(gctx).If(mine).Then(clientv3.OpPut(e.key("epoch"), strconv.FormatUint(uint64(epoch), 10))).Commit()
+	cancel()
+	if err != nil {
+		return fmt.Errorf("sidecar: storing epoch %d: %w", epoch, err)
+	}
+	if !tr.Succeeded {
+		return errors.New("sidecar: lost the election key before storing the epoch")
+	}
+	val, _ := json.Marshal(leaderValue{NodeID: s.cfg.NodeID, Epoch: epoch, Addr: s.cfg.Peers[s.cfg.NodeID]})
+	gctx, cancel = context.WithTimeout(ctx, e.ttl/2)
+	err = el.Proclaim(gctx, string(val))
+	cancel()
+	if err != nil {
+		return fmt.Errorf("sidecar: proclaiming epoch %d: %w", epoch, err)
+	}
+	e.failovers.Add(1)
+	e.log.Info("won the etcd election", "epoch", epoch)
+	if err := s.switchRole(s.cfg.NodeID, epoch, "won the etcd election"); err != nil {
+		return err
+	}
+	var published []int32
+	var detachedSince time.Time
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		l, _ := s.roles()
+		if l == nil {
+			return errors.New("sidecar: no longer the leader")
+		}
+		l.mu.Lock()
+		isr, lepoch, attached := slices.Clone(l.isr), l.epoch, l.bc != nil
+		l.mu.Unlock()
+		if lepoch != epoch {
+			return fmt.Errorf("sidecar: leading epoch %d, elected for %d", lepoch, epoch)
+		}
+		if !attached {
+			if detachedSince.IsZero() {
+				detachedSince = time.Now()
+			} else if time.Since(detachedSince) > e.ttl {
+				e.log.Error("the broker has been detached for a whole lease TTL; resigning so that another node can lead", "lease_ttl", e.ttl)
+				e.stepDown("broker detached while leading")
+				return errors.New("sidecar: resigned: broker detached")
+			}
+			continue
+		}
+		detachedSince = time.Time{}
+		if slices.Equal(isr, published) {
+			continue
+		}
+		data, _ := json.Marshal(isrValue{LeaderID: s.cfg.NodeID, Epoch: epoch, ISR: isr})
+		gctx, cancel := context.WithTimeout(ctx, e.ttl/2)
+		tr, err := cli.Txn(gctx).If(mine).Then(clientv3.OpPut(e.key("isr"), string(data))).Commit()
+		cancel()
+		if err != nil {
+			e.log.Warn("publishing the ISR failed; retrying", "isr", fmt.Sprint(isr), "error", err)
+			continue
+		}
+		if !tr.Succeeded {
+			e.stepDown("lost the etcd election key")
+			return errors.New("sidecar: lost the election key")
+		}
+		published = isr
+		e.log.Info("published the ISR", "isr", fmt.Sprint(isr), "epoch", epoch)
+	}
+}
+
+// sleepCtx waits d or until ctx is done (false then).
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

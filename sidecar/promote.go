@@ -1,0 +1,303 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	adminv1 "github.com/tandem-io/tandem/gen/tandem/admin/v1"
+)
+
+// Manual promotion and epoch discovery.
+//
+// Promote (tandemctl promote) makes a follower the leader of a new epoch:
+// one more than the highest epoch the node knows of. It is refused with
+// FAILED_PRECONDITION when the node is not in the last ISR it heard from
+// the leader, or its WAL ends before the last commit point it knows (either
+// way it may lack acknowledged writes), unless force is set: an unclean
+// promotion, logged at error level and counted.
+//
+// Discovery: every --epoch-poll-interval each sidecar asks every peer for
+// its status. A node that sees a higher epoch than its own stops taking
+// writes at once (if it led) and follows the leader of that epoch; so
+// followers learn about a promotion, and an old leader that comes back (or
+// was cut off) steps down and repairs its log as a follower. Two leaders in
+// the same epoch cannot come from one promotion; if an operator manages it
+// (two forced promotions at once), the node with the higher id steps down.
+
+// ErrPromote is returned when a promotion is refused.
+var ErrPromote = errors.New("sidecar: promotion refused")
+
+// promoteWait bounds how long Promote waits for the broker to re-attach
+// under the new role before answering.
+const promoteWait = 10 * time.Second
+
+// Promote makes this node the leader of a new epoch.
+func (a *adminServer) Promote(ctx context.Context, req *adminv1.PromoteRequest) (*adminv1.PromoteResponse, error) {
+	epoch, err := a.s.Promote(ctx, req.GetForce())
+	if errors.Is(err, ErrPromote) {
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	if errors.Is(err, ErrClosing) {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	return &adminv1.PromoteResponse{LeaderId: a.s.cfg.NodeID, Epoch: epoch}, nil
+}
+
+// Promote makes this node the leader with epoch = highest known + 1 and
+// returns the new epoch (or the current one when it already leads).
+func (s *Sidecar) Promote(ctx context.Context, force bool) (uint32, error) {
+	if s.cfg.Standalone() {
+		return 0, fmt.Errorf("%w: node %d is standalone (no --peers): it always leads", ErrPromote, s.cfg.NodeID)
+	}
+	if l, _ := s.roles(); l != nil {
+		return s.currentEpoch(), nil
+	}
+	epoch, err := s.promoteCheck(force)
+	if err != nil {
+		return 0, err
+	}
+	bc, _ := s.currentBroker()
+	if err := s.switchRole(s.cfg.NodeID, epoch, "promoted through the admin API"); err != nil {
+		return 0, err
+	}
+	// Answer once the broker re-attached under the new role and got its
+	// leader view (or promoteWait passed).
+	deadline := time.Now().Add(promoteWait)
+	for bc != nil && time.Now().Before(deadline) && ctx.Err() == nil {
+		l, _ := s.roles()
+		if l == nil {
+			return 0, fmt.Errorf("%w: node %d lost leadership right after the promotion (a higher epoch appeared)", ErrPromote, s.cfg.NodeID)
+		}
+		l.mu.Lock()
+		ok := l.bc != nil
+		l.mu.Unlock()
+		if ok {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return epoch, nil
+}
+
+// promoteCheck decides whether this follower may be promoted and returns
+// the new epoch.
+func (s *Sidecar) promoteCheck(force bool) (uint32, error) {
+	_, f := s.roles()
+	if f == nil {
+		return 0, fmt.Errorf("%w: node %d changed role during the promotion; retry", ErrPromote, s.cfg.NodeID)
+	}
+	id := s.cfg.NodeID
+	bc, _ := s.currentBroker()
+	f.mu.Lock()
+	epoch, commit, cluster, applied := f.epoch, f.commit, f.cluster, f.applied
+	f.mu.Unlock()
+	var last uint64
+	var brokerEpoch uint32
+	var problems []string
+	if bc == nil {
+		problems = append(problems, "its broker is not attached (its WAL position is unknown)")
+	} else {
+		bc.mu.Lock()
+		last, brokerEpoch = bc.lastLSN, bc.history.lastEpoch()
+		bc.mu.Unlock()
+		last = max(last, applied)
+	}
+	switch {
+	case cluster == nil:
+		problems = append(problems, "it has not heard an ISR from a leader since it started")
+	case !slices.Contains(cluster.GetIsr(), id):
+		problems = append(problems, fmt.Sprintf("it is not in the last ISR it heard from leader %d (%v)", cluster.GetLeaderId(), cluster.GetIsr()))
+	}
+	if bc != nil && last < commit {
+		problems = append(problems, fmt.Sprintf("its WAL ends at LSN %d, before the last commit point it knows (%d)", last, commit))
+	}
+	next := max(epoch, brokerEpoch, s.knownEpoch.Load()) + 1
+	if len(problems) > 0 {
+		if !force {
+			return 0, fmt.Errorf("%w: node %d is not a safe leader: %s; promoting it could lose acknowledged writes (use --force for an unclean promotion)",
+				ErrPromote, id, joinProblems(problems))
+		}
+		s.uncleanPromotions.Add(1)
+		s.log.Error("UNCLEAN PROMOTION: promoting a node that may lack acknowledged writes; entries only the old leader had will be truncated there when it rejoins",
+			"node_id", id, "epoch", next, "problems", joinProblems(problems), "wal_last_lsn", last, "known_commit_lsn", commit,
+			"unclean_promotions", s.uncleanPromotions.Load())
+	}
+	s.log.Info("promoting this node", "epoch", next, "wal_last_lsn", last, "known_commit_lsn", commit, "force", force)
+	return next, nil
+}
+
+func joinProblems(p []string) string {
+	out := ""
+	for i, x := range p {
+		if i > 0 {
+			out += "; "
+		}
+		out += x
+	}
+	return out
+}
+
+// UncleanPromotions counts forced promotions of nodes that were not known
+// to be in sync since the sidecar started.
+func (s *Sidecar) UncleanPromotions() uint64 { return s.uncleanPromotions.Load() }
+
+// peerView is one peer's answer to a discovery poll.
+type peerView struct {
+	id     int32
+	leader bool
+	epoch  uint32
+	leadID int32
+}
+
+// quietClientOptions are clientOptions without per-call logging: discovery
+// polls every peer every second, and a dead peer is expected there.
+func (s *Sidecar) quietClientOptions() []grpc.DialOption {
+	opts := append(ClientOptions(hclog.NewNullLogger(), s.cfg.MaxMessageBytes), s.metrics.dialOptions()...)
+	if s.tls != nil && s.tls.client != nil {
+		opts = append(opts, grpc.WithTransportCredentials(s.tls.client))
+	}
+	return opts
+}
+
+// peerConns caches one client connection per peer for discovery.
+type peerConns struct {
+	s     *Sidecar
+	mu    sync.Mutex
+	conns map[int32]*grpc.ClientConn
+}
+
+func (pc *peerConns) get(id int32) (*grpc.ClientConn, error) {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if c := pc.conns[id]; c != nil {
+		return c, nil
+	}
+	c, err := grpc.NewClient(pc.s.cfg.Peers[id], pc.s.quietClientOptions()...)
+	if err != nil {
+		return nil, err
+	}
+	if pc.conns == nil {
+		pc.conns = map[int32]*grpc.ClientConn{}
+	}
+	pc.conns[id] = c
+	return c, nil
+}
+
+func (pc *peerConns) close() {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	for _, c := range pc.conns {
+		c.Close()
+	}
+	pc.conns = nil
+}
+
+// pollPeers asks every other peer for its status (at most timeout each, in
+// parallel) and returns the answers.
+func (s *Sidecar) pollPeers(ctx context.Context, pc *peerConns, timeout time.Duration) []peerView {
+	var mu sync.Mutex
+	var out []peerView
+	var wg sync.WaitGroup
+	for id := range s.cfg.Peers {
+		if id == s.cfg.NodeID {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := pc.get(id)
+			if err != nil {
+				return
+			}
+			cctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			st, err := adminv1.NewAdminServiceClient(conn).Status(cctx, &adminv1.StatusRequest{})
+			if err != nil || st.GetClusterId() != s.cfg.ClusterID || st.GetNodeId() != id {
+				return
+			}
+			mu.Lock()
+			out = append(out, peerView{id: id, leader: st.GetRole() == adminv1.Role_ROLE_LEADER, epoch: st.GetEpoch(), leadID: st.GetLeaderId()})
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// newestLeader picks, among the answers, the highest epoch and who leads
+// it (a node that says it leads wins over followers' reports; among leaders
+// of the same epoch the lowest id).
+func newestLeader(views []peerView) (leaderID int32, epoch uint32) {
+	for _, v := range views {
+		id := v.leadID
+		if v.leader {
+			id = v.id
+		}
+		switch {
+		case v.epoch > epoch:
+			leaderID, epoch = id, v.epoch
+		case v.epoch == epoch && v.leader && (leaderID == 0 || v.id < leaderID):
+			leaderID = v.id
+		}
+	}
+	return leaderID, epoch
+}
+
+// discoveryLoop polls the peers and follows a higher epoch when one shows
+// up (see the comment at the top of this file).
+func (s *Sidecar) discoveryLoop() {
+	t := time.NewTicker(s.cfg.EpochPollInterval)
+	defer t.Stop()
+	pc := &peerConns{s: s}
+	defer pc.close()
+	for {
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			return
+		}
+		s.discoverOnce(s.ctx, pc)
+	}
+}
+
+// discoverOnce runs one discovery round.
+func (s *Sidecar) discoverOnce(ctx context.Context, pc *peerConns) {
+	views := s.pollPeers(ctx, pc, max(s.cfg.EpochPollInterval, time.Second))
+	leaderID, epoch := newestLeader(views)
+	if epoch == 0 {
+		return
+	}
+	s.noteEpoch(epoch)
+	mine := s.currentEpoch()
+	l, f := s.roles()
+	switch {
+	case epoch > mine:
+		if leaderID == s.cfg.NodeID {
+			leaderID = 0 // a report about this node's own old term
+		}
+		if err := s.switchRole(leaderID, epoch, fmt.Sprintf("node %d leads epoch %d, newer than this node's %d", leaderID, epoch, mine)); err != nil && !errors.Is(err, ErrClosing) {
+			s.log.Error("following the newer epoch failed", "error", err)
+		}
+	case epoch == mine && l != nil && leaderID != 0 && leaderID < s.cfg.NodeID:
+		s.log.Error("two leaders in one epoch; the node with the higher id steps down", "epoch", epoch, "other_leader", leaderID)
+		if err := s.switchRole(leaderID, epoch, "two leaders in one epoch"); err != nil && !errors.Is(err, ErrClosing) {
+			s.log.Error("stepping down failed", "error", err)
+		}
+	case epoch == mine && f != nil && f.leaderID == 0 && leaderID != 0 && leaderID != s.cfg.NodeID:
+		if err := s.switchRole(leaderID, epoch, fmt.Sprintf("node %d leads epoch %d", leaderID, epoch)); err != nil && !errors.Is(err, ErrClosing) {
+			s.log.Error("following the leader failed", "error", err)
+		}
+	}
+}
