@@ -250,6 +250,26 @@ func TestAdminAPIs(t *testing.T) {
 		lo, err = adm.ListOffsetsAfterMilli(ctxTimeout(t, 10*time.Second), ms(time.Minute), topic)
 		check("by timestamp after every record (kadm reports the end)", lo, err, 10)
 
+		// Inside one (compressed) batch the answer is the exact record, as
+		// in Kafka, not the start of the batch.
+		const inBatch = "adm-times-batch"
+		b.createTopic(inBatch, 1)
+		recs := make([]*kgo.Record, 10)
+		for i := range recs {
+			recs[i] = &kgo.Record{Topic: inBatch, Value: fmt.Appendf(nil, "t%d", i), Timestamp: base.Add(time.Duration(i) * time.Second)}
+		}
+		batcher := b.client(kgo.RecordDeliveryTimeout(0), kgo.ProducerBatchCompression(kgo.SnappyCompression()), kgo.ProducerLinger(100*time.Millisecond))
+		if err := batcher.ProduceSync(ctxTimeout(t, 30*time.Second), recs...).FirstErr(); err != nil {
+			t.Fatalf("produce one batch: %v", err)
+		}
+		lo, err = adm.ListOffsetsAfterMilli(ctxTimeout(t, 10*time.Second), ms(5500*time.Millisecond), inBatch)
+		if err != nil {
+			t.Fatalf("ListOffsets by timestamp in one batch: %v", err)
+		}
+		if o, _ := lo.Lookup(inBatch, 0); o.Offset != 6 {
+			t.Errorf("ListOffsets by timestamp base+5.5s inside one batch of 10: offset %d, want 6", o.Offset)
+		}
+
 		// Consumers see the producer's timestamps.
 		rd := b.client(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 		for i, r := range consumeN(t, rd, 10, 20*time.Second) {

@@ -59,6 +59,7 @@ type stateSnapshot struct {
 	ends       map[string]map[int32]int64
 	records    map[string]map[int32][]string
 	offsets    map[int32]int64 // st-group's committed offsets on st-configs
+	clusterID  string
 }
 
 func snapshot(t *testing.T, b *broker) stateSnapshot {
@@ -79,6 +80,11 @@ func snapshot(t *testing.T, b *broker) stateSnapshot {
 		t.Fatalf("DescribeConfigs st-configs: %v %+v", err, rcs)
 	}
 	s.retention, _, _ = configValue(rcs[0], "retention.ms")
+	md, err := adm.BrokerMetadata(ctxTimeout(t, 10*time.Second))
+	if err != nil {
+		t.Fatalf("Metadata: %v", err)
+	}
+	s.clusterID = md.Cluster
 	offs, err := adm.FetchOffsets(ctxTimeout(t, 10*time.Second), "st-group")
 	if err != nil {
 		t.Fatalf("OffsetFetch st-group: %v", err)
@@ -92,7 +98,7 @@ func snapshot(t *testing.T, b *broker) stateSnapshot {
 }
 
 func (s stateSnapshot) String() string {
-	return fmt.Sprintf("partitions %v, retention.ms %q, end offsets %v, group offsets %v", s.partitions, s.retention, s.ends, s.offsets)
+	return fmt.Sprintf("partitions %v, retention.ms %q, end offsets %v, group offsets %v, cluster id %q", s.partitions, s.retention, s.ends, s.offsets, s.clusterID)
 }
 
 // TestRestartRestoresState changes every kind of state the broker keeps

@@ -43,12 +43,13 @@ type pyConsumeResult struct {
 	TimedOut  bool             `json:"timed_out"`
 }
 
-func pyProduce(t *testing.T, b *broker, topic string, count int, acks, prefix string) pyProduceResult {
+func pyProduce(t *testing.T, b *broker, topic string, count int, acks, prefix string, extra ...string) pyProduceResult {
 	t.Helper()
 	var res pyProduceResult
-	runScript(t, 90*time.Second, &res, python, clientScript(t, "kafka_python_produce.py"),
+	args := []string{python, clientScript(t, "kafka_python_produce.py"),
 		"--bootstrap", b.Addr, "--topic", topic, "--count", strconv.Itoa(count),
-		"--acks", acks, "--prefix", prefix)
+		"--acks", acks, "--prefix", prefix}
+	runScript(t, 90*time.Second, &res, append(args, extra...)...)
 	if res.Sent != count || len(res.Records) != count {
 		t.Fatalf("kafka-python producer reports %d sent (%d records), want %d", res.Sent, len(res.Records), count)
 	}
@@ -68,15 +69,28 @@ func pyConsume(t *testing.T, b *broker, topic string, count int, group string) p
 }
 
 // TestKafkaPythonProduceConsume produces with kafka-python (acks=1 and
-// acks=all) to a topic that the producer's Metadata request auto-creates,
-// and reads everything back with a consumer that has no group_id.
+// acks=all, plain and gzip) to a topic that the producer's Metadata request
+// auto-creates, and reads everything back with a consumer that has no
+// group_id.
 func TestKafkaPythonProduceConsume(t *testing.T) {
 	b := startBroker(t)
-	for _, acks := range []string{"1", "all"} {
-		t.Run("acks="+acks, func(t *testing.T) {
-			topic := "py-acks-" + acks
+	tests := []struct{ acks, compression string }{
+		{"1", ""},
+		{"all", ""},
+		// The only codec python3-kafka supports without extra modules.
+		{"all", "gzip"},
+	}
+	for _, tc := range tests {
+		name := "acks=" + tc.acks
+		var extra []string
+		if tc.compression != "" {
+			name += "," + tc.compression
+			extra = []string{"--compression", tc.compression}
+		}
+		t.Run(name, func(t *testing.T) {
+			topic := "py-acks-" + tc.acks + tc.compression
 			const n = 50
-			prod := pyProduce(t, b, topic, n, acks, "m-")
+			prod := pyProduce(t, b, topic, n, tc.acks, "m-", extra...)
 			// One partition (num.partitions=1): offsets 0..n-1 in send order.
 			for i, r := range prod.Records {
 				if r.Partition != 0 || r.Offset != int64(i) {

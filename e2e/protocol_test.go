@@ -439,3 +439,99 @@ func TestConcurrentProducers(t *testing.T) {
 	}
 	b.requireAlive()
 }
+
+// TestRecordFields: keys, null and empty values, headers and timestamps come
+// back exactly as produced, for every compression codec kgo has.
+func TestRecordFields(t *testing.T) {
+	b := startBroker(t)
+	ts := time.UnixMilli(time.Now().Add(-time.Minute).UnixMilli())
+	sample := []*kgo.Record{
+		{Key: []byte("k1"), Value: []byte("v1"), Headers: []kgo.RecordHeader{{Key: "h", Value: []byte("x")}, {Key: "h", Value: nil}}},
+		{Key: nil, Value: nil},           // a tombstone: null value
+		{Key: []byte{}, Value: []byte{}}, // empty, not null
+		{Key: []byte("k4"), Value: []byte(strings.Repeat("v", 5000)), Timestamp: ts},
+	}
+	codecs := []struct {
+		name  string
+		codec kgo.CompressionCodec
+	}{
+		{"none", kgo.NoCompression()},
+		{"gzip", kgo.GzipCompression()},
+		{"snappy", kgo.SnappyCompression()},
+		{"lz4", kgo.Lz4Compression()},
+		{"zstd", kgo.ZstdCompression()},
+	}
+	for _, c := range codecs {
+		t.Run(c.name, func(t *testing.T) {
+			topic := "fields-" + c.name
+			b.createTopic(topic, 1)
+			cl := b.client(kgo.ProducerBatchCompression(c.codec), kgo.RecordDeliveryTimeout(0),
+				kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+			recs := make([]*kgo.Record, len(sample))
+			for i, r := range sample {
+				cp := *r
+				cp.Topic = topic
+				recs[i] = &cp
+			}
+			if err := cl.ProduceSync(ctxTimeout(t, 30*time.Second), recs...).FirstErr(); err != nil {
+				t.Fatalf("produce: %v", err)
+			}
+			got := consumeN(t, cl, len(sample), 30*time.Second)
+			for i, r := range got {
+				w := sample[i]
+				if (r.Key == nil) != (w.Key == nil) || string(r.Key) != string(w.Key) {
+					t.Errorf("record %d: key %q (nil %v), want %q (nil %v)", i, r.Key, r.Key == nil, w.Key, w.Key == nil)
+				}
+				if (r.Value == nil) != (w.Value == nil) || string(r.Value) != string(w.Value) {
+					t.Errorf("record %d: value of %d bytes (nil %v), want %d bytes (nil %v)", i, len(r.Value), r.Value == nil, len(w.Value), w.Value == nil)
+				}
+				if len(r.Headers) != len(w.Headers) {
+					t.Errorf("record %d: %d headers, want %d", i, len(r.Headers), len(w.Headers))
+				} else {
+					for j := range r.Headers {
+						if r.Headers[j].Key != w.Headers[j].Key || string(r.Headers[j].Value) != string(w.Headers[j].Value) {
+							t.Errorf("record %d header %d: %q=%q, want %q=%q", i, j, r.Headers[j].Key, r.Headers[j].Value, w.Headers[j].Key, w.Headers[j].Value)
+						}
+					}
+				}
+				if !w.Timestamp.IsZero() && !r.Timestamp.Equal(w.Timestamp) {
+					t.Errorf("record %d: timestamp %v, want %v", i, r.Timestamp, w.Timestamp)
+				}
+			}
+		})
+	}
+	b.requireAlive()
+}
+
+// TestUnknownPartition: producing to a partition the topic does not have is
+// refused with UNKNOWN_TOPIC_OR_PARTITION and stores nothing.
+func TestUnknownPartition(t *testing.T) {
+	b := startBroker(t)
+	const topic = "one-partition"
+	b.createTopic(topic, 1)
+	cl := b.client()
+	req := kmsg.NewPtrProduceRequest()
+	req.Acks = -1
+	req.TimeoutMillis = 5000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Partition = 7
+	rp.Records = recordBatch(-1, -1, -1, "lost")
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctxTimeout(t, 10*time.Second), cl.Broker(1))
+	if err != nil {
+		t.Fatalf("Produce: %v", err)
+	}
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		t.Fatalf("Produce response: %+v", resp)
+	}
+	if err := kerr.ErrorForCode(resp.Topics[0].Partitions[0].ErrorCode); !errors.Is(err, kerr.UnknownTopicOrPartition) {
+		t.Errorf("produce to partition 7 of a 1-partition topic: error %v, want UNKNOWN_TOPIC_OR_PARTITION", err)
+	}
+	if ends := b.endOffsets(topic); len(ends) != 1 || ends[0] != 0 {
+		t.Errorf("end offsets %v, want only partition 0 at 0", ends)
+	}
+	b.requireAlive()
+}
