@@ -83,6 +83,13 @@ func (f *follower) followWhileAttached(bc *brokerConn) {
 	defer cancel()
 	stop := context.AfterFunc(bc.ctx, cancel)
 	defer stop()
+	// A broker that led before (its sidecar died, or this node stepped
+	// down) still has a leader view: it must refuse writes before anything
+	// else, and must not take the leader's entries as a leader (role.go).
+	if err := bc.fence(ctx, f.fenceView(bc)); err != nil {
+		f.log.Warn("could not confirm the broker's follower view", "error", err)
+		return
+	}
 	delay := followerMinBackoff
 	for attempt := 1; ctx.Err() == nil; attempt++ {
 		f.s.metrics.streamAttempt()

@@ -341,3 +341,21 @@ func (s *Sidecar) startFailover() {
 		s.goFunc(s.election.run)
 	}
 }
+
+// fenceView is the follower view a broker gets as soon as it attaches to
+// a follower sidecar, before the leader's own cluster update arrives.
+func (f *follower) fenceView(bc *brokerConn) *linkv1.ClusterView {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v := &linkv1.ClusterView{Role: linkv1.Role_ROLE_FOLLOWER, LeaderId: f.leaderID, Epoch: f.epoch}
+	if v.LeaderId == 0 {
+		v.LeaderId = -1
+	}
+	if f.cluster != nil {
+		v.Brokers, v.Isr = f.cluster.GetBrokers(), f.cluster.GetIsr()
+	} else {
+		h := bc.hello
+		v.Brokers = []*linkv1.BrokerInfo{{NodeId: f.s.cfg.NodeID, Host: h.GetAdvertisedHost(), Port: h.GetAdvertisedPort(), Rack: h.GetRack()}}
+	}
+	return v
+}
