@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -32,7 +33,7 @@ func main() {
 		nodeID         = flag.Int("node-id", -1, "this node's id (required)")
 		fsync          = flag.String("fsync", "every-batch", "WAL fsync policy: every-batch (group commit before acks), interval, none")
 		retentionHours = flag.Int64("log-retention-hours", 168, "delete WAL segments older than this (log.retention.hours); -1 keeps them")
-		metricsListen  = flag.String("metrics-listen", "", "serve Prometheus /metrics on this address (off when empty)")
+		metricsListen  = flag.String("metrics-listen", "", "serve Prometheus /metrics (and Go profiles under /debug/pprof/) on this address (off when empty)")
 		logLevel       = flag.String("log-level", "info", "trace, debug, info, warn or error")
 		logJSON        = flag.Bool("log-json", false, "log one JSON object per line")
 		minISR         = flag.Int("min-insync-replicas", int(cfg.MinInsyncReplicas), "default min.insync.replicas of topics")
@@ -96,6 +97,10 @@ func run(ctx context.Context, cfg broker.Config, metricsListen string) error {
 	if metricsListen != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(b.Registry(), promhttp.HandlerOpts{}))
+		// Go profiles for diagnosing a slow broker: go tool pprof http://ADDR/debug/pprof/profile
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/heap", pprof.Index)
 		srv = &http.Server{Addr: metricsListen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
