@@ -1,0 +1,156 @@
+package e2e
+
+import (
+	"fmt"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	adminv1 "github.com/tandem-io/tandem/gen/tandem/admin/v1"
+	"github.com/tandem-io/tandem/internal/testutil"
+)
+
+// Failover with real processes (DESIGN.md decision 9, issue 5): manual
+// promotion after the leader dies, and an old leader whose log diverged
+// rejoining and truncating its unreplicated tail.
+
+// failoverSidecarFlags: short lag bound and a fast epoch poll, so that the
+// tests run in seconds.
+func failoverSidecarFlags() []string {
+	return []string{"--replica-lag-time-max", "2s", "--epoch-poll-interval", "250ms"}
+}
+
+// plain: uncompressed batches, so that readAllFrom can decode them.
+var plain = kgo.ProducerBatchCompression(kgo.NoCompression())
+
+// promoteNode runs `tandemctl promote` against node id.
+func (c *cluster) promoteNode(id int, extra ...string) (string, error) {
+	args := append([]string{"--sidecar", c.node(id).sidecar, "--timeout", "30s", "promote"}, extra...)
+	out, err := exec.Command(testutil.Bin(c.t, "tandemctl"), args...).CombinedOutput()
+	return string(out), err
+}
+
+// waitRole waits until node id's sidecar reports role, leader and epoch,
+// linked to its broker.
+func (c *cluster) waitRole(timeout time.Duration, id int, role adminv1.Role, leader int32, epoch uint32) {
+	c.t.Helper()
+	testutil.Eventually(c.t, timeout, func() error {
+		st, err := c.status(id)
+		if err != nil {
+			return err
+		}
+		if st.Role != role || st.LeaderId != leader || st.Epoch != epoch || !st.Linked {
+			return fmt.Errorf("node %d: role %v leader %d epoch %d linked %v; want %v of %d in epoch %d",
+				id, st.Role, st.LeaderId, st.Epoch, st.Linked, role, leader, epoch)
+		}
+		return nil
+	})
+}
+
+// peersArg is the --peers value of tandemctl verify for some nodes.
+func (c *cluster) peersArg(ids ...int) string {
+	var parts []string
+	for _, id := range ids {
+		parts = append(parts, fmt.Sprintf("%d=%s", id, c.node(id).sidecar))
+	}
+	return strings.Join(parts, ",")
+}
+
+// rangeValues returns "prefix-from" .. "prefix-(to-1)".
+func rangeValues(prefix string, from, to int) []string {
+	var out []string
+	for i := from; i < to; i++ {
+		out = append(out, fmt.Sprintf("%s-%d", prefix, i))
+	}
+	return out
+}
+
+// readValues reads topic/0 on node id up to its high watermark.
+func readValues(t *testing.T, c *cluster, id int, topic string) []string {
+	t.Helper()
+	var out []string
+	for _, r := range readAllFrom(t, c, id, topic) {
+		out = append(out, r.value)
+	}
+	return out
+}
+
+func TestManualFailover(t *testing.T) {
+	c := startCluster(t, clusterOpts{sidecarFlags: failoverSidecarFlags()})
+	const topic = "failover"
+	c.createTopic(topic)
+	first := rangeValues("v", 0, 50)
+	produceSync(t, kclient(t, c.kafkaAddrs(), plain), topic, first)
+	c.caughtUp(30*time.Second, 1, 2, 3)
+
+	c.node(1).killPair()
+	out, err := c.promoteNode(2)
+	if err != nil || !strings.Contains(out, "node 2 is leader in epoch 2") {
+		t.Fatalf("tandemctl promote: %v\n%s", err, out)
+	}
+	c.waitRole(30*time.Second, 2, adminv1.Role_ROLE_LEADER, 2, 2)
+	c.waitRole(30*time.Second, 3, adminv1.Role_ROLE_FOLLOWER, 2, 2)
+
+	second := rangeValues("v", 50, 100)
+	produceSync(t, kclient(t, []string{c.node(2).kafka, c.node(3).kafka}, plain), topic, second)
+	c.caughtUp(30*time.Second, 2, 3)
+	want := append(slices.Clone(first), second...)
+	if got := readValues(t, c, 3, topic); !slices.Equal(got, want) {
+		t.Fatalf("node 3 has %d values %v..., want the 100 produced", len(got), got[:min(len(got), 5)])
+	}
+	t.Log(c.mustVerify(2, "--peers", c.peersArg(2, 3)))
+
+	// The old leader comes back (its sidecar still says --leader 1): it
+	// learns epoch 2 from its peers, follows node 2 and catches up.
+	c.node(1).startPair()
+	c.waitRole(30*time.Second, 1, adminv1.Role_ROLE_FOLLOWER, 2, 2)
+	c.caughtUp(30*time.Second, 2, 1, 3)
+	testutil.Eventually(t, 30*time.Second, func() error { return c.inSync(2) })
+	t.Log(c.mustVerify(2, "--peers", c.peersArg(1, 2, 3)))
+	if got := readValues(t, c, 1, topic); !slices.Equal(got, want) {
+		t.Fatalf("node 1 has %d values after rejoining, want the 100 produced", len(got))
+	}
+}
+
+func TestDivergedLeaderTruncatesOnRejoin(t *testing.T) {
+	c := startCluster(t, clusterOpts{sidecarFlags: failoverSidecarFlags()})
+	const topic = "diverge"
+	c.createTopic(topic)
+	acked := rangeValues("acked", 0, 20)
+	produceSync(t, kclient(t, c.kafkaAddrs(), plain), topic, acked)
+	c.caughtUp(30*time.Second, 1, 2, 3)
+
+	// Cut the leader off: its sidecar dies, its broker keeps its leader
+	// view and takes acks=1 writes that reach nobody.
+	c.node(1).side.Kill()
+	lost := rangeValues("lost", 0, 10)
+	produceSync(t, kclient(t, []string{c.node(1).kafka}, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(), plain), topic, lost)
+
+	out, err := c.promoteNode(2)
+	if err != nil {
+		t.Fatalf("tandemctl promote: %v\n%s", err, out)
+	}
+	c.waitRole(30*time.Second, 2, adminv1.Role_ROLE_LEADER, 2, 2)
+	more := rangeValues("acked", 20, 30)
+	produceSync(t, kclient(t, []string{c.node(2).kafka, c.node(3).kafka}, plain), topic, more)
+
+	// Heal: node 1's sidecar comes back, learns epoch 2, fences its broker
+	// and truncates the 10 entries nobody else has.
+	c.node(1).side.MustRestart()
+	c.waitRole(30*time.Second, 1, adminv1.Role_ROLE_FOLLOWER, 2, 2)
+	c.caughtUp(30*time.Second, 2, 1, 3)
+	t.Log(c.mustVerify(2, "--peers", c.peersArg(1, 2, 3)))
+	want := append(slices.Clone(acked), more...)
+	for _, id := range []int{1, 2, 3} {
+		if got := readValues(t, c, id, topic); !slices.Equal(got, want) {
+			t.Fatalf("node %d has %v, want the 30 acknowledged values", id, got)
+		}
+	}
+	if log := c.node(1).side.Log(); !strings.Contains(log, "truncating") || !strings.Contains(log, "dropped_entries=") {
+		t.Errorf("node 1's sidecar did not log the truncation:\n%s", c.node(1).side.LogTail(40))
+	}
+}
