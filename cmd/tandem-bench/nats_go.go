@@ -1,0 +1,230 @@
+package main
+
+// natsgo: the JetStream side of scripts/bench-compare.sh, driven through
+// the official nats.go client (github.com/nats-io/nats.go/jetstream), so
+// that the comparison with Tandem uses the client NATS users run.
+//
+//	tandem-bench natsgo --server nats://127.0.0.1:4222 --mode async|sync \
+//	    --replicas 3 --record-bytes 1024 --duration 20s --out FILE
+//
+// async: PublishAsync with at most --max-pending PubAcks outstanding (the
+// client's own window); throughput is PubAcks received per second and
+// latency is publish call to PubAck. sync: Publish, one message at a time
+// (the lowest load there is); latency is the round trip of each message.
+// The stream (--stream, deleted and created again) uses file storage and
+// --replicas replicas; a PubAck means the message is stored on a quorum.
+//
+// main.go's command switch belongs to cmd/tandem-bench's owner; until it
+// lists "natsgo" and "natsgo-compare" (nats_compare.go), the init function
+// below dispatches them.
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tandem-io/tandem/internal/logging"
+)
+
+func init() {
+	if len(os.Args) < 2 || (os.Args[1] != "natsgo" && os.Args[1] != "natsgo-compare") {
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	var err error
+	if os.Args[1] == "natsgo" {
+		err = runNATSGo(ctx, os.Args[2:], logging.New(logging.Options{Name: "tandem-bench", Level: "warn"}))
+	} else {
+		err = runNATSCompare(ctx, os.Args[2:])
+	}
+	stop()
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case errors.Is(err, errUsage):
+		fmt.Fprintln(os.Stderr, "tandem-bench:", err)
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "tandem-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func runNATSGo(ctx context.Context, args []string, log hclog.Logger) error {
+	cfg := JetStreamConfig{Stream: "BENCH", Replicas: 3, RecordBytes: 1024, Duration: 20 * time.Second,
+		Warmup: time.Second, Mode: "async", MaxPending: 4000}
+	fs := flag.NewFlagSet("natsgo", flag.ContinueOnError)
+	fs.StringVar(&cfg.Server, "server", "nats://127.0.0.1:4222", "NATS server URLs of the cluster, comma separated")
+	fs.StringVar(&cfg.Stream, "stream", cfg.Stream, "stream name (deleted and created again)")
+	fs.IntVar(&cfg.Replicas, "replicas", cfg.Replicas, "stream replicas")
+	fs.IntVar(&cfg.RecordBytes, "record-bytes", cfg.RecordBytes, "message payload bytes")
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "measured window")
+	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "unmeasured publishing before the window")
+	fs.StringVar(&cfg.Mode, "mode", cfg.Mode, "async (PublishAsync, window of --max-pending) or sync (Publish, one at a time)")
+	fs.IntVar(&cfg.MaxPending, "max-pending", cfg.MaxPending, "async: PubAcks outstanding at most")
+	name := fs.String("name", "", "result name (report row)")
+	label := fs.String("label", "", "result label")
+	jsonOut := fs.Bool("json", false, "print the result as JSON instead of text")
+	out := fs.String("out", "", "also write the JSON result to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if cfg.Mode != "async" && cfg.Mode != "sync" {
+		return fmt.Errorf("%w: --mode must be async or sync", errUsage)
+	}
+	if cfg.Duration <= 0 || cfg.MaxPending < 1 || cfg.Replicas < 1 {
+		return fmt.Errorf("%w: --duration, --max-pending and --replicas must be positive", errUsage)
+	}
+	r, err := natsGoPublish(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	r.Name, r.Label = *name, *label
+	if r.Name == "" {
+		r.Name = "natsgo-" + cfg.Mode
+	}
+	if r.Label == "" {
+		r.Label = fmt.Sprintf("JetStream R%d file, nats.go %s publish", cfg.Replicas, cfg.Mode)
+	}
+	return emit(r, *jsonOut, *out)
+}
+
+// pending is one async publish awaiting its PubAck.
+type pending struct {
+	f    jetstream.PubAckFuture
+	sent time.Time
+}
+
+func natsGoPublish(ctx context.Context, cfg JetStreamConfig, log hclog.Logger) (*Result, error) {
+	nc, err := nats.Connect(cfg.Server, nats.Name("tandem-bench"))
+	if err != nil {
+		return nil, fmt.Errorf("%w: connect %s: %w", errNATS, cfg.Server, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(cfg.MaxPending))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errNATS, err)
+	}
+	subject := "bench." + strings.ToLower(cfg.Stream)
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := js.DeleteStream(sctx, cfg.Stream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		log.Warn("deleting the old stream", "stream", cfg.Stream, "error", err)
+	}
+	if _, err := js.CreateStream(sctx, jetstream.StreamConfig{
+		Name: cfg.Stream, Subjects: []string{subject}, Replicas: cfg.Replicas, Storage: jetstream.FileStorage,
+	}); err != nil {
+		return nil, fmt.Errorf("%w: create stream %s (R%d, file): %w", errNATS, cfg.Stream, cfg.Replicas, err)
+	}
+	payload := make([]byte, cfg.RecordBytes)
+	_, _ = rand.Read(payload)
+
+	var (
+		h        Histogram
+		records  atomic.Int64
+		errs     atomic.Int64
+		lastAck  time.Time
+		firstErr string
+		mu       sync.Mutex // lastAck, firstErr
+	)
+	start := time.Now()
+	measureFrom := start.Add(cfg.Warmup)
+	end := measureFrom.Add(cfg.Duration)
+	done := func(sent time.Time, err error) {
+		at := time.Now()
+		if err != nil {
+			errs.Add(1)
+			mu.Lock()
+			if firstErr == "" {
+				firstErr = err.Error()
+			}
+			mu.Unlock()
+			return
+		}
+		if sent.Before(measureFrom) {
+			return
+		}
+		h.Record(at.Sub(sent))
+		records.Add(1)
+		mu.Lock()
+		lastAck = at
+		mu.Unlock()
+	}
+
+	if cfg.Mode == "sync" {
+		for time.Now().Before(end) && ctx.Err() == nil {
+			sent := time.Now()
+			pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
+			_, err := js.Publish(pctx, subject, payload)
+			pcancel()
+			done(sent, err)
+		}
+	} else {
+		// The futures complete in about the order they were published;
+		// one goroutine waits for them in that order.
+		q := make(chan pending, cfg.MaxPending)
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range q {
+				select {
+				case <-p.f.Ok():
+					done(p.sent, nil)
+				case err := <-p.f.Err():
+					done(p.sent, err)
+				case <-time.After(30 * time.Second):
+					done(p.sent, fmt.Errorf("%w: no PubAck within 30s", errNATS))
+				}
+			}
+		}()
+		for time.Now().Before(end) && ctx.Err() == nil {
+			sent := time.Now()
+			f, err := js.PublishAsync(subject, payload) // blocks while MaxPending are outstanding
+			if err != nil {
+				done(sent, err)
+				if errors.Is(err, nats.ErrConnectionClosed) {
+					break
+				}
+				continue
+			}
+			q <- pending{f: f, sent: sent}
+		}
+		close(q)
+		wg.Wait()
+	}
+
+	r := &Result{
+		Kind:        "jetstream",
+		RecordBytes: cfg.RecordBytes,
+		Producers:   1,
+		Records:     records.Load(),
+		Bytes:       records.Load() * int64(cfg.RecordBytes),
+		Latency:     h.Summary(),
+		Errors:      errs.Load(),
+		FirstError:  firstErr,
+		Note: fmt.Sprintf("nats.go %s; stream %s, file storage, %d replicas, %s publish (%d PubAcks outstanding at most); latency = publish to PubAck",
+			nats.Version, cfg.Stream, cfg.Replicas, cfg.Mode, map[bool]int{true: 1, false: cfg.MaxPending}[cfg.Mode == "sync"]),
+	}
+	if !lastAck.IsZero() {
+		if win := lastAck.Sub(measureFrom); win > 0 {
+			r.DurationSec = win.Seconds()
+			r.MBps = float64(r.Bytes) / MB / win.Seconds()
+			r.RecordsPerSec = float64(r.Records) / win.Seconds()
+		}
+	}
+	return r, nil
+}
