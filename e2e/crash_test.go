@@ -41,7 +41,7 @@ func (a *ackTracker) count() int {
 }
 
 // TestCrashRecovery kills the broker with SIGKILL in the middle of an acks=all
-// produce load and restarts it on the same data directory. The producer
+// produce load and restarts it on the same data directory, three times. The producer
 // (franz-go, idempotent) keeps running across the crash. Afterwards every
 // acknowledged value is readable, each exactly once, in production order
 // within its partition; and the consumer group offsets committed before the
@@ -95,21 +95,27 @@ func TestCrashRecovery(t *testing.T) {
 		}
 	}()
 
-	testutil.Eventually(t, 60*time.Second, func() error {
-		if n := acks.count(); n < 3000 {
-			return fmt.Errorf("%d records acknowledged before the crash, waiting for 3000", n)
-		}
-		return nil
-	})
-	b.kill()
-	ackedAtKill := acks.count()
-	t.Logf("SIGKILL with %d records acknowledged", ackedAtKill)
-
-	b.restart()
+	// Three crashes in a row, each once the producer has had 3000 more
+	// records acknowledged (so each restart also recovers a log that was
+	// being written at full speed).
+	const rounds = 3
+	for round := 1; round <= rounds; round++ {
+		target := acks.count() + 3000
+		testutil.Eventually(t, 60*time.Second, func() error {
+			if n := acks.count(); n < target {
+				return fmt.Errorf("crash %d: %d records acknowledged, waiting for %d: the producer is not making progress", round, n, target)
+			}
+			return nil
+		})
+		b.kill()
+		t.Logf("SIGKILL %d with %d records acknowledged", round, acks.count())
+		b.restart()
+	}
 	// The producer must get going again against the restarted broker.
+	ackedAtLastKill := acks.count()
 	testutil.Eventually(t, 60*time.Second, func() error {
-		if n := acks.count(); n < ackedAtKill+2000 {
-			return fmt.Errorf("%d records acknowledged (%d at the crash): the producer is not making progress after the restart", n, ackedAtKill)
+		if n := acks.count(); n < ackedAtLastKill+2000 {
+			return fmt.Errorf("%d records acknowledged (%d at the last crash): the producer is not making progress after the restart", n, ackedAtLastKill)
 		}
 		return nil
 	})
