@@ -50,7 +50,8 @@ type Config struct {
 	// unset; it is required when there is more than one peer and no etcd.
 	LeaderID int32
 	// EtcdEndpoints enables automatic leader election through etcd
-	// (election.go). --leader is then not needed: the election decides.
+	// (election.go). --leader is then optional: the election decides, and
+	// the --leader node only gets a head start in a brand-new cluster.
 	EtcdEndpoints []string
 	// EtcdPrefix is the key prefix of this cluster's election and ISR keys.
 	// Default "/tandem/<cluster-id>/".
@@ -171,8 +172,10 @@ func (c *Config) Validate() error {
 		return bad("--peers does not list this node (%d)", c.NodeID)
 	}
 	if len(c.Peers) > 1 && len(c.EtcdEndpoints) > 0 {
-		if c.LeaderID != 0 {
-			return bad("--leader and --etcd-endpoints exclude each other: with etcd the election picks the leader")
+		// With etcd, --leader is only the preferred first leader of a new
+		// cluster (election.go).
+		if _, ok := c.Peers[c.LeaderID]; c.LeaderID != 0 && !ok {
+			return bad("--leader %d is not in --peers", c.LeaderID)
 		}
 	} else if len(c.Peers) > 1 {
 		if c.LeaderID == 0 {

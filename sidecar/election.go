@@ -83,6 +83,7 @@ type election struct {
 	ttl time.Duration
 
 	lastRenew atomic.Int64 // UnixNano when the last successful renewal was sent
+	started   atomic.Bool  // the first campaign happened (headStart)
 	failovers atomic.Uint64
 }
 
@@ -292,6 +293,7 @@ func (e *election) campaignLoop(ctx context.Context, cli *clientv3.Client, el *c
 	s := e.s
 	poll := 200 * time.Millisecond
 	lastReason := ""
+	e.headStart(ctx, cli)
 	for ctx.Err() == nil {
 		ok, why := e.eligible(ctx, cli)
 		if !ok {
@@ -344,6 +346,25 @@ func (e *election) campaignLoop(ctx context.Context, cli *clientv3.Client, el *c
 }
 
 var errWithdrawn = errors.New("sidecar: withdrew from the election")
+
+// headStart gives the --leader node of a brand-new cluster (no ISR ever
+// published) a head start of one lease TTL: the other nodes wait that long
+// before they campaign, so the first leader is the one the operator named
+// unless it is down.
+func (e *election) headStart(ctx context.Context, cli *clientv3.Client) {
+	s := e.s
+	if s.cfg.LeaderID == 0 || s.cfg.LeaderID == s.cfg.NodeID || e.started.Swap(true) {
+		return
+	}
+	gctx, cancel := context.WithTimeout(ctx, e.ttl/2)
+	r, err := cli.Get(gctx, e.key("isr"), clientv3.WithCountOnly())
+	cancel()
+	if err != nil || r.Count > 0 {
+		return
+	}
+	e.log.Info("new cluster: giving the --leader node a head start in the election", "leader", s.cfg.LeaderID, "wait", e.ttl)
+	sleepCtx(ctx, e.ttl)
+}
 
 // lead runs after winning the election: it checks that this node may still
 // lead, hands out the next epoch, proclaims it, promotes this node and

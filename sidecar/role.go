@@ -229,7 +229,10 @@ func (s *Sidecar) switchRole(leaderID int32, epoch uint32, reason string) error 
 		if leaderID == 0 {
 			v.LeaderId = -1
 		}
-		if err := bc.fence(s.ctx, v); err != nil {
+		fctx, fcancel := context.WithTimeout(s.ctx, fenceTimeout)
+		err := bc.fence(fctx, v)
+		fcancel()
+		if err != nil {
 			s.log.Error("could not confirm that the broker stopped taking writes; closing its link (it keeps the follower view it was sent, if it got it)", "error", err)
 		} else {
 			s.log.Info("broker fenced: it refuses writes from now on", "epoch", v.Epoch)
@@ -251,6 +254,11 @@ func (s *Sidecar) switchRole(leaderID int32, epoch uint32, reason string) error 
 	}
 	return nil
 }
+
+// fenceTimeout bounds the wait for a broker to confirm its follower view
+// when stepping down (a frozen broker must not block the role change; it
+// gets the view again when it re-attaches).
+const fenceTimeout = 2 * time.Second
 
 // fence sends the broker view v through the ordered queue and waits until
 // the broker has applied it: the broker handles a cluster view before it

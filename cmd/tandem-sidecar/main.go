@@ -67,8 +67,8 @@ func parseFlags(args []string) (sidecar.Config, logging.Options, error) {
 	var (
 		nodeID   = fs.Int("node-id", 0, "this node's id (required; the same as its broker's)")
 		peers    = fs.String("peers", "", "every node's sidecar address: 1=HOST:PORT,2=HOST:PORT,... (this node included)")
-		leader   = fs.Int("leader", 0, "node id of the static leader (required with more than one peer)")
-		etcd     = fs.String("etcd-endpoints", "", "etcd URLs (comma-separated) for automatic leader election; excludes --leader")
+		leader   = fs.Int("leader", 0, "node id of the static leader (required with more than one peer and no etcd)")
+		etcd     = fs.String("etcd-endpoints", "", "etcd URLs (comma-separated) for automatic leader election; --leader then only names the first leader of a new cluster")
 		logLevel = fs.String("log-level", "info", "trace, debug, info, warn or error")
 		logJSON  = fs.Bool("log-json", false, "log one JSON object per line")
 	)

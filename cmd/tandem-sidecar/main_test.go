@@ -24,7 +24,7 @@ func TestParseFlags(t *testing.T) {
 		args []string
 		want error
 	}{
-		{"etcd excludes --leader", append(base, "--etcd-endpoints", "http://127.0.0.1:2379"), sidecar.ErrConfig},
+		{"etcd lease too short", append(base, "--etcd-endpoints", "http://127.0.0.1:2379", "--lease-ttl", "1s"), sidecar.ErrConfig},
 		{"no cluster id", []string{"--node-id", "1", "--broker-socket", "/s", "--listen", "127.0.0.1:1"}, sidecar.ErrConfig},
 		{"bad peers", append(base[:len(base)-4:len(base)-4], "--peers", "1:9192"), sidecar.ErrConfig},
 		{"leader not a peer", append(base, "--leader", "9"), sidecar.ErrConfig},

@@ -1,0 +1,388 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	adminv1 "github.com/tandem-io/tandem/gen/tandem/admin/v1"
+	"github.com/tandem-io/tandem/internal/testutil"
+)
+
+// Automatic failover through a real etcd (issue 5), and a Jepsen-style run:
+// acks=all producers with unique values and min.insync.replicas=2 while a
+// nemesis kills and freezes leaders and followers. At the end every
+// acknowledged value must be read exactly once and every node's WAL must be
+// identical.
+
+// etcdLeaseTTL is --lease-ttl in these tests: a dead leader is replaced
+// within about this long.
+const etcdLeaseTTL = 2 * time.Second
+
+// startEtcd runs a one-member etcd on free 127.0.0.1 ports with a temp data
+// dir and returns its client URL.
+func startEtcd(t *testing.T) string {
+	t.Helper()
+	client, peer := testutil.FreeAddr(t), testutil.FreeAddr(t)
+	cu, pu := "http://"+client, "http://"+peer
+	testutil.Start(t, testutil.ProcessConfig{
+		Name: "etcd",
+		Path: "/usr/bin/etcd",
+		Args: []string{
+			"--name", "e2e", "--data-dir", filepath.Join(t.TempDir(), "etcd"),
+			"--listen-client-urls", cu, "--advertise-client-urls", cu,
+			"--listen-peer-urls", pu, "--initial-advertise-peer-urls", pu,
+			"--initial-cluster", "e2e=" + pu, "--log-level", "warn",
+		},
+	})
+	testutil.WaitTCPFor(t, client, 20*time.Second)
+	return cu
+}
+
+// etcdSidecarFlags are the sidecar flags of a cluster with automatic
+// failover through the etcd at url.
+func etcdSidecarFlags(url string) []string {
+	return []string{"--etcd-endpoints", url, "--lease-ttl", etcdLeaseTTL.String(),
+		"--replica-lag-time-max", "2s", "--epoch-poll-interval", "250ms"}
+}
+
+// leaderNow returns the node that says it leads (with the highest epoch)
+// and is linked to its broker, or 0. Nodes that do not answer within
+// timeout count as not leading.
+func (c *cluster) leaderNow(timeout time.Duration) (int, uint32) {
+	type res struct {
+		id int
+		st *adminv1.StatusResponse
+	}
+	ch := make(chan res, len(c.nodes))
+	for _, n := range c.nodes {
+		go func() {
+			st, _ := c.statusWithin(n.id, timeout)
+			ch <- res{n.id, st}
+		}()
+	}
+	best, epoch := 0, uint32(0)
+	for range c.nodes {
+		r := <-ch
+		if r.st != nil && r.st.Role == adminv1.Role_ROLE_LEADER && r.st.Linked && r.st.Epoch > epoch {
+			best, epoch = r.id, r.st.Epoch
+		}
+	}
+	return best, epoch
+}
+
+// statusWithin is status with a bounded wait (a frozen sidecar must not
+// stall the monitor).
+func (c *cluster) statusWithin(id int, timeout time.Duration) (*adminv1.StatusResponse, error) {
+	type res struct {
+		st  *adminv1.StatusResponse
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		st, err := c.status(id)
+		ch <- res{st, err}
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		return r.st, r.err
+	case <-t.C:
+		return nil, fmt.Errorf("node %d: no status within %s", id, timeout)
+	}
+}
+
+// waitLeader waits until some node leads, linked, and returns it.
+func (c *cluster) waitLeader(timeout time.Duration) (int, uint32) {
+	c.t.Helper()
+	var id int
+	var epoch uint32
+	testutil.Eventually(c.t, timeout, func() error {
+		id, epoch = c.leaderNow(time.Second)
+		if id == 0 {
+			return fmt.Errorf("no leader")
+		}
+		return nil
+	})
+	return id, epoch
+}
+
+func TestAutomaticFailover(t *testing.T) {
+	url := startEtcd(t)
+	c := startCluster(t, clusterOpts{sidecarFlags: etcdSidecarFlags(url)})
+	const topic = "auto-failover"
+	c.createTopic(topic)
+	first := rangeValues("v", 0, 20)
+	produceSync(t, kclient(t, c.kafkaAddrs(), plain), topic, first)
+	c.caughtUp(30*time.Second, 1, 2, 3)
+
+	killed := time.Now()
+	c.node(1).killPair()
+	// The time until another node leads, and until the first acks=all
+	// write is acknowledged (a client that refreshes metadata every
+	// 250ms), measure the failover.
+	var id int
+	var epoch uint32
+	testutil.Eventually(t, 30*time.Second, func() error {
+		if id, epoch = c.leaderNow(100 * time.Millisecond); id == 0 || id == 1 {
+			return fmt.Errorf("no new leader yet")
+		}
+		return nil
+	})
+	elected := time.Since(killed)
+	prod := kclient(t, []string{c.node(2).kafka, c.node(3).kafka}, plain, kgo.MetadataMinAge(250*time.Millisecond))
+	second := rangeValues("v", 20, 40)
+	produceSync(t, prod, topic, second[:1])
+	failover := time.Since(killed)
+	t.Logf("failover: node %d leads epoch %d %s after SIGKILL of the leader; first acknowledged write after %s (lease TTL %s)",
+		id, epoch, elected.Round(time.Millisecond), failover.Round(time.Millisecond), etcdLeaseTTL)
+	if id == 1 || epoch < 2 {
+		t.Fatalf("leader after failover: node %d epoch %d", id, epoch)
+	}
+	produceSync(t, prod, topic, second[1:])
+
+	c.node(1).startPair()
+	c.waitRole(30*time.Second, 1, adminv1.Role_ROLE_FOLLOWER, int32(id), epoch)
+	testutil.Eventually(t, 30*time.Second, func() error { return c.inSync(id) })
+	c.caughtUp(30*time.Second, id, 1, 2, 3)
+	t.Log(c.mustVerify(id))
+	want := append(slices.Clone(first), second...)
+	if got := readValues(t, c, 1, topic); !slices.Equal(got, want) {
+		t.Fatalf("node 1 has %d values, want the 40 produced", len(got))
+	}
+}
+
+// jepsenDuration is how long the nemesis runs: $TANDEM_JEPSEN_DURATION
+// (a Go duration), default two minutes.
+func jepsenDuration(t *testing.T) time.Duration {
+	d := 2 * time.Minute
+	if s := os.Getenv("TANDEM_JEPSEN_DURATION"); s != "" {
+		v, err := time.ParseDuration(s)
+		if err != nil || v <= 0 {
+			t.Fatalf("TANDEM_JEPSEN_DURATION=%q: %v", s, err)
+		}
+		d = v
+	}
+	return d
+}
+
+// jepsenResult is what the run prints.
+type jepsenResult struct {
+	ops, acked, failed, lost, dup int
+	failovers                     int
+	longestNoLeader               time.Duration
+	faults                        []string
+}
+
+func TestJepsenFailover(t *testing.T) {
+	dur := jepsenDuration(t)
+	url := startEtcd(t)
+	c := startCluster(t, clusterOpts{
+		brokerFlags:  []string{"--min-insync-replicas", "2"},
+		sidecarFlags: etcdSidecarFlags(url),
+	})
+	const topic = "jepsen"
+	c.createTopic(topic)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	var res jepsenResult
+	var mu sync.Mutex // guards acked and res counters below
+	acked := map[string]bool{}
+	var ops, failed atomic.Int64
+
+	// Producers: acks=all (kgo's default, idempotent), one record at a
+	// time with a unique value. A record whose fate is unknown (error,
+	// timeout) is not acknowledged; the client is replaced after an error.
+	for p := 0; p < 3; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			newClient := func() *kgo.Client {
+				cl, err := kgo.NewClient(kgo.SeedBrokers(c.kafkaAddrs()...), kgo.ClientID(fmt.Sprintf("jepsen-%d", p)),
+					kgo.RecordDeliveryTimeout(8*time.Second), kgo.RequestTimeoutOverhead(3*time.Second),
+					kgo.RetryTimeout(8*time.Second), kgo.MetadataMinAge(250*time.Millisecond),
+					kgo.ProducerBatchCompression(kgo.NoCompression()))
+				if err != nil {
+					t.Errorf("kgo.NewClient: %v", err)
+				}
+				return cl
+			}
+			cl := newClient()
+			defer func() { cl.Close() }()
+			for n := 0; ctx.Err() == nil; n++ {
+				v := fmt.Sprintf("p%d-%d", p, n)
+				pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+				err := cl.ProduceSync(pctx, &kgo.Record{Topic: topic, Value: []byte(v)}).FirstErr()
+				pcancel()
+				ops.Add(1)
+				if err != nil {
+					failed.Add(1)
+					cl.Close()
+					cl = newClient()
+					continue
+				}
+				mu.Lock()
+				acked[v] = true
+				mu.Unlock()
+			}
+		}()
+	}
+
+	// Monitor: who leads, how often it changes, longest time with no
+	// leader.
+	var failovers atomic.Int64
+	var longest atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		lastLeader, lastEpoch := c.leaderNow(time.Second)
+		var since time.Time
+		for ctx.Err() == nil {
+			id, epoch := c.leaderNow(300 * time.Millisecond)
+			now := time.Now()
+			if id == 0 {
+				if since.IsZero() {
+					since = now
+				}
+				if d := now.Sub(since); int64(d) > longest.Load() {
+					longest.Store(int64(d))
+				}
+			} else {
+				since = time.Time{}
+				if epoch > lastEpoch {
+					if lastEpoch != 0 {
+						failovers.Add(1)
+						t.Logf("leader: node %d epoch %d (was node %d epoch %d)", id, epoch, lastLeader, lastEpoch)
+					}
+					lastLeader, lastEpoch = id, epoch
+				}
+			}
+			sleepOrDone(ctx, 100*time.Millisecond)
+		}
+	}()
+
+	// Nemesis: one fault at a time, then recovery.
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 5))
+	deadline := time.Now().Add(dur)
+	for time.Now().Before(deadline) {
+		leader, _ := c.waitLeader(60 * time.Second)
+		target := leader
+		who := "leader"
+		if rng.IntN(2) == 0 {
+			for target == leader {
+				target = 1 + rng.IntN(len(c.nodes))
+			}
+			who = "follower"
+		}
+		n := c.node(target)
+		down := time.Duration(2000+rng.IntN(3000)) * time.Millisecond
+		var fault string
+		switch rng.IntN(3) {
+		case 0:
+			fault = fmt.Sprintf("SIGKILL %s pair %d for %s", who, target, down)
+			n.killPair()
+			time.Sleep(down) // the fault's duration, not a wait for a condition
+			n.startPair()
+		case 1:
+			fault = fmt.Sprintf("SIGSTOP %s pair %d for %s", who, target, down)
+			n.side.Pause()
+			n.broker.Pause()
+			time.Sleep(down)
+			n.broker.Resume()
+			n.side.Resume()
+		case 2:
+			fault = fmt.Sprintf("SIGKILL %s sidecar %d for %s", who, target, down)
+			n.side.Kill()
+			time.Sleep(down)
+			n.side.MustRestart()
+		}
+		t.Log("nemesis: " + fault)
+		res.faults = append(res.faults, fault)
+		// Recovery: a leader with every node back in sync, then some
+		// quiet time with the producers running.
+		testutil.Eventually(t, 90*time.Second, func() error {
+			id, _ := c.leaderNow(time.Second)
+			if id == 0 {
+				return fmt.Errorf("no leader")
+			}
+			return c.inSync(id)
+		})
+		time.Sleep(time.Duration(1000+rng.IntN(2000)) * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+
+	// Final check: every node in sync and identical, every acknowledged
+	// value read exactly once.
+	leader, _ := c.waitLeader(60 * time.Second)
+	testutil.Eventually(t, 60*time.Second, func() error { return c.inSync(leader) })
+	var ids []int
+	for _, n := range c.nodes {
+		ids = append(ids, n.id)
+	}
+	c.caughtUp(60*time.Second, leader, ids...)
+	verifyOut, verifyErr := c.verify(leader)
+	got := readValues(t, c, leader, topic)
+	count := map[string]int{}
+	for _, v := range got {
+		count[v]++
+	}
+	var lostVals, dupVals []string
+	for v := range acked {
+		if count[v] == 0 {
+			lostVals = append(lostVals, v)
+		}
+	}
+	for v, k := range count {
+		if k > 1 {
+			dupVals = append(dupVals, v)
+		}
+	}
+	sort.Strings(lostVals)
+	sort.Strings(dupVals)
+	res.ops, res.acked, res.failed = int(ops.Load()), len(acked), int(failed.Load())
+	res.lost, res.dup = len(lostVals), len(dupVals)
+	res.failovers = int(failovers.Load())
+	res.longestNoLeader = time.Duration(longest.Load())
+	summary := fmt.Sprintf("jepsen: duration %s, faults %d, operations %d, acknowledged %d, failed/unknown %d, read %d, lost %d, duplicated %d, failovers %d, longest window without a leader %s",
+		dur, len(res.faults), res.ops, res.acked, res.failed, len(got), res.lost, res.dup, res.failovers, res.longestNoLeader.Round(10*time.Millisecond))
+	t.Log(summary)
+	fmt.Println(summary)
+	t.Log(verifyOut)
+	if verifyErr != nil {
+		t.Errorf("tandemctl verify: %v\n%s", verifyErr, verifyOut)
+	}
+	if res.lost > 0 {
+		t.Errorf("lost %d acknowledged values: %s", res.lost, strings.Join(lostVals[:min(len(lostVals), 20)], " "))
+	}
+	if res.dup > 0 {
+		t.Errorf("%d values read more than once: %s", res.dup, strings.Join(dupVals[:min(len(dupVals), 20)], " "))
+	}
+	if res.acked == 0 {
+		t.Errorf("no write was acknowledged")
+	}
+}
+
+// sleepOrDone waits d or until ctx is done.
+func sleepOrDone(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
