@@ -80,37 +80,58 @@ func startBroker(t *testing.T, extra ...string) *broker {
 // startBrokerIn is startBroker with a given data directory.
 func startBrokerIn(t *testing.T, dataDir string, extra ...string) *broker {
 	t.Helper()
-	addr := testutil.FreeAddr(t)
-	args := []string{
-		"--node-id", "1",
-		"--data-dir", dataDir,
-		"--listen", addr,
-		"--advertise", addr,
+	// FreeAddr's port can be taken by someone else before the broker binds
+	// it (tests of other packages run at the same time); then try another.
+	for attempt := 1; ; attempt++ {
+		addr := testutil.FreeAddr(t)
+		args := []string{
+			"--node-id", "1",
+			"--data-dir", dataDir,
+			"--listen", addr,
+			"--advertise", addr,
+		}
+		args = append(args, extra...)
+		b := &broker{t: t, Addr: addr, DataDir: dataDir}
+		b.Proc = testutil.Start(t, testutil.ProcessConfig{
+			Name: fmt.Sprintf("tandem-broker-%d", attempt),
+			Path: brokerPath(t),
+			Args: args,
+		})
+		err := b.ready()
+		if err == nil {
+			return b
+		}
+		if attempt < 3 && !b.Proc.Running() && strings.Contains(b.Proc.Log(), "address already in use") {
+			t.Logf("port of %s was taken before the broker bound it; trying another", addr)
+			continue
+		}
+		t.Fatalf("broker on %s not ready: %v", addr, err)
 	}
-	args = append(args, extra...)
-	b := &broker{t: t, Addr: addr, DataDir: dataDir}
-	b.Proc = testutil.Start(t, testutil.ProcessConfig{
-		Name: "tandem-broker",
-		Path: brokerPath(t),
-		Args: args,
-	})
-	b.waitReady()
-	return b
 }
 
 // waitReady waits until the broker accepts connections and answers a
-// Metadata request that names itself, failing early if the process exits.
+// Metadata request that names itself, failing the test if it does not
+// within 30s or exits.
 func (b *broker) waitReady() {
 	b.t.Helper()
+	if err := b.ready(); err != nil {
+		b.t.Fatalf("broker on %s not ready: %v", b.Addr, err)
+	}
+}
+
+// ready is waitReady returning the error.
+func (b *broker) ready() error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr), kgo.RequestRetries(0), kgo.RetryTimeout(time.Second))
 	if err != nil {
-		b.t.Fatalf("kgo client: %v", err)
+		return fmt.Errorf("kgo client: %w", err)
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
+	exited := false
 	err = testutil.Poll(30*time.Second, func() error {
 		if !b.Proc.Running() {
-			return fmt.Errorf("broker exited: %v", b.Proc.ExitErr())
+			exited = true
+			return nil // stop polling
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -126,9 +147,10 @@ func (b *broker) waitReady() {
 		}
 		return nil
 	})
-	if err != nil {
-		b.t.Fatalf("broker on %s not ready: %v", b.Addr, err)
+	if exited {
+		return fmt.Errorf("broker exited: %v; last log lines:\n%s", b.Proc.ExitErr(), b.Proc.LogTail(20))
 	}
+	return err
 }
 
 func hostPort(host string, port int32) string { return host + ":" + strconv.Itoa(int(port)) }
