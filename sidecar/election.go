@@ -82,8 +82,9 @@ type election struct {
 	log hclog.Logger
 	ttl time.Duration
 
-	lastRenew atomic.Int64 // UnixNano when the last successful renewal was sent
-	started   atomic.Bool  // the first campaign happened (headStart)
+	lastRenew atomic.Int64            // UnixNano when the last successful renewal was sent
+	started   atomic.Bool             // the first campaign happened (headStart)
+	pinned    atomic.Pointer[[]int32] // ISR published before this node won; taken by the new leader
 	failovers atomic.Uint64
 }
 
@@ -92,6 +93,14 @@ func newElection(s *Sidecar) *election {
 }
 
 func (e *election) key(name string) string { return e.s.cfg.EtcdPrefix + name }
+
+// takePinned returns (once) the ISR published before this node won.
+func (e *election) takePinned() []int32 {
+	if p := e.pinned.Swap(nil); p != nil {
+		return *p
+	}
+	return nil
+}
 
 // run keeps an etcd session and campaigns until the sidecar stops.
 func (e *election) run() {
@@ -410,8 +419,20 @@ func (e *election) lead(ctx context.Context, cli *clientv3.Client, el *concurren
 	if err != nil {
 		return fmt.Errorf("sidecar: proclaiming epoch %d: %w", epoch, err)
 	}
+	// The ISR the previous leader published stays pinned (it holds back
+	// the commit point) until this leader publishes its own.
+	var pinned []int32
+	gctx, cancel = context.WithTimeout(ctx, e.ttl/2)
+	if r, err := cli.Get(gctx, e.key("isr")); err == nil && len(r.Kvs) > 0 {
+		var v isrValue
+		if json.Unmarshal(r.Kvs[0].Value, &v) == nil {
+			pinned = v.ISR
+		}
+	}
+	cancel()
 	e.failovers.Add(1)
 	e.log.Info("won the etcd election", "epoch", epoch)
+	e.pinned.Store(&pinned)
 	if err := s.switchRole(s.cfg.NodeID, epoch, "won the etcd election"); err != nil {
 		return err
 	}
@@ -462,6 +483,10 @@ func (e *election) lead(ctx context.Context, cli *clientv3.Client, el *concurren
 			return errors.New("sidecar: lost the election key")
 		}
 		published = isr
+		l.mu.Lock()
+		l.pinnedISR = isr
+		l.updateLocked(time.Now())
+		l.mu.Unlock()
 		e.log.Info("published the ISR", "isr", fmt.Sprint(isr), "epoch", epoch)
 	}
 }

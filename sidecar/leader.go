@@ -38,6 +38,10 @@ type leader struct {
 	changed  chan struct{} // closed and replaced when durable, commit or cluster change
 	version  uint64        // bumped when the brokers list or the ISR changes
 	closed   bool          // leadership ended (role.go): no broker, no followers
+	// pinnedISR is the ISR last published in etcd (election.go; nil
+	// without etcd). Its members count for the commit point even after
+	// they left the ISR here, until the smaller ISR is published.
+	pinnedISR []int32
 }
 
 // replica is the leader's view of one follower. Guarded by leader.mu.
@@ -185,6 +189,12 @@ func (l *leader) updateLocked(now time.Time) {
 		}
 		if in {
 			isr = append(isr, r.id)
+			commit = min(commit, r.flushed)
+		} else if slices.Contains(l.pinnedISR, r.id) {
+			// Still in the ISR published in etcd, so it may be elected:
+			// the commit point waits for it until the smaller ISR is
+			// published (Kafka persists an ISR change before the high
+			// watermark uses it).
 			commit = min(commit, r.flushed)
 		}
 	}

@@ -154,6 +154,9 @@ func (s *Sidecar) installRoleLocked(leaderID int32, epoch uint32) error {
 		l = newLeader(s)
 		l.ctx = ctx
 		l.epoch = max(epoch, 1)
+		if s.election != nil {
+			l.pinnedISR = s.election.takePinned()
+		}
 	} else {
 		f = newFollower(s)
 		f.ctx = ctx
