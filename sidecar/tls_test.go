@@ -252,3 +252,47 @@ func TestAdminToken(t *testing.T) {
 		})
 	}
 }
+
+// TestHelloIdentityChecks: with a real follower streaming, the leader
+// refuses a second stream claiming the same node id, an id outside
+// --peers and another cluster id, and the real follower is not disturbed.
+func TestHelloIdentityChecks(t *testing.T) {
+	c := sidecartest.NewCluster(t, 2, 1, nil)
+	c.StartAll()
+	c.WaitLeader().Produce(t, 5, 10)
+	c.WaitCaughtUp(5)
+	hello := func(cluster string, id int32) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		stream, err := replicationv1.NewReplicationServiceClient(dial(t, c.Peers[1], sidecar.TLSFiles{})).Stream(ctx)
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(&replicationv1.StreamRequest{Payload: &replicationv1.StreamRequest_Hello{Hello: &replicationv1.FollowerHello{
+			ClusterId: cluster, NodeId: id, Position: &replicationv1.Position{}}}}); err != nil {
+			return err
+		}
+		_, err = stream.Recv()
+		return err
+	}
+	tests := []struct {
+		name    string
+		cluster string
+		id      int32
+		want    codes.Code
+	}{
+		{"an id already connected", "test-cluster", 2, codes.AlreadyExists},
+		{"an id not in --peers", "test-cluster", 9, codes.PermissionDenied},
+		{"the leader's own id", "test-cluster", 1, codes.InvalidArgument},
+		{"another cluster", "other-cluster", 2, codes.FailedPrecondition},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := hello(tc.cluster, tc.id); status.Code(err) != tc.want {
+				t.Fatalf("hello as node %d of %q: %v, want %v", tc.id, tc.cluster, err, tc.want)
+			}
+		})
+	}
+	c.Nodes[1].Broker.Produce(t, 5, 10)
+	c.WaitCaughtUp(10) // the real follower kept streaming
+}
