@@ -107,6 +107,17 @@ fi
 
 say() { printf '\n==> %s\n' "$*" >&2; }
 
+# try CMD...: run one measurement; when it fails, say so and go on with the
+# next one (its row is then missing from the table).
+try() {
+	local rc=0
+	"$@" || rc=$?
+	if [ $rc -ne 0 ]; then
+		say "FAILED (exit $rc): ${*:1:2} ...; continuing without this row"
+	fi
+	return 0
+}
+
 # seconds DURATION: "15s", "2m", "1h" or a plain number of seconds.
 seconds() {
 	case "$1" in
@@ -173,14 +184,14 @@ produce() { # produce NAME ACKS BROKERS TOPIC WATCHPID [extra flags]
 	say "produce $name (acks=$acks $*)"
 	local watch=()
 	if [ -n "$pid" ]; then watch=(--watch-pid "$pid"); fi
-	"$BENCH" produce --brokers "$brokers" --topic "$topic" --acks "$acks" \
+	try "$BENCH" produce --brokers "$brokers" --topic "$topic" --acks "$acks" \
 		--record-bytes "$RECORD_BYTES" --partitions "$PARTITIONS" --duration "$DURATION" \
 		"${watch[@]}" --name "$name" --out "$OUT/$name.json" "$@"
 }
 
 run_disk() {
 	say "disk: $DISK_BYTES sequential writes + fsync, 3 runs, in $WORK"
-	"$BENCH" disk --dir "$WORK" --bytes "$DISK_BYTES" --out "$OUT/disk.json"
+	try "$BENCH" disk --dir "$WORK" --bytes "$DISK_BYTES" --out "$OUT/disk.json"
 }
 
 run_standalone() {
@@ -196,7 +207,7 @@ run_standalone() {
 	produce standalone-acksall-low -1 "$BROKER_ADDR" "$topic" "$BROKER_PID" --rate "$LOW_RATE" \
 		--label "standalone produce acks=-1 at $LOW_RATE records/s"
 	say "consume everything back from $topic"
-	"$BENCH" consume --brokers "$BROKER_ADDR" --topic "$topic" --name standalone-consume \
+	try "$BENCH" consume --brokers "$BROKER_ADDR" --topic "$topic" --name standalone-consume \
 		--label "standalone consume" --out "$OUT/standalone-consume.json"
 	stop_standalone
 }
@@ -263,7 +274,7 @@ cluster_up() {
 			cat "$WORK/cluster-up.log" >&2
 			return 1
 		}
-		KAFKA1=127.0.0.1:9092 KAFKA2=127.0.0.1:9093 KAFKA3=127.0.0.1:9094
+		KAFKA1=127.0.0.1:9092 KAFKA2=127.0.0.1:9093 KAFKA3=127.0.0.1:9094 SIDECAR1=127.0.0.1:9192
 		STOP3="TANDEM_HOME='$CLUSTER_HOME' '$ROOT/scripts/cluster.sh' stop 3"
 		START3="TANDEM_HOME='$CLUSTER_HOME' '$ROOT/scripts/cluster.sh' start 3"
 	else
@@ -277,7 +288,7 @@ cluster_up() {
 		say "three-node cluster: port $busy is taken, so not scripts/cluster.sh: the same three pairs on Kafka ports $k1 $k2 $k3"
 		local n
 		for n in 1 2 3; do own_node start "$n" "$CLUSTER_HOME"; done
-		KAFKA1=127.0.0.1:$k1 KAFKA2=127.0.0.1:$k2 KAFKA3=127.0.0.1:$k3
+		KAFKA1=127.0.0.1:$k1 KAFKA2=127.0.0.1:$k2 KAFKA3=127.0.0.1:$k3 SIDECAR1=127.0.0.1:$s1
 		STOP3="'$ROOT/scripts/bench.sh' _node stop 3 '$CLUSTER_HOME'"
 		START3="'$ROOT/scripts/bench.sh' _node start 3 '$CLUSTER_HOME'"
 	fi
@@ -303,6 +314,15 @@ node_broker_pid() {
 	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo "$pid"; fi
 }
 
+# settle: wait until both followers have applied everything, so that a
+# measurement does not start behind the backlog of the previous one (acks=1
+# at full speed leaves the followers seconds behind on 2 cores).
+settle() {
+	[ -x bin/tandemctl ] || return 0
+	"$BENCH" settle --status-cmd "'$ROOT/bin/tandemctl' --sidecar $SIDECAR1 status --json" --timeout 3m ||
+		say "followers did not catch up; measuring anyway"
+}
+
 run_cluster() {
 	if [ ! -x bin/tandem-sidecar ]; then
 		say "three-node cluster: skipped (bin/tandem-sidecar does not exist)"
@@ -318,23 +338,34 @@ run_cluster() {
 	local leader_pid
 	leader_pid=$(node_broker_pid 1) # empty if not found: no RSS column then
 	local topic=bench-cluster
+	settle
 	produce cluster-acks1 1 "$KAFKA1" "$topic" "$leader_pid" --label "three-node produce acks=1"
+	settle
 	produce cluster-acksall -1 "$KAFKA1" "$topic" "$leader_pid" --label "three-node produce acks=-1"
+	settle
 	produce cluster-acksall-low -1 "$KAFKA1" "$topic" "$leader_pid" --rate "$LOW_RATE" \
 		--label "three-node produce acks=-1 at $LOW_RATE records/s"
+	settle
+	# Next to the measured lag, sample what the leader sidecar reports for node 2.
+	local status=()
+	if [ -x bin/tandemctl ]; then
+		status=(--status-cmd "'$ROOT/bin/tandemctl' --sidecar $SIDECAR1 status --json" --status-node 2)
+	fi
 	say "follower lag at half the acks=1 rate (write to node 1 $KAFKA1, read from node 2 $KAFKA2)"
-	"$BENCH" lag --leader "$KAFKA1" --follower "$KAFKA2" --topic bench-lag \
+	try "$BENCH" lag --leader "$KAFKA1" --follower "$KAFKA2" --topic bench-lag "${status[@]}" \
 		--record-bytes "$RECORD_BYTES" --duration "$DURATION" \
 		--rate-from "$OUT/cluster-acks1.json" --rate-fraction 0.5 --name lag --out "$OUT/lag.json"
 	# acks=1 at full speed outruns what the followers apply on 2 cores, so half
 	# of it may still be more than they sustain; half of the acks=-1 rate (a
 	# rate the followers did keep up with) shows the lag without a backlog.
+	settle
 	say "follower lag at half the acks=-1 rate"
-	"$BENCH" lag --leader "$KAFKA1" --follower "$KAFKA2" --topic bench-lag-sustained \
+	try "$BENCH" lag --leader "$KAFKA1" --follower "$KAFKA2" --topic bench-lag-sustained "${status[@]}" \
 		--record-bytes "$RECORD_BYTES" --duration "$DURATION" \
 		--rate-from "$OUT/cluster-acksall.json" --rate-fraction 0.5 --name lag-sustained --out "$OUT/lag-sustained.json"
+	settle
 	say "catch-up: stop node 3, produce $CATCHUP_RECORDS records, start node 3"
-	"$BENCH" catchup --leader "$KAFKA1" --follower "$KAFKA3" --topic bench-catchup \
+	try "$BENCH" catchup --leader "$KAFKA1" --follower "$KAFKA3" --topic bench-catchup \
 		--record-bytes "$RECORD_BYTES" --records "$CATCHUP_RECORDS" \
 		--stop-cmd "$STOP3" --start-cmd "$START3" --name catchup --out "$OUT/catchup.json"
 	cluster_down
@@ -370,9 +401,9 @@ run_jetstream() {
 	done
 	for i in 0 1 2; do wait_port "${ports[$i]}" 15; done
 	local servers="nats://127.0.0.1:${ports[0]}"
-	"$BENCH" jetstream --server "$servers" --stream BENCH --replicas 3 --record-bytes "$RECORD_BYTES" \
+	try "$BENCH" jetstream --server "$servers" --stream BENCH --replicas 3 --record-bytes "$RECORD_BYTES" \
 		--duration "$DURATION" --mode async --name jetstream-async --out "$OUT/jetstream-async.json"
-	"$BENCH" jetstream --server "$servers" --stream BENCH --replicas 3 --record-bytes "$RECORD_BYTES" \
+	try "$BENCH" jetstream --server "$servers" --stream BENCH --replicas 3 --record-bytes "$RECORD_BYTES" \
 		--duration "$DURATION" --mode sync --name jetstream-sync --out "$OUT/jetstream-sync.json"
 }
 
@@ -395,7 +426,7 @@ else: print(int(v))' "${RSS_RETENTION:-4GiB}")
 		--name rss --out "$OUT/rss.json" &
 	local rss_pid=$!
 	PIDS+=("$rss_pid")
-	"$BENCH" produce --brokers "$BROKER_ADDR" --topic bench-rss --acks 1 --record-bytes "$RECORD_BYTES" \
+	try "$BENCH" produce --brokers "$BROKER_ADDR" --topic bench-rss --acks 1 --record-bytes "$RECORD_BYTES" \
 		--duration "${RSS_MINUTES}m" --progress 30s --name rss-produce \
 		--label "produce acks=1 during the RSS run" --out "$OUT/rss-produce.json"
 	kill -TERM "$rss_pid" 2>/dev/null || true

@@ -31,6 +31,134 @@ type LagConfig struct {
 	Follower string        // host:port of the follower's Kafka listener
 	MaxWait  time.Duration // Fetch long-poll bound on the follower (default 500ms)
 	Drain    time.Duration // after producing, how long the follower may take to serve the last record (default 30s)
+	// StatusCmd, if set, is a shell command printing the leader sidecar's
+	// status as JSON (`tandemctl --sidecar ADDR status --json`). It is run
+	// every StatusInterval during the measured window and the follower's
+	// own lagSeconds gauge is summarised next to the measured lag: the
+	// replication's view, without the high watermark and Fetch steps.
+	StatusCmd      string
+	StatusNode     int32         // node id of the follower in the status (default 2)
+	StatusInterval time.Duration // default 200ms
+}
+
+// sidecarStatus is the part of `tandemctl status --json` that lag and
+// settle read. (protojson writes 64-bit integers as strings and leaves out
+// zero values.)
+type sidecarStatus struct {
+	LastLSN  int64 `json:"lastLsn,string"`
+	Replicas []struct {
+		NodeID     int32   `json:"nodeId"`
+		Connected  bool    `json:"connected"`
+		AppliedLSN int64   `json:"appliedLsn,string"`
+		LagEntries int64   `json:"lagEntries,string"`
+		LagSeconds float64 `json:"lagSeconds"`
+	} `json:"replicas"`
+}
+
+// caughtUp reports whether every replica in a status JSON has applied the
+// leader's last entry, and a short description of the furthest behind.
+func caughtUp(b []byte) (bool, string, error) {
+	var st sidecarStatus
+	if err := json.Unmarshal(b, &st); err != nil {
+		return false, "", fmt.Errorf("bench: sidecar status: %w", err)
+	}
+	if len(st.Replicas) == 0 {
+		return false, "", errors.New("bench: sidecar status lists no replica")
+	}
+	for _, r := range st.Replicas {
+		if !r.Connected || r.LagEntries > 0 || r.AppliedLSN < st.LastLSN {
+			return false, fmt.Sprintf("node %d applied %d of %d (connected %v)", r.NodeID, r.AppliedLSN, st.LastLSN, r.Connected), nil
+		}
+	}
+	return true, "", nil
+}
+
+// runSettle implements `tandem-bench settle`: wait until every follower has
+// caught up with the leader, so that one measurement does not start behind
+// the backlog of the previous one.
+func runSettle(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("settle", flag.ContinueOnError)
+	cmd := fs.String("status-cmd", "", "shell command printing the leader sidecar's status JSON (tandemctl ... status --json); required")
+	timeout := fs.Duration("timeout", 3*time.Minute, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *cmd == "" {
+		return fmt.Errorf("%w: settle needs --status-cmd", errUsage)
+	}
+	start := time.Now()
+	deadline := start.Add(*timeout)
+	last := "no status yet"
+	for {
+		out, err := exec.CommandContext(ctx, "sh", "-c", *cmd).Output()
+		if err == nil {
+			var ok bool
+			ok, last, err = caughtUp(out)
+			if ok {
+				fmt.Fprintf(os.Stderr, "followers caught up after %.1fs\n", time.Since(start).Seconds())
+				return nil
+			}
+		}
+		if err != nil {
+			last = err.Error()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench: followers not caught up after %s: %s", *timeout, last)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond): // poll the status again
+		}
+	}
+}
+
+// parseFollowerLag returns the lagSeconds the status reports for node.
+func parseFollowerLag(b []byte, node int32) (time.Duration, error) {
+	var st sidecarStatus
+	if err := json.Unmarshal(b, &st); err != nil {
+		return 0, fmt.Errorf("bench: sidecar status: %w", err)
+	}
+	for _, r := range st.Replicas {
+		if r.NodeID == node {
+			return time.Duration(r.LagSeconds * float64(time.Second)), nil
+		}
+	}
+	return 0, fmt.Errorf("bench: sidecar status lists no replica %d", node)
+}
+
+// sampleStatus runs cmd every interval from `from` until ctx ends and
+// records the follower's reported lag.
+func sampleStatus(ctx context.Context, cmd string, node int32, interval time.Duration, from time.Time, h *Histogram, log hclog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	warned := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if now.Before(from) {
+				continue
+			}
+			out, err := exec.CommandContext(ctx, "sh", "-c", cmd).Output()
+			if ctx.Err() != nil {
+				return
+			}
+			var lag time.Duration
+			if err == nil {
+				lag, err = parseFollowerLag(out, node)
+			}
+			if err != nil {
+				if !warned {
+					log.Warn("cannot read the follower's lag from the sidecar status", "command", cmd, "error", err)
+					warned = true
+				}
+				continue
+			}
+			h.Record(lag)
+		}
+	}
 }
 
 // runLag implements `tandem-bench lag`.
@@ -50,6 +178,9 @@ func runLag(ctx context.Context, args []string, log hclog.Logger) error {
 	fs.DurationVar(&cfg.MaxWait, "max-wait", cfg.MaxWait, "Fetch long-poll bound on the follower")
 	fs.DurationVar(&cfg.Drain, "drain", cfg.Drain, "how long the follower may take to serve the last record after producing stops")
 	fs.IntVar(&cfg.Produce.WatchPID, "watch-pid", 0, "sample this process's RSS during the run")
+	fs.StringVar(&cfg.StatusCmd, "status-cmd", "", "shell command printing the leader sidecar's status JSON (tandemctl ... status --json), sampled during the run")
+	statusNode := fs.Int("status-node", 2, "the follower's node id in that status")
+	fs.DurationVar(&cfg.StatusInterval, "status-interval", 200*time.Millisecond, "how often --status-cmd runs")
 	name := fs.String("name", "lag", "result name (report row)")
 	label := fs.String("label", "", "result label")
 	jsonOut := fs.Bool("json", false, "print the result as JSON instead of text")
@@ -60,6 +191,7 @@ func runLag(ctx context.Context, args []string, log hclog.Logger) error {
 	cfg.Produce.Brokers = splitBrokers(*leader)
 	cfg.Produce.Acks = 1
 	cfg.Produce.Partitions = 1
+	cfg.StatusNode = int32(*statusNode)
 	if cfg.Produce.Rate == 0 && *rateFrom != "" {
 		b, err := os.ReadFile(*rateFrom)
 		if err != nil {
@@ -68,6 +200,9 @@ func runLag(ctx context.Context, args []string, log hclog.Logger) error {
 		var ref Result
 		if err := json.Unmarshal(b, &ref); err != nil {
 			return fmt.Errorf("bench: --rate-from %s: %w", *rateFrom, err)
+		}
+		if ref.RecordsPerSec <= 0 {
+			return fmt.Errorf("bench: --rate-from %s: that run acknowledged no records, so there is no rate to take half of", *rateFrom)
 		}
 		cfg.Produce.Rate = ref.RecordsPerSec * *fraction
 		if *label == "" {
@@ -185,7 +320,22 @@ func measureLag(ctx context.Context, cfg LagConfig, log hclog.Logger) (*Result, 
 		}
 	}()
 
+	var statusHist Histogram
+	statusCtx, stopStatus := context.WithCancel(ctx)
+	statusDone := make(chan struct{})
+	go func() {
+		defer close(statusDone)
+		if cfg.StatusCmd != "" {
+			interval := cfg.StatusInterval
+			if interval <= 0 {
+				interval = 200 * time.Millisecond
+			}
+			sampleStatus(statusCtx, cfg.StatusCmd, cfg.StatusNode, interval, measureFrom, &statusHist, log)
+		}
+	}()
 	pr, err := produceLoad(ctx, pc, []*kgo.Client{cl}, log, onAck)
+	stopStatus()
+	<-statusDone
 	if err != nil {
 		return nil, err
 	}
@@ -237,6 +387,11 @@ func measureLag(ctx context.Context, cfg LagConfig, log hclog.Logger) (*Result, 
 	}
 	if len(acks) > 0 {
 		r.Note += fmt.Sprintf("; %d acknowledged records never seen on the follower", len(acks))
+	}
+	if sl := statusHist.Summary(); sl != nil {
+		r.SidecarLag = sl
+		r.Note += fmt.Sprintf("; the leader sidecar's lagSeconds for node %d, sampled %d times: p50 %.1f ms, p99 %.1f ms, max %.1f ms",
+			cfg.StatusNode, sl.Count, sl.P50Ms, sl.P99Ms, sl.MaxMs)
 	}
 	if readErr != nil {
 		if r.FirstError == "" {

@@ -8,6 +8,7 @@
 //	disk     the disk's sequential write bandwidth (1 MiB writes + fsync) and small fsync latency
 //	lag      follower apply lag: produce to the leader, read the same records from a follower
 //	catchup  time a stopped follower takes to catch up with the leader
+//	settle   wait until every follower has caught up (between measurements)
 //	jetstream  publish to NATS JetStream (async and sync), for comparison
 //	rss      sample a process's VmRSS/VmHWM over time
 //	report   one table from a directory of result files
@@ -40,6 +41,7 @@ commands:
   disk      disk sequential write bandwidth and fsync latency
   lag       follower apply lag under produce load
   catchup   follower catch-up rate after it was stopped
+  settle    wait until every follower has caught up with the leader
   jetstream publish to a NATS JetStream stream (comparison)
   rss       sample a process's resident memory over time
   report    print one table from result files
@@ -90,6 +92,8 @@ func run(ctx context.Context, args []string) error {
 		return runCatchup(ctx, rest, log)
 	case "jetstream":
 		return runJetStream(ctx, rest, log)
+	case "settle":
+		return runSettle(ctx, rest)
 	case "rss":
 		return runRSS(ctx, rest)
 	case "report":

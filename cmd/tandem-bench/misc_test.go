@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -157,6 +158,56 @@ func TestConfigValidate(t *testing.T) {
 			}
 			if err := c.Validate(); err != nil && !errors.Is(err, errUsage) {
 				t.Errorf("validation error %v is not a usage error", err)
+			}
+		})
+	}
+}
+
+func TestParseFollowerLag(t *testing.T) {
+	status := []byte(`{"nodeId":1,"role":"ROLE_LEADER","replicas":[
+		{"nodeId":2,"appliedLsn":"284","lagEntries":"266","lagSeconds":1.5},
+		{"nodeId":3,"lagSeconds":0}]}`)
+	tests := []struct {
+		name string
+		in   []byte
+		node int32
+		want time.Duration
+		err  bool
+	}{
+		{"node 2", status, 2, 1500 * time.Millisecond, false},
+		{"caught up", status, 3, 0, false},
+		{"unknown node", status, 4, 0, true},
+		{"not json", []byte("connection refused"), 2, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseFollowerLag(tt.in, tt.node)
+			if (err != nil) != tt.err || got != tt.want {
+				t.Errorf("got %v, %v; want %v, error %v", got, err, tt.want, tt.err)
+			}
+		})
+	}
+}
+
+func TestCaughtUp(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		ok   bool
+		err  bool
+	}{
+		{"both applied", `{"lastLsn":"550","replicas":[{"nodeId":2,"connected":true,"appliedLsn":"550"},{"nodeId":3,"connected":true,"appliedLsn":"550"}]}`, true, false},
+		{"one behind", `{"lastLsn":"550","replicas":[{"nodeId":2,"connected":true,"appliedLsn":"550"},{"nodeId":3,"connected":true,"appliedLsn":"320","lagEntries":"230"}]}`, false, false},
+		{"disconnected", `{"lastLsn":"550","replicas":[{"nodeId":2,"appliedLsn":"550"}]}`, false, false},
+		{"empty log, zero values left out", `{"replicas":[{"nodeId":2,"connected":true}]}`, true, false},
+		{"no replicas", `{"lastLsn":"5"}`, false, true},
+		{"garbage", `nope`, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ok, _, err := caughtUp([]byte(tt.in))
+			if ok != tt.ok || (err != nil) != tt.err {
+				t.Errorf("caughtUp = %v, %v; want %v, error %v", ok, err, tt.ok, tt.err)
 			}
 		})
 	}

@@ -37,6 +37,9 @@ type Result struct {
 	// leader acknowledgement to follower visibility for lag, one small
 	// write+fsync for disk.
 	Latency *LatencySummary `json:"latency,omitempty"`
+	// SidecarLag (lag only) summarises the follower lag the leader sidecar
+	// itself reported (tandemctl status lagSeconds), sampled during the run.
+	SidecarLag *LatencySummary `json:"sidecar_lag,omitempty"`
 
 	// Load parameters, for the record.
 	Acks        *int    `json:"acks,omitempty"`
