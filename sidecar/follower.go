@@ -56,8 +56,6 @@ func newFollower(s *Sidecar) *follower {
 func (f *follower) run() {
 	if f.leaderAddr == "" {
 		f.log.Info("no leader known yet; waiting for one")
-		<-f.ctx.Done()
-		return
 	}
 	for {
 		bc, sig := f.s.currentBroker()
@@ -68,6 +66,22 @@ func (f *follower) run() {
 			case <-f.ctx.Done():
 				return
 			}
+		}
+		if f.leaderAddr == "" {
+			// No leader to stream from (an election runs): the broker
+			// must still stop taking writes.
+			var retry <-chan time.Time
+			if err := bc.fence(f.ctx, f.fenceView(bc)); err != nil && f.ctx.Err() == nil {
+				f.log.Warn("could not confirm the broker's follower view; retrying", "error", err)
+				retry = time.After(followerMaxBackoff)
+			}
+			select {
+			case <-sig:
+			case <-retry:
+			case <-f.ctx.Done():
+				return
+			}
+			continue
 		}
 		f.followWhileAttached(bc)
 		if f.ctx.Err() != nil {
