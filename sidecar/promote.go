@@ -64,6 +64,10 @@ func (s *Sidecar) Promote(ctx context.Context, force bool) (uint32, error) {
 	if l, _ := s.roles(); l != nil {
 		return s.currentEpoch(), nil
 	}
+	if len(s.cfg.EtcdEndpoints) > 0 {
+		return 0, fmt.Errorf("%w: node %d runs with --etcd-endpoints: the etcd election picks the leader (stop the current leader's pair to fail over)",
+			ErrPromote, s.cfg.NodeID)
+	}
 	epoch, err := s.promoteCheck(force)
 	if err != nil {
 		return 0, err
