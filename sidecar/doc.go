@@ -27,6 +27,16 @@
 // the follower reconnects with capped exponential backoff and jitter from
 // its own position.
 //
+// Failover (role.go, promote.go, election.go): a sidecar's role can change
+// while it runs. Promote (tandemctl promote) makes an in-sync follower the
+// leader of a new epoch; every sidecar polls its peers for a newer epoch
+// (--epoch-poll-interval) and follows it, and with --etcd-endpoints a
+// lease-backed etcd election among in-sync replicas picks the leader. A
+// node that leaves leadership fences its broker first (a follower view the
+// broker confirms), then the broker re-attaches and the log is repaired
+// from the epoch histories. The last (leader, epoch) is kept in
+// sidecar-state.json in --data-dir. docs/operations.md is the runbook.
+//
 // Health: the empty service name is liveness; "tandem.Readiness"
 // (ReadinessService) is readiness: attached to the broker and, on a
 // follower, streaming within the lag bound.
