@@ -301,6 +301,38 @@ func TestISRMinInsyncReplicas(t *testing.T) {
 	}
 }
 
+// TestISRShrinkBelowMinWhileWaiting: with min.insync.replicas=2 and node 3
+// already out of the ISR, node 2 is SIGKILLed and an acks=all write is sent
+// at once, while the leader still counts node 2 in sync. The write is
+// accepted, then waits: node 2 never acknowledges it. When node 2 leaves the
+// ISR the commit point moves on with the leader alone. Kafka answers such a
+// write NOT_ENOUGH_REPLICAS_AFTER_APPEND (the high watermark passed it, but
+// fewer than min.insync.replicas replicas have it); acknowledging it as a
+// success would promise two copies of a record that exists once.
+func TestISRShrinkBelowMinWhileWaiting(t *testing.T) {
+	c := startCluster(t, clusterOpts{
+		brokerFlags:  []string{"--min-insync-replicas", "2"},
+		sidecarFlags: isrSidecarFlags(),
+	})
+	const topic = "isr-shrink-waiting"
+	c.createTopic(topic)
+	p := startPyProducer(t, c.leader().kafka, topic)
+	p.mustSend("before")
+	c.node(3).killPair()
+	c.waitISR(20*time.Second, 1, 2)
+	p.mustSend("isr-1-2")
+
+	c.node(2).killPair()
+	r := p.send("in-flight")
+	t.Logf("acks=all write sent right after node 2 died: %+v", r)
+	switch {
+	case r.OK:
+		t.Fatalf("the write was acknowledged at offset %d although only the leader holds it (ISR [1] < min.insync.replicas 2); want NotEnoughReplicasAfterAppendError", r.Offset)
+	case r.Error != "NotEnoughReplicasAfterAppendError" && r.Error != "NotEnoughReplicasError":
+		t.Fatalf("got %s (%s), want NotEnoughReplicasAfterAppendError", r.Error, r.Message)
+	}
+}
+
 // TestISRFrozenFollower: a follower whose broker and sidecar are both
 // SIGSTOPped leaves the ISR after --replica-lag-time-max, after which
 // acks=all writes are answered without waiting for it; after SIGCONT it
