@@ -193,7 +193,9 @@ func natsGoPublish(ctx context.Context, cfg JetStreamConfig, log hclog.Logger) (
 		}()
 		for time.Now().Before(end) && ctx.Err() == nil {
 			sent := time.Now()
-			f, err := js.PublishAsync(subject, payload) // blocks while MaxPending are outstanding
+			// Blocks while MaxPending PubAcks are outstanding (up to the
+			// stall wait, 200 ms by default, then fails: wait longer).
+			f, err := js.PublishAsync(subject, payload, jetstream.WithStallWait(30*time.Second))
 			if err != nil {
 				done(sent, err)
 				if errors.Is(err, nats.ErrConnectionClosed) {
