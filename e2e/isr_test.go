@@ -333,6 +333,39 @@ func TestISRShrinkBelowMinWhileWaiting(t *testing.T) {
 	}
 }
 
+// TestISRStreamsSurviveLoad: under steady acks=all load with every node
+// healthy, no replication stream breaks. A broken stream costs a reconnect
+// (backoff, handshake) and shows up as acks=all latency spikes.
+func TestISRStreamsSurviveLoad(t *testing.T) {
+	c := startCluster(t, clusterOpts{})
+	const topic = "isr-steady"
+	c.createTopic(topic)
+	prod := kclient(t, []string{c.leader().kafka}, kgo.ProducerLinger(0))
+	ctx := ctxTimeout(t, 60*time.Second)
+	var n int
+	for start := time.Now(); time.Since(start) < 5*time.Second; {
+		recs := make([]*kgo.Record, 50)
+		for i := range recs {
+			recs[i] = &kgo.Record{Topic: topic, Value: []byte(fmt.Sprintf("steady-%d", n))}
+			n++
+		}
+		if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatalf("acks=all produce: %v", err)
+		}
+	}
+	c.waitInSync(30 * time.Second)
+	t.Logf("%d records produced with acks=all", n)
+	var broken []string
+	for _, line := range strings.Split(c.leader().side.Log(), "\n") {
+		if strings.Contains(line, "follower disconnected") {
+			broken = append(broken, line)
+		}
+	}
+	if len(broken) > 0 {
+		t.Fatalf("%d replication streams broke under steady load with every node healthy:\n%s", len(broken), strings.Join(broken, "\n"))
+	}
+}
+
 // TestISRFrozenFollower: a follower whose broker and sidecar are both
 // SIGSTOPped leaves the ISR after --replica-lag-time-max, after which
 // acks=all writes are answered without waiting for it; after SIGCONT it
