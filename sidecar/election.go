@@ -190,7 +190,9 @@ func (e *election) renew(ctx context.Context, cancel context.CancelCauseFunc, cl
 			return
 		}
 		sent := time.Now()
-		rctx, rcancel := context.WithTimeout(ctx, every)
+		// A slow answer still counts (it renews from when it was sent);
+		// the watchdog, not this timeout, decides when to step down.
+		rctx, rcancel := context.WithTimeout(ctx, e.ttl/3)
 		r, err := cli.KeepAliveOnce(rctx, id)
 		rcancel()
 		switch {
