@@ -79,12 +79,36 @@ func readValues(t *testing.T, c *cluster, id int, topic string) []string {
 	return out
 }
 
+// groupRead consumes with group "failover-group" until it has read want
+// (exactly, in order), commits, and leaves the group.
+func groupRead(t *testing.T, seeds []string, topic string, want []string) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumerGroup("failover-group"), kgo.ConsumeTopics(topic),
+		kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(500*time.Millisecond),
+		kgo.RetryTimeout(30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	got := values(consumeN(t, cl, len(want), 60*time.Second))
+	if !slices.Equal(got, want) {
+		t.Fatalf("group read %d values %v..., want %d starting %s", len(got), got[:min(len(got), 3)], len(want), want[0])
+	}
+	if err := cl.CommitUncommittedOffsets(ctxTimeout(t, 30*time.Second)); err != nil {
+		t.Fatalf("committing offsets: %v", err)
+	}
+}
+
 func TestManualFailover(t *testing.T) {
 	c := startCluster(t, clusterOpts{sidecarFlags: failoverSidecarFlags()})
 	const topic = "failover"
 	c.createTopic(topic)
 	first := rangeValues("v", 0, 50)
 	produceSync(t, kclient(t, c.kafkaAddrs(), plain), topic, first)
+	c.caughtUp(30*time.Second, 1, 2, 3)
+	// A consumer group reads the first 50 and commits its offsets on the
+	// leader; the commit replicates like any other WAL entry.
+	groupRead(t, c.kafkaAddrs(), topic, first)
 	c.caughtUp(30*time.Second, 1, 2, 3)
 
 	c.node(1).killPair()
@@ -103,6 +127,8 @@ func TestManualFailover(t *testing.T) {
 		t.Fatalf("node 3 has %d values %v..., want the 100 produced", len(got), got[:min(len(got), 5)])
 	}
 	t.Log(c.mustVerify(2, "--peers", c.peersArg(2, 3)))
+	// The group carries on at the new leader from its committed offset.
+	groupRead(t, []string{c.node(2).kafka, c.node(3).kafka}, topic, second)
 
 	// The old leader comes back (its sidecar still says --leader 1): it
 	// learns epoch 2 from its peers, follows node 2 and catches up.
