@@ -32,7 +32,9 @@ import (
 // --tls-ca for the leader's host name from --peers (or --tls-server-name).
 // A node certificate made by internal/certs (tandemctl certs) also names its
 // node (tandem://node/ID); a replication peer presenting one must say hello
-// with that node id (see auth.go). Probes that cannot do mutual TLS use the
+// with that node id (see auth.go). The certificate and key files are
+// re-read when they change (keyPair), so rotation needs no restart; the CA
+// file is read at start. Probes that cannot do mutual TLS use the
 // optional plaintext --health-listen port, which serves grpc.health.v1 only.
 // docs/security.md is the operator's guide.
 
@@ -85,25 +87,6 @@ func loadPair(f TLSFiles) (tls.Certificate, error) {
 		return c, fmt.Errorf("%w: loading --tls-cert %s / --tls-key %s: %v", ErrTLS, f.CertFile, f.KeyFile, err)
 	}
 	return c, nil
-}
-
-// serverTLSConfig: present our certificate, require and verify a client
-// certificate against the CA.
-func serverTLSConfig(f TLSFiles) (*tls.Config, error) {
-	cert, err := loadPair(f)
-	if err != nil {
-		return nil, err
-	}
-	pool, err := loadPool(f.CAFile)
-	if err != nil {
-		return nil, err
-	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		ClientCAs:    pool,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		MinVersion:   tls.VersionTLS12,
-	}, nil
 }
 
 // ClientTLSConfig builds the TLS configuration of a Tandem client: verify
@@ -230,35 +213,139 @@ type tlsSetup struct {
 }
 
 // loadTLS reads the certificate files named in cfg. Both are nil without
-// TLS.
+// TLS. The certificate and key are re-read when their files change (see
+// keyPair), so a rotated certificate is used without a restart; the CA file
+// is read once.
 func loadTLS(cfg *Config, log hclog.Logger) (*tlsSetup, error) {
 	if !cfg.TLS.Enabled() {
 		return &tlsSetup{}, nil
 	}
-	sc, err := serverTLSConfig(cfg.TLS)
-	if err != nil {
-		return nil, err
-	}
-	cc, err := ClientTLSConfig(cfg.TLS)
-	if err != nil {
-		return nil, err
-	}
 	log = log.Named("tls")
-	leaf, _ := x509.ParseCertificate(sc.Certificates[0].Certificate[0])
-	if leaf != nil {
+	check := func(leaf *x509.Certificate) error {
 		if id, ok := certs.NodeIDFromCert(leaf); ok && id != cfg.NodeID {
-			return nil, fmt.Errorf("%w: --tls-cert %s was issued to node %d, but this is node %d", ErrConfig, cfg.TLS.CertFile, id, cfg.NodeID)
+			return fmt.Errorf("%w: --tls-cert %s was issued to node %d, but this is node %d", ErrConfig, cfg.TLS.CertFile, id, cfg.NodeID)
 		}
 		if time.Now().After(leaf.NotAfter) {
-			return nil, fmt.Errorf("%w: --tls-cert %s expired on %s", ErrTLS, cfg.TLS.CertFile, leaf.NotAfter.Format(time.RFC3339))
+			return fmt.Errorf("%w: --tls-cert %s expired on %s", ErrTLS, cfg.TLS.CertFile, leaf.NotAfter.Format(time.RFC3339))
 		}
-		log.Info("mutual TLS on --listen", "subject", leaf.Subject.String(), "not_after", leaf.NotAfter.Format(time.RFC3339),
-			"ca", cfg.TLS.CAFile, "server_name", cfg.TLS.ServerName)
+		return nil
 	}
+	kp, err := newKeyPair(cfg.TLS, check, log)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := loadPool(cfg.TLS.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	sc := &tls.Config{
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return kp.get(), nil },
+		ClientCAs:      pool,
+		ClientAuth:     tls.RequireAndVerifyClientCert,
+		MinVersion:     tls.VersionTLS12,
+	}
+	cc := &tls.Config{
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return kp.get(), nil },
+		RootCAs:              pool,
+		ServerName:           cfg.TLS.ServerName,
+		MinVersion:           tls.VersionTLS12,
+	}
+	leaf := kp.get().Leaf
+	log.Info("mutual TLS on --listen", "subject", leaf.Subject.String(), "not_after", leaf.NotAfter.Format(time.RFC3339),
+		"ca", cfg.TLS.CAFile, "server_name", cfg.TLS.ServerName)
 	return &tlsSetup{
 		server: newLoggedCreds(credentials.NewTLS(sc), log),
 		client: newLoggedCreds(credentials.NewTLS(cc), log),
 	}, nil
+}
+
+// keyRecheck: how often the certificate and key files are checked for a
+// change (at handshake time, never in the background).
+const keyRecheck = time.Second
+
+// keyPair is this node's certificate and key, reloaded when the files
+// change (cert-manager, Vault agent or a cron job rotating them). A reload
+// that fails (a half-written file, a key that does not match, a
+// certificate for another node) keeps the previous pair and is retried at
+// the next check.
+type keyPair struct {
+	files TLSFiles
+	check func(*x509.Certificate) error
+	log   hclog.Logger
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	stamp   string // modification times and sizes of both files
+	checked time.Time
+	failed  string // stamp of the last failed reload (logged once)
+}
+
+func newKeyPair(f TLSFiles, check func(*x509.Certificate) error, log hclog.Logger) (*keyPair, error) {
+	k := &keyPair{files: f, check: check, log: log}
+	stamp, err := k.statLocked()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrTLS, err)
+	}
+	c, err := k.loadLocked()
+	if err != nil {
+		return nil, err
+	}
+	k.cert, k.stamp, k.checked = c, stamp, time.Now()
+	return k, nil
+}
+
+func (k *keyPair) statLocked() (string, error) {
+	a, err := os.Stat(k.files.CertFile)
+	if err != nil {
+		return "", err
+	}
+	b, err := os.Stat(k.files.KeyFile)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprint(a.ModTime().UnixNano(), a.Size(), b.ModTime().UnixNano(), b.Size()), nil
+}
+
+func (k *keyPair) loadLocked() (*tls.Certificate, error) {
+	c, err := loadPair(k.files)
+	if err != nil {
+		return nil, err
+	}
+	if c.Leaf == nil {
+		if c.Leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
+			return nil, fmt.Errorf("%w: --tls-cert %s: %v", ErrTLS, k.files.CertFile, err)
+		}
+	}
+	if err := k.check(c.Leaf); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// get returns the current pair, reloading it first when the files changed.
+func (k *keyPair) get() *tls.Certificate {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	now := time.Now()
+	if now.Sub(k.checked) < keyRecheck {
+		return k.cert
+	}
+	k.checked = now
+	stamp, err := k.statLocked()
+	if err != nil || stamp == k.stamp || stamp == k.failed {
+		return k.cert
+	}
+	c, err := k.loadLocked()
+	if err != nil {
+		k.failed = stamp
+		k.log.Error("the TLS certificate files changed but cannot be loaded; still using the previous certificate",
+			"cert", k.files.CertFile, "key", k.files.KeyFile, "error", err)
+		return k.cert
+	}
+	k.cert, k.stamp, k.failed = c, stamp, ""
+	k.log.Info("reloaded the TLS certificate", "cert", k.files.CertFile, "subject", c.Leaf.Subject.String(),
+		"serial", c.Leaf.SerialNumber.String(), "not_after", c.Leaf.NotAfter.Format(time.RFC3339))
+	return k.cert
 }
 
 // peerCertificate returns the verified client certificate of the peer of

@@ -2,6 +2,9 @@ package sidecar_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -295,4 +298,55 @@ func TestHelloIdentityChecks(t *testing.T) {
 	}
 	c.Nodes[1].Broker.Produce(t, 5, 10)
 	c.WaitCaughtUp(10) // the real follower kept streaming
+}
+
+// TestCertificateRotation: new certificate files are picked up by the next
+// handshakes without a restart.
+func TestCertificateRotation(t *testing.T) {
+	f, tlsFor := tlsCluster(t, 1)
+	c := sidecartest.NewCluster(t, 1, 1, func(cfg *sidecar.Config) { cfg.TLS = tlsFor(cfg.NodeID) })
+	c.StartSidecar(1)
+	cc, err := sidecar.ClientTLSConfig(sidecar.TLSFiles{CertFile: f.Admin[0], KeyFile: f.Admin[1], CAFile: f.CA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial := func() (string, error) {
+		conn, err := tls.Dial("tcp", c.Peers[1], cc)
+		if err != nil {
+			return "", err
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber.String(), nil
+	}
+	before, err := serial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := certs.LoadCA(f.CA, filepath.Join(filepath.Dir(f.CA), "ca.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A renewed certificate is picked up.
+	renewed, err := ca.IssueNode(1, []string{"127.0.0.1"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := renewed.Write(filepath.Dir(f.CA), "node-1"); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := pem.Decode(renewed.CertPEM)
+	leaf, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() error {
+		s, err := serial()
+		if err != nil {
+			return err
+		}
+		if s != leaf.SerialNumber.String() {
+			return fmt.Errorf("serving serial %s (the first was %s), want the renewed %s", s, before, leaf.SerialNumber)
+		}
+		return nil
+	})
 }
