@@ -34,7 +34,7 @@ func tlsCluster(t *testing.T, n int) (*certs.SetFiles, func(id int32) sidecar.TL
 	for i := int32(1); i <= int32(n); i++ {
 		ids = append(ids, i)
 	}
-	f, err := certs.WriteNodeSet(certs.SetOptions{Dir: filepath.Join(t.TempDir(), "tls"), Nodes: ids, Hosts: []string{"127.0.0.1"}})
+	f, err := certs.WriteNodeSet(certs.SetOptions{Dir: filepath.Join(t.TempDir(), "tls"), Nodes: ids, Hosts: []string{"127.0.0.1"}, Shared: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,6 +187,7 @@ func TestCertificateIdentityMustMatchHello(t *testing.T) {
 	}{
 		{"node 2's certificate claiming node 3", tlsFor(2), 3, codes.PermissionDenied},
 		{"admin certificate", admin, 2, codes.PermissionDenied},
+		{"shared certificate (no identity) as node 3", sidecar.TLSFiles{CertFile: f.Shared[0], KeyFile: f.Shared[1], CAFile: f.CA}, 3, codes.OK},
 		{"node 2 as itself", tlsFor(2), 2, codes.OK},
 	}
 	for _, tc := range tests {

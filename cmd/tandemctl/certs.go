@@ -21,6 +21,7 @@ func certsCmd(args []string, out io.Writer) error {
 	nodes := fs.String("nodes", "1,2,3", "node ids to issue certificates for")
 	hosts := fs.String("hosts", "127.0.0.1,localhost", "DNS names and IP addresses put in every node certificate")
 	nodeHosts := fs.String("node-hosts", "", "extra names per node: 1=node-1.example,2=node-2.example (';' separates several names of one node)")
+	shared := fs.Bool("shared", false, "also write shared.crt/.key, one certificate for every node (for scripts/cluster.sh; no per-node identity)")
 	validFor := fs.Duration("valid-for", certs.DefaultValidity, "validity of the CA and the certificates")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -28,7 +29,7 @@ func certsCmd(args []string, out io.Writer) error {
 	if *dir == "" || fs.NArg() > 0 {
 		return usageError{"certs needs --out DIR and no arguments"}
 	}
-	o := certs.SetOptions{Dir: *dir, ValidFor: *validFor, NodeHosts: map[int32][]string{}}
+	o := certs.SetOptions{Dir: *dir, ValidFor: *validFor, NodeHosts: map[int32][]string{}, Shared: *shared}
 	for _, s := range splitList(*nodes, ",") {
 		n, err := strconv.ParseInt(s, 10, 32)
 		if err != nil || n <= 0 {
@@ -56,6 +57,9 @@ func certsCmd(args []string, out io.Writer) error {
 	}
 	for _, id := range o.Nodes {
 		fmt.Fprintf(out, "node %d: --tls-cert %s --tls-key %s --tls-ca %s\n", id, f.NodeCrt[id], f.NodeKey[id], f.CA)
+	}
+	if *shared {
+		fmt.Fprintf(out, "every node: --tls-cert %s --tls-key %s --tls-ca %s\n", f.Shared[0], f.Shared[1], f.CA)
 	}
 	fmt.Fprintf(out, "tandemctl: --tls-cert %s --tls-key %s --tls-ca %s\n", f.Admin[0], f.Admin[1], f.CA)
 	fmt.Fprintf(out, "valid until %s\n", time.Now().Add(*validFor).Format(time.DateOnly))

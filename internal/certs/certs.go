@@ -254,6 +254,11 @@ type SetOptions struct {
 	ValidFor time.Duration
 	// CommonName of a new CA (default "Tandem CA").
 	CommonName string
+	// Shared also writes shared.crt/.key: one certificate for every node
+	// (Hosts only, no node identity), for local clusters whose nodes all
+	// get the same flags (scripts/cluster.sh's TANDEM_SIDECAR_FLAGS). It
+	// gives up the check that a node says hello under its own id.
+	Shared bool
 }
 
 // SetFiles lists what WriteNodeSet wrote.
@@ -262,6 +267,7 @@ type SetFiles struct {
 	NodeCrt map[int32]string // node-N.crt
 	NodeKey map[int32]string // node-N.key
 	Admin   [2]string        // admin.crt, admin.key
+	Shared  [2]string        // shared.crt, shared.key (with SetOptions.Shared)
 	Reused  bool             // the CA in Dir was reused
 }
 
@@ -306,6 +312,16 @@ func WriteNodeSet(o SetOptions) (*SetFiles, error) {
 		}
 		out.NodeCrt[id] = filepath.Join(o.Dir, name+".crt")
 		out.NodeKey[id] = filepath.Join(o.Dir, name+".key")
+	}
+	if o.Shared {
+		p, err := ca.Issue(IssueOptions{CommonName: "tandem-node", Hosts: o.Hosts, ValidFor: o.ValidFor})
+		if err != nil {
+			return nil, err
+		}
+		if err := p.Write(o.Dir, "shared"); err != nil {
+			return nil, err
+		}
+		out.Shared = [2]string{filepath.Join(o.Dir, "shared.crt"), filepath.Join(o.Dir, "shared.key")}
 	}
 	admin, err := ca.Issue(IssueOptions{CommonName: "admin", URIs: []*url.URL{AdminURI()}, ValidFor: o.ValidFor})
 	if err != nil {

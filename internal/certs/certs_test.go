@@ -107,14 +107,14 @@ func TestIssueAndHandshake(t *testing.T) {
 func TestWriteNodeSetReusesCA(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "tls")
 	f, err := WriteNodeSet(SetOptions{Dir: dir, Nodes: []int32{1, 2, 3}, Hosts: []string{"127.0.0.1"},
-		NodeHosts: map[int32][]string{2: {"node-2.example"}}})
+		NodeHosts: map[int32][]string{2: {"node-2.example"}}, Shared: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if f.Reused {
 		t.Fatal("a fresh directory reported a reused CA")
 	}
-	for _, p := range []string{f.CA, f.NodeCrt[1], f.NodeKey[3], f.Admin[0], f.Admin[1]} {
+	for _, p := range []string{f.CA, f.NodeCrt[1], f.NodeKey[3], f.Admin[0], f.Admin[1], f.Shared[0], f.Shared[1]} {
 		if _, err := os.Stat(p); err != nil {
 			t.Fatal(err)
 		}
@@ -140,6 +140,10 @@ func TestWriteNodeSetReusesCA(t *testing.T) {
 	pool.AddCert(ca.Cert)
 	if _, err := parse(t, n4).Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		t.Fatalf("node 4 does not verify against the reused CA: %v", err)
+	}
+	sh, _ := os.ReadFile(f.Shared[0])
+	if c := parse(t, sh); len(c.IPAddresses) != 1 || len(c.URIs) != 0 {
+		t.Fatalf("shared certificate: IPs %v, URIs %v (want 127.0.0.1 and no identity)", c.IPAddresses, c.URIs)
 	}
 	n2, _ := os.ReadFile(f.NodeCrt[2])
 	if c := parse(t, n2); len(c.DNSNames) != 1 || c.DNSNames[0] != "node-2.example" {
