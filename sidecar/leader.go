@@ -494,6 +494,11 @@ func (l *leader) serve(ctx context.Context, stream replicationv1.ReplicationServ
 				for _, e := range ents {
 					size += len(e.GetPayload())
 				}
+				// Record what is sent before sending: the follower's ack can
+				// reach the receiver goroutine before Send returns here.
+				l.mu.Lock()
+				r.sent = ents[len(ents)-1].GetLsn()
+				l.mu.Unlock()
 				if err := send(&replicationv1.StreamResponse{Payload: &replicationv1.StreamResponse_Entries{Entries: &replicationv1.EntriesBatch{
 					Entries: ents, CommitLsn: commit}}}); err != nil {
 					return err
@@ -504,9 +509,6 @@ func (l *leader) serve(ctx context.Context, stream replicationv1.ReplicationServ
 				window = append(window, inflight{last: last, bytes: size})
 				windowBytes += size
 				next = last + 1
-				l.mu.Lock()
-				r.sent = last
-				l.mu.Unlock()
 				continue
 			}
 		}
