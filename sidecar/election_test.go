@@ -1,11 +1,16 @@
 package sidecar_test
 
 import (
+	"context"
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/tandem-io/tandem/broker/link"
 	"github.com/tandem-io/tandem/internal/testutil"
@@ -76,6 +81,24 @@ func TestEtcdElectionFailover(t *testing.T) {
 	}
 	c.Nodes[1].Broker.Produce(t, 20, 100)
 	c.WaitCaughtUp(20)
+	// Followers are electable once the leader published them in the ISR.
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	testutil.Eventually(t, 20*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		r, err := cli.Get(ctx, "/tandem/test-cluster/isr")
+		if err != nil {
+			return err
+		}
+		if len(r.Kvs) == 0 || !strings.Contains(string(r.Kvs[0].Value), `"isr":[1,2,3]`) {
+			return fmt.Errorf("published ISR: %v", r.Kvs)
+		}
+		return nil
+	})
 
 	// The leader's sidecar stops (its lease is revoked): an in-sync
 	// follower is elected in a new epoch.
