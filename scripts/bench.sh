@@ -3,11 +3,12 @@
 # side by side (docs/benchmarks.md explains each number).
 #
 #   scripts/bench.sh          # everything that exists: disk, standalone broker,
-#                             # three-node cluster (when scripts/cluster.sh and
-#                             # bin/tandem-sidecar exist), JetStream (when
-#                             # nats-server exists)
+#                             # three-node cluster (when bin/tandem-sidecar
+#                             # exists), JetStream (when nats-server exists);
+#                             # about 5 minutes with DURATION=15s
 #   scripts/bench.sh standalone   # disk + standalone broker only
 #   scripts/bench.sh cluster      # three-node cluster only (lag, catch-up)
+#   scripts/bench.sh jetstream    # the JetStream comparison only
 #   scripts/bench.sh rss          # broker RSS during RSS_MINUTES (default 5) of full-speed produce
 #
 # What it runs, in order (each a `bin/tandem-bench` subcommand):
@@ -16,9 +17,11 @@
 #               produce acks=1 and acks=-1 at full speed, acks=-1 at a low fixed
 #               rate (latency), then consume everything back
 #   cluster     `scripts/cluster.sh up` with its own TANDEM_HOME (Kafka ports
-#               9092-9094): produce acks=1, acks=-1, acks=-1 at low rate,
-#               follower lag at half the acks=1 rate, catch-up of a follower
-#               that was stopped while CATCHUP_RECORDS were produced
+#               9092-9094; the same pairs on free ports when those are taken):
+#               produce acks=1, acks=-1, acks=-1 at low rate, follower lag at
+#               half the acks=1 and at half the acks=-1 rate, catch-up of a
+#               follower that was stopped while CATCHUP_RECORDS were produced;
+#               between measurements it waits until the followers caught up
 #   jetstream   three nats-server processes (JetStream, file storage, R3) on
 #               loopback: async and sync publish of the same records
 #   rss         only with RSS_MINUTES > 0 or the `rss` argument
@@ -41,7 +44,9 @@
 #
 # Not part of scripts/test.sh: it takes minutes and its figures depend on
 # whatever else the machine is doing. Every process it starts is stopped on
-# exit, on Ctrl-C and on error.
+# exit, on Ctrl-C and on error. A measurement that fails is reported and
+# left out of the table; the others still run. A phase that might not fit on
+# the disk is skipped with a message.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
