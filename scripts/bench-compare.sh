@@ -205,11 +205,23 @@ run_jetstream() {
 	stop_pids "${nats_pids[@]}"
 }
 
+# loadavg PHASE: the machine's load average before a phase. Other work on
+# the machine (tests, builds) shows up in latency tails: the table says how
+# busy the machine was.
+loadavg() { printf '%-12s %s\n' "$1" "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/loadavg.txt"; }
+
 say "build"
 scripts/build.sh >&2
+: >"$OUT/loadavg.txt"
+loadavg tandem3
 run_tandem3
+loadavg standalone
 run_standalone
+loadavg jetstream
 run_jetstream
+loadavg end
 
 "$BENCH" natsgo-compare --dir "$OUT" ${CHART:+--chart "$CHART"}
+printf '\nload average (1, 5, 15 min) on this %s-core machine before each phase:\n' "$(nproc)"
+sed 's/^/  /' "$OUT/loadavg.txt"
 say "results in $OUT"
