@@ -22,7 +22,8 @@ import (
 
 // Automatic failover through a real etcd (issue 5), and a Jepsen-style run:
 // acks=all producers with unique values and min.insync.replicas=2 while a
-// nemesis kills and freezes leaders and followers. At the end every
+// nemesis kills and freezes leaders and followers (whole pairs, or only the
+// sidecar: the broker keeps serving but is cut off). At the end every
 // acknowledged value must be read exactly once and every node's WAL must be
 // identical.
 
@@ -291,7 +292,7 @@ func TestJepsenFailover(t *testing.T) {
 		n := c.node(target)
 		down := time.Duration(2000+rng.IntN(3000)) * time.Millisecond
 		var fault string
-		switch rng.IntN(3) {
+		switch rng.IntN(4) {
 		case 0:
 			fault = fmt.Sprintf("SIGKILL %s pair %d for %s", who, target, down)
 			n.killPair()
@@ -309,6 +310,14 @@ func TestJepsenFailover(t *testing.T) {
 			n.side.Kill()
 			time.Sleep(down)
 			n.side.MustRestart()
+		case 3:
+			// The node's links are cut: its broker keeps running and
+			// serving clients, its sidecar neither replicates nor renews
+			// its etcd lease.
+			fault = fmt.Sprintf("SIGSTOP %s sidecar %d (links cut) for %s", who, target, down)
+			n.side.Pause()
+			time.Sleep(down)
+			n.side.Resume()
 		}
 		t.Log("nemesis: " + fault)
 		res.faults = append(res.faults, fault)
