@@ -350,3 +350,63 @@ func TestAdminAPIs(t *testing.T) {
 	})
 	b.requireAlive()
 }
+
+// TestTopicConfigsTakeEffect: topic configs that the broker accepts change
+// what clients see. (Refusing a config with INVALID_CONFIG is acceptable;
+// accepting and ignoring it is not.)
+func TestTopicConfigsTakeEffect(t *testing.T) {
+	b := startBroker(t)
+	adm := b.admin()
+	create := func(t *testing.T, topic, key, value string) bool {
+		t.Helper()
+		resp, err := adm.CreateTopics(ctxTimeout(t, 10*time.Second), 1, 1, map[string]*string{key: strp(value)}, topic)
+		if err != nil {
+			t.Fatalf("CreateTopics: %v", err)
+		}
+		if err := resp[topic].Err; err != nil {
+			if errors.Is(err, kerr.InvalidConfig) {
+				t.Logf("%s=%s refused with INVALID_CONFIG (%s): not supported, which is fine", key, value, resp[topic].ErrMessage)
+				return false
+			}
+			t.Fatalf("CreateTopics %s with %s=%s: %v", topic, key, value, err)
+		}
+		return true
+	}
+
+	t.Run("message.timestamp.type=LogAppendTime", func(t *testing.T) {
+		const topic = "log-append-time"
+		if !create(t, topic, "message.timestamp.type", "LogAppendTime") {
+			return
+		}
+		old := time.Now().Add(-24 * time.Hour)
+		cl := b.client(kgo.RecordDeliveryTimeout(0), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		before := time.Now().Add(-time.Second)
+		if err := cl.ProduceSync(ctxTimeout(t, 10*time.Second), &kgo.Record{Topic: topic, Value: []byte("x"), Timestamp: old}).FirstErr(); err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+		r := consumeN(t, cl, 1, 20*time.Second)[0]
+		if r.Timestamp.Before(before) || r.Attrs.TimestampType() != 1 {
+			t.Errorf("record has timestamp %v (type %d); with LogAppendTime want the broker's append time (after %v, type 1)", r.Timestamp, r.Attrs.TimestampType(), before)
+		}
+	})
+
+	t.Run("max.message.bytes", func(t *testing.T) {
+		const topic = "small-messages"
+		if !create(t, topic, "max.message.bytes", "2000") {
+			return
+		}
+		rcs, err := adm.DescribeTopicConfigs(ctxTimeout(t, 10*time.Second), topic)
+		if err != nil || len(rcs) != 1 {
+			t.Fatalf("DescribeConfigs: %v", err)
+		}
+		if v, _, _ := configValue(rcs[0], "max.message.bytes"); v != "2000" {
+			t.Errorf("DescribeConfigs: max.message.bytes = %q, want 2000", v)
+		}
+		cl := b.client(kgo.ProducerBatchCompression(kgo.NoCompression()))
+		err = cl.ProduceSync(ctxTimeout(t, 10*time.Second), &kgo.Record{Topic: topic, Value: []byte(strings.Repeat("m", 5000))}).FirstErr()
+		if !errors.Is(err, kerr.MessageTooLarge) {
+			t.Errorf("5000-byte record to a topic with max.message.bytes=2000: error %v, want MESSAGE_TOO_LARGE", err)
+		}
+	})
+	b.requireAlive()
+}
