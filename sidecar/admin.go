@@ -36,6 +36,15 @@ func (s *Sidecar) Status() *adminv1.StatusResponse {
 	bc, _ := s.currentBroker()
 	out.Linked = bc != nil
 	out.Ready, out.NotReadyReason = s.readiness()
+	out.UncleanPromotions = s.uncleanPromotions.Load()
+	switch {
+	case cfg.Standalone():
+		out.FailoverMode = "standalone"
+	case len(cfg.EtcdEndpoints) > 0:
+		out.FailoverMode = "etcd"
+	default:
+		out.FailoverMode = "static"
+	}
 	l, f := s.roles()
 	if l != nil {
 		out.Role = adminv1.Role_ROLE_LEADER

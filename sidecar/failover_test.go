@@ -135,6 +135,10 @@ func TestPromoteRefusesOutOfSyncNode(t *testing.T) {
 	if n := c.Nodes[3].Sidecar.UncleanPromotions(); n != 1 {
 		t.Fatalf("unclean promotions = %d, want 1", n)
 	}
+	if st, err := c.Admin(3).Status(context.Background(), &adminv1.StatusRequest{}); err != nil ||
+		st.GetUncleanPromotions() != 1 || st.GetFailoverMode() != "static" {
+		t.Fatalf("status after an unclean promotion: %v, %v", st, err)
+	}
 	c.StartBroker(3)
 	waitRole(t, c, 3, link.RoleLeader, 2)
 	// The others learn the new epoch, stop taking writes and drop the 10

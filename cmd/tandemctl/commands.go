@@ -152,6 +152,13 @@ func printStatus(w io.Writer, st *adminv1.StatusResponse, now time.Time) {
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "wal: first %d  last %d  durable %d  commit %d  isr %v\n",
 		st.GetFirstLsn(), st.GetLastLsn(), st.GetDurableLsn(), st.GetCommitLsn(), st.GetIsr())
+	if m := st.GetFailoverMode(); m != "" {
+		fmt.Fprintf(w, "failover: %s", m)
+		if n := st.GetUncleanPromotions(); n > 0 {
+			fmt.Fprintf(w, "  UNCLEAN PROMOTIONS %d (acknowledged writes may have been dropped)", n)
+		}
+		fmt.Fprintln(w)
+	}
 	if len(st.GetReplicas()) == 0 {
 		return
 	}

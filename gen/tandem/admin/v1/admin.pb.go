@@ -160,8 +160,14 @@ type StatusResponse struct {
 	Isr []int32 `protobuf:"varint,15,rep,packed,name=isr,proto3" json:"isr,omitempty"`
 	// Why the node is not ready (empty when ready).
 	NotReadyReason string `protobuf:"bytes,16,opt,name=not_ready_reason,json=notReadyReason,proto3" json:"not_ready_reason,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Forced promotions of this node while it was not known to be in sync
+	// (since the sidecar started). Each can have dropped acknowledged writes.
+	UncleanPromotions uint64 `protobuf:"varint,17,opt,name=unclean_promotions,json=uncleanPromotions,proto3" json:"unclean_promotions,omitempty"`
+	// How the leader is chosen: "static" (--leader and tandemctl promote),
+	// "etcd" (automatic election) or "standalone".
+	FailoverMode  string `protobuf:"bytes,18,opt,name=failover_mode,json=failoverMode,proto3" json:"failover_mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -302,6 +308,20 @@ func (x *StatusResponse) GetIsr() []int32 {
 func (x *StatusResponse) GetNotReadyReason() string {
 	if x != nil {
 		return x.NotReadyReason
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetUncleanPromotions() uint64 {
+	if x != nil {
+		return x.UncleanPromotions
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetFailoverMode() string {
+	if x != nil {
+		return x.FailoverMode
 	}
 	return ""
 }
@@ -777,7 +797,7 @@ var File_tandem_admin_v1_admin_proto protoreflect.FileDescriptor
 const file_tandem_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x1btandem/admin/v1/admin.proto\x12\x0ftandem.admin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x0f\n" +
-	"\rStatusRequest\"\x89\x04\n" +
+	"\rStatusRequest\"\xdd\x04\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x05R\x06nodeId\x12\x1d\n" +
 	"\n" +
@@ -798,7 +818,9 @@ const file_tandem_admin_v1_admin_proto_rawDesc = "" +
 	"\breplicas\x18\r \x03(\v2\x18.tandem.admin.v1.ReplicaR\breplicas\x12+\n" +
 	"\x05peers\x18\x0e \x03(\v2\x15.tandem.admin.v1.PeerR\x05peers\x12\x10\n" +
 	"\x03isr\x18\x0f \x03(\x05R\x03isr\x12(\n" +
-	"\x10not_ready_reason\x18\x10 \x01(\tR\x0enotReadyReason\"9\n" +
+	"\x10not_ready_reason\x18\x10 \x01(\tR\x0enotReadyReason\x12-\n" +
+	"\x12unclean_promotions\x18\x11 \x01(\x04R\x11uncleanPromotions\x12#\n" +
+	"\rfailover_mode\x18\x12 \x01(\tR\ffailoverMode\"9\n" +
 	"\x04Peer\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x05R\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\"\xf8\x03\n" +

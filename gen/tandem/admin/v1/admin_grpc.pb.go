@@ -42,8 +42,10 @@ type AdminServiceClient interface {
 	// Status reports this node's role and positions and, on the leader, every
 	// replica's progress (like PostgreSQL's pg_stat_replication).
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
-	// Promote makes this node the leader with a new epoch. Refused for a node
-	// that is not in sync unless force is set.
+	// Promote makes this node the leader with a new epoch (one more than the
+	// highest it knows). Refused with FAILED_PRECONDITION for a node that is
+	// not in the last ISR it heard or is behind the last commit point it
+	// knows, unless force is set; refused when etcd elects the leader.
 	Promote(ctx context.Context, in *PromoteRequest, opts ...grpc.CallOption) (*PromoteResponse, error)
 	// Checksum returns a rolling checksum of this node's WAL over an LSN range;
 	// equal checksums over the same range prove identical replicas.
@@ -97,8 +99,10 @@ type AdminServiceServer interface {
 	// Status reports this node's role and positions and, on the leader, every
 	// replica's progress (like PostgreSQL's pg_stat_replication).
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
-	// Promote makes this node the leader with a new epoch. Refused for a node
-	// that is not in sync unless force is set.
+	// Promote makes this node the leader with a new epoch (one more than the
+	// highest it knows). Refused with FAILED_PRECONDITION for a node that is
+	// not in the last ISR it heard or is behind the last commit point it
+	// knows, unless force is set; refused when etcd elects the leader.
 	Promote(context.Context, *PromoteRequest) (*PromoteResponse, error)
 	// Checksum returns a rolling checksum of this node's WAL over an LSN range;
 	// equal checksums over the same range prove identical replicas.

@@ -94,11 +94,12 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ["cluster_id", "commit_lsn", "durable_lsn", "epoch", "first_lsn", "isr", "last_lsn", "leader_id", "linked", "node_id", "not_ready_reason", "peers", "ready", "replicas", "role", "streaming"]
+    __slots__ = ["cluster_id", "commit_lsn", "durable_lsn", "epoch", "failover_mode", "first_lsn", "isr", "last_lsn", "leader_id", "linked", "node_id", "not_ready_reason", "peers", "ready", "replicas", "role", "streaming", "unclean_promotions"]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     COMMIT_LSN_FIELD_NUMBER: _ClassVar[int]
     DURABLE_LSN_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
+    FAILOVER_MODE_FIELD_NUMBER: _ClassVar[int]
     FIRST_LSN_FIELD_NUMBER: _ClassVar[int]
     ISR_FIELD_NUMBER: _ClassVar[int]
     LAST_LSN_FIELD_NUMBER: _ClassVar[int]
@@ -111,10 +112,12 @@ class StatusResponse(_message.Message):
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     STREAMING_FIELD_NUMBER: _ClassVar[int]
+    UNCLEAN_PROMOTIONS_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     commit_lsn: int
     durable_lsn: int
     epoch: int
+    failover_mode: str
     first_lsn: int
     isr: _containers.RepeatedScalarFieldContainer[int]
     last_lsn: int
@@ -127,7 +130,8 @@ class StatusResponse(_message.Message):
     replicas: _containers.RepeatedCompositeFieldContainer[Replica]
     role: Role
     streaming: bool
-    def __init__(self, node_id: _Optional[int] = ..., cluster_id: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., epoch: _Optional[int] = ..., leader_id: _Optional[int] = ..., first_lsn: _Optional[int] = ..., last_lsn: _Optional[int] = ..., durable_lsn: _Optional[int] = ..., commit_lsn: _Optional[int] = ..., linked: bool = ..., ready: bool = ..., streaming: bool = ..., replicas: _Optional[_Iterable[_Union[Replica, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ..., isr: _Optional[_Iterable[int]] = ..., not_ready_reason: _Optional[str] = ...) -> None: ...
+    unclean_promotions: int
+    def __init__(self, node_id: _Optional[int] = ..., cluster_id: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., epoch: _Optional[int] = ..., leader_id: _Optional[int] = ..., first_lsn: _Optional[int] = ..., last_lsn: _Optional[int] = ..., durable_lsn: _Optional[int] = ..., commit_lsn: _Optional[int] = ..., linked: bool = ..., ready: bool = ..., streaming: bool = ..., replicas: _Optional[_Iterable[_Union[Replica, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ..., isr: _Optional[_Iterable[int]] = ..., not_ready_reason: _Optional[str] = ..., unclean_promotions: _Optional[int] = ..., failover_mode: _Optional[str] = ...) -> None: ...
 
 class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []

@@ -45,8 +45,10 @@ class AdminServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def Promote(self, request, context):
-        """Promote makes this node the leader with a new epoch. Refused for a node
-        that is not in sync unless force is set.
+        """Promote makes this node the leader with a new epoch (one more than the
+        highest it knows). Refused with FAILED_PRECONDITION for a node that is
+        not in the last ISR it heard or is behind the last commit point it
+        knows, unless force is set; refused when etcd elects the leader.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
