@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -355,7 +356,7 @@ func TestAdminAPIs(t *testing.T) {
 // what clients see. (Refusing a config with INVALID_CONFIG is acceptable;
 // accepting and ignoring it is not.)
 func TestTopicConfigsTakeEffect(t *testing.T) {
-	b := startBroker(t)
+	b := startBroker(t, "--segment-bytes", strconv.Itoa(1<<20), "--log-retention-check-interval", "100ms")
 	adm := b.admin()
 	create := func(t *testing.T, topic, key, value string) bool {
 		t.Helper()
@@ -406,6 +407,37 @@ func TestTopicConfigsTakeEffect(t *testing.T) {
 		err = cl.ProduceSync(ctxTimeout(t, 10*time.Second), &kgo.Record{Topic: topic, Value: []byte(strings.Repeat("m", 5000))}).FirstErr()
 		if !errors.Is(err, kerr.MessageTooLarge) {
 			t.Errorf("5000-byte record to a topic with max.message.bytes=2000: error %v, want MESSAGE_TOO_LARGE", err)
+		}
+	})
+
+	t.Run("retention.ms", func(t *testing.T) {
+		// As in Kafka: sealed segments whose records are all older than the
+		// topic's retention.ms go, and the topic's start offset moves.
+		const topic = "short-lived"
+		if !create(t, topic, "retention.ms", "1000") {
+			return
+		}
+		cl := b.client(kgo.ProducerBatchCompression(kgo.NoCompression()))
+		pad := strings.Repeat("r", 1000)
+		for i := range 30 { // ~3 MB: a few 1 MiB segments
+			vals := make([]string, 100)
+			for j := range vals {
+				vals[j] = fmt.Sprintf("%d-%s", i*100+j, pad)
+			}
+			produceSync(t, cl, topic, vals)
+		}
+		err := testutil.Poll(15*time.Second, func() error {
+			lo, err := adm.ListStartOffsets(ctxTimeout(t, 5*time.Second), topic)
+			if err != nil {
+				return err
+			}
+			if o, _ := lo.Lookup(topic, 0); o.Offset == 0 {
+				return errors.New("start offset still 0")
+			}
+			return nil
+		})
+		if err != nil {
+			t.Errorf("topic with retention.ms=1000: after 15s the start offset has not moved (%v); the override is accepted but not applied", err)
 		}
 	})
 	b.requireAlive()

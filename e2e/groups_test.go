@@ -208,6 +208,7 @@ func TestAlterConfigsAndDeleteGroups(t *testing.T) {
 	for _, bad := range []kadm.AlterConfig{
 		{Op: kadm.SetConfig, Name: "no.such.config", Value: strp("1")},
 		{Op: kadm.SetConfig, Name: "retention.ms", Value: strp("soon")},
+		{Op: kadm.SetConfig, Name: "compression.type", Value: strp("banana")},
 	} {
 		if err := alter(bad); !errors.Is(err, kerr.InvalidConfig) {
 			t.Errorf("set %s=%s: error %v, want INVALID_CONFIG", bad.Name, *bad.Value, err)
