@@ -410,6 +410,24 @@ func TestTopicConfigsTakeEffect(t *testing.T) {
 		}
 	})
 
+	t.Run("min.insync.replicas", func(t *testing.T) {
+		// A standalone broker is an ISR of one: acks=all to a topic that
+		// needs two in-sync replicas fails; acks=1 is not affected.
+		const topic = "needs-two"
+		if !create(t, topic, "min.insync.replicas", "2") {
+			return
+		}
+		all := b.client(kgo.RecordRetries(1), kgo.RecordDeliveryTimeout(10*time.Second))
+		err := all.ProduceSync(ctxTimeout(t, 30*time.Second), &kgo.Record{Topic: topic, Value: []byte("x")}).FirstErr()
+		if !errors.Is(err, kerr.NotEnoughReplicas) {
+			t.Errorf("acks=all with min.insync.replicas=2 on a single broker: error %v, want NOT_ENOUGH_REPLICAS", err)
+		}
+		one := b.client(kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+		if err := one.ProduceSync(ctxTimeout(t, 30*time.Second), &kgo.Record{Topic: topic, Value: []byte("y")}).FirstErr(); err != nil {
+			t.Errorf("acks=1 with min.insync.replicas=2: %v, want success", err)
+		}
+	})
+
 	t.Run("retention.ms", func(t *testing.T) {
 		// As in Kafka: sealed segments whose records are all older than the
 		// topic's retention.ms go, and the topic's start offset moves.
