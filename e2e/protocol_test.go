@@ -535,3 +535,66 @@ func TestUnknownPartition(t *testing.T) {
 	}
 	b.requireAlive()
 }
+
+// TestCorruptBatchesRefused: the broker stores record batches byte for byte,
+// so it must refuse a batch that consumers could not read: a bad CRC, a
+// length or record count that does not match, an old magic, compressed
+// bytes that do not decompress. Each is refused with an error and nothing
+// is stored; the partition stays readable.
+func TestCorruptBatchesRefused(t *testing.T) {
+	b := startBroker(t)
+	const topic = "corrupt-batches"
+	b.createTopic(topic, 1)
+	cl := b.client()
+	recrc := func(raw []byte) []byte {
+		binary.BigEndian.PutUint32(raw[17:], crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli)))
+		return raw
+	}
+	tests := []struct {
+		name  string
+		batch func() []byte
+		want  error // nil: any error will do
+	}{
+		{"bad CRC", func() []byte {
+			raw := recordBatch(-1, -1, -1, "a", "b")
+			raw[len(raw)-1] ^= 0xff
+			return raw
+		}, kerr.CorruptMessage},
+		{"record count larger than the records", func() []byte {
+			raw := recordBatch(-1, -1, -1, "a")
+			binary.BigEndian.PutUint32(raw[57:], 5)
+			return recrc(raw)
+		}, nil},
+		{"length past the end", func() []byte {
+			raw := recordBatch(-1, -1, -1, "a")
+			binary.BigEndian.PutUint32(raw[8:], uint32(len(raw)+100))
+			return raw
+		}, nil},
+		{"magic 1", func() []byte {
+			raw := recordBatch(-1, -1, -1, "a")
+			raw[16] = 1
+			return raw
+		}, nil},
+		{"gzip attribute on bytes that are not gzip", func() []byte {
+			raw := recordBatch(-1, -1, -1, "a", "b", "c")
+			binary.BigEndian.PutUint16(raw[21:], 1) // attributes: gzip
+			return recrc(raw)
+		}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err, _ := rawProduce(t, cl, topic, tc.batch())
+			if err == nil {
+				t.Errorf("%s: accepted; want an error", tc.name)
+			} else if tc.want != nil && !errors.Is(err, tc.want) {
+				t.Errorf("%s: error %v, want %v", tc.name, err, tc.want)
+			}
+			if end := b.endOffsets(topic)[0]; end != 0 {
+				t.Fatalf("%s: end offset %d after a refused batch, want 0", tc.name, end)
+			}
+		})
+	}
+	produceSync(t, cl, topic, []string{"good"})
+	requireSameValues(t, "partition after the refused batches", b.readAll(topic)[0], []string{"good"})
+	b.requireAlive()
+}
