@@ -23,7 +23,8 @@
 #               follower that was stopped while CATCHUP_RECORDS were produced;
 #               between measurements it waits until the followers caught up
 #   jetstream   three nats-server processes (JetStream, file storage, R3) on
-#               loopback: async and sync publish of the same records
+#               loopback: async (PublishAsync, 4000 outstanding) and sync
+#               (Publish, one at a time) of the same records through nats.go
 #   rss         only with RSS_MINUTES > 0 or the `rss` argument
 #
 # Environment (all optional):
@@ -38,6 +39,7 @@
 #   RSS_INTERVAL      time between RSS samples (default 15s)
 #   RSS_RETENTION     --log-retention-bytes of the RSS run's broker (default 4GiB;
 #                     minutes at full speed would otherwise fill the disk)
+#   JETSTREAM_CLIENT  natsgo (default: nats.go) or minimal (tandem-bench's own NATS client)
 #   BENCH_OUT         directory for the result JSON files (default: a new temp dir)
 #   BENCH_CHARTS      directory to write PNG charts into (default: none; e.g. docs)
 #   TMPDIR            where the data dirs go: keep it on the disk you mean to measure
@@ -383,10 +385,6 @@ run_jetstream() {
 		say "JetStream: skipped (nats-server not installed)"
 		return 0
 	fi
-	if ! "$BENCH" help 2>/dev/null | grep -q jetstream; then
-		say "JetStream: skipped (this tandem-bench has no jetstream command)"
-		return 0
-	fi
 	say "JetStream: three nats-server processes, file storage, R3"
 	local i ports=() cports=() routes=""
 	for i in 1 2 3; do
@@ -406,10 +404,17 @@ run_jetstream() {
 	done
 	for i in 0 1 2; do wait_port "${ports[$i]}" 15; done
 	local servers="nats://127.0.0.1:${ports[0]}"
-	try "$BENCH" jetstream --server "$servers" --stream BENCH --replicas 3 --record-bytes "$RECORD_BYTES" \
-		--duration "$DURATION" --mode async --name jetstream-async --out "$OUT/jetstream-async.json"
-	try "$BENCH" jetstream --server "$servers" --stream BENCH --replicas 3 --record-bytes "$RECORD_BYTES" \
-		--duration "$DURATION" --mode sync --name jetstream-sync --out "$OUT/jetstream-sync.json"
+	# nats.go, the client NATS users run (`tandem-bench natsgo`); set
+	# JETSTREAM_CLIENT=minimal for tandem-bench's own protocol client
+	# (`tandem-bench jetstream`), which cross-checks it with no nats.go code.
+	local cmd=natsgo client="nats.go"
+	if [ "${JETSTREAM_CLIENT:-natsgo}" = minimal ]; then cmd=jetstream client="minimal client"; fi
+	try "$BENCH" "$cmd" --server "$servers" --stream BENCH --replicas 3 --record-bytes "$RECORD_BYTES" \
+		--duration "$DURATION" --mode async --name jetstream-async \
+		--label "JetStream R3 file, async publish ($client)" --out "$OUT/jetstream-async.json"
+	try "$BENCH" "$cmd" --server "$servers" --stream BENCH --replicas 3 --record-bytes "$RECORD_BYTES" \
+		--duration "$DURATION" --mode sync --name jetstream-sync \
+		--label "JetStream R3 file, sync publish ($client)" --out "$OUT/jetstream-sync.json"
 }
 
 run_rss() {

@@ -9,7 +9,9 @@
 //	lag      follower apply lag: produce to the leader, read the same records from a follower
 //	catchup  time a stopped follower takes to catch up with the leader
 //	settle   wait until every follower has caught up (between measurements)
-//	jetstream  publish to NATS JetStream (async and sync), for comparison
+//	natsgo   publish to NATS JetStream with nats.go (async and sync), for comparison
+//	jetstream  the same through a minimal built-in NATS client (cross-check)
+//	natsgo-compare  table and chart of scripts/bench-compare.sh
 //	rss      sample a process's VmRSS/VmHWM over time
 //	report   one table from a directory of result files
 //	chart    a PNG bar chart of one figure from results
@@ -42,7 +44,9 @@ commands:
   lag       follower apply lag under produce load
   catchup   follower catch-up rate after it was stopped
   settle    wait until every follower has caught up with the leader
-  jetstream publish to a NATS JetStream stream (comparison)
+  natsgo    publish to a NATS JetStream stream with nats.go (comparison)
+  jetstream the same with a minimal built-in NATS client (cross-check)
+  natsgo-compare  the Tandem vs JetStream table of scripts/bench-compare.sh
   rss       sample a process's resident memory over time
   report    print one table from result files
   chart     write a PNG bar chart from result files
@@ -92,6 +96,10 @@ func run(ctx context.Context, args []string) error {
 		return runCatchup(ctx, rest, log)
 	case "jetstream":
 		return runJetStream(ctx, rest, log)
+	case "natsgo":
+		return runNATSGo(ctx, rest, log)
+	case "natsgo-compare":
+		return runNATSCompare(ctx, rest)
 	case "settle":
 		return runSettle(ctx, rest)
 	case "rss":

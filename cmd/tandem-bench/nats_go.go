@@ -13,10 +13,6 @@ package main
 // (the lowest load there is); latency is the round trip of each message.
 // The stream (--stream, deleted and created again) uses file storage and
 // --replicas replicas; a PubAck means the message is stored on a quorum.
-//
-// main.go's command switch belongs to cmd/tandem-bench's owner; until it
-// lists "natsgo" and "natsgo-compare" (nats_compare.go), the init function
-// below dispatches them.
 
 import (
 	"context"
@@ -24,44 +20,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
-	"os/signal"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/tandem-io/tandem/internal/logging"
 )
-
-func init() {
-	if len(os.Args) < 2 || (os.Args[1] != "natsgo" && os.Args[1] != "natsgo-compare") {
-		return
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	var err error
-	if os.Args[1] == "natsgo" {
-		err = runNATSGo(ctx, os.Args[2:], logging.New(logging.Options{Name: "tandem-bench", Level: "warn"}))
-	} else {
-		err = runNATSCompare(ctx, os.Args[2:])
-	}
-	stop()
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		os.Exit(0)
-	case errors.Is(err, errUsage):
-		fmt.Fprintln(os.Stderr, "tandem-bench:", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "tandem-bench:", err)
-		os.Exit(1)
-	}
-}
 
 func runNATSGo(ctx context.Context, args []string, log hclog.Logger) error {
 	cfg := JetStreamConfig{Stream: "BENCH", Replicas: 3, RecordBytes: 1024, Duration: 20 * time.Second,
@@ -119,15 +86,29 @@ func natsGoPublish(ctx context.Context, cfg JetStreamConfig, log hclog.Logger) (
 		return nil, fmt.Errorf("%w: %w", errNATS, err)
 	}
 	subject := "bench." + strings.ToLower(cfg.Stream)
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := js.DeleteStream(sctx, cfg.Stream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-		log.Warn("deleting the old stream", "stream", cfg.Stream, "error", err)
+	// A cluster that has just started answers JetStream API calls only once
+	// it has elected its meta leader: retry for up to a minute.
+	var createErr error
+	for deadline := time.Now().Add(time.Minute); ; {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := js.DeleteStream(sctx, cfg.Stream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			log.Debug("deleting the old stream", "stream", cfg.Stream, "error", err)
+		}
+		_, createErr = js.CreateStream(sctx, jetstream.StreamConfig{
+			Name: cfg.Stream, Subjects: []string{subject}, Replicas: cfg.Replicas, Storage: jetstream.FileStorage,
+		})
+		cancel()
+		if createErr == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			break
+		}
+		log.Debug("stream not created yet, retrying", "stream", cfg.Stream, "error", createErr)
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond): // the cluster is electing its meta leader
+		}
 	}
-	if _, err := js.CreateStream(sctx, jetstream.StreamConfig{
-		Name: cfg.Stream, Subjects: []string{subject}, Replicas: cfg.Replicas, Storage: jetstream.FileStorage,
-	}); err != nil {
-		return nil, fmt.Errorf("%w: create stream %s (R%d, file): %w", errNATS, cfg.Stream, cfg.Replicas, err)
+	if createErr != nil {
+		return nil, fmt.Errorf("%w: create stream %s (R%d, file): %w", errNATS, cfg.Stream, cfg.Replicas, createErr)
 	}
 	payload := make([]byte, cfg.RecordBytes)
 	_, _ = rand.Read(payload)
