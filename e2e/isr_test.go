@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -745,4 +746,144 @@ func TestISRNoReadAboveHighWatermark(t *testing.T) {
 		}
 	}
 	c.mustVerify(1)
+}
+
+// restartSidecarWith replaces node id's sidecar with one started with the
+// harness's command line plus extra flags (the harness gives every sidecar
+// the same flags).
+func (c *cluster) restartSidecarWith(id int, extra ...string) {
+	c.t.Helper()
+	n := c.node(id)
+	var peers []string
+	for _, m := range c.nodes {
+		peers = append(peers, fmt.Sprintf("%d=%s", m.id, m.sidecar))
+	}
+	if err := n.side.Stop(); err != nil {
+		c.t.Fatalf("stopping sidecar %d: %v", id, err)
+	}
+	args := append([]string{
+		"--node-id", fmt.Sprint(id), "--cluster-id", c.opts.clusterID,
+		"--broker-socket", n.sock, "--listen", n.sidecar,
+		"--peers", strings.Join(peers, ","), "--leader", fmt.Sprint(c.opts.leader),
+		"--heartbeat-interval", "500ms", "--peer-timeout", "3s",
+	}, c.opts.sidecarFlags...)
+	n.side = testutil.Start(c.t, testutil.ProcessConfig{
+		Name: fmt.Sprintf("sidecar-%d-restarted", id),
+		Path: testutil.Bin(c.t, "tandem-sidecar"),
+		Args: append(args, extra...),
+	})
+	testutil.WaitTCPFor(c.t, n.sidecar, 20*time.Second)
+}
+
+// scrape fetches a Prometheus text page and returns sample -> value, keyed
+// by the sample's name and labels as printed ("m{a=\"b\"}").
+func scrape(addr string) (map[string]float64, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(line[i+1:], &v); err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out, nil
+}
+
+// TestISRMetricsEndpoint scrapes the real processes' /metrics while a
+// follower is frozen and after it is back: the leader sidecar counts the
+// shrink and the expansion and reports under-replication and lag, and the
+// follower sidecar reports its stream.
+func TestISRMetricsEndpoint(t *testing.T) {
+	c := startCluster(t, clusterOpts{sidecarFlags: isrSidecarFlags()})
+	metricsAddr := testutil.FreeAddr(t)
+	followerMetrics := testutil.FreeAddr(t)
+	c.restartSidecarWith(1, "--metrics-listen", metricsAddr)
+	c.restartSidecarWith(2, "--metrics-listen", followerMetrics)
+	c.waitInSync(30 * time.Second)
+	const topic = "isr-metrics"
+	c.createTopic(topic)
+	prod := kclient(t, []string{c.leader().kafka})
+	produceSync(t, prod, topic, seqValues("m-", 100))
+
+	want := func(addr string, cond func(m map[string]float64) error) {
+		t.Helper()
+		testutil.Eventually(t, 20*time.Second, func() error {
+			m, err := scrape(addr)
+			if err != nil {
+				return err
+			}
+			return cond(m)
+		})
+	}
+	eq := func(m map[string]float64, k string, v float64) error {
+		if got, ok := m[k]; !ok || got != v {
+			return fmt.Errorf("%s = %v (present %v), want %v", k, got, ok, v)
+		}
+		return nil
+	}
+	want(metricsAddr, func(m map[string]float64) error {
+		return errors.Join(eq(m, "tandem_sidecar_isr_size", 3), eq(m, "tandem_sidecar_under_replicated", 0),
+			eq(m, `tandem_sidecar_follower_in_isr{follower="3"}`, 1),
+			eq(m, `tandem_sidecar_info{cluster_id="e2e",node_id="1",role="leader"}`, 1))
+	})
+	want(followerMetrics, func(m map[string]float64) error {
+		if m["tandem_sidecar_received_bytes_total"] <= 0 {
+			return errors.New("follower 2 received no bytes")
+		}
+		if m[`grpc_client_started_total{grpc_method="Stream",grpc_service="tandem.replication.v1.ReplicationService",grpc_type="bidi_stream"}`] < 1 {
+			return errors.New("no gRPC client metrics for the replication stream")
+		}
+		return eq(m, "tandem_sidecar_streaming", 1)
+	})
+
+	n3 := c.node(3)
+	n3.side.Pause()
+	n3.broker.Pause()
+	resumed := false
+	t.Cleanup(func() {
+		if !resumed {
+			n3.side.Resume()
+			n3.broker.Resume()
+		}
+	})
+	produceSync(t, prod, topic, seqValues("frozen-", 10)) // waits for the shrink
+	want(metricsAddr, func(m map[string]float64) error {
+		err := errors.Join(eq(m, "tandem_sidecar_isr_size", 2), eq(m, "tandem_sidecar_under_replicated", 1),
+			eq(m, `tandem_sidecar_follower_in_isr{follower="3"}`, 0),
+			eq(m, `tandem_sidecar_isr_shrinks_total{follower="3"}`, 1))
+		if m[`tandem_sidecar_follower_lag_entries{follower="3"}`] < 1 { // one WAL entry per batch
+			err = errors.Join(err, fmt.Errorf("lag entries of 3 = %v, want >= 1", m[`tandem_sidecar_follower_lag_entries{follower="3"}`]))
+		}
+		if m[`tandem_sidecar_follower_lag_seconds{follower="3"}`] < isrLagMax.Seconds() {
+			err = errors.Join(err, fmt.Errorf("lag seconds of 3 = %v, want >= %v", m[`tandem_sidecar_follower_lag_seconds{follower="3"}`], isrLagMax.Seconds()))
+		}
+		return err
+	})
+	n3.side.Resume()
+	n3.broker.Resume()
+	resumed = true
+	c.waitInSync(60 * time.Second)
+	want(metricsAddr, func(m map[string]float64) error {
+		return errors.Join(eq(m, "tandem_sidecar_isr_size", 3), eq(m, "tandem_sidecar_under_replicated", 0),
+			eq(m, `tandem_sidecar_isr_expands_total{follower="3"}`, 2),
+			eq(m, `tandem_sidecar_follower_lag_entries{follower="3"}`, 0))
+	})
 }
