@@ -538,8 +538,9 @@ func TestUnknownPartition(t *testing.T) {
 
 // TestCorruptBatchesRefused: the broker stores record batches byte for byte,
 // so it must refuse a batch that consumers could not read: a bad CRC, a
-// length or record count that does not match, an old magic, compressed
-// bytes that do not decompress. Each is refused with an error and nothing
+// length, record count or offset delta that does not match, an old magic,
+// an empty batch, a control or transactional batch from a plain producer,
+// compressed bytes that do not decompress. Each is refused with an error and nothing
 // is stored; the partition stays readable.
 func TestCorruptBatchesRefused(t *testing.T) {
 	b := startBroker(t)
@@ -575,6 +576,31 @@ func TestCorruptBatchesRefused(t *testing.T) {
 			raw[16] = 1
 			return raw
 		}, nil},
+		{"last offset delta beyond the records", func() []byte {
+			raw := recordBatch(-1, -1, -1, "a", "b", "c")
+			binary.BigEndian.PutUint32(raw[23:], 10) // lastOffsetDelta
+			return recrc(raw)
+		}, nil},
+		{"no records", func() []byte {
+			raw := recordBatch(-1, -1, -1, "a")
+			raw = raw[:61]                                   // header only
+			binary.BigEndian.PutUint32(raw[8:], 61-12)       // length
+			binary.BigEndian.PutUint32(raw[57:], 0)          // numRecords
+			binary.BigEndian.PutUint32(raw[23:], 0xffffffff) // lastOffsetDelta -1
+			return recrc(raw)
+		}, nil},
+		{"control batch from a client", func() []byte {
+			raw := recordBatch(-1, -1, -1, "a")
+			binary.BigEndian.PutUint16(raw[21:], 0x20) // attributes: control
+			return recrc(raw)
+		}, nil},
+		// Transactions are not supported: a transactional batch would hold
+		// read_committed consumers (librdkafka's default) at its offset forever.
+		{"transactional batch", func() []byte {
+			raw := recordBatch(4242, 0, 0, "a")
+			binary.BigEndian.PutUint16(raw[21:], 0x10) // attributes: transactional
+			return recrc(raw)
+		}, nil},
 		{"gzip attribute on bytes that are not gzip", func() []byte {
 			raw := recordBatch(-1, -1, -1, "a", "b", "c")
 			binary.BigEndian.PutUint16(raw[21:], 1) // attributes: gzip
@@ -596,5 +622,30 @@ func TestCorruptBatchesRefused(t *testing.T) {
 	}
 	produceSync(t, cl, topic, []string{"good"})
 	requireSameValues(t, "partition after the refused batches", b.readAll(topic)[0], []string{"good"})
+	b.requireAlive()
+}
+
+// TestBatchOffsetsAssigned: the broker, not the producer, assigns offsets: a
+// batch that arrives with a made-up base offset is stored at the partition's
+// end, and consumers see the broker's offsets.
+func TestBatchOffsetsAssigned(t *testing.T) {
+	b := startBroker(t)
+	const topic = "assigned"
+	b.createTopic(topic, 1)
+	cl := b.client(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	for i, base := range []int64{999, 0, 5} {
+		raw := recordBatch(-1, -1, -1, fmt.Sprintf("r%d-0", i), fmt.Sprintf("r%d-1", i))
+		binary.BigEndian.PutUint64(raw, uint64(base)) // firstOffset (not covered by the CRC)
+		err, off := rawProduce(t, cl, topic, raw)
+		if err != nil || off != int64(2*i) {
+			t.Fatalf("batch %d sent with base offset %d: error %v, stored at %d; want offset %d", i, base, err, off, 2*i)
+		}
+	}
+	got := consumeN(t, cl, 6, 20*time.Second)
+	for i, r := range got {
+		if r.Offset != int64(i) || string(r.Value) != fmt.Sprintf("r%d-%d", i/2, i%2) {
+			t.Fatalf("record %d: offset %d value %q", i, r.Offset, r.Value)
+		}
+	}
 	b.requireAlive()
 }
