@@ -110,6 +110,14 @@ func (b *Broker) applyLocked(e wal.Entry, pos wal.Pos) error {
 		b.pidEpochs[p.ProducerID] = p.Epoch
 	case wal.TypeNoop:
 		// A new leader's first entry: it carries the epoch, nothing else.
+	case wal.TypeStateSnapshot:
+		// The state already reflects every earlier entry, except on a
+		// replica re-cloned from a later LSN: it rebuilds from the snapshot
+		// once the entries in hand are applied (ApplyEntries).
+		if b.awaitingSnapshot {
+			b.awaitingSnapshot = false
+			b.rebuildPending = true
+		}
 	default:
 		return fmt.Errorf("%w: lsn %d has unknown type %d", ErrBadEntry, e.LSN, e.Type)
 	}

@@ -34,12 +34,14 @@ type Broker struct {
 
 	// appendMu serialises WAL appends and the state changes they imply,
 	// so that offsets and LSNs are assigned in the same order.
-	appendMu     sync.Mutex
-	producers    map[producerKey]*seqWindow // guarded by appendMu
-	pidEpochs    map[int64]int16            // guarded by appendMu
-	nextPID      int64                      // guarded by appendMu
-	lastApplied  uint64                     // guarded by appendMu
-	skipMetaUpTo uint64                     // guarded by appendMu; metadata entries the checkpoint covers
+	appendMu         sync.Mutex
+	producers        map[producerKey]*seqWindow // guarded by appendMu
+	pidEpochs        map[int64]int16            // guarded by appendMu
+	nextPID          int64                      // guarded by appendMu
+	lastApplied      uint64                     // guarded by appendMu
+	skipMetaUpTo     uint64                     // guarded by appendMu; metadata entries the checkpoint covers
+	awaitingSnapshot bool                       // guarded by appendMu; re-cloned, state snapshot not seen yet
+	rebuildPending   bool                       // guarded by appendMu; a snapshot arrived: rebuild after applying
 
 	mu          sync.RWMutex
 	topics      map[string]*topic // guarded by mu
@@ -195,7 +197,7 @@ func (b *Broker) replay() (int, error) {
 	for {
 		e, pos, err := r.Next()
 		if errors.Is(err, io.EOF) {
-			if last := b.wal.LastLSN(); b.lastApplied < last {
+			if last := b.wal.LastLSN(); last >= b.wal.FirstLSN() && b.lastApplied < last {
 				return n, fmt.Errorf("broker: replay stopped at LSN %d but the WAL ends at %d", b.lastApplied, last)
 			}
 			return n, nil

@@ -18,6 +18,12 @@ import (
 // startBroker runs an in-process broker on 127.0.0.1:0 over dir.
 func startBroker(t *testing.T, dir string) (*Broker, string) {
 	t.Helper()
+	return startBrokerWith(t, dir, nil)
+}
+
+// startBrokerWith is startBroker with a hook to change the config.
+func startBrokerWith(t *testing.T, dir string, change func(*Config)) (*Broker, string) {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.NodeID = 1
 	cfg.DataDir = dir
@@ -29,6 +35,9 @@ func startBroker(t *testing.T, dir string) (*Broker, string) {
 		t.Fatal(err)
 	}
 	cfg.Advertise = ln.Addr().String()
+	if change != nil {
+		change(&cfg)
+	}
 	b, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,8 @@ package broker
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 
 	"errors"
 	"fmt"
@@ -55,8 +57,17 @@ func (b *Broker) ApplyEntries(ents []wal.Entry) error {
 			return fmt.Errorf("broker: applying LSN %d: %w", e.LSN, err)
 		}
 	}
+	rebuild := b.rebuildPending
+	b.rebuildPending = false
 	b.appendMu.Unlock()
-	return b.wal.WaitDurable(b.ctx, ents[len(ents)-1].LSN)
+	if err := b.wal.WaitDurable(b.ctx, ents[len(ents)-1].LSN); err != nil {
+		return err
+	}
+	if rebuild {
+		b.log.Info("state snapshot received after a re-clone; rebuilding the state from it")
+		return b.rebuild(func() error { return nil })
+	}
+	return nil
 }
 
 // TruncateAfter drops every entry above lsn (a diverged tail) and rebuilds
@@ -74,7 +85,18 @@ func (b *Broker) TruncateAfter(lsn uint64) error {
 // node is re-cloned from the leader from there).
 func (b *Broker) ResetTo(next uint64) error {
 	b.log.Warn("resetting WAL for a re-clone from the leader", "next_lsn", next)
-	return b.rebuild(func() error { return b.wal.Reset(next) })
+	return b.rebuild(func() error {
+		if err := b.wal.Reset(next); err != nil {
+			return err
+		}
+		// The old checkpoint describes the state before the reset; the
+		// leader's state-snapshot entry replaces it.
+		if err := os.Remove(filepath.Join(b.cfg.DataDir, checkpointName)); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+		b.awaitingSnapshot = next > 1
+		return nil
+	})
 }
 
 // rebuild changes the WAL with fn and replays the state from scratch.

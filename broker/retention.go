@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/tandem-io/tandem/broker/group"
+	"github.com/tandem-io/tandem/broker/wal"
 )
 
 // Retention deletes whole WAL segments: a sealed segment whose last write is
@@ -18,9 +20,11 @@ import (
 // Deleting a segment also deletes the metadata entries in it (topic
 // creation, configs, group offsets, producer ids), so before deleting, the
 // broker writes a state checkpoint (DataDir/state-checkpoint.json): the
-// metadata state as of the last applied LSN. Start-up loads the checkpoint
-// first, skips metadata entries it already covers, and indexes every record
-// batch still on disk.
+// metadata state as of the last applied LSN. The leader also appends it to
+// the WAL as a state-snapshot entry, which replicates, so a follower that is
+// re-cloned from the leader's first LSN gets it too. Start-up loads the
+// checkpoint (or the first snapshot entry), skips metadata entries it
+// already covers, and indexes every record batch still on disk.
 
 const checkpointName = "state-checkpoint.json"
 
@@ -98,9 +102,33 @@ func (b *Broker) enforceRetention(now time.Time) (int, error) {
 	return n, nil
 }
 
-// writeCheckpoint saves the metadata state atomically.
+// writeCheckpoint saves the metadata state atomically in the data dir and,
+// on the leader, also as a state-snapshot WAL entry, which replicates: a
+// follower re-cloned from a later LSN learns the state from it.
 func (b *Broker) writeCheckpoint() error {
 	b.appendMu.Lock()
+	cp := b.snapshotLocked()
+	var snapLSN uint64
+	if b.isLeader() {
+		lsn, err := b.appendLocked(wal.TypeStateSnapshot, encodeJSON(cp))
+		if err != nil {
+			b.appendMu.Unlock()
+			return fmt.Errorf("broker: writing the state snapshot entry: %w", err)
+		}
+		snapLSN = lsn
+	}
+	b.appendMu.Unlock()
+	if snapLSN > 0 {
+		if err := b.wal.WaitDurable(b.ctx, snapLSN); err != nil {
+			return err
+		}
+	}
+	return b.saveCheckpointFile(cp)
+}
+
+// snapshotLocked captures the metadata state as of the last applied entry.
+// Caller holds appendMu.
+func (b *Broker) snapshotLocked() stateCheckpoint {
 	cp := stateCheckpoint{LSN: b.lastApplied, NextPID: b.nextPID, PIDEpochs: map[int64]int16{}}
 	for k, v := range b.pidEpochs {
 		cp.PIDEpochs[k] = v
@@ -118,8 +146,10 @@ func (b *Broker) writeCheckpoint() error {
 	}
 	b.mu.RUnlock()
 	cp.Offsets = b.groups.AllOffsets()
-	b.appendMu.Unlock()
+	return cp
+}
 
+func (b *Broker) saveCheckpointFile(cp stateCheckpoint) error {
 	data, err := json.Marshal(cp)
 	if err != nil {
 		return err
@@ -149,26 +179,70 @@ func (b *Broker) writeCheckpoint() error {
 	return nil
 }
 
-// loadCheckpointLocked restores the metadata state saved before retention
-// deleted segments, if the WAL no longer starts at LSN 1. It returns the LSN
-// the checkpoint covers (0 when none). Caller holds appendMu.
+// loadCheckpointLocked restores the metadata state that the WAL's deleted
+// segments held, when the WAL no longer starts at LSN 1: from
+// state-checkpoint.json if it covers the gap, else from the first
+// state-snapshot entry in the WAL (a replica re-cloned from the leader). It
+// returns the LSN the state covers (metadata entries up to it are skipped
+// by the replay), or 0 when nothing covers the gap. Caller holds appendMu.
 func (b *Broker) loadCheckpointLocked() (uint64, error) {
+	first := b.wal.FirstLSN()
 	path := filepath.Join(b.cfg.DataDir, checkpointName)
 	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
+	switch {
+	case err == nil:
+		var cp stateCheckpoint
+		if err := json.Unmarshal(data, &cp); err != nil {
+			return 0, fmt.Errorf("broker: %s is corrupt (%v); move it away to rebuild from the WAL's state snapshot, or restore the node from a replica", path, err)
+		}
+		if cp.LSN+1 >= first {
+			b.restoreCheckpointLocked(cp)
+			return cp.LSN, nil
+		}
+		b.log.Warn("state checkpoint is older than the WAL; looking for a state snapshot entry instead",
+			"checkpoint_lsn", cp.LSN, "wal_first_lsn", first)
+	case !errors.Is(err, os.ErrNotExist):
 		return 0, fmt.Errorf("broker: reading %s: %w", path, err)
 	}
-	var cp stateCheckpoint
-	if err := json.Unmarshal(data, &cp); err != nil {
-		return 0, fmt.Errorf("broker: %s is corrupt (%v); restore it from a replica or move it away to start without the metadata of deleted segments", path, err)
+	cp, found, err := b.findSnapshotEntry()
+	if err != nil {
+		return 0, err
 	}
-	if cp.LSN > b.wal.LastLSN() {
-		b.log.Warn("state checkpoint is newer than the WAL (the WAL was truncated after it); using it anyway",
-			"checkpoint_lsn", cp.LSN, "wal_last_lsn", b.wal.LastLSN())
+	if !found {
+		b.log.Warn("the WAL starts after LSN 1 and no state checkpoint or snapshot covers the gap; topics created before it are unknown",
+			"wal_first_lsn", first)
+		return 0, nil
 	}
+	b.restoreCheckpointLocked(cp)
+	return cp.LSN, nil
+}
+
+// findSnapshotEntry returns the first state-snapshot entry in the WAL.
+func (b *Broker) findSnapshotEntry() (stateCheckpoint, bool, error) {
+	r, err := b.wal.NewReader(b.wal.FirstLSN())
+	if err != nil {
+		return stateCheckpoint{}, false, err
+	}
+	defer r.Close()
+	for {
+		e, _, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return stateCheckpoint{}, false, nil
+		}
+		if err != nil {
+			return stateCheckpoint{}, false, err
+		}
+		if e.Type == wal.TypeStateSnapshot {
+			var cp stateCheckpoint
+			if err := decodeJSON(e, &cp); err != nil {
+				return cp, false, err
+			}
+			return cp, true, nil
+		}
+	}
+}
+
+func (b *Broker) restoreCheckpointLocked(cp stateCheckpoint) {
 	b.mu.Lock()
 	for _, t := range cp.Topics {
 		nt := &topic{name: t.Name, id: t.ID, createdLSN: t.CreatedLSN, configs: t.Configs}
@@ -184,9 +258,10 @@ func (b *Broker) loadCheckpointLocked() (uint64, error) {
 	for g, offs := range cp.Offsets {
 		b.groups.Restore(g, offs)
 	}
-	b.nextPID = cp.NextPID
+	if cp.NextPID > b.nextPID {
+		b.nextPID = cp.NextPID
+	}
 	for k, v := range cp.PIDEpochs {
 		b.pidEpochs[k] = v
 	}
-	return cp.LSN, nil
 }

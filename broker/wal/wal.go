@@ -29,6 +29,11 @@ const (
 	TypeCreatePartitions EntryType = 6
 	TypeAlterConfig      EntryType = 7
 	TypeNoop             EntryType = 8 // written by a new leader at the start of its epoch
+	// TypeStateSnapshot holds the broker's metadata state (topics, configs,
+	// group offsets, producer ids), written by the leader before retention
+	// deletes segments, so that a replica re-cloned from a later LSN learns
+	// what the deleted segments held.
+	TypeStateSnapshot EntryType = 9
 )
 
 func (t EntryType) String() string {

@@ -1,13 +1,5 @@
-//go:build brokerreset
-
-// This test is off by default: it fails on the ResetTo step until the
-// broker's state rebuild accepts an empty WAL that starts beyond LSN 1
-// (broker/broker.go replay: "replay stopped at LSN 0 but the WAL ends at
-// N" after wal.Reset). Run it with
-//
-//	go test -tags brokerreset ./broker/link/conformance
-//
-// and drop the build tag once the broker passes.
+// TestGoBrokerConforms runs the LinkService conformance suite against the
+// real Go broker binary.
 
 package conformance_test
 

@@ -88,6 +88,11 @@ const (
 	EntryType_ENTRY_TYPE_ALTER_CONFIG EntryType = 7
 	// Written by a new leader as the first entry of its epoch; no state change.
 	EntryType_ENTRY_TYPE_NOOP EntryType = 8
+	// The broker's metadata state (JSON: topics, configs, group offsets,
+	// producer ids) as of the entry before it, written by the leader before
+	// retention deletes WAL segments. A replica that starts from a later LSN
+	// (a re-clone) loads it to learn what the deleted segments held.
+	EntryType_ENTRY_TYPE_STATE_SNAPSHOT EntryType = 9
 )
 
 // Enum value maps for EntryType.
@@ -102,6 +107,7 @@ var (
 		6: "ENTRY_TYPE_CREATE_PARTITIONS",
 		7: "ENTRY_TYPE_ALTER_CONFIG",
 		8: "ENTRY_TYPE_NOOP",
+		9: "ENTRY_TYPE_STATE_SNAPSHOT",
 	}
 	EntryType_value = map[string]int32{
 		"ENTRY_TYPE_UNSPECIFIED":       0,
@@ -113,6 +119,7 @@ var (
 		"ENTRY_TYPE_CREATE_PARTITIONS": 6,
 		"ENTRY_TYPE_ALTER_CONFIG":      7,
 		"ENTRY_TYPE_NOOP":              8,
+		"ENTRY_TYPE_STATE_SNAPSHOT":    9,
 	}
 )
 
@@ -1926,7 +1933,7 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x19\n" +
 	"\bfrom_lsn\x18\x02 \x01(\x04R\afromLsn\x12\x15\n" +
-	"\x06to_lsn\x18\x03 \x01(\x04R\x05toLsn*\x8c\x02\n" +
+	"\x06to_lsn\x18\x03 \x01(\x04R\x05toLsn*\xab\x02\n" +
 	"\tEntryType\x12\x1a\n" +
 	"\x16ENTRY_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17ENTRY_TYPE_RECORD_BATCH\x10\x01\x12\x1b\n" +
@@ -1936,7 +1943,8 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\x16ENTRY_TYPE_PRODUCER_ID\x10\x05\x12 \n" +
 	"\x1cENTRY_TYPE_CREATE_PARTITIONS\x10\x06\x12\x1b\n" +
 	"\x17ENTRY_TYPE_ALTER_CONFIG\x10\a\x12\x13\n" +
-	"\x0fENTRY_TYPE_NOOP\x10\b*U\n" +
+	"\x0fENTRY_TYPE_NOOP\x10\b\x12\x1d\n" +
+	"\x19ENTRY_TYPE_STATE_SNAPSHOT\x10\t*U\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fROLE_STANDALONE\x10\x01\x12\x0f\n" +
