@@ -649,3 +649,39 @@ func TestBatchOffsetsAssigned(t *testing.T) {
 	}
 	b.requireAlive()
 }
+
+// TestFetchFromInsideABatch: a consumer that starts at an offset in the
+// middle of a stored batch (as after committing part of it) gets exactly
+// the records from that offset on: the broker must return the batch that
+// holds the offset, not the next one.
+func TestFetchFromInsideABatch(t *testing.T) {
+	b := startBroker(t)
+	const topic = "mid-batch"
+	b.createTopic(topic, 1)
+	// Three batches of 5 records each: offsets 0-4, 5-9, 10-14.
+	prod := b.client(kgo.ProducerLinger(50 * time.Millisecond))
+	for i := range 3 {
+		recs := make([]*kgo.Record, 5)
+		for j := range recs {
+			recs[j] = &kgo.Record{Topic: topic, Value: fmt.Appendf(nil, "%02d", i*5+j)}
+		}
+		if err := prod.ProduceSync(ctxTimeout(t, 20*time.Second), recs...).FirstErr(); err != nil {
+			t.Fatalf("produce batch %d: %v", i, err)
+		}
+	}
+	p, _ := rawFetch(t, prod, topic, 0, 100*time.Millisecond, 1, 1<<20, 1<<20)
+	if got := batchesIn(p.RecordBatches); len(got) != 3 {
+		t.Fatalf("stored batches hold %v records, want 3 batches of 5 (test setup)", got)
+	}
+	for _, start := range []int64{0, 1, 4, 5, 7, 12, 14} {
+		cl := b.client(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().At(start)}}))
+		got := consumeN(t, cl, int(15-start), 20*time.Second)
+		for i, r := range got {
+			if want := start + int64(i); r.Offset != want || string(r.Value) != fmt.Sprintf("%02d", want) {
+				t.Fatalf("from offset %d: record %d is offset %d value %q, want offset %d", start, i, r.Offset, r.Value, want)
+			}
+		}
+		cl.Close()
+	}
+	b.requireAlive()
+}
