@@ -498,3 +498,78 @@ func TestFsyncPolicies(t *testing.T) {
 		})
 	}
 }
+
+// TestStateCheckpointLoss: once retention has removed the WAL entries that
+// created a topic, the broker's state lives in its checkpoint. If that file
+// is corrupt or missing at start-up, the broker must either refuse to start
+// (naming the problem) or come back with the full state, never start with
+// topics or committed offsets silently missing.
+func TestStateCheckpointLoss(t *testing.T) {
+	for _, damage := range []string{"corrupt", "missing"} {
+		t.Run(damage, func(t *testing.T) {
+			const segment, retention = 1 << 20, 2 << 20
+			b := startBroker(t, "--segment-bytes", strconv.Itoa(segment), "--log-retention-bytes", strconv.Itoa(retention),
+				"--log-retention-check-interval", "100ms")
+			const topic = "kept"
+			b.createTopic(topic, 1)
+			kcl := b.client(kgo.ProducerBatchCompression(kgo.NoCompression()))
+			adm := kadm.NewClient(kcl)
+			offs := kadm.Offsets{}
+			offs.Add(kadm.Offset{Topic: topic, Partition: 0, At: 7, LeaderEpoch: -1})
+			if err := adm.CommitAllOffsets(ctxTimeout(t, 10*time.Second), "kept-group", offs); err != nil {
+				t.Fatalf("commit: %v", err)
+			}
+			pad := strings.Repeat("k", 1000)
+			for i := 0; i < 6000; i += 200 {
+				vals := make([]string, 200)
+				for j := range vals {
+					vals[j] = fmt.Sprintf("%d-%s", i+j, pad)
+				}
+				produceSync(t, kcl, topic, vals)
+			}
+			// Wait until the segment holding the topic's creation is gone.
+			testutil.Eventually(t, 20*time.Second, func() error {
+				if first := filepath.Base(b.walSegments()[0]); first == "00000000000000000001.wal" {
+					return fmt.Errorf("first WAL segment is still %s", first)
+				}
+				return nil
+			})
+			if err := b.Proc.Stop(); err != nil {
+				t.Fatalf("stop: %v", err)
+			}
+			cp := filepath.Join(b.DataDir, "state-checkpoint.json")
+			if damage == "missing" {
+				if err := os.Remove(cp); err != nil {
+					t.Fatalf("remove the checkpoint: %v", err)
+				}
+			} else {
+				data, err := os.ReadFile(cp)
+				if err != nil {
+					t.Fatalf("read the checkpoint: %v", err)
+				}
+				if err := os.WriteFile(cp, data[:len(data)/2], 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			b.Proc.MustRestart()
+			if err := b.ready(); err != nil {
+				t.Logf("the broker refused to start on a %s checkpoint: %v", damage, err)
+				if b.Proc.Running() {
+					t.Fatalf("the broker is running but not serving")
+				}
+				if !strings.Contains(b.Proc.LogTail(20), "state-checkpoint.json") {
+					t.Errorf("the broker's last log lines do not name state-checkpoint.json:\n%s", b.Proc.LogTail(20))
+				}
+				return
+			}
+			if n := partitionCount(t, b.client(), topic); n != 1 {
+				t.Errorf("started on a %s checkpoint without topic %s (Metadata lists %d partitions)", damage, topic, n)
+			}
+			fo, err := b.admin().FetchOffsets(ctxTimeout(t, 10*time.Second), "kept-group")
+			if o, ok := fo.Lookup(topic, 0); err != nil || !ok || o.At != 7 {
+				t.Errorf("started on a %s checkpoint without kept-group's committed offset (got %+v, found %v, err %v)", damage, o, ok, err)
+			}
+		})
+	}
+}
