@@ -11,9 +11,6 @@ package broker
 // (DescribeConfigs lists them); v5+ responses echo the resulting configs.
 
 import (
-	"context"
-	"time"
-
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -24,11 +21,7 @@ func handleCreateTopics(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Res
 	r := req.(*kmsg.CreateTopicsRequest)
 	resp := r.ResponseKind().(*kmsg.CreateTopicsResponse)
 	return func() kmsg.Response {
-		timeout := time.Duration(r.TimeoutMillis) * time.Millisecond
-		if timeout <= 0 {
-			timeout = 30 * time.Second
-		}
-		ctx, cancel := context.WithTimeout(rc.ctx, timeout)
+		ctx, cancel := rc.timeoutCtx(r.TimeoutMillis)
 		defer cancel()
 		nodes := len(b.clusterView().Brokers)
 		for _, rt := range r.Topics {

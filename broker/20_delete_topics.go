@@ -9,7 +9,6 @@ package broker
 
 import (
 	"context"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -23,11 +22,7 @@ func handleDeleteTopics(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Res
 	r := req.(*kmsg.DeleteTopicsRequest)
 	resp := r.ResponseKind().(*kmsg.DeleteTopicsResponse)
 	return func() kmsg.Response {
-		timeout := time.Duration(r.TimeoutMillis) * time.Millisecond
-		if timeout <= 0 {
-			timeout = 30 * time.Second
-		}
-		ctx, cancel := context.WithTimeout(rc.ctx, timeout)
+		ctx, cancel := rc.timeoutCtx(r.TimeoutMillis)
 		defer cancel()
 		var names []string
 		var ids [][16]byte

@@ -32,29 +32,33 @@ type configValue struct {
 	ReadOnly bool
 }
 
-// describeTopicConfigs lists a topic's configs, limited to names if given.
-func (b *Broker) describeTopicConfigs(snap topicSnapshot, names []string) []configValue {
-	defaults := b.configDefaults()
+// selectedKeys returns the keys of all that names asks for (every key when
+// names is empty), sorted.
+func selectedKeys(all map[string]string, names []string) []string {
 	want := map[string]bool{}
 	for _, n := range names {
 		want[n] = true
 	}
-	keys := make([]string, 0, len(defaults))
-	for k := range defaults {
-		keys = append(keys, k)
+	keys := make([]string, 0, len(all))
+	for k := range all {
+		if len(want) == 0 || want[k] {
+			keys = append(keys, k)
+		}
 	}
 	sort.Strings(keys)
+	return keys
+}
+
+// describeTopicConfigs lists a topic's configs, limited to names if given.
+func (b *Broker) describeTopicConfigs(snap topicSnapshot, names []string) []configValue {
+	defaults := b.configDefaults()
 	var out []configValue
-	for _, k := range keys {
-		if len(want) > 0 && !want[k] {
-			continue
-		}
+	for _, k := range selectedKeys(defaults, names) {
 		v, src := defaults[k], int8(configSourceDefault)
 		if tv, ok := snap.configs[k]; ok {
 			v, src = tv, configSourceTopic
 		}
-		val := v
-		out = append(out, configValue{Name: k, Value: &val, Source: src})
+		out = append(out, configValue{Name: k, Value: &v, Source: src})
 	}
 	return out
 }
@@ -74,20 +78,8 @@ func (b *Broker) describeBrokerConfigs(names []string) []configValue {
 		"log.flush.policy":                 b.cfg.Fsync.String(),
 		"group.initial.rebalance.delay.ms": strconv.FormatInt(b.cfg.InitialRebalanceDelay.Milliseconds(), 10),
 	}
-	want := map[string]bool{}
-	for _, n := range names {
-		want[n] = true
-	}
-	keys := make([]string, 0, len(all))
-	for k := range all {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var out []configValue
-	for _, k := range keys {
-		if len(want) > 0 && !want[k] {
-			continue
-		}
+	for _, k := range selectedKeys(all, names) {
 		v := all[k]
 		out = append(out, configValue{Name: k, Value: &v, Source: configSourceStatic, ReadOnly: true})
 	}

@@ -6,9 +6,7 @@ package broker
 // for manual assignments, is refused as Kafka refuses it.
 
 import (
-	"context"
 	"fmt"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -22,7 +20,7 @@ func handleCreatePartitions(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg
 	r := req.(*kmsg.CreatePartitionsRequest)
 	resp := r.ResponseKind().(*kmsg.CreatePartitionsResponse)
 	return func() kmsg.Response {
-		ctx, cancel := context.WithTimeout(rc.ctx, time.Duration(max(r.TimeoutMillis, 1000))*time.Millisecond)
+		ctx, cancel := rc.timeoutCtx(r.TimeoutMillis)
 		defer cancel()
 		for _, rt := range r.Topics {
 			st := kmsg.NewCreatePartitionsResponseTopic()

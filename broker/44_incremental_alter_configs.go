@@ -10,7 +10,6 @@ package broker
 
 import (
 	"context"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -53,7 +52,7 @@ func handleIncrementalAlterConfigs(b *Broker, rc *reqCtx, req kmsg.Request) func
 	r := req.(*kmsg.IncrementalAlterConfigsRequest)
 	resp := r.ResponseKind().(*kmsg.IncrementalAlterConfigsResponse)
 	return func() kmsg.Response {
-		ctx, cancel := context.WithTimeout(rc.ctx, 30*time.Second)
+		ctx, cancel := rc.timeoutCtx(0)
 		defer cancel()
 		for _, rr := range r.Resources {
 			sr := kmsg.NewIncrementalAlterConfigsResponseResource()
@@ -93,7 +92,7 @@ func handleAlterConfigs(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Res
 	r := req.(*kmsg.AlterConfigsRequest)
 	resp := r.ResponseKind().(*kmsg.AlterConfigsResponse)
 	return func() kmsg.Response {
-		ctx, cancel := context.WithTimeout(rc.ctx, 30*time.Second)
+		ctx, cancel := rc.timeoutCtx(0)
 		defer cancel()
 		for _, rr := range r.Resources {
 			sr := kmsg.NewAlterConfigsResponseResource()

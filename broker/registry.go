@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"sort"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -49,6 +50,16 @@ func sortedAPIs() []api {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].key < out[j].key })
 	return out
+}
+
+// timeoutCtx bounds the work of an admin request by the timeout it carries
+// (30 s when it carries none).
+func (rc *reqCtx) timeoutCtx(timeoutMillis int32) (context.Context, context.CancelFunc) {
+	d := time.Duration(timeoutMillis) * time.Millisecond
+	if d <= 0 {
+		d = 30 * time.Second
+	}
+	return context.WithTimeout(rc.ctx, d)
 }
 
 // now wraps a response that is already complete.
