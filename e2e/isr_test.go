@@ -867,8 +867,10 @@ func TestISRMetricsEndpoint(t *testing.T) {
 	produceSync(t, prod, topic, seqValues("frozen-", 10)) // waits for the shrink
 	want(metricsAddr, func(m map[string]float64) error {
 		err := errors.Join(eq(m, "tandem_sidecar_isr_size", 2), eq(m, "tandem_sidecar_under_replicated", 1),
-			eq(m, `tandem_sidecar_follower_in_isr{follower="3"}`, 0),
-			eq(m, `tandem_sidecar_isr_shrinks_total{follower="3"}`, 1))
+			eq(m, `tandem_sidecar_follower_in_isr{follower="3"}`, 0))
+		if m[`tandem_sidecar_isr_shrinks_total{follower="3"}`] < 1 {
+			err = errors.Join(err, errors.New("no ISR shrink counted for follower 3"))
+		}
 		if m[`tandem_sidecar_follower_lag_entries{follower="3"}`] < 1 { // one WAL entry per batch
 			err = errors.Join(err, fmt.Errorf("lag entries of 3 = %v, want >= 1", m[`tandem_sidecar_follower_lag_entries{follower="3"}`]))
 		}
@@ -882,8 +884,10 @@ func TestISRMetricsEndpoint(t *testing.T) {
 	resumed = true
 	c.waitInSync(60 * time.Second)
 	want(metricsAddr, func(m map[string]float64) error {
+		// Every shrink is followed by an expansion, plus the first join.
+		shrinks := m[`tandem_sidecar_isr_shrinks_total{follower="3"}`]
 		return errors.Join(eq(m, "tandem_sidecar_isr_size", 3), eq(m, "tandem_sidecar_under_replicated", 0),
-			eq(m, `tandem_sidecar_isr_expands_total{follower="3"}`, 2),
+			eq(m, `tandem_sidecar_isr_expands_total{follower="3"}`, shrinks+1),
 			eq(m, `tandem_sidecar_follower_lag_entries{follower="3"}`, 0))
 	})
 }
