@@ -271,6 +271,16 @@ func TestAdminAPIs(t *testing.T) {
 			t.Errorf("ListOffsets by timestamp base+5.5s inside one batch of 10: offset %d, want 6", o.Offset)
 		}
 
+		// ListOffsets v7 (which the broker offers) also answers -3: the
+		// offset of the record with the largest timestamp (KIP-734).
+		lo, err = adm.ListMaxTimestampOffsets(ctxTimeout(t, 10*time.Second), topic)
+		if err != nil {
+			t.Fatalf("ListOffsets max timestamp: %v", err)
+		}
+		if o, _ := lo.Lookup(topic, 0); o.Err != nil || o.Offset != 9 {
+			t.Errorf("ListOffsets max timestamp: %+v, want offset 9 (the newest timestamp)", o)
+		}
+
 		// Consumers see the producer's timestamps.
 		rd := b.client(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 		for i, r := range consumeN(t, rd, 10, 20*time.Second) {
