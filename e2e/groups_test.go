@@ -270,3 +270,36 @@ func TestAlterConfigsAndDeleteGroups(t *testing.T) {
 	check("after restart")
 	b.requireNoPanic()
 }
+
+// TestOffsetCommitMetadata: the metadata string committed with an offset
+// comes back from OffsetFetch, also after a restart (tools keep cursors and
+// hostnames there).
+func TestOffsetCommitMetadata(t *testing.T) {
+	b := startBroker(t)
+	const topic = "meta"
+	b.createTopic(topic, 2)
+	adm := b.admin()
+	offs := kadm.Offsets{}
+	offs.Add(kadm.Offset{Topic: topic, Partition: 0, At: 3, LeaderEpoch: -1, Metadata: "cursor-42"})
+	offs.Add(kadm.Offset{Topic: topic, Partition: 1, At: 0, LeaderEpoch: -1, Metadata: ""})
+	if err := adm.CommitAllOffsets(ctxTimeout(t, 10*time.Second), "meta-group", offs); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	check := func(when string) {
+		t.Helper()
+		fo, err := adm.FetchOffsets(ctxTimeout(t, 10*time.Second), "meta-group")
+		if err != nil {
+			t.Fatalf("%s: OffsetFetch: %v", when, err)
+		}
+		for p, want := range map[int32]kadm.Offset{0: {At: 3, Metadata: "cursor-42"}, 1: {At: 0, Metadata: ""}} {
+			o, ok := fo.Lookup(topic, p)
+			if !ok || o.Err != nil || o.At != want.At || o.Metadata != want.Metadata {
+				t.Errorf("%s: partition %d: %+v (found %v), want offset %d metadata %q", when, p, o, ok, want.At, want.Metadata)
+			}
+		}
+	}
+	check("before restart")
+	b.kill()
+	b.restart()
+	check("after restart")
+}
