@@ -2,7 +2,6 @@ package broker
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/crc32"
 
@@ -116,6 +115,9 @@ func splitBatches(records []byte, maxBytes int32) ([][]byte, []batchInfo, error)
 		if info.attributes&0x08 != 0 {
 			return nil, nil, &errBatch{kerr.InvalidTimestamp, "LogAppendTime batches cannot be produced"}
 		}
+		if err := checkRecords(raw, info, maxBytes); err != nil {
+			return nil, nil, &errBatch{kerr.CorruptMessage, err.Error()}
+		}
 		raws = append(raws, raw)
 		infos = append(infos, info)
 	}
@@ -132,5 +134,3 @@ func stampBatch(raw []byte, baseOffset int64, leaderEpoch int32) {
 	binary.BigEndian.PutUint64(raw[0:8], uint64(baseOffset))
 	binary.BigEndian.PutUint32(raw[12:16], uint32(leaderEpoch))
 }
-
-var errShortBatch = errors.New("broker: stored batch shorter than its header")

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/tandem-io/tandem/broker/group"
@@ -44,9 +45,11 @@ type checkpointTopic struct {
 func (b *Broker) retentionLoop() {
 	t := time.NewTicker(b.cfg.RetentionCheckInterval)
 	defer t.Stop()
+	b.trimTopics(time.Now()) // topic retention is re-applied after a restart
 	for {
 		select {
 		case <-t.C:
+			b.trimTopics(time.Now())
 			if n, err := b.enforceRetention(time.Now()); err != nil {
 				b.log.Error("retention failed; will retry", "error", err)
 			} else if n > 0 {
@@ -56,6 +59,69 @@ func (b *Broker) retentionLoop() {
 			return
 		}
 	}
+}
+
+// trimTopics applies topic-level retention.ms and retention.bytes
+// overrides: the oldest committed batches of each partition that are older
+// than retention.ms (by their max timestamp, as Kafka judges a segment), or
+// beyond retention.bytes, stop being served and the log start offset moves
+// past them. Their bytes are reclaimed when node-wide retention deletes the
+// segment that holds them. This can only shorten retention: the node-wide
+// settings delete segments whatever a topic says.
+func (b *Broker) trimTopics(now time.Time) {
+	b.mu.RLock()
+	var work []*partition
+	var rms, rbytes []int64
+	for _, t := range b.topics {
+		ms, okMs := parseOverride(t.configs["retention.ms"])
+		by, okBy := parseOverride(t.configs["retention.bytes"])
+		if !okMs && !okBy {
+			continue
+		}
+		for _, p := range t.partitions {
+			work = append(work, p)
+			rms = append(rms, ms)
+			rbytes = append(rbytes, by)
+		}
+	}
+	b.mu.RUnlock()
+	for i, p := range work {
+		p.mu.Lock()
+		var size int64
+		for _, ref := range p.batches {
+			size += int64(ref.size)
+		}
+		n := 0
+		for n < len(p.batches) && p.batches[n].last < p.hw {
+			ref := p.batches[n]
+			old := rms[i] >= 0 && now.Sub(time.UnixMilli(ref.maxTs)) > time.Duration(rms[i])*time.Millisecond
+			big := rbytes[i] >= 0 && size > rbytes[i]
+			if !old && !big {
+				break
+			}
+			size -= int64(ref.size)
+			n++
+		}
+		if n > 0 {
+			if n < len(p.batches) {
+				p.logStart = p.batches[n].base
+			} else {
+				p.logStart = p.next
+			}
+			p.batches = append(p.batches[:0:0], p.batches[n:]...)
+			b.log.Info("topic retention removed batches", "topic", p.topic, "partition", p.id, "batches", n, "log_start", p.logStart)
+		}
+		p.mu.Unlock()
+	}
+}
+
+// parseOverride reads a retention override; -1 (or absent) means none.
+func parseOverride(v string) (int64, bool) {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return -1, false
+	}
+	return n, true
 }
 
 // enforceRetention deletes the segments retention allows and returns how many.

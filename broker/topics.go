@@ -33,11 +33,17 @@ func (b *Broker) validateTopicConfig(name, value string) *kerr.Error {
 		return kerr.InvalidConfig
 	}
 	switch name {
+	case "segment.bytes":
+		return kerr.InvalidConfig // the WAL is node-wide: --segment-bytes
+	case "compression.type":
+		if value != "producer" {
+			return kerr.InvalidConfig // batches are stored as the producer compressed them
+		}
 	case "min.insync.replicas":
 		if v, err := strconv.Atoi(value); err != nil || v < 1 {
 			return kerr.InvalidConfig
 		}
-	case "retention.ms", "retention.bytes", "segment.bytes", "max.message.bytes":
+	case "retention.ms", "retention.bytes", "max.message.bytes":
 		if _, err := strconv.ParseInt(value, 10, 64); err != nil {
 			return kerr.InvalidConfig
 		}
@@ -51,6 +57,21 @@ func (b *Broker) validateTopicConfig(name, value string) *kerr.Error {
 		}
 	}
 	return nil
+}
+
+// topicInt returns a topic's integer config override, or def.
+func (b *Broker) topicInt(topicName, key string, def int64) int64 {
+	b.mu.RLock()
+	t := b.topics[topicName]
+	var v string
+	if t != nil {
+		v = t.configs[key]
+	}
+	b.mu.RUnlock()
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return n
+	}
+	return def
 }
 
 // minISR is the effective min.insync.replicas of a topic.
