@@ -132,6 +132,17 @@ func handleProduce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response
 			if err = b.wal.WaitDurable(ctx, lastLSN); err == nil {
 				err = b.waitCommit(ctx, lastLSN)
 			}
+			if err == nil {
+				// Kafka: the high watermark passed the batch, but if the
+				// ISR shrank below min.insync.replicas meanwhile, fewer
+				// copies than promised exist.
+				isr := len(b.clusterView().ISR)
+				for _, w := range waiting {
+					if isr < b.minISR(w.topic) {
+						w.p.ErrorCode = kerr.NotEnoughReplicasAfterAppend.Code
+					}
+				}
+			}
 		}
 		if err != nil {
 			code := kerr.RequestTimedOut
