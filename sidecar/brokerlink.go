@@ -53,6 +53,9 @@ type brokerConn struct {
 	applyErr  error
 	onApplied func(lsn uint64) // called with each AppliedUpTo (follower)
 	onCommit  func(*linkv1.CommittedEntries)
+	// onCommitApplied is called when the broker reports the commit point
+	// it now serves (leader: followers are sent no more than that).
+	onCommitApplied func(lsn uint64)
 	// Callers waiting for TruncatedTo / ResetDone, oldest first: the broker
 	// answers these requests in order.
 	truncWaiters []chan *linkv1.TruncatedTo
@@ -117,6 +120,10 @@ func (c *brokerConn) receive(m *linkv1.AttachRequest) error {
 	case *linkv1.AttachRequest_Committed:
 		if f := c.onCommit; f != nil {
 			f(p.Committed)
+		}
+	case *linkv1.AttachRequest_CommitApplied:
+		if f := c.onCommitApplied; f != nil {
+			f(p.CommitApplied.GetLsn())
 		}
 	case *linkv1.AttachRequest_ReplayResult:
 		c.mu.Lock()

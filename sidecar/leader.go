@@ -25,19 +25,24 @@ type leader struct {
 	cache *entryCache
 	ctx   context.Context // ends with this leadership (role.go)
 
-	mu       sync.Mutex
-	bc       *brokerConn // nil while the broker is detached
-	epoch    uint32
-	self     *linkv1.BrokerInfo
-	first    uint64 // broker WAL's oldest LSN (as last reported)
-	durable  uint64 // broker WAL's durable end: the leader's own flushed LSN
-	history  epochHistory
-	commit   uint64
-	isr      []int32 // sorted, this node included
-	replicas map[int32]*replica
-	changed  chan struct{} // closed and replaced when durable, commit or cluster change
-	version  uint64        // bumped when the brokers list or the ISR changes
-	closed   bool          // leadership ended (role.go): no broker, no followers
+	mu      sync.Mutex
+	bc      *brokerConn // nil while the broker is detached
+	epoch   uint32
+	self    *linkv1.BrokerInfo
+	first   uint64 // broker WAL's oldest LSN (as last reported)
+	durable uint64 // broker WAL's durable end: the leader's own flushed LSN
+	history epochHistory
+	commit  uint64
+	// brokerCommit is the commit point the local broker reports it serves;
+	// followers are sent min(commit, brokerCommit) once the broker has
+	// reported one (brokerAcks), so they never expose a record first.
+	brokerCommit uint64
+	brokerAcks   bool
+	isr          []int32 // sorted, this node included
+	replicas     map[int32]*replica
+	changed      chan struct{} // closed and replaced when durable, commit or cluster change
+	version      uint64        // bumped when the brokers list or the ISR changes
+	closed       bool          // leadership ended (role.go): no broker, no followers
 	// pinnedISR is the ISR last published in etcd (election.go; nil
 	// without etcd). Its members count for the commit point even after
 	// they left the ISR here, until the smaller ISR is published.
@@ -106,6 +111,7 @@ func (l *leader) brokerAttached(c *brokerConn) {
 	}
 	l.cache.reset(l.durable + 1)
 	c.onCommit = l.onCommitted
+	c.onCommitApplied = l.onCommitApplied
 	l.version++
 	l.updateLocked(time.Now())
 	c.setView(l.viewLocked())
@@ -136,6 +142,26 @@ func (l *leader) brokerDetached(c *brokerConn) {
 }
 
 // onCommitted takes entries that became durable in the leader's broker.
+// onCommitApplied records the commit point the local broker serves and
+// lets the follower streams forward it.
+func (l *leader) onCommitApplied(lsn uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.brokerAcks = true
+	if lsn > l.brokerCommit {
+		l.brokerCommit = lsn
+		l.broadcastLocked()
+	}
+}
+
+// followerCommitLocked is the commit point followers may serve up to.
+func (l *leader) followerCommitLocked() uint64 {
+	if l.brokerAcks {
+		return min(l.commit, l.brokerCommit)
+	}
+	return l.commit
+}
+
 func (l *leader) onCommitted(ce *linkv1.CommittedEntries) {
 	ents := ce.GetEntries()
 	if len(ents) == 0 {
@@ -309,7 +335,7 @@ func (l *leader) handshake(h *replicationv1.FollowerHello, stop context.CancelCa
 		Epoch:         l.epoch,
 		EpochHistory:  l.history.clone(),
 		LeaderLastLsn: l.durable,
-		CommitLsn:     l.commit,
+		CommitLsn:     l.followerCommitLocked(),
 	}
 	start := x + 1
 	switch {
@@ -463,7 +489,7 @@ func (l *leader) serve(ctx context.Context, stream replicationv1.ReplicationServ
 	for {
 		l.mu.Lock()
 		changed := l.changed
-		commit, version, durable, epoch := l.commit, l.version, l.durable, l.epoch
+		commit, version, durable, epoch := l.followerCommitLocked(), l.version, l.durable, l.epoch
 		flushed, lastHeard := r.flushed, r.lastHeard
 		var cluster *replicationv1.ClusterUpdate
 		if version != sentVersion {

@@ -12,14 +12,21 @@ import (
 // opsWorker applies the follower's operations (apply, truncate, reset) and
 // commit points in the order the sidecar sent them.
 func (s *session) opsWorker() error {
-	var commitWanted uint64 // latest commit point from the sidecar
-	setCommit := func() {
+	var commitWanted, commitApplied uint64 // latest commit point from the sidecar; last one applied
+	setCommit := func() error {
 		// Never announce a commit point beyond what this WAL holds durably:
 		// a follower that is behind learns the leader's commit point before
 		// it has the entries.
-		if c := min(commitWanted, s.w.DurableLSN()); c > 0 {
-			s.b.SetCommitLSN(c)
+		c := min(commitWanted, s.w.DurableLSN())
+		if c == 0 || c <= commitApplied {
+			return nil
 		}
+		s.b.SetCommitLSN(c)
+		commitApplied = c
+		// Tell the sidecar: a leader's sidecar forwards to followers only
+		// commit points its own broker already serves.
+		return s.send(&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_CommitApplied{
+			CommitApplied: &linkv1.CommitApplied{Lsn: c}}})
 	}
 	for {
 		var m *linkv1.AttachResponse
@@ -32,11 +39,18 @@ func (s *session) opsWorker() error {
 		switch p := m.GetPayload().(type) {
 		case *linkv1.AttachResponse_Commit:
 			commitWanted = p.Commit.GetLsn()
-			setCommit()
+			if err := setCommit(); err != nil {
+				return err
+			}
 			continue
 		case *linkv1.AttachResponse_Apply:
-			reply = &linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Applied{Applied: s.apply(p.Apply.GetEntries())}}
-			setCommit()
+			if err := s.send(&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Applied{Applied: s.apply(p.Apply.GetEntries())}}); err != nil {
+				return err
+			}
+			if err := setCommit(); err != nil {
+				return err
+			}
+			continue
 		case *linkv1.AttachResponse_TruncateTo:
 			lsn := p.TruncateTo.GetLsn()
 			before := s.w.LastLSN()

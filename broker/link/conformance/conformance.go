@@ -108,14 +108,15 @@ type fakeSidecar struct {
 type conn struct {
 	stream  linkv1.LinkService_AttachServer
 	hello   *linkv1.BrokerHello
-	replies chan *linkv1.AttachRequest // everything but CommittedEntries
+	replies chan *linkv1.AttachRequest // everything but CommittedEntries and CommitApplied
 	end     chan error                 // ends the stream with this error
 	done    chan struct{}              // closed when the receiver stops
 
-	mu        sync.Mutex
-	committed []*linkv1.Entry // every pushed entry, in order
-	pushErr   error           // first violation of the push rules
-	pushed    chan struct{}   // closed and replaced on every push
+	mu            sync.Mutex
+	committed     []*linkv1.Entry // every pushed entry, in order
+	pushErr       error           // first violation of the push rules
+	pushed        chan struct{}   // closed and replaced on every push
+	commitApplied uint64          // last CommitApplied the broker sent
 }
 
 func (f *fakeSidecar) Attach(stream linkv1.LinkService_AttachServer) error {
@@ -151,6 +152,17 @@ func (c *conn) receive() {
 		m, err := c.stream.Recv()
 		if err != nil {
 			return
+		}
+		if ca := m.GetCommitApplied(); ca != nil {
+			// A notification, not an answer: the commit point the broker
+			// serves now. It must never exceed what the broker holds.
+			c.mu.Lock()
+			if ca.GetLsn() < c.commitApplied && c.pushErr == nil {
+				c.pushErr = fmt.Errorf("CommitApplied went back from %d to %d", c.commitApplied, ca.GetLsn())
+			}
+			c.commitApplied = ca.GetLsn()
+			c.mu.Unlock()
+			continue
 		}
 		ce := m.GetCommitted()
 		if ce == nil {

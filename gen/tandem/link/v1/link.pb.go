@@ -490,6 +490,7 @@ type AttachRequest struct {
 	//	*AttachRequest_Truncated
 	//	*AttachRequest_ResetDone
 	//	*AttachRequest_ChecksumResult
+	//	*AttachRequest_CommitApplied
 	Payload       isAttachRequest_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -595,6 +596,15 @@ func (x *AttachRequest) GetChecksumResult() *ChecksumResult {
 	return nil
 }
 
+func (x *AttachRequest) GetCommitApplied() *CommitApplied {
+	if x != nil {
+		if x, ok := x.Payload.(*AttachRequest_CommitApplied); ok {
+			return x.CommitApplied
+		}
+	}
+	return nil
+}
+
 type isAttachRequest_Payload interface {
 	isAttachRequest_Payload()
 }
@@ -634,6 +644,15 @@ type AttachRequest_ChecksumResult struct {
 	ChecksumResult *ChecksumResult `protobuf:"bytes,7,opt,name=checksum_result,json=checksumResult,proto3,oneof"`
 }
 
+type AttachRequest_CommitApplied struct {
+	// The commit point the broker now serves up to (after a CommitPoint).
+	// A leader's sidecar forwards to followers only commit points its own
+	// broker has applied, so no follower exposes a record before the
+	// leader does. A broker that never sends it is treated as applying
+	// every commit point at once.
+	CommitApplied *CommitApplied `protobuf:"bytes,8,opt,name=commit_applied,json=commitApplied,proto3,oneof"`
+}
+
 func (*AttachRequest_Hello) isAttachRequest_Payload() {}
 
 func (*AttachRequest_Committed) isAttachRequest_Payload() {}
@@ -647,6 +666,54 @@ func (*AttachRequest_Truncated) isAttachRequest_Payload() {}
 func (*AttachRequest_ResetDone) isAttachRequest_Payload() {}
 
 func (*AttachRequest_ChecksumResult) isAttachRequest_Payload() {}
+
+func (*AttachRequest_CommitApplied) isAttachRequest_Payload() {}
+
+// CommitApplied says up to which LSN the broker's high watermarks now are.
+type CommitApplied struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The commit point applied (capped at the broker's durable LSN).
+	Lsn           uint64 `protobuf:"varint,1,opt,name=lsn,proto3" json:"lsn,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitApplied) Reset() {
+	*x = CommitApplied{}
+	mi := &file_tandem_link_v1_link_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitApplied) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitApplied) ProtoMessage() {}
+
+func (x *CommitApplied) ProtoReflect() protoreflect.Message {
+	mi := &file_tandem_link_v1_link_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitApplied.ProtoReflect.Descriptor instead.
+func (*CommitApplied) Descriptor() ([]byte, []int) {
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *CommitApplied) GetLsn() uint64 {
+	if x != nil {
+		return x.Lsn
+	}
+	return 0
+}
 
 // AttachResponse is a message from the sidecar to its broker.
 type AttachResponse struct {
@@ -670,7 +737,7 @@ type AttachResponse struct {
 
 func (x *AttachResponse) Reset() {
 	*x = AttachResponse{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[4]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -682,7 +749,7 @@ func (x *AttachResponse) String() string {
 func (*AttachResponse) ProtoMessage() {}
 
 func (x *AttachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[4]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -695,7 +762,7 @@ func (x *AttachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachResponse.ProtoReflect.Descriptor instead.
 func (*AttachResponse) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{4}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AttachResponse) GetPayload() isAttachResponse_Payload {
@@ -864,7 +931,7 @@ type BrokerHello struct {
 
 func (x *BrokerHello) Reset() {
 	*x = BrokerHello{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[5]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -876,7 +943,7 @@ func (x *BrokerHello) String() string {
 func (*BrokerHello) ProtoMessage() {}
 
 func (x *BrokerHello) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[5]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -889,7 +956,7 @@ func (x *BrokerHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokerHello.ProtoReflect.Descriptor instead.
 func (*BrokerHello) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{5}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *BrokerHello) GetNodeId() int32 {
@@ -963,7 +1030,7 @@ type CommittedEntries struct {
 
 func (x *CommittedEntries) Reset() {
 	*x = CommittedEntries{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[6]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -975,7 +1042,7 @@ func (x *CommittedEntries) String() string {
 func (*CommittedEntries) ProtoMessage() {}
 
 func (x *CommittedEntries) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[6]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -988,7 +1055,7 @@ func (x *CommittedEntries) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommittedEntries.ProtoReflect.Descriptor instead.
 func (*CommittedEntries) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{6}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CommittedEntries) GetEntries() []*Entry {
@@ -1032,7 +1099,7 @@ type ReplayResult struct {
 
 func (x *ReplayResult) Reset() {
 	*x = ReplayResult{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[7]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1044,7 +1111,7 @@ func (x *ReplayResult) String() string {
 func (*ReplayResult) ProtoMessage() {}
 
 func (x *ReplayResult) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[7]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1057,7 +1124,7 @@ func (x *ReplayResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayResult.ProtoReflect.Descriptor instead.
 func (*ReplayResult) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{7}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReplayResult) GetRequestId() uint64 {
@@ -1131,7 +1198,7 @@ type AppliedUpTo struct {
 
 func (x *AppliedUpTo) Reset() {
 	*x = AppliedUpTo{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[8]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1143,7 +1210,7 @@ func (x *AppliedUpTo) String() string {
 func (*AppliedUpTo) ProtoMessage() {}
 
 func (x *AppliedUpTo) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[8]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1156,7 +1223,7 @@ func (x *AppliedUpTo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedUpTo.ProtoReflect.Descriptor instead.
 func (*AppliedUpTo) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{8}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AppliedUpTo) GetLsn() uint64 {
@@ -1188,7 +1255,7 @@ type TruncatedTo struct {
 
 func (x *TruncatedTo) Reset() {
 	*x = TruncatedTo{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[9]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1267,7 @@ func (x *TruncatedTo) String() string {
 func (*TruncatedTo) ProtoMessage() {}
 
 func (x *TruncatedTo) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[9]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1280,7 @@ func (x *TruncatedTo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TruncatedTo.ProtoReflect.Descriptor instead.
 func (*TruncatedTo) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{9}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TruncatedTo) GetLastLsn() uint64 {
@@ -1250,7 +1317,7 @@ type ResetDone struct {
 
 func (x *ResetDone) Reset() {
 	*x = ResetDone{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[10]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1262,7 +1329,7 @@ func (x *ResetDone) String() string {
 func (*ResetDone) ProtoMessage() {}
 
 func (x *ResetDone) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[10]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1275,7 +1342,7 @@ func (x *ResetDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetDone.ProtoReflect.Descriptor instead.
 func (*ResetDone) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{10}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ResetDone) GetNextLsn() uint64 {
@@ -1312,7 +1379,7 @@ type ChecksumResult struct {
 
 func (x *ChecksumResult) Reset() {
 	*x = ChecksumResult{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[11]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1324,7 +1391,7 @@ func (x *ChecksumResult) String() string {
 func (*ChecksumResult) ProtoMessage() {}
 
 func (x *ChecksumResult) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[11]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1337,7 +1404,7 @@ func (x *ChecksumResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChecksumResult.ProtoReflect.Descriptor instead.
 func (*ChecksumResult) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{11}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ChecksumResult) GetRequestId() uint64 {
@@ -1395,7 +1462,7 @@ type ClusterView struct {
 
 func (x *ClusterView) Reset() {
 	*x = ClusterView{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[12]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1407,7 +1474,7 @@ func (x *ClusterView) String() string {
 func (*ClusterView) ProtoMessage() {}
 
 func (x *ClusterView) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[12]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1420,7 +1487,7 @@ func (x *ClusterView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterView.ProtoReflect.Descriptor instead.
 func (*ClusterView) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{12}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ClusterView) GetRole() Role {
@@ -1474,7 +1541,7 @@ type ReplayRequest struct {
 
 func (x *ReplayRequest) Reset() {
 	*x = ReplayRequest{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[13]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1486,7 +1553,7 @@ func (x *ReplayRequest) String() string {
 func (*ReplayRequest) ProtoMessage() {}
 
 func (x *ReplayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[13]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1499,7 +1566,7 @@ func (x *ReplayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayRequest.ProtoReflect.Descriptor instead.
 func (*ReplayRequest) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{13}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReplayRequest) GetRequestId() uint64 {
@@ -1535,7 +1602,7 @@ type ApplyEntries struct {
 
 func (x *ApplyEntries) Reset() {
 	*x = ApplyEntries{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[14]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1547,7 +1614,7 @@ func (x *ApplyEntries) String() string {
 func (*ApplyEntries) ProtoMessage() {}
 
 func (x *ApplyEntries) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[14]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1560,7 +1627,7 @@ func (x *ApplyEntries) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyEntries.ProtoReflect.Descriptor instead.
 func (*ApplyEntries) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{14}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ApplyEntries) GetEntries() []*Entry {
@@ -1582,7 +1649,7 @@ type TruncateTo struct {
 
 func (x *TruncateTo) Reset() {
 	*x = TruncateTo{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[15]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1594,7 +1661,7 @@ func (x *TruncateTo) String() string {
 func (*TruncateTo) ProtoMessage() {}
 
 func (x *TruncateTo) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[15]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1607,7 +1674,7 @@ func (x *TruncateTo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TruncateTo.ProtoReflect.Descriptor instead.
 func (*TruncateTo) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{15}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TruncateTo) GetLsn() uint64 {
@@ -1629,7 +1696,7 @@ type ResetTo struct {
 
 func (x *ResetTo) Reset() {
 	*x = ResetTo{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[16]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1641,7 +1708,7 @@ func (x *ResetTo) String() string {
 func (*ResetTo) ProtoMessage() {}
 
 func (x *ResetTo) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[16]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1654,7 +1721,7 @@ func (x *ResetTo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetTo.ProtoReflect.Descriptor instead.
 func (*ResetTo) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{16}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ResetTo) GetNextLsn() uint64 {
@@ -1676,7 +1743,7 @@ type CommitPoint struct {
 
 func (x *CommitPoint) Reset() {
 	*x = CommitPoint{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[17]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1688,7 +1755,7 @@ func (x *CommitPoint) String() string {
 func (*CommitPoint) ProtoMessage() {}
 
 func (x *CommitPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[17]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1701,7 +1768,7 @@ func (x *CommitPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitPoint.ProtoReflect.Descriptor instead.
 func (*CommitPoint) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{17}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CommitPoint) GetLsn() uint64 {
@@ -1723,7 +1790,7 @@ type SubscribeCommitted struct {
 
 func (x *SubscribeCommitted) Reset() {
 	*x = SubscribeCommitted{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[18]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1735,7 +1802,7 @@ func (x *SubscribeCommitted) String() string {
 func (*SubscribeCommitted) ProtoMessage() {}
 
 func (x *SubscribeCommitted) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[18]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1748,7 +1815,7 @@ func (x *SubscribeCommitted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeCommitted.ProtoReflect.Descriptor instead.
 func (*SubscribeCommitted) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{18}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SubscribeCommitted) GetFromLsn() uint64 {
@@ -1774,7 +1841,7 @@ type ChecksumRequest struct {
 
 func (x *ChecksumRequest) Reset() {
 	*x = ChecksumRequest{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[19]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1786,7 +1853,7 @@ func (x *ChecksumRequest) String() string {
 func (*ChecksumRequest) ProtoMessage() {}
 
 func (x *ChecksumRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[19]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1799,7 +1866,7 @@ func (x *ChecksumRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChecksumRequest.ProtoReflect.Descriptor instead.
 func (*ChecksumRequest) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{19}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ChecksumRequest) GetRequestId() uint64 {
@@ -1842,7 +1909,7 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\x05R\x06nodeId\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12\x12\n" +
 	"\x04port\x18\x03 \x01(\x05R\x04port\x12\x12\n" +
-	"\x04rack\x18\x04 \x01(\tR\x04rack\"\xd3\x03\n" +
+	"\x04rack\x18\x04 \x01(\tR\x04rack\"\x9b\x04\n" +
 	"\rAttachRequest\x123\n" +
 	"\x05hello\x18\x01 \x01(\v2\x1b.tandem.link.v1.BrokerHelloH\x00R\x05hello\x12@\n" +
 	"\tcommitted\x18\x02 \x01(\v2 .tandem.link.v1.CommittedEntriesH\x00R\tcommitted\x12C\n" +
@@ -1851,8 +1918,11 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\ttruncated\x18\x05 \x01(\v2\x1b.tandem.link.v1.TruncatedToH\x00R\ttruncated\x12:\n" +
 	"\n" +
 	"reset_done\x18\x06 \x01(\v2\x19.tandem.link.v1.ResetDoneH\x00R\tresetDone\x12I\n" +
-	"\x0fchecksum_result\x18\a \x01(\v2\x1e.tandem.link.v1.ChecksumResultH\x00R\x0echecksumResultB\t\n" +
-	"\apayload\"\xfb\x03\n" +
+	"\x0fchecksum_result\x18\a \x01(\v2\x1e.tandem.link.v1.ChecksumResultH\x00R\x0echecksumResult\x12F\n" +
+	"\x0ecommit_applied\x18\b \x01(\v2\x1d.tandem.link.v1.CommitAppliedH\x00R\rcommitAppliedB\t\n" +
+	"\apayload\"!\n" +
+	"\rCommitApplied\x12\x10\n" +
+	"\x03lsn\x18\x01 \x01(\x04R\x03lsn\"\xfb\x03\n" +
 	"\x0eAttachResponse\x12@\n" +
 	"\fcluster_view\x18\x01 \x01(\v2\x1b.tandem.link.v1.ClusterViewH\x00R\vclusterView\x127\n" +
 	"\x06replay\x18\x02 \x01(\v2\x1d.tandem.link.v1.ReplayRequestH\x00R\x06replay\x124\n" +
@@ -1973,7 +2043,7 @@ func file_tandem_link_v1_link_proto_rawDescGZIP() []byte {
 }
 
 var file_tandem_link_v1_link_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_tandem_link_v1_link_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_tandem_link_v1_link_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_tandem_link_v1_link_proto_goTypes = []any{
 	(EntryType)(0),             // 0: tandem.link.v1.EntryType
 	(Role)(0),                  // 1: tandem.link.v1.Role
@@ -1982,55 +2052,57 @@ var file_tandem_link_v1_link_proto_goTypes = []any{
 	(*EpochStart)(nil),         // 4: tandem.link.v1.EpochStart
 	(*BrokerInfo)(nil),         // 5: tandem.link.v1.BrokerInfo
 	(*AttachRequest)(nil),      // 6: tandem.link.v1.AttachRequest
-	(*AttachResponse)(nil),     // 7: tandem.link.v1.AttachResponse
-	(*BrokerHello)(nil),        // 8: tandem.link.v1.BrokerHello
-	(*CommittedEntries)(nil),   // 9: tandem.link.v1.CommittedEntries
-	(*ReplayResult)(nil),       // 10: tandem.link.v1.ReplayResult
-	(*AppliedUpTo)(nil),        // 11: tandem.link.v1.AppliedUpTo
-	(*TruncatedTo)(nil),        // 12: tandem.link.v1.TruncatedTo
-	(*ResetDone)(nil),          // 13: tandem.link.v1.ResetDone
-	(*ChecksumResult)(nil),     // 14: tandem.link.v1.ChecksumResult
-	(*ClusterView)(nil),        // 15: tandem.link.v1.ClusterView
-	(*ReplayRequest)(nil),      // 16: tandem.link.v1.ReplayRequest
-	(*ApplyEntries)(nil),       // 17: tandem.link.v1.ApplyEntries
-	(*TruncateTo)(nil),         // 18: tandem.link.v1.TruncateTo
-	(*ResetTo)(nil),            // 19: tandem.link.v1.ResetTo
-	(*CommitPoint)(nil),        // 20: tandem.link.v1.CommitPoint
-	(*SubscribeCommitted)(nil), // 21: tandem.link.v1.SubscribeCommitted
-	(*ChecksumRequest)(nil),    // 22: tandem.link.v1.ChecksumRequest
+	(*CommitApplied)(nil),      // 7: tandem.link.v1.CommitApplied
+	(*AttachResponse)(nil),     // 8: tandem.link.v1.AttachResponse
+	(*BrokerHello)(nil),        // 9: tandem.link.v1.BrokerHello
+	(*CommittedEntries)(nil),   // 10: tandem.link.v1.CommittedEntries
+	(*ReplayResult)(nil),       // 11: tandem.link.v1.ReplayResult
+	(*AppliedUpTo)(nil),        // 12: tandem.link.v1.AppliedUpTo
+	(*TruncatedTo)(nil),        // 13: tandem.link.v1.TruncatedTo
+	(*ResetDone)(nil),          // 14: tandem.link.v1.ResetDone
+	(*ChecksumResult)(nil),     // 15: tandem.link.v1.ChecksumResult
+	(*ClusterView)(nil),        // 16: tandem.link.v1.ClusterView
+	(*ReplayRequest)(nil),      // 17: tandem.link.v1.ReplayRequest
+	(*ApplyEntries)(nil),       // 18: tandem.link.v1.ApplyEntries
+	(*TruncateTo)(nil),         // 19: tandem.link.v1.TruncateTo
+	(*ResetTo)(nil),            // 20: tandem.link.v1.ResetTo
+	(*CommitPoint)(nil),        // 21: tandem.link.v1.CommitPoint
+	(*SubscribeCommitted)(nil), // 22: tandem.link.v1.SubscribeCommitted
+	(*ChecksumRequest)(nil),    // 23: tandem.link.v1.ChecksumRequest
 }
 var file_tandem_link_v1_link_proto_depIdxs = []int32{
 	0,  // 0: tandem.link.v1.Entry.type:type_name -> tandem.link.v1.EntryType
-	8,  // 1: tandem.link.v1.AttachRequest.hello:type_name -> tandem.link.v1.BrokerHello
-	9,  // 2: tandem.link.v1.AttachRequest.committed:type_name -> tandem.link.v1.CommittedEntries
-	10, // 3: tandem.link.v1.AttachRequest.replay_result:type_name -> tandem.link.v1.ReplayResult
-	11, // 4: tandem.link.v1.AttachRequest.applied:type_name -> tandem.link.v1.AppliedUpTo
-	12, // 5: tandem.link.v1.AttachRequest.truncated:type_name -> tandem.link.v1.TruncatedTo
-	13, // 6: tandem.link.v1.AttachRequest.reset_done:type_name -> tandem.link.v1.ResetDone
-	14, // 7: tandem.link.v1.AttachRequest.checksum_result:type_name -> tandem.link.v1.ChecksumResult
-	15, // 8: tandem.link.v1.AttachResponse.cluster_view:type_name -> tandem.link.v1.ClusterView
-	16, // 9: tandem.link.v1.AttachResponse.replay:type_name -> tandem.link.v1.ReplayRequest
-	17, // 10: tandem.link.v1.AttachResponse.apply:type_name -> tandem.link.v1.ApplyEntries
-	18, // 11: tandem.link.v1.AttachResponse.truncate_to:type_name -> tandem.link.v1.TruncateTo
-	19, // 12: tandem.link.v1.AttachResponse.reset_to:type_name -> tandem.link.v1.ResetTo
-	20, // 13: tandem.link.v1.AttachResponse.commit:type_name -> tandem.link.v1.CommitPoint
-	21, // 14: tandem.link.v1.AttachResponse.subscribe:type_name -> tandem.link.v1.SubscribeCommitted
-	22, // 15: tandem.link.v1.AttachResponse.checksum:type_name -> tandem.link.v1.ChecksumRequest
-	4,  // 16: tandem.link.v1.BrokerHello.epoch_history:type_name -> tandem.link.v1.EpochStart
-	3,  // 17: tandem.link.v1.CommittedEntries.entries:type_name -> tandem.link.v1.Entry
-	2,  // 18: tandem.link.v1.ReplayResult.status:type_name -> tandem.link.v1.ReplayStatus
-	3,  // 19: tandem.link.v1.ReplayResult.entries:type_name -> tandem.link.v1.Entry
-	4,  // 20: tandem.link.v1.TruncatedTo.epoch_history:type_name -> tandem.link.v1.EpochStart
-	1,  // 21: tandem.link.v1.ClusterView.role:type_name -> tandem.link.v1.Role
-	5,  // 22: tandem.link.v1.ClusterView.brokers:type_name -> tandem.link.v1.BrokerInfo
-	3,  // 23: tandem.link.v1.ApplyEntries.entries:type_name -> tandem.link.v1.Entry
-	6,  // 24: tandem.link.v1.LinkService.Attach:input_type -> tandem.link.v1.AttachRequest
-	7,  // 25: tandem.link.v1.LinkService.Attach:output_type -> tandem.link.v1.AttachResponse
-	25, // [25:26] is the sub-list for method output_type
-	24, // [24:25] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	9,  // 1: tandem.link.v1.AttachRequest.hello:type_name -> tandem.link.v1.BrokerHello
+	10, // 2: tandem.link.v1.AttachRequest.committed:type_name -> tandem.link.v1.CommittedEntries
+	11, // 3: tandem.link.v1.AttachRequest.replay_result:type_name -> tandem.link.v1.ReplayResult
+	12, // 4: tandem.link.v1.AttachRequest.applied:type_name -> tandem.link.v1.AppliedUpTo
+	13, // 5: tandem.link.v1.AttachRequest.truncated:type_name -> tandem.link.v1.TruncatedTo
+	14, // 6: tandem.link.v1.AttachRequest.reset_done:type_name -> tandem.link.v1.ResetDone
+	15, // 7: tandem.link.v1.AttachRequest.checksum_result:type_name -> tandem.link.v1.ChecksumResult
+	7,  // 8: tandem.link.v1.AttachRequest.commit_applied:type_name -> tandem.link.v1.CommitApplied
+	16, // 9: tandem.link.v1.AttachResponse.cluster_view:type_name -> tandem.link.v1.ClusterView
+	17, // 10: tandem.link.v1.AttachResponse.replay:type_name -> tandem.link.v1.ReplayRequest
+	18, // 11: tandem.link.v1.AttachResponse.apply:type_name -> tandem.link.v1.ApplyEntries
+	19, // 12: tandem.link.v1.AttachResponse.truncate_to:type_name -> tandem.link.v1.TruncateTo
+	20, // 13: tandem.link.v1.AttachResponse.reset_to:type_name -> tandem.link.v1.ResetTo
+	21, // 14: tandem.link.v1.AttachResponse.commit:type_name -> tandem.link.v1.CommitPoint
+	22, // 15: tandem.link.v1.AttachResponse.subscribe:type_name -> tandem.link.v1.SubscribeCommitted
+	23, // 16: tandem.link.v1.AttachResponse.checksum:type_name -> tandem.link.v1.ChecksumRequest
+	4,  // 17: tandem.link.v1.BrokerHello.epoch_history:type_name -> tandem.link.v1.EpochStart
+	3,  // 18: tandem.link.v1.CommittedEntries.entries:type_name -> tandem.link.v1.Entry
+	2,  // 19: tandem.link.v1.ReplayResult.status:type_name -> tandem.link.v1.ReplayStatus
+	3,  // 20: tandem.link.v1.ReplayResult.entries:type_name -> tandem.link.v1.Entry
+	4,  // 21: tandem.link.v1.TruncatedTo.epoch_history:type_name -> tandem.link.v1.EpochStart
+	1,  // 22: tandem.link.v1.ClusterView.role:type_name -> tandem.link.v1.Role
+	5,  // 23: tandem.link.v1.ClusterView.brokers:type_name -> tandem.link.v1.BrokerInfo
+	3,  // 24: tandem.link.v1.ApplyEntries.entries:type_name -> tandem.link.v1.Entry
+	6,  // 25: tandem.link.v1.LinkService.Attach:input_type -> tandem.link.v1.AttachRequest
+	8,  // 26: tandem.link.v1.LinkService.Attach:output_type -> tandem.link.v1.AttachResponse
+	26, // [26:27] is the sub-list for method output_type
+	25, // [25:26] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_tandem_link_v1_link_proto_init() }
@@ -2046,8 +2118,9 @@ func file_tandem_link_v1_link_proto_init() {
 		(*AttachRequest_Truncated)(nil),
 		(*AttachRequest_ResetDone)(nil),
 		(*AttachRequest_ChecksumResult)(nil),
+		(*AttachRequest_CommitApplied)(nil),
 	}
-	file_tandem_link_v1_link_proto_msgTypes[4].OneofWrappers = []any{
+	file_tandem_link_v1_link_proto_msgTypes[5].OneofWrappers = []any{
 		(*AttachResponse_ClusterView)(nil),
 		(*AttachResponse_Replay)(nil),
 		(*AttachResponse_Apply)(nil),
@@ -2063,7 +2136,7 @@ func file_tandem_link_v1_link_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tandem_link_v1_link_proto_rawDesc), len(file_tandem_link_v1_link_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -40,22 +40,24 @@ class ApplyEntries(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[Entry, _Mapping]]] = ...) -> None: ...
 
 class AttachRequest(_message.Message):
-    __slots__ = ["applied", "checksum_result", "committed", "hello", "replay_result", "reset_done", "truncated"]
+    __slots__ = ["applied", "checksum_result", "commit_applied", "committed", "hello", "replay_result", "reset_done", "truncated"]
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     CHECKSUM_RESULT_FIELD_NUMBER: _ClassVar[int]
     COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_APPLIED_FIELD_NUMBER: _ClassVar[int]
     HELLO_FIELD_NUMBER: _ClassVar[int]
     REPLAY_RESULT_FIELD_NUMBER: _ClassVar[int]
     RESET_DONE_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     applied: AppliedUpTo
     checksum_result: ChecksumResult
+    commit_applied: CommitApplied
     committed: CommittedEntries
     hello: BrokerHello
     replay_result: ReplayResult
     reset_done: ResetDone
     truncated: TruncatedTo
-    def __init__(self, hello: _Optional[_Union[BrokerHello, _Mapping]] = ..., committed: _Optional[_Union[CommittedEntries, _Mapping]] = ..., replay_result: _Optional[_Union[ReplayResult, _Mapping]] = ..., applied: _Optional[_Union[AppliedUpTo, _Mapping]] = ..., truncated: _Optional[_Union[TruncatedTo, _Mapping]] = ..., reset_done: _Optional[_Union[ResetDone, _Mapping]] = ..., checksum_result: _Optional[_Union[ChecksumResult, _Mapping]] = ...) -> None: ...
+    def __init__(self, hello: _Optional[_Union[BrokerHello, _Mapping]] = ..., committed: _Optional[_Union[CommittedEntries, _Mapping]] = ..., replay_result: _Optional[_Union[ReplayResult, _Mapping]] = ..., applied: _Optional[_Union[AppliedUpTo, _Mapping]] = ..., truncated: _Optional[_Union[TruncatedTo, _Mapping]] = ..., reset_done: _Optional[_Union[ResetDone, _Mapping]] = ..., checksum_result: _Optional[_Union[ChecksumResult, _Mapping]] = ..., commit_applied: _Optional[_Union[CommitApplied, _Mapping]] = ...) -> None: ...
 
 class AttachResponse(_message.Message):
     __slots__ = ["apply", "checksum", "cluster_view", "commit", "replay", "reset_to", "subscribe", "truncate_to"]
@@ -146,6 +148,12 @@ class ClusterView(_message.Message):
     leader_id: int
     role: Role
     def __init__(self, role: _Optional[_Union[Role, str]] = ..., leader_id: _Optional[int] = ..., epoch: _Optional[int] = ..., brokers: _Optional[_Iterable[_Union[BrokerInfo, _Mapping]]] = ..., isr: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class CommitApplied(_message.Message):
+    __slots__ = ["lsn"]
+    LSN_FIELD_NUMBER: _ClassVar[int]
+    lsn: int
+    def __init__(self, lsn: _Optional[int] = ...) -> None: ...
 
 class CommitPoint(_message.Message):
     __slots__ = ["lsn"]
