@@ -1,13 +1,6 @@
-//go:build tandem_failover
-
-// This test needs manual promotion (tandemctl promote, issue 5). Until the
-// sidecar implements it, promote answers Unimplemented and the test fails
-// there, so it is built only with the tandem_failover tag:
-//
-//	go test -tags tandem_failover -run TestDockerComposeFailover ./e2e/
-//
-// Remove the build line above once promotion works, so that it runs with
-// every other Docker test.
+// TestDockerComposeFailover: the leader's containers are killed, another
+// node is promoted with tandemctl, writes go on, and the old leader rejoins
+// as a follower when its containers start again.
 
 package e2e
 
