@@ -96,7 +96,9 @@ func Open(cfg Config) (*Broker, error) {
 		cancel()
 		return nil, fmt.Errorf("broker: data dir: %w", err)
 	}
+	b.metrics = newMetrics(b) // its gauges read b.wal only when scraped
 	w, err := wal.Open(wal.Options{
+		OnSync:       b.metrics.observeFsync,
 		Dir:          filepath.Join(cfg.DataDir, "wal"),
 		SegmentBytes: cfg.SegmentBytes,
 		Sync:         cfg.Fsync,
@@ -108,7 +110,6 @@ func Open(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("broker: opening WAL: %w", err)
 	}
 	b.wal = w
-	b.metrics = newMetrics(b)
 	b.groups = group.New(group.Config{
 		Logger:                b.log.Named("group"),
 		Persister:             (*offsetPersister)(b),

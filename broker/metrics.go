@@ -72,9 +72,7 @@ func newMetrics(b *Broker) *metrics {
 	return m
 }
 
-// observeFsync records one WAL fsync. The WAL reports its fsyncs through
-// the hook described in docs/replication-observability.md (wal.Options has
-// no such hook yet, so the histogram stays empty until it is wired).
+// observeFsync records one WAL group-commit fsync (wal.Options.OnSync).
 func (m *metrics) observeFsync(d time.Duration) { m.fsyncLatency.Observe(d.Seconds()) }
 
 func (m *metrics) observeProduce(acks int16, d time.Duration) {

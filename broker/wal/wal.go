@@ -154,6 +154,9 @@ type Options struct {
 	MaxEntryBytes int
 	// Logger receives the log's messages (it is Named("wal")). Default: none.
 	Logger hclog.Logger
+	// OnSync, when set, is called after every group-commit fsync with its
+	// duration (for a latency histogram). It must not block.
+	OnSync func(time.Duration)
 }
 
 // Stats are counters for tests and metrics.
@@ -599,8 +602,12 @@ func (l *Log) syncOnce() {
 	target, seg, gen := l.lastLSN, l.activeLocked(), l.gen
 	l.mu.Unlock()
 
+	start := time.Now()
 	err := seg.f.Sync()
 	l.fsyncs.Add(1)
+	if l.opts.OnSync != nil {
+		l.opts.OnSync(time.Since(start))
+	}
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
