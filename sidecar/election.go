@@ -170,7 +170,7 @@ func (e *election) term(cli *clientv3.Client) error {
 	go func() { defer wg.Done(); e.renew(ctx, cancel, cli, lease.ID) }()
 	go func() { defer wg.Done(); e.watchdog(ctx, cancel) }()
 	go func() { defer wg.Done(); e.observe(ctx, el) }()
-	err = e.campaignLoop(ctx, cli, el)
+	err = e.campaignLoop(ctx, cli, el, lease.ID)
 	if c := context.Cause(ctx); c != nil {
 		return c
 	}
@@ -180,29 +180,38 @@ func (e *election) term(cli *clientv3.Client) error {
 // renew renews the lease every TTL/6 and records when a renewal that
 // succeeded was sent.
 func (e *election) renew(ctx context.Context, cancel context.CancelCauseFunc, cli *clientv3.Client, id clientv3.LeaseID) {
-	every := e.ttl / electionRenewFraction
-	t := time.NewTicker(every)
+	t := time.NewTicker(e.ttl / electionRenewFraction)
 	defer t.Stop()
 	for {
+		if err := e.renewOnce(ctx, cli, id); errors.Is(err, errLeaseLost) {
+			cancel(err)
+			return
+		}
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			return
 		}
-		sent := time.Now()
-		// A slow answer still counts (it renews from when it was sent);
-		// the watchdog, not this timeout, decides when to step down.
-		rctx, rcancel := context.WithTimeout(ctx, e.ttl/3)
-		r, err := cli.KeepAliveOnce(rctx, id)
-		rcancel()
-		switch {
-		case err == nil && r.TTL > 0:
-			e.lastRenew.Store(sent.UnixNano())
-		case errors.Is(err, rpctypes.ErrLeaseNotFound) || (err == nil && r.TTL <= 0):
-			cancel(fmt.Errorf("%w: the lease expired", errLeaseLost))
-			return
-		}
 	}
+}
+
+// renewOnce renews the lease once and records when the renewal was sent.
+// It returns errLeaseLost when the lease is gone.
+func (e *election) renewOnce(ctx context.Context, cli *clientv3.Client, id clientv3.LeaseID) error {
+	sent := time.Now()
+	// A slow answer still counts (it renews from when it was sent); the
+	// watchdog, not this timeout, decides when to step down.
+	rctx, rcancel := context.WithTimeout(ctx, e.ttl/3)
+	r, err := cli.KeepAliveOnce(rctx, id)
+	rcancel()
+	switch {
+	case err == nil && r.TTL > 0:
+		e.lastRenew.Store(sent.UnixNano())
+		return nil
+	case errors.Is(err, rpctypes.ErrLeaseNotFound) || (err == nil && r.TTL <= 0):
+		return fmt.Errorf("%w: the lease expired", errLeaseLost)
+	}
+	return err
 }
 
 // watchdog makes a leader step down when its lease was not renewed for
@@ -300,7 +309,7 @@ func (e *election) eligible(ctx context.Context, cli *clientv3.Client) (bool, st
 
 // campaignLoop campaigns whenever eligible, leads when elected, and
 // returns when the session must end.
-func (e *election) campaignLoop(ctx context.Context, cli *clientv3.Client, el *concurrency.Election) error {
+func (e *election) campaignLoop(ctx context.Context, cli *clientv3.Client, el *concurrency.Election, id clientv3.LeaseID) error {
 	s := e.s
 	poll := 200 * time.Millisecond
 	lastReason := ""
@@ -349,7 +358,7 @@ func (e *election) campaignLoop(ctx context.Context, cli *clientv3.Client, el *c
 		if err != nil {
 			return fmt.Errorf("sidecar: campaigning: %w", err)
 		}
-		if err := e.lead(ctx, cli, el); err != nil {
+		if err := e.lead(ctx, cli, el, id); err != nil {
 			return err
 		}
 	}
@@ -381,11 +390,16 @@ func (e *election) headStart(ctx context.Context, cli *clientv3.Client) {
 // lead, hands out the next epoch, proclaims it, promotes this node and
 // publishes the ISR until leadership ends. It returns an error to end the
 // session (which resigns).
-func (e *election) lead(ctx context.Context, cli *clientv3.Client, el *concurrency.Election) error {
+func (e *election) lead(ctx context.Context, cli *clientv3.Client, el *concurrency.Election, id clientv3.LeaseID) error {
 	s := e.s
 	if ok, why := e.eligible(ctx, cli); !ok {
 		e.log.Warn("elected but no longer eligible; resigning", "reason", why)
 		return errWithdrawn
+	}
+	// Lead on a freshly renewed lease: the watchdog counts from the last
+	// renewal, which may be old when etcd was slow (at its own start).
+	if err := e.renewOnce(ctx, cli, id); err != nil {
+		return fmt.Errorf("sidecar: renewing the lease before leading: %w", err)
 	}
 	gctx, cancel := context.WithTimeout(ctx, e.ttl/2)
 	r, err := cli.Get(gctx, e.key("epoch"))
