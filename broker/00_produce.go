@@ -177,14 +177,19 @@ func (b *Broker) appendBatches(p *partition, topicName string, part int32, raws 
 	for i, raw := range raws {
 		info := infos[i]
 		if info.producerID >= 0 {
-			dupBase, dup, code := b.checkSequenceLocked(tp{topicName, part}, info)
+			orig, dup, code := b.checkSequenceLocked(tp{topicName, part}, info)
 			if code != nil {
 				return -1, lsn, code
 			}
 			if dup {
+				// A retry: not written again, but answered like the
+				// original, once the original's entry is durable and (for
+				// acks=-1) committed. After a failover the original may
+				// be here only because the old leader shipped it.
 				if firstBase < 0 {
-					firstBase = dupBase
+					firstBase = orig.baseOffset
 				}
+				lsn = max(lsn, orig.lsn)
 				continue
 			}
 		}
@@ -211,26 +216,26 @@ func (b *Broker) appendBatches(p *partition, topicName string, part int32, raws 
 }
 
 // checkSequenceLocked applies the idempotent producer rules to one batch.
-// Caller holds appendMu.
-func (b *Broker) checkSequenceLocked(t tp, info batchInfo) (int64, bool, *kerr.Error) {
+// For a retry it returns the original batch. Caller holds appendMu.
+func (b *Broker) checkSequenceLocked(t tp, info batchInfo) (seqEntry, bool, *kerr.Error) {
 	if ep, ok := b.pidEpochs[info.producerID]; ok && info.producerEpoch < ep {
-		return 0, false, kerr.InvalidProducerEpoch
+		return seqEntry{}, false, kerr.InvalidProducerEpoch
 	}
 	if info.baseSequence < 0 {
-		return 0, false, kerr.InvalidRecord
+		return seqEntry{}, false, kerr.InvalidRecord
 	}
 	w := b.producers[producerKey{info.producerID, t}]
 	if w == nil || w.epoch != info.producerEpoch {
 		if info.baseSequence != 0 {
-			return 0, false, kerr.OutOfOrderSequenceNumber
+			return seqEntry{}, false, kerr.OutOfOrderSequenceNumber
 		}
-		return 0, false, nil
+		return seqEntry{}, false, nil
 	}
-	if base, dup := w.duplicate(info.baseSequence, info.lastSequence()); dup {
-		return base, true, nil
+	if orig, dup := w.duplicate(info.baseSequence, info.lastSequence()); dup {
+		return orig, true, nil
 	}
 	if want := int32((int64(w.lastSeq()) + 1) % (1 << 31)); info.baseSequence != want {
-		return 0, false, kerr.OutOfOrderSequenceNumber
+		return seqEntry{}, false, kerr.OutOfOrderSequenceNumber
 	}
-	return 0, false, nil
+	return seqEntry{}, false, nil
 }

@@ -168,7 +168,7 @@ func (b *Broker) applyBatchLocked(e wal.Entry, pos wal.Pos) error {
 			w = &seqWindow{epoch: info.producerEpoch}
 			b.producers[k] = w
 		}
-		w.add(seqEntry{firstSeq: info.baseSequence, lastSeq: info.lastSequence(), baseOffset: info.baseOffset})
+		w.add(seqEntry{firstSeq: info.baseSequence, lastSeq: info.lastSequence(), baseOffset: info.baseOffset, lsn: e.LSN})
 		if ep, ok := b.pidEpochs[info.producerID]; !ok || ep < info.producerEpoch {
 			b.pidEpochs[info.producerID] = info.producerEpoch
 		}

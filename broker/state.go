@@ -96,6 +96,7 @@ type seqWindow struct {
 type seqEntry struct {
 	firstSeq, lastSeq int32
 	baseOffset        int64
+	lsn               uint64 // WAL entry of the batch: a retry is answered once it commits
 }
 
 func (w *seqWindow) lastSeq() int32 {
@@ -114,13 +115,13 @@ func (w *seqWindow) add(e seqEntry) {
 	w.n++
 }
 
-func (w *seqWindow) duplicate(firstSeq, lastSeq int32) (int64, bool) {
+func (w *seqWindow) duplicate(firstSeq, lastSeq int32) (seqEntry, bool) {
 	for i := 0; i < w.n; i++ {
 		if w.entries[i].firstSeq == firstSeq && w.entries[i].lastSeq == lastSeq {
-			return w.entries[i].baseOffset, true
+			return w.entries[i], true
 		}
 	}
-	return 0, false
+	return seqEntry{}, false
 }
 
 // producerKey identifies one idempotent producer's sequence on one partition.
