@@ -50,6 +50,7 @@ func handleProduce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response
 		topic string
 	}
 	var waiting []waiter
+	gen := b.commitGeneration() // before appending: see waitCommit
 	leader := b.isLeader()
 	view := b.clusterView()
 	for i := range r.Topics {
@@ -130,7 +131,7 @@ func handleProduce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response
 			err = b.wal.WaitDurable(ctx, lastLSN)
 		} else {
 			if err = b.wal.WaitDurable(ctx, lastLSN); err == nil {
-				err = b.waitCommit(ctx, lastLSN)
+				err = b.waitCommit(ctx, lastLSN, gen)
 			}
 			if err == nil {
 				// Kafka: the high watermark passed the batch, but if the
@@ -147,7 +148,7 @@ func handleProduce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response
 		if err != nil {
 			code := kerr.RequestTimedOut
 			switch {
-			case errors.Is(err, wal.ErrClosed), errors.Is(err, ErrClosed):
+			case errors.Is(err, wal.ErrClosed), errors.Is(err, ErrClosed), errors.Is(err, ErrFenced):
 				code = kerr.NotLeaderForPartition
 			case acks == -1:
 				isr := len(b.clusterView().ISR)

@@ -33,6 +33,7 @@ func handleInitProducerID(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.R
 		resp.ErrorCode = kerr.NotCoordinator.Code
 		return now(resp)
 	}
+	gen := b.commitGeneration() // before appending: see waitCommit
 	b.appendMu.Lock()
 	pid, epoch := b.nextPID, int16(0)
 	if r.ProducerID >= 0 {
@@ -64,7 +65,7 @@ func handleInitProducerID(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.R
 			resp.ErrorCode = kerr.RequestTimedOut.Code
 			return resp
 		}
-		if err := b.waitCommit(ctx, lsn); err != nil {
+		if err := b.waitCommit(ctx, lsn, gen); err != nil {
 			resp.ErrorCode = kerr.RequestTimedOut.Code
 			return resp
 		}

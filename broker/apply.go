@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -238,13 +239,40 @@ func (b *Broker) CommitLSN() uint64 {
 	return b.commitLSN
 }
 
-// waitCommit blocks until the commit point reaches lsn or ctx ends.
+// ErrFenced is returned to a writer whose entry may no longer be in the
+// log: the node lost leadership or truncated its WAL after the writer
+// appended (the entry at that LSN may now be another leader's).
+var ErrFenced = errors.New("broker: leadership lost or WAL truncated before the entry was committed")
+
+// commitGeneration is the current fence generation; a writer takes it
+// before appending and passes it to waitCommit.
+func (b *Broker) commitGeneration() uint64 {
+	b.commitMu.Lock()
+	defer b.commitMu.Unlock()
+	return b.commitGen
+}
+
+// fenceWaitersLocked fails every writer waiting for the commit point (they
+// took an older generation). Caller holds commitMu.
+func (b *Broker) fenceWaitersLocked() {
+	b.commitGen++
+	close(b.commitCh)
+	b.commitCh = make(chan struct{})
+}
+
+// waitCommit blocks until the commit point reaches lsn or ctx ends. It
+// fails with ErrFenced when the node lost leadership or truncated its WAL
+// since generation gen (taken before the entry was appended).
 func (b *Broker) waitCommit(ctx interface {
 	Done() <-chan struct{}
 	Err() error
-}, lsn uint64) error {
+}, lsn, gen uint64) error {
 	for {
 		b.commitMu.Lock()
+		if b.commitGen != gen {
+			b.commitMu.Unlock()
+			return ErrFenced
+		}
 		if b.commitLSN >= lsn {
 			b.commitMu.Unlock()
 			return nil

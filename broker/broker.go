@@ -52,6 +52,7 @@ type Broker struct {
 	commitLSN uint64          // guarded by commitMu
 	pending   []pendingCommit // guarded by commitMu; ascending LSN
 	commitCh  chan struct{}   // guarded by commitMu; closed when commitLSN moves
+	commitGen uint64          // guarded by commitMu; bumped when leadership is lost or the WAL truncated
 	hwNotify  notifier        // broadcast when any high watermark moves
 	metrics   *metrics
 

@@ -111,6 +111,7 @@ func (b *Broker) rebuild(fn func() error) error {
 	b.nextPID = 0
 	b.lastApplied = 0
 	b.commitMu.Lock()
+	b.fenceWaitersLocked()
 	b.pending = nil
 	if c := b.wal.LastLSN(); b.commitLSN > c {
 		b.commitLSN = c
@@ -136,6 +137,13 @@ func (b *Broker) SetClusterView(v link.ClusterView) {
 	old := b.view
 	b.view = v
 	b.mu.Unlock()
+	if (old.Role == link.RoleLeader || old.Role == link.RoleStandalone) && v.Role == link.RoleFollower {
+		// Writers waiting for the commit point fail now: their entries
+		// may be truncated and their LSNs reused by the new leader.
+		b.commitMu.Lock()
+		b.fenceWaitersLocked()
+		b.commitMu.Unlock()
+	}
 	if old.Role != v.Role || old.LeaderID != v.LeaderID || old.Epoch != v.Epoch {
 		b.log.Info("cluster view changed", "role", v.Role.String(), "leader", v.LeaderID, "epoch", v.Epoch,
 			"brokers", len(v.Brokers), "isr", fmt.Sprint(v.ISR))

@@ -133,6 +133,7 @@ func (b *Broker) appendLocked(typ wal.EntryType, payload []byte) (uint64, error)
 
 // appendMeta appends a metadata entry and waits until it is committed.
 func (b *Broker) appendMeta(ctx context.Context, typ wal.EntryType, v any) error {
+	gen := b.commitGeneration()
 	b.appendMu.Lock()
 	lsn, err := b.appendLocked(typ, encodeJSON(v))
 	b.appendMu.Unlock()
@@ -142,7 +143,7 @@ func (b *Broker) appendMeta(ctx context.Context, typ wal.EntryType, v any) error
 	if err := b.wal.WaitDurable(ctx, lsn); err != nil {
 		return err
 	}
-	return b.waitCommit(ctx, lsn)
+	return b.waitCommit(ctx, lsn, gen)
 }
 
 // createTopic creates a topic through the WAL. It returns a Kafka error code
@@ -165,6 +166,7 @@ func (b *Broker) createTopic(ctx context.Context, name string, partitions int32,
 			return e, fmt.Sprintf("config %s=%s is not supported", k, v)
 		}
 	}
+	gen := b.commitGeneration() // before appending: see waitCommit
 	b.appendMu.Lock()
 	if b.partition(name, 0) != nil {
 		b.appendMu.Unlock()
@@ -186,7 +188,7 @@ func (b *Broker) createTopic(ctx context.Context, name string, partitions int32,
 	if err := b.wal.WaitDurable(ctx, lsn); err != nil {
 		return kerr.RequestTimedOut, err.Error()
 	}
-	if err := b.waitCommit(ctx, lsn); err != nil {
+	if err := b.waitCommit(ctx, lsn, gen); err != nil {
 		return kerr.RequestTimedOut, err.Error()
 	}
 	return nil, ""
