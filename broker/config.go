@@ -52,6 +52,11 @@ type Config struct {
 	// RetentionBytes is Kafka's log.retention.bytes, applied to the whole WAL:
 	// the oldest sealed segments are deleted while the WAL is larger. Default -1 (no limit).
 	RetentionBytes int64
+	// ReplicaKeepBytes bounds how much WAL retention keeps, on a leader,
+	// beyond what it would delete, because in-sync followers have not
+	// flushed it yet (PostgreSQL's max_slot_wal_keep_size). Past the bound
+	// such a follower is re-cloned. Default -1: no bound.
+	ReplicaKeepBytes int64
 	// RetentionCheckInterval is how often retention runs. Default 5 minutes
 	// (Kafka's log.retention.check.interval.ms).
 	RetentionCheckInterval time.Duration
@@ -84,6 +89,7 @@ func DefaultConfig() Config {
 		SegmentBytes:           64 << 20,
 		RetentionMs:            7 * 24 * 3600 * 1000,
 		RetentionBytes:         -1,
+		ReplicaKeepBytes:       -1,
 		RetentionCheckInterval: 5 * time.Minute,
 		InitialRebalanceDelay:  3 * time.Second,
 		MaxRequestBytes:        100 << 20,

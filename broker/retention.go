@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tandem-io/tandem/broker/group"
+	"github.com/tandem-io/tandem/broker/link"
 	"github.com/tandem-io/tandem/broker/wal"
 )
 
@@ -134,12 +135,30 @@ func (b *Broker) enforceRetention(now time.Time) (int, error) {
 	for _, s := range segs {
 		total += s.Bytes
 	}
+	// On a replicated leader, every in-sync follower has everything up to
+	// the commit point; entries above it may still have to be shipped from
+	// this WAL. Retention keeps them, up to ReplicaKeepBytes of segments it
+	// would otherwise have deleted (PostgreSQL's max_slot_wal_keep_size):
+	// past that, a follower that needs them is re-cloned instead.
+	keepFrom := uint64(0)
+	if v := b.clusterView(); v.Role == link.RoleLeader {
+		keepFrom = b.CommitLSN() + 1
+	}
 	var upTo uint64 // delete segments whose LastLSN < upTo
+	var held int64  // bytes retention would delete but replicas still need
 	for _, s := range segs[:len(segs)-1] {
 		old := b.cfg.RetentionMs >= 0 && now.Sub(s.LastWrite) > time.Duration(b.cfg.RetentionMs)*time.Millisecond
 		big := b.cfg.RetentionBytes >= 0 && total > b.cfg.RetentionBytes
 		if !old && !big {
 			break
+		}
+		if keepFrom > 0 && s.LastLSN >= keepFrom {
+			held += s.Bytes
+			if b.cfg.ReplicaKeepBytes < 0 || held <= b.cfg.ReplicaKeepBytes {
+				continue // an in-sync follower may still need it: keep it, and all after it
+			}
+			b.log.Warn("retention deletes WAL that an in-sync follower has not flushed yet (over --replica-keep-bytes); that follower will be re-cloned",
+				"segment", s.Path, "commit_lsn", keepFrom-1, "held_bytes", held)
 		}
 		upTo = s.LastLSN + 1
 		total -= s.Bytes

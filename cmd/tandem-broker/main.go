@@ -50,6 +50,7 @@ func main() {
 	flag.DurationVar(&cfg.FsyncInterval, "fsync-interval", cfg.FsyncInterval, "fsync period with --fsync interval")
 	flag.Int64Var(&cfg.SegmentBytes, "segment-bytes", cfg.SegmentBytes, "WAL segment size (log.segment.bytes)")
 	flag.Int64Var(&cfg.RetentionBytes, "log-retention-bytes", cfg.RetentionBytes, "delete the oldest WAL segments while the WAL is larger (log.retention.bytes); -1 no limit")
+	flag.Int64Var(&cfg.ReplicaKeepBytes, "replica-keep-bytes", cfg.ReplicaKeepBytes, "on a leader, WAL retention keeps up to this many bytes that in-sync followers have not flushed yet (max_slot_wal_keep_size); -1 no bound")
 	flag.DurationVar(&cfg.RetentionCheckInterval, "log-retention-check-interval", cfg.RetentionCheckInterval, "how often retention runs")
 	flag.DurationVar(&cfg.InitialRebalanceDelay, "group-initial-rebalance-delay", cfg.InitialRebalanceDelay, "group.initial.rebalance.delay.ms")
 	flag.Parse()
