@@ -18,13 +18,20 @@ import (
 // and Open for every entry at start-up: the same entry always yields the
 // same state. Caller holds appendMu.
 func (b *Broker) applyLocked(e wal.Entry, pos wal.Pos) error {
+	return b.applyPrefixLocked(e, pos, len(e.Payload))
+}
+
+// applyPrefixLocked is applyLocked for an entry of which only a prefix of
+// the payload may be in e.Payload (start-up replay: a record batch's topic,
+// partition and RecordBatch header); size is the full payload length.
+func (b *Broker) applyPrefixLocked(e wal.Entry, pos wal.Pos, size int) error {
 	b.lastApplied = e.LSN
 	if e.LSN <= b.skipMetaUpTo && e.Type != wal.TypeRecordBatch {
 		return nil // already in the state checkpoint
 	}
 	switch e.Type {
 	case wal.TypeRecordBatch:
-		return b.applyBatchLocked(e, pos)
+		return b.applyBatchLocked(e, pos, size)
 	case wal.TypeCreateTopic:
 		var c createTopicEntry
 		if err := decodeJSON(e, &c); err != nil {
@@ -125,12 +132,13 @@ func (b *Broker) applyLocked(e wal.Entry, pos wal.Pos) error {
 	return nil
 }
 
-func (b *Broker) applyBatchLocked(e wal.Entry, pos wal.Pos) error {
+func (b *Broker) applyBatchLocked(e wal.Entry, pos wal.Pos, size int) error {
 	tname, part, raw, err := decodeBatchEntry(e.Payload)
 	if err != nil {
 		return fmt.Errorf("lsn %d: %w", e.LSN, err)
 	}
-	info, err := parseBatch(raw)
+	rawSize := size - batchOffsetInPayload(e.Payload)
+	info, err := parseBatchHeader(raw, rawSize)
 	if err != nil {
 		return fmt.Errorf("%w: lsn %d: %v", ErrBadEntry, e.LSN, err)
 	}
@@ -151,7 +159,7 @@ func (b *Broker) applyBatchLocked(e wal.Entry, pos wal.Pos) error {
 		last:   info.lastOffset(),
 		maxTs:  info.maxTimestamp,
 		pos:    pos,
-		size:   int32(len(raw)),
+		size:   int32(rawSize),
 		poff:   int32(batchOffsetInPayload(e.Payload)),
 		hasPID: info.producerID >= 0,
 	}

@@ -62,6 +62,30 @@ func parseBatch(raw []byte) (batchInfo, error) {
 	}, nil
 }
 
+// parseBatchHeader decodes a RecordBatch header from the first
+// batchHeaderLen (or more) bytes of a batch whose full length is size, as
+// start-up replay reads it (wal.Reader.NextPrefix). It checks that the
+// header's own length field agrees with size.
+func parseBatchHeader(hdr []byte, size int) (batchInfo, error) {
+	if len(hdr) < batchHeaderLen || size < batchHeaderLen {
+		return batchInfo{}, fmt.Errorf("record batch of %d bytes is shorter than its %d-byte header", size, batchHeaderLen)
+	}
+	if l := int32(binary.BigEndian.Uint32(hdr[8:])); int(l) != size-12 {
+		return batchInfo{}, fmt.Errorf("record batch header gives length %d, but %d bytes are stored", l, size-12)
+	}
+	return batchInfo{
+		baseOffset:      int64(binary.BigEndian.Uint64(hdr[0:])),
+		attributes:      int16(binary.BigEndian.Uint16(hdr[21:])),
+		lastOffsetDelta: int32(binary.BigEndian.Uint32(hdr[23:])),
+		firstTimestamp:  int64(binary.BigEndian.Uint64(hdr[27:])),
+		maxTimestamp:    int64(binary.BigEndian.Uint64(hdr[35:])),
+		producerID:      int64(binary.BigEndian.Uint64(hdr[43:])),
+		producerEpoch:   int16(binary.BigEndian.Uint16(hdr[51:])),
+		baseSequence:    int32(binary.BigEndian.Uint32(hdr[53:])),
+		numRecords:      int32(binary.BigEndian.Uint32(hdr[57:])),
+	}, nil
+}
+
 // errBatch carries the Kafka error code for an invalid produced batch.
 type errBatch struct {
 	code *kerr.Error

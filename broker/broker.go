@@ -177,7 +177,14 @@ func (b *Broker) lastEpoch() uint32 {
 	return h[len(h)-1].Epoch
 }
 
-// replay rebuilds all in-memory state from the WAL.
+// replayPrefix is how much of a record batch's payload start-up replay
+// reads: the topic name (Kafka allows 249 bytes), partition and RecordBatch
+// header. The rest of the batch stays on disk; wal.Open verified it.
+const replayPrefix = 2 + 255 + 4 + batchHeaderLen
+
+// replay rebuilds all in-memory state from the WAL: every record batch's
+// index entry from its header, every other entry (topics, offsets, configs)
+// in full.
 func (b *Broker) replay() (int, error) {
 	r, err := b.wal.NewReader(b.wal.FirstLSN())
 	if err != nil {
@@ -197,7 +204,7 @@ func (b *Broker) replay() (int, error) {
 		defer func() { b.skipMetaUpTo = 0 }()
 	}
 	for {
-		e, pos, err := r.Next()
+		e, pos, size, err := r.NextPrefix(replayPrefix, func(t wal.EntryType) bool { return t != wal.TypeRecordBatch })
 		if errors.Is(err, io.EOF) {
 			if last := b.wal.LastLSN(); last >= b.wal.FirstLSN() && b.lastApplied < last {
 				return n, fmt.Errorf("broker: replay stopped at LSN %d but the WAL ends at %d", b.lastApplied, last)
@@ -207,7 +214,7 @@ func (b *Broker) replay() (int, error) {
 		if err != nil {
 			return n, fmt.Errorf("broker: replaying WAL: %w", err)
 		}
-		if err := b.applyLocked(e, pos); err != nil {
+		if err := b.applyPrefixLocked(e, pos, size); err != nil {
 			return n, err
 		}
 		n++

@@ -11,6 +11,9 @@ import (
 // frames. Frames larger than it are read with a pread of their own.
 const readAheadSize = 256 << 10
 
+// shortReadSize is the read-ahead of NextPrefix among large frames.
+const shortReadSize = 4 << 10
+
 // maxReaderRetries bounds how often Next starts over because the log was
 // truncated or compacted while it was reading.
 const maxReaderRetries = 64
@@ -32,6 +35,10 @@ type Reader struct {
 	buf    []byte   // read-ahead: bytes [bufOff, bufOff+len(buf)) of bufSeg
 	bufSeg *segment
 	bufOff int64
+	// short makes the next read-ahead small: NextPrefix just skipped a frame
+	// larger than the read-ahead, so the next one is likely large too and
+	// only its first bytes are wanted.
+	short bool
 
 	// Guarded by Log.mu (and written only while also holding r.mu).
 	next uint64 // LSN that the next call returns
@@ -65,20 +72,35 @@ func (l *Log) newReader(from uint64, written bool) (*Reader, error) {
 func (r *Reader) Next() (Entry, Pos, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	e, pos, _, err := r.read(true)
+	e, pos, _, err := r.read(true, -1, nil)
 	return e, pos, err
+}
+
+// NextPrefix is Next for rebuilding state from a log that Open has just
+// verified: for entries whose type whole reports false it returns only the
+// first prefix bytes of the payload, without reading the rest of the frame
+// or checking its CRC again; size is the payload's full length. Entries of
+// the types whole accepts are read and verified as by Next. Start-up replay
+// of a large WAL reads its record batches' headers this way instead of
+// every byte a second time.
+func (r *Reader) NextPrefix(prefix int, whole func(EntryType) bool) (e Entry, pos Pos, size int, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, pos, h, err := r.read(true, prefix, whole)
+	return e, pos, int(h.length) - bodyFixedSize, err
 }
 
 // nextFrame is Next for Checksum: it verifies the frame but copies no payload.
 func (r *Reader) nextFrame() (frameHeader, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	_, _, h, err := r.read(false)
+	_, _, h, err := r.read(false, -1, nil)
 	return h, err
 }
 
-// read implements Next. Caller holds r.mu.
-func (r *Reader) read(wantPayload bool) (Entry, Pos, frameHeader, error) {
+// read implements Next, NextPrefix (prefix >= 0) and nextFrame. Caller
+// holds r.mu.
+func (r *Reader) read(wantPayload bool, prefix int, whole func(EntryType) bool) (Entry, Pos, frameHeader, error) {
 	l := r.l
 	for attempt := 0; ; attempt++ {
 		if r.closed {
@@ -112,7 +134,7 @@ func (r *Reader) read(wantPayload bool) (Entry, Pos, frameHeader, error) {
 		l.mu.Unlock()
 
 		// 2. Without the lock: read (skipping frames before want after a seek).
-		e, h, frameOff, err := r.scanTo(seg, off, limit, want, wantPayload)
+		e, h, frameOff, err := r.scanTo(seg, off, limit, want, wantPayload, prefix, whole)
 
 		// 3. Under the lock again: did the log change under us?
 		l.mu.Lock()
@@ -160,7 +182,7 @@ func (r *Reader) checkLocked() error {
 
 // scanTo reads frames of seg from off (a frame boundary) until the frame of
 // want, verifying it. Bytes up to limit are complete frames.
-func (r *Reader) scanTo(seg *segment, off, limit int64, want uint64, wantPayload bool) (Entry, frameHeader, int64, error) {
+func (r *Reader) scanTo(seg *segment, off, limit int64, want uint64, wantPayload bool, prefix int, whole func(EntryType) bool) (Entry, frameHeader, int64, error) {
 	for {
 		if off+frameHeaderSize > limit {
 			return Entry{}, frameHeader{}, 0, fmt.Errorf("%w: %s: LSN %d not found before offset %d", ErrCorrupt, seg.path, want, limit)
@@ -183,6 +205,17 @@ func (r *Reader) scanTo(seg *segment, off, limit int64, want uint64, wantPayload
 		if h.lsn != want {
 			return Entry{}, frameHeader{}, 0, fmt.Errorf("%w: %s offset %d: found LSN %d, expected %d", ErrCorrupt, seg.path, off, h.lsn, want)
 		}
+		if prefix >= 0 && (whole == nil || !whole(h.typ)) {
+			// The frame was verified when the log was opened or written.
+			n := min(prefix, int(h.length)-bodyFixedSize)
+			pb, err := r.bytesAt(seg, off+frameHeaderSize, n, limit)
+			if err != nil {
+				return Entry{}, frameHeader{}, 0, err
+			}
+			r.short = h.total() > readAheadSize
+			return Entry{LSN: h.lsn, Epoch: h.epoch, Type: h.typ, Payload: append([]byte(nil), pb...)}, h, off, nil
+		}
+		r.short = false
 		var body []byte // lsn..payload
 		if h.total() <= readAheadSize {
 			fb, err := r.bytesAt(seg, off, int(h.total()), limit)
@@ -219,12 +252,16 @@ func (r *Reader) bytesAt(seg *segment, off int64, n int, limit int64) ([]byte, e
 		i := off - r.bufOff
 		return r.buf[i : i+int64(n)], nil
 	}
-	want := int(min(int64(readAheadSize), limit-off))
+	size := readAheadSize
+	if r.short {
+		size = shortReadSize
+	}
+	want := int(min(int64(max(size, n)), limit-off))
 	if want < n {
 		return nil, fmt.Errorf("%w: %s offset %d: need %d bytes, only %d written", ErrCorrupt, seg.path, off, n, want)
 	}
 	if cap(r.buf) < want {
-		r.buf = make([]byte, readAheadSize)
+		r.buf = make([]byte, max(want, readAheadSize))
 	}
 	r.buf = r.buf[:want]
 	r.bufSeg = nil

@@ -1244,3 +1244,71 @@ func TestConcurrentTruncateAndRetention(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// NextPrefix (start-up replay) returns the first bytes of record batches
+// with their full size, and other entries whole, across small and large
+// frames and segment rolls, in the same order and positions as Next.
+func TestNextPrefix(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, func(o *Options) { o.SegmentBytes = 2 << 20 })
+	sizes := []int{10, 100, 5000, readAheadSize + 1000, 1 << 20, 3, readAheadSize * 2, 64, 700 << 10, 1}
+	var want []Entry
+	for i := 0; i < 30; i++ {
+		size := sizes[i%len(sizes)]
+		typ := TypeRecordBatch
+		if i%7 == 3 {
+			typ = TypeCreateTopic // must come back whole
+		}
+		lsn := l.LastLSN() + 1
+		e := Entry{LSN: lsn, Epoch: 1, Type: typ, Payload: testPayload(lsn, size)}
+		if _, err := l.AppendEntry(e); err != nil {
+			t.Fatalf("AppendEntry: %v", err)
+		}
+		want = append(want, e)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := l.WaitDurable(ctx, l.LastLSN()); err != nil {
+		t.Fatal(err)
+	}
+	closeLog(t, l)
+	l = openLog(t, dir, func(o *Options) { o.SegmentBytes = 2 << 20 })
+	if len(l.Segments()) < 3 {
+		t.Fatalf("only %d segments; the test wants rolls", len(l.Segments()))
+	}
+	full, err := l.NewReader(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	r, err := l.NewReader(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	const prefix = 50
+	for i, w := range want {
+		e, pos, size, err := r.NextPrefix(prefix, func(t EntryType) bool { return t != TypeRecordBatch })
+		if err != nil {
+			t.Fatalf("entry %d: NextPrefix: %v", i, err)
+		}
+		_, fpos, err := full.Next()
+		if err != nil {
+			t.Fatalf("entry %d: Next: %v", i, err)
+		}
+		if e.LSN != w.LSN || e.Epoch != w.Epoch || e.Type != w.Type || pos != fpos || size != len(w.Payload) {
+			t.Fatalf("entry %d: got LSN %d epoch %d type %v pos %+v size %d; want LSN %d epoch %d type %v pos %+v size %d",
+				i, e.LSN, e.Epoch, e.Type, pos, size, w.LSN, w.Epoch, w.Type, fpos, len(w.Payload))
+		}
+		wantPayload := w.Payload
+		if w.Type == TypeRecordBatch && len(wantPayload) > prefix {
+			wantPayload = wantPayload[:prefix]
+		}
+		if !bytes.Equal(e.Payload, wantPayload) {
+			t.Fatalf("entry %d (LSN %d, %d bytes): payload prefix differs", i, w.LSN, len(w.Payload))
+		}
+	}
+	if _, _, _, err := r.NextPrefix(prefix, nil); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the last entry: %v, want io.EOF", err)
+	}
+}
