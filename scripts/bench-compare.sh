@@ -11,8 +11,10 @@
 #                 to the leader with franz-go:
 #                   acks=-1 as fast as possible     throughput, p50/p99 under load
 #                   acks=-1 at LOW_RATE records/s   p50/p99 at low load
+#                   acks=-1 one record at a time    p50/p99, the same load as
+#                                                   JetStream's sync publish
 #                   acks=1  as fast as possible     throughput
-#   standalone-*  one bin/tandem-broker without a sidecar: the same three runs
+#   standalone-*  one bin/tandem-broker without a sidecar: the same four runs
 #   jetstream-*   three nats-server processes (JetStream on, one store_dir
 #                 each, full-mesh cluster routes on loopback), one stream with
 #                 replicas=3 and file storage, driven by nats.go:
@@ -21,7 +23,8 @@
 #
 # The targets, checked in the table's footer:
 #   tandem3 acks=-1 records/s >= 1.5 x JetStream async records/s
-#   tandem3 acks=-1 p99 at low load <= JetStream sync p99
+#   tandem3 acks=-1 p99 one record at a time <= JetStream sync p99 (like for
+#   like: one message in flight each); the fixed-rate p99 is printed too
 #
 # Environment (all optional):
 #   DURATION      measured window per run (default 15s)
@@ -146,6 +149,7 @@ run_tandem3() {
 	say "three pairs up: Kafka on ${kports[*]}, sidecars on ${sports[*]}"
 	produce tandem3-acksall -1 "$leader" "Tandem 3 pairs acks=-1"
 	produce tandem3-acksall-low -1 "$leader" "Tandem 3 pairs acks=-1 at $LOW_RATE/s" --rate "$LOW_RATE"
+	produce tandem3-acksall-sync -1 "$leader" "Tandem 3 pairs acks=-1, one record at a time" --sync
 	produce tandem3-acks1 1 "$leader" "Tandem 3 pairs acks=1"
 	bin/tandemctl --sidecar "127.0.0.1:${sports[0]}" status >"$OUT/tandem3-status.txt" 2>&1 || true
 	stop_pids "${node_pids[@]}"
@@ -163,6 +167,7 @@ run_standalone() {
 	wait_port "$port" 15
 	produce standalone-acksall -1 "127.0.0.1:$port" "standalone broker acks=-1"
 	produce standalone-acksall-low -1 "127.0.0.1:$port" "standalone broker acks=-1 at $LOW_RATE/s" --rate "$LOW_RATE"
+	produce standalone-acksall-sync -1 "127.0.0.1:$port" "standalone broker acks=-1, one record at a time" --sync
 	produce standalone-acks1 1 "127.0.0.1:$port" "standalone broker acks=1"
 	stop_pids "$pid"
 	rm -rf "$dir"

@@ -15,10 +15,12 @@
 #   disk        sequential write bandwidth of the disk holding the data dirs
 #   standalone  a `bin/tandem-broker` on a temporary data dir and a free port:
 #               produce acks=1 and acks=-1 at full speed, acks=-1 at a low fixed
-#               rate (latency), then consume everything back
+#               rate and one record at a time (latency), then consume
+#               everything back
 #   cluster     `scripts/cluster.sh up` with its own TANDEM_HOME (Kafka ports
 #               9092-9094; the same pairs on free ports when those are taken):
-#               produce acks=1, acks=-1, acks=-1 at low rate, follower lag at
+#               produce acks=1, acks=-1, acks=-1 at low rate and one record at
+#               a time (JetStream sync publish's load), follower lag at
 #               half the acks=1 and at half the acks=-1 rate, catch-up of a
 #               follower that was stopped while CATCHUP_RECORDS were produced;
 #               between measurements it waits until the followers caught up
@@ -213,6 +215,8 @@ run_standalone() {
 	produce standalone-acksall -1 "$BROKER_ADDR" "$topic" "$BROKER_PID" --label "standalone produce acks=-1"
 	produce standalone-acksall-low -1 "$BROKER_ADDR" "$topic" "$BROKER_PID" --rate "$LOW_RATE" \
 		--label "standalone produce acks=-1 at $LOW_RATE records/s"
+	produce standalone-acksall-sync -1 "$BROKER_ADDR" "$topic" "$BROKER_PID" --sync \
+		--label "standalone produce acks=-1, one record at a time"
 	say "consume everything back from $topic"
 	try "$BENCH" consume --brokers "$BROKER_ADDR" --topic "$topic" --name standalone-consume \
 		--label "standalone consume" --out "$OUT/standalone-consume.json"
@@ -353,6 +357,10 @@ run_cluster() {
 	produce cluster-acksall-low -1 "$KAFKA1" "$topic" "$leader_pid" --rate "$LOW_RATE" \
 		--label "three-node produce acks=-1 at $LOW_RATE records/s"
 	settle
+	# The same load as JetStream's sync publish: one record in flight.
+	produce cluster-acksall-sync -1 "$KAFKA1" "$topic" "$leader_pid" --sync \
+		--label "three-node produce acks=-1, one record at a time"
+	settle
 	# Next to the measured lag, sample what the leader sidecar reports for node 2.
 	local status=()
 	if [ -x bin/tandemctl ]; then
@@ -479,5 +487,5 @@ if [ -n "${BENCH_CHARTS:-}" ]; then
 		--names standalone-acks1,standalone-acksall,cluster-acks1,cluster-acksall,jetstream-async >&2 || true
 	"$BENCH" chart --in "$OUT/report.json" --out "$BENCH_CHARTS/bench-latency-p99.png" --metric p99 \
 		--title "p99 produce latency at low load" \
-		--names standalone-acksall-low,cluster-acksall-low,jetstream-sync >&2 || true
+		--names standalone-acksall-sync,cluster-acksall-sync,cluster-acksall-low,jetstream-sync >&2 || true
 fi

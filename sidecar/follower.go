@@ -311,7 +311,9 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 				f.written = next - 1
 				f.leaderLast = max(f.leaderLast, next-1)
 				f.mu.Unlock()
-				signal()
+				// No ack for "written" alone: the ack sent when the broker
+				// has flushed the entries (onApplied) reports both, and the
+				// leader commits on flushed. One ack per batch instead of two.
 			}
 			f.setCommit(bc, p.Entries.GetCommitLsn())
 		case *replicationv1.StreamResponse_Heartbeat:

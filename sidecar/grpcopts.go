@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/tandem-io/tandem/internal/grpcwire"
 	tlog "github.com/tandem-io/tandem/internal/logging"
 )
 
@@ -42,12 +43,12 @@ func ClientOptions(log hclog.Logger, maxMsg int) []grpc.DialOption {
 			return logging.LevelWarn
 		}),
 	}
-	return []grpc.DialOption{
+	return append(grpcwire.DialOptions(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg), grpc.MaxCallSendMsgSize(maxMsg)),
 		grpc.WithChainUnaryInterceptor(recoverUnaryClient(log), logging.UnaryClientInterceptor(glog, logOpts...)),
 		grpc.WithChainStreamInterceptor(recoverStreamClient(log), logging.StreamClientInterceptor(glog, logOpts...)),
-	}
+	)
 }
 
 // go-grpc-middleware's recovery package only has server interceptors; these

@@ -19,6 +19,8 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+
+	"github.com/tandem-io/tandem/internal/grpcwire"
 	"google.golang.org/grpc/status"
 
 	adminv1 "github.com/tandem-io/tandem/gen/tandem/admin/v1"
@@ -240,7 +242,7 @@ func (s *Sidecar) serverOptions(name string) []grpc.ServerOption {
 	// stream stuck in flow control. Peers may ping as often as once a
 	// second.
 	ka := keepalive.ServerParameters{Time: s.cfg.HeartbeatInterval, Timeout: max(s.cfg.PeerTimeout-s.cfg.HeartbeatInterval, time.Second)}
-	return []grpc.ServerOption{
+	return append(grpcwire.ServerOptions(),
 		grpc.KeepaliveParams(ka),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
 		grpc.MaxRecvMsgSize(s.cfg.MaxMessageBytes),
@@ -249,7 +251,7 @@ func (s *Sidecar) serverOptions(name string) []grpc.ServerOption {
 		grpc.ChainStreamInterceptor(logging.StreamServerInterceptor(glog, logOpts...), recovery.StreamServerInterceptor(rec)),
 		grpc.ChainUnaryInterceptor(s.metrics.grpcServer.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(s.metrics.grpcServer.StreamServerInterceptor()),
-	}
+	)
 }
 
 // listenUnix prepares the socket's directory (created 0700; an existing

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tandem-io/tandem/broker/wal"
 	linkv1 "github.com/tandem-io/tandem/gen/tandem/link/v1"
+	"github.com/tandem-io/tandem/internal/grpcwire"
 	tlog "github.com/tandem-io/tandem/internal/logging"
 )
 
@@ -75,12 +76,12 @@ func Run(ctx context.Context, socketPath string, b Broker, logger hclog.Logger) 
 // whether the sidecar answered at all (which resets the backoff).
 func attachOnce(ctx context.Context, socketPath string, b Broker, logger hclog.Logger) (attached bool, err error) {
 	glog := tlog.GRPC(logger.Named("grpc"))
-	conn, err := grpc.NewClient("unix:"+socketPath,
+	conn, err := grpc.NewClient("unix:"+socketPath, append(grpcwire.DialOptions(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)),
 		grpc.WithChainStreamInterceptor(logging.StreamClientInterceptor(glog,
 			logging.WithLogOnEvents(logging.FinishCall))),
-	)
+	)...)
 	if err != nil {
 		return false, fmt.Errorf("link: dialing %s: %w", socketPath, err)
 	}

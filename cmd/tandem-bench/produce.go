@@ -38,7 +38,12 @@ type ProduceConfig struct {
 	MaxBuffered int
 	// Inflight is produce requests in flight per broker when idempotency is
 	// off (default 5; kgo's idempotent producer always uses 5).
-	Inflight          int
+	Inflight int
+	// Sync waits for each record's acknowledgement before sending the next
+	// (one record outstanding per producer), the way JetStream's
+	// synchronous publish works: the lowest load that still measures
+	// continuously, so latency has no queueing of the client's own making.
+	Sync              bool
 	Idempotent        bool // kgo's idempotent producer; only possible with acks=-1 (default: on for acks=-1)
 	ReplicationFactor int  // asked when creating the topic (default -1: broker default)
 	WatchPID          int  // sample this process's RSS while producing (0 = none)
@@ -245,12 +250,22 @@ func produceLoad(ctx context.Context, cfg ProduceConfig, clients []*kgo.Client, 
 				if cfg.Stamp {
 					binary.BigEndian.PutUint64(value, uint64(sent.UnixNano()))
 				}
+				var acked chan struct{}
+				if cfg.Sync {
+					acked = make(chan struct{})
+				}
 				cl.Produce(loadCtx, rec, func(r *kgo.Record, err error) {
 					if err == nil && onAck != nil {
 						onAck(sent, r)
 					}
 					st.ack(sent, r, err)
+					if acked != nil {
+						close(acked)
+					}
 				})
+				if acked != nil {
+					<-acked // the callback runs even when loadCtx ends
+				}
 			}
 		}(i, cl)
 	}
@@ -318,6 +333,7 @@ func runProduce(ctx context.Context, args []string, log hclog.Logger) error {
 	fs.IntVar(&cfg.Producers, "producers", cfg.Producers, "independent producer clients")
 	fs.DurationVar(&cfg.Linger, "linger", cfg.Linger, "producer linger")
 	fs.IntVar(&cfg.MaxBuffered, "max-buffered", cfg.MaxBuffered, "records buffered per client before Produce blocks")
+	fs.BoolVar(&cfg.Sync, "sync", false, "wait for each record's acknowledgement before sending the next (like JetStream's sync publish)")
 	fs.IntVar(&cfg.Inflight, "inflight", cfg.Inflight, "produce requests in flight per broker (non-idempotent only)")
 	idem := fs.String("idempotent", "auto", "idempotent producer: auto (on for acks=-1), true, false")
 	fs.IntVar(&cfg.ReplicationFactor, "replication-factor", cfg.ReplicationFactor, "replication factor when creating the topic (-1 = broker default)")

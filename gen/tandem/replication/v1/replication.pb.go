@@ -634,7 +634,8 @@ func (x *EntriesBatch) GetCommitLsn() uint64 {
 }
 
 // Ack reports how far the follower got. LSNs never move backwards on a
-// stream.
+// stream. A follower sends one when its broker has flushed entries (the
+// leader commits on flushed_lsn); written_lsn rides along.
 type Ack struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Highest LSN handed to the follower's broker.
@@ -753,7 +754,9 @@ func (x *FollowerHeartbeat) GetAppliedLsn() uint64 {
 	return 0
 }
 
-// LeaderHeartbeat is sent by the leader every heartbeat interval.
+// LeaderHeartbeat is sent by the leader every heartbeat interval, and
+// when the commit point moved and no EntriesBatch carried it within a few
+// milliseconds (5 ms in this implementation).
 type LeaderHeartbeat struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Sender's clock, Unix nanoseconds (for diagnostics only).
