@@ -102,6 +102,21 @@ stop_pids() {
 	PIDS=("${keep[@]:-}")
 }
 
+# procs_share N: GOMAXPROCS for each of N server processes that share this
+# machine: its cores divided evenly, at least 1 (the rule of
+# scripts/cluster.sh, applied to Tandem and to nats-server alike). Go's
+# default gives every process all the cores, and many processes on two cores
+# then spend more CPU waking each other's idle threads than on the work. A
+# GOMAXPROCS set by the caller wins.
+procs_share() {
+	if [ -n "${GOMAXPROCS:-}" ]; then
+		echo "$GOMAXPROCS"
+		return
+	fi
+	local n=$(($(nproc) / $1))
+	echo $((n >= 1 ? n : 1))
+}
+
 produce() { # produce NAME ACKS BROKER LABEL [extra flags]
 	local name=$1 acks=$2 broker=$3 label=$4
 	shift 4
@@ -122,11 +137,11 @@ run_tandem3() {
 	for n in 1 2 3; do
 		local dir="$home/node-$n"
 		mkdir -p "$dir/data" && mkdir -p -m 700 "$dir/run"
-		bin/tandem-sidecar --node-id "$n" --cluster-id compare --broker-socket "$dir/run/sidecar.sock" \
+		GOMAXPROCS=$(procs_share 6) bin/tandem-sidecar --node-id "$n" --cluster-id compare --broker-socket "$dir/run/sidecar.sock" \
 			--listen "127.0.0.1:${sports[$((n - 1))]}" --peers "$peers" --leader 1 --log-level warn \
 			>"$WORK/sidecar-$n.log" 2>&1 </dev/null &
 		PIDS+=("$!") node_pids+=("$!")
-		bin/tandem-broker --node-id "$n" --data-dir "$dir/data" --listen "127.0.0.1:${kports[$((n - 1))]}" \
+		GOMAXPROCS=$(procs_share 6) bin/tandem-broker --node-id "$n" --data-dir "$dir/data" --listen "127.0.0.1:${kports[$((n - 1))]}" \
 			--advertise "127.0.0.1:${kports[$((n - 1))]}" --sidecar "$dir/run/sidecar.sock" --log-level warn \
 			>"$WORK/broker-$n.log" 2>&1 </dev/null &
 		PIDS+=("$!") node_pids+=("$!")
@@ -183,7 +198,7 @@ run_jetstream() {
 	routes=${routes%,}
 	for i in 0 1 2; do
 		mkdir -p "$WORK/nats-$i"
-		/usr/sbin/nats-server --name "n$i" -a 127.0.0.1 -p "${ports[$i]}" --cluster_name compare \
+		GOMAXPROCS=$(procs_share 3) /usr/sbin/nats-server --name "n$i" -a 127.0.0.1 -p "${ports[$i]}" --cluster_name compare \
 			--cluster "nats://127.0.0.1:${cports[$i]}" --routes "$routes" \
 			--jetstream --store_dir "$WORK/nats-$i" >"$WORK/nats-$i.log" 2>&1 </dev/null &
 		PIDS+=("$!") nats_pids+=("$!")

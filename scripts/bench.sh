@@ -231,6 +231,21 @@ run_standalone() {
 # broker.pid, sidecar.pid, *.log): `scripts/bench.sh _node start|stop N HOME`.
 CLUSTER_KIND=""
 
+# procs_share N: GOMAXPROCS for each of N server processes that share this
+# machine: its cores divided evenly, at least 1 (the rule of
+# scripts/cluster.sh, applied to Tandem and to nats-server alike). Go's
+# default gives every process all the cores, and many processes on two cores
+# then spend more CPU waking each other's idle threads than on the work. A
+# GOMAXPROCS set by the caller wins.
+procs_share() {
+	if [ -n "${GOMAXPROCS:-}" ]; then
+		echo "$GOMAXPROCS"
+		return
+	fi
+	local n=$(($(nproc) / $1))
+	echo $((n >= 1 ? n : 1))
+}
+
 # own_node start|stop N HOME (HOME/ports.sh holds the ports chosen at "up").
 own_node() {
 	local action=$1 n=$2 home=$3
@@ -243,11 +258,11 @@ own_node() {
 	start)
 		mkdir -p "$dir/data"
 		mkdir -p -m 700 "$dir/run"
-		bin/tandem-sidecar --node-id "$n" --cluster-id bench --broker-socket "$dir/run/sidecar.sock" \
+		GOMAXPROCS=$(procs_share 6) bin/tandem-sidecar --node-id "$n" --cluster-id bench --broker-socket "$dir/run/sidecar.sock" \
 			--listen "127.0.0.1:$sport" --peers "$PEERS" --leader 1 --log-level warn \
 			>>"$dir/sidecar.log" 2>&1 </dev/null &
 		echo $! >"$dir/sidecar.pid"
-		bin/tandem-broker --node-id "$n" --data-dir "$dir/data" --listen "127.0.0.1:$kport" \
+		GOMAXPROCS=$(procs_share 6) bin/tandem-broker --node-id "$n" --data-dir "$dir/data" --listen "127.0.0.1:$kport" \
 			--advertise "127.0.0.1:$kport" --sidecar "$dir/run/sidecar.sock" --log-level warn \
 			>>"$dir/broker.log" 2>&1 </dev/null &
 		echo $! >"$dir/broker.pid"
@@ -405,7 +420,7 @@ run_jetstream() {
 	routes=${routes%,}
 	for i in 0 1 2; do
 		mkdir -p "$WORK/nats-$i"
-		nats-server --name "n$i" -a 127.0.0.1 -p "${ports[$i]}" --cluster_name bench \
+		GOMAXPROCS=$(procs_share 3) nats-server --name "n$i" -a 127.0.0.1 -p "${ports[$i]}" --cluster_name bench \
 			--cluster "nats://127.0.0.1:${cports[$i]}" --routes "$routes" \
 			--jetstream --store_dir "$WORK/nats-$i" >"$WORK/nats-$i.log" 2>&1 &
 		PIDS+=("$!")

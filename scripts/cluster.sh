@@ -27,6 +27,13 @@
 #   TANDEM_BROKER_FLAGS   appended to every broker's command line
 #   TANDEM_SIDECAR_FLAGS  appended to every sidecar's command line
 #   TANDEM_BIN            directory of the binaries (default bin in the repository)
+#   GOMAXPROCS            Go scheduler threads of every process. Default here:
+#                         the machine's cores shared evenly among the
+#                         2 x TANDEM_NODES processes (at least 1), because they
+#                         all run on this one machine; Go's own default (all
+#                         cores, in every process) makes six processes on two
+#                         cores wake each other's idle threads for every
+#                         message, which costs more CPU than the work itself.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -86,6 +93,13 @@ ensure_built() {
 		"$repo/scripts/build.sh" >/dev/null
 	fi
 }
+
+# Processes on one machine share its cores (see GOMAXPROCS above).
+if [ -z "${GOMAXPROCS:-}" ]; then
+	GOMAXPROCS=$(($(nproc) / (2 * nodes)))
+	((GOMAXPROCS >= 1)) || GOMAXPROCS=1
+	export GOMAXPROCS
+fi
 
 start_node() {
 	local n=$1 dir
