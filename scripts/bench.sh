@@ -35,6 +35,11 @@
 #   PARTITIONS        partitions of the bench topics (default 1)
 #   LOW_RATE          records/s of the low-load latency runs (default 1000)
 #   CATCHUP_RECORDS   backlog for the catch-up run (default 1000000, 1 GB at 1 KiB)
+#   LAG_LINGER        producer linger of the lag runs (default 10ms, franz-go's
+#                     own default; the other runs use 0 so that latency is the
+#                     broker's). Lag counts from the leader's ack, so the
+#                     linger is not part of it; it sets how many records share
+#                     one WAL entry, which is what the followers pay for
 #   DISK_BYTES        bytes per sequential disk run (default 1GiB; 3 runs, median)
 #   RSS_MINUTES       minutes of full-speed produce for the RSS run (default 0 = off;
 #                     5 when the `rss` argument is given; fractions such as 0.5 work)
@@ -74,6 +79,7 @@ RECORD_BYTES=${RECORD_BYTES:-1024}
 PARTITIONS=${PARTITIONS:-1}
 LOW_RATE=${LOW_RATE:-1000}
 CATCHUP_RECORDS=${CATCHUP_RECORDS:-1000000}
+LAG_LINGER=${LAG_LINGER:-10ms}
 DISK_BYTES=${DISK_BYTES:-1GiB}
 RSS_MINUTES=${RSS_MINUTES:-0}
 if [ "$MODE" = rss ] && [ "$RSS_MINUTES" = 0 ]; then
@@ -383,7 +389,7 @@ run_cluster() {
 	fi
 	say "follower lag at half the acks=1 rate (write to node 1 $KAFKA1, read from node 2 $KAFKA2)"
 	try "$BENCH" lag --leader "$KAFKA1" --follower "$KAFKA2" --topic bench-lag "${status[@]}" \
-		--record-bytes "$RECORD_BYTES" --duration "$DURATION" \
+		--record-bytes "$RECORD_BYTES" --duration "$DURATION" --linger "$LAG_LINGER" \
 		--rate-from "$OUT/cluster-acks1.json" --rate-fraction 0.5 --name lag --out "$OUT/lag.json"
 	# acks=1 at full speed outruns what the followers apply on 2 cores, so half
 	# of it may still be more than they sustain; half of the acks=-1 rate (a
@@ -391,7 +397,7 @@ run_cluster() {
 	settle
 	say "follower lag at half the acks=-1 rate"
 	try "$BENCH" lag --leader "$KAFKA1" --follower "$KAFKA2" --topic bench-lag-sustained "${status[@]}" \
-		--record-bytes "$RECORD_BYTES" --duration "$DURATION" \
+		--record-bytes "$RECORD_BYTES" --duration "$DURATION" --linger "$LAG_LINGER" \
 		--rate-from "$OUT/cluster-acksall.json" --rate-fraction 0.5 --name lag-sustained --out "$OUT/lag-sustained.json"
 	settle
 	say "catch-up: stop node 3, produce $CATCHUP_RECORDS records, start node 3"

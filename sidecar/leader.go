@@ -462,7 +462,7 @@ func (l *leader) entriesFrom(ctx context.Context, from uint64, maxBytes int) ([]
 
 // commitOnlyDelay is how long a new commit point may wait for entries to
 // travel with before the leader sends it to a follower on its own.
-const commitOnlyDelay = 5 * time.Millisecond
+const commitOnlyDelay = 2 * time.Millisecond
 
 // inflight is one batch sent and not yet acknowledged.
 type inflight struct {

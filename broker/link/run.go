@@ -123,6 +123,7 @@ type session struct {
 	reads chan *linkv1.AttachResponse // replay and checksum requests
 
 	attached atomic.Bool   // the sidecar sent something
+	follower atomic.Bool   // the latest ClusterView says this broker follows
 	walGen   atomic.Uint64 // bumped by truncate and reset: cached readers are stale
 
 	// Owned by the receiver goroutine.
@@ -213,6 +214,7 @@ func (s *session) receiver() error {
 			s.log.Debug("cluster view from sidecar", "role", v.Role, "leader_id", v.LeaderID, "epoch", v.Epoch,
 				"brokers", len(v.Brokers), "isr", v.ISR)
 			s.b.SetClusterView(v)
+			s.follower.Store(v.Role == RoleFollower)
 		case *linkv1.AttachResponse_Subscribe:
 			s.stopPush()
 			if from := p.Subscribe.GetFromLsn(); from > 0 {

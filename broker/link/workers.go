@@ -24,7 +24,11 @@ func (s *session) opsWorker() error {
 		s.b.SetCommitLSN(c)
 		commitApplied = c
 		// Tell the sidecar: a leader's sidecar forwards to followers only
-		// commit points its own broker already serves.
+		// commit points its own broker already serves. Only a leader's
+		// sidecar uses it, so a follower saves the message.
+		if s.follower.Load() {
+			return nil
+		}
 		return s.send(&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_CommitApplied{
 			CommitApplied: &linkv1.CommitApplied{Lsn: c}}})
 	}

@@ -175,6 +175,7 @@ func runLag(ctx context.Context, args []string, log hclog.Logger) error {
 	fraction := fs.Float64("rate-fraction", 0.5, "fraction of --rate-from's records/s to offer")
 	fs.DurationVar(&cfg.Produce.Duration, "duration", cfg.Produce.Duration, "measured window")
 	fs.DurationVar(&cfg.Produce.Warmup, "warmup", cfg.Produce.Warmup, "unmeasured load before the window")
+	fs.DurationVar(&cfg.Produce.Linger, "linger", cfg.Produce.Linger, "producer linger (franz-go's own default is 10ms; lag is counted from the leader's ack, so it does not include the linger)")
 	fs.DurationVar(&cfg.MaxWait, "max-wait", cfg.MaxWait, "Fetch long-poll bound on the follower")
 	fs.DurationVar(&cfg.Drain, "drain", cfg.Drain, "how long the follower may take to serve the last record after producing stops")
 	fs.IntVar(&cfg.Produce.WatchPID, "watch-pid", 0, "sample this process's RSS during the run")
@@ -382,8 +383,8 @@ func measureLag(ctx context.Context, cfg LagConfig, log hclog.Logger) (*Result, 
 		Errors:        pr.Errors + int64(len(acks)),
 		FirstError:    pr.FirstError,
 		RSS:           pr.RSS,
-		Note: fmt.Sprintf("leader ack (acks=1) to first Fetch answer from follower %s containing the record; produced at %.0f records/s, MB/s and records/s columns are that offered load",
-			cfg.Follower, pc.Rate),
+		Note: fmt.Sprintf("leader ack (acks=1) to first Fetch answer from follower %s containing the record; produced at %.0f records/s (producer linger %s), MB/s and records/s columns are that offered load",
+			cfg.Follower, pc.Rate, pc.Linger),
 	}
 	if len(acks) > 0 {
 		r.Note += fmt.Sprintf("; %d acknowledged records never seen on the follower", len(acks))

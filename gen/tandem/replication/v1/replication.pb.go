@@ -756,7 +756,7 @@ func (x *FollowerHeartbeat) GetAppliedLsn() uint64 {
 
 // LeaderHeartbeat is sent by the leader every heartbeat interval, and
 // when the commit point moved and no EntriesBatch carried it within a few
-// milliseconds (5 ms in this implementation).
+// milliseconds (2 ms in this implementation).
 type LeaderHeartbeat struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Sender's clock, Unix nanoseconds (for diagnostics only).
