@@ -42,6 +42,8 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh # procs_share
 
 DURATION=${DURATION:-15s}
 RECORD_BYTES=${RECORD_BYTES:-1024}
@@ -100,21 +102,6 @@ stop_pids() {
 		case " $* " in *" $p "*) ;; *) [ -n "$p" ] && keep+=("$p") ;; esac
 	done
 	PIDS=("${keep[@]:-}")
-}
-
-# procs_share N: GOMAXPROCS for each of N server processes that share this
-# machine: its cores divided evenly, at least 1 (the rule of
-# scripts/cluster.sh, applied to Tandem and to nats-server alike). Go's
-# default gives every process all the cores, and many processes on two cores
-# then spend more CPU waking each other's idle threads than on the work. A
-# GOMAXPROCS set by the caller wins.
-procs_share() {
-	if [ -n "${GOMAXPROCS:-}" ]; then
-		echo "$GOMAXPROCS"
-		return
-	fi
-	local n=$(($(nproc) / $1))
-	echo $((n >= 1 ? n : 1))
 }
 
 produce() { # produce NAME ACKS BROKER LABEL [extra flags]

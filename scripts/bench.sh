@@ -60,6 +60,8 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh # procs_share
 
 MODE=${1:-all}
 if [ "$MODE" = _node ]; then # internal: scripts/bench.sh _node start|stop N HOME (see own_node)
@@ -236,21 +238,6 @@ run_standalone() {
 # with cluster.sh's command lines and layout ($CLUSTER_HOME/node-i/data, run/,
 # broker.pid, sidecar.pid, *.log): `scripts/bench.sh _node start|stop N HOME`.
 CLUSTER_KIND=""
-
-# procs_share N: GOMAXPROCS for each of N server processes that share this
-# machine: its cores divided evenly, at least 1 (the rule of
-# scripts/cluster.sh, applied to Tandem and to nats-server alike). Go's
-# default gives every process all the cores, and many processes on two cores
-# then spend more CPU waking each other's idle threads than on the work. A
-# GOMAXPROCS set by the caller wins.
-procs_share() {
-	if [ -n "${GOMAXPROCS:-}" ]; then
-		echo "$GOMAXPROCS"
-		return
-	fi
-	local n=$(($(nproc) / $1))
-	echo $((n >= 1 ? n : 1))
-}
 
 # own_node start|stop N HOME (HOME/ports.sh holds the ports chosen at "up").
 own_node() {

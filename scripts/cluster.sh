@@ -95,11 +95,10 @@ ensure_built() {
 }
 
 # Processes on one machine share its cores (see GOMAXPROCS above).
-if [ -z "${GOMAXPROCS:-}" ]; then
-	GOMAXPROCS=$(($(nproc) / (2 * nodes)))
-	((GOMAXPROCS >= 1)) || GOMAXPROCS=1
-	export GOMAXPROCS
-fi
+# shellcheck source=scripts/lib.sh
+. "$repo/scripts/lib.sh"
+GOMAXPROCS=$(procs_share $((2 * nodes)))
+export GOMAXPROCS
 
 start_node() {
 	local n=$1 dir
