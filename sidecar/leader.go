@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -461,7 +462,8 @@ func (l *leader) entriesFrom(ctx context.Context, from uint64, maxBytes int) ([]
 }
 
 // commitOnlyDelay is how long a new commit point may wait for entries to
-// travel with before the leader sends it to a follower on its own.
+// travel with before the leader sends it to a follower on its own; it only
+// waits while batches are sent more often than this.
 const commitOnlyDelay = 2 * time.Millisecond
 
 // inflight is one batch sent and not yet acknowledged.
@@ -482,12 +484,15 @@ func (l *leader) serve(ctx context.Context, stream replicationv1.ReplicationServ
 	lastSend := time.Now()
 	tick := time.NewTicker(min(cfg.HeartbeatInterval, time.Second))
 	defer tick.Stop()
-	// A new commit point goes to the follower with the next entries; only
-	// when none follow within commitOnlyDelay does it go alone, in a
-	// heartbeat. Under load that saves a message (and the follower's
-	// message to its broker) per batch; idle, followers learn the last
-	// commit point at most commitOnlyDelay late.
+	// While entries flow faster than one batch per commitOnlyDelay, a new
+	// commit point waits (at most commitOnlyDelay) to go to the follower
+	// with the next entries; that saves a message, and the follower's
+	// message to its broker, per batch. When batches are further apart
+	// than that, the next one is not coming soon, and the commit point goes
+	// at once, alone, in a heartbeat.
 	var commitSince time.Time // when the commit point first differed from sentCommit
+	var lastEntries time.Time
+	entriesGap := time.Duration(math.MaxInt64) // between the last two batches sent
 	commitDue := time.NewTimer(time.Hour)
 	commitDue.Stop()
 	defer commitDue.Stop()
@@ -543,6 +548,11 @@ func (l *leader) serve(ctx context.Context, stream replicationv1.ReplicationServ
 					return err
 				}
 				sentCommit, commitSince = commit, time.Time{}
+				sentAt := time.Now()
+				if !lastEntries.IsZero() {
+					entriesGap = sentAt.Sub(lastEntries)
+				}
+				lastEntries = sentAt
 				l.s.metrics.sent(r.id, size)
 				last := ents[len(ents)-1].GetLsn()
 				window = append(window, inflight{last: last, bytes: size})
@@ -557,7 +567,7 @@ func (l *leader) serve(ctx context.Context, stream replicationv1.ReplicationServ
 			if commitSince.IsZero() {
 				commitSince = now
 			}
-			if wait := commitOnlyDelay - now.Sub(commitSince); wait > 0 && !sendHeartbeat {
+			if wait := commitOnlyDelay - now.Sub(commitSince); wait > 0 && !sendHeartbeat && entriesGap < commitOnlyDelay {
 				commitDue.Reset(wait)
 			} else {
 				sendHeartbeat = true
