@@ -100,7 +100,7 @@ func attachOnce(ctx context.Context, socketPath string, b Broker, logger hclog.L
 		stream: stream,
 		ctx:    sctx,
 		cancel: cancel,
-		out:    make(chan *linkv1.AttachRequest, 64),
+		out:    make(chan *linkv1.AttachRequest, outQueue),
 		ops:    make(chan *linkv1.AttachResponse, 64),
 		reads:  make(chan *linkv1.AttachResponse, 64),
 	}
@@ -109,6 +109,12 @@ func attachOnce(ctx context.Context, socketPath string, b Broker, logger hclog.L
 }
 
 // session is one Attach stream.
+// outQueue bounds the messages waiting for the sender goroutine. Pushed
+// entries and replay chunks are up to ChunkBytes (1 MiB) each, so this is
+// also about how many MiB of WAL a broker holds in memory for a sidecar
+// that reads slower than the broker writes; a handful keeps the stream busy.
+const outQueue = 8
+
 type session struct {
 	b      Broker
 	w      *wal.Log
