@@ -548,11 +548,10 @@ func (l *leader) serve(ctx context.Context, stream replicationv1.ReplicationServ
 					return err
 				}
 				sentCommit, commitSince = commit, time.Time{}
-				sentAt := time.Now()
 				if !lastEntries.IsZero() {
-					entriesGap = sentAt.Sub(lastEntries)
+					entriesGap = lastSend.Sub(lastEntries)
 				}
-				lastEntries = sentAt
+				lastEntries = lastSend // set by send
 				l.s.metrics.sent(r.id, size)
 				last := ents[len(ents)-1].GetLsn()
 				window = append(window, inflight{last: last, bytes: size})

@@ -108,13 +108,13 @@ func attachOnce(ctx context.Context, socketPath string, b Broker, logger hclog.L
 	return s.attached.Load(), err
 }
 
-// session is one Attach stream.
 // outQueue bounds the messages waiting for the sender goroutine. Pushed
 // entries and replay chunks are up to ChunkBytes (1 MiB) each, so this is
 // also about how many MiB of WAL a broker holds in memory for a sidecar
 // that reads slower than the broker writes; a handful keeps the stream busy.
 const outQueue = 8
 
+// session is one Attach stream.
 type session struct {
 	b      Broker
 	w      *wal.Log
@@ -128,13 +128,13 @@ type session struct {
 	ops   chan *linkv1.AttachResponse // apply, truncate, reset: in order
 	reads chan *linkv1.AttachResponse // replay and checksum requests
 
-	attached atomic.Bool // the sidecar sent something
-	follower atomic.Bool // the latest ClusterView says this broker follows
+	attached atomic.Bool   // the sidecar sent something
+	follower atomic.Bool   // the latest ClusterView says this broker follows
+	walGen   atomic.Uint64 // bumped by truncate and reset: cached readers are stale
 
-	commitMu      sync.Mutex
-	commitWanted  uint64        // highest commit point from the sidecar
-	commitApplied uint64        // highest one passed to the broker
-	walGen        atomic.Uint64 // bumped by truncate and reset: cached readers are stale
+	commitMu      sync.Mutex // guards the two below (noteCommit)
+	commitWanted  uint64     // highest commit point from the sidecar
+	commitApplied uint64     // highest one passed to the broker
 
 	// Owned by the receiver goroutine.
 	pushCancel context.CancelFunc
