@@ -125,16 +125,12 @@ type session struct {
 	wg     sync.WaitGroup
 
 	out   chan *linkv1.AttachRequest  // to the sender goroutine
-	ops   chan *linkv1.AttachResponse // apply, truncate, reset: in order
+	ops   chan *linkv1.AttachResponse // apply, truncate, reset, commit: in order
 	reads chan *linkv1.AttachResponse // replay and checksum requests
 
 	attached atomic.Bool   // the sidecar sent something
 	follower atomic.Bool   // the latest ClusterView says this broker follows
 	walGen   atomic.Uint64 // bumped by truncate and reset: cached readers are stale
-
-	commitMu      sync.Mutex // guards the two below (noteCommit)
-	commitWanted  uint64     // highest commit point from the sidecar
-	commitApplied uint64     // highest one passed to the broker
 
 	// Owned by the receiver goroutine.
 	pushCancel context.CancelFunc
@@ -234,11 +230,8 @@ func (s *session) receiver() error {
 			if err := s.queue(s.reads, m); err != nil {
 				return err
 			}
-		case *linkv1.AttachResponse_Commit:
-			if err := s.noteCommit(p.Commit.GetLsn()); err != nil {
-				return err
-			}
-		case *linkv1.AttachResponse_Apply, *linkv1.AttachResponse_TruncateTo, *linkv1.AttachResponse_ResetTo:
+		case *linkv1.AttachResponse_Apply, *linkv1.AttachResponse_TruncateTo, *linkv1.AttachResponse_ResetTo,
+			*linkv1.AttachResponse_Commit:
 			if err := s.queue(s.ops, m); err != nil {
 				return err
 			}

@@ -9,39 +9,29 @@ import (
 	linkv1 "github.com/tandem-io/tandem/gen/tandem/link/v1"
 )
 
-// noteCommit takes a commit point from the sidecar (0: none new, only
-// re-check what the WAL now holds) and moves the broker's commit point as
-// far as both allow. The receiver calls it as soon as a CommitPoint
-// arrives, without queueing it behind the follower's operations (on a
-// leader, acks=all producers are waiting for it); opsWorker calls it after
-// every apply, because a follower can learn a commit point before it has
-// the entries.
-func (s *session) noteCommit(lsn uint64) error {
-	s.commitMu.Lock()
-	s.commitWanted = max(s.commitWanted, lsn)
-	// Never announce a commit point beyond what this WAL holds durably.
-	c := min(s.commitWanted, s.w.DurableLSN())
-	if c == 0 || c <= s.commitApplied {
-		s.commitMu.Unlock()
-		return nil
-	}
-	s.b.SetCommitLSN(c)
-	s.commitApplied = c
-	s.commitMu.Unlock()
-	// Tell the sidecar: a leader's sidecar forwards to followers only
-	// commit points its own broker already serves. Only a leader's sidecar
-	// uses it, so a follower saves the message. (Two calls may send out of
-	// order; the sidecar keeps the highest.)
-	if s.follower.Load() {
-		return nil
-	}
-	return s.send(&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_CommitApplied{
-		CommitApplied: &linkv1.CommitApplied{Lsn: c}}})
-}
-
-// opsWorker applies the follower's operations (apply, truncate, reset) in
-// the order the sidecar sent them.
+// opsWorker applies the follower's operations (apply, truncate, reset) and
+// commit points in the order the sidecar sent them.
 func (s *session) opsWorker() error {
+	var commitWanted, commitApplied uint64 // latest commit point from the sidecar; last one applied
+	setCommit := func() error {
+		// Never announce a commit point beyond what this WAL holds durably:
+		// a follower that is behind learns the leader's commit point before
+		// it has the entries.
+		c := min(commitWanted, s.w.DurableLSN())
+		if c == 0 || c <= commitApplied {
+			return nil
+		}
+		s.b.SetCommitLSN(c)
+		commitApplied = c
+		// Tell the sidecar: a leader's sidecar forwards to followers only
+		// commit points its own broker already serves. Only a leader's
+		// sidecar uses it, so a follower saves the message.
+		if s.follower.Load() {
+			return nil
+		}
+		return s.send(&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_CommitApplied{
+			CommitApplied: &linkv1.CommitApplied{Lsn: c}}})
+	}
 	for {
 		var m *linkv1.AttachResponse
 		select {
@@ -51,11 +41,17 @@ func (s *session) opsWorker() error {
 		}
 		var reply *linkv1.AttachRequest
 		switch p := m.GetPayload().(type) {
+		case *linkv1.AttachResponse_Commit:
+			commitWanted = p.Commit.GetLsn()
+			if err := setCommit(); err != nil {
+				return err
+			}
+			continue
 		case *linkv1.AttachResponse_Apply:
 			if err := s.send(&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Applied{Applied: s.apply(p.Apply.GetEntries())}}); err != nil {
 				return err
 			}
-			if err := s.noteCommit(0); err != nil {
+			if err := setCommit(); err != nil {
 				return err
 			}
 			continue
