@@ -198,7 +198,7 @@ func (b *Broker) appendBatches(p *partition, topicName string, part int32, raws 
 		base := p.next
 		p.mu.RUnlock()
 		stampBatch(raw, base, epoch)
-		l, err := b.appendLocked(wal.TypeRecordBatch, encodeBatchEntry(topicName, part, raw))
+		l, err := b.appendBatchLocked(topicName, part, raw)
 		if err != nil {
 			b.log.Error("appending to the WAL failed", "topic", topicName, "partition", part, "error", err)
 			if errors.Is(err, wal.ErrTooLarge) {

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -63,6 +65,11 @@ func (b *Broker) serveConn(c net.Conn) {
 			log.Warn("closing connection after a bad request", "error", err)
 			break
 		}
+		if in.key == kmsg.Produce.Int16() {
+			// The handler has written the batches to the WAL and
+			// keeps no reference into the request.
+			putFrame(frame)
+		}
 		select {
 		case queue <- in:
 		case <-ctx.Done():
@@ -85,11 +92,42 @@ func readFrame(r *bufio.Reader, max int32) ([]byte, error) {
 	if n < 8 || n > max {
 		return nil, fmt.Errorf("%w: frame size %d outside [8, %d] (socket.request.max.bytes)", ErrBadFrame, n, max)
 	}
-	buf := make([]byte, n)
+	buf := getFrame(int(n))
 	if _, err := io.ReadFull(r, buf); err != nil {
 		return nil, fmt.Errorf("%w: frame of %d bytes cut short: %v", ErrBadFrame, n, err)
 	}
 	return buf, nil
+}
+
+// Request buffers of 64 KiB to 16 MiB come from pools by power-of-two
+// size, so that a stream of large produce requests reuses a few buffers
+// instead of allocating (and zeroing) a new one per request. Only Produce
+// buffers go back (putFrame): other handlers may keep slices of theirs.
+const (
+	minPooledFrame = 16 // log2 of the smallest pooled buffer
+	maxPooledFrame = 24 // log2 of the largest
+)
+
+var framePools [maxPooledFrame - minPooledFrame + 1]sync.Pool
+
+func getFrame(n int) []byte {
+	c := bits.Len(uint(n - 1))
+	if n <= 0 || c < minPooledFrame || c > maxPooledFrame {
+		return make([]byte, n)
+	}
+	if p, ok := framePools[c-minPooledFrame].Get().(*[]byte); ok {
+		return (*p)[:n]
+	}
+	return make([]byte, n, 1<<c)
+}
+
+func putFrame(buf []byte) {
+	c := bits.Len(uint(cap(buf))) - 1
+	if c < minPooledFrame || c > maxPooledFrame || cap(buf) != 1<<c {
+		return
+	}
+	buf = buf[:0]
+	framePools[c-minPooledFrame].Put(&buf)
 }
 
 // dispatch decodes one request frame and runs its handler.

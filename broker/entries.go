@@ -20,12 +20,13 @@ import (
 // ErrBadEntry means a WAL payload does not decode. It names the LSN.
 var ErrBadEntry = errors.New("broker: undecodable WAL entry")
 
-func encodeBatchEntry(topic string, partition int32, batch []byte) []byte {
-	b := make([]byte, 0, 2+len(topic)+4+len(batch))
+// batchEntryPrefix is the part of a record-batch payload before the batch,
+// with room for extra more bytes after it.
+func batchEntryPrefix(topic string, partition int32, extra int) []byte {
+	b := make([]byte, 0, 2+len(topic)+4+extra)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(topic)))
 	b = append(b, topic...)
-	b = binary.BigEndian.AppendUint32(b, uint32(partition))
-	return append(b, batch...)
+	return binary.BigEndian.AppendUint32(b, uint32(partition))
 }
 
 // decodeBatchEntry splits a record-batch payload. The returned batch aliases p.

@@ -131,6 +131,25 @@ func (b *Broker) appendLocked(typ wal.EntryType, payload []byte) (uint64, error)
 	return pos.LSN, nil
 }
 
+// appendBatchLocked appends a record-batch entry without copying the
+// batch: the entry header and the batch bytes (still in the request
+// buffer) go to the WAL in one vectored write. Caller holds appendMu.
+func (b *Broker) appendBatchLocked(topic string, part int32, raw []byte) (uint64, error) {
+	epoch := b.clusterView().Epoch
+	prefix := batchEntryPrefix(topic, part, batchHeaderLen)
+	pos, err := b.wal.AppendParts(epoch, wal.TypeRecordBatch, prefix, raw)
+	if err != nil {
+		return 0, err
+	}
+	// Indexing needs only the RecordBatch header (as at start-up replay).
+	head := append(prefix, raw[:min(len(raw), batchHeaderLen)]...)
+	e := wal.Entry{LSN: pos.LSN, Epoch: epoch, Type: wal.TypeRecordBatch, Payload: head}
+	if err := b.applyPrefixLocked(e, pos, len(prefix)+len(raw)); err != nil {
+		return 0, err
+	}
+	return pos.LSN, nil
+}
+
 // appendMeta appends a metadata entry and waits until it is committed.
 func (b *Broker) appendMeta(ctx context.Context, typ wal.EntryType, v any) error {
 	gen := b.commitGeneration()

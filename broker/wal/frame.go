@@ -30,19 +30,24 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // frameSize is the on-disk size of an entry with a payload of n bytes.
 func frameSize(n int) int { return frameHeaderSize + n }
 
-// appendFrame appends the encoded frame of e to dst and returns the result.
-func appendFrame(dst []byte, e Entry) []byte {
-	start := len(dst)
+// encodeFrameHeader encodes the header of the frame whose payload is the
+// concatenation of parts, CRC included.
+func encodeFrameHeader(lsn uint64, epoch uint32, typ EntryType, parts [][]byte) [frameHeaderSize]byte {
 	var hdr [frameHeaderSize]byte
-	binary.BigEndian.PutUint32(hdr[0:4], uint32(bodyFixedSize+len(e.Payload)))
-	binary.BigEndian.PutUint64(hdr[8:16], e.LSN)
-	binary.BigEndian.PutUint32(hdr[16:20], e.Epoch)
-	hdr[20] = byte(e.Type)
-	dst = append(dst, hdr[:]...)
-	dst = append(dst, e.Payload...)
-	crc := crc32.Checksum(dst[start+lenCRCSize:], castagnoli)
-	binary.BigEndian.PutUint32(dst[start+4:start+8], crc)
-	return dst
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	binary.BigEndian.PutUint32(hdr[0:4], uint32(bodyFixedSize+n))
+	binary.BigEndian.PutUint64(hdr[8:16], lsn)
+	binary.BigEndian.PutUint32(hdr[16:20], epoch)
+	hdr[20] = byte(typ)
+	crc := crc32.Update(0, castagnoli, hdr[lenCRCSize:])
+	for _, p := range parts {
+		crc = crc32.Update(crc, castagnoli, p)
+	}
+	binary.BigEndian.PutUint32(hdr[4:8], crc)
+	return hdr
 }
 
 // Reasons a frame does not decode. They are wrapped in ErrCorrupt by callers

@@ -196,3 +196,10 @@ func (g *syncGate) waitEntered(t testing.TB) {
 		t.Fatal("syncer never started a cycle")
 	}
 }
+
+// appendFrame appends the encoded frame of e to dst (what Append writes).
+func appendFrame(dst []byte, e Entry) []byte {
+	hdr := encodeFrameHeader(e.LSN, e.Epoch, e.Type, [][]byte{e.Payload})
+	dst = append(dst, hdr[:]...)
+	return append(dst, e.Payload...)
+}

@@ -190,9 +190,10 @@ type Log struct {
 	logger hclog.Logger
 	lock   *os.File // flock on Dir/LOCK
 
-	kick chan struct{} // wakes the syncer (capacity 1)
-	stop chan struct{} // closed by Close
-	wg   sync.WaitGroup
+	kick   chan struct{} // wakes the syncer (capacity 1)
+	wbKick chan struct{} // wakes the writeback goroutine (capacity 1)
+	stop   chan struct{} // closed by Close
+	wg     sync.WaitGroup
 
 	appends, bytesWritten, fsyncs, rolls atomic.Uint64
 
@@ -207,7 +208,8 @@ type Log struct {
 	closed     bool
 	failErr    error // sticky I/O failure: appends refuse until restart
 	readers    map[*Reader]struct{}
-	wbuf       []byte
+	wbSeg      *segment // segment and offset up to which writeback was started
+	wbOff      int64
 	syncHook   func() // tests: runs at the start of every syncer cycle
 }
 
@@ -253,6 +255,7 @@ func Open(opts Options) (*Log, error) {
 		logger:  logger.Named("wal"),
 		lock:    lock,
 		kick:    make(chan struct{}, 1),
+		wbKick:  make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		durCh:   make(chan struct{}),
 		readers: make(map[*Reader]struct{}),
@@ -267,6 +270,10 @@ func Open(opts Options) (*Log, error) {
 	if opts.Sync != SyncNone {
 		l.wg.Add(1)
 		go l.syncer()
+	}
+	if writebackSupported {
+		l.wg.Add(1)
+		go l.writeback()
 	}
 	return l, nil
 }
@@ -437,15 +444,27 @@ func (l *Log) failLocked(err error) {
 // position. The entry is visible to ReadAt when Append returns and to
 // Readers once it is durable (WaitDurable).
 func (l *Log) Append(epoch uint32, typ EntryType, payload []byte) (Pos, error) {
-	if len(payload) > l.opts.MaxEntryBytes {
-		return Pos{}, fmt.Errorf("%w: payload of %d bytes, limit %d", ErrTooLarge, len(payload), l.opts.MaxEntryBytes)
+	return l.AppendParts(epoch, typ, payload)
+}
+
+// AppendParts is Append of a payload given in pieces (for example a small
+// header and a large record batch straight from the request): the entry's
+// payload is their concatenation, and they are written with one vectored
+// write, without first being copied together.
+func (l *Log) AppendParts(epoch uint32, typ EntryType, parts ...[]byte) (Pos, error) {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	if n > l.opts.MaxEntryBytes {
+		return Pos{}, fmt.Errorf("%w: payload of %d bytes, limit %d", ErrTooLarge, n, l.opts.MaxEntryBytes)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := l.writableLocked(); err != nil {
 		return Pos{}, err
 	}
-	return l.appendLocked(Entry{LSN: l.lastLSN + 1, Epoch: epoch, Type: typ, Payload: payload})
+	return l.appendLocked(l.lastLSN+1, epoch, typ, parts)
 }
 
 // AppendEntry writes an entry received from the leader unchanged (follower
@@ -462,15 +481,19 @@ func (l *Log) AppendEntry(e Entry) (Pos, error) {
 	if e.LSN != l.lastLSN+1 {
 		return Pos{}, fmt.Errorf("%w: got LSN %d, the log expects %d", ErrGap, e.LSN, l.lastLSN+1)
 	}
-	return l.appendLocked(e)
+	return l.appendLocked(e.LSN, e.Epoch, e.Type, [][]byte{e.Payload})
 }
 
-func (l *Log) appendLocked(e Entry) (Pos, error) {
-	added, err := l.noteEpochLocked(e.Epoch, e.LSN)
+func (l *Log) appendLocked(lsn uint64, epoch uint32, typ EntryType, parts [][]byte) (Pos, error) {
+	added, err := l.noteEpochLocked(epoch, lsn)
 	if err != nil {
 		return Pos{}, err
 	}
-	n := frameSize(len(e.Payload))
+	size := 0
+	for _, p := range parts {
+		size += len(p)
+	}
+	n := frameSize(size)
 	if seg := l.activeLocked(); !seg.empty() && seg.size+int64(n) > l.opts.SegmentBytes {
 		if err := l.rollLocked(); err != nil {
 			if added {
@@ -480,40 +503,41 @@ func (l *Log) appendLocked(e Entry) (Pos, error) {
 		}
 	}
 	seg := l.activeLocked()
-	buf := appendFrame(l.wbuf[:0], e)
-	if cap(buf) <= 1<<20 {
-		l.wbuf = buf
-	} else {
-		l.wbuf = nil
-	}
-	// One pwrite(2) of the whole frame: no user-space buffering, so ReadAt
-	// and readers see it as soon as Append returns.
-	if _, err := seg.f.WriteAt(buf, seg.size); err != nil {
+	hdr := encodeFrameHeader(lsn, epoch, typ, parts)
+	// One pwritev(2) of header and payload: no user-space buffering, so
+	// ReadAt and readers see the entry as soon as Append returns.
+	if err := writeFrameAt(seg.f, seg.size, hdr[:], parts); err != nil {
 		if added {
 			l.epochs = l.epochs[:len(l.epochs)-1]
 		}
-		werr := fmt.Errorf("wal: write LSN %d to %s at offset %d: %w", e.LSN, seg.path, seg.size, err)
+		werr := fmt.Errorf("wal: write LSN %d to %s at offset %d: %w", lsn, seg.path, seg.size, err)
 		// Cut off whatever part of the frame reached the file.
 		if terr := seg.f.Truncate(seg.size); terr != nil {
 			l.failLocked(fmt.Errorf("%w; then truncating back failed: %v", werr, terr))
 		}
 		return Pos{}, werr
 	}
-	pos := Pos{LSN: e.LSN, Segment: seg.first, Offset: seg.size}
-	seg.addIndexLocked(e.LSN, seg.size)
+	pos := Pos{LSN: lsn, Segment: seg.first, Offset: seg.size}
+	seg.addIndexLocked(lsn, seg.size)
 	seg.size += int64(n)
-	seg.last = e.LSN
+	seg.last = lsn
 	seg.lastWrite = time.Now()
-	l.lastLSN = e.LSN
+	l.lastLSN = lsn
 	l.appends.Add(1)
 	l.bytesWritten.Add(uint64(n))
+	if l.wbSeg != seg || seg.size-l.wbOff >= writebackChunk {
+		select {
+		case l.wbKick <- struct{}{}:
+		default:
+		}
+	}
 	if l.opts.Sync == SyncEveryBatch {
 		select {
 		case l.kick <- struct{}{}:
 		default:
 		}
 	} else {
-		l.setDurableLocked(e.LSN)
+		l.setDurableLocked(lsn)
 	}
 	return pos, nil
 }
@@ -557,6 +581,44 @@ func (l *Log) rollLocked() error {
 	l.rolls.Add(1)
 	l.logger.Debug("rolled to new segment", "file", seg.path, "sealed", old.path, "sealed_bytes", old.size)
 	return nil
+}
+
+// writebackChunk is how much newly written data makes the writeback
+// goroutine start the device write.
+const writebackChunk = 256 << 10
+
+// writeback starts the device write of appended data as soon as a chunk
+// of it is in the page cache, instead of leaving it dirty until the next
+// fsync (or the kernel's own flush a few seconds later). The disk then
+// works while the broker is still receiving the rest of a group commit,
+// so that fsync only waits for the tail: throughput approaches the
+// device's, and fsync latency under load drops. The same idea as
+// RocksDB's bytes_per_sync and PostgreSQL's wal_writer_flush_after.
+func (l *Log) writeback() {
+	defer l.wg.Done()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-l.wbKick:
+		}
+		l.mu.Lock()
+		if l.closed || len(l.segs) == 0 {
+			l.mu.Unlock()
+			return
+		}
+		seg := l.activeLocked()
+		from := l.wbOff
+		if l.wbSeg != seg || from > seg.size {
+			from = 0
+		}
+		to := seg.size
+		l.wbSeg, l.wbOff = seg, to
+		l.mu.Unlock()
+		if to > from {
+			startWriteback(seg.f, from, to-from)
+		}
+	}
 }
 
 // syncer is the group-commit goroutine: one fsync covers every entry

@@ -1,0 +1,74 @@
+//go:build linux
+
+package wal
+
+import (
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// startWriteback asks the kernel to begin writing [off, off+n) of f to the
+// device now, without waiting for it (sync_file_range SYNC_FILE_RANGE_WRITE).
+// It is advice: durability still comes only from fsync, and an error (for
+// example a file closed meanwhile) is ignored.
+func startWriteback(f *os.File, off, n int64) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		_ = unix.SyncFileRange(int(fd), off, n, unix.SYNC_FILE_RANGE_WRITE)
+	})
+}
+
+const writebackSupported = true
+
+// writeFrameAt writes hdr followed by parts at off with pwritev(2),
+// resuming after a short write.
+func writeFrameAt(f *os.File, off int64, hdr []byte, parts [][]byte) error {
+	iov := make([][]byte, 0, 1+len(parts))
+	iov = append(iov, hdr)
+	for _, p := range parts {
+		if len(p) > 0 {
+			iov = append(iov, p)
+		}
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var werr error
+	cerr := rc.Write(func(fd uintptr) bool {
+		for len(iov) > 0 {
+			n, err := unix.Pwritev(int(fd), iov, off)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				werr = err
+				return true
+			}
+			if n == 0 {
+				werr = io.ErrShortWrite
+				return true
+			}
+			off += int64(n)
+			for n > 0 {
+				if n >= len(iov[0]) {
+					n -= len(iov[0])
+					iov = iov[1:]
+				} else {
+					iov[0] = iov[0][n:]
+					n = 0
+				}
+			}
+		}
+		return true
+	})
+	if cerr != nil {
+		return cerr
+	}
+	return werr
+}
