@@ -51,6 +51,18 @@
 // active one right after a roll or Reset, whose name then says which LSN
 // comes next.
 //
+// The active segment may end in zero bytes after its last frame: space
+// written ahead of time (Options.PreallocateBytes, default 1 MiB, at most
+// every 50 ms) and made durable with its own fsync, so that the fsync of a
+// small append only flushes data, not the file system's metadata (on ext4
+// it then skips the journal commit: about 180 instead of 300 microseconds
+// at the median on the test machine, 330-460 instead of 500-1000 at p99).
+// Sealing a segment and a clean Close cut the zeros off; after a crash,
+// recovery does (below). Frames are written with one pwritev(2) each, and
+// the writeback of new data is started early (sync_file_range, every 256
+// KiB) so that a group commit's fsync mostly waits for writes already in
+// flight.
+//
 // # Epoch history file
 //
 // The file "epochs" lists the first LSN of every epoch, oldest first:
@@ -82,6 +94,9 @@
 // offset point every 64 KiB) per segment, so readers seek without scanning
 // whole segments; segment contents are never held in memory.
 //
+//   - Zero bytes from the end of the last frame to the end of the last
+//     segment are preallocated space: cut off, with an info line naming
+//     the file, the offset and the byte count. No entry was ever there.
 //   - A frame in the last segment that is short, has an invalid length or a
 //     bad CRC, and is followed by nothing valid (zeros, garbage, end of
 //     file) is a torn tail: an append cut short by a crash, never reported
@@ -113,7 +128,8 @@
 // not durable on the leader.
 //
 //   - every-batch (SyncEveryBatch, default): an entry is durable once an
-//     fsync covering it returned. An acknowledged entry survives process
+//     fsync covering it returned (fdatasync(2) on Linux: data and file
+//     size, not timestamps). An acknowledged entry survives process
 //     crashes, kernel crashes and power loss. Cost: each commit waits for
 //     one fsync (shared by every concurrent writer).
 //   - interval (SyncInterval): the syncer fsyncs every Options.SyncInterval

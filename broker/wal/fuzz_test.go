@@ -60,7 +60,7 @@ func FuzzOpen(f *testing.F) {
 		if err := os.WriteFile(path, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		l, err := Open(Options{Dir: dir, Sync: SyncNone})
+		l, err := Open(Options{Dir: dir, Sync: SyncNone, PreallocateBytes: -1})
 		if err != nil {
 			return
 		}

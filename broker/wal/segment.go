@@ -64,6 +64,7 @@ type segment struct {
 	f         *os.File
 	last      uint64 // LSN of the last entry; first-1 when empty
 	size      int64  // bytes of complete frames
+	alloc     int64  // the file is zero-filled (preallocated) from size up to here
 	index     []indexPoint
 	lastWrite time.Time
 	removed   bool // deleted or truncated away; readers must re-seek
@@ -279,4 +280,22 @@ func findValidFrame(f *os.File, from, size int64, minLSN uint64) (off int64, lsn
 		}
 	}
 	return 0, 0, false, nil
+}
+
+// zeroFrom reports whether every byte of f from off to size is zero.
+func zeroFrom(f *os.File, off, size int64) (bool, error) {
+	buf := make([]byte, 64<<10)
+	for off < size {
+		n := int(min(int64(len(buf)), size-off))
+		if _, err := f.ReadAt(buf[:n], off); err != nil {
+			return false, err
+		}
+		for _, b := range buf[:n] {
+			if b != 0 {
+				return false, nil
+			}
+		}
+		off += int64(n)
+	}
+	return true, nil
 }

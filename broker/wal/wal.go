@@ -134,6 +134,8 @@ const (
 	DefaultSegmentBytes  = 64 << 20
 	DefaultMaxEntryBytes = 64 << 20
 	DefaultSyncInterval  = time.Second
+	// DefaultPreallocateBytes: see Options.PreallocateBytes.
+	DefaultPreallocateBytes = 1 << 20
 )
 
 // Options configure Open.
@@ -154,6 +156,13 @@ type Options struct {
 	MaxEntryBytes int
 	// Logger receives the log's messages (it is Named("wal")). Default: none.
 	Logger hclog.Logger
+	// PreallocateBytes is how far ahead of the last entry the active
+	// segment is kept zero-filled (and its size durable), so that a
+	// group-commit fsync of a small append flushes only data, not the
+	// file-system journal: on ext4 about half the latency. Zero-filling
+	// is rate-limited, so at full speed it costs little bandwidth.
+	// Default 1 MiB; negative turns it off.
+	PreallocateBytes int64
 	// OnSync, when set, is called after every group-commit fsync with its
 	// duration (for a latency histogram). It must not block.
 	OnSync func(time.Duration)
@@ -192,6 +201,7 @@ type Log struct {
 
 	kick   chan struct{} // wakes the syncer (capacity 1)
 	wbKick chan struct{} // wakes the writeback goroutine (capacity 1)
+	zKick  chan struct{} // wakes the preallocation goroutine (capacity 1)
 	stop   chan struct{} // closed by Close
 	wg     sync.WaitGroup
 
@@ -233,6 +243,9 @@ func Open(opts Options) (*Log, error) {
 	if opts.SyncInterval <= 0 {
 		opts.SyncInterval = DefaultSyncInterval
 	}
+	if opts.PreallocateBytes == 0 {
+		opts.PreallocateBytes = DefaultPreallocateBytes
+	}
 	switch opts.Sync {
 	case SyncEveryBatch, SyncInterval, SyncNone:
 	default:
@@ -256,6 +269,7 @@ func Open(opts Options) (*Log, error) {
 		lock:    lock,
 		kick:    make(chan struct{}, 1),
 		wbKick:  make(chan struct{}, 1),
+		zKick:   make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		durCh:   make(chan struct{}),
 		readers: make(map[*Reader]struct{}),
@@ -274,6 +288,11 @@ func Open(opts Options) (*Log, error) {
 	if writebackSupported {
 		l.wg.Add(1)
 		go l.writeback()
+	}
+	if opts.PreallocateBytes > 0 {
+		l.wg.Add(1)
+		go l.preallocator()
+		l.zKick <- struct{}{}
 	}
 	return l, nil
 }
@@ -354,6 +373,20 @@ func (l *Log) recover() error {
 		if i < len(firsts)-1 {
 			return fmt.Errorf("%w: %s offset %d: %s in a sealed segment (LSN %d expected there)",
 				ErrCorrupt, path, bad.off, bad.reason, seg.last+1)
+		}
+		if zero, err := zeroFrom(f, bad.off, fi.Size()); err != nil {
+			return fmt.Errorf("wal: read %s: %w", path, err)
+		} else if zero {
+			// Space zero-filled ahead of the log (Options.PreallocateBytes),
+			// left by a crash or a stop before the segment was sealed.
+			if err := f.Truncate(bad.off); err != nil {
+				return fmt.Errorf("wal: cut preallocated space of %s at offset %d: %w", path, bad.off, err)
+			}
+			if err := f.Sync(); err != nil {
+				return fmt.Errorf("wal: fsync %s: %w", path, err)
+			}
+			l.logger.Info("removed zero-filled space after the last entry (preallocated, it holds no entries)", "file", path, "offset", bad.off, "bytes", fi.Size()-bad.off)
+			continue
 		}
 		off, lsn, valid, err := findValidFrame(f, bad.off+1, fi.Size(), seg.last+1)
 		if err != nil {
@@ -525,6 +558,12 @@ func (l *Log) appendLocked(lsn uint64, epoch uint32, typ EntryType, parts [][]by
 	l.lastLSN = lsn
 	l.appends.Add(1)
 	l.bytesWritten.Add(uint64(n))
+	if l.opts.PreallocateBytes > 0 && seg.alloc-seg.size < l.opts.PreallocateBytes/2 {
+		select {
+		case l.zKick <- struct{}{}:
+		default:
+		}
+	}
 	if l.wbSeg != seg || seg.size-l.wbOff >= writebackChunk {
 		select {
 		case l.wbKick <- struct{}{}:
@@ -566,6 +605,15 @@ func (l *Log) noteEpochLocked(epoch uint32, lsn uint64) (bool, error) {
 // rollLocked seals the active segment (fsync) and starts a new one.
 func (l *Log) rollLocked() error {
 	old := l.activeLocked()
+	if old.alloc > old.size {
+		// A sealed segment ends at its last entry.
+		if err := old.f.Truncate(old.size); err != nil {
+			err = fmt.Errorf("wal: cut preallocated space of %s at offset %d: %w", old.path, old.size, err)
+			l.failLocked(err)
+			return err
+		}
+		old.alloc = old.size
+	}
 	if err := old.f.Sync(); err != nil {
 		err = fmt.Errorf("wal: fsync %s: %w", old.path, err)
 		l.failLocked(err)
@@ -621,6 +669,65 @@ func (l *Log) writeback() {
 	}
 }
 
+// preallocInterval bounds how often the preallocator zero-fills: at full
+// speed the log outruns it (appends then extend the file as without
+// preallocation) and zero-filling costs at most PreallocateBytes per
+// interval of extra writes.
+const preallocInterval = 50 * time.Millisecond
+
+// preallocator keeps the active segment zero-filled PreallocateBytes ahead
+// of the last entry. The zeros are written under the lock and only beyond
+// the last entry, so they never overwrite one; the fsync that makes the new
+// file size durable runs outside it. Recovery removes a zero-filled tail
+// (doc.go).
+func (l *Log) preallocator() {
+	defer l.wg.Done()
+	var zeros []byte
+	var last time.Time
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-l.zKick:
+		}
+		if d := preallocInterval - time.Since(last); d > 0 {
+			select {
+			case <-l.stop:
+				return
+			case <-time.After(d):
+			}
+		}
+		last = time.Now()
+		l.mu.Lock()
+		if l.closed || l.failErr != nil || len(l.segs) == 0 {
+			l.mu.Unlock()
+			continue
+		}
+		seg := l.activeLocked()
+		from := max(seg.alloc, seg.size)
+		to := seg.size + l.opts.PreallocateBytes
+		if to-from < l.opts.PreallocateBytes/2 || to > l.opts.SegmentBytes {
+			l.mu.Unlock()
+			continue
+		}
+		if int64(len(zeros)) < to-from {
+			zeros = make([]byte, to-from)
+		}
+		_, err := seg.f.WriteAt(zeros[:to-from], from)
+		if err == nil {
+			seg.alloc = to
+		} else {
+			// Nothing was promised about this space; cut it off again.
+			_ = seg.f.Truncate(max(seg.alloc, seg.size))
+			l.logger.Warn("zero-filling WAL space ahead failed", "file", seg.path, "offset", from, "error", err)
+		}
+		l.mu.Unlock()
+		if err == nil {
+			_ = syncData(seg.f)
+		}
+	}
+}
+
 // syncer is the group-commit goroutine: one fsync covers every entry
 // written before it started, and releases all their waiters at once.
 func (l *Log) syncer() {
@@ -665,7 +772,7 @@ func (l *Log) syncOnce() {
 	l.mu.Unlock()
 
 	start := time.Now()
-	err := seg.f.Sync()
+	err := syncData(seg.f)
 	l.fsyncs.Add(1)
 	if l.opts.OnSync != nil {
 		l.opts.OnSync(time.Since(start))
@@ -929,7 +1036,7 @@ func (l *Log) truncateLocked(after uint64) error {
 		return fmt.Errorf("wal: fsync %s: %w", seg.path, err)
 	}
 	l.fsyncs.Add(1)
-	seg.size, seg.last = off, after
+	seg.size, seg.last, seg.alloc = off, after, off
 	seg.trimIndexLocked(off)
 	seg.lastWrite = time.Now()
 	l.lastLSN = after
@@ -1121,6 +1228,13 @@ func (l *Log) Close() error {
 	defer l.mu.Unlock()
 	var errs []error
 	if active := l.activeLocked(); active.f != nil && !active.removed {
+		if active.alloc > active.size {
+			// Leave no preallocated space behind on a clean stop.
+			if err := active.f.Truncate(active.size); err != nil {
+				errs = append(errs, fmt.Errorf("wal: cut preallocated space of %s: %w", active.path, err))
+			}
+			active.alloc = active.size
+		}
 		if err := active.f.Sync(); err != nil {
 			errs = append(errs, fmt.Errorf("wal: fsync %s: %w", active.path, err))
 		} else {

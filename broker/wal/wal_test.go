@@ -380,7 +380,13 @@ func TestTornTail(t *testing.T) {
 			}
 			t.Cleanup(func() { l.Close() })
 			out := logs.String()
-			for _, want := range []string{"torn tail", filepath.Base(path), fmt.Sprintf("offset=%d", fi.Size()), fmt.Sprintf("dropped_bytes=%d", len(tt.tail))} {
+			wants := []string{"torn tail", filepath.Base(path), fmt.Sprintf("offset=%d", fi.Size()), fmt.Sprintf("dropped_bytes=%d", len(tt.tail))}
+			if tt.name == "zeros" {
+				// Indistinguishable from preallocated space: no entry
+				// was there, so it is removed without a warning.
+				wants = []string{"zero-filled space", filepath.Base(path), fmt.Sprintf("offset=%d", fi.Size()), fmt.Sprintf("bytes=%d", len(tt.tail))}
+			}
+			for _, want := range wants {
 				if !strings.Contains(out, want) {
 					t.Errorf("log output lacks %q:\n%s", want, out)
 				}
@@ -1362,5 +1368,77 @@ func TestAppendPartsSameBytes(t *testing.T) {
 	}
 	if _, err := split.AppendParts(3, TypeRecordBatch, make([]byte, DefaultMaxEntryBytes), []byte{1}); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("AppendParts over MaxEntryBytes: %v, want ErrTooLarge", err)
+	}
+}
+
+// The active segment is kept zero-filled ahead of the last entry. A sealed
+// segment and a cleanly closed log end exactly at their last entry; a crash
+// image (the files copied while the log is open) opens with every entry
+// and without the zeros.
+func TestPreallocation(t *testing.T) {
+	dir := t.TempDir()
+	const ahead = 64 << 10
+	l := openLog(t, dir, func(o *Options) { o.SegmentBytes = 1 << 20; o.PreallocateBytes = ahead })
+	appendN(t, l, 1, 30, 1000)
+	active := func() SegmentInfo { s := l.Segments(); return s[len(s)-1] }
+	fileSize := func(path string) int64 {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	eventually(t, 5*time.Second, "zero-filled space ahead of the last entry", func() bool {
+		a := active()
+		return fileSize(a.Path) >= a.Bytes+ahead/2
+	})
+
+	// Crash image: copy every file while the log is open.
+	crash := t.TempDir()
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, de := range des {
+		if data, err := os.ReadFile(filepath.Join(dir, de.Name())); err == nil {
+			if err := os.WriteFile(filepath.Join(crash, de.Name()), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	logger, logs := testLogger(t)
+	c, err := Open(Options{Dir: crash, SegmentBytes: 1 << 20, PreallocateBytes: -1, Logger: logger})
+	if err != nil {
+		t.Fatalf("Open of the crash image: %v", err)
+	}
+	checkEntries(t, readAll(t, c, 1), 1, 30, 1000)
+	if !strings.Contains(logs.String(), "zero-filled space") || strings.Contains(logs.String(), "torn tail") {
+		t.Errorf("recovery log should report removed zero-filled space, not a torn tail:\n%s", logs.String())
+	}
+	cs := c.Segments()
+	if got := fileSize(cs[len(cs)-1].Path); got != cs[len(cs)-1].Bytes {
+		t.Errorf("crash image's segment is %d bytes after recovery, want %d", got, cs[len(cs)-1].Bytes)
+	}
+	closeLog(t, c)
+
+	// Roll several segments: sealed ones end at their last entry.
+	appendN(t, l, 1, 30, 100_000)
+	segs := l.Segments()
+	if len(segs) < 3 {
+		t.Fatalf("%d segments, want rolls", len(segs))
+	}
+	for _, s := range segs[:len(segs)-1] {
+		if got := fileSize(s.Path); got != s.Bytes {
+			t.Errorf("sealed %s is %d bytes, its entries %d", filepath.Base(s.Path), got, s.Bytes)
+		}
+	}
+	a := active()
+	closeLog(t, l)
+	if got := fileSize(a.Path); got != a.Bytes {
+		t.Errorf("after Close the active segment is %d bytes, its entries %d", got, a.Bytes)
+	}
+	l = openLog(t, dir, nil)
+	if l.LastLSN() != 60 {
+		t.Fatalf("LastLSN after reopen = %d, want 60", l.LastLSN())
 	}
 }

@@ -72,3 +72,24 @@ func writeFrameAt(f *os.File, off int64, hdr []byte, parts [][]byte) error {
 	}
 	return werr
 }
+
+// syncData is fdatasync(2): the data and what is needed to read it back
+// (the file size), not the modification time.
+func syncData(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if cerr := rc.Control(func(fd uintptr) {
+		for {
+			serr = unix.Fdatasync(int(fd))
+			if serr != unix.EINTR {
+				return
+			}
+		}
+	}); cerr != nil {
+		return cerr
+	}
+	return serr
+}

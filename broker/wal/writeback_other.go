@@ -17,3 +17,5 @@ func writeFrameAt(f *os.File, off int64, hdr []byte, parts [][]byte) error {
 	_, err := f.WriteAt(buf, off)
 	return err
 }
+
+func syncData(f *os.File) error { return f.Sync() }
