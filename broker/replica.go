@@ -39,6 +39,18 @@ var ErrNotFollower = errors.New("broker: not a follower")
 // type and payload), folds them into the state and returns once they are
 // durable under the fsync policy.
 func (b *Broker) ApplyEntries(ents []wal.Entry) error {
+	return b.applyEntries(ents, true)
+}
+
+// AppendEntries is ApplyEntries without waiting for the entries to be
+// durable (link.Appender: the link waits, and appends the next entries
+// meanwhile). It still waits when the entries complete a re-clone, whose
+// state rebuild needs them on disk.
+func (b *Broker) AppendEntries(ents []wal.Entry) error {
+	return b.applyEntries(ents, false)
+}
+
+func (b *Broker) applyEntries(ents []wal.Entry, wait bool) error {
 	if len(ents) == 0 {
 		return nil
 	}
@@ -60,6 +72,9 @@ func (b *Broker) ApplyEntries(ents []wal.Entry) error {
 	rebuild := b.rebuildPending
 	b.rebuildPending = false
 	b.appendMu.Unlock()
+	if !wait && !rebuild {
+		return nil
+	}
 	if err := b.wal.WaitDurable(b.ctx, ents[len(ents)-1].LSN); err != nil {
 		return err
 	}

@@ -63,6 +63,15 @@ type Broker interface {
 	SetCommitLSN(lsn uint64)             // replication commit point; high watermarks follow it
 }
 
+// Appender is optionally implemented by a Broker that can append a
+// follower's entries without waiting for them to be durable (otherwise
+// like ApplyEntries). The link then waits for the WAL's group commit
+// itself before it reports them applied, and meanwhile appends the next
+// entries: the fsync of one batch overlaps the writing of the next.
+type Appender interface {
+	AppendEntries(ents []wal.Entry) error
+}
+
 // Racker is optionally implemented by a Broker that has a rack configured;
 // the rack is sent in the hello so that the cluster view carries it.
 type Racker interface {

@@ -1,6 +1,7 @@
 package link_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -102,8 +103,15 @@ type harness struct {
 // newHarness opens a WAL, runs setup on the broker (before it attaches),
 // serves the driver on a socket and starts link.Run.
 func newHarness(t *testing.T, segmentBytes int64, setup func(b *walBroker)) *harness {
+	return newHarnessWith(t, wal.Options{Sync: wal.SyncNone, SegmentBytes: segmentBytes}, setup, nil)
+}
+
+// newHarnessWith is newHarness with the WAL's options, and wrap (when
+// set) choosing what link.Run gets as the broker.
+func newHarnessWith(t *testing.T, opts wal.Options, setup func(b *walBroker), wrap func(b *walBroker) link.Broker) *harness {
 	dir := t.TempDir()
-	w, err := wal.Open(wal.Options{Dir: filepath.Join(dir, "wal"), Sync: wal.SyncNone, SegmentBytes: segmentBytes})
+	opts.Dir = filepath.Join(dir, "wal")
+	w, err := wal.Open(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,13 +119,17 @@ func newHarness(t *testing.T, segmentBytes int64, setup func(b *walBroker)) *har
 	if setup != nil {
 		setup(h.b)
 	}
+	var broker link.Broker = h.b
+	if wrap != nil {
+		broker = wrap(h.b)
+	}
 	h.serve()
 	ctx, cancel := context.WithCancel(context.Background())
 	h.stop, h.done = cancel, make(chan struct{})
 	log := hclog.New(&hclog.LoggerOptions{Name: "link", Level: hclog.Debug, Output: testWriter{t}})
 	go func() {
 		defer close(h.done)
-		link.Run(ctx, h.socket, h.b, log)
+		link.Run(ctx, h.socket, broker, log)
 	}()
 	t.Cleanup(func() {
 		h.stop()
@@ -377,6 +389,55 @@ func TestFollowerApplyTruncateResetChecksum(t *testing.T) {
 	}
 	if a := apply(100, 101); a.GetLsn() != 101 || a.GetError() != "" {
 		t.Fatalf("apply after reset: %v", a)
+	}
+}
+
+// appendingBroker appends without waiting for durability (link.Appender),
+// like the real broker: the link waits for the WAL itself.
+type appendingBroker struct{ *walBroker }
+
+func (b appendingBroker) AppendEntries(ents []wal.Entry) error {
+	for _, e := range ents {
+		if _, err := b.w.AppendEntry(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// With a broker that appends without waiting, many ApplyEntries in flight
+// are answered in order, each only once its entries are durable, and a
+// TruncateTo sent behind them is answered after all of them.
+func TestFollowerPipelinedApply(t *testing.T) {
+	h := newHarnessWith(t, wal.Options{Sync: wal.SyncEveryBatch}, nil, func(b *walBroker) link.Broker { return appendingBroker{b} })
+	s, _ := h.attach()
+	h.send(s, view(linkv1.Role_ROLE_FOLLOWER))
+	const msgs, per = 40, 5
+	lsn := uint64(0)
+	for m := 0; m < msgs; m++ {
+		var ents []*linkv1.Entry
+		for i := 0; i < per; i++ {
+			lsn++
+			ents = append(ents, &linkv1.Entry{Lsn: lsn, Epoch: 1, Type: linkv1.EntryType_ENTRY_TYPE_RECORD_BATCH, Payload: bytes.Repeat([]byte{byte(lsn)}, 4096)})
+		}
+		h.send(s, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Apply{Apply: &linkv1.ApplyEntries{Entries: ents}}})
+	}
+	h.send(s, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_TruncateTo{TruncateTo: &linkv1.TruncateTo{Lsn: 7}}})
+	for m := 1; m <= msgs; m++ {
+		msg := h.recv(s)
+		a := msg.GetApplied()
+		if a == nil {
+			t.Fatalf("reply %d: %T before every AppliedUpTo", m, msg.GetPayload())
+		}
+		if want := uint64(m * per); a.GetLsn() != want || a.GetError() != "" {
+			t.Fatalf("reply %d: applied %v, want LSN %d in order", m, a, want)
+		}
+		if d := h.b.w.DurableLSN(); d < a.GetLsn() && h.b.w.LastLSN() >= a.GetLsn() {
+			t.Fatalf("reply %d: applied up to %d reported while only %d is durable", m, a.GetLsn(), d)
+		}
+	}
+	if tr := h.recv(s).GetTruncated(); tr.GetLastLsn() != 7 || tr.GetError() != "" {
+		t.Fatalf("truncated = %v, want last LSN 7", tr)
 	}
 }
 

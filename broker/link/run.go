@@ -102,6 +102,7 @@ func attachOnce(ctx context.Context, socketPath string, b Broker, logger hclog.L
 		cancel: cancel,
 		out:    make(chan *linkv1.AttachRequest, outQueue),
 		ops:    make(chan *linkv1.AttachResponse, 64),
+		acks:   make(chan pendingAck, 64),
 		reads:  make(chan *linkv1.AttachResponse, 64),
 	}
 	err = s.run()
@@ -126,11 +127,16 @@ type session struct {
 
 	out   chan *linkv1.AttachRequest  // to the sender goroutine
 	ops   chan *linkv1.AttachResponse // apply, truncate, reset, commit: in order
+	acks  chan pendingAck             // AppliedUpTo replies waiting for durability, in order
 	reads chan *linkv1.AttachResponse // replay and checksum requests
 
 	attached atomic.Bool   // the sidecar sent something
 	follower atomic.Bool   // the latest ClusterView says this broker follows
 	walGen   atomic.Uint64 // bumped by truncate and reset: cached readers are stale
+
+	commitMu      sync.Mutex
+	commitWanted  uint64 // latest commit point from the sidecar
+	commitApplied uint64 // last one handed to the broker
 
 	// Owned by the receiver goroutine.
 	pushCancel context.CancelFunc
@@ -165,6 +171,7 @@ func (s *session) run() error {
 		"last_lsn", hello.LastLsn, "durable_lsn", hello.DurableLsn)
 	s.goFunc(func() error { return s.sender(hello) })
 	s.goFunc(s.opsWorker)
+	s.goFunc(s.acker)
 	s.goFunc(s.readsWorker)
 	s.goFunc(s.receiver)
 	<-s.ctx.Done()

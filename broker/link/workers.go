@@ -1,6 +1,7 @@
 package link
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,29 +10,106 @@ import (
 	linkv1 "github.com/tandem-io/tandem/gen/tandem/link/v1"
 )
 
+// setCommit hands the broker the sidecar's latest commit point (wanted, or
+// the one known before when wanted is 0), capped at what this WAL holds
+// durably: a follower that is behind learns the leader's commit point
+// before it has the entries.
+func (s *session) setCommit(wanted uint64) error {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	if wanted > 0 {
+		s.commitWanted = wanted
+	}
+	c := min(s.commitWanted, s.w.DurableLSN())
+	if c == 0 || c <= s.commitApplied {
+		return nil
+	}
+	s.b.SetCommitLSN(c)
+	s.commitApplied = c
+	// Tell the sidecar: a leader's sidecar forwards to followers only
+	// commit points its own broker already serves. Only a leader's sidecar
+	// uses it, so a follower saves the message.
+	if s.follower.Load() {
+		return nil
+	}
+	return s.send(&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_CommitApplied{
+		CommitApplied: &linkv1.CommitApplied{Lsn: c}}})
+}
+
+// pendingAck is an AppliedUpTo reply queued for the acker: it goes out
+// once wait is durable, after every reply queued before it.
+type pendingAck struct {
+	reply   *linkv1.AppliedUpTo
+	wait    uint64        // LSN that must be durable first (0: none)
+	failed  bool          // reply.Lsn is filled in with the durable LSN when sent
+	barrier chan struct{} // not a reply: closed once every earlier reply went out
+}
+
+// acker sends the AppliedUpTo replies in order, each once its entries are
+// durable, so that the ops worker can append the next entries while the
+// WAL fsyncs the previous ones.
+func (s *session) acker() error {
+	for {
+		var a pendingAck
+		select {
+		case a = <-s.acks:
+		case <-s.ctx.Done():
+			return nil
+		}
+		if a.barrier != nil {
+			close(a.barrier)
+			continue
+		}
+		if a.wait > 0 {
+			if err := s.w.WaitDurable(s.ctx, a.wait); err != nil {
+				if s.ctx.Err() != nil {
+					return nil
+				}
+				s.log.Error("waiting for applied entries to be durable failed", "lsn", a.wait, "error", err)
+				a.reply = &linkv1.AppliedUpTo{Error: err.Error()}
+				a.failed = true
+			}
+		}
+		if a.failed {
+			a.reply.Lsn = s.w.DurableLSN()
+		}
+		if err := s.send(&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Applied{Applied: a.reply}}); err != nil {
+			return err
+		}
+		if err := s.setCommit(0); err != nil {
+			return err
+		}
+	}
+}
+
+// queueAck hands a reply to the acker.
+func (s *session) queueAck(a pendingAck) error {
+	select {
+	case s.acks <- a:
+		return nil
+	case <-s.ctx.Done():
+		return context.Cause(s.ctx)
+	}
+}
+
+// drainAcks returns once every queued reply went out (before a truncate
+// or reset changes the WAL under them).
+func (s *session) drainAcks() error {
+	done := make(chan struct{})
+	if err := s.queueAck(pendingAck{barrier: done}); err != nil {
+		return err
+	}
+	select {
+	case <-done:
+		return nil
+	case <-s.ctx.Done():
+		return context.Cause(s.ctx)
+	}
+}
+
 // opsWorker applies the follower's operations (apply, truncate, reset) and
 // commit points in the order the sidecar sent them.
 func (s *session) opsWorker() error {
-	var commitWanted, commitApplied uint64 // latest commit point from the sidecar; last one applied
-	setCommit := func() error {
-		// Never announce a commit point beyond what this WAL holds durably:
-		// a follower that is behind learns the leader's commit point before
-		// it has the entries.
-		c := min(commitWanted, s.w.DurableLSN())
-		if c == 0 || c <= commitApplied {
-			return nil
-		}
-		s.b.SetCommitLSN(c)
-		commitApplied = c
-		// Tell the sidecar: a leader's sidecar forwards to followers only
-		// commit points its own broker already serves. Only a leader's
-		// sidecar uses it, so a follower saves the message.
-		if s.follower.Load() {
-			return nil
-		}
-		return s.send(&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_CommitApplied{
-			CommitApplied: &linkv1.CommitApplied{Lsn: c}}})
-	}
 	for {
 		var m *linkv1.AttachResponse
 		select {
@@ -42,20 +120,19 @@ func (s *session) opsWorker() error {
 		var reply *linkv1.AttachRequest
 		switch p := m.GetPayload().(type) {
 		case *linkv1.AttachResponse_Commit:
-			commitWanted = p.Commit.GetLsn()
-			if err := setCommit(); err != nil {
+			if err := s.setCommit(p.Commit.GetLsn()); err != nil {
 				return err
 			}
 			continue
 		case *linkv1.AttachResponse_Apply:
-			if err := s.send(&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Applied{Applied: s.apply(p.Apply.GetEntries())}}); err != nil {
-				return err
-			}
-			if err := setCommit(); err != nil {
+			if err := s.queueAck(s.apply(p.Apply.GetEntries())); err != nil {
 				return err
 			}
 			continue
 		case *linkv1.AttachResponse_TruncateTo:
+			if err := s.drainAcks(); err != nil {
+				return err
+			}
 			lsn := p.TruncateTo.GetLsn()
 			before := s.w.LastLSN()
 			t := &linkv1.TruncatedTo{}
@@ -71,6 +148,9 @@ func (s *session) opsWorker() error {
 			t.EpochHistory = EpochsToProto(s.w.EpochHistory())
 			reply = &linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Truncated{Truncated: t}}
 		case *linkv1.AttachResponse_ResetTo:
+			if err := s.drainAcks(); err != nil {
+				return err
+			}
 			next := p.ResetTo.GetNextLsn()
 			d := &linkv1.ResetDone{}
 			if err := s.b.ResetTo(next); err != nil {
@@ -93,22 +173,29 @@ func (s *session) opsWorker() error {
 
 // apply hands the sidecar's entries to the broker. Entries the WAL already
 // holds are skipped (the sidecar may resend after a hiccup), so nothing is
-// applied twice; a gap is refused.
-func (s *session) apply(in []*linkv1.Entry) *linkv1.AppliedUpTo {
+// applied twice; a gap is refused. The reply goes out through the acker
+// once the entries are durable.
+func (s *session) apply(in []*linkv1.Entry) pendingAck {
 	last := s.w.LastLSN()
 	ents, err := newEntries(last, in)
 	if err != nil {
 		s.log.Error("refusing entries from sidecar", "error", err)
-		return &linkv1.AppliedUpTo{Lsn: last, Error: err.Error()}
+		return pendingAck{reply: &linkv1.AppliedUpTo{Lsn: last, Error: err.Error()}, wait: last}
 	}
 	if len(ents) == 0 {
-		return &linkv1.AppliedUpTo{Lsn: last}
+		return pendingAck{reply: &linkv1.AppliedUpTo{Lsn: last}, wait: last}
 	}
-	if err := s.b.ApplyEntries(ents); err != nil {
+	if a, ok := s.b.(Appender); ok {
+		err = a.AppendEntries(ents)
+	} else {
+		err = s.b.ApplyEntries(ents)
+	}
+	if err != nil {
 		s.log.Error("applying entries failed", "first_lsn", ents[0].LSN, "last_lsn", ents[len(ents)-1].LSN, "error", err)
-		return &linkv1.AppliedUpTo{Lsn: s.w.DurableLSN(), Error: err.Error()}
+		return pendingAck{reply: &linkv1.AppliedUpTo{Error: err.Error()}, failed: true}
 	}
-	return &linkv1.AppliedUpTo{Lsn: ents[len(ents)-1].LSN}
+	lsn := ents[len(ents)-1].LSN
+	return pendingAck{reply: &linkv1.AppliedUpTo{Lsn: lsn}, wait: lsn}
 }
 
 // newEntries returns the entries of in that follow last, which must
