@@ -15,7 +15,10 @@
 // yet read.
 package grpcwire
 
-import "google.golang.org/grpc"
+import (
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/experimental"
+)
 
 const (
 	// StreamWindow is each stream's receive window.
@@ -35,6 +38,8 @@ func ServerOptions() []grpc.ServerOption {
 		grpc.InitialConnWindowSize(ConnWindow),
 		grpc.WriteBufferSize(BufferBytes),
 		grpc.ReadBufferSize(BufferBytes),
+		experimental.BufferPool(Pool),
+		grpc.ForceServerCodecV2(Codec),
 	}
 }
 
@@ -45,5 +50,7 @@ func DialOptions() []grpc.DialOption {
 		grpc.WithInitialConnWindowSize(ConnWindow),
 		grpc.WithWriteBufferSize(BufferBytes),
 		grpc.WithReadBufferSize(BufferBytes),
+		experimental.WithBufferPool(Pool),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(Codec)),
 	}
 }
