@@ -24,10 +24,12 @@ import (
 
 	"github.com/tandem-io/tandem/broker"
 	"github.com/tandem-io/tandem/broker/wal"
+	"github.com/tandem-io/tandem/internal/gctune"
 	"github.com/tandem-io/tandem/internal/logging"
 )
 
 func main() {
+	gctune.Apply()
 	cfg := broker.DefaultConfig()
 	var (
 		nodeID         = flag.Int("node-id", -1, "this node's id (required)")

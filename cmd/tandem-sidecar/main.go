@@ -32,11 +32,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/tandem-io/tandem/internal/gctune"
 	"github.com/tandem-io/tandem/internal/logging"
 	"github.com/tandem-io/tandem/sidecar"
 )
 
 func main() {
+	gctune.Apply()
 	cfg, logOpts, err := parseFlags(os.Args[1:])
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
