@@ -29,7 +29,11 @@
 //      Follower: the sidecar sends ApplyEntries (the leader's entries), which
 //                the broker appends unchanged, makes durable and then answers
 //                with AppliedUpTo; TruncateTo and ResetTo repair a log that
-//                diverged or that the leader can no longer serve.
+//                diverged or that the leader can no longer serve. A broker
+//                may append the next ApplyEntries while the previous ones
+//                are still being flushed; it answers them in order, each
+//                once its entries are durable, and answers every earlier
+//                ApplyEntries before it acts on a TruncateTo or ResetTo.
 //   Any role: CommitPoint (the replication commit point; high watermarks
 //   follow it), ClusterView updates, ChecksumRequest.
 // The broker handles sidecar requests of one kind in the order they arrive;
@@ -1187,10 +1191,11 @@ func (x *ReplayResult) GetError() string {
 // (written, flushed and applied to the broker's state).
 type AppliedUpTo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Highest LSN now durable and applied (the broker's last LSN).
+	// Highest LSN of the answered ApplyEntries, now durable and applied (the
+	// broker may already hold later entries, answered separately).
 	Lsn uint64 `protobuf:"varint,1,opt,name=lsn,proto3" json:"lsn,omitempty"`
 	// Empty on success; otherwise why the batch was not applied (for example
-	// a gap). The broker's WAL then ends at lsn.
+	// a gap), and lsn is the broker's highest durable LSN.
 	Error         string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

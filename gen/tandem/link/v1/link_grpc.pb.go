@@ -29,7 +29,11 @@
 //      Follower: the sidecar sends ApplyEntries (the leader's entries), which
 //                the broker appends unchanged, makes durable and then answers
 //                with AppliedUpTo; TruncateTo and ResetTo repair a log that
-//                diverged or that the leader can no longer serve.
+//                diverged or that the leader can no longer serve. A broker
+//                may append the next ApplyEntries while the previous ones
+//                are still being flushed; it answers them in order, each
+//                once its entries are durable, and answers every earlier
+//                ApplyEntries before it acts on a TruncateTo or ResetTo.
 //   Any role: CommitPoint (the replication commit point; high watermarks
 //   follow it), ClusterView updates, ChecksumRequest.
 // The broker handles sidecar requests of one kind in the order they arrive;
