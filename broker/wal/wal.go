@@ -544,10 +544,12 @@ func (l *Log) appendLocked(lsn uint64, epoch uint32, typ EntryType, parts [][]by
 			l.epochs = l.epochs[:len(l.epochs)-1]
 		}
 		werr := fmt.Errorf("wal: write LSN %d to %s at offset %d: %w", lsn, seg.path, seg.size, err)
-		// Cut off whatever part of the frame reached the file.
+		// Cut off whatever part of the frame reached the file (and the
+		// zero-filled space after it, which the preallocator redoes).
 		if terr := seg.f.Truncate(seg.size); terr != nil {
 			l.failLocked(fmt.Errorf("%w; then truncating back failed: %v", werr, terr))
 		}
+		seg.alloc = seg.size
 		return Pos{}, werr
 	}
 	pos := Pos{LSN: lsn, Segment: seg.first, Offset: seg.size}
