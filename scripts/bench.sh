@@ -255,8 +255,9 @@ own_node() {
 			--listen "127.0.0.1:$sport" --peers "$PEERS" --leader 1 --log-level warn \
 			>>"$dir/sidecar.log" 2>&1 </dev/null &
 		echo $! >"$dir/sidecar.pid"
+		# shellcheck disable=SC2086 # TANDEM_BROKER_FLAGS is a list of flags
 		GOMAXPROCS=$(procs_share 6) bin/tandem-broker --node-id "$n" --data-dir "$dir/data" --listen "127.0.0.1:$kport" \
-			--advertise "127.0.0.1:$kport" --sidecar "$dir/run/sidecar.sock" --log-level warn \
+			--advertise "127.0.0.1:$kport" --sidecar "$dir/run/sidecar.sock" --log-level warn ${TANDEM_BROKER_FLAGS:-} \
 			>>"$dir/broker.log" 2>&1 </dev/null &
 		echo $! >"$dir/broker.pid"
 		wait_port "$sport" 15
@@ -391,6 +392,25 @@ run_cluster() {
 	try "$BENCH" catchup --leader "$KAFKA1" --follower "$KAFKA3" --topic bench-catchup \
 		--record-bytes "$RECORD_BYTES" --records "$CATCHUP_RECORDS" \
 		--stop-cmd "$STOP3" --start-cmd "$START3" --name catchup --out "$OUT/catchup.json"
+	cluster_down
+	rm -rf "$CLUSTER_HOME"
+	CLUSTER_HOME=""
+	run_cluster_interval
+}
+
+# run_cluster_interval: the one-record-at-a-time acks=-1 run again on a fresh
+# cluster whose brokers fsync once a second (--fsync interval) instead of
+# before every acknowledgement: the durability JetStream has by default
+# (it fsyncs every 2 minutes), so that the latency comparison can be read
+# like for like as well as against Tandem's default.
+run_cluster_interval() {
+	say "three-node cluster with --fsync interval (JetStream's durability)"
+	TANDEM_BROKER_FLAGS="--fsync interval" cluster_up
+	local leader_pid
+	leader_pid=$(node_broker_pid 1)
+	settle
+	produce cluster-acksall-sync-interval -1 "$KAFKA1" bench-interval "$leader_pid" --sync \
+		--label "three-node produce acks=-1, one record at a time, --fsync interval"
 	cluster_down
 	rm -rf "$CLUSTER_HOME"
 	CLUSTER_HOME=""

@@ -96,3 +96,22 @@ func TestResultsRoundTrip(t *testing.T) {
 		t.Error("an empty directory should be an error")
 	}
 }
+
+// The latency target is judged on Tandem's default durability; the run with
+// --fsync interval is printed next to it as a separate, unjudged line.
+func TestFormatTableLatencyAgainstJetStream(t *testing.T) {
+	out := FormatTable([]*Result{
+		{Name: "jetstream-sync", Kind: "produce", Latency: &LatencySummary{P99Ms: 2.5}},
+		{Name: "cluster-acksall-sync", Kind: "produce", Latency: &LatencySummary{P99Ms: 6}},
+		{Name: "cluster-acksall-sync-interval", Kind: "produce", Latency: &LatencySummary{P99Ms: 2.25}},
+	})
+	for _, want := range []string{
+		"acks=-1 p99 ms one at a time vs JetStream sync p99    6.00 vs 2.50  (target: not worse: NOT met)",
+		"same, brokers with --fsync interval (no fsync per ack)  2.25 vs 2.50  (no worse: yes)",
+		"three-node produce acks=-1, one at a time, --fsync interval",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
