@@ -3,23 +3,43 @@ package testutil
 import (
 	"fmt"
 	"net"
+	"sync"
 	"testing"
 	"time"
 )
 
-// FreePort returns a TCP port on 127.0.0.1 that nothing listens on right now.
-// It is for processes that must be told their port on the command line; an
-// in-process server should listen on 127.0.0.1:0 instead. Another process may
-// grab the port before it is used, which is rare enough for tests.
+// FreePort returns a TCP port on 127.0.0.1 that nothing listens on right now
+// and that FreePort has not returned before in this test binary (the
+// kernel may hand the same ephemeral port out twice in a row, and a test
+// that asks for several ports before starting anything would then give two
+// processes the same one). It is for processes that must be told their
+// port on the command line; an in-process server should listen on
+// 127.0.0.1:0 instead. Another process may grab the port before it is
+// used, which is rare enough for tests.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("testutil: find a free port: %v", err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("testutil: find a free port: %v", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !portsGiven[port] {
+			portsGiven[port] = true
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("testutil: the kernel kept offering ports already handed out")
+	return 0
 }
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 // FreeAddr returns "127.0.0.1:PORT" for a port from FreePort.
 func FreeAddr(t testing.TB) string {
