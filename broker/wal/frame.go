@@ -31,14 +31,10 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 func frameSize(n int) int { return frameHeaderSize + n }
 
 // encodeFrameHeader encodes the header of the frame whose payload is the
-// concatenation of parts, CRC included.
-func encodeFrameHeader(lsn uint64, epoch uint32, typ EntryType, parts [][]byte) [frameHeaderSize]byte {
+// concatenation of parts (size bytes in all), CRC included.
+func encodeFrameHeader(lsn uint64, epoch uint32, typ EntryType, parts [][]byte, size int) [frameHeaderSize]byte {
 	var hdr [frameHeaderSize]byte
-	n := 0
-	for _, p := range parts {
-		n += len(p)
-	}
-	binary.BigEndian.PutUint32(hdr[0:4], uint32(bodyFixedSize+n))
+	binary.BigEndian.PutUint32(hdr[0:4], uint32(bodyFixedSize+size))
 	binary.BigEndian.PutUint64(hdr[8:16], lsn)
 	binary.BigEndian.PutUint32(hdr[16:20], epoch)
 	hdr[20] = byte(typ)

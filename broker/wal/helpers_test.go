@@ -199,7 +199,7 @@ func (g *syncGate) waitEntered(t testing.TB) {
 
 // appendFrame appends the encoded frame of e to dst (what Append writes).
 func appendFrame(dst []byte, e Entry) []byte {
-	hdr := encodeFrameHeader(e.LSN, e.Epoch, e.Type, [][]byte{e.Payload})
+	hdr := encodeFrameHeader(e.LSN, e.Epoch, e.Type, [][]byte{e.Payload}, len(e.Payload))
 	dst = append(dst, hdr[:]...)
 	return append(dst, e.Payload...)
 }

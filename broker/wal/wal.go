@@ -497,7 +497,7 @@ func (l *Log) AppendParts(epoch uint32, typ EntryType, parts ...[]byte) (Pos, er
 	if err := l.writableLocked(); err != nil {
 		return Pos{}, err
 	}
-	return l.appendLocked(l.lastLSN+1, epoch, typ, parts)
+	return l.appendLocked(l.lastLSN+1, epoch, typ, parts, n)
 }
 
 // AppendEntry writes an entry received from the leader unchanged (follower
@@ -514,17 +514,15 @@ func (l *Log) AppendEntry(e Entry) (Pos, error) {
 	if e.LSN != l.lastLSN+1 {
 		return Pos{}, fmt.Errorf("%w: got LSN %d, the log expects %d", ErrGap, e.LSN, l.lastLSN+1)
 	}
-	return l.appendLocked(e.LSN, e.Epoch, e.Type, [][]byte{e.Payload})
+	return l.appendLocked(e.LSN, e.Epoch, e.Type, [][]byte{e.Payload}, len(e.Payload))
 }
 
-func (l *Log) appendLocked(lsn uint64, epoch uint32, typ EntryType, parts [][]byte) (Pos, error) {
+// appendLocked writes the entry whose payload is the concatenation of
+// parts, size bytes in all.
+func (l *Log) appendLocked(lsn uint64, epoch uint32, typ EntryType, parts [][]byte, size int) (Pos, error) {
 	added, err := l.noteEpochLocked(epoch, lsn)
 	if err != nil {
 		return Pos{}, err
-	}
-	size := 0
-	for _, p := range parts {
-		size += len(p)
 	}
 	n := frameSize(size)
 	if seg := l.activeLocked(); !seg.empty() && seg.size+int64(n) > l.opts.SegmentBytes {
@@ -536,7 +534,7 @@ func (l *Log) appendLocked(lsn uint64, epoch uint32, typ EntryType, parts [][]by
 		}
 	}
 	seg := l.activeLocked()
-	hdr := encodeFrameHeader(lsn, epoch, typ, parts)
+	hdr := encodeFrameHeader(lsn, epoch, typ, parts, size)
 	// One pwritev(2) of header and payload: no user-space buffering, so
 	// ReadAt and readers see the entry as soon as Append returns.
 	if err := writeFrameAt(seg.f, seg.size, hdr[:], parts); err != nil {

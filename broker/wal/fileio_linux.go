@@ -9,6 +9,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// File I/O of the WAL that uses Linux system calls: early writeback,
+// vectored writes, fdatasync.
+
 // startWriteback asks the kernel to begin writing [off, off+n) of f to the
 // device now, without waiting for it (sync_file_range SYNC_FILE_RANGE_WRITE).
 // It is advice: durability still comes only from fsync, and an error (for
