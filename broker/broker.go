@@ -104,7 +104,13 @@ func Open(cfg Config) (*Broker, error) {
 		SegmentBytes: cfg.SegmentBytes,
 		Sync:         cfg.Fsync,
 		SyncInterval: cfg.FsyncInterval,
-		Logger:       b.log.Named("wal"),
+		PageCacheBytes: func() int64 {
+			if cfg.PageCacheBytes <= 0 {
+				return -1 // keep everything
+			}
+			return cfg.PageCacheBytes
+		}(),
+		Logger: b.log.Named("wal"),
 	})
 	if err != nil {
 		cancel()

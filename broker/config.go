@@ -42,6 +42,13 @@ type Config struct {
 	Fsync wal.SyncPolicy
 	// FsyncInterval is the period of the interval policy. Default 1s.
 	FsyncInterval time.Duration
+	// PageCacheBytes is how much of the newest WAL the broker leaves in the
+	// operating system's page cache; the pages of older, fsynced WAL data
+	// are released (wal.Options.PageCacheBytes). Consumers and followers
+	// near the tail read from memory, older reads go to the disk. Default
+	// 256 MiB; 0 or negative leaves the page cache to the kernel, as Kafka
+	// does.
+	PageCacheBytes int64
 	// SegmentBytes is the size at which the WAL rolls to a new segment file.
 	// Retention deletes whole segments, so this is its granularity. Default 64 MiB.
 	SegmentBytes int64
@@ -87,6 +94,7 @@ func DefaultConfig() Config {
 		Fsync:                  wal.SyncEveryBatch,
 		FsyncInterval:          time.Second,
 		SegmentBytes:           64 << 20,
+		PageCacheBytes:         wal.DefaultPageCacheBytes,
 		RetentionMs:            7 * 24 * 3600 * 1000,
 		RetentionBytes:         -1,
 		ReplicaKeepBytes:       -1,

@@ -63,6 +63,20 @@
 // KiB) so that a group commit's fsync mostly waits for writes already in
 // flight.
 //
+// Only the newest Options.PageCacheBytes (default 256 MiB) of WAL data stay
+// in the operating system's page cache on purpose: after each group-commit
+// fsync, older data, which is then clean, is released with
+// posix_fadvise(POSIX_FADV_DONTNEED) in 2 MiB-aligned chunks (the largest
+// page-cache folio, which the kernel only frees whole), and a ReadAt of
+// such old data releases what it read once it has passed a chunk's end.
+// The next appends then reuse the memory just freed. Without this, a page
+// cache that grows by every byte appended makes the kernel allocate fresh
+// memory for each write; on a VM whose host backs guest memory lazily that
+// was about three quarters of the broker's CPU at full speed (produce
+// acks=-1 went from 584-760 MB/s, falling run after run, to 757-808 MB/s
+// on the test machine). Reads within the window come from memory; older
+// reads go to the disk.
+//
 // # Epoch history file
 //
 // The file "epochs" lists the first LSN of every epoch, oldest first:

@@ -28,6 +28,21 @@ func startWriteback(f *os.File, off, n int64) {
 
 const writebackSupported = true
 
+// releaseCache tells the kernel that the page cache of [off, off+n) of f is
+// not needed soon (posix_fadvise POSIX_FADV_DONTNEED); clean pages are
+// freed at once. Advice only: errors (a file closed meanwhile) are ignored.
+func releaseCache(f *os.File, off, n int64) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		_ = unix.Fadvise(int(fd), off, n, unix.FADV_DONTNEED)
+	})
+}
+
+const cacheReleaseSupported = true
+
 // writeFrameAt writes hdr followed by parts at off with pwritev(2),
 // resuming after a short write.
 func writeFrameAt(f *os.File, off int64, hdr []byte, parts [][]byte) error {

@@ -65,6 +65,7 @@ type segment struct {
 	last      uint64 // LSN of the last entry; first-1 when empty
 	size      int64  // bytes of complete frames
 	alloc     int64  // the file is zero-filled (preallocated) from size up to here
+	released  int64  // page cache released up to here (Options.PageCacheBytes)
 	index     []indexPoint
 	lastWrite time.Time
 	removed   bool // deleted or truncated away; readers must re-seek

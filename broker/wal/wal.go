@@ -136,6 +136,8 @@ const (
 	DefaultSyncInterval  = time.Second
 	// DefaultPreallocateBytes: see Options.PreallocateBytes.
 	DefaultPreallocateBytes = 1 << 20
+	// DefaultPageCacheBytes: see Options.PageCacheBytes.
+	DefaultPageCacheBytes = 256 << 20
 )
 
 // Options configure Open.
@@ -163,6 +165,21 @@ type Options struct {
 	// is rate-limited, so at full speed it costs little bandwidth.
 	// Default 1 MiB; negative turns it off.
 	PreallocateBytes int64
+	// PageCacheBytes is how much of the newest WAL data the log leaves to
+	// the operating system's page cache. After each group-commit fsync,
+	// pages of older data (already on the device, so clean) are released
+	// with posix_fadvise(POSIX_FADV_DONTNEED), as PostgreSQL releases WAL
+	// segments it no longer needs. The freed memory is what the next
+	// appends are written into, instead of pages the kernel must newly
+	// allocate (on a VM whose memory the host backs lazily, a page cache
+	// that keeps growing costs most of the append path's CPU), and the WAL
+	// does not crowd other data out of memory. Consumers, followers and
+	// replays at the tail still read from memory; reading further back
+	// reads the device. Only the fsync policies every-batch and interval
+	// release pages (SyncNone never knows that they are clean). Default
+	// 256 MiB; negative keeps everything (the kernel alone decides, as with
+	// Kafka).
+	PageCacheBytes int64
 	// OnSync, when set, is called after every group-commit fsync with its
 	// duration (for a latency histogram). It must not block.
 	OnSync func(time.Duration)
@@ -174,6 +191,9 @@ type Stats struct {
 	BytesWritten uint64 // frame bytes written
 	Fsyncs       uint64 // fsyncs of segment files (syncer, rolls, truncation, Close)
 	Rolls        uint64 // new segments created by rolling
+	// CacheReleases counts ranges whose page cache was released
+	// (Options.PageCacheBytes).
+	CacheReleases uint64
 }
 
 // Errors. Each is wrapped with context (file, offset, LSN); test with errors.Is.
@@ -220,7 +240,8 @@ type Log struct {
 	readers    map[*Reader]struct{}
 	wbSeg      *segment // segment and offset up to which writeback was started
 	wbOff      int64
-	syncHook   func() // tests: runs at the start of every syncer cycle
+	cacheDrops atomic.Uint64 // posix_fadvise calls made by releaseCache
+	syncHook   func()        // tests: runs at the start of every syncer cycle
 }
 
 // Open opens (creating if needed) the log in opts.Dir and recovers it: every
@@ -245,6 +266,9 @@ func Open(opts Options) (*Log, error) {
 	}
 	if opts.PreallocateBytes == 0 {
 		opts.PreallocateBytes = DefaultPreallocateBytes
+	}
+	if opts.PageCacheBytes == 0 {
+		opts.PageCacheBytes = DefaultPageCacheBytes
 	}
 	switch opts.Sync {
 	case SyncEveryBatch, SyncInterval, SyncNone:
@@ -768,7 +792,7 @@ func (l *Log) syncOnce() {
 		l.mu.Unlock()
 		return
 	}
-	target, seg, gen := l.lastLSN, l.activeLocked(), l.gen
+	target, seg, gen, size := l.lastLSN, l.activeLocked(), l.gen, l.activeLocked().size
 	l.mu.Unlock()
 
 	start := time.Now()
@@ -779,7 +803,6 @@ func (l *Log) syncOnce() {
 	}
 
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.closed || l.gen != gen {
 		// Truncate/Reset changed the log meanwhile; whatever is now there
 		// gets the next cycle.
@@ -789,14 +812,82 @@ func (l *Log) syncOnce() {
 			default:
 			}
 		}
+		l.mu.Unlock()
 		return
 	}
 	if err != nil && seg == l.activeLocked() {
 		l.failLocked(fmt.Errorf("wal: fsync %s: %w", seg.path, err))
+		l.mu.Unlock()
 		return
 	}
 	// If seg was sealed meanwhile, the roll fsynced it up to target.
 	l.markSyncedLocked(target)
+	drops := l.cacheDropsLocked(seg, size)
+	l.mu.Unlock()
+	for _, d := range drops {
+		releaseCache(d.f, d.off, d.n)
+		l.cacheDrops.Add(1)
+	}
+}
+
+// releaseChunk is the unit in which page cache is released: the largest
+// page-cache folio on x86-64 and arm64 (2 MiB), so that a released range
+// never ends inside a large folio, which the kernel would keep whole.
+const releaseChunk = 2 << 20
+
+func chunkDown(off int64) int64 { return off - off%releaseChunk }
+
+// cacheDrop is a range of a segment file whose page cache may be released
+// (n == 0: to the end of the file).
+type cacheDrop struct {
+	f      *os.File
+	off, n int64
+}
+
+// cacheDropsLocked returns the ranges to release now that everything up to
+// offset synced of seg is on the device (Options.PageCacheBytes): the data
+// more than PageCacheBytes behind that point, in this and older segments,
+// minus what was released before. Every segment before seg is sealed, so
+// fsynced whole. A released range is advice only: should a Truncate or a
+// roll race with it, the kernel drops clean pages and reads them back when
+// they are needed.
+func (l *Log) cacheDropsLocked(seg *segment, synced int64) []cacheDrop {
+	keep := l.opts.PageCacheBytes
+	if keep < 0 || !cacheReleaseSupported {
+		return nil
+	}
+	i := len(l.segs) - 1
+	for i >= 0 && l.segs[i] != seg {
+		i-- // seg was sealed meanwhile: start there
+	}
+	var drops []cacheDrop
+	for ; i >= 0; i-- {
+		s := l.segs[i]
+		end, sealed := s.size, i < len(l.segs)-1
+		if !sealed {
+			end = synced
+		}
+		if keep >= end {
+			keep -= end // all of it is in the window
+			continue
+		}
+		out := end - keep // bytes at the start of s behind the window
+		keep = 0
+		switch {
+		case s.released >= s.size:
+			// Released whole before, and so was every older segment.
+			return drops
+		case sealed && out == end:
+			drops = append(drops, cacheDrop{f: s.f, off: s.released})
+			s.released = s.size
+		default:
+			if upTo := chunkDown(out); upTo > s.released {
+				drops = append(drops, cacheDrop{f: s.f, off: s.released, n: upTo - s.released})
+				s.released = upTo
+			}
+		}
+	}
+	return drops
 }
 
 // WaitDurable returns when lsn is durable under the sync policy (group
@@ -866,10 +957,11 @@ func (l *Log) LastLSN() uint64 {
 // Stats returns the log's counters.
 func (l *Log) Stats() Stats {
 	return Stats{
-		Appends:      l.appends.Load(),
-		BytesWritten: l.bytesWritten.Load(),
-		Fsyncs:       l.fsyncs.Load(),
-		Rolls:        l.rolls.Load(),
+		Appends:       l.appends.Load(),
+		BytesWritten:  l.bytesWritten.Load(),
+		Fsyncs:        l.fsyncs.Load(),
+		Rolls:         l.rolls.Load(),
+		CacheReleases: l.cacheDrops.Load(),
 	}
 }
 
@@ -936,12 +1028,21 @@ func (l *Log) ReadAt(p Pos) (Entry, error) {
 		}
 		return Entry{}, fmt.Errorf("%w: %+v", ErrNotFound, p)
 	}
-	seg, limit, gen := l.segs[i], l.segs[i].size, l.gen
+	seg, limit, gen, released := l.segs[i], l.segs[i].size, l.gen, l.segs[i].released
 	l.mu.Unlock()
 
 	e, err := readEntryAt(seg, p.Offset, limit)
 	if err == nil && e.LSN != p.LSN {
 		err = fmt.Errorf("%w: %s offset %d holds LSN %d, not %d", ErrCorrupt, seg.path, p.Offset, e.LSN, p.LSN)
+	}
+	if p.Offset < released {
+		// Data behind the page-cache window (a consumer far behind): do
+		// not keep what such reads bring back into memory. Each chunk is
+		// released once a read has passed its end.
+		from, to := chunkDown(p.Offset), chunkDown(min(released, p.Offset+frameHeaderSize+int64(len(e.Payload))))
+		if to > from {
+			releaseCache(seg.f, from, to-from)
+		}
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -1037,6 +1138,7 @@ func (l *Log) truncateLocked(after uint64) error {
 	}
 	l.fsyncs.Add(1)
 	seg.size, seg.last, seg.alloc = off, after, off
+	seg.released = min(seg.released, off)
 	seg.trimIndexLocked(off)
 	seg.lastWrite = time.Now()
 	l.lastLSN = after

@@ -50,6 +50,7 @@ func main() {
 	flag.StringVar(&cfg.Rack, "rack", "", "this node's rack (broker.rack), for follower reads")
 	flag.BoolVar(&cfg.AutoCreateTopics, "auto-create-topics", cfg.AutoCreateTopics, "create unknown topics on Metadata (auto.create.topics.enable)")
 	flag.DurationVar(&cfg.FsyncInterval, "fsync-interval", cfg.FsyncInterval, "fsync period with --fsync interval")
+	flag.Int64Var(&cfg.PageCacheBytes, "wal-page-cache-bytes", cfg.PageCacheBytes, "newest WAL bytes left in the OS page cache; older fsynced WAL pages are released (0: leave it to the kernel)")
 	flag.Int64Var(&cfg.SegmentBytes, "segment-bytes", cfg.SegmentBytes, "WAL segment size (log.segment.bytes)")
 	flag.Int64Var(&cfg.RetentionBytes, "log-retention-bytes", cfg.RetentionBytes, "delete the oldest WAL segments while the WAL is larger (log.retention.bytes); -1 no limit")
 	flag.Int64Var(&cfg.ReplicaKeepBytes, "replica-keep-bytes", cfg.ReplicaKeepBytes, "on a leader, WAL retention keeps up to this many bytes that in-sync followers have not flushed yet (max_slot_wal_keep_size); -1 no bound")
