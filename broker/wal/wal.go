@@ -363,6 +363,16 @@ func (l *Log) recover() error {
 		return nil
 	}
 
+	// Bytes of the segments after each one: a sealed segment wholly
+	// behind the page-cache window is released once scanned, so that
+	// recovery reuses the memory it reads into (Options.PageCacheBytes).
+	after := make([]int64, len(firsts))
+	for i := len(firsts) - 2; i >= 0; i-- {
+		after[i] = after[i+1]
+		if fi, err := os.Stat(filepath.Join(l.dir, segmentName(firsts[i+1]))); err == nil {
+			after[i] += fi.Size()
+		}
+	}
 	st := &scanState{}
 	for i, first := range firsts {
 		path := filepath.Join(l.dir, segmentName(first))
@@ -392,6 +402,10 @@ func (l *Log) recover() error {
 			return err
 		}
 		if bad == nil {
+			if keep := l.opts.PageCacheBytes; cacheReleaseSupported && keep >= 0 && i < len(firsts)-1 && after[i] >= keep {
+				releaseCache(f, 0, 0)
+				seg.released = seg.size
+			}
 			continue
 		}
 		if i < len(firsts)-1 {
