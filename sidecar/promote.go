@@ -291,7 +291,7 @@ func (s *Sidecar) discoverOnce(ctx context.Context, pc *peerConns) {
 		if leaderID == s.cfg.NodeID {
 			leaderID = 0 // a report about this node's own old term
 		}
-		if err := s.switchRole(leaderID, epoch, fmt.Sprintf("node %d leads epoch %d, newer than this node's %d", leaderID, epoch, mine)); err != nil && !errors.Is(err, ErrClosing) {
+		if err := s.followNewerEpoch(leaderID, epoch, fmt.Sprintf("node %d leads epoch %d, newer than this node's %d", leaderID, epoch, mine)); err != nil && !errors.Is(err, ErrClosing) {
 			s.log.Error("following the newer epoch failed", "error", err)
 		}
 	case epoch == mine && l != nil && leaderID != 0 && leaderID < s.cfg.NodeID:

@@ -195,6 +195,24 @@ func (s *Sidecar) installRoleLocked(leaderID int32, epoch uint32) error {
 func (s *Sidecar) switchRole(leaderID int32, epoch uint32, reason string) error {
 	s.roleMu.Lock()
 	defer s.roleMu.Unlock()
+	return s.switchRoleLocked(leaderID, epoch, reason)
+}
+
+// followNewerEpoch is switchRole for a report of a newer epoch than this
+// node's (peer discovery): it does nothing if, by the time it holds the
+// role lock, this node already works in that epoch or a later one (it may
+// have won that very epoch's election while the peers were being polled).
+func (s *Sidecar) followNewerEpoch(leaderID int32, epoch uint32, reason string) error {
+	s.roleMu.Lock()
+	defer s.roleMu.Unlock()
+	if s.currentEpoch() >= epoch {
+		return nil
+	}
+	return s.switchRoleLocked(leaderID, epoch, reason)
+}
+
+// switchRoleLocked is switchRole with roleMu held.
+func (s *Sidecar) switchRoleLocked(leaderID int32, epoch uint32, reason string) error {
 	oldL, oldF := s.roles()
 	s.mu.Lock()
 	cancel, wg, closed := s.roleCancel, s.roleWG, s.closed
