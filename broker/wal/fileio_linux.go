@@ -17,13 +17,17 @@ import (
 // It is advice: durability still comes only from fsync, and an error (for
 // example a file closed meanwhile) is ignored.
 func startWriteback(f *os.File, off, n int64) {
+	advise(f, func(fd int) { _ = unix.SyncFileRange(fd, off, n, unix.SYNC_FILE_RANGE_WRITE) })
+}
+
+// advise runs fn on f's descriptor, for calls whose errors do not matter
+// (advice to the kernel). A closed file is skipped.
+func advise(f *os.File, fn func(fd int)) {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return
 	}
-	_ = rc.Control(func(fd uintptr) {
-		_ = unix.SyncFileRange(int(fd), off, n, unix.SYNC_FILE_RANGE_WRITE)
-	})
+	_ = rc.Control(func(fd uintptr) { fn(int(fd)) })
 }
 
 const writebackSupported = true
@@ -32,13 +36,7 @@ const writebackSupported = true
 // not needed soon (posix_fadvise POSIX_FADV_DONTNEED); clean pages are
 // freed at once. Advice only: errors (a file closed meanwhile) are ignored.
 func releaseCache(f *os.File, off, n int64) {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return
-	}
-	_ = rc.Control(func(fd uintptr) {
-		_ = unix.Fadvise(int(fd), off, n, unix.FADV_DONTNEED)
-	})
+	advise(f, func(fd int) { _ = unix.Fadvise(fd, off, n, unix.FADV_DONTNEED) })
 }
 
 const cacheReleaseSupported = true
