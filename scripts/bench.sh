@@ -33,6 +33,9 @@
 #   DURATION          measured window of each produce run (default 20s)
 #   RECORD_BYTES      record value size (default 1024)
 #   PARTITIONS        partitions of the bench topics (default 1)
+#   PRODUCERS         franz-go clients of the full-speed produce runs (default 2:
+#                     on two cores one client is the bottleneck before the
+#                     broker is; the fixed-rate and one-at-a-time runs use one)
 #   LOW_RATE          records/s of the low-load latency runs (default 1000)
 #   CATCHUP_RECORDS   backlog for the catch-up run (default 1000000, 1 GB at 1 KiB)
 #   LAG_LINGER        producer linger of the lag runs (default 10ms, franz-go's
@@ -79,6 +82,7 @@ esac
 DURATION=${DURATION:-20s}
 RECORD_BYTES=${RECORD_BYTES:-1024}
 PARTITIONS=${PARTITIONS:-1}
+PRODUCERS=${PRODUCERS:-2}
 LOW_RATE=${LOW_RATE:-1000}
 CATCHUP_RECORDS=${CATCHUP_RECORDS:-1000000}
 LAG_LINGER=${LAG_LINGER:-10ms}
@@ -219,8 +223,8 @@ run_standalone() {
 	start_standalone
 	say "standalone broker pid $BROKER_PID on $BROKER_ADDR"
 	local topic=bench-standalone
-	produce standalone-acks1 1 "$BROKER_ADDR" "$topic" "$BROKER_PID" --label "standalone produce acks=1"
-	produce standalone-acksall -1 "$BROKER_ADDR" "$topic" "$BROKER_PID" --label "standalone produce acks=-1"
+	produce standalone-acks1 1 "$BROKER_ADDR" "$topic" "$BROKER_PID" --producers "$PRODUCERS" --label "standalone produce acks=1, $PRODUCERS clients"
+	produce standalone-acksall -1 "$BROKER_ADDR" "$topic" "$BROKER_PID" --producers "$PRODUCERS" --label "standalone produce acks=-1, $PRODUCERS clients"
 	produce standalone-acksall-low -1 "$BROKER_ADDR" "$topic" "$BROKER_PID" --rate "$LOW_RATE" \
 		--label "standalone produce acks=-1 at $LOW_RATE records/s"
 	produce standalone-acksall-sync -1 "$BROKER_ADDR" "$topic" "$BROKER_PID" --sync \
@@ -359,9 +363,9 @@ run_cluster() {
 	leader_pid=$(node_broker_pid 1) # empty if not found: no RSS column then
 	local topic=bench-cluster
 	settle
-	produce cluster-acks1 1 "$KAFKA1" "$topic" "$leader_pid" --label "three-node produce acks=1"
+	produce cluster-acks1 1 "$KAFKA1" "$topic" "$leader_pid" --producers "$PRODUCERS" --label "three-node produce acks=1, $PRODUCERS clients"
 	settle
-	produce cluster-acksall -1 "$KAFKA1" "$topic" "$leader_pid" --label "three-node produce acks=-1"
+	produce cluster-acksall -1 "$KAFKA1" "$topic" "$leader_pid" --producers "$PRODUCERS" --label "three-node produce acks=-1, $PRODUCERS clients"
 	settle
 	produce cluster-acksall-low -1 "$KAFKA1" "$topic" "$leader_pid" --rate "$LOW_RATE" \
 		--label "three-node produce acks=-1 at $LOW_RATE records/s"
