@@ -1442,3 +1442,54 @@ func TestPreallocation(t *testing.T) {
 		t.Fatalf("LastLSN after reopen = %d, want 60", l.LastLSN())
 	}
 }
+
+// TestCorruptEpochAcrossSegments: a sealed segment whose first entry has a
+// lower epoch than the last entry of the segment before it is corruption.
+func TestCorruptEpochAcrossSegments(t *testing.T) {
+	const size = 100
+	dir := t.TempDir()
+	l := openLog(t, dir, func(o *Options) { o.SegmentBytes = 1024 })
+	for lsn := uint64(1); lsn <= 20; lsn++ {
+		epoch := uint32(1)
+		if lsn >= 6 {
+			epoch = 2
+			if lsn == 6 {
+				if err := l.SetEpoch(2, 6); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if _, err := l.Append(epoch, TypeRecordBatch, testPayload(lsn, size)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.WaitDurable(context.Background(), 20); err != nil {
+		t.Fatal(err)
+	}
+	segs := l.Segments()
+	closeLog(t, l)
+	if len(segs) < 3 || segs[1].FirstLSN <= 6 {
+		t.Fatalf("segments %+v: want the second to start in epoch 2", segs)
+	}
+	// Rewrite the first frame of the second segment with epoch 1 (and a
+	// valid CRC, so only the epoch order is wrong).
+	s := segs[1]
+	frame := appendFrame(nil, Entry{LSN: s.FirstLSN, Epoch: 1, Type: TypeRecordBatch, Payload: testPayload(s.FirstLSN, size)})
+	f, err := os.OpenFile(s.Path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(frame, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	_, err = Open(Options{Dir: dir, SegmentBytes: 1024})
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open = %v, want ErrCorrupt", err)
+	}
+	for _, want := range []string{filepath.Base(s.Path), "offset 0", "epoch 1, lower than epoch 2"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+}
