@@ -159,7 +159,9 @@ func (r *Reader) read(wantPayload bool, prefix int, whole func(EntryType) bool) 
 		}
 		r.off = frameOff + h.total()
 		r.next = want + 1
+		released, size := seg.released, seg.size
 		l.mu.Unlock()
+		releaseRead(seg, frameOff, r.off, released, size)
 		return e, Pos{LSN: want, Segment: seg.first, Offset: frameOff}, h, nil
 	}
 }

@@ -851,6 +851,25 @@ const releaseChunk = 2 << 20
 
 func chunkDown(off int64) int64 { return off - off%releaseChunk }
 
+// releaseRead is called after a read of [off, end) of s, with s.released
+// and s.size as they were under the lock. Data behind the page-cache window
+// (a consumer or follower far behind, start-up replay, a checksum) is not
+// kept in memory: each chunk is released once a read has passed its end,
+// and a segment released whole loses its tail too when a read reaches it.
+func releaseRead(s *segment, off, end, released, size int64) {
+	if off >= released {
+		return
+	}
+	from := chunkDown(off)
+	if released >= size && end >= size {
+		releaseCache(s.f, from, 0)
+		return
+	}
+	if to := chunkDown(min(released, end)); to > from {
+		releaseCache(s.f, from, to-from)
+	}
+}
+
 // cacheDrop is a range of a segment file whose page cache may be released
 // (n == 0: to the end of the file).
 type cacheDrop struct {
@@ -1049,15 +1068,7 @@ func (l *Log) ReadAt(p Pos) (Entry, error) {
 	if err == nil && e.LSN != p.LSN {
 		err = fmt.Errorf("%w: %s offset %d holds LSN %d, not %d", ErrCorrupt, seg.path, p.Offset, e.LSN, p.LSN)
 	}
-	if p.Offset < released {
-		// Data behind the page-cache window (a consumer far behind): do
-		// not keep what such reads bring back into memory. Each chunk is
-		// released once a read has passed its end.
-		from, to := chunkDown(p.Offset), chunkDown(min(released, p.Offset+frameHeaderSize+int64(len(e.Payload))))
-		if to > from {
-			releaseCache(seg.f, from, to-from)
-		}
-	}
+	releaseRead(seg, p.Offset, p.Offset+frameHeaderSize+int64(len(e.Payload)), released, limit)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
