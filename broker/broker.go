@@ -98,19 +98,18 @@ func Open(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("broker: data dir: %w", err)
 	}
 	b.metrics = newMetrics(b) // its gauges read b.wal only when scraped
+	cacheBytes := cfg.PageCacheBytes
+	if cacheBytes <= 0 {
+		cacheBytes = -1 // wal: keep everything
+	}
 	w, err := wal.Open(wal.Options{
-		OnSync:       b.metrics.observeFsync,
-		Dir:          filepath.Join(cfg.DataDir, "wal"),
-		SegmentBytes: cfg.SegmentBytes,
-		Sync:         cfg.Fsync,
-		SyncInterval: cfg.FsyncInterval,
-		PageCacheBytes: func() int64 {
-			if cfg.PageCacheBytes <= 0 {
-				return -1 // keep everything
-			}
-			return cfg.PageCacheBytes
-		}(),
-		Logger: b.log.Named("wal"),
+		OnSync:         b.metrics.observeFsync,
+		Dir:            filepath.Join(cfg.DataDir, "wal"),
+		SegmentBytes:   cfg.SegmentBytes,
+		Sync:           cfg.Fsync,
+		SyncInterval:   cfg.FsyncInterval,
+		PageCacheBytes: cacheBytes,
+		Logger:         b.log.Named("wal"),
 	})
 	if err != nil {
 		cancel()
