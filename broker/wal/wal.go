@@ -191,8 +191,9 @@ type Stats struct {
 	BytesWritten uint64 // frame bytes written
 	Fsyncs       uint64 // fsyncs of segment files (syncer, rolls, truncation, Close)
 	Rolls        uint64 // new segments created by rolling
-	// CacheReleases counts ranges whose page cache was released
-	// (Options.PageCacheBytes).
+	// CacheReleases counts the ranges released after fsyncs because they
+	// fell behind the page-cache window (Options.PageCacheBytes); releases
+	// by reads of old data are not counted.
 	CacheReleases uint64
 }
 
@@ -240,7 +241,7 @@ type Log struct {
 	readers    map[*Reader]struct{}
 	wbSeg      *segment // segment and offset up to which writeback was started
 	wbOff      int64
-	cacheDrops atomic.Uint64 // posix_fadvise calls made by releaseCache
+	cacheDrops atomic.Uint64 // Stats.CacheReleases
 	syncHook   func()        // tests: runs at the start of every syncer cycle
 }
 
