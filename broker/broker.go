@@ -34,14 +34,17 @@ type Broker struct {
 
 	// appendMu serialises WAL appends and the state changes they imply,
 	// so that offsets and LSNs are assigned in the same order.
-	appendMu         sync.Mutex
-	producers        map[producerKey]*seqWindow // guarded by appendMu
-	pidEpochs        map[int64]int16            // guarded by appendMu
-	nextPID          int64                      // guarded by appendMu
-	lastApplied      uint64                     // guarded by appendMu
-	skipMetaUpTo     uint64                     // guarded by appendMu; metadata entries the checkpoint covers
-	awaitingSnapshot bool                       // guarded by appendMu; re-cloned, state snapshot not seen yet
-	rebuildPending   bool                       // guarded by appendMu; a snapshot arrived: rebuild after applying
+	appendMu     sync.Mutex
+	producers    map[producerKey]*seqWindow // guarded by appendMu
+	pidEpochs    map[int64]int16            // guarded by appendMu
+	nextPID      int64                      // guarded by appendMu
+	lastApplied  uint64                     // guarded by appendMu
+	skipMetaUpTo uint64                     // guarded by appendMu; metadata entries the checkpoint covers
+	// recoveredWhileScanning: Open rebuilt the state during WAL recovery
+	// (recoveryReplay), not with a second pass (replay).
+	recoveredWhileScanning bool
+	awaitingSnapshot       bool // guarded by appendMu; re-cloned, state snapshot not seen yet
+	rebuildPending         bool // guarded by appendMu; a snapshot arrived: rebuild after applying
 
 	mu          sync.RWMutex
 	topics      map[string]*topic // guarded by mu
@@ -102,20 +105,7 @@ func Open(cfg Config) (*Broker, error) {
 	if cacheBytes <= 0 {
 		cacheBytes = -1 // wal: keep everything
 	}
-	w, err := wal.Open(wal.Options{
-		OnSync:         b.metrics.observeFsync,
-		Dir:            filepath.Join(cfg.DataDir, "wal"),
-		SegmentBytes:   cfg.SegmentBytes,
-		Sync:           cfg.Fsync,
-		SyncInterval:   cfg.FsyncInterval,
-		PageCacheBytes: cacheBytes,
-		Logger:         b.log.Named("wal"),
-	})
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("broker: opening WAL: %w", err)
-	}
-	b.wal = w
+	// Before the WAL: recovery replays offset commits into it.
 	b.groups = group.New(group.Config{
 		Logger:                b.log.Named("group"),
 		Persister:             (*offsetPersister)(b),
@@ -124,6 +114,34 @@ func Open(cfg Config) (*Broker, error) {
 			return b.partition(topic, part) != nil
 		},
 	})
+	start := time.Now()
+	rec := &recoveryReplay{b: b}
+	onRecover := rec.entry
+	if testNoRecoveryReplay {
+		onRecover = nil
+	}
+	b.appendMu.Lock()
+	w, err := wal.Open(wal.Options{
+		OnRecover:      onRecover,
+		OnSync:         b.metrics.observeFsync,
+		Dir:            filepath.Join(cfg.DataDir, "wal"),
+		SegmentBytes:   cfg.SegmentBytes,
+		Sync:           cfg.Fsync,
+		SyncInterval:   cfg.FsyncInterval,
+		PageCacheBytes: cacheBytes,
+		Logger:         b.log.Named("wal"),
+	})
+	b.appendMu.Unlock()
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("broker: opening WAL: %w", err)
+	}
+	b.wal = w
+	if rec.err != nil {
+		w.Close()
+		cancel()
+		return nil, rec.err
+	}
 	if cfg.SidecarSocket == "" {
 		b.view = link.ClusterView{
 			Role:     link.RoleStandalone,
@@ -142,12 +160,22 @@ func Open(cfg Config) (*Broker, error) {
 			Brokers:  []link.BrokerInfo{{NodeID: cfg.NodeID, Host: host, Port: int32(port), Rack: cfg.Rack}},
 		}
 	}
-	start := time.Now()
-	n, err := b.replay()
+	n := rec.n
+	complete, err := rec.done()
 	if err != nil {
 		w.Close()
 		cancel()
 		return nil, err
+	}
+	b.recoveredWhileScanning = complete
+	if !complete {
+		// Recovery could not rebuild the state as it scanned (see
+		// recoveryReplay): read the log again.
+		if n, err = b.replay(); err != nil {
+			w.Close()
+			cancel()
+			return nil, err
+		}
 	}
 	if cfg.SidecarSocket == "" {
 		b.SetCommitLSN(w.DurableLSN())
@@ -155,7 +183,7 @@ func Open(cfg Config) (*Broker, error) {
 		b.SetCommitLSN(b.loadCommitCheckpoint())
 	}
 	b.log.Info("state recovered from WAL", "entries", n, "first_lsn", w.FirstLSN(), "last_lsn", w.LastLSN(),
-		"topics", len(b.topics), "elapsed", time.Since(start).Round(time.Millisecond))
+		"topics", len(b.topics), "read_twice", !complete, "elapsed", time.Since(start).Round(time.Millisecond))
 	if cfg.SidecarSocket == "" {
 		b.goFunc(b.followDurable)
 	} else {
@@ -180,6 +208,66 @@ func (b *Broker) lastEpoch() uint32 {
 		return 0
 	}
 	return h[len(h)-1].Epoch
+}
+
+// testNoRecoveryReplay makes Open rebuild the state with replay only (a
+// test compares both ways).
+var testNoRecoveryReplay bool
+
+// recoveryReplay rebuilds the broker's state while wal.Open verifies the
+// log (wal.Options.OnRecover), so that start-up reads the WAL once, not
+// twice (once to verify it, then to index it). It gives up, before it has
+// applied anything, when the log starts after LSN 1 and
+// state-checkpoint.json does not cover the entries retention removed; the
+// broker then replays through a Reader (replay), which can also take the
+// state from a snapshot entry. Open holds appendMu while it runs.
+type recoveryReplay struct {
+	b       *Broker
+	n       int    // entries applied
+	started bool   // the first entry was handled
+	stopped bool   // gave up at the first entry, nothing applied
+	err     error  // applying an entry failed (Open fails with it)
+	last    uint64 // LSN of the last entry applied
+}
+
+func (r *recoveryReplay) entry(e wal.Entry, pos wal.Pos, size int) bool {
+	b := r.b
+	if !r.started {
+		r.started = true
+		if e.LSN > 1 {
+			lsn, ok, err := b.loadCheckpointFileLocked(e.LSN)
+			if err != nil || !ok {
+				r.stopped, r.err = err == nil, err
+				return false
+			}
+			b.skipMetaUpTo = lsn
+		}
+	}
+	if err := b.applyPrefixLocked(e, pos, size); err != nil {
+		r.err = err
+		return false
+	}
+	r.n++
+	r.last = e.LSN
+	return true
+}
+
+// done reports whether the state is complete (every entry of the opened
+// log applied), or false when nothing was applied and replay must rebuild
+// it. It also clears the checkpoint's skip mark.
+func (r *recoveryReplay) done() (bool, error) {
+	b := r.b
+	b.skipMetaUpTo = 0
+	if r.stopped || !r.started {
+		// Nothing applied. (An empty log that starts after LSN 1, re-cloned
+		// or emptied by retention, takes its state from the checkpoint in
+		// replay.)
+		return false, nil
+	}
+	if last := b.wal.LastLSN(); r.last != last {
+		return false, fmt.Errorf("broker: recovery applied the WAL up to LSN %d but it ends at %d", r.last, last)
+	}
+	return true, nil
 }
 
 // replayPrefix is how much of a record batch's payload start-up replay

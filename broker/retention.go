@@ -272,22 +272,8 @@ func (b *Broker) saveCheckpointFile(cp stateCheckpoint) error {
 // by the replay), or 0 when nothing covers the gap. Caller holds appendMu.
 func (b *Broker) loadCheckpointLocked() (uint64, error) {
 	first := b.wal.FirstLSN()
-	path := filepath.Join(b.cfg.DataDir, checkpointName)
-	data, err := os.ReadFile(path)
-	switch {
-	case err == nil:
-		var cp stateCheckpoint
-		if err := json.Unmarshal(data, &cp); err != nil {
-			return 0, fmt.Errorf("broker: %s is corrupt (%v); move it away to rebuild from the WAL's state snapshot, or restore the node from a replica", path, err)
-		}
-		if cp.LSN+1 >= first {
-			b.restoreCheckpointLocked(cp)
-			return cp.LSN, nil
-		}
-		b.log.Warn("state checkpoint is older than the WAL; looking for a state snapshot entry instead",
-			"checkpoint_lsn", cp.LSN, "wal_first_lsn", first)
-	case !errors.Is(err, os.ErrNotExist):
-		return 0, fmt.Errorf("broker: reading %s: %w", path, err)
+	if lsn, ok, err := b.loadCheckpointFileLocked(first); err != nil || ok {
+		return lsn, err
 	}
 	cp, found, err := b.findSnapshotEntry()
 	if err != nil {
@@ -300,6 +286,30 @@ func (b *Broker) loadCheckpointLocked() (uint64, error) {
 	}
 	b.restoreCheckpointLocked(cp)
 	return cp.LSN, nil
+}
+
+// loadCheckpointFileLocked restores state-checkpoint.json if it covers
+// the entries before first (ok), and reports ok == false when it is
+// missing or older. Caller holds appendMu.
+func (b *Broker) loadCheckpointFileLocked(first uint64) (lsn uint64, ok bool, err error) {
+	path := filepath.Join(b.cfg.DataDir, checkpointName)
+	data, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		var cp stateCheckpoint
+		if err := json.Unmarshal(data, &cp); err != nil {
+			return 0, false, fmt.Errorf("broker: %s is corrupt (%v); move it away to rebuild from the WAL's state snapshot, or restore the node from a replica", path, err)
+		}
+		if cp.LSN+1 >= first {
+			b.restoreCheckpointLocked(cp)
+			return cp.LSN, true, nil
+		}
+		b.log.Warn("state checkpoint is older than the WAL; looking for a state snapshot entry instead",
+			"checkpoint_lsn", cp.LSN, "wal_first_lsn", first)
+	case !errors.Is(err, os.ErrNotExist):
+		return 0, false, fmt.Errorf("broker: reading %s: %w", path, err)
+	}
+	return 0, false, nil
 }
 
 // findSnapshotEntry returns the first state-snapshot entry in the WAL.

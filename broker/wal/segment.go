@@ -165,6 +165,7 @@ type scanState struct {
 	starts    []EpochStart // epoch transitions seen in the entries
 	lastPath  string       // file and offset of the last entry, for messages
 	lastOff   int64
+	onRecover func(Entry, Pos, int) bool // Options.OnRecover; nil once it returned false
 }
 
 // badFrame describes the first frame of a segment that does not decode.
@@ -227,6 +228,12 @@ func scanSegment(s *segment, fileSize int64, st *scanState) (*badFrame, error) {
 		st.lastPath, st.lastOff = s.path, off
 		s.addIndexLocked(lsn, off)
 		s.last = lsn
+		if st.onRecover != nil {
+			e := Entry{LSN: lsn, Epoch: epoch, Type: EntryType(body[12]), Payload: body[bodyFixedSize:]}
+			if !st.onRecover(e, Pos{LSN: lsn, Segment: s.first, Offset: off}, len(e.Payload)) {
+				st.onRecover = nil
+			}
+		}
 		off += lenCRCSize + int64(length)
 		expected++
 	}

@@ -374,9 +374,28 @@ func TestTornTail(t *testing.T) {
 			f.Close()
 
 			logger, logs := testLogger(t)
-			l, err = Open(Options{Dir: dir, SegmentBytes: 4096, Logger: logger})
+			var recovered []Entry
+			var recoveredPos []Pos
+			onRecover := func(e Entry, pos Pos, size int) bool {
+				if size != len(e.Payload) {
+					t.Errorf("OnRecover LSN %d: size %d, payload %d bytes", e.LSN, size, len(e.Payload))
+				}
+				e.Payload = slices.Clone(e.Payload)
+				recovered = append(recovered, e)
+				recoveredPos = append(recoveredPos, pos)
+				return true
+			}
+			l, err = Open(Options{Dir: dir, SegmentBytes: 4096, Logger: logger, OnRecover: onRecover})
 			if err != nil {
 				t.Fatalf("Open with torn tail: %v", err)
+			}
+			// Recovery handed over every entry that is in the log, with
+			// its position, and nothing of the torn tail.
+			checkEntries(t, recovered, 1, 30, size)
+			for i, pos := range recoveredPos {
+				if e, err := l.ReadAt(pos); err != nil || e.LSN != uint64(i+1) {
+					t.Fatalf("OnRecover position %+v: ReadAt gives LSN %d, %v; want %d", pos, e.LSN, err, i+1)
+				}
 			}
 			t.Cleanup(func() { l.Close() })
 			out := logs.String()
@@ -1499,5 +1518,28 @@ func TestCorruptEpochAcrossSegments(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
+	}
+}
+
+// OnRecover stops being called once it returns false; recovery itself
+// goes on and opens the whole log.
+func TestOnRecoverStops(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, func(o *Options) { o.SegmentBytes = 4096 })
+	appendN(t, l, 1, 40, 300)
+	closeLog(t, l)
+	calls := 0
+	l = openLog(t, dir, func(o *Options) {
+		o.SegmentBytes = 4096
+		o.OnRecover = func(e Entry, _ Pos, _ int) bool {
+			calls++
+			return e.LSN < 5
+		}
+	})
+	if calls != 5 {
+		t.Fatalf("OnRecover called %d times, want 5 (it returned false at LSN 5)", calls)
+	}
+	if l.LastLSN() != 40 {
+		t.Fatalf("LastLSN = %d, want 40", l.LastLSN())
 	}
 }
