@@ -14,7 +14,8 @@ import (
 // into Pool's buffers (not cleared first), and a received message that
 // arrived in one buffer is decoded in place instead of being copied into
 // another one first (protobuf copies the bytes fields it decodes, so the
-// buffer can go back to the pool right after).
+// buffer can go back to the pool right after). The messages that carry
+// entries in bulk are decoded with one copy instead of two (entries.go).
 var Codec encoding.CodecV2 = codec{}
 
 // smallMessage: below this, a message is marshalled into a plain slice
@@ -53,6 +54,9 @@ func (codec) Unmarshal(data mem.BufferSlice, v any) error {
 	m, ok := v.(proto.Message)
 	if !ok {
 		return fmt.Errorf("grpcwire: cannot unmarshal into %T: not a proto.Message", v)
+	}
+	if done, err := unmarshalEntries(data, v); done {
+		return err
 	}
 	if len(data) == 1 {
 		return proto.Unmarshal(data[0].ReadOnlyData(), m)

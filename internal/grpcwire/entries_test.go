@@ -1,0 +1,215 @@
+package grpcwire
+
+import (
+	"bytes"
+	"math"
+	"math/rand"
+	"testing"
+
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	linkv1 "github.com/tandem-io/tandem/gen/tandem/link/v1"
+	replicationv1 "github.com/tandem-io/tandem/gen/tandem/replication/v1"
+)
+
+func randomEntries(r *rand.Rand, n int) []*linkv1.Entry {
+	ents := make([]*linkv1.Entry, n)
+	for i := range ents {
+		p := make([]byte, r.Intn(3)*r.Intn(20000)) // some empty
+		r.Read(p)
+		ents[i] = &linkv1.Entry{
+			Lsn:     r.Uint64() >> uint(r.Intn(64)),
+			Epoch:   uint32(r.Int63n(math.MaxUint32 + 1)),
+			Type:    linkv1.EntryType(r.Intn(10)),
+			Payload: p,
+		}
+	}
+	return ents
+}
+
+// entryMessages are the three entry-carrying messages, filled at random.
+func entryMessages(r *rand.Rand) []proto.Message {
+	return []proto.Message{
+		&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Committed{Committed: &linkv1.CommittedEntries{
+			Entries: randomEntries(r, 1+r.Intn(40)), DurableLsn: r.Uint64()}}},
+		&linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Apply{Apply: &linkv1.ApplyEntries{
+			Entries: randomEntries(r, 1+r.Intn(40))}}},
+		&replicationv1.StreamResponse{Payload: &replicationv1.StreamResponse_Entries{Entries: &replicationv1.EntriesBatch{
+			Entries: randomEntries(r, 1+r.Intn(40)), CommitLsn: r.Uint64() >> 3}}},
+	}
+}
+
+// split cuts b into buffers of random sizes, as gRPC hands over a message
+// that arrived in several HTTP/2 frames.
+func split(r *rand.Rand, b []byte) mem.BufferSlice {
+	var out mem.BufferSlice
+	for len(b) > 0 {
+		n := min(len(b), 1+r.Intn(40000))
+		out = append(out, mem.SliceBuffer(bytes.Clone(b[:n])))
+		b = b[n:]
+	}
+	return out
+}
+
+// What the codec decodes from an entry-carrying message is exactly what
+// proto.Unmarshal decodes, whichever way gRPC split the bytes, and the
+// payloads point into one buffer of the decoded message's own.
+func TestEntryMessagesDecodeLikeProto(t *testing.T) {
+	r := rand.New(rand.NewSource(1))
+	for i := 0; i < 200; i++ {
+		for _, want := range entryMessages(r) {
+			wire, err := proto.Marshal(want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !decodeEntries(wire, want.ProtoReflect().New().Interface()) {
+				t.Fatalf("%T of %d bytes was not taken by the entry decoder", want, len(wire))
+			}
+			data := split(r, wire)
+			got := want.ProtoReflect().New().Interface()
+			if err := Codec.Unmarshal(data, got); err != nil {
+				t.Fatalf("Unmarshal %T: %v", want, err)
+			}
+			if !proto.Equal(got, want) {
+				t.Fatalf("%T decoded differently from what was marshalled", want)
+			}
+			for _, b := range data {
+				b.Free() // gRPC reuses them; the decoded message must not care
+			}
+			if !proto.Equal(got, want) {
+				t.Fatalf("%T changed when the received buffers were reused", want)
+			}
+		}
+	}
+}
+
+// Anything but the usual shape goes to proto.Unmarshal: the result, unknown
+// fields and errors included, is protobuf's.
+func TestEntryMessagesOtherShapesFallBack(t *testing.T) {
+	r := rand.New(rand.NewSource(2))
+	big := randomEntries(r, 3)
+	big[0].Payload = make([]byte, 2*minAliasBytes)
+	msg := &linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Committed{Committed: &linkv1.CommittedEntries{Entries: big, DurableLsn: 7}}}
+	wire, err := proto.Marshal(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withUnknown := protowire.AppendTag(bytes.Clone(wire), 99, protowire.VarintType)
+	withUnknown = protowire.AppendVarint(withUnknown, 5)
+	replay := &linkv1.AttachRequest{Payload: &linkv1.AttachRequest_ReplayResult{ReplayResult: &linkv1.ReplayResult{
+		RequestId: 3, Entries: big, Done: true}}}
+	replayWire, err := proto.Marshal(replay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	twice := append(bytes.Clone(wire), wire...) // protobuf merges the two
+	for name, b := range map[string][]byte{"unknown field": withUnknown, "replay result": replayWire, "field twice": twice} {
+		if decodeEntries(b, &linkv1.AttachRequest{}) {
+			t.Fatalf("%s: taken by the entry decoder", name)
+		}
+		want := &linkv1.AttachRequest{}
+		if err := proto.Unmarshal(b, want); err != nil {
+			t.Fatalf("%s: proto.Unmarshal: %v", name, err)
+		}
+		got := &linkv1.AttachRequest{}
+		if err := Codec.Unmarshal(split(r, b), got); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !proto.Equal(got, want) || !bytes.Equal(got.ProtoReflect().GetUnknown(), want.ProtoReflect().GetUnknown()) {
+			t.Fatalf("%s: decoded differently from proto.Unmarshal", name)
+		}
+	}
+	// A message cut short is an error, as from protobuf.
+	if err := Codec.Unmarshal(split(r, wire[:len(wire)-10]), &linkv1.AttachRequest{}); err == nil {
+		t.Fatal("a truncated message decoded without error")
+	}
+}
+
+// An append to a decoded payload never writes over the next one.
+func TestEntryPayloadCapacity(t *testing.T) {
+	ents := []*linkv1.Entry{{Lsn: 1, Payload: bytes.Repeat([]byte("a"), minAliasBytes)}, {Lsn: 2, Payload: []byte("bbbb")}}
+	wire, err := proto.Marshal(&linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Apply{Apply: &linkv1.ApplyEntries{Entries: ents}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := &linkv1.AttachResponse{}
+	if err := Codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(wire)}, got); err != nil {
+		t.Fatal(err)
+	}
+	first := got.GetApply().GetEntries()[0].GetPayload()
+	_ = append(first, 'x', 'x', 'x', 'x', 'x', 'x', 'x', 'x', 'x', 'x')
+	if p := got.GetApply().GetEntries()[1].GetPayload(); string(p) != "bbbb" {
+		t.Fatalf("second payload is %q after an append to the first", p)
+	}
+}
+
+// Whatever bytes arrive, the entry decoder either declines or agrees with
+// proto.Unmarshal.
+func FuzzEntryDecoder(f *testing.F) {
+	r := rand.New(rand.NewSource(3))
+	for _, m := range entryMessages(r) {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b[:min(len(b), 3000)])
+	}
+	f.Add([]byte{0x12, 0x05, 0x0a, 0x03, 0x08, 0x01, 0x22})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, newMsg := range []func() proto.Message{
+			func() proto.Message { return &linkv1.AttachRequest{} },
+			func() proto.Message { return &linkv1.AttachResponse{} },
+			func() proto.Message { return &replicationv1.StreamResponse{} },
+		} {
+			got := newMsg()
+			if !decodeEntries(b, got) {
+				continue
+			}
+			want := newMsg()
+			if err := proto.Unmarshal(b, want); err != nil {
+				t.Fatalf("%T: the entry decoder accepted what proto.Unmarshal rejects: %v", got, err)
+			}
+			if !proto.Equal(got, want) {
+				t.Fatalf("%T: decoded differently from proto.Unmarshal", got)
+			}
+		}
+	})
+}
+
+// BenchmarkUnmarshalEntries decodes a 1 MiB CommittedEntries message
+// received as 16 KiB HTTP/2 frames: with the codec, and the way it was
+// done before (joined in a pooled buffer, then proto.Unmarshal).
+func BenchmarkUnmarshalEntries(b *testing.B) {
+	ents := make([]*linkv1.Entry, 64)
+	for i := range ents {
+		ents[i] = &linkv1.Entry{Lsn: uint64(i + 1), Epoch: 1, Type: 1, Payload: bytes.Repeat([]byte{byte(i)}, 16<<10)}
+	}
+	wire, err := proto.Marshal(&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Committed{Committed: &linkv1.CommittedEntries{Entries: ents}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var data mem.BufferSlice
+	for off := 0; off < len(wire); off += 16 << 10 {
+		data = append(data, mem.SliceBuffer(wire[off:min(off+16<<10, len(wire))]))
+	}
+	b.Run("codec", func(b *testing.B) {
+		b.SetBytes(int64(len(wire)))
+		for b.Loop() {
+			if err := Codec.Unmarshal(data, &linkv1.AttachRequest{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("proto", func(b *testing.B) {
+		b.SetBytes(int64(len(wire)))
+		for b.Loop() {
+			buf := data.MaterializeToBuffer(Pool)
+			if err := proto.Unmarshal(buf.ReadOnlyData(), &linkv1.AttachRequest{}); err != nil {
+				b.Fatal(err)
+			}
+			buf.Free()
+		}
+	})
+}
