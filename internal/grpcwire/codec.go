@@ -15,7 +15,8 @@ import (
 // arrived in one buffer is decoded in place instead of being copied into
 // another one first (protobuf copies the bytes fields it decodes, so the
 // buffer can go back to the pool right after). The messages that carry
-// entries in bulk are decoded with one copy instead of two (entries.go).
+// entries in bulk are decoded with one copy instead of two, and encoded
+// without copying their payloads (entries.go).
 var Codec encoding.CodecV2 = codec{}
 
 // smallMessage: below this, a message is marshalled into a plain slice
@@ -30,6 +31,9 @@ func (codec) Marshal(v any) (mem.BufferSlice, error) {
 	m, ok := v.(proto.Message)
 	if !ok {
 		return nil, fmt.Errorf("grpcwire: cannot marshal %T: not a proto.Message", v)
+	}
+	if out, ok := marshalEntries(v); ok {
+		return out, nil
 	}
 	size := proto.Size(m)
 	opts := proto.MarshalOptions{UseCachedSize: true} // size was just computed

@@ -201,3 +201,127 @@ func decodeEntry(b []byte) (*linkv1.Entry, bool) {
 	}
 	return e, true
 }
+
+// minScatterPayload: payloads at least this long are sent from where they
+// are; shorter ones are copied next to the field headers.
+const minScatterPayload = 512
+
+// marshalEntries encodes the entry-carrying messages without copying their
+// payloads: the result is the field headers, in slices of one small
+// buffer, interleaved with the payload slices themselves (gRPC copies them
+// into its frames; proto.Marshal would first have copied them into one
+// buffer). The bytes are exactly proto.Marshal's. It returns false for
+// every other message, and for one with unknown fields, which proto.Marshal
+// then encodes.
+func marshalEntries(v any) (mem.BufferSlice, bool) {
+	var top protowire.Number
+	var ents []*linkv1.Entry
+	var lsn uint64
+	var parts []proto.Message
+	switch x := v.(type) {
+	case *linkv1.AttachRequest:
+		c, ok := x.GetPayload().(*linkv1.AttachRequest_Committed)
+		if !ok || c.Committed == nil {
+			return nil, false
+		}
+		top, ents, lsn = attachRequestCommitted, c.Committed.GetEntries(), c.Committed.GetDurableLsn()
+		parts = []proto.Message{x, c.Committed}
+	case *linkv1.AttachResponse:
+		a, ok := x.GetPayload().(*linkv1.AttachResponse_Apply)
+		if !ok || a.Apply == nil {
+			return nil, false
+		}
+		top, ents = attachResponseApply, a.Apply.GetEntries()
+		parts = []proto.Message{x, a.Apply}
+	case *replicationv1.StreamResponse:
+		e, ok := x.GetPayload().(*replicationv1.StreamResponse_Entries)
+		if !ok || e.Entries == nil {
+			return nil, false
+		}
+		top, ents, lsn = streamResponseEntries, e.Entries.GetEntries(), e.Entries.GetCommitLsn()
+		parts = []proto.Message{x, e.Entries}
+	default:
+		return nil, false
+	}
+	for _, p := range parts {
+		if len(p.ProtoReflect().GetUnknown()) > 0 {
+			return nil, false
+		}
+	}
+	// Sizes first: every length prefix comes before what it measures.
+	bodies := make([]int, len(ents))
+	list := 0
+	for i, e := range ents {
+		if e == nil || len(e.ProtoReflect().GetUnknown()) > 0 {
+			return nil, false
+		}
+		bodies[i] = entryBodySize(e)
+		list += protowire.SizeTag(listEntries) + protowire.SizeBytes(bodies[i])
+	}
+	if lsn != 0 {
+		list += protowire.SizeTag(listLSN) + protowire.SizeVarint(lsn)
+	}
+	// At most 40 header bytes per entry plus the top: hdr never grows, so
+	// the slices taken from it stay valid.
+	hdr := make([]byte, 0, 48+len(ents)*(40+minScatterPayload))
+	var out mem.BufferSlice
+	from := 0
+	cut := func() {
+		if len(hdr) > from {
+			out = append(out, mem.SliceBuffer(hdr[from:len(hdr):len(hdr)]))
+			from = len(hdr)
+		}
+	}
+	hdr = protowire.AppendTag(hdr, top, protowire.BytesType)
+	hdr = protowire.AppendVarint(hdr, uint64(list))
+	for i, e := range ents {
+		hdr = protowire.AppendTag(hdr, listEntries, protowire.BytesType)
+		hdr = protowire.AppendVarint(hdr, uint64(bodies[i]))
+		if e.Lsn != 0 {
+			hdr = protowire.AppendTag(hdr, entryLSN, protowire.VarintType)
+			hdr = protowire.AppendVarint(hdr, e.Lsn)
+		}
+		if e.Epoch != 0 {
+			hdr = protowire.AppendTag(hdr, entryEpoch, protowire.VarintType)
+			hdr = protowire.AppendVarint(hdr, uint64(e.Epoch))
+		}
+		if e.Type != 0 {
+			hdr = protowire.AppendTag(hdr, entryType, protowire.VarintType)
+			hdr = protowire.AppendVarint(hdr, uint64(int64(e.Type)))
+		}
+		if p := e.Payload; len(p) > 0 {
+			hdr = protowire.AppendTag(hdr, entryPayload, protowire.BytesType)
+			hdr = protowire.AppendVarint(hdr, uint64(len(p)))
+			if len(p) < minScatterPayload {
+				hdr = append(hdr, p...)
+			} else {
+				cut()
+				out = append(out, mem.SliceBuffer(p))
+			}
+		}
+	}
+	if lsn != 0 {
+		hdr = protowire.AppendTag(hdr, listLSN, protowire.VarintType)
+		hdr = protowire.AppendVarint(hdr, lsn)
+	}
+	cut()
+	return out, true
+}
+
+// entryBodySize is the encoded size of e's fields.
+func entryBodySize(e *linkv1.Entry) int {
+	n := 0
+	if e.Lsn != 0 {
+		n += protowire.SizeTag(entryLSN) + protowire.SizeVarint(e.Lsn)
+	}
+	if e.Epoch != 0 {
+		n += protowire.SizeTag(entryEpoch) + protowire.SizeVarint(uint64(e.Epoch))
+	}
+	if e.Type != 0 {
+		n += protowire.SizeTag(entryType) + protowire.SizeVarint(uint64(int64(e.Type)))
+	}
+	if len(e.Payload) > 0 {
+		n += protowire.SizeTag(entryPayload) + protowire.SizeBytes(len(e.Payload))
+	}
+	return n
+}

@@ -213,3 +213,98 @@ func BenchmarkUnmarshalEntries(b *testing.B) {
 		}
 	})
 }
+
+// The entry-carrying messages are encoded to exactly proto.Marshal's bytes,
+// zero fields, empty and short payloads and negative enum values included.
+func TestEntryMessagesEncodeLikeProto(t *testing.T) {
+	r := rand.New(rand.NewSource(4))
+	for i := 0; i < 200; i++ {
+		msgs := entryMessages(r)
+		// Zero values and odd ones in the first message's entries.
+		ents := msgs[0].(*linkv1.AttachRequest).GetCommitted().Entries
+		ents[0] = &linkv1.Entry{}
+		if len(ents) > 1 {
+			ents[1] = &linkv1.Entry{Lsn: 1, Type: linkv1.EntryType(-3), Payload: []byte("short")}
+		}
+		msgs = append(msgs,
+			&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Committed{Committed: &linkv1.CommittedEntries{}}},
+			&replicationv1.StreamResponse{Payload: &replicationv1.StreamResponse_Entries{Entries: &replicationv1.EntriesBatch{CommitLsn: 9}}})
+		for _, m := range msgs {
+			want, err := proto.Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, err := Codec.Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := marshalEntries(m); !ok {
+				t.Fatalf("%T not taken by the entry encoder", m)
+			}
+			if got := data.Materialize(); !bytes.Equal(got, want) {
+				t.Fatalf("%T: %d bytes, proto.Marshal gives %d (or other bytes)", m, len(got), len(want))
+			}
+		}
+	}
+}
+
+// Messages the entry encoder does not know go to proto.Marshal.
+func TestEntryEncoderDeclines(t *testing.T) {
+	unknown := &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Apply{Apply: &linkv1.ApplyEntries{
+		Entries: []*linkv1.Entry{{Lsn: 1, Payload: make([]byte, 1000)}}}}}
+	unknown.GetApply().Entries[0].ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 77, protowire.VarintType), 1))
+	for _, m := range []proto.Message{
+		unknown,
+		&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Applied{Applied: &linkv1.AppliedUpTo{Lsn: 5}}},
+		&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Committed{}},
+		&replicationv1.StreamRequest{},
+	} {
+		if _, ok := marshalEntries(m); ok {
+			t.Fatalf("%T (%v) taken by the entry encoder", m, m)
+		}
+		want, err := proto.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := Codec.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := data.Materialize(); !bytes.Equal(got, want) {
+			t.Fatalf("%T encoded differently from proto.Marshal", m)
+		}
+	}
+}
+
+// BenchmarkMarshalEntries encodes a 1 MiB EntriesBatch of 64 entries with
+// the codec, and as before (proto.MarshalAppend into a pooled buffer).
+func BenchmarkMarshalEntries(b *testing.B) {
+	ents := make([]*linkv1.Entry, 64)
+	for i := range ents {
+		ents[i] = &linkv1.Entry{Lsn: uint64(i + 1), Epoch: 1, Type: 1, Payload: bytes.Repeat([]byte{byte(i)}, 16<<10)}
+	}
+	m := &replicationv1.StreamResponse{Payload: &replicationv1.StreamResponse_Entries{Entries: &replicationv1.EntriesBatch{Entries: ents, CommitLsn: 64}}}
+	size := proto.Size(m)
+	b.Run("codec", func(b *testing.B) {
+		b.SetBytes(int64(size))
+		for b.Loop() {
+			data, err := Codec.Marshal(m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			data.Free()
+		}
+	})
+	b.Run("proto", func(b *testing.B) {
+		b.SetBytes(int64(size))
+		for b.Loop() {
+			buf := Pool.Get(size)
+			out, err := proto.MarshalOptions{}.MarshalAppend((*buf)[:0], m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			*buf = out
+			Pool.Put(buf)
+		}
+	})
+}
