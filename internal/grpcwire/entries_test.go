@@ -230,21 +230,27 @@ func TestEntryMessagesEncodeLikeProto(t *testing.T) {
 			&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Committed{Committed: &linkv1.CommittedEntries{}}},
 			&replicationv1.StreamResponse{Payload: &replicationv1.StreamResponse_Entries{Entries: &replicationv1.EntriesBatch{CommitLsn: 9}}})
 		for _, m := range msgs {
-			want, err := proto.Marshal(m)
-			if err != nil {
-				t.Fatal(err)
-			}
-			data, err := Codec.Marshal(m)
-			if err != nil {
-				t.Fatal(err)
-			}
 			if _, ok := marshalEntries(m); !ok {
 				t.Fatalf("%T not taken by the entry encoder", m)
 			}
-			if got := data.Materialize(); !bytes.Equal(got, want) {
-				t.Fatalf("%T: %d bytes, proto.Marshal gives %d (or other bytes)", m, len(got), len(want))
-			}
+			encodesLikeProto(t, m)
 		}
+	}
+}
+
+// encodesLikeProto checks that the codec encodes m to proto.Marshal's bytes.
+func encodesLikeProto(t *testing.T, m proto.Message) {
+	t.Helper()
+	want, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := Codec.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := data.Materialize(); !bytes.Equal(got, want) {
+		t.Fatalf("%T: %d bytes, proto.Marshal gives %d (or other bytes)", m, len(got), len(want))
 	}
 }
 
@@ -262,17 +268,7 @@ func TestEntryEncoderDeclines(t *testing.T) {
 		if _, ok := marshalEntries(m); ok {
 			t.Fatalf("%T (%v) taken by the entry encoder", m, m)
 		}
-		want, err := proto.Marshal(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, err := Codec.Marshal(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := data.Materialize(); !bytes.Equal(got, want) {
-			t.Fatalf("%T encoded differently from proto.Marshal", m)
-		}
+		encodesLikeProto(t, m)
 	}
 }
 
