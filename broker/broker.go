@@ -34,17 +34,18 @@ type Broker struct {
 
 	// appendMu serialises WAL appends and the state changes they imply,
 	// so that offsets and LSNs are assigned in the same order.
-	appendMu     sync.Mutex
-	producers    map[producerKey]*seqWindow // guarded by appendMu
-	pidEpochs    map[int64]int16            // guarded by appendMu
-	nextPID      int64                      // guarded by appendMu
-	lastApplied  uint64                     // guarded by appendMu
-	skipMetaUpTo uint64                     // guarded by appendMu; metadata entries the checkpoint covers
+	appendMu         sync.Mutex
+	producers        map[producerKey]*seqWindow // guarded by appendMu
+	pidEpochs        map[int64]int16            // guarded by appendMu
+	nextPID          int64                      // guarded by appendMu
+	lastApplied      uint64                     // guarded by appendMu
+	skipMetaUpTo     uint64                     // guarded by appendMu; metadata entries the checkpoint covers
+	awaitingSnapshot bool                       // guarded by appendMu; re-cloned, state snapshot not seen yet
+	rebuildPending   bool                       // guarded by appendMu; a snapshot arrived: rebuild after applying
+
 	// recoveredWhileScanning: Open rebuilt the state during WAL recovery
-	// (recoveryReplay), not with a second pass (replay).
+	// (recoveryReplay), not with a second pass (replay). Set once in Open.
 	recoveredWhileScanning bool
-	awaitingSnapshot       bool // guarded by appendMu; re-cloned, state snapshot not seen yet
-	rebuildPending         bool // guarded by appendMu; a snapshot arrived: rebuild after applying
 
 	mu          sync.RWMutex
 	topics      map[string]*topic // guarded by mu
@@ -223,11 +224,10 @@ var testNoRecoveryReplay bool
 // state from a snapshot entry. Open holds appendMu while it runs.
 type recoveryReplay struct {
 	b       *Broker
-	n       int    // entries applied
-	started bool   // the first entry was handled
-	stopped bool   // gave up at the first entry, nothing applied
-	err     error  // applying an entry failed (Open fails with it)
-	last    uint64 // LSN of the last entry applied
+	n       int   // entries applied
+	started bool  // the first entry was handled
+	stopped bool  // gave up at the first entry, nothing applied
+	err     error // applying an entry failed (Open fails with it)
 }
 
 func (r *recoveryReplay) entry(e wal.Entry, pos wal.Pos, size int) bool {
@@ -248,7 +248,6 @@ func (r *recoveryReplay) entry(e wal.Entry, pos wal.Pos, size int) bool {
 		return false
 	}
 	r.n++
-	r.last = e.LSN
 	return true
 }
 
@@ -264,8 +263,8 @@ func (r *recoveryReplay) done() (bool, error) {
 		// replay.)
 		return false, nil
 	}
-	if last := b.wal.LastLSN(); r.last != last {
-		return false, fmt.Errorf("broker: recovery applied the WAL up to LSN %d but it ends at %d", r.last, last)
+	if last := b.wal.LastLSN(); b.lastApplied != last {
+		return false, fmt.Errorf("broker: recovery applied the WAL up to LSN %d but it ends at %d", b.lastApplied, last)
 	}
 	return true, nil
 }
