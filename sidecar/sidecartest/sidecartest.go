@@ -65,11 +65,28 @@ func (b *MemBroker) Advertised() (string, int32) { return b.host, b.port }
 // WAL implements link.Broker.
 func (b *MemBroker) WAL() *wal.Log { return b.w }
 
-// TruncateAfter implements link.Broker.
-func (b *MemBroker) TruncateAfter(lsn uint64) error { return b.w.Truncate(lsn) }
+// TruncateAfter implements link.Broker. As the real broker does, the
+// commit point it knows drops with the entries (an unclean promotion can
+// cut committed entries away).
+func (b *MemBroker) TruncateAfter(lsn uint64) error {
+	err := b.w.Truncate(lsn)
+	b.capCommit()
+	return err
+}
 
 // ResetTo implements link.Broker.
-func (b *MemBroker) ResetTo(next uint64) error { return b.w.Reset(next) }
+func (b *MemBroker) ResetTo(next uint64) error {
+	err := b.w.Reset(next)
+	b.capCommit()
+	return err
+}
+
+// capCommit lowers the commit point to the WAL's end.
+func (b *MemBroker) capCommit() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.commit = min(b.commit, b.w.LastLSN())
+}
 
 // ApplyEntries implements link.Broker: append unchanged, wait until durable.
 func (b *MemBroker) ApplyEntries(ents []wal.Entry) error {
