@@ -250,15 +250,16 @@ own_node() {
 	local action=$1 n=$2 home=$3
 	# shellcheck source=/dev/null
 	. "$home/ports.sh"
-	local dir="$home/node-$n" kport sport
+	local dir="$home/node-$n" kport sport mport
 	kport=$(eval echo "\$KPORT$n")
 	sport=$(eval echo "\$SPORT$n")
+	mport=$(eval echo "\$MPORT$n")
 	case $action in
 	start)
 		mkdir -p "$dir/data"
 		mkdir -p -m 700 "$dir/run"
 		GOMAXPROCS=$(procs_share 6) bin/tandem-sidecar --node-id "$n" --cluster-id bench --broker-socket "$dir/run/sidecar.sock" \
-			--listen "127.0.0.1:$sport" --peers "$PEERS" --leader 1 --log-level warn \
+			--listen "127.0.0.1:$sport" --peers "$PEERS" --leader 1 --log-level warn --metrics-listen "127.0.0.1:$mport" \
 			>>"$dir/sidecar.log" 2>&1 </dev/null &
 		echo $! >"$dir/sidecar.pid"
 		# shellcheck disable=SC2086 # TANDEM_BROKER_FLAGS is a list of flags
@@ -290,31 +291,34 @@ cluster_up() {
 	CLUSTER_HOME="$WORK/cluster"
 	mkdir -p "$CLUSTER_HOME"
 	local port busy=""
-	for port in 9092 9093 9094 9192 9193 9194; do
+	for port in 9092 9093 9094 9192 9193 9194 9292 9293 9294 9392 9393 9394; do
 		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then busy=$port; fi
 	done
 	if [ -z "$busy" ]; then
 		CLUSTER_KIND=script
 		say "three-node cluster: scripts/cluster.sh up (TANDEM_HOME=$CLUSTER_HOME)"
-		TANDEM_HOME="$CLUSTER_HOME" scripts/cluster.sh up >"$WORK/cluster-up.log" 2>&1 || {
+		TANDEM_METRICS=1 TANDEM_HOME="$CLUSTER_HOME" scripts/cluster.sh up >"$WORK/cluster-up.log" 2>&1 || {
 			cat "$WORK/cluster-up.log" >&2
 			return 1
 		}
 		KAFKA1=127.0.0.1:9092 KAFKA2=127.0.0.1:9093 KAFKA3=127.0.0.1:9094 SIDECAR1=127.0.0.1:9192
+		METRICS1=http://127.0.0.1:9292/metrics
 		STOP3="TANDEM_HOME='$CLUSTER_HOME' '$ROOT/scripts/cluster.sh' stop 3"
 		START3="TANDEM_HOME='$CLUSTER_HOME' '$ROOT/scripts/cluster.sh' start 3"
 	else
 		CLUSTER_KIND=own
-		local k1 k2 k3 s1 s2 s3
+		local k1 k2 k3 s1 s2 s3 m1 m2 m3
 		k1=$(free_port) k2=$(free_port) k3=$(free_port) s1=$(free_port) s2=$(free_port) s3=$(free_port)
+		m1=$(free_port) m2=$(free_port) m3=$(free_port)
 		cat >"$CLUSTER_HOME/ports.sh" <<-PORTS
-			KPORT1=$k1 KPORT2=$k2 KPORT3=$k3 SPORT1=$s1 SPORT2=$s2 SPORT3=$s3
+			KPORT1=$k1 KPORT2=$k2 KPORT3=$k3 SPORT1=$s1 SPORT2=$s2 SPORT3=$s3 MPORT1=$m1 MPORT2=$m2 MPORT3=$m3
 			PEERS=1=127.0.0.1:$s1,2=127.0.0.1:$s2,3=127.0.0.1:$s3
 		PORTS
 		say "three-node cluster: port $busy is taken, so not scripts/cluster.sh: the same three pairs on Kafka ports $k1 $k2 $k3"
 		local n
 		for n in 1 2 3; do own_node start "$n" "$CLUSTER_HOME"; done
 		KAFKA1=127.0.0.1:$k1 KAFKA2=127.0.0.1:$k2 KAFKA3=127.0.0.1:$k3 SIDECAR1=127.0.0.1:$s1
+		METRICS1=http://127.0.0.1:$m1/metrics
 		STOP3="'$ROOT/scripts/bench.sh' _node stop 3 '$CLUSTER_HOME'"
 		START3="'$ROOT/scripts/bench.sh' _node start 3 '$CLUSTER_HOME'"
 	fi
@@ -376,11 +380,13 @@ run_cluster() {
 	produce cluster-acksall-sync -1 "$KAFKA1" "$topic" "$leader_pid" --sync \
 		--label "three-node produce acks=-1, one record at a time"
 	settle
-	# Next to the measured lag, sample what the leader sidecar reports for node 2.
+	# Next to the measured lag, sample what the leader sidecar reports for
+	# node 2, and read the apply lag it measured (its /metrics histogram).
 	local status=()
 	if [ -x bin/tandemctl ]; then
 		status=(--status-cmd "'$ROOT/bin/tandemctl' --sidecar $SIDECAR1 status --json" --status-node 2)
 	fi
+	status+=(--apply-lag-url "$METRICS1")
 	say "follower lag at half the acks=1 rate (write to node 1 $KAFKA1, read from node 2 $KAFKA2)"
 	try "$BENCH" lag --leader "$KAFKA1" --follower "$KAFKA2" --topic bench-lag "${status[@]}" \
 		--record-bytes "$RECORD_BYTES" --duration "$DURATION" --linger "$LAG_LINGER" \

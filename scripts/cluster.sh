@@ -26,6 +26,9 @@
 #   TANDEM_CLUSTER_ID     --cluster-id of every sidecar (default local)
 #   TANDEM_BROKER_FLAGS   appended to every broker's command line
 #   TANDEM_SIDECAR_FLAGS  appended to every sidecar's command line
+#   TANDEM_METRICS        1: node i also serves Prometheus /metrics, its sidecar on
+#                         127.0.0.1:929(1+i) and its broker on 127.0.0.1:939(1+i)
+#                         (9292 and 9392 for node 1); default off
 #   TANDEM_BIN            directory of the binaries (default bin in the repository)
 #   GOMAXPROCS            Go scheduler threads of every process. Default here:
 #                         the machine's cores shared evenly among the
@@ -107,13 +110,18 @@ start_node() {
 	mkdir -p -m 700 "$dir/run"
 	chmod 700 "$dir/run"
 	local sock="$dir/run/sidecar.sock"
+	local sidecar_metrics=() broker_metrics=()
+	if [[ ${TANDEM_METRICS:-} == 1 ]]; then
+		sidecar_metrics=(--metrics-listen "127.0.0.1:$((9291 + n))")
+		broker_metrics=(--metrics-listen "127.0.0.1:$((9391 + n))")
+	fi
 	if pid=$(pid_of "$n" sidecar); then
 		echo "node $n: sidecar already running (pid $pid)"
 	else
 		# shellcheck disable=SC2086 # TANDEM_SIDECAR_FLAGS is a list of flags
 		setsid "$bin/tandem-sidecar" --node-id "$n" --cluster-id "$cluster_id" --broker-socket "$sock" \
 			--listen "127.0.0.1:$(sidecar_port "$n")" --peers "$(peers)" --leader "$leader" \
-			${TANDEM_SIDECAR_FLAGS:-} >>"$dir/sidecar.log" 2>&1 </dev/null &
+			"${sidecar_metrics[@]}" ${TANDEM_SIDECAR_FLAGS:-} >>"$dir/sidecar.log" 2>&1 </dev/null &
 		echo $! >"$dir/sidecar.pid"
 	fi
 	if pid=$(pid_of "$n" broker); then
@@ -122,7 +130,7 @@ start_node() {
 		# shellcheck disable=SC2086 # TANDEM_BROKER_FLAGS is a list of flags
 		setsid "$bin/tandem-broker" --node-id "$n" --data-dir "$dir/data" \
 			--listen "127.0.0.1:$(kafka_port "$n")" --advertise "127.0.0.1:$(kafka_port "$n")" \
-			--sidecar "$sock" ${TANDEM_BROKER_FLAGS:-} >>"$dir/broker.log" 2>&1 </dev/null &
+			--sidecar "$sock" "${broker_metrics[@]}" ${TANDEM_BROKER_FLAGS:-} >>"$dir/broker.log" 2>&1 </dev/null &
 		echo $! >"$dir/broker.pid"
 	fi
 	wait_port 127.0.0.1 "$(sidecar_port "$n")" 15 || die "node $n: sidecar did not open port $(sidecar_port "$n"); see $dir/sidecar.log"

@@ -48,6 +48,9 @@ type leader struct {
 	// without etcd). Its members count for the commit point even after
 	// they left the ISR here, until the smaller ISR is published.
 	pinnedISR []int32
+	// durTimes remembers when pushes of durable entries arrived, for the
+	// followers' apply lag (applylag.go).
+	durTimes durableTimes
 }
 
 // replica is the leader's view of one follower. Guarded by leader.mu.
@@ -183,7 +186,9 @@ func (l *leader) onCommitted(ce *linkv1.CommittedEntries) {
 	}
 	l.cache.add(ents)
 	l.durable = ents[len(ents)-1].GetLsn()
-	l.updateLocked(time.Now())
+	now := time.Now()
+	l.durTimes.note(ents[0].GetLsn(), l.durable, now)
+	l.updateLocked(now)
 	l.broadcastLocked()
 }
 
@@ -406,6 +411,12 @@ func (l *leader) onAck(r *replica, a *replicationv1.Ack) error {
 			a.GetWrittenLsn(), a.GetFlushedLsn(), a.GetAppliedLsn(), r.sent)
 	}
 	now := time.Now()
+	if a.GetAppliedLsn() > r.applied {
+		// The oldest entry this ack newly covers waited longest.
+		if t, ok := l.durTimes.since(r.applied + 1); ok {
+			l.s.metrics.applyLag(r.id, now.Sub(t))
+		}
+	}
 	r.written = max(r.written, a.GetWrittenLsn())
 	r.flushed = max(r.flushed, a.GetFlushedLsn())
 	r.applied = max(r.applied, a.GetAppliedLsn())

@@ -28,6 +28,7 @@ import (
 //	tandem_sidecar_streamed_bytes_total{follower} leader.serve (payload bytes sent)
 //	tandem_sidecar_received_bytes_total           follower.streamOnce (payload bytes received)
 //	tandem_sidecar_reconnects_total               follower.followWhileAttached (every attempt to open a stream but the first)
+//	tandem_sidecar_follower_apply_lag_seconds{follower}  leader.onAck (histogram; applylag.go)
 //
 // gRPC server and client metrics (grpc_server_handled_total,
 // grpc_server_handling_seconds, grpc_client_handled_total, ...) come from
@@ -41,6 +42,7 @@ type metrics struct {
 	streamed   *prometheus.CounterVec
 	received   prometheus.Counter
 	reconnects prometheus.Counter
+	applyLags  *prometheus.HistogramVec
 
 	// attempted is set by the follower's first attempt to open a stream;
 	// every later attempt counts as a reconnect.
@@ -52,6 +54,10 @@ type metrics struct {
 	grpcServer *grpcprom.ServerMetrics
 	grpcClient *grpcprom.ClientMetrics
 }
+
+// applyLagBuckets run from 0.25 ms to 60 s, each about 1.5 times the one
+// before, so that quantiles read from them are within that factor.
+var applyLagBuckets = prometheus.ExponentialBucketsRange(0.00025, 60, 32)
 
 // grpcLatencyBuckets cover unary admin calls (sub-millisecond) to long
 // replication streams (hours are in +Inf).
@@ -74,9 +80,12 @@ func newMetrics(s *Sidecar) *metrics {
 		Help: "Follower: WAL entry payload bytes received from the leader."})
 	m.reconnects = prometheus.NewCounter(prometheus.CounterOpts{Name: "tandem_sidecar_reconnects_total",
 		Help: "Follower: attempts to open a replication stream to the leader after the first one (after a broken stream, a leader that could not be reached, or the local broker re-attaching)."})
+	m.applyLags = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "tandem_sidecar_follower_apply_lag_seconds",
+		Help:    "Leader: for each ack that moves a follower's applied LSN, the time since the oldest entry it newly covers arrived durable from the leader's broker (PostgreSQL's replay_lag).",
+		Buckets: applyLagBuckets}, []string{"follower"})
 	m.grpcServer = grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(grpcprom.WithHistogramBuckets(grpcLatencyBuckets)))
 	m.grpcClient = grpcprom.NewClientMetrics(grpcprom.WithClientHandlingTimeHistogram(grpcprom.WithHistogramBuckets(grpcLatencyBuckets)))
-	m.reg.MustRegister(m.isrShrinks, m.isrExpands, m.connects, m.streamed, m.received, m.reconnects,
+	m.reg.MustRegister(m.isrShrinks, m.isrExpands, m.connects, m.streamed, m.received, m.reconnects, m.applyLags,
 		m.grpcServer, m.grpcClient, &statusCollector{s: s},
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
@@ -109,6 +118,13 @@ func (m *metrics) isrChanged(follower int32, in bool) {
 
 // The hooks below are called where the events happen. They do nothing on
 // a nil *metrics (unit tests build leaders and followers without Open).
+
+// applyLag records one follower ack's apply lag (applylag.go).
+func (m *metrics) applyLag(follower int32, d time.Duration) {
+	if m != nil {
+		m.applyLags.WithLabelValues(nodeLabel(follower)).Observe(d.Seconds())
+	}
+}
 
 // streamAttempt counts a follower's attempt to open a stream.
 func (m *metrics) streamAttempt() {

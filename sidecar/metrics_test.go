@@ -84,6 +84,12 @@ func TestMetricsFollowReplication(t *testing.T) {
 		if m["tandem_sidecar_streamed_bytes_total{follower=2}"] < 50*1000 {
 			return fmt.Errorf("streamed bytes to 2 = %v, want >= 50000", m["tandem_sidecar_streamed_bytes_total{follower=2}"])
 		}
+		for _, f := range []string{"2", "3"} {
+			// Acks that moved the follower's applied LSN were measured.
+			if n := m["tandem_sidecar_follower_apply_lag_seconds{follower="+f+"}"]; n < 1 {
+				return fmt.Errorf("apply lag of follower %s measured %v times, want >= 1", f, n)
+			}
+		}
 		if m["tandem_sidecar_isr_expands_total{follower=2}"] < 1 {
 			return fmt.Errorf("no ISR expansion counted for follower 2")
 		}

@@ -39,6 +39,12 @@ type LagConfig struct {
 	StatusCmd      string
 	StatusNode     int32         // node id of the follower in the status (default 2)
 	StatusInterval time.Duration // default 200ms
+	// ApplyLagURL, if set, is the leader sidecar's /metrics URL: its
+	// histogram of the follower's apply lag (leader durable to follower
+	// applied, as PostgreSQL's replay_lag; sidecar/applylag.go) is read at
+	// the start of the measured window and after the follower served the
+	// last record, and the difference is summarised (Result.ApplyLag).
+	ApplyLagURL string
 }
 
 // sidecarStatus is the part of `tandemctl status --json` that lag and
@@ -182,6 +188,7 @@ func runLag(ctx context.Context, args []string, log hclog.Logger) error {
 	fs.StringVar(&cfg.StatusCmd, "status-cmd", "", "shell command printing the leader sidecar's status JSON (tandemctl ... status --json), sampled during the run")
 	statusNode := fs.Int("status-node", 2, "the follower's node id in that status")
 	fs.DurationVar(&cfg.StatusInterval, "status-interval", 200*time.Millisecond, "how often --status-cmd runs")
+	fs.StringVar(&cfg.ApplyLagURL, "apply-lag-url", "", "the leader sidecar's /metrics URL (tandem-sidecar --metrics-listen): also report the apply lag it measured for --status-node")
 	name := fs.String("name", "lag", "result name (report row)")
 	label := fs.String("label", "", "result label")
 	jsonOut := fs.Bool("json", false, "print the result as JSON instead of text")
@@ -334,6 +341,20 @@ func measureLag(ctx context.Context, cfg LagConfig, log hclog.Logger) (*Result, 
 			sampleStatus(statusCtx, cfg.StatusCmd, cfg.StatusNode, interval, measureFrom, &statusHist, log)
 		}
 	}()
+	applyBefore := make(chan lagBuckets, 1)
+	if cfg.ApplyLagURL != "" {
+		go func() {
+			select { // the window starts after the warm-up
+			case <-time.After(time.Until(measureFrom)):
+			case <-ctx.Done():
+			}
+			b, err := scrapeApplyLag(ctx, cfg.ApplyLagURL, cfg.StatusNode)
+			if err != nil {
+				log.Warn("reading the apply lag failed", "error", err)
+			}
+			applyBefore <- b
+		}()
+	}
 	pr, err := produceLoad(ctx, pc, []*kgo.Client{cl}, log, onAck)
 	stopStatus()
 	<-statusDone
@@ -351,6 +372,19 @@ func measureLag(ctx context.Context, cfg LagConfig, log hclog.Logger) (*Result, 
 		readErr = <-readDone
 		if readErr == nil {
 			readErr = fmt.Errorf("follower did not serve offset %d within %s", maxAcked, cfg.Drain)
+		}
+	}
+
+	var applyLag *LatencySummary
+	if cfg.ApplyLagURL != "" {
+		before := <-applyBefore
+		// Every record the follower served was committed, so its ack
+		// reached the leader sidecar before this scrape.
+		after, err := scrapeApplyLag(ctx, cfg.ApplyLagURL, cfg.StatusNode)
+		if err != nil {
+			log.Warn("reading the apply lag failed", "error", err)
+		} else {
+			applyLag = applyLagBetween(before, after)
 		}
 	}
 
@@ -388,6 +422,11 @@ func measureLag(ctx context.Context, cfg LagConfig, log hclog.Logger) (*Result, 
 	}
 	if len(acks) > 0 {
 		r.Note += fmt.Sprintf("; %d acknowledged records never seen on the follower", len(acks))
+	}
+	if applyLag != nil {
+		r.ApplyLag = applyLag
+		r.Note += fmt.Sprintf("; apply lag (leader durable to follower %d applied, the leader sidecar's histogram, %d acks): p50 %.1f ms, p99 %.1f ms",
+			cfg.StatusNode, applyLag.Count, applyLag.P50Ms, applyLag.P99Ms)
 	}
 	if sl := statusHist.Summary(); sl != nil {
 		r.SidecarLag = sl

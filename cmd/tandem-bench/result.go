@@ -40,6 +40,13 @@ type Result struct {
 	// SidecarLag (lag only) summarises the follower lag the leader sidecar
 	// itself reported (tandemctl status lagSeconds), sampled during the run.
 	SidecarLag *LatencySummary `json:"sidecar_lag,omitempty"`
+	// ApplyLag (lag only) summarises the apply lag that the leader sidecar
+	// measured for the follower during the window (its histogram
+	// tandem_sidecar_follower_apply_lag_seconds): leader durable to
+	// follower applied, PostgreSQL's replay_lag. It leaves out the commit
+	// point's trip to the follower and the Fetch that the measured lag
+	// includes.
+	ApplyLag *LatencySummary `json:"apply_lag,omitempty"`
 
 	// Load parameters, for the record.
 	Acks        *int    `json:"acks,omitempty"`
