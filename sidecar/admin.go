@@ -72,7 +72,7 @@ func (s *Sidecar) Status() *adminv1.StatusResponse {
 			rep := &adminv1.Replica{
 				NodeId: r.id, Address: r.addr, Connected: r.connected,
 				SentLsn: r.sent, WrittenLsn: r.written, FlushedLsn: r.flushed, AppliedLsn: r.applied,
-				InIsr: r.inISR, KafkaAddress: sn.broker,
+				InIsr: r.inISR, KafkaAddress: sn.broker, ApplyLagSeconds: r.applyLag.Seconds(),
 			}
 			if durable > r.flushed {
 				rep.LagEntries = durable - r.flushed

@@ -68,6 +68,7 @@ type replica struct {
 	lastAckTime                     time.Time
 	inISR                           bool
 	ackSig                          chan struct{} // cap 1
+	applyLag                        time.Duration // at the last ack that moved applied (applylag.go)
 }
 
 func newLeader(s *Sidecar) *leader {
@@ -413,8 +414,10 @@ func (l *leader) onAck(r *replica, a *replicationv1.Ack) error {
 	now := time.Now()
 	if a.GetAppliedLsn() > r.applied {
 		// The oldest entry this ack newly covers waited longest.
+		r.applyLag = 0
 		if t, ok := l.durTimes.since(r.applied + 1); ok {
-			l.s.metrics.applyLag(r.id, now.Sub(t))
+			r.applyLag = now.Sub(t)
+			l.s.metrics.applyLag(r.id, r.applyLag)
 		}
 	}
 	r.written = max(r.written, a.GetWrittenLsn())

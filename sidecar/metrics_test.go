@@ -1,12 +1,14 @@
 package sidecar_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
 
+	adminv1 "github.com/tandem-io/tandem/gen/tandem/admin/v1"
 	"github.com/tandem-io/tandem/internal/testutil"
 	"github.com/tandem-io/tandem/sidecar"
 	"github.com/tandem-io/tandem/sidecar/sidecartest"
@@ -99,6 +101,16 @@ func TestMetricsFollowReplication(t *testing.T) {
 		}
 		return nil
 	})
+	// tandemctl status shows the same measurement, each follower's last.
+	st, err := c.Admin(1).Status(context.Background(), &adminv1.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range st.GetReplicas() {
+		if lag := r.GetApplyLagSeconds(); lag <= 0 || lag > 10 {
+			t.Errorf("status: follower %d apply lag %v s, want a measured one", r.GetNodeId(), lag)
+		}
+	}
 	fm := gather(t, c.Nodes[2].Sidecar)
 	if fm["tandem_sidecar_received_bytes_total"] < 50*1000 || fm["tandem_sidecar_streaming"] != 1 {
 		t.Errorf("follower: received %v bytes, streaming %v", fm["tandem_sidecar_received_bytes_total"], fm["tandem_sidecar_streaming"])

@@ -164,7 +164,7 @@ func printStatus(w io.Writer, st *adminv1.StatusResponse, now time.Time) {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tSIDECAR\tKAFKA\tSTATE\tSENT\tWRITTEN\tFLUSHED\tAPPLIED\tLAG_ENTRIES\tLAG_BYTES\tLAG_SEC\tIN_ISR\tLAST_HEARTBEAT")
+	fmt.Fprintln(tw, "NODE\tSIDECAR\tKAFKA\tSTATE\tSENT\tWRITTEN\tFLUSHED\tAPPLIED\tLAG_ENTRIES\tLAG_BYTES\tLAG_SEC\tAPPLY_LAG\tIN_ISR\tLAST_HEARTBEAT")
 	for _, r := range st.GetReplicas() {
 		state := "streaming"
 		if !r.GetConnected() {
@@ -180,9 +180,13 @@ func printStatus(w io.Writer, st *adminv1.StatusResponse, now time.Time) {
 		if kafka == "" {
 			kafka = "-"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%s\t%s\n",
+		applyLag := "-"
+		if s := r.GetApplyLagSeconds(); s > 0 {
+			applyLag = time.Duration(s * float64(time.Second)).Round(100 * time.Microsecond).String()
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%s\t%s\t%s\n",
 			r.GetNodeId(), r.GetAddress(), kafka, state, r.GetSentLsn(), r.GetWrittenLsn(), r.GetFlushedLsn(), r.GetAppliedLsn(),
-			r.GetLagEntries(), r.GetLagBytes(), r.GetLagSeconds(), yesNo(r.GetInIsr()), hb)
+			r.GetLagEntries(), r.GetLagBytes(), r.GetLagSeconds(), applyLag, yesNo(r.GetInIsr()), hb)
 	}
 	tw.Flush()
 }

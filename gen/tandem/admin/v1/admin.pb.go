@@ -411,9 +411,17 @@ type Replica struct {
 	// When the follower was last caught up to the leader's end.
 	LastCaughtUp *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=last_caught_up,json=lastCaughtUp,proto3" json:"last_caught_up,omitempty"`
 	// The follower broker's Kafka address (host:port), from its hello.
-	KafkaAddress  string `protobuf:"bytes,14,opt,name=kafka_address,json=kafkaAddress,proto3" json:"kafka_address,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	KafkaAddress string `protobuf:"bytes,14,opt,name=kafka_address,json=kafkaAddress,proto3" json:"kafka_address,omitempty"`
+	// Apply lag, as PostgreSQL's replay_lag: measured at the follower's last
+	// ack that moved its applied LSN forward, the seconds from the oldest
+	// entry that ack newly covered becoming durable on the leader (its
+	// sidecar receiving it from the broker) to the ack's arrival. It keeps
+	// that value while nothing new is applied; 0 before the first such ack,
+	// or when the entry was older than the leader remembers (a catch-up
+	// from far behind).
+	ApplyLagSeconds float64 `protobuf:"fixed64,15,opt,name=apply_lag_seconds,json=applyLagSeconds,proto3" json:"apply_lag_seconds,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Replica) Reset() {
@@ -542,6 +550,13 @@ func (x *Replica) GetKafkaAddress() string {
 		return x.KafkaAddress
 	}
 	return ""
+}
+
+func (x *Replica) GetApplyLagSeconds() float64 {
+	if x != nil {
+		return x.ApplyLagSeconds
+	}
+	return 0
 }
 
 // PromoteRequest asks this node to become the leader.
@@ -823,7 +838,7 @@ const file_tandem_admin_v1_admin_proto_rawDesc = "" +
 	"\rfailover_mode\x18\x12 \x01(\tR\ffailoverMode\"9\n" +
 	"\x04Peer\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x05R\x06nodeId\x12\x18\n" +
-	"\aaddress\x18\x02 \x01(\tR\aaddress\"\xf8\x03\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\"\xa4\x04\n" +
 	"\aReplica\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x05R\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1c\n" +
@@ -844,7 +859,8 @@ const file_tandem_admin_v1_admin_proto_rawDesc = "" +
 	"\x06in_isr\x18\v \x01(\bR\x05inIsr\x12A\n" +
 	"\x0elast_heartbeat\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\rlastHeartbeat\x12@\n" +
 	"\x0elast_caught_up\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\flastCaughtUp\x12#\n" +
-	"\rkafka_address\x18\x0e \x01(\tR\fkafkaAddress\"&\n" +
+	"\rkafka_address\x18\x0e \x01(\tR\fkafkaAddress\x12*\n" +
+	"\x11apply_lag_seconds\x18\x0f \x01(\x01R\x0fapplyLagSeconds\"&\n" +
 	"\x0ePromoteRequest\x12\x14\n" +
 	"\x05force\x18\x01 \x01(\bR\x05force\"D\n" +
 	"\x0fPromoteResponse\x12\x1b\n" +

@@ -58,9 +58,10 @@ class PromoteResponse(_message.Message):
     def __init__(self, leader_id: _Optional[int] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class Replica(_message.Message):
-    __slots__ = ["address", "applied_lsn", "connected", "flushed_lsn", "in_isr", "kafka_address", "lag_bytes", "lag_entries", "lag_seconds", "last_caught_up", "last_heartbeat", "node_id", "sent_lsn", "written_lsn"]
+    __slots__ = ["address", "applied_lsn", "apply_lag_seconds", "connected", "flushed_lsn", "in_isr", "kafka_address", "lag_bytes", "lag_entries", "lag_seconds", "last_caught_up", "last_heartbeat", "node_id", "sent_lsn", "written_lsn"]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     APPLIED_LSN_FIELD_NUMBER: _ClassVar[int]
+    APPLY_LAG_SECONDS_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_FIELD_NUMBER: _ClassVar[int]
     FLUSHED_LSN_FIELD_NUMBER: _ClassVar[int]
     IN_ISR_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +76,7 @@ class Replica(_message.Message):
     WRITTEN_LSN_FIELD_NUMBER: _ClassVar[int]
     address: str
     applied_lsn: int
+    apply_lag_seconds: float
     connected: bool
     flushed_lsn: int
     in_isr: bool
@@ -87,7 +89,7 @@ class Replica(_message.Message):
     node_id: int
     sent_lsn: int
     written_lsn: int
-    def __init__(self, node_id: _Optional[int] = ..., address: _Optional[str] = ..., connected: bool = ..., sent_lsn: _Optional[int] = ..., written_lsn: _Optional[int] = ..., flushed_lsn: _Optional[int] = ..., applied_lsn: _Optional[int] = ..., lag_entries: _Optional[int] = ..., lag_bytes: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., in_isr: bool = ..., last_heartbeat: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., last_caught_up: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., kafka_address: _Optional[str] = ...) -> None: ...
+    def __init__(self, node_id: _Optional[int] = ..., address: _Optional[str] = ..., connected: bool = ..., sent_lsn: _Optional[int] = ..., written_lsn: _Optional[int] = ..., flushed_lsn: _Optional[int] = ..., applied_lsn: _Optional[int] = ..., lag_entries: _Optional[int] = ..., lag_bytes: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., in_isr: bool = ..., last_heartbeat: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., last_caught_up: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., kafka_address: _Optional[str] = ..., apply_lag_seconds: _Optional[float] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = []
