@@ -87,8 +87,39 @@ func newBrokerConn(ctx context.Context, hello *linkv1.BrokerHello, log hclog.Log
 func (c *brokerConn) sender(stream linkv1.LinkService_AttachServer) error {
 	var lastCommit uint64
 	var lastView *linkv1.ClusterView
+	carries := c.hello.GetApplyCarriesCommit()
+	// withCommit gives an ApplyEntries the commit point when it is new.
+	withCommit := func(m *linkv1.AttachResponse) {
+		if a := m.GetApply(); a != nil && carries {
+			if lsn := c.commit.Load(); lsn != lastCommit {
+				a.CommitLsn, lastCommit = lsn, lsn
+			}
+		}
+	}
+	prefer := carries
 	for {
 		var m *linkv1.AttachResponse
+		if prefer {
+			// A follower's commit point usually arrives with the entries
+			// it covers: a queued message goes first, so that the next
+			// ApplyEntries takes it along instead of a CommitPoint of its
+			// own (one message to the broker instead of two). Every other
+			// round is a fair select, so a cluster view is never held up
+			// by a stream of entries.
+			select {
+			case m = <-c.ordered:
+			default:
+			}
+		}
+		if m != nil {
+			prefer = false
+			withCommit(m)
+			if err := stream.Send(m); err != nil {
+				return fmt.Errorf("sidecar: sending to broker: %w", err)
+			}
+			continue
+		}
+		prefer = carries
 		select {
 		case <-c.ctx.Done():
 			return nil
@@ -107,6 +138,7 @@ func (c *brokerConn) sender(stream linkv1.LinkService_AttachServer) error {
 			lastCommit = lsn
 			m = &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Commit{Commit: &linkv1.CommitPoint{Lsn: lsn}}}
 		case m = <-c.ordered:
+			withCommit(m)
 		}
 		if err := stream.Send(m); err != nil {
 			return fmt.Errorf("sidecar: sending to broker: %w", err)

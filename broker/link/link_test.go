@@ -462,3 +462,34 @@ func TestReattachAfterSidecarRestart(t *testing.T) {
 		t.Fatalf("hello after re-attach = %v, want the WAL's new end 4", hello)
 	}
 }
+
+// A follower's sidecar may send the commit point inside ApplyEntries (the
+// broker says so in its hello): it is served once the entries are durable,
+// and a commit point above them waits for them.
+func TestApplyCarriesCommit(t *testing.T) {
+	h := newHarness(t, 0, nil)
+	s, hello := h.attach()
+	if !hello.GetApplyCarriesCommit() {
+		t.Fatal("hello does not offer apply_carries_commit")
+	}
+	h.send(s, view(linkv1.Role_ROLE_FOLLOWER))
+	apply := func(from, to, commit uint64) {
+		var ents []*linkv1.Entry
+		for l := from; l <= to; l++ {
+			ents = append(ents, &linkv1.Entry{Lsn: l, Epoch: 1, Type: linkv1.EntryType_ENTRY_TYPE_RECORD_BATCH, Payload: []byte(fmt.Sprint(l))})
+		}
+		h.send(s, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Apply{Apply: &linkv1.ApplyEntries{Entries: ents, CommitLsn: commit}}})
+		if a := h.recv(s).GetApplied(); a.GetLsn() != to || a.GetError() != "" {
+			t.Fatalf("applied %v, want LSN %d", a, to)
+		}
+	}
+	apply(1, 5, 3)
+	testutil.Eventually(t, 5*time.Second, func() bool { _, c := h.b.state(); return c == 3 })
+	// The leader's commit point is ahead of what this follower holds: it
+	// is served up to the follower's durable end, then further as more
+	// entries arrive, with no CommitPoint message in between.
+	apply(6, 8, 12)
+	testutil.Eventually(t, 5*time.Second, func() bool { _, c := h.b.state(); return c == 8 })
+	apply(9, 12, 0)
+	testutil.Eventually(t, 5*time.Second, func() bool { _, c := h.b.state(); return c == 12 })
+}

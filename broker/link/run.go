@@ -163,6 +163,8 @@ func (s *session) run() error {
 		LastLsn:        s.w.LastLSN(),
 		DurableLsn:     s.w.DurableLSN(),
 		EpochHistory:   EpochsToProto(s.w.EpochHistory()),
+		// opsWorker takes the commit point from ApplyEntries too.
+		ApplyCarriesCommit: true,
 	}
 	if r, ok := s.b.(Racker); ok {
 		hello.Rack = r.Rack()

@@ -128,6 +128,14 @@ func (s *session) opsWorker() error {
 			if err := s.queueAck(s.apply(p.Apply.GetEntries())); err != nil {
 				return err
 			}
+			if c := p.Apply.GetCommitLsn(); c > 0 {
+				// As a CommitPoint right after the entries: served once
+				// they are durable (setCommit caps at the durable LSN, and
+				// the acker raises it as they become durable).
+				if err := s.setCommit(c); err != nil {
+					return err
+				}
+			}
 			continue
 		case *linkv1.AttachResponse_TruncateTo:
 			if err := s.drainAcks(); err != nil {

@@ -102,7 +102,7 @@ func decodeEntries(buf []byte, v any) bool {
 	if m < 0 || n+m != len(buf) {
 		return false // malformed, or more fields after it
 	}
-	ents, lsn, haveLSN, ok := decodeEntryList(inner)
+	ents, lsn, _, ok := decodeEntryList(inner)
 	if !ok {
 		return false
 	}
@@ -110,10 +110,7 @@ func decodeEntries(buf []byte, v any) bool {
 	case *linkv1.AttachRequest:
 		x.Payload = &linkv1.AttachRequest_Committed{Committed: &linkv1.CommittedEntries{Entries: ents, DurableLsn: lsn}}
 	case *linkv1.AttachResponse:
-		if haveLSN {
-			return false // ApplyEntries has no field 2
-		}
-		x.Payload = &linkv1.AttachResponse_Apply{Apply: &linkv1.ApplyEntries{Entries: ents}}
+		x.Payload = &linkv1.AttachResponse_Apply{Apply: &linkv1.ApplyEntries{Entries: ents, CommitLsn: lsn}}
 	case *replicationv1.StreamResponse:
 		x.Payload = &replicationv1.StreamResponse_Entries{Entries: &replicationv1.EntriesBatch{Entries: ents, CommitLsn: lsn}}
 	}
@@ -231,7 +228,7 @@ func marshalEntries(v any) (mem.BufferSlice, bool) {
 		if !ok || a.Apply == nil {
 			return nil, false
 		}
-		top, ents = attachResponseApply, a.Apply.GetEntries()
+		top, ents, lsn = attachResponseApply, a.Apply.GetEntries(), a.Apply.GetCommitLsn()
 		parts = []proto.Message{x, a.Apply}
 	case *replicationv1.StreamResponse:
 		e, ok := x.GetPayload().(*replicationv1.StreamResponse_Entries)

@@ -35,7 +35,7 @@ func entryMessages(r *rand.Rand) []proto.Message {
 		&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Committed{Committed: &linkv1.CommittedEntries{
 			Entries: randomEntries(r, 1+r.Intn(40)), DurableLsn: r.Uint64()}}},
 		&linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Apply{Apply: &linkv1.ApplyEntries{
-			Entries: randomEntries(r, 1+r.Intn(40))}}},
+			Entries: randomEntries(r, 1+r.Intn(40)), CommitLsn: r.Uint64() >> uint(r.Intn(64))}}},
 		&replicationv1.StreamResponse{Payload: &replicationv1.StreamResponse_Entries{Entries: &replicationv1.EntriesBatch{
 			Entries: randomEntries(r, 1+r.Intn(40)), CommitLsn: r.Uint64() >> 3}}},
 	}

@@ -928,9 +928,13 @@ type BrokerHello struct {
 	// Newest LSN that is durable under the broker's fsync policy.
 	DurableLsn uint64 `protobuf:"varint,7,opt,name=durable_lsn,json=durableLsn,proto3" json:"durable_lsn,omitempty"`
 	// The WAL's epoch history, oldest first.
-	EpochHistory  []*EpochStart `protobuf:"bytes,8,rep,name=epoch_history,json=epochHistory,proto3" json:"epoch_history,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	EpochHistory []*EpochStart `protobuf:"bytes,8,rep,name=epoch_history,json=epochHistory,proto3" json:"epoch_history,omitempty"`
+	// The broker reads ApplyEntries.commit_lsn. A sidecar may then send the
+	// commit point inside ApplyEntries instead of as a separate CommitPoint;
+	// to a broker that leaves this false it must keep sending CommitPoint.
+	ApplyCarriesCommit bool `protobuf:"varint,9,opt,name=apply_carries_commit,json=applyCarriesCommit,proto3" json:"apply_carries_commit,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *BrokerHello) Reset() {
@@ -1017,6 +1021,13 @@ func (x *BrokerHello) GetEpochHistory() []*EpochStart {
 		return x.EpochHistory
 	}
 	return nil
+}
+
+func (x *BrokerHello) GetApplyCarriesCommit() bool {
+	if x != nil {
+		return x.ApplyCarriesCommit
+	}
+	return false
 }
 
 // CommittedEntries carries entries that became durable in the leader
@@ -1600,7 +1611,12 @@ func (x *ReplayRequest) GetMaxBytes() uint64 {
 type ApplyEntries struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Entries in LSN order with no gap.
-	Entries       []*Entry `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	Entries []*Entry `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	// The commit point, as a CommitPoint message right after this one would
+	// give it (0: none). Sent only to a broker whose hello set
+	// apply_carries_commit. It may be above these entries: the broker serves
+	// up to it only once it holds them durably.
+	CommitLsn     uint64 `protobuf:"varint,2,opt,name=commit_lsn,json=commitLsn,proto3" json:"commit_lsn,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1640,6 +1656,13 @@ func (x *ApplyEntries) GetEntries() []*Entry {
 		return x.Entries
 	}
 	return nil
+}
+
+func (x *ApplyEntries) GetCommitLsn() uint64 {
+	if x != nil {
+		return x.CommitLsn
+	}
+	return 0
 }
 
 // TruncateTo makes the broker drop every entry with LSN > lsn (divergence
@@ -1938,7 +1961,7 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\x06commit\x18\x06 \x01(\v2\x1b.tandem.link.v1.CommitPointH\x00R\x06commit\x12B\n" +
 	"\tsubscribe\x18\a \x01(\v2\".tandem.link.v1.SubscribeCommittedH\x00R\tsubscribe\x12=\n" +
 	"\bchecksum\x18\b \x01(\v2\x1f.tandem.link.v1.ChecksumRequestH\x00R\bchecksumB\t\n" +
-	"\apayload\"\xa6\x02\n" +
+	"\apayload\"\xd8\x02\n" +
 	"\vBrokerHello\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x05R\x06nodeId\x12'\n" +
 	"\x0fadvertised_host\x18\x02 \x01(\tR\x0eadvertisedHost\x12'\n" +
@@ -1948,7 +1971,8 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\blast_lsn\x18\x06 \x01(\x04R\alastLsn\x12\x1f\n" +
 	"\vdurable_lsn\x18\a \x01(\x04R\n" +
 	"durableLsn\x12?\n" +
-	"\repoch_history\x18\b \x03(\v2\x1a.tandem.link.v1.EpochStartR\fepochHistory\"d\n" +
+	"\repoch_history\x18\b \x03(\v2\x1a.tandem.link.v1.EpochStartR\fepochHistory\x120\n" +
+	"\x14apply_carries_commit\x18\t \x01(\bR\x12applyCarriesCommit\"d\n" +
 	"\x10CommittedEntries\x12/\n" +
 	"\aentries\x18\x01 \x03(\v2\x15.tandem.link.v1.EntryR\aentries\x12\x1f\n" +
 	"\vdurable_lsn\x18\x02 \x01(\x04R\n" +
@@ -1992,9 +2016,11 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x19\n" +
 	"\bfrom_lsn\x18\x02 \x01(\x04R\afromLsn\x12\x1b\n" +
-	"\tmax_bytes\x18\x03 \x01(\x04R\bmaxBytes\"?\n" +
+	"\tmax_bytes\x18\x03 \x01(\x04R\bmaxBytes\"^\n" +
 	"\fApplyEntries\x12/\n" +
-	"\aentries\x18\x01 \x03(\v2\x15.tandem.link.v1.EntryR\aentries\"\x1e\n" +
+	"\aentries\x18\x01 \x03(\v2\x15.tandem.link.v1.EntryR\aentries\x12\x1d\n" +
+	"\n" +
+	"commit_lsn\x18\x02 \x01(\x04R\tcommitLsn\"\x1e\n" +
 	"\n" +
 	"TruncateTo\x12\x10\n" +
 	"\x03lsn\x18\x01 \x01(\x04R\x03lsn\"$\n" +

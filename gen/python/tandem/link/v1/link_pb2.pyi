@@ -34,10 +34,12 @@ class AppliedUpTo(_message.Message):
     def __init__(self, lsn: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
 class ApplyEntries(_message.Message):
-    __slots__ = ["entries"]
+    __slots__ = ["commit_lsn", "entries"]
+    COMMIT_LSN_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    commit_lsn: int
     entries: _containers.RepeatedCompositeFieldContainer[Entry]
-    def __init__(self, entries: _Optional[_Iterable[_Union[Entry, _Mapping]]] = ...) -> None: ...
+    def __init__(self, entries: _Optional[_Iterable[_Union[Entry, _Mapping]]] = ..., commit_lsn: _Optional[int] = ...) -> None: ...
 
 class AttachRequest(_message.Message):
     __slots__ = ["applied", "checksum_result", "commit_applied", "committed", "hello", "replay_result", "reset_done", "truncated"]
@@ -80,9 +82,10 @@ class AttachResponse(_message.Message):
     def __init__(self, cluster_view: _Optional[_Union[ClusterView, _Mapping]] = ..., replay: _Optional[_Union[ReplayRequest, _Mapping]] = ..., apply: _Optional[_Union[ApplyEntries, _Mapping]] = ..., truncate_to: _Optional[_Union[TruncateTo, _Mapping]] = ..., reset_to: _Optional[_Union[ResetTo, _Mapping]] = ..., commit: _Optional[_Union[CommitPoint, _Mapping]] = ..., subscribe: _Optional[_Union[SubscribeCommitted, _Mapping]] = ..., checksum: _Optional[_Union[ChecksumRequest, _Mapping]] = ...) -> None: ...
 
 class BrokerHello(_message.Message):
-    __slots__ = ["advertised_host", "advertised_port", "durable_lsn", "epoch_history", "first_lsn", "last_lsn", "node_id", "rack"]
+    __slots__ = ["advertised_host", "advertised_port", "apply_carries_commit", "durable_lsn", "epoch_history", "first_lsn", "last_lsn", "node_id", "rack"]
     ADVERTISED_HOST_FIELD_NUMBER: _ClassVar[int]
     ADVERTISED_PORT_FIELD_NUMBER: _ClassVar[int]
+    APPLY_CARRIES_COMMIT_FIELD_NUMBER: _ClassVar[int]
     DURABLE_LSN_FIELD_NUMBER: _ClassVar[int]
     EPOCH_HISTORY_FIELD_NUMBER: _ClassVar[int]
     FIRST_LSN_FIELD_NUMBER: _ClassVar[int]
@@ -91,13 +94,14 @@ class BrokerHello(_message.Message):
     RACK_FIELD_NUMBER: _ClassVar[int]
     advertised_host: str
     advertised_port: int
+    apply_carries_commit: bool
     durable_lsn: int
     epoch_history: _containers.RepeatedCompositeFieldContainer[EpochStart]
     first_lsn: int
     last_lsn: int
     node_id: int
     rack: str
-    def __init__(self, node_id: _Optional[int] = ..., advertised_host: _Optional[str] = ..., advertised_port: _Optional[int] = ..., rack: _Optional[str] = ..., first_lsn: _Optional[int] = ..., last_lsn: _Optional[int] = ..., durable_lsn: _Optional[int] = ..., epoch_history: _Optional[_Iterable[_Union[EpochStart, _Mapping]]] = ...) -> None: ...
+    def __init__(self, node_id: _Optional[int] = ..., advertised_host: _Optional[str] = ..., advertised_port: _Optional[int] = ..., rack: _Optional[str] = ..., first_lsn: _Optional[int] = ..., last_lsn: _Optional[int] = ..., durable_lsn: _Optional[int] = ..., epoch_history: _Optional[_Iterable[_Union[EpochStart, _Mapping]]] = ..., apply_carries_commit: bool = ...) -> None: ...
 
 class BrokerInfo(_message.Message):
     __slots__ = ["host", "node_id", "port", "rack"]
