@@ -171,16 +171,16 @@ func (b *Broker) readBatches(p *partition, offset, hw int64, limit int, first bo
 	if len(refs) == 0 {
 		return nil, nil
 	}
+	// Each batch is read straight into the answer (wal.ReadRange).
 	out := make([]byte, 0, size)
 	for _, ref := range refs {
-		e, err := b.wal.ReadAt(ref.pos)
-		if err != nil {
+		var err error
+		if out, err = b.wal.ReadRange(ref.pos, int(ref.poff), int(ref.size), out); err != nil {
 			if len(out) > 0 {
 				return out, nil
 			}
 			return nil, err
 		}
-		out = append(out, e.Payload[ref.poff:int(ref.poff)+int(ref.size)]...)
 	}
 	return out, nil
 }

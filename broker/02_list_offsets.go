@@ -89,11 +89,10 @@ func (b *Broker) offsetForTime(p *partition, ts int64) (int64, int64) {
 // exactOffsetForTime finds the first record of an uncompressed batch with a
 // timestamp >= ts.
 func (b *Broker) exactOffsetForTime(ref batchRef, ts int64) (int64, int64, bool) {
-	e, err := b.wal.ReadAt(ref.pos)
+	raw, err := b.wal.ReadRange(ref.pos, int(ref.poff), int(ref.size), nil)
 	if err != nil {
 		return 0, 0, false
 	}
-	raw := e.Payload[ref.poff : int(ref.poff)+int(ref.size)]
 	var rb kmsg.RecordBatch
 	if err := rb.ReadFrom(raw); err != nil || rb.Attributes&0x07 != 0 {
 		return 0, 0, false

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"slices"
@@ -1058,10 +1059,52 @@ func (l *Log) segmentForLocked(lsn uint64) int {
 // ReadAt reads the entry whose frame starts at p (the Fetch path). It reads
 // any written entry, durable or not. The entry's CRC and LSN are verified.
 func (l *Log) ReadAt(p Pos) (Entry, error) {
+	var e Entry
+	err := l.readAtPos(p, func(seg *segment, limit int64) (int64, error) {
+		var err error
+		e, err = readEntryAt(seg, p.Offset, limit)
+		if err == nil && e.LSN != p.LSN {
+			err = fmt.Errorf("%w: %s offset %d holds LSN %d, not %d", ErrCorrupt, seg.path, p.Offset, e.LSN, p.LSN)
+		}
+		return frameHeaderSize + int64(len(e.Payload)), err
+	})
+	if err != nil {
+		return Entry{}, err
+	}
+	return e, nil
+}
+
+// ReadRange appends bytes [off, off+n) of the payload of the entry whose
+// frame starts at p to dst and returns the extended slice (the Fetch path:
+// one stored RecordBatch inside a WAL entry). The range is read straight
+// into dst, with no intermediate buffer, and the whole frame's CRC and LSN
+// are still verified; on error dst is returned unchanged.
+func (l *Log) ReadRange(p Pos, off, n int, dst []byte) ([]byte, error) {
+	if off < 0 || n < 0 {
+		return dst, fmt.Errorf("%w: range [%d, %d+%d) of %+v", ErrNotFound, off, off, n, p)
+	}
+	out := dst
+	err := l.readAtPos(p, func(seg *segment, limit int64) (int64, error) {
+		var err error
+		var read int64
+		out, read, err = readRangeAt(seg, p, off, n, limit, dst)
+		return read, err
+	})
+	if err != nil {
+		return dst, err
+	}
+	return out, nil
+}
+
+// readAtPos checks that p names a written frame, runs read on its segment
+// outside the lock (read returns how many bytes from p.Offset it read, for
+// the page-cache release), and reports a truncation or retention that
+// raced with the read.
+func (l *Log) readAtPos(p Pos, read func(seg *segment, limit int64) (int64, error)) error {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		return Entry{}, ErrClosed
+		return ErrClosed
 	}
 	i := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].first >= p.Segment })
 	if i == len(l.segs) || l.segs[i].first != p.Segment || p.LSN < p.Segment || p.LSN > l.segs[i].last ||
@@ -1069,29 +1112,81 @@ func (l *Log) ReadAt(p Pos) (Entry, error) {
 		first := l.firstLSNLocked()
 		l.mu.Unlock()
 		if p.LSN < first {
-			return Entry{}, fmt.Errorf("%w: LSN %d (first is %d)", ErrCompacted, p.LSN, first)
+			return fmt.Errorf("%w: LSN %d (first is %d)", ErrCompacted, p.LSN, first)
 		}
-		return Entry{}, fmt.Errorf("%w: %+v", ErrNotFound, p)
+		return fmt.Errorf("%w: %+v", ErrNotFound, p)
 	}
 	seg, limit, gen, released := l.segs[i], l.segs[i].size, l.gen, l.segs[i].released
 	l.mu.Unlock()
 
-	e, err := readEntryAt(seg, p.Offset, limit)
-	if err == nil && e.LSN != p.LSN {
-		err = fmt.Errorf("%w: %s offset %d holds LSN %d, not %d", ErrCorrupt, seg.path, p.Offset, e.LSN, p.LSN)
-	}
-	releaseRead(seg, p.Offset, p.Offset+frameHeaderSize+int64(len(e.Payload)), released, limit)
+	n, err := read(seg, limit)
+	releaseRead(seg, p.Offset, p.Offset+n, released, limit)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
 	case l.closed:
-		return Entry{}, ErrClosed
+		return ErrClosed
 	case l.gen != gen && p.LSN > l.lastLSN:
-		return Entry{}, fmt.Errorf("%w: LSN %d (log now ends at %d)", ErrTruncated, p.LSN, l.lastLSN)
+		return fmt.Errorf("%w: LSN %d (log now ends at %d)", ErrTruncated, p.LSN, l.lastLSN)
 	case seg.removed && p.LSN < l.firstLSNLocked():
-		return Entry{}, fmt.Errorf("%w: LSN %d (first is %d)", ErrCompacted, p.LSN, l.firstLSNLocked())
+		return fmt.Errorf("%w: LSN %d (first is %d)", ErrCompacted, p.LSN, l.firstLSNLocked())
 	}
-	return e, err
+	return err
+}
+
+// readRangeAt reads the frame at p.Offset of seg as three pieces: the
+// header with the payload bytes before the range (one pread into a small
+// buffer), the range itself (one pread into dst) and whatever follows it
+// (usually nothing), and checks the CRC over all three. It returns the
+// extended dst and the frame's size.
+func readRangeAt(seg *segment, p Pos, off, n int, limit int64, dst []byte) ([]byte, int64, error) {
+	var small [frameHeaderSize + 256]byte
+	var head []byte
+	if frameHeaderSize+off <= len(small) {
+		head = small[:frameHeaderSize+off]
+	} else {
+		head = make([]byte, frameHeaderSize+off)
+	}
+	if p.Offset+int64(len(head)) > limit {
+		return dst, 0, fmt.Errorf("%w: payload offset %d of the frame at %s offset %d is past the written end %d",
+			ErrNotFound, off, seg.path, p.Offset, limit)
+	}
+	if _, err := seg.f.ReadAt(head, p.Offset); err != nil {
+		return dst, 0, fmt.Errorf("wal: read %s at offset %d: %w", seg.path, p.Offset, err)
+	}
+	h, err := parseHeader(head, maxDecodeEntry)
+	if err != nil {
+		return dst, 0, fmt.Errorf("%w: %s offset %d: %v", ErrCorrupt, seg.path, p.Offset, err)
+	}
+	total := h.total()
+	if p.Offset+total > limit {
+		return dst, 0, fmt.Errorf("%w: %s offset %d: frame of %d bytes runs past the written end %d", ErrCorrupt, seg.path, p.Offset, total, limit)
+	}
+	if h.lsn != p.LSN {
+		return dst, 0, fmt.Errorf("%w: %s offset %d holds LSN %d, not %d", ErrCorrupt, seg.path, p.Offset, h.lsn, p.LSN)
+	}
+	payload := int64(h.length) - bodyFixedSize
+	if int64(off)+int64(n) > payload {
+		return dst, 0, fmt.Errorf("%w: range [%d, %d) of LSN %d beyond its %d-byte payload (%s offset %d)",
+			ErrNotFound, off, off+n, p.LSN, payload, seg.path, p.Offset)
+	}
+	out := slices.Grow(dst, n)[:len(dst)+n]
+	body := out[len(dst):]
+	if _, err := seg.f.ReadAt(body, p.Offset+int64(len(head))); err != nil {
+		return dst, 0, fmt.Errorf("wal: read %s at offset %d: %w", seg.path, p.Offset+int64(len(head)), err)
+	}
+	crc := crc32.Update(crc32.Checksum(head[lenCRCSize:], castagnoli), castagnoli, body)
+	if rest := payload - int64(off) - int64(n); rest > 0 {
+		tail := make([]byte, rest)
+		if _, err := seg.f.ReadAt(tail, p.Offset+int64(len(head))+int64(n)); err != nil {
+			return dst, 0, fmt.Errorf("wal: read %s at offset %d: %w", seg.path, p.Offset+int64(len(head))+int64(n), err)
+		}
+		crc = crc32.Update(crc, castagnoli, tail)
+	}
+	if crc != h.crc {
+		return dst, 0, fmt.Errorf("%w: %s offset %d: %v", ErrCorrupt, seg.path, p.Offset, errBadCRC)
+	}
+	return out, total, nil
 }
 
 // readEntryAt reads and verifies the frame at off (two preads: header, rest).

@@ -878,6 +878,98 @@ func TestReadAt(t *testing.T) {
 	}
 }
 
+func TestReadRange(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, func(o *Options) { o.SegmentBytes = 1000 })
+	ps := appendN(t, l, 1, 30, 300)
+	prefix := []byte("kept")
+	for _, p := range ps {
+		want := testPayload(p.LSN, 300)
+		for _, r := range []struct{ off, n int }{
+			{0, 300},   // the whole payload
+			{0, 10},    // a prefix, the rest of the frame follows it
+			{40, 200},  // the middle
+			{250, 50},  // the end
+			{100, 0},   // nothing
+			{260, 0},   // nothing, near the end
+			{299, 1},   // the last byte
+			{20, 280},  // the end, past a small-buffer head
+			{0, 299},   // all but the last byte
+			{299, 0},   // nothing at the last byte
+			{300, 0},   // nothing past the last byte
+			{1, 298},   // one byte off each side
+			{150, 150}, // the second half
+		} {
+			got, err := l.ReadRange(p, r.off, r.n, slices.Clone(prefix))
+			if err != nil {
+				t.Fatalf("ReadRange(%+v, %d, %d): %v", p, r.off, r.n, err)
+			}
+			if !bytes.Equal(got, append(slices.Clone(prefix), want[r.off:r.off+r.n]...)) {
+				t.Fatalf("ReadRange(%+v, %d, %d) = %q..., want the payload's bytes after %q", p, r.off, r.n, got[:min(len(got), 12)], prefix)
+			}
+		}
+	}
+	// A head larger than the small stack buffer (payload offset > 256).
+	big := openLog(t, t.TempDir(), nil)
+	bp := appendN(t, big, 1, 1, 5000)[0]
+	got, err := big.ReadRange(bp, 4000, 900, nil)
+	if err != nil || !bytes.Equal(got, testPayload(bp.LSN, 5000)[4000:4900]) {
+		t.Fatalf("ReadRange with a 4000-byte head = %d bytes, %v", len(got), err)
+	}
+
+	p := ps[7]
+	for _, bad := range []struct {
+		name   string
+		p      Pos
+		off, n int
+		want   error
+	}{
+		{"range past the payload", p, 250, 51, ErrNotFound},
+		{"offset past the payload", p, 301, 0, ErrNotFound},
+		{"negative offset", p, -1, 10, ErrNotFound},
+		{"negative length", p, 0, -1, ErrNotFound},
+		{"wrong LSN", Pos{LSN: p.LSN + 1, Segment: p.Segment, Offset: p.Offset}, 0, 10, ErrCorrupt},
+		{"not written", Pos{LSN: 31, Segment: ps[29].Segment, Offset: ps[29].Offset + int64(frameSize(300))}, 0, 10, ErrNotFound},
+	} {
+		dst := []byte("x")
+		got, err := l.ReadRange(bad.p, bad.off, bad.n, dst)
+		if !errors.Is(err, bad.want) {
+			t.Errorf("%s: ReadRange = %v, want %v", bad.name, err, bad.want)
+		}
+		if string(got) != "x" {
+			t.Errorf("%s: dst changed to %q on error", bad.name, got)
+		}
+	}
+
+	// A flipped bit anywhere in the frame, read range or not, fails the CRC.
+	path := filepath.Join(dir, fmt.Sprintf("%020d.wal", p.Segment))
+	for _, at := range []int64{frameHeaderSize + 5, frameHeaderSize + 100, frameHeaderSize + 290} {
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b [1]byte
+		if _, err := f.ReadAt(b[:], p.Offset+at); err != nil {
+			t.Fatal(err)
+		}
+		flip := func() {
+			b[0] ^= 0x40
+			if _, err := f.WriteAt(b[:], p.Offset+at); err != nil {
+				t.Fatal(err)
+			}
+		}
+		flip()
+		if _, err := l.ReadRange(p, 50, 100, nil); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("byte %d of the frame flipped: ReadRange(50, 100) = %v, want ErrCorrupt", at, err)
+		}
+		flip()
+		f.Close()
+		if _, err := l.ReadRange(p, 50, 100, nil); err != nil {
+			t.Errorf("byte %d restored: ReadRange = %v", at, err)
+		}
+	}
+}
+
 func TestChecksum(t *testing.T) {
 	src := openLog(t, t.TempDir(), func(o *Options) { o.SegmentBytes = 2000 })
 	appendN(t, src, 1, 40, 150)
