@@ -48,11 +48,19 @@ type brokerConn struct {
 	checksums map[uint64]chan *linkv1.ChecksumResult
 	lastLSN   uint64       // broker WAL end as far as the sidecar knows (follower)
 	history   epochHistory // broker WAL epoch history (follower)
-	pending   int          // ApplyEntries sent and not answered
+	// posGen is bumped by every change of lastLSN and history, so that an
+	// apply whose message never reached the queue can take its own change
+	// back only when nothing else moved them meanwhile.
+	posGen    uint64
+	pending   int // ApplyEntries sent and not answered
 	drained   chan struct{}
 	applyErr  error
 	onApplied func(lsn uint64) // called with each AppliedUpTo (follower)
-	onCommit  func(*linkv1.CommittedEntries)
+	// onApplyErr is called when the broker refuses entries (follower): the
+	// stream to the leader must end and resume from the broker's real
+	// position, even if no further entries come to notice the error.
+	onApplyErr func(error)
+	onCommit   func(*linkv1.CommittedEntries)
 	// onCommitApplied is called when the broker reports the commit point
 	// it now serves (leader: followers are sent no more than that).
 	onCommitApplied func(lsn uint64)
@@ -78,8 +86,12 @@ func newBrokerConn(ctx context.Context, hello *linkv1.BrokerHello, log hclog.Log
 		viewSig:   make(chan struct{}, 1),
 		replays:   map[uint64]chan *linkv1.ReplayResult{},
 		checksums: map[uint64]chan *linkv1.ChecksumResult{},
-		lastLSN:   hello.GetLastLsn(),
-		history:   epochHistory(hello.GetEpochHistory()).clone(),
+		// A follower announces what its broker holds durably: entries it
+		// has written but not yet fsynced are not flushed, and the leader
+		// counts the announced position as flushed. The broker skips the
+		// entries it already holds when they come again.
+		lastLSN: hello.GetDurableLsn(),
+		history: epochHistory(hello.GetEpochHistory()).clone().truncate(hello.GetDurableLsn()),
 	}
 }
 
@@ -188,9 +200,12 @@ func (c *brokerConn) receive(m *linkv1.AttachRequest) error {
 		if a.GetError() != "" && c.applyErr == nil {
 			c.applyErr = fmt.Errorf("%w: applying entries: %s (WAL ends at %d)", ErrBroker, a.GetError(), a.GetLsn())
 		}
+		var onErr func(error)
 		if a.GetError() != "" {
 			c.lastLSN = a.GetLsn()
 			c.history = c.history.truncate(a.GetLsn())
+			c.posGen++
+			onErr = c.onApplyErr
 		}
 		if c.pending == 0 && c.drained != nil {
 			close(c.drained)
@@ -198,6 +213,9 @@ func (c *brokerConn) receive(m *linkv1.AttachRequest) error {
 		}
 		f := c.onApplied
 		c.mu.Unlock()
+		if onErr != nil {
+			onErr(fmt.Errorf("%w: applying entries: %s (WAL ends at %d)", ErrBroker, a.GetError(), a.GetLsn()))
+		}
 		if f != nil && a.GetError() == "" {
 			f(a.GetLsn())
 		}
@@ -211,6 +229,7 @@ func (c *brokerConn) receive(m *linkv1.AttachRequest) error {
 		c.truncWaiters = c.truncWaiters[1:]
 		c.lastLSN = p.Truncated.GetLastLsn()
 		c.history = epochHistory(p.Truncated.GetEpochHistory()).clone()
+		c.posGen++
 		c.mu.Unlock()
 		w <- p.Truncated // buffered 1: never blocks, even if the caller gave up
 	case *linkv1.AttachRequest_ResetDone:
@@ -225,6 +244,7 @@ func (c *brokerConn) receive(m *linkv1.AttachRequest) error {
 			c.lastLSN = n - 1
 		}
 		c.history = nil
+		c.posGen++
 		c.mu.Unlock()
 		w <- p.ResetDone
 	case *linkv1.AttachRequest_Hello:
@@ -368,15 +388,28 @@ func (c *brokerConn) apply(ctx context.Context, ents []*linkv1.Entry) error {
 		return err
 	}
 	c.pending++
+	prevLast, prevHist := c.lastLSN, c.history
 	for _, e := range ents {
 		c.history = c.history.observe(e.GetEpoch(), e.GetLsn())
 	}
 	c.lastLSN = ents[len(ents)-1].GetLsn()
+	c.posGen++
+	gen := c.posGen
 	c.mu.Unlock()
 	err := c.enqueue(ctx, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Apply{Apply: &linkv1.ApplyEntries{Entries: ents}}})
 	if err != nil {
+		// The broker never gets these entries: the position announced in
+		// the next hello must not include them.
 		c.mu.Lock()
 		c.pending--
+		if c.posGen == gen {
+			c.lastLSN, c.history = prevLast, prevHist
+			c.posGen++
+		}
+		if c.pending == 0 && c.drained != nil {
+			close(c.drained)
+			c.drained = nil
+		}
 		c.mu.Unlock()
 	}
 	return err

@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -72,4 +73,76 @@ func TestSenderPutsTheCommitPointInApplyEntries(t *testing.T) {
 			t.Errorf("broker without commit_lsn: ApplyEntries carried %d and %d CommitPoints were sent; want 0 and one", commitInApply, commitPoints)
 		}
 	}
+}
+
+// A follower announces, in its next hello, the position the sidecar keeps
+// for its broker. That position must never include entries the broker does
+// not hold durably, because the leader counts it as flushed.
+func TestFollowerPositionIsWhatTheBrokerHolds(t *testing.T) {
+	hello := &linkv1.BrokerHello{NodeId: 2, LastLsn: 105, DurableLsn: 100,
+		EpochHistory: []*linkv1.EpochStart{{Epoch: 1, StartLsn: 1}, {Epoch: 2, StartLsn: 103}}}
+	ents := func(from, to uint64, epoch uint32) []*linkv1.Entry {
+		var out []*linkv1.Entry
+		for l := from; l <= to; l++ {
+			out = append(out, &linkv1.Entry{Lsn: l, Epoch: epoch})
+		}
+		return out
+	}
+	drained := func(t *testing.T, c *brokerConn) (uint64, epochHistory) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		last, h, err := c.waitDrained(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return last, h
+	}
+
+	t.Run("written but not durable is not announced", func(t *testing.T) {
+		c := newBrokerConn(context.Background(), hello, hclog.NewNullLogger())
+		last, h := drained(t, c)
+		if last != 100 || len(h) != 1 || h.lastEpoch() != 1 {
+			t.Fatalf("position %d %v, want 100 with epoch 1 only (101-105 and epoch 2 are not durable)", last, h)
+		}
+	})
+
+	t.Run("a batch that never reached the queue is taken back", func(t *testing.T) {
+		c := newBrokerConn(context.Background(), hello, hclog.NewNullLogger())
+		for len(c.ordered) < cap(c.ordered) { // the broker is backed up
+			c.ordered <- &linkv1.AttachResponse{}
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // the stream to the leader ended while apply waited
+		if err := c.apply(ctx, ents(101, 103, 3)); err == nil {
+			t.Fatal("apply into a full queue with a cancelled context succeeded")
+		}
+		for len(c.ordered) > 0 { // the broker answers what it had
+			<-c.ordered
+		}
+		last, h := drained(t, c)
+		if last != 100 || h.lastEpoch() != 1 {
+			t.Fatalf("position %d %v after a failed apply, want 100 in epoch 1", last, h)
+		}
+	})
+
+	t.Run("a refused batch ends the stream and rewinds the position", func(t *testing.T) {
+		c := newBrokerConn(context.Background(), hello, hclog.NewNullLogger())
+		var got error
+		c.onApplyErr = func(err error) { got = err }
+		if err := c.apply(context.Background(), ents(101, 110, 1)); err != nil {
+			t.Fatal(err)
+		}
+		<-c.ordered
+		if err := c.receive(&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Applied{Applied: &linkv1.AppliedUpTo{
+			Lsn: 104, Error: "link: WAL diverged from the leader's"}}}); err != nil {
+			t.Fatal(err)
+		}
+		if !errors.Is(got, ErrBroker) {
+			t.Fatalf("onApplyErr got %v, want an ErrBroker", got)
+		}
+		if last, _ := drained(t, c); last != 104 {
+			t.Fatalf("position %d after the broker refused at 104, want 104", last)
+		}
+	})
 }

@@ -256,10 +256,14 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 		f.mu.Unlock()
 		signal()
 	}
+	// A refused batch ends the stream at once: the next one starts from
+	// the broker's real position (waitDrained), whether or not the leader
+	// has more entries to send that would run into the error.
+	bc.onApplyErr = func(err error) { cancel(err) }
 	bc.mu.Unlock()
 	defer func() {
 		bc.mu.Lock()
-		bc.onApplied = nil
+		bc.onApplied, bc.onApplyErr = nil, nil
 		bc.mu.Unlock()
 	}()
 

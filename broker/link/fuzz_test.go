@@ -5,6 +5,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tandem-io/tandem/broker/wal"
 	linkv1 "github.com/tandem-io/tandem/gen/tandem/link/v1"
 )
 
@@ -45,9 +46,18 @@ func FuzzAttachResponse(f *testing.F) {
 			}
 		case *linkv1.AttachResponse_Apply:
 			const last = 3
-			ents, err := newEntries(last, p.Apply.GetEntries())
+			// The WAL holds LSNs 1-3: 1 in epoch 1, 2 and 3 in epoch 2.
+			hist := []wal.EpochStart{{Epoch: 1, StartLSN: 1}, {Epoch: 2, StartLSN: 2}}
+			ents, err := newEntries(last, p.Apply.GetEntries(), func() []wal.EpochStart { return hist })
 			if err != nil {
 				return
+			}
+			for _, pe := range p.Apply.GetEntries() {
+				if lsn := pe.GetLsn(); lsn >= 1 && lsn <= last {
+					if e, _ := epochAt(hist, lsn); e != pe.GetEpoch() {
+						t.Fatalf("accepted a batch whose LSN %d has epoch %d where the WAL has %d", lsn, pe.GetEpoch(), e)
+					}
+				}
 			}
 			for i, e := range ents {
 				if e.LSN != last+1+uint64(i) {

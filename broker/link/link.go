@@ -96,4 +96,8 @@ var (
 	ErrBadMessage = errors.New("link: bad message from sidecar")
 	// ErrNodeMismatch: the sidecar serves another node id.
 	ErrNodeMismatch = errors.New("link: sidecar serves another node")
+	// ErrDiverged: the sidecar sent an entry this WAL already holds with
+	// another epoch; the logs diverged after the position the sidecar
+	// knew, and the batch is refused (a reconnect repairs it).
+	ErrDiverged = errors.New("link: WAL diverged from the leader's")
 )

@@ -333,10 +333,10 @@ func TestFollowerApplyTruncateResetChecksum(t *testing.T) {
 	h := newHarness(t, 0, nil)
 	s, _ := h.attach()
 	h.send(s, view(linkv1.Role_ROLE_FOLLOWER))
-	apply := func(from, to uint64) *linkv1.AppliedUpTo {
+	applyEpoch := func(from, to uint64, epoch uint32) *linkv1.AppliedUpTo {
 		var ents []*linkv1.Entry
 		for l := from; l <= to; l++ {
-			ents = append(ents, &linkv1.Entry{Lsn: l, Epoch: 1, Type: linkv1.EntryType_ENTRY_TYPE_RECORD_BATCH, Payload: []byte(fmt.Sprint(l))})
+			ents = append(ents, &linkv1.Entry{Lsn: l, Epoch: epoch, Type: linkv1.EntryType_ENTRY_TYPE_RECORD_BATCH, Payload: []byte(fmt.Sprint(l))})
 		}
 		h.send(s, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Apply{Apply: &linkv1.ApplyEntries{Entries: ents}}})
 		a := h.recv(s).GetApplied()
@@ -345,19 +345,24 @@ func TestFollowerApplyTruncateResetChecksum(t *testing.T) {
 		}
 		return a
 	}
+	apply := func(from, to uint64) *linkv1.AppliedUpTo { return applyEpoch(from, to, 1) }
 	tests := []struct {
 		name     string
 		from, to uint64
+		epoch    uint32
 		wantLSN  uint64
 		wantErr  bool
 	}{
-		{"first batch", 1, 5, 5, false},
-		{"overlap is skipped, not applied twice", 3, 8, 8, false},
-		{"all known", 2, 6, 8, false},
-		{"gap refused", 10, 12, 8, true},
+		{"first batch", 1, 5, 1, 5, false},
+		{"overlap is skipped, not applied twice", 3, 8, 1, 8, false},
+		{"all known", 2, 6, 1, 8, false},
+		{"gap refused", 10, 12, 1, 8, true},
+		// The leader has LSN 7 onwards in epoch 2 where this WAL has epoch
+		// 1: the logs diverged, and skipping 7-8 would keep the wrong ones.
+		{"known LSNs in another epoch refused", 7, 9, 2, 8, true},
 	}
 	for _, tt := range tests {
-		a := apply(tt.from, tt.to)
+		a := applyEpoch(tt.from, tt.to, tt.epoch)
 		if a.GetLsn() != tt.wantLSN || (a.GetError() != "") != tt.wantErr {
 			t.Fatalf("%s: applied %v, want LSN %d error %v", tt.name, a, tt.wantLSN, tt.wantErr)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 
 	"github.com/tandem-io/tandem/broker/wal"
 	linkv1 "github.com/tandem-io/tandem/gen/tandem/link/v1"
@@ -185,7 +186,7 @@ func (s *session) opsWorker() error {
 // once the entries are durable.
 func (s *session) apply(in []*linkv1.Entry) pendingAck {
 	last := s.w.LastLSN()
-	ents, err := newEntries(last, in)
+	ents, err := newEntries(last, in, s.w.EpochHistory)
 	if err != nil {
 		s.log.Error("refusing entries from sidecar", "error", err)
 		return pendingAck{reply: &linkv1.AppliedUpTo{Lsn: last, Error: err.Error()}, wait: last}
@@ -207,11 +208,25 @@ func (s *session) apply(in []*linkv1.Entry) pendingAck {
 }
 
 // newEntries returns the entries of in that follow last, which must
-// continue the log with no gap (entries at or below last are dropped).
-func newEntries(last uint64, in []*linkv1.Entry) ([]wal.Entry, error) {
+// continue the log with no gap. Entries at or below last are already in
+// the WAL and dropped, but only when this WAL has them in the same epoch:
+// one with another epoch means this log diverged from the leader's after
+// the position the sidecar announced (for example entries a broker took as
+// leader before it learnt that it follows), which only a truncation at the
+// divergence point repairs, so the batch is refused (ErrDiverged) and the
+// sidecar reconnects with the WAL's real end and epochs. history is called
+// only when some entry is at or below last.
+func newEntries(last uint64, in []*linkv1.Entry, history func() []wal.EpochStart) ([]wal.Entry, error) {
 	ents := make([]wal.Entry, 0, len(in))
+	var hist []wal.EpochStart
 	for _, pe := range in {
 		if pe.GetLsn() <= last {
+			if hist == nil {
+				hist = history()
+			}
+			if e, ok := epochAt(hist, pe.GetLsn()); ok && e != pe.GetEpoch() {
+				return nil, fmt.Errorf("%w: LSN %d has epoch %d in this WAL but epoch %d from the leader", ErrDiverged, pe.GetLsn(), e, pe.GetEpoch())
+			}
 			continue
 		}
 		want := last + 1
@@ -227,6 +242,16 @@ func newEntries(last uint64, in []*linkv1.Entry) ([]wal.Entry, error) {
 		ents = append(ents, EntryFromProto(pe))
 	}
 	return ents, nil
+}
+
+// epochAt returns the epoch of the entry at lsn in a WAL epoch history,
+// and false when lsn lies before its first line.
+func epochAt(h []wal.EpochStart, lsn uint64) (uint32, bool) {
+	i := sort.Search(len(h), func(i int) bool { return h[i].StartLSN > lsn }) - 1
+	if i < 0 {
+		return 0, false
+	}
+	return h[i].Epoch, true
 }
 
 // cachedReader is a WAL reader positioned at next, kept between replay
