@@ -78,19 +78,32 @@ func (h epochHistory) clone() epochHistory {
 // KIP-101 step can keep entries of an epoch the leader never had, when the
 // leader's history lacks the follower's epoch; this walk cannot.
 //
-// LSNs below the first line of a history (compacted away) are assumed to
-// agree: there is nothing left there to compare.
+// Below the first line of a history (compacted away, or a replica
+// re-cloned from a later LSN) the epochs are unknown, but no higher than
+// that first line's epoch, because epochs only grow along a log. Where the
+// other log has a higher epoch there, the two cannot agree, and the walk
+// goes on below it; otherwise they are assumed to agree, since there is
+// nothing left to compare.
 func divergencePoint(leader epochHistory, leaderEnd uint64, follower epochHistory, followerEnd uint64) uint64 {
 	x := min(leaderEnd, followerEnd)
 	for x > 0 {
 		le, lok := leader.epochAt(x)
 		fe, fok := follower.epochAt(x)
-		if !lok || !fok || le == fe {
+		var lower uint64
+		switch {
+		case lok && fok && le == fe:
+			return x
+		case lok && fok:
+			// Both histories are constant on (lower, x]: jump below the
+			// higher of the two starts of the current lines.
+			lower = max(leader.startOf(x), follower.startOf(x))
+		case lok && len(follower) > 0 && le > follower[0].GetEpoch():
+			lower = leader.startOf(x) // the follower had no entry of epoch le
+		case fok && len(leader) > 0 && fe > leader[0].GetEpoch():
+			lower = follower.startOf(x) // the leader had no entry of epoch fe
+		default:
 			return x
 		}
-		// Both histories are constant on (lower, x]: jump below the higher
-		// of the two starts of the current lines.
-		lower := max(leader.startOf(x), follower.startOf(x))
 		if lower == 0 {
 			return 0
 		}

@@ -209,6 +209,12 @@ func (l *leader) updateLocked(now time.Time) {
 			r.lastCaughtUp = now
 		}
 		in := !r.lastCaughtUp.IsZero() && now.Sub(r.lastCaughtUp) <= lagMax
+		if in && !r.inISR && r.flushed < l.commit {
+			// Kafka's rule for ISR expansion: a follower joins only once it
+			// holds everything committed, so that any in-sync replica can
+			// be elected without losing an acknowledged entry.
+			in = false
+		}
 		if in != r.inISR {
 			if in {
 				l.log.Info("follower joined the ISR", "node_id", r.id, "flushed_lsn", r.flushed, "leader_lsn", l.durable)
@@ -348,11 +354,15 @@ func (l *leader) handshake(h *replicationv1.FollowerHello, stop context.CancelCa
 	switch {
 	case x < fEnd && start < h.GetFirstLsn():
 		// The follower would have to truncate below its own first entry
-		// (its WAL was re-cloned earlier): it wipes it instead.
-		next := start
+		// (its WAL was re-cloned earlier): it wipes it and re-clones from
+		// this leader's oldest entry, so that it also gets the state
+		// snapshot entries that follow it (a replica started after LSN 1
+		// learns topics and offsets from them).
+		next := max(l.first, 1)
+		start = next
 		reply.ResetTo = &next
-		l.log.Warn("follower diverged below its oldest entry; it will wipe its WAL", "node_id", id,
-			"follower_first_lsn", h.GetFirstLsn(), "follower_lsn", fEnd, "next_lsn", next)
+		l.log.Warn("follower diverged below its oldest entry; it will wipe its WAL and re-clone", "node_id", id,
+			"follower_first_lsn", h.GetFirstLsn(), "follower_lsn", fEnd, "diverged_after", x, "next_lsn", next)
 	case x < fEnd:
 		t := x
 		reply.TruncateTo = &t

@@ -51,6 +51,14 @@ func TestDivergencePoint(t *testing.T) {
 		{"nothing in common", hist(2, 1), 30, hist(1, 1), 40, 0, 0, true},
 		{"compacted leader history", hist(3, 500), 900, hist(1, 1, 3, 400), 450, 450, 900, false},
 		{"new epoch started but not written", hist(1, 1, 2, 101), 100, hist(1, 1), 100, 100, 100, true},
+		// The follower was re-cloned at 100 from another leader: below 100
+		// its epochs are unknown but at most 1, so it cannot hold the
+		// leader's epoch-2 entries from 50.
+		{"re-cloned follower below a newer leader epoch", hist(1, 1, 2, 50), 200, hist(1, 100), 150, 49, 49, true},
+		{"re-cloned follower, same epoch below its first line", hist(1, 1, 2, 120), 200, hist(1, 100), 150, 119, 119, true},
+		// The same on the leader's side: its history starts at 500 with
+		// epoch 2, so it has no epoch-3 entry below 500.
+		{"compacted leader below a newer follower epoch", hist(2, 500), 900, hist(1, 1, 3, 450), 480, 449, 900, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -90,6 +98,7 @@ func TestISRAndCommit(t *testing.T) {
 		flushed     uint64
 		caughtUpAgo time.Duration // < 0: never
 		wantInISR   bool
+		wasInISR    bool
 	}
 	tests := []struct {
 		name       string
@@ -99,13 +108,18 @@ func TestISRAndCommit(t *testing.T) {
 		wantISR    []int32
 		wantCommit uint64
 	}{
-		{"all caught up", 100, 0, rep{true, 100, -1, true}, rep{true, 100, -1, true}, []int32{1, 2, 3}, 100},
-		{"one slightly behind stays in sync", 100, 0, rep{true, 100, -1, true}, rep{true, 90, time.Second, true}, []int32{1, 2, 3}, 90},
-		{"one too far behind leaves", 100, 0, rep{true, 100, -1, true}, rep{true, 10, 11 * time.Second, false}, []int32{1, 2}, 100},
-		{"never caught up is out", 100, 0, rep{true, 50, -1, false}, rep{false, 0, -1, false}, []int32{1}, 100},
-		{"disconnected but recent stays", 100, 0, rep{false, 80, 2 * time.Second, true}, rep{true, 100, -1, true}, []int32{1, 2, 3}, 80},
-		{"commit never moves back", 100, 95, rep{true, 100, -1, true}, rep{true, 90, time.Second, true}, []int32{1, 2, 3}, 95},
-		{"leader alone", 7, 0, rep{false, 0, -1, false}, rep{false, 0, -1, false}, []int32{1}, 7},
+		{"all caught up", 100, 0, rep{true, 100, -1, true, false}, rep{true, 100, -1, true, false}, []int32{1, 2, 3}, 100},
+		{"one slightly behind stays in sync", 100, 0, rep{true, 100, -1, true, true}, rep{true, 90, time.Second, true, true}, []int32{1, 2, 3}, 90},
+		{"one too far behind leaves", 100, 0, rep{true, 100, -1, true, true}, rep{true, 10, 11 * time.Second, false, true}, []int32{1, 2}, 100},
+		{"never caught up is out", 100, 0, rep{true, 50, -1, false, false}, rep{false, 0, -1, false, false}, []int32{1}, 100},
+		{"disconnected but recent stays", 100, 0, rep{false, 80, 2 * time.Second, true, true}, rep{true, 100, -1, true, true}, []int32{1, 2, 3}, 80},
+		{"commit never moves back", 100, 95, rep{true, 100, -1, true, true}, rep{true, 90, time.Second, true, true}, []int32{1, 2, 3}, 95},
+		{"leader alone", 7, 0, rep{false, 0, -1, false, false}, rep{false, 0, -1, false, false}, []int32{1}, 7},
+		// Kafka's expansion rule: caught up recently (its ack reached the
+		// leader's end at the previous ack), but below the commit point, so
+		// it does not join yet: electing it would lose entries 61-100.
+		{"joins only at the commit point", 100, 100, rep{true, 60, 0, false, false}, rep{true, 100, -1, true, true}, []int32{1, 3}, 100},
+		{"joins once it holds the commit point", 120, 100, rep{true, 100, 0, true, false}, rep{true, 120, -1, true, true}, []int32{1, 2, 3}, 100},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,7 +127,7 @@ func TestISRAndCommit(t *testing.T) {
 			l.durable, l.commit = tt.durable, tt.prevCommit
 			for id, r := range map[int32]rep{2: tt.r2, 3: tt.r3} {
 				x := l.replicas[id]
-				x.connected, x.flushed = r.connected, r.flushed
+				x.connected, x.flushed, x.inISR = r.connected, r.flushed, r.wasInISR
 				if r.caughtUpAgo >= 0 {
 					x.lastCaughtUp = now.Add(-r.caughtUpAgo)
 				}
@@ -233,7 +247,8 @@ func TestHandshakeRefusals(t *testing.T) {
 	}
 	// A follower whose WAL starts at 55 (retention deleted older segments;
 	// its epoch 5 started at 50) diverged at 49: it cannot truncate below
-	// its first entry and wipes its WAL instead.
+	// its first entry, so it wipes its WAL and re-clones from the leader's
+	// first entry (1), which brings it the state of entries 1-49 too.
 	l.replicas[2].connected = false
 	l.durable = 100
 	h := hello(2)
@@ -249,8 +264,22 @@ func TestHandshakeRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if reply.ResetTo == nil || reply.GetResetTo() != 50 || reply.TruncateTo != nil || reply.GetStartLsn() != 50 {
-		t.Errorf("reply = %v, want reset to 50", reply)
+	if reply.ResetTo == nil || reply.GetResetTo() != 1 || reply.TruncateTo != nil || reply.GetStartLsn() != 1 {
+		t.Errorf("reply = %v, want reset to 1", reply)
+	}
+	// A follower re-cloned at 100 from another leader (its history: epoch 1
+	// from 100) against this leader, whose epoch 2 started at 50: the
+	// follower's entries are all of epoch 1 or lower, so it holds none of
+	// the leader's 50-99 and must re-clone, not resume at 100.
+	l.replicas[2].connected = false
+	l.history, l.durable, l.first, l.epoch = hist(1, 1, 2, 50), 200, 1, 2
+	h.Position, h.FirstLsn, h.EpochHistory = &replicationv1.Position{Epoch: 1, Lsn: 150}, 100, hist(1, 100)
+	_, reply, err = l.handshake(h, noop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reply.ResetTo == nil || reply.GetResetTo() != 1 || reply.GetStartLsn() != 1 {
+		t.Errorf("re-cloned follower of another leader: reply = %v, want reset to 1", reply)
 	}
 	// The leader's WAL starts at 5 now: an empty follower must re-clone.
 	l.first = 5
