@@ -165,6 +165,17 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 	}
 	epoch, _ := hist.epochAt(last)
 	h := bc.hello
+	// The checksum of the last entry lets the leader tell an entry of the
+	// same LSN and epoch that is not the same (lastEntryCheck).
+	var lastSum *uint64
+	if last > 0 && last >= h.GetFirstLsn() {
+		if res, err := bc.checksum(ctx, last, last); err != nil || res.GetError() != "" {
+			f.log.Debug("no checksum of the last entry for the hello", "lsn", last, "error", err, "broker_error", res.GetError())
+		} else {
+			sum := res.GetChecksum()
+			lastSum = &sum
+		}
+	}
 	hello := &replicationv1.FollowerHello{
 		ClusterId:    cfg.ClusterID,
 		NodeId:       cfg.NodeID,
@@ -173,6 +184,7 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 		EpochHistory: hist,
 		FirstLsn:     h.GetFirstLsn(),
 		Broker:       &linkv1.BrokerInfo{NodeId: cfg.NodeID, Host: h.GetAdvertisedHost(), Port: h.GetAdvertisedPort(), Rack: h.GetRack()},
+		LastChecksum: lastSum,
 	}
 	if err := stream.Send(&replicationv1.StreamRequest{Payload: &replicationv1.StreamRequest_Hello{Hello: hello}}); err != nil {
 		return false, err
@@ -221,6 +233,10 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 		if err := bc.truncate(sctx, lh.GetTruncateTo()); err != nil {
 			return true, err
 		}
+		// Reconnect rather than stream on: the next hello carries the
+		// checksum of the new last entry, so the leader checks that the
+		// logs really agree there (lastEntryCheck).
+		return true, fmt.Errorf("sidecar: truncated this node's WAL after LSN %d; reconnecting so that the leader checks the entry there", lh.GetTruncateTo())
 	}
 	last, _, err = bc.waitDrained(sctx)
 	if err != nil {

@@ -312,6 +312,12 @@ func (l *leader) isrLoop() {
 // handshake validates a follower's hello, registers its stream and builds
 // the LeaderHello. It returns the replica and the first LSN to send.
 func (l *leader) handshake(h *replicationv1.FollowerHello, stop context.CancelCauseFunc) (*replica, *replicationv1.LeaderHello, error) {
+	return l.handshakeAgreed(h, stop, math.MaxUint64)
+}
+
+// handshakeAgreed is handshake where the logs are known to agree at most
+// up to agreed (lastEntryCheck).
+func (l *leader) handshakeAgreed(h *replicationv1.FollowerHello, stop context.CancelCauseFunc, agreed uint64) (*replica, *replicationv1.LeaderHello, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	id := h.GetNodeId()
@@ -341,7 +347,7 @@ func (l *leader) handshake(h *replicationv1.FollowerHello, stop context.CancelCa
 		return nil, nil, status.Errorf(codes.FailedPrecondition,
 			"node %d leads epoch %d but node %d's WAL has epoch %d: this leader is stale", l.s.cfg.NodeID, l.epoch, id, fe)
 	}
-	x := divergencePoint(l.history, l.durable, fHist, fEnd)
+	x := min(divergencePoint(l.history, l.durable, fHist, fEnd), agreed)
 	reply := &replicationv1.LeaderHello{
 		ClusterId:     l.s.cfg.ClusterID,
 		LeaderId:      l.s.cfg.NodeID,
@@ -398,6 +404,56 @@ func (l *leader) handshake(h *replicationv1.FollowerHello, stop context.CancelCa
 	l.s.metrics.followerConnected(id)
 	l.log.Info("follower connected", "node_id", id, "follower_lsn", fEnd, "start_lsn", start, "leader_lsn", l.durable)
 	return r, reply, nil
+}
+
+// lastEntryCheck compares the follower's last entry with the leader's
+// entry at the same LSN (FollowerHello.last_checksum) when the epoch
+// histories say the two logs agree up to it, and returns the LSN up to
+// which they may still agree: MaxUint64 when the entries match or there is
+// nothing to compare, otherwise the LSN before that epoch's entries (the
+// later of the two logs' starts of it). Entries with the same LSN and
+// epoch differ only when two nodes led the same epoch (two promotions at
+// once without etcd) or when this leader lost entries it had replicated
+// (an OS crash under --fsync interval or none) and wrote others in their
+// place; the follower then truncates, reconnects, and is checked again one
+// epoch lower, until the logs agree. It runs before the handshake because
+// it asks the leader's broker for the checksum (a round trip on the link).
+func (l *leader) lastEntryCheck(ctx context.Context, h *replicationv1.FollowerHello) uint64 {
+	want := h.LastChecksum
+	fEnd := h.GetPosition().GetLsn()
+	if want == nil || fEnd == 0 {
+		return math.MaxUint64
+	}
+	fHist := epochHistory(h.GetEpochHistory())
+	l.mu.Lock()
+	hist, bc := l.history.clone(), l.bc
+	x := divergencePoint(l.history, l.durable, fHist, fEnd)
+	first := l.first
+	l.mu.Unlock()
+	if x != fEnd || fEnd < first || bc == nil {
+		return math.MaxUint64 // truncated below fEnd anyway, or nothing here to compare with
+	}
+	res, err := bc.checksum(ctx, fEnd, fEnd)
+	if err == nil && res.GetError() != "" {
+		err = errors.New(res.GetError())
+	}
+	if err != nil {
+		l.log.Warn("could not read this leader's entry to compare with the follower's last one; streaming without the check",
+			"node_id", h.GetNodeId(), "lsn", fEnd, "error", err)
+		return math.MaxUint64
+	}
+	if res.GetChecksum() == *want {
+		return math.MaxUint64
+	}
+	below := max(hist.startOf(fEnd), fHist.startOf(fEnd))
+	agreed := uint64(0)
+	if below > 0 {
+		agreed = below - 1
+	}
+	epoch, _ := hist.epochAt(fEnd)
+	l.log.Error("the follower's entry differs from the leader's at the same LSN and epoch (two leaders of one epoch, or a leader that lost replicated entries); the follower drops that epoch's entries and gets the leader's",
+		"node_id", h.GetNodeId(), "lsn", fEnd, "epoch", epoch, "agreed_up_to", agreed)
+	return agreed
 }
 
 func equalBroker(a, b *linkv1.BrokerInfo) bool {
@@ -649,7 +705,8 @@ func (rs *replicationServer) Stream(stream replicationv1.ReplicationService_Stre
 	defer cancel(nil)
 	stopOnShutdown := context.AfterFunc(s.ctx, func() { cancel(errors.New("the leader's sidecar is shutting down")) })
 	defer stopOnShutdown()
-	r, reply, err := l.handshake(hello, cancel)
+	agreed := l.lastEntryCheck(ctx, hello)
+	r, reply, err := l.handshakeAgreed(hello, cancel, agreed)
 	if err != nil {
 		return err
 	}

@@ -364,7 +364,19 @@ type FollowerHello struct {
 	FirstLsn uint64 `protobuf:"varint,6,opt,name=first_lsn,json=firstLsn,proto3" json:"first_lsn,omitempty"`
 	// The follower broker's Kafka address, relayed from its BrokerHello, so
 	// the leader can list it in Metadata.
-	Broker        *v1.BrokerInfo `protobuf:"bytes,7,opt,name=broker,proto3" json:"broker,omitempty"`
+	Broker *v1.BrokerInfo `protobuf:"bytes,7,opt,name=broker,proto3" json:"broker,omitempty"`
+	// The WAL checksum of the follower's entry at position.lsn alone: the
+	// rolling checksum of tandem.link.v1.ChecksumRequest over the range
+	// [position.lsn, position.lsn] (FNV-1a 64 over the entry's big-endian
+	// lsn, epoch and CRC-32C; see the broker's WAL format). The leader
+	// compares it with its own entry at that LSN: two entries with the same
+	// LSN and epoch are normally identical, but not when two nodes led the
+	// same epoch (two promotions at once without etcd) or when a leader lost
+	// entries it had already replicated (an OS crash under --fsync interval
+	// or none) and wrote others in their place. On a mismatch the leader
+	// makes the follower truncate before that epoch's entries. Absent when
+	// the log is empty or the follower does not send it (no check then).
+	LastChecksum  *uint64 `protobuf:"varint,8,opt,name=last_checksum,json=lastChecksum,proto3,oneof" json:"last_checksum,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -446,6 +458,13 @@ func (x *FollowerHello) GetBroker() *v1.BrokerInfo {
 		return x.Broker
 	}
 	return nil
+}
+
+func (x *FollowerHello) GetLastChecksum() uint64 {
+	if x != nil && x.LastChecksum != nil {
+		return *x.LastChecksum
+	}
+	return 0
 }
 
 // LeaderHello answers FollowerHello.
@@ -923,7 +942,7 @@ const file_tandem_replication_v1_replication_proto_rawDesc = "" +
 	"\aentries\x18\x02 \x01(\v2#.tandem.replication.v1.EntriesBatchH\x00R\aentries\x12F\n" +
 	"\theartbeat\x18\x03 \x01(\v2&.tandem.replication.v1.LeaderHeartbeatH\x00R\theartbeat\x12@\n" +
 	"\acluster\x18\x04 \x01(\v2$.tandem.replication.v1.ClusterUpdateH\x00R\aclusterB\t\n" +
-	"\apayload\"\xb3\x02\n" +
+	"\apayload\"\xef\x02\n" +
 	"\rFollowerHello\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x17\n" +
@@ -932,7 +951,9 @@ const file_tandem_replication_v1_replication_proto_rawDesc = "" +
 	"\bposition\x18\x04 \x01(\v2\x1f.tandem.replication.v1.PositionR\bposition\x12?\n" +
 	"\repoch_history\x18\x05 \x03(\v2\x1a.tandem.link.v1.EpochStartR\fepochHistory\x12\x1b\n" +
 	"\tfirst_lsn\x18\x06 \x01(\x04R\bfirstLsn\x122\n" +
-	"\x06broker\x18\a \x01(\v2\x1a.tandem.link.v1.BrokerInfoR\x06broker\"\xa7\x03\n" +
+	"\x06broker\x18\a \x01(\v2\x1a.tandem.link.v1.BrokerInfoR\x06broker\x12(\n" +
+	"\rlast_checksum\x18\b \x01(\x04H\x00R\flastChecksum\x88\x01\x01B\x10\n" +
+	"\x0e_last_checksum\"\xa7\x03\n" +
 	"\vLeaderHello\x12\x1b\n" +
 	"\tleader_id\x18\x01 \x01(\x05R\bleaderId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\rR\x05epoch\x12$\n" +
@@ -1048,6 +1069,7 @@ func file_tandem_replication_v1_replication_proto_init() {
 		(*StreamResponse_Heartbeat)(nil),
 		(*StreamResponse_Cluster)(nil),
 	}
+	file_tandem_replication_v1_replication_proto_msgTypes[3].OneofWrappers = []any{}
 	file_tandem_replication_v1_replication_proto_msgTypes[4].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

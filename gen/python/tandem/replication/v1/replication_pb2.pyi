@@ -45,11 +45,12 @@ class FollowerHeartbeat(_message.Message):
     def __init__(self, sent_unix_nanos: _Optional[int] = ..., applied_lsn: _Optional[int] = ...) -> None: ...
 
 class FollowerHello(_message.Message):
-    __slots__ = ["broker", "cluster_id", "epoch_history", "first_lsn", "node_id", "position", "stream_id"]
+    __slots__ = ["broker", "cluster_id", "epoch_history", "first_lsn", "last_checksum", "node_id", "position", "stream_id"]
     BROKER_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_HISTORY_FIELD_NUMBER: _ClassVar[int]
     FIRST_LSN_FIELD_NUMBER: _ClassVar[int]
+    LAST_CHECKSUM_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     POSITION_FIELD_NUMBER: _ClassVar[int]
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
@@ -57,10 +58,11 @@ class FollowerHello(_message.Message):
     cluster_id: str
     epoch_history: _containers.RepeatedCompositeFieldContainer[_link_pb2.EpochStart]
     first_lsn: int
+    last_checksum: int
     node_id: int
     position: Position
     stream_id: str
-    def __init__(self, cluster_id: _Optional[str] = ..., node_id: _Optional[int] = ..., stream_id: _Optional[str] = ..., position: _Optional[_Union[Position, _Mapping]] = ..., epoch_history: _Optional[_Iterable[_Union[_link_pb2.EpochStart, _Mapping]]] = ..., first_lsn: _Optional[int] = ..., broker: _Optional[_Union[_link_pb2.BrokerInfo, _Mapping]] = ...) -> None: ...
+    def __init__(self, cluster_id: _Optional[str] = ..., node_id: _Optional[int] = ..., stream_id: _Optional[str] = ..., position: _Optional[_Union[Position, _Mapping]] = ..., epoch_history: _Optional[_Iterable[_Union[_link_pb2.EpochStart, _Mapping]]] = ..., first_lsn: _Optional[int] = ..., broker: _Optional[_Union[_link_pb2.BrokerInfo, _Mapping]] = ..., last_checksum: _Optional[int] = ...) -> None: ...
 
 class LeaderHeartbeat(_message.Message):
     __slots__ = ["commit_lsn", "epoch", "leader_last_lsn", "sent_unix_nanos"]
