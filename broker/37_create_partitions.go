@@ -3,7 +3,10 @@ package broker
 // CreatePartitions (key 37), v0-v3.
 //
 // Raises a topic's partition count through the WAL. Lowering it, or asking
-// for manual assignments, is refused as Kafka refuses it.
+// for manual assignments, is refused as Kafka refuses it. A count above
+// 100000 (maxPartitions, the CreateTopics limit) is refused with
+// INVALID_PARTITIONS; an entry above it written by an older version is
+// skipped when applied (see applyPrefixLocked).
 
 import (
 	"fmt"
@@ -38,6 +41,9 @@ func handleCreatePartitions(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg
 				}
 				if rt.Count <= int32(len(snap.partitions)) {
 					return kerr.InvalidPartitions, fmt.Sprintf("topic has %d partitions; the count can only grow", len(snap.partitions))
+				}
+				if rt.Count > maxPartitions {
+					return kerr.InvalidPartitions, fmt.Sprintf("%d partitions (at most %d)", rt.Count, maxPartitions)
 				}
 				if r.ValidateOnly {
 					return nil, ""

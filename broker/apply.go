@@ -68,6 +68,14 @@ func (b *Broker) applyPrefixLocked(e wal.Entry, pos wal.Pos, size int) error {
 		if err := decodeJSON(e, &c); err != nil {
 			return err
 		}
+		if c.Count > maxPartitions {
+			// Older versions did not bound CreatePartitions; such an entry
+			// would allocate its partitions at every start and on every
+			// follower. It is skipped, the same way on every node.
+			b.log.Error("skipping a CreatePartitions entry over the partition limit; the topic keeps its partitions",
+				"lsn", e.LSN, "topic", c.Name, "count", c.Count, "limit", maxPartitions)
+			return nil
+		}
 		b.mu.Lock()
 		if t, ok := b.topics[c.Name]; ok {
 			for i := int32(len(t.partitions)); i < c.Count; i++ {

@@ -27,6 +27,12 @@ func (b *Broker) configDefaults() map[string]string {
 	}
 }
 
+// maxPartitions bounds a topic's partition count, in CreateTopics,
+// CreatePartitions and when a WAL entry is applied: every partition is an
+// in-memory object on every node, so an absurd count is an out-of-memory
+// crash on the leader and on every follower that applies the entry.
+const maxPartitions = 100000
+
 // validateTopicConfig reports a config that cannot be set on a topic.
 func (b *Broker) validateTopicConfig(name, value string) *kerr.Error {
 	if _, ok := b.configDefaults()[name]; !ok {
@@ -177,8 +183,8 @@ func (b *Broker) createTopic(ctx context.Context, name string, partitions int32,
 	if partitions == -1 {
 		partitions = b.cfg.NumPartitions
 	}
-	if partitions < 1 || partitions > 100000 {
-		return kerr.InvalidPartitions, fmt.Sprintf("%d partitions", partitions)
+	if partitions < 1 || partitions > maxPartitions {
+		return kerr.InvalidPartitions, fmt.Sprintf("%d partitions (at most %d)", partitions, maxPartitions)
 	}
 	for k, v := range configs {
 		if e := b.validateTopicConfig(k, v); e != nil {
