@@ -22,7 +22,9 @@ package broker
 // retry; it is not written again and is answered with its original offset. A
 // sequence that does not follow the last one is refused with
 // OUT_OF_ORDER_SEQUENCE_NUMBER; an older producer epoch with
-// INVALID_PRODUCER_EPOCH.
+// INVALID_PRODUCER_EPOCH. As in Kafka, a producer the partition has no
+// state for (it never wrote there, or retention deleted its batches before
+// a restart) may start at any sequence, and a new epoch must start at 0.
 //
 // A follower answers NOT_LEADER_OR_FOLLOWER for every partition.
 
@@ -226,7 +228,14 @@ func (b *Broker) checkSequenceLocked(t tp, info batchInfo) (seqEntry, bool, *ker
 		return seqEntry{}, false, kerr.InvalidRecord
 	}
 	w := b.producers[producerKey{info.producerID, t}]
-	if w == nil || w.epoch != info.producerEpoch {
+	if w == nil {
+		// No state for this producer on this partition: it never wrote
+		// here, or its batches were in WAL segments that retention
+		// deleted before a restart. Kafka accepts any sequence then
+		// (KIP-360); the next batches are checked against this one.
+		return seqEntry{}, false, nil
+	}
+	if w.epoch != info.producerEpoch {
 		if info.baseSequence != 0 {
 			return seqEntry{}, false, kerr.OutOfOrderSequenceNumber
 		}

@@ -172,10 +172,18 @@ func (b *Broker) applyBatchLocked(e wal.Entry, pos wal.Pos, size int) error {
 		hasPID: info.producerID >= 0,
 	}
 	p.mu.Lock()
-	if len(p.batches) == 0 && p.next == 0 {
-		p.logStart = ref.base
+	switch {
+	case ref.last < p.logStart:
+		// Below the log start offset that the state checkpoint restored
+		// (topic retention had removed it): not served again.
+	case len(p.batches) == 0:
+		// Nothing before this batch is stored: a new partition, or one
+		// whose older batches retention deleted.
+		p.logStart = max(p.logStart, ref.base)
+		fallthrough
+	default:
+		p.batches = append(p.batches, ref)
 	}
-	p.batches = append(p.batches, ref)
 	p.next = ref.last + 1
 	p.mu.Unlock()
 	if info.producerID >= 0 && info.baseSequence >= 0 {
@@ -193,8 +201,12 @@ func (b *Broker) applyBatchLocked(e wal.Entry, pos wal.Pos, size int) error {
 			b.nextPID = info.producerID + 1
 		}
 	}
+	// A batch that the state checkpoint covers commits with the
+	// checkpoint's LSN, as restoreCheckpointLocked queued the partitions:
+	// b.pending stays in LSN order.
+	commitAt := max(e.LSN, b.skipMetaUpTo)
 	b.commitMu.Lock()
-	if e.LSN <= b.commitLSN {
+	if commitAt <= b.commitLSN {
 		b.commitMu.Unlock()
 		p.mu.Lock()
 		p.setHWLocked(ref.last + 1)
@@ -202,7 +214,7 @@ func (b *Broker) applyBatchLocked(e wal.Entry, pos wal.Pos, size int) error {
 		b.hwNotify.broadcast()
 		return nil
 	}
-	b.pending = append(b.pending, pendingCommit{lsn: e.LSN, p: p, end: ref.last + 1})
+	b.pending = append(b.pending, pendingCommit{lsn: commitAt, p: p, end: ref.last + 1})
 	b.commitMu.Unlock()
 	return nil
 }

@@ -253,10 +253,10 @@ func (r *recoveryReplay) entry(e wal.Entry, pos wal.Pos, size int) bool {
 
 // done reports whether the state is complete (every entry of the opened
 // log applied), or false when nothing was applied and replay must rebuild
-// it. It also clears the checkpoint's skip mark.
+// it. It also ends the replay from the checkpoint, if any.
 func (r *recoveryReplay) done() (bool, error) {
 	b := r.b
-	b.skipMetaUpTo = 0
+	b.endCheckpointReplayLocked() // Open holds no lock here, and runs alone
 	if r.stopped || !r.started {
 		// Nothing applied. (An empty log that starts after LSN 1, re-cloned
 		// or emptied by retention, takes its state from the checkpoint in
@@ -293,7 +293,7 @@ func (b *Broker) replay() (int, error) {
 			return 0, err
 		}
 		b.skipMetaUpTo = c
-		defer func() { b.skipMetaUpTo = 0 }()
+		defer b.endCheckpointReplayLocked()
 	}
 	for {
 		e, pos, size, err := r.NextPrefix(replayPrefix, func(t wal.EntryType) bool { return t != wal.TypeRecordBatch })

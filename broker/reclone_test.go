@@ -2,18 +2,12 @@ package broker
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/tandem-io/tandem/broker/wal"
 )
 
 // After retention deleted the segments that held a topic's creation, a
@@ -45,40 +39,7 @@ func TestRecloneAfterRetentionKeepsTopics(t *testing.T) {
 	logStart, hw, _ := leader.partition("kept", 0).watermarks()
 
 	// A follower re-cloned from the leader's first LSN.
-	fcfg := DefaultConfig()
-	fcfg.NodeID = 2
-	fcfg.DataDir = t.TempDir()
-	fcfg.Listen = "127.0.0.1:0"
-	fcfg.SidecarSocket = filepath.Join(t.TempDir(), "none.sock") // follower role, never attached
-	fcfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "follower", Output: testWriter{t}})
-	f, err := Open(fcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.ResetTo(first); err != nil {
-		t.Fatal(err)
-	}
-	r, err := leader.wal.NewReader(first)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var ents []wal.Entry
-	for {
-		e, _, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		ents = append(ents, e)
-	}
-	if err := f.ApplyEntries(ents); err != nil {
-		t.Fatal(err)
-	}
-	f.SetCommitLSN(f.wal.LastLSN())
+	f := recloneFollower(t, leader)
 	p := f.partition("kept", 0)
 	if p == nil {
 		t.Fatal("the re-cloned follower does not know the topic created before its first LSN")

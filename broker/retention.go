@@ -20,13 +20,16 @@ import (
 // is larger than log.retention.bytes. The active segment is never deleted.
 //
 // Deleting a segment also deletes the metadata entries in it (topic
-// creation, configs, group offsets, producer ids), so before deleting, the
-// broker writes a state checkpoint (DataDir/state-checkpoint.json): the
-// metadata state as of the last applied LSN. The leader also appends it to
-// the WAL as a state-snapshot entry, which replicates, so a follower that is
-// re-cloned from the leader's first LSN gets it too. Start-up loads the
+// creation, configs, group offsets, producer ids) and the record batches
+// that gave each partition its offsets, so before deleting, the broker
+// writes a state checkpoint (DataDir/state-checkpoint.json): the metadata
+// state and every partition's log start and log end offsets as of the last
+// applied LSN. The leader also appends it to the WAL as a state-snapshot
+// entry, which replicates, so a follower that is re-cloned from the
+// leader's first LSN gets it too. Start-up loads the
 // checkpoint (or the first snapshot entry), skips metadata entries it
-// already covers, and indexes every record batch still on disk.
+// already covers, and indexes every record batch still on disk on top of
+// the offsets it restored, so that offsets are never handed out twice.
 
 const checkpointName = "state-checkpoint.json"
 
@@ -41,6 +44,18 @@ type stateCheckpoint struct {
 type checkpointTopic struct {
 	createTopicEntry
 	CreatedLSN uint64 `json:"created_lsn"`
+	// PartitionOffsets holds each partition's log start and log end
+	// offsets, by partition id, so that a partition whose batches were all
+	// in deleted segments keeps its offsets (Kafka keeps the log end and
+	// log start offsets across restarts). Checkpoints of older versions
+	// lack it: their partitions come back from the batches still on disk.
+	PartitionOffsets []checkpointPartition `json:"partition_offsets,omitempty"`
+}
+
+// checkpointPartition is one partition in the state checkpoint.
+type checkpointPartition struct {
+	LogStart int64 `json:"log_start"`
+	Next     int64 `json:"next"`
 }
 
 func (b *Broker) retentionLoop() {
@@ -224,9 +239,16 @@ func (b *Broker) snapshotLocked() stateCheckpoint {
 		for k, v := range t.configs {
 			cfgs[k] = v
 		}
+		offs := make([]checkpointPartition, len(t.partitions))
+		for i, p := range t.partitions {
+			p.mu.RLock()
+			offs[i] = checkpointPartition{LogStart: p.logStart, Next: p.next}
+			p.mu.RUnlock()
+		}
 		cp.Topics = append(cp.Topics, checkpointTopic{
 			createTopicEntry: createTopicEntry{Name: t.name, ID: t.id, Partitions: int32(len(t.partitions)), Configs: cfgs},
 			CreatedLSN:       t.createdLSN,
+			PartitionOffsets: offs,
 		})
 	}
 	b.mu.RUnlock()
@@ -337,7 +359,17 @@ func (b *Broker) findSnapshotEntry() (stateCheckpoint, bool, error) {
 	}
 }
 
+// restoreCheckpointLocked loads a checkpoint into a state that has nothing
+// applied yet (start-up, or a rebuild). Each partition gets back its log
+// start and log end offsets; the batches still on disk, replayed next, are
+// indexed on top (applyBatchLocked). Its high watermark reaches the log end
+// offset once the commit point reaches the checkpoint's LSN, which every
+// record below it precedes. Caller holds appendMu.
 func (b *Broker) restoreCheckpointLocked(cp stateCheckpoint) {
+	b.commitMu.Lock()
+	committed := cp.LSN <= b.commitLSN
+	b.commitMu.Unlock()
+	var pending []pendingCommit
 	b.mu.Lock()
 	for _, t := range cp.Topics {
 		nt := &topic{name: t.Name, id: t.ID, createdLSN: t.CreatedLSN, configs: t.Configs}
@@ -345,11 +377,26 @@ func (b *Broker) restoreCheckpointLocked(cp stateCheckpoint) {
 			nt.configs = map[string]string{}
 		}
 		for i := int32(0); i < t.Partitions; i++ {
-			nt.partitions = append(nt.partitions, newPartition(t.Name, i))
+			p := newPartition(t.Name, i)
+			if int(i) < len(t.PartitionOffsets) {
+				o := t.PartitionOffsets[i]
+				p.logStart, p.next = o.LogStart, o.Next
+				if committed {
+					p.hw = o.Next
+				} else if o.Next > 0 {
+					pending = append(pending, pendingCommit{lsn: cp.LSN, p: p, end: o.Next})
+				}
+			}
+			nt.partitions = append(nt.partitions, p)
 		}
 		b.topics[t.Name] = nt
 	}
 	b.mu.Unlock()
+	if len(pending) > 0 {
+		b.commitMu.Lock()
+		b.pending = append(b.pending, pending...)
+		b.commitMu.Unlock()
+	}
 	for g, offs := range cp.Offsets {
 		b.groups.Restore(g, offs)
 	}
@@ -358,5 +405,28 @@ func (b *Broker) restoreCheckpointLocked(cp stateCheckpoint) {
 	}
 	for k, v := range cp.PIDEpochs {
 		b.pidEpochs[k] = v
+	}
+}
+
+// endCheckpointReplayLocked ends a replay that started from the state
+// checkpoint: later metadata entries are applied again, and a partition
+// left with no batch indexed (all of them were in deleted segments) gets
+// its log start offset at its log end offset, as an empty log in Kafka.
+// Caller holds appendMu.
+func (b *Broker) endCheckpointReplayLocked() {
+	if b.skipMetaUpTo == 0 {
+		return
+	}
+	b.skipMetaUpTo = 0
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for _, t := range b.topics {
+		for _, p := range t.partitions {
+			p.mu.Lock()
+			if len(p.batches) == 0 && p.logStart < p.next {
+				p.logStart = p.next
+			}
+			p.mu.Unlock()
+		}
 	}
 }

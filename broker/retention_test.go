@@ -1,0 +1,202 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tandem-io/tandem/broker/wal"
+)
+
+// watermarkDump lists every partition's log start offset, high watermark
+// and log end offset.
+func watermarkDump(b *Broker) string {
+	var lines []string
+	for _, name := range b.topicNames() {
+		snap, _ := b.topicSnap(name)
+		for _, p := range snap.partitions {
+			start, hw, next := p.watermarks()
+			lines = append(lines, fmt.Sprintf("%s/%d start %d hw %d next %d", name, p.id, start, hw, next))
+		}
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
+}
+
+// recloneFollower opens a follower over a fresh directory and re-clones it
+// from the leader's first LSN, as the sidecar does for a replica that is
+// too far behind: ResetTo, then every entry the leader still has.
+func recloneFollower(t *testing.T, leader *Broker) *Broker {
+	t.Helper()
+	first := leader.wal.FirstLSN()
+	cfg := DefaultConfig()
+	cfg.NodeID = 2
+	cfg.DataDir = t.TempDir()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.SidecarSocket = filepath.Join(t.TempDir(), "none.sock") // follower role, never attached
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "follower", Output: testWriter{t}})
+	f, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	if err := f.ResetTo(first); err != nil {
+		t.Fatal(err)
+	}
+	r, err := leader.wal.NewReader(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var ents []wal.Entry
+	for {
+		e, _, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ents = append(ents, e)
+	}
+	if err := f.ApplyEntries(ents); err != nil {
+		t.Fatal(err)
+	}
+	f.SetCommitLSN(f.wal.LastLSN())
+	return f
+}
+
+// A partition whose batches were all in WAL segments that retention
+// deleted keeps its log start and log end offsets across a restart (and on
+// a replica re-cloned after the deletion): the state checkpoint holds them.
+// Its idempotent producer, whose sequence state went with the segments, is
+// accepted where it left off, as Kafka accepts a producer it has no state
+// for. A checkpoint of an older version, without offsets, still loads.
+func TestOffsetsSurviveRetentionAndRestart(t *testing.T) {
+	dir := t.TempDir()
+	segBytes := func(c *Config) { c.SegmentBytes = 1 << 20 }
+	b, addr := startBrokerWith(t, dir, segBytes)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := newClient(t, addr)
+	createTopic(t, cl, "quiet", 1)
+	createTopic(t, cl, "busy", 1)
+	ip, err := kmsg.NewPtrInitProducerIDRequest().RequestWith(ctx, cl)
+	if err != nil || ip.ErrorCode != 0 {
+		t.Fatalf("InitProducerId: %v %v", err, kerr.ErrorForCode(ip.ErrorCode))
+	}
+	pid, epoch := ip.ProducerID, ip.ProducerEpoch
+	if r := rawProduce(t, cl, "quiet", pid, epoch, 0, 5); r.ErrorCode != 0 || r.BaseOffset != 0 {
+		t.Fatalf("quiet: error %v, base offset %d", kerr.ErrorForCode(r.ErrorCode), r.BaseOffset)
+	}
+	prod := newClient(t, addr, kgo.DefaultProduceTopic("busy"), kgo.DisableIdempotentWrite(), kgo.ProducerLinger(0),
+		kgo.ProducerBatchCompression(kgo.NoCompression()))
+	value := strings.Repeat("x", 10<<10)
+	for i := 0; i < 350; i++ {
+		if err := prod.ProduceSync(ctx, kgo.StringRecord(value)).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prod.Close()
+	if n, err := b.enforceRetention(time.Now().Add(30 * 24 * time.Hour)); err != nil || n == 0 {
+		t.Fatalf("retention deleted %d segments (%v); the test needs the quiet partition's batches deleted", n, err)
+	}
+	if s, hw, next := b.partition("quiet", 0).watermarks(); s != 5 || hw != 5 || next != 5 {
+		t.Fatalf("before the restart quiet has log start %d, high watermark %d, log end %d; want 5, 5, 5", s, hw, next)
+	}
+	before := watermarkDump(b)
+	cl.Close()
+	b.Close()
+
+	// copyDir gives each case the data directory as the broker left it.
+	copyDir := func(t *testing.T) string {
+		d := t.TempDir()
+		if err := os.CopyFS(d, os.DirFS(dir)); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	for _, tc := range []struct {
+		name string
+		open func(t *testing.T, dir string) *Broker
+		want string // "" for the dump before the restart
+	}{
+		{"restart", func(t *testing.T, dir string) *Broker {
+			b, addr := startBrokerWith(t, dir, segBytes)
+			// The producer goes on where it left off; so does a plain one.
+			cl := newClient(t, addr)
+			if r := rawProduce(t, cl, "quiet", pid, epoch, 5, 1); r.ErrorCode != 0 || r.BaseOffset != 5 {
+				t.Errorf("idempotent batch after the restart: error %v, base offset %d; want none, 5", kerr.ErrorForCode(r.ErrorCode), r.BaseOffset)
+			}
+			if r := rawProduce(t, cl, "quiet", -1, -1, -1, 1); r.ErrorCode != 0 || r.BaseOffset != 6 {
+				t.Errorf("plain batch after the restart: error %v, base offset %d; want none, 6", kerr.ErrorForCode(r.ErrorCode), r.BaseOffset)
+			}
+			b.appendMu.Lock()
+			defer b.appendMu.Unlock()
+			p := b.partition("quiet", 0)
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			// Back to the state of before these two batches, for the dump.
+			p.next, p.hw, p.batches = 5, 5, nil
+			return b
+		}, ""},
+		{"restart, state rebuilt by a second pass", func(t *testing.T, dir string) *Broker {
+			b := openWithoutRecoveryReplay(t, dir)
+			t.Cleanup(func() { b.Close() })
+			return b
+		}, ""},
+		{"re-cloned replica", func(t *testing.T, dir string) *Broker {
+			b, _ := startBrokerWith(t, dir, segBytes)
+			return recloneFollower(t, b)
+		}, ""},
+		{"checkpoint of an older version", func(t *testing.T, dir string) *Broker {
+			path := filepath.Join(dir, checkpointName)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var cp map[string]any
+			if err := json.Unmarshal(data, &cp); err != nil {
+				t.Fatal(err)
+			}
+			for _, tp := range cp["topics"].([]any) {
+				delete(tp.(map[string]any), "partition_offsets")
+			}
+			if data, err = json.Marshal(cp); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			b, _ := startBrokerWith(t, dir, segBytes)
+			return b
+		}, "quiet/0 start 0 hw 0 next 0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := tc.open(t, copyDir(t))
+			got := watermarkDump(b)
+			if tc.want != "" {
+				if !strings.Contains(got, tc.want) {
+					t.Fatalf("watermarks:\n%s\nwant a line %q", got, tc.want)
+				}
+				return
+			}
+			if d := lineDiff(before, got); d != "" {
+				t.Fatalf("watermarks differ from before the restart (- before, + after):\n%s", d)
+			}
+		})
+	}
+}
