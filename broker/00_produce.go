@@ -26,7 +26,9 @@ package broker
 // state for (it never wrote there, or retention deleted its batches before
 // a restart) may start at any sequence, and a new epoch must start at 0.
 //
-// A follower answers NOT_LEADER_OR_FOLLOWER for every partition.
+// A follower answers NOT_LEADER_OR_FOLLOWER for every partition. A
+// partition whose topic is deleted (or deleted and created again) while
+// the request is handled gets UNKNOWN_TOPIC_OR_PARTITION, nothing written.
 
 import (
 	"context"
@@ -171,10 +173,17 @@ func handleProduce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response
 
 // appendBatches appends the batches of one partition. It returns the base
 // offset of the first batch (the one the client is told) and the LSN of the
-// last entry written.
+// last entry written. p is the partition the request was checked against;
+// if the topic was deleted (and maybe created again) since, nothing is
+// written and the answer is UNKNOWN_TOPIC_OR_PARTITION.
 func (b *Broker) appendBatches(p *partition, topicName string, part int32, raws [][]byte, infos []batchInfo, epoch int32) (int64, uint64, *kerr.Error) {
 	b.appendMu.Lock()
 	defer b.appendMu.Unlock()
+	// Topics are created and deleted under appendMu: from here on the
+	// partition stays, and p.next is the offset the next batch gets.
+	if b.partition(topicName, part) != p {
+		return -1, 0, kerr.UnknownTopicOrPartition
+	}
 	firstBase := int64(-1)
 	var lsn uint64
 	for i, raw := range raws {

@@ -115,6 +115,26 @@ func TestProduceConsumeSurvivesRestart(t *testing.T) {
 // rawProduce sends one idempotent batch with a given sequence through kmsg.
 func rawProduce(t *testing.T, cl *kgo.Client, topic string, pid int64, epoch int16, seq int32, n int) *kmsg.ProduceResponseTopicPartition {
 	t.Helper()
+	req := kmsg.NewPtrProduceRequest()
+	req.Acks = -1
+	req.TimeoutMillis = 5000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Records = rawBatch(pid, epoch, seq, n)
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(context.Background(), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &resp.Topics[0].Partitions[0]
+}
+
+// rawBatch encodes one uncompressed RecordBatch of n records, whose values
+// are their sequence numbers, as a producer would (pid -1 for a
+// non-idempotent one, whose values then count from seq anyway).
+func rawBatch(pid int64, epoch int16, seq int32, n int) []byte {
 	rb := kmsg.RecordBatch{
 		PartitionLeaderEpoch: -1, Magic: 2, LastOffsetDelta: int32(n - 1),
 		FirstTimestamp: time.Now().UnixMilli(), MaxTimestamp: time.Now().UnixMilli(),
@@ -132,22 +152,7 @@ func rawProduce(t *testing.T, cl *kgo.Client, topic string, pid int64, epoch int
 	rb.Length = int32(len(raw) - 12)
 	raw = rb.AppendTo(nil)
 	rb.CRC = int32(crc32c(raw[21:]))
-	raw = rb.AppendTo(nil)
-
-	req := kmsg.NewPtrProduceRequest()
-	req.Acks = -1
-	req.TimeoutMillis = 5000
-	rt := kmsg.NewProduceRequestTopic()
-	rt.Topic = topic
-	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Records = raw
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(context.Background(), cl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &resp.Topics[0].Partitions[0]
+	return rb.AppendTo(nil)
 }
 
 // A retried idempotent batch is not written twice; a gap in the sequence

@@ -1,0 +1,70 @@
+package broker
+
+import (
+	"context"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// A produce that looked its partition up before the topic was deleted (and
+// maybe created again under the same name) appends nothing and answers
+// UNKNOWN_TOPIC_OR_PARTITION: it must not stamp its batch with the old
+// partition's next offset and land in the new topic, or be acknowledged
+// and never indexed. The handler's lookup and its append are replayed here
+// with the package internals, with the deletion in between.
+func TestProduceRacingTopicDeletion(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		recreate bool
+	}{
+		{"deleted", false},
+		{"deleted and created again", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, addr := startBroker(t, t.TempDir())
+			cl := newClient(t, addr)
+			createTopic(t, cl, "t", 1)
+			for i := 0; i < 3; i++ {
+				if r := rawProduce(t, cl, "t", -1, -1, -1, 1); r.ErrorCode != 0 {
+					t.Fatal(kerr.ErrorForCode(r.ErrorCode))
+				}
+			}
+			stale := b.partition("t", 0) // the produce handler's lookup
+			if code := b.deleteTopic(context.Background(), "t"); code != nil {
+				t.Fatal(code)
+			}
+			want := int64(0)
+			if tc.recreate {
+				createTopic(t, cl, "t", 1)
+				for i := 0; i < 10; i++ {
+					if r := rawProduce(t, cl, "t", -1, -1, -1, 1); r.ErrorCode != 0 {
+						t.Fatal(kerr.ErrorForCode(r.ErrorCode))
+					}
+				}
+				want = 10
+			}
+			raws, infos, err := splitBatches(rawBatch(-1, -1, -1, 1), 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			base, _, code := b.appendBatches(stale, "t", 0, raws, infos, 0)
+			if code != kerr.UnknownTopicOrPartition {
+				t.Fatalf("the late produce was answered with base offset %d, error %v; want UNKNOWN_TOPIC_OR_PARTITION", base, code)
+			}
+			if !tc.recreate {
+				return
+			}
+			p := b.partition("t", 0)
+			if _, _, next := p.watermarks(); next != want {
+				t.Fatalf("the new topic's log end offset is %d, want %d", next, want)
+			}
+			if r := rawProduce(t, cl, "t", -1, -1, -1, 1); r.ErrorCode != 0 || r.BaseOffset != want {
+				t.Fatalf("next produce: error %v, base offset %d; want none, %d", kerr.ErrorForCode(r.ErrorCode), r.BaseOffset, want)
+			}
+			if got := consumeAll(t, addr, "t", int(want)+1); len(got) != int(want)+1 {
+				t.Fatalf("consumed %d records, want %d", len(got), want+1)
+			}
+		})
+	}
+}
