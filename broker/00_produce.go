@@ -10,7 +10,8 @@ package broker
 //
 // When the response is sent depends on acks:
 //   - acks=0: never (Kafka semantics: no response at all);
-//   - acks=1: once the batch is durable on this node under the fsync policy;
+//   - acks=1: once the batch is durable on this node under the fsync policy,
+//     whatever the request's timeout (Kafka applies it to acks=-1 only);
 //   - acks=-1: once the commit point passes the batch, i.e. every in-sync
 //     replica has it. If the ISR is smaller than min.insync.replicas the
 //     batch is refused at once with NOT_ENOUGH_REPLICAS; if the request
@@ -128,12 +129,15 @@ func handleProduce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response
 		if lastLSN == 0 {
 			return resp
 		}
-		ctx, cancel := context.WithTimeout(rc.ctx, timeout)
-		defer cancel()
 		var err error
 		if acks == 1 {
-			err = b.wal.WaitDurable(ctx, lastLSN)
+			// As in Kafka, the request's timeout applies to waiting for
+			// replicas only: a timeout answer to records that were written
+			// would make a client retry them and write them twice.
+			err = b.wal.WaitDurable(rc.ctx, lastLSN)
 		} else {
+			ctx, cancel := context.WithTimeout(rc.ctx, timeout)
+			defer cancel()
 			if err = b.wal.WaitDurable(ctx, lastLSN); err == nil {
 				err = b.waitCommit(ctx, lastLSN, gen)
 			}

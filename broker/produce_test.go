@@ -2,9 +2,12 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // A produce that looked its partition up before the topic was deleted (and
@@ -64,6 +67,39 @@ func TestProduceRacingTopicDeletion(t *testing.T) {
 			}
 			if got := consumeAll(t, addr, "t", int(want)+1); len(got) != int(want)+1 {
 				t.Fatalf("consumed %d records, want %d", len(got), want+1)
+			}
+		})
+	}
+}
+
+// acks=1 is answered once the batch is durable here, whatever the
+// request's timeout says: Kafka applies the timeout to acks=-1 only. A
+// REQUEST_TIMED_OUT answer to records that were written would make a
+// client retry them and write them twice.
+func TestAcks1IgnoresTimeout(t *testing.T) {
+	for _, timeout := range []int32{0, -1, 1} {
+		t.Run(fmt.Sprint("timeout ", timeout), func(t *testing.T) {
+			_, addr := startBroker(t, t.TempDir())
+			// kgo sends a raw ProduceRequest with the client's acks.
+			cl := newClient(t, addr, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+			createTopic(t, cl, "z", 1)
+			for i := int64(0); i < 20; i++ {
+				req := kmsg.NewPtrProduceRequest()
+				req.Acks = 1
+				req.TimeoutMillis = timeout
+				rt := kmsg.NewProduceRequestTopic()
+				rt.Topic = "z"
+				rp := kmsg.NewProduceRequestTopicPartition()
+				rp.Records = rawBatch(-1, -1, -1, 1)
+				rt.Partitions = append(rt.Partitions, rp)
+				req.Topics = append(req.Topics, rt)
+				resp, err := req.RequestWith(context.Background(), cl)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if p := resp.Topics[0].Partitions[0]; p.ErrorCode != 0 || p.BaseOffset != i {
+					t.Fatalf("produce %d: error %v, base offset %d; want none, %d", i, kerr.ErrorForCode(p.ErrorCode), p.BaseOffset, i)
+				}
 			}
 		})
 	}
