@@ -9,7 +9,9 @@ package broker
 // WAL as one entry per batch. Compressed batches are stored compressed.
 //
 // When the response is sent depends on acks:
-//   - acks=0: never (Kafka semantics: no response at all);
+//   - acks=0: never (Kafka semantics: no response at all); if a partition
+//     fails, the connection is closed once the earlier requests are
+//     answered, as Kafka does, so that the client refreshes its metadata;
 //   - acks=1: once the batch is durable on this node under the fsync policy,
 //     whatever the request's timeout (Kafka applies it to acks=-1 only);
 //   - acks=-1: once the commit point passes the batch, i.e. every in-sync
@@ -34,6 +36,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -121,6 +124,22 @@ func handleProduce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response
 		}
 	}
 	if r.Acks == 0 {
+		// No answer to carry the error: as Kafka does, close the
+		// connection, so that the client refreshes its metadata (finds
+		// the new leader, learns the topic is gone) and reconnects.
+		var failed []string
+		for _, st := range resp.Topics {
+			for _, sp := range st.Partitions {
+				if sp.ErrorCode != 0 {
+					failed = append(failed, fmt.Sprintf("%s/%d: %s", st.Topic, sp.Partition, kerr.ErrorForCode(sp.ErrorCode)))
+				}
+			}
+		}
+		if len(failed) > 0 {
+			b.log.Info("closing connection after a failed acks=0 produce, so that the client refreshes its metadata",
+				"client", rc.clientID, "host", rc.host, "failed", len(failed), "first", failed[0])
+			rc.closeConn = true
+		}
 		return nil
 	}
 	acks := r.Acks

@@ -30,6 +30,7 @@ type inflight struct {
 	key, version int16
 	corrID       int32
 	respond      func() kmsg.Response
+	closeConn    bool // close the connection after the answers before this one
 }
 
 // serveConn runs one client connection: a read loop that decodes requests and
@@ -52,6 +53,7 @@ func (b *Broker) serveConn(c net.Conn) {
 	}()
 
 	r := bufio.NewReaderSize(c, 64<<10)
+	drain := false // let the answers already queued go out before closing
 	for {
 		frame, err := readFrame(r, b.cfg.MaxRequestBytes)
 		if err != nil {
@@ -77,9 +79,15 @@ func (b *Broker) serveConn(c net.Conn) {
 		if ctx.Err() != nil {
 			break
 		}
+		if in.closeConn {
+			drain = true
+			break
+		}
 	}
 	close(queue)
-	cancel()
+	if !drain {
+		cancel()
+	}
 	<-writeDone
 }
 
@@ -173,6 +181,7 @@ func (b *Broker) dispatch(ctx context.Context, frame []byte, host string) (infli
 		rc.clientID = *clientID
 	}
 	in.respond = a.handle(b, rc, req)
+	in.closeConn = rc.closeConn
 	return in, nil
 }
 

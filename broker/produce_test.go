@@ -1,9 +1,14 @@
 package broker
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"net"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -100,6 +105,79 @@ func TestAcks1IgnoresTimeout(t *testing.T) {
 				if p := resp.Topics[0].Partitions[0]; p.ErrorCode != 0 || p.BaseOffset != i {
 					t.Fatalf("produce %d: error %v, base offset %d; want none, %d", i, kerr.ErrorForCode(p.ErrorCode), p.BaseOffset, i)
 				}
+			}
+		})
+	}
+}
+
+// A failed acks=0 produce has no answer to carry its error, so the broker
+// closes the connection (as Kafka does) once the answers to the requests
+// before it are sent; the client then refreshes its metadata. A produce
+// that succeeds leaves the connection open.
+func TestAcks0FailureClosesConnection(t *testing.T) {
+	b, addr := startBroker(t, t.TempDir())
+	createTopic(t, newClient(t, addr), "ok", 1)
+	for _, tc := range []struct {
+		name   string
+		topic  string
+		closes bool
+	}{
+		{"unknown topic", "nope", true},
+		{"written", "ok", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			f := kmsg.NewRequestFormatter(kmsg.FormatterClientID("acks0"))
+			av := kmsg.NewPtrApiVersionsRequest()
+			pr := kmsg.NewPtrProduceRequest()
+			pr.SetVersion(7)
+			pr.Acks = 0
+			pr.TimeoutMillis = 5000
+			rt := kmsg.NewProduceRequestTopic()
+			rt.Topic = tc.topic
+			rp := kmsg.NewProduceRequestTopicPartition()
+			rp.Records = rawBatch(-1, -1, -1, 1)
+			rt.Partitions = append(rt.Partitions, rp)
+			pr.Topics = append(pr.Topics, rt)
+			// Pipelined: ApiVersions, the produce, ApiVersions again.
+			// (AppendRequest puts the size at the start of dst: one
+			// frame per call.)
+			var buf []byte
+			buf = append(buf, f.AppendRequest(nil, av, 1)...)
+			buf = append(buf, f.AppendRequest(nil, pr, 2)...)
+			buf = append(buf, f.AppendRequest(nil, av, 3)...)
+			if _, err := c.Write(buf); err != nil {
+				t.Fatal(err)
+			}
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			r := bufio.NewReader(c)
+			corrID := func() (int32, error) {
+				frame, err := readFrame(r, 1<<20)
+				if err != nil {
+					return 0, err
+				}
+				return int32(binary.BigEndian.Uint32(frame)), nil
+			}
+			if id, err := corrID(); err != nil || id != 1 {
+				t.Fatalf("first answer: correlation id %d, error %v; want the answer to the request before the produce", id, err)
+			}
+			id, err := corrID()
+			if tc.closes {
+				var ne net.Error
+				if err == nil || errors.As(err, &ne) && ne.Timeout() {
+					t.Fatalf("after the failed acks=0 produce: correlation id %d, error %v; want the connection closed", id, err)
+				}
+				return
+			}
+			if err != nil || id != 3 {
+				t.Fatalf("after the acks=0 produce: correlation id %d, error %v; want the answer to the next request", id, err)
+			}
+			if _, _, next := b.partition(tc.topic, 0).watermarks(); next != 1 {
+				t.Fatalf("log end offset %d after the acks=0 produce, want 1", next)
 			}
 		})
 	}

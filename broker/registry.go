@@ -23,6 +23,11 @@ type reqCtx struct {
 	clientID string
 	host     string // client's IP, for DescribeGroups
 	version  int16
+
+	// closeConn, set by a handler, closes the connection once the answers
+	// to the requests before this one are sent, reading nothing more (a
+	// failed acks=0 produce: the client learns of it only that way).
+	closeConn bool
 }
 
 type api struct {
