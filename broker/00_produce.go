@@ -88,8 +88,7 @@ func handleProduce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response
 				if r.Acks == -1 && len(view.ISR) < b.minISR(rt.Topic) {
 					return kerr.NotEnoughReplicas
 				}
-				maxBytes := int32(b.topicInt(rt.Topic, "max.message.bytes", int64(b.cfg.MaxMessageBytes)))
-				raws, infos, err := splitBatches(rp.Records, maxBytes)
+				raws, infos, err := splitBatches(rp.Records, b.maxMessageBytes(rt.Topic))
 				if err != nil {
 					var eb *errBatch
 					if errors.As(err, &eb) {

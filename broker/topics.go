@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 
@@ -49,8 +50,13 @@ func (b *Broker) validateTopicConfig(name, value string) *kerr.Error {
 		if v, err := strconv.Atoi(value); err != nil || v < 1 {
 			return kerr.InvalidConfig
 		}
-	case "retention.ms", "retention.bytes", "max.message.bytes":
+	case "retention.ms", "retention.bytes":
 		if _, err := strconv.ParseInt(value, 10, 64); err != nil {
+			return kerr.InvalidConfig
+		}
+	case "max.message.bytes":
+		// A Kafka INT, at least 0.
+		if v, err := strconv.ParseInt(value, 10, 32); err != nil || v < 0 {
 			return kerr.InvalidConfig
 		}
 	case "cleanup.policy":
@@ -78,6 +84,16 @@ func (b *Broker) topicInt(topicName, key string, def int64) int64 {
 		return n
 	}
 	return def
+}
+
+// maxMessageBytes is the effective max.message.bytes of a topic. A value
+// out of range, which older versions accepted, counts as unset.
+func (b *Broker) maxMessageBytes(topicName string) int32 {
+	v := b.topicInt(topicName, "max.message.bytes", int64(b.cfg.MaxMessageBytes))
+	if v < 0 || v > math.MaxInt32 {
+		return b.cfg.MaxMessageBytes
+	}
+	return int32(v)
 }
 
 // minISR is the effective min.insync.replicas of a topic.

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"testing"
 
@@ -103,4 +104,70 @@ func codeOf(e *kerr.Error) int16 {
 		return 0
 	}
 	return e.Code
+}
+
+// max.message.bytes is a Kafka INT of at least 0: CreateTopics and
+// IncrementalAlterConfigs refuse anything else with INVALID_CONFIG. A value
+// out of range that an older version stored counts as unset, instead of
+// making every produce to the topic fail.
+func TestMaxMessageBytesValidated(t *testing.T) {
+	b, addr := startBroker(t, t.TempDir())
+	cl := newClient(t, addr)
+	createTopic(t, cl, "alter", 1)
+	for i, tc := range []struct {
+		value string
+		want  *kerr.Error
+	}{
+		{"-1", kerr.InvalidConfig},
+		{"2147483648", kerr.InvalidConfig},
+		{"99999999999", kerr.InvalidConfig},
+		{"big", kerr.InvalidConfig},
+		{"0", nil},
+		{"2147483647", nil},
+		{"1048588", nil},
+	} {
+		t.Run(tc.value, func(t *testing.T) {
+			ct := kmsg.NewPtrCreateTopicsRequest()
+			rt := kmsg.NewCreateTopicsRequestTopic()
+			rt.Topic, rt.NumPartitions, rt.ReplicationFactor = fmt.Sprint("t", i), 1, 1
+			c := kmsg.NewCreateTopicsRequestTopicConfig()
+			c.Name, c.Value = "max.message.bytes", kmsg.StringPtr(tc.value)
+			rt.Configs = append(rt.Configs, c)
+			ct.Topics = append(ct.Topics, rt)
+			cresp, err := ct.RequestWith(context.Background(), cl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cresp.Topics[0].ErrorCode; got != codeOf(tc.want) {
+				t.Errorf("CreateTopics: %v, want %v", kerr.ErrorForCode(got), tc.want)
+			}
+
+			ia := kmsg.NewPtrIncrementalAlterConfigsRequest()
+			r := kmsg.NewIncrementalAlterConfigsRequestResource()
+			r.ResourceType, r.ResourceName = kmsg.ConfigResourceTypeTopic, "alter"
+			rc := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+			rc.Name, rc.Op, rc.Value = "max.message.bytes", kmsg.IncrementalAlterConfigOpSet, kmsg.StringPtr(tc.value)
+			r.Configs = append(r.Configs, rc)
+			ia.Resources = append(ia.Resources, r)
+			iresp, err := ia.RequestWith(context.Background(), cl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := iresp.Resources[0].ErrorCode; got != codeOf(tc.want) {
+				t.Errorf("IncrementalAlterConfigs: %v, want %v", kerr.ErrorForCode(got), tc.want)
+			}
+		})
+	}
+
+	// A value out of range stored by an older version.
+	createTopic(t, cl, "old", 1)
+	b.appendMu.Lock()
+	_, err := b.appendLocked(wal.TypeAlterConfig, encodeJSON(alterConfigEntry{Name: "old", Set: map[string]*string{"max.message.bytes": kmsg.StringPtr("-1")}}))
+	b.appendMu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := rawProduce(t, cl, "old", -1, -1, -1, 1); r.ErrorCode != 0 {
+		t.Fatalf("produce to a topic with max.message.bytes=-1 stored: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
 }
