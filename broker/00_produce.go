@@ -3,7 +3,9 @@ package broker
 // Produce (key 0), v3-v9 (record batches of message format v2 only).
 //
 // Each partition's batches are validated (magic 2, length, CRC32C, record
-// count), checked against the idempotent producer's sequence window, stamped
+// count), checked against the idempotent producer's sequence window (all of
+// a partition's batches before any is written: one refused batch refuses
+// the partition's whole record set, as in Kafka), stamped
 // with their base offset and leader epoch (fields outside the batch CRC, so
 // the records stay byte for byte what the producer sent) and appended to the
 // WAL as one entry per batch. Compressed batches are stored compressed.
@@ -206,26 +208,32 @@ func (b *Broker) appendBatches(p *partition, topicName string, part int32, raws 
 	if b.partition(topicName, part) != p {
 		return -1, 0, kerr.UnknownTopicOrPartition
 	}
+	// Every batch is checked before any is written, as Kafka validates a
+	// partition's whole record set: one refused batch refuses them all.
+	dups, code := b.checkSequencesLocked(tp{topicName, part}, infos)
+	if code != nil {
+		return -1, 0, code
+	}
+	for _, raw := range raws {
+		if n := 2 + len(topicName) + 4 + len(raw); n > b.wal.MaxEntryBytes() { // see batchEntryPrefix
+			b.log.Warn("produce refused: a batch is larger than a WAL entry may be", "topic", topicName, "partition", part,
+				"bytes", n, "limit", b.wal.MaxEntryBytes())
+			return -1, 0, kerr.MessageTooLarge
+		}
+	}
 	firstBase := int64(-1)
 	var lsn uint64
 	for i, raw := range raws {
-		info := infos[i]
-		if info.producerID >= 0 {
-			orig, dup, code := b.checkSequenceLocked(tp{topicName, part}, info)
-			if code != nil {
-				return -1, lsn, code
+		if orig := dups[i]; orig != nil {
+			// A retry: not written again, but answered like the
+			// original, once the original's entry is durable and (for
+			// acks=-1) committed. After a failover the original may be
+			// here only because the old leader shipped it.
+			if firstBase < 0 {
+				firstBase = orig.baseOffset
 			}
-			if dup {
-				// A retry: not written again, but answered like the
-				// original, once the original's entry is durable and (for
-				// acks=-1) committed. After a failover the original may
-				// be here only because the old leader shipped it.
-				if firstBase < 0 {
-					firstBase = orig.baseOffset
-				}
-				lsn = max(lsn, orig.lsn)
-				continue
-			}
+			lsn = max(lsn, orig.lsn)
+			continue
 		}
 		p.mu.RLock()
 		base := p.next
@@ -233,6 +241,8 @@ func (b *Broker) appendBatches(p *partition, topicName string, part int32, raws 
 		stampBatch(raw, base, epoch)
 		l, err := b.appendBatchLocked(topicName, part, raw)
 		if err != nil {
+			// The batches before it are written: a storage failure
+			// cannot be undone.
 			b.log.Error("appending to the WAL failed", "topic", topicName, "partition", part, "error", err)
 			if errors.Is(err, wal.ErrTooLarge) {
 				return -1, lsn, kerr.MessageTooLarge
@@ -241,7 +251,7 @@ func (b *Broker) appendBatches(p *partition, topicName string, part int32, raws 
 		}
 		lsn = l
 		b.metrics.bytesIn.Add(float64(len(raw)))
-		b.metrics.recordsIn.Add(float64(info.numRecords))
+		b.metrics.recordsIn.Add(float64(infos[i].numRecords))
 		if firstBase < 0 {
 			firstBase = base
 		}
@@ -249,16 +259,71 @@ func (b *Broker) appendBatches(p *partition, topicName string, part int32, raws 
 	return firstBase, lsn, nil
 }
 
-// checkSequenceLocked applies the idempotent producer rules to one batch.
-// For a retry it returns the original batch. Caller holds appendMu.
-func (b *Broker) checkSequenceLocked(t tp, info batchInfo) (seqEntry, bool, *kerr.Error) {
-	if ep, ok := b.pidEpochs[info.producerID]; ok && info.producerEpoch < ep {
+// checkSequencesLocked applies the idempotent producer rules to the
+// batches of one partition's record set, each batch checked as if the new
+// batches before it were written already (Kafka's ProducerAppendInfo). It
+// returns, by index, the original of each batch that is a retry (nil for a
+// batch to write). Caller holds appendMu.
+func (b *Broker) checkSequencesLocked(t tp, infos []batchInfo) ([]*seqEntry, *kerr.Error) {
+	dups := make([]*seqEntry, len(infos))
+	type producer struct {
+		w        *seqWindow // a copy, with the set's new batches added
+		epoch    int16
+		hasEpoch bool
+	}
+	var seen map[int64]*producer
+	for i, info := range infos {
+		if info.producerID < 0 {
+			continue
+		}
+		pr := seen[info.producerID]
+		if pr == nil {
+			pr = &producer{}
+			if w := b.producers[producerKey{info.producerID, t}]; w != nil {
+				c := *w
+				pr.w = &c
+			}
+			pr.epoch, pr.hasEpoch = b.pidEpochs[info.producerID]
+			if seen == nil {
+				seen = make(map[int64]*producer)
+			}
+			seen[info.producerID] = pr
+		}
+		orig, dup, code := checkSequence(pr.w, pr.epoch, pr.hasEpoch, info)
+		if code != nil {
+			return nil, code
+		}
+		if dup {
+			if orig.lsn == 0 {
+				// A repeat of a batch earlier in this set: as in Kafka,
+				// retries are recognised against what is written only.
+				return nil, kerr.OutOfOrderSequenceNumber
+			}
+			dups[i] = &orig
+			continue
+		}
+		// What applyBatchLocked will record once the batch is written.
+		if pr.w == nil || pr.w.epoch != info.producerEpoch {
+			pr.w = &seqWindow{epoch: info.producerEpoch}
+		}
+		pr.w.add(seqEntry{firstSeq: info.baseSequence, lastSeq: info.lastSequence()})
+		if !pr.hasEpoch || pr.epoch < info.producerEpoch {
+			pr.epoch, pr.hasEpoch = info.producerEpoch, true
+		}
+	}
+	return dups, nil
+}
+
+// checkSequence applies the idempotent producer rules to one batch, given
+// the producer's window on the partition (nil if none) and its latest
+// epoch (if known). For a retry it returns the original batch.
+func checkSequence(w *seqWindow, epoch int16, hasEpoch bool, info batchInfo) (seqEntry, bool, *kerr.Error) {
+	if hasEpoch && info.producerEpoch < epoch {
 		return seqEntry{}, false, kerr.InvalidProducerEpoch
 	}
 	if info.baseSequence < 0 {
 		return seqEntry{}, false, kerr.InvalidRecord
 	}
-	w := b.producers[producerKey{info.producerID, t}]
 	if w == nil {
 		// No state for this producer on this partition: it never wrote
 		// here, or its batches were in WAL segments that retention

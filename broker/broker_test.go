@@ -115,13 +115,20 @@ func TestProduceConsumeSurvivesRestart(t *testing.T) {
 // rawProduce sends one idempotent batch with a given sequence through kmsg.
 func rawProduce(t *testing.T, cl *kgo.Client, topic string, pid int64, epoch int16, seq int32, n int) *kmsg.ProduceResponseTopicPartition {
 	t.Helper()
+	return produceRecords(t, cl, topic, rawBatch(pid, epoch, seq, n))
+}
+
+// produceRecords sends one partition's record set (one or more batches)
+// to partition 0 of a topic, with the client's acks.
+func produceRecords(t *testing.T, cl *kgo.Client, topic string, records []byte) *kmsg.ProduceResponseTopicPartition {
+	t.Helper()
 	req := kmsg.NewPtrProduceRequest()
 	req.Acks = -1
 	req.TimeoutMillis = 5000
 	rt := kmsg.NewProduceRequestTopic()
 	rt.Topic = topic
 	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Records = rawBatch(pid, epoch, seq, n)
+	rp.Records = records
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
 	resp, err := req.RequestWith(context.Background(), cl)

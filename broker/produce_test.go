@@ -182,3 +182,61 @@ func TestAcks0FailureClosesConnection(t *testing.T) {
 		})
 	}
 }
+
+// The batches of one partition's record set are all checked before any is
+// written, as Kafka does: if one is refused, none is written, and each
+// batch's sequence is checked against the batches before it in the set.
+func TestProduceRecordSetAllOrNothing(t *testing.T) {
+	b, addr := startBroker(t, t.TempDir())
+	cl := newClient(t, addr)
+	corrupt := func(raw []byte) []byte {
+		raw[len(raw)-1] ^= 0xff // a record byte: the CRC no longer matches
+		return raw
+	}
+	type batch struct{ seq, n int32 }
+	for i, tc := range []struct {
+		name     string
+		before   []batch // written first, one request each
+		set      []batch // then one request with all of these
+		mangle   func([]byte) []byte
+		want     *kerr.Error
+		wantBase int64
+		wantNext int64
+	}{
+		{"in sequence", nil, []batch{{0, 2}, {2, 1}}, nil, nil, 0, 3},
+		{"second batch out of order", nil, []batch{{0, 2}, {5, 1}}, nil, kerr.OutOfOrderSequenceNumber, -1, 0},
+		{"second batch corrupt", nil, []batch{{0, 2}, {2, 1}}, corrupt, kerr.CorruptMessage, -1, 0},
+		{"a batch repeated in the set", nil, []batch{{0, 2}, {0, 2}}, nil, kerr.OutOfOrderSequenceNumber, -1, 0},
+		{"a retry, then a new batch", []batch{{0, 2}}, []batch{{0, 2}, {2, 1}}, nil, nil, 0, 3},
+		{"new batches after a gap", []batch{{0, 2}}, []batch{{2, 1}, {4, 1}}, nil, kerr.OutOfOrderSequenceNumber, -1, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			topic := fmt.Sprint("set", i)
+			createTopic(t, cl, topic, 1)
+			ip, err := kmsg.NewPtrInitProducerIDRequest().RequestWith(context.Background(), cl)
+			if err != nil || ip.ErrorCode != 0 {
+				t.Fatalf("InitProducerId: %v %v", err, kerr.ErrorForCode(ip.ErrorCode))
+			}
+			for _, bt := range tc.before {
+				if r := rawProduce(t, cl, topic, ip.ProducerID, ip.ProducerEpoch, bt.seq, int(bt.n)); r.ErrorCode != 0 {
+					t.Fatal(kerr.ErrorForCode(r.ErrorCode))
+				}
+			}
+			var records []byte
+			for j, bt := range tc.set {
+				raw := rawBatch(ip.ProducerID, ip.ProducerEpoch, bt.seq, int(bt.n))
+				if j == len(tc.set)-1 && tc.mangle != nil {
+					raw = tc.mangle(raw)
+				}
+				records = append(records, raw...)
+			}
+			r := produceRecords(t, cl, topic, records)
+			if r.ErrorCode != codeOf(tc.want) || r.BaseOffset != tc.wantBase {
+				t.Errorf("record set answered with error %v, base offset %d; want %v, %d", kerr.ErrorForCode(r.ErrorCode), r.BaseOffset, tc.want, tc.wantBase)
+			}
+			if _, _, next := b.partition(topic, 0).watermarks(); next != tc.wantNext {
+				t.Fatalf("log end offset %d, want %d", next, tc.wantNext)
+			}
+		})
+	}
+}

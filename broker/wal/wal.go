@@ -960,6 +960,9 @@ func (l *Log) WaitDurable(ctx context.Context, lsn uint64) error {
 	}
 }
 
+// MaxEntryBytes is the largest payload an append takes (Options.MaxEntryBytes).
+func (l *Log) MaxEntryBytes() int { return l.opts.MaxEntryBytes }
+
 // DurableLSN is the highest LSN durable under the policy: fsynced for
 // SyncEveryBatch, written for SyncInterval and SyncNone.
 func (l *Log) DurableLSN() uint64 {
