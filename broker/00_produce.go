@@ -74,6 +74,7 @@ func handleProduce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response
 			sp.BaseOffset = -1
 			sp.LogAppendTime = -1
 			sp.LogStartOffset = -1
+			var known *partition // the partition, once it is known to exist
 			code := func() *kerr.Error {
 				switch {
 				case r.TransactionID != nil:
@@ -87,6 +88,7 @@ func handleProduce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response
 				if p == nil {
 					return kerr.UnknownTopicOrPartition
 				}
+				known = p
 				if r.Acks == -1 && len(view.ISR) < b.minISR(rt.Topic) {
 					return kerr.NotEnoughReplicas
 				}
@@ -100,16 +102,24 @@ func handleProduce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response
 					return kerr.CorruptMessage
 				}
 				base, lsn, code := b.appendBatches(p, rt.Topic, rp.Partition, raws, infos, int32(view.Epoch))
+				if code == kerr.UnknownTopicOrPartition {
+					known = nil // deleted meanwhile
+				}
 				if code != nil {
 					return code
 				}
 				sp.BaseOffset = base
-				sp.LogStartOffset, _, _ = p.watermarks()
 				if lsn > lastLSN {
 					lastLSN = lsn
 				}
 				return nil
 			}()
+			if known != nil {
+				// With an error too, as Kafka does: a client that gets
+				// OUT_OF_ORDER_SEQUENCE_NUMBER tells records lost from
+				// records that retention removed by it.
+				sp.LogStartOffset, _, _ = known.watermarks()
+			}
 			if code != nil {
 				sp.ErrorCode = code.Code
 			}

@@ -240,3 +240,55 @@ func TestProduceRecordSetAllOrNothing(t *testing.T) {
 		})
 	}
 }
+
+// A produce error for a partition that exists carries its log start offset,
+// as Kafka's does: with OUT_OF_ORDER_SEQUENCE_NUMBER it is how a client
+// tells records lost from records that retention removed. An unknown
+// partition has none (-1).
+func TestProduceErrorCarriesLogStartOffset(t *testing.T) {
+	b, addr := startBroker(t, t.TempDir())
+	cl := newClient(t, addr)
+	createTopic(t, cl, "ls", 1)
+	ip, err := kmsg.NewPtrInitProducerIDRequest().RequestWith(context.Background(), cl)
+	if err != nil || ip.ErrorCode != 0 {
+		t.Fatalf("InitProducerId: %v %v", err, kerr.ErrorForCode(ip.ErrorCode))
+	}
+	if r := rawProduce(t, cl, "ls", ip.ProducerID, ip.ProducerEpoch, 0, 3); r.ErrorCode != 0 {
+		t.Fatal(kerr.ErrorForCode(r.ErrorCode))
+	}
+	// Topic retention moves the log start offset past the three records.
+	adm := kmsg.NewPtrIncrementalAlterConfigsRequest()
+	res := kmsg.NewIncrementalAlterConfigsRequestResource()
+	res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeTopic, "ls"
+	rc := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+	rc.Name, rc.Value = "retention.ms", kmsg.StringPtr("1000")
+	res.Configs = append(res.Configs, rc)
+	adm.Resources = append(adm.Resources, res)
+	if resp, err := adm.RequestWith(context.Background(), cl); err != nil || resp.Resources[0].ErrorCode != 0 {
+		t.Fatalf("setting retention.ms: %v", err)
+	}
+	b.trimTopics(time.Now().Add(time.Hour))
+	if start, _, _ := b.partition("ls", 0).watermarks(); start != 3 {
+		t.Fatalf("log start offset %d after topic retention, want 3", start)
+	}
+	corrupt := rawBatch(-1, -1, -1, 1)
+	corrupt[len(corrupt)-1] ^= 0xff
+	for _, tc := range []struct {
+		name      string
+		topic     string
+		records   []byte
+		want      *kerr.Error
+		wantStart int64
+	}{
+		{"sequence gap", "ls", rawBatch(ip.ProducerID, ip.ProducerEpoch, 7, 1), kerr.OutOfOrderSequenceNumber, 3},
+		{"corrupt batch", "ls", corrupt, kerr.CorruptMessage, 3},
+		{"unknown topic", "none", rawBatch(-1, -1, -1, 1), kerr.UnknownTopicOrPartition, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := produceRecords(t, cl, tc.topic, tc.records)
+			if r.ErrorCode != codeOf(tc.want) || r.LogStartOffset != tc.wantStart {
+				t.Fatalf("error %v, log start offset %d; want %v, %d", kerr.ErrorForCode(r.ErrorCode), r.LogStartOffset, tc.want, tc.wantStart)
+			}
+		})
+	}
+}
