@@ -96,7 +96,14 @@ func handleProduce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response
 				if err != nil {
 					var eb *errBatch
 					if errors.As(err, &eb) {
-						b.log.Debug("produce refused", "topic", rt.Topic, "partition", rp.Partition, "client", rc.clientID, "error", err)
+						if errors.Is(err, errDecompressedTooLarge) {
+							// A "zip bomb", or a client compressing far more than
+							// max.message.bytes into one batch: worth an operator's look.
+							b.log.Warn("produce refused: batch decompresses past the cap", "topic", rt.Topic, "partition", rp.Partition,
+								"client", rc.clientID, "host", rc.host, "max_message_bytes", maxBytes, "ratio", maxDecompressedRatio, "error", err)
+						} else {
+							b.log.Debug("produce refused", "topic", rt.Topic, "partition", rp.Partition, "client", rc.clientID, "error", err)
+						}
 						return eb.code
 					}
 					return kerr.CorruptMessage

@@ -88,11 +88,13 @@ func parseBatchHeader(hdr []byte, size int) (batchInfo, error) {
 
 // errBatch carries the Kafka error code for an invalid produced batch.
 type errBatch struct {
-	code *kerr.Error
-	msg  string
+	code  *kerr.Error
+	msg   string
+	cause error // nil, or what msg describes
 }
 
 func (e *errBatch) Error() string { return e.code.Message + ": " + e.msg }
+func (e *errBatch) Unwrap() error { return e.cause }
 
 // splitBatches splits the Records field of a produce request into its
 // RecordBatches and validates each one: magic 2, a length that matches the
@@ -104,49 +106,49 @@ func splitBatches(records []byte, maxBytes int32) ([][]byte, []batchInfo, error)
 	var infos []batchInfo
 	for len(records) > 0 {
 		if len(records) < 17 {
-			return nil, nil, &errBatch{kerr.CorruptMessage, fmt.Sprintf("%d trailing bytes are not a record batch", len(records))}
+			return nil, nil, &errBatch{code: kerr.CorruptMessage, msg: fmt.Sprintf("%d trailing bytes are not a record batch", len(records))}
 		}
 		length := int64(int32(binary.BigEndian.Uint32(records[8:12])))
 		magic := int8(records[16])
 		if magic != 2 {
-			return nil, nil, &errBatch{kerr.UnsupportedForMessageFormat, fmt.Sprintf("message format v%d (only v2 record batches are stored)", magic)}
+			return nil, nil, &errBatch{code: kerr.UnsupportedForMessageFormat, msg: fmt.Sprintf("message format v%d (only v2 record batches are stored)", magic)}
 		}
 		total := 12 + length
 		if length < batchHeaderLen-12 || total > int64(len(records)) {
-			return nil, nil, &errBatch{kerr.CorruptMessage, fmt.Sprintf("batch length %d does not fit the %d bytes sent", length, len(records))}
+			return nil, nil, &errBatch{code: kerr.CorruptMessage, msg: fmt.Sprintf("batch length %d does not fit the %d bytes sent", length, len(records))}
 		}
 		if total > int64(maxBytes) {
-			return nil, nil, &errBatch{kerr.MessageTooLarge, fmt.Sprintf("batch of %d bytes exceeds max.message.bytes %d", total, maxBytes)}
+			return nil, nil, &errBatch{code: kerr.MessageTooLarge, msg: fmt.Sprintf("batch of %d bytes exceeds max.message.bytes %d", total, maxBytes)}
 		}
 		raw := records[:total]
 		records = records[total:]
 		if crc32.Checksum(raw[21:], castagnoli) != binary.BigEndian.Uint32(raw[17:21]) {
-			return nil, nil, &errBatch{kerr.CorruptMessage, "record batch CRC32C mismatch"}
+			return nil, nil, &errBatch{code: kerr.CorruptMessage, msg: "record batch CRC32C mismatch"}
 		}
 		info, err := parseBatch(raw)
 		if err != nil {
-			return nil, nil, &errBatch{kerr.CorruptMessage, err.Error()}
+			return nil, nil, &errBatch{code: kerr.CorruptMessage, msg: err.Error()}
 		}
 		if info.numRecords <= 0 || info.lastOffsetDelta != info.numRecords-1 {
-			return nil, nil, &errBatch{kerr.InvalidRecord, fmt.Sprintf("batch has %d records but last offset delta %d", info.numRecords, info.lastOffsetDelta)}
+			return nil, nil, &errBatch{code: kerr.InvalidRecord, msg: fmt.Sprintf("batch has %d records but last offset delta %d", info.numRecords, info.lastOffsetDelta)}
 		}
 		if info.control() {
-			return nil, nil, &errBatch{kerr.InvalidRecord, "clients may not produce control batches"}
+			return nil, nil, &errBatch{code: kerr.InvalidRecord, msg: "clients may not produce control batches"}
 		}
 		if info.transactional() {
-			return nil, nil, &errBatch{kerr.UnsupportedVersion, "transactional produce is not supported"}
+			return nil, nil, &errBatch{code: kerr.UnsupportedVersion, msg: "transactional produce is not supported"}
 		}
 		if info.attributes&0x08 != 0 {
-			return nil, nil, &errBatch{kerr.InvalidTimestamp, "LogAppendTime batches cannot be produced"}
+			return nil, nil, &errBatch{code: kerr.InvalidTimestamp, msg: "LogAppendTime batches cannot be produced"}
 		}
 		if err := checkRecords(raw, info, maxBytes); err != nil {
-			return nil, nil, &errBatch{kerr.CorruptMessage, err.Error()}
+			return nil, nil, &errBatch{code: kerr.CorruptMessage, msg: err.Error(), cause: err}
 		}
 		raws = append(raws, raw)
 		infos = append(infos, info)
 	}
 	if len(raws) == 0 {
-		return nil, nil, &errBatch{kerr.InvalidRecord, "produce request carries no record batch"}
+		return nil, nil, &errBatch{code: kerr.InvalidRecord, msg: "produce request carries no record batch"}
 	}
 	return raws, infos, nil
 }

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"testing"
 	"time"
@@ -113,5 +114,45 @@ func seedFrames() [][]byte {
 	hb := kmsg.NewPtrHeartbeatRequest()
 	hb.Group = "g"
 	add(hb)
+	return out
+}
+
+// FuzzCheckRecords feeds arbitrary records sections, with any codec and
+// record count, to the check every produced batch goes through. It must
+// return an error or nil, never panic, and never let more than the cap
+// out of a decompressor. The seed corpus in testdata/fuzz/FuzzCheckRecords
+// holds valid records of every codec and small bombs (fuzzSeedRecords).
+func FuzzCheckRecords(f *testing.F) {
+	for _, s := range fuzzSeedRecords(f) {
+		f.Add(s.codec, s.data, s.records)
+	}
+	f.Fuzz(func(t *testing.T, codec uint8, data []byte, records int32) {
+		err := checkRecordsData(int16(codec&0x07), data, records, fuzzRecordsLimit)
+		if err == nil && codec&0x07 > 4 {
+			t.Fatalf("codec %d accepted", codec&0x07)
+		}
+	})
+}
+
+const fuzzRecordsLimit = 64 << 10
+
+type recordsSeed struct {
+	codec   uint8
+	data    []byte
+	records int32
+}
+
+// fuzzSeedRecords returns, for every codec, a valid records section and a
+// bomb that decompresses past fuzzRecordsLimit.
+func fuzzSeedRecords(t testing.TB) []recordsSeed {
+	var out []recordsSeed
+	valid := testRecords(5, 20)
+	bombRecord := testRecords(1, 1000)
+	bomb := bytes.Repeat(bombRecord, 4*fuzzRecordsLimit/len(bombRecord))
+	out = append(out, recordsSeed{0, valid, 5})
+	for _, c := range compressors {
+		out = append(out, recordsSeed{uint8(c.codec), c.enc(t, valid), 5})
+		out = append(out, recordsSeed{uint8(c.codec), c.enc(t, bomb), int32(len(bomb) / len(bombRecord))})
+	}
 	return out
 }
