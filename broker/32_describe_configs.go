@@ -77,6 +77,7 @@ func (b *Broker) describeBrokerConfigs(names []string) []configValue {
 		"socket.request.max.bytes":         strconv.Itoa(int(b.cfg.MaxRequestBytes)),
 		"log.flush.policy":                 b.cfg.Fsync.String(),
 		"group.initial.rebalance.delay.ms": strconv.FormatInt(b.cfg.InitialRebalanceDelay.Milliseconds(), 10),
+		"offsets.commit.timeout.ms":        strconv.FormatInt(b.cfg.OffsetsCommitTimeout.Milliseconds(), 10),
 	}
 	var out []configValue
 	for _, k := range selectedKeys(all, names) {

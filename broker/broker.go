@@ -111,6 +111,7 @@ func Open(cfg Config) (*Broker, error) {
 		Logger:                b.log.Named("group"),
 		Persister:             (*offsetPersister)(b),
 		InitialRebalanceDelay: cfg.InitialRebalanceDelay,
+		CommitTimeout:         cfg.OffsetsCommitTimeout,
 		PartitionExists: func(topic string, part int32) bool {
 			return b.partition(topic, part) != nil
 		},

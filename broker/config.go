@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/tandem-io/tandem/broker/group"
 	"github.com/tandem-io/tandem/broker/wal"
 )
 
@@ -72,6 +73,14 @@ type Config struct {
 	// long a new, empty consumer group waits for more members before its
 	// first rebalance. Default 3s, as Kafka; tests use 0.
 	InitialRebalanceDelay time.Duration
+	// OffsetsCommitTimeout is Kafka's offsets.commit.timeout.ms: how long
+	// OffsetCommit, DeleteGroups and OffsetDelete wait for their WAL entry
+	// to be committed (replicated to the in-sync replicas) before answering
+	// COORDINATOR_NOT_AVAILABLE, which clients retry. Without a bound, a
+	// commit point that stops moving (sidecar detached, ISR too small) would
+	// hold these requests, and the heartbeats queued behind them on the
+	// connection, forever. Default 5s, as Kafka.
+	OffsetsCommitTimeout time.Duration
 
 	// MaxRequestBytes bounds one Kafka request frame (Kafka's
 	// socket.request.max.bytes). Larger frames close the connection. Default 100 MiB.
@@ -100,6 +109,7 @@ func DefaultConfig() Config {
 		ReplicaKeepBytes:       -1,
 		RetentionCheckInterval: 5 * time.Minute,
 		InitialRebalanceDelay:  3 * time.Second,
+		OffsetsCommitTimeout:   group.DefaultCommitTimeout,
 		MaxRequestBytes:        100 << 20,
 		MaxMessageBytes:        1<<20 + 12,
 	}
@@ -133,6 +143,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxRequestBytes < 1<<10 {
 		errs = append(errs, fmt.Errorf("max request bytes must be >= 1 KiB, got %d", c.MaxRequestBytes))
+	}
+	if c.OffsetsCommitTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("offsets.commit.timeout.ms must be > 0, got %v", c.OffsetsCommitTimeout))
 	}
 	if c.Fsync == wal.SyncInterval && c.FsyncInterval <= 0 {
 		errs = append(errs, errors.New("fsync interval must be > 0 with the interval policy"))

@@ -15,7 +15,9 @@ package group
 //
 // Accepted offsets are made durable through the Persister first and only
 // then applied in memory and acknowledged; when the Persister fails, nothing
-// is stored and every accepted partition gets the mapped error code.
+// is stored and every accepted partition gets the mapped error code. The
+// whole commit is bounded by Config.CommitTimeout (offsets.commit.timeout.ms):
+// past it the answer is COORDINATOR_NOT_AVAILABLE.
 // Committing offset -1 deletes the partition's committed offset.
 // The v1 per-partition timestamp becomes the commit time when set; the v2-v4
 // retention time is ignored (offsets do not expire).
@@ -96,9 +98,12 @@ func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 		}
 	}
 
+	parent := ctx
+	ctx, cancel := c.commitContext(ctx)
+	defer cancel()
 	unlock := c.lockCommits(ctx, req.Group)
 	if unlock == nil {
-		setAll(kerr.RequestTimedOut.Code) // the client has gone or given up
+		setAll(lockTimeoutCode(parent))
 		return resp
 	}
 	defer unlock()
@@ -114,7 +119,7 @@ func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 		if err := c.persister.CommitOffsets(ctx, req.Group, offsets); err != nil {
 			code := persistErrorCode(err)
 			c.log.Error("could not persist committed offsets", "group", req.Group,
-				"partitions", len(offsets), "error_code", kerr.ErrorForCode(code), "error", err)
+				"partitions", len(offsets), "error_code", kerr.ErrorForCode(code), "timeout", c.commitTTL, "error", err)
 			for _, w := range where {
 				codes[w[0]][w[1]] = code
 			}

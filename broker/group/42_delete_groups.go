@@ -6,7 +6,8 @@ package group
 // (kafka-consumer-groups.sh --delete). Per group: INVALID_GROUP_ID for an
 // empty id, GROUP_ID_NOT_FOUND for an unknown group, NON_EMPTY_GROUP while
 // it has members. The deletion is made durable through the Persister as
-// tombstones (offset -1 for every partition) before it is answered.
+// tombstones (offset -1 for every partition) before it is answered, within
+// Config.CommitTimeout for the whole request (then COORDINATOR_NOT_AVAILABLE).
 
 import (
 	"context"
@@ -20,22 +21,26 @@ import (
 func (c *Coordinator) DeleteGroups(ctx context.Context, req *kmsg.DeleteGroupsRequest) *kmsg.DeleteGroupsResponse {
 	resp := kmsg.NewPtrDeleteGroupsResponse()
 	resp.Version = req.Version
+	cctx, cancel := c.commitContext(ctx)
+	defer cancel()
 	for _, name := range req.Groups {
 		rg := kmsg.NewDeleteGroupsResponseGroup()
 		rg.Group = name
-		rg.ErrorCode = c.deleteGroup(ctx, name)
+		rg.ErrorCode = c.deleteGroup(ctx, cctx, name)
 		resp.Groups = append(resp.Groups, rg)
 	}
 	return resp
 }
 
-func (c *Coordinator) deleteGroup(ctx context.Context, name string) int16 {
+// deleteGroup deletes one group; ctx is the request's context, cctx the
+// same bounded by the commit timeout.
+func (c *Coordinator) deleteGroup(ctx, cctx context.Context, name string) int16 {
 	if name == "" {
 		return kerr.InvalidGroupID.Code
 	}
-	unlock := c.lockCommits(ctx, name)
+	unlock := c.lockCommits(cctx, name)
 	if unlock == nil {
-		return kerr.RequestTimedOut.Code
+		return lockTimeoutCode(ctx)
 	}
 	defer unlock()
 
@@ -59,7 +64,7 @@ func (c *Coordinator) deleteGroup(ctx context.Context, name string) int16 {
 	c.mu.Unlock()
 
 	if len(tombs) > 0 && c.persister != nil {
-		if err := c.persister.CommitOffsets(ctx, name, tombs); err != nil {
+		if err := c.persister.CommitOffsets(cctx, name, tombs); err != nil {
 			code := persistErrorCode(err)
 			c.log.Error("could not persist group deletion", "group", name, "error", err)
 			return code

@@ -7,7 +7,8 @@ package group
 // unknown group. While the group has members, partitions of topics a member
 // subscribes to get GROUP_SUBSCRIBED_TO_TOPIC (a group that does not use the
 // "consumer" protocol type gets NON_EMPTY_GROUP). The deletion is made
-// durable through the Persister as tombstones before it is answered.
+// durable through the Persister as tombstones before it is answered, within
+// Config.CommitTimeout (then COORDINATOR_NOT_AVAILABLE).
 
 import (
 	"context"
@@ -47,9 +48,12 @@ func (c *Coordinator) offsetDelete(ctx context.Context, req *kmsg.OffsetDeleteRe
 	if req.Group == "" {
 		return kerr.InvalidGroupID.Code
 	}
+	parent := ctx
+	ctx, cancel := c.commitContext(ctx)
+	defer cancel()
 	unlock := c.lockCommits(ctx, req.Group)
 	if unlock == nil {
-		return kerr.RequestTimedOut.Code
+		return lockTimeoutCode(parent)
 	}
 	defer unlock()
 

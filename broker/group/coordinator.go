@@ -39,12 +39,14 @@ var Versions = map[int16][2]int16{
 }
 
 // Kafka defaults, used by DefaultConfig; New also uses them for zero
-// session timeouts and metadata size (a zero InitialRebalanceDelay stays 0).
+// session timeouts, metadata size and commit timeout (a zero
+// InitialRebalanceDelay stays 0).
 const (
 	DefaultMinSessionTimeout     = 6 * time.Second  // group.min.session.timeout.ms
 	DefaultMaxSessionTimeout     = 30 * time.Minute // group.max.session.timeout.ms
 	DefaultInitialRebalanceDelay = 3 * time.Second  // group.initial.rebalance.delay.ms
 	DefaultMaxMetadataBytes      = 4096             // offset.metadata.max.bytes
+	DefaultCommitTimeout         = 5 * time.Second  // offsets.commit.timeout.ms
 )
 
 // ErrClosed is returned by operations on a closed coordinator.
@@ -107,6 +109,17 @@ type Config struct {
 	// offset.metadata.max.bytes.
 	MaxMetadataBytes int
 
+	// CommitTimeout is Kafka's offsets.commit.timeout.ms: how long
+	// OffsetCommit, DeleteGroups and OffsetDelete wait for the group's
+	// earlier commits and for the Persister (for the broker: for the WAL
+	// entry to be replicated) before they give up and answer
+	// COORDINATOR_NOT_AVAILABLE, which clients retry. Without it a commit
+	// point that stops moving (a detached sidecar, an ISR too small) would
+	// hold the request, and every request queued behind it on the
+	// connection, forever. Zero means Kafka's default, 5s. The offsets may
+	// still become durable later, as with a timed-out Kafka commit.
+	CommitTimeout time.Duration
+
 	// PartitionExists, when set, is asked whether a committed partition
 	// exists; commits to unknown partitions fail with
 	// UNKNOWN_TOPIC_OR_PARTITION as in Kafka. Nil accepts every partition.
@@ -124,6 +137,7 @@ func DefaultConfig() Config {
 		MaxSessionTimeout:     DefaultMaxSessionTimeout,
 		InitialRebalanceDelay: DefaultInitialRebalanceDelay,
 		MaxMetadataBytes:      DefaultMaxMetadataBytes,
+		CommitTimeout:         DefaultCommitTimeout,
 	}
 }
 
@@ -170,6 +184,7 @@ type Coordinator struct {
 	maxSess   time.Duration
 	initDelay time.Duration
 	maxMeta   int
+	commitTTL time.Duration // Config.CommitTimeout
 	exists    func(string, int32) bool
 	now       func() time.Time
 
@@ -254,6 +269,9 @@ func New(cfg Config) *Coordinator {
 	if cfg.MaxMetadataBytes <= 0 {
 		cfg.MaxMetadataBytes = DefaultMaxMetadataBytes
 	}
+	if cfg.CommitTimeout <= 0 {
+		cfg.CommitTimeout = DefaultCommitTimeout
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -264,6 +282,7 @@ func New(cfg Config) *Coordinator {
 		maxSess:     cfg.MaxSessionTimeout,
 		initDelay:   cfg.InitialRebalanceDelay,
 		maxMeta:     cfg.MaxMetadataBytes,
+		commitTTL:   cfg.CommitTimeout,
 		exists:      cfg.PartitionExists,
 		now:         cfg.Now,
 		groups:      make(map[string]*group),

@@ -16,6 +16,23 @@ type commitLock struct {
 	refs int
 }
 
+// commitContext bounds a commit (the wait for the group's commit lock and
+// the Persister call) by Config.CommitTimeout.
+func (c *Coordinator) commitContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.commitTTL)
+}
+
+// lockTimeoutCode is the answer of a commit that did not get its group's
+// commit lock before ctx, bounded by commitContext, ended: an earlier commit
+// of the group is still waiting for the Persister. parent is the request's
+// own context.
+func lockTimeoutCode(parent context.Context) int16 {
+	if parent.Err() != nil {
+		return kerr.RequestTimedOut.Code // the client has gone or given up
+	}
+	return kerr.CoordinatorNotAvailable.Code // as for a commit not persisted in time
+}
+
 // lockCommits takes the commit lock of group name; call the returned func
 // to release it. It gives up (nil func) when ctx ends first.
 func (c *Coordinator) lockCommits(ctx context.Context, name string) func() {
@@ -139,7 +156,11 @@ func sortedPartitions(m map[int32]Offset) []int32 {
 }
 
 // persistErrorCode maps a Persister error to the code OffsetCommit returns,
-// as Kafka maps errors of appending to __consumer_offsets.
+// as Kafka maps errors of appending to __consumer_offsets. A Persister that
+// did not finish within Config.CommitTimeout (context.DeadlineExceeded, or
+// REQUEST_TIMED_OUT) gives COORDINATOR_NOT_AVAILABLE, as Kafka's group
+// coordinator (the KIP-848 runtime, Kafka 4) and transaction coordinator
+// answer a write that was not replicated in time.
 func persistErrorCode(err error) int16 {
 	var ke *kerr.Error
 	if !errors.As(err, &ke) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -515,5 +516,59 @@ func TestOffsetDelete(t *testing.T) {
 	}
 	if got := h.Offsets("busy"); len(got) != 1 || got[0].Topic != "a" {
 		t.Fatalf("busy offsets: %+v", got)
+	}
+}
+
+// A Persister that does not finish (the broker's commit point stopped
+// moving) holds OffsetCommit, DeleteGroups and OffsetDelete for
+// Config.CommitTimeout at most; they answer COORDINATOR_NOT_AVAILABLE, as
+// does a commit queued behind one of them, and nothing is applied.
+func TestCommitTimeout(t *testing.T) {
+	tombstoned := []Offset{{Topic: "a", Partition: 0, Offset: 5, LeaderEpoch: -1}}
+	for _, tc := range []struct {
+		name string
+		run  func(h *harness, ctx context.Context) int16
+	}{
+		{"OffsetCommit", func(h *harness, ctx context.Context) int16 {
+			return commitCodes(h.OffsetCommit(ctx, commitReq(2, "g", "", -1, map[string]map[int32]int64{"a": {0: 9}})))["a/0"]
+		}},
+		{"DeleteGroups", func(h *harness, ctx context.Context) int16 {
+			req := kmsg.NewPtrDeleteGroupsRequest()
+			req.Groups = []string{"g"}
+			return h.DeleteGroups(ctx, req).Groups[0].ErrorCode
+		}},
+		{"OffsetDelete", func(h *harness, ctx context.Context) int16 {
+			req := kmsg.NewPtrOffsetDeleteRequest()
+			req.Group = "g"
+			req.Topics = []kmsg.OffsetDeleteRequestTopic{{Topic: "a", Partitions: []kmsg.OffsetDeleteRequestTopicPartition{{Partition: 0}}}}
+			return h.OffsetDelete(ctx, req).ErrorCode
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, func(c *Config) { c.CommitTimeout = 50 * time.Millisecond })
+			h.Restore("g", tombstoned)
+			entered := make(chan struct{}, 2)
+			h.p.mu.Lock()
+			h.p.gate, h.p.entered = make(chan struct{}), entered // never opened
+			h.p.mu.Unlock()
+
+			// The request's own context would wait far longer.
+			ctx, cancel := context.WithTimeout(t.Context(), time.Hour)
+			defer cancel()
+			stuck := make(chan int16, 1)
+			go func() { stuck <- tc.run(h, ctx) }()
+			recv(t, entered)
+			queued := make(chan int16, 1)
+			go func() {
+				queued <- commitCodes(h.OffsetCommit(ctx, commitReq(2, "g", "", -1, map[string]map[int32]int64{"a": {0: 7}})))["a/0"]
+			}()
+			wantCode(t, tc.name, recv(t, stuck), kerr.CoordinatorNotAvailable)
+			// The queued commit either timed out waiting for the lock, or
+			// got it and then timed out in the Persister.
+			wantCode(t, "commit queued behind it", recv(t, queued), kerr.CoordinatorNotAvailable)
+			if got := h.Offsets("g"); !reflect.DeepEqual(got, tombstoned) {
+				t.Fatalf("offsets after timed-out writes: %+v", got)
+			}
+		})
 	}
 }
