@@ -100,7 +100,7 @@ func handleProduce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response
 							// A "zip bomb", or a client compressing far more than
 							// max.message.bytes into one batch: worth an operator's look.
 							b.log.Warn("produce refused: batch decompresses past the cap", "topic", rt.Topic, "partition", rp.Partition,
-								"client", rc.clientID, "host", rc.host, "max_message_bytes", maxBytes, "ratio", maxDecompressedRatio, "error", err)
+								"client", rc.clientID, "host", rc.host, "max_message_bytes", b.maxMessageBytes(rt.Topic), "ratio", maxDecompressedRatio, "error", err)
 						} else {
 							b.log.Debug("produce refused", "topic", rt.Topic, "partition", rp.Partition, "client", rc.clientID, "error", err)
 						}

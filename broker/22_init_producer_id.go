@@ -5,7 +5,19 @@ package broker
 // Hands out producer ids for idempotent producers. Each allocation is a WAL
 // entry, so an id is never handed out twice, across restarts and failovers.
 // A producer that presents its current id and epoch (KIP-360, v3+) gets the
-// same id with the epoch bumped, and starts its sequences again at 0.
+// same id with the epoch bumped, and starts its sequences again at 0; at the
+// last epoch (32766) it gets a new id instead.
+//
+// A retry of the last bump (the producer presents the epoch just before the
+// one that bump handed out, because the answer was lost or was
+// REQUEST_TIMED_OUT) gets the same id and epoch again, as Kafka's
+// transaction coordinator answers a retry with its last producer epoch. The
+// bump took effect when its entry was appended, so without this the
+// producer could neither go on with its old epoch (fenced) nor get the new
+// one. The retry appends the same entry again and waits for it like a
+// bump, so its answer is committed too. Any other epoch is
+// INVALID_PRODUCER_EPOCH.
+//
 // Transactional ids are refused: transactions are not supported.
 
 import (
@@ -39,12 +51,16 @@ func handleInitProducerID(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.R
 	if r.ProducerID >= 0 {
 		cur, ok := b.pidEpochs[r.ProducerID]
 		switch {
-		case !ok || r.ProducerEpoch != cur:
+		case ok && r.ProducerEpoch == cur && cur < 32766:
+			pid, epoch = r.ProducerID, cur+1
+		case ok && r.ProducerEpoch == cur:
+			// Epochs exhausted: a new id (pid, epoch = nextPID, 0).
+		case ok && r.ProducerEpoch == cur-1 && b.pidBumps[r.ProducerID] == cur:
+			pid, epoch = r.ProducerID, cur // a retry of the last bump
+		default:
 			b.appendMu.Unlock()
 			resp.ErrorCode = kerr.InvalidProducerEpoch.Code
 			return now(resp)
-		case cur < 32766:
-			pid, epoch = r.ProducerID, cur+1
 		}
 	}
 	next := b.nextPID

@@ -124,6 +124,10 @@ func (b *Broker) applyPrefixLocked(e wal.Entry, pos wal.Pos, size int) error {
 			b.nextPID = p.NextID
 		}
 		b.pidEpochs[p.ProducerID] = p.Epoch
+		if p.Epoch > 0 {
+			// A new id starts at epoch 0: this entry is a bump from Epoch-1.
+			b.pidBumps[p.ProducerID] = p.Epoch
+		}
 	case wal.TypeNoop:
 		// A new leader's first entry: it carries the epoch, nothing else.
 	case wal.TypeStateSnapshot:

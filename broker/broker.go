@@ -37,6 +37,7 @@ type Broker struct {
 	appendMu         sync.Mutex
 	producers        map[producerKey]*seqWindow // guarded by appendMu
 	pidEpochs        map[int64]int16            // guarded by appendMu
+	pidBumps         map[int64]int16            // guarded by appendMu; the epoch the last InitProducerId bump of an id handed out
 	nextPID          int64                      // guarded by appendMu
 	lastApplied      uint64                     // guarded by appendMu
 	skipMetaUpTo     uint64                     // guarded by appendMu; metadata entries the checkpoint covers
@@ -91,6 +92,7 @@ func Open(cfg Config) (*Broker, error) {
 		port:      int32(port),
 		producers: make(map[producerKey]*seqWindow),
 		pidEpochs: make(map[int64]int16),
+		pidBumps:  make(map[int64]int16),
 		topics:    make(map[string]*topic),
 		commitCh:  make(chan struct{}),
 		ctx:       ctx,

@@ -115,13 +115,31 @@ func TestProduceConsumeSurvivesRestart(t *testing.T) {
 // rawProduce sends one idempotent batch with a given sequence through kmsg.
 func rawProduce(t *testing.T, cl *kgo.Client, topic string, pid int64, epoch int16, seq int32, n int) *kmsg.ProduceResponseTopicPartition {
 	t.Helper()
-	return produceRecords(t, cl, topic, rawBatch(pid, epoch, seq, n))
+	r, err := rawProduceErr(cl, topic, pid, epoch, seq, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// rawProduceErr is rawProduce for goroutines other than the test's.
+func rawProduceErr(cl *kgo.Client, topic string, pid int64, epoch int16, seq int32, n int) (*kmsg.ProduceResponseTopicPartition, error) {
+	return produceRecordsErr(cl, topic, rawBatch(pid, epoch, seq, n))
 }
 
 // produceRecords sends one partition's record set (one or more batches)
 // to partition 0 of a topic, with the client's acks.
 func produceRecords(t *testing.T, cl *kgo.Client, topic string, records []byte) *kmsg.ProduceResponseTopicPartition {
 	t.Helper()
+	r, err := produceRecordsErr(cl, topic, records)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// produceRecordsErr is produceRecords for goroutines other than the test's.
+func produceRecordsErr(cl *kgo.Client, topic string, records []byte) (*kmsg.ProduceResponseTopicPartition, error) {
 	req := kmsg.NewPtrProduceRequest()
 	req.Acks = -1
 	req.TimeoutMillis = 5000
@@ -133,9 +151,9 @@ func produceRecords(t *testing.T, cl *kgo.Client, topic string, records []byte) 
 	req.Topics = append(req.Topics, rt)
 	resp, err := req.RequestWith(context.Background(), cl)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	return &resp.Topics[0].Partitions[0]
+	return &resp.Topics[0].Partitions[0], nil
 }
 
 // rawBatch encodes one uncompressed RecordBatch of n records, whose values

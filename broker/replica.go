@@ -123,6 +123,7 @@ func (b *Broker) rebuild(fn func() error) error {
 	b.mu.Unlock()
 	b.producers = make(map[producerKey]*seqWindow)
 	b.pidEpochs = make(map[int64]int16)
+	b.pidBumps = make(map[int64]int16)
 	b.nextPID = 0
 	b.lastApplied = 0
 	b.commitMu.Lock()

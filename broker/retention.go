@@ -39,6 +39,8 @@ type stateCheckpoint struct {
 	Offsets   map[string][]group.Offset `json:"offsets"`
 	NextPID   int64                     `json:"next_pid"`
 	PIDEpochs map[int64]int16           `json:"pid_epochs"`
+	// PIDBumps is Broker.pidBumps (absent in checkpoints of older versions).
+	PIDBumps map[int64]int16 `json:"pid_bumps,omitempty"`
 }
 
 type checkpointTopic struct {
@@ -233,6 +235,12 @@ func (b *Broker) snapshotLocked() stateCheckpoint {
 	for k, v := range b.pidEpochs {
 		cp.PIDEpochs[k] = v
 	}
+	if len(b.pidBumps) > 0 {
+		cp.PIDBumps = make(map[int64]int16, len(b.pidBumps))
+		for k, v := range b.pidBumps {
+			cp.PIDBumps[k] = v
+		}
+	}
 	b.mu.RLock()
 	for _, t := range b.topics {
 		cfgs := map[string]string{}
@@ -405,6 +413,9 @@ func (b *Broker) restoreCheckpointLocked(cp stateCheckpoint) {
 	}
 	for k, v := range cp.PIDEpochs {
 		b.pidEpochs[k] = v
+	}
+	for k, v := range cp.PIDBumps {
+		b.pidBumps[k] = v
 	}
 }
 
