@@ -164,9 +164,23 @@
 //     window (the kernel's writeback, usually ~30s). For tests and
 //     benchmarks, or when replication alone is trusted for durability.
 //
-// SyncedLSN reports what an fsync actually covered, whatever the policy. If
-// an fsync fails the log refuses every later write (a failed fsync may have
-// dropped dirty pages; only a restart and recovery can tell what is on disk).
+// SyncedLSN reports what an fsync actually covered, whatever the policy.
+//
+// A failed fsync of a segment file, whoever ran it (the syncer, the
+// preallocator, a roll, Truncate or Close), fails the log: it refuses every
+// later write, and WaitDurable returns the error for every entry not yet
+// durable (a failed fsync may have dropped dirty pages; only a restart and
+// recovery can tell what is on disk). Linux reports a writeback error to
+// one fsync per open file only, and a later fsync of the file returns 0
+// although the lost pages never reached the disk (PostgreSQL's
+// "fsyncgate"). So segment fsyncs never run concurrently (one mutex), and
+// after the first failure every later one fails with its error without
+// running: no entry is reported durable by an fsync that ran with or after
+// a failed one. Only Reset, which deletes every segment file, clears the
+// failure. An fsync of a file that Truncate, Reset or retention closed
+// because they deleted its segment is not a failure (no fsync ran). Early
+// writeback (sync_file_range without waiting) and page-cache release
+// (posix_fadvise) do not consume a writeback error; the next fsync sees it.
 //
 // # Truncation, reset, retention, checksums
 //
@@ -194,10 +208,15 @@
 //
 // # Concurrency and lock order
 //
-// All methods are safe for concurrent use. There are two kinds of lock:
-// Log.mu (all log state) and Reader.mu (one reader's position and buffer).
-// The order is Reader.mu, then Log.mu; code under Log.mu never takes a
-// Reader.mu (Truncate and Reset mark readers through fields that Log.mu
-// guards). Helpers named ...Locked expect Log.mu held. Appends hold Log.mu
-// while writing; fsyncs and reads run without it.
+// All methods are safe for concurrent use. There are three locks: Reader.mu
+// (one reader's position and buffer), Log.mu (all log state) and
+// Log.syncMu (held during every fsync of a segment file; it guards the
+// sticky fsync error). The order is Reader.mu, then Log.mu, then
+// Log.syncMu. Code under Log.mu never takes a Reader.mu (Truncate and Reset
+// mark readers through fields that Log.mu guards). Rolls, Truncate, Reset
+// and Close fsync holding Log.mu, so they take Log.syncMu inside it; the
+// syncer and the preallocator fsync holding only Log.syncMu and take
+// Log.mu after releasing it to report. Helpers named ...Locked expect
+// Log.mu held. Appends hold Log.mu while writing; the group-commit fsync
+// and reads run without it.
 package wal

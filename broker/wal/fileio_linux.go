@@ -90,7 +90,8 @@ func writeFrameAt(f *os.File, off int64, hdr []byte, parts [][]byte) error {
 }
 
 // syncData is fdatasync(2): the data and what is needed to read it back
-// (the file size), not the modification time.
+// (the file size), not the modification time. On a closed file it fails,
+// as f.Sync does, with an error wrapping os.ErrClosed.
 func syncData(f *os.File) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
@@ -105,7 +106,8 @@ func syncData(f *os.File) error {
 			}
 		}
 	}); cerr != nil {
-		return cerr
+		// Control fails only when f is closed (no fdatasync ran).
+		return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: os.ErrClosed}
 	}
 	return serr
 }

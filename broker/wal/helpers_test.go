@@ -6,8 +6,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -202,4 +205,60 @@ func appendFrame(dst []byte, e Entry) []byte {
 	hdr := encodeFrameHeader(e.LSN, e.Epoch, e.Type, [][]byte{e.Payload}, len(e.Payload))
 	dst = append(dst, hdr[:]...)
 	return append(dst, e.Payload...)
+}
+
+// fsyncFault fails one fsync of a log as Linux reports a writeback error:
+// to one fsync only. The first fsync whose path match accepts (a segment
+// file, or the directory when a segment is created) waits until release,
+// then returns EIO without running; every other fsync runs, and so
+// returns 0 as the real one would once the error was reported.
+type fsyncFault struct {
+	entered chan string // the failing fsync's path, when it starts
+	release chan struct{}
+	once    sync.Once
+	fired   atomic.Bool
+}
+
+// failFsync installs an fsyncFault on l; it is released at cleanup.
+func failFsync(t testing.TB, l *Log, match func(path string) bool) *fsyncFault {
+	f := &fsyncFault{entered: make(chan string, 1), release: make(chan struct{})}
+	hook := func(path string, fsync func() error) error {
+		if !match(path) || !f.fired.CompareAndSwap(false, true) {
+			return fsync()
+		}
+		f.entered <- path
+		<-f.release
+		return syscall.EIO
+	}
+	l.mu.Lock()
+	l.syncMu.Lock()
+	l.fsyncHook = hook
+	l.syncMu.Unlock()
+	l.mu.Unlock()
+	t.Cleanup(f.open)
+	return f
+}
+
+// open lets the failing fsync return (and fail the next one at once).
+func (f *fsyncFault) open() { f.once.Do(func() { close(f.release) }) }
+
+func (f *fsyncFault) waitEntered(t testing.TB) string {
+	t.Helper()
+	select {
+	case path := <-f.entered:
+		return path
+	case <-time.After(10 * time.Second):
+		t.Fatal("the fsync to fail never started")
+		return ""
+	}
+}
+
+func anyPath(string) bool { return true }
+
+// inStack reports whether some goroutine is inside fn (a function name as
+// a stack trace prints it, such as "(*Log).rollLocked").
+func inStack(fn string) bool {
+	buf := make([]byte, 1<<20)
+	n := runtime.Stack(buf, true)
+	return bytes.Contains(buf[:n], []byte(fn+"("))
 }

@@ -255,6 +255,20 @@ type Log struct {
 	wbOff      int64
 	cacheDrops atomic.Uint64 // Stats.CacheReleases
 	syncHook   func()        // tests: runs at the start of every syncer cycle
+
+	// syncMu serialises every fsync of a segment file (fsyncSegment), so
+	// that no fsync runs concurrently with one that fails. Lock order:
+	// Log.mu, then syncMu; the syncer and the preallocator hold only syncMu
+	// while they fsync and take Log.mu after releasing it.
+	syncMu sync.Mutex
+	// syncErr (guarded by syncMu) is the first fsync failure of a segment
+	// file; every later fsync fails with it without running. Only a Reset,
+	// which deletes every segment file, clears it.
+	syncErr error
+	// fsyncHook (tests only; guarded by syncMu) runs in place of each
+	// segment fsync: it gets the file's path and the real fsync, so a
+	// test can fail, delay or pass it through.
+	fsyncHook func(path string, fsync func() error) error
 }
 
 // Open opens (creating if needed) the log in opts.Dir and recovers it: every
@@ -524,6 +538,56 @@ func (l *Log) failLocked(err error) {
 	}
 }
 
+// fsyncSegment fsyncs seg's file, only its data and size (fdatasync(2))
+// when dataOnly is set, holding syncMu. Linux reports a writeback error to
+// one fsync per open file only (errseq): an fsync after a failed one
+// returns 0 although the pages the failure dropped never reached the
+// disk. So the first failure is kept, and every later fsync fails with it
+// without running; an fsync cannot run concurrently with a failing one
+// either. Callers fail the log on any error except one wrapping
+// os.ErrClosed from a segment that was deleted meanwhile (its file was
+// closed: no fsync ran).
+func (l *Log) fsyncSegment(seg *segment, dataOnly bool) error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	if l.syncErr != nil {
+		return fmt.Errorf("wal: fsync %s not attempted, an earlier fsync failed: %w", seg.path, l.syncErr)
+	}
+	fsync := seg.f.Sync
+	if dataOnly {
+		fsync = func() error { return syncData(seg.f) }
+	}
+	var err error
+	if l.fsyncHook != nil {
+		err = l.fsyncHook(seg.path, fsync)
+	} else {
+		err = fsync()
+	}
+	if err == nil || errors.Is(err, os.ErrClosed) {
+		return err
+	}
+	l.syncErr = fmt.Errorf("wal: fsync %s: %w", seg.path, err)
+	return l.syncErr
+}
+
+// fsyncFailedLocked handles the error of an fsyncSegment of seg that ran
+// without Log.mu (syncer, preallocator): it fails the log and returns
+// true, unless the file had been closed because seg was deleted (no fsync
+// ran), or a Reset has since deleted every file the failure concerned.
+func (l *Log) fsyncFailedLocked(seg *segment, err error) bool {
+	if errors.Is(err, os.ErrClosed) && (seg.removed || l.closed) {
+		return false
+	}
+	l.syncMu.Lock()
+	cleared := l.syncErr == nil
+	l.syncMu.Unlock()
+	if cleared && seg.removed {
+		return false
+	}
+	l.failLocked(err)
+	return true
+}
+
 // Append writes an entry with the next LSN (leader path) and returns its
 // position. The entry is visible to ReadAt when Append returns and to
 // Readers once it is durable (WaitDurable).
@@ -665,8 +729,7 @@ func (l *Log) rollLocked() error {
 		}
 		old.alloc = old.size
 	}
-	if err := old.f.Sync(); err != nil {
-		err = fmt.Errorf("wal: fsync %s: %w", old.path, err)
+	if err := l.fsyncSegment(old, false); err != nil {
 		l.failLocked(err)
 		return err
 	}
@@ -773,8 +836,15 @@ func (l *Log) preallocator() {
 			l.logger.Warn("zero-filling WAL space ahead failed", "file", seg.path, "offset", from, "error", err)
 		}
 		l.mu.Unlock()
-		if err == nil {
-			_ = syncData(seg.f)
+		if err != nil {
+			continue
+		}
+		// This fsync writes back appended entries too: its failure is the
+		// log's (fsyncSegment).
+		if err := l.fsyncSegment(seg, true); err != nil {
+			l.mu.Lock()
+			l.fsyncFailedLocked(seg, err)
+			l.mu.Unlock()
 		}
 	}
 }
@@ -823,13 +893,19 @@ func (l *Log) syncOnce() {
 	l.mu.Unlock()
 
 	start := time.Now()
-	err := syncData(seg.f)
+	err := l.fsyncSegment(seg, true)
 	l.fsyncs.Add(1)
 	if l.opts.OnSync != nil {
 		l.opts.OnSync(time.Since(start))
 	}
 
 	l.mu.Lock()
+	// A failure counts whatever happened meanwhile: a roll or Truncate
+	// fsyncing the same file after it would have got 0 (see fsyncSegment).
+	if err != nil && l.fsyncFailedLocked(seg, err) {
+		l.mu.Unlock()
+		return
+	}
 	if l.closed || l.gen != gen {
 		// Truncate/Reset changed the log meanwhile; whatever is now there
 		// gets the next cycle.
@@ -842,12 +918,9 @@ func (l *Log) syncOnce() {
 		l.mu.Unlock()
 		return
 	}
-	if err != nil && seg == l.activeLocked() {
-		l.failLocked(fmt.Errorf("wal: fsync %s: %w", seg.path, err))
-		l.mu.Unlock()
-		return
-	}
-	// If seg was sealed meanwhile, the roll fsynced it up to target.
+	// If seg was sealed meanwhile (and maybe deleted by retention, err
+	// then saying that its file is closed), the roll fsynced it up to
+	// target.
 	l.markSyncedLocked(target)
 	drops := l.cacheDropsLocked(seg, size)
 	l.mu.Unlock()
@@ -1268,8 +1341,8 @@ func (l *Log) truncateLocked(after uint64) error {
 	if err := seg.f.Truncate(off); err != nil {
 		return fmt.Errorf("wal: truncate %s at offset %d: %w", seg.path, off, err)
 	}
-	if err := seg.f.Sync(); err != nil {
-		return fmt.Errorf("wal: fsync %s: %w", seg.path, err)
+	if err := l.fsyncSegment(seg, false); err != nil {
+		return err
 	}
 	l.fsyncs.Add(1)
 	seg.size, seg.last, seg.alloc = off, after, off
@@ -1353,6 +1426,12 @@ func (l *Log) Reset(next uint64) error {
 		l.failLocked(err)
 		return err
 	}
+	// Every file an earlier failure concerned is deleted and closed (an
+	// fsync still running on one finished before syncMu was free), so
+	// nothing it may have lost is part of the log any more.
+	l.syncMu.Lock()
+	l.syncErr = nil
+	l.syncMu.Unlock()
 	l.failErr = nil
 	l.logger.Info("reset WAL", "next_lsn", next)
 	return nil
@@ -1472,8 +1551,8 @@ func (l *Log) Close() error {
 			}
 			active.alloc = active.size
 		}
-		if err := active.f.Sync(); err != nil {
-			errs = append(errs, fmt.Errorf("wal: fsync %s: %w", active.path, err))
+		if err := l.fsyncSegment(active, false); err != nil {
+			errs = append(errs, err)
 		} else {
 			l.fsyncs.Add(1)
 			l.syncedLSN = l.lastLSN
