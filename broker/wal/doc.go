@@ -47,7 +47,9 @@
 // active one larger than Options.SegmentBytes (default 64 MiB; a single
 // bigger entry gets a segment to itself). Rolling fsyncs the old segment,
 // creates the new file and fsyncs the directory; so every sealed (non-last)
-// segment is complete and durable. A segment may be empty (0 bytes): the
+// segment is complete and durable. If that directory fsync fails, the new
+// file is removed again and the append fails; the next one retries the
+// roll. A segment may be empty (0 bytes): the
 // active one right after a roll or Reset, whose name then says which LSN
 // comes next.
 //

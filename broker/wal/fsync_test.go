@@ -170,3 +170,45 @@ func TestSyncDataClosedFile(t *testing.T) {
 		t.Fatalf("syncData of a closed file = %v, want os.ErrClosed", err)
 	}
 }
+
+// TestSegmentCreateFailure: when the directory fsync that creates a
+// segment fails, the file is removed again, so that a retry succeeds
+// instead of failing with EEXIST until a restart.
+func TestSegmentCreateFailure(t *testing.T) {
+	tests := []struct {
+		name string
+		// fail runs the call whose segment creation fails and returns its
+		// error; retry runs it again and writes entries from first on.
+		fail, retry func(t *testing.T, l *Log) error
+		first, last uint64 // entries in the log at the end
+	}{
+		{"roll",
+			func(t *testing.T, l *Log) error {
+				_, err := l.Append(1, TypeRecordBatch, testPayload(2, 3000))
+				return err
+			},
+			func(t *testing.T, l *Log) error {
+				appendN(t, l, 1, 2, 3000)
+				return nil
+			}, 1, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			opts := func(o *Options) { o.SegmentBytes = 4096; o.PreallocateBytes = -1 }
+			l := openLog(t, dir, opts)
+			appendN(t, l, 1, 1, 3000)
+			failFsync(t, l, func(path string) bool { return path == dir }).open()
+			if err := tt.fail(t, l); !errors.Is(err, syscall.EIO) {
+				t.Fatalf("call with a failing directory fsync = %v, want EIO", err)
+			}
+			if err := tt.retry(t, l); err != nil {
+				t.Fatalf("retry: %v", err)
+			}
+			checkEntries(t, readAll(t, l, tt.first), tt.first, tt.last, 3000)
+			closeLog(t, l)
+			l = openLog(t, dir, opts)
+			checkEntries(t, readAll(t, l, tt.first), tt.first, tt.last, 3000)
+		})
+	}
+}

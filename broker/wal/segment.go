@@ -130,16 +130,30 @@ func (s *segment) locateLocked(lsn uint64) (int64, error) {
 	return 0, fmt.Errorf("%w: %s: LSN %d not found before end of segment", ErrCorrupt, s.path, lsn)
 }
 
-// createSegment creates the empty segment file for first and fsyncs dir.
-func createSegment(dir string, first uint64) (*segment, error) {
-	path := filepath.Join(dir, segmentName(first))
+// createSegmentLocked creates the empty segment file for first and fsyncs
+// the directory. When that fsync fails, the file is removed again (and the
+// directory fsynced once more, so that a crash does not bring the file
+// back if the failure was passing), so that the next attempt (the next
+// append retries a roll) can create it.
+func (l *Log) createSegmentLocked(first uint64) (*segment, error) {
+	path := filepath.Join(l.dir, segmentName(first))
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("wal: create segment: %w", err)
 	}
-	if err := syncDir(dir); err != nil {
+	dirSync := func() error { return syncDir(l.dir) }
+	if l.fsyncHook != nil {
+		err = l.fsyncHook(l.dir, dirSync)
+	} else {
+		err = dirSync()
+	}
+	if err != nil {
 		f.Close()
-		return nil, err
+		if rerr := os.Remove(path); rerr != nil {
+			return nil, fmt.Errorf("%w (creating %s; removing it again failed: %v)", err, path, rerr)
+		}
+		_ = syncDir(l.dir)
+		return nil, fmt.Errorf("%w (creating %s, removed again)", err, path)
 	}
 	return &segment{first: first, path: path, f: f, last: first - 1, lastWrite: time.Now()}, nil
 }

@@ -265,9 +265,10 @@ type Log struct {
 	// file; every later fsync fails with it without running. Only a Reset,
 	// which deletes every segment file, clears it.
 	syncErr error
-	// fsyncHook (tests only; guarded by syncMu) runs in place of each
-	// segment fsync: it gets the file's path and the real fsync, so a
-	// test can fail, delay or pass it through.
+	// fsyncHook (tests only) runs in place of each segment fsync, and of
+	// the directory fsync that creates a segment: it gets the path and the
+	// real fsync, so a test can fail, delay or pass it through. Set with
+	// Log.mu and syncMu held; read under either.
 	fsyncHook func(path string, fsync func() error) error
 }
 
@@ -376,7 +377,7 @@ func (l *Log) recover() error {
 	}
 
 	if len(firsts) == 0 {
-		seg, err := createSegment(l.dir, 1)
+		seg, err := l.createSegmentLocked(1)
 		if err != nil {
 			return err
 		}
@@ -735,7 +736,7 @@ func (l *Log) rollLocked() error {
 	}
 	l.fsyncs.Add(1)
 	l.markSyncedLocked(old.last)
-	seg, err := createSegment(l.dir, l.lastLSN+1)
+	seg, err := l.createSegmentLocked(l.lastLSN + 1)
 	if err != nil {
 		return err
 	}
@@ -1407,7 +1408,7 @@ func (l *Log) Reset(next uint64) error {
 	l.lastLSN = next - 1
 	l.syncedLSN = next - 1
 	l.setDurableLocked(next - 1)
-	seg, err := createSegment(l.dir, next)
+	seg, err := l.createSegmentLocked(next)
 	if err != nil {
 		// Keep an in-memory placeholder so that reads see an empty log
 		// (every reader stops at DurableLSN = next-1); writes fail.
