@@ -191,6 +191,19 @@ func TestSegmentCreateFailure(t *testing.T) {
 				appendN(t, l, 1, 2, 3000)
 				return nil
 			}, 1, 3},
+		{"reset",
+			func(t *testing.T, l *Log) error { return l.Reset(100) },
+			func(t *testing.T, l *Log) error {
+				if err := l.Reset(100); err != nil {
+					return err
+				}
+				for lsn := uint64(100); lsn <= 101; lsn++ {
+					if _, err := l.AppendEntry(Entry{LSN: lsn, Epoch: 2, Type: TypeRecordBatch, Payload: testPayload(lsn, 3000)}); err != nil {
+						return err
+					}
+				}
+				return l.WaitDurable(context.Background(), 101)
+			}, 100, 101},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1395,14 +1395,16 @@ func (l *Log) Reset(next uint64) error {
 	l.gen++
 	// Newest first: a crash in the middle leaves a valid, shorter log.
 	for len(l.segs) > 0 {
-		s := l.segs[len(l.segs)-1]
-		if err := os.Remove(s.path); err != nil {
-			err = fmt.Errorf("wal: reset: remove %s: %w", s.path, err)
-			l.failLocked(err)
-			return err
+		// A placeholder left by a failed Reset (below) has no file.
+		if s := l.segs[len(l.segs)-1]; !s.removed {
+			if err := os.Remove(s.path); err != nil {
+				err = fmt.Errorf("wal: reset: remove %s: %w", s.path, err)
+				l.failLocked(err)
+				return err
+			}
+			s.f.Close()
+			s.removed = true
 		}
-		s.f.Close()
-		s.removed = true
 		l.segs = l.segs[:len(l.segs)-1]
 	}
 	l.lastLSN = next - 1
@@ -1411,7 +1413,8 @@ func (l *Log) Reset(next uint64) error {
 	seg, err := l.createSegmentLocked(next)
 	if err != nil {
 		// Keep an in-memory placeholder so that reads see an empty log
-		// (every reader stops at DurableLSN = next-1); writes fail.
+		// (every reader stops at DurableLSN = next-1); writes fail until
+		// a Reset succeeds.
 		l.failLocked(err)
 		l.segs = []*segment{{first: next, last: next - 1, removed: true, path: filepath.Join(l.dir, segmentName(next))}}
 		return err
