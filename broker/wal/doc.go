@@ -39,8 +39,9 @@
 // Options.MaxEntryBytes (default 64 MiB) when written; frames up to 1 GiB are
 // accepted when read, so lowering the option never invalidates old entries.
 // Each append writes its whole frame with a single pwrite(2) and no user-space
-// buffer, so a crash can leave at most one partial frame, at the end of the
-// active segment.
+// buffer, so a process crash can leave at most one partial frame, at the
+// end of the active segment. A power failure can also leave holes in the
+// data that no fsync covered yet (see Recovery).
 //
 // The first frame of segment N has LSN N and each next frame's LSN is one
 // more. The log rolls to a new segment when the next frame would make the
@@ -127,7 +128,28 @@
 //     file, the byte offset and the number of bytes dropped. Nothing valid
 //     "follows" means: no later byte offset holds a frame with a correct CRC
 //     and a plausible LSN (at least the expected one).
-//   - A bad frame followed by a valid frame, any bad frame in a sealed
+//   - A power failure can leave a hole: the device persists the sectors
+//     written since the last completed fsync in any order, so the last
+//     segment may hold [fsynced frames][the zeros that were there before]
+//     [later frames that did land]. A bad frame followed by a valid one is
+//     still a torn tail when it provably never reached the disk: its
+//     length field reads 0 (no frame has length 0), and so does the rest
+//     of the 512-byte sector that holds the field's last byte. An fsync
+//     that returned would have left the frame there, and the WAL writes
+//     zeros only after its last frame, so no completed fsync covered it
+//     nor anything written after it: under every-batch none of it was
+//     acknowledged. The file is cut there; a warning names the file, the
+//     offset, the bytes dropped and the LSN of the valid entry found after
+//     the hole. Like the torn-tail rule, this trusts the device to keep
+//     what an fsync covered (a lost write read back as zeros would look
+//     the same). A hole that starts inside a frame (its header landed, a
+//     later sector did not) is not cut: it looks exactly like an fsynced
+//     frame damaged in place with a power-failure hole after it. Telling
+//     them apart would need a "synced through" mark made durable before
+//     every acknowledgement, a second flush per group commit; a mark that
+//     lags (Kafka's recovery point) would let recovery cut acknowledged
+//     entries.
+//   - Any other bad frame followed by a valid frame, any bad frame in a sealed
 //     segment, an entry with the wrong LSN or a lower epoch than the entry
 //     before it, and a gap or overlap between segments are corruption: Open
 //     fails with an error wrapping ErrCorrupt that names the file and byte

@@ -304,6 +304,35 @@ func findValidFrame(f *os.File, from, size int64, minLSN uint64) (off int64, lsn
 	return 0, 0, false, nil
 }
 
+// sectorSize is the smallest unit a device writes: after a power failure
+// each sector of data written since the last completed fsync holds either
+// its new content or what was there before, independently of the others.
+const sectorSize = 512
+
+// neverWrittenAt reports whether the frame expected at off of f provably
+// never reached the disk: its length field reads 0 (no frame has length 0)
+// and so does every byte up to the end of the sector holding the field's
+// last byte. An fsync that returned would have made that sector hold the
+// frame, and the WAL writes zeros only after its last frame, so no
+// completed fsync covered the frame, nor anything written after it.
+func neverWrittenAt(f *os.File, off, size int64) (bool, error) {
+	const lengthSize = 4
+	if off+lengthSize > size {
+		return false, nil
+	}
+	end := min((off+lengthSize+sectorSize-1)/sectorSize*sectorSize, size)
+	buf := make([]byte, end-off)
+	if _, err := f.ReadAt(buf, off); err != nil {
+		return false, err
+	}
+	for _, b := range buf {
+		if b != 0 {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
 // zeroFrom reports whether every byte of f from off to size is zero.
 func zeroFrom(f *os.File, off, size int64) (bool, error) {
 	buf := make([]byte, 64<<10)

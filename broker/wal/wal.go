@@ -459,14 +459,26 @@ func (l *Log) recover() error {
 			return fmt.Errorf("wal: read %s: %w", path, err)
 		}
 		if valid {
-			return fmt.Errorf("%w: %s offset %d: %s (LSN %d expected), but a valid entry with LSN %d follows at offset %d; refusing to drop it",
-				ErrCorrupt, path, bad.off, bad.reason, seg.last+1, lsn, off)
+			// Entries follow: only a hole in data that no fsync covered
+			// (doc.go, Recovery) is a torn tail, anything else is corruption.
+			if hole, err := neverWrittenAt(f, bad.off, fi.Size()); err != nil {
+				return fmt.Errorf("wal: read %s: %w", path, err)
+			} else if !hole {
+				return fmt.Errorf("%w: %s offset %d: %s (LSN %d expected), but a valid entry with LSN %d follows at offset %d; refusing to drop it",
+					ErrCorrupt, path, bad.off, bad.reason, seg.last+1, lsn, off)
+			}
 		}
 		if err := f.Truncate(bad.off); err != nil {
 			return fmt.Errorf("wal: truncate torn tail of %s at offset %d: %w", path, bad.off, err)
 		}
 		if err := f.Sync(); err != nil {
 			return fmt.Errorf("wal: fsync %s: %w", path, err)
+		}
+		if valid {
+			l.logger.Warn("truncated WAL segment at a hole that no fsync covered (a power failure kept later writes but not this one; what follows was never acknowledged under the every-batch fsync policy)",
+				"file", path, "offset", bad.off, "dropped_bytes", fi.Size()-bad.off, "last_lsn", seg.last,
+				"next_valid_lsn", lsn, "next_valid_offset", off)
+			continue
 		}
 		l.logger.Warn("truncated torn tail of WAL segment (an append was cut short by a crash; it was never acknowledged as durable)",
 			"file", path, "offset", bad.off, "dropped_bytes", fi.Size()-bad.off, "reason", bad.reason, "last_lsn", seg.last)

@@ -426,6 +426,99 @@ func TestTornTail(t *testing.T) {
 	}
 }
 
+// TestPowerLossHole: after a power failure, data written since the last
+// completed fsync may have reached the disk in any order, sector by
+// sector, so the active segment can hold [fsynced frames][the zeros that
+// were there before][later frames that did land]. A hole whose frame
+// provably never reached the disk (length field and the rest of its
+// sector zero) is a torn tail: the file is cut there with a warning. A
+// hole starting inside a frame, or in a sealed segment, cannot be told
+// from corruption of fsynced data and stops Open.
+func TestPowerLossHole(t *testing.T) {
+	const size = 100 // frames of 121 bytes
+	fs := int64(frameSize(size))
+	frames := func(from, to uint64) []byte {
+		var b []byte
+		for lsn := from; lsn <= to; lsn++ {
+			b = appendFrame(b, Entry{LSN: lsn, Epoch: 1, Type: TypeRecordBatch, Payload: testPayload(lsn, size)})
+		}
+		return b
+	}
+	tests := []struct {
+		name     string
+		sealed   bool  // the hole is in a sealed segment (LSNs 1-60; 61-90 follow)
+		from, to int64 // bytes zeroed: the sectors that did not reach the disk
+		// want: the log keeps LSNs 1..last, cut at offset off; or, if
+		// corrupt, Open fails naming offset off.
+		corrupt   bool
+		last      uint64
+		off       int64
+		preallocd bool // zeros after the last frame (preallocated space)
+	}{
+		{name: "from the fsync boundary to the end of the page", from: 30 * fs, to: 4096, last: 30, off: 30 * fs},
+		{name: "from the fsync boundary over whole pages", from: 30 * fs, to: 8192, last: 30, off: 30 * fs, preallocd: true},
+		{name: "length field across a sector boundary", from: 55 * fs, to: 7168, last: 55, off: 55 * fs},
+		{name: "length field zero, rest of its sector not", from: 30 * fs, to: 30*fs + 4, corrupt: true, off: 30 * fs},
+		{name: "starting inside a frame", from: 4096, to: 4608, corrupt: true, off: 33 * fs},
+		{name: "in a sealed segment", sealed: true, from: 30 * fs, to: 4096, corrupt: true, off: 30 * fs},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			img, next := frames(1, 90), []byte(nil)
+			if tt.sealed {
+				img, next = frames(1, 60), frames(61, 90)
+			}
+			if tt.preallocd {
+				img = append(img, make([]byte, 64<<10)...)
+			}
+			clear(img[tt.from:tt.to])
+			path := filepath.Join(dir, segmentName(1))
+			if err := os.WriteFile(path, img, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if next != nil {
+				if err := os.WriteFile(filepath.Join(dir, segmentName(61)), next, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			logger, logs := testLogger(t)
+			l, err := Open(Options{Dir: dir, Logger: logger})
+			if tt.corrupt {
+				if !errors.Is(err, ErrCorrupt) {
+					l.Close()
+					t.Fatalf("Open = %v, want ErrCorrupt", err)
+				}
+				for _, want := range []string{filepath.Base(path), fmt.Sprintf("offset %d", tt.off)} {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("error %q lacks %q", err, want)
+					}
+				}
+				if fi, _ := os.Stat(path); fi.Size() != int64(len(img)) {
+					t.Errorf("Open changed the size of %s", path)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Open after a power failure: %v", err)
+			}
+			t.Cleanup(func() { l.Close() })
+			for _, want := range []string{"hole that no fsync covered", filepath.Base(path), fmt.Sprintf("offset=%d", tt.off),
+				fmt.Sprintf("dropped_bytes=%d", int64(len(img))-tt.off)} {
+				if !strings.Contains(logs.String(), want) {
+					t.Errorf("log output lacks %q:\n%s", want, logs.String())
+				}
+			}
+			if fi, _ := os.Stat(path); fi.Size() != tt.off {
+				t.Errorf("%s is %d bytes after recovery, want %d", path, fi.Size(), tt.off)
+			}
+			checkEntries(t, readAll(t, l, 1), 1, tt.last, size)
+			appendN(t, l, 1, 2, size)
+			checkEntries(t, readAll(t, l, 1), 1, tt.last+2, size)
+		})
+	}
+}
+
 func TestCorruptionDetected(t *testing.T) {
 	const size = 100
 	fs := int64(frameSize(size))
