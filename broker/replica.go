@@ -134,6 +134,7 @@ func (b *Broker) rebuild(fn func() error) error {
 	}
 	b.commitMu.Unlock()
 	b.groups.ResetMembership()
+	b.groups.ResetOffsets() // replay restores those the WAL still holds
 	b.appendMu.Unlock()
 	if err != nil {
 		return err

@@ -16,3 +16,16 @@ func (c *Coordinator) AllOffsets() map[string][]Offset {
 	}
 	return out
 }
+
+// ResetOffsets forgets every committed offset, and every group left with
+// nothing, before the broker rebuilds its state from what is left of its
+// WAL (a truncated tail, a re-clone): Restore then brings back the offsets
+// that the remaining entries and state snapshot hold, and no others.
+func (c *Coordinator) ResetOffsets() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, g := range c.groups {
+		g.offsets = make(map[string]map[int32]Offset)
+		c.maybeDeleteLocked(g)
+	}
+}
