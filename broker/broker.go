@@ -224,13 +224,17 @@ var testNoRecoveryReplay bool
 // applied anything, when the log starts after LSN 1 and
 // state-checkpoint.json does not cover the entries retention removed; the
 // broker then replays through a Reader (replay), which can also take the
-// state from a snapshot entry. Open holds appendMu while it runs.
+// state from a snapshot entry. The log's end is known only once it is
+// scanned: if the checkpoint turns out to describe entries past it
+// (loadCheckpointLocked), done throws the state away and replay decides.
+// Open holds appendMu while it runs.
 type recoveryReplay struct {
-	b       *Broker
-	n       int   // entries applied
-	started bool  // the first entry was handled
-	stopped bool  // gave up at the first entry, nothing applied
-	err     error // applying an entry failed (Open fails with it)
+	b             *Broker
+	n             int    // entries applied
+	started       bool   // the first entry was handled
+	stopped       bool   // gave up at the first entry, nothing applied
+	checkpointLSN uint64 // the state checkpoint's LSN, if it was loaded
+	err           error  // applying an entry failed (Open fails with it)
 }
 
 func (r *recoveryReplay) entry(e wal.Entry, pos wal.Pos, size int) bool {
@@ -238,12 +242,13 @@ func (r *recoveryReplay) entry(e wal.Entry, pos wal.Pos, size int) bool {
 	if !r.started {
 		r.started = true
 		if e.LSN > 1 {
-			lsn, ok, err := b.loadCheckpointFileLocked(e.LSN)
-			if err != nil || !ok {
+			cp, found, err := b.readCheckpointFile()
+			if err != nil || !found || cp.LSN+1 < e.LSN {
 				r.stopped, r.err = err == nil, err
 				return false
 			}
-			b.skipMetaUpTo = lsn
+			b.restoreCheckpointLocked(cp)
+			b.skipMetaUpTo, r.checkpointLSN = cp.LSN, cp.LSN
 		}
 	}
 	if err := b.applyPrefixLocked(e, pos, size); err != nil {
@@ -264,6 +269,14 @@ func (r *recoveryReplay) done() (bool, error) {
 		// Nothing applied. (An empty log that starts after LSN 1, re-cloned
 		// or emptied by retention, takes its state from the checkpoint in
 		// replay.)
+		return false, nil
+	}
+	if r.checkpointLSN > b.wal.LastLSN() {
+		// A truncation or a crash dropped entries that the checkpoint
+		// describes.
+		b.log.Warn("the state checkpoint is past the end of the WAL; rebuilding the state with a second pass",
+			"checkpoint_lsn", r.checkpointLSN, "wal_last_lsn", b.wal.LastLSN())
+		b.resetStateLocked()
 		return false, nil
 	}
 	if last := b.wal.LastLSN(); b.lastApplied != last {

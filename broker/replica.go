@@ -86,7 +86,9 @@ func (b *Broker) applyEntries(ents []wal.Entry, wait bool) error {
 }
 
 // TruncateAfter drops every entry above lsn (a diverged tail) and rebuilds
-// the state from what is left.
+// the state from what is left. A state checkpoint above lsn describes the
+// dropped entries: the rebuild replaces it with a state-snapshot entry
+// still in the WAL, if there is one (loadCheckpointLocked).
 func (b *Broker) TruncateAfter(lsn uint64) error {
 	last := b.wal.LastLSN()
 	if lsn >= last {
@@ -109,6 +111,9 @@ func (b *Broker) ResetTo(next uint64) error {
 		if err := os.Remove(filepath.Join(b.cfg.DataDir, checkpointName)); err != nil && !os.IsNotExist(err) {
 			return err
 		}
+		if err := syncDir(b.cfg.DataDir); err != nil {
+			return err
+		}
 		b.awaitingSnapshot = next > 1
 		return nil
 	})
@@ -118,23 +123,7 @@ func (b *Broker) ResetTo(next uint64) error {
 func (b *Broker) rebuild(fn func() error) error {
 	b.appendMu.Lock()
 	err := fn()
-	b.mu.Lock()
-	b.topics = make(map[string]*topic)
-	b.mu.Unlock()
-	b.producers = make(map[producerKey]*seqWindow)
-	b.pidEpochs = make(map[int64]int16)
-	b.pidBumps = make(map[int64]int16)
-	b.nextPID = 0
-	b.lastApplied = 0
-	b.commitMu.Lock()
-	b.fenceWaitersLocked()
-	b.pending = nil
-	if c := b.wal.LastLSN(); b.commitLSN > c {
-		b.commitLSN = c
-	}
-	b.commitMu.Unlock()
-	b.groups.ResetMembership()
-	b.groups.ResetOffsets() // replay restores those the WAL still holds
+	b.resetStateLocked()
 	b.appendMu.Unlock()
 	if err != nil {
 		return err
@@ -144,6 +133,29 @@ func (b *Broker) rebuild(fn func() error) error {
 	}
 	b.hwNotify.broadcast()
 	return nil
+}
+
+// resetStateLocked forgets the state built from the WAL, before a replay
+// from scratch. Caller holds appendMu.
+func (b *Broker) resetStateLocked() {
+	b.mu.Lock()
+	b.topics = make(map[string]*topic)
+	b.mu.Unlock()
+	b.producers = make(map[producerKey]*seqWindow)
+	b.pidEpochs = make(map[int64]int16)
+	b.pidBumps = make(map[int64]int16)
+	b.nextPID = 0
+	b.lastApplied = 0
+	b.skipMetaUpTo = 0
+	b.commitMu.Lock()
+	b.fenceWaitersLocked()
+	b.pending = nil
+	if c := b.wal.LastLSN(); b.commitLSN > c {
+		b.commitLSN = c
+	}
+	b.commitMu.Unlock()
+	b.groups.ResetMembership()
+	b.groups.ResetOffsets() // replay restores those the WAL still holds
 }
 
 // SetClusterView changes the role, leader, epoch and ISR the broker acts on.

@@ -30,6 +30,18 @@ import (
 // checkpoint (or the first snapshot entry), skips metadata entries it
 // already covers, and indexes every record batch still on disk on top of
 // the offsets it restored, so that offsets are never handed out twice.
+//
+// A checkpoint describes the state as of its LSN, so it holds only while
+// the WAL still holds every entry up to that LSN. A truncation (divergence
+// repair after a failover drops a follower's or old leader's entries above
+// the commit point) or a crash that loses unsynced writes can leave it past
+// the WAL's last LSN, describing topics, offsets and partition offsets of
+// entries that no longer exist. Start-up and every rebuild treat such a
+// checkpoint as stale: they remove it and take the state from a
+// state-snapshot entry in the WAL (every one left is at or below the WAL's
+// end), or, when the WAL has none, load it anyway and log an error that asks
+// to re-clone the node. A WAL that starts at LSN 1 never reads the
+// checkpoint, and retention rewrites it before it deletes a segment.
 
 const checkpointName = "state-checkpoint.json"
 
@@ -206,24 +218,25 @@ func (b *Broker) enforceRetention(now time.Time) (int, error) {
 
 // writeCheckpoint saves the metadata state atomically in the data dir and,
 // on the leader, also as a state-snapshot WAL entry, which replicates: a
-// follower re-cloned from a later LSN learns the state from it.
+// follower re-cloned from a later LSN learns the state from it. The file is
+// written once the entries it describes are durable (a follower appends
+// without waiting for that), so that a crash does not leave it past the
+// WAL's end.
 func (b *Broker) writeCheckpoint() error {
 	b.appendMu.Lock()
 	cp := b.snapshotLocked()
-	var snapLSN uint64
+	durable := cp.LSN
 	if b.isLeader() {
 		lsn, err := b.appendLocked(wal.TypeStateSnapshot, encodeJSON(cp))
 		if err != nil {
 			b.appendMu.Unlock()
 			return fmt.Errorf("broker: writing the state snapshot entry: %w", err)
 		}
-		snapLSN = lsn
+		durable = lsn
 	}
 	b.appendMu.Unlock()
-	if snapLSN > 0 {
-		if err := b.wal.WaitDurable(b.ctx, snapLSN); err != nil {
-			return err
-		}
+	if err := b.wal.WaitDurable(b.ctx, durable); err != nil {
+		return err
 	}
 	return b.saveCheckpointFile(cp)
 }
@@ -300,10 +313,30 @@ func (b *Broker) saveCheckpointFile(cp stateCheckpoint) error {
 // state-snapshot entry in the WAL (a replica re-cloned from the leader). It
 // returns the LSN the state covers (metadata entries up to it are skipped
 // by the replay), or 0 when nothing covers the gap. Caller holds appendMu.
+//
+// A checkpoint whose LSN is above the WAL's last LSN describes entries that
+// are no longer in the log: a truncation dropped them (divergence repair),
+// or a crash lost them. It is removed when the WAL holds a state-snapshot
+// entry, which then replaces it (every entry left is at or below the WAL's
+// end, so that snapshot describes only entries still in the log). Without
+// one, the checkpoint alone says what the deleted segments held: it is
+// loaded anyway, and an error says to re-clone the node.
 func (b *Broker) loadCheckpointLocked() (uint64, error) {
-	first := b.wal.FirstLSN()
-	if lsn, ok, err := b.loadCheckpointFileLocked(first); err != nil || ok {
-		return lsn, err
+	first, last := b.wal.FirstLSN(), b.wal.LastLSN()
+	file, haveFile, err := b.readCheckpointFile()
+	if err != nil {
+		return 0, err
+	}
+	if haveFile && file.LSN > last {
+		return b.loadInsteadOfStaleCheckpointLocked(file)
+	}
+	if haveFile && file.LSN+1 >= first {
+		b.restoreCheckpointLocked(file)
+		return file.LSN, nil
+	}
+	if haveFile {
+		b.log.Warn("state checkpoint is older than the WAL; looking for a state snapshot entry instead",
+			"checkpoint_lsn", file.LSN, "wal_first_lsn", first)
 	}
 	cp, found, err := b.findSnapshotEntry()
 	if err != nil {
@@ -318,28 +351,63 @@ func (b *Broker) loadCheckpointLocked() (uint64, error) {
 	return cp.LSN, nil
 }
 
-// loadCheckpointFileLocked restores state-checkpoint.json if it covers
-// the entries before first (ok), and reports ok == false when it is
-// missing or older. Caller holds appendMu.
-func (b *Broker) loadCheckpointFileLocked(first uint64) (lsn uint64, ok bool, err error) {
+// loadInsteadOfStaleCheckpointLocked is loadCheckpointLocked for a
+// checkpoint file above the WAL's last LSN (stale). Caller holds appendMu.
+func (b *Broker) loadInsteadOfStaleCheckpointLocked(stale stateCheckpoint) (uint64, error) {
+	path := filepath.Join(b.cfg.DataDir, checkpointName)
+	first, last := b.wal.FirstLSN(), b.wal.LastLSN()
+	cp, found, err := b.findSnapshotEntry()
+	if err != nil {
+		return 0, err
+	}
+	if !found {
+		b.log.Error("the state checkpoint describes WAL entries that this node no longer has (dropped by a truncation after a failover, or lost in a crash), "+
+			"and no state snapshot entry in the WAL can replace it: loading it anyway, so this node's topics, configs, committed offsets, producer ids "+
+			"and partition offsets may include effects of the dropped entries. Re-clone this node from the leader: stop it, wipe its data directory, start it",
+			"checkpoint", path, "checkpoint_lsn", stale.LSN, "wal_first_lsn", first, "wal_last_lsn", last)
+		b.restoreCheckpointLocked(stale)
+		return stale.LSN, nil
+	}
+	// Removed before anything is rebuilt from the snapshot, so that no
+	// later start-up loads it once the WAL has grown past its LSN again.
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("broker: removing the stale state checkpoint %s: %w", path, err)
+	}
+	if err := syncDir(b.cfg.DataDir); err != nil {
+		return 0, fmt.Errorf("broker: removing the stale state checkpoint %s: %w", path, err)
+	}
+	b.log.Warn("removed the state checkpoint: it describes WAL entries that this node no longer has; the state is rebuilt from the WAL's state snapshot entry",
+		"checkpoint_lsn", stale.LSN, "wal_last_lsn", last, "snapshot_lsn", cp.LSN)
+	b.restoreCheckpointLocked(cp)
+	return cp.LSN, nil
+}
+
+// readCheckpointFile reads state-checkpoint.json; found is false when
+// there is none.
+func (b *Broker) readCheckpointFile() (cp stateCheckpoint, found bool, err error) {
 	path := filepath.Join(b.cfg.DataDir, checkpointName)
 	data, err := os.ReadFile(path)
-	switch {
-	case err == nil:
-		var cp stateCheckpoint
-		if err := json.Unmarshal(data, &cp); err != nil {
-			return 0, false, fmt.Errorf("broker: %s is corrupt (%v); move it away to rebuild from the WAL's state snapshot, or restore the node from a replica", path, err)
-		}
-		if cp.LSN+1 >= first {
-			b.restoreCheckpointLocked(cp)
-			return cp.LSN, true, nil
-		}
-		b.log.Warn("state checkpoint is older than the WAL; looking for a state snapshot entry instead",
-			"checkpoint_lsn", cp.LSN, "wal_first_lsn", first)
-	case !errors.Is(err, os.ErrNotExist):
-		return 0, false, fmt.Errorf("broker: reading %s: %w", path, err)
+	if errors.Is(err, os.ErrNotExist) {
+		return cp, false, nil
 	}
-	return 0, false, nil
+	if err != nil {
+		return cp, false, fmt.Errorf("broker: reading %s: %w", path, err)
+	}
+	if err := json.Unmarshal(data, &cp); err != nil {
+		return cp, false, fmt.Errorf("broker: %s is corrupt (%v); move it away to rebuild from the WAL's state snapshot, or restore the node from a replica", path, err)
+	}
+	return cp, true, nil
+}
+
+// syncDir fsyncs a directory, so that a file created, renamed or removed
+// in it stays so after a crash.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // findSnapshotEntry returns the first state-snapshot entry in the WAL.
