@@ -3,9 +3,7 @@ package broker
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,8 +15,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/tandem-io/tandem/broker/wal"
 )
 
 // watermarkDump lists every partition's log start offset, high watermark
@@ -56,25 +52,7 @@ func recloneFollower(t *testing.T, leader *Broker) *Broker {
 	if err := f.ResetTo(first); err != nil {
 		t.Fatal(err)
 	}
-	r, err := leader.wal.NewReader(first)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var ents []wal.Entry
-	for {
-		e, _, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		ents = append(ents, e)
-	}
-	if err := f.ApplyEntries(ents); err != nil {
-		t.Fatal(err)
-	}
+	follow(t, f, leader) // from first, where the reset WAL now ends
 	f.SetCommitLSN(f.wal.LastLSN())
 	return f
 }
