@@ -108,7 +108,7 @@ func handleProduce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response
 					}
 					return kerr.CorruptMessage
 				}
-				base, lsn, code := b.appendBatches(p, rt.Topic, rp.Partition, raws, infos, int32(view.Epoch))
+				base, lsn, code := b.appendBatches(p, rt.Topic, rp.Partition, raws, infos)
 				if code == kerr.UnknownTopicOrPartition {
 					known = nil // deleted meanwhile
 				}
@@ -216,10 +216,18 @@ func handleProduce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response
 // offset of the first batch (the one the client is told) and the LSN of the
 // last entry written. p is the partition the request was checked against;
 // if the topic was deleted (and maybe created again) since, nothing is
-// written and the answer is UNKNOWN_TOPIC_OR_PARTITION.
-func (b *Broker) appendBatches(p *partition, topicName string, part int32, raws [][]byte, infos []batchInfo, epoch int32) (int64, uint64, *kerr.Error) {
+// written and the answer is UNKNOWN_TOPIC_OR_PARTITION. The role is checked
+// again under appendMu: a node that learnt it follows (SetClusterView) while
+// the request was being handled writes nothing, and the batches get the
+// epoch of the view they are written in.
+func (b *Broker) appendBatches(p *partition, topicName string, part int32, raws [][]byte, infos []batchInfo) (int64, uint64, *kerr.Error) {
 	b.appendMu.Lock()
 	defer b.appendMu.Unlock()
+	view := b.clusterView()
+	if !takesWrites(view) {
+		return -1, 0, kerr.NotLeaderForPartition
+	}
+	epoch := int32(view.Epoch)
 	// Topics are created and deleted under appendMu: from here on the
 	// partition stays, and p.next is the offset the next batch gets.
 	if b.partition(topicName, part) != p {

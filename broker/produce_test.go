@@ -13,6 +13,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tandem-io/tandem/broker/link"
+	"github.com/tandem-io/tandem/broker/wal"
 )
 
 // A produce that looked its partition up before the topic was deleted (and
@@ -56,7 +59,7 @@ func TestProduceRacingTopicDeletion(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			base, _, code := b.appendBatches(stale, "t", 0, raws, infos, 0)
+			base, _, code := b.appendBatches(stale, "t", 0, raws, infos)
 			if code != kerr.UnknownTopicOrPartition {
 				t.Fatalf("the late produce was answered with base offset %d, error %v; want UNKNOWN_TOPIC_OR_PARTITION", base, code)
 			}
@@ -290,5 +293,36 @@ func TestProduceErrorCarriesLogStartOffset(t *testing.T) {
 				t.Fatalf("error %v, log start offset %d; want %v, %d", kerr.ErrorForCode(r.ErrorCode), r.LogStartOffset, tc.want, tc.wantStart)
 			}
 		})
+	}
+}
+
+// A produce checks the role when it arrives and appends later. The sidecar
+// fences a broker that lost leadership by sending it a follower view and
+// waiting until it is applied; from then on nothing may be appended, not
+// even by a request that passed its role check before, or the entry would
+// carry the new leader's epoch at an LSN the new leader writes too.
+func TestNoAppendAfterLeavingLeadership(t *testing.T) {
+	b, addr := startBroker(t, t.TempDir())
+	cl := newClient(t, addr)
+	createTopic(t, cl, "t", 1)
+	p := b.partition("t", 0) // the request's checks happened here ...
+	raws, infos, err := splitBatches(rawBatch(-1, -1, -1, 1), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := b.wal.LastLSN()
+	// ... then the sidecar fences the broker: node 2 leads epoch 7.
+	b.SetClusterView(link.ClusterView{Role: link.RoleFollower, LeaderID: 2, Epoch: 7})
+	if _, _, code := b.appendBatches(p, "t", 0, raws, infos); code != kerr.NotLeaderForPartition {
+		t.Errorf("append after the fence answered %v, want NOT_LEADER_OR_FOLLOWER", code)
+	}
+	b.appendMu.Lock()
+	_, err = b.appendLocked(wal.TypeNoop, nil)
+	b.appendMu.Unlock()
+	if !errors.Is(err, ErrNotLeader) {
+		t.Errorf("metadata append after the fence: %v, want ErrNotLeader", err)
+	}
+	if got := b.wal.LastLSN(); got != last {
+		t.Fatalf("the WAL grew from %d to %d after the broker learnt it follows", last, got)
 	}
 }

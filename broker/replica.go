@@ -162,10 +162,25 @@ func (b *Broker) resetStateLocked() {
 // Losing leadership drops group membership (members rejoin at the new
 // leader); committed offsets stay.
 func (b *Broker) SetClusterView(v link.ClusterView) {
-	b.mu.Lock()
-	old := b.view
-	b.view = v
-	b.mu.Unlock()
+	old := b.clusterView()
+	if takesWrites(old) && (!takesWrites(v) || v.Epoch != old.Epoch) {
+		// Leaving leadership (or changing term) under appendMu: an append
+		// in progress finishes first, and every later one sees the new
+		// view (appendLocked checks it). So when the sidecar's fence has
+		// seen this view applied, this broker writes nothing more in the
+		// old role, and nothing stamped with an epoch it does not lead.
+		// Only this link's receiver calls SetClusterView, so old is
+		// still the current view here.
+		b.appendMu.Lock()
+		b.mu.Lock()
+		b.view = v
+		b.mu.Unlock()
+		b.appendMu.Unlock()
+	} else {
+		b.mu.Lock()
+		b.view = v
+		b.mu.Unlock()
+	}
 	if (old.Role == link.RoleLeader || old.Role == link.RoleStandalone) && v.Role == link.RoleFollower {
 		// Writers waiting for the commit point fail now: their entries
 		// may be truncated and their LSNs reused by the new leader.

@@ -128,9 +128,13 @@ func validTopicName(name string) bool {
 
 // isLeader says whether this node takes writes.
 func (b *Broker) isLeader() bool {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	return b.view.Role == link.RoleStandalone || b.view.Role == link.RoleLeader
+	return takesWrites(b.clusterView())
+}
+
+// takesWrites reports whether a node with view v appends entries of its
+// own (a leader, or a broker with no sidecar).
+func takesWrites(v link.ClusterView) bool {
+	return v.Role == link.RoleStandalone || v.Role == link.RoleLeader
 }
 
 func (b *Broker) clusterView() link.ClusterView {
@@ -139,9 +143,16 @@ func (b *Broker) clusterView() link.ClusterView {
 	return b.view
 }
 
-// appendLocked appends one entry as leader and applies it. Caller holds appendMu.
+// appendLocked appends one entry as leader and applies it, in the epoch of
+// the current view. A node that no longer leads gets ErrNotLeader: the view
+// changes away from leading under appendMu (SetClusterView), so nothing is
+// appended after a sidecar has fenced the broker. Caller holds appendMu.
 func (b *Broker) appendLocked(typ wal.EntryType, payload []byte) (uint64, error) {
-	epoch := b.clusterView().Epoch
+	view := b.clusterView()
+	if !takesWrites(view) {
+		return 0, ErrNotLeader
+	}
+	epoch := view.Epoch
 	pos, err := b.wal.Append(epoch, typ, payload)
 	if err != nil {
 		return 0, err
@@ -157,7 +168,11 @@ func (b *Broker) appendLocked(typ wal.EntryType, payload []byte) (uint64, error)
 // batch: the entry header and the batch bytes (still in the request
 // buffer) go to the WAL in one vectored write. Caller holds appendMu.
 func (b *Broker) appendBatchLocked(topic string, part int32, raw []byte) (uint64, error) {
-	epoch := b.clusterView().Epoch
+	view := b.clusterView()
+	if !takesWrites(view) {
+		return 0, ErrNotLeader
+	}
+	epoch := view.Epoch
 	prefix := batchEntryPrefix(topic, part, batchHeaderLen)
 	pos, err := b.wal.AppendParts(epoch, wal.TypeRecordBatch, prefix, raw)
 	if err != nil {
