@@ -132,20 +132,41 @@ func (c *brokerConn) sender(stream linkv1.LinkService_AttachServer) error {
 			continue
 		}
 		prefer = carries
+		// newView is the latest view, when it differs from the last sent.
+		newView := func() *linkv1.AttachResponse {
+			v := c.view.Load()
+			if v == nil || proto.Equal(v, lastView) {
+				return nil
+			}
+			lastView = v
+			return &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_ClusterView{ClusterView: v}}
+		}
 		select {
 		case <-c.ctx.Done():
 			return nil
 		case <-c.viewSig:
-			v := c.view.Load()
-			if v == nil || proto.Equal(v, lastView) {
+			if m = newView(); m == nil {
 				continue
 			}
-			lastView = v
-			m = &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_ClusterView{ClusterView: v}}
 		case <-c.commitSig:
 			lsn := c.commit.Load()
 			if lsn == lastCommit {
 				continue
+			}
+			// A view set before this commit point goes first. The leader
+			// sets the smaller ISR of a shrink before the commit point the
+			// shrink lets through, and the broker checks an acks=all
+			// batch's ISR against min.insync.replicas when its commit
+			// point arrives: with the old view it would answer success
+			// for a batch fewer replicas hold than the topic requires.
+			select {
+			case <-c.viewSig:
+				if v := newView(); v != nil {
+					if err := stream.Send(v); err != nil {
+						return fmt.Errorf("sidecar: sending to broker: %w", err)
+					}
+				}
+			default:
 			}
 			lastCommit = lsn
 			m = &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Commit{Commit: &linkv1.CommitPoint{Lsn: lsn}}}

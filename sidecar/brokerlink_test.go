@@ -75,6 +75,30 @@ func TestSenderPutsTheCommitPointInApplyEntries(t *testing.T) {
 	}
 }
 
+// An ISR shrink sets the smaller view, then the commit point it lets
+// through; the broker must get them in that order, or it would check an
+// acks=all batch's ISR against min.insync.replicas with the old, larger
+// view when the commit point arrives and answer success.
+func TestSenderSendsTheViewBeforeTheCommitPoint(t *testing.T) {
+	for i := 0; i < 200; i++ { // the sender used to pick one of the two at random
+		ctx, cancel := context.WithCancel(context.Background())
+		c := newBrokerConn(ctx, &linkv1.BrokerHello{NodeId: 1}, hclog.NewNullLogger())
+		c.setView(&linkv1.ClusterView{Role: linkv1.Role_ROLE_LEADER, LeaderId: 1, Epoch: 1, Isr: []int32{1}})
+		c.setCommit(10)
+		rec := &sendRecorder{sent: make(chan *linkv1.AttachResponse, 8)}
+		done := make(chan error, 1)
+		go func() { done <- c.sender(rec) }()
+		first, second := <-rec.sent, <-rec.sent
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if first.GetClusterView() == nil || second.GetCommit().GetLsn() != 10 {
+			t.Fatalf("round %d: sent %v then %v, want the view, then commit point 10", i, first, second)
+		}
+	}
+}
+
 // A follower announces, in its next hello, the position the sidecar keeps
 // for its broker. That position must never include entries the broker does
 // not hold durably, because the leader counts it as flushed.

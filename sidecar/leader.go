@@ -398,6 +398,16 @@ func (l *leader) handshakeAgreed(h *replicationv1.FollowerHello, stop context.Ca
 	now := time.Now()
 	r.connected, r.stop = true, stop
 	r.sent, r.written, r.flushed, r.applied = start-1, start-1, start-1, start-1
+	if start-1 < l.commit && r.inISR {
+		// It comes back holding less than what was committed (its broker
+		// restarted empty, or was re-cloned or truncated): it leaves the
+		// ISR now instead of after replica-lag-time-max, so that it is
+		// not elected without those entries. It joins again once its
+		// flushed LSN reaches the commit point.
+		r.lastCaughtUp = time.Time{}
+		l.log.Warn("follower holds less than the commit point; it leaves the ISR until it catches up", "node_id", id,
+			"follower_lsn", start-1, "commit_lsn", l.commit)
+	}
 	r.lastHeard, r.endAtLastAck, r.lastAckTime = now, l.durable, now
 	l.updateLocked(now)
 	l.broadcastLocked()

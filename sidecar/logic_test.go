@@ -370,3 +370,30 @@ func TestEntryCache(t *testing.T) {
 		t.Fatal("cache kept entries across a gap")
 	}
 }
+
+// A follower that comes back holding less than the commit point (its
+// broker restarted empty, or was re-cloned) leaves the ISR at once, not
+// after replica-lag-time-max: an in-sync replica may be elected, and this
+// one lacks committed entries.
+func TestReconnectBelowCommitLeavesISR(t *testing.T) {
+	l := testLeader(t, 10*time.Second)
+	l.bc = &brokerConn{ctx: context.Background(), viewSig: make(chan struct{}, 1), commitSig: make(chan struct{}, 1)}
+	l.history, l.durable, l.first = hist(1, 1), 100, 1
+	now := time.Now()
+	for _, id := range []int32{2, 3} {
+		r := l.replicas[id]
+		r.connected, r.sent, r.flushed, r.lastCaughtUp = true, 100, 100, now
+	}
+	l.updateLocked(now)
+	if !slices.Equal(l.isr, []int32{1, 2, 3}) || l.commit != 100 {
+		t.Fatalf("ISR %v commit %d, want [1 2 3] and 100", l.isr, l.commit)
+	}
+	l.replicas[2].connected = false // its broker restarted with an empty WAL
+	h := &replicationv1.FollowerHello{ClusterId: "c1", NodeId: 2, Position: &replicationv1.Position{}}
+	if _, _, err := l.handshake(h, func(error) {}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(l.isr, []int32{1, 3}) {
+		t.Fatalf("ISR %v after node 2 came back empty, want [1 3]", l.isr)
+	}
+}
