@@ -149,7 +149,7 @@ func (s *Sidecar) listenHealth() error {
 	}
 	s.healthLn = ln
 	// Health requests are tiny; nothing else is served here.
-	s.healthSrv = grpc.NewServer(grpc.MaxRecvMsgSize(64 << 10))
+	s.healthSrv = grpc.NewServer(grpc.MaxRecvMsgSize(64<<10), grpc.ConnectionTimeout(connectionTimeout))
 	healthpb.RegisterHealthServer(s.healthSrv, s.health)
 	return nil
 }

@@ -195,7 +195,13 @@ func (c *brokerConn) receive(m *linkv1.AttachRequest) error {
 		ch := c.replays[p.ReplayResult.GetRequestId()]
 		c.mu.Unlock()
 		if ch == nil {
-			return fmt.Errorf("%w: replay result for unknown request %d", errBadBrokerMessage, p.ReplayResult.GetRequestId())
+			if id := p.ReplayResult.GetRequestId(); id == 0 || id > c.nextID.Load() {
+				return fmt.Errorf("%w: replay result for unknown request %d", errBadBrokerMessage, id)
+			}
+			// A replay whose caller gave up (its follower's stream ended):
+			// the rest of its answer has nowhere to go. The link and the
+			// other followers carry on.
+			return nil
 		}
 		select {
 		case ch <- p.ReplayResult:
@@ -224,7 +230,11 @@ func (c *brokerConn) receive(m *linkv1.AttachRequest) error {
 		var onErr func(error)
 		if a.GetError() != "" {
 			c.lastLSN = a.GetLsn()
-			c.history = c.history.truncate(a.GetLsn())
+			if h := a.GetEpochHistory(); len(h) > 0 {
+				c.history = epochHistory(h).clone().truncate(a.GetLsn())
+			} else {
+				c.history = c.history.truncate(a.GetLsn())
+			}
 			c.posGen++
 			onErr = c.onApplyErr
 		}

@@ -3,6 +3,8 @@ package sidecar_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"slices"
 	"testing"
 	"time"
@@ -198,4 +200,27 @@ func TestSameEpochDifferentEntriesAreRepaired(t *testing.T) {
 	c.StartBroker(2)
 	c.WaitCaughtUp(25)
 	c.AssertIdentical(25)
+}
+
+// A TCP connection that never completes its gRPC handshake (a silent
+// client, a half-open peer behind a partition) is closed after the
+// handshake bound, so it cannot hold the sidecar's shutdown (gRPC's own
+// default is two minutes).
+func TestSilentConnectionIsClosed(t *testing.T) {
+	defer sidecar.SetConnectionTimeout(200 * time.Millisecond)()
+	c := sidecartest.NewCluster(t, 1, 1, nil)
+	c.StartSidecar(1)
+	conn, err := net.Dial("tcp", c.Peers[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Nothing is sent. The sidecar closes the connection: the read ends.
+	if err := conn.SetReadDeadline(time.Now().Add(20 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(io.Discard, conn); err != nil {
+		t.Fatalf("the sidecar did not close a connection that never completed its handshake: %v", err)
+	}
+	c.StopSidecar(1)
 }

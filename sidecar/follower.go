@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -30,6 +31,9 @@ type follower struct {
 	ctx        context.Context // ends when this node stops following this leader (role.go)
 	leaderID   int32           // 0 while the leader is unknown (an election runs)
 	leaderAddr string
+
+	// heardAt is when the last message from the leader arrived (unix ns).
+	heardAt atomic.Int64
 
 	mu           sync.Mutex
 	streaming    bool
@@ -257,12 +261,19 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 	}
 	f.mu.Lock()
 	f.streaming, f.lastErr = true, ""
+	f.heardAt.Store(time.Now().UnixNano()) // the leader's hello
 	f.epoch, f.leaderLast, f.commit = lh.GetEpoch(), lh.GetLeaderLastLsn(), lh.GetCommitLsn()
 	f.written, f.applied = last, last
 	f.noteProgressLocked()
 	f.mu.Unlock()
 	f.setCluster(bc, lh.GetCluster(), lh.GetEpoch())
-	bc.setCommit(lh.GetCommitLsn())
+	// The broker holds the leader's entries up to last (the handshake
+	// checked them, and truncated what differed), and gets every later one
+	// from this stream: a commit point is forwarded up to there only, so
+	// that it never covers entries of the broker's own that the leader
+	// never had (written after the position it announced, refused below).
+	verified := last
+	f.setCommit(bc, lh.GetCommitLsn(), verified)
 
 	bc.mu.Lock()
 	bc.onApplied = func(lsn uint64) {
@@ -306,6 +317,7 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 			}
 			return true, err
 		}
+		f.heardAt.Store(time.Now().UnixNano())
 		select {
 		case lastHeard <- struct{}{}:
 		default:
@@ -335,14 +347,17 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 				// has flushed the entries (onApplied) reports both, and the
 				// leader commits on flushed. One ack per batch instead of two.
 			}
-			f.setCommit(bc, p.Entries.GetCommitLsn())
+			if len(ents) > 0 {
+				verified = next - 1
+			}
+			f.setCommit(bc, p.Entries.GetCommitLsn(), verified)
 		case *replicationv1.StreamResponse_Heartbeat:
 			hb := p.Heartbeat
 			f.mu.Lock()
 			f.leaderLast = max(f.leaderLast, hb.GetLeaderLastLsn())
 			f.noteProgressLocked()
 			f.mu.Unlock()
-			f.setCommit(bc, hb.GetCommitLsn())
+			f.setCommit(bc, hb.GetCommitLsn(), verified)
 		case *replicationv1.StreamResponse_Cluster:
 			f.setCluster(bc, p.Cluster, p.Cluster.GetEpoch())
 		default:
@@ -372,15 +387,15 @@ func (f *follower) noteProgressLocked() {
 	}
 }
 
-func (f *follower) setCommit(bc *brokerConn, lsn uint64) {
+// setCommit records the leader's commit point lsn and forwards it to the
+// broker, capped at upTo: the last LSN the broker is known to hold from
+// this leader.
+func (f *follower) setCommit(bc *brokerConn, lsn, upTo uint64) {
 	f.mu.Lock()
-	if lsn <= f.commit {
-		f.mu.Unlock()
-		return
-	}
-	f.commit = lsn
+	f.commit = max(f.commit, lsn)
+	c := min(f.commit, upTo)
 	f.mu.Unlock()
-	bc.setCommit(lsn)
+	bc.setCommit(c)
 }
 
 // setCluster passes the leader's cluster view to the broker.
@@ -452,6 +467,14 @@ func (f *follower) ready() (bool, string) {
 			return false, "not streaming from the leader: " + f.lastErr
 		}
 		return false, "not streaming from the leader"
+	}
+	// A leader sends something at least every heartbeat interval; a
+	// follower that heard nothing for longer than the lag bound (or one and
+	// a half intervals) is cut off, and the leader will drop it from the
+	// ISR: not ready, long before --peer-timeout ends the stream.
+	silent := max(f.s.cfg.ReplicaLagTimeMax, f.s.cfg.HeartbeatInterval*3/2)
+	if since := time.Since(time.Unix(0, f.heardAt.Load())); since > silent {
+		return false, fmt.Sprintf("nothing heard from the leader for %s", since.Round(time.Millisecond))
 	}
 	if f.applied < f.leaderLast && time.Since(f.lastCaughtUp) > f.s.cfg.ReplicaLagTimeMax {
 		return false, fmt.Sprintf("lagging: applied %d of the leader's %d, last caught up %s ago",

@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -395,5 +396,47 @@ func TestReconnectBelowCommitLeavesISR(t *testing.T) {
 	}
 	if !slices.Equal(l.isr, []int32{1, 3}) {
 		t.Fatalf("ISR %v after node 2 came back empty, want [1 3]", l.isr)
+	}
+}
+
+// The rest of a replay whose caller gave up (its follower's stream ended
+// during catch-up) is dropped; it must not close the leader's broker link,
+// which would disconnect every other follower too. An answer to a request
+// never made is still a protocol error.
+func TestAbandonedReplayAnswerIsDropped(t *testing.T) {
+	c := newBrokerConn(context.Background(), &linkv1.BrokerHello{NodeId: 1}, hclog.NewNullLogger())
+	c.nextID.Store(5) // five requests made; none waits now
+	answer := func(id uint64) error {
+		return c.receive(&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_ReplayResult{ReplayResult: &linkv1.ReplayResult{
+			RequestId: id, Status: linkv1.ReplayStatus_REPLAY_STATUS_OK}}})
+	}
+	if err := answer(3); err != nil {
+		t.Fatalf("late chunk of abandoned replay 3: %v, want it dropped", err)
+	}
+	for _, id := range []uint64{0, 9} {
+		if err := answer(id); !errors.Is(err, errBadBrokerMessage) {
+			t.Errorf("replay result for request %d, never made: %v, want errBadBrokerMessage", id, err)
+		}
+	}
+}
+
+// A follower that hears nothing from its leader (a silent partition: the
+// TCP connection stays up) is not ready once the lag bound passes, although
+// it applied everything it last heard of: the leader drops it from the ISR
+// then, long before --peer-timeout ends the stream.
+func TestFollowerNotReadyWhenTheLeaderIsSilent(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.NodeID, cfg.ClusterID, cfg.LeaderID = 2, "c1", 1
+	cfg.Peers = map[int32]string{1: "127.0.0.1:1", 2: "127.0.0.1:2"}
+	s := &Sidecar{cfg: cfg, log: hclog.NewNullLogger(), ctx: context.Background()}
+	f := newFollower(s)
+	f.streaming, f.applied, f.leaderLast = true, 10, 10
+	f.heardAt.Store(time.Now().UnixNano())
+	if ok, why := f.ready(); !ok {
+		t.Fatalf("streaming and caught up, heard from the leader just now: not ready (%s)", why)
+	}
+	f.heardAt.Store(time.Now().Add(-cfg.ReplicaLagTimeMax - cfg.HeartbeatInterval).UnixNano())
+	if ok, why := f.ready(); ok || !strings.Contains(why, "nothing heard from the leader") {
+		t.Fatalf("silent leader: ready=%v (%q), want not ready, saying why", ok, why)
 	}
 }

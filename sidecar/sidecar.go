@@ -216,6 +216,10 @@ func (s *Sidecar) Close() error {
 	return nil
 }
 
+// connectionTimeout bounds a new connection's handshake (TLS and the
+// HTTP/2 preface) on every server of the sidecar (a variable for tests).
+var connectionTimeout = 10 * time.Second
+
 // serverOptions are the options of both gRPC servers: size limits, and the
 // logging and panic-recovery interceptors.
 func (s *Sidecar) serverOptions(name string) []grpc.ServerOption {
@@ -243,6 +247,11 @@ func (s *Sidecar) serverOptions(name string) []grpc.ServerOption {
 	// second.
 	ka := keepalive.ServerParameters{Time: s.cfg.HeartbeatInterval, Timeout: max(s.cfg.PeerTimeout-s.cfg.HeartbeatInterval, time.Second)}
 	return append(grpcwire.ServerOptions(),
+		// A connection that has not finished its handshake by then is
+		// closed (gRPC's default is 120 s): Close waits for every
+		// connection, and a silent client or a half-open peer must not
+		// hold shutdown past a Kubernetes grace period.
+		grpc.ConnectionTimeout(connectionTimeout),
 		grpc.KeepaliveParams(ka),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
 		grpc.MaxRecvMsgSize(s.cfg.MaxMessageBytes),

@@ -24,10 +24,11 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // walBroker is a link.Broker over a real WAL with no Kafka state.
 type walBroker struct {
-	w      *wal.Log
-	mu     sync.Mutex
-	view   link.ClusterView
-	commit uint64
+	w       *wal.Log
+	mu      sync.Mutex
+	view    link.ClusterView
+	commit  uint64
+	lastSet uint64 // the argument of the latest SetCommitLSN
 }
 
 func (b *walBroker) NodeID() int32               { return 7 }
@@ -55,6 +56,7 @@ func (b *walBroker) SetCommitLSN(lsn uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.commit = max(b.commit, lsn)
+	b.lastSet = lsn
 }
 func (b *walBroker) state() (link.ClusterView, uint64) {
 	b.mu.Lock()
@@ -355,7 +357,7 @@ func TestFollowerApplyTruncateResetChecksum(t *testing.T) {
 	}{
 		{"first batch", 1, 5, 1, 5, false},
 		{"overlap is skipped, not applied twice", 3, 8, 1, 8, false},
-		{"all known", 2, 6, 1, 8, false},
+		{"all known: answered with the batch's end, not the WAL's", 2, 6, 1, 6, false},
 		{"gap refused", 10, 12, 1, 8, true},
 		// The leader has LSN 7 onwards in epoch 2 where this WAL has epoch
 		// 1: the logs diverged, and skipping 7-8 would keep the wrong ones.
@@ -497,4 +499,65 @@ func TestApplyCarriesCommit(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, func() bool { _, c := h.b.state(); return c == 8 })
 	apply(9, 12, 0)
 	testutil.Eventually(t, 5*time.Second, func() bool { _, c := h.b.state(); return c == 12 })
+}
+
+// The commit points a follower's broker serves after a divergence: none
+// above an entry it refused as diverged (its own entries there are not the
+// leader's) until the sidecar has the log truncated, and after a
+// truncation below a commit point already served, the new leader's lower
+// commit points are served again.
+func TestCommitPointAroundDivergence(t *testing.T) {
+	h := newHarness(t, 0, nil)
+	s, _ := h.attach()
+	h.send(s, view(linkv1.Role_ROLE_FOLLOWER))
+	apply := func(from, to uint64, epoch uint32) *linkv1.AppliedUpTo {
+		t.Helper()
+		var ents []*linkv1.Entry
+		for l := from; l <= to; l++ {
+			ents = append(ents, &linkv1.Entry{Lsn: l, Epoch: epoch, Type: linkv1.EntryType_ENTRY_TYPE_RECORD_BATCH, Payload: fmt.Append(nil, l)})
+		}
+		h.send(s, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Apply{Apply: &linkv1.ApplyEntries{Entries: ents}}})
+		return h.recv(s).GetApplied()
+	}
+	commit := func(lsn, want uint64) {
+		t.Helper()
+		h.send(s, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Commit{Commit: &linkv1.CommitPoint{Lsn: lsn}}})
+		testutil.Eventually(t, 5*time.Second, func() error {
+			h.b.mu.Lock()
+			defer h.b.mu.Unlock()
+			if h.b.lastSet != want {
+				return fmt.Errorf("commit point %d sent, the broker serves %d, want %d", lsn, h.b.lastSet, want)
+			}
+			return nil
+		})
+	}
+	truncate := func(lsn uint64) {
+		t.Helper()
+		h.send(s, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_TruncateTo{TruncateTo: &linkv1.TruncateTo{Lsn: lsn}}})
+		if tr := h.recv(s).GetTruncated(); tr.GetError() != "" || tr.GetLastLsn() != lsn {
+			t.Fatalf("truncated = %v", tr)
+		}
+	}
+
+	if a := apply(1, 5, 1); a.GetLsn() != 5 || a.GetError() != "" {
+		t.Fatalf("apply 1-5: %v", a)
+	}
+	// The leader has 4 onwards in epoch 2: this WAL's 4 and 5 are not its.
+	a := apply(4, 6, 2)
+	if a.GetError() == "" || len(a.GetEpochHistory()) != 1 {
+		t.Fatalf("diverged batch answered %v, want an error with the WAL's own epoch history", a)
+	}
+	commit(5, 3)
+	truncate(3)
+	if a := apply(4, 6, 2); a.GetLsn() != 6 || a.GetError() != "" {
+		t.Fatalf("apply 4-6 after the truncation: %v", a)
+	}
+	commit(6, 6)
+	// Another failover cuts the log below what was served: the next
+	// leader's commit point 4 is served, not held back by the old 6.
+	truncate(2)
+	if a := apply(3, 4, 3); a.GetLsn() != 4 || a.GetError() != "" {
+		t.Fatalf("apply 3-4 in epoch 3: %v", a)
+	}
+	commit(4, 4)
 }

@@ -137,6 +137,7 @@ type session struct {
 	commitMu      sync.Mutex
 	commitWanted  uint64 // latest commit point from the sidecar
 	commitApplied uint64 // last one handed to the broker
+	commitCap     uint64 // no commit point above it (a refused divergence); 0: none
 
 	// Owned by the receiver goroutine.
 	pushCancel context.CancelFunc

@@ -22,6 +22,9 @@ func (s *session) setCommit(wanted uint64) error {
 		s.commitWanted = wanted
 	}
 	c := min(s.commitWanted, s.w.DurableLSN())
+	if s.commitCap > 0 {
+		c = min(c, s.commitCap)
+	}
 	if c == 0 || c <= s.commitApplied {
 		return nil
 	}
@@ -73,6 +76,7 @@ func (s *session) acker() error {
 		}
 		if a.failed {
 			a.reply.Lsn = s.w.DurableLSN()
+			a.reply.EpochHistory = EpochsToProto(s.w.EpochHistory())
 		}
 		if err := s.send(&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Applied{Applied: a.reply}}); err != nil {
 			return err
@@ -153,6 +157,7 @@ func (s *session) opsWorker() error {
 					"kept_up_to", lsn, "dropped_entries", before-lsn)
 			}
 			s.walGen.Add(1)
+			s.commitAfterRewrite()
 			t.LastLsn = s.w.LastLSN()
 			t.EpochHistory = EpochsToProto(s.w.EpochHistory())
 			reply = &linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Truncated{Truncated: t}}
@@ -169,6 +174,7 @@ func (s *session) opsWorker() error {
 				s.log.Warn("WAL wiped at the sidecar's request (re-clone from the leader)", "next_lsn", next)
 			}
 			s.walGen.Add(1)
+			s.commitAfterRewrite()
 			d.NextLsn = s.w.LastLSN() + 1
 			reply = &linkv1.AttachRequest{Payload: &linkv1.AttachRequest_ResetDone{ResetDone: d}}
 		default:
@@ -189,10 +195,24 @@ func (s *session) apply(in []*linkv1.Entry) pendingAck {
 	ents, err := newEntries(last, in, s.w.EpochHistory)
 	if err != nil {
 		s.log.Error("refusing entries from sidecar", "error", err)
-		return pendingAck{reply: &linkv1.AppliedUpTo{Lsn: last, Error: err.Error()}, wait: last}
+		var de *divergedError
+		if errors.As(err, &de) {
+			// This WAL's entries from de.lsn on are not the leader's: no
+			// commit point may cover them until the sidecar has the log
+			// truncated (the refusal makes it reconnect).
+			s.capCommit(de.lsn - 1)
+		}
+		return pendingAck{reply: &linkv1.AppliedUpTo{Lsn: last, Error: err.Error(),
+			EpochHistory: EpochsToProto(s.w.EpochHistory())}, wait: last}
 	}
 	if len(ents) == 0 {
-		return pendingAck{reply: &linkv1.AppliedUpTo{Lsn: last}, wait: last}
+		// Everything was held already: applied up to the batch's end (not
+		// the WAL's, which may be further than the sidecar has sent).
+		lsn := last
+		if n := len(in); n > 0 {
+			lsn = min(last, in[n-1].GetLsn())
+		}
+		return pendingAck{reply: &linkv1.AppliedUpTo{Lsn: lsn}, wait: lsn}
 	}
 	if a, ok := s.b.(Appender); ok {
 		err = a.AppendEntries(ents)
@@ -225,7 +245,7 @@ func newEntries(last uint64, in []*linkv1.Entry, history func() []wal.EpochStart
 				hist = history()
 			}
 			if e, ok := epochAt(hist, pe.GetLsn()); ok && e != pe.GetEpoch() {
-				return nil, fmt.Errorf("%w: LSN %d has epoch %d in this WAL but epoch %d from the leader", ErrDiverged, pe.GetLsn(), e, pe.GetEpoch())
+				return nil, &divergedError{lsn: pe.GetLsn(), here: e, leader: pe.GetEpoch()}
 			}
 			continue
 		}
@@ -242,6 +262,40 @@ func newEntries(last uint64, in []*linkv1.Entry, history func() []wal.EpochStart
 		ents = append(ents, EntryFromProto(pe))
 	}
 	return ents, nil
+}
+
+// divergedError is ErrDiverged at an LSN: this WAL holds lsn in epoch here,
+// the leader in epoch leader.
+type divergedError struct {
+	lsn          uint64
+	here, leader uint32
+}
+
+func (e *divergedError) Error() string {
+	return fmt.Sprintf("%v: LSN %d has epoch %d in this WAL but epoch %d from the leader", ErrDiverged, e.lsn, e.here, e.leader)
+}
+
+func (e *divergedError) Unwrap() error { return ErrDiverged }
+
+// capCommit keeps every commit point at or below lsn until the WAL is
+// truncated or reset (its entries above lsn are not the leader's).
+func (s *session) capCommit(lsn uint64) {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	if s.commitCap == 0 || lsn < s.commitCap {
+		s.commitCap = max(lsn, 1) // 0 means no cap
+	}
+}
+
+// commitAfterRewrite lowers what the session has served to the WAL's new
+// end after a truncation or reset (the broker lowered its own commit point
+// with it), so that the next commit points are served again, and lifts the
+// cap of a refused divergence: what is left is what the leader streams.
+func (s *session) commitAfterRewrite() {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	s.commitApplied = min(s.commitApplied, s.w.LastLSN())
+	s.commitCap = 0
 }
 
 // epochAt returns the epoch of the entry at lsn in a WAL epoch history,

@@ -1207,7 +1207,12 @@ type AppliedUpTo struct {
 	Lsn uint64 `protobuf:"varint,1,opt,name=lsn,proto3" json:"lsn,omitempty"`
 	// Empty on success; otherwise why the batch was not applied (for example
 	// a gap), and lsn is the broker's highest durable LSN.
-	Error         string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	// With error: the WAL's epoch history, oldest first, so that the sidecar
+	// knows the broker's real log again (entries it handed over and the
+	// broker refused are not in it). Empty from a broker that does not send
+	// it; the sidecar then keeps what it knew, cut at lsn.
+	EpochHistory  []*EpochStart `protobuf:"bytes,3,rep,name=epoch_history,json=epochHistory,proto3" json:"epoch_history,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1254,6 +1259,13 @@ func (x *AppliedUpTo) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *AppliedUpTo) GetEpochHistory() []*EpochStart {
+	if x != nil {
+		return x.EpochHistory
+	}
+	return nil
 }
 
 // TruncatedTo answers TruncateTo.
@@ -1988,10 +2000,11 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\tfirst_lsn\x18\x06 \x01(\x04R\bfirstLsn\x12\x1f\n" +
 	"\vdurable_lsn\x18\a \x01(\x04R\n" +
 	"durableLsn\x12\x14\n" +
-	"\x05error\x18\b \x01(\tR\x05error\"5\n" +
+	"\x05error\x18\b \x01(\tR\x05error\"v\n" +
 	"\vAppliedUpTo\x12\x10\n" +
 	"\x03lsn\x18\x01 \x01(\x04R\x03lsn\x12\x14\n" +
-	"\x05error\x18\x02 \x01(\tR\x05error\"\x7f\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\x12?\n" +
+	"\repoch_history\x18\x03 \x03(\v2\x1a.tandem.link.v1.EpochStartR\fepochHistory\"\x7f\n" +
 	"\vTruncatedTo\x12\x19\n" +
 	"\blast_lsn\x18\x01 \x01(\x04R\alastLsn\x12?\n" +
 	"\repoch_history\x18\x02 \x03(\v2\x1a.tandem.link.v1.EpochStartR\fepochHistory\x12\x14\n" +
@@ -2123,17 +2136,18 @@ var file_tandem_link_v1_link_proto_depIdxs = []int32{
 	3,  // 18: tandem.link.v1.CommittedEntries.entries:type_name -> tandem.link.v1.Entry
 	2,  // 19: tandem.link.v1.ReplayResult.status:type_name -> tandem.link.v1.ReplayStatus
 	3,  // 20: tandem.link.v1.ReplayResult.entries:type_name -> tandem.link.v1.Entry
-	4,  // 21: tandem.link.v1.TruncatedTo.epoch_history:type_name -> tandem.link.v1.EpochStart
-	1,  // 22: tandem.link.v1.ClusterView.role:type_name -> tandem.link.v1.Role
-	5,  // 23: tandem.link.v1.ClusterView.brokers:type_name -> tandem.link.v1.BrokerInfo
-	3,  // 24: tandem.link.v1.ApplyEntries.entries:type_name -> tandem.link.v1.Entry
-	6,  // 25: tandem.link.v1.LinkService.Attach:input_type -> tandem.link.v1.AttachRequest
-	8,  // 26: tandem.link.v1.LinkService.Attach:output_type -> tandem.link.v1.AttachResponse
-	26, // [26:27] is the sub-list for method output_type
-	25, // [25:26] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	4,  // 21: tandem.link.v1.AppliedUpTo.epoch_history:type_name -> tandem.link.v1.EpochStart
+	4,  // 22: tandem.link.v1.TruncatedTo.epoch_history:type_name -> tandem.link.v1.EpochStart
+	1,  // 23: tandem.link.v1.ClusterView.role:type_name -> tandem.link.v1.Role
+	5,  // 24: tandem.link.v1.ClusterView.brokers:type_name -> tandem.link.v1.BrokerInfo
+	3,  // 25: tandem.link.v1.ApplyEntries.entries:type_name -> tandem.link.v1.Entry
+	6,  // 26: tandem.link.v1.LinkService.Attach:input_type -> tandem.link.v1.AttachRequest
+	8,  // 27: tandem.link.v1.LinkService.Attach:output_type -> tandem.link.v1.AttachResponse
+	27, // [27:28] is the sub-list for method output_type
+	26, // [26:27] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_tandem_link_v1_link_proto_init() }

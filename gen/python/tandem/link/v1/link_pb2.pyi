@@ -26,12 +26,14 @@ ROLE_STANDALONE: Role
 ROLE_UNSPECIFIED: Role
 
 class AppliedUpTo(_message.Message):
-    __slots__ = ["error", "lsn"]
+    __slots__ = ["epoch_history", "error", "lsn"]
+    EPOCH_HISTORY_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     LSN_FIELD_NUMBER: _ClassVar[int]
+    epoch_history: _containers.RepeatedCompositeFieldContainer[EpochStart]
     error: str
     lsn: int
-    def __init__(self, lsn: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+    def __init__(self, lsn: _Optional[int] = ..., error: _Optional[str] = ..., epoch_history: _Optional[_Iterable[_Union[EpochStart, _Mapping]]] = ...) -> None: ...
 
 class ApplyEntries(_message.Message):
     __slots__ = ["commit_lsn", "entries"]
