@@ -53,6 +53,7 @@ func (s *Sidecar) Status() *adminv1.StatusResponse {
 		l.mu.Lock()
 		out.Epoch, out.FirstLsn, out.LastLsn, out.DurableLsn, out.CommitLsn = l.epoch, l.first, l.durable, l.durable, l.commit
 		out.Isr = slices.Clone(l.isr)
+		out.WalLastEpoch = l.history.lastEpoch()
 		durable := l.durable
 		type snap struct {
 			r      replica // a copy taken under l.mu
@@ -97,8 +98,11 @@ func (s *Sidecar) Status() *adminv1.StatusResponse {
 	if bc != nil {
 		out.FirstLsn = bc.hello.GetFirstLsn()
 		bc.mu.Lock()
-		out.LastLsn = bc.lastLSN
+		out.LastLsn, out.WalLastEpoch = bc.lastLSN, bc.history.lastEpoch()
 		bc.mu.Unlock()
+	}
+	if at := f.heardAt.Load(); at != 0 {
+		out.LastHeardFromLeader = timestamppb.New(time.Unix(0, at))
 	}
 	f.mu.Lock()
 	out.Epoch, out.CommitLsn, out.Streaming = f.epoch, f.commit, f.streaming

@@ -19,11 +19,27 @@ import (
 // Manual promotion and epoch discovery.
 //
 // Promote (tandemctl promote) makes a follower the leader of a new epoch:
-// one more than the highest epoch the node knows of. It is refused with
-// FAILED_PRECONDITION when the node is not in the last ISR it heard from
-// the leader, or its WAL ends before the last commit point it knows (either
-// way it may lack acknowledged writes), unless force is set: an unclean
-// promotion, logged at error level and counted.
+// one more than the highest epoch the node or any peer knows of. First it
+// asks every peer for its status, then it decides whether the node may lack
+// acknowledged writes (promoteCheck):
+//
+//   - the leader answers (a planned switchover): the node must be in the
+//     leader's ISR and hold the leader's commit point. Entries above the
+//     commit point (acks=0/1 writes) may be lost, as in Kafka;
+//   - the leader does not answer: no answering peer may hold more of the
+//     log (a later last epoch, or the same one and a higher LSN) or know a
+//     commit point past this node's WAL end. When every follower answered,
+//     that is enough: an acks=-1 write reached the leader and at least
+//     min.insync.replicas-1 followers, so the follower with the most of the
+//     log holds it. When a follower is missing too, the node's own knowledge
+//     must do, and it must be fresh: in the last ISR it heard, holding the
+//     last commit point it knows, and heard from the leader within
+//     --replica-lag-time-max (past that, the leader may have dropped it
+//     from the ISR and committed writes it lacks).
+//
+// A refused promotion says why (FAILED_PRECONDITION) and names a better
+// candidate when it knows one. force promotes anyway: an unclean promotion,
+// logged at error level and counted.
 //
 // Discovery: every --epoch-poll-interval each sidecar asks every peer for
 // its status. A node that sees a higher epoch than its own stops taking
@@ -39,6 +55,9 @@ var ErrPromote = errors.New("sidecar: promotion refused")
 // promoteWait bounds how long Promote waits for the broker to re-attach
 // under the new role before answering.
 const promoteWait = 10 * time.Second
+
+// promotePollTimeout bounds how long Promote waits for each peer's status.
+const promotePollTimeout = 2 * time.Second
 
 // Promote makes this node the leader of a new epoch.
 func (a *adminServer) Promote(ctx context.Context, req *adminv1.PromoteRequest) (*adminv1.PromoteResponse, error) {
@@ -68,12 +87,25 @@ func (s *Sidecar) Promote(ctx context.Context, force bool) (uint32, error) {
 		return 0, fmt.Errorf("%w: node %d runs with --etcd-endpoints: the etcd election picks the leader (stop the current leader's pair to fail over)",
 			ErrPromote, s.cfg.NodeID)
 	}
-	epoch, err := s.promoteCheck(force)
-	if err != nil {
-		return 0, err
+	pc := &peerConns{s: s}
+	views := s.pollPeers(ctx, pc, promotePollTimeout)
+	pc.close()
+	for _, v := range views {
+		s.noteEpoch(v.epoch)
 	}
 	bc, _ := s.currentBroker()
-	if err := s.switchRole(s.cfg.NodeID, epoch, "promoted through the admin API"); err != nil {
+	// The check and the switch happen under the role lock, so that no role
+	// change (a newer epoch found by discovery) comes between them.
+	s.roleMu.Lock()
+	epoch, err := s.promoteCheck(force, views)
+	if err == nil {
+		err = s.switchRoleLocked(s.cfg.NodeID, epoch, "promoted through the admin API")
+	}
+	s.roleMu.Unlock()
+	if errors.Is(err, errStaleEpoch) {
+		err = fmt.Errorf("%w: %v; retry", ErrPromote, err)
+	}
+	if err != nil {
 		return 0, err
 	}
 	// Answer once the broker re-attached under the new role and got its
@@ -95,9 +127,16 @@ func (s *Sidecar) Promote(ctx context.Context, force bool) (uint32, error) {
 	return epoch, nil
 }
 
-// promoteCheck decides whether this follower may be promoted and returns
-// the new epoch.
-func (s *Sidecar) promoteCheck(force bool) (uint32, error) {
+// logAhead reports whether a log ending at (epoch, lsn) goes further than
+// one ending at (myEpoch, myLSN).
+func logAhead(epoch uint32, lsn uint64, myEpoch uint32, myLSN uint64) bool {
+	return epoch > myEpoch || (epoch == myEpoch && lsn > myLSN)
+}
+
+// promoteCheck decides whether this follower may be promoted, given the
+// peers' answers, and returns the new epoch (see the comment at the top of
+// this file). Caller holds s.roleMu.
+func (s *Sidecar) promoteCheck(force bool, views []peerView) (uint32, error) {
 	_, f := s.roles()
 	if f == nil {
 		return 0, fmt.Errorf("%w: node %d changed role during the promotion; retry", ErrPromote, s.cfg.NodeID)
@@ -105,29 +144,89 @@ func (s *Sidecar) promoteCheck(force bool) (uint32, error) {
 	id := s.cfg.NodeID
 	bc, _ := s.currentBroker()
 	f.mu.Lock()
-	epoch, commit, cluster, applied := f.epoch, f.commit, f.cluster, f.applied
+	epoch, commit, cluster, applied, leaderID := f.epoch, f.commit, f.cluster, f.applied, f.leaderID
 	f.mu.Unlock()
+	if leaderID == 0 && cluster != nil {
+		leaderID = cluster.GetLeaderId()
+	}
+	heard := f.heardAt.Load()
 	var last uint64
-	var brokerEpoch uint32
+	var logEpoch, peerEpoch uint32
 	var problems []string
+	for _, v := range views {
+		peerEpoch = max(peerEpoch, v.epoch)
+	}
+	var live *adminv1.StatusResponse // a leader that answered, newest epoch
+	for _, v := range views {
+		if v.leader && v.epoch >= epoch && (live == nil || v.epoch > live.GetEpoch()) {
+			live = v.st
+		}
+	}
 	if bc == nil {
 		problems = append(problems, "its broker is not attached (its WAL position is unknown)")
 	} else {
 		bc.mu.Lock()
-		last, brokerEpoch = bc.lastLSN, bc.history.lastEpoch()
+		last, logEpoch = bc.lastLSN, bc.history.lastEpoch()
 		bc.mu.Unlock()
 		last = max(last, applied)
 	}
 	switch {
-	case cluster == nil:
-		problems = append(problems, "it has not heard an ISR from a leader since it started")
-	case !slices.Contains(cluster.GetIsr(), id):
-		problems = append(problems, fmt.Sprintf("it is not in the last ISR it heard from leader %d (%v)", cluster.GetLeaderId(), cluster.GetIsr()))
+	case bc == nil:
+	case live != nil:
+		// A planned switchover: the leader knows the ISR and commit point.
+		if !slices.Contains(live.GetIsr(), id) {
+			problems = append(problems, fmt.Sprintf("the leader, node %d (epoch %d), does not list it in its ISR %v", live.GetNodeId(), live.GetEpoch(), live.GetIsr()))
+		}
+		if last < live.GetCommitLsn() {
+			problems = append(problems, fmt.Sprintf("its WAL ends at LSN %d, before leader %d's commit point %d", last, live.GetNodeId(), live.GetCommitLsn()))
+		}
+	default:
+		answered := map[int32]bool{}
+		for _, v := range views {
+			st := v.st
+			if !st.GetLinked() {
+				continue // its broker is not attached: its log is unknown
+			}
+			answered[v.id] = true
+			if logAhead(st.GetWalLastEpoch(), st.GetLastLsn(), logEpoch, last) {
+				problems = append(problems, fmt.Sprintf("node %d holds more of the log (to LSN %d in epoch %d; this node: to LSN %d in epoch %d): promote node %d instead",
+					v.id, st.GetLastLsn(), st.GetWalLastEpoch(), last, logEpoch, v.id))
+			} else if st.GetCommitLsn() > last {
+				problems = append(problems, fmt.Sprintf("node %d knows commit point %d, past this node's WAL end (LSN %d)", v.id, st.GetCommitLsn(), last))
+			}
+		}
+		var missing []int32
+		for pid := range s.cfg.Peers {
+			if pid != id && pid != leaderID && !answered[pid] {
+				missing = append(missing, pid)
+			}
+		}
+		slices.Sort(missing)
+		if len(missing) == 0 {
+			break // every follower answered and none is further (above)
+		}
+		// A follower did not answer either: it may hold writes this node
+		// lacks, so this node's own knowledge must show that it cannot.
+		switch {
+		case cluster == nil:
+			problems = append(problems, fmt.Sprintf("nodes %v did not answer and it has not heard an ISR from a leader since it started", missing))
+		case !slices.Contains(cluster.GetIsr(), id):
+			problems = append(problems, fmt.Sprintf("it is not in the last ISR it heard from leader %d (%v)", cluster.GetLeaderId(), cluster.GetIsr()))
+		}
+		if last < commit {
+			problems = append(problems, fmt.Sprintf("its WAL ends at LSN %d, before the last commit point it knows (%d)", last, commit))
+		}
+		lagMax := s.cfg.ReplicaLagTimeMax
+		if since := time.Since(time.Unix(0, heard)); heard == 0 || since > lagMax {
+			ago := "since it last changed role"
+			if heard != 0 {
+				ago = "for " + since.Round(time.Second).String()
+			}
+			problems = append(problems, fmt.Sprintf("nodes %v did not answer and it has not heard from leader %d %s (more than --replica-lag-time-max %s): the leader may have dropped it from the ISR and committed writes it lacks since; bring those nodes back first",
+				missing, leaderID, ago, lagMax))
+		}
 	}
-	if bc != nil && last < commit {
-		problems = append(problems, fmt.Sprintf("its WAL ends at LSN %d, before the last commit point it knows (%d)", last, commit))
-	}
-	next := max(epoch, brokerEpoch, s.knownEpoch.Load()) + 1
+	next := max(epoch, logEpoch, peerEpoch, s.knownEpoch.Load()) + 1
 	if len(problems) > 0 {
 		if !force {
 			return 0, fmt.Errorf("%w: node %d is not a safe leader: %s; promoting it could lose acknowledged writes (use --force for an unclean promotion)",
@@ -138,7 +237,7 @@ func (s *Sidecar) promoteCheck(force bool) (uint32, error) {
 			"node_id", id, "epoch", next, "problems", joinProblems(problems), "wal_last_lsn", last, "known_commit_lsn", commit,
 			"unclean_promotions", s.uncleanPromotions.Load())
 	}
-	s.log.Info("promoting this node", "epoch", next, "wal_last_lsn", last, "known_commit_lsn", commit, "force", force)
+	s.log.Info("promoting this node", "epoch", next, "wal_last_lsn", last, "known_commit_lsn", commit, "peers_answered", len(views), "force", force)
 	return next, nil
 }
 
@@ -163,6 +262,7 @@ type peerView struct {
 	leader bool
 	epoch  uint32
 	leadID int32
+	st     *adminv1.StatusResponse
 }
 
 // quietClientOptions are clientOptions without per-call logging: discovery
@@ -232,7 +332,7 @@ func (s *Sidecar) pollPeers(ctx context.Context, pc *peerConns, timeout time.Dur
 				return
 			}
 			mu.Lock()
-			out = append(out, peerView{id: id, leader: st.GetRole() == adminv1.Role_ROLE_LEADER, epoch: st.GetEpoch(), leadID: st.GetLeaderId()})
+			out = append(out, peerView{id: id, leader: st.GetRole() == adminv1.Role_ROLE_LEADER, epoch: st.GetEpoch(), leadID: st.GetLeaderId(), st: st})
 			mu.Unlock()
 		}()
 	}

@@ -51,6 +51,10 @@ type roleState struct {
 // the new role.
 var errRoleChange = errors.New("sidecar: role changed; the broker re-attaches with a fresh hello")
 
+// errStaleEpoch refuses to lead an epoch that is not newer than every
+// epoch this node knows.
+var errStaleEpoch = errors.New("sidecar: the epoch to lead is no longer the newest")
+
 // ErrClosing is returned for a role change asked during shutdown.
 var ErrClosing = errors.New("sidecar: shutting down")
 
@@ -228,6 +232,13 @@ func (s *Sidecar) switchRoleLocked(leaderID int32, epoch uint32, reason string) 
 		return nil // already following that leader in that epoch
 	}
 	oldEpoch := s.currentEpoch()
+	if lead && (epoch <= oldEpoch || epoch < s.knownEpoch.Load()) {
+		// A newer epoch showed up after this one was chosen (peer
+		// discovery or the etcd election runs concurrently): leading an
+		// older epoch than the cluster's would be fenced at once.
+		return fmt.Errorf("%w: asked to lead epoch %d, but this node works in epoch %d and knows epoch %d",
+			errStaleEpoch, epoch, oldEpoch, s.knownEpoch.Load())
+	}
 	if oldL != nil {
 		s.log.Warn("stepping down: this node no longer takes writes", "old_epoch", oldEpoch,
 			"new_leader", leaderID, "new_epoch", epoch, "reason", reason)
@@ -267,8 +278,16 @@ func (s *Sidecar) switchRoleLocked(leaderID int32, epoch uint32, reason string) 
 	if err := s.installRoleLocked(leaderID, epoch); err != nil {
 		return err
 	}
-	if bc != nil && (oldL != nil || lead) {
-		bc.stop(errRoleChange)
+	if oldL != nil || lead {
+		// The broker re-attaches under the new role. Look again: a broker
+		// that attached while the old role was being stopped was handed to
+		// no leader, and would stay unseen by this one.
+		if nb, _ := s.currentBroker(); nb != nil && nb != bc {
+			nb.stop(errRoleChange)
+		}
+		if bc != nil {
+			bc.stop(errRoleChange)
+		}
 	}
 	if lead {
 		s.log.Info("this node is now the leader", "epoch", epoch, "reason", reason)

@@ -165,9 +165,18 @@ type StatusResponse struct {
 	UncleanPromotions uint64 `protobuf:"varint,17,opt,name=unclean_promotions,json=uncleanPromotions,proto3" json:"unclean_promotions,omitempty"`
 	// How the leader is chosen: "static" (--leader and tandemctl promote),
 	// "etcd" (automatic election) or "standalone".
-	FailoverMode  string `protobuf:"bytes,18,opt,name=failover_mode,json=failoverMode,proto3" json:"failover_mode,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	FailoverMode string `protobuf:"bytes,18,opt,name=failover_mode,json=failoverMode,proto3" json:"failover_mode,omitempty"`
+	// Epoch of the newest entry in this node's WAL (0 when unknown). With
+	// last_lsn it says how far this node's log goes: a higher wal_last_epoch,
+	// or the same one and a higher last_lsn, is further. A promotion compares
+	// it across nodes so that the node with the most of the log is chosen.
+	WalLastEpoch uint32 `protobuf:"varint,19,opt,name=wal_last_epoch,json=walLastEpoch,proto3" json:"wal_last_epoch,omitempty"`
+	// Follower: when the last message from the leader arrived (unset when
+	// none arrived since this node last changed role). A follower's ISR and
+	// commit_lsn are as old as this.
+	LastHeardFromLeader *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=last_heard_from_leader,json=lastHeardFromLeader,proto3" json:"last_heard_from_leader,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -324,6 +333,20 @@ func (x *StatusResponse) GetFailoverMode() string {
 		return x.FailoverMode
 	}
 	return ""
+}
+
+func (x *StatusResponse) GetWalLastEpoch() uint32 {
+	if x != nil {
+		return x.WalLastEpoch
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetLastHeardFromLeader() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastHeardFromLeader
+	}
+	return nil
 }
 
 // Peer is one entry of --peers.
@@ -812,7 +835,7 @@ var File_tandem_admin_v1_admin_proto protoreflect.FileDescriptor
 const file_tandem_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x1btandem/admin/v1/admin.proto\x12\x0ftandem.admin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x0f\n" +
-	"\rStatusRequest\"\xdd\x04\n" +
+	"\rStatusRequest\"\xd4\x05\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x05R\x06nodeId\x12\x1d\n" +
 	"\n" +
@@ -835,7 +858,9 @@ const file_tandem_admin_v1_admin_proto_rawDesc = "" +
 	"\x03isr\x18\x0f \x03(\x05R\x03isr\x12(\n" +
 	"\x10not_ready_reason\x18\x10 \x01(\tR\x0enotReadyReason\x12-\n" +
 	"\x12unclean_promotions\x18\x11 \x01(\x04R\x11uncleanPromotions\x12#\n" +
-	"\rfailover_mode\x18\x12 \x01(\tR\ffailoverMode\"9\n" +
+	"\rfailover_mode\x18\x12 \x01(\tR\ffailoverMode\x12$\n" +
+	"\x0ewal_last_epoch\x18\x13 \x01(\rR\fwalLastEpoch\x12O\n" +
+	"\x16last_heard_from_leader\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\x13lastHeardFromLeader\"9\n" +
 	"\x04Peer\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x05R\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\"\xa4\x04\n" +
@@ -918,19 +943,20 @@ var file_tandem_admin_v1_admin_proto_depIdxs = []int32{
 	0, // 0: tandem.admin.v1.StatusResponse.role:type_name -> tandem.admin.v1.Role
 	4, // 1: tandem.admin.v1.StatusResponse.replicas:type_name -> tandem.admin.v1.Replica
 	3, // 2: tandem.admin.v1.StatusResponse.peers:type_name -> tandem.admin.v1.Peer
-	9, // 3: tandem.admin.v1.Replica.last_heartbeat:type_name -> google.protobuf.Timestamp
-	9, // 4: tandem.admin.v1.Replica.last_caught_up:type_name -> google.protobuf.Timestamp
-	1, // 5: tandem.admin.v1.AdminService.Status:input_type -> tandem.admin.v1.StatusRequest
-	5, // 6: tandem.admin.v1.AdminService.Promote:input_type -> tandem.admin.v1.PromoteRequest
-	7, // 7: tandem.admin.v1.AdminService.Checksum:input_type -> tandem.admin.v1.ChecksumRequest
-	2, // 8: tandem.admin.v1.AdminService.Status:output_type -> tandem.admin.v1.StatusResponse
-	6, // 9: tandem.admin.v1.AdminService.Promote:output_type -> tandem.admin.v1.PromoteResponse
-	8, // 10: tandem.admin.v1.AdminService.Checksum:output_type -> tandem.admin.v1.ChecksumResponse
-	8, // [8:11] is the sub-list for method output_type
-	5, // [5:8] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	9, // 3: tandem.admin.v1.StatusResponse.last_heard_from_leader:type_name -> google.protobuf.Timestamp
+	9, // 4: tandem.admin.v1.Replica.last_heartbeat:type_name -> google.protobuf.Timestamp
+	9, // 5: tandem.admin.v1.Replica.last_caught_up:type_name -> google.protobuf.Timestamp
+	1, // 6: tandem.admin.v1.AdminService.Status:input_type -> tandem.admin.v1.StatusRequest
+	5, // 7: tandem.admin.v1.AdminService.Promote:input_type -> tandem.admin.v1.PromoteRequest
+	7, // 8: tandem.admin.v1.AdminService.Checksum:input_type -> tandem.admin.v1.ChecksumRequest
+	2, // 9: tandem.admin.v1.AdminService.Status:output_type -> tandem.admin.v1.StatusResponse
+	6, // 10: tandem.admin.v1.AdminService.Promote:output_type -> tandem.admin.v1.PromoteResponse
+	8, // 11: tandem.admin.v1.AdminService.Checksum:output_type -> tandem.admin.v1.ChecksumResponse
+	9, // [9:12] is the sub-list for method output_type
+	6, // [6:9] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_tandem_admin_v1_admin_proto_init() }

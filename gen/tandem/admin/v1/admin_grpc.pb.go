@@ -43,9 +43,15 @@ type AdminServiceClient interface {
 	// replica's progress (like PostgreSQL's pg_stat_replication).
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
 	// Promote makes this node the leader with a new epoch (one more than the
-	// highest it knows). Refused with FAILED_PRECONDITION for a node that is
-	// not in the last ISR it heard or is behind the last commit point it
-	// knows, unless force is set; refused when etcd elects the leader.
+	// highest it knows). Before it does, the node asks every peer for its
+	// status. Refused with FAILED_PRECONDITION, unless force is set, when the
+	// node could lack acknowledged writes: a live leader does not list it in
+	// its ISR or has committed past its WAL; a reachable peer holds more of
+	// the log or knows a later commit point; or, with a peer unreachable, the
+	// node is not in the last ISR it heard, is behind the last commit point
+	// it knows, or has not heard from the leader within
+	// --replica-lag-time-max (its knowledge may be stale). Refused when etcd
+	// elects the leader.
 	Promote(ctx context.Context, in *PromoteRequest, opts ...grpc.CallOption) (*PromoteResponse, error)
 	// Checksum returns a rolling checksum of this node's WAL over an LSN range;
 	// equal checksums over the same range prove identical replicas.
@@ -100,9 +106,15 @@ type AdminServiceServer interface {
 	// replica's progress (like PostgreSQL's pg_stat_replication).
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
 	// Promote makes this node the leader with a new epoch (one more than the
-	// highest it knows). Refused with FAILED_PRECONDITION for a node that is
-	// not in the last ISR it heard or is behind the last commit point it
-	// knows, unless force is set; refused when etcd elects the leader.
+	// highest it knows). Before it does, the node asks every peer for its
+	// status. Refused with FAILED_PRECONDITION, unless force is set, when the
+	// node could lack acknowledged writes: a live leader does not list it in
+	// its ISR or has committed past its WAL; a reachable peer holds more of
+	// the log or knows a later commit point; or, with a peer unreachable, the
+	// node is not in the last ISR it heard, is behind the last commit point
+	// it knows, or has not heard from the leader within
+	// --replica-lag-time-max (its knowledge may be stale). Refused when etcd
+	// elects the leader.
 	Promote(context.Context, *PromoteRequest) (*PromoteResponse, error)
 	// Checksum returns a rolling checksum of this node's WAL over an LSN range;
 	// equal checksums over the same range prove identical replicas.

@@ -96,7 +96,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ["cluster_id", "commit_lsn", "durable_lsn", "epoch", "failover_mode", "first_lsn", "isr", "last_lsn", "leader_id", "linked", "node_id", "not_ready_reason", "peers", "ready", "replicas", "role", "streaming", "unclean_promotions"]
+    __slots__ = ["cluster_id", "commit_lsn", "durable_lsn", "epoch", "failover_mode", "first_lsn", "isr", "last_heard_from_leader", "last_lsn", "leader_id", "linked", "node_id", "not_ready_reason", "peers", "ready", "replicas", "role", "streaming", "unclean_promotions", "wal_last_epoch"]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     COMMIT_LSN_FIELD_NUMBER: _ClassVar[int]
     DURABLE_LSN_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +104,7 @@ class StatusResponse(_message.Message):
     FAILOVER_MODE_FIELD_NUMBER: _ClassVar[int]
     FIRST_LSN_FIELD_NUMBER: _ClassVar[int]
     ISR_FIELD_NUMBER: _ClassVar[int]
+    LAST_HEARD_FROM_LEADER_FIELD_NUMBER: _ClassVar[int]
     LAST_LSN_FIELD_NUMBER: _ClassVar[int]
     LEADER_ID_FIELD_NUMBER: _ClassVar[int]
     LINKED_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +116,7 @@ class StatusResponse(_message.Message):
     ROLE_FIELD_NUMBER: _ClassVar[int]
     STREAMING_FIELD_NUMBER: _ClassVar[int]
     UNCLEAN_PROMOTIONS_FIELD_NUMBER: _ClassVar[int]
+    WAL_LAST_EPOCH_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     commit_lsn: int
     durable_lsn: int
@@ -122,6 +124,7 @@ class StatusResponse(_message.Message):
     failover_mode: str
     first_lsn: int
     isr: _containers.RepeatedScalarFieldContainer[int]
+    last_heard_from_leader: _timestamp_pb2.Timestamp
     last_lsn: int
     leader_id: int
     linked: bool
@@ -133,7 +136,8 @@ class StatusResponse(_message.Message):
     role: Role
     streaming: bool
     unclean_promotions: int
-    def __init__(self, node_id: _Optional[int] = ..., cluster_id: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., epoch: _Optional[int] = ..., leader_id: _Optional[int] = ..., first_lsn: _Optional[int] = ..., last_lsn: _Optional[int] = ..., durable_lsn: _Optional[int] = ..., commit_lsn: _Optional[int] = ..., linked: bool = ..., ready: bool = ..., streaming: bool = ..., replicas: _Optional[_Iterable[_Union[Replica, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ..., isr: _Optional[_Iterable[int]] = ..., not_ready_reason: _Optional[str] = ..., unclean_promotions: _Optional[int] = ..., failover_mode: _Optional[str] = ...) -> None: ...
+    wal_last_epoch: int
+    def __init__(self, node_id: _Optional[int] = ..., cluster_id: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., epoch: _Optional[int] = ..., leader_id: _Optional[int] = ..., first_lsn: _Optional[int] = ..., last_lsn: _Optional[int] = ..., durable_lsn: _Optional[int] = ..., commit_lsn: _Optional[int] = ..., linked: bool = ..., ready: bool = ..., streaming: bool = ..., replicas: _Optional[_Iterable[_Union[Replica, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ..., isr: _Optional[_Iterable[int]] = ..., not_ready_reason: _Optional[str] = ..., unclean_promotions: _Optional[int] = ..., failover_mode: _Optional[str] = ..., wal_last_epoch: _Optional[int] = ..., last_heard_from_leader: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []

@@ -46,9 +46,15 @@ class AdminServiceServicer(object):
 
     def Promote(self, request, context):
         """Promote makes this node the leader with a new epoch (one more than the
-        highest it knows). Refused with FAILED_PRECONDITION for a node that is
-        not in the last ISR it heard or is behind the last commit point it
-        knows, unless force is set; refused when etcd elects the leader.
+        highest it knows). Before it does, the node asks every peer for its
+        status. Refused with FAILED_PRECONDITION, unless force is set, when the
+        node could lack acknowledged writes: a live leader does not list it in
+        its ISR or has committed past its WAL; a reachable peer holds more of
+        the log or knows a later commit point; or, with a peer unreachable, the
+        node is not in the last ISR it heard, is behind the last commit point
+        it knows, or has not heard from the leader within
+        --replica-lag-time-max (its knowledge may be stale). Refused when etcd
+        elects the leader.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
