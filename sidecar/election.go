@@ -35,18 +35,41 @@ import (
 // Every sidecar holds one etcd session (a lease of --lease-ttl, default 6s,
 // kept alive by the etcd client and renewed explicitly every TTL/6 so that
 // the sidecar knows when the last renewal succeeded). A follower campaigns
-// while it is in the published ISR (or no ISR was ever published) and its
-// broker is attached; it withdraws when it drops out. The winner computes
-// epoch = max(stored epoch, every epoch it has seen) + 1, stores it,
-// proclaims it, and becomes leader (role.go). Followers learn the new
-// leader by observing the election (and, as a fallback, by polling their
-// peers, promote.go).
+// while all of these hold, and withdraws as soon as one stops holding:
+//
+//   - its broker is attached;
+//   - its broker's WAL reaches the last commit point the follower heard
+//     from a leader (a broker that came back with a shorter WAL lacks
+//     acknowledged writes; elected, it would make the others drop them);
+//   - it is in the published ISR (or no ISR was ever published).
+//
+// The reason a follower does not campaign is logged ("not campaigning").
+// The winner computes epoch = max(stored epoch, every epoch it has seen) +
+// 1, stores it, proclaims it, and becomes leader (role.go). Followers learn
+// the new leader by observing the election (and, as a fallback, by polling
+// their peers, promote.go).
+//
+// Commit point of a new leader: until it publishes its own ISR (about
+// 100 ms after its broker attaches), every member of the ISR published
+// before it won holds back its commit point, connected or not (any of
+// them may be elected next). When it cannot read that ISR (etcd error, or
+// the key holds no valid ISR) every node in --peers holds it back; when
+// there is no ISR key at all (no leader was ever elected through etcd
+// under this prefix) nothing is pinned.
 //
 // Fencing: a leader whose last successful renewal is older than TTL/2
 // steps down at once (its broker gets a follower view and refuses writes),
 // well before the lease can expire and another node can be elected. A
-// leader whose broker stays detached for a whole TTL resigns too, so that a
-// node that cannot take writes does not hold the cluster.
+// leader whose etcd session ends for any other reason (etcd says the lease
+// is gone, expired or revoked; the election key was lost; etcd errors)
+// steps down too as soon as the session ends, logged at error level with
+// the cause, before its lease is revoked and before a new session starts:
+// a node does not go on leading without holding the election key. (A lease
+// revoked from outside, e.g. etcdctl lease revoke, is noticed at the next
+// renewal, at most TTL/6 later; another node may be elected in a newer
+// epoch meanwhile.) A leader whose broker stays detached for a whole TTL
+// resigns too, so that a node that cannot take writes does not hold the
+// cluster.
 //
 // Failover time after a leader dies without revoking its lease (SIGKILL,
 // power loss, network cut): at most TTL until the lease expires, plus the
@@ -172,9 +195,32 @@ func (e *election) term(cli *clientv3.Client) error {
 	go func() { defer wg.Done(); e.observe(ctx, el) }()
 	err = e.campaignLoop(ctx, cli, el, lease.ID)
 	if c := context.Cause(ctx); c != nil {
-		return c
+		err = c
 	}
+	if err == nil {
+		err = errors.New("sidecar: the etcd session ended")
+	}
+	cancel(err)
+	e.stepDownAtTermEnd(err)
 	return err
+}
+
+// stepDownAtTermEnd fences this node when its etcd session ends while it
+// leads, whatever ended it (the lease expired or was revoked, the election
+// key was lost, etcd errors). It runs before the session's lease is
+// revoked and before a new session starts: without it the node would keep
+// taking writes while holding no election key, and another node could be
+// elected meanwhile.
+func (e *election) stepDownAtTermEnd(cause error) {
+	if e.s.ctx.Err() != nil {
+		return // shutting down: the role ends with the sidecar
+	}
+	if l, _ := e.s.roles(); l == nil {
+		return
+	}
+	e.log.Error("the etcd session ended while this node leads; stepping down (its broker stops taking writes) before another node can be elected",
+		"cause", cause)
+	e.stepDown("etcd session ended while leading: " + cause.Error())
 }
 
 // renew renews the lease every TTL/6 and records when a renewal that
@@ -209,7 +255,7 @@ func (e *election) renewOnce(ctx context.Context, cli *clientv3.Client, id clien
 		e.lastRenew.Store(sent.UnixNano())
 		return nil
 	case errors.Is(err, rpctypes.ErrLeaseNotFound) || (err == nil && r.TTL <= 0):
-		return fmt.Errorf("%w: the lease expired", errLeaseLost)
+		return fmt.Errorf("%w: etcd no longer has the lease (it expired or was revoked)", errLeaseLost)
 	}
 	return err
 }
@@ -278,14 +324,22 @@ func (e *election) observe(ctx context.Context, el *concurrency.Election) {
 }
 
 // eligible reports whether this node may campaign: it follows, its broker
-// is attached, and it is in the published ISR (or none was published).
+// is attached, its broker's WAL reaches the last commit point this node
+// knows, and it is in the published ISR (or none was published).
 func (e *election) eligible(ctx context.Context, cli *clientv3.Client) (bool, string) {
 	s := e.s
-	if l, _ := s.roles(); l != nil {
+	l, f := s.roles()
+	if l != nil {
 		return false, "leading"
 	}
-	if bc, _ := s.currentBroker(); bc == nil {
+	bc, _ := s.currentBroker()
+	if bc == nil {
 		return false, "broker not attached"
+	}
+	if last, commit := walEndAndCommit(f, bc); last < commit {
+		// It lacks acknowledged writes: elected, it would make the others
+		// truncate them.
+		return false, fmt.Sprintf("its WAL ends at LSN %d, before the commit point %d it knows (it lacks acknowledged writes)", last, commit)
 	}
 	gctx, cancel := context.WithTimeout(ctx, e.ttl/2)
 	defer cancel()
@@ -305,6 +359,23 @@ func (e *election) eligible(ctx context.Context, cli *clientv3.Client) (bool, st
 		return false, fmt.Sprintf("not in the ISR %v published by leader %d in epoch %d", v.ISR, v.LeaderID, v.Epoch)
 	}
 	return true, ""
+}
+
+// walEndAndCommit returns the attached broker's WAL end (what it announced
+// as durable when it attached, plus what it was handed since, lowered by
+// truncations and refused batches) and the last commit point the follower
+// heard from a leader. The follower's applied LSN is not used: it may come
+// from an earlier attachment of a broker that came back with a shorter WAL.
+// The commit point is read first: the WAL end only grows while entries
+// flow, so a commit point it has reached is never reported above it.
+func walEndAndCommit(f *follower, bc *brokerConn) (last, commit uint64) {
+	f.mu.Lock()
+	commit = f.commit
+	f.mu.Unlock()
+	bc.mu.Lock()
+	last = bc.lastLSN
+	bc.mu.Unlock()
+	return last, commit
 }
 
 // campaignLoop campaigns whenever eligible, leads when elected, and
@@ -437,17 +508,12 @@ func (e *election) lead(ctx context.Context, cli *clientv3.Client, el *concurren
 	}
 	// The ISR the previous leader published stays pinned (it holds back
 	// the commit point) until this leader publishes its own.
-	var pinned []int32
 	gctx, cancel = context.WithTimeout(ctx, e.ttl/2)
-	if r, err := cli.Get(gctx, e.key("isr")); err == nil && len(r.Kvs) > 0 {
-		var v isrValue
-		if json.Unmarshal(r.Kvs[0].Value, &v) == nil {
-			pinned = v.ISR
-		}
-	}
+	r, err = cli.Get(gctx, e.key("isr"))
 	cancel()
+	pinned := e.pinnedFrom(r, err)
 	e.failovers.Add(1)
-	e.log.Info("won the etcd election", "epoch", epoch)
+	e.log.Info("won the etcd election", "epoch", epoch, "pinned_isr", fmt.Sprint(pinned))
 	e.pinned.Store(&pinned)
 	if err := s.switchRole(s.cfg.NodeID, epoch, "won the etcd election"); err != nil {
 		return err
@@ -505,6 +571,50 @@ func (e *election) lead(ctx context.Context, cli *clientv3.Client, el *concurren
 		l.mu.Unlock()
 		e.log.Info("published the ISR", "isr", fmt.Sprint(isr), "epoch", epoch)
 	}
+}
+
+// pinnedFrom decides, from the read of the published ISR (r, err), which
+// nodes hold back the new leader's commit point until it publishes its own
+// ISR: every member of the published ISR (any of them may be elected next,
+// so none may miss an entry this leader acknowledges).
+//
+// When the published ISR cannot be known (the read failed, or the key
+// holds something else than an ISR) every node in --peers is pinned: an
+// old-ISR member might otherwise miss acknowledged writes and still be
+// elected. When etcd says there is no ISR key, no leader was ever elected
+// through etcd under this prefix (a new cluster): nothing is pinned, as
+// before, and the commit point follows this leader's own ISR at once.
+func (e *election) pinnedFrom(r *clientv3.GetResponse, err error) []int32 {
+	all := func(why string) []int32 {
+		ids := make([]int32, 0, len(e.s.cfg.Peers))
+		for id := range e.s.cfg.Peers {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		e.log.Warn("the published ISR is unknown; every peer holds back the commit point until this leader publishes its own ISR",
+			"reason", why, "pinned", fmt.Sprint(ids))
+		return ids
+	}
+	if err != nil {
+		return all("reading the ISR: " + err.Error())
+	}
+	if len(r.Kvs) == 0 {
+		return nil
+	}
+	var v isrValue
+	if err := json.Unmarshal(r.Kvs[0].Value, &v); err != nil {
+		return all("the published ISR is not valid JSON: " + err.Error())
+	}
+	if len(v.ISR) == 0 {
+		return all("the published ISR has no members")
+	}
+	for _, id := range v.ISR {
+		if _, ok := e.s.cfg.Peers[id]; !ok {
+			e.log.Error("the published ISR names a node that is not in --peers; the commit point waits until this leader publishes its own ISR",
+				"node_id", id, "isr", fmt.Sprint(v.ISR))
+		}
+	}
+	return v.ISR
 }
 
 // sleepCtx waits d or until ctx is done (false then).

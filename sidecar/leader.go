@@ -45,8 +45,9 @@ type leader struct {
 	version      uint64        // bumped when the brokers list or the ISR changes
 	closed       bool          // leadership ended (role.go): no broker, no followers
 	// pinnedISR is the ISR last published in etcd (election.go; nil
-	// without etcd). Its members count for the commit point even after
-	// they left the ISR here, until the smaller ISR is published.
+	// without etcd, every peer when a new leader could not read it). Its
+	// members count for the commit point even after they left the ISR
+	// here (or before they connected), until the smaller ISR is published.
 	pinnedISR []int32
 	// durTimes remembers when pushes of durable entries arrived, for the
 	// followers' apply lag (applylag.go).
@@ -235,6 +236,15 @@ func (l *leader) updateLocked(now time.Time) {
 			// published (Kafka persists an ISR change before the high
 			// watermark uses it).
 			commit = min(commit, r.flushed)
+		}
+	}
+	for _, id := range l.pinnedISR {
+		if id != l.s.cfg.NodeID && l.replicas[id] == nil {
+			// A member of the published ISR this leader has no replica
+			// for (not in its --peers): nothing is known of what it
+			// holds, and it may be elected, so the commit point waits
+			// until this leader publishes its own ISR.
+			commit = 0
 		}
 	}
 	slices.Sort(isr)
