@@ -107,7 +107,11 @@ func (s *Sidecar) Status() *adminv1.StatusResponse {
 	f.mu.Lock()
 	out.Epoch, out.CommitLsn, out.Streaming = f.epoch, f.commit, f.streaming
 	out.DurableLsn = f.applied
-	if out.LastLsn < f.applied {
+	if bc != nil {
+		out.DurableLsn = min(out.DurableLsn, out.LastLsn)
+	} else {
+		// Unknown while no broker is attached; the last LSN applied is
+		// the best guess (linked is false, so peers do not rely on it).
 		out.LastLsn = f.applied
 	}
 	if f.cluster != nil {

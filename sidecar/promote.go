@@ -144,7 +144,7 @@ func (s *Sidecar) promoteCheck(force bool, views []peerView) (uint32, error) {
 	id := s.cfg.NodeID
 	bc, _ := s.currentBroker()
 	f.mu.Lock()
-	epoch, commit, cluster, applied, leaderID := f.epoch, f.commit, f.cluster, f.applied, f.leaderID
+	epoch, commit, cluster, leaderID := f.epoch, f.commit, f.cluster, f.leaderID
 	f.mu.Unlock()
 	if leaderID == 0 && cluster != nil {
 		leaderID = cluster.GetLeaderId()
@@ -165,10 +165,12 @@ func (s *Sidecar) promoteCheck(force bool, views []peerView) (uint32, error) {
 	if bc == nil {
 		problems = append(problems, "its broker is not attached (its WAL position is unknown)")
 	} else {
+		// The broker's WAL end as this attachment knows it, not the
+		// follower's applied LSN: that may come from an earlier attachment
+		// of a broker that came back with a shorter WAL.
 		bc.mu.Lock()
 		last, logEpoch = bc.lastLSN, bc.history.lastEpoch()
 		bc.mu.Unlock()
-		last = max(last, applied)
 	}
 	switch {
 	case bc == nil:

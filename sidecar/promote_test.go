@@ -2,6 +2,7 @@ package sidecar_test
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/tandem-io/tandem/broker/link"
 	adminv1 "github.com/tandem-io/tandem/gen/tandem/admin/v1"
 	"github.com/tandem-io/tandem/internal/testutil"
+	"github.com/tandem-io/tandem/sidecar"
 	"github.com/tandem-io/tandem/sidecar/sidecartest"
 )
 
@@ -139,4 +141,39 @@ func TestPromoteWithLiveLeader(t *testing.T) {
 	b2.Produce(t, 5, 100)
 	c.WaitCaughtUp(25)
 	c.AssertIdentical(25)
+}
+
+// A follower whose broker comes back with a shorter WAL (entries lost on
+// its disk) is behind the commit point it heard, even though its sidecar
+// applied those entries before: the promotion goes by what the broker
+// holds now.
+func TestPromoteRefusesBrokerThatCameBackShorter(t *testing.T) {
+	c := sidecartest.NewCluster(t, 3, 1, func(cfg *sidecar.Config) {
+		fastFailover(cfg)
+		cfg.ReplicaLagTimeMax = time.Minute // node 2's ISR knowledge stays fresh
+	})
+	c.StartAll()
+	b1 := c.WaitLeader()
+	b1.Produce(t, 20, 100)
+	c.WaitCaughtUp(20)
+	c.StopBroker(3)
+	c.StopSidecar(3)
+	c.StopBroker(1)
+	c.StopSidecar(1)
+
+	c.StopBroker(2)
+	b := sidecartest.OpenMemBroker(t, 2, filepath.Join(c.Nodes[2].Dir, "wal"))
+	if err := b.TruncateAfter(10); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	c.StartBroker(2)
+	testutil.Eventually(t, 10*time.Second, func() bool { return statusOf(t, c, 2).GetLinked() })
+	if st := statusOf(t, c, 2); st.GetLastLsn() != 10 || st.GetDurableLsn() > 10 {
+		t.Fatalf("node 2's status after its broker came back with 10 entries: last %d durable %d", st.GetLastLsn(), st.GetDurableLsn())
+	}
+	_, err := promote(t, c, 2, false)
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "its WAL ends at LSN 10, before the last commit point it knows (20)") {
+		t.Fatalf("promote of node 2 holding 10 of 20 committed entries: %v, want FailedPrecondition", err)
+	}
 }
