@@ -179,19 +179,7 @@ func (w *roleWatch) close() {
 // end of its own session can. It then campaigns again and is re-elected in
 // a new epoch, and nothing is lost.
 func TestEtcdLeaderStepsDownWhenItsLeaseIsGone(t *testing.T) {
-	url := startEtcd(t)
-	c := sidecartest.NewCluster(t, 3, 1, func(cfg *sidecar.Config) {
-		cfg.EtcdEndpoints = []string{url}
-		cfg.LeaseTTL = 2 * time.Second
-		cfg.EpochPollInterval = 200 * time.Millisecond
-	})
-	c.StartAll()
-	id, epoch := leaderOf(t, c, 0)
-	if id != 1 || epoch != 1 {
-		t.Fatalf("first leader: node %d epoch %d, want node 1 epoch 1", id, epoch)
-	}
-	c.Nodes[1].Broker.Produce(t, 20, 100)
-	c.WaitCaughtUp(20)
+	c, url := etcdCluster(t, nil)
 	cli := etcdClient(t, url)
 	waitPublishedISR(t, cli, "[1,2,3]")
 
@@ -235,7 +223,7 @@ func TestEtcdLeaderStepsDownWhenItsLeaseIsGone(t *testing.T) {
 
 	// It campaigns again (the only eligible node) and etcd names it the
 	// leader of a new epoch.
-	id, epoch = leaderOf(t, c, 0)
+	id, epoch := leaderOf(t, c, 0)
 	if id != 1 || epoch != 2 {
 		t.Fatalf("after the revoked lease: node %d leads epoch %d, want node 1 re-elected in epoch 2", id, epoch)
 	}
@@ -275,20 +263,10 @@ func TestEtcdLeaderStepsDownWhenItsLeaseIsGone(t *testing.T) {
 // campaign. The follower that holds everything is elected instead, and no
 // acknowledged entry is lost.
 func TestEtcdFollowerBelowCommitPointDoesNotCampaign(t *testing.T) {
-	url := startEtcd(t)
-	c := sidecartest.NewCluster(t, 3, 1, func(cfg *sidecar.Config) {
-		cfg.EtcdEndpoints = []string{url}
-		cfg.LeaseTTL = 2 * time.Second
-		cfg.EpochPollInterval = 200 * time.Millisecond
+	c, url := etcdCluster(t, func(cfg *sidecar.Config) {
 		// The ISR stays [1,2,3] through the followers' short outage.
 		cfg.ReplicaLagTimeMax = time.Minute
 	})
-	c.StartAll()
-	if id, epoch := leaderOf(t, c, 0); id != 1 || epoch != 1 {
-		t.Fatalf("first leader: node %d epoch %d, want node 1 epoch 1", id, epoch)
-	}
-	c.Nodes[1].Broker.Produce(t, 20, 100)
-	c.WaitCaughtUp(20)
 	want := c.Checksums(20)[1]
 	cli := etcdClient(t, url)
 	waitPublishedISR(t, cli, "[1,2,3]")

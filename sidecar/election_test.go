@@ -66,21 +66,32 @@ func leaderOf(t *testing.T, c *sidecartest.Cluster, skip int32) (int32, uint32) 
 	return id, epoch
 }
 
-func TestEtcdElectionFailover(t *testing.T) {
+// etcdCluster starts etcd and three nodes that elect their leader through
+// it (2 s leases; tweak may change more), checks that --leader 1 won the
+// first election thanks to its head start in a new cluster, and writes 20
+// entries that every node holds. It returns the cluster and etcd's URL.
+func etcdCluster(t *testing.T, tweak func(*sidecar.Config)) (*sidecartest.Cluster, string) {
+	t.Helper()
 	url := startEtcd(t)
 	c := sidecartest.NewCluster(t, 3, 1, func(cfg *sidecar.Config) {
 		cfg.EtcdEndpoints = []string{url}
 		cfg.LeaseTTL = 2 * time.Second
 		cfg.EpochPollInterval = 200 * time.Millisecond
+		if tweak != nil {
+			tweak(cfg)
+		}
 	})
 	c.StartAll()
-	// --leader 1 gets a head start in a new cluster.
-	id, epoch := leaderOf(t, c, 0)
-	if id != 1 || epoch != 1 {
+	if id, epoch := leaderOf(t, c, 0); id != 1 || epoch != 1 {
 		t.Fatalf("first leader: node %d epoch %d, want node 1 epoch 1", id, epoch)
 	}
 	c.Nodes[1].Broker.Produce(t, 20, 100)
 	c.WaitCaughtUp(20)
+	return c, url
+}
+
+func TestEtcdElectionFailover(t *testing.T) {
+	c, url := etcdCluster(t, nil)
 	// Followers are electable once the leader published them in the ISR.
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
@@ -103,7 +114,7 @@ func TestEtcdElectionFailover(t *testing.T) {
 	// The leader's sidecar stops (its lease is revoked): an in-sync
 	// follower is elected in a new epoch.
 	c.StopSidecar(1)
-	id, epoch = leaderOf(t, c, 1)
+	id, epoch := leaderOf(t, c, 1)
 	if id == 1 || epoch != 2 {
 		t.Fatalf("after the leader left: node %d epoch %d, want node 2 or 3 in epoch 2", id, epoch)
 	}
