@@ -148,10 +148,15 @@ func printStatus(w io.Writer, st *adminv1.StatusResponse, now time.Time) {
 	fmt.Fprintf(w, "linked %s  ready %s", yesNo(st.GetLinked()), ready)
 	if st.GetRole() == adminv1.Role_ROLE_FOLLOWER {
 		fmt.Fprintf(w, "  streaming %s", yesNo(st.GetStreaming()))
+		heard := "never (since its last role change)"
+		if t := st.GetLastHeardFromLeader(); t != nil {
+			heard = now.Sub(t.AsTime()).Round(100*time.Millisecond).String() + " ago"
+		}
+		fmt.Fprintf(w, "  heard from leader %s", heard)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "wal: first %d  last %d  durable %d  commit %d  isr %v\n",
-		st.GetFirstLsn(), st.GetLastLsn(), st.GetDurableLsn(), st.GetCommitLsn(), st.GetIsr())
+	fmt.Fprintf(w, "wal: first %d  last %d (epoch %d)  durable %d  commit %d  isr %v\n",
+		st.GetFirstLsn(), st.GetLastLsn(), st.GetWalLastEpoch(), st.GetDurableLsn(), st.GetCommitLsn(), st.GetIsr())
 	if m := st.GetFailoverMode(); m != "" {
 		fmt.Fprintf(w, "failover: %s", m)
 		if n := st.GetUncleanPromotions(); n > 0 {

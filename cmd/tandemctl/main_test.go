@@ -41,6 +41,19 @@ func TestStatusAndVerify(t *testing.T) {
 		t.Errorf("status shows %d streaming replicas, want 2", n)
 	}
 
+	out, err = ctl(t, "--sidecar", c.Peers[2], "status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"role follower", "streaming yes", "heard from leader ", "last 50 (epoch 1)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("follower status output lacks %q", want)
+		}
+	}
+	if strings.Contains(out, "heard from leader never") {
+		t.Error("a streaming follower says it never heard from its leader")
+	}
+
 	out, err = ctl(t, "--sidecar", c.Peers[2], "status", "--json")
 	if err != nil {
 		t.Fatal(err)
