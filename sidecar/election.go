@@ -44,7 +44,11 @@ import (
 //   - it is in the published ISR (or no ISR was ever published).
 //
 // The reason a follower does not campaign is logged ("not campaigning").
-// The winner computes epoch = max(stored epoch, every epoch it has seen) +
+// The winner first asks its peers for their status; if a peer in the
+// published ISR, with its broker attached, holds more of the log, the
+// winner resigns and that peer is elected instead (peerHoldsMore: this
+// covers a node that lost its WAL's tail together with its sidecar's
+// memory of the commit point). The winner then computes epoch = max(stored epoch, every epoch it has seen) +
 // 1, stores it, proclaims it, and becomes leader (role.go). Followers learn
 // the new leader by observing the election (and, as a fallback, by polling
 // their peers, promote.go).
@@ -341,24 +345,75 @@ func (e *election) eligible(ctx context.Context, cli *clientv3.Client) (bool, st
 		// truncate them.
 		return false, fmt.Sprintf("its WAL ends at LSN %d, before the commit point %d it knows (it lacks acknowledged writes)", last, commit)
 	}
-	gctx, cancel := context.WithTimeout(ctx, e.ttl/2)
-	defer cancel()
-	r, err := cli.Get(gctx, e.key("isr"))
+	v, found, err := e.publishedISR(ctx, cli)
 	if err != nil {
-		return false, "reading the ISR: " + err.Error()
+		return false, err.Error()
 	}
-	if len(r.Kvs) == 0 {
+	if !found {
 		return true, ""
-	}
-	var v isrValue
-	if err := json.Unmarshal(r.Kvs[0].Value, &v); err != nil {
-		return false, "the published ISR is not valid JSON"
 	}
 	s.noteEpoch(v.Epoch)
 	if !slices.Contains(v.ISR, s.cfg.NodeID) {
 		return false, fmt.Sprintf("not in the ISR %v published by leader %d in epoch %d", v.ISR, v.LeaderID, v.Epoch)
 	}
 	return true, ""
+}
+
+// publishedISR reads the ISR published in etcd; found is false when none
+// was ever published.
+func (e *election) publishedISR(ctx context.Context, cli *clientv3.Client) (v isrValue, found bool, err error) {
+	gctx, cancel := context.WithTimeout(ctx, e.ttl/2)
+	defer cancel()
+	r, err := cli.Get(gctx, e.key("isr"))
+	if err != nil {
+		return v, false, fmt.Errorf("reading the ISR: %w", err)
+	}
+	if len(r.Kvs) == 0 {
+		return v, false, nil
+	}
+	if err := json.Unmarshal(r.Kvs[0].Value, &v); err != nil {
+		return v, false, errors.New("the published ISR is not valid JSON")
+	}
+	return v, true, nil
+}
+
+// peerHoldsMore asks the peers for their status after this node won the
+// election and returns one that is in the published ISR (any peer when
+// none was published), has its broker attached, follows, and holds more of
+// the log than this node: a later last epoch, or the same one and a higher
+// LSN (0 when there is none, or none answered within TTL/4). Such a peer
+// is the better leader: this node may have lost the tail of its WAL (a
+// power loss under --fsync interval or none, which its sidecar, restarted
+// with it, cannot know), or simply be a few entries behind; if this node
+// led, the peer would drop what it holds beyond this node's log. The peer
+// campaigns too (it is eligible by the same rules), so resigning hands it
+// the election.
+func (e *election) peerHoldsMore(ctx context.Context, cli *clientv3.Client) (int32, string) {
+	s := e.s
+	bc, _ := s.currentBroker()
+	if bc == nil {
+		return 0, ""
+	}
+	bc.mu.Lock()
+	last, epoch := bc.lastLSN, bc.history.lastEpoch()
+	bc.mu.Unlock()
+	v, found, err := e.publishedISR(ctx, cli)
+	if err != nil {
+		return 0, ""
+	}
+	pc := &peerConns{s: s}
+	defer pc.close()
+	for _, p := range s.pollPeers(ctx, pc, e.ttl/4) {
+		st := p.st
+		if p.leader || !st.GetLinked() || (found && !slices.Contains(v.ISR, p.id)) {
+			continue
+		}
+		if logAhead(st.GetWalLastEpoch(), st.GetLastLsn(), epoch, last) {
+			return p.id, fmt.Sprintf("node %d holds the log to LSN %d in epoch %d; this node to LSN %d in epoch %d",
+				p.id, st.GetLastLsn(), st.GetWalLastEpoch(), last, epoch)
+		}
+	}
+	return 0, ""
 }
 
 // walEndAndCommit returns the attached broker's WAL end (what it announced
@@ -465,6 +520,10 @@ func (e *election) lead(ctx context.Context, cli *clientv3.Client, el *concurren
 	s := e.s
 	if ok, why := e.eligible(ctx, cli); !ok {
 		e.log.Warn("elected but no longer eligible; resigning", "reason", why)
+		return errWithdrawn
+	}
+	if peer, why := e.peerHoldsMore(ctx, cli); peer != 0 {
+		e.log.Warn("elected, but a peer in the ISR holds more of the log; resigning so that it leads", "peer", peer, "detail", why)
 		return errWithdrawn
 	}
 	// Lead on a freshly renewed lease: the watchdog counts from the last

@@ -360,3 +360,92 @@ func TestNewLeaderPinsEveryPeerWhenThePublishedISRIsUnknown(t *testing.T) {
 		})
 	}
 }
+
+// waitCandidates waits until the election's keys belong to ids, in that
+// order (the first one leads, the others queue behind it).
+func waitCandidates(t *testing.T, cli *clientv3.Client, ids ...int32) {
+	t.Helper()
+	testutil.Eventually(t, 20*time.Second, func() error {
+		keys, err := electionKeys(cli)
+		if err != nil {
+			return err
+		}
+		var got []int32
+		for _, k := range keys {
+			got = append(got, k.NodeID)
+		}
+		if !slices.Equal(got, ids) {
+			return fmt.Errorf("election keys of nodes %v, want %v", got, ids)
+		}
+		return nil
+	})
+}
+
+// A node that lost the tail of its WAL together with its sidecar's memory
+// (a power loss under --fsync interval) still looks eligible: it is in the
+// published ISR and knows no commit point. When it wins the election it
+// asks its peers, finds one in the ISR holding more of the log, and gives
+// the election up to it, so the acknowledged entries it lacks survive.
+func TestEtcdWinnerDefersToPeerHoldingMore(t *testing.T) {
+	c, url := etcdCluster(t, func(cfg *sidecar.Config) {
+		cfg.LeaseTTL = 6 * time.Second      // time to line up the candidates below
+		cfg.ReplicaLagTimeMax = time.Minute // the ISR stays [1,2,3]
+	})
+	want := c.Checksums(20)[1]
+	cli := etcdClient(t, url)
+	waitPublishedISR(t, cli, "[1,2,3]")
+
+	// Node 2 goes down with its WAL cut back to LSN 10; node 3's broker
+	// stops (node 3 withdraws); then node 1's broker stops, so node 1 can
+	// no longer serve its followers and resigns after a whole lease TTL.
+	c.StopBroker(2)
+	c.StopSidecar(2)
+	b := sidecartest.OpenMemBroker(t, 2, filepath.Join(c.Nodes[2].Dir, "wal"))
+	if err := b.TruncateAfter(10); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	c.StopBroker(3)
+	waitOnlyCandidate(t, cli, 1)
+	w := watchRoles(t, c)
+	c.StopBroker(1)
+
+	// Node 2 comes back knowing nothing of the commit point, and queues
+	// behind node 1; node 3's broker comes back and queues behind node 2.
+	c.StartSidecar(2)
+	c.StartBroker(2)
+	waitCandidates(t, cli, 1, 2)
+	c.StartBroker(3)
+	waitCandidates(t, cli, 1, 2, 3)
+
+	// Node 1 resigns: node 2 wins first, sees node 3 holding LSNs 1-20,
+	// and resigns; node 3 leads and node 2 catches up from it.
+	testutil.Eventually(t, 30*time.Second, func() error {
+		st := statusOf(t, c, 3)
+		if st.GetRole() != adminv1.Role_ROLE_LEADER || st.GetEpoch() < 2 {
+			return fmt.Errorf("node 3 is %s in epoch %d", st.GetRole(), st.GetEpoch())
+		}
+		return nil
+	})
+	c.StartBroker(1)
+	testutil.Eventually(t, 30*time.Second, func() error {
+		for _, id := range c.IDs() {
+			if got := c.Nodes[id].Broker.WAL().LastLSN(); got < 20 {
+				return fmt.Errorf("node %d holds %d entries", id, got)
+			}
+		}
+		return nil
+	})
+	w.close()
+	if got := c.Checksums(20); got[1] != want || got[2] != want || got[3] != want {
+		t.Fatalf("checksums of LSNs 1-20 after the election: %v, want %x everywhere (entries 11-20 were committed)", got, want)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.led[2] {
+		t.Error("node 2, holding 10 of 20 committed entries, led")
+	}
+	if len(w.sameEpoch) > 0 {
+		t.Errorf("two leaders in one epoch: %v", w.sameEpoch)
+	}
+}
