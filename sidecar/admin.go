@@ -97,9 +97,7 @@ func (s *Sidecar) Status() *adminv1.StatusResponse {
 	out.LeaderId = f.leaderID
 	if bc != nil {
 		out.FirstLsn = bc.hello.GetFirstLsn()
-		bc.mu.Lock()
-		out.LastLsn, out.WalLastEpoch = bc.lastLSN, bc.history.lastEpoch()
-		bc.mu.Unlock()
+		out.LastLsn, out.WalLastEpoch = bc.logEnd()
 	}
 	if at := f.heardAt.Load(); at != 0 {
 		out.LastHeardFromLeader = timestamppb.New(time.Unix(0, at))

@@ -394,9 +394,7 @@ func (e *election) peerHoldsMore(ctx context.Context, cli *clientv3.Client) (int
 	if bc == nil {
 		return 0, ""
 	}
-	bc.mu.Lock()
-	last, epoch := bc.lastLSN, bc.history.lastEpoch()
-	bc.mu.Unlock()
+	last, epoch := bc.logEnd()
 	v, found, err := e.publishedISR(ctx, cli)
 	if err != nil {
 		return 0, ""

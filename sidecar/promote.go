@@ -127,6 +127,15 @@ func (s *Sidecar) Promote(ctx context.Context, force bool) (uint32, error) {
 	return epoch, nil
 }
 
+// logEnd returns the attached broker's WAL end as this attachment knows it
+// and the epoch of its last entry: what promotion and election compare
+// across nodes (logAhead).
+func (c *brokerConn) logEnd() (uint64, uint32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastLSN, c.history.lastEpoch()
+}
+
 // logAhead reports whether a log ending at (epoch, lsn) goes further than
 // one ending at (myEpoch, myLSN).
 func logAhead(epoch uint32, lsn uint64, myEpoch uint32, myLSN uint64) bool {
@@ -168,9 +177,7 @@ func (s *Sidecar) promoteCheck(force bool, views []peerView) (uint32, error) {
 		// The broker's WAL end as this attachment knows it, not the
 		// follower's applied LSN: that may come from an earlier attachment
 		// of a broker that came back with a shorter WAL.
-		bc.mu.Lock()
-		last, logEpoch = bc.lastLSN, bc.history.lastEpoch()
-		bc.mu.Unlock()
+		last, logEpoch = bc.logEnd()
 	}
 	switch {
 	case bc == nil:
