@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -182,5 +184,79 @@ func TestDivergedLeaderTruncatesOnRejoin(t *testing.T) {
 	}
 	if log := c.node(1).side.Log(); !strings.Contains(log, "truncating") || !strings.Contains(log, "dropped_entries=") {
 		t.Errorf("node 1's sidecar did not log the truncation:\n%s", c.node(1).side.LogTail(40))
+	}
+}
+
+// TestLeaderThatLostItsWALTailDoesNotLead: the static leader's machine
+// loses power and its WAL comes back without its last 20 entries (what
+// --fsync interval or none can do; here the segment is cut back at an
+// entry boundary while the pair is down). The 20 were acknowledged with
+// acks=all and both followers hold them. The leader must not lead with its
+// shorter log (the followers would drop them): it steps down and names the
+// node to promote; after that promotion it catches up and every node holds
+// all 40 values.
+func TestLeaderThatLostItsWALTailDoesNotLead(t *testing.T) {
+	c := startCluster(t, clusterOpts{sidecarFlags: failoverSidecarFlags()})
+	const topic = "lost-tail"
+	c.createTopic(topic)
+	first := rangeValues("a", 0, 20)
+	produceSync(t, kclient(t, c.kafkaAddrs(), plain), topic, first)
+	c.caughtUp(30*time.Second, 1, 2, 3)
+	segs, err := filepath.Glob(filepath.Join(c.node(1).dir, "data", "wal", "*.wal"))
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("node 1's WAL segments: %v %v", segs, err)
+	}
+	slices.Sort(segs)
+	seg := segs[len(segs)-1]
+	cut := walEntriesEnd(t, seg)
+	tail := rangeValues("b", 0, 20)
+	produceSync(t, kclient(t, c.kafkaAddrs(), plain), topic, tail)
+	c.caughtUp(30*time.Second, 1, 2, 3)
+	want := append(slices.Clone(first), tail...)
+
+	c.node(1).killPair()
+	if err := os.Truncate(seg, cut); err != nil {
+		t.Fatal(err)
+	}
+	c.node(1).startPair()
+
+	// It does not lead: a follower of no one, not ready, saying why.
+	testutil.Eventually(t, 30*time.Second, func() error {
+		st, err := c.status(1)
+		if err != nil {
+			return err
+		}
+		if st.Role != adminv1.Role_ROLE_FOLLOWER || st.LeaderId != 0 || !st.Linked {
+			return fmt.Errorf("node 1: role %v leader %d linked %v; want a linked follower of no one", st.Role, st.LeaderId, st.Linked)
+		}
+		if st.Ready || !strings.Contains(st.NotReadyReason, "holds more of the log") {
+			return fmt.Errorf("node 1: ready %v, reason %q", st.Ready, st.NotReadyReason)
+		}
+		return nil
+	})
+	if log := c.node(1).side.Log(); !strings.Contains(log, "NOT LEADING") || !strings.Contains(log, "tandemctl --sidecar") {
+		t.Errorf("node 1's sidecar did not log why it does not lead and what to run:\n%s", c.node(1).side.LogTail(40))
+	}
+	for _, id := range []int{2, 3} {
+		if got := readValues(t, c, id, topic); !slices.Equal(got, want) {
+			t.Fatalf("node %d holds %d values after node 1 came back short, want the 40 acknowledged", id, len(got))
+		}
+	}
+
+	// The promotion the log asks for is clean, and node 1 catches up.
+	out, err := c.promoteNode(2)
+	if err != nil || !strings.Contains(out, "node 2 is leader in epoch 2") {
+		t.Fatalf("tandemctl promote: %v\n%s", err, out)
+	}
+	c.waitRole(30*time.Second, 1, adminv1.Role_ROLE_FOLLOWER, 2, 2)
+	more := rangeValues("c", 0, 5)
+	produceSync(t, kclient(t, []string{c.node(2).kafka, c.node(3).kafka}, plain), topic, more)
+	want = append(want, more...)
+	c.caughtUp(30*time.Second, 2, 1, 3)
+	t.Log(c.mustVerify(2, "--peers", c.peersArg(1, 2, 3)))
+	for _, id := range []int{1, 2, 3} {
+		if got := readValues(t, c, id, topic); !slices.Equal(got, want) {
+			t.Fatalf("node %d holds %d values, want the 45 acknowledged", id, len(got))
+		}
 	}
 }

@@ -44,6 +44,12 @@ type leader struct {
 	changed      chan struct{} // closed and replaced when durable, commit or cluster change
 	version      uint64        // bumped when the brokers list or the ISR changes
 	closed       bool          // leadership ended (role.go): no broker, no followers
+	// peersChecked: the next broker attachment needs no peer check (the
+	// role began with a promotion or an election win, which polled the
+	// peers just before). checking: a peer check runs; the broker stays
+	// fenced and followers are refused until it ends (checkPeersThenLead).
+	peersChecked bool
+	checking     *brokerConn
 	// pinnedISR is the ISR last published in etcd (election.go; nil
 	// without etcd, every peer when a new leader could not read it). Its
 	// members count for the commit point even after they left the ISR
@@ -96,11 +102,33 @@ func (l *leader) broadcastLocked() {
 	l.changed = make(chan struct{})
 }
 
-// brokerAttached starts leading with the attached broker's WAL.
+// brokerAttached starts leading with the attached broker's WAL, after
+// checking with the peers that none holds more of the log
+// (checkPeersThenLead).
 func (l *leader) brokerAttached(c *brokerConn) {
+	l.mu.Lock()
+	check := !l.peersChecked
+	l.peersChecked = false
+	if check {
+		l.checking = c
+	}
+	l.mu.Unlock()
+	if check {
+		l.s.goFunc(func() { l.checkPeersThenLead(c) })
+		return
+	}
+	l.startLeading(c)
+}
+
+// startLeading makes c the leader's broker: it gets the leader view and
+// pushes its durable entries from here on.
+func (l *leader) startLeading(c *brokerConn) {
 	h := c.hello
 	l.mu.Lock()
-	if l.closed || l.bc == c {
+	if l.checking == c {
+		l.checking = nil
+	}
+	if l.closed || l.bc == c || c.ctx.Err() != nil {
 		l.mu.Unlock()
 		return
 	}

@@ -149,8 +149,11 @@ func (s *Sidecar) currentLeader() int32 {
 }
 
 // installRoleLocked creates and starts the role for (leaderID, epoch).
-// Caller holds s.roleMu and not s.mu.
-func (s *Sidecar) installRoleLocked(leaderID int32, epoch uint32) error {
+// peersChecked says that the peers were just polled and none holds more of
+// the log than this node (a promotion or an election win): a leader then
+// skips its own start-up check (leader.brokerAttached) for the first broker
+// attachment. Caller holds s.roleMu and not s.mu.
+func (s *Sidecar) installRoleLocked(leaderID int32, epoch uint32, peersChecked bool) error {
 	ctx, cancel := context.WithCancel(s.ctx)
 	var l *leader
 	var f *follower
@@ -158,6 +161,7 @@ func (s *Sidecar) installRoleLocked(leaderID int32, epoch uint32) error {
 		l = newLeader(s)
 		l.ctx = ctx
 		l.epoch = max(epoch, 1)
+		l.peersChecked = peersChecked
 		if s.election != nil {
 			l.pinnedISR = s.election.takePinned()
 		}
@@ -275,7 +279,7 @@ func (s *Sidecar) switchRoleLocked(leaderID int32, epoch uint32, reason string) 
 			s.log.Error("could not persist the new leader and epoch; a restart may go back to an older leader", "error", err)
 		}
 	}
-	if err := s.installRoleLocked(leaderID, epoch); err != nil {
+	if err := s.installRoleLocked(leaderID, epoch, true); err != nil {
 		return err
 	}
 	if oldL != nil || lead {

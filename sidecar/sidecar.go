@@ -122,7 +122,7 @@ func Open(cfg Config) (*Sidecar, error) {
 	leaderID, epoch, err := s.initialRole()
 	if err == nil {
 		s.roleMu.Lock()
-		err = s.installRoleLocked(leaderID, epoch)
+		err = s.installRoleLocked(leaderID, epoch, false)
 		s.roleMu.Unlock()
 	}
 	if err != nil {
@@ -392,8 +392,17 @@ func (s *Sidecar) readiness() (bool, string) {
 	if bc == nil {
 		return false, "broker not attached"
 	}
-	if _, f := s.roles(); f != nil {
+	l, f := s.roles()
+	if f != nil {
 		return f.ready()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.checking == bc:
+		return false, "leader: asking the peers whether one holds more of the log before taking writes"
+	case l.bc != bc:
+		return false, "leader: the broker is not leading yet"
 	}
 	return true, ""
 }

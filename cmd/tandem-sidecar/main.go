@@ -11,7 +11,8 @@
 // follower, streaming from the leader within --replica-lag-time-max).
 //
 // With --metrics-listen HOST:PORT it serves Prometheus metrics at /metrics
-// (docs/replication-observability.md lists them).
+// (docs/replication-observability.md lists them) and Go profiles under
+// /debug/pprof/.
 //
 // It stops cleanly on SIGINT or SIGTERM and exits non-zero on a
 // configuration or startup error.
@@ -24,6 +25,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -74,7 +76,7 @@ func parseFlags(args []string) (sidecar.Config, logging.Options, error) {
 		logLevel = fs.String("log-level", "info", "trace, debug, info, warn or error")
 		logJSON  = fs.Bool("log-json", false, "log one JSON object per line")
 	)
-	fs.StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus /metrics on this address, e.g. 0.0.0.0:9292 (off when empty)")
+	fs.StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus /metrics (and Go profiles under /debug/pprof/) on this address, e.g. 0.0.0.0:9292 (off when empty)")
 	fs.StringVar(&cfg.ClusterID, "cluster-id", "", "cluster id (required); peers with another id are refused")
 	fs.StringVar(&cfg.BrokerSocket, "broker-socket", "", "Unix socket to serve the broker link on (required)")
 	fs.StringVar(&cfg.Listen, "listen", "", "TCP address for peers, admin and health, e.g. 0.0.0.0:9192 (required)")
@@ -144,6 +146,9 @@ func run(ctx context.Context, cfg sidecar.Config, metricsAddr string) error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(s.Registry(), promhttp.HandlerOpts{}))
+		// Go profiles for diagnosing a slow sidecar: go tool pprof http://ADDR/debug/pprof/profile
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		cfg.Logger.Info("serving Prometheus metrics", "address", ln.Addr().String(), "path", "/metrics")
 		go func() {

@@ -1,0 +1,142 @@
+package sidecar_test
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tandem-io/tandem/broker/link"
+	adminv1 "github.com/tandem-io/tandem/gen/tandem/admin/v1"
+	"github.com/tandem-io/tandem/internal/testutil"
+	"github.com/tandem-io/tandem/sidecar"
+	"github.com/tandem-io/tandem/sidecar/sidecartest"
+)
+
+// A static leader that comes back with the tail of its WAL gone (a power
+// failure under --fsync interval or none) and its sidecar's memory of the
+// commit point gone with it must not lead again: its followers would
+// truncate the 10 committed entries it lost. It steps down and says which
+// node to promote; after that promotion it catches up and nothing is lost.
+func TestStaticLeaderThatCameBackShorterStepsDown(t *testing.T) {
+	c := sidecartest.NewCluster(t, 3, 1, func(cfg *sidecar.Config) {
+		fastFailover(cfg)
+		cfg.ReplicaLagTimeMax = time.Minute // the ISR stays [1 2 3]
+	})
+	c.StartAll()
+	b1 := c.WaitLeader()
+	b1.Produce(t, 20, 100)
+	c.WaitCaughtUp(20)
+	want := c.Checksums(20)[1]
+
+	// Node 1 loses power: its broker and sidecar die, and its WAL keeps
+	// only the first 10 entries.
+	c.StopBroker(1)
+	c.StopSidecar(1)
+	b := sidecartest.OpenMemBroker(t, 1, filepath.Join(c.Nodes[1].Dir, "wal"))
+	if err := b.TruncateAfter(10); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	c.StartSidecar(1)
+	c.StartBroker(1)
+
+	// It steps down instead of leading, and says why.
+	testutil.Eventually(t, 15*time.Second, func() bool {
+		st := statusOf(t, c, 1)
+		return st.GetRole() == adminv1.Role_ROLE_FOLLOWER && st.GetLeaderId() == 0 && st.GetLinked()
+	})
+	st := statusOf(t, c, 1)
+	if st.GetReady() || !strings.Contains(st.GetNotReadyReason(), "holds more of the log") {
+		t.Fatalf("node 1 after stepping down: ready %v, reason %q; want not ready, naming a peer that holds more", st.GetReady(), st.GetNotReadyReason())
+	}
+	if v := c.Nodes[1].Broker.View(); v.Role != link.RoleFollower {
+		t.Fatalf("node 1's broker has role %v, want follower (fenced)", v.Role)
+	}
+	// Give a wrongly leading node time to make the followers truncate.
+	time.Sleep(time.Second)
+	for _, id := range []int32{2, 3} {
+		if got := c.Nodes[id].Broker.WAL().LastLSN(); got != 20 {
+			t.Fatalf("node %d holds %d entries after node 1 came back with 10, want 20", id, got)
+		}
+	}
+
+	// The operator promotes node 2 (clean: it holds the most), node 1
+	// follows it and catches up.
+	r, err := promote(t, c, 2, false)
+	if err != nil {
+		t.Fatalf("promote node 2: %v", err)
+	}
+	b2 := waitRole(t, c, 2, link.RoleLeader, r.GetEpoch())
+	waitRole(t, c, 1, link.RoleFollower, r.GetEpoch())
+	b2.Produce(t, 5, 100)
+	c.WaitCaughtUp(25)
+	c.AssertIdentical(25)
+	if got := c.Checksums(20); got[1] != want || got[2] != want || got[3] != want {
+		t.Fatalf("checksums of LSNs 1-20: %v, want %x everywhere (all 20 were committed)", got, want)
+	}
+
+	// A restart keeps node 1 a follower of node 2.
+	c.StopBroker(1)
+	c.StopSidecar(1)
+	c.StartSidecar(1)
+	c.StartBroker(1)
+	waitRole(t, c, 1, link.RoleFollower, r.GetEpoch())
+	c.WaitCaughtUp(25)
+}
+
+// A static leader whose sidecar restarts while its broker keeps its whole
+// WAL leads again at once: no peer holds more.
+func TestStaticLeaderRestartLeadsAgain(t *testing.T) {
+	c := sidecartest.NewCluster(t, 3, 1, fastFailover)
+	c.StartAll()
+	b1 := c.WaitLeader()
+	b1.Produce(t, 20, 100)
+	c.WaitCaughtUp(20)
+	c.StopBroker(1)
+	c.StopSidecar(1)
+	c.StartSidecar(1)
+	c.StartBroker(1)
+	b1 = waitRole(t, c, 1, link.RoleLeader, 1)
+	testutil.Eventually(t, 10*time.Second, func() bool { return statusOf(t, c, 1).GetReady() })
+	b1.Produce(t, 5, 100)
+	c.WaitCaughtUp(25)
+	c.AssertIdentical(25)
+}
+
+// With etcd, a leader whose broker comes back with a shorter WAL (the
+// sidecar kept running and holds the election) must not lead with it
+// either: it steps down, a node holding all 20 committed entries is
+// elected, and the old leader catches up from it.
+func TestEtcdLeaderWhoseBrokerCameBackShorterStepsDown(t *testing.T) {
+	c, url := etcdCluster(t, func(cfg *sidecar.Config) {
+		cfg.ReplicaLagTimeMax = time.Minute // the ISR stays [1 2 3]
+	})
+	want := c.Checksums(20)[1]
+	waitPublishedISR(t, etcdClient(t, url), "[1,2,3]")
+	c.StopBroker(1)
+	b := sidecartest.OpenMemBroker(t, 1, filepath.Join(c.Nodes[1].Dir, "wal"))
+	if err := b.TruncateAfter(10); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	w := watchRoles(t, c)
+	c.StartBroker(1)
+
+	id, epoch := leaderOf(t, c, 1)
+	if id == 1 || epoch < 2 {
+		t.Fatalf("leader after node 1's broker came back with 10 of 20 entries: node %d epoch %d, want node 2 or 3 in a new epoch", id, epoch)
+	}
+	c.Nodes[id].Broker.Produce(t, 5, 100)
+	c.WaitCaughtUp(25)
+	c.AssertIdentical(25)
+	w.close()
+	if got := c.Checksums(20); got[1] != want || got[2] != want || got[3] != want {
+		t.Fatalf("checksums of LSNs 1-20: %v, want %x everywhere (all 20 were committed)", got, want)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.sameEpoch) > 0 {
+		t.Errorf("two leaders in one epoch: %v", w.sameEpoch)
+	}
+}
