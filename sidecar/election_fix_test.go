@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -281,11 +280,7 @@ func TestEtcdFollowerBelowCommitPointDoesNotCampaign(t *testing.T) {
 	waitPublishedISR(t, cli, "[1,2,3]")
 
 	// Node 2's broker comes back without entries 11-20.
-	b := sidecartest.OpenMemBroker(t, 2, filepath.Join(c.Nodes[2].Dir, "wal"))
-	if err := b.TruncateAfter(10); err != nil {
-		t.Fatal(err)
-	}
-	b.Close()
+	cutWAL(t, c, 2, 10)
 	w := watchRoles(t, c)
 	c.StartBroker(2)
 	testutil.Eventually(t, 10*time.Second, func() error {
@@ -400,11 +395,7 @@ func TestEtcdWinnerDefersToPeerHoldingMore(t *testing.T) {
 	// no longer serve its followers and resigns after a whole lease TTL.
 	c.StopBroker(2)
 	c.StopSidecar(2)
-	b := sidecartest.OpenMemBroker(t, 2, filepath.Join(c.Nodes[2].Dir, "wal"))
-	if err := b.TruncateAfter(10); err != nil {
-		t.Fatal(err)
-	}
-	b.Close()
+	cutWAL(t, c, 2, 10)
 	c.StopBroker(3)
 	waitOnlyCandidate(t, cli, 1)
 	w := watchRoles(t, c)

@@ -20,6 +20,18 @@ import (
 
 func fastFailover(c *sidecar.Config) { c.EpochPollInterval = 200 * time.Millisecond }
 
+// cutWAL cuts node id's WAL back to its first `after` entries, as a power
+// failure under --fsync interval or none can; the node's broker must be
+// stopped.
+func cutWAL(t *testing.T, c *sidecartest.Cluster, id int32, after uint64) {
+	t.Helper()
+	b := sidecartest.OpenMemBroker(t, id, filepath.Join(c.Nodes[id].Dir, "wal"))
+	if err := b.TruncateAfter(after); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+}
+
 // waitRole waits until node id's broker has the given role in epoch.
 func waitRole(t *testing.T, c *sidecartest.Cluster, id int32, role link.Role, epoch uint32) *sidecartest.MemBroker {
 	t.Helper()

@@ -2,7 +2,6 @@ package sidecar_test
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -162,11 +161,7 @@ func TestPromoteRefusesBrokerThatCameBackShorter(t *testing.T) {
 	c.StopSidecar(1)
 
 	c.StopBroker(2)
-	b := sidecartest.OpenMemBroker(t, 2, filepath.Join(c.Nodes[2].Dir, "wal"))
-	if err := b.TruncateAfter(10); err != nil {
-		t.Fatal(err)
-	}
-	b.Close()
+	cutWAL(t, c, 2, 10)
 	c.StartBroker(2)
 	testutil.Eventually(t, 10*time.Second, func() bool { return statusOf(t, c, 2).GetLinked() })
 	if st := statusOf(t, c, 2); st.GetLastLsn() != 10 || st.GetDurableLsn() > 10 {

@@ -1,7 +1,6 @@
 package sidecar_test
 
 import (
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,11 +32,7 @@ func TestStaticLeaderThatCameBackShorterStepsDown(t *testing.T) {
 	// only the first 10 entries.
 	c.StopBroker(1)
 	c.StopSidecar(1)
-	b := sidecartest.OpenMemBroker(t, 1, filepath.Join(c.Nodes[1].Dir, "wal"))
-	if err := b.TruncateAfter(10); err != nil {
-		t.Fatal(err)
-	}
-	b.Close()
+	cutWAL(t, c, 1, 10)
 	c.StartSidecar(1)
 	c.StartBroker(1)
 
@@ -115,11 +110,7 @@ func TestEtcdLeaderWhoseBrokerCameBackShorterStepsDown(t *testing.T) {
 	want := c.Checksums(20)[1]
 	waitPublishedISR(t, etcdClient(t, url), "[1,2,3]")
 	c.StopBroker(1)
-	b := sidecartest.OpenMemBroker(t, 1, filepath.Join(c.Nodes[1].Dir, "wal"))
-	if err := b.TruncateAfter(10); err != nil {
-		t.Fatal(err)
-	}
-	b.Close()
+	cutWAL(t, c, 1, 10)
 	w := watchRoles(t, c)
 	c.StartBroker(1)
 
