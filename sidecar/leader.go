@@ -125,9 +125,6 @@ func (l *leader) brokerAttached(c *brokerConn) {
 func (l *leader) startLeading(c *brokerConn) {
 	h := c.hello
 	l.mu.Lock()
-	if l.checking == c {
-		l.checking = nil
-	}
 	if l.closed || l.bc == c || c.ctx.Err() != nil {
 		l.mu.Unlock()
 		return

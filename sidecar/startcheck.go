@@ -41,25 +41,20 @@ import (
 
 // checkPeersThenLead polls the peers, then leads with c or steps down.
 func (l *leader) checkPeersThenLead(c *brokerConn) {
-	ctx, cancel := context.WithTimeout(l.ctx, promotePollTimeout+time.Second)
-	defer cancel()
-	go func() {
-		// A broker that detaches ends the check early.
-		select {
-		case <-c.ctx.Done():
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	pc := &peerConns{s: l.s}
-	views := l.s.pollPeers(ctx, pc, promotePollTimeout)
-	pc.close()
-	if l.ctx.Err() != nil || c.ctx.Err() != nil {
+	defer func() {
 		l.mu.Lock()
 		if l.checking == c {
 			l.checking = nil
 		}
 		l.mu.Unlock()
+	}()
+	ctx, cancel := context.WithTimeout(l.ctx, promotePollTimeout+time.Second)
+	defer cancel()
+	defer context.AfterFunc(c.ctx, cancel)() // a broker that detaches ends the check early
+	pc := &peerConns{s: l.s}
+	views := l.s.pollPeers(ctx, pc, promotePollTimeout)
+	pc.close()
+	if l.ctx.Err() != nil || c.ctx.Err() != nil {
 		return
 	}
 	myLSN := c.hello.GetDurableLsn()
@@ -92,9 +87,6 @@ func (l *leader) checkPeersThenLead(c *brokerConn) {
 		return
 	}
 	l.mu.Lock()
-	if l.checking == c {
-		l.checking = nil
-	}
 	epoch, commit := l.epoch, l.commit
 	l.mu.Unlock()
 	hint := "promote the node that holds the most of the log (tandemctl --sidecar HOST:PORT promote)"
