@@ -10,6 +10,8 @@
 #   scripts/bench.sh cluster      # three-node cluster only (lag, catch-up)
 #   scripts/bench.sh jetstream    # the JetStream comparison only
 #   scripts/bench.sh rss          # broker RSS during RSS_MINUTES (default 5) of full-speed produce
+#   scripts/bench.sh lag-sweep    # follower lag at each rate of LAG_RATES on one
+#                                 # three-node cluster, and its chart (BENCH_CHARTS)
 #
 # What it runs, in order (each a `bin/tandem-bench` subcommand):
 #   disk        sequential write bandwidth of the disk holding the data dirs
@@ -30,6 +32,10 @@
 #               loopback: async (PublishAsync, 4000 outstanding) and sync
 #               (Publish, one at a time) of the same records through nats.go
 #   rss         only with RSS_MINUTES > 0 or the `rss` argument
+#   lag-sweep   only with the `lag-sweep` argument: `scripts/cluster.sh up` as
+#               above, then one lag run (acks=1 to node 1, read from node 2)
+#               per rate of LAG_RATES, waiting for the followers in between:
+#               where on this machine the followers stop keeping up
 #
 # Environment (all optional):
 #   DURATION          measured window of each produce run (default 20s)
@@ -40,6 +46,8 @@
 #                     broker is; the fixed-rate and one-at-a-time runs use one)
 #   LOW_RATE          records/s of the low-load latency runs (default 1000)
 #   CATCHUP_RECORDS   backlog for the catch-up run (default 1000000, 1 GB at 1 KiB)
+#   LAG_RATES         records/s of the lag-sweep runs (default "5000 10000 20000
+#                     40000 60000 80000 100000 120000")
 #   LAG_LINGER        producer linger of the lag runs (default 10ms, franz-go's
 #                     own default; the other runs use 0 so that latency is the
 #                     broker's). Lag counts from the leader's ack, so the
@@ -74,9 +82,9 @@ if [ "$MODE" = _node ]; then # internal: scripts/bench.sh _node start|stop N HOM
 fi
 case "$MODE" in
 _node) ;;
-all | standalone | cluster | jetstream | rss) ;;
+all | standalone | cluster | jetstream | rss | lag-sweep) ;;
 *)
-	echo "usage: scripts/bench.sh [all|standalone|cluster|jetstream|rss]" >&2
+	echo "usage: scripts/bench.sh [all|standalone|cluster|jetstream|rss|lag-sweep]" >&2
 	exit 2
 	;;
 esac
@@ -88,6 +96,7 @@ PRODUCERS=${PRODUCERS:-2}
 LOW_RATE=${LOW_RATE:-1000}
 CATCHUP_RECORDS=${CATCHUP_RECORDS:-1000000}
 LAG_LINGER=${LAG_LINGER:-10ms}
+LAG_RATES=${LAG_RATES:-5000 10000 20000 40000 60000 80000 100000 120000}
 DISK_BYTES=${DISK_BYTES:-1GiB}
 RSS_MINUTES=${RSS_MINUTES:-0}
 if [ "$MODE" = rss ] && [ "$RSS_MINUTES" = 0 ]; then
@@ -380,15 +389,9 @@ run_cluster() {
 	produce cluster-acksall-sync -1 "$KAFKA1" "$topic" "$leader_pid" --sync \
 		--label "three-node produce acks=-1, one record at a time"
 	settle
-	# Next to the measured lag, sample what the leader sidecar reports for
-	# node 2, and read the apply lag it measured (its /metrics histogram).
-	local status=()
-	if [ -x bin/tandemctl ]; then
-		status=(--status-cmd "'$ROOT/bin/tandemctl' --sidecar $SIDECAR1 status --json" --status-node 2)
-	fi
-	status+=(--apply-lag-url "$METRICS1")
+	lag_status_flags
 	say "follower lag at half the acks=1 rate (write to node 1 $KAFKA1, read from node 2 $KAFKA2)"
-	try "$BENCH" lag --leader "$KAFKA1" --follower "$KAFKA2" --topic bench-lag "${status[@]}" \
+	try "$BENCH" lag --leader "$KAFKA1" --follower "$KAFKA2" --topic bench-lag "${LAG_STATUS[@]}" \
 		--record-bytes "$RECORD_BYTES" --duration "$DURATION" --linger "$LAG_LINGER" \
 		--rate-from "$OUT/cluster-acks1.json" --rate-fraction 0.5 --name lag --out "$OUT/lag.json"
 	# acks=1 at full speed outruns what the followers apply on 2 cores, so half
@@ -396,7 +399,7 @@ run_cluster() {
 	# rate the followers did keep up with) shows the lag without a backlog.
 	settle
 	say "follower lag at half the acks=-1 rate"
-	try "$BENCH" lag --leader "$KAFKA1" --follower "$KAFKA2" --topic bench-lag-sustained "${status[@]}" \
+	try "$BENCH" lag --leader "$KAFKA1" --follower "$KAFKA2" --topic bench-lag-sustained "${LAG_STATUS[@]}" \
 		--record-bytes "$RECORD_BYTES" --duration "$DURATION" --linger "$LAG_LINGER" \
 		--rate-from "$OUT/cluster-acksall.json" --rate-fraction 0.5 --name lag-sustained --out "$OUT/lag-sustained.json"
 	cluster_down
@@ -404,6 +407,42 @@ run_cluster() {
 	CLUSTER_HOME=""
 	run_cluster_catchup
 	run_cluster_interval
+}
+
+# lag_status_flags: the lag runs' flags that also sample what the leader
+# sidecar reports for node 2 and read the apply lag it measured (its
+# /metrics histogram), next to the lag measured from the outside.
+lag_status_flags() {
+	LAG_STATUS=()
+	if [ -x bin/tandemctl ]; then
+		LAG_STATUS=(--status-cmd "'$ROOT/bin/tandemctl' --sidecar $SIDECAR1 status --json" --status-node 2)
+	fi
+	LAG_STATUS+=(--apply-lag-url "$METRICS1")
+}
+
+# run_lag_sweep: the follower lag at every rate of LAG_RATES, on one fresh
+# three-node cluster, each run starting with the followers caught up.
+run_lag_sweep() {
+	if [ ! -x bin/tandem-sidecar ]; then
+		say "lag sweep: skipped (bin/tandem-sidecar does not exist)"
+		return 0
+	fi
+	local dur rate sum=0
+	dur=$(seconds "${DURATION%.*}")
+	for rate in $LAG_RATES; do sum=$((sum + rate)); done
+	# Three copies of every record, plus margin.
+	enough_space $((3 * sum * (dur + 5) * RECORD_BYTES / 1000000000 + 2)) "lag sweep" || return 0
+	cluster_up
+	lag_status_flags
+	for rate in $LAG_RATES; do
+		settle
+		say "follower lag at $rate records/s (write to node 1 $KAFKA1, read from node 2 $KAFKA2)"
+		try "$BENCH" lag --leader "$KAFKA1" --follower "$KAFKA2" --topic bench-lag-sweep "${LAG_STATUS[@]}" \
+			--record-bytes "$RECORD_BYTES" --duration "$DURATION" --linger "$LAG_LINGER" --rate "$rate" \
+			--name "$(printf 'lag-sweep-%07d' "$rate")" --label "follower lag at $rate records/s" \
+			--out "$OUT/$(printf 'lag-sweep-%07d' "$rate").json"
+	done
+	cluster_down
 }
 
 # run_cluster_catchup: the catch-up run on a fresh cluster that first holds
@@ -534,6 +573,7 @@ standalone)
 cluster) run_cluster ;;
 jetstream) run_jetstream ;;
 rss) run_rss ;;
+lag-sweep) run_lag_sweep ;;
 esac
 
 say "results in $OUT"
@@ -547,4 +587,8 @@ if [ -n "${BENCH_CHARTS:-}" ]; then
 	"$BENCH" chart --in "$OUT/report.json" --out "$BENCH_CHARTS/bench-latency-p99.png" --metric p99 \
 		--title "p99 produce latency at low load" \
 		--names standalone-acksall-sync,cluster-acksall-sync,cluster-acksall-low,jetstream-sync >&2 || true
+fi
+if [ "$MODE" = lag-sweep ]; then
+	"$BENCH" chart --lag-sweep --in "$OUT" --out "${BENCH_CHARTS:-$OUT}/lag-sweep.png" \
+		--title "Follower lag against produce rate, ${RECORD_BYTES}-byte records" >&2 || true
 fi

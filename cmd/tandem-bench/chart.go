@@ -301,11 +301,29 @@ func runChart(_ context.Context, args []string) error {
 	title := fs.String("title", "Tandem benchmark", "chart title")
 	width := fs.Int("width", 900, "image width in pixels")
 	height := fs.Int("height", 500, "image height in pixels")
+	sweep := fs.Bool("lag-sweep", false, "instead of bars: follower lag p50/p99 of every lag result against its produce rate (scripts/bench.sh lag-sweep)")
+	targetMs := fs.Float64("target-ms", 20, "with --lag-sweep: draw the lag target at this many ms (0: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *in == "" || *out == "" {
 		return fmt.Errorf("%w: chart needs --in and --out", errUsage)
+	}
+	if *sweep {
+		results, err := loadResults(*in)
+		if err != nil {
+			return err
+		}
+		c, err := lagSweepChart(results, *title, *targetMs)
+		if err != nil {
+			return err
+		}
+		c.Width, c.Height = *width, *height
+		if err := writePNG(*out, c.Render); err != nil {
+			return err
+		}
+		fmt.Printf("wrote %s (%d lag runs)\n", *out, len(c.Series[0].Points))
+		return nil
 	}
 	if _, ok := metricUnits[*metric]; !ok {
 		_, err := metricOf(&Result{}, *metric)
@@ -350,17 +368,25 @@ func runChart(_ context.Context, args []string) error {
 	if len(c.Bars) == 0 {
 		return fmt.Errorf("bench: no result has a %s figure", *metric)
 	}
-	f, err := os.Create(*out)
+	if err := writePNG(*out, c.Render); err != nil {
+		return err
+	}
+	fmt.Printf("wrote %s (%d bars, %s)\n", *out, len(c.Bars), *metric)
+	return nil
+}
+
+// writePNG creates path and fills it with render.
+func writePNG(path string, render func(io.Writer) error) error {
+	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("bench: chart: %w", err)
 	}
-	if err := c.Render(f); err != nil {
+	if err := render(f); err != nil {
 		f.Close()
-		return fmt.Errorf("bench: chart: encode %s: %w", *out, err)
+		return fmt.Errorf("bench: chart: encode %s: %w", path, err)
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("bench: chart: %w", err)
 	}
-	fmt.Printf("wrote %s (%d bars, %s)\n", *out, len(c.Bars), *metric)
 	return nil
 }

@@ -17,7 +17,7 @@ import (
 	"image"
 	"image/draw"
 	"image/png"
-	"os"
+	"io"
 	"strings"
 	"text/tabwriter"
 )
@@ -61,16 +61,9 @@ func runNATSCompare(_ context.Context, args []string) error {
 	}
 	fmt.Print(formatComparison(byName))
 	if *chart != "" {
-		f, err := os.Create(*chart)
-		if err != nil {
-			return fmt.Errorf("bench: chart: %w", err)
-		}
-		if err := png.Encode(f, comparisonImage(byName)); err != nil {
-			f.Close()
-			return fmt.Errorf("bench: chart: %w", err)
-		}
-		if err := f.Close(); err != nil {
-			return fmt.Errorf("bench: chart: %w", err)
+		img := comparisonImage(byName)
+		if err := writePNG(*chart, func(w io.Writer) error { return png.Encode(w, img) }); err != nil {
+			return err
 		}
 		fmt.Printf("\nchart: %s\n", *chart)
 	}
