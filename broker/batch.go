@@ -12,6 +12,11 @@ import (
 // batchHeaderLen is the size of a v2 RecordBatch header, up to the records.
 const batchHeaderLen = 61
 
+// batchCRCStart is where the bytes a RecordBatch's CRC-32C covers begin (the
+// attributes field); the CRC itself is the 4 bytes before. The base offset
+// and partition leader epoch, which the broker stamps, are outside it.
+const batchCRCStart = 21
+
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // batchInfo is what the broker needs to know about a stored RecordBatch.
@@ -122,7 +127,7 @@ func splitBatches(records []byte, maxBytes int32) ([][]byte, []batchInfo, error)
 		}
 		raw := records[:total]
 		records = records[total:]
-		if crc32.Checksum(raw[21:], castagnoli) != binary.BigEndian.Uint32(raw[17:21]) {
+		if crc32.Checksum(raw[batchCRCStart:], castagnoli) != binary.BigEndian.Uint32(raw[batchCRCStart-4:batchCRCStart]) {
 			return nil, nil, &errBatch{code: kerr.CorruptMessage, msg: "record batch CRC32C mismatch"}
 		}
 		info, err := parseBatch(raw)

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"sort"
@@ -166,7 +167,10 @@ func (b *Broker) appendLocked(typ wal.EntryType, payload []byte) (uint64, error)
 
 // appendBatchLocked appends a record-batch entry without copying the
 // batch: the entry header and the batch bytes (still in the request
-// buffer) go to the WAL in one vectored write. Caller holds appendMu.
+// buffer) go to the WAL in one vectored write. raw's own CRC-32C (of its
+// bytes from batchCRCStart on, which stampBatch leaves alone) must have
+// been verified (splitBatches): the WAL reuses it for the entry's CRC
+// instead of reading the batch again. Caller holds appendMu.
 func (b *Broker) appendBatchLocked(topic string, part int32, raw []byte) (uint64, error) {
 	view := b.clusterView()
 	if !takesWrites(view) {
@@ -174,7 +178,8 @@ func (b *Broker) appendBatchLocked(topic string, part int32, raw []byte) (uint64
 	}
 	epoch := view.Epoch
 	prefix := batchEntryPrefix(topic, part, batchHeaderLen)
-	pos, err := b.wal.AppendParts(epoch, wal.TypeRecordBatch, prefix, raw)
+	pos, err := b.wal.AppendPartsTail(epoch, wal.TypeRecordBatch,
+		len(raw)-batchCRCStart, binary.BigEndian.Uint32(raw[batchCRCStart-4:batchCRCStart]), prefix, raw)
 	if err != nil {
 		return 0, err
 	}

@@ -30,20 +30,34 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // frameSize is the on-disk size of an entry with a payload of n bytes.
 func frameSize(n int) int { return frameHeaderSize + n }
 
-// encodeFrameHeader encodes the header of the frame whose payload is the
-// concatenation of parts (size bytes in all), CRC included.
-func encodeFrameHeader(lsn uint64, epoch uint32, typ EntryType, parts [][]byte, size int) [frameHeaderSize]byte {
+// encodeFrameHeader encodes the header of the frame whose payload is size
+// bytes with the CRC-32C payloadCRC, CRC included.
+func encodeFrameHeader(lsn uint64, epoch uint32, typ EntryType, size int, payloadCRC uint32) [frameHeaderSize]byte {
 	var hdr [frameHeaderSize]byte
 	binary.BigEndian.PutUint32(hdr[0:4], uint32(bodyFixedSize+size))
 	binary.BigEndian.PutUint64(hdr[8:16], lsn)
 	binary.BigEndian.PutUint32(hdr[16:20], epoch)
 	hdr[20] = byte(typ)
-	crc := crc32.Update(0, castagnoli, hdr[lenCRCSize:])
-	for _, p := range parts {
-		crc = crc32.Update(crc, castagnoli, p)
-	}
+	crc := crcCombine(crc32.Checksum(hdr[lenCRCSize:], castagnoli), payloadCRC, uint64(size))
 	binary.BigEndian.PutUint32(hdr[4:8], crc)
 	return hdr
+}
+
+// payloadCRC returns the CRC-32C of the concatenation of parts (size bytes
+// in all), of which the last tailLen bytes have the CRC-32C tailCRC: only
+// the bytes before them are read.
+func payloadCRC(parts [][]byte, size, tailLen int, tailCRC uint32) uint32 {
+	head := size - tailLen
+	var crc uint32
+	for _, p := range parts {
+		if head <= 0 {
+			break
+		}
+		p = p[:min(len(p), head)]
+		crc = crc32.Update(crc, castagnoli, p)
+		head -= len(p)
+	}
+	return crcCombine(crc, tailCRC, uint64(tailLen))
 }
 
 // Reasons a frame does not decode. They are wrapped in ErrCorrupt by callers

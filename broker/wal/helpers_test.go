@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"io"
 	"runtime"
 	"strings"
@@ -202,7 +203,7 @@ func (g *syncGate) waitEntered(t testing.TB) {
 
 // appendFrame appends the encoded frame of e to dst (what Append writes).
 func appendFrame(dst []byte, e Entry) []byte {
-	hdr := encodeFrameHeader(e.LSN, e.Epoch, e.Type, [][]byte{e.Payload}, len(e.Payload))
+	hdr := encodeFrameHeader(e.LSN, e.Epoch, e.Type, len(e.Payload), crc32.Checksum(e.Payload, castagnoli))
 	dst = append(dst, hdr[:]...)
 	return append(dst, e.Payload...)
 }

@@ -613,6 +613,17 @@ func (l *Log) Append(epoch uint32, typ EntryType, payload []byte) (Pos, error) {
 // payload is their concatenation, and they are written with one vectored
 // write, without first being copied together.
 func (l *Log) AppendParts(epoch uint32, typ EntryType, parts ...[]byte) (Pos, error) {
+	return l.AppendPartsTail(epoch, typ, 0, 0, parts...)
+}
+
+// AppendPartsTail is AppendParts for a payload whose last tailLen bytes
+// the caller has checksummed already: tailCRC is their CRC-32C
+// (Castagnoli). The broker passes a Kafka record batch's own CRC, which
+// covers the batch from its byte 21 on and which it verified when the
+// request arrived, so the log reads only the other bytes to checksum the
+// entry. A tailCRC that does not match the bytes makes an entry that every
+// reader refuses as corrupt: pass only a CRC verified against them.
+func (l *Log) AppendPartsTail(epoch uint32, typ EntryType, tailLen int, tailCRC uint32, parts ...[]byte) (Pos, error) {
 	n := 0
 	for _, p := range parts {
 		n += len(p)
@@ -620,12 +631,18 @@ func (l *Log) AppendParts(epoch uint32, typ EntryType, parts ...[]byte) (Pos, er
 	if n > l.opts.MaxEntryBytes {
 		return Pos{}, fmt.Errorf("%w: payload of %d bytes, limit %d", ErrTooLarge, n, l.opts.MaxEntryBytes)
 	}
+	if tailLen < 0 || tailLen > n {
+		return Pos{}, fmt.Errorf("wal: a checksummed tail of %d bytes in a payload of %d", tailLen, n)
+	}
+	// Checksummed before the lock: the LSN, which the frame's CRC also
+	// covers, is combined in under it.
+	crc := payloadCRC(parts, n, tailLen, tailCRC)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := l.writableLocked(); err != nil {
 		return Pos{}, err
 	}
-	return l.appendLocked(l.lastLSN+1, epoch, typ, parts, n)
+	return l.appendLocked(l.lastLSN+1, epoch, typ, parts, n, crc)
 }
 
 // AppendEntry writes an entry received from the leader unchanged (follower
@@ -634,6 +651,7 @@ func (l *Log) AppendEntry(e Entry) (Pos, error) {
 	if len(e.Payload) > l.opts.MaxEntryBytes {
 		return Pos{}, fmt.Errorf("%w: LSN %d: payload of %d bytes, limit %d", ErrTooLarge, e.LSN, len(e.Payload), l.opts.MaxEntryBytes)
 	}
+	crc := crc32.Checksum(e.Payload, castagnoli)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := l.writableLocked(); err != nil {
@@ -642,12 +660,12 @@ func (l *Log) AppendEntry(e Entry) (Pos, error) {
 	if e.LSN != l.lastLSN+1 {
 		return Pos{}, fmt.Errorf("%w: got LSN %d, the log expects %d", ErrGap, e.LSN, l.lastLSN+1)
 	}
-	return l.appendLocked(e.LSN, e.Epoch, e.Type, [][]byte{e.Payload}, len(e.Payload))
+	return l.appendLocked(e.LSN, e.Epoch, e.Type, [][]byte{e.Payload}, len(e.Payload), crc)
 }
 
 // appendLocked writes the entry whose payload is the concatenation of
-// parts, size bytes in all.
-func (l *Log) appendLocked(lsn uint64, epoch uint32, typ EntryType, parts [][]byte, size int) (Pos, error) {
+// parts, size bytes in all, with the CRC-32C crc.
+func (l *Log) appendLocked(lsn uint64, epoch uint32, typ EntryType, parts [][]byte, size int, crc uint32) (Pos, error) {
 	added, err := l.noteEpochLocked(epoch, lsn)
 	if err != nil {
 		return Pos{}, err
@@ -662,7 +680,7 @@ func (l *Log) appendLocked(lsn uint64, epoch uint32, typ EntryType, parts [][]by
 		}
 	}
 	seg := l.activeLocked()
-	hdr := encodeFrameHeader(lsn, epoch, typ, parts, size)
+	hdr := encodeFrameHeader(lsn, epoch, typ, size, crc)
 	// One pwritev(2) of header and payload: no user-space buffering, so
 	// ReadAt and readers see the entry as soon as Append returns.
 	if err := writeFrameAt(seg.f, seg.size, hdr[:], parts); err != nil {
