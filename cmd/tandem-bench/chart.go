@@ -53,23 +53,13 @@ func (c BarChart) Render(w io.Writer) error {
 
 // Image draws the chart.
 func (c BarChart) Image() *image.RGBA {
-	width, height := c.Width, c.Height
-	if width <= 0 {
-		width = 900
-	}
-	if height <= 0 {
-		height = 500
-	}
-	img := image.NewRGBA(image.Rect(0, 0, width, height))
-	fill(img, img.Bounds(), colBackground)
-
-	const s = 2 // text scale: 10x14 px glyphs
-	cellH := (glyphH + 1) * s
 	title := c.Title
 	if c.Unit != "" {
 		title += " (" + c.Unit + ")"
 	}
-	drawText(img, (width-textWidth(title, s))/2, 10, title, s, colInk)
+	img, width, height := newCanvas(c.Width, c.Height, title)
+	const s = titleScale
+	cellH := (glyphH + 1) * s
 
 	// Axis scale with "nice" steps.
 	maxV := 0.0
@@ -121,7 +111,7 @@ func (c BarChart) Image() *image.RGBA {
 		if b.Value > 0 {
 			h = int(math.Round(b.Value / top * plotH))
 		}
-		col := palette[((b.Group%len(palette))+len(palette))%len(palette)]
+		col := paletteColor(b.Group)
 		fill(img, image.Rect(x0, bottom-h, x1, bottom), col)
 
 		// Value over the bar: scale 2 if it fits the slot, else 1.
@@ -140,6 +130,30 @@ func (c BarChart) Image() *image.RGBA {
 		}
 	}
 	return img
+}
+
+// titleScale is the text scale of chart titles: 10x14 px glyphs.
+const titleScale = 2
+
+// newCanvas returns a white image of width x height pixels (900 x 500
+// when not set) with title centred at the top, and its size.
+func newCanvas(width, height int, title string) (*image.RGBA, int, int) {
+	if width <= 0 {
+		width = 900
+	}
+	if height <= 0 {
+		height = 500
+	}
+	img := image.NewRGBA(image.Rect(0, 0, width, height))
+	fill(img, img.Bounds(), colBackground)
+	drawText(img, (width-textWidth(title, titleScale))/2, 10, title, titleScale, colInk)
+	return img, width, height
+}
+
+// paletteColor is the colour of group g (any int: the palette repeats).
+func paletteColor(g int) color.RGBA {
+	n := len(palette)
+	return palette[((g%n)+n)%n]
 }
 
 // niceStep returns a step of 1, 2 or 5 times a power of ten that cuts

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"image/png"
+	"io"
 	"reflect"
 	"testing"
 )
@@ -30,22 +31,28 @@ func TestChartRendersDecodablePNG(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var buf bytes.Buffer
-			if err := tt.c.Render(&buf); err != nil {
-				t.Fatal(err)
-			}
-			img, err := png.Decode(&buf)
-			if err != nil {
-				t.Fatalf("output is not a PNG: %v", err)
-			}
-			w, h := tt.c.Width, tt.c.Height
-			if w == 0 {
-				w, h = 900, 500
-			}
-			if b := img.Bounds(); b.Dx() != w || b.Dy() != h {
-				t.Errorf("image is %dx%d, want %dx%d", b.Dx(), b.Dy(), w, h)
-			}
+			checkRenderedPNG(t, tt.c.Render, tt.c.Width, tt.c.Height)
 		})
+	}
+}
+
+// checkRenderedPNG renders a chart and checks that it is a PNG of
+// width x height pixels (900 x 500 when width is 0).
+func checkRenderedPNG(t *testing.T, render func(io.Writer) error, width, height int) {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := render(&buf); err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(&buf)
+	if err != nil {
+		t.Fatalf("output is not a PNG: %v", err)
+	}
+	if width == 0 {
+		width, height = 900, 500
+	}
+	if b := img.Bounds(); b.Dx() != width || b.Dy() != height {
+		t.Errorf("image is %dx%d, want %dx%d", b.Dx(), b.Dy(), width, height)
 	}
 }
 

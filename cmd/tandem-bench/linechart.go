@@ -71,22 +71,12 @@ func (c LineChart) yRange() (lo, hi float64) {
 
 // Image draws the chart.
 func (c LineChart) Image() *image.RGBA {
-	width, height := c.Width, c.Height
-	if width <= 0 {
-		width = 900
-	}
-	if height <= 0 {
-		height = 500
-	}
-	img := image.NewRGBA(image.Rect(0, 0, width, height))
-	fill(img, img.Bounds(), colBackground)
-
-	const s = 2
 	title := c.Title
 	if c.YUnit != "" {
 		title += " (" + c.YUnit + ", log scale)"
 	}
-	drawText(img, (width-textWidth(title, s))/2, 10, title, s, colInk)
+	img, width, height := newCanvas(c.Width, c.Height, title)
+	const s = titleScale
 
 	lo, hi := c.yRange()
 	maxX := 0.0
@@ -157,7 +147,7 @@ func (c LineChart) Image() *image.RGBA {
 	}
 
 	for _, sr := range c.Series {
-		col := palette[((sr.Group%len(palette))+len(palette))%len(palette)]
+		col := paletteColor(sr.Group)
 		pts := sortedPoints(sr.Points)
 		for i, p := range pts {
 			x, y := px(p.X), py(p.Y)
@@ -176,7 +166,7 @@ func (c LineChart) Image() *image.RGBA {
 		if sr.Name == "" {
 			continue
 		}
-		col := palette[((sr.Group%len(palette))+len(palette))%len(palette)]
+		col := paletteColor(sr.Group)
 		y := plotTop + 6 + i*(glyphH+6)
 		i++
 		fill(img, image.Rect(left+10, y+1, left+24, y+glyphH-1), col)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"image"
 	"image/color"
 	"image/png"
@@ -24,21 +23,7 @@ func TestLineChartRendersDecodablePNG(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var buf bytes.Buffer
-			if err := tt.c.Render(&buf); err != nil {
-				t.Fatal(err)
-			}
-			img, err := png.Decode(&buf)
-			if err != nil {
-				t.Fatalf("output is not a PNG: %v", err)
-			}
-			w, h := tt.c.Width, tt.c.Height
-			if w == 0 {
-				w, h = 900, 500
-			}
-			if b := img.Bounds(); b.Dx() != w || b.Dy() != h {
-				t.Errorf("image is %dx%d, want %dx%d", b.Dx(), b.Dy(), w, h)
-			}
+			checkRenderedPNG(t, tt.c.Render, tt.c.Width, tt.c.Height)
 		})
 	}
 }
