@@ -333,6 +333,7 @@ cluster_up() {
 	fi
 }
 
+CLUSTERS_RUN=0
 cluster_down() {
 	case "$CLUSTER_KIND" in
 	script) TANDEM_HOME="$CLUSTER_HOME" scripts/cluster.sh down >/dev/null 2>&1 || true ;;
@@ -342,6 +343,16 @@ cluster_down() {
 		;;
 	esac
 	CLUSTER_KIND=""
+	# The data goes, the nodes' logs stay with the results: a figure that
+	# looks wrong can be explained afterwards.
+	CLUSTERS_RUN=$((CLUSTERS_RUN + 1))
+	local logs="$OUT/logs/cluster-$CLUSTERS_RUN" f node
+	for f in "$CLUSTER_HOME"/node-*/*.log; do
+		[ -f "$f" ] || continue
+		node=$(basename "$(dirname "$f")")
+		mkdir -p "$logs"
+		cp "$f" "$logs/$node-$(basename "$f")"
+	done
 }
 
 # node_broker_pid N: the pid of node N's broker from its pid file; empty
