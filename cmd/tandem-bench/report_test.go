@@ -62,6 +62,13 @@ func TestFormatTableTargetsNeedBothSides(t *testing.T) {
 	}
 }
 
+func TestFormatTableRatioJustUnderTargetShowsThreeDecimals(t *testing.T) {
+	out := FormatTable([]*Result{{Name: "cluster-acks1", MBps: 314.2}, {Name: "standalone-acks1", MBps: 629.8}})
+	if want := "0.499  (target >= 0.50: NOT met)"; !strings.Contains(out, want) {
+		t.Errorf("table lacks %q:\n%s", want, out)
+	}
+}
+
 func TestFormatTableRSSFlatness(t *testing.T) {
 	flat := &Result{Name: "rss", Kind: "rss", RSS: &RSSSummary{PeakKB: 110, Samples: []RSSSample{
 		{RSSKB: 50}, {RSSKB: 100}, {RSSKB: 104}, {RSSKB: 105}}}}
