@@ -66,11 +66,7 @@ func (c BarChart) Image() *image.RGBA {
 	for _, b := range c.Bars {
 		maxV = math.Max(maxV, b.Value)
 	}
-	step := niceStep(maxV, 5)
-	top := step * math.Ceil(maxV/step)
-	if top == 0 {
-		top = step
-	}
+	step, top := niceAxis(maxV, 5)
 
 	// Plot area: room for y labels on the left and 3 lines of bar labels below.
 	yLabelW := 0
@@ -154,6 +150,17 @@ func newCanvas(width, height int, title string) (*image.RGBA, int, int) {
 func paletteColor(g int) color.RGBA {
 	n := len(palette)
 	return palette[((g%n)+n)%n]
+}
+
+// niceAxis returns the step of about n intervals from 0 to maxV
+// (niceStep) and the axis end: the first step at or above maxV.
+func niceAxis(maxV float64, n int) (step, top float64) {
+	step = niceStep(maxV, n)
+	top = step * math.Ceil(maxV/step)
+	if top == 0 {
+		top = step
+	}
+	return step, top
 }
 
 // niceStep returns a step of 1, 2 or 5 times a power of ten that cuts

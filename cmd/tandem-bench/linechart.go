@@ -85,11 +85,7 @@ func (c LineChart) Image() *image.RGBA {
 			maxX = math.Max(maxX, p.X)
 		}
 	}
-	xStep := niceStep(maxX, 6)
-	xTop := xStep * math.Ceil(maxX/xStep)
-	if xTop == 0 {
-		xTop = xStep
-	}
+	xStep, xTop := niceAxis(maxX, 6)
 
 	var yTicks []float64
 	for d := lo; d <= hi*1.0001; d *= 10 {
