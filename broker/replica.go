@@ -18,7 +18,10 @@ import (
 // This file is the broker's side of replication: what the sidecar link
 // (package broker/link) calls. The broker implements link.Broker.
 
-var _ link.Broker = (*Broker)(nil)
+var (
+	_ link.Broker    = (*Broker)(nil)
+	_ link.Committer = (*Broker)(nil) // the hello carries the commit point it knew
+)
 
 // NodeID is this node's id.
 func (b *Broker) NodeID() int32 { return b.cfg.NodeID }

@@ -43,7 +43,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
 # shellcheck source=scripts/lib.sh
-. scripts/lib.sh # procs_share
+. scripts/lib.sh # procs_share, ensure_packages
+ensure_packages nats-server:nats-server
 
 DURATION=${DURATION:-15s}
 RECORD_BYTES=${RECORD_BYTES:-1024}
@@ -185,7 +186,7 @@ run_jetstream() {
 	routes=${routes%,}
 	for i in 0 1 2; do
 		mkdir -p "$WORK/nats-$i"
-		GOMAXPROCS=$(procs_share 3) /usr/sbin/nats-server --name "n$i" -a 127.0.0.1 -p "${ports[$i]}" --cluster_name compare \
+		GOMAXPROCS=$(procs_share 3) nats-server --name "n$i" -a 127.0.0.1 -p "${ports[$i]}" --cluster_name compare \
 			--cluster "nats://127.0.0.1:${cports[$i]}" --routes "$routes" \
 			--jetstream --store_dir "$WORK/nats-$i" >"$WORK/nats-$i.log" 2>&1 </dev/null &
 		PIDS+=("$!") nats_pids+=("$!")

@@ -4,7 +4,8 @@
 #
 #   scripts/bench.sh          # everything that exists: disk, standalone broker,
 #                             # three-node cluster (when bin/tandem-sidecar
-#                             # exists), JetStream (when nats-server exists);
+#                             # exists), JetStream (nats-server, installed
+#                             # with apt-get when missing and run as root);
 #                             # about 5 minutes with DURATION=15s
 #   scripts/bench.sh standalone   # disk + standalone broker only
 #   scripts/bench.sh cluster      # three-node cluster only (lag, catch-up)
@@ -74,7 +75,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
 # shellcheck source=scripts/lib.sh
-. scripts/lib.sh # procs_share
+. scripts/lib.sh # procs_share, ensure_packages
 
 MODE=${1:-all}
 if [ "$MODE" = _node ]; then # internal: scripts/bench.sh _node start|stop N HOME (see own_node)
@@ -498,8 +499,8 @@ run_cluster_interval() {
 }
 
 run_jetstream() {
-	if ! command -v nats-server >/dev/null; then
-		say "JetStream: skipped (nats-server not installed)"
+	if ! ensure_packages nats-server:nats-server; then
+		say "JetStream: skipped (nats-server is not installed and could not be)"
 		return 0
 	fi
 	say "JetStream: three nats-server processes, file storage, R3"

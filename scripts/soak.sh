@@ -20,7 +20,8 @@
 #                        directory under /tmp, printed at the end)
 #   TANDEM_E2E_BROKER    test another broker binary instead of bin/tandem-broker
 #
-# The binaries are rebuilt first (scripts/build.sh). Needs /usr/bin/etcd.
+# The binaries are rebuilt first (scripts/build.sh). Needs etcd (Debian's
+# etcd-server, installed with apt-get when missing and run as root).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -30,10 +31,9 @@ if ! [[ "$duration" =~ ^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$ ]]; then
 	echo "soak.sh: '$duration' is not a Go duration (e.g. 90s, 30m, 8h)" >&2
 	exit 2
 fi
-if [ ! -x /usr/bin/etcd ]; then
-	echo "soak.sh: /usr/bin/etcd is missing (apt-get install etcd-server)" >&2
-	exit 2
-fi
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh # ensure_packages
+ensure_packages etcd-server:etcd || exit 2
 logs="${TANDEM_TEST_LOG_DIR:-$(mktemp -d /tmp/tandem-soak.XXXXXX)}"
 mkdir -p "$logs"
 

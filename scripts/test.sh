@@ -29,35 +29,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 # --- 0. Dependencies -------------------------------------------------------
-# Debian packages the tests need, and a command or dpkg name that proves each
-# one is present.
+# Debian packages the tests need, each with a command that proves it is
+# present ("-": its dpkg entry is enough).
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh # ensure_packages
 install_deps() {
-	local missing=()
-	local pkg
-	for pkg in python3-kafka kcat etcd-server nats-server iproute2 protobuf-compiler \
-		protobuf-compiler-grpc python3-grpcio python3-protobuf; do
-		if ! dpkg -s "$pkg" >/dev/null 2>&1; then
-			missing+=("$pkg")
-		fi
-	done
-	local cmd
-	for cmd in kcat etcd nats-server ip protoc grpc_python_plugin; do
-		if ! command -v "$cmd" >/dev/null 2>&1; then
-			missing+=("(command $cmd)")
-		fi
-	done
-	if ((${#missing[@]} == 0)); then
-		return 0
-	fi
-	echo "missing: ${missing[*]}"
-	if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
-		echo "scripts/test.sh: install them (Debian: apt-get install python3-kafka kcat etcd-server nats-server iproute2 protobuf-compiler protobuf-compiler-grpc python3-grpcio python3-protobuf)" >&2
-		exit 1
-	fi
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update
-	apt-get install -y python3-kafka kcat etcd-server nats-server iproute2 protobuf-compiler \
-		protobuf-compiler-grpc python3-grpcio python3-protobuf
+	ensure_packages python3-kafka:- kcat:kcat etcd-server:etcd nats-server:nats-server \
+		iproute2:ip protobuf-compiler:protoc protobuf-compiler-grpc:grpc_python_plugin \
+		python3-grpcio:- python3-protobuf:- || exit 1
 }
 
 step "dependencies"

@@ -38,8 +38,12 @@ type brokerConn struct {
 
 	commit    atomic.Uint64
 	commitSig chan struct{} // cap 1
-	view      atomic.Pointer[linkv1.ClusterView]
-	viewSig   chan struct{} // cap 1
+	// served is the highest commit point the broker said it serves (its
+	// hello, then every AppliedUpTo), lowered by truncations and wipes:
+	// what this node's WAL is known to have committed (follower.go).
+	served  atomic.Uint64
+	view    atomic.Pointer[linkv1.ClusterView]
+	viewSig chan struct{} // cap 1
 
 	nextID atomic.Uint64
 
@@ -74,9 +78,21 @@ type brokerConn struct {
 // (link.ChunkBytes; the sidecar does not import the broker).
 const linkChunkBytes = 1 << 20
 
+// raiseServed records that the broker serves the commit point lsn.
+func (c *brokerConn) raiseServed(lsn uint64) {
+	for v := c.served.Load(); lsn > v && !c.served.CompareAndSwap(v, lsn); v = c.served.Load() {
+	}
+}
+
+// lowerServed caps the served commit point at lsn (the WAL's new end).
+func (c *brokerConn) lowerServed(lsn uint64) {
+	for v := c.served.Load(); v > lsn && !c.served.CompareAndSwap(v, lsn); v = c.served.Load() {
+	}
+}
+
 func newBrokerConn(ctx context.Context, hello *linkv1.BrokerHello, log hclog.Logger) *brokerConn {
 	c, stop := context.WithCancelCause(ctx)
-	return &brokerConn{
+	bc := &brokerConn{
 		log:       log,
 		hello:     hello,
 		ctx:       c,
@@ -93,6 +109,8 @@ func newBrokerConn(ctx context.Context, hello *linkv1.BrokerHello, log hclog.Log
 		lastLSN: hello.GetDurableLsn(),
 		history: epochHistory(hello.GetEpochHistory()).clone().truncate(hello.GetDurableLsn()),
 	}
+	bc.served.Store(min(hello.GetCommitLsn(), hello.GetDurableLsn()))
+	return bc
 }
 
 // sender is the only goroutine that calls stream.Send.
@@ -211,6 +229,7 @@ func (c *brokerConn) receive(m *linkv1.AttachRequest) error {
 			return fmt.Errorf("%w: more replay chunks than requested for request %d", errBadBrokerMessage, p.ReplayResult.GetRequestId())
 		}
 	case *linkv1.AttachRequest_ChecksumResult:
+		c.raiseServed(p.ChecksumResult.GetCommitLsn())
 		c.mu.Lock()
 		ch := c.checksums[p.ChecksumResult.GetRequestId()]
 		delete(c.checksums, p.ChecksumResult.GetRequestId())
@@ -220,6 +239,7 @@ func (c *brokerConn) receive(m *linkv1.AttachRequest) error {
 		}
 	case *linkv1.AttachRequest_Applied:
 		a := p.Applied
+		c.raiseServed(a.GetCommitLsn())
 		c.mu.Lock()
 		if c.pending > 0 {
 			c.pending--
@@ -258,6 +278,7 @@ func (c *brokerConn) receive(m *linkv1.AttachRequest) error {
 		}
 		w := c.truncWaiters[0]
 		c.truncWaiters = c.truncWaiters[1:]
+		c.lowerServed(p.Truncated.GetLastLsn())
 		c.lastLSN = p.Truncated.GetLastLsn()
 		c.history = epochHistory(p.Truncated.GetEpochHistory()).clone()
 		c.posGen++
@@ -273,6 +294,7 @@ func (c *brokerConn) receive(m *linkv1.AttachRequest) error {
 		c.resetWaiters = c.resetWaiters[1:]
 		if n := p.ResetDone.GetNextLsn(); n > 0 {
 			c.lastLSN = n - 1
+			c.lowerServed(n - 1)
 		}
 		c.history = nil
 		c.posGen++

@@ -167,33 +167,36 @@ func TestFollowerBehindRetentionIsRecloned(t *testing.T) {
 }
 
 // Two entries with the same LSN and epoch are normally the same entry, and
-// the divergence check compares epochs only. Here the leader loses entries
-// it had already replicated (as after an OS crash under --fsync interval or
-// none) and writes others in their place, in the same epoch: the follower's
-// hello carries the checksum of its last entry, the leader sees that its
-// own entry there differs, and the follower drops that epoch's entries and
-// gets the leader's instead of keeping its old ones forever.
+// the divergence check compares epochs only. Here the leader wrote entries
+// 16-20, replicated them and crashed before they were committed, lost them
+// (as after an OS crash under --fsync interval or none) and wrote others
+// in their place, in the same epoch: the follower's hello carries the
+// checksum of its last entry, the leader sees that its own entry there
+// differs, and the follower drops that epoch's entries and gets the
+// leader's instead of keeping its old ones forever. That also drops its
+// committed 1-15, which the leader holds unchanged (its hello's commit
+// checksum says so): they come back.
 func TestSameEpochDifferentEntriesAreRepaired(t *testing.T) {
 	c := sidecartest.NewCluster(t, 2, 1, nil)
 	c.StartAll()
 	leader := c.WaitLeader()
-	leader.Produce(t, 20, 100)
-	c.WaitCaughtUp(20)
+	leader.Produce(t, 15, 100)
+	c.WaitCaughtUp(15)
 	epoch := leader.View().Epoch
 
 	c.StopBroker(2)
 	c.StopSidecar(2)
 	c.StopBroker(1)
-	b1 := sidecartest.OpenMemBroker(t, 1, c.Nodes[1].Dir+"/wal")
-	if err := b1.WAL().Truncate(15); err != nil { // 16-20 lost
-		t.Fatal(err)
-	}
-	for i := 16; i <= 25; i++ { // others in their place, same epoch
-		if _, err := b1.WAL().Append(epoch, 1, []byte(fmt.Sprintf("rewritten %d", i))); err != nil {
-			t.Fatal(err)
+	for id, what := range map[int32]string{2: "replicated %d", 1: "rewritten %d"} {
+		b := sidecartest.OpenMemBroker(t, id, c.Nodes[id].Dir+"/wal")
+		n := map[int32]int{2: 20, 1: 25}[id]
+		for i := 16; i <= n; i++ { // same LSNs, same epoch, other bytes
+			if _, err := b.WAL().Append(epoch, 1, []byte(fmt.Sprintf(what, i))); err != nil {
+				t.Fatal(err)
+			}
 		}
+		b.WAL().Close()
 	}
-	b1.WAL().Close()
 	c.StartBroker(1)
 	c.WaitLeader()
 	c.StartSidecar(2)

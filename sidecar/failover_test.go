@@ -2,6 +2,7 @@ package sidecar_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -134,7 +135,18 @@ func TestPromoteRefusesOutOfSyncNode(t *testing.T) {
 	c.StopSidecar(3)
 	b1.Produce(t, 10, 100)
 	testutil.Eventually(t, 10*time.Second, func() bool { return c.Nodes[2].Broker.WAL().LastLSN() == 20 })
+	// Node 3's sidecar comes back without its broker: not even --force
+	// promotes it (its WAL's epochs are unknown).
 	c.StartSidecar(3)
+	if _, err := promote(t, c, 3, true); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "broker is not attached") {
+		t.Fatalf("forced promote of a node whose broker is not attached: %v, want FailedPrecondition", err)
+	}
+	// The leader goes away and node 3's broker comes back with 10 entries:
+	// node 2, which holds 20, answers, so only --force promotes node 3.
+	c.StopBroker(1)
+	c.StopSidecar(1)
+	c.StartBroker(3)
+	testutil.Eventually(t, 10*time.Second, func() bool { return statusOf(t, c, 3).GetLinked() })
 	_, err := promote(t, c, 3, false)
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "--force") {
 		t.Fatalf("promote of an out-of-sync node: %v, want FailedPrecondition naming --force", err)
@@ -151,12 +163,71 @@ func TestPromoteRefusesOutOfSyncNode(t *testing.T) {
 		st.GetUncleanPromotions() != 1 || st.GetFailoverMode() != "static" {
 		t.Fatalf("status after an unclean promotion: %v, %v", st, err)
 	}
-	c.StartBroker(3)
 	waitRole(t, c, 3, link.RoleLeader, 2)
 	// The others learn the new epoch, stop taking writes and drop the 10
 	// entries node 3 never had: the price of an unclean promotion.
+	c.StartSidecar(1)
+	c.StartBroker(1)
 	waitRole(t, c, 1, link.RoleFollower, 2)
 	waitRole(t, c, 2, link.RoleFollower, 2)
 	c.WaitCaughtUp(10)
 	c.AssertIdentical(10)
+}
+
+// An unclean promotion is the operator's decision to lose what the
+// promoted node lacks. Nodes 1 and 2 served entries 11-20 as committed
+// (node 3 had left the ISR); with both down, node 3 is promoted with
+// --force. When they come back they drop 11-20 and follow it: the new epoch
+// is marked unclean and the mark is passed on, where they would refuse a
+// leader that lost committed entries by accident.
+func TestFollowersDropCommittedEntriesAfterUncleanPromotion(t *testing.T) {
+	c := sidecartest.NewCluster(t, 3, 1, func(cfg *sidecar.Config) {
+		fastFailover(cfg)
+		cfg.ReplicaLagTimeMax = 500 * time.Millisecond
+	})
+	c.StartAll()
+	b1 := c.WaitLeader()
+	b1.Produce(t, 10, 100)
+	c.WaitCaughtUp(10)
+	c.StopBroker(3)
+	c.StopSidecar(3)
+	b1.Produce(t, 10, 100) // committed once node 3 leaves the ISR
+	testutil.Eventually(t, 15*time.Second, func() bool { return c.Nodes[2].Broker.Commit() == 20 })
+	for _, id := range []int32{1, 2} {
+		c.StopBroker(id)
+		c.StopSidecar(id)
+	}
+
+	c.StartSidecar(3)
+	c.StartBroker(3)
+	testutil.Eventually(t, 10*time.Second, func() bool { return statusOf(t, c, 3).GetLinked() })
+	r, err := promote(t, c, 3, true)
+	if err != nil {
+		t.Fatalf("forced promote of node 3: %v", err)
+	}
+	b3 := waitRole(t, c, 3, link.RoleLeader, r.GetEpoch())
+	b3.Produce(t, 5, 101) // LSNs 11-15 in the new epoch
+	for _, id := range []int32{2, 1} {
+		c.StartSidecar(id)
+		c.StartBroker(id)
+	}
+	c.WaitCaughtUp(15)
+	c.AssertIdentical(15)
+
+	// Node 2 passes the mark on: promoted (cleanly) later, it leads a
+	// lineage that began with an unclean promotion, and says so.
+	c.StopBroker(3)
+	c.StopSidecar(3)
+	r2, err := promote(t, c, 2, false)
+	if err != nil {
+		t.Fatalf("promote node 2: %v", err)
+	}
+	waitRole(t, c, 2, link.RoleLeader, r2.GetEpoch())
+	data, err := os.ReadFile(filepath.Join(c.Nodes[2].Dir, "run", "sidecar-state.json")) // --data-dir defaults to the socket's directory
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf(`"unclean_epoch":%d`, r.GetEpoch()); !strings.Contains(string(data), want) {
+		t.Fatalf("node 2's state file %s does not hold %s", data, want)
+	}
 }

@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -46,6 +47,31 @@ type follower struct {
 	lastErr      string
 	cluster      *replicationv1.ClusterUpdate
 }
+
+// Committed entries are never dropped.
+//
+// A follower truncates its WAL when its log diverged from the leader's
+// (truncate_to). A clean leader holds every entry that was committed
+// before it (it was in the ISR, or holds the most of the log), and a
+// truncation below the follower's commit point then only drops entries
+// that come back unchanged: the leader says so after comparing its entry at
+// that point with the follower's (LeaderHello.commit_agrees). A leader
+// that does not hold them is one whose WAL lost a tail (a power failure
+// under --fsync interval or none, a data directory restored from an older
+// copy or wiped) and that led again because no peer answered its start-up
+// check (startcheck.go), or one promoted with --force. Only the second was
+// asked for by an operator (LeaderHello.unclean_epoch newer than this
+// node's last epoch). Otherwise the follower refuses, keeps its WAL, stays
+// out of the ISR and logs what to do. PostgreSQL does the same in spirit:
+// a standby that is ahead of its primary is not rewound automatically.
+//
+// The commit point a follower knows is what its broker said it served
+// (brokerConn.served: its hello, after a restart from its checkpoint file,
+// then every AppliedUpTo), not the leader's commit point, which may lie
+// past entries of this WAL that the leader never had.
+
+// errKeepsCommitted is the follower's refusal to drop committed entries.
+var errKeepsCommitted = errors.New("sidecar: refusing to drop entries that were committed")
 
 func newFollower(s *Sidecar) *follower {
 	return &follower{
@@ -126,6 +152,10 @@ func (f *follower) followWhileAttached(bc *brokerConn) {
 		}
 		d := delay/2 + rand.N(delay/2+1)
 		switch {
+		case errors.Is(err, errKeepsCommitted):
+			if attempt == 1 || attempt%10 == 0 {
+				f.log.Error("not following the leader", "leader_id", f.leaderID, "error", err, "retry_in", d.Round(time.Millisecond))
+			}
 		case status.Code(err) == codes.FailedPrecondition || status.Code(err) == codes.PermissionDenied:
 			f.log.Error("the leader refused this follower", "leader_id", f.leaderID, "leader", f.leaderAddr,
 				"error", status.Convert(err).Message(), "retry_in", d.Round(time.Millisecond))
@@ -180,15 +210,30 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 			lastSum = &sum
 		}
 	}
+	// The commit point its broker served (the checksum answer above brought
+	// it up to date), and its entry there, so that the leader can say
+	// whether it holds the same (commitEntryCheck).
+	known := min(bc.served.Load(), last)
+	var commitLSN, commitSum *uint64
+	if known > 0 && known >= h.GetFirstLsn() {
+		if res, err := bc.checksum(ctx, known, known); err != nil || res.GetError() != "" {
+			f.log.Debug("no checksum of the committed entry for the hello", "lsn", known, "error", err, "broker_error", res.GetError())
+		} else {
+			sum := res.GetChecksum()
+			commitLSN, commitSum = &known, &sum
+		}
+	}
 	hello := &replicationv1.FollowerHello{
-		ClusterId:    cfg.ClusterID,
-		NodeId:       cfg.NodeID,
-		StreamId:     DefaultStreamID,
-		Position:     &replicationv1.Position{StreamId: DefaultStreamID, Epoch: epoch, Lsn: last},
-		EpochHistory: hist,
-		FirstLsn:     h.GetFirstLsn(),
-		Broker:       &linkv1.BrokerInfo{NodeId: cfg.NodeID, Host: h.GetAdvertisedHost(), Port: h.GetAdvertisedPort(), Rack: h.GetRack()},
-		LastChecksum: lastSum,
+		CommitLsn:      commitLSN,
+		CommitChecksum: commitSum,
+		ClusterId:      cfg.ClusterID,
+		NodeId:         cfg.NodeID,
+		StreamId:       DefaultStreamID,
+		Position:       &replicationv1.Position{StreamId: DefaultStreamID, Epoch: epoch, Lsn: last},
+		EpochHistory:   hist,
+		FirstLsn:       h.GetFirstLsn(),
+		Broker:         &linkv1.BrokerInfo{NodeId: cfg.NodeID, Host: h.GetAdvertisedHost(), Port: h.GetAdvertisedPort(), Rack: h.GetRack()},
+		LastChecksum:   lastSum,
 	}
 	if err := stream.Send(&replicationv1.StreamRequest{Payload: &replicationv1.StreamRequest_Hello{Hello: hello}}); err != nil {
 		return false, err
@@ -215,6 +260,36 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 	if lh.GetLeaderId() != f.leaderID {
 		return false, fmt.Errorf("sidecar: %s answered as leader %d, expected %d", f.leaderAddr, lh.GetLeaderId(), f.leaderID)
 	}
+	if u := lh.GetUncleanEpoch(); u > 0 {
+		if err := f.s.noteUncleanEpoch(u); err != nil {
+			f.log.Error("could not persist the leader's unclean epoch", "unclean_epoch", u, "error", err)
+		}
+	}
+	// What the leader asks this node to drop, against what its broker
+	// served as committed (see "Committed entries are never dropped").
+	// reset_to alone is a follower behind the leader's retention: what it
+	// holds is the leader's history, not a divergence.
+	if lh.TruncateTo != nil && lh.GetTruncateTo() < known {
+		keep := lh.GetTruncateTo()
+		switch {
+		case commitLSN != nil && lh.GetCommitAgrees():
+			// The leader holds the same entry at the commit point: what goes
+			// comes back unchanged.
+		case lh.GetUncleanEpoch() > hist.lastEpoch():
+			f.log.Error("dropping committed entries: the leader's lineage began with an unclean promotion after this node's last epoch",
+				"commit_lsn", known, "keep_up_to", keep, "lost_entries", known-keep, "unclean_epoch", lh.GetUncleanEpoch(),
+				"wal_last_epoch", hist.lastEpoch())
+		default:
+			return false, fmt.Errorf("%w: leader node %d (epoch %d, its WAL to LSN %d) would have this node drop its entries after LSN %d, "+
+				"but this node served entries up to LSN %d as committed (acknowledged to acks=all producers) and the leader does not hold them "+
+				"(its WAL lost a tail or was wiped), and no unclean promotion was asked for since this node's epoch %d. "+
+				"This node keeps its WAL and does not follow. To keep the entries: stop node %d and promote the node that holds the most "+
+				"(tandemctl promote; with etcd, stop node %d's pair and the election picks it). To give them up: promote a node with --force, "+
+				"or wipe this node's data directory so that it re-clones from the leader",
+				errKeepsCommitted, lh.GetLeaderId(), lh.GetEpoch(), lh.GetLeaderLastLsn(), keep, known, hist.lastEpoch(),
+				lh.GetLeaderId(), lh.GetLeaderId())
+		}
+	}
 	switch {
 	case lh.ResetTo != nil:
 		f.log.Warn("the leader no longer holds the entries this node needs; wiping the WAL to re-clone",
@@ -223,15 +298,6 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 			return true, err
 		}
 	case lh.TruncateTo != nil && lh.GetTruncateTo() < last:
-		f.mu.Lock()
-		known := f.commit
-		f.mu.Unlock()
-		if lh.GetTruncateTo() < known {
-			// Only possible when the leader lost entries it had committed
-			// (for example --fsync interval or none and a power failure).
-			f.log.Error("the leader's log is shorter than the commit point this node knew: acknowledged entries are being dropped",
-				"commit_lsn", known, "truncate_to", lh.GetTruncateTo(), "lost_entries", known-lh.GetTruncateTo())
-		}
 		f.log.Warn("this node's WAL diverged from the leader's; truncating", "last_lsn", last,
 			"truncate_to", lh.GetTruncateTo(), "dropped_entries", last-lh.GetTruncateTo())
 		if err := bc.truncate(sctx, lh.GetTruncateTo()); err != nil {

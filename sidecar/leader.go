@@ -74,6 +74,7 @@ type replica struct {
 	endAtLastAck                    uint64
 	lastAckTime                     time.Time
 	inISR                           bool
+	unverified                      bool          // told to truncate or wipe, no ack since (not caught up)
 	ackSig                          chan struct{} // cap 1
 	applyLag                        time.Duration // at the last ack that moved applied (applylag.go)
 }
@@ -231,7 +232,7 @@ func (l *leader) updateLocked(now time.Time) {
 	isr := []int32{l.s.cfg.NodeID}
 	commit := l.durable
 	for _, r := range l.replicas {
-		if r.connected && r.flushed >= l.durable {
+		if r.connected && !r.unverified && r.flushed >= l.durable {
 			r.lastCaughtUp = now
 		}
 		in := !r.lastCaughtUp.IsZero() && now.Sub(r.lastCaughtUp) <= lagMax
@@ -390,6 +391,7 @@ func (l *leader) handshakeAgreed(h *replicationv1.FollowerHello, stop context.Ca
 		EpochHistory:  l.history.clone(),
 		LeaderLastLsn: l.durable,
 		CommitLsn:     l.followerCommitLocked(),
+		UncleanEpoch:  l.s.knownUncleanEpoch(),
 	}
 	start := x + 1
 	switch {
@@ -402,6 +404,8 @@ func (l *leader) handshakeAgreed(h *replicationv1.FollowerHello, stop context.Ca
 		next := max(l.first, 1)
 		start = next
 		reply.ResetTo = &next
+		t := x // where it diverged: the follower checks what it loses
+		reply.TruncateTo = &t
 		l.log.Warn("follower diverged below its oldest entry; it will wipe its WAL and re-clone", "node_id", id,
 			"follower_first_lsn", h.GetFirstLsn(), "follower_lsn", fEnd, "diverged_after", x, "next_lsn", next)
 	case x < fEnd:
@@ -413,7 +417,6 @@ func (l *leader) handshakeAgreed(h *replicationv1.FollowerHello, stop context.Ca
 	if start < l.first {
 		next := l.first
 		reply.ResetTo = &next
-		reply.TruncateTo = nil
 		start = next
 		l.log.Warn("follower needs entries the leader's WAL no longer holds; it will re-clone",
 			"node_id", id, "follower_lsn", fEnd, "leader_first_lsn", l.first)
@@ -433,6 +436,17 @@ func (l *leader) handshakeAgreed(h *replicationv1.FollowerHello, stop context.Ca
 	now := time.Now()
 	r.connected, r.stop = true, stop
 	r.sent, r.written, r.flushed, r.applied = start-1, start-1, start-1, start-1
+	r.unverified = reply.TruncateTo != nil || reply.ResetTo != nil
+	if r.unverified {
+		// It drops entries first (ours reconnects, and its next hello is
+		// checked again by lastEntryCheck): its entries up to start-1
+		// agree with this leader's by epoch only, and one that refuses to
+		// drop committed entries never acks. Until its first ack it is
+		// not caught up and holds nothing past the commit point for sure,
+		// so it neither joins the ISR nor moves the commit point.
+		held := min(start-1, l.commit)
+		r.written, r.flushed, r.applied = held, held, held
+	}
 	if start-1 < l.commit && r.inISR {
 		// It comes back holding less than what was committed (its broker
 		// restarted empty, or was re-cloned or truncated): it leaves the
@@ -501,6 +515,35 @@ func (l *leader) lastEntryCheck(ctx context.Context, h *replicationv1.FollowerHe
 	return agreed
 }
 
+// commitEntryCheck reports whether this leader holds the follower's entry
+// at the commit point the follower knows (FollowerHello.commit_lsn), with
+// the same checksum: then a truncation below that point loses nothing, the
+// follower gets the same entries back (LeaderHello.commit_agrees). It asks
+// the broker only when the logs may diverge below that point (agreed is
+// lastEntryCheck's answer).
+func (l *leader) commitEntryCheck(ctx context.Context, h *replicationv1.FollowerHello, agreed uint64) bool {
+	c, want := h.GetCommitLsn(), h.CommitChecksum
+	if c == 0 || want == nil {
+		return false
+	}
+	l.mu.Lock()
+	x := min(divergencePoint(l.history, l.durable, epochHistory(h.GetEpochHistory()), h.GetPosition().GetLsn()), agreed)
+	first, durable, bc := l.first, l.durable, l.bc
+	l.mu.Unlock()
+	if x >= c || c < first || c > durable || bc == nil {
+		return false // no truncation below it, or this leader does not hold it
+	}
+	res, err := bc.checksum(ctx, c, c)
+	if err == nil && res.GetError() != "" {
+		err = errors.New(res.GetError())
+	}
+	if err != nil {
+		l.log.Warn("could not read this leader's entry at the follower's commit point", "node_id", h.GetNodeId(), "lsn", c, "error", err)
+		return false
+	}
+	return res.GetChecksum() == *want
+}
+
 func equalBroker(a, b *linkv1.BrokerInfo) bool {
 	return a.GetNodeId() == b.GetNodeId() && a.GetHost() == b.GetHost() && a.GetPort() == b.GetPort() && a.GetRack() == b.GetRack()
 }
@@ -535,6 +578,7 @@ func (l *leader) onAck(r *replica, a *replicationv1.Ack) error {
 	r.flushed = max(r.flushed, a.GetFlushedLsn())
 	r.applied = max(r.applied, a.GetAppliedLsn())
 	r.lastHeard = now
+	r.unverified = false // it dropped what it was told to and says where it is
 	// Kafka's lastCaughtUpTime: caught up now, or caught up to where the
 	// leader was at the previous ack (so that a follower under steady load,
 	// never exactly at the end, still counts as keeping up).
@@ -751,10 +795,12 @@ func (rs *replicationServer) Stream(stream replicationv1.ReplicationService_Stre
 	stopOnShutdown := context.AfterFunc(s.ctx, func() { cancel(errors.New("the leader's sidecar is shutting down")) })
 	defer stopOnShutdown()
 	agreed := l.lastEntryCheck(ctx, hello)
+	commitAgrees := l.commitEntryCheck(ctx, hello, agreed)
 	r, reply, err := l.handshakeAgreed(hello, cancel, agreed)
 	if err != nil {
 		return err
 	}
+	reply.CommitAgrees = commitAgrees
 	if err := stream.Send(&replicationv1.StreamResponse{Payload: &replicationv1.StreamResponse_Hello{Hello: reply}}); err != nil {
 		l.disconnected(r, err)
 		return err

@@ -265,8 +265,11 @@ func TestHandshakeRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if reply.ResetTo == nil || reply.GetResetTo() != 1 || reply.TruncateTo != nil || reply.GetStartLsn() != 1 {
-		t.Errorf("reply = %v, want reset to 1", reply)
+	// truncate_to says where it diverged (after 49, where the leader's
+	// epoch 2 began), so that it can tell whether it loses committed
+	// entries; reset_to wins.
+	if reply.ResetTo == nil || reply.GetResetTo() != 1 || reply.GetTruncateTo() != 49 || reply.GetStartLsn() != 1 {
+		t.Errorf("reply = %v, want reset to 1, truncate_to 49", reply)
 	}
 	// A follower re-cloned at 100 from another leader (its history: epoch 1
 	// from 100) against this leader, whose epoch 2 started at 50: the

@@ -97,9 +97,23 @@ func (s *Sidecar) Promote(ctx context.Context, force bool) (uint32, error) {
 	// The check and the switch happen under the role lock, so that no role
 	// change (a newer epoch found by discovery) comes between them.
 	s.roleMu.Lock()
-	epoch, err := s.promoteCheck(force, views)
+	epoch, unclean, err := s.promoteCheck(force, views)
 	if err == nil {
+		// An unclean epoch is marked before the switch, so that the state
+		// file the switch writes holds it and the first follower hello
+		// already carries it; a failed switch takes the mark back.
+		s.stateMu.Lock()
+		prev := s.uncleanEpoch
+		if unclean {
+			s.uncleanEpoch = max(prev, epoch)
+		}
+		s.stateMu.Unlock()
 		err = s.switchRoleLocked(s.cfg.NodeID, epoch, "promoted through the admin API")
+		if err != nil {
+			s.stateMu.Lock()
+			s.uncleanEpoch = prev
+			s.stateMu.Unlock()
+		}
 	}
 	s.roleMu.Unlock()
 	if errors.Is(err, errStaleEpoch) {
@@ -145,10 +159,10 @@ func logAhead(epoch uint32, lsn uint64, myEpoch uint32, myLSN uint64) bool {
 // promoteCheck decides whether this follower may be promoted, given the
 // peers' answers, and returns the new epoch (see the comment at the top of
 // this file). Caller holds s.roleMu.
-func (s *Sidecar) promoteCheck(force bool, views []peerView) (uint32, error) {
+func (s *Sidecar) promoteCheck(force bool, views []peerView) (epoch uint32, unclean bool, err error) {
 	_, f := s.roles()
 	if f == nil {
-		return 0, fmt.Errorf("%w: node %d changed role during the promotion; retry", ErrPromote, s.cfg.NodeID)
+		return 0, false, fmt.Errorf("%w: node %d changed role during the promotion; retry", ErrPromote, s.cfg.NodeID)
 	}
 	id := s.cfg.NodeID
 	bc, _ := s.currentBroker()
@@ -172,7 +186,12 @@ func (s *Sidecar) promoteCheck(force bool, views []peerView) (uint32, error) {
 		}
 	}
 	if bc == nil {
-		problems = append(problems, "its broker is not attached (its WAL position is unknown)")
+		// Not even --force: the new epoch must be newer than every epoch in
+		// this node's WAL, and without the broker they are unknown (a
+		// sidecar that restarted while the others were down may know none),
+		// so it could lead an epoch its WAL already holds entries of.
+		return 0, false, fmt.Errorf("%w: node %d's broker is not attached (its WAL position and epochs are unknown); start it, or wait until tandemctl status shows it linked, and promote again",
+			ErrPromote, id)
 	} else {
 		// The broker's WAL end as this attachment knows it, not the
 		// follower's applied LSN: that may come from an earlier attachment
@@ -238,16 +257,16 @@ func (s *Sidecar) promoteCheck(force bool, views []peerView) (uint32, error) {
 	next := max(epoch, logEpoch, peerEpoch, s.knownEpoch.Load()) + 1
 	if len(problems) > 0 {
 		if !force {
-			return 0, fmt.Errorf("%w: node %d is not a safe leader: %s; promoting it could lose acknowledged writes (use --force for an unclean promotion)",
+			return 0, false, fmt.Errorf("%w: node %d is not a safe leader: %s; promoting it could lose acknowledged writes (use --force for an unclean promotion)",
 				ErrPromote, id, joinProblems(problems))
 		}
 		s.uncleanPromotions.Add(1)
-		s.log.Error("UNCLEAN PROMOTION: promoting a node that may lack acknowledged writes; entries only the old leader had will be truncated there when it rejoins",
+		s.log.Error("UNCLEAN PROMOTION: promoting a node that may lack acknowledged writes; entries only the old leader had will be truncated there when it rejoins, and other followers drop committed entries this node lacks (the epoch is marked unclean)",
 			"node_id", id, "epoch", next, "problems", joinProblems(problems), "wal_last_lsn", last, "known_commit_lsn", commit,
 			"unclean_promotions", s.uncleanPromotions.Load())
 	}
 	s.log.Info("promoting this node", "epoch", next, "wal_last_lsn", last, "known_commit_lsn", commit, "peers_answered", len(views), "force", force)
-	return next, nil
+	return next, len(problems) > 0, nil
 }
 
 func joinProblems(p []string) string {

@@ -41,10 +41,12 @@ import (
 const stateFileName = "sidecar-state.json"
 
 // roleState is what the state file holds: the last leader this node knew
-// and its epoch.
+// and its epoch, and the newest epoch known to have begun with an unclean
+// promotion (follower.go, "Committed entries are never dropped").
 type roleState struct {
-	LeaderID int32  `json:"leader_id"`
-	Epoch    uint32 `json:"epoch"`
+	LeaderID     int32  `json:"leader_id"`
+	Epoch        uint32 `json:"epoch"`
+	UncleanEpoch uint32 `json:"unclean_epoch,omitempty"`
 }
 
 // errRoleChange closes a broker link so that the broker re-attaches under
@@ -85,8 +87,43 @@ func (s *Sidecar) loadState() (roleState, bool, error) {
 }
 
 // saveState writes the state file atomically (temp file, fsync, rename,
-// fsync of the directory).
+// fsync of the directory), with the unclean epoch this node knows.
 func (s *Sidecar) saveState(st roleState) error {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	st.UncleanEpoch = s.uncleanEpoch
+	return s.writeStateLocked(st)
+}
+
+// knownUncleanEpoch is the newest epoch this node knows to have begun with
+// an unclean promotion (0: none).
+func (s *Sidecar) knownUncleanEpoch() uint32 {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	return s.uncleanEpoch
+}
+
+// noteUncleanEpoch records that epoch began with an unclean promotion, in
+// memory and in the state file, so that this node passes it on when it
+// leads (also after a restart). Older epochs than the one known are
+// ignored.
+func (s *Sidecar) noteUncleanEpoch(epoch uint32) error {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	if epoch <= s.uncleanEpoch {
+		return nil
+	}
+	s.uncleanEpoch = epoch
+	st, _, err := s.loadState()
+	if err != nil {
+		return err
+	}
+	st.UncleanEpoch = epoch
+	return s.writeStateLocked(st)
+}
+
+// writeStateLocked writes st as the state file. Caller holds s.stateMu.
+func (s *Sidecar) writeStateLocked(st roleState) error {
 	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("sidecar: creating --data-dir: %w", err)
 	}
@@ -350,6 +387,11 @@ func (s *Sidecar) initialRole() (int32, uint32, error) {
 	st, ok, err := s.loadState()
 	if err != nil {
 		return 0, 0, err
+	}
+	if ok && st.UncleanEpoch > 0 {
+		s.stateMu.Lock()
+		s.uncleanEpoch = max(s.uncleanEpoch, st.UncleanEpoch)
+		s.stateMu.Unlock()
 	}
 	leaderID, epoch := s.cfg.LeaderID, uint32(0)
 	if len(s.cfg.EtcdEndpoints) > 0 {

@@ -70,7 +70,13 @@ type Sidecar struct {
 	roleWG            *sync.WaitGroup    // the current role's goroutines (guarded by mu)
 	knownEpoch        atomic.Uint32      // highest epoch heard of anywhere
 	uncleanPromotions atomic.Uint64      // forced promotions of nodes not known in sync
-	election          *election          // automatic failover through etcd (nil without --etcd-endpoints)
+
+	// stateMu serializes the state file's read-modify-writes and guards
+	// uncleanEpoch: the newest epoch known to have begun with an unclean
+	// promotion in this node's lineage (0: none), kept in the state file.
+	stateMu      sync.Mutex
+	uncleanEpoch uint32
+	election     *election // automatic failover through etcd (nil without --etcd-endpoints)
 
 	mu        sync.Mutex
 	broker    *brokerConn // attached broker, nil when detached

@@ -72,6 +72,15 @@ type Appender interface {
 	AppendEntries(ents []wal.Entry) error
 }
 
+// Committer is optionally implemented by a Broker that remembers the
+// replication commit point it last served (package broker does, across a
+// restart through its checkpoint file). The hello carries it, so that a
+// follower's sidecar knows which of its entries were acknowledged even
+// when the sidecar itself restarted.
+type Committer interface {
+	CommitLSN() uint64
+}
+
 // Racker is optionally implemented by a Broker that has a rack configured;
 // the rack is sent in the hello so that the cluster view carries it.
 type Racker interface {

@@ -170,8 +170,11 @@ func (s *session) run() error {
 	if r, ok := s.b.(Racker); ok {
 		hello.Rack = r.Rack()
 	}
+	if c, ok := s.b.(Committer); ok {
+		hello.CommitLsn = min(c.CommitLSN(), hello.DurableLsn)
+	}
 	s.log.Info("attaching to sidecar", "node_id", hello.NodeId, "first_lsn", hello.FirstLsn,
-		"last_lsn", hello.LastLsn, "durable_lsn", hello.DurableLsn)
+		"last_lsn", hello.LastLsn, "durable_lsn", hello.DurableLsn, "commit_lsn", hello.CommitLsn)
 	s.goFunc(func() error { return s.sender(hello) })
 	s.goFunc(s.opsWorker)
 	s.goFunc(s.acker)

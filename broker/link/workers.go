@@ -78,6 +78,9 @@ func (s *session) acker() error {
 			a.reply.Lsn = s.w.DurableLSN()
 			a.reply.EpochHistory = EpochsToProto(s.w.EpochHistory())
 		}
+		s.commitMu.Lock()
+		a.reply.CommitLsn = s.commitApplied
+		s.commitMu.Unlock()
 		if err := s.send(&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Applied{Applied: a.reply}}); err != nil {
 			return err
 		}
@@ -359,6 +362,9 @@ func (s *session) readsWorker() error {
 		case *linkv1.AttachResponse_Checksum:
 			req := p.Checksum
 			res := &linkv1.ChecksumResult{RequestId: req.GetRequestId(), FirstLsn: s.w.FirstLSN(), LastLsn: s.w.LastLSN()}
+			s.commitMu.Lock()
+			res.CommitLsn = s.commitApplied
+			s.commitMu.Unlock()
 			sum, err := s.w.Checksum(req.GetFromLsn(), req.GetToLsn())
 			if err != nil {
 				res.Error = err.Error()

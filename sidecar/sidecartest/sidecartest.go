@@ -8,8 +8,11 @@ package sidecartest
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,12 +29,15 @@ import (
 
 // MemBroker implements link.Broker over a real WAL. A leader appends with
 // Produce; a follower gets entries through the link as the real broker
-// does.
+// does. Like the real broker it remembers the commit point across a
+// restart (a checkpoint file next to the WAL directory, written at Close)
+// and reports it in its hello (link.Committer).
 type MemBroker struct {
 	id   int32
 	host string
 	port int32
 	w    *wal.Log
+	ckpt string // commit checkpoint file
 
 	mu     sync.Mutex
 	view   link.ClusterView
@@ -53,7 +59,13 @@ func OpenMemBrokerWith(t testing.TB, id int32, opts wal.Options) *MemBroker {
 	if err != nil {
 		t.Fatalf("opening WAL of node %d: %v", id, err)
 	}
-	return &MemBroker{id: id, host: "127.0.0.1", port: 9090 + id, w: w}
+	b := &MemBroker{id: id, host: "127.0.0.1", port: 9090 + id, w: w,
+		ckpt: filepath.Join(filepath.Dir(opts.Dir), fmt.Sprintf("membroker-%d-commit", id))}
+	if data, err := os.ReadFile(b.ckpt); err == nil {
+		c, _ := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
+		b.commit = min(c, w.DurableLSN()) // never more than is on disk
+	}
+	return b
 }
 
 // NodeID implements link.Broker.
@@ -112,6 +124,9 @@ func (b *MemBroker) SetCommitLSN(lsn uint64) {
 	b.commit = max(b.commit, lsn)
 }
 
+// CommitLSN implements link.Committer.
+func (b *MemBroker) CommitLSN() uint64 { return b.Commit() }
+
 // Commit is the highest commit point the sidecar announced.
 func (b *MemBroker) Commit() uint64 {
 	b.mu.Lock()
@@ -126,8 +141,14 @@ func (b *MemBroker) View() link.ClusterView {
 	return b.view
 }
 
-// Close closes the WAL.
-func (b *MemBroker) Close() error { return b.w.Close() }
+// Close writes the commit checkpoint and closes the WAL.
+func (b *MemBroker) Close() error {
+	if err := os.WriteFile(b.ckpt, []byte(strconv.FormatUint(b.Commit(), 10)+"\n"), 0o600); err != nil {
+		b.w.Close()
+		return err
+	}
+	return b.w.Close()
+}
 
 // Produce appends n entries of size bytes as the leader does (in the
 // view's epoch) and waits until they are durable.

@@ -933,8 +933,16 @@ type BrokerHello struct {
 	// commit point inside ApplyEntries instead of as a separate CommitPoint;
 	// to a broker that leaves this false it must keep sending CommitPoint.
 	ApplyCarriesCommit bool `protobuf:"varint,9,opt,name=apply_carries_commit,json=applyCarriesCommit,proto3" json:"apply_carries_commit,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The replication commit point this broker last knew: what it served up
+	// to before this attachment, or after a restart its checkpoint file
+	// (written about once a second, so it may trail). Never above
+	// durable_lsn; 0 when unknown. A follower's sidecar does not drop
+	// entries at or below it to follow a leader that lacks them (see
+	// tandem.replication.v1.LeaderHello.unclean_epoch): entries acknowledged
+	// to producers are never discarded without an operator having asked.
+	CommitLsn     uint64 `protobuf:"varint,10,opt,name=commit_lsn,json=commitLsn,proto3" json:"commit_lsn,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BrokerHello) Reset() {
@@ -1028,6 +1036,13 @@ func (x *BrokerHello) GetApplyCarriesCommit() bool {
 		return x.ApplyCarriesCommit
 	}
 	return false
+}
+
+func (x *BrokerHello) GetCommitLsn() uint64 {
+	if x != nil {
+		return x.CommitLsn
+	}
+	return 0
 }
 
 // CommittedEntries carries entries that became durable in the leader
@@ -1212,7 +1227,12 @@ type AppliedUpTo struct {
 	// knows the broker's real log again (entries it handed over and the
 	// broker refused are not in it). Empty from a broker that does not send
 	// it; the sidecar then keeps what it knew, cut at lsn.
-	EpochHistory  []*EpochStart `protobuf:"bytes,3,rep,name=epoch_history,json=epochHistory,proto3" json:"epoch_history,omitempty"`
+	EpochHistory []*EpochStart `protobuf:"bytes,3,rep,name=epoch_history,json=epochHistory,proto3" json:"epoch_history,omitempty"`
+	// The commit point the broker served up to when it sent this reply (0
+	// from a broker that does not say). A follower's sidecar keeps the
+	// highest, lowered by truncations, as the commit point this node's WAL
+	// is known to have reached (see BrokerHello.commit_lsn).
+	CommitLsn     uint64 `protobuf:"varint,4,opt,name=commit_lsn,json=commitLsn,proto3" json:"commit_lsn,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1266,6 +1286,13 @@ func (x *AppliedUpTo) GetEpochHistory() []*EpochStart {
 		return x.EpochHistory
 	}
 	return nil
+}
+
+func (x *AppliedUpTo) GetCommitLsn() uint64 {
+	if x != nil {
+		return x.CommitLsn
+	}
+	return 0
 }
 
 // TruncatedTo answers TruncateTo.
@@ -1400,7 +1427,10 @@ type ChecksumResult struct {
 	// The WAL's oldest LSN.
 	FirstLsn uint64 `protobuf:"varint,4,opt,name=first_lsn,json=firstLsn,proto3" json:"first_lsn,omitempty"`
 	// The WAL's newest LSN.
-	LastLsn       uint64 `protobuf:"varint,5,opt,name=last_lsn,json=lastLsn,proto3" json:"last_lsn,omitempty"`
+	LastLsn uint64 `protobuf:"varint,5,opt,name=last_lsn,json=lastLsn,proto3" json:"last_lsn,omitempty"`
+	// The commit point the broker served up to when it answered (0 from a
+	// broker that does not say); as AppliedUpTo.commit_lsn.
+	CommitLsn     uint64 `protobuf:"varint,6,opt,name=commit_lsn,json=commitLsn,proto3" json:"commit_lsn,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1466,6 +1496,13 @@ func (x *ChecksumResult) GetFirstLsn() uint64 {
 func (x *ChecksumResult) GetLastLsn() uint64 {
 	if x != nil {
 		return x.LastLsn
+	}
+	return 0
+}
+
+func (x *ChecksumResult) GetCommitLsn() uint64 {
+	if x != nil {
+		return x.CommitLsn
 	}
 	return 0
 }
@@ -1973,7 +2010,7 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\x06commit\x18\x06 \x01(\v2\x1b.tandem.link.v1.CommitPointH\x00R\x06commit\x12B\n" +
 	"\tsubscribe\x18\a \x01(\v2\".tandem.link.v1.SubscribeCommittedH\x00R\tsubscribe\x12=\n" +
 	"\bchecksum\x18\b \x01(\v2\x1f.tandem.link.v1.ChecksumRequestH\x00R\bchecksumB\t\n" +
-	"\apayload\"\xd8\x02\n" +
+	"\apayload\"\xf7\x02\n" +
 	"\vBrokerHello\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x05R\x06nodeId\x12'\n" +
 	"\x0fadvertised_host\x18\x02 \x01(\tR\x0eadvertisedHost\x12'\n" +
@@ -1984,7 +2021,10 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\vdurable_lsn\x18\a \x01(\x04R\n" +
 	"durableLsn\x12?\n" +
 	"\repoch_history\x18\b \x03(\v2\x1a.tandem.link.v1.EpochStartR\fepochHistory\x120\n" +
-	"\x14apply_carries_commit\x18\t \x01(\bR\x12applyCarriesCommit\"d\n" +
+	"\x14apply_carries_commit\x18\t \x01(\bR\x12applyCarriesCommit\x12\x1d\n" +
+	"\n" +
+	"commit_lsn\x18\n" +
+	" \x01(\x04R\tcommitLsn\"d\n" +
 	"\x10CommittedEntries\x12/\n" +
 	"\aentries\x18\x01 \x03(\v2\x15.tandem.link.v1.EntryR\aentries\x12\x1f\n" +
 	"\vdurable_lsn\x18\x02 \x01(\x04R\n" +
@@ -2000,25 +2040,29 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\tfirst_lsn\x18\x06 \x01(\x04R\bfirstLsn\x12\x1f\n" +
 	"\vdurable_lsn\x18\a \x01(\x04R\n" +
 	"durableLsn\x12\x14\n" +
-	"\x05error\x18\b \x01(\tR\x05error\"v\n" +
+	"\x05error\x18\b \x01(\tR\x05error\"\x95\x01\n" +
 	"\vAppliedUpTo\x12\x10\n" +
 	"\x03lsn\x18\x01 \x01(\x04R\x03lsn\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12?\n" +
-	"\repoch_history\x18\x03 \x03(\v2\x1a.tandem.link.v1.EpochStartR\fepochHistory\"\x7f\n" +
+	"\repoch_history\x18\x03 \x03(\v2\x1a.tandem.link.v1.EpochStartR\fepochHistory\x12\x1d\n" +
+	"\n" +
+	"commit_lsn\x18\x04 \x01(\x04R\tcommitLsn\"\x7f\n" +
 	"\vTruncatedTo\x12\x19\n" +
 	"\blast_lsn\x18\x01 \x01(\x04R\alastLsn\x12?\n" +
 	"\repoch_history\x18\x02 \x03(\v2\x1a.tandem.link.v1.EpochStartR\fepochHistory\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\"<\n" +
 	"\tResetDone\x12\x19\n" +
 	"\bnext_lsn\x18\x01 \x01(\x04R\anextLsn\x12\x14\n" +
-	"\x05error\x18\x02 \x01(\tR\x05error\"\x99\x01\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\"\xb8\x01\n" +
 	"\x0eChecksumResult\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x1a\n" +
 	"\bchecksum\x18\x02 \x01(\x04R\bchecksum\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x1b\n" +
 	"\tfirst_lsn\x18\x04 \x01(\x04R\bfirstLsn\x12\x19\n" +
-	"\blast_lsn\x18\x05 \x01(\x04R\alastLsn\"\xb2\x01\n" +
+	"\blast_lsn\x18\x05 \x01(\x04R\alastLsn\x12\x1d\n" +
+	"\n" +
+	"commit_lsn\x18\x06 \x01(\x04R\tcommitLsn\"\xb2\x01\n" +
 	"\vClusterView\x12(\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x14.tandem.link.v1.RoleR\x04role\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\x05R\bleaderId\x12\x14\n" +

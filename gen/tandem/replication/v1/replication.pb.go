@@ -376,9 +376,17 @@ type FollowerHello struct {
 	// or none) and wrote others in their place. On a mismatch the leader
 	// makes the follower truncate before that epoch's entries. Absent when
 	// the log is empty or the follower does not send it (no check then).
-	LastChecksum  *uint64 `protobuf:"varint,8,opt,name=last_checksum,json=lastChecksum,proto3,oneof" json:"last_checksum,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LastChecksum *uint64 `protobuf:"varint,8,opt,name=last_checksum,json=lastChecksum,proto3,oneof" json:"last_checksum,omitempty"`
+	// The highest LSN this follower's broker served as committed (0 or absent
+	// when it knows none) and the checksum of its entry there (as
+	// last_checksum). A follower never drops entries at or below it unless
+	// the leader holds the same entry there (LeaderHello.commit_agrees): the
+	// entries come back from the leader unchanged. Absent: no check.
+	CommitLsn *uint64 `protobuf:"varint,9,opt,name=commit_lsn,json=commitLsn,proto3,oneof" json:"commit_lsn,omitempty"`
+	// The checksum of the follower's entry at commit_lsn.
+	CommitChecksum *uint64 `protobuf:"varint,10,opt,name=commit_checksum,json=commitChecksum,proto3,oneof" json:"commit_checksum,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *FollowerHello) Reset() {
@@ -467,6 +475,20 @@ func (x *FollowerHello) GetLastChecksum() uint64 {
 	return 0
 }
 
+func (x *FollowerHello) GetCommitLsn() uint64 {
+	if x != nil && x.CommitLsn != nil {
+		return *x.CommitLsn
+	}
+	return 0
+}
+
+func (x *FollowerHello) GetCommitChecksum() uint64 {
+	if x != nil && x.CommitChecksum != nil {
+		return *x.CommitChecksum
+	}
+	return 0
+}
+
 // LeaderHello answers FollowerHello.
 type LeaderHello struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -474,11 +496,16 @@ type LeaderHello struct {
 	LeaderId int32 `protobuf:"varint,1,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
 	// The current leader epoch.
 	Epoch uint32 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	// When set, the follower must drop every entry with LSN > truncate_to
-	// before applying anything (its log diverged from the leader's).
+	// When set, the follower's log diverged from the leader's after this LSN:
+	// it must drop every entry with LSN > truncate_to before applying
+	// anything. When reset_to is set too, reset_to wins (the point is below
+	// the follower's oldest entry, or the leader no longer holds what comes
+	// after it) and truncate_to only says which of the follower's entries
+	// diverged (see unclean_epoch).
 	TruncateTo *uint64 `protobuf:"varint,3,opt,name=truncate_to,json=truncateTo,proto3,oneof" json:"truncate_to,omitempty"`
 	// When set, the follower must wipe its WAL so that its next entry is
-	// reset_to (the leader no longer holds what the follower needs).
+	// reset_to (the leader no longer holds what the follower needs, or the
+	// follower diverged below its own oldest entry).
 	ResetTo *uint64 `protobuf:"varint,4,opt,name=reset_to,json=resetTo,proto3,oneof" json:"reset_to,omitempty"`
 	// The LSN of the first entry the leader will send.
 	StartLsn uint64 `protobuf:"varint,5,opt,name=start_lsn,json=startLsn,proto3" json:"start_lsn,omitempty"`
@@ -492,7 +519,26 @@ type LeaderHello struct {
 	Cluster *ClusterUpdate `protobuf:"bytes,9,opt,name=cluster,proto3" json:"cluster,omitempty"`
 	// The leader's cluster id; the follower checks it too and closes the
 	// stream on a mismatch.
-	ClusterId     string `protobuf:"bytes,10,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	ClusterId string `protobuf:"bytes,10,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// The newest epoch in this leader's lineage that began with an unclean
+	// (forced) promotion, as far as the leader knows; 0 when none. A
+	// follower remembers the highest one it was sent and passes it on when it
+	// leads.
+	//
+	// A follower told to truncate below the commit point it knows
+	// (FollowerHello.commit_lsn) does so only when commit_agrees is true (the
+	// entries it drops come back from the leader unchanged) or unclean_epoch
+	// is newer than the last epoch of its own WAL (an operator forced a
+	// promotion since, and accepted that committed entries may be lost).
+	// Otherwise the leader lacks entries that were acknowledged to producers
+	// (its WAL lost a tail or was wiped, and no peer answered its start-up
+	// check): the follower refuses, keeps its WAL, never acks on that stream
+	// and reports why.
+	UncleanEpoch uint32 `protobuf:"varint,11,opt,name=unclean_epoch,json=uncleanEpoch,proto3" json:"unclean_epoch,omitempty"`
+	// True when this leader holds an entry at FollowerHello.commit_lsn whose
+	// checksum equals FollowerHello.commit_checksum: it holds what the
+	// follower knows was committed. False when the follower sent neither.
+	CommitAgrees  bool `protobuf:"varint,12,opt,name=commit_agrees,json=commitAgrees,proto3" json:"commit_agrees,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -595,6 +641,20 @@ func (x *LeaderHello) GetClusterId() string {
 		return x.ClusterId
 	}
 	return ""
+}
+
+func (x *LeaderHello) GetUncleanEpoch() uint32 {
+	if x != nil {
+		return x.UncleanEpoch
+	}
+	return 0
+}
+
+func (x *LeaderHello) GetCommitAgrees() bool {
+	if x != nil {
+		return x.CommitAgrees
+	}
+	return false
 }
 
 // EntriesBatch carries the leader's entries, unchanged.
@@ -942,7 +1002,7 @@ const file_tandem_replication_v1_replication_proto_rawDesc = "" +
 	"\aentries\x18\x02 \x01(\v2#.tandem.replication.v1.EntriesBatchH\x00R\aentries\x12F\n" +
 	"\theartbeat\x18\x03 \x01(\v2&.tandem.replication.v1.LeaderHeartbeatH\x00R\theartbeat\x12@\n" +
 	"\acluster\x18\x04 \x01(\v2$.tandem.replication.v1.ClusterUpdateH\x00R\aclusterB\t\n" +
-	"\apayload\"\xef\x02\n" +
+	"\apayload\"\xe4\x03\n" +
 	"\rFollowerHello\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x17\n" +
@@ -952,8 +1012,14 @@ const file_tandem_replication_v1_replication_proto_rawDesc = "" +
 	"\repoch_history\x18\x05 \x03(\v2\x1a.tandem.link.v1.EpochStartR\fepochHistory\x12\x1b\n" +
 	"\tfirst_lsn\x18\x06 \x01(\x04R\bfirstLsn\x122\n" +
 	"\x06broker\x18\a \x01(\v2\x1a.tandem.link.v1.BrokerInfoR\x06broker\x12(\n" +
-	"\rlast_checksum\x18\b \x01(\x04H\x00R\flastChecksum\x88\x01\x01B\x10\n" +
-	"\x0e_last_checksum\"\xa7\x03\n" +
+	"\rlast_checksum\x18\b \x01(\x04H\x00R\flastChecksum\x88\x01\x01\x12\"\n" +
+	"\n" +
+	"commit_lsn\x18\t \x01(\x04H\x01R\tcommitLsn\x88\x01\x01\x12,\n" +
+	"\x0fcommit_checksum\x18\n" +
+	" \x01(\x04H\x02R\x0ecommitChecksum\x88\x01\x01B\x10\n" +
+	"\x0e_last_checksumB\r\n" +
+	"\v_commit_lsnB\x12\n" +
+	"\x10_commit_checksum\"\xf1\x03\n" +
 	"\vLeaderHello\x12\x1b\n" +
 	"\tleader_id\x18\x01 \x01(\x05R\bleaderId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\rR\x05epoch\x12$\n" +
@@ -968,7 +1034,9 @@ const file_tandem_replication_v1_replication_proto_rawDesc = "" +
 	"\acluster\x18\t \x01(\v2$.tandem.replication.v1.ClusterUpdateR\acluster\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\n" +
-	" \x01(\tR\tclusterIdB\x0e\n" +
+	" \x01(\tR\tclusterId\x12#\n" +
+	"\runclean_epoch\x18\v \x01(\rR\funcleanEpoch\x12#\n" +
+	"\rcommit_agrees\x18\f \x01(\bR\fcommitAgreesB\x0e\n" +
 	"\f_truncate_toB\v\n" +
 	"\t_reset_to\"^\n" +
 	"\fEntriesBatch\x12/\n" +

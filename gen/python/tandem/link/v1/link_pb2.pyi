@@ -26,14 +26,16 @@ ROLE_STANDALONE: Role
 ROLE_UNSPECIFIED: Role
 
 class AppliedUpTo(_message.Message):
-    __slots__ = ["epoch_history", "error", "lsn"]
+    __slots__ = ["commit_lsn", "epoch_history", "error", "lsn"]
+    COMMIT_LSN_FIELD_NUMBER: _ClassVar[int]
     EPOCH_HISTORY_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     LSN_FIELD_NUMBER: _ClassVar[int]
+    commit_lsn: int
     epoch_history: _containers.RepeatedCompositeFieldContainer[EpochStart]
     error: str
     lsn: int
-    def __init__(self, lsn: _Optional[int] = ..., error: _Optional[str] = ..., epoch_history: _Optional[_Iterable[_Union[EpochStart, _Mapping]]] = ...) -> None: ...
+    def __init__(self, lsn: _Optional[int] = ..., error: _Optional[str] = ..., epoch_history: _Optional[_Iterable[_Union[EpochStart, _Mapping]]] = ..., commit_lsn: _Optional[int] = ...) -> None: ...
 
 class ApplyEntries(_message.Message):
     __slots__ = ["commit_lsn", "entries"]
@@ -84,10 +86,11 @@ class AttachResponse(_message.Message):
     def __init__(self, cluster_view: _Optional[_Union[ClusterView, _Mapping]] = ..., replay: _Optional[_Union[ReplayRequest, _Mapping]] = ..., apply: _Optional[_Union[ApplyEntries, _Mapping]] = ..., truncate_to: _Optional[_Union[TruncateTo, _Mapping]] = ..., reset_to: _Optional[_Union[ResetTo, _Mapping]] = ..., commit: _Optional[_Union[CommitPoint, _Mapping]] = ..., subscribe: _Optional[_Union[SubscribeCommitted, _Mapping]] = ..., checksum: _Optional[_Union[ChecksumRequest, _Mapping]] = ...) -> None: ...
 
 class BrokerHello(_message.Message):
-    __slots__ = ["advertised_host", "advertised_port", "apply_carries_commit", "durable_lsn", "epoch_history", "first_lsn", "last_lsn", "node_id", "rack"]
+    __slots__ = ["advertised_host", "advertised_port", "apply_carries_commit", "commit_lsn", "durable_lsn", "epoch_history", "first_lsn", "last_lsn", "node_id", "rack"]
     ADVERTISED_HOST_FIELD_NUMBER: _ClassVar[int]
     ADVERTISED_PORT_FIELD_NUMBER: _ClassVar[int]
     APPLY_CARRIES_COMMIT_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_LSN_FIELD_NUMBER: _ClassVar[int]
     DURABLE_LSN_FIELD_NUMBER: _ClassVar[int]
     EPOCH_HISTORY_FIELD_NUMBER: _ClassVar[int]
     FIRST_LSN_FIELD_NUMBER: _ClassVar[int]
@@ -97,13 +100,14 @@ class BrokerHello(_message.Message):
     advertised_host: str
     advertised_port: int
     apply_carries_commit: bool
+    commit_lsn: int
     durable_lsn: int
     epoch_history: _containers.RepeatedCompositeFieldContainer[EpochStart]
     first_lsn: int
     last_lsn: int
     node_id: int
     rack: str
-    def __init__(self, node_id: _Optional[int] = ..., advertised_host: _Optional[str] = ..., advertised_port: _Optional[int] = ..., rack: _Optional[str] = ..., first_lsn: _Optional[int] = ..., last_lsn: _Optional[int] = ..., durable_lsn: _Optional[int] = ..., epoch_history: _Optional[_Iterable[_Union[EpochStart, _Mapping]]] = ..., apply_carries_commit: bool = ...) -> None: ...
+    def __init__(self, node_id: _Optional[int] = ..., advertised_host: _Optional[str] = ..., advertised_port: _Optional[int] = ..., rack: _Optional[str] = ..., first_lsn: _Optional[int] = ..., last_lsn: _Optional[int] = ..., durable_lsn: _Optional[int] = ..., epoch_history: _Optional[_Iterable[_Union[EpochStart, _Mapping]]] = ..., apply_carries_commit: bool = ..., commit_lsn: _Optional[int] = ...) -> None: ...
 
 class BrokerInfo(_message.Message):
     __slots__ = ["host", "node_id", "port", "rack"]
@@ -128,18 +132,20 @@ class ChecksumRequest(_message.Message):
     def __init__(self, request_id: _Optional[int] = ..., from_lsn: _Optional[int] = ..., to_lsn: _Optional[int] = ...) -> None: ...
 
 class ChecksumResult(_message.Message):
-    __slots__ = ["checksum", "error", "first_lsn", "last_lsn", "request_id"]
+    __slots__ = ["checksum", "commit_lsn", "error", "first_lsn", "last_lsn", "request_id"]
     CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_LSN_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     FIRST_LSN_FIELD_NUMBER: _ClassVar[int]
     LAST_LSN_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     checksum: int
+    commit_lsn: int
     error: str
     first_lsn: int
     last_lsn: int
     request_id: int
-    def __init__(self, request_id: _Optional[int] = ..., checksum: _Optional[int] = ..., error: _Optional[str] = ..., first_lsn: _Optional[int] = ..., last_lsn: _Optional[int] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[int] = ..., checksum: _Optional[int] = ..., error: _Optional[str] = ..., first_lsn: _Optional[int] = ..., last_lsn: _Optional[int] = ..., commit_lsn: _Optional[int] = ...) -> None: ...
 
 class ClusterView(_message.Message):
     __slots__ = ["brokers", "epoch", "isr", "leader_id", "role"]

@@ -45,9 +45,11 @@ class FollowerHeartbeat(_message.Message):
     def __init__(self, sent_unix_nanos: _Optional[int] = ..., applied_lsn: _Optional[int] = ...) -> None: ...
 
 class FollowerHello(_message.Message):
-    __slots__ = ["broker", "cluster_id", "epoch_history", "first_lsn", "last_checksum", "node_id", "position", "stream_id"]
+    __slots__ = ["broker", "cluster_id", "commit_checksum", "commit_lsn", "epoch_history", "first_lsn", "last_checksum", "node_id", "position", "stream_id"]
     BROKER_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_LSN_FIELD_NUMBER: _ClassVar[int]
     EPOCH_HISTORY_FIELD_NUMBER: _ClassVar[int]
     FIRST_LSN_FIELD_NUMBER: _ClassVar[int]
     LAST_CHECKSUM_FIELD_NUMBER: _ClassVar[int]
@@ -56,13 +58,15 @@ class FollowerHello(_message.Message):
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     broker: _link_pb2.BrokerInfo
     cluster_id: str
+    commit_checksum: int
+    commit_lsn: int
     epoch_history: _containers.RepeatedCompositeFieldContainer[_link_pb2.EpochStart]
     first_lsn: int
     last_checksum: int
     node_id: int
     position: Position
     stream_id: str
-    def __init__(self, cluster_id: _Optional[str] = ..., node_id: _Optional[int] = ..., stream_id: _Optional[str] = ..., position: _Optional[_Union[Position, _Mapping]] = ..., epoch_history: _Optional[_Iterable[_Union[_link_pb2.EpochStart, _Mapping]]] = ..., first_lsn: _Optional[int] = ..., broker: _Optional[_Union[_link_pb2.BrokerInfo, _Mapping]] = ..., last_checksum: _Optional[int] = ...) -> None: ...
+    def __init__(self, cluster_id: _Optional[str] = ..., node_id: _Optional[int] = ..., stream_id: _Optional[str] = ..., position: _Optional[_Union[Position, _Mapping]] = ..., epoch_history: _Optional[_Iterable[_Union[_link_pb2.EpochStart, _Mapping]]] = ..., first_lsn: _Optional[int] = ..., broker: _Optional[_Union[_link_pb2.BrokerInfo, _Mapping]] = ..., last_checksum: _Optional[int] = ..., commit_lsn: _Optional[int] = ..., commit_checksum: _Optional[int] = ...) -> None: ...
 
 class LeaderHeartbeat(_message.Message):
     __slots__ = ["commit_lsn", "epoch", "leader_last_lsn", "sent_unix_nanos"]
@@ -77,9 +81,10 @@ class LeaderHeartbeat(_message.Message):
     def __init__(self, sent_unix_nanos: _Optional[int] = ..., leader_last_lsn: _Optional[int] = ..., commit_lsn: _Optional[int] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class LeaderHello(_message.Message):
-    __slots__ = ["cluster", "cluster_id", "commit_lsn", "epoch", "epoch_history", "leader_id", "leader_last_lsn", "reset_to", "start_lsn", "truncate_to"]
+    __slots__ = ["cluster", "cluster_id", "commit_agrees", "commit_lsn", "epoch", "epoch_history", "leader_id", "leader_last_lsn", "reset_to", "start_lsn", "truncate_to", "unclean_epoch"]
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_AGREES_FIELD_NUMBER: _ClassVar[int]
     COMMIT_LSN_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     EPOCH_HISTORY_FIELD_NUMBER: _ClassVar[int]
@@ -88,8 +93,10 @@ class LeaderHello(_message.Message):
     RESET_TO_FIELD_NUMBER: _ClassVar[int]
     START_LSN_FIELD_NUMBER: _ClassVar[int]
     TRUNCATE_TO_FIELD_NUMBER: _ClassVar[int]
+    UNCLEAN_EPOCH_FIELD_NUMBER: _ClassVar[int]
     cluster: ClusterUpdate
     cluster_id: str
+    commit_agrees: bool
     commit_lsn: int
     epoch: int
     epoch_history: _containers.RepeatedCompositeFieldContainer[_link_pb2.EpochStart]
@@ -98,7 +105,8 @@ class LeaderHello(_message.Message):
     reset_to: int
     start_lsn: int
     truncate_to: int
-    def __init__(self, leader_id: _Optional[int] = ..., epoch: _Optional[int] = ..., truncate_to: _Optional[int] = ..., reset_to: _Optional[int] = ..., start_lsn: _Optional[int] = ..., epoch_history: _Optional[_Iterable[_Union[_link_pb2.EpochStart, _Mapping]]] = ..., leader_last_lsn: _Optional[int] = ..., commit_lsn: _Optional[int] = ..., cluster: _Optional[_Union[ClusterUpdate, _Mapping]] = ..., cluster_id: _Optional[str] = ...) -> None: ...
+    unclean_epoch: int
+    def __init__(self, leader_id: _Optional[int] = ..., epoch: _Optional[int] = ..., truncate_to: _Optional[int] = ..., reset_to: _Optional[int] = ..., start_lsn: _Optional[int] = ..., epoch_history: _Optional[_Iterable[_Union[_link_pb2.EpochStart, _Mapping]]] = ..., leader_last_lsn: _Optional[int] = ..., commit_lsn: _Optional[int] = ..., cluster: _Optional[_Union[ClusterUpdate, _Mapping]] = ..., cluster_id: _Optional[str] = ..., unclean_epoch: _Optional[int] = ..., commit_agrees: bool = ...) -> None: ...
 
 class Position(_message.Message):
     __slots__ = ["epoch", "lsn", "stream_id"]
