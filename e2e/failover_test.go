@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -248,6 +249,103 @@ func TestLeaderThatLostItsWALTailDoesNotLead(t *testing.T) {
 	if err != nil || !strings.Contains(out, "node 2 is leader in epoch 2") {
 		t.Fatalf("tandemctl promote: %v\n%s", err, out)
 	}
+	c.waitRole(30*time.Second, 1, adminv1.Role_ROLE_FOLLOWER, 2, 2)
+	more := rangeValues("c", 0, 5)
+	produceSync(t, kclient(t, []string{c.node(2).kafka, c.node(3).kafka}, plain), topic, more)
+	want = append(want, more...)
+	c.caughtUp(30*time.Second, 2, 1, 3)
+	t.Log(c.mustVerify(2, "--peers", c.peersArg(1, 2, 3)))
+	for _, id := range []int{1, 2, 3} {
+		if got := readValues(t, c, id, topic); !slices.Equal(got, want) {
+			t.Fatalf("node %d holds %d values, want the 45 acknowledged", id, len(got))
+		}
+	}
+}
+
+// TestWholeClusterRestartKeepsCommittedEntries: the whole cluster loses
+// power, the leader's WAL comes back without its last 20 acknowledged
+// entries, and the leader's pair starts first: no peer answers its start-up
+// check, so it leads with the shorter log. When the followers start they
+// know from their brokers' commit checkpoints that the 20 were committed,
+// refuse to drop them and say so; they keep serving them. The operator
+// does what the log says (stop node 1, promote node 2), and node 1 catches
+// up when it returns: nothing acknowledged is lost.
+func TestWholeClusterRestartKeepsCommittedEntries(t *testing.T) {
+	c := startCluster(t, clusterOpts{sidecarFlags: failoverSidecarFlags()})
+	const topic = "restart-short"
+	c.createTopic(topic)
+	first := rangeValues("a", 0, 20)
+	produceSync(t, kclient(t, c.kafkaAddrs(), plain), topic, first)
+	c.caughtUp(30*time.Second, 1, 2, 3)
+	segs, err := filepath.Glob(filepath.Join(c.node(1).dir, "data", "wal", "*.wal"))
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("node 1's WAL segments: %v %v", segs, err)
+	}
+	slices.Sort(segs)
+	seg := segs[len(segs)-1]
+	cut := walEntriesEnd(t, seg)
+	tail := rangeValues("b", 0, 20)
+	produceSync(t, kclient(t, c.kafkaAddrs(), plain), topic, tail)
+	c.caughtUp(30*time.Second, 1, 2, 3)
+	want := append(slices.Clone(first), tail...)
+	// The followers' brokers save the commit point about once a second.
+	st, err := c.status(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []int{2, 3} {
+		testutil.Eventually(t, 10*time.Second, func() error {
+			data, err := os.ReadFile(filepath.Join(c.node(id).dir, "data", "commit-checkpoint"))
+			if err != nil {
+				return err
+			}
+			if got, _ := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64); got < st.CommitLsn {
+				return fmt.Errorf("node %d's commit checkpoint is %d, want %d", id, got, st.CommitLsn)
+			}
+			return nil
+		})
+	}
+
+	for _, id := range []int{1, 2, 3} {
+		c.node(id).killPair()
+	}
+	if err := os.Truncate(seg, cut); err != nil {
+		t.Fatal(err)
+	}
+	c.node(1).startPair()
+	c.waitRole(30*time.Second, 1, adminv1.Role_ROLE_LEADER, 1, 1) // nobody answered its check
+	for _, id := range []int{2, 3} {
+		c.node(id).startPair()
+	}
+	for _, id := range []int{2, 3} {
+		testutil.Eventually(t, 30*time.Second, func() error {
+			st, err := c.status(id)
+			if err != nil {
+				return err
+			}
+			if st.Ready || !strings.Contains(st.NotReadyReason, "refusing to drop entries that were committed") {
+				return fmt.Errorf("node %d: ready %v, reason %q; want it refusing to drop committed entries", id, st.Ready, st.NotReadyReason)
+			}
+			return nil
+		})
+		if log := c.node(id).side.Log(); !strings.Contains(log, "promote the node that holds the most") {
+			t.Errorf("node %d's sidecar did not say what to do:\n%s", id, c.node(id).side.LogTail(20))
+		}
+		if got := readValues(t, c, id, topic); !slices.Equal(got, want) {
+			t.Fatalf("node %d serves %d values after refusing to follow the short leader, want the 40 acknowledged", id, len(got))
+		}
+	}
+	if st, err := c.status(1); err != nil || len(st.Isr) != 1 {
+		t.Fatalf("node 1's ISR with both followers refusing: %v (%v), want only node 1", st.GetIsr(), err)
+	}
+
+	c.node(1).killPair()
+	out, err := c.promoteNode(2)
+	if err != nil || !strings.Contains(out, "node 2 is leader in epoch 2") {
+		t.Fatalf("tandemctl promote: %v\n%s", err, out)
+	}
+	c.waitRole(30*time.Second, 3, adminv1.Role_ROLE_FOLLOWER, 2, 2)
+	c.node(1).startPair()
 	c.waitRole(30*time.Second, 1, adminv1.Role_ROLE_FOLLOWER, 2, 2)
 	more := rangeValues("c", 0, 5)
 	produceSync(t, kclient(t, []string{c.node(2).kafka, c.node(3).kafka}, plain), topic, more)
