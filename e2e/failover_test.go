@@ -199,21 +199,7 @@ func TestDivergedLeaderTruncatesOnRejoin(t *testing.T) {
 func TestLeaderThatLostItsWALTailDoesNotLead(t *testing.T) {
 	c := startCluster(t, clusterOpts{sidecarFlags: failoverSidecarFlags()})
 	const topic = "lost-tail"
-	c.createTopic(topic)
-	first := rangeValues("a", 0, 20)
-	produceSync(t, kclient(t, c.kafkaAddrs(), plain), topic, first)
-	c.caughtUp(30*time.Second, 1, 2, 3)
-	segs, err := filepath.Glob(filepath.Join(c.node(1).dir, "data", "wal", "*.wal"))
-	if err != nil || len(segs) == 0 {
-		t.Fatalf("node 1's WAL segments: %v %v", segs, err)
-	}
-	slices.Sort(segs)
-	seg := segs[len(segs)-1]
-	cut := walEntriesEnd(t, seg)
-	tail := rangeValues("b", 0, 20)
-	produceSync(t, kclient(t, c.kafkaAddrs(), plain), topic, tail)
-	c.caughtUp(30*time.Second, 1, 2, 3)
-	want := append(slices.Clone(first), tail...)
+	seg, cut, want := produceWithTailMark(t, c, topic)
 
 	c.node(1).killPair()
 	if err := os.Truncate(seg, cut); err != nil {
@@ -273,21 +259,7 @@ func TestLeaderThatLostItsWALTailDoesNotLead(t *testing.T) {
 func TestWholeClusterRestartKeepsCommittedEntries(t *testing.T) {
 	c := startCluster(t, clusterOpts{sidecarFlags: failoverSidecarFlags()})
 	const topic = "restart-short"
-	c.createTopic(topic)
-	first := rangeValues("a", 0, 20)
-	produceSync(t, kclient(t, c.kafkaAddrs(), plain), topic, first)
-	c.caughtUp(30*time.Second, 1, 2, 3)
-	segs, err := filepath.Glob(filepath.Join(c.node(1).dir, "data", "wal", "*.wal"))
-	if err != nil || len(segs) == 0 {
-		t.Fatalf("node 1's WAL segments: %v %v", segs, err)
-	}
-	slices.Sort(segs)
-	seg := segs[len(segs)-1]
-	cut := walEntriesEnd(t, seg)
-	tail := rangeValues("b", 0, 20)
-	produceSync(t, kclient(t, c.kafkaAddrs(), plain), topic, tail)
-	c.caughtUp(30*time.Second, 1, 2, 3)
-	want := append(slices.Clone(first), tail...)
+	seg, cut, want := produceWithTailMark(t, c, topic)
 	// The followers' brokers save the commit point about once a second.
 	st, err := c.status(1)
 	if err != nil {
@@ -357,4 +329,29 @@ func TestWholeClusterRestartKeepsCommittedEntries(t *testing.T) {
 			t.Fatalf("node %d holds %d values, want the 45 acknowledged", id, len(got))
 		}
 	}
+}
+
+// produceWithTailMark creates topic, produces 20 values ("a-0".."a-19") and
+// 20 more ("b-..."), each batch acknowledged with acks=all and replicated to
+// every node, and returns node 1's last WAL segment, the byte offset where
+// the first 20 values' entries end in it (cutting the file there loses the
+// second 20, as a power failure under --fsync interval can) and all 40
+// values.
+func produceWithTailMark(t *testing.T, c *cluster, topic string) (seg string, cut int64, want []string) {
+	t.Helper()
+	c.createTopic(topic)
+	first := rangeValues("a", 0, 20)
+	produceSync(t, kclient(t, c.kafkaAddrs(), plain), topic, first)
+	c.caughtUp(30*time.Second, 1, 2, 3)
+	segs, err := filepath.Glob(filepath.Join(c.node(1).dir, "data", "wal", "*.wal"))
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("node 1's WAL segments: %v %v", segs, err)
+	}
+	slices.Sort(segs)
+	seg = segs[len(segs)-1]
+	cut = walEntriesEnd(t, seg)
+	tail := rangeValues("b", 0, 20)
+	produceSync(t, kclient(t, c.kafkaAddrs(), plain), topic, tail)
+	c.caughtUp(30*time.Second, 1, 2, 3)
+	return seg, cut, append(slices.Clone(first), tail...)
 }
