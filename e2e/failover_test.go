@@ -199,7 +199,7 @@ func TestDivergedLeaderTruncatesOnRejoin(t *testing.T) {
 func TestLeaderThatLostItsWALTailDoesNotLead(t *testing.T) {
 	c := startCluster(t, clusterOpts{sidecarFlags: failoverSidecarFlags()})
 	const topic = "lost-tail"
-	seg, cut, want := produceWithTailMark(t, c, topic)
+	seg, cut, want := produceWithTailMark(t, c, topic, 1)
 
 	c.node(1).killPair()
 	if err := os.Truncate(seg, cut); err != nil {
@@ -259,24 +259,8 @@ func TestLeaderThatLostItsWALTailDoesNotLead(t *testing.T) {
 func TestWholeClusterRestartKeepsCommittedEntries(t *testing.T) {
 	c := startCluster(t, clusterOpts{sidecarFlags: failoverSidecarFlags()})
 	const topic = "restart-short"
-	seg, cut, want := produceWithTailMark(t, c, topic)
-	// The followers' brokers save the commit point about once a second.
-	st, err := c.status(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []int{2, 3} {
-		testutil.Eventually(t, 10*time.Second, func() error {
-			data, err := os.ReadFile(filepath.Join(c.node(id).dir, "data", "commit-checkpoint"))
-			if err != nil {
-				return err
-			}
-			if got, _ := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64); got < st.CommitLsn {
-				return fmt.Errorf("node %d's commit checkpoint is %d, want %d", id, got, st.CommitLsn)
-			}
-			return nil
-		})
-	}
+	seg, cut, want := produceWithTailMark(t, c, topic, 1)
+	waitCommitCheckpoints(t, c, 1, 2, 3)
 
 	for _, id := range []int{1, 2, 3} {
 		c.node(id).killPair()
@@ -290,19 +274,7 @@ func TestWholeClusterRestartKeepsCommittedEntries(t *testing.T) {
 		c.node(id).startPair()
 	}
 	for _, id := range []int{2, 3} {
-		testutil.Eventually(t, 30*time.Second, func() error {
-			st, err := c.status(id)
-			if err != nil {
-				return err
-			}
-			if st.Ready || !strings.Contains(st.NotReadyReason, "refusing to drop entries that were committed") {
-				return fmt.Errorf("node %d: ready %v, reason %q; want it refusing to drop committed entries", id, st.Ready, st.NotReadyReason)
-			}
-			return nil
-		})
-		if log := c.node(id).side.Log(); !strings.Contains(log, "promote the node that holds the most") {
-			t.Errorf("node %d's sidecar did not say what to do:\n%s", id, c.node(id).side.LogTail(20))
-		}
+		waitRefusing(t, c, id)
 		if got := readValues(t, c, id, topic); !slices.Equal(got, want) {
 			t.Fatalf("node %d serves %d values after refusing to follow the short leader, want the 40 acknowledged", id, len(got))
 		}
@@ -333,25 +305,73 @@ func TestWholeClusterRestartKeepsCommittedEntries(t *testing.T) {
 
 // produceWithTailMark creates topic, produces 20 values ("a-0".."a-19") and
 // 20 more ("b-..."), each batch acknowledged with acks=all and replicated to
-// every node, and returns node 1's last WAL segment, the byte offset where
-// the first 20 values' entries end in it (cutting the file there loses the
-// second 20, as a power failure under --fsync interval can) and all 40
-// values.
-func produceWithTailMark(t *testing.T, c *cluster, topic string) (seg string, cut int64, want []string) {
+// every node, and returns the leader's last WAL segment, the byte offset
+// where the first 20 values' entries end in it (cutting the file there
+// loses the second 20, as a power failure under --fsync interval can) and
+// all 40 values.
+func produceWithTailMark(t *testing.T, c *cluster, topic string, leader int) (seg string, cut int64, want []string) {
 	t.Helper()
-	c.createTopic(topic)
+	c.createTopicRetry(topic)
+	var others []int
+	for _, n := range c.nodes {
+		if n.id != leader {
+			others = append(others, n.id)
+		}
+	}
 	first := rangeValues("a", 0, 20)
 	produceSync(t, kclient(t, c.kafkaAddrs(), plain), topic, first)
-	c.caughtUp(30*time.Second, 1, 2, 3)
-	segs, err := filepath.Glob(filepath.Join(c.node(1).dir, "data", "wal", "*.wal"))
+	c.caughtUp(30*time.Second, leader, others...)
+	segs, err := filepath.Glob(filepath.Join(c.node(leader).dir, "data", "wal", "*.wal"))
 	if err != nil || len(segs) == 0 {
-		t.Fatalf("node 1's WAL segments: %v %v", segs, err)
+		t.Fatalf("node %d's WAL segments: %v %v", leader, segs, err)
 	}
 	slices.Sort(segs)
 	seg = segs[len(segs)-1]
 	cut = walEntriesEnd(t, seg)
 	tail := rangeValues("b", 0, 20)
 	produceSync(t, kclient(t, c.kafkaAddrs(), plain), topic, tail)
-	c.caughtUp(30*time.Second, 1, 2, 3)
+	c.caughtUp(30*time.Second, leader, others...)
 	return seg, cut, append(slices.Clone(first), tail...)
+}
+
+// waitCommitCheckpoints waits until the brokers of ids have saved (in
+// their commit-checkpoint file, written about once a second) the commit
+// point that node leader reports.
+func waitCommitCheckpoints(t *testing.T, c *cluster, leader int, ids ...int) {
+	t.Helper()
+	st, err := c.status(leader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		testutil.Eventually(t, 10*time.Second, func() error {
+			data, err := os.ReadFile(filepath.Join(c.node(id).dir, "data", "commit-checkpoint"))
+			if err != nil {
+				return err
+			}
+			if got, _ := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64); got < st.CommitLsn {
+				return fmt.Errorf("node %d's commit checkpoint is %d, want %d", id, got, st.CommitLsn)
+			}
+			return nil
+		})
+	}
+}
+
+// waitRefusing waits until node id reports that it refuses to drop
+// committed entries, and checks that its log says what to do.
+func waitRefusing(t *testing.T, c *cluster, id int) {
+	t.Helper()
+	testutil.Eventually(t, 30*time.Second, func() error {
+		st, err := c.status(id)
+		if err != nil {
+			return err
+		}
+		if st.Ready || !strings.Contains(st.NotReadyReason, "refusing to drop entries that were committed") {
+			return fmt.Errorf("node %d: ready %v, reason %q; want it refusing to drop committed entries", id, st.Ready, st.NotReadyReason)
+		}
+		return nil
+	})
+	if log := c.node(id).side.Log(); !strings.Contains(log, "To keep the entries: stop node") {
+		t.Errorf("node %d's sidecar did not say what to do:\n%s", id, c.node(id).side.LogTail(20))
+	}
 }

@@ -463,3 +463,89 @@ func sleepOrDone(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	}
 }
+
+// TestEtcdWholeClusterRestartKeepsCommittedEntries: the whole cluster loses
+// power, the leader's WAL comes back without its last 20 acknowledged
+// entries, and the leader's pair starts first: it wins the election, no
+// peer answers, and it leads with the shorter log, publishing an ISR of
+// itself. The followers refuse to drop the 20 and keep serving them; not
+// being in the published ISR, they cannot be elected. The operator does
+// what docs/operations.md says: stop the short node and delete the
+// published ISR key; a node that holds everything is elected, and the old
+// leader catches up from it when it returns (dropping the no-op it committed
+// alone as the first entry of its epoch). Nothing acknowledged is lost.
+func TestEtcdWholeClusterRestartKeepsCommittedEntries(t *testing.T) {
+	url := startEtcd(t)
+	c := startCluster(t, clusterOpts{sidecarFlags: etcdSidecarFlags(url)})
+	old, _ := c.waitLeader(30 * time.Second)
+	testutil.Eventually(t, 30*time.Second, func() error { return c.inSync(old) })
+	c.waitElectable(url)
+	const topic = "etcd-restart-short"
+	seg, cut, want := produceWithTailMark(t, c, topic, old)
+	var others []int
+	for _, n := range c.nodes {
+		if n.id != old {
+			others = append(others, n.id)
+		}
+	}
+	waitCommitCheckpoints(t, c, old, others...)
+
+	for _, n := range c.nodes {
+		n.killPair()
+	}
+	if err := os.Truncate(seg, cut); err != nil {
+		t.Fatal(err)
+	}
+	c.node(old).startPair()
+	if id, _ := c.waitLeader(60 * time.Second); id != old {
+		t.Fatalf("node %d leads, want node %d (the only one running)", id, old)
+	}
+	for _, id := range others {
+		c.node(id).startPair()
+	}
+	for _, id := range others {
+		waitRefusing(t, c, id)
+		if got := readValues(t, c, id, topic); !slices.Equal(got, want) {
+			t.Fatalf("node %d serves %d values after refusing to follow the short leader, want the 40 acknowledged", id, len(got))
+		}
+	}
+
+	// The short leader committed the first entry of its epoch alone (a
+	// no-op, answered to no client) and saved that commit point: it gives
+	// that entry up when it follows, where it refuses to drop data.
+	waitCommitCheckpoints(t, c, old, old)
+	c.node(old).killPair()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if _, err := cli.Delete(ctxTimeout(t, 5*time.Second), "/tandem/"+c.opts.clusterID+"/isr"); err != nil {
+		t.Fatal(err)
+	}
+	leader, _ := c.waitLeader(60 * time.Second)
+	if leader == old {
+		t.Fatalf("node %d leads again while stopped", old)
+	}
+	c.node(old).startPair()
+	more := rangeValues("c", 0, 5)
+	var addrs []string
+	for _, id := range others {
+		addrs = append(addrs, c.node(id).kafka)
+	}
+	produceSync(t, kclient(t, addrs, plain), topic, more)
+	want = append(want, more...)
+	var rest []int
+	for _, n := range c.nodes {
+		if n.id != leader {
+			rest = append(rest, n.id)
+		}
+	}
+	c.caughtUp(60*time.Second, leader, rest...)
+	t.Log(c.mustVerify(leader, "--peers", c.peersArg(1, 2, 3)))
+	for _, n := range c.nodes {
+		if got := readValues(t, c, n.id, topic); !slices.Equal(got, want) {
+			t.Fatalf("node %d holds %d values, want the 45 acknowledged", n.id, len(got))
+		}
+	}
+}

@@ -61,7 +61,10 @@ type follower struct {
 // copy or wiped) and that led again because no peer answered its start-up
 // check (startcheck.go), or one promoted with --force. Only the second was
 // asked for by an operator (LeaderHello.unclean_epoch newer than this
-// node's last epoch). Otherwise the follower refuses, keeps its WAL, stays
+// node's last epoch). Entries no client was answered for (an epoch's
+// no-op, a state snapshot) do not count: a node that led alone and wrote
+// nothing else may drop its epoch's first entry. Otherwise the follower
+// refuses, keeps its WAL, stays
 // out of the ISR and logs what to do. PostgreSQL does the same in spirit:
 // a standby that is ahead of its primary is not rewound automatically.
 //
@@ -69,6 +72,35 @@ type follower struct {
 // (brokerConn.served: its hello, after a restart from its checkpoint file,
 // then every AppliedUpTo), not the leader's commit point, which may lie
 // past entries of this WAL that the leader never had.
+
+// firstAcknowledged returns the LSN of the first entry in (after, upTo] of
+// this node's WAL that a client was answered for: any but an epoch's no-op
+// and a state snapshot. 0 when there is none; upTo (the safe answer) when
+// the entries cannot be read.
+func firstAcknowledged(ctx context.Context, log hclog.Logger, bc *brokerConn, after, upTo uint64) uint64 {
+	for from := after + 1; from <= upTo; {
+		ents, err := bc.replay(ctx, from, 64<<10)
+		if err == nil && len(ents) == 0 {
+			err = fmt.Errorf("no entry at LSN %d", from)
+		}
+		if err != nil {
+			log.Warn("could not read the committed entries the leader would drop", "from_lsn", from, "error", err)
+			return upTo
+		}
+		for _, e := range ents {
+			if e.GetLsn() > upTo {
+				return 0
+			}
+			switch e.GetType() {
+			case linkv1.EntryType_ENTRY_TYPE_NOOP, linkv1.EntryType_ENTRY_TYPE_STATE_SNAPSHOT:
+			default:
+				return e.GetLsn()
+			}
+		}
+		from = ents[len(ents)-1].GetLsn() + 1
+	}
+	return 0
+}
 
 // errKeepsCommitted is the follower's refusal to drop committed entries.
 var errKeepsCommitted = errors.New("sidecar: refusing to drop entries that were committed")
@@ -279,15 +311,22 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 			f.log.Error("dropping committed entries: the leader's lineage began with an unclean promotion after this node's last epoch",
 				"commit_lsn", known, "keep_up_to", keep, "lost_entries", known-keep, "unclean_epoch", lh.GetUncleanEpoch(),
 				"wal_last_epoch", hist.lastEpoch())
+		case firstAcknowledged(ctx, f.log, bc, keep, known) == 0:
+			// Only entries no client was answered for (the first entry of
+			// an epoch this node led alone, say): nothing acknowledged goes.
+			f.log.Info("dropping committed entries that no client was answered for", "commit_lsn", known, "keep_up_to", keep)
 		default:
+			keepIt := fmt.Sprintf("stop node %d's pair and promote the node that holds the most (tandemctl promote)", lh.GetLeaderId())
+			giveUp := "promote a node with --force, or wipe this node's data directory so that it re-clones from the leader"
+			if len(cfg.EtcdEndpoints) > 0 {
+				keepIt = fmt.Sprintf("stop node %d's pair and delete the ISR it published (etcdctl del %sisr): the node that holds the most is elected", lh.GetLeaderId(), cfg.EtcdPrefix)
+				giveUp = "wipe this node's data directory so that it re-clones from the leader"
+			}
 			return false, fmt.Errorf("%w: leader node %d (epoch %d, its WAL to LSN %d) would have this node drop its entries after LSN %d, "+
 				"but this node served entries up to LSN %d as committed (acknowledged to acks=all producers) and the leader does not hold them "+
 				"(its WAL lost a tail or was wiped), and no unclean promotion was asked for since this node's epoch %d. "+
-				"This node keeps its WAL and does not follow. To keep the entries: stop node %d and promote the node that holds the most "+
-				"(tandemctl promote; with etcd, stop node %d's pair and the election picks it). To give them up: promote a node with --force, "+
-				"or wipe this node's data directory so that it re-clones from the leader",
-				errKeepsCommitted, lh.GetLeaderId(), lh.GetEpoch(), lh.GetLeaderLastLsn(), keep, known, hist.lastEpoch(),
-				lh.GetLeaderId(), lh.GetLeaderId())
+				"This node keeps its WAL and does not follow. To keep the entries: %s. To give them up: %s",
+				errKeepsCommitted, lh.GetLeaderId(), lh.GetEpoch(), lh.GetLeaderLastLsn(), keep, known, hist.lastEpoch(), keepIt, giveUp)
 		}
 	}
 	switch {
