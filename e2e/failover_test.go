@@ -236,16 +236,7 @@ func TestLeaderThatLostItsWALTailDoesNotLead(t *testing.T) {
 		t.Fatalf("tandemctl promote: %v\n%s", err, out)
 	}
 	c.waitRole(30*time.Second, 1, adminv1.Role_ROLE_FOLLOWER, 2, 2)
-	more := rangeValues("c", 0, 5)
-	produceSync(t, kclient(t, []string{c.node(2).kafka, c.node(3).kafka}, plain), topic, more)
-	want = append(want, more...)
-	c.caughtUp(30*time.Second, 2, 1, 3)
-	t.Log(c.mustVerify(2, "--peers", c.peersArg(1, 2, 3)))
-	for _, id := range []int{1, 2, 3} {
-		if got := readValues(t, c, id, topic); !slices.Equal(got, want) {
-			t.Fatalf("node %d holds %d values, want the 45 acknowledged", id, len(got))
-		}
-	}
+	finishWithFiveMore(t, c, topic, 2, want)
 }
 
 // TestWholeClusterRestartKeepsCommittedEntries: the whole cluster loses
@@ -291,16 +282,7 @@ func TestWholeClusterRestartKeepsCommittedEntries(t *testing.T) {
 	c.waitRole(30*time.Second, 3, adminv1.Role_ROLE_FOLLOWER, 2, 2)
 	c.node(1).startPair()
 	c.waitRole(30*time.Second, 1, adminv1.Role_ROLE_FOLLOWER, 2, 2)
-	more := rangeValues("c", 0, 5)
-	produceSync(t, kclient(t, []string{c.node(2).kafka, c.node(3).kafka}, plain), topic, more)
-	want = append(want, more...)
-	c.caughtUp(30*time.Second, 2, 1, 3)
-	t.Log(c.mustVerify(2, "--peers", c.peersArg(1, 2, 3)))
-	for _, id := range []int{1, 2, 3} {
-		if got := readValues(t, c, id, topic); !slices.Equal(got, want) {
-			t.Fatalf("node %d holds %d values, want the 45 acknowledged", id, len(got))
-		}
-	}
+	finishWithFiveMore(t, c, topic, 2, want)
 }
 
 // produceWithTailMark creates topic, produces 20 values ("a-0".."a-19") and
@@ -373,5 +355,29 @@ func waitRefusing(t *testing.T, c *cluster, id int) {
 	})
 	if log := c.node(id).side.Log(); !strings.Contains(log, "To keep the entries: stop node") {
 		t.Errorf("node %d's sidecar did not say what to do:\n%s", id, c.node(id).side.LogTail(20))
+	}
+}
+
+// finishWithFiveMore produces 5 more values through every node (clients
+// find the leader), waits until every node caught up with node leader,
+// and checks that the replicas are identical (tandemctl verify) and that
+// every node serves want and the 5.
+func finishWithFiveMore(t *testing.T, c *cluster, topic string, leader int, want []string) {
+	t.Helper()
+	more := rangeValues("c", 0, 5)
+	produceSync(t, kclient(t, c.kafkaAddrs(), plain), topic, more)
+	want = append(slices.Clone(want), more...)
+	var others []int
+	for _, n := range c.nodes {
+		if n.id != leader {
+			others = append(others, n.id)
+		}
+	}
+	c.caughtUp(60*time.Second, leader, others...)
+	t.Log(c.mustVerify(leader, "--peers", c.peersArg(1, 2, 3)))
+	for _, n := range c.nodes {
+		if got := readValues(t, c, n.id, topic); !slices.Equal(got, want) {
+			t.Fatalf("node %d holds %d values, want the %d acknowledged", n.id, len(got), len(want))
+		}
 	}
 }

@@ -528,24 +528,5 @@ func TestEtcdWholeClusterRestartKeepsCommittedEntries(t *testing.T) {
 		t.Fatalf("node %d leads again while stopped", old)
 	}
 	c.node(old).startPair()
-	more := rangeValues("c", 0, 5)
-	var addrs []string
-	for _, id := range others {
-		addrs = append(addrs, c.node(id).kafka)
-	}
-	produceSync(t, kclient(t, addrs, plain), topic, more)
-	want = append(want, more...)
-	var rest []int
-	for _, n := range c.nodes {
-		if n.id != leader {
-			rest = append(rest, n.id)
-		}
-	}
-	c.caughtUp(60*time.Second, leader, rest...)
-	t.Log(c.mustVerify(leader, "--peers", c.peersArg(1, 2, 3)))
-	for _, n := range c.nodes {
-		if got := readValues(t, c, n.id, topic); !slices.Equal(got, want) {
-			t.Fatalf("node %d holds %d values, want the 45 acknowledged", n.id, len(got))
-		}
-	}
+	finishWithFiveMore(t, c, topic, leader, want)
 }
