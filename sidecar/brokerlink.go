@@ -39,7 +39,8 @@ type brokerConn struct {
 	commit    atomic.Uint64
 	commitSig chan struct{} // cap 1
 	// served is the highest commit point the broker said it serves (its
-	// hello, then every AppliedUpTo), lowered by truncations and wipes:
+	// hello, then every AppliedUpTo and ChecksumResult), lowered by
+	// truncations and wipes:
 	// what this node's WAL is known to have committed (follower.go).
 	served  atomic.Uint64
 	view    atomic.Pointer[linkv1.ClusterView]
