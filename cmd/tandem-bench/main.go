@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/tandem-io/tandem/internal/logging"
@@ -73,6 +74,7 @@ func main() {
 func run(ctx context.Context, args []string) error {
 	top := flag.NewFlagSet("tandem-bench", flag.ContinueOnError)
 	level := top.String("log-level", "warn", "log level of the bench tool and its Kafka client")
+	cpuProfile := top.String("cpuprofile", "", "write the bench tool's own CPU profile to this file (is the load client the bottleneck?)")
 	top.Usage = func() { fmt.Fprint(os.Stderr, usage) }
 	if err := top.Parse(args); err != nil {
 		return err
@@ -82,6 +84,20 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("%w: no command", errUsage)
 	}
 	log := logging.New(logging.Options{Name: "tandem-bench", Level: *level})
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("bench: cpu profile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return fmt.Errorf("bench: cpu profile: %w", err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
 	cmd, rest := top.Arg(0), top.Args()[1:]
 	switch cmd {
 	case "produce":

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -112,7 +113,10 @@ func (c ProduceConfig) clientOpts(log hclog.Logger) []kgo.Opt {
 	return opts
 }
 
-// loadStats collects what the produce callbacks see.
+// loadStats collects what one client's produce callbacks see. Every client
+// has its own (no lock or cache line shared between the clients' callback
+// goroutines: on two cores the load client would otherwise spend its time
+// there instead of producing); produceLoad adds them up at the end.
 type loadStats struct {
 	measureFrom time.Time
 	hist        Histogram
@@ -127,8 +131,9 @@ type loadStats struct {
 	firstErr error
 }
 
+// ack records one produce result. sent is the record's send time (with its
+// monotonic reading); the clock is read once here, through time.Since.
 func (s *loadStats) ack(sent time.Time, r *kgo.Record, err error) {
-	now := time.Now()
 	if err != nil {
 		s.errors.Add(1)
 		s.errMu.Lock()
@@ -138,37 +143,89 @@ func (s *loadStats) ack(sent time.Time, r *kgo.Record, err error) {
 		s.errMu.Unlock()
 		return
 	}
+	d := time.Since(sent)
 	n := int64(len(r.Value) + len(r.Key))
 	s.allAcked.Add(1)
 	s.allBytes.Add(n)
 	if sent.Before(s.measureFrom) {
 		return
 	}
-	s.hist.Record(now.Sub(sent))
+	s.hist.Record(d)
 	s.records.Add(1)
 	s.bytes.Add(n)
+	now := sent.UnixNano() + int64(d)
 	for {
 		old := s.lastAck.Load()
-		if now.UnixNano() <= old || s.lastAck.CompareAndSwap(old, now.UnixNano()) {
+		if now <= old || s.lastAck.CompareAndSwap(old, now) {
 			break
 		}
 	}
+}
+
+// pendingRecord is a record in flight and the time it was sent.
+type pendingRecord struct {
+	rec  kgo.Record // first field: pendingOf turns the promise's *kgo.Record back into its pendingRecord
+	sent time.Time
+}
+
+// pendingOf returns the pendingRecord whose rec r is. Only records that
+// produceLoad sent (always &p.rec) reach its promises.
+func pendingOf(r *kgo.Record) *pendingRecord {
+	return (*pendingRecord)(unsafe.Pointer(r))
+}
+
+// loadTotals adds up the clients' stats.
+type loadTotals struct {
+	records, bytes, errors, allAcked, allBytes, lastAck int64
+	hist                                                Histogram
+	firstErr                                            error
+}
+
+func sumStats(stats []*loadStats, withHist bool) *loadTotals {
+	t := &loadTotals{}
+	for _, s := range stats {
+		t.records += s.records.Load()
+		t.bytes += s.bytes.Load()
+		t.errors += s.errors.Load()
+		t.allAcked += s.allAcked.Load()
+		t.allBytes += s.allBytes.Load()
+		t.lastAck = max(t.lastAck, s.lastAck.Load())
+		if withHist {
+			t.hist.Merge(&s.hist)
+		}
+		s.errMu.Lock()
+		if t.firstErr == nil {
+			t.firstErr = s.firstErr
+		}
+		s.errMu.Unlock()
+	}
+	return t
 }
 
 // produceLoad runs cfg against already-open clients: warm-up, then the
 // measured window, then a flush so every measured record is acknowledged
 // (or failed). onAck, if set, is called for each acknowledged record with
 // its send time (used by `lag`).
+//
+// The load loop is kept cheap, because on two cores the client competes
+// with the broker it measures: one clock read per record sent (it is also
+// the record's timestamp, so franz-go does not read the clock again) and
+// one per acknowledgement, one promise function per client instead of a
+// closure per record, and records reused once acknowledged.
 func produceLoad(ctx context.Context, cfg ProduceConfig, clients []*kgo.Client, log hclog.Logger, onAck func(sent time.Time, r *kgo.Record)) (*Result, error) {
 	shared := make([]byte, cfg.RecordBytes)
 	if _, err := rand.Read(shared); err != nil { // incompressible, like real payloads
 		return nil, fmt.Errorf("bench: random data: %w", err)
 	}
 	start := time.Now()
-	st := &loadStats{measureFrom: start.Add(cfg.Warmup)}
-	end := st.measureFrom.Add(cfg.Duration)
+	measureFrom := start.Add(cfg.Warmup)
+	stats := make([]*loadStats, len(clients))
+	for i := range stats {
+		stats[i] = &loadStats{measureFrom: measureFrom}
+	}
+	end := measureFrom.Add(cfg.Duration)
 	if cfg.Records > 0 {
-		end = st.measureFrom.Add(100 * 365 * 24 * time.Hour) // until the count is reached
+		end = measureFrom.Add(100 * 365 * 24 * time.Hour) // until the count is reached
 	}
 	var measuredSent atomic.Int64 // records sent inside the window, for --records
 
@@ -199,16 +256,16 @@ func produceLoad(ctx context.Context, cfg ProduceConfig, clients []*kgo.Client, 
 			case <-loadCtx.Done():
 				return
 			case now := <-t.C:
-				b := st.allBytes.Load()
+				tot := sumStats(stats, false)
 				line := fmt.Sprintf("t=%4.0fs  %7.1f MB/s  acked %d  errors %d",
-					now.Sub(start).Seconds(), float64(b-lastB)/MB/now.Sub(lastT).Seconds(), st.allAcked.Load(), st.errors.Load())
+					now.Sub(start).Seconds(), float64(tot.allBytes-lastB)/MB/now.Sub(lastT).Seconds(), tot.allAcked, tot.errors)
 				if cfg.WatchPID > 0 {
 					if rss, _, err := readRSS(cfg.WatchPID); err == nil {
 						line += fmt.Sprintf("  broker RSS %.1f MiB", mib(rss))
 					}
 				}
 				fmt.Fprintln(os.Stderr, line)
-				lastB, lastT = b, now
+				lastB, lastT = tot.allBytes, now
 			}
 		}
 	}()
@@ -217,11 +274,30 @@ func produceLoad(ctx context.Context, cfg ProduceConfig, clients []*kgo.Client, 
 	perRate := cfg.Rate / float64(len(clients))
 	for i, cl := range clients {
 		wg.Add(1)
-		go func(i int, cl *kgo.Client) {
+		go func(st *loadStats, cl *kgo.Client) {
 			defer wg.Done()
 			var interval time.Duration
 			if perRate > 0 {
 				interval = time.Duration(float64(time.Second) / perRate)
+			}
+			// Acknowledged records go back to the pool (kgo is done with
+			// a record once its promise has run). A stamped record's
+			// value is its own, so it is reused with it.
+			pool := sync.Pool{New: func() any {
+				p := &pendingRecord{rec: kgo.Record{Value: shared}}
+				if cfg.Stamp {
+					p.rec.Value = make([]byte, cfg.RecordBytes)
+					copy(p.rec.Value[8:], shared[8:])
+				}
+				return p
+			}}
+			promise := func(r *kgo.Record, err error) {
+				p := pendingOf(r)
+				if err == nil && onAck != nil {
+					onAck(p.sent, r)
+				}
+				st.ack(p.sent, r, err)
+				pool.Put(p)
 			}
 			next := time.Now()
 			for {
@@ -229,45 +305,42 @@ func produceLoad(ctx context.Context, cfg ProduceConfig, clients []*kgo.Client, 
 				if !now.Before(end) || loadCtx.Err() != nil {
 					return
 				}
-				if cfg.Records > 0 && !now.Before(st.measureFrom) && measuredSent.Add(1) > cfg.Records {
-					return
-				}
 				if interval > 0 {
 					if d := next.Sub(now); d > 0 {
 						time.Sleep(d) // pacing the offered load, not waiting for a condition
+						now = time.Now()
 					} else if -d > time.Second {
 						next = now // fell far behind: do not burst to catch up
 					}
 					next = next.Add(interval)
 				}
-				value := shared
+				// now is the send time: a record counts as measured when
+				// it is sent at or after measureFrom.
+				if cfg.Records > 0 && !now.Before(measureFrom) && measuredSent.Add(1) > cfg.Records {
+					return
+				}
+				p := pool.Get().(*pendingRecord)
+				topic, value := p.rec.Topic, p.rec.Value
+				// The send time is kept with full precision next to the
+				// record (kgo cuts Timestamp to milliseconds); as the
+				// record's timestamp it also spares kgo a clock read.
+				p.rec, p.sent = kgo.Record{Topic: topic, Value: value, Timestamp: now}, now
+				rec := &p.rec
 				if cfg.Stamp {
-					value = make([]byte, cfg.RecordBytes)
-					copy(value[8:], shared[8:])
+					binary.BigEndian.PutUint64(rec.Value, uint64(now.UnixNano()))
 				}
-				rec := &kgo.Record{Value: value}
-				sent := time.Now()
-				if cfg.Stamp {
-					binary.BigEndian.PutUint64(value, uint64(sent.UnixNano()))
+				if !cfg.Sync {
+					cl.Produce(loadCtx, rec, promise)
+					continue
 				}
-				var acked chan struct{}
-				if cfg.Sync {
-					acked = make(chan struct{})
-				}
+				acked := make(chan struct{})
 				cl.Produce(loadCtx, rec, func(r *kgo.Record, err error) {
-					if err == nil && onAck != nil {
-						onAck(sent, r)
-					}
-					st.ack(sent, r, err)
-					if acked != nil {
-						close(acked)
-					}
+					promise(r, err)
+					close(acked)
 				})
-				if acked != nil {
-					<-acked // the callback runs even when loadCtx ends
-				}
+				<-acked // the callback runs even when loadCtx ends
 			}
-		}(i, cl)
+		}(stats[i], cl)
 	}
 	wg.Wait()
 	sendEnd := time.Now()
@@ -281,6 +354,7 @@ func produceLoad(ctx context.Context, cfg ProduceConfig, clients []*kgo.Client, 
 	cancel()
 	<-progressDone
 
+	tot := sumStats(stats, true)
 	r := &Result{
 		Kind:        "produce",
 		Acks:        &cfg.Acks,
@@ -288,21 +362,21 @@ func produceLoad(ctx context.Context, cfg ProduceConfig, clients []*kgo.Client, 
 		Partitions:  cfg.Partitions,
 		Producers:   cfg.Producers,
 		TargetRate:  cfg.Rate,
-		Records:     st.records.Load(),
-		Bytes:       st.bytes.Load(),
-		Latency:     st.hist.Summary(),
-		Errors:      st.errors.Load(),
+		Records:     tot.records,
+		Bytes:       tot.bytes,
+		Latency:     tot.hist.Summary(),
+		Errors:      tot.errors,
 	}
-	if st.firstErr != nil {
-		r.FirstError = st.firstErr.Error()
+	if tot.firstErr != nil {
+		r.FirstError = tot.firstErr.Error()
 	}
 	// The window runs from the start of measurement to the last measured
 	// acknowledgement (or the end of sending if nothing was acknowledged).
 	last := sendEnd
-	if la := st.lastAck.Load(); la > 0 {
-		last = time.Unix(0, la)
+	if tot.lastAck > 0 {
+		last = time.Unix(0, tot.lastAck)
 	}
-	if win := last.Sub(st.measureFrom); win > 0 {
+	if win := last.Sub(measureFrom); win > 0 {
 		r.DurationSec = win.Seconds()
 		r.MBps = float64(r.Bytes) / MB / win.Seconds()
 		r.RecordsPerSec = float64(r.Records) / win.Seconds()
