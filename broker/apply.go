@@ -345,16 +345,38 @@ func (b *Broker) loadCommitCheckpoint() uint64 {
 	return v
 }
 
+// saveCommitCheckpoint writes the commit point to commit-checkpoint and
+// makes it durable (file, then the rename in the directory): a power loss
+// of the whole cluster leaves every follower knowing the commit point of
+// at most a second before, which is what keeps it from dropping
+// acknowledged entries to follow a leader that lacks them. Two fsyncs a
+// second at most, and none while the commit point stands still.
 func (b *Broker) saveCommitCheckpoint() {
-	lsn := b.CommitLSN()
+	if err := b.writeCommitCheckpoint(b.CommitLSN()); err != nil {
+		b.log.Warn("writing commit checkpoint failed", "file", b.commitCheckpointPath(), "error", err)
+	}
+}
+
+func (b *Broker) writeCommitCheckpoint(lsn uint64) error {
 	tmp := b.commitCheckpointPath() + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.FormatUint(lsn, 10)+"\n"), 0o644); err != nil {
-		b.log.Warn("writing commit checkpoint failed", "error", err)
-		return
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(strconv.FormatUint(lsn, 10) + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
 	}
 	if err := os.Rename(tmp, b.commitCheckpointPath()); err != nil {
-		b.log.Warn("writing commit checkpoint failed", "error", err)
+		return err
 	}
+	return syncDir(b.cfg.DataDir)
 }
 
 func (b *Broker) checkpointCommitLoop() {
