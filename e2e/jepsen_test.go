@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -514,14 +515,21 @@ func TestEtcdWholeClusterRestartKeepsCommittedEntries(t *testing.T) {
 	// no-op, answered to no client) and saved that commit point: it gives
 	// that entry up when it follows, where it refuses to drop data.
 	waitCommitCheckpoints(t, c, old, old)
-	c.node(old).killPair()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
+	// The operator's way out (docs/operations.md): tandemctl forget-isr
+	// refuses while the short leader still holds the election, and
+	// deletes its ISR once that node's pair is stopped.
+	forget := func(args ...string) (string, error) {
+		out, err := exec.Command(testutil.Bin(t, "tandemctl"), append([]string{"forget-isr", "--etcd-endpoints", url,
+			"--cluster-id", c.opts.clusterID}, args...)...).CombinedOutput()
+		return string(out), err
 	}
-	defer cli.Close()
-	if _, err := cli.Delete(ctxTimeout(t, 5*time.Second), "/tandem/"+c.opts.clusterID+"/isr"); err != nil {
-		t.Fatal(err)
+	if out, err := forget("--wait", "1s"); err == nil || !strings.Contains(out, "still holds the election") ||
+		!strings.Contains(out, fmt.Sprintf("stop node %d's broker and sidecar first", old)) {
+		t.Fatalf("forget-isr with node %d running: err %v, output:\n%s", old, err, out)
+	}
+	c.node(old).killPair()
+	if out, err := forget(); err != nil || !strings.Contains(out, fmt.Sprintf("deleted /tandem/%s/isr: node %d's ISR", c.opts.clusterID, old)) {
+		t.Fatalf("forget-isr with node %d stopped: err %v, output:\n%s", old, err, out)
 	}
 	leader, _ := c.waitLeader(60 * time.Second)
 	if leader == old {

@@ -319,7 +319,7 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 			keepIt := fmt.Sprintf("stop node %d's pair and promote the node that holds the most (tandemctl promote)", lh.GetLeaderId())
 			giveUp := "promote a node with --force, or wipe this node's data directory so that it re-clones from the leader"
 			if len(cfg.EtcdEndpoints) > 0 {
-				keepIt = fmt.Sprintf("stop node %d's pair and delete the ISR it published (etcdctl del %sisr): the node that holds the most is elected", lh.GetLeaderId(), cfg.EtcdPrefix)
+				keepIt = fmt.Sprintf("stop node %d's pair and delete the ISR it published (tandemctl forget-isr --etcd-endpoints ... --etcd-prefix %s): the node that holds the most is elected", lh.GetLeaderId(), cfg.EtcdPrefix)
 				giveUp = "wipe this node's data directory so that it re-clones from the leader"
 			}
 			return false, fmt.Errorf("%w: leader node %d (epoch %d, its WAL to LSN %d) would have this node drop its entries after LSN %d, "+

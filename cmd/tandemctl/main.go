@@ -4,6 +4,7 @@
 //	tandemctl --sidecar HOST:PORT status [--json] [--watch] [--interval 1s]
 //	tandemctl --sidecar HOST:PORT promote [--force]
 //	tandemctl --sidecar HOST:PORT verify [--upto LSN] [--peers 1=H:P,...]
+//	tandemctl forget-isr --etcd-endpoints URL,... (--cluster-id ID | --etcd-prefix P)
 //
 // status shows the node's role, epoch and WAL positions and, on the leader,
 // one line per follower as PostgreSQL's pg_stat_replication does: sent,
@@ -15,6 +16,12 @@
 // highest first LSN to the lowest last LSN, or up to --upto), prints each
 // node's checksum and exits 1 when they differ (2 on usage errors, 1 when a
 // node cannot be asked).
+//
+// forget-isr deletes the ISR the leader published in etcd (automatic
+// failover), the way out when followers refuse to follow an elected leader
+// that lacks entries they served as committed: it talks to etcd, refuses
+// while the node that published the ISR still holds the election, and
+// then every running node may be elected (docs/operations.md).
 //
 // The sidecar address defaults to $TANDEM_SIDECAR, then 127.0.0.1:9192.
 //
@@ -66,6 +73,7 @@ const usage = `usage:
   tandemctl [--sidecar HOST:PORT] [--timeout 5s] status [--json] [--watch] [--interval 1s]
   tandemctl [--sidecar HOST:PORT] promote [--force]
   tandemctl [--sidecar HOST:PORT] verify [--upto LSN] [--peers 1=HOST:PORT,...]
+  tandemctl [--timeout 5s] forget-isr --etcd-endpoints URL,... (--cluster-id ID | --etcd-prefix PREFIX)
   tandemctl certs --out DIR --nodes 1,2,3 [--hosts 127.0.0.1,localhost] [--node-hosts 1=node-1,...] [--valid-for 8760h]
 global flags: --token TOKEN ($TANDEM_ADMIN_TOKEN) for promote and verify when the sidecar has --admin-token;
   --tls-ca, --tls-cert, --tls-key, --tls-server-name ($TANDEM_TLS_*) for a sidecar with mutual TLS.`
@@ -94,8 +102,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usageError{"no command given"}
 	}
 	cmd, rest := g.Arg(0), g.Args()[1:]
-	if cmd == "certs" {
+	switch cmd {
+	case "certs":
 		return certsCmd(rest, stdout)
+	case "forget-isr":
+		return forgetISRCmd(ctx, rest, stdout, *timeout)
 	}
 	cl := &client{addr: *addr, timeout: *timeout, out: stdout, token: *token}
 	if tlsFiles.Enabled() {

@@ -109,7 +109,11 @@ func TestPromoteStandaloneRefused(t *testing.T) {
 }
 
 func TestUsage(t *testing.T) {
-	for _, args := range [][]string{{}, {"frobnicate"}, {"status", "extra"}} {
+	for _, args := range [][]string{{}, {"frobnicate"}, {"status", "extra"},
+		{"forget-isr", "--cluster-id", "c"},
+		{"forget-isr", "--etcd-endpoints", "http://127.0.0.1:2379"},
+		{"forget-isr", "--etcd-endpoints", "http://127.0.0.1:2379", "--cluster-id", "c", "--etcd-prefix", "/p/"},
+		{"forget-isr", "--etcd-endpoints", "http://127.0.0.1:2379", "--cluster-id", "c", "--wait", "-1s"}} {
 		if _, err := ctl(t, args...); !errors.As(err, new(usageError)) {
 			t.Errorf("tandemctl %v: %v, want a usage error", args, err)
 		}
