@@ -144,7 +144,7 @@ func (c *Config) Validate() error {
 		c.DataDir = filepath.Dir(c.BrokerSocket)
 	}
 	if c.EtcdPrefix == "" {
-		c.EtcdPrefix = "/tandem/" + c.ClusterID + "/"
+		c.EtcdPrefix = DefaultEtcdPrefix(c.ClusterID)
 	}
 	if len(c.EtcdEndpoints) > 0 && c.LeaseTTL < 2*time.Second {
 		return bad("--lease-ttl must be at least 2s")

@@ -11,6 +11,10 @@ import (
 	"go.uber.org/zap"
 )
 
+// DefaultEtcdPrefix is the etcd key prefix of a cluster's election and ISR
+// keys when the sidecars run without --etcd-prefix.
+func DefaultEtcdPrefix(clusterID string) string { return "/tandem/" + clusterID + "/" }
+
 // ErrLeaderRunning is ForgetISR's refusal while the node that published the
 // ISR still holds the etcd election.
 var ErrLeaderRunning = errors.New("sidecar: the leader that published the ISR still holds the election")

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/tandem-io/tandem/sidecar"
@@ -24,12 +23,7 @@ func forgetISRCmd(ctx context.Context, args []string, out io.Writer, timeout tim
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var eps []string
-	for e := range strings.SplitSeq(*endpoints, ",") {
-		if e = strings.TrimSpace(e); e != "" {
-			eps = append(eps, e)
-		}
-	}
+	eps := splitList(*endpoints, ",")
 	switch {
 	case len(eps) == 0:
 		return usageError{"forget-isr needs --etcd-endpoints"}
@@ -40,7 +34,7 @@ func forgetISRCmd(ctx context.Context, args []string, out io.Writer, timeout tim
 	}
 	p := *prefix
 	if p == "" {
-		p = "/tandem/" + *clusterID + "/"
+		p = sidecar.DefaultEtcdPrefix(*clusterID)
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout+*wait)
 	defer cancel()
