@@ -26,6 +26,9 @@ type clusterOpts struct {
 	clusterID    string   // default "e2e"
 	brokerFlags  []string // appended to every broker's command line
 	sidecarFlags []string // appended to every sidecar's command line
+	// peerAddr, when set, gives the address node self's sidecar is told
+	// for peer's sidecar (--peers), e.g. a proxy in between.
+	peerAddr func(self, peer int, addr string) string
 }
 
 type node struct {
@@ -72,13 +75,20 @@ func startCluster(t *testing.T, opts clusterOpts) *cluster {
 		peers = append(peers, fmt.Sprintf("%d=%s", i, n.sidecar))
 	}
 	for _, n := range c.nodes {
+		nodePeers := peers
+		if opts.peerAddr != nil {
+			nodePeers = nil
+			for _, p := range c.nodes {
+				nodePeers = append(nodePeers, fmt.Sprintf("%d=%s", p.id, opts.peerAddr(n.id, p.id, p.sidecar)))
+			}
+		}
 		n.side = testutil.Start(t, testutil.ProcessConfig{
 			Name: fmt.Sprintf("sidecar-%d", n.id),
 			Path: testutil.Bin(t, "tandem-sidecar"),
 			Args: append([]string{
 				"--node-id", fmt.Sprint(n.id), "--cluster-id", opts.clusterID,
 				"--broker-socket", n.sock, "--listen", n.sidecar,
-				"--peers", strings.Join(peers, ","), "--leader", fmt.Sprint(opts.leader),
+				"--peers", strings.Join(nodePeers, ","), "--leader", fmt.Sprint(opts.leader),
 				"--heartbeat-interval", "500ms", "--peer-timeout", "3s",
 			}, opts.sidecarFlags...),
 		})

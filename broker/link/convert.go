@@ -6,16 +6,26 @@ import (
 	"github.com/tandem-io/tandem/broker/wal"
 )
 
-// EntryToProto converts a WAL entry for the wire. The payload is shared, not
-// copied.
+// EntryToProto converts a WAL entry for the wire, with its payload's
+// checksum when the entry has one (read from the WAL). The payload is
+// shared, not copied.
 func EntryToProto(e wal.Entry) *linkv1.Entry {
-	return &linkv1.Entry{Lsn: e.LSN, Epoch: e.Epoch, Type: linkv1.EntryType(e.Type), Payload: e.Payload}
+	pe := &linkv1.Entry{Lsn: e.LSN, Epoch: e.Epoch, Type: linkv1.EntryType(e.Type), Payload: e.Payload}
+	if e.HasCRC {
+		pe.PayloadCrc32C = &e.PayloadCRC
+	}
+	return pe
 }
 
-// EntryFromProto converts a wire entry to a WAL entry. The payload is
-// shared, not copied.
+// EntryFromProto converts a wire entry to a WAL entry; a checksum that came
+// with it is checked when the WAL appends it. The payload is shared, not
+// copied.
 func EntryFromProto(e *linkv1.Entry) wal.Entry {
-	return wal.Entry{LSN: e.GetLsn(), Epoch: e.GetEpoch(), Type: wal.EntryType(e.GetType()), Payload: e.GetPayload()}
+	we := wal.Entry{LSN: e.GetLsn(), Epoch: e.GetEpoch(), Type: wal.EntryType(e.GetType()), Payload: e.GetPayload()}
+	if e.PayloadCrc32C != nil {
+		we.PayloadCRC, we.HasCRC = *e.PayloadCrc32C, true
+	}
+	return we
 }
 
 // EpochsToProto converts an epoch history for the wire.

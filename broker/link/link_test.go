@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"hash/crc32"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tandem-io/tandem/broker/link"
 	"github.com/tandem-io/tandem/broker/wal"
@@ -248,6 +251,9 @@ func TestHelloViewCommitAndPush(t *testing.T) {
 			if e.GetLsn() != next {
 				t.Fatalf("pushed LSN %d, want %d", e.GetLsn(), next)
 			}
+			if e.PayloadCrc32C == nil || e.GetPayloadCrc32C() != crc32.Checksum(e.GetPayload(), crc32.MakeTable(crc32.Castagnoli)) {
+				t.Fatalf("pushed LSN %d with payload_crc32c %v, not its payload's CRC-32C", e.GetLsn(), e.PayloadCrc32C)
+			}
 			next++
 		}
 		if next > want && want == 10 {
@@ -369,8 +375,25 @@ func TestFollowerApplyTruncateResetChecksum(t *testing.T) {
 			t.Fatalf("%s: applied %v, want LSN %d error %v", tt.name, a, tt.wantLSN, tt.wantErr)
 		}
 	}
+	// A payload that does not match the checksum it came with is refused
+	// and nothing of it is written; the intact entry is taken after it.
+	damaged := &linkv1.Entry{Lsn: 9, Epoch: 1, Type: linkv1.EntryType_ENTRY_TYPE_RECORD_BATCH, Payload: []byte("9"),
+		PayloadCrc32C: proto.Uint32(crc32.Checksum([]byte("8"), crc32.MakeTable(crc32.Castagnoli)))}
+	h.send(s, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Apply{Apply: &linkv1.ApplyEntries{Entries: []*linkv1.Entry{damaged}}}})
+	if a := h.recv(s).GetApplied(); a.GetLsn() != 8 || !strings.Contains(a.GetError(), "does not match its checksum") {
+		t.Fatalf("damaged entry 9: applied %v, want LSN 8 and a checksum error", a)
+	}
 	if got := h.b.w.LastLSN(); got != 8 {
 		t.Fatalf("WAL ends at %d, want 8", got)
+	}
+	damaged.PayloadCrc32C = proto.Uint32(crc32.Checksum([]byte("9"), crc32.MakeTable(crc32.Castagnoli)))
+	h.send(s, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Apply{Apply: &linkv1.ApplyEntries{Entries: []*linkv1.Entry{damaged}}}})
+	if a := h.recv(s).GetApplied(); a.GetLsn() != 9 || a.GetError() != "" {
+		t.Fatalf("intact entry 9: applied %v", a)
+	}
+	h.send(s, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_TruncateTo{TruncateTo: &linkv1.TruncateTo{Lsn: 8}}})
+	if tr := h.recv(s).GetTruncated(); tr.GetLastLsn() != 8 || tr.GetError() != "" {
+		t.Fatalf("truncated = %v", tr)
 	}
 
 	want, err := h.b.w.Checksum(2, 6)

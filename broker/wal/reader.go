@@ -231,10 +231,14 @@ func (r *Reader) scanTo(seg *segment, off, limit int64, want uint64, wantPayload
 				return Entry{}, frameHeader{}, 0, fmt.Errorf("wal: read %s at offset %d: %w", seg.path, off, err)
 			}
 		}
-		if crc32.Checksum(body, castagnoli) != h.crc {
+		// The frame's CRC is that of the fixed fields combined with the
+		// payload's, which goes out with the entry (Entry.PayloadCRC):
+		// the same one pass over the bytes gives both.
+		pcrc := crc32.Checksum(body[bodyFixedSize:], castagnoli)
+		if crcCombine(crc32.Checksum(body[:bodyFixedSize], castagnoli), pcrc, uint64(len(body)-bodyFixedSize)) != h.crc {
 			return Entry{}, frameHeader{}, 0, fmt.Errorf("%w: %s offset %d: LSN %d: %v", ErrCorrupt, seg.path, off, want, errBadCRC)
 		}
-		e := Entry{LSN: h.lsn, Epoch: h.epoch, Type: h.typ}
+		e := Entry{LSN: h.lsn, Epoch: h.epoch, Type: h.typ, PayloadCRC: pcrc, HasCRC: wantPayload}
 		if wantPayload {
 			if h.total() <= readAheadSize {
 				e.Payload = append([]byte(nil), body[bodyFixedSize:]...)

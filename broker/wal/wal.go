@@ -65,6 +65,13 @@ type Entry struct {
 	Epoch   uint32
 	Type    EntryType
 	Payload []byte
+	// PayloadCRC is the CRC-32C of Payload, valid when HasCRC is set.
+	// Readers set it for every entry whose whole payload they return (it
+	// comes out of checking the frame's CRC); an entry received from
+	// another node carries the sender's, and AppendEntry refuses the entry
+	// when its payload does not match it (ErrDamaged).
+	PayloadCRC uint32
+	HasCRC     bool
 }
 
 // Pos says where an entry's frame starts on disk.
@@ -217,6 +224,10 @@ var (
 	ErrStaleEpoch = errors.New("wal: stale epoch")
 	ErrClosed     = errors.New("wal: closed")
 	ErrTooLarge   = errors.New("wal: entry too large")
+	// ErrDamaged is returned by AppendEntry for an entry whose payload does
+	// not match the checksum it came with: it was damaged after the sender
+	// read it, and nothing of it is written.
+	ErrDamaged = errors.New("wal: entry payload does not match its checksum")
 	// ErrTruncated is returned by a Reader whose entries were removed by
 	// Truncate or Reset after it had returned them, and by Checksum or ReadAt
 	// when the entries they read were truncated meanwhile.
@@ -646,12 +657,19 @@ func (l *Log) AppendPartsTail(epoch uint32, typ EntryType, tailLen int, tailCRC 
 }
 
 // AppendEntry writes an entry received from the leader unchanged (follower
-// path). e.LSN must be LastLSN()+1, else ErrGap.
+// path). e.LSN must be LastLSN()+1, else ErrGap. An entry that carries a
+// checksum (e.HasCRC) whose payload does not match it is refused with
+// ErrDamaged before anything is written: the one pass over the payload
+// that the frame's CRC needs anyway also checks it.
 func (l *Log) AppendEntry(e Entry) (Pos, error) {
 	if len(e.Payload) > l.opts.MaxEntryBytes {
 		return Pos{}, fmt.Errorf("%w: LSN %d: payload of %d bytes, limit %d", ErrTooLarge, e.LSN, len(e.Payload), l.opts.MaxEntryBytes)
 	}
 	crc := crc32.Checksum(e.Payload, castagnoli)
+	if e.HasCRC && crc != e.PayloadCRC {
+		return Pos{}, fmt.Errorf("%w: LSN %d: %d payload bytes have CRC-32C %08x, the sender read %08x",
+			ErrDamaged, e.LSN, len(e.Payload), crc, e.PayloadCRC)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := l.writableLocked(); err != nil {

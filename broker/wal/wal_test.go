@@ -1800,3 +1800,56 @@ func TestAppendPartsTailSameBytes(t *testing.T) {
 		}
 	}
 }
+
+// Entries read from a WAL carry their payload's CRC-32C; a follower's
+// AppendEntry refuses a payload that no longer matches it, writes nothing
+// of it, and takes the intact entry afterwards. Entries without a checksum
+// (older senders) are appended as before.
+func TestAppendEntryChecksum(t *testing.T) {
+	leader := openLog(t, t.TempDir(), nil)
+	appendN(t, leader, 1, 3, 100)
+	appendN(t, leader, 1, 2, 3*readAheadSize) // read outside the read-ahead buffer
+	ents := readAll(t, leader, 1)
+	if len(ents) != 5 {
+		t.Fatalf("read %d entries, want 5", len(ents))
+	}
+	for _, e := range ents {
+		if !e.HasCRC || e.PayloadCRC != crc32.Checksum(e.Payload, castagnoli) {
+			t.Fatalf("LSN %d read with checksum %08x (set %v), its payload's is %08x",
+				e.LSN, e.PayloadCRC, e.HasCRC, crc32.Checksum(e.Payload, castagnoli))
+		}
+	}
+
+	follower := openLog(t, t.TempDir(), nil)
+	for i, e := range ents {
+		if i == 1 || i == 4 {
+			damaged := e
+			damaged.Payload = bytes.Clone(e.Payload)
+			damaged.Payload[len(damaged.Payload)/2] ^= 0x10
+			if _, err := follower.AppendEntry(damaged); !errors.Is(err, ErrDamaged) {
+				t.Fatalf("AppendEntry(LSN %d, one bit flipped) = %v, want ErrDamaged", e.LSN, err)
+			}
+			if follower.LastLSN() != e.LSN-1 {
+				t.Fatalf("after refusing LSN %d the log ends at %d", e.LSN, follower.LastLSN())
+			}
+		}
+		if i == 2 {
+			e.HasCRC = false // as from a sender that does not fill the field in
+		}
+		if _, err := follower.AppendEntry(e); err != nil {
+			t.Fatalf("AppendEntry(LSN %d): %v", e.LSN, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := follower.WaitDurable(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	want, err := leader.Checksum(1, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := follower.Checksum(1, 5); err != nil || got != want {
+		t.Fatalf("follower's checksum of 1-5 = %x, %v; the leader's %x", got, err, want)
+	}
+}

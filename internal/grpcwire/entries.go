@@ -23,7 +23,7 @@ import (
 // writes to a received payload).
 //
 // It only handles the exact shape our own peers send: the one oneof case
-// that carries entries, each Entry with fields 1-4, no unknown fields.
+// that carries entries, each Entry with fields 1-5, no unknown fields.
 // Anything else (another oneof case, a field it does not know, a singular
 // field given twice, malformed input) is decoded from the same bytes by
 // proto.Unmarshal, which accepts everything protobuf does and reports
@@ -41,6 +41,7 @@ const (
 	entryEpoch             = 2
 	entryType              = 3
 	entryPayload           = 4
+	entryPayloadCRC        = 5 // fixed32, optional
 )
 
 // minAliasBytes: smaller messages (acks, commit points, heartbeats) go to
@@ -155,10 +156,10 @@ func decodeEntryList(b []byte) (ents []*linkv1.Entry, lsn uint64, haveLSN, ok bo
 // decodeEntry decodes one Entry, its payload pointing into b.
 func decodeEntry(b []byte) (*linkv1.Entry, bool) {
 	e := &linkv1.Entry{}
-	var seen [5]bool
+	var seen [entryPayloadCRC + 1]bool
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || num < entryLSN || num > entryPayload || seen[num] {
+		if n < 0 || num < entryLSN || num > entryPayloadCRC || seen[num] {
 			return nil, false
 		}
 		seen[num] = true
@@ -176,6 +177,18 @@ func decodeEntry(b []byte) (*linkv1.Entry, bool) {
 				// write over the bytes that follow in the buffer.
 				e.Payload = p[:len(p):len(p)]
 			}
+			b = b[m:]
+			continue
+		}
+		if num == entryPayloadCRC {
+			if typ != protowire.Fixed32Type {
+				return nil, false
+			}
+			v, m := protowire.ConsumeFixed32(b)
+			if m < 0 {
+				return nil, false
+			}
+			e.PayloadCrc32C = &v
 			b = b[m:]
 			continue
 		}
@@ -258,9 +271,9 @@ func marshalEntries(v any) (mem.BufferSlice, bool) {
 	if lsn != 0 {
 		list += protowire.SizeTag(listLSN) + protowire.SizeVarint(lsn)
 	}
-	// At most 40 header bytes per entry plus the top: hdr never grows, so
+	// At most 45 header bytes per entry plus the top: hdr never grows, so
 	// the slices taken from it stay valid.
-	hdr := make([]byte, 0, 48+len(ents)*(40+minScatterPayload))
+	hdr := make([]byte, 0, 48+len(ents)*(45+minScatterPayload))
 	var out mem.BufferSlice
 	from := 0
 	cut := func() {
@@ -296,6 +309,10 @@ func marshalEntries(v any) (mem.BufferSlice, bool) {
 				out = append(out, mem.SliceBuffer(p))
 			}
 		}
+		if e.PayloadCrc32C != nil {
+			hdr = protowire.AppendTag(hdr, entryPayloadCRC, protowire.Fixed32Type)
+			hdr = protowire.AppendFixed32(hdr, *e.PayloadCrc32C)
+		}
 	}
 	if lsn != 0 {
 		hdr = protowire.AppendTag(hdr, listLSN, protowire.VarintType)
@@ -319,6 +336,9 @@ func entryBodySize(e *linkv1.Entry) int {
 	}
 	if len(e.Payload) > 0 {
 		n += protowire.SizeTag(entryPayload) + protowire.SizeBytes(len(e.Payload))
+	}
+	if e.PayloadCrc32C != nil {
+		n += protowire.SizeTag(entryPayloadCRC) + protowire.SizeFixed32()
 	}
 	return n
 }

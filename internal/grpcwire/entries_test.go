@@ -25,6 +25,10 @@ func randomEntries(r *rand.Rand, n int) []*linkv1.Entry {
 			Type:    linkv1.EntryType(r.Intn(10)),
 			Payload: p,
 		}
+		if r.Intn(3) > 0 { // the checksum is optional; 0 is a checksum too
+			crc := uint32(r.Int63n(math.MaxUint32+1)) >> uint(r.Intn(33))
+			ents[i].PayloadCrc32C = &crc
+		}
 	}
 	return ents
 }

@@ -10,7 +10,8 @@
 //	leader     ClusterView(leader), SubscribeCommitted, then the broker
 //	           writes entries of its own (Target.Produce): they are pushed
 //	           as CommittedEntries in LSN order, with no gap or overlap,
-//	           durable_lsn >= the last entry, identical to a replay
+//	           durable_lsn >= the last entry, identical to a replay; a
+//	           payload_crc32c, where given, is the payload's CRC-32C
 //	replay     ReplayRequest answers: chunks echo request_id, continue each
 //	           other, the last has done=true; a tiny budget still returns
 //	           one entry; out-of-range starts say OUT_OF_RANGE
@@ -20,8 +21,9 @@
 //	truncate   TruncateTo(k) leaves last_lsn k and a coherent epoch history
 //	apply      ApplyEntries of the leader's entries (as a follower): answered
 //	           with AppliedUpTo, the WAL becomes byte-identical (checksum);
-//	           entries already held are skipped; a gap is refused with an
-//	           error and no change; a NOOP of a new epoch is appended and
+//	           entries already held are skipped; a gap, or a payload that
+//	           does not match its payload_crc32c, is refused with an error
+//	           and no change; a NOOP of a new epoch is appended and
 //	           shows in the epoch history
 //	reset      ResetTo(n) empties the log so that n is the next LSN; a replay
 //	           from 1 answers COMPACTED; the next apply starts at n
@@ -459,6 +461,9 @@ func (s *script) partLeader() []*linkv1.Entry {
 		if e.GetType() == linkv1.EntryType_ENTRY_TYPE_UNSPECIFIED {
 			s.t.Fatalf("entry %d has type 0", e.GetLsn())
 		}
+		if e.PayloadCrc32C != nil && e.GetPayloadCrc32C() != crc32.Checksum(e.GetPayload(), castagnoli) {
+			s.t.Fatalf("entry %d: payload_crc32c %08x, its payload's CRC-32C is %08x", e.GetLsn(), e.GetPayloadCrc32C(), crc32.Checksum(e.GetPayload(), castagnoli))
+		}
 	}
 	last := log[len(log)-1].GetLsn()
 	pushed := s.waitPushed(last)
@@ -602,6 +607,15 @@ func (s *script) partFollower(log []*linkv1.Entry) {
 	// A gap is refused and changes nothing.
 	if a := s.applied([]*linkv1.Entry{noop(last+2, 1)}); a.GetError() == "" || a.GetLsn() != last {
 		s.t.Fatalf("entry %d after %d (a gap): AppliedUpTo %d, error %q (want %d and an error)", last+2, last, a.GetLsn(), a.GetError(), last)
+	}
+	// An entry whose payload does not match its payload_crc32c was
+	// damaged on the way: refused, and nothing of it is written.
+	damaged := noop(last+1, 2)
+	damaged.Payload = []byte("bytes the sender's checksum does not cover")
+	damaged.PayloadCrc32C = proto.Uint32(crc32.Checksum([]byte("bytes the sender read"), castagnoli))
+	if a := s.applied([]*linkv1.Entry{damaged}); a.GetError() == "" || a.GetLsn() != last {
+		s.t.Fatalf("entry %d with a payload that does not match its payload_crc32c: AppliedUpTo %d, error %q (want %d and an error)",
+			last+1, a.GetLsn(), a.GetError(), last)
 	}
 	// A new epoch starts with a NOOP entry.
 	if a := s.applied([]*linkv1.Entry{noop(last+1, 2)}); a.GetError() != "" || a.GetLsn() != last+1 {

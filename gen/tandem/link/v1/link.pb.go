@@ -286,7 +286,18 @@ type Entry struct {
 	Type EntryType `protobuf:"varint,3,opt,name=type,proto3,enum=tandem.link.v1.EntryType" json:"type,omitempty"`
 	// The entry's payload bytes, unchanged (the broker's own encoding; for a
 	// record batch it contains the raw Kafka RecordBatch).
-	Payload       []byte `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
+	Payload []byte `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
+	// CRC-32C (Castagnoli, the checksum of Kafka's RecordBatch and of the
+	// WAL's frames) of payload, as the sender read it from its WAL after
+	// checking the frame's own checksum. A broker applying the entry
+	// computes it again and refuses the entry (AppliedUpTo.error, nothing
+	// written) when they differ, so a payload damaged anywhere between the
+	// leader's disk and the follower's (in a sidecar's memory, a relay bug,
+	// another implementation's encoder) never becomes a valid-looking entry
+	// of the follower's WAL. Senders that fill it in: a broker's committed
+	// entries and replays, and every sidecar, which forwards it unchanged.
+	// Absent (older senders): the payload is not checked.
+	PayloadCrc32C *uint32 `protobuf:"fixed32,5,opt,name=payload_crc32c,json=payloadCrc32c,proto3,oneof" json:"payload_crc32c,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -347,6 +358,13 @@ func (x *Entry) GetPayload() []byte {
 		return x.Payload
 	}
 	return nil
+}
+
+func (x *Entry) GetPayloadCrc32C() uint32 {
+	if x != nil && x.PayloadCrc32C != nil {
+		return *x.PayloadCrc32C
+	}
+	return 0
 }
 
 // EpochStart is one line of a WAL's epoch history: the first LSN written in
@@ -1971,12 +1989,14 @@ var File_tandem_link_v1_link_proto protoreflect.FileDescriptor
 
 const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\n" +
-	"\x19tandem/link/v1/link.proto\x12\x0etandem.link.v1\"x\n" +
+	"\x19tandem/link/v1/link.proto\x12\x0etandem.link.v1\"\xb7\x01\n" +
 	"\x05Entry\x12\x10\n" +
 	"\x03lsn\x18\x01 \x01(\x04R\x03lsn\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\rR\x05epoch\x12-\n" +
 	"\x04type\x18\x03 \x01(\x0e2\x19.tandem.link.v1.EntryTypeR\x04type\x12\x18\n" +
-	"\apayload\x18\x04 \x01(\fR\apayload\"?\n" +
+	"\apayload\x18\x04 \x01(\fR\apayload\x12*\n" +
+	"\x0epayload_crc32c\x18\x05 \x01(\aH\x00R\rpayloadCrc32c\x88\x01\x01B\x11\n" +
+	"\x0f_payload_crc32c\"?\n" +
 	"\n" +
 	"EpochStart\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\rR\x05epoch\x12\x1b\n" +
@@ -2199,6 +2219,7 @@ func file_tandem_link_v1_link_proto_init() {
 	if File_tandem_link_v1_link_proto != nil {
 		return
 	}
+	file_tandem_link_v1_link_proto_msgTypes[0].OneofWrappers = []any{}
 	file_tandem_link_v1_link_proto_msgTypes[3].OneofWrappers = []any{
 		(*AttachRequest_Hello)(nil),
 		(*AttachRequest_Committed)(nil),

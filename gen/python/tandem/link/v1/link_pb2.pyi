@@ -182,16 +182,18 @@ class CommittedEntries(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[Entry, _Mapping]]] = ..., durable_lsn: _Optional[int] = ...) -> None: ...
 
 class Entry(_message.Message):
-    __slots__ = ["epoch", "lsn", "payload", "type"]
+    __slots__ = ["epoch", "lsn", "payload", "payload_crc32c", "type"]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     LSN_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_CRC32C_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     epoch: int
     lsn: int
     payload: bytes
+    payload_crc32c: int
     type: EntryType
-    def __init__(self, lsn: _Optional[int] = ..., epoch: _Optional[int] = ..., type: _Optional[_Union[EntryType, str]] = ..., payload: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, lsn: _Optional[int] = ..., epoch: _Optional[int] = ..., type: _Optional[_Union[EntryType, str]] = ..., payload: _Optional[bytes] = ..., payload_crc32c: _Optional[int] = ...) -> None: ...
 
 class EpochStart(_message.Message):
     __slots__ = ["epoch", "start_lsn"]
