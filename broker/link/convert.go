@@ -1,6 +1,8 @@
 package link
 
 import (
+	"google.golang.org/protobuf/proto"
+
 	linkv1 "github.com/tandem-io/tandem/gen/tandem/link/v1"
 
 	"github.com/tandem-io/tandem/broker/wal"
@@ -12,7 +14,7 @@ import (
 func EntryToProto(e wal.Entry) *linkv1.Entry {
 	pe := &linkv1.Entry{Lsn: e.LSN, Epoch: e.Epoch, Type: linkv1.EntryType(e.Type), Payload: e.Payload}
 	if e.HasCRC {
-		pe.PayloadCrc32C = &e.PayloadCRC
+		pe.PayloadCrc32C = proto.Uint32(e.PayloadCRC)
 	}
 	return pe
 }
