@@ -61,7 +61,6 @@ func startCluster(t *testing.T, opts clusterOpts) *cluster {
 	}
 	c := &cluster{t: t, opts: opts}
 	base := t.TempDir()
-	var peers []string
 	for i := 1; i <= opts.nodes; i++ {
 		n := &node{
 			id:      i,
@@ -72,23 +71,15 @@ func startCluster(t *testing.T, opts clusterOpts) *cluster {
 		// Unix socket paths are limited to 108 bytes; keep them short.
 		n.sock = filepath.Join(shortTempDir(t), "s.sock")
 		c.nodes = append(c.nodes, n)
-		peers = append(peers, fmt.Sprintf("%d=%s", i, n.sidecar))
 	}
 	for _, n := range c.nodes {
-		nodePeers := peers
-		if opts.peerAddr != nil {
-			nodePeers = nil
-			for _, p := range c.nodes {
-				nodePeers = append(nodePeers, fmt.Sprintf("%d=%s", p.id, opts.peerAddr(n.id, p.id, p.sidecar)))
-			}
-		}
 		n.side = testutil.Start(t, testutil.ProcessConfig{
 			Name: fmt.Sprintf("sidecar-%d", n.id),
 			Path: testutil.Bin(t, "tandem-sidecar"),
 			Args: append([]string{
 				"--node-id", fmt.Sprint(n.id), "--cluster-id", opts.clusterID,
 				"--broker-socket", n.sock, "--listen", n.sidecar,
-				"--peers", strings.Join(nodePeers, ","), "--leader", fmt.Sprint(opts.leader),
+				"--peers", c.peersFor(n.id), "--leader", fmt.Sprint(opts.leader),
 				"--heartbeat-interval", "500ms", "--peer-timeout", "3s",
 			}, opts.sidecarFlags...),
 		})
@@ -108,6 +99,19 @@ func startCluster(t *testing.T, opts clusterOpts) *cluster {
 	}
 	c.waitInSync(30 * time.Second)
 	return c
+}
+
+// peersFor is node id's sidecar's --peers (opts.peerAddr applied).
+func (c *cluster) peersFor(id int) string {
+	var peers []string
+	for _, p := range c.nodes {
+		addr := p.sidecar
+		if c.opts.peerAddr != nil {
+			addr = c.opts.peerAddr(id, p.id, addr)
+		}
+		peers = append(peers, fmt.Sprintf("%d=%s", p.id, addr))
+	}
+	return strings.Join(peers, ",")
 }
 
 // shortTempDir is a fresh directory with a short path (for Unix sockets).

@@ -758,17 +758,13 @@ func TestISRNoReadAboveHighWatermark(t *testing.T) {
 func (c *cluster) restartSidecarWith(id int, extra ...string) {
 	c.t.Helper()
 	n := c.node(id)
-	var peers []string
-	for _, m := range c.nodes {
-		peers = append(peers, fmt.Sprintf("%d=%s", m.id, m.sidecar))
-	}
 	if err := n.side.Stop(); err != nil {
 		c.t.Fatalf("stopping sidecar %d: %v", id, err)
 	}
 	args := append([]string{
 		"--node-id", fmt.Sprint(id), "--cluster-id", c.opts.clusterID,
 		"--broker-socket", n.sock, "--listen", n.sidecar,
-		"--peers", strings.Join(peers, ","), "--leader", fmt.Sprint(c.opts.leader),
+		"--peers", c.peersFor(id), "--leader", fmt.Sprint(c.opts.leader),
 		"--heartbeat-interval", "500ms", "--peer-timeout", "3s",
 	}, c.opts.sidecarFlags...)
 	n.side = testutil.Start(c.t, testutil.ProcessConfig{

@@ -99,6 +99,14 @@ type Config struct {
 	// about 0.1 s of full-speed produce on a small machine, and replay from
 	// the WAL runs at hundreds of MB/s anyway.
 	CacheBytes int
+	// CatchupBytesPerSec bounds the payload bytes per second the leader
+	// sends, all together, to followers outside the ISR (catching up after
+	// being away, or new), so that reading their backlog from the WAL does
+	// not take the CPU and disk that producers and in-sync followers need
+	// (Kafka's leader.replication.throttled.rate). In-sync followers are
+	// never held back. A follower only catches up while its share of the
+	// limit is above the produce rate. 0 (the default): no limit.
+	CatchupBytesPerSec int64
 
 	// Logger receives every log line (hclog.NewNullLogger when nil).
 	Logger hclog.Logger
@@ -202,6 +210,8 @@ func (c *Config) Validate() error {
 		return bad("--window-bytes must be at least the batch size (%d)", c.BatchBytes)
 	case c.CacheBytes < 0:
 		return bad("--cache-bytes must not be negative")
+	case c.CatchupBytesPerSec < 0:
+		return bad("--catchup-bytes-per-sec must not be negative (0: no limit)")
 	}
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()

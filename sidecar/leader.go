@@ -25,6 +25,9 @@ type leader struct {
 	log   hclog.Logger
 	cache *entryCache
 	ctx   context.Context // ends with this leadership (role.go)
+	// catchup holds back followers outside the ISR (nil: no limit;
+	// throttle.go).
+	catchup *catchupThrottle
 
 	mu      sync.Mutex
 	bc      *brokerConn // nil while the broker is detached
@@ -84,6 +87,7 @@ func newLeader(s *Sidecar) *leader {
 		s:        s,
 		log:      s.log.Named("leader"),
 		cache:    newEntryCache(s.cfg.CacheBytes),
+		catchup:  newCatchupThrottle(s.cfg.CatchupBytesPerSec, s.cfg.BatchBytes),
 		epoch:    1,
 		replicas: map[int32]*replica{},
 		changed:  make(chan struct{}),
@@ -665,6 +669,11 @@ func (l *leader) serve(ctx context.Context, stream replicationv1.ReplicationServ
 	commitDue := time.NewTimer(time.Hour)
 	commitDue.Stop()
 	defer commitDue.Stop()
+	// throttleDue ends a wait for --catchup-bytes-per-sec.
+	throttleDue := time.NewTimer(time.Hour)
+	throttleDue.Stop()
+	defer throttleDue.Stop()
+	holdBack := false // the next batch waits for throttleDue
 
 	send := func(m *replicationv1.StreamResponse) error {
 		if err := stream.Send(m); err != nil {
@@ -677,7 +686,7 @@ func (l *leader) serve(ctx context.Context, stream replicationv1.ReplicationServ
 		l.mu.Lock()
 		changed := l.changed
 		commit, version, durable, epoch := l.followerCommitLocked(), l.version, l.durable, l.epoch
-		flushed, lastHeard := r.flushed, r.lastHeard
+		flushed, lastHeard, inISR := r.flushed, r.lastHeard, r.inISR
 		var cluster *replicationv1.ClusterUpdate
 		if version != sentVersion {
 			cluster = l.clusterLocked()
@@ -697,7 +706,19 @@ func (l *leader) serve(ctx context.Context, stream replicationv1.ReplicationServ
 			}
 			sentVersion = version
 		}
-		if next <= durable && windowBytes < cfg.WindowBytes {
+		throttled := l.catchup != nil && !inISR
+		wasHeld := holdBack
+		holdBack = false
+		if throttled && next <= durable && windowBytes < cfg.WindowBytes {
+			if d := l.catchup.wait(time.Now()); d > 0 {
+				holdBack = true
+				throttleDue.Reset(d)
+				if !wasHeld {
+					l.s.metrics.catchupThrottled(r.id)
+				}
+			}
+		}
+		if next <= durable && windowBytes < cfg.WindowBytes && !holdBack {
 			ents, err := l.entriesFrom(ctx, next, min(cfg.BatchBytes, cfg.WindowBytes-windowBytes))
 			if err != nil {
 				return err
@@ -722,6 +743,9 @@ func (l *leader) serve(ctx context.Context, stream replicationv1.ReplicationServ
 				}
 				lastEntries = lastSend // set by send
 				l.s.metrics.sent(r.id, size)
+				if throttled {
+					l.catchup.charge(lastSend, size)
+				}
 				last := ents[len(ents)-1].GetLsn()
 				window = append(window, inflight{last: last, bytes: size})
 				windowBytes += size
@@ -753,6 +777,7 @@ func (l *leader) serve(ctx context.Context, stream replicationv1.ReplicationServ
 		case <-changed:
 		case <-r.ackSig:
 		case <-commitDue.C:
+		case <-throttleDue.C:
 		case <-tick.C:
 		case err := <-recvErr:
 			return err

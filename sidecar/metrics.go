@@ -26,6 +26,7 @@ import (
 //	tandem_sidecar_isr_expands_total{follower}    leader.updateLocked
 //	tandem_sidecar_follower_connects_total{follower}  leader.handshake
 //	tandem_sidecar_streamed_bytes_total{follower} leader.serve (payload bytes sent)
+//	tandem_sidecar_catchup_throttled_total{follower}  leader.serve (a batch held back by --catchup-bytes-per-sec)
 //	tandem_sidecar_received_bytes_total           follower.streamOnce (payload bytes received)
 //	tandem_sidecar_reconnects_total               follower.followWhileAttached (every attempt to open a stream but the first)
 //	tandem_sidecar_follower_apply_lag_seconds{follower}  leader.onAck (histogram; applylag.go)
@@ -40,6 +41,7 @@ type metrics struct {
 	isrExpands *prometheus.CounterVec
 	connects   *prometheus.CounterVec
 	streamed   *prometheus.CounterVec
+	throttled  *prometheus.CounterVec
 	received   prometheus.Counter
 	reconnects prometheus.Counter
 	applyLags  *prometheus.HistogramVec
@@ -76,6 +78,8 @@ func newMetrics(s *Sidecar) *metrics {
 		"Leader: replication streams accepted from a follower (each reconnect counts).")
 	m.streamed = perFollower("tandem_sidecar_streamed_bytes_total",
 		"Leader: WAL entry payload bytes sent to a follower.")
+	m.throttled = perFollower("tandem_sidecar_catchup_throttled_total",
+		"Leader: times the next batch for a follower outside the ISR waited for --catchup-bytes-per-sec.")
 	m.received = prometheus.NewCounter(prometheus.CounterOpts{Name: "tandem_sidecar_received_bytes_total",
 		Help: "Follower: WAL entry payload bytes received from the leader."})
 	m.reconnects = prometheus.NewCounter(prometheus.CounterOpts{Name: "tandem_sidecar_reconnects_total",
@@ -85,7 +89,7 @@ func newMetrics(s *Sidecar) *metrics {
 		Buckets: applyLagBuckets}, []string{"follower"})
 	m.grpcServer = grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(grpcprom.WithHistogramBuckets(grpcLatencyBuckets)))
 	m.grpcClient = grpcprom.NewClientMetrics(grpcprom.WithClientHandlingTimeHistogram(grpcprom.WithHistogramBuckets(grpcLatencyBuckets)))
-	m.reg.MustRegister(m.isrShrinks, m.isrExpands, m.connects, m.streamed, m.received, m.reconnects, m.applyLags,
+	m.reg.MustRegister(m.isrShrinks, m.isrExpands, m.connects, m.streamed, m.throttled, m.received, m.reconnects, m.applyLags,
 		m.grpcServer, m.grpcClient, &statusCollector{s: s},
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
@@ -144,6 +148,14 @@ func (m *metrics) followerConnected(id int32) {
 func (m *metrics) sent(id int32, bytes int) {
 	if m != nil {
 		m.streamed.WithLabelValues(nodeLabel(id)).Add(float64(bytes))
+	}
+}
+
+// catchupThrottled counts a batch for a follower outside the ISR held back
+// by --catchup-bytes-per-sec.
+func (m *metrics) catchupThrottled(id int32) {
+	if m != nil {
+		m.throttled.WithLabelValues(nodeLabel(id)).Inc()
 	}
 }
 

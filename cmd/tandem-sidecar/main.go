@@ -88,6 +88,8 @@ func parseFlags(args []string) (sidecar.Config, logging.Options, error) {
 	fs.IntVar(&cfg.WindowBytes, "window-bytes", cfg.WindowBytes, "unacknowledged bytes in flight per follower")
 	fs.IntVar(&cfg.CacheBytes, "cache-bytes", cfg.CacheBytes, "newest entries the leader keeps in memory for followers")
 	fs.IntVar(&cfg.BatchBytes, "batch-bytes", cfg.BatchBytes, "payload bytes per replication message")
+	fs.Int64Var(&cfg.CatchupBytesPerSec, "catchup-bytes-per-sec", cfg.CatchupBytesPerSec,
+		"leader: bytes per second sent, all together, to followers outside the ISR (catching up); 0 = no limit (Kafka's leader.replication.throttled.rate)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for the sidecar's state file (last leader and epoch; default: the directory of --broker-socket)")
 	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", cfg.LeaseTTL, "etcd lease TTL of the leader's election key; a leader that cannot renew it for half of it stops taking writes")
 	fs.StringVar(&cfg.EtcdPrefix, "etcd-prefix", "", "etcd key prefix for the election and the ISR (default /tandem/<cluster-id>/)")
