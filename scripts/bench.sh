@@ -13,6 +13,9 @@
 #   scripts/bench.sh rss          # broker RSS during RSS_MINUTES (default 5) of full-speed produce
 #   scripts/bench.sh lag-sweep    # follower lag at each rate of LAG_RATES on one
 #                                 # three-node cluster, and its chart (BENCH_CHARTS)
+#   scripts/bench.sh catchup-limit  # acks=-1 latency at LOW_RATE while a follower
+#                                 # catches up, at each --catchup-bytes-per-sec
+#                                 # of CATCHUP_LIMITS
 #
 # What it runs, in order (each a `bin/tandem-bench` subcommand):
 #   disk        sequential write bandwidth of the disk holding the data dirs
@@ -37,6 +40,13 @@
 #               above, then one lag run (acks=1 to node 1, read from node 2)
 #               per rate of LAG_RATES, waiting for the followers in between:
 #               where on this machine the followers stop keeping up
+#   catchup-limit  only with the `catchup-limit` argument: for each limit of
+#               CATCHUP_LIMITS a fresh cluster whose sidecars run with
+#               --catchup-bytes-per-sec LIMIT; node 3 is stopped while
+#               CATCHUP_RECORDS records are produced, then acks=-1 at LOW_RATE
+#               for DURATION without a catch-up, then again while node 3
+#               starts and catches up; prints how long node 3 took to be back
+#               in the ISR
 #
 # Environment (all optional):
 #   DURATION          measured window of each produce run (default 20s)
@@ -49,6 +59,8 @@
 #   CATCHUP_RECORDS   backlog for the catch-up run (default 1000000, 1 GB at 1 KiB)
 #   LAG_RATES         records/s of the lag-sweep runs (default "5000 10000 20000
 #                     40000 60000 80000 100000 120000")
+#   CATCHUP_LIMITS    --catchup-bytes-per-sec values of the catchup-limit runs
+#                     (default "0 100000000 50000000"; 0 = no limit)
 #   LAG_LINGER        producer linger of the lag runs (default 10ms, franz-go's
 #                     own default; the other runs use 0 so that latency is the
 #                     broker's). Lag counts from the leader's ack, so the
@@ -83,9 +95,9 @@ if [ "$MODE" = _node ]; then # internal: scripts/bench.sh _node start|stop N HOM
 fi
 case "$MODE" in
 _node) ;;
-all | standalone | cluster | jetstream | rss | lag-sweep) ;;
+all | standalone | cluster | jetstream | rss | lag-sweep | catchup-limit) ;;
 *)
-	echo "usage: scripts/bench.sh [all|standalone|cluster|jetstream|rss|lag-sweep]" >&2
+	echo "usage: scripts/bench.sh [all|standalone|cluster|jetstream|rss|lag-sweep|catchup-limit]" >&2
 	exit 2
 	;;
 esac
@@ -96,6 +108,7 @@ PARTITIONS=${PARTITIONS:-1}
 PRODUCERS=${PRODUCERS:-2}
 LOW_RATE=${LOW_RATE:-1000}
 CATCHUP_RECORDS=${CATCHUP_RECORDS:-1000000}
+CATCHUP_LIMITS=${CATCHUP_LIMITS:-0 100000000 50000000}
 LAG_LINGER=${LAG_LINGER:-10ms}
 LAG_RATES=${LAG_RATES:-5000 10000 20000 40000 60000 80000 100000 120000}
 DISK_BYTES=${DISK_BYTES:-1GiB}
@@ -268,9 +281,10 @@ own_node() {
 	start)
 		mkdir -p "$dir/data"
 		mkdir -p -m 700 "$dir/run"
+		# shellcheck disable=SC2086 # TANDEM_SIDECAR_FLAGS is a list of flags
 		GOMAXPROCS=$(procs_share 6) bin/tandem-sidecar --node-id "$n" --cluster-id bench --broker-socket "$dir/run/sidecar.sock" \
 			--listen "127.0.0.1:$sport" --peers "$PEERS" --leader 1 --log-level warn --metrics-listen "127.0.0.1:$mport" \
-			>>"$dir/sidecar.log" 2>&1 </dev/null &
+			${TANDEM_SIDECAR_FLAGS:-} >>"$dir/sidecar.log" 2>&1 </dev/null &
 		echo $! >"$dir/sidecar.pid"
 		# shellcheck disable=SC2086 # TANDEM_BROKER_FLAGS is a list of flags
 		GOMAXPROCS=$(procs_share 6) bin/tandem-broker --node-id "$n" --data-dir "$dir/data" --listen "127.0.0.1:$kport" \
@@ -480,6 +494,60 @@ run_cluster_catchup() {
 	CLUSTER_HOME=""
 }
 
+# node3_in_isr: whether the leader sidecar reports node 3 in its ISR.
+node3_in_isr() {
+	"$ROOT/bin/tandemctl" --sidecar "$SIDECAR1" status --json 2>/dev/null | /usr/bin/python3 -c '
+import json, sys
+st = json.load(sys.stdin)
+sys.exit(0 if any(r.get("nodeId") == 3 and r.get("inIsr") for r in st.get("replicas", [])) else 1)'
+}
+
+# run_catchup_limit: what a follower's catch-up costs the producers, at each
+# --catchup-bytes-per-sec of CATCHUP_LIMITS (docs/operations.md).
+run_catchup_limit() {
+	if [ ! -x bin/tandem-sidecar ]; then
+		say "catch-up limit: skipped (bin/tandem-sidecar does not exist)"
+		return 0
+	fi
+	local limit backlog=$((CATCHUP_RECORDS * RECORD_BYTES / 1000000000 + 1))
+	for limit in $CATCHUP_LIMITS; do
+		enough_space $((3 * (backlog + 2))) "catch-up limit $limit" || return 0
+		export TANDEM_SIDECAR_FLAGS="--catchup-bytes-per-sec $limit"
+		say "catch-up limit $limit bytes/s: fresh cluster, node 3 stopped while $CATCHUP_RECORDS records are produced"
+		cluster_up
+		settle
+		eval "$STOP3"
+		try "$BENCH" produce --brokers "$KAFKA1" --topic bench-catchup-limit --acks 1 --producers "$PRODUCERS" \
+			--record-bytes "$RECORD_BYTES" --records "$CATCHUP_RECORDS" --warmup 0s --progress 0 \
+			--name "catchup-limit-$limit-backlog" --label "backlog for node 3" >/dev/null
+		local deadline=$((SECONDS + 60))
+		while node3_in_isr && [ $SECONDS -lt $deadline ]; do sleep 0.5; done
+		produce "catchup-limit-$limit-quiet" -1 "$KAFKA1" bench-catchup-low "" --rate "$LOW_RATE" \
+			--label "acks=-1 at $LOW_RATE records/s, node 3 down (limit $limit)"
+		local t0=$SECONDS
+		(
+			eval "$START3" >/dev/null 2>&1
+			local start=$SECONDS
+			until node3_in_isr; do
+				if [ $((SECONDS - start)) -gt 600 ]; then
+					say "node 3 not back in the ISR after 10 minutes (limit $limit)"
+					exit 1
+				fi
+				sleep 0.2
+			done
+			say "limit $limit: node 3 back in the ISR $((SECONDS - t0)) s after its start command"
+		) &
+		local watcher=$!
+		produce "catchup-limit-$limit-catchup" -1 "$KAFKA1" bench-catchup-low "" --rate "$LOW_RATE" \
+			--label "acks=-1 at $LOW_RATE records/s, node 3 catching up (limit $limit)"
+		wait "$watcher" || true
+		cluster_down
+		rm -rf "$CLUSTER_HOME"
+		CLUSTER_HOME=""
+		unset TANDEM_SIDECAR_FLAGS
+	done
+}
+
 # run_cluster_interval: the one-record-at-a-time acks=-1 run again on a fresh
 # cluster whose brokers fsync once a second (--fsync interval) instead of
 # before every acknowledgement: the durability JetStream has by default
@@ -586,6 +654,7 @@ cluster) run_cluster ;;
 jetstream) run_jetstream ;;
 rss) run_rss ;;
 lag-sweep) run_lag_sweep ;;
+catchup-limit) run_catchup_limit ;;
 esac
 
 say "results in $OUT"
