@@ -164,48 +164,36 @@ func decodeEntry(b []byte) (*linkv1.Entry, bool) {
 		}
 		seen[num] = true
 		b = b[n:]
-		if num == entryPayload {
-			if typ != protowire.BytesType {
-				return nil, false
-			}
-			p, m := protowire.ConsumeBytes(b)
-			if m < 0 {
-				return nil, false
-			}
-			if len(p) > 0 {
+		var m int
+		switch {
+		case num == entryPayload && typ == protowire.BytesType:
+			var p []byte
+			p, m = protowire.ConsumeBytes(b)
+			if m > 0 && len(p) > 0 {
 				// Capacity cut to the payload: an append to it can never
 				// write over the bytes that follow in the buffer.
 				e.Payload = p[:len(p):len(p)]
 			}
-			b = b[m:]
-			continue
-		}
-		if num == entryPayloadCRC {
-			if typ != protowire.Fixed32Type {
-				return nil, false
-			}
-			v, m := protowire.ConsumeFixed32(b)
-			if m < 0 {
-				return nil, false
-			}
+		case num == entryPayloadCRC && typ == protowire.Fixed32Type:
+			var v uint32
+			v, m = protowire.ConsumeFixed32(b)
 			e.PayloadCrc32C = &v
-			b = b[m:]
-			continue
-		}
-		if typ != protowire.VarintType {
+		case num <= entryType && typ == protowire.VarintType:
+			var v uint64
+			v, m = protowire.ConsumeVarint(b)
+			switch num {
+			case entryLSN:
+				e.Lsn = v
+			case entryEpoch:
+				e.Epoch = uint32(v)
+			case entryType:
+				e.Type = linkv1.EntryType(int32(v))
+			}
+		default:
 			return nil, false
 		}
-		v, m := protowire.ConsumeVarint(b)
 		if m < 0 {
 			return nil, false
-		}
-		switch num {
-		case entryLSN:
-			e.Lsn = v
-		case entryEpoch:
-			e.Epoch = uint32(v)
-		case entryType:
-			e.Type = linkv1.EntryType(int32(v))
 		}
 		b = b[m:]
 	}
