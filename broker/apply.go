@@ -358,25 +358,7 @@ func (b *Broker) saveCommitCheckpoint() {
 }
 
 func (b *Broker) writeCommitCheckpoint(lsn uint64) error {
-	tmp := b.commitCheckpointPath() + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteString(strconv.FormatUint(lsn, 10) + "\n")
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, b.commitCheckpointPath()); err != nil {
-		return err
-	}
-	return syncDir(b.cfg.DataDir)
+	return writeFileDurably(b.commitCheckpointPath(), []byte(strconv.FormatUint(lsn, 10)+"\n"))
 }
 
 func (b *Broker) checkpointCommitLoop() {

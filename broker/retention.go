@@ -282,27 +282,8 @@ func (b *Broker) saveCheckpointFile(cp stateCheckpoint) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(b.cfg.DataDir, checkpointName)
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
+	if err := writeFileDurably(filepath.Join(b.cfg.DataDir, checkpointName), data); err != nil {
 		return fmt.Errorf("broker: writing state checkpoint: %w", err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("broker: writing state checkpoint: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("broker: writing state checkpoint: %w", err)
-	}
-	f.Close()
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("broker: writing state checkpoint: %w", err)
-	}
-	if d, err := os.Open(b.cfg.DataDir); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }
@@ -401,6 +382,31 @@ func (b *Broker) readCheckpointFile() (cp stateCheckpoint, found bool, err error
 
 // syncDir fsyncs a directory, so that a file created, renamed or removed
 // in it stays so after a crash.
+// writeFileDurably replaces path with data so that a crash leaves either
+// the old file or the whole new one, durably: data goes to path.tmp, which
+// is fsynced, renamed over path, and the directory fsynced.
+func writeFileDurably(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
