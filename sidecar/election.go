@@ -113,6 +113,12 @@ type election struct {
 	started   atomic.Bool             // the first campaign happened (headStart)
 	pinned    atomic.Pointer[[]int32] // ISR published before this node won; taken by the new leader
 	failovers atomic.Uint64
+	// taking is the epoch this node was elected for, from the moment it is
+	// stored in etcd until that leadership ends (0: none). Peers learn of
+	// the win from etcd and may report it before this node has switched
+	// to it; peer discovery must not take such a report for someone
+	// else's newer term (followNewerEpoch).
+	taking atomic.Uint32
 }
 
 func newElection(s *Sidecar) *election {
@@ -556,6 +562,8 @@ func (e *election) lead(ctx context.Context, cli *clientv3.Client, el *concurren
 	if !tr.Succeeded {
 		return errors.New("sidecar: lost the election key before storing the epoch")
 	}
+	e.taking.Store(epoch)
+	defer e.taking.Store(0)
 	val, _ := json.Marshal(leaderValue{NodeID: s.cfg.NodeID, Epoch: epoch, Addr: s.cfg.Peers[s.cfg.NodeID]})
 	gctx, cancel = context.WithTimeout(ctx, e.ttl/2)
 	err = el.Proclaim(gctx, string(val))

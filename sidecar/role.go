@@ -245,12 +245,14 @@ func (s *Sidecar) switchRole(leaderID int32, epoch uint32, reason string) error 
 
 // followNewerEpoch is switchRole for a report of a newer epoch than this
 // node's (peer discovery): it does nothing if, by the time it holds the
-// role lock, this node already works in that epoch or a later one (it may
-// have won that very epoch's election while the peers were being polled).
+// role lock, this node already works in that epoch or a later one, or has
+// been elected for it and is about to lead it (it may have won that very
+// epoch's election while the peers were being polled, and the peers may
+// have learnt of the win from etcd before this node switched to it).
 func (s *Sidecar) followNewerEpoch(leaderID int32, epoch uint32, reason string) error {
 	s.roleMu.Lock()
 	defer s.roleMu.Unlock()
-	if s.currentEpoch() >= epoch {
+	if s.currentEpoch() >= epoch || (s.election != nil && s.election.taking.Load() >= epoch) {
 		return nil
 	}
 	return s.switchRoleLocked(leaderID, epoch, reason)
