@@ -35,8 +35,12 @@ type leader struct {
 	self    *linkv1.BrokerInfo
 	first   uint64 // broker WAL's oldest LSN (as last reported)
 	durable uint64 // broker WAL's durable end: the leader's own flushed LSN
-	history epochHistory
-	commit  uint64
+	// tookBytes is the payload bytes of every entry the broker pushed in
+	// this leadership (throttle.go's catchupProgress compares it with what
+	// a throttled follower is sent).
+	tookBytes uint64
+	history   epochHistory
+	commit    uint64
 	// brokerCommit is the commit point the local broker reports it serves;
 	// followers are sent min(commit, brokerCommit) once the broker has
 	// reported one (brokerAcks), so they never expose a record first.
@@ -217,6 +221,9 @@ func (l *leader) onCommitted(ce *linkv1.CommittedEntries) {
 		l.history = l.history.observe(e.GetEpoch(), e.GetLsn())
 	}
 	l.cache.add(ents)
+	for _, e := range ents {
+		l.tookBytes += uint64(len(e.GetPayload()))
+	}
 	l.durable = ents[len(ents)-1].GetLsn()
 	now := time.Now()
 	l.durTimes.note(ents[0].GetLsn(), l.durable, now)
@@ -639,6 +646,11 @@ func (l *leader) entriesFrom(ctx context.Context, from uint64, maxBytes int) ([]
 // waits while batches are sent more often than this.
 const commitOnlyDelay = 2 * time.Millisecond
 
+// catchupProgressWindows: a throttled follower's catch-up is checked for
+// progress over windows of this many --replica-lag-time-max (30 s by
+// default; throttle.go's catchupProgress).
+const catchupProgressWindows = 3
+
 // inflight is one batch sent and not yet acknowledged.
 type inflight struct {
 	last  uint64
@@ -673,7 +685,10 @@ func (l *leader) serve(ctx context.Context, stream replicationv1.ReplicationServ
 	throttleDue := time.NewTimer(time.Hour)
 	throttleDue.Stop()
 	defer throttleDue.Stop()
-	holdBack := false // the next batch waits for throttleDue
+	holdBack := false    // the next batch waits for throttleDue
+	var sentBytes uint64 // payload bytes sent on this stream
+	var progress catchupProgress
+	progressWindow := catchupProgressWindows * cfg.ReplicaLagTimeMax
 
 	send := func(m *replicationv1.StreamResponse) error {
 		if err := stream.Send(m); err != nil {
@@ -685,7 +700,7 @@ func (l *leader) serve(ctx context.Context, stream replicationv1.ReplicationServ
 	for {
 		l.mu.Lock()
 		changed := l.changed
-		commit, version, durable, epoch := l.followerCommitLocked(), l.version, l.durable, l.epoch
+		commit, version, durable, epoch, took := l.followerCommitLocked(), l.version, l.durable, l.epoch, l.tookBytes
 		flushed, lastHeard, inISR := r.flushed, r.lastHeard, r.inISR
 		var cluster *replicationv1.ClusterUpdate
 		if version != sentVersion {
@@ -718,6 +733,17 @@ func (l *leader) serve(ctx context.Context, stream replicationv1.ReplicationServ
 				}
 			}
 		}
+		if throttled {
+			if tookIn, sentIn, over, behind := progress.observe(time.Now(), progressWindow, took, sentBytes, holdBack); behind {
+				secs := over.Seconds()
+				l.log.Warn("follower is not catching up: the leader takes in more bytes per second than --catchup-bytes-per-sec lets it receive, so it stays out of the ISR until the limit is raised above the produce rate or producers slow down",
+					"follower", r.id, "received_bytes_per_sec", int64(float64(sentIn)/secs), "leader_bytes_per_sec", int64(float64(tookIn)/secs),
+					"catchup_bytes_per_sec", l.s.cfg.CatchupBytesPerSec, "over", over.Round(time.Millisecond))
+				l.s.metrics.catchupNotGaining(r.id)
+			}
+		} else {
+			progress = catchupProgress{}
+		}
 		if next <= durable && windowBytes < cfg.WindowBytes && !holdBack {
 			ents, err := l.entriesFrom(ctx, next, min(cfg.BatchBytes, cfg.WindowBytes-windowBytes))
 			if err != nil {
@@ -743,6 +769,7 @@ func (l *leader) serve(ctx context.Context, stream replicationv1.ReplicationServ
 				}
 				lastEntries = lastSend // set by send
 				l.s.metrics.sent(r.id, size)
+				sentBytes += uint64(size)
 				if throttled {
 					l.catchup.charge(lastSend, size)
 				}

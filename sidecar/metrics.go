@@ -27,6 +27,7 @@ import (
 //	tandem_sidecar_follower_connects_total{follower}  leader.handshake
 //	tandem_sidecar_streamed_bytes_total{follower} leader.serve (payload bytes sent)
 //	tandem_sidecar_catchup_throttled_total{follower}  leader.serve (a batch held back by --catchup-bytes-per-sec)
+//	tandem_sidecar_catchup_not_gaining_total{follower}  leader.serve (a throttled catch-up that gained nothing in a window; throttle.go)
 //	tandem_sidecar_received_bytes_total           follower.streamOnce (payload bytes received)
 //	tandem_sidecar_reconnects_total               follower.followWhileAttached (every attempt to open a stream but the first)
 //	tandem_sidecar_follower_apply_lag_seconds{follower}  leader.onAck (histogram; applylag.go)
@@ -42,6 +43,7 @@ type metrics struct {
 	connects   *prometheus.CounterVec
 	streamed   *prometheus.CounterVec
 	throttled  *prometheus.CounterVec
+	notGaining *prometheus.CounterVec
 	received   prometheus.Counter
 	reconnects prometheus.Counter
 	applyLags  *prometheus.HistogramVec
@@ -80,6 +82,8 @@ func newMetrics(s *Sidecar) *metrics {
 		"Leader: WAL entry payload bytes sent to a follower.")
 	m.throttled = perFollower("tandem_sidecar_catchup_throttled_total",
 		"Leader: times the next batch for a follower outside the ISR waited for --catchup-bytes-per-sec.")
+	m.notGaining = perFollower("tandem_sidecar_catchup_not_gaining_total",
+		"Leader: windows of 3 x --replica-lag-time-max in which a follower held back by --catchup-bytes-per-sec received no more bytes than the leader took in (it is not catching up).")
 	m.received = prometheus.NewCounter(prometheus.CounterOpts{Name: "tandem_sidecar_received_bytes_total",
 		Help: "Follower: WAL entry payload bytes received from the leader."})
 	m.reconnects = prometheus.NewCounter(prometheus.CounterOpts{Name: "tandem_sidecar_reconnects_total",
@@ -89,7 +93,7 @@ func newMetrics(s *Sidecar) *metrics {
 		Buckets: applyLagBuckets}, []string{"follower"})
 	m.grpcServer = grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(grpcprom.WithHistogramBuckets(grpcLatencyBuckets)))
 	m.grpcClient = grpcprom.NewClientMetrics(grpcprom.WithClientHandlingTimeHistogram(grpcprom.WithHistogramBuckets(grpcLatencyBuckets)))
-	m.reg.MustRegister(m.isrShrinks, m.isrExpands, m.connects, m.streamed, m.throttled, m.received, m.reconnects, m.applyLags,
+	m.reg.MustRegister(m.isrShrinks, m.isrExpands, m.connects, m.streamed, m.throttled, m.notGaining, m.received, m.reconnects, m.applyLags,
 		m.grpcServer, m.grpcClient, &statusCollector{s: s},
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
@@ -156,6 +160,14 @@ func (m *metrics) sent(id int32, bytes int) {
 func (m *metrics) catchupThrottled(id int32) {
 	if m != nil {
 		m.throttled.WithLabelValues(nodeLabel(id)).Inc()
+	}
+}
+
+// catchupNotGaining counts a window in which a throttled follower gained
+// nothing on the leader.
+func (m *metrics) catchupNotGaining(id int32) {
+	if m != nil {
+		m.notGaining.WithLabelValues(nodeLabel(id)).Inc()
 	}
 }
 

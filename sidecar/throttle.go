@@ -62,3 +62,40 @@ func (t *catchupThrottle) charge(now time.Time, n int) {
 	t.refillLocked(now)
 	t.avail -= float64(n)
 }
+
+// catchupProgress watches one throttled follower's catch-up for the case
+// that never ends: the leader takes in more bytes per second than
+// --catchup-bytes-per-sec lets the follower receive, so its backlog grows
+// and it never rejoins the ISR (Kafka has the same trap with
+// leader.replication.throttled.rate, and says nothing). Over each window in
+// which the throttle held the follower back at least once, it compares the
+// bytes sent to the follower with the bytes the leader's broker pushed; a
+// window in which the follower received no more than the leader took in is
+// one in which it gained nothing.
+type catchupProgress struct {
+	start        time.Time // zero: no window open
+	took0, sent0 uint64    // the counters when the window opened
+	held         bool      // the throttle held back a batch in this window
+}
+
+// observe is called on every turn of the follower's send loop while the
+// throttle applies to it, with the leader's pushed bytes (took) and the
+// bytes sent to this follower (sent), both cumulative, and whether the
+// throttle holds back the next batch now. At the end of each window it
+// returns the bytes of both in that window and its length, and behind true
+// when the throttle held the follower back and it did not gain on the
+// leader.
+func (p *catchupProgress) observe(now time.Time, window time.Duration, took, sent uint64, held bool) (tookIn, sentIn uint64, over time.Duration, behind bool) {
+	if p.start.IsZero() {
+		*p = catchupProgress{start: now, took0: took, sent0: sent, held: held}
+		return 0, 0, 0, false
+	}
+	p.held = p.held || held
+	if over = now.Sub(p.start); over < window {
+		return 0, 0, 0, false
+	}
+	tookIn, sentIn = took-p.took0, sent-p.sent0
+	behind = p.held && sentIn <= tookIn
+	*p = catchupProgress{start: now, took0: took, sent0: sent}
+	return tookIn, sentIn, over, behind
+}
