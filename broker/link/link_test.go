@@ -337,6 +337,84 @@ func TestReplayInChunks(t *testing.T) {
 	}
 }
 
+// A replay answer does not queue behind pushed entries already waiting to
+// go: a leader broker taking writes at full speed keeps its push queue
+// full, and a follower catching up through replays waited behind all of it
+// for every chunk (so it caught up slower the more the leader was written
+// to). Nor do pushed entries, which an in-sync follower needs, wait for a
+// long replay: the two take turns.
+func TestReplayAnswersAndPushesTakeTurns(t *testing.T) {
+	const entries = 60
+	h := newHarness(t, 0, func(b *walBroker) { b.append(t, entries, link.ChunkBytes) }) // one entry per message
+	s, _ := h.attach()
+	h.send(s, view(linkv1.Role_ROLE_LEADER))
+	h.send(s, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Subscribe{Subscribe: &linkv1.SubscribeCommitted{FromLsn: 1}}})
+	// Not reading: the pusher fills the stream's window and its queue.
+	time.Sleep(time.Second)
+	next := uint64(1) // the next pushed LSN expected
+	pushed := func(m *linkv1.AttachRequest) {
+		t.Helper()
+		if m.GetCommitted() == nil {
+			t.Fatalf("got %T, want pushed entries", m.GetPayload())
+		}
+		for _, e := range m.GetCommitted().GetEntries() {
+			if e.GetLsn() != next {
+				t.Fatalf("pushed LSN %d, want %d", e.GetLsn(), next)
+			}
+			next++
+		}
+	}
+
+	h.send(s, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Replay{Replay: &linkv1.ReplayRequest{
+		RequestId: 1, FromLsn: 1, MaxBytes: 1}}})
+	pushedBefore := 0
+	for {
+		m := h.recv(s)
+		if r := m.GetReplayResult(); r != nil {
+			if r.GetStatus() != linkv1.ReplayStatus_REPLAY_STATUS_OK || len(r.GetEntries()) != 1 || r.GetEntries()[0].GetLsn() != 1 {
+				t.Fatalf("replay answer %v", r)
+			}
+			break
+		}
+		pushed(m)
+		pushedBefore++
+	}
+	t.Logf("%d pushed messages arrived before the replay answer", pushedBefore)
+	// What had already left the queue for the transport may come first;
+	// the queue's 8 waiting messages must not.
+	if pushedBefore >= 8 {
+		t.Fatalf("%d pushed messages arrived before the replay answer: it waited behind the push queue", pushedBefore)
+	}
+
+	// A replay of 16 chunks while pushes wait: no long run of chunks.
+	h.send(s, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Replay{Replay: &linkv1.ReplayRequest{
+		RequestId: 2, FromLsn: 1, MaxBytes: 16 * link.ChunkBytes}}})
+	run, longest, chunks := 0, 0, 0
+	for done := false; !done; {
+		m := h.recv(s)
+		if r := m.GetReplayResult(); r != nil {
+			chunks++
+			run++
+			longest = max(longest, run)
+			done = r.GetDone()
+			continue
+		}
+		pushed(m)
+		run = 0
+	}
+	t.Logf("replay of %d chunks: at most %d in a row while pushes waited (pushed up to LSN %d)", chunks, longest, next-1)
+	if next > entries {
+		t.Fatal("the push ran out before the replay ended: the test shows nothing")
+	}
+	if longest > 3 {
+		t.Fatalf("%d replay chunks in a row went ahead of waiting pushed entries", longest)
+	}
+	// The push goes on where it was: every entry once, in order.
+	for next <= entries {
+		pushed(h.recv(s))
+	}
+}
+
 func TestFollowerApplyTruncateResetChecksum(t *testing.T) {
 	h := newHarness(t, 0, nil)
 	s, _ := h.attach()

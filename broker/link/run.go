@@ -101,6 +101,7 @@ func attachOnce(ctx context.Context, socketPath string, b Broker, logger hclog.L
 		ctx:    sctx,
 		cancel: cancel,
 		out:    make(chan *linkv1.AttachRequest, outQueue),
+		reply:  make(chan *linkv1.AttachRequest, replyQueue),
 		ops:    make(chan *linkv1.AttachResponse, 64),
 		acks:   make(chan pendingAck, 64),
 		reads:  make(chan *linkv1.AttachResponse, 64),
@@ -115,6 +116,15 @@ func attachOnce(ctx context.Context, socketPath string, b Broker, logger hclog.L
 // that reads slower than the broker writes; a handful keeps the stream busy.
 const outQueue = 8
 
+// replyQueue bounds the replay and checksum answers waiting for the sender
+// goroutine, which does not queue them behind out's messages (sender): a
+// follower catching up waits for each replay answer, and behind a full out
+// queue of pushed entries (a leader taking writes at full speed) that wait
+// was outQueue chunks long, every chunk; catching up then went slower the
+// further behind a follower fell. A replay's chunks keep their order among
+// themselves, and nothing on the sidecar orders them against pushes.
+const replyQueue = 2
+
 // session is one Attach stream.
 type session struct {
 	b      Broker
@@ -126,6 +136,7 @@ type session struct {
 	wg     sync.WaitGroup
 
 	out   chan *linkv1.AttachRequest  // to the sender goroutine
+	reply chan *linkv1.AttachRequest  // to the sender goroutine, ahead of out (readsWorker)
 	ops   chan *linkv1.AttachResponse // apply, truncate, reset, commit: in order
 	acks  chan pendingAck             // AppliedUpTo replies waiting for durability, in order
 	reads chan *linkv1.AttachResponse // replay and checksum requests
@@ -198,18 +209,49 @@ func (s *session) send(m *linkv1.AttachRequest) error {
 	}
 }
 
+// sendReply queues a replay or checksum answer, which the sender does not
+// queue behind out's messages.
+func (s *session) sendReply(m *linkv1.AttachRequest) error {
+	select {
+	case s.reply <- m:
+		return nil
+	case <-s.ctx.Done():
+		return context.Cause(s.ctx)
+	}
+}
+
 func (s *session) sender(hello *linkv1.BrokerHello) error {
 	if err := s.stream.Send(&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Hello{Hello: hello}}); err != nil {
 		return fmt.Errorf("link: sending hello: %w", err)
 	}
+	// Answers and out's messages take turns when both are waiting: an answer
+	// waits for at most one pushed chunk, and pushed entries (which an
+	// in-sync follower and acks=all producers wait for) for at most one
+	// chunk of a replay.
+	replyTurn := true
 	for {
+		first, second := s.reply, s.out
+		if !replyTurn {
+			first, second = s.out, s.reply
+		}
+		var m *linkv1.AttachRequest
+		var fromReply bool
 		select {
-		case m := <-s.out:
-			if err := s.stream.Send(m); err != nil {
-				return fmt.Errorf("link: sending to sidecar: %w", err)
+		case m = <-first:
+			fromReply = replyTurn
+		default:
+			select {
+			case m = <-first:
+				fromReply = replyTurn
+			case m = <-second:
+				fromReply = !replyTurn
+			case <-s.ctx.Done():
+				return nil
 			}
-		case <-s.ctx.Done():
-			return nil
+		}
+		replyTurn = !fromReply
+		if err := s.stream.Send(m); err != nil {
+			return fmt.Errorf("link: sending to sidecar: %w", err)
 		}
 	}
 }

@@ -370,7 +370,7 @@ func (s *session) readsWorker() error {
 				res.Error = err.Error()
 			}
 			res.Checksum = sum
-			if err := s.send(&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_ChecksumResult{ChecksumResult: res}}); err != nil {
+			if err := s.sendReply(&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_ChecksumResult{ChecksumResult: res}}); err != nil {
 				return err
 			}
 		default:
@@ -387,7 +387,7 @@ func (s *session) replay(req *linkv1.ReplayRequest, get func(uint64) (*wal.Reade
 		budget = DefaultReplayBytes
 	}
 	result := func(st linkv1.ReplayStatus, ents []*linkv1.Entry, done, eol bool, msg string) error {
-		return s.send(&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_ReplayResult{ReplayResult: &linkv1.ReplayResult{
+		return s.sendReply(&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_ReplayResult{ReplayResult: &linkv1.ReplayResult{
 			RequestId: id, Status: st, Entries: ents, Done: done, EndOfLog: eol,
 			FirstLsn: s.w.FirstLSN(), DurableLsn: s.w.DurableLSN(), Error: msg,
 		}}})
