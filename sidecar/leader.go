@@ -712,8 +712,9 @@ func (l *leader) serve(ctx context.Context, stream replicationv1.ReplicationServ
 	defer throttleDue.Stop()
 	holdBack := false    // the next batch waits for throttleDue
 	var sentBytes uint64 // payload bytes sent on this stream
-	// replayed holds entries from next on read from the broker's WAL ahead
-	// of sending them (replayAheadBatches).
+	// replayed holds entries from next on, fetched and not sent yet: a
+	// replay from the broker's WAL reads replayAheadBatches at a time, and
+	// they go out a batch at a time (a cache hit is one batch).
 	var replayed []*linkv1.Entry
 	var progress catchupProgress
 	progressWindow := catchupProgressWindows * cfg.ReplicaLagTimeMax

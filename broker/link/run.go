@@ -136,7 +136,7 @@ type session struct {
 	wg     sync.WaitGroup
 
 	out   chan *linkv1.AttachRequest  // to the sender goroutine
-	reply chan *linkv1.AttachRequest  // to the sender goroutine, ahead of out (readsWorker)
+	reply chan *linkv1.AttachRequest  // to the sender goroutine, in turns with out (readsWorker's answers)
 	ops   chan *linkv1.AttachResponse // apply, truncate, reset, commit: in order
 	acks  chan pendingAck             // AppliedUpTo replies waiting for durability, in order
 	reads chan *linkv1.AttachResponse // replay and checksum requests
