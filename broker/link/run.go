@@ -200,20 +200,15 @@ func (s *session) run() error {
 }
 
 // send queues m for the sender goroutine.
-func (s *session) send(m *linkv1.AttachRequest) error {
-	select {
-	case s.out <- m:
-		return nil
-	case <-s.ctx.Done():
-		return context.Cause(s.ctx)
-	}
-}
+func (s *session) send(m *linkv1.AttachRequest) error { return s.queueOut(s.out, m) }
 
 // sendReply queues a replay or checksum answer, which the sender does not
 // queue behind out's messages.
-func (s *session) sendReply(m *linkv1.AttachRequest) error {
+func (s *session) sendReply(m *linkv1.AttachRequest) error { return s.queueOut(s.reply, m) }
+
+func (s *session) queueOut(ch chan<- *linkv1.AttachRequest, m *linkv1.AttachRequest) error {
 	select {
-	case s.reply <- m:
+	case ch <- m:
 		return nil
 	case <-s.ctx.Done():
 		return context.Cause(s.ctx)
