@@ -213,17 +213,17 @@ func (l *leader) onCommitted(ce *linkv1.CommittedEntries) {
 		l.log.Error("broker pushed entries out of order; ignoring them", "first_lsn", first, "expected", l.durable+1)
 		return
 	}
+	var took uint64
 	for i, e := range ents {
 		if i > 0 && e.GetLsn() != ents[i-1].GetLsn()+1 {
 			l.log.Error("broker pushed a batch with a gap; ignoring it", "lsn", e.GetLsn(), "previous", ents[i-1].GetLsn())
 			return
 		}
 		l.history = l.history.observe(e.GetEpoch(), e.GetLsn())
+		took += uint64(len(e.GetPayload()))
 	}
 	l.cache.add(ents)
-	for _, e := range ents {
-		l.tookBytes += uint64(len(e.GetPayload()))
-	}
+	l.tookBytes += took
 	l.durable = ents[len(ents)-1].GetLsn()
 	now := time.Now()
 	l.durTimes.note(ents[0].GetLsn(), l.durable, now)
