@@ -75,13 +75,9 @@ func (c *entryCache) get(from uint64, maxBytes int) (ents []*linkv1.Entry, ok bo
 	if i >= uint64(len(c.ents)) {
 		return nil, true
 	}
-	size := 0
-	j := int(i)
-	for j < len(c.ents) && (j == int(i) || size+len(c.ents[j].GetPayload()) <= maxBytes) {
-		size += len(c.ents[j].GetPayload())
-		j++
-	}
-	return append([]*linkv1.Entry(nil), c.ents[i:j]...), true
+	// A copy: c.ents is appended to and trimmed after the lock is released.
+	batch, _ := takeBatch(c.ents[i:], maxBytes)
+	return append([]*linkv1.Entry(nil), batch...), true
 }
 
 // bytesBetween estimates the payload bytes of entries in (after, upto]:
