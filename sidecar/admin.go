@@ -74,6 +74,7 @@ func (s *Sidecar) Status() *adminv1.StatusResponse {
 				NodeId: r.id, Address: r.addr, Connected: r.connected,
 				SentLsn: r.sent, WrittenLsn: r.written, FlushedLsn: r.flushed, AppliedLsn: r.applied,
 				InIsr: r.inISR, KafkaAddress: sn.broker, ApplyLagSeconds: r.applyLag.Seconds(),
+				State: replicaState(r.connected, r.connectedAt, r.lastCaughtUp),
 			}
 			if durable > r.flushed {
 				rep.LagEntries = durable - r.flushed
@@ -148,4 +149,20 @@ func (a *adminServer) Checksum(ctx context.Context, req *adminv1.ChecksumRequest
 		NodeId: a.s.cfg.NodeID, FromLsn: from, ToLsn: to, Checksum: r.GetChecksum(),
 		FirstLsn: r.GetFirstLsn(), LastLsn: r.GetLastLsn(),
 	}, nil
+}
+
+// replicaState is pg_stat_replication.state for one follower: catching up
+// from when its stream opens until it first reaches the leader's end, then
+// streaming, even while writes keep it a few entries behind (the leader
+// counts a follower as caught up each time its flushed LSN reaches the
+// leader's durable one).
+func replicaState(connected bool, connectedAt, lastCaughtUp time.Time) adminv1.ReplicaState {
+	switch {
+	case !connected:
+		return adminv1.ReplicaState_REPLICA_STATE_DISCONNECTED
+	case lastCaughtUp.IsZero() || lastCaughtUp.Before(connectedAt):
+		return adminv1.ReplicaState_REPLICA_STATE_CATCHUP
+	default:
+		return adminv1.ReplicaState_REPLICA_STATE_STREAMING
+	}
 }

@@ -227,3 +227,66 @@ func TestSilentConnectionIsClosed(t *testing.T) {
 	}
 	c.StopSidecar(1)
 }
+
+// TestReplicaStateFollowsPostgres: the leader reports a follower's stream
+// as pg_stat_replication.state does: disconnected while it is away,
+// catchup from its reconnection until it first reaches the leader's end,
+// streaming from then on.
+func TestReplicaStateFollowsPostgres(t *testing.T) {
+	c := sidecartest.NewCluster(t, 3, 1, func(cfg *sidecar.Config) {
+		cfg.BatchBytes = 4 << 10
+		cfg.ReplicaLagTimeMax = 500 * time.Millisecond
+		if cfg.NodeID == 1 {
+			// Node 3 comes back outside the ISR; at 50 KB/s its
+			// 200 KB backlog takes about 4 s, long enough to be seen.
+			cfg.CatchupBytesPerSec = 50_000
+		}
+	})
+	c.StartAll()
+	leader := c.WaitLeader()
+	leader.Produce(t, 20, 100)
+	c.WaitCaughtUp(20)
+
+	state := func(id int32) (adminv1.ReplicaState, *adminv1.Replica) {
+		t.Helper()
+		st, err := c.Admin(1).Status(context.Background(), &adminv1.StatusRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range st.GetReplicas() {
+			if r.GetNodeId() == id {
+				return r.GetState(), r
+			}
+		}
+		t.Fatalf("the leader's status has no replica %d: %v", id, st)
+		return 0, nil
+	}
+	for _, id := range []int32{2, 3} {
+		if s, r := state(id); s != adminv1.ReplicaState_REPLICA_STATE_STREAMING {
+			t.Fatalf("node %d caught up: state %v (%v), want streaming", id, s, r)
+		}
+	}
+
+	c.StopBroker(3)
+	c.StopSidecar(3)
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		s, r := state(3)
+		return s == adminv1.ReplicaState_REPLICA_STATE_DISCONNECTED && !r.GetInIsr()
+	})
+	leader.Produce(t, 200, 1000)
+
+	c.StartSidecar(3)
+	c.StartBroker(3)
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		s, r := state(3)
+		return s == adminv1.ReplicaState_REPLICA_STATE_CATCHUP && r.GetConnected() && r.GetLagEntries() > 0
+	})
+	c.WaitCaughtUp(220)
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		s, _ := state(3)
+		return s == adminv1.ReplicaState_REPLICA_STATE_STREAMING
+	})
+	if s, r := state(2); s != adminv1.ReplicaState_REPLICA_STATE_STREAMING {
+		t.Errorf("node 2, never away: state %v (%v), want streaming", s, r)
+	}
+}

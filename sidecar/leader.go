@@ -78,6 +78,7 @@ type replica struct {
 	sent, written, flushed, applied uint64
 	lastHeard                       time.Time
 	lastCaughtUp                    time.Time
+	connectedAt                     time.Time // when the current stream opened
 	endAtLastAck                    uint64
 	lastAckTime                     time.Time
 	inISR                           bool
@@ -445,7 +446,7 @@ func (l *leader) handshakeAgreed(h *replicationv1.FollowerHello, stop context.Ca
 	}
 	reply.Cluster = l.clusterLocked()
 	now := time.Now()
-	r.connected, r.stop = true, stop
+	r.connected, r.stop, r.connectedAt = true, stop, now
 	r.sent, r.written, r.flushed, r.applied = start-1, start-1, start-1, start-1
 	r.unverified = reply.TruncateTo != nil || reply.ResetTo != nil
 	if r.unverified {

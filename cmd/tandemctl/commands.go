@@ -171,12 +171,7 @@ func printStatus(w io.Writer, st *adminv1.StatusResponse, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tSIDECAR\tKAFKA\tSTATE\tSENT\tWRITTEN\tFLUSHED\tAPPLIED\tLAG_ENTRIES\tLAG_BYTES\tLAG_SEC\tAPPLY_LAG\tIN_ISR\tLAST_HEARTBEAT")
 	for _, r := range st.GetReplicas() {
-		state := "streaming"
-		if !r.GetConnected() {
-			state = "disconnected"
-		} else if r.GetLagEntries() > 0 {
-			state = "catchup"
-		}
+		state := replicaState(r)
 		hb := "never"
 		if r.GetLastHeartbeat() != nil {
 			hb = now.Sub(r.GetLastHeartbeat().AsTime()).Round(100*time.Millisecond).String() + " ago"
@@ -307,4 +302,27 @@ func (c *client) verify(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(c.out, "identical: %d nodes, LSNs %d..%d\n", len(sums), from, to)
 	return nil
+}
+
+// replicaState names where a follower's stream stands, as PostgreSQL's
+// pg_stat_replication.state does. A sidecar from before Replica.state does
+// not report it: then a connected follower with entries to go counts as
+// catching up.
+func replicaState(r *adminv1.Replica) string {
+	switch r.GetState() {
+	case adminv1.ReplicaState_REPLICA_STATE_DISCONNECTED:
+		return "disconnected"
+	case adminv1.ReplicaState_REPLICA_STATE_CATCHUP:
+		return "catchup"
+	case adminv1.ReplicaState_REPLICA_STATE_STREAMING:
+		return "streaming"
+	}
+	switch {
+	case !r.GetConnected():
+		return "disconnected"
+	case r.GetLagEntries() > 0:
+		return "catchup"
+	default:
+		return "streaming"
+	}
 }

@@ -119,3 +119,25 @@ func TestUsage(t *testing.T) {
 		}
 	}
 }
+
+// The STATE column is the sidecar's Replica.state; a sidecar from before
+// that field leaves it unset, and the column falls back to what the
+// positions say.
+func TestReplicaStateColumn(t *testing.T) {
+	tests := []struct {
+		r    *adminv1.Replica
+		want string
+	}{
+		{&adminv1.Replica{Connected: true, LagEntries: 3, State: adminv1.ReplicaState_REPLICA_STATE_STREAMING}, "streaming"},
+		{&adminv1.Replica{Connected: true, State: adminv1.ReplicaState_REPLICA_STATE_CATCHUP}, "catchup"},
+		{&adminv1.Replica{State: adminv1.ReplicaState_REPLICA_STATE_DISCONNECTED}, "disconnected"},
+		{&adminv1.Replica{Connected: true, LagEntries: 3}, "catchup"},
+		{&adminv1.Replica{Connected: true}, "streaming"},
+		{&adminv1.Replica{}, "disconnected"},
+	}
+	for _, tt := range tests {
+		if got := replicaState(tt.r); got != tt.want {
+			t.Errorf("replicaState(%v) = %q, want %q", tt.r, got, tt.want)
+		}
+	}
+}

@@ -88,6 +88,68 @@ func (Role) EnumDescriptor() ([]byte, []int) {
 	return file_tandem_admin_v1_admin_proto_rawDescGZIP(), []int{0}
 }
 
+// ReplicaState is where a follower's stream stands, with the meaning of
+// PostgreSQL's pg_stat_replication.state.
+type ReplicaState int32
+
+const (
+	// Not reported (a sidecar from before this field).
+	ReplicaState_REPLICA_STATE_UNSPECIFIED ReplicaState = 0
+	// No stream from this follower is open.
+	ReplicaState_REPLICA_STATE_DISCONNECTED ReplicaState = 1
+	// The stream is open and the follower has not yet reached the leader's
+	// end since it connected: it is being sent a backlog.
+	ReplicaState_REPLICA_STATE_CATCHUP ReplicaState = 2
+	// The follower reached the leader's end at least once since it connected
+	// and is sent new entries as they become durable. Under load a streaming
+	// follower is usually a few entries behind (lag_entries > 0); that is not
+	// a catch-up. in_isr says whether it keeps up closely enough.
+	ReplicaState_REPLICA_STATE_STREAMING ReplicaState = 3
+)
+
+// Enum value maps for ReplicaState.
+var (
+	ReplicaState_name = map[int32]string{
+		0: "REPLICA_STATE_UNSPECIFIED",
+		1: "REPLICA_STATE_DISCONNECTED",
+		2: "REPLICA_STATE_CATCHUP",
+		3: "REPLICA_STATE_STREAMING",
+	}
+	ReplicaState_value = map[string]int32{
+		"REPLICA_STATE_UNSPECIFIED":  0,
+		"REPLICA_STATE_DISCONNECTED": 1,
+		"REPLICA_STATE_CATCHUP":      2,
+		"REPLICA_STATE_STREAMING":    3,
+	}
+)
+
+func (x ReplicaState) Enum() *ReplicaState {
+	p := new(ReplicaState)
+	*p = x
+	return p
+}
+
+func (x ReplicaState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReplicaState) Descriptor() protoreflect.EnumDescriptor {
+	return file_tandem_admin_v1_admin_proto_enumTypes[1].Descriptor()
+}
+
+func (ReplicaState) Type() protoreflect.EnumType {
+	return &file_tandem_admin_v1_admin_proto_enumTypes[1]
+}
+
+func (x ReplicaState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReplicaState.Descriptor instead.
+func (ReplicaState) EnumDescriptor() ([]byte, []int) {
+	return file_tandem_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
 // StatusRequest has no parameters.
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -443,8 +505,11 @@ type Replica struct {
 	// or when the entry was older than the leader remembers (a catch-up
 	// from far behind).
 	ApplyLagSeconds float64 `protobuf:"fixed64,15,opt,name=apply_lag_seconds,json=applyLagSeconds,proto3" json:"apply_lag_seconds,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Where the follower's stream stands: disconnected, catching up since it
+	// connected, or streaming.
+	State         ReplicaState `protobuf:"varint,16,opt,name=state,proto3,enum=tandem.admin.v1.ReplicaState" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Replica) Reset() {
@@ -580,6 +645,13 @@ func (x *Replica) GetApplyLagSeconds() float64 {
 		return x.ApplyLagSeconds
 	}
 	return 0
+}
+
+func (x *Replica) GetState() ReplicaState {
+	if x != nil {
+		return x.State
+	}
+	return ReplicaState_REPLICA_STATE_UNSPECIFIED
 }
 
 // PromoteRequest asks this node to become the leader.
@@ -863,7 +935,7 @@ const file_tandem_admin_v1_admin_proto_rawDesc = "" +
 	"\x16last_heard_from_leader\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\x13lastHeardFromLeader\"9\n" +
 	"\x04Peer\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x05R\x06nodeId\x12\x18\n" +
-	"\aaddress\x18\x02 \x01(\tR\aaddress\"\xa4\x04\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\"\xd9\x04\n" +
 	"\aReplica\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x05R\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1c\n" +
@@ -885,7 +957,8 @@ const file_tandem_admin_v1_admin_proto_rawDesc = "" +
 	"\x0elast_heartbeat\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\rlastHeartbeat\x12@\n" +
 	"\x0elast_caught_up\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\flastCaughtUp\x12#\n" +
 	"\rkafka_address\x18\x0e \x01(\tR\fkafkaAddress\x12*\n" +
-	"\x11apply_lag_seconds\x18\x0f \x01(\x01R\x0fapplyLagSeconds\"&\n" +
+	"\x11apply_lag_seconds\x18\x0f \x01(\x01R\x0fapplyLagSeconds\x123\n" +
+	"\x05state\x18\x10 \x01(\x0e2\x1d.tandem.admin.v1.ReplicaStateR\x05state\"&\n" +
 	"\x0ePromoteRequest\x12\x14\n" +
 	"\x05force\x18\x01 \x01(\bR\x05force\"D\n" +
 	"\x0fPromoteResponse\x12\x1b\n" +
@@ -905,7 +978,12 @@ const file_tandem_admin_v1_admin_proto_rawDesc = "" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fROLE_STANDALONE\x10\x01\x12\x0f\n" +
 	"\vROLE_LEADER\x10\x02\x12\x11\n" +
-	"\rROLE_FOLLOWER\x10\x032\xf8\x01\n" +
+	"\rROLE_FOLLOWER\x10\x03*\x85\x01\n" +
+	"\fReplicaState\x12\x1d\n" +
+	"\x19REPLICA_STATE_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x1aREPLICA_STATE_DISCONNECTED\x10\x01\x12\x19\n" +
+	"\x15REPLICA_STATE_CATCHUP\x10\x02\x12\x1b\n" +
+	"\x17REPLICA_STATE_STREAMING\x10\x032\xf8\x01\n" +
 	"\fAdminService\x12I\n" +
 	"\x06Status\x12\x1e.tandem.admin.v1.StatusRequest\x1a\x1f.tandem.admin.v1.StatusResponse\x12L\n" +
 	"\aPromote\x12\x1f.tandem.admin.v1.PromoteRequest\x1a .tandem.admin.v1.PromoteResponse\x12O\n" +
@@ -925,38 +1003,40 @@ func file_tandem_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_tandem_admin_v1_admin_proto_rawDescData
 }
 
-var file_tandem_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_tandem_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_tandem_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_tandem_admin_v1_admin_proto_goTypes = []any{
 	(Role)(0),                     // 0: tandem.admin.v1.Role
-	(*StatusRequest)(nil),         // 1: tandem.admin.v1.StatusRequest
-	(*StatusResponse)(nil),        // 2: tandem.admin.v1.StatusResponse
-	(*Peer)(nil),                  // 3: tandem.admin.v1.Peer
-	(*Replica)(nil),               // 4: tandem.admin.v1.Replica
-	(*PromoteRequest)(nil),        // 5: tandem.admin.v1.PromoteRequest
-	(*PromoteResponse)(nil),       // 6: tandem.admin.v1.PromoteResponse
-	(*ChecksumRequest)(nil),       // 7: tandem.admin.v1.ChecksumRequest
-	(*ChecksumResponse)(nil),      // 8: tandem.admin.v1.ChecksumResponse
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(ReplicaState)(0),             // 1: tandem.admin.v1.ReplicaState
+	(*StatusRequest)(nil),         // 2: tandem.admin.v1.StatusRequest
+	(*StatusResponse)(nil),        // 3: tandem.admin.v1.StatusResponse
+	(*Peer)(nil),                  // 4: tandem.admin.v1.Peer
+	(*Replica)(nil),               // 5: tandem.admin.v1.Replica
+	(*PromoteRequest)(nil),        // 6: tandem.admin.v1.PromoteRequest
+	(*PromoteResponse)(nil),       // 7: tandem.admin.v1.PromoteResponse
+	(*ChecksumRequest)(nil),       // 8: tandem.admin.v1.ChecksumRequest
+	(*ChecksumResponse)(nil),      // 9: tandem.admin.v1.ChecksumResponse
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
 }
 var file_tandem_admin_v1_admin_proto_depIdxs = []int32{
-	0, // 0: tandem.admin.v1.StatusResponse.role:type_name -> tandem.admin.v1.Role
-	4, // 1: tandem.admin.v1.StatusResponse.replicas:type_name -> tandem.admin.v1.Replica
-	3, // 2: tandem.admin.v1.StatusResponse.peers:type_name -> tandem.admin.v1.Peer
-	9, // 3: tandem.admin.v1.StatusResponse.last_heard_from_leader:type_name -> google.protobuf.Timestamp
-	9, // 4: tandem.admin.v1.Replica.last_heartbeat:type_name -> google.protobuf.Timestamp
-	9, // 5: tandem.admin.v1.Replica.last_caught_up:type_name -> google.protobuf.Timestamp
-	1, // 6: tandem.admin.v1.AdminService.Status:input_type -> tandem.admin.v1.StatusRequest
-	5, // 7: tandem.admin.v1.AdminService.Promote:input_type -> tandem.admin.v1.PromoteRequest
-	7, // 8: tandem.admin.v1.AdminService.Checksum:input_type -> tandem.admin.v1.ChecksumRequest
-	2, // 9: tandem.admin.v1.AdminService.Status:output_type -> tandem.admin.v1.StatusResponse
-	6, // 10: tandem.admin.v1.AdminService.Promote:output_type -> tandem.admin.v1.PromoteResponse
-	8, // 11: tandem.admin.v1.AdminService.Checksum:output_type -> tandem.admin.v1.ChecksumResponse
-	9, // [9:12] is the sub-list for method output_type
-	6, // [6:9] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	0,  // 0: tandem.admin.v1.StatusResponse.role:type_name -> tandem.admin.v1.Role
+	5,  // 1: tandem.admin.v1.StatusResponse.replicas:type_name -> tandem.admin.v1.Replica
+	4,  // 2: tandem.admin.v1.StatusResponse.peers:type_name -> tandem.admin.v1.Peer
+	10, // 3: tandem.admin.v1.StatusResponse.last_heard_from_leader:type_name -> google.protobuf.Timestamp
+	10, // 4: tandem.admin.v1.Replica.last_heartbeat:type_name -> google.protobuf.Timestamp
+	10, // 5: tandem.admin.v1.Replica.last_caught_up:type_name -> google.protobuf.Timestamp
+	1,  // 6: tandem.admin.v1.Replica.state:type_name -> tandem.admin.v1.ReplicaState
+	2,  // 7: tandem.admin.v1.AdminService.Status:input_type -> tandem.admin.v1.StatusRequest
+	6,  // 8: tandem.admin.v1.AdminService.Promote:input_type -> tandem.admin.v1.PromoteRequest
+	8,  // 9: tandem.admin.v1.AdminService.Checksum:input_type -> tandem.admin.v1.ChecksumRequest
+	3,  // 10: tandem.admin.v1.AdminService.Status:output_type -> tandem.admin.v1.StatusResponse
+	7,  // 11: tandem.admin.v1.AdminService.Promote:output_type -> tandem.admin.v1.PromoteResponse
+	9,  // 12: tandem.admin.v1.AdminService.Checksum:output_type -> tandem.admin.v1.ChecksumResponse
+	10, // [10:13] is the sub-list for method output_type
+	7,  // [7:10] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_tandem_admin_v1_admin_proto_init() }
@@ -969,7 +1049,7 @@ func file_tandem_admin_v1_admin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tandem_admin_v1_admin_proto_rawDesc), len(file_tandem_admin_v1_admin_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,

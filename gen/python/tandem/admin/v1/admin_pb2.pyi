@@ -6,6 +6,10 @@ from google.protobuf import message as _message
 from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+REPLICA_STATE_CATCHUP: ReplicaState
+REPLICA_STATE_DISCONNECTED: ReplicaState
+REPLICA_STATE_STREAMING: ReplicaState
+REPLICA_STATE_UNSPECIFIED: ReplicaState
 ROLE_FOLLOWER: Role
 ROLE_LEADER: Role
 ROLE_STANDALONE: Role
@@ -58,7 +62,7 @@ class PromoteResponse(_message.Message):
     def __init__(self, leader_id: _Optional[int] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class Replica(_message.Message):
-    __slots__ = ["address", "applied_lsn", "apply_lag_seconds", "connected", "flushed_lsn", "in_isr", "kafka_address", "lag_bytes", "lag_entries", "lag_seconds", "last_caught_up", "last_heartbeat", "node_id", "sent_lsn", "written_lsn"]
+    __slots__ = ["address", "applied_lsn", "apply_lag_seconds", "connected", "flushed_lsn", "in_isr", "kafka_address", "lag_bytes", "lag_entries", "lag_seconds", "last_caught_up", "last_heartbeat", "node_id", "sent_lsn", "state", "written_lsn"]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     APPLIED_LSN_FIELD_NUMBER: _ClassVar[int]
     APPLY_LAG_SECONDS_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +77,7 @@ class Replica(_message.Message):
     LAST_HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     SENT_LSN_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
     WRITTEN_LSN_FIELD_NUMBER: _ClassVar[int]
     address: str
     applied_lsn: int
@@ -88,8 +93,9 @@ class Replica(_message.Message):
     last_heartbeat: _timestamp_pb2.Timestamp
     node_id: int
     sent_lsn: int
+    state: ReplicaState
     written_lsn: int
-    def __init__(self, node_id: _Optional[int] = ..., address: _Optional[str] = ..., connected: bool = ..., sent_lsn: _Optional[int] = ..., written_lsn: _Optional[int] = ..., flushed_lsn: _Optional[int] = ..., applied_lsn: _Optional[int] = ..., lag_entries: _Optional[int] = ..., lag_bytes: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., in_isr: bool = ..., last_heartbeat: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., last_caught_up: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., kafka_address: _Optional[str] = ..., apply_lag_seconds: _Optional[float] = ...) -> None: ...
+    def __init__(self, node_id: _Optional[int] = ..., address: _Optional[str] = ..., connected: bool = ..., sent_lsn: _Optional[int] = ..., written_lsn: _Optional[int] = ..., flushed_lsn: _Optional[int] = ..., applied_lsn: _Optional[int] = ..., lag_entries: _Optional[int] = ..., lag_bytes: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., in_isr: bool = ..., last_heartbeat: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., last_caught_up: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., kafka_address: _Optional[str] = ..., apply_lag_seconds: _Optional[float] = ..., state: _Optional[_Union[ReplicaState, str]] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = []
@@ -140,4 +146,7 @@ class StatusResponse(_message.Message):
     def __init__(self, node_id: _Optional[int] = ..., cluster_id: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., epoch: _Optional[int] = ..., leader_id: _Optional[int] = ..., first_lsn: _Optional[int] = ..., last_lsn: _Optional[int] = ..., durable_lsn: _Optional[int] = ..., commit_lsn: _Optional[int] = ..., linked: bool = ..., ready: bool = ..., streaming: bool = ..., replicas: _Optional[_Iterable[_Union[Replica, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ..., isr: _Optional[_Iterable[int]] = ..., not_ready_reason: _Optional[str] = ..., unclean_promotions: _Optional[int] = ..., failover_mode: _Optional[str] = ..., wal_last_epoch: _Optional[int] = ..., last_heard_from_leader: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = []
+
+class ReplicaState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []
