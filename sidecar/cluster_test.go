@@ -279,12 +279,14 @@ func TestReplicaStateFollowsPostgres(t *testing.T) {
 	c.StartBroker(3)
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		s, r := state(3)
-		return s == adminv1.ReplicaState_REPLICA_STATE_CATCHUP && r.GetConnected() && r.GetLagEntries() > 0
+		return s == adminv1.ReplicaState_REPLICA_STATE_CATCHUP && r.GetConnected() && r.GetLagEntries() > 0 &&
+			gather(t, c.Nodes[1].Sidecar)["tandem_sidecar_follower_catching_up{follower=3}"] == 1
 	})
 	c.WaitCaughtUp(220)
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		s, _ := state(3)
-		return s == adminv1.ReplicaState_REPLICA_STATE_STREAMING
+		return s == adminv1.ReplicaState_REPLICA_STATE_STREAMING &&
+			gather(t, c.Nodes[1].Sidecar)["tandem_sidecar_follower_catching_up{follower=3}"] == 0
 	})
 	if s, r := state(2); s != adminv1.ReplicaState_REPLICA_STATE_STREAMING {
 		t.Errorf("node 2, never away: state %v (%v), want streaming", s, r)

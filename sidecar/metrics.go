@@ -215,6 +215,8 @@ var (
 	fl           = []string{"follower"}
 	descFConnect = prometheus.NewDesc("tandem_sidecar_follower_connected", "Leader: 1 while the follower's stream is open.", fl, nil)
 	descFInISR   = prometheus.NewDesc("tandem_sidecar_follower_in_isr", "Leader: 1 while the follower is in the ISR.", fl, nil)
+	descFCatchup = prometheus.NewDesc("tandem_sidecar_follower_catching_up",
+		"Leader: 1 while the follower's stream is open and it has not yet reached the leader's end since it connected (STATE catchup).", fl, nil)
 	descFSent    = prometheus.NewDesc("tandem_sidecar_follower_sent_lsn", "Leader: highest LSN sent to the follower.", fl, nil)
 	descFFlushed = prometheus.NewDesc("tandem_sidecar_follower_flushed_lsn", "Leader: highest LSN durable on the follower.", fl, nil)
 	descFApplied = prometheus.NewDesc("tandem_sidecar_follower_applied_lsn", "Leader: highest LSN applied on the follower.", fl, nil)
@@ -231,7 +233,7 @@ var (
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInfo, descEpoch, descLast, descDurable, descCommit, descLinked, descReady,
 		descISR, descReplicas, descUnder, descStreaming, descLeaderHB,
-		descFConnect, descFInISR, descFSent, descFFlushed, descFApplied, descFLagE, descFLagB, descFLagS, descFHB} {
+		descFConnect, descFInISR, descFCatchup, descFSent, descFFlushed, descFApplied, descFLagE, descFLagB, descFLagS, descFHB} {
 		ch <- d
 	}
 }
@@ -269,6 +271,7 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 			id := nodeLabel(r.GetNodeId())
 			gauge(descFConnect, b2f(r.GetConnected()), id)
 			gauge(descFInISR, b2f(r.GetInIsr()), id)
+			gauge(descFCatchup, b2f(r.GetState() == adminv1.ReplicaState_REPLICA_STATE_CATCHUP), id)
 			gauge(descFSent, float64(r.GetSentLsn()), id)
 			gauge(descFFlushed, float64(r.GetFlushedLsn()), id)
 			gauge(descFApplied, float64(r.GetAppliedLsn()), id)

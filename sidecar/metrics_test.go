@@ -74,6 +74,7 @@ func TestMetricsFollowReplication(t *testing.T) {
 			"tandem_sidecar_replicas":                                            3,
 			"tandem_sidecar_under_replicated":                                    0,
 			"tandem_sidecar_follower_in_isr{follower=2}":                         1,
+			"tandem_sidecar_follower_catching_up{follower=2}":                    0,
 			"tandem_sidecar_follower_lag_entries{follower=3}":                    0,
 			"tandem_sidecar_follower_flushed_lsn{follower=2}":                    50,
 			"tandem_sidecar_info{cluster_id=test-cluster,node_id=1,role=leader}": 1,
