@@ -26,6 +26,7 @@ import (
 	"github.com/tandem-io/tandem/broker/wal"
 	"github.com/tandem-io/tandem/internal/gctune"
 	"github.com/tandem-io/tandem/internal/logging"
+	"github.com/tandem-io/tandem/internal/timerslack"
 )
 
 func main() {
@@ -42,6 +43,7 @@ func main() {
 		numPartitions  = flag.Int("num-partitions", int(cfg.NumPartitions), "partitions of auto-created topics (num.partitions)")
 		maxReq         = flag.Int("max-request-bytes", int(cfg.MaxRequestBytes), "largest Kafka request accepted (socket.request.max.bytes)")
 		maxMsg         = flag.Int("max-message-bytes", int(cfg.MaxMessageBytes), "largest record batch accepted (message.max.bytes)")
+		timerSlack     = flag.Duration("timer-slack", timerslack.Default, "Linux timer slack of every thread: fewer scheduler wake-ups under light load, timers up to this late (0: keep the kernel's; docs/operations.md)")
 	)
 	flag.StringVar(&cfg.DataDir, "data-dir", "", "directory for the WAL and checkpoints (required)")
 	flag.StringVar(&cfg.Listen, "listen", cfg.Listen, "Kafka listener host:port")
@@ -58,6 +60,8 @@ func main() {
 	flag.DurationVar(&cfg.InitialRebalanceDelay, "group-initial-rebalance-delay", cfg.InitialRebalanceDelay, "group.initial.rebalance.delay.ms")
 	flag.DurationVar(&cfg.OffsetsCommitTimeout, "offsets-commit-timeout", cfg.OffsetsCommitTimeout, "how long OffsetCommit waits for replication before answering COORDINATOR_NOT_AVAILABLE (offsets.commit.timeout.ms)")
 	flag.Parse()
+	// Before anything else: it may start the program over (same pid).
+	slackErr := timerslack.Apply(*timerSlack)
 
 	cfg.NodeID = int32(*nodeID)
 	cfg.MinInsyncReplicas = int32(*minISR)
@@ -70,6 +74,9 @@ func main() {
 	}
 	log := logging.New(logging.Options{Name: "tandem-broker", Level: *logLevel, JSON: *logJSON})
 	cfg.Logger = log
+	if slackErr != nil {
+		log.Warn("timer slack not set; running with the kernel's", "error", slackErr)
+	}
 	policy, err := wal.ParseSyncPolicy(*fsync)
 	if err == nil {
 		cfg.Fsync = policy

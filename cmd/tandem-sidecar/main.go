@@ -36,6 +36,7 @@ import (
 
 	"github.com/tandem-io/tandem/internal/gctune"
 	"github.com/tandem-io/tandem/internal/logging"
+	"github.com/tandem-io/tandem/internal/timerslack"
 	"github.com/tandem-io/tandem/sidecar"
 )
 
@@ -49,7 +50,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "tandem-sidecar:", err)
 		os.Exit(2)
 	}
+	// Before anything else: it may start the program over (same pid).
+	slackErr := timerslack.Apply(timerSlack)
 	cfg.Logger = logging.New(logOpts)
+	if slackErr != nil {
+		cfg.Logger.Warn("timer slack not set; running with the kernel's", "error", slackErr)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, cfg, metricsListen); err != nil {
@@ -63,6 +69,10 @@ func main() {
 // /metrics endpoint (off when empty). It is not part of sidecar.Config
 // because the library only provides the registry; serving it is main's job.
 var metricsListen string
+
+// timerSlack is --timer-slack (internal/timerslack): a setting of the
+// process, not of the sidecar library.
+var timerSlack time.Duration
 
 // parseFlags turns the command line into a Config (and sets metricsListen).
 func parseFlags(args []string) (sidecar.Config, logging.Options, error) {
@@ -100,6 +110,7 @@ func parseFlags(args []string) (sidecar.Config, logging.Options, error) {
 	fs.StringVar(&cfg.TLS.ServerName, "tls-server-name", "", "name expected in the leader's certificate (default: the host of its --peers address)")
 	fs.StringVar(&cfg.HealthListen, "health-listen", "", "extra plaintext address serving grpc.health.v1 only, for probes that cannot do mutual TLS (off when empty)")
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "require this bearer token on admin calls other than Status (prefer --admin-token-file: flags show in ps)")
+	fs.DurationVar(&timerSlack, "timer-slack", timerslack.Default, "Linux timer slack of every thread: fewer scheduler wake-ups under light load, timers up to this late (0: keep the kernel's; docs/operations.md)")
 	tokenFile := fs.String("admin-token-file", "", "read the admin token from this file (surrounding whitespace is ignored)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, logging.Options{}, err

@@ -1,0 +1,75 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tandem-io/tandem/internal/testutil"
+	"github.com/tandem-io/tandem/internal/timerslack"
+)
+
+// requireThreadSlack checks the timer slack of every thread of p, read as
+// an operator would: /proc/TID/timerslack_ns for each TID in
+// /proc/PID/task.
+func requireThreadSlack(t *testing.T, p *testutil.Process, want time.Duration) {
+	t.Helper()
+	pid := p.Pid()
+	dirs, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Fatalf("%s: %v", p.Name(), err)
+	}
+	seen := 0
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join("/proc", d.Name(), "timerslack_ns"))
+		if err != nil {
+			continue // the thread has exited since
+		}
+		ns, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen++
+		if got := time.Duration(ns); got != want {
+			t.Errorf("%s (pid %d) thread %s: timer slack %v, want %v", p.Name(), pid, d.Name(), got, want)
+		}
+	}
+	if seen < 2 {
+		t.Errorf("%s (pid %d): only %d threads readable", p.Name(), pid, seen)
+	}
+}
+
+// Both servers run every thread with --timer-slack (1 ms by default; see
+// internal/timerslack for why), including the threads the Go runtime
+// starts before main, and still do their work: the pair replicates and
+// serves what it took. --timer-slack 0 leaves the slack the process was
+// started with.
+func TestServersRunWithTimerSlack(t *testing.T) {
+	c := startCluster(t, clusterOpts{nodes: 1})
+	n := c.node(1)
+	c.createTopic("slack")
+	produceSync(t, kclient(t, []string{n.kafka}), "slack", seqValues("s", 10))
+	got := consumeN(t, kclient(t, []string{n.kafka}, kgo.ConsumeTopics("slack")), 10, 15*time.Second)
+	requireSameValues(t, "read back", values(got), seqValues("s", 10))
+	requireThreadSlack(t, n.broker, timerslack.Default)
+	requireThreadSlack(t, n.side, timerslack.Default)
+
+	b := startBroker(t, "--timer-slack", "300us")
+	requireThreadSlack(t, b.Proc, 300*time.Microsecond)
+
+	runtime.LockOSThread()
+	mine, err := timerslack.Current()
+	runtime.UnlockOSThread()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = startBroker(t, "--timer-slack", "0")
+	requireThreadSlack(t, b.Proc, mine)
+}
