@@ -48,8 +48,8 @@ func requireThreadSlack(t *testing.T, p *testutil.Process, want time.Duration) {
 
 // Both servers run every thread with --timer-slack (1 ms by default; see
 // internal/timerslack for why), including the threads the Go runtime
-// starts before main, and still do their work: the pair replicates and
-// serves what it took. --timer-slack 0 leaves the slack the process was
+// starts before main, and still do their work: the pair (broker attached
+// to its sidecar) takes writes and serves them. --timer-slack 0 leaves the slack the process was
 // started with.
 func TestServersRunWithTimerSlack(t *testing.T) {
 	c := startCluster(t, clusterOpts{nodes: 1})
