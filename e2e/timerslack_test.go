@@ -1,12 +1,7 @@
 package e2e
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
 	"runtime"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -16,33 +11,20 @@ import (
 	"github.com/tandem-io/tandem/internal/timerslack"
 )
 
-// requireThreadSlack checks the timer slack of every thread of p, read as
-// an operator would: /proc/TID/timerslack_ns for each TID in
-// /proc/PID/task.
+// requireThreadSlack checks the timer slack of every thread of p.
 func requireThreadSlack(t *testing.T, p *testutil.Process, want time.Duration) {
 	t.Helper()
-	pid := p.Pid()
-	dirs, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	slacks, err := testutil.ThreadTimerSlacks(p.Pid())
 	if err != nil {
 		t.Fatalf("%s: %v", p.Name(), err)
 	}
-	seen := 0
-	for _, d := range dirs {
-		b, err := os.ReadFile(filepath.Join("/proc", d.Name(), "timerslack_ns"))
-		if err != nil {
-			continue // the thread has exited since
-		}
-		ns, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		seen++
-		if got := time.Duration(ns); got != want {
-			t.Errorf("%s (pid %d) thread %s: timer slack %v, want %v", p.Name(), pid, d.Name(), got, want)
+	for tid, got := range slacks {
+		if got != want {
+			t.Errorf("%s (pid %d) thread %d: timer slack %v, want %v", p.Name(), p.Pid(), tid, got, want)
 		}
 	}
-	if seen < 2 {
-		t.Errorf("%s (pid %d): only %d threads readable", p.Name(), pid, seen)
+	if len(slacks) < 2 {
+		t.Errorf("%s (pid %d): only %d threads readable", p.Name(), p.Pid(), len(slacks))
 	}
 }
 

@@ -6,41 +6,15 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-)
 
-// threadSlacks reads the timer slack of every thread of process pid from
-// /proc/TID/timerslack_ns (the file exists only at the top level of /proc,
-// which also answers for thread ids).
-func threadSlacks(pid int) (map[int]time.Duration, error) {
-	dirs, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[int]time.Duration)
-	for _, d := range dirs {
-		tid, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", d.Name(), "timerslack_ns"))
-		if err != nil {
-			continue // the thread has exited since
-		}
-		ns, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-		if err != nil {
-			return nil, err
-		}
-		out[tid] = time.Duration(ns)
-	}
-	return out, nil
-}
+	"github.com/tandem-io/tandem/internal/testutil"
+)
 
 // child is the program the test runs in a child process: it prints its
 // pid, applies TIMERSLACK_CHILD's slack (re-executing itself), makes the
@@ -68,7 +42,7 @@ func child() {
 		}()
 	}
 	time.Sleep(50 * time.Millisecond)
-	slacks, err := threadSlacks(os.Getpid())
+	slacks, err := testutil.ThreadTimerSlacks(os.Getpid())
 	if err != nil {
 		fmt.Println("reading slacks:", err)
 		os.Exit(2)
