@@ -2,6 +2,7 @@ package sidecar_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -39,14 +40,21 @@ func TestStaticLeaderThatCameBackShorterStepsDown(t *testing.T) {
 	c.StartSidecar(1)
 	c.StartBroker(1)
 
-	// It steps down instead of leading, and says why.
-	testutil.Eventually(t, 15*time.Second, func() bool {
-		st := statusOf(t, c, 1)
-		return st.GetRole() == adminv1.Role_ROLE_FOLLOWER && st.GetLeaderId() == 0 && st.GetLinked()
+	// It steps down instead of leading, and says why. Stepping down makes
+	// its broker re-attach with a fresh hello, so for a moment the reason
+	// is "broker not attached"; wait for the state after that.
+	var st *adminv1.StatusResponse
+	testutil.Eventually(t, 15*time.Second, func() error {
+		st = statusOf(t, c, 1)
+		if st.GetRole() != adminv1.Role_ROLE_FOLLOWER || st.GetLeaderId() != 0 || !st.GetLinked() ||
+			!strings.Contains(st.GetNotReadyReason(), "holds more of the log") {
+			return fmt.Errorf("node 1: role %v, leader %d, linked %v, reason %q; want a follower of no leader, linked, naming a peer that holds more",
+				st.GetRole(), st.GetLeaderId(), st.GetLinked(), st.GetNotReadyReason())
+		}
+		return nil
 	})
-	st := statusOf(t, c, 1)
-	if st.GetReady() || !strings.Contains(st.GetNotReadyReason(), "holds more of the log") {
-		t.Fatalf("node 1 after stepping down: ready %v, reason %q; want not ready, naming a peer that holds more", st.GetReady(), st.GetNotReadyReason())
+	if st.GetReady() {
+		t.Fatalf("node 1 after stepping down is ready (reason %q); want not ready", st.GetNotReadyReason())
 	}
 	if v := c.Nodes[1].Broker.View(); v.Role != link.RoleFollower {
 		t.Fatalf("node 1's broker has role %v, want follower (fenced)", v.Role)
