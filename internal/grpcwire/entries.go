@@ -11,9 +11,10 @@ import (
 	replicationv1 "github.com/tandem-io/tandem/gen/tandem/replication/v1"
 )
 
-// The three messages that carry WAL entries in bulk (a leader broker's
-// committed entries to its sidecar, the leader sidecar's batches to a
-// follower, a follower sidecar's entries to its broker) are decoded here
+// The four messages that carry WAL entries in bulk (a leader broker's
+// committed entries to its sidecar and its answers to the sidecar's
+// replays, the leader sidecar's batches to a follower, a follower
+// sidecar's entries to its broker) are decoded here
 // rather than by protobuf: protobuf copies every bytes field out of the
 // buffer it decodes, and a message gRPC received in several buffers has
 // to be joined into one first, so each payload byte was copied twice
@@ -22,8 +23,9 @@ import (
 // point into it (the buffer lives as long as any of them does; nothing
 // writes to a received payload).
 //
-// It only handles the exact shape our own peers send: the one oneof case
-// that carries entries, each Entry with fields 1-5, no unknown fields.
+// It only handles the exact shape our own peers send: a oneof case that
+// carries entries, each Entry with fields 1-5, every other field once and
+// with its declared wire type, no unknown fields, no error string.
 // Anything else (another oneof case, a field it does not know, a singular
 // field given twice, malformed input) is decoded from the same bytes by
 // proto.Unmarshal, which accepts everything protobuf does and reports
@@ -33,6 +35,7 @@ import (
 // proto/tandem/replication/v1/replication.proto.
 const (
 	attachRequestCommitted = 2 // AttachRequest.committed (CommittedEntries)
+	attachRequestReplay    = 3 // AttachRequest.replay_result (ReplayResult)
 	attachResponseApply    = 3 // AttachResponse.apply (ApplyEntries)
 	streamResponseEntries  = 2 // StreamResponse.entries (EntriesBatch)
 	listEntries            = 1 // CommittedEntries/ApplyEntries/EntriesBatch.entries
@@ -42,6 +45,17 @@ const (
 	entryType              = 3
 	entryPayload           = 4
 	entryPayloadCRC        = 5 // fixed32, optional
+
+	// ReplayResult: entries are field 3; fields 1, 2 and 4-7 are varints
+	// (request_id, status, done, end_of_log, first_lsn, durable_lsn);
+	// field 8 is the error string, only set on a failed replay.
+	replayRequestID  = 1
+	replayStatus     = 2
+	replayEntries    = 3
+	replayDone       = 4
+	replayEndOfLog   = 5
+	replayFirstLSN   = 6
+	replayDurableLSN = 7
 )
 
 // minAliasBytes: smaller messages (acks, commit points, heartbeats) go to
@@ -96,12 +110,23 @@ func decodeEntries(buf []byte, v any) bool {
 		return false
 	}
 	num, typ, n := protowire.ConsumeTag(buf)
-	if n < 0 || num != want || typ != protowire.BytesType {
+	if n < 0 || typ != protowire.BytesType {
+		return false
+	}
+	_, request := v.(*linkv1.AttachRequest)
+	if num != want && !(request && num == attachRequestReplay) {
 		return false
 	}
 	inner, m := protowire.ConsumeBytes(buf[n:])
 	if m < 0 || n+m != len(buf) {
 		return false // malformed, or more fields after it
+	}
+	if request && num == attachRequestReplay {
+		rr, ok := decodeReplayResult(inner)
+		if ok {
+			v.(*linkv1.AttachRequest).Payload = &linkv1.AttachRequest_ReplayResult{ReplayResult: rr}
+		}
+		return ok
 	}
 	ents, lsn, _, ok := decodeEntryList(inner)
 	if !ok {
@@ -151,6 +176,59 @@ func decodeEntryList(b []byte) (ents []*linkv1.Entry, lsn uint64, haveLSN, ok bo
 		}
 	}
 	return ents, lsn, haveLSN, true
+}
+
+// decodeReplayResult decodes the body of a ReplayResult that has no error
+// string, the payloads of its entries pointing into b.
+func decodeReplayResult(b []byte) (*linkv1.ReplayResult, bool) {
+	rr := &linkv1.ReplayResult{}
+	var seen [replayDurableLSN + 1]bool
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, false
+		}
+		b = b[n:]
+		if num == replayEntries && typ == protowire.BytesType {
+			body, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return nil, false
+			}
+			e, ok := decodeEntry(body)
+			if !ok {
+				return nil, false
+			}
+			rr.Entries = append(rr.Entries, e)
+			b = b[m:]
+			continue
+		}
+		// Every other field taken here is a varint, given once.
+		if num < replayRequestID || num > replayDurableLSN || num == replayEntries ||
+			typ != protowire.VarintType || seen[num] {
+			return nil, false
+		}
+		seen[num] = true
+		v, m := protowire.ConsumeVarint(b)
+		if m < 0 {
+			return nil, false
+		}
+		b = b[m:]
+		switch num {
+		case replayRequestID:
+			rr.RequestId = v
+		case replayStatus:
+			rr.Status = linkv1.ReplayStatus(int32(v))
+		case replayDone:
+			rr.Done = protowire.DecodeBool(v)
+		case replayEndOfLog:
+			rr.EndOfLog = protowire.DecodeBool(v)
+		case replayFirstLSN:
+			rr.FirstLsn = v
+		case replayDurableLSN:
+			rr.DurableLsn = v
+		}
+	}
+	return rr, true
 }
 
 // decodeEntry decodes one Entry, its payload pointing into b.
@@ -213,17 +291,36 @@ const minScatterPayload = 512
 // then encodes.
 func marshalEntries(v any) (mem.BufferSlice, bool) {
 	var top protowire.Number
+	entField := protowire.Number(listEntries)
 	var ents []*linkv1.Entry
 	var lsn uint64
+	var pre, post []byte // the message's other fields, before and after its entries
 	var parts []proto.Message
 	switch x := v.(type) {
 	case *linkv1.AttachRequest:
-		c, ok := x.GetPayload().(*linkv1.AttachRequest_Committed)
-		if !ok || c.Committed == nil {
+		switch p := x.GetPayload().(type) {
+		case *linkv1.AttachRequest_Committed:
+			if p.Committed == nil {
+				return nil, false
+			}
+			top, ents, lsn = attachRequestCommitted, p.Committed.GetEntries(), p.Committed.GetDurableLsn()
+			parts = []proto.Message{x, p.Committed}
+		case *linkv1.AttachRequest_ReplayResult:
+			rr := p.ReplayResult
+			if rr == nil || rr.Error != "" {
+				return nil, false
+			}
+			top, entField, ents = attachRequestReplay, replayEntries, rr.GetEntries()
+			pre = appendVarintField(pre, replayRequestID, rr.RequestId)
+			pre = appendVarintField(pre, replayStatus, uint64(int64(rr.Status)))
+			post = appendVarintField(post, replayDone, protowire.EncodeBool(rr.Done))
+			post = appendVarintField(post, replayEndOfLog, protowire.EncodeBool(rr.EndOfLog))
+			post = appendVarintField(post, replayFirstLSN, rr.FirstLsn)
+			post = appendVarintField(post, replayDurableLSN, rr.DurableLsn)
+			parts = []proto.Message{x, rr}
+		default:
 			return nil, false
 		}
-		top, ents, lsn = attachRequestCommitted, c.Committed.GetEntries(), c.Committed.GetDurableLsn()
-		parts = []proto.Message{x, c.Committed}
 	case *linkv1.AttachResponse:
 		a, ok := x.GetPayload().(*linkv1.AttachResponse_Apply)
 		if !ok || a.Apply == nil {
@@ -246,22 +343,20 @@ func marshalEntries(v any) (mem.BufferSlice, bool) {
 			return nil, false
 		}
 	}
+	post = appendVarintField(post, listLSN, lsn) // 0 for ReplayResult
 	// Sizes first: every length prefix comes before what it measures.
 	bodies := make([]int, len(ents))
-	list := 0
+	list := len(pre) + len(post)
 	for i, e := range ents {
 		if e == nil || len(e.ProtoReflect().GetUnknown()) > 0 {
 			return nil, false
 		}
 		bodies[i] = entryBodySize(e)
-		list += protowire.SizeTag(listEntries) + protowire.SizeBytes(bodies[i])
+		list += protowire.SizeTag(entField) + protowire.SizeBytes(bodies[i])
 	}
-	if lsn != 0 {
-		list += protowire.SizeTag(listLSN) + protowire.SizeVarint(lsn)
-	}
-	// At most 45 header bytes per entry plus the top: hdr never grows, so
-	// the slices taken from it stay valid.
-	hdr := make([]byte, 0, 48+len(ents)*(45+minScatterPayload))
+	// At most 45 header bytes per entry plus the top and the other
+	// fields: hdr never grows, so the slices taken from it stay valid.
+	hdr := make([]byte, 0, 16+len(pre)+len(post)+len(ents)*(45+minScatterPayload))
 	var out mem.BufferSlice
 	from := 0
 	cut := func() {
@@ -272,8 +367,9 @@ func marshalEntries(v any) (mem.BufferSlice, bool) {
 	}
 	hdr = protowire.AppendTag(hdr, top, protowire.BytesType)
 	hdr = protowire.AppendVarint(hdr, uint64(list))
+	hdr = append(hdr, pre...)
 	for i, e := range ents {
-		hdr = protowire.AppendTag(hdr, listEntries, protowire.BytesType)
+		hdr = protowire.AppendTag(hdr, entField, protowire.BytesType)
 		hdr = protowire.AppendVarint(hdr, uint64(bodies[i]))
 		if e.Lsn != 0 {
 			hdr = protowire.AppendTag(hdr, entryLSN, protowire.VarintType)
@@ -302,12 +398,19 @@ func marshalEntries(v any) (mem.BufferSlice, bool) {
 			hdr = protowire.AppendFixed32(hdr, *e.PayloadCrc32C)
 		}
 	}
-	if lsn != 0 {
-		hdr = protowire.AppendTag(hdr, listLSN, protowire.VarintType)
-		hdr = protowire.AppendVarint(hdr, lsn)
-	}
+	hdr = append(hdr, post...)
 	cut()
 	return out, true
+}
+
+// appendVarintField appends field num with value v as protobuf encodes a
+// proto3 scalar: nothing when v is 0.
+func appendVarintField(b []byte, num protowire.Number, v uint64) []byte {
+	if v == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, v)
 }
 
 // entryBodySize is the encoded size of e's fields.

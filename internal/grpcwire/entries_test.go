@@ -33,7 +33,7 @@ func randomEntries(r *rand.Rand, n int) []*linkv1.Entry {
 	return ents
 }
 
-// entryMessages are the three entry-carrying messages, filled at random.
+// entryMessages are the four entry-carrying messages, filled at random.
 func entryMessages(r *rand.Rand) []proto.Message {
 	return []proto.Message{
 		&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Committed{Committed: &linkv1.CommittedEntries{
@@ -42,6 +42,10 @@ func entryMessages(r *rand.Rand) []proto.Message {
 			Entries: randomEntries(r, 1+r.Intn(40)), CommitLsn: r.Uint64() >> uint(r.Intn(64))}}},
 		&replicationv1.StreamResponse{Payload: &replicationv1.StreamResponse_Entries{Entries: &replicationv1.EntriesBatch{
 			Entries: randomEntries(r, 1+r.Intn(40)), CommitLsn: r.Uint64() >> 3}}},
+		&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_ReplayResult{ReplayResult: &linkv1.ReplayResult{
+			RequestId: r.Uint64() >> uint(r.Intn(64)), Status: linkv1.ReplayStatus(r.Intn(6) - 1),
+			Entries: randomEntries(r, 1+r.Intn(40)), Done: r.Intn(2) == 0, EndOfLog: r.Intn(2) == 0,
+			FirstLsn: r.Uint64() >> uint(r.Intn(64)), DurableLsn: r.Uint64() >> uint(r.Intn(64))}}},
 	}
 }
 
@@ -102,14 +106,29 @@ func TestEntryMessagesOtherShapesFallBack(t *testing.T) {
 	}
 	withUnknown := protowire.AppendTag(bytes.Clone(wire), 99, protowire.VarintType)
 	withUnknown = protowire.AppendVarint(withUnknown, 5)
+	failed := &linkv1.AttachRequest{Payload: &linkv1.AttachRequest_ReplayResult{ReplayResult: &linkv1.ReplayResult{
+		RequestId: 3, Status: linkv1.ReplayStatus_REPLAY_STATUS_ERROR, Entries: big, Done: true, Error: "disk on fire"}}}
+	failedWire, err := proto.Marshal(failed)
+	if err != nil {
+		t.Fatal(err)
+	}
 	replay := &linkv1.AttachRequest{Payload: &linkv1.AttachRequest_ReplayResult{ReplayResult: &linkv1.ReplayResult{
-		RequestId: 3, Entries: big, Done: true}}}
+		RequestId: 3, Entries: big, Done: true, DurableLsn: 9}}}
 	replayWire, err := proto.Marshal(replay)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// done given twice (protobuf keeps the last), and request_id sent with
+	// the wrong wire type (protobuf keeps it as an unknown field).
+	doneTwice := protowire.AppendVarint(protowire.AppendTag(nil, replayDone, protowire.VarintType), 0)
+	doneTwice = wrapReplay(append(replayBody(t, replayWire), doneTwice...))
+	wrongType := protowire.AppendFixed32(protowire.AppendTag(nil, replayRequestID, protowire.Fixed32Type), 1)
+	wrongType = wrapReplay(append(replayBody(t, replayWire), wrongType...))
 	twice := append(bytes.Clone(wire), wire...) // protobuf merges the two
-	for name, b := range map[string][]byte{"unknown field": withUnknown, "replay result": replayWire, "field twice": twice} {
+	for name, b := range map[string][]byte{
+		"unknown field": withUnknown, "replay with an error": failedWire, "field twice": twice,
+		"replay field twice": doneTwice, "replay field of another wire type": wrongType,
+	} {
 		if decodeEntries(b, &linkv1.AttachRequest{}) {
 			t.Fatalf("%s: taken by the entry decoder", name)
 		}
@@ -129,6 +148,22 @@ func TestEntryMessagesOtherShapesFallBack(t *testing.T) {
 	if err := Codec.Unmarshal(split(r, wire[:len(wire)-10]), &linkv1.AttachRequest{}); err == nil {
 		t.Fatal("a truncated message decoded without error")
 	}
+}
+
+// replayBody returns the ReplayResult inside an AttachRequest's encoding.
+func replayBody(t *testing.T, wire []byte) []byte {
+	t.Helper()
+	num, typ, n := protowire.ConsumeTag(wire)
+	body, m := protowire.ConsumeBytes(wire[n:])
+	if num != attachRequestReplay || typ != protowire.BytesType || m < 0 {
+		t.Fatal("not an encoded AttachRequest.replay_result")
+	}
+	return bytes.Clone(body)
+}
+
+// wrapReplay encodes body as an AttachRequest's replay_result.
+func wrapReplay(body []byte) []byte {
+	return protowire.AppendBytes(protowire.AppendTag(nil, attachRequestReplay, protowire.BytesType), body)
 }
 
 // An append to a decoded payload never writes over the next one.
@@ -267,6 +302,9 @@ func TestEntryEncoderDeclines(t *testing.T) {
 		unknown,
 		&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Applied{Applied: &linkv1.AppliedUpTo{Lsn: 5}}},
 		&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Committed{}},
+		&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_ReplayResult{}},
+		&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_ReplayResult{ReplayResult: &linkv1.ReplayResult{
+			Status: linkv1.ReplayStatus_REPLAY_STATUS_ERROR, Error: "read failed"}}},
 		&replicationv1.StreamRequest{},
 	} {
 		if _, ok := marshalEntries(m); ok {
