@@ -470,8 +470,9 @@ func (e *election) campaignLoop(ctx context.Context, cli *clientv3.Client, el *c
 			case <-time.After(poll):
 				if ok, why := e.eligible(ctx, cli); !ok {
 					e.log.Info("withdrawing from the election", "reason", why)
-					ccancel()
-					<-done
+					if err := e.withdraw(ctx, cli, ccancel, done, id); err != nil {
+						return err // ending the session revokes the key
+					}
 					err = errWithdrawn
 					break wait
 				}
@@ -496,6 +497,37 @@ func (e *election) campaignLoop(ctx context.Context, cli *clientv3.Client, el *c
 }
 
 var errWithdrawn = errors.New("sidecar: withdrew from the election")
+
+// withdraw ends a campaign that this node gives up (cancel and done are
+// the campaign's), and deletes any election key this session holds.
+// Campaign may have won just before it was cancelled: it then returned
+// nil and holds the key. Or its first write may have reached etcd after
+// its context ended: it then returned an error and never learned of the
+// key. Either way the key would stay, kept alive by this session, ahead
+// of every later candidate: no other node could be elected, however long
+// the cluster stayed without a leader, until this session ended. When the
+// key cannot be deleted, withdraw returns an error, and the caller ends
+// the session (revoking its lease deletes the key).
+func (e *election) withdraw(ctx context.Context, cli *clientv3.Client, cancel context.CancelFunc, done <-chan error, id clientv3.LeaseID) error {
+	cancel()
+	won := <-done == nil
+	gctx, gcancel := context.WithTimeout(ctx, e.ttl/2)
+	defer gcancel()
+	r, err := cli.Get(gctx, e.key("election/"), clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return fmt.Errorf("sidecar: withdrawing from the election: %w", err)
+	}
+	for _, kv := range r.Kvs {
+		if kv.Lease != int64(id) {
+			continue
+		}
+		if _, err := cli.Delete(gctx, string(kv.Key)); err != nil {
+			return fmt.Errorf("sidecar: withdrawing from the election: deleting %s: %w", kv.Key, err)
+		}
+		e.log.Warn("gave up an election key this node held as it withdrew", "key", string(kv.Key), "won_as_it_withdrew", won)
+	}
+	return nil
+}
 
 // headStart gives the --leader node of a brand-new cluster (no ISR ever
 // published) a head start of one lease TTL: the other nodes wait that long

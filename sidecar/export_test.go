@@ -68,3 +68,13 @@ func CommitAfterElection(cfg Config, read ISRRead, durable uint64, flushed map[i
 	l.updateLocked(now)
 	return l.commit
 }
+
+// Withdraw runs, for a test, what a sidecar's election does when it gives
+// up a campaign in a session of lease id: cancel and done are the campaign
+// in flight (its cancel function and the channel its result goes to).
+// prefix and ttl are the sidecar's --etcd-prefix and lease TTL.
+func Withdraw(ctx context.Context, cli *clientv3.Client, prefix string, ttl time.Duration,
+	cancel context.CancelFunc, done <-chan error, id clientv3.LeaseID) error {
+	s := &Sidecar{cfg: Config{EtcdPrefix: prefix, LeaseTTL: ttl}, log: hclog.NewNullLogger()}
+	return newElection(s).withdraw(ctx, cli, cancel, done, id)
+}
