@@ -35,6 +35,9 @@ type leader struct {
 	self    *linkv1.BrokerInfo
 	first   uint64 // broker WAL's oldest LSN (as last reported)
 	durable uint64 // broker WAL's durable end: the leader's own flushed LSN
+	// evaluated is when updateLocked last ran (isrLoop runs it at least
+	// every ReplicaLagTimeMax/4, at most every second).
+	evaluated time.Time
 	// tookBytes is the payload bytes of every entry the broker pushed in
 	// this leadership (throttle.go's catchupProgress compares it with what
 	// a throttled follower is sent).
@@ -241,6 +244,24 @@ func (l *leader) onCommitted(ce *linkv1.CommittedEntries) {
 // included, and never moves backwards.
 func (l *leader) updateLocked(now time.Time) {
 	lagMax := l.s.cfg.ReplicaLagTimeMax
+	if gap := now.Sub(l.evaluated); !l.evaluated.IsZero() && gap > lagMax/2 && gap > 2*isrInterval(lagMax) {
+		// This process did not run for a while (SIGSTOP, a VM pause, a
+		// machine out of CPU): the followers' acknowledgements of that
+		// time are still unread in its sockets. Measured against that
+		// gap, every follower would look out of date and leave the ISR
+		// at once, leaving the leader alone in it (and, published in
+		// etcd, the only node that may be elected). The lag clock counts
+		// the time this leader was running: each follower's last
+		// caught-up time moves forward by the gap.
+		l.log.Warn("this node did not run for a while; the time does not count against its followers' lag",
+			"gap", gap.Round(time.Millisecond))
+		for _, r := range l.replicas {
+			if !r.lastCaughtUp.IsZero() {
+				r.lastCaughtUp = r.lastCaughtUp.Add(gap)
+			}
+		}
+	}
+	l.evaluated = now
 	isr := []int32{l.s.cfg.NodeID}
 	commit := l.durable
 	for _, r := range l.replicas {
@@ -339,11 +360,15 @@ func (l *leader) clusterLocked() *replicationv1.ClusterUpdate {
 	}
 }
 
+// isrInterval is how often isrLoop re-evaluates the ISR.
+func isrInterval(lagMax time.Duration) time.Duration {
+	return min(max(lagMax/4, 50*time.Millisecond), time.Second)
+}
+
 // isrLoop re-evaluates the ISR regularly, so that a follower that stopped
 // acknowledging leaves it even when nothing else happens.
 func (l *leader) isrLoop() {
-	d := min(max(l.s.cfg.ReplicaLagTimeMax/4, 50*time.Millisecond), time.Second)
-	t := time.NewTicker(d)
+	t := time.NewTicker(isrInterval(l.s.cfg.ReplicaLagTimeMax))
 	defer t.Stop()
 	for {
 		select {

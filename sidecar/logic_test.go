@@ -149,6 +149,40 @@ func TestISRAndCommit(t *testing.T) {
 	}
 }
 
+// A leader that did not run for longer than half the lag bound (SIGSTOP, a
+// VM pause) does not count that time against its followers: it would
+// otherwise drop every follower from the ISR the moment it resumed, before
+// it read the acknowledgements they sent meanwhile (seen in a soak run:
+// the ISR shrank to the leader alone, published in etcd). A follower that
+// really stopped still leaves once the leader has run for the lag bound.
+func TestLeaderPauseDoesNotCountAgainstFollowers(t *testing.T) {
+	lagMax := 2 * time.Second
+	l := testLeader(t, lagMax)
+	t0 := time.Now().Add(time.Minute) // after newLeader's own evaluation
+	l.durable, l.commit = 100, 98
+	for _, id := range []int32{2, 3} {
+		r := l.replicas[id]
+		r.connected, r.flushed, r.inISR, r.lastCaughtUp = true, 98, true, t0
+	}
+	l.updateLocked(t0.Add(100 * time.Millisecond))
+	// Paused for 2.3 s, more than the lag bound: both stay.
+	now := t0.Add(2400 * time.Millisecond)
+	l.updateLocked(now)
+	if !slices.Equal(l.isr, []int32{1, 2, 3}) {
+		t.Fatalf("ISR right after a 2.3 s pause of the leader = %v, want [1 2 3]", l.isr)
+	}
+	// Node 2 acknowledges the leader's end; node 3 never does again. The
+	// leader now runs, evaluating every 500 ms.
+	l.replicas[2].flushed = 100
+	for i := 0; i < 5; i++ {
+		now = now.Add(500 * time.Millisecond)
+		l.updateLocked(now)
+	}
+	if !slices.Equal(l.isr, []int32{1, 2}) {
+		t.Fatalf("ISR 2.5 s of running time later = %v, want [1 2] (node 3 stopped acknowledging)", l.isr)
+	}
+}
+
 // A follower under steady load is never exactly at the leader's end, but it
 // reaches where the leader was at its previous ack: that counts as caught
 // up (Kafka's lastCaughtUpTime rule), so it stays in the ISR.
