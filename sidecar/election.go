@@ -649,6 +649,12 @@ func (e *election) lead(ctx context.Context, cli *clientv3.Client, el *concurren
 		if slices.Equal(isr, published) {
 			continue
 		}
+		if time.Since(time.Unix(0, e.lastRenew.Load())) > e.ttl/2 {
+			// The watchdog is stepping this node down (its lease was not
+			// renewed for half its TTL): an ISR published now would
+			// outlive its leadership.
+			continue
+		}
 		data, _ := json.Marshal(isrValue{LeaderID: s.cfg.NodeID, Epoch: epoch, ISR: isr})
 		gctx, cancel := context.WithTimeout(ctx, e.ttl/2)
 		tr, err := cli.Txn(gctx).If(mine).Then(clientv3.OpPut(e.key("isr"), string(data))).Commit()
