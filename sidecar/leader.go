@@ -35,8 +35,8 @@ type leader struct {
 	self    *linkv1.BrokerInfo
 	first   uint64 // broker WAL's oldest LSN (as last reported)
 	durable uint64 // broker WAL's durable end: the leader's own flushed LSN
-	// evaluated is when updateLocked last ran (isrLoop runs it at least
-	// every ReplicaLagTimeMax/4, at most every second).
+	// evaluated is when updateLocked last ran (isrLoop runs it every
+	// isrInterval, acknowledgements in between).
 	evaluated time.Time
 	// tookBytes is the payload bytes of every entry the broker pushed in
 	// this leadership (throttle.go's catchupProgress compares it with what
