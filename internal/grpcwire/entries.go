@@ -293,7 +293,6 @@ func marshalEntries(v any) (mem.BufferSlice, bool) {
 	var top protowire.Number
 	entField := protowire.Number(listEntries)
 	var ents []*linkv1.Entry
-	var lsn uint64
 	var pre, post []byte // the message's other fields, before and after its entries
 	var parts []proto.Message
 	switch x := v.(type) {
@@ -303,7 +302,8 @@ func marshalEntries(v any) (mem.BufferSlice, bool) {
 			if p.Committed == nil {
 				return nil, false
 			}
-			top, ents, lsn = attachRequestCommitted, p.Committed.GetEntries(), p.Committed.GetDurableLsn()
+			top, ents = attachRequestCommitted, p.Committed.GetEntries()
+			post = appendVarintField(nil, listLSN, p.Committed.GetDurableLsn())
 			parts = []proto.Message{x, p.Committed}
 		case *linkv1.AttachRequest_ReplayResult:
 			rr := p.ReplayResult
@@ -326,14 +326,16 @@ func marshalEntries(v any) (mem.BufferSlice, bool) {
 		if !ok || a.Apply == nil {
 			return nil, false
 		}
-		top, ents, lsn = attachResponseApply, a.Apply.GetEntries(), a.Apply.GetCommitLsn()
+		top, ents = attachResponseApply, a.Apply.GetEntries()
+		post = appendVarintField(nil, listLSN, a.Apply.GetCommitLsn())
 		parts = []proto.Message{x, a.Apply}
 	case *replicationv1.StreamResponse:
 		e, ok := x.GetPayload().(*replicationv1.StreamResponse_Entries)
 		if !ok || e.Entries == nil {
 			return nil, false
 		}
-		top, ents, lsn = streamResponseEntries, e.Entries.GetEntries(), e.Entries.GetCommitLsn()
+		top, ents = streamResponseEntries, e.Entries.GetEntries()
+		post = appendVarintField(nil, listLSN, e.Entries.GetCommitLsn())
 		parts = []proto.Message{x, e.Entries}
 	default:
 		return nil, false
@@ -343,7 +345,6 @@ func marshalEntries(v any) (mem.BufferSlice, bool) {
 			return nil, false
 		}
 	}
-	post = appendVarintField(post, listLSN, lsn) // 0 for ReplayResult
 	// Sizes first: every length prefix comes before what it measures.
 	bodies := make([]int, len(ents))
 	list := len(pre) + len(post)
