@@ -276,17 +276,40 @@ type JetStreamConfig struct {
 
 // runJetStream implements `tandem-bench jetstream`.
 func runJetStream(ctx context.Context, args []string, log hclog.Logger) error {
+	return runPublishBench(ctx, args, log, publishBench{
+		command:     "jetstream",
+		serverHelp:  "a NATS server of the cluster",
+		modeHelp:    "async (window of --max-pending PubAcks) or sync (one at a time)",
+		pendingHelp: "async: publishes awaiting a PubAck",
+		name:        "jetstream-",
+		label:       "JetStream R%d file, %s publish",
+		publish:     jetStreamPublish,
+	})
+}
+
+// publishBench describes one of the two JetStream publishers
+// (`tandem-bench jetstream`, our minimal client, and `tandem-bench natsgo`,
+// nats.go): they take the same flags and report the same way.
+type publishBench struct {
+	command                           string // subcommand, for the flag set
+	serverHelp, modeHelp, pendingHelp string
+	name                              string // default result name, followed by the mode
+	label                             string // default label: Sprintf(label, replicas, mode)
+	publish                           func(context.Context, JetStreamConfig, hclog.Logger) (*Result, error)
+}
+
+func runPublishBench(ctx context.Context, args []string, log hclog.Logger, b publishBench) error {
 	cfg := JetStreamConfig{Stream: "BENCH", Replicas: 3, RecordBytes: 1024, Duration: 20 * time.Second,
 		Warmup: time.Second, Mode: "async", MaxPending: 4000}
-	fs := flag.NewFlagSet("jetstream", flag.ContinueOnError)
-	fs.StringVar(&cfg.Server, "server", "nats://127.0.0.1:4222", "a NATS server of the cluster")
+	fs := flag.NewFlagSet(b.command, flag.ContinueOnError)
+	fs.StringVar(&cfg.Server, "server", "nats://127.0.0.1:4222", b.serverHelp)
 	fs.StringVar(&cfg.Stream, "stream", cfg.Stream, "stream name (deleted and created again)")
 	fs.IntVar(&cfg.Replicas, "replicas", cfg.Replicas, "stream replicas")
 	fs.IntVar(&cfg.RecordBytes, "record-bytes", cfg.RecordBytes, "message payload bytes")
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "measured window")
 	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "unmeasured publishing before the window")
-	fs.StringVar(&cfg.Mode, "mode", cfg.Mode, "async (window of --max-pending PubAcks) or sync (one at a time)")
-	fs.IntVar(&cfg.MaxPending, "max-pending", cfg.MaxPending, "async: publishes awaiting a PubAck")
+	fs.StringVar(&cfg.Mode, "mode", cfg.Mode, b.modeHelp)
+	fs.IntVar(&cfg.MaxPending, "max-pending", cfg.MaxPending, b.pendingHelp)
 	name := fs.String("name", "", "result name (report row)")
 	label := fs.String("label", "", "result label")
 	jsonOut := fs.Bool("json", false, "print the result as JSON instead of text")
@@ -300,16 +323,16 @@ func runJetStream(ctx context.Context, args []string, log hclog.Logger) error {
 	if cfg.Duration <= 0 || cfg.MaxPending < 1 || cfg.Replicas < 1 {
 		return fmt.Errorf("%w: --duration, --max-pending and --replicas must be positive", errUsage)
 	}
-	r, err := jetStreamPublish(ctx, cfg, log)
+	r, err := b.publish(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	r.Name, r.Label = *name, *label
 	if r.Name == "" {
-		r.Name = "jetstream-" + cfg.Mode
+		r.Name = b.name + cfg.Mode
 	}
 	if r.Label == "" {
-		r.Label = fmt.Sprintf("JetStream R%d file, %s publish", cfg.Replicas, cfg.Mode)
+		r.Label = fmt.Sprintf(b.label, cfg.Replicas, cfg.Mode)
 	}
 	return emit(r, *jsonOut, *out)
 }

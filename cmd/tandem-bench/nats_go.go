@@ -18,7 +18,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"flag"
 	"fmt"
 	"strings"
 	"sync"
@@ -31,42 +30,15 @@ import (
 )
 
 func runNATSGo(ctx context.Context, args []string, log hclog.Logger) error {
-	cfg := JetStreamConfig{Stream: "BENCH", Replicas: 3, RecordBytes: 1024, Duration: 20 * time.Second,
-		Warmup: time.Second, Mode: "async", MaxPending: 4000}
-	fs := flag.NewFlagSet("natsgo", flag.ContinueOnError)
-	fs.StringVar(&cfg.Server, "server", "nats://127.0.0.1:4222", "NATS server URLs of the cluster, comma separated")
-	fs.StringVar(&cfg.Stream, "stream", cfg.Stream, "stream name (deleted and created again)")
-	fs.IntVar(&cfg.Replicas, "replicas", cfg.Replicas, "stream replicas")
-	fs.IntVar(&cfg.RecordBytes, "record-bytes", cfg.RecordBytes, "message payload bytes")
-	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "measured window")
-	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "unmeasured publishing before the window")
-	fs.StringVar(&cfg.Mode, "mode", cfg.Mode, "async (PublishAsync, window of --max-pending) or sync (Publish, one at a time)")
-	fs.IntVar(&cfg.MaxPending, "max-pending", cfg.MaxPending, "async: PubAcks outstanding at most")
-	name := fs.String("name", "", "result name (report row)")
-	label := fs.String("label", "", "result label")
-	jsonOut := fs.Bool("json", false, "print the result as JSON instead of text")
-	out := fs.String("out", "", "also write the JSON result to this file")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if cfg.Mode != "async" && cfg.Mode != "sync" {
-		return fmt.Errorf("%w: --mode must be async or sync", errUsage)
-	}
-	if cfg.Duration <= 0 || cfg.MaxPending < 1 || cfg.Replicas < 1 {
-		return fmt.Errorf("%w: --duration, --max-pending and --replicas must be positive", errUsage)
-	}
-	r, err := natsGoPublish(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	r.Name, r.Label = *name, *label
-	if r.Name == "" {
-		r.Name = "natsgo-" + cfg.Mode
-	}
-	if r.Label == "" {
-		r.Label = fmt.Sprintf("JetStream R%d file, nats.go %s publish", cfg.Replicas, cfg.Mode)
-	}
-	return emit(r, *jsonOut, *out)
+	return runPublishBench(ctx, args, log, publishBench{
+		command:     "natsgo",
+		serverHelp:  "NATS server URLs of the cluster, comma separated",
+		modeHelp:    "async (PublishAsync, window of --max-pending) or sync (Publish, one at a time)",
+		pendingHelp: "async: PubAcks outstanding at most",
+		name:        "natsgo-",
+		label:       "JetStream R%d file, nats.go %s publish",
+		publish:     natsGoPublish,
+	})
 }
 
 // pending is one async publish awaiting its PubAck.
