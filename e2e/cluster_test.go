@@ -29,6 +29,9 @@ type clusterOpts struct {
 	// peerAddr, when set, gives the address node self's sidecar is told
 	// for peer's sidecar (--peers), e.g. a proxy in between.
 	peerAddr func(self, peer int, addr string) string
+	// prepare, when set, runs for every node before its processes start
+	// (e.g. to mount a file system on its data directory, n.dir/data).
+	prepare func(n *node)
 }
 
 type node struct {
@@ -73,6 +76,9 @@ func startCluster(t *testing.T, opts clusterOpts) *cluster {
 		c.nodes = append(c.nodes, n)
 	}
 	for _, n := range c.nodes {
+		if opts.prepare != nil {
+			opts.prepare(n)
+		}
 		n.side = testutil.Start(t, testutil.ProcessConfig{
 			Name: fmt.Sprintf("sidecar-%d", n.id),
 			Path: testutil.Bin(t, "tandem-sidecar"),

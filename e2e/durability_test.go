@@ -408,6 +408,16 @@ func TestRetention(t *testing.T) {
 func mountTmpfs(t *testing.T, size int) string {
 	t.Helper()
 	dir := t.TempDir()
+	mountTmpfsAt(t, dir, size)
+	return dir
+}
+
+// mountTmpfsAt is mountTmpfs on dir, which it creates if needed.
+func mountTmpfsAt(t *testing.T, dir string, size int) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", size), "tmpfs", dir).CombinedOutput()
 	if err != nil {
 		t.Fatalf("mount a %d-byte tmpfs on %s (the disk-full test needs root): %v: %s", size, dir, err, out)
@@ -417,7 +427,6 @@ func mountTmpfs(t *testing.T, size int) string {
 			t.Errorf("umount %s: %v: %s", dir, err, out)
 		}
 	})
-	return dir
 }
 
 // TestDiskFull fills the broker's disk (a small tmpfs) with acks=all

@@ -35,6 +35,11 @@ func (s *Sidecar) Status() *adminv1.StatusResponse {
 	slices.SortFunc(out.Peers, func(a, b *adminv1.Peer) int { return int(a.NodeId) - int(b.NodeId) })
 	bc, _ := s.currentBroker()
 	out.Linked = bc != nil
+	if bc != nil {
+		if msg, since := bc.storageFailure(); msg != "" {
+			out.StorageError, out.StorageFailingSince = msg, timestamppb.New(since)
+		}
+	}
 	out.Ready, out.NotReadyReason = s.readiness()
 	out.UncleanPromotions = s.uncleanPromotions.Load()
 	switch {

@@ -45,6 +45,9 @@ type brokerConn struct {
 	served  atomic.Uint64
 	view    atomic.Pointer[linkv1.ClusterView]
 	viewSig chan struct{} // cap 1
+	// storage is the broker's latest StorageState (nil: none received, so
+	// its appends work as far as the sidecar knows).
+	storage atomic.Pointer[linkv1.StorageState]
 
 	nextID atomic.Uint64
 
@@ -209,6 +212,15 @@ func (c *brokerConn) receive(m *linkv1.AttachRequest) error {
 		if f := c.onCommitApplied; f != nil {
 			f(p.CommitApplied.GetLsn())
 		}
+	case *linkv1.AttachRequest_Storage:
+		st := p.Storage
+		if st.GetError() != "" {
+			c.log.Error("the broker cannot write its WAL: this node is not ready; under etcd failover it does not stand for election, and leading it resigns after one lease TTL",
+				"error", st.GetError(), "failing_since", time.UnixMilli(st.GetFailingSinceUnixMs()).UTC().Format(time.RFC3339Nano))
+		} else if c.storage.Load().GetError() != "" {
+			c.log.Info("the broker writes its WAL again")
+		}
+		c.storage.Store(st)
 	case *linkv1.AttachRequest_ReplayResult:
 		c.mu.Lock()
 		ch := c.replays[p.ReplayResult.GetRequestId()]
@@ -322,8 +334,19 @@ func (c *brokerConn) enqueue(ctx context.Context, m *linkv1.AttachResponse) erro
 	}
 }
 
+// storageFailure returns the broker's WAL write error and since when it
+// fails, or "" while its appends work.
+func (c *brokerConn) storageFailure() (string, time.Time) {
+	st := c.storage.Load()
+	if st.GetError() == "" {
+		return "", time.Time{}
+	}
+	return st.GetError(), time.UnixMilli(st.GetFailingSinceUnixMs())
+}
+
 // setView makes v the broker's cluster view (sent once, latest wins).
 func (c *brokerConn) setView(v *linkv1.ClusterView) {
+	v.ReadsStorageState = true
 	c.view.Store(v)
 	select {
 	case c.viewSig <- struct{}{}:

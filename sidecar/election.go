@@ -73,7 +73,10 @@ import (
 // renewal, at most TTL/6 later; another node may be elected in a newer
 // epoch meanwhile.) A leader whose broker stays detached for a whole TTL
 // resigns too, so that a node that cannot take writes does not hold the
-// cluster.
+// cluster; so does a leader whose broker reports for a whole TTL that it
+// cannot write its WAL (a full disk: StorageState on the link). A node
+// whose broker cannot write does not campaign, and a new leader does not
+// hand the election to such a peer however much of the log it holds.
 //
 // Failover time after a leader dies without revoking its lease (SIGKILL,
 // power loss, network cut): at most TTL until the lease expires, plus the
@@ -346,6 +349,9 @@ func (e *election) eligible(ctx context.Context, cli *clientv3.Client) (bool, st
 	if bc == nil {
 		return false, "broker not attached"
 	}
+	if msg, _ := bc.storageFailure(); msg != "" {
+		return false, "the broker cannot write its WAL: " + msg
+	}
 	if last, commit := walEndAndCommit(f, bc); last < commit {
 		// It lacks acknowledged writes: elected, it would make the others
 		// truncate them.
@@ -409,7 +415,7 @@ func (e *election) peerHoldsMore(ctx context.Context, cli *clientv3.Client) (int
 	defer pc.close()
 	for _, p := range s.pollPeers(ctx, pc, e.ttl/4) {
 		st := p.st
-		if p.leader || !st.GetLinked() || (found && !slices.Contains(v.ISR, p.id)) {
+		if p.leader || !st.GetLinked() || st.GetStorageError() != "" || (found && !slices.Contains(v.ISR, p.id)) {
 			continue
 		}
 		if logAhead(st.GetWalLastEpoch(), st.GetLastLsn(), epoch, last) {
@@ -616,7 +622,7 @@ func (e *election) lead(ctx context.Context, cli *clientv3.Client, el *concurren
 		return err
 	}
 	var published []int32
-	var detachedSince time.Time
+	var detachedSince, storageFailingSince time.Time
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -630,7 +636,7 @@ func (e *election) lead(ctx context.Context, cli *clientv3.Client, el *concurren
 			return errors.New("sidecar: no longer the leader")
 		}
 		l.mu.Lock()
-		isr, lepoch, attached := slices.Clone(l.isr), l.epoch, l.bc != nil
+		isr, lepoch, attached, bc := slices.Clone(l.isr), l.epoch, l.bc != nil, l.bc
 		l.mu.Unlock()
 		if lepoch != epoch {
 			return fmt.Errorf("sidecar: leading epoch %d, elected for %d", lepoch, epoch)
@@ -646,6 +652,23 @@ func (e *election) lead(ctx context.Context, cli *clientv3.Client, el *concurren
 			continue
 		}
 		detachedSince = time.Time{}
+		if msg, _ := bc.storageFailure(); msg != "" {
+			// A leader that cannot write takes no writes; an in-sync
+			// follower that can should lead instead (as a Kafka broker
+			// whose only log directory fails shuts down and its
+			// partitions move). A TTL first, so that a moment's failure
+			// does not cost a failover.
+			if storageFailingSince.IsZero() {
+				storageFailingSince = time.Now()
+			} else if time.Since(storageFailingSince) > e.ttl {
+				e.log.Error("the broker has not been able to write its WAL for a whole lease TTL; resigning so that an in-sync follower can lead",
+					"lease_ttl", e.ttl, "error", msg)
+				e.stepDown("broker cannot write its WAL")
+				return errors.New("sidecar: resigned: broker cannot write its WAL")
+			}
+		} else {
+			storageFailingSince = time.Time{}
+		}
 		if slices.Equal(isr, published) {
 			continue
 		}

@@ -203,7 +203,9 @@ var (
 		"Replication commit point this node knows: every in-sync replica holds the log up to here; high watermarks follow it.", nil, nil)
 	descLinked = prometheus.NewDesc("tandem_sidecar_broker_linked", "1 while the broker is attached on the Unix socket.", nil, nil)
 	descReady  = prometheus.NewDesc("tandem_sidecar_ready", "1 while the tandem.Readiness health service is SERVING.", nil, nil)
-	descISR    = prometheus.NewDesc("tandem_sidecar_isr_size",
+	descStore  = prometheus.NewDesc("tandem_sidecar_broker_storage_failing",
+		"1 while the broker reports that it cannot write its WAL (a full disk, an I/O error).", nil, nil)
+	descISR = prometheus.NewDesc("tandem_sidecar_isr_size",
 		"Replicas in sync, the leader included (on a follower: the ISR last announced by the leader).", nil, nil)
 	descReplicas = prometheus.NewDesc("tandem_sidecar_replicas", "Configured replicas (--peers), this node included.", nil, nil)
 	descUnder    = prometheus.NewDesc("tandem_sidecar_under_replicated",
@@ -232,7 +234,7 @@ var (
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInfo, descEpoch, descLast, descDurable, descCommit, descLinked, descReady,
-		descISR, descReplicas, descUnder, descStreaming, descLeaderHB,
+		descStore, descISR, descReplicas, descUnder, descStreaming, descLeaderHB,
 		descFConnect, descFInISR, descFCatchup, descFSent, descFFlushed, descFApplied, descFLagE, descFLagB, descFLagS, descFHB} {
 		ch <- d
 	}
@@ -262,6 +264,7 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descCommit, float64(st.GetCommitLsn()))
 	gauge(descLinked, b2f(st.GetLinked()))
 	gauge(descReady, b2f(st.GetReady()))
+	gauge(descStore, b2f(st.GetStorageError() != ""))
 	gauge(descISR, float64(len(st.GetIsr())))
 	replicas := max(len(st.GetPeers()), 1)
 	gauge(descReplicas, float64(replicas))

@@ -398,6 +398,9 @@ func (s *Sidecar) readiness() (bool, string) {
 	if bc == nil {
 		return false, "broker not attached"
 	}
+	if msg, since := bc.storageFailure(); msg != "" {
+		return false, fmt.Sprintf("the broker cannot write its WAL (since %s): %s", since.UTC().Format(time.RFC3339), msg)
+	}
 	l, f := s.roles()
 	if f != nil {
 		return f.ready()

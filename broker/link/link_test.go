@@ -111,11 +111,14 @@ func newHarness(t *testing.T, segmentBytes int64, setup func(b *walBroker)) *har
 	return newHarnessWith(t, wal.Options{Sync: wal.SyncNone, SegmentBytes: segmentBytes}, setup, nil)
 }
 
-// newHarnessWith is newHarness with the WAL's options, and wrap (when
-// set) choosing what link.Run gets as the broker.
+// newHarnessWith is newHarness with the WAL's options (a WAL in a temp
+// dir unless opts.Dir is set), and wrap (when set) choosing what link.Run
+// gets as the broker.
 func newHarnessWith(t *testing.T, opts wal.Options, setup func(b *walBroker), wrap func(b *walBroker) link.Broker) *harness {
 	dir := t.TempDir()
-	opts.Dir = filepath.Join(dir, "wal")
+	if opts.Dir == "" {
+		opts.Dir = filepath.Join(dir, "wal")
+	}
 	w, err := wal.Open(opts)
 	if err != nil {
 		t.Fatal(err)

@@ -153,6 +153,7 @@ type session struct {
 	// Owned by the receiver goroutine.
 	pushCancel context.CancelFunc
 	pushDone   chan struct{}
+	storageOn  bool // storageWatcher runs (the sidecar reads StorageState)
 }
 
 func (s *session) goFunc(fn func() error) {
@@ -271,6 +272,10 @@ func (s *session) receiver() error {
 				"brokers", len(v.Brokers), "isr", v.ISR)
 			s.b.SetClusterView(v)
 			s.follower.Store(v.Role == RoleFollower)
+			if p.ClusterView.GetReadsStorageState() && !s.storageOn {
+				s.storageOn = true
+				s.goFunc(s.storageWatcher)
+			}
 		case *linkv1.AttachResponse_Subscribe:
 			s.stopPush()
 			if from := p.Subscribe.GetFromLsn(); from > 0 {
@@ -288,6 +293,31 @@ func (s *session) receiver() error {
 		default:
 			return fmt.Errorf("%w: unknown payload %T", ErrBadMessage, m.GetPayload())
 		}
+	}
+}
+
+// storageWatcher tells the sidecar whether the WAL takes writes: at once
+// when appends are failing, then at every change (wal.Log.WriteState).
+func (s *session) storageWatcher() error {
+	st, changed := s.w.WriteState()
+	report := st.Err != nil
+	for {
+		if report {
+			m := &linkv1.StorageState{}
+			if st.Err != nil {
+				m.Error, m.FailingSinceUnixMs = st.Err.Error(), st.Since.UnixMilli()
+			}
+			if err := s.send(&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Storage{Storage: m}}); err != nil {
+				return nil // the session is ending
+			}
+		}
+		select {
+		case <-changed:
+		case <-s.ctx.Done():
+			return nil
+		}
+		st, changed = s.w.WriteState()
+		report = true
 	}
 }
 

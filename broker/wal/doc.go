@@ -206,6 +206,13 @@
 // writeback (sync_file_range without waiting) and page-cache release
 // (posix_fadvise) do not consume a writeback error; the next fsync sees it.
 //
+// A write that fails (ENOSPC on a full file system, EIO) is not a failure
+// of the log: the partial frame is cut off, the append returns the error,
+// and the next append tries again. WriteState says whether appends are
+// failing, since when, and why (a failed log counts as failing until it is
+// reopened); its channel is closed when they start or stop failing, so the
+// broker can tell its sidecar (a leader that cannot write hands over).
+//
 // # Truncation, reset, retention, checksums
 //
 // Truncate(after) drops entries > after (divergence repair after a

@@ -260,7 +260,9 @@ type Log struct {
 	epochs     []EpochStart
 	gen        uint64 // bumped by Truncate and Reset
 	closed     bool
-	failErr    error // sticky I/O failure: appends refuse until restart
+	failErr    error         // sticky I/O failure: appends refuse until restart
+	writeState WriteState    // see WriteState
+	writeCh    chan struct{} // closed and replaced when writeState changes
 	readers    map[*Reader]struct{}
 	wbSeg      *segment // segment and offset up to which writeback was started
 	wbOff      int64
@@ -335,6 +337,7 @@ func Open(opts Options) (*Log, error) {
 		zKick:   make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		durCh:   make(chan struct{}),
+		writeCh: make(chan struct{}),
 		readers: make(map[*Reader]struct{}),
 	}
 	if err := l.recover(); err != nil {
@@ -557,6 +560,7 @@ func (l *Log) failLocked(err error) {
 	if l.failErr == nil {
 		l.failErr = err
 		l.logger.Error("WAL refuses further writes until the broker restarts and recovers it", "error", err)
+		l.setWriteErrLocked(err)
 		close(l.durCh) // wake waiters so they see the error
 		l.durCh = make(chan struct{})
 	}
@@ -682,8 +686,69 @@ func (l *Log) AppendEntry(e Entry) (Pos, error) {
 }
 
 // appendLocked writes the entry whose payload is the concatenation of
-// parts, size bytes in all, with the CRC-32C crc.
+// parts, size bytes in all, with the CRC-32C crc, and records in the
+// write state whether that worked (an entry refused for its epoch says
+// nothing about the storage).
 func (l *Log) appendLocked(lsn uint64, epoch uint32, typ EntryType, parts [][]byte, size int, crc uint32) (Pos, error) {
+	pos, err := l.writeEntryLocked(lsn, epoch, typ, parts, size, crc)
+	if err == nil || !errors.Is(err, ErrStaleEpoch) {
+		l.setWriteErrLocked(err)
+	}
+	return pos, err
+}
+
+// WriteState says whether the log's storage takes writes.
+type WriteState struct {
+	// Err is the error of the newest append when it failed to write (a
+	// full disk, an I/O error; not an entry refused for what it is), or
+	// the failure that makes the log refuse every write until a restart.
+	// Nil once an append succeeds again.
+	Err error
+	// Since is when appends began failing (zero while Err is nil).
+	Since time.Time
+}
+
+// WriteState returns the log's write state and a channel that is closed
+// when appends start or stop failing (the newest error of a failing log
+// replaces the one before without closing it). A broker whose appends fail reports it (a leader
+// that cannot write should hand its leadership over).
+func (l *Log) WriteState() (WriteState, <-chan struct{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.writeState, l.writeCh
+}
+
+// setWriteErrLocked records the outcome of a write: err nil after one that
+// worked (unless the log has failed for good).
+func (l *Log) setWriteErrLocked(err error) {
+	if err == nil {
+		err = l.failErr
+	}
+	if err == nil && l.writeState.Err == nil {
+		return // the usual case: nothing changes
+	}
+	st := WriteState{Err: err, Since: l.writeState.Since}
+	switch {
+	case err == nil:
+		st.Since = time.Time{}
+		l.logger.Info("WAL writes work again", "failing_for", time.Since(l.writeState.Since).Round(time.Millisecond))
+	case l.writeState.Err == nil:
+		st.Since = time.Now()
+		if err != l.failErr { // failLocked said it already
+			l.logger.Error("WAL write failed; appends fail until the storage takes writes again", "error", err)
+		}
+	default:
+		// Still failing: keep the newest error, without a change to
+		// report.
+		l.writeState.Err = err
+		return
+	}
+	l.writeState = st
+	close(l.writeCh)
+	l.writeCh = make(chan struct{})
+}
+
+func (l *Log) writeEntryLocked(lsn uint64, epoch uint32, typ EntryType, parts [][]byte, size int, crc uint32) (Pos, error) {
 	added, err := l.noteEpochLocked(epoch, lsn)
 	if err != nil {
 		return Pos{}, err
@@ -1485,6 +1550,7 @@ func (l *Log) Reset(next uint64) error {
 	l.syncErr = nil
 	l.syncMu.Unlock()
 	l.failErr = nil
+	l.setWriteErrLocked(nil)
 	l.logger.Info("reset WAL", "next_lsn", next)
 	return nil
 }

@@ -157,6 +157,10 @@ func printStatus(w io.Writer, st *adminv1.StatusResponse, now time.Time) {
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "wal: first %d  last %d (epoch %d)  durable %d  commit %d  isr %v\n",
 		st.GetFirstLsn(), st.GetLastLsn(), st.GetWalLastEpoch(), st.GetDurableLsn(), st.GetCommitLsn(), st.GetIsr())
+	if msg := st.GetStorageError(); msg != "" {
+		fmt.Fprintf(w, "STORAGE FAILING for %s: the broker cannot write its WAL: %s\n",
+			now.Sub(st.GetStorageFailingSince().AsTime()).Round(time.Second), msg)
+	}
 	if m := st.GetFailoverMode(); m != "" {
 		fmt.Fprintf(w, "failover: %s", m)
 		if n := st.GetUncleanPromotions(); n > 0 {

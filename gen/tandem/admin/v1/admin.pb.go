@@ -237,6 +237,13 @@ type StatusResponse struct {
 	// none arrived since this node last changed role). A follower's ISR and
 	// commit_lsn are as old as this.
 	LastHeardFromLeader *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=last_heard_from_leader,json=lastHeardFromLeader,proto3" json:"last_heard_from_leader,omitempty"`
+	// Set while this node's broker cannot write its WAL (a full disk, an I/O
+	// error): the error its newest append failed with. Such a node is not
+	// ready, does not stand for election, and, leading with automatic
+	// failover, resigns after one lease TTL. Empty while appends work.
+	StorageError string `protobuf:"bytes,21,opt,name=storage_error,json=storageError,proto3" json:"storage_error,omitempty"`
+	// When this node's broker began failing to write (unset while it writes).
+	StorageFailingSince *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=storage_failing_since,json=storageFailingSince,proto3" json:"storage_failing_since,omitempty"`
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
@@ -407,6 +414,20 @@ func (x *StatusResponse) GetWalLastEpoch() uint32 {
 func (x *StatusResponse) GetLastHeardFromLeader() *timestamppb.Timestamp {
 	if x != nil {
 		return x.LastHeardFromLeader
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetStorageError() string {
+	if x != nil {
+		return x.StorageError
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetStorageFailingSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StorageFailingSince
 	}
 	return nil
 }
@@ -907,7 +928,7 @@ var File_tandem_admin_v1_admin_proto protoreflect.FileDescriptor
 const file_tandem_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x1btandem/admin/v1/admin.proto\x12\x0ftandem.admin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x0f\n" +
-	"\rStatusRequest\"\xd4\x05\n" +
+	"\rStatusRequest\"\xc9\x06\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x05R\x06nodeId\x12\x1d\n" +
 	"\n" +
@@ -932,7 +953,9 @@ const file_tandem_admin_v1_admin_proto_rawDesc = "" +
 	"\x12unclean_promotions\x18\x11 \x01(\x04R\x11uncleanPromotions\x12#\n" +
 	"\rfailover_mode\x18\x12 \x01(\tR\ffailoverMode\x12$\n" +
 	"\x0ewal_last_epoch\x18\x13 \x01(\rR\fwalLastEpoch\x12O\n" +
-	"\x16last_heard_from_leader\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\x13lastHeardFromLeader\"9\n" +
+	"\x16last_heard_from_leader\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\x13lastHeardFromLeader\x12#\n" +
+	"\rstorage_error\x18\x15 \x01(\tR\fstorageError\x12N\n" +
+	"\x15storage_failing_since\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\x13storageFailingSince\"9\n" +
 	"\x04Peer\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x05R\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\"\xd9\x04\n" +
@@ -1023,20 +1046,21 @@ var file_tandem_admin_v1_admin_proto_depIdxs = []int32{
 	5,  // 1: tandem.admin.v1.StatusResponse.replicas:type_name -> tandem.admin.v1.Replica
 	4,  // 2: tandem.admin.v1.StatusResponse.peers:type_name -> tandem.admin.v1.Peer
 	10, // 3: tandem.admin.v1.StatusResponse.last_heard_from_leader:type_name -> google.protobuf.Timestamp
-	10, // 4: tandem.admin.v1.Replica.last_heartbeat:type_name -> google.protobuf.Timestamp
-	10, // 5: tandem.admin.v1.Replica.last_caught_up:type_name -> google.protobuf.Timestamp
-	1,  // 6: tandem.admin.v1.Replica.state:type_name -> tandem.admin.v1.ReplicaState
-	2,  // 7: tandem.admin.v1.AdminService.Status:input_type -> tandem.admin.v1.StatusRequest
-	6,  // 8: tandem.admin.v1.AdminService.Promote:input_type -> tandem.admin.v1.PromoteRequest
-	8,  // 9: tandem.admin.v1.AdminService.Checksum:input_type -> tandem.admin.v1.ChecksumRequest
-	3,  // 10: tandem.admin.v1.AdminService.Status:output_type -> tandem.admin.v1.StatusResponse
-	7,  // 11: tandem.admin.v1.AdminService.Promote:output_type -> tandem.admin.v1.PromoteResponse
-	9,  // 12: tandem.admin.v1.AdminService.Checksum:output_type -> tandem.admin.v1.ChecksumResponse
-	10, // [10:13] is the sub-list for method output_type
-	7,  // [7:10] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	10, // 4: tandem.admin.v1.StatusResponse.storage_failing_since:type_name -> google.protobuf.Timestamp
+	10, // 5: tandem.admin.v1.Replica.last_heartbeat:type_name -> google.protobuf.Timestamp
+	10, // 6: tandem.admin.v1.Replica.last_caught_up:type_name -> google.protobuf.Timestamp
+	1,  // 7: tandem.admin.v1.Replica.state:type_name -> tandem.admin.v1.ReplicaState
+	2,  // 8: tandem.admin.v1.AdminService.Status:input_type -> tandem.admin.v1.StatusRequest
+	6,  // 9: tandem.admin.v1.AdminService.Promote:input_type -> tandem.admin.v1.PromoteRequest
+	8,  // 10: tandem.admin.v1.AdminService.Checksum:input_type -> tandem.admin.v1.ChecksumRequest
+	3,  // 11: tandem.admin.v1.AdminService.Status:output_type -> tandem.admin.v1.StatusResponse
+	7,  // 12: tandem.admin.v1.AdminService.Promote:output_type -> tandem.admin.v1.PromoteResponse
+	9,  // 13: tandem.admin.v1.AdminService.Checksum:output_type -> tandem.admin.v1.ChecksumResponse
+	11, // [11:14] is the sub-list for method output_type
+	8,  // [8:11] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_tandem_admin_v1_admin_proto_init() }

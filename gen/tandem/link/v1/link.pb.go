@@ -513,6 +513,7 @@ type AttachRequest struct {
 	//	*AttachRequest_ResetDone
 	//	*AttachRequest_ChecksumResult
 	//	*AttachRequest_CommitApplied
+	//	*AttachRequest_Storage
 	Payload       isAttachRequest_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -627,6 +628,15 @@ func (x *AttachRequest) GetCommitApplied() *CommitApplied {
 	return nil
 }
 
+func (x *AttachRequest) GetStorage() *StorageState {
+	if x != nil {
+		if x, ok := x.Payload.(*AttachRequest_Storage); ok {
+			return x.Storage
+		}
+	}
+	return nil
+}
+
 type isAttachRequest_Payload interface {
 	isAttachRequest_Payload()
 }
@@ -675,6 +685,12 @@ type AttachRequest_CommitApplied struct {
 	CommitApplied *CommitApplied `protobuf:"bytes,8,opt,name=commit_applied,json=commitApplied,proto3,oneof"`
 }
 
+type AttachRequest_Storage struct {
+	// Whether the broker can write its WAL, sent when that changes. Only to
+	// a sidecar whose ClusterView set reads_storage_state.
+	Storage *StorageState `protobuf:"bytes,9,opt,name=storage,proto3,oneof"`
+}
+
 func (*AttachRequest_Hello) isAttachRequest_Payload() {}
 
 func (*AttachRequest_Committed) isAttachRequest_Payload() {}
@@ -691,6 +707,70 @@ func (*AttachRequest_ChecksumResult) isAttachRequest_Payload() {}
 
 func (*AttachRequest_CommitApplied) isAttachRequest_Payload() {}
 
+func (*AttachRequest_Storage) isAttachRequest_Payload() {}
+
+// StorageState says whether the broker's WAL takes writes. The broker sends
+// one when its appends begin failing (a full disk, an I/O error) and one
+// when an append works again; after attaching, it sends one at once if its
+// appends are failing. A leader whose broker cannot write hands its
+// leadership to an in-sync follower (automatic failover), and a node whose
+// broker cannot write is not ready and does not stand for election.
+type StorageState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty while appends work; otherwise the newest append's error, as the
+	// broker reports it (for operators: not meant to be parsed).
+	Error string `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	// When appends began failing, in milliseconds since the Unix epoch (0
+	// while they work).
+	FailingSinceUnixMs int64 `protobuf:"varint,2,opt,name=failing_since_unix_ms,json=failingSinceUnixMs,proto3" json:"failing_since_unix_ms,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *StorageState) Reset() {
+	*x = StorageState{}
+	mi := &file_tandem_link_v1_link_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StorageState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StorageState) ProtoMessage() {}
+
+func (x *StorageState) ProtoReflect() protoreflect.Message {
+	mi := &file_tandem_link_v1_link_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StorageState.ProtoReflect.Descriptor instead.
+func (*StorageState) Descriptor() ([]byte, []int) {
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *StorageState) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *StorageState) GetFailingSinceUnixMs() int64 {
+	if x != nil {
+		return x.FailingSinceUnixMs
+	}
+	return 0
+}
+
 // CommitApplied says up to which LSN the broker's high watermarks now are.
 type CommitApplied struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -702,7 +782,7 @@ type CommitApplied struct {
 
 func (x *CommitApplied) Reset() {
 	*x = CommitApplied{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[4]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +794,7 @@ func (x *CommitApplied) String() string {
 func (*CommitApplied) ProtoMessage() {}
 
 func (x *CommitApplied) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[4]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,7 +807,7 @@ func (x *CommitApplied) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitApplied.ProtoReflect.Descriptor instead.
 func (*CommitApplied) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{4}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CommitApplied) GetLsn() uint64 {
@@ -759,7 +839,7 @@ type AttachResponse struct {
 
 func (x *AttachResponse) Reset() {
 	*x = AttachResponse{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[5]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -771,7 +851,7 @@ func (x *AttachResponse) String() string {
 func (*AttachResponse) ProtoMessage() {}
 
 func (x *AttachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[5]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -784,7 +864,7 @@ func (x *AttachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachResponse.ProtoReflect.Descriptor instead.
 func (*AttachResponse) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{5}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AttachResponse) GetPayload() isAttachResponse_Payload {
@@ -965,7 +1045,7 @@ type BrokerHello struct {
 
 func (x *BrokerHello) Reset() {
 	*x = BrokerHello{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[6]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +1057,7 @@ func (x *BrokerHello) String() string {
 func (*BrokerHello) ProtoMessage() {}
 
 func (x *BrokerHello) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[6]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -990,7 +1070,7 @@ func (x *BrokerHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokerHello.ProtoReflect.Descriptor instead.
 func (*BrokerHello) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{6}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *BrokerHello) GetNodeId() int32 {
@@ -1078,7 +1158,7 @@ type CommittedEntries struct {
 
 func (x *CommittedEntries) Reset() {
 	*x = CommittedEntries{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[7]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1090,7 +1170,7 @@ func (x *CommittedEntries) String() string {
 func (*CommittedEntries) ProtoMessage() {}
 
 func (x *CommittedEntries) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[7]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1103,7 +1183,7 @@ func (x *CommittedEntries) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommittedEntries.ProtoReflect.Descriptor instead.
 func (*CommittedEntries) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{7}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CommittedEntries) GetEntries() []*Entry {
@@ -1147,7 +1227,7 @@ type ReplayResult struct {
 
 func (x *ReplayResult) Reset() {
 	*x = ReplayResult{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[8]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1159,7 +1239,7 @@ func (x *ReplayResult) String() string {
 func (*ReplayResult) ProtoMessage() {}
 
 func (x *ReplayResult) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[8]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1172,7 +1252,7 @@ func (x *ReplayResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayResult.ProtoReflect.Descriptor instead.
 func (*ReplayResult) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{8}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReplayResult) GetRequestId() uint64 {
@@ -1257,7 +1337,7 @@ type AppliedUpTo struct {
 
 func (x *AppliedUpTo) Reset() {
 	*x = AppliedUpTo{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[9]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1269,7 +1349,7 @@ func (x *AppliedUpTo) String() string {
 func (*AppliedUpTo) ProtoMessage() {}
 
 func (x *AppliedUpTo) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[9]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1282,7 +1362,7 @@ func (x *AppliedUpTo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedUpTo.ProtoReflect.Descriptor instead.
 func (*AppliedUpTo) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{9}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AppliedUpTo) GetLsn() uint64 {
@@ -1328,7 +1408,7 @@ type TruncatedTo struct {
 
 func (x *TruncatedTo) Reset() {
 	*x = TruncatedTo{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[10]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1340,7 +1420,7 @@ func (x *TruncatedTo) String() string {
 func (*TruncatedTo) ProtoMessage() {}
 
 func (x *TruncatedTo) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[10]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1353,7 +1433,7 @@ func (x *TruncatedTo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TruncatedTo.ProtoReflect.Descriptor instead.
 func (*TruncatedTo) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{10}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TruncatedTo) GetLastLsn() uint64 {
@@ -1390,7 +1470,7 @@ type ResetDone struct {
 
 func (x *ResetDone) Reset() {
 	*x = ResetDone{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[11]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1402,7 +1482,7 @@ func (x *ResetDone) String() string {
 func (*ResetDone) ProtoMessage() {}
 
 func (x *ResetDone) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[11]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1415,7 +1495,7 @@ func (x *ResetDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetDone.ProtoReflect.Descriptor instead.
 func (*ResetDone) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{11}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ResetDone) GetNextLsn() uint64 {
@@ -1455,7 +1535,7 @@ type ChecksumResult struct {
 
 func (x *ChecksumResult) Reset() {
 	*x = ChecksumResult{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[12]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1467,7 +1547,7 @@ func (x *ChecksumResult) String() string {
 func (*ChecksumResult) ProtoMessage() {}
 
 func (x *ChecksumResult) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[12]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1480,7 +1560,7 @@ func (x *ChecksumResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChecksumResult.ProtoReflect.Descriptor instead.
 func (*ChecksumResult) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{12}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ChecksumResult) GetRequestId() uint64 {
@@ -1538,14 +1618,17 @@ type ClusterView struct {
 	// Every node's Kafka address (for Metadata responses).
 	Brokers []*BrokerInfo `protobuf:"bytes,4,rep,name=brokers,proto3" json:"brokers,omitempty"`
 	// Node ids currently in sync with the leader (the leader's view).
-	Isr           []int32 `protobuf:"varint,5,rep,packed,name=isr,proto3" json:"isr,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Isr []int32 `protobuf:"varint,5,rep,packed,name=isr,proto3" json:"isr,omitempty"`
+	// The sidecar reads StorageState messages. A broker sends them only to a
+	// sidecar that sets this (an older sidecar would refuse the message).
+	ReadsStorageState bool `protobuf:"varint,6,opt,name=reads_storage_state,json=readsStorageState,proto3" json:"reads_storage_state,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ClusterView) Reset() {
 	*x = ClusterView{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[13]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1557,7 +1640,7 @@ func (x *ClusterView) String() string {
 func (*ClusterView) ProtoMessage() {}
 
 func (x *ClusterView) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[13]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1570,7 +1653,7 @@ func (x *ClusterView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterView.ProtoReflect.Descriptor instead.
 func (*ClusterView) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{13}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ClusterView) GetRole() Role {
@@ -1608,6 +1691,13 @@ func (x *ClusterView) GetIsr() []int32 {
 	return nil
 }
 
+func (x *ClusterView) GetReadsStorageState() bool {
+	if x != nil {
+		return x.ReadsStorageState
+	}
+	return false
+}
+
 // ReplayRequest asks the leader broker for entries from its WAL.
 type ReplayRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1624,7 +1714,7 @@ type ReplayRequest struct {
 
 func (x *ReplayRequest) Reset() {
 	*x = ReplayRequest{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[14]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1636,7 +1726,7 @@ func (x *ReplayRequest) String() string {
 func (*ReplayRequest) ProtoMessage() {}
 
 func (x *ReplayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[14]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1649,7 +1739,7 @@ func (x *ReplayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayRequest.ProtoReflect.Descriptor instead.
 func (*ReplayRequest) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{14}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReplayRequest) GetRequestId() uint64 {
@@ -1690,7 +1780,7 @@ type ApplyEntries struct {
 
 func (x *ApplyEntries) Reset() {
 	*x = ApplyEntries{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[15]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1702,7 +1792,7 @@ func (x *ApplyEntries) String() string {
 func (*ApplyEntries) ProtoMessage() {}
 
 func (x *ApplyEntries) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[15]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1715,7 +1805,7 @@ func (x *ApplyEntries) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyEntries.ProtoReflect.Descriptor instead.
 func (*ApplyEntries) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{15}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ApplyEntries) GetEntries() []*Entry {
@@ -1744,7 +1834,7 @@ type TruncateTo struct {
 
 func (x *TruncateTo) Reset() {
 	*x = TruncateTo{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[16]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1756,7 +1846,7 @@ func (x *TruncateTo) String() string {
 func (*TruncateTo) ProtoMessage() {}
 
 func (x *TruncateTo) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[16]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1769,7 +1859,7 @@ func (x *TruncateTo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TruncateTo.ProtoReflect.Descriptor instead.
 func (*TruncateTo) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{16}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TruncateTo) GetLsn() uint64 {
@@ -1791,7 +1881,7 @@ type ResetTo struct {
 
 func (x *ResetTo) Reset() {
 	*x = ResetTo{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[17]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1803,7 +1893,7 @@ func (x *ResetTo) String() string {
 func (*ResetTo) ProtoMessage() {}
 
 func (x *ResetTo) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[17]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1816,7 +1906,7 @@ func (x *ResetTo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetTo.ProtoReflect.Descriptor instead.
 func (*ResetTo) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{17}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ResetTo) GetNextLsn() uint64 {
@@ -1838,7 +1928,7 @@ type CommitPoint struct {
 
 func (x *CommitPoint) Reset() {
 	*x = CommitPoint{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[18]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1850,7 +1940,7 @@ func (x *CommitPoint) String() string {
 func (*CommitPoint) ProtoMessage() {}
 
 func (x *CommitPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[18]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1863,7 +1953,7 @@ func (x *CommitPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitPoint.ProtoReflect.Descriptor instead.
 func (*CommitPoint) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{18}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CommitPoint) GetLsn() uint64 {
@@ -1885,7 +1975,7 @@ type SubscribeCommitted struct {
 
 func (x *SubscribeCommitted) Reset() {
 	*x = SubscribeCommitted{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[19]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1897,7 +1987,7 @@ func (x *SubscribeCommitted) String() string {
 func (*SubscribeCommitted) ProtoMessage() {}
 
 func (x *SubscribeCommitted) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[19]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1910,7 +2000,7 @@ func (x *SubscribeCommitted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeCommitted.ProtoReflect.Descriptor instead.
 func (*SubscribeCommitted) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{19}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SubscribeCommitted) GetFromLsn() uint64 {
@@ -1936,7 +2026,7 @@ type ChecksumRequest struct {
 
 func (x *ChecksumRequest) Reset() {
 	*x = ChecksumRequest{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[20]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1948,7 +2038,7 @@ func (x *ChecksumRequest) String() string {
 func (*ChecksumRequest) ProtoMessage() {}
 
 func (x *ChecksumRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[20]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1961,7 +2051,7 @@ func (x *ChecksumRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChecksumRequest.ProtoReflect.Descriptor instead.
 func (*ChecksumRequest) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{20}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ChecksumRequest) GetRequestId() uint64 {
@@ -2006,7 +2096,7 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\x05R\x06nodeId\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12\x12\n" +
 	"\x04port\x18\x03 \x01(\x05R\x04port\x12\x12\n" +
-	"\x04rack\x18\x04 \x01(\tR\x04rack\"\x9b\x04\n" +
+	"\x04rack\x18\x04 \x01(\tR\x04rack\"\xd5\x04\n" +
 	"\rAttachRequest\x123\n" +
 	"\x05hello\x18\x01 \x01(\v2\x1b.tandem.link.v1.BrokerHelloH\x00R\x05hello\x12@\n" +
 	"\tcommitted\x18\x02 \x01(\v2 .tandem.link.v1.CommittedEntriesH\x00R\tcommitted\x12C\n" +
@@ -2016,8 +2106,12 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\n" +
 	"reset_done\x18\x06 \x01(\v2\x19.tandem.link.v1.ResetDoneH\x00R\tresetDone\x12I\n" +
 	"\x0fchecksum_result\x18\a \x01(\v2\x1e.tandem.link.v1.ChecksumResultH\x00R\x0echecksumResult\x12F\n" +
-	"\x0ecommit_applied\x18\b \x01(\v2\x1d.tandem.link.v1.CommitAppliedH\x00R\rcommitAppliedB\t\n" +
-	"\apayload\"!\n" +
+	"\x0ecommit_applied\x18\b \x01(\v2\x1d.tandem.link.v1.CommitAppliedH\x00R\rcommitApplied\x128\n" +
+	"\astorage\x18\t \x01(\v2\x1c.tandem.link.v1.StorageStateH\x00R\astorageB\t\n" +
+	"\apayload\"W\n" +
+	"\fStorageState\x12\x14\n" +
+	"\x05error\x18\x01 \x01(\tR\x05error\x121\n" +
+	"\x15failing_since_unix_ms\x18\x02 \x01(\x03R\x12failingSinceUnixMs\"!\n" +
 	"\rCommitApplied\x12\x10\n" +
 	"\x03lsn\x18\x01 \x01(\x04R\x03lsn\"\xfb\x03\n" +
 	"\x0eAttachResponse\x12@\n" +
@@ -2082,13 +2176,14 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\tfirst_lsn\x18\x04 \x01(\x04R\bfirstLsn\x12\x19\n" +
 	"\blast_lsn\x18\x05 \x01(\x04R\alastLsn\x12\x1d\n" +
 	"\n" +
-	"commit_lsn\x18\x06 \x01(\x04R\tcommitLsn\"\xb2\x01\n" +
+	"commit_lsn\x18\x06 \x01(\x04R\tcommitLsn\"\xe2\x01\n" +
 	"\vClusterView\x12(\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x14.tandem.link.v1.RoleR\x04role\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\x05R\bleaderId\x12\x14\n" +
 	"\x05epoch\x18\x03 \x01(\rR\x05epoch\x124\n" +
 	"\abrokers\x18\x04 \x03(\v2\x1a.tandem.link.v1.BrokerInfoR\abrokers\x12\x10\n" +
-	"\x03isr\x18\x05 \x03(\x05R\x03isr\"f\n" +
+	"\x03isr\x18\x05 \x03(\x05R\x03isr\x12.\n" +
+	"\x13reads_storage_state\x18\x06 \x01(\bR\x11readsStorageState\"f\n" +
 	"\rReplayRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x19\n" +
@@ -2151,7 +2246,7 @@ func file_tandem_link_v1_link_proto_rawDescGZIP() []byte {
 }
 
 var file_tandem_link_v1_link_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_tandem_link_v1_link_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_tandem_link_v1_link_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_tandem_link_v1_link_proto_goTypes = []any{
 	(EntryType)(0),             // 0: tandem.link.v1.EntryType
 	(Role)(0),                  // 1: tandem.link.v1.Role
@@ -2160,58 +2255,60 @@ var file_tandem_link_v1_link_proto_goTypes = []any{
 	(*EpochStart)(nil),         // 4: tandem.link.v1.EpochStart
 	(*BrokerInfo)(nil),         // 5: tandem.link.v1.BrokerInfo
 	(*AttachRequest)(nil),      // 6: tandem.link.v1.AttachRequest
-	(*CommitApplied)(nil),      // 7: tandem.link.v1.CommitApplied
-	(*AttachResponse)(nil),     // 8: tandem.link.v1.AttachResponse
-	(*BrokerHello)(nil),        // 9: tandem.link.v1.BrokerHello
-	(*CommittedEntries)(nil),   // 10: tandem.link.v1.CommittedEntries
-	(*ReplayResult)(nil),       // 11: tandem.link.v1.ReplayResult
-	(*AppliedUpTo)(nil),        // 12: tandem.link.v1.AppliedUpTo
-	(*TruncatedTo)(nil),        // 13: tandem.link.v1.TruncatedTo
-	(*ResetDone)(nil),          // 14: tandem.link.v1.ResetDone
-	(*ChecksumResult)(nil),     // 15: tandem.link.v1.ChecksumResult
-	(*ClusterView)(nil),        // 16: tandem.link.v1.ClusterView
-	(*ReplayRequest)(nil),      // 17: tandem.link.v1.ReplayRequest
-	(*ApplyEntries)(nil),       // 18: tandem.link.v1.ApplyEntries
-	(*TruncateTo)(nil),         // 19: tandem.link.v1.TruncateTo
-	(*ResetTo)(nil),            // 20: tandem.link.v1.ResetTo
-	(*CommitPoint)(nil),        // 21: tandem.link.v1.CommitPoint
-	(*SubscribeCommitted)(nil), // 22: tandem.link.v1.SubscribeCommitted
-	(*ChecksumRequest)(nil),    // 23: tandem.link.v1.ChecksumRequest
+	(*StorageState)(nil),       // 7: tandem.link.v1.StorageState
+	(*CommitApplied)(nil),      // 8: tandem.link.v1.CommitApplied
+	(*AttachResponse)(nil),     // 9: tandem.link.v1.AttachResponse
+	(*BrokerHello)(nil),        // 10: tandem.link.v1.BrokerHello
+	(*CommittedEntries)(nil),   // 11: tandem.link.v1.CommittedEntries
+	(*ReplayResult)(nil),       // 12: tandem.link.v1.ReplayResult
+	(*AppliedUpTo)(nil),        // 13: tandem.link.v1.AppliedUpTo
+	(*TruncatedTo)(nil),        // 14: tandem.link.v1.TruncatedTo
+	(*ResetDone)(nil),          // 15: tandem.link.v1.ResetDone
+	(*ChecksumResult)(nil),     // 16: tandem.link.v1.ChecksumResult
+	(*ClusterView)(nil),        // 17: tandem.link.v1.ClusterView
+	(*ReplayRequest)(nil),      // 18: tandem.link.v1.ReplayRequest
+	(*ApplyEntries)(nil),       // 19: tandem.link.v1.ApplyEntries
+	(*TruncateTo)(nil),         // 20: tandem.link.v1.TruncateTo
+	(*ResetTo)(nil),            // 21: tandem.link.v1.ResetTo
+	(*CommitPoint)(nil),        // 22: tandem.link.v1.CommitPoint
+	(*SubscribeCommitted)(nil), // 23: tandem.link.v1.SubscribeCommitted
+	(*ChecksumRequest)(nil),    // 24: tandem.link.v1.ChecksumRequest
 }
 var file_tandem_link_v1_link_proto_depIdxs = []int32{
 	0,  // 0: tandem.link.v1.Entry.type:type_name -> tandem.link.v1.EntryType
-	9,  // 1: tandem.link.v1.AttachRequest.hello:type_name -> tandem.link.v1.BrokerHello
-	10, // 2: tandem.link.v1.AttachRequest.committed:type_name -> tandem.link.v1.CommittedEntries
-	11, // 3: tandem.link.v1.AttachRequest.replay_result:type_name -> tandem.link.v1.ReplayResult
-	12, // 4: tandem.link.v1.AttachRequest.applied:type_name -> tandem.link.v1.AppliedUpTo
-	13, // 5: tandem.link.v1.AttachRequest.truncated:type_name -> tandem.link.v1.TruncatedTo
-	14, // 6: tandem.link.v1.AttachRequest.reset_done:type_name -> tandem.link.v1.ResetDone
-	15, // 7: tandem.link.v1.AttachRequest.checksum_result:type_name -> tandem.link.v1.ChecksumResult
-	7,  // 8: tandem.link.v1.AttachRequest.commit_applied:type_name -> tandem.link.v1.CommitApplied
-	16, // 9: tandem.link.v1.AttachResponse.cluster_view:type_name -> tandem.link.v1.ClusterView
-	17, // 10: tandem.link.v1.AttachResponse.replay:type_name -> tandem.link.v1.ReplayRequest
-	18, // 11: tandem.link.v1.AttachResponse.apply:type_name -> tandem.link.v1.ApplyEntries
-	19, // 12: tandem.link.v1.AttachResponse.truncate_to:type_name -> tandem.link.v1.TruncateTo
-	20, // 13: tandem.link.v1.AttachResponse.reset_to:type_name -> tandem.link.v1.ResetTo
-	21, // 14: tandem.link.v1.AttachResponse.commit:type_name -> tandem.link.v1.CommitPoint
-	22, // 15: tandem.link.v1.AttachResponse.subscribe:type_name -> tandem.link.v1.SubscribeCommitted
-	23, // 16: tandem.link.v1.AttachResponse.checksum:type_name -> tandem.link.v1.ChecksumRequest
-	4,  // 17: tandem.link.v1.BrokerHello.epoch_history:type_name -> tandem.link.v1.EpochStart
-	3,  // 18: tandem.link.v1.CommittedEntries.entries:type_name -> tandem.link.v1.Entry
-	2,  // 19: tandem.link.v1.ReplayResult.status:type_name -> tandem.link.v1.ReplayStatus
-	3,  // 20: tandem.link.v1.ReplayResult.entries:type_name -> tandem.link.v1.Entry
-	4,  // 21: tandem.link.v1.AppliedUpTo.epoch_history:type_name -> tandem.link.v1.EpochStart
-	4,  // 22: tandem.link.v1.TruncatedTo.epoch_history:type_name -> tandem.link.v1.EpochStart
-	1,  // 23: tandem.link.v1.ClusterView.role:type_name -> tandem.link.v1.Role
-	5,  // 24: tandem.link.v1.ClusterView.brokers:type_name -> tandem.link.v1.BrokerInfo
-	3,  // 25: tandem.link.v1.ApplyEntries.entries:type_name -> tandem.link.v1.Entry
-	6,  // 26: tandem.link.v1.LinkService.Attach:input_type -> tandem.link.v1.AttachRequest
-	8,  // 27: tandem.link.v1.LinkService.Attach:output_type -> tandem.link.v1.AttachResponse
-	27, // [27:28] is the sub-list for method output_type
-	26, // [26:27] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	10, // 1: tandem.link.v1.AttachRequest.hello:type_name -> tandem.link.v1.BrokerHello
+	11, // 2: tandem.link.v1.AttachRequest.committed:type_name -> tandem.link.v1.CommittedEntries
+	12, // 3: tandem.link.v1.AttachRequest.replay_result:type_name -> tandem.link.v1.ReplayResult
+	13, // 4: tandem.link.v1.AttachRequest.applied:type_name -> tandem.link.v1.AppliedUpTo
+	14, // 5: tandem.link.v1.AttachRequest.truncated:type_name -> tandem.link.v1.TruncatedTo
+	15, // 6: tandem.link.v1.AttachRequest.reset_done:type_name -> tandem.link.v1.ResetDone
+	16, // 7: tandem.link.v1.AttachRequest.checksum_result:type_name -> tandem.link.v1.ChecksumResult
+	8,  // 8: tandem.link.v1.AttachRequest.commit_applied:type_name -> tandem.link.v1.CommitApplied
+	7,  // 9: tandem.link.v1.AttachRequest.storage:type_name -> tandem.link.v1.StorageState
+	17, // 10: tandem.link.v1.AttachResponse.cluster_view:type_name -> tandem.link.v1.ClusterView
+	18, // 11: tandem.link.v1.AttachResponse.replay:type_name -> tandem.link.v1.ReplayRequest
+	19, // 12: tandem.link.v1.AttachResponse.apply:type_name -> tandem.link.v1.ApplyEntries
+	20, // 13: tandem.link.v1.AttachResponse.truncate_to:type_name -> tandem.link.v1.TruncateTo
+	21, // 14: tandem.link.v1.AttachResponse.reset_to:type_name -> tandem.link.v1.ResetTo
+	22, // 15: tandem.link.v1.AttachResponse.commit:type_name -> tandem.link.v1.CommitPoint
+	23, // 16: tandem.link.v1.AttachResponse.subscribe:type_name -> tandem.link.v1.SubscribeCommitted
+	24, // 17: tandem.link.v1.AttachResponse.checksum:type_name -> tandem.link.v1.ChecksumRequest
+	4,  // 18: tandem.link.v1.BrokerHello.epoch_history:type_name -> tandem.link.v1.EpochStart
+	3,  // 19: tandem.link.v1.CommittedEntries.entries:type_name -> tandem.link.v1.Entry
+	2,  // 20: tandem.link.v1.ReplayResult.status:type_name -> tandem.link.v1.ReplayStatus
+	3,  // 21: tandem.link.v1.ReplayResult.entries:type_name -> tandem.link.v1.Entry
+	4,  // 22: tandem.link.v1.AppliedUpTo.epoch_history:type_name -> tandem.link.v1.EpochStart
+	4,  // 23: tandem.link.v1.TruncatedTo.epoch_history:type_name -> tandem.link.v1.EpochStart
+	1,  // 24: tandem.link.v1.ClusterView.role:type_name -> tandem.link.v1.Role
+	5,  // 25: tandem.link.v1.ClusterView.brokers:type_name -> tandem.link.v1.BrokerInfo
+	3,  // 26: tandem.link.v1.ApplyEntries.entries:type_name -> tandem.link.v1.Entry
+	6,  // 27: tandem.link.v1.LinkService.Attach:input_type -> tandem.link.v1.AttachRequest
+	9,  // 28: tandem.link.v1.LinkService.Attach:output_type -> tandem.link.v1.AttachResponse
+	28, // [28:29] is the sub-list for method output_type
+	27, // [27:28] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_tandem_link_v1_link_proto_init() }
@@ -2229,8 +2326,9 @@ func file_tandem_link_v1_link_proto_init() {
 		(*AttachRequest_ResetDone)(nil),
 		(*AttachRequest_ChecksumResult)(nil),
 		(*AttachRequest_CommitApplied)(nil),
+		(*AttachRequest_Storage)(nil),
 	}
-	file_tandem_link_v1_link_proto_msgTypes[5].OneofWrappers = []any{
+	file_tandem_link_v1_link_proto_msgTypes[6].OneofWrappers = []any{
 		(*AttachResponse_ClusterView)(nil),
 		(*AttachResponse_Replay)(nil),
 		(*AttachResponse_Apply)(nil),
@@ -2246,7 +2344,7 @@ func file_tandem_link_v1_link_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tandem_link_v1_link_proto_rawDesc), len(file_tandem_link_v1_link_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

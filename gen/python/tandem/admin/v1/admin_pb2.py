@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btandem/admin/v1/admin.proto\x12\x0ftandem.admin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x0f\n\rStatusRequest\"\xd4\x05\n\x0eStatusResponse\x12\x17\n\x07node_id\x18\x01 \x01(\x05R\x06nodeId\x12\x1d\n\ncluster_id\x18\x02 \x01(\tR\tclusterId\x12)\n\x04role\x18\x03 \x01(\x0e\x32\x15.tandem.admin.v1.RoleR\x04role\x12\x14\n\x05\x65poch\x18\x04 \x01(\rR\x05\x65poch\x12\x1b\n\tleader_id\x18\x05 \x01(\x05R\x08leaderId\x12\x1b\n\tfirst_lsn\x18\x06 \x01(\x04R\x08\x66irstLsn\x12\x19\n\x08last_lsn\x18\x07 \x01(\x04R\x07lastLsn\x12\x1f\n\x0b\x64urable_lsn\x18\x08 \x01(\x04R\ndurableLsn\x12\x1d\n\ncommit_lsn\x18\t \x01(\x04R\tcommitLsn\x12\x16\n\x06linked\x18\n \x01(\x08R\x06linked\x12\x14\n\x05ready\x18\x0b \x01(\x08R\x05ready\x12\x1c\n\tstreaming\x18\x0c \x01(\x08R\tstreaming\x12\x34\n\x08replicas\x18\r \x03(\x0b\x32\x18.tandem.admin.v1.ReplicaR\x08replicas\x12+\n\x05peers\x18\x0e \x03(\x0b\x32\x15.tandem.admin.v1.PeerR\x05peers\x12\x10\n\x03isr\x18\x0f \x03(\x05R\x03isr\x12(\n\x10not_ready_reason\x18\x10 \x01(\tR\x0enotReadyReason\x12-\n\x12unclean_promotions\x18\x11 \x01(\x04R\x11uncleanPromotions\x12#\n\rfailover_mode\x18\x12 \x01(\tR\x0c\x66\x61iloverMode\x12$\n\x0ewal_last_epoch\x18\x13 \x01(\rR\x0cwalLastEpoch\x12O\n\x16last_heard_from_leader\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x13lastHeardFromLeader\"9\n\x04Peer\x12\x17\n\x07node_id\x18\x01 \x01(\x05R\x06nodeId\x12\x18\n\x07\x61\x64\x64ress\x18\x02 \x01(\tR\x07\x61\x64\x64ress\"\xd9\x04\n\x07Replica\x12\x17\n\x07node_id\x18\x01 \x01(\x05R\x06nodeId\x12\x18\n\x07\x61\x64\x64ress\x18\x02 \x01(\tR\x07\x61\x64\x64ress\x12\x1c\n\tconnected\x18\x03 \x01(\x08R\tconnected\x12\x19\n\x08sent_lsn\x18\x04 \x01(\x04R\x07sentLsn\x12\x1f\n\x0bwritten_lsn\x18\x05 \x01(\x04R\nwrittenLsn\x12\x1f\n\x0b\x66lushed_lsn\x18\x06 \x01(\x04R\nflushedLsn\x12\x1f\n\x0b\x61pplied_lsn\x18\x07 \x01(\x04R\nappliedLsn\x12\x1f\n\x0blag_entries\x18\x08 \x01(\x04R\nlagEntries\x12\x1b\n\tlag_bytes\x18\t \x01(\x04R\x08lagBytes\x12\x1f\n\x0blag_seconds\x18\n \x01(\x01R\nlagSeconds\x12\x15\n\x06in_isr\x18\x0b \x01(\x08R\x05inIsr\x12\x41\n\x0elast_heartbeat\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampR\rlastHeartbeat\x12@\n\x0elast_caught_up\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0clastCaughtUp\x12#\n\rkafka_address\x18\x0e \x01(\tR\x0ckafkaAddress\x12*\n\x11\x61pply_lag_seconds\x18\x0f \x01(\x01R\x0f\x61pplyLagSeconds\x12\x33\n\x05state\x18\x10 \x01(\x0e\x32\x1d.tandem.admin.v1.ReplicaStateR\x05state\"&\n\x0ePromoteRequest\x12\x14\n\x05\x66orce\x18\x01 \x01(\x08R\x05\x66orce\"D\n\x0fPromoteResponse\x12\x1b\n\tleader_id\x18\x01 \x01(\x05R\x08leaderId\x12\x14\n\x05\x65poch\x18\x02 \x01(\rR\x05\x65poch\"C\n\x0f\x43hecksumRequest\x12\x19\n\x08\x66rom_lsn\x18\x01 \x01(\x04R\x07\x66romLsn\x12\x15\n\x06to_lsn\x18\x02 \x01(\x04R\x05toLsn\"\xb1\x01\n\x10\x43hecksumResponse\x12\x17\n\x07node_id\x18\x01 \x01(\x05R\x06nodeId\x12\x19\n\x08\x66rom_lsn\x18\x02 \x01(\x04R\x07\x66romLsn\x12\x15\n\x06to_lsn\x18\x03 \x01(\x04R\x05toLsn\x12\x1a\n\x08\x63hecksum\x18\x04 \x01(\x04R\x08\x63hecksum\x12\x1b\n\tfirst_lsn\x18\x05 \x01(\x04R\x08\x66irstLsn\x12\x19\n\x08last_lsn\x18\x06 \x01(\x04R\x07lastLsn*U\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x13\n\x0fROLE_STANDALONE\x10\x01\x12\x0f\n\x0bROLE_LEADER\x10\x02\x12\x11\n\rROLE_FOLLOWER\x10\x03*\x85\x01\n\x0cReplicaState\x12\x1d\n\x19REPLICA_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPLICA_STATE_DISCONNECTED\x10\x01\x12\x19\n\x15REPLICA_STATE_CATCHUP\x10\x02\x12\x1b\n\x17REPLICA_STATE_STREAMING\x10\x03\x32\xf8\x01\n\x0c\x41\x64minService\x12I\n\x06Status\x12\x1e.tandem.admin.v1.StatusRequest\x1a\x1f.tandem.admin.v1.StatusResponse\x12L\n\x07Promote\x12\x1f.tandem.admin.v1.PromoteRequest\x1a .tandem.admin.v1.PromoteResponse\x12O\n\x08\x43hecksum\x12 .tandem.admin.v1.ChecksumRequest\x1a!.tandem.admin.v1.ChecksumResponseB\xb8\x01\n\x13\x63om.tandem.admin.v1B\nAdminProtoP\x01Z7github.com/tandem-io/tandem/gen/tandem/admin/v1;adminv1\xa2\x02\x03TAX\xaa\x02\x0fTandem.Admin.V1\xca\x02\x0fTandem\\Admin\\V1\xe2\x02\x1bTandem\\Admin\\V1\\GPBMetadata\xea\x02\x11Tandem::Admin::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btandem/admin/v1/admin.proto\x12\x0ftandem.admin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x0f\n\rStatusRequest\"\xc9\x06\n\x0eStatusResponse\x12\x17\n\x07node_id\x18\x01 \x01(\x05R\x06nodeId\x12\x1d\n\ncluster_id\x18\x02 \x01(\tR\tclusterId\x12)\n\x04role\x18\x03 \x01(\x0e\x32\x15.tandem.admin.v1.RoleR\x04role\x12\x14\n\x05\x65poch\x18\x04 \x01(\rR\x05\x65poch\x12\x1b\n\tleader_id\x18\x05 \x01(\x05R\x08leaderId\x12\x1b\n\tfirst_lsn\x18\x06 \x01(\x04R\x08\x66irstLsn\x12\x19\n\x08last_lsn\x18\x07 \x01(\x04R\x07lastLsn\x12\x1f\n\x0b\x64urable_lsn\x18\x08 \x01(\x04R\ndurableLsn\x12\x1d\n\ncommit_lsn\x18\t \x01(\x04R\tcommitLsn\x12\x16\n\x06linked\x18\n \x01(\x08R\x06linked\x12\x14\n\x05ready\x18\x0b \x01(\x08R\x05ready\x12\x1c\n\tstreaming\x18\x0c \x01(\x08R\tstreaming\x12\x34\n\x08replicas\x18\r \x03(\x0b\x32\x18.tandem.admin.v1.ReplicaR\x08replicas\x12+\n\x05peers\x18\x0e \x03(\x0b\x32\x15.tandem.admin.v1.PeerR\x05peers\x12\x10\n\x03isr\x18\x0f \x03(\x05R\x03isr\x12(\n\x10not_ready_reason\x18\x10 \x01(\tR\x0enotReadyReason\x12-\n\x12unclean_promotions\x18\x11 \x01(\x04R\x11uncleanPromotions\x12#\n\rfailover_mode\x18\x12 \x01(\tR\x0c\x66\x61iloverMode\x12$\n\x0ewal_last_epoch\x18\x13 \x01(\rR\x0cwalLastEpoch\x12O\n\x16last_heard_from_leader\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x13lastHeardFromLeader\x12#\n\rstorage_error\x18\x15 \x01(\tR\x0cstorageError\x12N\n\x15storage_failing_since\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x13storageFailingSince\"9\n\x04Peer\x12\x17\n\x07node_id\x18\x01 \x01(\x05R\x06nodeId\x12\x18\n\x07\x61\x64\x64ress\x18\x02 \x01(\tR\x07\x61\x64\x64ress\"\xd9\x04\n\x07Replica\x12\x17\n\x07node_id\x18\x01 \x01(\x05R\x06nodeId\x12\x18\n\x07\x61\x64\x64ress\x18\x02 \x01(\tR\x07\x61\x64\x64ress\x12\x1c\n\tconnected\x18\x03 \x01(\x08R\tconnected\x12\x19\n\x08sent_lsn\x18\x04 \x01(\x04R\x07sentLsn\x12\x1f\n\x0bwritten_lsn\x18\x05 \x01(\x04R\nwrittenLsn\x12\x1f\n\x0b\x66lushed_lsn\x18\x06 \x01(\x04R\nflushedLsn\x12\x1f\n\x0b\x61pplied_lsn\x18\x07 \x01(\x04R\nappliedLsn\x12\x1f\n\x0blag_entries\x18\x08 \x01(\x04R\nlagEntries\x12\x1b\n\tlag_bytes\x18\t \x01(\x04R\x08lagBytes\x12\x1f\n\x0blag_seconds\x18\n \x01(\x01R\nlagSeconds\x12\x15\n\x06in_isr\x18\x0b \x01(\x08R\x05inIsr\x12\x41\n\x0elast_heartbeat\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampR\rlastHeartbeat\x12@\n\x0elast_caught_up\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0clastCaughtUp\x12#\n\rkafka_address\x18\x0e \x01(\tR\x0ckafkaAddress\x12*\n\x11\x61pply_lag_seconds\x18\x0f \x01(\x01R\x0f\x61pplyLagSeconds\x12\x33\n\x05state\x18\x10 \x01(\x0e\x32\x1d.tandem.admin.v1.ReplicaStateR\x05state\"&\n\x0ePromoteRequest\x12\x14\n\x05\x66orce\x18\x01 \x01(\x08R\x05\x66orce\"D\n\x0fPromoteResponse\x12\x1b\n\tleader_id\x18\x01 \x01(\x05R\x08leaderId\x12\x14\n\x05\x65poch\x18\x02 \x01(\rR\x05\x65poch\"C\n\x0f\x43hecksumRequest\x12\x19\n\x08\x66rom_lsn\x18\x01 \x01(\x04R\x07\x66romLsn\x12\x15\n\x06to_lsn\x18\x02 \x01(\x04R\x05toLsn\"\xb1\x01\n\x10\x43hecksumResponse\x12\x17\n\x07node_id\x18\x01 \x01(\x05R\x06nodeId\x12\x19\n\x08\x66rom_lsn\x18\x02 \x01(\x04R\x07\x66romLsn\x12\x15\n\x06to_lsn\x18\x03 \x01(\x04R\x05toLsn\x12\x1a\n\x08\x63hecksum\x18\x04 \x01(\x04R\x08\x63hecksum\x12\x1b\n\tfirst_lsn\x18\x05 \x01(\x04R\x08\x66irstLsn\x12\x19\n\x08last_lsn\x18\x06 \x01(\x04R\x07lastLsn*U\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x13\n\x0fROLE_STANDALONE\x10\x01\x12\x0f\n\x0bROLE_LEADER\x10\x02\x12\x11\n\rROLE_FOLLOWER\x10\x03*\x85\x01\n\x0cReplicaState\x12\x1d\n\x19REPLICA_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPLICA_STATE_DISCONNECTED\x10\x01\x12\x19\n\x15REPLICA_STATE_CATCHUP\x10\x02\x12\x1b\n\x17REPLICA_STATE_STREAMING\x10\x03\x32\xf8\x01\n\x0c\x41\x64minService\x12I\n\x06Status\x12\x1e.tandem.admin.v1.StatusRequest\x1a\x1f.tandem.admin.v1.StatusResponse\x12L\n\x07Promote\x12\x1f.tandem.admin.v1.PromoteRequest\x1a .tandem.admin.v1.PromoteResponse\x12O\n\x08\x43hecksum\x12 .tandem.admin.v1.ChecksumRequest\x1a!.tandem.admin.v1.ChecksumResponseB\xb8\x01\n\x13\x63om.tandem.admin.v1B\nAdminProtoP\x01Z7github.com/tandem-io/tandem/gen/tandem/admin/v1;adminv1\xa2\x02\x03TAX\xaa\x02\x0fTandem.Admin.V1\xca\x02\x0fTandem\\Admin\\V1\xe2\x02\x1bTandem\\Admin\\V1\\GPBMetadata\xea\x02\x11Tandem::Admin::V1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tandem.admin.v1.admin_pb2', globals())
@@ -22,26 +22,26 @@ if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
   DESCRIPTOR._serialized_options = b'\n\023com.tandem.admin.v1B\nAdminProtoP\001Z7github.com/tandem-io/tandem/gen/tandem/admin/v1;adminv1\242\002\003TAX\252\002\017Tandem.Admin.V1\312\002\017Tandem\\Admin\\V1\342\002\033Tandem\\Admin\\V1\\GPBMetadata\352\002\021Tandem::Admin::V1'
-  _ROLE._serialized_start=1847
-  _ROLE._serialized_end=1932
-  _REPLICASTATE._serialized_start=1935
-  _REPLICASTATE._serialized_end=2068
+  _ROLE._serialized_start=1964
+  _ROLE._serialized_end=2049
+  _REPLICASTATE._serialized_start=2052
+  _REPLICASTATE._serialized_end=2185
   _STATUSREQUEST._serialized_start=81
   _STATUSREQUEST._serialized_end=96
   _STATUSRESPONSE._serialized_start=99
-  _STATUSRESPONSE._serialized_end=823
-  _PEER._serialized_start=825
-  _PEER._serialized_end=882
-  _REPLICA._serialized_start=885
-  _REPLICA._serialized_end=1486
-  _PROMOTEREQUEST._serialized_start=1488
-  _PROMOTEREQUEST._serialized_end=1526
-  _PROMOTERESPONSE._serialized_start=1528
-  _PROMOTERESPONSE._serialized_end=1596
-  _CHECKSUMREQUEST._serialized_start=1598
-  _CHECKSUMREQUEST._serialized_end=1665
-  _CHECKSUMRESPONSE._serialized_start=1668
-  _CHECKSUMRESPONSE._serialized_end=1845
-  _ADMINSERVICE._serialized_start=2071
-  _ADMINSERVICE._serialized_end=2319
+  _STATUSRESPONSE._serialized_end=940
+  _PEER._serialized_start=942
+  _PEER._serialized_end=999
+  _REPLICA._serialized_start=1002
+  _REPLICA._serialized_end=1603
+  _PROMOTEREQUEST._serialized_start=1605
+  _PROMOTEREQUEST._serialized_end=1643
+  _PROMOTERESPONSE._serialized_start=1645
+  _PROMOTERESPONSE._serialized_end=1713
+  _CHECKSUMREQUEST._serialized_start=1715
+  _CHECKSUMREQUEST._serialized_end=1782
+  _CHECKSUMRESPONSE._serialized_start=1785
+  _CHECKSUMRESPONSE._serialized_end=1962
+  _ADMINSERVICE._serialized_start=2188
+  _ADMINSERVICE._serialized_end=2436
 # @@protoc_insertion_point(module_scope)

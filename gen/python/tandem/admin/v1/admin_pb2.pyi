@@ -102,7 +102,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ["cluster_id", "commit_lsn", "durable_lsn", "epoch", "failover_mode", "first_lsn", "isr", "last_heard_from_leader", "last_lsn", "leader_id", "linked", "node_id", "not_ready_reason", "peers", "ready", "replicas", "role", "streaming", "unclean_promotions", "wal_last_epoch"]
+    __slots__ = ["cluster_id", "commit_lsn", "durable_lsn", "epoch", "failover_mode", "first_lsn", "isr", "last_heard_from_leader", "last_lsn", "leader_id", "linked", "node_id", "not_ready_reason", "peers", "ready", "replicas", "role", "storage_error", "storage_failing_since", "streaming", "unclean_promotions", "wal_last_epoch"]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     COMMIT_LSN_FIELD_NUMBER: _ClassVar[int]
     DURABLE_LSN_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +120,8 @@ class StatusResponse(_message.Message):
     READY_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_ERROR_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_FAILING_SINCE_FIELD_NUMBER: _ClassVar[int]
     STREAMING_FIELD_NUMBER: _ClassVar[int]
     UNCLEAN_PROMOTIONS_FIELD_NUMBER: _ClassVar[int]
     WAL_LAST_EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -140,10 +142,12 @@ class StatusResponse(_message.Message):
     ready: bool
     replicas: _containers.RepeatedCompositeFieldContainer[Replica]
     role: Role
+    storage_error: str
+    storage_failing_since: _timestamp_pb2.Timestamp
     streaming: bool
     unclean_promotions: int
     wal_last_epoch: int
-    def __init__(self, node_id: _Optional[int] = ..., cluster_id: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., epoch: _Optional[int] = ..., leader_id: _Optional[int] = ..., first_lsn: _Optional[int] = ..., last_lsn: _Optional[int] = ..., durable_lsn: _Optional[int] = ..., commit_lsn: _Optional[int] = ..., linked: bool = ..., ready: bool = ..., streaming: bool = ..., replicas: _Optional[_Iterable[_Union[Replica, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ..., isr: _Optional[_Iterable[int]] = ..., not_ready_reason: _Optional[str] = ..., unclean_promotions: _Optional[int] = ..., failover_mode: _Optional[str] = ..., wal_last_epoch: _Optional[int] = ..., last_heard_from_leader: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, node_id: _Optional[int] = ..., cluster_id: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., epoch: _Optional[int] = ..., leader_id: _Optional[int] = ..., first_lsn: _Optional[int] = ..., last_lsn: _Optional[int] = ..., durable_lsn: _Optional[int] = ..., commit_lsn: _Optional[int] = ..., linked: bool = ..., ready: bool = ..., streaming: bool = ..., replicas: _Optional[_Iterable[_Union[Replica, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ..., isr: _Optional[_Iterable[int]] = ..., not_ready_reason: _Optional[str] = ..., unclean_promotions: _Optional[int] = ..., failover_mode: _Optional[str] = ..., wal_last_epoch: _Optional[int] = ..., last_heard_from_leader: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., storage_error: _Optional[str] = ..., storage_failing_since: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []

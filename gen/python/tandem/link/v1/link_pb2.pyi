@@ -46,7 +46,7 @@ class ApplyEntries(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[Entry, _Mapping]]] = ..., commit_lsn: _Optional[int] = ...) -> None: ...
 
 class AttachRequest(_message.Message):
-    __slots__ = ["applied", "checksum_result", "commit_applied", "committed", "hello", "replay_result", "reset_done", "truncated"]
+    __slots__ = ["applied", "checksum_result", "commit_applied", "committed", "hello", "replay_result", "reset_done", "storage", "truncated"]
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     CHECKSUM_RESULT_FIELD_NUMBER: _ClassVar[int]
     COMMITTED_FIELD_NUMBER: _ClassVar[int]
@@ -54,6 +54,7 @@ class AttachRequest(_message.Message):
     HELLO_FIELD_NUMBER: _ClassVar[int]
     REPLAY_RESULT_FIELD_NUMBER: _ClassVar[int]
     RESET_DONE_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     applied: AppliedUpTo
     checksum_result: ChecksumResult
@@ -62,8 +63,9 @@ class AttachRequest(_message.Message):
     hello: BrokerHello
     replay_result: ReplayResult
     reset_done: ResetDone
+    storage: StorageState
     truncated: TruncatedTo
-    def __init__(self, hello: _Optional[_Union[BrokerHello, _Mapping]] = ..., committed: _Optional[_Union[CommittedEntries, _Mapping]] = ..., replay_result: _Optional[_Union[ReplayResult, _Mapping]] = ..., applied: _Optional[_Union[AppliedUpTo, _Mapping]] = ..., truncated: _Optional[_Union[TruncatedTo, _Mapping]] = ..., reset_done: _Optional[_Union[ResetDone, _Mapping]] = ..., checksum_result: _Optional[_Union[ChecksumResult, _Mapping]] = ..., commit_applied: _Optional[_Union[CommitApplied, _Mapping]] = ...) -> None: ...
+    def __init__(self, hello: _Optional[_Union[BrokerHello, _Mapping]] = ..., committed: _Optional[_Union[CommittedEntries, _Mapping]] = ..., replay_result: _Optional[_Union[ReplayResult, _Mapping]] = ..., applied: _Optional[_Union[AppliedUpTo, _Mapping]] = ..., truncated: _Optional[_Union[TruncatedTo, _Mapping]] = ..., reset_done: _Optional[_Union[ResetDone, _Mapping]] = ..., checksum_result: _Optional[_Union[ChecksumResult, _Mapping]] = ..., commit_applied: _Optional[_Union[CommitApplied, _Mapping]] = ..., storage: _Optional[_Union[StorageState, _Mapping]] = ...) -> None: ...
 
 class AttachResponse(_message.Message):
     __slots__ = ["apply", "checksum", "cluster_view", "commit", "replay", "reset_to", "subscribe", "truncate_to"]
@@ -148,18 +150,20 @@ class ChecksumResult(_message.Message):
     def __init__(self, request_id: _Optional[int] = ..., checksum: _Optional[int] = ..., error: _Optional[str] = ..., first_lsn: _Optional[int] = ..., last_lsn: _Optional[int] = ..., commit_lsn: _Optional[int] = ...) -> None: ...
 
 class ClusterView(_message.Message):
-    __slots__ = ["brokers", "epoch", "isr", "leader_id", "role"]
+    __slots__ = ["brokers", "epoch", "isr", "leader_id", "reads_storage_state", "role"]
     BROKERS_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     ISR_FIELD_NUMBER: _ClassVar[int]
     LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    READS_STORAGE_STATE_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     brokers: _containers.RepeatedCompositeFieldContainer[BrokerInfo]
     epoch: int
     isr: _containers.RepeatedScalarFieldContainer[int]
     leader_id: int
+    reads_storage_state: bool
     role: Role
-    def __init__(self, role: _Optional[_Union[Role, str]] = ..., leader_id: _Optional[int] = ..., epoch: _Optional[int] = ..., brokers: _Optional[_Iterable[_Union[BrokerInfo, _Mapping]]] = ..., isr: _Optional[_Iterable[int]] = ...) -> None: ...
+    def __init__(self, role: _Optional[_Union[Role, str]] = ..., leader_id: _Optional[int] = ..., epoch: _Optional[int] = ..., brokers: _Optional[_Iterable[_Union[BrokerInfo, _Mapping]]] = ..., isr: _Optional[_Iterable[int]] = ..., reads_storage_state: bool = ...) -> None: ...
 
 class CommitApplied(_message.Message):
     __slots__ = ["lsn"]
@@ -246,6 +250,14 @@ class ResetTo(_message.Message):
     NEXT_LSN_FIELD_NUMBER: _ClassVar[int]
     next_lsn: int
     def __init__(self, next_lsn: _Optional[int] = ...) -> None: ...
+
+class StorageState(_message.Message):
+    __slots__ = ["error", "failing_since_unix_ms"]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    FAILING_SINCE_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    error: str
+    failing_since_unix_ms: int
+    def __init__(self, error: _Optional[str] = ..., failing_since_unix_ms: _Optional[int] = ...) -> None: ...
 
 class SubscribeCommitted(_message.Message):
     __slots__ = ["from_lsn"]

@@ -1,0 +1,99 @@
+package link_test
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tandem-io/tandem/broker/wal"
+	linkv1 "github.com/tandem-io/tandem/gen/tandem/link/v1"
+)
+
+// TestStorageState: a broker whose WAL appends fail (a full file system)
+// tells its sidecar, but only a sidecar whose ClusterView says it reads
+// StorageState (an older one would refuse the message); it reports the
+// failure once, and again when an append works.
+func TestStorageState(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "wal")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount a tmpfs (needs root): %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	h := newHarnessWith(t, wal.Options{Sync: wal.SyncNone, SegmentBytes: 1 << 20, Dir: dir}, nil, nil)
+	s, _ := h.attach()
+	h.send(s, view(linkv1.Role_ROLE_LEADER)) // reads_storage_state unset
+
+	var werr error
+	for i := 0; i < 100 && werr == nil; i++ { // 100 x 64 KiB on 2 MiB
+		_, werr = h.b.w.Append(1, wal.TypeRecordBatch, make([]byte, 64<<10))
+	}
+	if !errors.Is(werr, syscall.ENOSPC) {
+		t.Fatalf("filling the WAL's file system: %v, want ENOSPC", werr)
+	}
+
+	msgs := make(chan *linkv1.AttachRequest, 16)
+	go func() {
+		for {
+			m, err := s.Recv()
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- m
+		}
+	}()
+	next := func(within time.Duration) *linkv1.StorageState {
+		t.Helper()
+		deadline := time.After(within)
+		for {
+			select {
+			case m, ok := <-msgs:
+				if !ok {
+					t.Fatal("the stream ended")
+				}
+				if st := m.GetStorage(); st != nil {
+					return st
+				}
+			case <-deadline:
+				return nil
+			}
+		}
+	}
+	if st := next(500 * time.Millisecond); st != nil {
+		t.Fatalf("StorageState %v sent to a sidecar that did not say it reads it", st)
+	}
+
+	v := view(linkv1.Role_ROLE_LEADER)
+	v.GetClusterView().ReadsStorageState = true
+	h.send(s, v)
+	st := next(10 * time.Second)
+	if st == nil || !strings.Contains(st.GetError(), "no space left on device") || st.GetFailingSinceUnixMs() == 0 ||
+		time.Since(time.UnixMilli(st.GetFailingSinceUnixMs())) > time.Minute {
+		t.Fatalf("after the view that reads it: StorageState %v, want the ENOSPC and when it began", st)
+	}
+	if st := next(300 * time.Millisecond); st != nil {
+		t.Fatalf("a second StorageState %v without a change", st)
+	}
+
+	if out, err := exec.Command("mount", "-o", "remount,size=16m", dir).CombinedOutput(); err != nil {
+		t.Fatalf("grow the tmpfs: %v: %s", err, out)
+	}
+	if _, err := h.b.w.Append(1, wal.TypeRecordBatch, []byte("room again")); err != nil {
+		t.Fatalf("append after growing the file system: %v", err)
+	}
+	if st := next(10 * time.Second); st == nil || st.GetError() != "" || st.GetFailingSinceUnixMs() != 0 {
+		t.Fatalf("after an append worked again: StorageState %v, want an empty one", st)
+	}
+}
