@@ -192,6 +192,10 @@ func (s *Sidecar) promoteCheck(force bool, views []peerView) (epoch uint32, uncl
 		// so it could lead an epoch its WAL already holds entries of.
 		return 0, false, fmt.Errorf("%w: node %d's broker is not attached (its WAL position and epochs are unknown); start it, or wait until tandemctl status shows it linked, and promote again",
 			ErrPromote, id)
+	} else if msg, _ := bc.storageFailure(); msg != "" {
+		// Not even --force: a leader that cannot write takes no writes.
+		return 0, false, fmt.Errorf("%w: node %d's broker cannot write its WAL (%s); free space or repair the device first (tandemctl status shows when it writes again)",
+			ErrPromote, id, msg)
 	} else {
 		// The broker's WAL end as this attachment knows it, not the
 		// follower's applied LSN: that may come from an earlier attachment
