@@ -179,11 +179,20 @@ func (f *follower) followWhileAttached(bc *brokerConn) {
 		if ctx.Err() != nil {
 			return
 		}
-		if streamed {
+		// A broker that cannot write (a full disk) refuses every batch the
+		// leader sends; the streams keep being accepted, but the retries
+		// back off as if they were not, until an append works again.
+		storageErr, _ := bc.storageFailure()
+		if streamed && storageErr == "" {
 			delay, attempt = followerMinBackoff, 1
 		}
 		d := delay/2 + rand.N(delay/2+1)
 		switch {
+		case storageErr != "":
+			if attempt == 1 || attempt%10 == 0 {
+				f.log.Warn("the broker cannot write the leader's entries; retrying with backoff until it can", "leader_id", f.leaderID,
+					"attempt", attempt, "error", storageErr, "retry_in", d.Round(time.Millisecond))
+			}
 		case errors.Is(err, errKeepsCommitted):
 			if attempt == 1 || attempt%10 == 0 {
 				f.log.Error("not following the leader", "leader_id", f.leaderID, "error", err, "retry_in", d.Round(time.Millisecond))

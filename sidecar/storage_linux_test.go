@@ -54,6 +54,14 @@ func TestFollowerWithFullDisk(t *testing.T) {
 		}
 		return nil
 	})
+	// While the disk stays full, the follower retries with backoff, not
+	// at the rate the leader can resend (every few ms).
+	reconnects := func() float64 { return gather(t, c.Nodes[2].Sidecar)["tandem_sidecar_reconnects_total"] }
+	before := reconnects()
+	time.Sleep(4 * time.Second)
+	if n := reconnects() - before; n > 8 {
+		t.Fatalf("node 2 reopened its stream %v times in 4s with its disk full, want backoff (at most 8)", n)
+	}
 	for _, force := range []bool{false, true} {
 		if _, err := promote(t, c, 2, force); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "cannot write its WAL") {
 			t.Fatalf("promote node 2 (force %v) with its WAL's file system full: %v, want FailedPrecondition for its WAL", force, err)
