@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -402,33 +401,6 @@ func TestRetention(t *testing.T) {
 	b.requireNoPanic()
 }
 
-// mountTmpfs mounts a tmpfs of size bytes on a new directory and unmounts it
-// when the test ends (after the broker, which is registered later, stops).
-// The tests run as root (scripts/test.sh installs packages with apt-get).
-func mountTmpfs(t *testing.T, size int) string {
-	t.Helper()
-	dir := t.TempDir()
-	mountTmpfsAt(t, dir, size)
-	return dir
-}
-
-// mountTmpfsAt is mountTmpfs on dir, which it creates if needed.
-func mountTmpfsAt(t *testing.T, dir string, size int) {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", size), "tmpfs", dir).CombinedOutput()
-	if err != nil {
-		t.Fatalf("mount a %d-byte tmpfs on %s (the disk-full test needs root): %v: %s", size, dir, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-}
-
 // TestDiskFull fills the broker's disk (a small tmpfs) with acks=all
 // produces. The broker must answer (an error, not an acknowledgement, once
 // it cannot write; no hang), and no acknowledged record may be lost: after
@@ -437,7 +409,8 @@ func mountTmpfsAt(t *testing.T, dir string, size int) {
 // running on a full disk or stops (as Kafka does when its only log
 // directory fails) is logged, not judged.
 func TestDiskFull(t *testing.T) {
-	dir := mountTmpfs(t, 12<<20)
+	dir := t.TempDir()
+	testutil.MountTmpfs(t, dir, 12<<20)
 	b := startBrokerIn(t, dir, "--segment-bytes", strconv.Itoa(1<<20))
 	const topic = "full"
 	b.createTopic(topic, 1)
@@ -482,28 +455,13 @@ func TestDiskFull(t *testing.T) {
 		for _, v := range b.readAll(topic)[0] {
 			got = append(got, v[:6])
 		}
-		// Records whose produce failed may or may not be stored; each
-		// acknowledged one must be, once, in order.
-		i := 0
-		for _, v := range got {
-			if i < len(acked) && v == acked[i] {
-				i++
-			}
-		}
-		if i != len(acked) {
-			t.Fatalf("%s: acknowledged record %s (number %d of %d) is missing; stored %d records", when, acked[i], i, len(acked), len(got))
-		}
-		if !slices.IsSorted(got) || len(slices.Compact(slices.Clone(got))) != len(got) {
-			t.Fatalf("%s: stored records are out of order or duplicated", when)
-		}
+		requireAckedStored(t, when, got, acked)
 	}
 	if b.Proc.Running() {
 		check("on the full disk")
 	}
 
-	if out, err := exec.Command("mount", "-o", "remount,size=64m", dir).CombinedOutput(); err != nil {
-		t.Fatalf("grow the tmpfs: %v: %s", err, out)
-	}
+	testutil.ResizeTmpfs(t, dir, 64<<20)
 	if b.Proc.Running() {
 		b.kill()
 	}
@@ -511,6 +469,26 @@ func TestDiskFull(t *testing.T) {
 	check("after growing the disk and restarting")
 	produceSync(t, b.client(), topic, []string{"999999-after"})
 	b.requireNoPanic()
+}
+
+// requireAckedStored fails the test unless every acknowledged value is in
+// stored, once and in order. Values whose produce failed may or may not
+// be stored; values are zero-padded counters, so stored must be sorted
+// and without repeats.
+func requireAckedStored(t *testing.T, what string, stored, acked []string) {
+	t.Helper()
+	i := 0
+	for _, v := range stored {
+		if i < len(acked) && v == acked[i] {
+			i++
+		}
+	}
+	if i != len(acked) {
+		t.Fatalf("%s: acknowledged value %s (number %d of %d) is missing; %d stored", what, acked[i], i, len(acked), len(stored))
+	}
+	if !slices.IsSorted(stored) || len(slices.Compact(slices.Clone(stored))) != len(stored) {
+		t.Fatalf("%s: stored values are out of order or duplicated", what)
+	}
 }
 
 // TestFsyncPolicies: each --fsync policy serves produce and fetch, and a

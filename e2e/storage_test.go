@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,14 +14,6 @@ import (
 
 	"github.com/tandem-io/tandem/internal/testutil"
 )
-
-// resizeTmpfs sets the size of the tmpfs mounted on dir.
-func resizeTmpfs(t *testing.T, dir string, size uint64) {
-	t.Helper()
-	if out, err := exec.Command("mount", "-o", fmt.Sprintf("remount,size=%d", size), dir).CombinedOutput(); err != nil {
-		t.Fatalf("resize the tmpfs on %s to %d bytes: %v: %s", dir, size, err, out)
-	}
-}
 
 // usedBytes is how much of the file system holding dir is in use.
 func usedBytes(t *testing.T, dir string) uint64 {
@@ -48,7 +39,7 @@ func TestLeaderWithFullDiskHandsOver(t *testing.T) {
 	c := startCluster(t, clusterOpts{
 		sidecarFlags: etcdSidecarFlags(url),
 		brokerFlags:  []string{"--min-insync-replicas", "2", "--segment-bytes", strconv.Itoa(1 << 20)},
-		prepare:      func(n *node) { mountTmpfsAt(t, filepath.Join(n.dir, "data"), 256<<20) },
+		prepare:      func(n *node) { testutil.MountTmpfs(t, filepath.Join(n.dir, "data"), 256<<20) },
 	})
 	old, _ := c.waitLeader(30 * time.Second)
 	testutil.Eventually(t, 30*time.Second, func() error { return c.inSync(old) })
@@ -80,7 +71,7 @@ func TestLeaderWithFullDiskHandsOver(t *testing.T) {
 	}
 
 	data := filepath.Join(c.node(old).dir, "data")
-	resizeTmpfs(t, data, usedBytes(t, data)+3<<20)
+	testutil.ResizeTmpfs(t, data, usedBytes(t, data)+3<<20)
 	t.Logf("node %d leads; its file system now has about 3 MiB free", old)
 
 	// Write until another node leads. Each batch waits while the leader
@@ -125,23 +116,12 @@ func TestLeaderWithFullDiskHandsOver(t *testing.T) {
 		for _, v := range readValues(t, c, id, topic) {
 			got = append(got, v[:8])
 		}
-		if len(slices.Compact(slices.Clone(got))) != len(got) || !slices.IsSorted(got) {
-			t.Fatalf("node %d: the stored values are duplicated or out of order", id)
-		}
-		i := 0
-		for _, v := range got {
-			if i < len(acked) && v == acked[i] {
-				i++
-			}
-		}
-		if i != len(acked) {
-			t.Fatalf("node %d: acknowledged value %s (number %d of %d) is missing; %d stored", id, acked[i], i, len(acked), len(got))
-		}
+		requireAckedStored(t, fmt.Sprintf("node %d", id), got, acked)
 	}
 	check(leader)
 
 	// Room again: the old leader follows, catches up and verifies identical.
-	resizeTmpfs(t, data, 256<<20)
+	testutil.ResizeTmpfs(t, data, 256<<20)
 	testutil.Eventually(t, 90*time.Second, func() error {
 		st, err := c.status(old)
 		if err != nil {

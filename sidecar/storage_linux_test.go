@@ -2,8 +2,6 @@ package sidecar_test
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,18 +23,8 @@ func TestFollowerWithFullDisk(t *testing.T) {
 	c := sidecartest.NewCluster(t, 3, 1, fastFailover)
 	c.SegmentBytes = 1 << 20
 	walDir := filepath.Join(c.Nodes[2].Dir, "wal")
-	if err := os.MkdirAll(walDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", walDir).CombinedOutput(); err != nil {
-		t.Fatalf("mount a tmpfs (needs root): %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		c.StopBroker(2) // its WAL is on the tmpfs
-		if out, err := exec.Command("umount", walDir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", walDir, err, out)
-		}
-	})
+	testutil.MountTmpfs(t, walDir, 2<<20)
+	t.Cleanup(func() { c.StopBroker(2) }) // before the unmount: its WAL is on the tmpfs
 	c.StartAll()
 	b1 := c.WaitLeader()
 	b1.Produce(t, 64, 64<<10) // 4 MiB: node 2 has room for about half
@@ -68,9 +56,7 @@ func TestFollowerWithFullDisk(t *testing.T) {
 		}
 	}
 
-	if out, err := exec.Command("mount", "-o", "remount,size=32m", walDir).CombinedOutput(); err != nil {
-		t.Fatalf("grow the tmpfs: %v: %s", err, out)
-	}
+	testutil.ResizeTmpfs(t, walDir, 32<<20)
 	b1.Produce(t, 4, 1000)
 	c.WaitCaughtUp(68)
 	testutil.Eventually(t, 15*time.Second, func() error {

@@ -2,8 +2,6 @@ package link_test
 
 import (
 	"errors"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -12,6 +10,7 @@ import (
 
 	"github.com/tandem-io/tandem/broker/wal"
 	linkv1 "github.com/tandem-io/tandem/gen/tandem/link/v1"
+	"github.com/tandem-io/tandem/internal/testutil"
 )
 
 // TestStorageState: a broker whose WAL appends fail (a full file system)
@@ -20,17 +19,7 @@ import (
 // failure once, and again when an append works.
 func TestStorageState(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "wal")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Fatalf("mount a tmpfs (needs root): %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
+	testutil.MountTmpfs(t, dir, 2<<20)
 	h := newHarnessWith(t, wal.Options{Sync: wal.SyncNone, SegmentBytes: 1 << 20, Dir: dir}, nil, nil)
 	s, _ := h.attach()
 	h.send(s, view(linkv1.Role_ROLE_LEADER)) // reads_storage_state unset
@@ -87,9 +76,7 @@ func TestStorageState(t *testing.T) {
 		t.Fatalf("a second StorageState %v without a change", st)
 	}
 
-	if out, err := exec.Command("mount", "-o", "remount,size=16m", dir).CombinedOutput(); err != nil {
-		t.Fatalf("grow the tmpfs: %v: %s", err, out)
-	}
+	testutil.ResizeTmpfs(t, dir, 16<<20)
 	if _, err := h.b.w.Append(1, wal.TypeRecordBatch, []byte("room again")); err != nil {
 		t.Fatalf("append after growing the file system: %v", err)
 	}

@@ -2,29 +2,12 @@ package wal
 
 import (
 	"errors"
-	"fmt"
-	"os/exec"
 	"syscall"
 	"testing"
 	"time"
-)
 
-// mountTmpfs mounts a tmpfs of size bytes on a new directory (the tests run
-// as root: scripts/test.sh installs packages with apt-get) and unmounts it
-// at the end of the test, after the log on it is closed.
-func mountTmpfs(t *testing.T, size int) string {
-	t.Helper()
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", size), "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Fatalf("mount a %d-byte tmpfs on %s (needs root): %v: %s", size, dir, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
-}
+	"github.com/tandem-io/tandem/internal/testutil"
+)
 
 // changed reports whether ch is closed.
 func changed(ch <-chan struct{}) bool {
@@ -41,8 +24,9 @@ func changed(ch <-chan struct{}) bool {
 // written before; after the file system grows, the next append works, the
 // state clears, and nothing written is lost.
 func TestWriteStateFullDisk(t *testing.T) {
-	dir := mountTmpfs(t, 4<<20)
-	// openLog's cleanup (Close) is registered after mountTmpfs's, so it
+	dir := t.TempDir()
+	testutil.MountTmpfs(t, dir, 4<<20)
+	// openLog's cleanup (Close) is registered after MountTmpfs's, so it
 	// runs first: the log is closed before the tmpfs is unmounted.
 	l := openLog(t, dir, func(o *Options) { o.SegmentBytes = 1 << 20 })
 	st, ch := l.WriteState()
@@ -80,9 +64,7 @@ func TestWriteStateFullDisk(t *testing.T) {
 		t.Fatalf("LastLSN %d after failed appends, want %d (the last that worked)", got, lastOK)
 	}
 
-	if out, err := exec.Command("mount", "-o", "remount,size=32m", dir).CombinedOutput(); err != nil {
-		t.Fatalf("grow the tmpfs: %v: %s", err, out)
-	}
+	testutil.ResizeTmpfs(t, dir, 32<<20)
 	appendN(t, l, 1, 4, 64<<10)
 	if !changed(ch) {
 		t.Fatal("the write-state channel was not closed when appends worked again")
