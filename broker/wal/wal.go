@@ -710,8 +710,8 @@ type WriteState struct {
 
 // WriteState returns the log's write state and a channel that is closed
 // when appends start or stop failing (the newest error of a failing log
-// replaces the one before without closing it). A broker whose appends fail reports it (a leader
-// that cannot write should hand its leadership over).
+// replaces the one before without closing it). A broker whose appends
+// fail reports it: a leader that cannot write should hand over.
 func (l *Log) WriteState() (WriteState, <-chan struct{}) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -238,7 +238,7 @@ type StatusResponse struct {
 	// commit_lsn are as old as this.
 	LastHeardFromLeader *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=last_heard_from_leader,json=lastHeardFromLeader,proto3" json:"last_heard_from_leader,omitempty"`
 	// Set while this node's broker cannot write its WAL (a full disk, an I/O
-	// error): the error its newest append failed with. Such a node is not
+	// error): the error of a failed append. Such a node is not
 	// ready, does not stand for election, and, leading with automatic
 	// failover, resigns after one lease TTL. Empty while appends work.
 	StorageError string `protobuf:"bytes,21,opt,name=storage_error,json=storageError,proto3" json:"storage_error,omitempty"`

@@ -717,8 +717,8 @@ func (*AttachRequest_Storage) isAttachRequest_Payload() {}
 // broker cannot write is not ready and does not stand for election.
 type StorageState struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Empty while appends work; otherwise the newest append's error, as the
-	// broker reports it (for operators: not meant to be parsed).
+	// Empty while appends work; otherwise the error of a failed append (for
+	// operators: not meant to be parsed).
 	Error string `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
 	// When appends began failing, in milliseconds since the Unix epoch (0
 	// while they work).
