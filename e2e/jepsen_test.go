@@ -44,9 +44,17 @@ const etcdLeaseTTL = 3 * time.Second
 // dir and returns its client URL.
 func startEtcd(t *testing.T) string {
 	t.Helper()
+	url, _ := startEtcdProcess(t)
+	return url
+}
+
+// startEtcdProcess is startEtcd that also returns the process (to pause,
+// kill or restart it on the same data and ports).
+func startEtcdProcess(t *testing.T) (string, *testutil.Process) {
+	t.Helper()
 	client, peer := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	cu, pu := "http://"+client, "http://"+peer
-	testutil.Start(t, testutil.ProcessConfig{
+	p := testutil.Start(t, testutil.ProcessConfig{
 		Name: "etcd",
 		Path: "/usr/bin/etcd",
 		Args: []string{
@@ -57,7 +65,7 @@ func startEtcd(t *testing.T) string {
 		},
 	})
 	testutil.WaitTCPFor(t, client, 20*time.Second)
-	return cu
+	return cu, p
 }
 
 // etcdSidecarFlags are the sidecar flags of a cluster with automatic
