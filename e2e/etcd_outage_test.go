@@ -14,10 +14,10 @@ import (
 // TestEtcdOutage: the etcd that automatic failover relies on goes away
 // twice while acks=all writes go on: first it hangs (SIGSTOP, which is what
 // a network partition from etcd looks like), then it crashes (SIGKILL) and
-// is restarted on its data. While etcd is away the leader steps down within
-// about half the lease TTL (it cannot renew its lease, so it must not
-// assume it still holds it: docs/operations.md, "fencing"), and no write is
-// acknowledged. Once etcd is back, a leader is elected without anyone
+// is restarted on its data. While etcd is away the leader steps down
+// before its lease could expire (it cannot renew the lease, so it must not
+// assume it still holds it: docs/operations.md, "fencing"; it does so at
+// half the TTL), and no write is acknowledged. Once etcd is back, a leader is elected without anyone
 // acting, writes go on, and every node holds every acknowledged write once
 // and in order, in identical WALs.
 func TestEtcdOutage(t *testing.T) {
@@ -70,9 +70,11 @@ func TestEtcdOutage(t *testing.T) {
 	} {
 		outage.stop()
 		gone := time.Now()
-		testutil.Eventually(t, etcdLeaseTTL+2*time.Second, func() error {
+		// Before its lease could expire (and, with etcd back, another node
+		// be elected), the leader must have stopped taking writes.
+		testutil.Eventually(t, etcdLeaseTTL, func() error {
 			if id, _ := c.leaderNow(time.Second); id != 0 {
-				return fmt.Errorf("node %d still leads %s after etcd went away", id, time.Since(gone).Round(time.Millisecond))
+				return fmt.Errorf("node %d still leads %s after etcd went away (lease TTL %s)", id, time.Since(gone).Round(time.Millisecond), etcdLeaseTTL)
 			}
 			return nil
 		})
