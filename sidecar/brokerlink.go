@@ -344,10 +344,16 @@ func (c *brokerConn) storageFailure() (string, time.Time) {
 	return st.GetError(), time.UnixMilli(st.GetFailingSinceUnixMs())
 }
 
-// setView makes v the broker's cluster view (sent once, latest wins).
-func (c *brokerConn) setView(v *linkv1.ClusterView) {
+// storeView records v as the broker's latest cluster view. Every view
+// this sidecar sends says that it reads StorageState.
+func (c *brokerConn) storeView(v *linkv1.ClusterView) {
 	v.ReadsStorageState = true
 	c.view.Store(v)
+}
+
+// setView makes v the broker's cluster view (sent once, latest wins).
+func (c *brokerConn) setView(v *linkv1.ClusterView) {
+	c.storeView(v)
 	select {
 	case c.viewSig <- struct{}{}:
 	default:

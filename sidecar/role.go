@@ -347,8 +347,7 @@ const fenceTimeout = 2 * time.Second
 // the broker has applied it: the broker handles a cluster view before it
 // reads the next message, and answers the checksum request sent after it.
 func (c *brokerConn) fence(ctx context.Context, v *linkv1.ClusterView) error {
-	v.ReadsStorageState = true
-	c.view.Store(v)
+	c.storeView(v)
 	if err := c.enqueue(ctx, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_ClusterView{ClusterView: v}}); err != nil {
 		return err
 	}
