@@ -32,6 +32,10 @@ type clusterOpts struct {
 	// prepare, when set, runs for every node before its processes start
 	// (e.g. to mount a file system on its data directory, n.dir/data).
 	prepare func(n *node)
+	// net, when set, runs node i in net's host "n<i>" (its own network
+	// namespace and address) instead of on 127.0.0.1, so that the test can
+	// cut the network between nodes.
+	net *testutil.Network
 }
 
 type node struct {
@@ -40,6 +44,7 @@ type node struct {
 	sidecar string // sidecar's gRPC address
 	dir     string
 	sock    string
+	host    *testutil.Host // nil unless the cluster runs on a testutil.Network
 	broker  *testutil.Process
 	side    *testutil.Process
 }
@@ -65,11 +70,12 @@ func startCluster(t *testing.T, opts clusterOpts) *cluster {
 	c := &cluster{t: t, opts: opts}
 	base := t.TempDir()
 	for i := 1; i <= opts.nodes; i++ {
-		n := &node{
-			id:      i,
-			kafka:   testutil.FreeAddr(t),
-			sidecar: testutil.FreeAddr(t),
-			dir:     filepath.Join(base, fmt.Sprintf("node-%d", i)),
+		n := &node{id: i, dir: filepath.Join(base, fmt.Sprintf("node-%d", i))}
+		if opts.net != nil {
+			n.host = opts.net.Host(fmt.Sprintf("n%d", i))
+			n.kafka, n.sidecar = n.host.Addr(9092), n.host.Addr(7400)
+		} else {
+			n.kafka, n.sidecar = testutil.FreeAddr(t), testutil.FreeAddr(t)
 		}
 		// Unix socket paths are limited to 108 bytes; keep them short.
 		n.sock = filepath.Join(shortTempDir(t), "s.sock")
@@ -79,7 +85,7 @@ func startCluster(t *testing.T, opts clusterOpts) *cluster {
 		if opts.prepare != nil {
 			opts.prepare(n)
 		}
-		n.side = testutil.Start(t, testutil.ProcessConfig{
+		n.side = testutil.Start(t, n.wrap(testutil.ProcessConfig{
 			Name: fmt.Sprintf("sidecar-%d", n.id),
 			Path: testutil.Bin(t, "tandem-sidecar"),
 			Args: append([]string{
@@ -88,8 +94,8 @@ func startCluster(t *testing.T, opts clusterOpts) *cluster {
 				"--peers", c.peersFor(n.id), "--leader", fmt.Sprint(opts.leader),
 				"--heartbeat-interval", "500ms", "--peer-timeout", "3s",
 			}, opts.sidecarFlags...),
-		})
-		n.broker = testutil.Start(t, testutil.ProcessConfig{
+		}))
+		n.broker = testutil.Start(t, n.wrap(testutil.ProcessConfig{
 			Name: fmt.Sprintf("broker-%d", n.id),
 			Path: brokerPath(t),
 			Args: append([]string{
@@ -97,7 +103,7 @@ func startCluster(t *testing.T, opts clusterOpts) *cluster {
 				"--listen", n.kafka, "--advertise", n.kafka, "--sidecar", n.sock,
 				"--group-initial-rebalance-delay", "0s",
 			}, opts.brokerFlags...),
-		})
+		}))
 	}
 	for _, n := range c.nodes {
 		testutil.WaitTCPFor(t, n.kafka, 20*time.Second)
@@ -133,6 +139,14 @@ func shortTempDir(t *testing.T) string {
 }
 
 func (c *cluster) node(id int) *node { return c.nodes[id-1] }
+
+// wrap runs cfg in n's network namespace when the cluster has one.
+func (n *node) wrap(cfg testutil.ProcessConfig) testutil.ProcessConfig {
+	if n.host == nil {
+		return cfg
+	}
+	return n.host.Wrap(cfg)
+}
 
 func (c *cluster) leader() *node { return c.node(c.opts.leader) }
 

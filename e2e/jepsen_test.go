@@ -52,9 +52,21 @@ func startEtcd(t *testing.T) string {
 // kill or restart it on the same data and ports).
 func startEtcdProcess(t *testing.T) (string, *testutil.Process) {
 	t.Helper()
-	client, peer := testutil.FreeAddr(t), testutil.FreeAddr(t)
+	return startEtcdOn(t, nil)
+}
+
+// startEtcdOn is startEtcdProcess in host h of a testutil.Network (on
+// 127.0.0.1 when h is nil).
+func startEtcdOn(t *testing.T, h *testutil.Host) (string, *testutil.Process) {
+	t.Helper()
+	var client, peer string
+	if h != nil {
+		client, peer = h.Addr(2379), h.Addr(2380)
+	} else {
+		client, peer = testutil.FreeAddr(t), testutil.FreeAddr(t)
+	}
 	cu, pu := "http://"+client, "http://"+peer
-	p := testutil.Start(t, testutil.ProcessConfig{
+	cfg := testutil.ProcessConfig{
 		Name: "etcd",
 		Path: "/usr/bin/etcd",
 		Args: []string{
@@ -63,7 +75,11 @@ func startEtcdProcess(t *testing.T) (string, *testutil.Process) {
 			"--listen-peer-urls", pu, "--initial-advertise-peer-urls", pu,
 			"--initial-cluster", "e2e=" + pu, "--log-level", "warn",
 		},
-	})
+	}
+	if h != nil {
+		cfg = h.Wrap(cfg)
+	}
+	p := testutil.Start(t, cfg)
 	testutil.WaitTCPFor(t, client, 20*time.Second)
 	return cu, p
 }

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"hash/crc32"
 	"net"
 	"strings"
 	"sync"
@@ -113,7 +112,7 @@ func TestFollowersRouteToLeaderAndReplicateMetadata(t *testing.T) {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := rawProduceTo(ctx, cl, 3, "routed"); !strings.Contains(fmt.Sprint(err), kerr.NotLeaderForPartition.Message) {
+	if err := rawProduceTo(ctx, cl, 1, "routed"); !strings.Contains(fmt.Sprint(err), kerr.NotLeaderForPartition.Message) {
 		t.Fatalf("produce to follower: got %v, want NOT_LEADER_OR_FOLLOWER", err)
 	}
 
@@ -266,23 +265,13 @@ func newKgo(t *testing.T, addr string, opts ...kgo.Opt) *kgo.Client {
 	return cl
 }
 
-// rawProduceTo sends one single-record acks=1 Produce straight to the seed
-// broker of cl (no metadata routing) and returns the partition's error.
-func rawProduceTo(ctx context.Context, cl *kgo.Client, _ int, topic string) error {
-	rec := kmsg.Record{Value: []byte("direct")}
-	body := rec.AppendTo(nil)
-	rec.Length = int32(len(body) - 1)
-	body = rec.AppendTo(nil)
-	rb := kmsg.RecordBatch{PartitionLeaderEpoch: -1, Magic: 2, ProducerID: -1, ProducerEpoch: -1,
-		FirstSequence: -1, NumRecords: 1, Records: body}
-	raw := rb.AppendTo(nil)
-	rb.Length = int32(len(raw) - 12)
-	raw = rb.AppendTo(nil)
-	rb.CRC = int32(crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli)))
-	raw = rb.AppendTo(nil)
-
+// rawProduceTo sends one single-record Produce with acks straight to the
+// seed broker of cl (no metadata routing, no retry) and returns the
+// partition's error.
+func rawProduceTo(ctx context.Context, cl *kgo.Client, acks int16, topic string) error {
+	raw := recordBatch(-1, -1, -1, "direct")
 	req := kmsg.NewPtrProduceRequest()
-	req.Acks = 1
+	req.Acks = acks
 	req.TimeoutMillis = 5000
 	rt := kmsg.NewProduceRequestTopic()
 	rt.Topic = topic

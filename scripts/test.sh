@@ -5,7 +5,7 @@
 #
 # On a fresh Debian machine (run as root) it first installs the programs the
 # end-to-end tests drive: kafka-python, kcat, etcd, nats-server, protoc and
-# the gRPC Python plugin. Then, in order, and stopping at the first failure:
+# the gRPC Python plugin, nftables (network partitions). Then, in order, and stopping at the first failure:
 #
 #   1. gofmt        every .go file outside gen/ must be formatted
 #   2. go vet       ./...
@@ -35,7 +35,7 @@ step() { printf '\n==> %s\n' "$*"; }
 . scripts/lib.sh # ensure_packages
 install_deps() {
 	ensure_packages python3-kafka:- kcat:kcat etcd-server:etcd nats-server:nats-server \
-		iproute2:ip protobuf-compiler:protoc protobuf-compiler-grpc:grpc_python_plugin \
+		iproute2:ip nftables:nft protobuf-compiler:protoc protobuf-compiler-grpc:grpc_python_plugin \
 		python3-grpcio:- python3-protobuf:- || exit 1
 }
 

@@ -520,6 +520,7 @@ func (f *follower) setCluster(bc *brokerConn, c *replicationv1.ClusterUpdate, ep
 	f.mu.Lock()
 	f.cluster = c
 	f.mu.Unlock()
+	f.s.noteBrokers(c.GetBrokers())
 	bc.setView(&linkv1.ClusterView{
 		Role:     linkv1.Role_ROLE_FOLLOWER,
 		LeaderId: c.GetLeaderId(),

@@ -336,6 +336,7 @@ func (l *leader) brokersLocked() []*linkv1.BrokerInfo {
 		}
 	}
 	slices.SortFunc(out, func(a, b *linkv1.BrokerInfo) int { return int(a.GetNodeId()) - int(b.GetNodeId()) })
+	l.s.noteBrokers(out)
 	return out
 }
 

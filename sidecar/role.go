@@ -451,7 +451,7 @@ func (f *follower) fenceView(bc *brokerConn) *linkv1.ClusterView {
 		v.Brokers, v.Isr = f.cluster.GetBrokers(), f.cluster.GetIsr()
 	} else {
 		h := bc.hello
-		v.Brokers = []*linkv1.BrokerInfo{{NodeId: f.s.cfg.NodeID, Host: h.GetAdvertisedHost(), Port: h.GetAdvertisedPort(), Rack: h.GetRack()}}
+		v.Brokers = f.s.knownBrokers(&linkv1.BrokerInfo{NodeId: f.s.cfg.NodeID, Host: h.GetAdvertisedHost(), Port: h.GetAdvertisedPort(), Rack: h.GetRack()})
 	}
 	return v
 }

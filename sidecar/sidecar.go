@@ -78,6 +78,14 @@ type Sidecar struct {
 	uncleanEpoch uint32
 	election     *election // automatic failover through etcd (nil without --etcd-endpoints)
 
+	// seenBrokers is every peer broker (by node id) that a cluster view of
+	// this node has listed, with its latest address: a node that no longer
+	// knows the leader (it stepped down, or its leader is unreachable)
+	// still lists them in its Kafka Metadata, so that clients keep asking
+	// the other brokers rather than only this one (brokers.go).
+	seenMu      sync.Mutex
+	seenBrokers map[int32]*linkv1.BrokerInfo
+
 	mu        sync.Mutex
 	broker    *brokerConn // attached broker, nil when detached
 	brokerSig chan struct{}
