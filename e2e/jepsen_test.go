@@ -30,7 +30,9 @@ import (
 // Automatic failover through a real etcd (issue 5), and a Jepsen-style run:
 // acks=all producers with unique values and min.insync.replicas=2 while a
 // nemesis kills and freezes leaders and followers (whole pairs, or only the
-// sidecar: the broker keeps serving but is cut off). At the end every
+// sidecar: the broker keeps serving but is cut off) and partitions the
+// network (a node from everyone, from etcd only, or from one other node;
+// the clients reach every node throughout). At the end every
 // acknowledged value must be read exactly once and every node's WAL must be
 // identical.
 
@@ -280,8 +282,12 @@ type jepsenResult struct {
 
 func TestJepsenFailover(t *testing.T) {
 	dur := jepsenDuration(t)
-	url := startEtcd(t)
+	// Every node and etcd in a network namespace of its own, so that the
+	// nemesis can also cut the network (partition_test.go).
+	nw := testutil.NewNetwork(t, "n1", "n2", "n3", "etcd")
+	url, _ := startEtcdOn(t, nw.Host("etcd"))
 	c := startCluster(t, clusterOpts{
+		net:          nw,
 		brokerFlags:  []string{"--min-insync-replicas", "2"},
 		sidecarFlags: etcdSidecarFlags(url),
 	})
@@ -384,7 +390,7 @@ func TestJepsenFailover(t *testing.T) {
 		n := c.node(target)
 		down := time.Duration(2000+rng.IntN(3000)) * time.Millisecond
 		var fault string
-		switch rng.IntN(4) {
+		switch rng.IntN(7) {
 		case 0:
 			fault = fmt.Sprintf("SIGKILL %s pair %d for %s", who, target, down)
 			n.killPair()
@@ -410,6 +416,29 @@ func TestJepsenFailover(t *testing.T) {
 			n.side.Pause()
 			time.Sleep(down)
 			n.side.Resume()
+		case 4:
+			// A network partition: the node neither reaches nor hears
+			// the other nodes and etcd; clients still reach it.
+			fault = fmt.Sprintf("partition: %s node %d cut off from the other nodes and etcd for %s", who, target, down)
+			nw.Isolate(n.host)
+			time.Sleep(down)
+			nw.HealAll()
+		case 5:
+			fault = fmt.Sprintf("partition: %s node %d cut off from etcd only for %s", who, target, down)
+			nw.Cut(n.host, nw.Host("etcd"))
+			time.Sleep(down)
+			nw.HealAll()
+		case 6:
+			// One link down: the node and one other node no longer reach
+			// each other; both still reach etcd and the third node.
+			other := target
+			for other == target {
+				other = 1 + rng.IntN(len(c.nodes))
+			}
+			fault = fmt.Sprintf("partition: %s node %d and node %d cut off from each other for %s", who, target, other, down)
+			nw.Cut(n.host, c.node(other).host)
+			time.Sleep(down)
+			nw.HealAll()
 		}
 		t.Log("nemesis: " + fault)
 		res.faults = append(res.faults, fault)

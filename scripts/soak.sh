@@ -3,7 +3,9 @@
 # as asked: a real etcd, three broker+sidecar pairs with automatic
 # failover, acks=all producers with unique values and min.insync.replicas=2,
 # while a nemesis SIGKILLs and SIGSTOPs the leader or a follower (whole
-# pairs or only sidecars) and brings them back. At the end it prints
+# pairs or only sidecars) or cuts the network (a node from every other node
+# and etcd, from etcd only, or from one other node: every node and etcd run
+# in network namespaces of their own) and brings them back. At the end it prints
 #
 #   jepsen: duration D, faults N, operations N, acknowledged N,
 #   failed/unknown N, read N, lost 0, duplicated 0, failovers N,
@@ -20,8 +22,9 @@
 #                        directory under /tmp, printed at the end)
 #   TANDEM_E2E_BROKER    test another broker binary instead of bin/tandem-broker
 #
-# The binaries are rebuilt first (scripts/build.sh). Needs etcd (Debian's
-# etcd-server, installed with apt-get when missing and run as root).
+# The binaries are rebuilt first (scripts/build.sh). Needs root, etcd, ip
+# and nft (Debian's etcd-server, iproute2 and nftables, installed with
+# apt-get when missing).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -33,7 +36,7 @@ if ! [[ "$duration" =~ ^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$ ]]; then
 fi
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh # ensure_packages
-ensure_packages etcd-server:etcd || exit 2
+ensure_packages etcd-server:etcd iproute2:ip nftables:nft || exit 2
 logs="${TANDEM_TEST_LOG_DIR:-$(mktemp -d /tmp/tandem-soak.XXXXXX)}"
 mkdir -p "$logs"
 

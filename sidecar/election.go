@@ -399,7 +399,11 @@ func (e *election) publishedISR(ctx context.Context, cli *clientv3.Client) (v is
 // with it, cannot know), or simply be a few entries behind; if this node
 // led, the peer would drop what it holds beyond this node's log. The peer
 // campaigns too (it is eligible by the same rules), so resigning hands it
-// the election.
+// the election. A peer that does not campaign (it cannot reach etcd, or is
+// not eligible) would never take the election, and this node would resign
+// to it again and again while nobody led: it is passed over. As a follower
+// it then drops what it holds beyond this node's log, unless that was
+// committed, which it refuses (errKeepsCommitted).
 func (e *election) peerHoldsMore(ctx context.Context, cli *clientv3.Client) (int32, string) {
 	s := e.s
 	bc, _ := s.currentBroker()
@@ -411,6 +415,10 @@ func (e *election) peerHoldsMore(ctx context.Context, cli *clientv3.Client) (int
 	if err != nil {
 		return 0, ""
 	}
+	candidates, err := e.candidates(ctx, cli)
+	if err != nil {
+		return 0, ""
+	}
 	pc := &peerConns{s: s}
 	defer pc.close()
 	for _, p := range s.pollPeers(ctx, pc, e.ttl/4) {
@@ -419,11 +427,36 @@ func (e *election) peerHoldsMore(ctx context.Context, cli *clientv3.Client) (int
 			continue
 		}
 		if logAhead(st.GetWalLastEpoch(), st.GetLastLsn(), epoch, last) {
+			if !candidates[p.id] {
+				e.log.Warn("a peer holds more of the log but does not campaign (it may not reach etcd); leading anyway",
+					"peer", p.id, "peer_last_lsn", st.GetLastLsn(), "peer_last_epoch", st.GetWalLastEpoch(),
+					"last_lsn", last, "last_epoch", epoch)
+				continue
+			}
 			return p.id, fmt.Sprintf("node %d holds the log to LSN %d in epoch %d; this node to LSN %d in epoch %d",
 				p.id, st.GetLastLsn(), st.GetWalLastEpoch(), last, epoch)
 		}
 	}
 	return 0, ""
+}
+
+// candidates are the nodes that hold a key in the election: those
+// campaigning, and the winner.
+func (e *election) candidates(ctx context.Context, cli *clientv3.Client) (map[int32]bool, error) {
+	gctx, cancel := context.WithTimeout(ctx, e.ttl/4)
+	defer cancel()
+	r, err := cli.Get(gctx, e.key("election/"), clientv3.WithPrefix())
+	if err != nil {
+		return nil, err
+	}
+	out := map[int32]bool{}
+	for _, kv := range r.Kvs {
+		var v leaderValue
+		if json.Unmarshal(kv.Value, &v) == nil {
+			out[v.NodeID] = true
+		}
+	}
+	return out, nil
 }
 
 // walEndAndCommit returns the attached broker's WAL end (what it announced

@@ -440,3 +440,61 @@ func TestEtcdWinnerDefersToPeerHoldingMore(t *testing.T) {
 		t.Errorf("two leaders in one epoch: %v", w.sameEpoch)
 	}
 }
+
+// A winner does not resign to a peer that holds more of the log but does
+// not campaign: that peer would never take the election, and the winner
+// would resign to it again and again while nobody led. Found by the e2e
+// test of a leader cut off from etcd only (e2e/partition_test.go): the old
+// leader, still reachable by its peers, held one uncommitted entry more
+// than they did, and no node led until its link to etcd came back.
+//
+// Here node 1 leads and writes 5 entries that its followers never get
+// (their sidecars are down; the ISR stays [1,2,3] and the commit point at
+// 20). Its sidecar then restarts pointed at an etcd that is not there: it
+// can follow but never campaign. Node 2 or 3 must lead, and node 1 must
+// drop its 5 uncommitted entries and follow.
+func TestEtcdWinnerPassesOverPeerThatDoesNotCampaign(t *testing.T) {
+	c, url := etcdCluster(t, func(cfg *sidecar.Config) {
+		cfg.ReplicaLagTimeMax = time.Minute // the ISR stays [1,2,3]
+	})
+	cli := etcdClient(t, url)
+	waitPublishedISR(t, cli, "[1,2,3]")
+	committed := c.Checksums(20)[1]
+
+	c.StopSidecar(2)
+	c.StopSidecar(3)
+	c.Nodes[1].Broker.Produce(t, 5, 100) // LSNs 21-25, on node 1 only
+	if got := c.Nodes[1].Broker.WAL().LastLSN(); got != 25 {
+		t.Fatalf("node 1 holds %d entries, want 25", got)
+	}
+	c.StopSidecar(1)
+	c.Nodes[1].Config.EtcdEndpoints = []string{"http://" + testutil.FreeAddr(t)} // nothing listens there
+	c.StartSidecar(1)
+	c.StartSidecar(2)
+	c.StartSidecar(3)
+
+	var leader int32
+	var epoch uint32
+	testutil.Eventually(t, 30*time.Second, func() error {
+		for _, id := range []int32{2, 3} {
+			if st := statusOf(t, c, id); st.GetRole() == adminv1.Role_ROLE_LEADER && st.GetEpoch() >= 2 {
+				leader, epoch = id, st.GetEpoch()
+				return nil
+			}
+		}
+		return errors.New("neither node 2 nor node 3 leads")
+	})
+	waitRole(t, c, leader, link.RoleLeader, epoch).Produce(t, 3, 100) // LSNs 21-23 of the new epoch
+	testutil.Eventually(t, 30*time.Second, func() error {
+		for _, id := range c.IDs() {
+			if got := c.Nodes[id].Broker.WAL().LastLSN(); got != 23 {
+				return fmt.Errorf("node %d holds %d entries, want 23", id, got)
+			}
+		}
+		return nil
+	})
+	if got := c.Checksums(20); got[1] != committed || got[2] != committed || got[3] != committed {
+		t.Fatalf("checksums of the 20 committed entries: %v, want %x everywhere", got, committed)
+	}
+	c.AssertIdentical(23)
+}
