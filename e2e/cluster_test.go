@@ -16,7 +16,8 @@ import (
 	"github.com/tandem-io/tandem/internal/testutil"
 )
 
-// A cluster of real broker+sidecar process pairs on 127.0.0.1, for tests of
+// A cluster of real broker+sidecar process pairs on 127.0.0.1 (or each pair
+// in a network namespace of its own: clusterOpts.net), for tests of
 // replication, commit rules and failover. Every node has its own data
 // directory, socket and logs under the test's temp dir.
 
