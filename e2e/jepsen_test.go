@@ -97,6 +97,18 @@ func etcdSidecarFlags(url string) []string {
 // and is linked to its broker, or 0. Nodes that do not answer within
 // timeout count as not leading.
 func (c *cluster) leaderNow(timeout time.Duration) (int, uint32) {
+	best, epoch := 0, uint32(0)
+	for id, st := range c.statuses(timeout) {
+		if st.Role == adminv1.Role_ROLE_LEADER && st.Linked && st.Epoch > epoch {
+			best, epoch = id, st.Epoch
+		}
+	}
+	return best, epoch
+}
+
+// statuses asks every node for its status at once and returns the answers
+// that came within timeout, by node id.
+func (c *cluster) statuses(timeout time.Duration) map[int]*adminv1.StatusResponse {
 	type res struct {
 		id int
 		st *adminv1.StatusResponse
@@ -108,14 +120,13 @@ func (c *cluster) leaderNow(timeout time.Duration) (int, uint32) {
 			ch <- res{n.id, st}
 		}()
 	}
-	best, epoch := 0, uint32(0)
+	out := map[int]*adminv1.StatusResponse{}
 	for range c.nodes {
-		r := <-ch
-		if r.st != nil && r.st.Role == adminv1.Role_ROLE_LEADER && r.st.Linked && r.st.Epoch > epoch {
-			best, epoch = r.id, r.st.Epoch
+		if r := <-ch; r.st != nil {
+			out[r.id] = r.st
 		}
 	}
-	return best, epoch
+	return out
 }
 
 // statusWithin is status with a bounded wait (a frozen sidecar must not
@@ -284,13 +295,7 @@ func TestJepsenFailover(t *testing.T) {
 	dur := jepsenDuration(t)
 	// Every node and etcd in a network namespace of its own, so that the
 	// nemesis can also cut the network (partition_test.go).
-	nw := testutil.NewNetwork(t, "n1", "n2", "n3", "etcd")
-	url, _ := startEtcdOn(t, nw.Host("etcd"))
-	c := startCluster(t, clusterOpts{
-		net:          nw,
-		brokerFlags:  []string{"--min-insync-replicas", "2"},
-		sidecarFlags: etcdSidecarFlags(url),
-	})
+	c, nw, url := startNetCluster(t)
 	const topic = "jepsen"
 	c.createTopicRetry(topic)
 	c.waitElectable(url)

@@ -29,9 +29,22 @@ import (
 // partition heals every node holds every acknowledged write once, in
 // order, and the WALs are identical.
 
-// partitionCluster is a three-node cluster with etcd failover on a
-// testutil.Network of hosts n1, n2, n3 and etcd.
-func partitionCluster(t *testing.T) (*cluster, *testutil.Network, string) {
+// partitionTest is a three-node cluster with etcd failover on a
+// testutil.Network of hosts n1, n2, n3 and etcd, a topic, and a writer
+// that has had 50 writes acknowledged.
+type partitionTest struct {
+	c      *cluster
+	nw     *testutil.Network
+	topic  string
+	leader int    // the node that leads at the start
+	epoch  uint32 // its epoch
+	w      *ackWriter
+}
+
+// startNetCluster starts etcd and three pairs with etcd failover and
+// min.insync.replicas=2, each in a network namespace of its own (hosts n1,
+// n2, n3 and etcd), and returns the cluster, the network and etcd's URL.
+func startNetCluster(t *testing.T) (*cluster, *testutil.Network, string) {
 	t.Helper()
 	nw := testutil.NewNetwork(t, "n1", "n2", "n3", "etcd")
 	url, _ := startEtcdOn(t, nw.Host("etcd"))
@@ -40,10 +53,21 @@ func partitionCluster(t *testing.T) (*cluster, *testutil.Network, string) {
 		brokerFlags:  []string{"--min-insync-replicas", "2"},
 		sidecarFlags: etcdSidecarFlags(url),
 	})
+	return c, nw, url
+}
+
+func startPartitionTest(t *testing.T, topic string) *partitionTest {
+	t.Helper()
+	c, nw, url := startNetCluster(t)
 	leader, _ := c.waitLeader(30 * time.Second)
 	testutil.Eventually(t, 30*time.Second, func() error { return c.inSync(leader) })
 	c.waitElectable(url)
-	return c, nw, url
+	c.createTopicRetry(topic)
+	p := &partitionTest{c: c, nw: nw, topic: topic}
+	p.leader, p.epoch = c.waitLeader(30 * time.Second)
+	p.w = startAckWriter(t, c, topic)
+	p.w.waitMore(50, 30*time.Second, "before the partition")
+	return p
 }
 
 // ackWriter produces unique increasing values with acks=all, a few at a
@@ -127,29 +151,6 @@ func (w *ackWriter) result() ([]string, int) {
 	return slices.Clone(w.acked), w.failed
 }
 
-// leadersNow lists the nodes that say they lead (answering within a
-// second), with their epochs.
-func (c *cluster) leadersNow() map[int]uint32 {
-	type res struct {
-		id int
-		st *adminv1.StatusResponse
-	}
-	ch := make(chan res, len(c.nodes))
-	for _, n := range c.nodes {
-		go func() {
-			st, _ := c.statusWithin(n.id, time.Second)
-			ch <- res{n.id, st}
-		}()
-	}
-	out := map[int]uint32{}
-	for range c.nodes {
-		if r := <-ch; r.st != nil && r.st.Role == adminv1.Role_ROLE_LEADER {
-			out[r.id] = r.st.Epoch
-		}
-	}
-	return out
-}
-
 // watchLeaders polls every node's role until the returned stop is called,
 // and fails the test if two nodes ever say they lead in the same epoch, or
 // if a node other than those allowed (by allowed, given the node and its
@@ -162,9 +163,12 @@ func (c *cluster) watchLeaders(allowed func(id int, epoch uint32) bool) (stop fu
 	go func() {
 		defer close(done)
 		for ctx.Err() == nil {
-			ls := c.leadersNow()
 			epochs := map[uint32]int{}
-			for id, e := range ls {
+			for id, st := range c.statuses(time.Second) {
+				if st.Role != adminv1.Role_ROLE_LEADER {
+					continue
+				}
+				e := st.Epoch
 				if other, ok := epochs[e]; ok {
 					bad = append(bad, fmt.Sprintf("nodes %d and %d both lead epoch %d", other, id, e))
 				}
@@ -189,19 +193,20 @@ func (c *cluster) watchLeaders(allowed func(id int, epoch uint32) bool) (stop fu
 // healAndCheck heals the network, waits until one node leads with the
 // others in sync, stops the writer and checks that every node holds every
 // acknowledged write once and in order, and that the WALs are identical.
-func healAndCheck(t *testing.T, c *cluster, nw *testutil.Network, w *ackWriter, topic string) {
+func (p *partitionTest) healAndCheck(t *testing.T) {
 	t.Helper()
-	nw.HealAll()
+	c := p.c
+	p.nw.HealAll()
 	healed := time.Now()
 	leader, _ := c.waitLeader(60 * time.Second)
 	testutil.Eventually(t, 60*time.Second, func() error { return c.inSync(leader) })
 	t.Logf("healed: node %d leads with every node in sync %s later", leader, time.Since(healed).Round(time.Millisecond))
-	w.waitMore(20, 30*time.Second, "after the partition healed")
-	acked, failed := w.result()
+	p.w.waitMore(20, 30*time.Second, "after the partition healed")
+	acked, failed := p.w.result()
 	c.caughtUp(60*time.Second, leader, 1, 2, 3)
 	c.mustVerify(leader)
 	for _, n := range c.nodes {
-		requireAckedStored(t, fmt.Sprintf("node %d", n.id), readValues(t, c, n.id, topic), acked)
+		requireAckedStored(t, fmt.Sprintf("node %d", n.id), readValues(t, c, n.id, p.topic), acked)
 	}
 	t.Logf("%d writes acknowledged, %d failed (none of those was acknowledged)", len(acked), failed)
 }
@@ -224,12 +229,8 @@ func (c *cluster) otherNodes(id int) []int {
 // to the old leader itself is not acknowledged. Healed, the old leader
 // follows the new one, and nothing acknowledged is lost.
 func TestPartitionIsolatedLeader(t *testing.T) {
-	c, nw, _ := partitionCluster(t)
-	const topic = "partition-leader"
-	c.createTopicRetry(topic)
-	old, oldEpoch := c.waitLeader(30 * time.Second)
-	w := startAckWriter(t, c, topic)
-	w.waitMore(50, 30*time.Second, "before the partition")
+	p := startPartitionTest(t, "partition-leader")
+	c, nw, w, old, oldEpoch := p.c, p.nw, p.w, p.leader, p.epoch
 
 	stopWatch := c.watchLeaders(func(id int, epoch uint32) bool { return id == old && epoch == oldEpoch || epoch > oldEpoch })
 	nw.Isolate(c.node(old).host)
@@ -266,14 +267,14 @@ func TestPartitionIsolatedLeader(t *testing.T) {
 
 	// The old leader, still cut off, takes no acks=all write.
 	direct := newKgo(t, c.node(old).kafka)
-	err := rawProduceTo(ctxTimeout(t, 15*time.Second), direct, -1, topic)
+	err := rawProduceTo(ctxTimeout(t, 15*time.Second), direct, -1, p.topic)
 	if err == nil {
 		t.Fatalf("node %d, cut off and no longer leading, acknowledged an acks=all write", old)
 	}
 	t.Logf("an acks=all write sent to node %d while it is cut off: %v", old, err)
 	stopWatch()
 
-	healAndCheck(t, c, nw, w, topic)
+	p.healAndCheck(t)
 	st, err := c.status(old)
 	if err != nil {
 		t.Fatal(err)
@@ -289,12 +290,8 @@ func TestPartitionIsolatedLeader(t *testing.T) {
 // The old leader learns of the new leader from its peers and follows it
 // while still cut off from etcd.
 func TestPartitionLeaderFromEtcd(t *testing.T) {
-	c, nw, _ := partitionCluster(t)
-	const topic = "partition-etcd"
-	c.createTopicRetry(topic)
-	old, oldEpoch := c.waitLeader(30 * time.Second)
-	w := startAckWriter(t, c, topic)
-	w.waitMore(50, 30*time.Second, "before the partition")
+	p := startPartitionTest(t, "partition-etcd")
+	c, nw, w, old, oldEpoch := p.c, p.nw, p.w, p.leader, p.epoch
 
 	stopWatch := c.watchLeaders(func(id int, epoch uint32) bool { return id == old && epoch == oldEpoch || epoch > oldEpoch })
 	nw.Cut(c.node(old).host, nw.Host("etcd"))
@@ -316,7 +313,7 @@ func TestPartitionLeaderFromEtcd(t *testing.T) {
 	t.Logf("node %d follows node %d and is in sync %s after it lost etcd", old, leader, time.Since(cut).Round(time.Millisecond))
 	stopWatch()
 
-	healAndCheck(t, c, nw, w, topic)
+	p.healAndCheck(t)
 }
 
 // TestPartitionLeaderFromFollowers: the leader is cut off from both
@@ -327,12 +324,8 @@ func TestPartitionLeaderFromEtcd(t *testing.T) {
 // when a leader still reaches the controller. Healed, the followers rejoin
 // and writes go on.
 func TestPartitionLeaderFromFollowers(t *testing.T) {
-	c, nw, _ := partitionCluster(t)
-	const topic = "partition-followers"
-	c.createTopicRetry(topic)
-	leader, epoch := c.waitLeader(30 * time.Second)
-	w := startAckWriter(t, c, topic)
-	w.waitMore(50, 30*time.Second, "before the partition")
+	p := startPartitionTest(t, "partition-followers")
+	c, nw, w, leader, epoch := p.c, p.nw, p.w, p.leader, p.epoch
 
 	stopWatch := c.watchLeaders(func(id int, e uint32) bool { return id == leader && e == epoch })
 	for _, id := range c.otherNodes(leader) {
@@ -352,7 +345,7 @@ func TestPartitionLeaderFromFollowers(t *testing.T) {
 	t.Logf("node %d's ISR shrank to itself %s after the cut", leader, time.Since(cut).Round(time.Millisecond))
 	direct := newKgo(t, c.node(leader).kafka)
 	asked := time.Now()
-	err := rawProduceTo(ctxTimeout(t, 15*time.Second), direct, -1, topic)
+	err := rawProduceTo(ctxTimeout(t, 15*time.Second), direct, -1, p.topic)
 	if err == nil || !kerr.IsRetriable(err) || (err != kerr.NotEnoughReplicas && err != kerr.NotEnoughReplicasAfterAppend) {
 		t.Fatalf("acks=all write to node %d with only itself in sync: %v, want NOT_ENOUGH_REPLICAS", leader, err)
 	}
@@ -376,7 +369,7 @@ func TestPartitionLeaderFromFollowers(t *testing.T) {
 	}
 	stopWatch()
 
-	healAndCheck(t, c, nw, w, topic)
+	p.healAndCheck(t)
 	if now, e := c.waitLeader(10 * time.Second); now != leader || e != epoch {
 		t.Fatalf("node %d leads epoch %d after the partition, want node %d still leading epoch %d", now, e, leader, epoch)
 	}
@@ -387,13 +380,9 @@ func TestPartitionLeaderFromFollowers(t *testing.T) {
 // writes go on with the two nodes left, it must not take over, and once
 // healed it catches up and rejoins.
 func TestPartitionFollowerFromLeader(t *testing.T) {
-	c, nw, _ := partitionCluster(t)
-	const topic = "partition-follower"
-	c.createTopicRetry(topic)
-	leader, epoch := c.waitLeader(30 * time.Second)
+	p := startPartitionTest(t, "partition-follower")
+	c, nw, w, leader, epoch := p.c, p.nw, p.w, p.leader, p.epoch
 	f := c.otherNodes(leader)[0]
-	w := startAckWriter(t, c, topic)
-	w.waitMore(50, 30*time.Second, "before the partition")
 
 	stopWatch := c.watchLeaders(func(id int, e uint32) bool { return id == leader && e == epoch })
 	nw.Cut(c.node(leader).host, c.node(f).host)
@@ -413,7 +402,7 @@ func TestPartitionFollowerFromLeader(t *testing.T) {
 	time.Sleep(etcdLeaseTTL) // long enough for a wrongful election to show
 	stopWatch()
 
-	healAndCheck(t, c, nw, w, topic)
+	p.healAndCheck(t)
 	if now, e := c.waitLeader(10 * time.Second); now != leader || e != epoch {
 		t.Fatalf("node %d leads epoch %d after the partition, want node %d still leading epoch %d", now, e, leader, epoch)
 	}
