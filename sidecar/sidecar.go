@@ -40,7 +40,8 @@ const DefaultStreamID = "node"
 
 // Sidecar is one running sidecar.
 //
-// Lock order: Sidecar.mu, then leader.mu or follower.mu, then brokerConn.mu.
+// Lock order: Sidecar.mu, then leader.mu or follower.mu, then brokerConn.mu;
+// seenMu is taken last and alone (under leader.mu, by brokersLocked).
 type Sidecar struct {
 	cfg    Config
 	log    hclog.Logger
