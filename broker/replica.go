@@ -2,13 +2,14 @@ package broker
 
 import (
 	"context"
-	"os"
-	"path/filepath"
-
 	"errors"
 	"fmt"
-	"github.com/twmb/franz-go/pkg/kerr"
+	"os"
+	"path/filepath"
+	"slices"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/tandem-io/tandem/broker/group"
 	"github.com/tandem-io/tandem/broker/link"
@@ -166,6 +167,7 @@ func (b *Broker) resetStateLocked() {
 // leader); committed offsets stay.
 func (b *Broker) SetClusterView(v link.ClusterView) {
 	old := b.clusterView()
+	v.Brokers = keepKnownBrokers(v, old)
 	if takesWrites(old) && (!takesWrites(v) || v.Epoch != old.Epoch) {
 		// Leaving leadership (or changing term) under appendMu: an append
 		// in progress finishes first, and every later one sees the new
@@ -211,6 +213,32 @@ func (b *Broker) SetClusterView(v link.ClusterView) {
 		}
 	}
 	b.hwNotify.broadcast()
+}
+
+// keepKnownBrokers is the broker list to serve with view v, old being the
+// view it replaces. A view that does not come from a leader (no leader
+// known, or the leader it names is not listed: a sidecar that has just
+// started or stepped down and has not heard from a leader) also keeps the
+// brokers of the old view it does not list. Kafka clients replace their
+// broker list with each Metadata answer; a node that listed only itself
+// would make a client that asked it forget every other broker, and with
+// them the leader elected meanwhile (docs/operations.md, "Network
+// partitions").
+func keepKnownBrokers(v, old link.ClusterView) []link.BrokerInfo {
+	listed := func(id int32) bool {
+		return slices.ContainsFunc(v.Brokers, func(bi link.BrokerInfo) bool { return bi.NodeID == id })
+	}
+	if v.Role != link.RoleFollower || (v.LeaderID > 0 && listed(v.LeaderID)) {
+		return v.Brokers
+	}
+	out := slices.Clone(v.Brokers)
+	for _, bi := range old.Brokers {
+		if !listed(bi.NodeID) {
+			out = append(out, bi)
+		}
+	}
+	slices.SortFunc(out, func(a, b link.BrokerInfo) int { return int(a.NodeID) - int(b.NodeID) })
+	return out
 }
 
 // offsetPersister writes committed group offsets to the WAL.
