@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,11 +15,7 @@ import (
 // On a replicated leader, retention keeps the WAL above the commit point
 // (in-sync followers may still need it), up to --replica-keep-bytes.
 func TestRetentionKeepsWALForInSyncFollowers(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "no-sidecar.sock")
-	b, addr := startBrokerWith(t, t.TempDir(), func(c *Config) {
-		c.SegmentBytes = 1 << 20
-		c.SidecarSocket = sock // replicated, but no sidecar: the test plays its part
-	})
+	b, addr := unlinkedBroker(t, func(c *Config) { c.SegmentBytes = 1 << 20 })
 	host, port := b.Advertised()
 	b.SetClusterView(link.ClusterView{Role: link.RoleLeader, LeaderID: 1, Epoch: 1,
 		Brokers: []link.BrokerInfo{{NodeID: 1, Host: host, Port: port}}, ISR: []int32{1, 2}})

@@ -14,17 +14,25 @@ import (
 	"github.com/tandem-io/tandem/internal/testutil"
 )
 
-// stalledLeader starts a replicated leader whose sidecar never attaches:
-// its commit point moves only when the test moves it (whileCommitting).
-func stalledLeader(t *testing.T, change func(*Config)) (*Broker, string) {
+// unlinkedBroker starts a replicated broker whose sidecar never attaches
+// (nothing listens on its socket): the test plays the sidecar's part,
+// setting its cluster view and commit point.
+func unlinkedBroker(t *testing.T, change func(*Config)) (*Broker, string) {
 	t.Helper()
-	sock := filepath.Join(t.TempDir(), "no-sidecar.sock") // nothing listens
-	b, addr := startBrokerWith(t, t.TempDir(), func(c *Config) {
+	sock := filepath.Join(t.TempDir(), "no-sidecar.sock")
+	return startBrokerWith(t, t.TempDir(), func(c *Config) {
 		c.SidecarSocket = sock
 		if change != nil {
 			change(c)
 		}
 	})
+}
+
+// stalledLeader starts a replicated leader whose sidecar never attaches:
+// its commit point moves only when the test moves it (whileCommitting).
+func stalledLeader(t *testing.T, change func(*Config)) (*Broker, string) {
+	t.Helper()
+	b, addr := unlinkedBroker(t, change)
 	host, port := b.Advertised()
 	b.SetClusterView(link.ClusterView{Role: link.RoleLeader, LeaderID: 1, Epoch: 1,
 		Brokers: []link.BrokerInfo{{NodeID: 1, Host: host, Port: port}}, ISR: []int32{1, 2}})

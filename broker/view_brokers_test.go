@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -18,10 +17,7 @@ import (
 // still lists them, so that a Kafka client that asks this node does not
 // forget the other brokers. A leader's view replaces the list.
 func TestLeaderlessViewKeepsKnownBrokers(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "no-sidecar.sock")
-	b, addr := startBrokerWith(t, t.TempDir(), func(c *Config) {
-		c.SidecarSocket = sock // replicated, but no sidecar: the test plays its part
-	})
+	b, addr := unlinkedBroker(t, nil)
 	host, port := b.Advertised()
 	self := link.BrokerInfo{NodeID: 1, Host: host, Port: port}
 	n2 := link.BrokerInfo{NodeID: 2, Host: "node-2", Port: 9092}
