@@ -115,6 +115,12 @@ func (b *Broker) applyPrefixLocked(e wal.Entry, pos wal.Pos, size int) error {
 				LeaderEpoch: v.LeaderEpoch, Metadata: v.Metadata, CommitTimeMs: v.CommitTime}
 		}
 		b.groups.Restore(o.Group, offs)
+	case wal.TypeGroupState:
+		var g group.GroupState
+		if err := decodeJSON(e, &g); err != nil {
+			return err
+		}
+		b.groups.RestoreGroup(g)
 	case wal.TypeProducerID:
 		var p producerIDEntry
 		if err := decodeJSON(e, &p); err != nil {

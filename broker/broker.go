@@ -183,6 +183,9 @@ func Open(cfg Config) (*Broker, error) {
 	}
 	if cfg.SidecarSocket == "" {
 		b.SetCommitLSN(w.DurableLSN())
+		// Members of groups this broker coordinated carry on (a replicated
+		// broker loads them when it becomes the leader: SetActive).
+		b.groups.LoadMembership()
 	} else {
 		b.SetCommitLSN(b.loadCommitCheckpoint())
 	}

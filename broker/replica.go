@@ -263,3 +263,14 @@ func (op *offsetPersister) CommitOffsets(ctx context.Context, groupID string, of
 	}
 	return b.appendMeta(ctx, wal.TypeOffsetCommit, e)
 }
+
+// StoreGroup writes a group's membership to the WAL (group.GroupPersister):
+// a promoted follower, or this broker after a restart, loads it and the
+// members carry on without a rebalance.
+func (op *offsetPersister) StoreGroup(ctx context.Context, s group.GroupState) error {
+	b := (*Broker)(op)
+	if !b.isLeader() {
+		return fmt.Errorf("%w: %w", ErrNotLeader, kerr.NotCoordinator)
+	}
+	return b.appendMeta(ctx, wal.TypeGroupState, s)
+}

@@ -53,6 +53,9 @@ type stateCheckpoint struct {
 	PIDEpochs map[int64]int16           `json:"pid_epochs"`
 	// PIDBumps is Broker.pidBumps (absent in checkpoints of older versions).
 	PIDBumps map[int64]int16 `json:"pid_bumps,omitempty"`
+	// Groups is the stored membership of consumer groups (absent in
+	// checkpoints of older versions).
+	Groups []group.GroupState `json:"groups,omitempty"`
 }
 
 type checkpointTopic struct {
@@ -274,6 +277,7 @@ func (b *Broker) snapshotLocked() stateCheckpoint {
 	}
 	b.mu.RUnlock()
 	cp.Offsets = b.groups.AllOffsets()
+	cp.Groups = b.groups.StoredGroups()
 	return cp
 }
 
@@ -481,6 +485,9 @@ func (b *Broker) restoreCheckpointLocked(cp stateCheckpoint) {
 	}
 	for g, offs := range cp.Offsets {
 		b.groups.Restore(g, offs)
+	}
+	for _, g := range cp.Groups {
+		b.groups.RestoreGroup(g)
 	}
 	if cp.NextPID > b.nextPID {
 		b.nextPID = cp.NextPID

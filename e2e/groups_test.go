@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -90,10 +91,11 @@ func TestGroupMemberCrash(t *testing.T) {
 }
 
 // TestGroupSurvivesBrokerRestart: a kgo group consumer (auto-commit) keeps
-// consuming while the broker is killed and restarted. Group membership is
-// not durable, so the member must rejoin; it resumes from the committed
-// offsets and, with what is produced afterwards, reads every record
-// (at least once).
+// consuming while the broker is killed and restarted, and reads every
+// record (at least once). Group membership is stored in the WAL, so, as
+// with Kafka, the restarted coordinator knows the member: it goes on
+// heartbeating in its generation and keeps its partitions, with no
+// rebalance (no partitions lost, revoked or assigned again).
 func TestGroupSurvivesBrokerRestart(t *testing.T) {
 	b := startBroker(t)
 	const topic, group = "restart-group", "restart-group-1"
@@ -101,58 +103,16 @@ func TestGroupSurvivesBrokerRestart(t *testing.T) {
 	prod := b.client(kgo.RetryTimeout(60 * time.Second))
 	produceSync(t, prod, topic, seqValues("r-", 1000))
 
-	var mu sync.Mutex
-	seen := map[string]int{}
-	cons := b.client(kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
-		kgo.AutoCommitInterval(200*time.Millisecond), kgo.RetryTimeout(60*time.Second))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ctx.Err() == nil {
-			fs := cons.PollRecords(ctx, 50)
-			if fs.IsClientClosed() {
-				return
-			}
-			mu.Lock()
-			for _, r := range fs.Records() {
-				seen[string(r.Value)]++
-			}
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	count := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(seen)
-	}
-
-	testutil.Eventually(t, 30*time.Second, func() error {
-		if n := count(); n < 300 {
-			return fmt.Errorf("consumed %d distinct records, waiting for 300", n)
-		}
-		return nil
-	})
+	var rebalances groupEvents
+	cons := b.client(append(rebalances.opts(), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+		kgo.AutoCommitInterval(200*time.Millisecond), kgo.RetryTimeout(60*time.Second))...)
+	r := startGroupReader(t, cons)
+	r.waitFor(t, 30*time.Second, seqValues("r-", 300))
 	b.kill()
 	b.restart()
 	produceSync(t, prod, topic, seqValues("s-", 1000))
 
-	want := append(seqValues("r-", 1000), seqValues("s-", 1000)...)
-	testutil.Eventually(t, 60*time.Second, func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		var missing []string
-		for _, v := range want {
-			if seen[v] == 0 {
-				missing = append(missing, v)
-			}
-		}
-		if len(missing) > 0 {
-			return fmt.Errorf("after the restart the group consumer still misses %d records, e.g. %v", len(missing), missing[:min(5, len(missing))])
-		}
-		return nil
-	})
+	r.waitFor(t, 60*time.Second, append(seqValues("r-", 1000), seqValues("s-", 1000)...))
 	testutil.Eventually(t, 20*time.Second, func() error {
 		g, err := describeGroup(t, b.admin(), group)
 		if err != nil {
@@ -163,7 +123,155 @@ func TestGroupSurvivesBrokerRestart(t *testing.T) {
 		}
 		return nil
 	})
+	if got := rebalances.String(); got != "assigned 2 partitions" {
+		t.Fatalf("the consumer's partitions across the restart: %s; want them assigned once and kept", got)
+	}
 	b.requireNoPanic()
+}
+
+// TestGroupKeepsMembersAcrossFailover: a kgo group consumer reads from a
+// three-node cluster with etcd elections, and the leader, which is the
+// group coordinator, is killed (SIGKILL of its broker and sidecar). A
+// follower is elected; it has the group's membership from the WAL and
+// knows the member, which carries on in its generation with its partition
+// (no rebalance, as when a Kafka coordinator moves) and reads everything
+// produced before and after.
+func TestGroupKeepsMembersAcrossFailover(t *testing.T) {
+	url := startEtcd(t)
+	c := startCluster(t, clusterOpts{sidecarFlags: etcdSidecarFlags(url)})
+	old, _ := c.waitLeader(30 * time.Second)
+	testutil.Eventually(t, 30*time.Second, func() error { return c.inSync(old) })
+	c.waitElectable(url)
+	const topic, group = "failover-members", "failover-members-1"
+	c.createTopicRetry(topic)
+	prod := kclient(t, c.kafkaAddrs(), kgo.RetryTimeout(60*time.Second))
+	produceSync(t, prod, topic, seqValues("a-", 200))
+
+	var rebalances groupEvents
+	cons, err := kgo.NewClient(append(rebalances.opts(), kgo.SeedBrokers(c.kafkaAddrs()...),
+		kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic), kgo.AutoCommitInterval(200*time.Millisecond),
+		kgo.FetchMaxWait(500*time.Millisecond), kgo.RetryTimeout(60*time.Second))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	r := startGroupReader(t, cons)
+	r.waitFor(t, 30*time.Second, seqValues("a-", 200))
+
+	c.node(old).killPair()
+	leader, _ := c.waitLeader(60 * time.Second)
+	if leader == old {
+		t.Fatalf("node %d leads while killed", old)
+	}
+	produceSync(t, prod, topic, seqValues("b-", 200))
+	r.waitFor(t, 60*time.Second, append(seqValues("a-", 200), seqValues("b-", 200)...))
+
+	adm := kadm.NewClient(kclient(t, []string{c.node(leader).kafka}))
+	testutil.Eventually(t, 20*time.Second, func() error {
+		g, err := describeGroup(t, adm, group)
+		if err != nil {
+			return err
+		}
+		if g.State != "Stable" || len(g.Members) != 1 {
+			return fmt.Errorf("group on node %d: state %q with %d members, want Stable with 1", leader, g.State, len(g.Members))
+		}
+		return nil
+	})
+	if got := rebalances.String(); got != "assigned 1 partitions" {
+		t.Fatalf("the consumer's partitions across the failover: %s; want one assignment, kept", got)
+	}
+}
+
+// groupReader polls a group consumer in the background and counts each
+// value it reads.
+type groupReader struct {
+	mu   sync.Mutex
+	seen map[string]int
+}
+
+func startGroupReader(t *testing.T, cl *kgo.Client) *groupReader {
+	r := &groupReader{seen: map[string]int{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			fs := cl.PollRecords(ctx, 50)
+			if fs.IsClientClosed() {
+				return
+			}
+			r.mu.Lock()
+			for _, rec := range fs.Records() {
+				r.seen[string(rec.Value)]++
+			}
+			r.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return r
+}
+
+// waitFor waits until every value of want was read at least once.
+func (r *groupReader) waitFor(t *testing.T, timeout time.Duration, want []string) {
+	t.Helper()
+	testutil.Eventually(t, timeout, func() error {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		var missing []string
+		for _, v := range want {
+			if r.seen[v] == 0 {
+				missing = append(missing, v)
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("the group consumer misses %d of %d records, e.g. %v", len(missing), len(want), missing[:min(5, len(missing))])
+		}
+		return nil
+	})
+}
+
+// groupEvents counts a kgo group consumer's rebalance callbacks.
+type groupEvents struct {
+	mu                      sync.Mutex
+	assigned, revoked, lost []int // partitions per callback
+}
+
+func (e *groupEvents) opts() []kgo.Opt {
+	count := func(dst *[]int) func(context.Context, *kgo.Client, map[string][]int32) {
+		return func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			n := 0
+			for _, ps := range m {
+				n += len(ps)
+			}
+			e.mu.Lock()
+			*dst = append(*dst, n)
+			e.mu.Unlock()
+		}
+	}
+	return []kgo.Opt{
+		kgo.OnPartitionsAssigned(count(&e.assigned)),
+		kgo.OnPartitionsRevoked(count(&e.revoked)),
+		kgo.OnPartitionsLost(count(&e.lost)),
+	}
+}
+
+func (e *groupEvents) String() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var parts []string
+	for _, a := range e.assigned {
+		parts = append(parts, fmt.Sprintf("assigned %d partitions", a))
+	}
+	for _, r := range e.revoked {
+		parts = append(parts, fmt.Sprintf("revoked %d", r))
+	}
+	for _, l := range e.lost {
+		parts = append(parts, fmt.Sprintf("lost %d", l))
+	}
+	if len(parts) == 0 {
+		return "no callbacks"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // TestAlterConfigsAndDeleteGroups: IncrementalAlterConfigs sets and removes

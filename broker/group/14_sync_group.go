@@ -102,6 +102,9 @@ func (c *Coordinator) sync(req *kmsg.SyncGroupRequest) (chan *kmsg.SyncGroupResp
 		return ch, nil
 	}
 
+	if g.storing {
+		return ch, nil // a retry: answered with the others once stored
+	}
 	// The leader's assignment completes the generation.
 	for _, a := range req.GroupAssignment {
 		if om := g.members[a.MemberID]; om != nil {
@@ -113,6 +116,20 @@ func (c *Coordinator) sync(req *kmsg.SyncGroupRequest) (chan *kmsg.SyncGroupResp
 			om.assignment = []byte{}
 		}
 	}
+	if c.groupStore != nil {
+		// Stable, and answered, once stored (membership_store.go).
+		g.storing = true
+		c.wg.Add(1)
+		go c.storeAssignment(g, g.generation)
+		return ch, nil
+	}
+	c.completeSyncLocked(g)
+	return ch, nil
+}
+
+// completeSyncLocked makes g Stable with the assignments its leader sent
+// and answers every waiting SyncGroup.
+func (c *Coordinator) completeSyncLocked(g *group) {
 	g.state = Stable
 	c.log.Info("group is stable", "group", g.name, "generation", g.generation,
 		"protocol", g.protocol, "members", len(g.members))
@@ -123,7 +140,6 @@ func (c *Coordinator) sync(req *kmsg.SyncGroupRequest) (chan *kmsg.SyncGroupResp
 			c.touchLocked(om)
 		}
 	}
-	return ch, nil
 }
 
 func (c *Coordinator) syncResponseLocked(g *group, m *member, version int16) *kmsg.SyncGroupResponse {

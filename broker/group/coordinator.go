@@ -178,18 +178,20 @@ func (s State) String() string {
 // group's commit lock (see commitLock) before c.mu, and hold only the commit
 // lock while calling the Persister. Order: commit lock, then c.mu.
 type Coordinator struct {
-	log       hclog.Logger
-	persister Persister
-	minSess   time.Duration
-	maxSess   time.Duration
-	initDelay time.Duration
-	maxMeta   int
-	commitTTL time.Duration // Config.CommitTimeout
-	exists    func(string, int32) bool
-	now       func() time.Time
+	log        hclog.Logger
+	persister  Persister
+	groupStore GroupPersister // persister, if it stores membership too; else nil
+	minSess    time.Duration
+	maxSess    time.Duration
+	initDelay  time.Duration
+	maxMeta    int
+	commitTTL  time.Duration // Config.CommitTimeout
+	exists     func(string, int32) bool
+	now        func() time.Time
 
 	mu       sync.Mutex
 	groups   map[string]*group
+	stored   map[string]GroupState // RestoreGroup: the stored membership, by group
 	closed   bool
 	inactive bool      // SetActive(false): this node is not the coordinator
 	nextWake time.Time // earliest deadline the timer loop is sleeping towards; zero = none
@@ -200,6 +202,10 @@ type Coordinator struct {
 	wake chan struct{}
 	done chan struct{}
 	wg   sync.WaitGroup
+
+	// ctx is cancelled by Close: it ends background stores of group state.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 type group struct {
@@ -224,6 +230,10 @@ type group struct {
 	// After a rebalance, members must send SyncGroup before syncDeadline
 	// (the rebalance timeout, as in Kafka 3.2+); zero when all did.
 	syncDeadline time.Time
+
+	// storing: the leader's assignment arrived and is being stored
+	// (GroupPersister); the group becomes Stable once it is.
+	storing bool
 }
 
 type member struct {
@@ -286,10 +296,13 @@ func New(cfg Config) *Coordinator {
 		exists:      cfg.PartitionExists,
 		now:         cfg.Now,
 		groups:      make(map[string]*group),
+		stored:      make(map[string]GroupState),
 		commitLocks: make(map[string]*commitLock),
 		wake:        make(chan struct{}, 1),
 		done:        make(chan struct{}),
 	}
+	c.groupStore, _ = cfg.Persister.(GroupPersister)
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.wg.Add(1)
 	go c.run()
 	return c
@@ -313,6 +326,7 @@ func (c *Coordinator) Close() error {
 	}
 	c.mu.Unlock()
 	close(c.done)
+	c.cancel()
 	c.wg.Wait()
 	return nil
 }
@@ -363,6 +377,7 @@ func (c *Coordinator) SetActive(active bool) {
 		c.resetMembershipLocked()
 	} else if !was && active {
 		c.log.Info("now the group coordinator")
+		c.loadMembershipLocked()
 	}
 }
 
@@ -594,6 +609,7 @@ func (c *Coordinator) prepareRebalanceLocked(g *group, reason string) {
 		g.initialPhase = false
 		g.joinDeadline = now.Add(g.maxRebalanceTimeout())
 	}
+	g.storing = false
 	c.log.Info("preparing to rebalance group", "group", g.name, "old_state", g.state,
 		"generation", g.generation, "reason", reason, "deadline", g.joinDeadline.Sub(now))
 	g.state = PreparingRebalance
@@ -691,6 +707,7 @@ func (c *Coordinator) completeJoinLocked(g *group) {
 		g.leader = ""
 		c.log.Info("group is empty", "group", g.name, "generation", g.generation)
 		c.maybeDeleteLocked(g)
+		c.storeGroupLater(g.name, g.generation)
 		return
 	}
 	if _, ok := g.members[g.leader]; !ok {

@@ -17,8 +17,8 @@ func (c *Coordinator) AllOffsets() map[string][]Offset {
 	return out
 }
 
-// ResetOffsets forgets every committed offset, and every group left with
-// nothing, before the broker rebuilds its state from what is left of its
+// ResetOffsets forgets every committed offset, every group left with
+// nothing and every stored group state (RestoreGroup), before the broker rebuilds its state from what is left of its
 // WAL (a truncated tail, a re-clone): Restore then brings back the offsets
 // that the remaining entries and state snapshot hold, and no others.
 func (c *Coordinator) ResetOffsets() {
@@ -28,4 +28,5 @@ func (c *Coordinator) ResetOffsets() {
 		g.offsets = make(map[string]map[int32]Offset)
 		c.maybeDeleteLocked(g)
 	}
+	c.stored = make(map[string]GroupState)
 }

@@ -35,6 +35,11 @@ const (
 	// deletes segments, so that a replica re-cloned from a later LSN learns
 	// what the deleted segments held.
 	TypeStateSnapshot EntryType = 9
+	// TypeGroupState holds a consumer group's membership (generation,
+	// members, assignments), written by the group coordinator when a
+	// rebalance completes or the group empties, so that a promoted
+	// follower or a restarted broker carries on with the same members.
+	TypeGroupState EntryType = 10
 )
 
 func (t EntryType) String() string {
@@ -55,6 +60,10 @@ func (t EntryType) String() string {
 		return "AlterConfig"
 	case TypeNoop:
 		return "Noop"
+	case TypeStateSnapshot:
+		return "StateSnapshot"
+	case TypeGroupState:
+		return "GroupState"
 	}
 	return fmt.Sprintf("EntryType(%d)", uint8(t))
 }
