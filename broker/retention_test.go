@@ -178,3 +178,72 @@ func TestOffsetsSurviveRetentionAndRestart(t *testing.T) {
 		})
 	}
 }
+
+// A consumer group's stored membership outlives the WAL segments that held
+// it: after retention deletes them, a restarted broker still knows the
+// member (its heartbeat in the same generation is accepted), and so does a
+// replica re-cloned from the leader's remaining log.
+func TestGroupMembershipSurvivesRetention(t *testing.T) {
+	dir := t.TempDir()
+	segBytes := func(c *Config) { c.SegmentBytes = 1 << 20 }
+	b, addr := startBrokerWith(t, dir, segBytes)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := newClient(t, addr)
+	createTopic(t, cl, "busy", 1)
+
+	join := kmsg.NewPtrJoinGroupRequest()
+	join.Version, join.Group, join.ProtocolType = 3, "kept", "consumer"
+	join.SessionTimeoutMillis, join.RebalanceTimeoutMillis = 30000, 30000
+	proto := kmsg.NewJoinGroupRequestProtocol()
+	proto.Name, proto.Metadata = "range", []byte("sub")
+	join.Protocols = append(join.Protocols, proto)
+	jr, err := join.RequestWith(ctx, cl) // kgo sends v4+: the first join gets a member id
+	if err == nil && jr.ErrorCode == kerr.MemberIDRequired.Code {
+		join.MemberID = jr.MemberID
+		jr, err = join.RequestWith(ctx, cl)
+	}
+	if err != nil || jr.ErrorCode != 0 {
+		t.Fatalf("JoinGroup: %v %v", err, kerr.ErrorForCode(jr.ErrorCode))
+	}
+	sync := kmsg.NewPtrSyncGroupRequest()
+	sync.Version, sync.Group, sync.MemberID, sync.Generation = 3, "kept", jr.MemberID, jr.Generation
+	ga := kmsg.NewSyncGroupRequestGroupAssignment()
+	ga.MemberID, ga.MemberAssignment = jr.MemberID, []byte("busy/0")
+	sync.GroupAssignment = append(sync.GroupAssignment, ga)
+	if sr, err := sync.RequestWith(ctx, cl); err != nil || sr.ErrorCode != 0 {
+		t.Fatalf("SyncGroup: %v %v", err, kerr.ErrorForCode(sr.ErrorCode))
+	}
+
+	prod := newClient(t, addr, kgo.DefaultProduceTopic("busy"), kgo.DisableIdempotentWrite(), kgo.ProducerLinger(0),
+		kgo.ProducerBatchCompression(kgo.NoCompression()))
+	value := strings.Repeat("x", 10<<10)
+	for i := 0; i < 350; i++ {
+		if err := prod.ProduceSync(ctx, kgo.StringRecord(value)).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prod.Close()
+	if n, err := b.enforceRetention(time.Now().Add(30 * 24 * time.Hour)); err != nil || n == 0 {
+		t.Fatalf("retention deleted %d segments (%v); the test needs the group's entry deleted", n, err)
+	}
+	if first := b.wal.FirstLSN(); first <= 3 {
+		t.Fatalf("the log still starts at LSN %d, before the group's entry", first)
+	}
+	want := fmt.Sprintf("%+v", b.groups.StoredGroups())
+	if !strings.Contains(want, jr.MemberID) {
+		t.Fatalf("stored groups before the restart: %s, want member %s", want, jr.MemberID)
+	}
+	cl.Close()
+	b.Close()
+
+	b2, addr2 := startBrokerWith(t, dir, segBytes)
+	hb := kmsg.NewPtrHeartbeatRequest()
+	hb.Version, hb.Group, hb.MemberID, hb.Generation = 3, "kept", jr.MemberID, jr.Generation
+	if r, err := hb.RequestWith(ctx, newClient(t, addr2)); err != nil || r.ErrorCode != 0 {
+		t.Fatalf("heartbeat after the restart: %v %v; want the member known", err, kerr.ErrorForCode(r.ErrorCode))
+	}
+	if got := fmt.Sprintf("%+v", recloneFollower(t, b2).groups.StoredGroups()); got != want {
+		t.Fatalf("stored groups on a re-cloned replica:\n%s\nwant\n%s", got, want)
+	}
+}
