@@ -72,10 +72,16 @@
 // error code. DeleteGroups and OffsetDelete persist tombstones the same way
 // (offset -1, which deletes). At start-up (and on followers) the broker
 // replays committed offsets and tombstones with Restore and topic deletions
-// with DeleteTopic. Group membership is never persisted: after a restart or
-// a leader change members rejoin, as Kafka clients do when their
-// coordinator moves. Offsets never expire (Kafka's offsets.retention.minutes
+// with DeleteTopic. Offsets never expire (Kafka's offsets.retention.minutes
 // is not implemented).
+//
+// # Stored membership
+//
+// With a Persister that is also a GroupPersister (the broker's), each
+// group's membership is stored when a generation completes and when the
+// group empties, and loaded by the coordinator that takes over, so members
+// carry on without a rebalance after a restart or a leader change, as with
+// Kafka. See membership_store.go.
 //
 // # Which node coordinates
 //
@@ -83,7 +89,9 @@
 // runs groups. The broker calls SetActive(false) on followers: every group
 // API then answers NOT_COORDINATOR, which sends clients back to
 // FindCoordinator, and all membership is dropped (ResetMembership); offsets
-// keep arriving through Restore, so a promoted follower serves them at once.
+// and stored membership keep arriving through Restore and RestoreGroup, so
+// a promoted follower serves the offsets at once and its SetActive(true)
+// loads the membership.
 //
 // # Timers and shutdown
 //
