@@ -158,12 +158,11 @@ func (c *Coordinator) storeAssignment(g *group, gen int32) {
 	c.prepareRebalanceLocked(g, "storing the assignment failed")
 }
 
-// storeGroupLater stores g's current state in the background (a group
-// that became Empty). A failure is logged: the stored state then stays
-// the last Stable one, whose members a new coordinator drops when their
-// sessions expire.
-// gen is its generation, stored if the group is gone (nothing left) by
-// the time the write starts.
+// storeGroupLater stores the current state of group name in the
+// background (a group that became Empty in generation gen, which is what
+// is stored if the group is gone by the time the write starts). A failure
+// is logged: the stored state then stays the last Stable one, whose
+// members a new coordinator drops when their sessions expire.
 func (c *Coordinator) storeGroupLater(name string, gen int32) {
 	if c.groupStore == nil {
 		return
