@@ -57,6 +57,26 @@ func recloneFollower(t *testing.T, leader *Broker) *Broker {
 	return f
 }
 
+// fillAndRetain writes 3.5 MB to topic "busy" (which must exist) through
+// the broker at addr, so that 1 MiB segments roll, and has retention
+// delete every segment it may, which must be at least one: what holds the
+// entries written before (what) goes.
+func fillAndRetain(ctx context.Context, t *testing.T, b *Broker, addr, what string) {
+	t.Helper()
+	prod := newClient(t, addr, kgo.DefaultProduceTopic("busy"), kgo.DisableIdempotentWrite(), kgo.ProducerLinger(0),
+		kgo.ProducerBatchCompression(kgo.NoCompression()))
+	defer prod.Close()
+	value := strings.Repeat("x", 10<<10)
+	for i := 0; i < 350; i++ {
+		if err := prod.ProduceSync(ctx, kgo.StringRecord(value)).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := b.enforceRetention(time.Now().Add(30 * 24 * time.Hour)); err != nil || n == 0 {
+		t.Fatalf("retention deleted %d segments (%v); the test needs %s deleted", n, err, what)
+	}
+}
+
 // A partition whose batches were all in WAL segments that retention
 // deleted keeps its log start and log end offsets across a restart (and on
 // a replica re-cloned after the deletion): the state checkpoint holds them.
@@ -80,18 +100,7 @@ func TestOffsetsSurviveRetentionAndRestart(t *testing.T) {
 	if r := rawProduce(t, cl, "quiet", pid, epoch, 0, 5); r.ErrorCode != 0 || r.BaseOffset != 0 {
 		t.Fatalf("quiet: error %v, base offset %d", kerr.ErrorForCode(r.ErrorCode), r.BaseOffset)
 	}
-	prod := newClient(t, addr, kgo.DefaultProduceTopic("busy"), kgo.DisableIdempotentWrite(), kgo.ProducerLinger(0),
-		kgo.ProducerBatchCompression(kgo.NoCompression()))
-	value := strings.Repeat("x", 10<<10)
-	for i := 0; i < 350; i++ {
-		if err := prod.ProduceSync(ctx, kgo.StringRecord(value)).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	prod.Close()
-	if n, err := b.enforceRetention(time.Now().Add(30 * 24 * time.Hour)); err != nil || n == 0 {
-		t.Fatalf("retention deleted %d segments (%v); the test needs the quiet partition's batches deleted", n, err)
-	}
+	fillAndRetain(ctx, t, b, addr, "the quiet partition's batches")
 	if s, hw, next := b.partition("quiet", 0).watermarks(); s != 5 || hw != 5 || next != 5 {
 		t.Fatalf("before the restart quiet has log start %d, high watermark %d, log end %d; want 5, 5, 5", s, hw, next)
 	}
@@ -215,18 +224,7 @@ func TestGroupMembershipSurvivesRetention(t *testing.T) {
 		t.Fatalf("SyncGroup: %v %v", err, kerr.ErrorForCode(sr.ErrorCode))
 	}
 
-	prod := newClient(t, addr, kgo.DefaultProduceTopic("busy"), kgo.DisableIdempotentWrite(), kgo.ProducerLinger(0),
-		kgo.ProducerBatchCompression(kgo.NoCompression()))
-	value := strings.Repeat("x", 10<<10)
-	for i := 0; i < 350; i++ {
-		if err := prod.ProduceSync(ctx, kgo.StringRecord(value)).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	prod.Close()
-	if n, err := b.enforceRetention(time.Now().Add(30 * 24 * time.Hour)); err != nil || n == 0 {
-		t.Fatalf("retention deleted %d segments (%v); the test needs the group's entry deleted", n, err)
-	}
+	fillAndRetain(ctx, t, b, addr, "the group's entry")
 	if first := b.wal.FirstLSN(); first <= 3 {
 		t.Fatalf("the log still starts at LSN %d, before the group's entry", first)
 	}

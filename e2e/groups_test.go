@@ -137,11 +137,7 @@ func TestGroupSurvivesBrokerRestart(t *testing.T) {
 // (no rebalance, as when a Kafka coordinator moves) and reads everything
 // produced before and after.
 func TestGroupKeepsMembersAcrossFailover(t *testing.T) {
-	url := startEtcd(t)
-	c := startCluster(t, clusterOpts{sidecarFlags: etcdSidecarFlags(url)})
-	old, _ := c.waitLeader(30 * time.Second)
-	testutil.Eventually(t, 30*time.Second, func() error { return c.inSync(old) })
-	c.waitElectable(url)
+	c, _, old := startElectableCluster(t)
 	const topic, group = "failover-members", "failover-members-1"
 	c.createTopicRetry(topic)
 	prod := kclient(t, c.kafkaAddrs(), kgo.RetryTimeout(60*time.Second))

@@ -86,6 +86,20 @@ func startEtcdOn(t *testing.T, h *testutil.Host) (string, *testutil.Process) {
 	return cu, p
 }
 
+// startElectableCluster starts etcd and a three-node cluster with etcd
+// elections, and waits until a leader has every follower in sync and
+// published in its ISR, so that any node may be elected. It returns the
+// cluster, etcd's URL and the leader.
+func startElectableCluster(t *testing.T) (*cluster, string, int) {
+	t.Helper()
+	url := startEtcd(t)
+	c := startCluster(t, clusterOpts{sidecarFlags: etcdSidecarFlags(url)})
+	leader, _ := c.waitLeader(30 * time.Second)
+	testutil.Eventually(t, 30*time.Second, func() error { return c.inSync(leader) })
+	c.waitElectable(url)
+	return c, url, leader
+}
+
 // etcdSidecarFlags are the sidecar flags of a cluster with automatic
 // failover through the etcd at url.
 func etcdSidecarFlags(url string) []string {
@@ -534,11 +548,7 @@ func sleepOrDone(ctx context.Context, d time.Duration) {
 // leader catches up from it when it returns (dropping the no-op it committed
 // alone as the first entry of its epoch). Nothing acknowledged is lost.
 func TestEtcdWholeClusterRestartKeepsCommittedEntries(t *testing.T) {
-	url := startEtcd(t)
-	c := startCluster(t, clusterOpts{sidecarFlags: etcdSidecarFlags(url)})
-	old, _ := c.waitLeader(30 * time.Second)
-	testutil.Eventually(t, 30*time.Second, func() error { return c.inSync(old) })
-	c.waitElectable(url)
+	c, url, old := startElectableCluster(t)
 	const topic = "etcd-restart-short"
 	seg, cut, want := produceWithTailMark(t, c, topic, old)
 	var others []int

@@ -38,6 +38,20 @@ func (p *memPersister) CommitOffsets(ctx context.Context, group string, offsets 
 	p.mu.Lock()
 	gate, entered := p.gate, p.entered
 	p.mu.Unlock()
+	if err := passGate(ctx, gate, entered); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		return p.err
+	}
+	p.calls = append(p.calls, persistCall{group: group, offsets: append([]Offset(nil), offsets...)})
+	return nil
+}
+
+// passGate signals entered and waits for gate, when they are set, or ctx.
+func passGate(ctx context.Context, gate, entered chan struct{}) error {
 	if entered != nil {
 		entered <- struct{}{}
 	}
@@ -48,12 +62,6 @@ func (p *memPersister) CommitOffsets(ctx context.Context, group string, offsets 
 			return ctx.Err()
 		}
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.err != nil {
-		return p.err
-	}
-	p.calls = append(p.calls, persistCall{group: group, offsets: append([]Offset(nil), offsets...)})
 	return nil
 }
 

@@ -26,15 +26,8 @@ func (p *storePersister) StoreGroup(ctx context.Context, s GroupState) error {
 	p.smu.Lock()
 	gate, called := p.sGate, p.sCalled
 	p.smu.Unlock()
-	if called != nil {
-		called <- struct{}{}
-	}
-	if gate != nil {
-		select {
-		case <-gate:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if err := passGate(ctx, gate, called); err != nil {
+		return err
 	}
 	p.smu.Lock()
 	defer p.smu.Unlock()
