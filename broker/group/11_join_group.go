@@ -297,7 +297,17 @@ func (c *Coordinator) replaceStaticLocked(g *group, oldID, newID string, jr join
 		old.sessionTimeout, old.rebalanceTimeout = jr.session, jr.rebalance
 		old.clientID, old.clientHost = jr.client.id, jr.client.host
 		c.touchLocked(old)
-		return nil, c.joinResponseLocked(g, old, jr.version)
+		resp := c.joinResponseLocked(g, old, jr.version)
+		if c.groupStore == nil {
+			return nil, resp
+		}
+		// As Kafka does, the new member id is stored before it is handed
+		// out: a coordinator that took over with the old one would fence
+		// the instance (membership_store.go).
+		ch := make(chan *kmsg.JoinGroupResponse, 1)
+		c.wg.Add(1)
+		go c.storeThenAnswer(g.name, ch, resp)
+		return ch, nil
 	}
 	return c.updateMemberLocked(g, old, jr, "static member "+jr.instanceID+" rejoined"), nil
 }

@@ -17,6 +17,10 @@ package group
 //     append); if storing fails, the waiting members get the mapped error
 //     (COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR ...) and the group
 //     rebalances again;
+//   - when a static member (group.instance.id) rejoins under a new member
+//     id and keeps its assignment with no rebalance: its JoinGroup is
+//     answered once stored, so that a coordinator that takes over does not
+//     fence it (Kafka stores the group there too);
 //   - when a rebalance ends with no members left (the group is Empty), in
 //     the background: nobody waits for it.
 //
@@ -39,6 +43,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // GroupPersister is implemented by a Persister that also stores group
@@ -156,6 +161,40 @@ func (c *Coordinator) storeAssignment(g *group, gen int32) {
 		}
 	}
 	c.prepareRebalanceLocked(g, "storing the assignment failed")
+}
+
+// storeThenAnswer stores the current state of group name (a static member
+// took its place under a new member id, with no rebalance) and then sends
+// resp on ch, or, if storing failed, the error; the client retries its
+// join. It runs in its own goroutine.
+func (c *Coordinator) storeThenAnswer(name string, ch chan *kmsg.JoinGroupResponse, resp *kmsg.JoinGroupResponse) {
+	defer c.wg.Done()
+	ctx, cancel := context.WithTimeout(c.ctx, c.commitTTL)
+	defer cancel()
+	unlock := c.lockCommits(ctx, name)
+	if unlock == nil {
+		ch <- joinError(resp.Version, resp.MemberID, kerr.CoordinatorNotAvailable.Code)
+		return
+	}
+	defer unlock()
+	c.mu.Lock()
+	var s GroupState
+	ok := false
+	if g := c.getGroupLocked(name); g != nil {
+		s, ok = stateLocked(g)
+	}
+	c.mu.Unlock()
+	if ok {
+		if err := c.groupStore.StoreGroup(ctx, s); err != nil {
+			c.log.Warn("could not store the group after a static member rejoined", "group", name,
+				"member", resp.MemberID, "error", err)
+			ch <- joinError(resp.Version, resp.MemberID, persistErrorCode(err))
+			return
+		}
+	}
+	// Not ok: a rebalance began meanwhile, which the member joins next;
+	// its new id is stored with the generation that rebalance completes.
+	ch <- resp
 }
 
 // storeGroupLater stores the current state of group name in the

@@ -243,3 +243,59 @@ func TestNoGroupStoreCompletesAtOnce(t *testing.T) {
 		t.Fatalf("state %s", st)
 	}
 }
+
+// A static member that restarts takes its place under a new member id with
+// no rebalance; that id is stored before JoinGroup answers, so the
+// coordinator that takes over knows the instance by it (and fences the old
+// one) instead of fencing the running instance.
+func TestStaticRejoinStoredBeforeAnswer(t *testing.T) {
+	h, p := newStoreHarness(t, false)
+	lead, inst := "inst-0", "inst-1" // the leader rejoining would rebalance: the test restarts the other
+	a := recv(t, h.joinAsync(joinReq(5, "g", "", joinOpts{instanceID: &lead})))
+	wantCode(t, "join of the leader", a.ErrorCode, nil)
+	b := h.joinAsync(joinReq(5, "g", "", joinOpts{instanceID: &inst}))
+	h.waitState("g", "PreparingRebalance")
+	a2 := recv(t, h.joinAsync(joinReq(5, "g", a.MemberID, joinOpts{instanceID: &lead})))
+	j := recv(t, b)
+	wantCode(t, "join", j.ErrorCode, nil)
+	sb := h.syncAsync(syncReq(3, "g", j.MemberID, a2.Generation, nil))
+	wantCode(t, "leader sync", h.SyncGroup(t.Context(), syncReq(3, "g", a.MemberID, a2.Generation,
+		map[string]string{a.MemberID: "A", j.MemberID: "B"})).ErrorCode, nil)
+	wantCode(t, "sync", recv(t, sb).ErrorCode, nil)
+
+	p.smu.Lock()
+	p.sGate, p.sCalled = make(chan struct{}), make(chan struct{}, 1)
+	p.smu.Unlock()
+	rejoin := h.joinAsync(joinReq(5, "g", "", joinOpts{instanceID: &inst}))
+	recv(t, p.sCalled)
+	notReady(t, rejoin) // answered only once stored
+	p.sGate <- struct{}{}
+	r := recv(t, rejoin)
+	wantCode(t, "static rejoin", r.ErrorCode, nil)
+	if r.MemberID == j.MemberID || r.Generation != j.Generation {
+		t.Fatalf("static rejoin: member %q (was %q), generation %d (was %d)", r.MemberID, j.MemberID, r.Generation, j.Generation)
+	}
+	states := p.stored()
+	last := states[len(states)-1]
+	if len(last.Members) != 2 || last.Members[1].ID != r.MemberID || last.Members[1].InstanceID != inst ||
+		string(last.Members[1].Assignment) != "B" {
+		t.Fatalf("stored after the static rejoin: %+v, want member %s of %s with assignment B", last.Members, r.MemberID, inst)
+	}
+
+	next, _ := newStoreHarness(t, true)
+	next.RestoreGroup(last)
+	next.SetActive(true)
+	hb := kmsg.NewPtrHeartbeatRequest()
+	hb.Version, hb.Group, hb.Generation, hb.InstanceID = 3, "g", r.Generation, &inst
+	hb.MemberID = r.MemberID
+	wantCode(t, "heartbeat of the running instance after the change", next.Heartbeat(t.Context(), hb).ErrorCode, nil)
+	hb.MemberID = j.MemberID
+	wantCode(t, "heartbeat of the replaced member id", next.Heartbeat(t.Context(), hb).ErrorCode, kerr.FencedInstanceID)
+
+	// A failed store answers the join with the error; the instance retries.
+	p.smu.Lock()
+	p.sGate, p.sCalled, p.sErr = nil, nil, kerr.NotLeaderForPartition
+	p.smu.Unlock()
+	f := recv(t, h.joinAsync(joinReq(5, "g", "", joinOpts{instanceID: &inst})))
+	wantCode(t, "static rejoin with a failed store", f.ErrorCode, kerr.NotCoordinator)
+}
