@@ -226,6 +226,19 @@ func (r *groupReader) waitFor(t *testing.T, timeout time.Duration, want []string
 	})
 }
 
+// counts returns how many distinct values were read, and how many of them
+// more than once.
+func (r *groupReader) counts() (distinct, again int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, n := range r.seen {
+		if n > 1 {
+			again++
+		}
+	}
+	return len(r.seen), again
+}
+
 // groupEvents counts a kgo group consumer's rebalance callbacks.
 type groupEvents struct {
 	mu                      sync.Mutex

@@ -32,8 +32,10 @@ import (
 // nemesis kills and freezes leaders and followers (whole pairs, or only the
 // sidecar: the broker keeps serving but is cut off) and partitions the
 // network (a node from everyone, from etcd only, or from one other node;
-// the clients reach every node throughout). At the end every
-// acknowledged value must be read exactly once and every node's WAL must be
+// the clients reach every node throughout). A consumer group member reads
+// the topic throughout, its coordinator moving with every failover. At the
+// end every acknowledged value must be read exactly once from the log and
+// at least once by the group member, and every node's WAL must be
 // identical.
 
 // etcdLeaseTTL is --lease-ttl in these tests: a dead leader is replaced
@@ -301,6 +303,7 @@ func jepsenDuration(t *testing.T) time.Duration {
 type jepsenResult struct {
 	ops, acked, failed, lost, dup int
 	failovers                     int
+	groupRead, groupAgain         int // distinct values the group consumer read; of them, read more than once
 	longestNoLeader               time.Duration
 	faults                        []string
 }
@@ -359,6 +362,20 @@ func TestJepsenFailover(t *testing.T) {
 			}
 		}()
 	}
+
+	// A consumer group: one kgo member with auto-commit reads the topic
+	// throughout. Its coordinator is the leader, so it moves with every
+	// failover; its committed offsets and membership go with it.
+	var groupEv groupEvents
+	gcl, err := kgo.NewClient(append(groupEv.opts(), kgo.SeedBrokers(c.kafkaAddrs()...),
+		kgo.ConsumerGroup("jepsen-group"), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.AutoCommitInterval(500*time.Millisecond), kgo.FetchMaxWait(500*time.Millisecond),
+		kgo.RetryTimeout(60*time.Second), kgo.MetadataMinAge(250*time.Millisecond))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gcl.Close()
+	group := startGroupReader(t, gcl)
 
 	// Monitor: who leads, how often it changes, longest time with no
 	// leader.
@@ -504,12 +521,21 @@ func TestJepsenFailover(t *testing.T) {
 	}
 	sort.Strings(lostVals)
 	sort.Strings(dupVals)
+	// The group consumer reads every acknowledged value (at least once:
+	// what it read after its last commit before a failover comes again).
+	ackedVals := make([]string, 0, len(acked))
+	for v := range acked {
+		ackedVals = append(ackedVals, v)
+	}
+	group.waitFor(t, 60*time.Second, ackedVals)
+	res.groupRead, res.groupAgain = group.counts()
 	res.ops, res.acked, res.failed = int(ops.Load()), len(acked), int(failed.Load())
 	res.lost, res.dup = len(lostVals), len(dupVals)
 	res.failovers = int(failovers.Load())
 	res.longestNoLeader = time.Duration(longest.Load())
-	summary := fmt.Sprintf("jepsen: duration %s, faults %d, operations %d, acknowledged %d, failed/unknown %d, read %d, lost %d, duplicated %d, failovers %d, longest window without a leader %s",
-		dur, len(res.faults), res.ops, res.acked, res.failed, len(got), res.lost, res.dup, res.failovers, res.longestNoLeader.Round(10*time.Millisecond))
+	summary := fmt.Sprintf("jepsen: duration %s, faults %d, operations %d, acknowledged %d, failed/unknown %d, read %d, lost %d, duplicated %d, failovers %d, longest window without a leader %s; consumer group: read %d values, %d of them again, rebalance callbacks: %s",
+		dur, len(res.faults), res.ops, res.acked, res.failed, len(got), res.lost, res.dup, res.failovers, res.longestNoLeader.Round(10*time.Millisecond),
+		res.groupRead, res.groupAgain, groupEv.String())
 	t.Log(summary)
 	fmt.Println(summary)
 	t.Log(verifyOut)

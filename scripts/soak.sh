@@ -9,10 +9,13 @@
 #
 #   jepsen: duration D, faults N, operations N, acknowledged N,
 #   failed/unknown N, read N, lost 0, duplicated 0, failovers N,
-#   longest window without a leader D
+#   longest window without a leader D; consumer group: read N values,
+#   N of them again, rebalance callbacks: ...
 #
-# and fails when an acknowledged value was lost or read twice, or when the
-# nodes' WALs are not identical (tandemctl verify).
+# and fails when an acknowledged value was lost or read twice, when the
+# nodes' WALs are not identical (tandemctl verify), or when a consumer
+# group member reading throughout (auto-commit, its coordinator moving with
+# every failover) does not read every acknowledged value.
 #
 #   scripts/soak.sh            # 30 minutes
 #   scripts/soak.sh 8h         # any Go duration
