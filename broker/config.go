@@ -81,6 +81,13 @@ type Config struct {
 	// hold these requests, and the heartbeats queued behind them on the
 	// connection, forever. Default 5s, as Kafka.
 	OffsetsCommitTimeout time.Duration
+	// OffsetsRetention is Kafka's offsets.retention.minutes: committed
+	// offsets of a consumer group expire once it has had no members for
+	// this long, and offsets committed outside any group membership this
+	// long after their last commit (broker/group/expire.go). Checked every
+	// RetentionCheckInterval on the leader. Default 7 days, as Kafka; 0
+	// keeps offsets forever.
+	OffsetsRetention time.Duration
 
 	// MaxRequestBytes bounds one Kafka request frame (Kafka's
 	// socket.request.max.bytes). Larger frames close the connection. Default 100 MiB.
@@ -110,6 +117,7 @@ func DefaultConfig() Config {
 		RetentionCheckInterval: 5 * time.Minute,
 		InitialRebalanceDelay:  3 * time.Second,
 		OffsetsCommitTimeout:   group.DefaultCommitTimeout,
+		OffsetsRetention:       7 * 24 * time.Hour,
 		MaxRequestBytes:        100 << 20,
 		MaxMessageBytes:        1<<20 + 12,
 	}
@@ -143,6 +151,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxRequestBytes < 1<<10 {
 		errs = append(errs, fmt.Errorf("max request bytes must be >= 1 KiB, got %d", c.MaxRequestBytes))
+	}
+	if c.OffsetsRetention < 0 {
+		errs = append(errs, fmt.Errorf("offsets.retention must be >= 0 (0: never), got %v", c.OffsetsRetention))
 	}
 	if c.OffsetsCommitTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("offsets.commit.timeout.ms must be > 0, got %v", c.OffsetsCommitTimeout))

@@ -88,9 +88,25 @@ func (b *Broker) retentionLoop() {
 			} else if n > 0 {
 				b.log.Info("retention deleted WAL segments", "segments", n, "first_lsn", b.wal.FirstLSN())
 			}
+			b.expireOffsets()
 		case <-b.ctx.Done():
 			return
 		}
+	}
+}
+
+// expireOffsets deletes committed offsets past --offsets-retention (the
+// group coordinator decides which; it does nothing unless this node
+// coordinates groups, i.e. leads).
+func (b *Broker) expireOffsets() {
+	if b.cfg.OffsetsRetention <= 0 || !b.isLeader() {
+		return
+	}
+	n, err := b.groups.ExpireOffsets(b.ctx, b.cfg.OffsetsRetention)
+	if err != nil {
+		b.log.Warn("expiring committed offsets failed; will retry", "expired", n, "error", err)
+	} else if n > 0 {
+		b.log.Info("expired committed offsets", "partitions", n, "retention", b.cfg.OffsetsRetention)
 	}
 }
 

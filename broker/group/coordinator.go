@@ -234,6 +234,10 @@ type group struct {
 	// storing: the leader's assignment arrived and is being stored
 	// (GroupPersister); the group becomes Stable once it is.
 	storing bool
+
+	// emptySince is when the group last became Empty (zero: never, or
+	// unknown); its offsets expire a retention after it (expire.go).
+	emptySince time.Time
 }
 
 type member struct {
@@ -702,6 +706,7 @@ func (c *Coordinator) completeJoinLocked(g *group) {
 	if len(g.members) == 0 {
 		g.generation++
 		g.state = Empty
+		g.emptySince = c.now()
 		g.syncDeadline = time.Time{}
 		g.protocol = ""
 		g.leader = ""

@@ -68,6 +68,9 @@ type GroupState struct {
 	Protocol     string        `json:"protocol,omitempty"`
 	Leader       string        `json:"leader,omitempty"`
 	Members      []MemberState `json:"members,omitempty"`
+	// EmptySinceMs is when an Empty group became empty (Unix
+	// milliseconds; 0 when unknown): its offsets expire from then.
+	EmptySinceMs int64 `json:"empty_since_ms,omitempty"`
 }
 
 // MemberState is one member of a stored group, in join order.
@@ -92,6 +95,9 @@ func stateLocked(g *group) (s GroupState, ok bool) {
 	s = GroupState{Group: g.name, Generation: g.generation, ProtocolType: g.protocolType}
 	switch {
 	case g.state == Empty || g.state == Dead:
+		if !g.emptySince.IsZero() {
+			s.EmptySinceMs = g.emptySince.UnixMilli()
+		}
 		return s, true
 	case g.state == Stable || (g.state == CompletingRebalance && g.storing):
 	default:
@@ -278,10 +284,17 @@ func (c *Coordinator) loadMembershipLocked() {
 			continue // live membership wins
 		}
 		if len(s.Members) == 0 {
-			// An Empty group lives on only if it has committed offsets,
-			// and its generations go on counting from the stored one.
+			// An Empty group lives on only if it has committed offsets;
+			// its generations go on counting from the stored one, and its
+			// offsets expire counting from when it became empty.
 			if g != nil {
 				g.generation = max(g.generation, s.Generation)
+				if g.protocolType == "" {
+					g.protocolType = s.ProtocolType
+				}
+				if s.EmptySinceMs > 0 && g.emptySince.IsZero() {
+					g.emptySince = time.UnixMilli(s.EmptySinceMs)
+				}
 			}
 			continue
 		}
