@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -243,5 +244,72 @@ func TestGroupMembershipSurvivesRetention(t *testing.T) {
 	}
 	if got := fmt.Sprintf("%+v", recloneFollower(t, b2).groups.StoredGroups()); got != want {
 		t.Fatalf("stored groups on a re-cloned replica:\n%s\nwant\n%s", got, want)
+	}
+}
+
+// --offsets-retention: offsets committed outside any group membership
+// expire that long after their last commit, on the leader's retention
+// check; the deletion is in the WAL, so they stay gone after a restart.
+// A group with a member keeps its offsets.
+func TestOffsetsExpire(t *testing.T) {
+	dir := t.TempDir()
+	short := func(c *Config) { c.OffsetsRetention, c.RetentionCheckInterval = 2*time.Second, 100*time.Millisecond }
+	b, addr := startBrokerWith(t, dir, short)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := newClient(t, addr)
+	createTopic(t, cl, "t", 1)
+	adm := kadm.NewClient(cl)
+	member := newClient(t, addr, kgo.ConsumerGroup("active"), kgo.ConsumeTopics("t"), kgo.DisableAutoCommit())
+	pctx, pcancel := context.WithTimeout(ctx, 3*time.Second)
+	member.PollFetches(pctx) // joins the group
+	pcancel()
+	var commitErr error
+	member.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{"t": {0: {Epoch: -1, Offset: 5}}},
+		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) { commitErr = err })
+	if commitErr != nil {
+		t.Fatal(commitErr)
+	}
+	offs := kadm.Offsets{}
+	offs.Add(kadm.Offset{Topic: "t", Partition: 0, At: 17, LeaderEpoch: -1})
+	if _, err := adm.CommitOffsets(ctx, "standalone", offs); err != nil {
+		t.Fatal(err)
+	}
+	fetch := func(group string) int64 {
+		t.Helper()
+		r, err := adm.FetchOffsets(ctx, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, ok := r.Lookup("t", 0)
+		if !ok {
+			return -1
+		}
+		return o.At
+	}
+	if got := fetch("standalone"); got != 17 {
+		t.Fatalf("standalone offset %d right after the commit, want 17", got)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for fetch("standalone") != -1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the standalone offset did not expire within 20 s of a 2 s retention")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := fetch("active"); got != 5 {
+		t.Fatalf("the group with a member has offset %d, want 5", got)
+	}
+	member.Close()
+	cl.Close()
+	b.Close()
+
+	_, addr2 := startBrokerWith(t, dir, func(c *Config) { c.OffsetsRetention = 0 })
+	r, err := kadm.NewClient(newClient(t, addr2)).FetchOffsets(ctx, "standalone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := r.Lookup("t", 0); ok && o.At >= 0 {
+		t.Fatalf("after a restart the expired offset is back: %d", o.At)
 	}
 }
