@@ -72,8 +72,8 @@
 // error code. DeleteGroups and OffsetDelete persist tombstones the same way
 // (offset -1, which deletes). At start-up (and on followers) the broker
 // replays committed offsets and tombstones with Restore and topic deletions
-// with DeleteTopic. Offsets never expire (Kafka's offsets.retention.minutes
-// is not implemented).
+// with DeleteTopic. Offsets expire as in Kafka (offsets.retention.minutes,
+// KIP-211) when the broker calls ExpireOffsets: see expire.go.
 //
 // # Stored membership
 //
