@@ -360,6 +360,7 @@ func (c *Coordinator) resetMembershipLocked() {
 		g.leader = ""
 		g.protocol = ""
 		g.state = Empty
+		g.emptySince = time.Time{} // its members did not leave: not known
 		g.syncDeadline = time.Time{}
 		g.initialPhase = false
 		c.maybeDeleteLocked(g)

@@ -292,7 +292,7 @@ func (c *Coordinator) loadMembershipLocked() {
 				if g.protocolType == "" {
 					g.protocolType = s.ProtocolType
 				}
-				if s.EmptySinceMs > 0 && g.emptySince.IsZero() {
+				if s.EmptySinceMs > 0 {
 					g.emptySince = time.UnixMilli(s.EmptySinceMs)
 				}
 			}
