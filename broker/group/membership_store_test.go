@@ -112,15 +112,7 @@ func TestStoredMembershipSurvivesCoordinatorChange(t *testing.T) {
 		t.Fatalf("sync after the change: assignment %q", r.MemberAssignment)
 	}
 	// Offsets commit in the same generation.
-	oc := kmsg.NewPtrOffsetCommitRequest()
-	oc.Version, oc.Group, oc.MemberID, oc.Generation = 8, "g", ids[0], gen
-	ot := kmsg.NewOffsetCommitRequestTopic()
-	ot.Topic = "t"
-	op := kmsg.NewOffsetCommitRequestTopicPartition()
-	op.Offset = 42
-	ot.Partitions = append(ot.Partitions, op)
-	oc.Topics = append(oc.Topics, ot)
-	wantCode(t, "commit after the change", next.OffsetCommit(t.Context(), oc).Topics[0].Partitions[0].ErrorCode, nil)
+	commitOffset(next, "g", ids[0], gen, "t", 42)
 
 	// A new member still rebalances the loaded group, to the next generation.
 	resps := next.grow("g", ids, 5, joinOpts{})
@@ -250,18 +242,8 @@ func TestNoGroupStoreCompletesAtOnce(t *testing.T) {
 // one) instead of fencing the running instance.
 func TestStaticRejoinStoredBeforeAnswer(t *testing.T) {
 	h, p := newStoreHarness(t, false)
-	lead, inst := "inst-0", "inst-1" // the leader rejoining would rebalance: the test restarts the other
-	a := recv(t, h.joinAsync(joinReq(5, "g", "", joinOpts{instanceID: &lead})))
-	wantCode(t, "join of the leader", a.ErrorCode, nil)
-	b := h.joinAsync(joinReq(5, "g", "", joinOpts{instanceID: &inst}))
-	h.waitState("g", "PreparingRebalance")
-	a2 := recv(t, h.joinAsync(joinReq(5, "g", a.MemberID, joinOpts{instanceID: &lead})))
-	j := recv(t, b)
-	wantCode(t, "join", j.ErrorCode, nil)
-	sb := h.syncAsync(syncReq(3, "g", j.MemberID, a2.Generation, nil))
-	wantCode(t, "leader sync", h.SyncGroup(t.Context(), syncReq(3, "g", a.MemberID, a2.Generation,
-		map[string]string{a.MemberID: "A", j.MemberID: "B"})).ErrorCode, nil)
-	wantCode(t, "sync", recv(t, sb).ErrorCode, nil)
+	inst := "inst-2" // not the leader: a leader rejoining would rebalance
+	_, j := h.staticPair("inst-1", inst)
 
 	p.smu.Lock()
 	p.sGate, p.sCalled = make(chan struct{}), make(chan struct{}, 1)

@@ -410,22 +410,32 @@ func TestFollowerRejoinStable(t *testing.T) {
 	}
 }
 
+// staticPair makes group "g" Stable with two static members: the leader,
+// instance lead, assigned "A", and instance other, assigned "B". It
+// returns the leader's last JoinGroup answer and the other's.
+func (h *harness) staticPair(lead, other string) (*kmsg.JoinGroupResponse, *kmsg.JoinGroupResponse) {
+	h.t.Helper()
+	a := recv(h.t, h.joinAsync(joinReq(5, "g", "", joinOpts{instanceID: &lead})))
+	wantCode(h.t, "join of "+lead, a.ErrorCode, nil)
+	b := h.joinAsync(joinReq(5, "g", "", joinOpts{instanceID: &other}))
+	h.waitState("g", "PreparingRebalance")
+	a2 := recv(h.t, h.joinAsync(joinReq(5, "g", a.MemberID, joinOpts{instanceID: &lead})))
+	rb := recv(h.t, b)
+	wantCode(h.t, "join of "+other, rb.ErrorCode, nil)
+	sb := h.syncAsync(syncReq(3, "g", rb.MemberID, a2.Generation, nil))
+	wantCode(h.t, "leader sync", h.SyncGroup(h.t.Context(), syncReq(3, "g", a.MemberID, a2.Generation,
+		map[string]string{a.MemberID: "A", rb.MemberID: "B"})).ErrorCode, nil)
+	wantCode(h.t, "sync of "+other, recv(h.t, sb).ErrorCode, nil)
+	return a2, rb
+}
+
 // Static membership: a restarted instance takes over its old member's place
 // and assignment without a rebalance; the old member id is fenced.
 func TestStaticMemberRejoin(t *testing.T) {
 	h := newHarness(t, nil)
 	ctx := t.Context()
-	i1, i2 := "inst-1", "inst-2"
-	a := recv(t, h.joinAsync(joinReq(5, "g", "", joinOpts{instanceID: &i1})))
-	wantCode(t, "join a", a.ErrorCode, nil)
-	b := h.joinAsync(joinReq(5, "g", "", joinOpts{instanceID: &i2}))
-	h.waitState("g", "PreparingRebalance")
-	a2 := recv(t, h.joinAsync(joinReq(5, "g", a.MemberID, joinOpts{instanceID: &i1})))
-	rb := recv(t, b)
-	wantCode(t, "join b", rb.ErrorCode, nil)
-	sb := h.syncAsync(syncReq(3, "g", rb.MemberID, a2.Generation, nil))
-	h.SyncGroup(ctx, syncReq(3, "g", a.MemberID, a2.Generation, map[string]string{a.MemberID: "A", rb.MemberID: "B"}))
-	wantCode(t, "sync b", recv(t, sb).ErrorCode, nil)
+	i2 := "inst-2"
+	a2, rb := h.staticPair("inst-1", i2)
 
 	// Instance 2 restarts and joins with no member id.
 	nb := h.JoinGroup(ctx, joinReq(5, "g", "", joinOpts{instanceID: &i2}))
