@@ -26,6 +26,17 @@ func (c *testClock) advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
+// longMember makes a one-member group whose member's session (20 days)
+// outlasts the test clock's jumps, and returns its id and generation.
+func longMember(h *harness, group string) (string, int32) {
+	h.t.Helper()
+	r := recv(h.t, h.joinNew(5, group, joinOpts{session: 20 * 24 * time.Hour}))
+	wantCode(h.t, "join "+group, r.ErrorCode, nil)
+	s := h.SyncGroup(h.t.Context(), syncReq(3, group, r.MemberID, r.Generation, map[string]string{r.MemberID: "x"}))
+	wantCode(h.t, "sync "+group, s.ErrorCode, nil)
+	return r.MemberID, r.Generation
+}
+
 func commitOffset(h *harness, group, member string, gen int32, topic string, offset int64) {
 	h.t.Helper()
 	req := kmsg.NewPtrOffsetCommitRequest()
@@ -46,22 +57,22 @@ func commitOffset(h *harness, group, member string, gen int32, topic string, off
 func TestExpireOffsets(t *testing.T) {
 	const retention = 7 * 24 * time.Hour
 	clock := &testClock{now: time.Unix(1_700_000_000, 0)}
-	h := newHarness(t, func(c *Config) { c.Now = clock.Now })
+	h := newHarness(t, func(c *Config) { c.Now, c.MaxSessionTimeout = clock.Now, 365*24*time.Hour })
 	ctx := t.Context()
 
 	// "active" keeps a member; "left" has one that leaves.
-	active, gen := h.stableGroup("active", 1, 5, 3)
-	commitOffset(h, "active", active[0], gen, "t", 10)
-	left, lgen := h.stableGroup("left", 1, 5, 3)
-	commitOffset(h, "left", left[0], lgen, "t", 20)
-	commitOffset(h, "left", left[0], lgen, "u", 21)
+	active, gen := longMember(h, "active")
+	commitOffset(h, "active", active, gen, "t", 10)
+	left, lgen := longMember(h, "left")
+	commitOffset(h, "left", left, lgen, "t", 20)
+	commitOffset(h, "left", left, lgen, "u", 21)
 	// "standalone" commits with no membership (generation -1), twice.
 	commitOffset(h, "standalone", "", -1, "old", 30)
 	clock.advance(2 * 24 * time.Hour)
 	commitOffset(h, "standalone", "", -1, "new", 31)
 
 	lg := kmsg.NewPtrLeaveGroupRequest()
-	lg.Version, lg.Group, lg.MemberID = 1, "left", left[0]
+	lg.Version, lg.Group, lg.MemberID = 1, "left", left
 	wantCode(t, "leave", h.LeaveGroup(ctx, lg).ErrorCode, nil)
 	h.waitState("left", "Empty")
 
@@ -90,7 +101,7 @@ func TestExpireOffsets(t *testing.T) {
 	if h.state("left") != "Dead" || h.state("standalone") != "Dead" {
 		t.Fatalf("groups left with nothing: %s, %s; want them forgotten (Dead)", h.state("left"), h.state("standalone"))
 	}
-	h.heartbeat(4, "active", active[0], gen) // its session is in the test's clock
+	wantCode(t, "heartbeat of the member", h.heartbeat(4, "active", active, gen), nil)
 	if o := h.Offsets("active"); len(o) != 1 || o[0].Offset != 10 {
 		t.Fatalf("the group with a member keeps %+v, want its offset 10", o)
 	}
@@ -122,12 +133,12 @@ func TestExpireOffsets(t *testing.T) {
 func TestExpiryCountsFromStoredEmptySince(t *testing.T) {
 	clock := &testClock{now: time.Unix(1_700_000_000, 0)}
 	p := &storePersister{}
-	h := newHarness(t, func(c *Config) { c.Now, c.Persister = clock.Now, p })
-	ids, gen := h.stableGroup("g", 1, 5, 3)
-	commitOffset(h, "g", ids[0], gen, "t", 7)
+	h := newHarness(t, func(c *Config) { c.Now, c.Persister, c.MaxSessionTimeout = clock.Now, p, 365*24*time.Hour })
+	id, gen := longMember(h, "g")
+	commitOffset(h, "g", id, gen, "t", 7)
 	clock.advance(3 * 24 * time.Hour)
 	lg := kmsg.NewPtrLeaveGroupRequest()
-	lg.Version, lg.Group, lg.MemberID = 1, "g", ids[0]
+	lg.Version, lg.Group, lg.MemberID = 1, "g", id
 	wantCode(t, "leave", h.LeaveGroup(t.Context(), lg).ErrorCode, nil)
 	eventually(t, waitFor, "the empty group stored", func() bool {
 		st := p.stored()
