@@ -239,10 +239,21 @@ func (r *groupReader) counts() (distinct, again int) {
 	return len(r.seen), again
 }
 
-// groupEvents counts a kgo group consumer's rebalance callbacks.
+// groupEvents counts a kgo group consumer's rebalance callbacks and keeps
+// the errors that ended its group sessions (kgo calls OnPartitionsLost
+// after each of them), so that a summary says why a member lost its
+// partitions.
 type groupEvents struct {
 	mu                      sync.Mutex
 	assigned, revoked, lost []int // partitions per callback
+	manageErrs              []string
+}
+
+// OnGroupManageError implements kgo.HookGroupManageError.
+func (e *groupEvents) OnGroupManageError(err error) {
+	e.mu.Lock()
+	e.manageErrs = append(e.manageErrs, time.Now().UTC().Format("15:04:05.000")+" "+err.Error())
+	e.mu.Unlock()
 }
 
 func (e *groupEvents) opts() []kgo.Opt {
@@ -261,6 +272,7 @@ func (e *groupEvents) opts() []kgo.Opt {
 		kgo.OnPartitionsAssigned(count(&e.assigned)),
 		kgo.OnPartitionsRevoked(count(&e.revoked)),
 		kgo.OnPartitionsLost(count(&e.lost)),
+		kgo.WithHooks(e),
 	}
 }
 
@@ -276,6 +288,9 @@ func (e *groupEvents) String() string {
 	}
 	for _, l := range e.lost {
 		parts = append(parts, fmt.Sprintf("lost %d", l))
+	}
+	for _, m := range e.manageErrs {
+		parts = append(parts, "session ended: "+m)
 	}
 	if len(parts) == 0 {
 		return "no callbacks"
