@@ -78,10 +78,12 @@ func (b *Broker) offsetForTime(p *partition, ts int64) (int64, int64) {
 		if ref.maxTs < ts {
 			continue
 		}
+		// The first batch may begin below the log start offset
+		// (DeleteRecords): nothing below it is answered.
 		if off, rts, ok := b.exactOffsetForTime(ref, ts); ok {
-			return off, rts
+			return max(off, p.logStart), rts
 		}
-		return ref.base, ref.maxTs
+		return max(ref.base, p.logStart), ref.maxTs
 	}
 	return -1, -1
 }

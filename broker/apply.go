@@ -121,6 +121,8 @@ func (b *Broker) applyPrefixLocked(e wal.Entry, pos wal.Pos, size int) error {
 			return err
 		}
 		b.groups.RestoreGroup(g)
+	case wal.TypeDeleteRecords:
+		return b.applyDeleteRecordsLocked(e)
 	case wal.TypeProducerID:
 		var p producerIDEntry
 		if err := decodeJSON(e, &p); err != nil {

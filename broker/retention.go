@@ -153,7 +153,7 @@ func (b *Broker) trimTopics(now time.Time) {
 		}
 		if n > 0 {
 			if n < len(p.batches) {
-				p.logStart = p.batches[n].base
+				p.logStart = max(p.logStart, p.batches[n].base) // DeleteRecords may have moved it into the batch
 			} else {
 				p.logStart = p.next
 			}

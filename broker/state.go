@@ -71,11 +71,29 @@ func (p *partition) dropBeforeLocked(firstLSN uint64) {
 		return
 	}
 	if i < len(p.batches) {
-		p.logStart = p.batches[i].base
+		// max: DeleteRecords may have moved the log start offset into
+		// the batch.
+		p.logStart = max(p.logStart, p.batches[i].base)
 	} else {
 		p.logStart = p.next
 	}
 	p.batches = append(p.batches[:0:0], p.batches[i:]...)
+}
+
+// advanceLogStartLocked moves the log start offset forward to off (never
+// back, never past the log end offset) and forgets the batches that end
+// below it (DeleteRecords). A batch holding off stays indexed: a Fetch from
+// off gets it whole, and the client skips the records before off, as with
+// Kafka, whose log start offset can also fall inside a batch.
+func (p *partition) advanceLogStartLocked(off int64) {
+	off = min(off, p.next)
+	if off <= p.logStart {
+		return
+	}
+	p.logStart = off
+	if i := p.findLocked(off); i > 0 {
+		p.batches = append(p.batches[:0:0], p.batches[i:]...)
+	}
 }
 
 // tp names a topic-partition.

@@ -40,6 +40,9 @@ const (
 	// rebalance completes or the group empties, so that a promoted
 	// follower or a restarted broker carries on with the same members.
 	TypeGroupState EntryType = 10
+	// TypeDeleteRecords moves the log start offset of some partitions
+	// forward (Kafka's DeleteRecords).
+	TypeDeleteRecords EntryType = 11
 )
 
 func (t EntryType) String() string {
@@ -64,6 +67,8 @@ func (t EntryType) String() string {
 		return "StateSnapshot"
 	case TypeGroupState:
 		return "GroupState"
+	case TypeDeleteRecords:
+		return "DeleteRecords"
 	}
 	return fmt.Sprintf("EntryType(%d)", uint8(t))
 }

@@ -97,21 +97,31 @@ const (
 	// retention deletes WAL segments. A replica that starts from a later LSN
 	// (a re-clone) loads it to learn what the deleted segments held.
 	EntryType_ENTRY_TYPE_STATE_SNAPSHOT EntryType = 9
+	// A consumer group's membership (JSON: generation, protocol, leader,
+	// members with their subscriptions and assignments), written by the group
+	// coordinator when a rebalance completes and when the group empties, so
+	// that the node that leads next carries on with the same members.
+	EntryType_ENTRY_TYPE_GROUP_STATE EntryType = 10
+	// Log start offsets moved forward (JSON: topic, topic id, partition and
+	// new log start offset of each partition; Kafka's DeleteRecords).
+	EntryType_ENTRY_TYPE_DELETE_RECORDS EntryType = 11
 )
 
 // Enum value maps for EntryType.
 var (
 	EntryType_name = map[int32]string{
-		0: "ENTRY_TYPE_UNSPECIFIED",
-		1: "ENTRY_TYPE_RECORD_BATCH",
-		2: "ENTRY_TYPE_CREATE_TOPIC",
-		3: "ENTRY_TYPE_DELETE_TOPIC",
-		4: "ENTRY_TYPE_OFFSET_COMMIT",
-		5: "ENTRY_TYPE_PRODUCER_ID",
-		6: "ENTRY_TYPE_CREATE_PARTITIONS",
-		7: "ENTRY_TYPE_ALTER_CONFIG",
-		8: "ENTRY_TYPE_NOOP",
-		9: "ENTRY_TYPE_STATE_SNAPSHOT",
+		0:  "ENTRY_TYPE_UNSPECIFIED",
+		1:  "ENTRY_TYPE_RECORD_BATCH",
+		2:  "ENTRY_TYPE_CREATE_TOPIC",
+		3:  "ENTRY_TYPE_DELETE_TOPIC",
+		4:  "ENTRY_TYPE_OFFSET_COMMIT",
+		5:  "ENTRY_TYPE_PRODUCER_ID",
+		6:  "ENTRY_TYPE_CREATE_PARTITIONS",
+		7:  "ENTRY_TYPE_ALTER_CONFIG",
+		8:  "ENTRY_TYPE_NOOP",
+		9:  "ENTRY_TYPE_STATE_SNAPSHOT",
+		10: "ENTRY_TYPE_GROUP_STATE",
+		11: "ENTRY_TYPE_DELETE_RECORDS",
 	}
 	EntryType_value = map[string]int32{
 		"ENTRY_TYPE_UNSPECIFIED":       0,
@@ -124,6 +134,8 @@ var (
 		"ENTRY_TYPE_ALTER_CONFIG":      7,
 		"ENTRY_TYPE_NOOP":              8,
 		"ENTRY_TYPE_STATE_SNAPSHOT":    9,
+		"ENTRY_TYPE_GROUP_STATE":       10,
+		"ENTRY_TYPE_DELETE_RECORDS":    11,
 	}
 )
 
@@ -2206,7 +2218,7 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x19\n" +
 	"\bfrom_lsn\x18\x02 \x01(\x04R\afromLsn\x12\x15\n" +
-	"\x06to_lsn\x18\x03 \x01(\x04R\x05toLsn*\xab\x02\n" +
+	"\x06to_lsn\x18\x03 \x01(\x04R\x05toLsn*\xe6\x02\n" +
 	"\tEntryType\x12\x1a\n" +
 	"\x16ENTRY_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17ENTRY_TYPE_RECORD_BATCH\x10\x01\x12\x1b\n" +
@@ -2217,7 +2229,10 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\x1cENTRY_TYPE_CREATE_PARTITIONS\x10\x06\x12\x1b\n" +
 	"\x17ENTRY_TYPE_ALTER_CONFIG\x10\a\x12\x13\n" +
 	"\x0fENTRY_TYPE_NOOP\x10\b\x12\x1d\n" +
-	"\x19ENTRY_TYPE_STATE_SNAPSHOT\x10\t*U\n" +
+	"\x19ENTRY_TYPE_STATE_SNAPSHOT\x10\t\x12\x1a\n" +
+	"\x16ENTRY_TYPE_GROUP_STATE\x10\n" +
+	"\x12\x1d\n" +
+	"\x19ENTRY_TYPE_DELETE_RECORDS\x10\v*U\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fROLE_STANDALONE\x10\x01\x12\x0f\n" +
