@@ -665,3 +665,17 @@ func TestCommitPointAroundDivergence(t *testing.T) {
 	}
 	commit(4, 4)
 }
+
+// Every entry type the WAL knows is named in link.proto's EntryType, with
+// the same number, and the proto names none the WAL does not know: the
+// proto is the contract a broker in another language implements.
+func TestEntryTypesMatchProto(t *testing.T) {
+	for n := 1; n < 256; n++ {
+		name, inProto := linkv1.EntryType_name[int32(n)]
+		walName := wal.EntryType(n).String()
+		inWAL := !strings.HasPrefix(walName, "EntryType(")
+		if inProto != inWAL {
+			t.Errorf("entry type %d: WAL %q, link.proto %q", n, walName, name)
+		}
+	}
+}
