@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"github.com/tandem-io/tandem/broker/group"
 	"github.com/tandem-io/tandem/broker/link"
 	"github.com/tandem-io/tandem/broker/wal"
+	"github.com/tandem-io/tandem/internal/certs"
 )
 
 // ErrClosed is returned by operations on a closed broker.
@@ -27,6 +29,8 @@ var ErrClosed = errors.New("broker: closed")
 type Broker struct {
 	cfg    Config
 	log    hclog.Logger
+	tls    *tls.Config        // the Kafka listener's; nil: plaintext (tls.go)
+	tlsLog certs.HandshakeLog // how loudly to log failed handshakes
 	wal    *wal.Log
 	groups *group.Coordinator
 	host   string
@@ -82,12 +86,17 @@ func Open(cfg Config) (*Broker, error) {
 	if cfg.Advertise == "" {
 		cfg.Advertise = cfg.Listen
 	}
+	tlsConfig, err := loadTLS(cfg, cfg.Logger.Named("tls"))
+	if err != nil {
+		return nil, err
+	}
 	host, portStr, _ := net.SplitHostPort(cfg.Advertise)
 	port, _ := strconv.Atoi(portStr)
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{
 		cfg:       cfg,
 		log:       cfg.Logger,
+		tls:       tlsConfig,
 		host:      host,
 		port:      int32(port),
 		producers: make(map[producerKey]*seqWindow),

@@ -28,6 +28,14 @@ type Config struct {
 	SidecarSocket string
 	// Rack is this node's rack (Kafka broker.rack), used for follower reads.
 	Rack string
+	// TLSCertFile and TLSKeyFile, set together, make Listen a TLS listener
+	// (Kafka's SSL listener) with this certificate and key, re-read when
+	// the files change. Empty: plaintext.
+	TLSCertFile, TLSKeyFile string
+	// TLSClientCAFile, with TLS, requires every client to present a
+	// certificate signed by one of these CAs (Kafka's
+	// ssl.client.auth=required). Empty: clients need no certificate.
+	TLSClientCAFile string
 
 	// NumPartitions is Kafka's num.partitions: partitions of an auto-created
 	// topic, and of CreateTopics asking for -1. Default 1, as Kafka.
@@ -157,6 +165,12 @@ func (c *Config) Validate() error {
 	}
 	if c.OffsetsCommitTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("offsets.commit.timeout.ms must be > 0, got %v", c.OffsetsCommitTimeout))
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, fmt.Errorf("the TLS certificate and key go together (got certificate %q, key %q)", c.TLSCertFile, c.TLSKeyFile))
+	}
+	if c.TLSClientCAFile != "" && c.TLSCertFile == "" {
+		errs = append(errs, errors.New("a client CA needs TLS: set the certificate and key too"))
 	}
 	if c.Fsync == wal.SyncInterval && c.FsyncInterval <= 0 {
 		errs = append(errs, errors.New("fsync interval must be > 0 with the interval policy"))

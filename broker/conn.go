@@ -37,6 +37,14 @@ type inflight struct {
 // runs their handlers in order, and a write loop that sends the responses in
 // the same order.
 func (b *Broker) serveConn(c net.Conn) {
+	defer c.Close()
+	if b.tls != nil {
+		tc, err := b.tlsHandshake(c)
+		if err != nil {
+			return
+		}
+		c = tc
+	}
 	log := b.log.Named("conn").With("client", c.RemoteAddr().String())
 	ctx, cancel := context.WithCancel(b.ctx)
 	defer cancel()

@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -33,17 +31,13 @@ import (
 // A node certificate made by internal/certs (tandemctl certs) also names its
 // node (tandem://node/ID); a replication peer presenting one must say hello
 // with that node id (see auth.go). The certificate and key files are
-// re-read when they change (keyPair), so rotation needs no restart; the CA
+// re-read when they change (certs.KeyPair), so rotation needs no restart; the CA
 // file is read at start. Probes that cannot do mutual TLS use the
 // optional plaintext --health-listen port, which serves grpc.health.v1 only.
 // docs/security.md is the operator's guide.
 
 // ErrTLS prefixes TLS configuration errors.
 var ErrTLS = errors.New("sidecar: TLS")
-
-// tlsLogEvery: a repeated handshake failure from (or to) the same host is
-// logged at error level at most this often; in between at debug level.
-const tlsLogEvery = 30 * time.Second
 
 // TLSFiles names the PEM files of a TLS identity.
 type TLSFiles struct {
@@ -70,13 +64,9 @@ func (f TLSFiles) validate() error {
 }
 
 func loadPool(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
+	pool, err := certs.LoadPool(file)
 	if err != nil {
-		return nil, fmt.Errorf("%w: reading --tls-ca: %v", ErrTLS, err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%w: --tls-ca %s holds no PEM certificate", ErrTLS, file)
+		return nil, fmt.Errorf("%w: --tls-ca: %v", ErrTLS, err)
 	}
 	return pool, nil
 }
@@ -135,40 +125,12 @@ func ClientCredentials(f TLSFiles, log hclog.Logger) (credentials.TransportCrede
 // buried in a retry loop (client side).
 type loggedCreds struct {
 	credentials.TransportCredentials
-	log *handshakeLog
-}
-
-type handshakeLog struct {
 	log  hclog.Logger
-	mu   sync.Mutex
-	last map[string]time.Time // host -> last error-level line
+	loud *certs.HandshakeLog
 }
 
 func newLoggedCreds(c credentials.TransportCredentials, log hclog.Logger) *loggedCreds {
-	return &loggedCreds{TransportCredentials: c, log: &handshakeLog{log: log, last: map[string]time.Time{}}}
-}
-
-// loud reports whether a failure concerning host should be logged at
-// error level now (the first one, then at most every tlsLogEvery).
-func (h *handshakeLog) loud(host string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	now := time.Now()
-	if t, ok := h.last[host]; ok && now.Sub(t) < tlsLogEvery {
-		return false
-	}
-	if len(h.last) > 1024 { // bound the memory a port scan can take
-		clear(h.last)
-	}
-	h.last[host] = now
-	return true
-}
-
-func hostOf(addr string) string {
-	if h, _, err := net.SplitHostPort(addr); err == nil {
-		return h
-	}
-	return addr
+	return &loggedCreds{TransportCredentials: c, log: log, loud: &certs.HandshakeLog{}}
 }
 
 func (c *loggedCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
@@ -178,12 +140,12 @@ func (c *loggedCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthI
 		switch {
 		case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
 			// A TCP probe or port check that connects and hangs up.
-			c.log.log.Debug("connection closed before the TLS handshake", "remote", remote)
-		case c.log.loud(hostOf(remote)):
-			c.log.log.Error("refused a connection: TLS handshake failed (peers must use TLS with a certificate signed by --tls-ca)",
+			c.log.Debug("connection closed before the TLS handshake", "remote", remote)
+		case c.loud.Loud(remote):
+			c.log.Error("refused a connection: TLS handshake failed (peers must use TLS with a certificate signed by --tls-ca)",
 				"remote", remote, "error", err)
 		default:
-			c.log.log.Debug("refused a connection: TLS handshake failed", "remote", remote, "error", err)
+			c.log.Debug("refused a connection: TLS handshake failed", "remote", remote, "error", err)
 		}
 	}
 	return conn, info, err
@@ -192,18 +154,18 @@ func (c *loggedCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthI
 func (c *loggedCreds) ClientHandshake(ctx context.Context, authority string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	conn, info, err := c.TransportCredentials.ClientHandshake(ctx, authority, raw)
 	if err != nil && ctx.Err() == nil {
-		if c.log.loud(authority) {
-			c.log.log.Error("TLS handshake with peer failed (it must present a certificate signed by --tls-ca for its host name, and accept ours)",
+		if c.loud.Loud(authority) {
+			c.log.Error("TLS handshake with peer failed (it must present a certificate signed by --tls-ca for its host name, and accept ours)",
 				"peer", authority, "remote", raw.RemoteAddr().String(), "error", err)
 		} else {
-			c.log.log.Debug("TLS handshake with peer failed", "peer", authority, "error", err)
+			c.log.Debug("TLS handshake with peer failed", "peer", authority, "error", err)
 		}
 	}
 	return conn, info, err
 }
 
 func (c *loggedCreds) Clone() credentials.TransportCredentials {
-	return &loggedCreds{TransportCredentials: c.TransportCredentials.Clone(), log: c.log}
+	return &loggedCreds{TransportCredentials: c.TransportCredentials.Clone(), log: c.log, loud: c.loud}
 }
 
 // tlsSetup holds a sidecar's TLS credentials (nil fields: plaintext).
@@ -214,7 +176,7 @@ type tlsSetup struct {
 
 // loadTLS reads the certificate files named in cfg. Both are nil without
 // TLS. The certificate and key are re-read when their files change (see
-// keyPair), so a rotated certificate is used without a restart; the CA file
+// certs.KeyPair), so a rotated certificate is used without a restart; the CA file
 // is read once.
 func loadTLS(cfg *Config, log hclog.Logger) (*tlsSetup, error) {
 	if !cfg.TLS.Enabled() {
@@ -230,122 +192,33 @@ func loadTLS(cfg *Config, log hclog.Logger) (*tlsSetup, error) {
 		}
 		return nil
 	}
-	kp, err := newKeyPair(cfg.TLS, check, log)
+	kp, err := certs.NewKeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile, check, log)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrTLS, err)
 	}
 	pool, err := loadPool(cfg.TLS.CAFile)
 	if err != nil {
 		return nil, err
 	}
 	sc := &tls.Config{
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return kp.get(), nil },
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return kp.Get(), nil },
 		ClientCAs:      pool,
 		ClientAuth:     tls.RequireAndVerifyClientCert,
 		MinVersion:     tls.VersionTLS12,
 	}
 	cc := &tls.Config{
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return kp.get(), nil },
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return kp.Get(), nil },
 		RootCAs:              pool,
 		ServerName:           cfg.TLS.ServerName,
 		MinVersion:           tls.VersionTLS12,
 	}
-	leaf := kp.get().Leaf
+	leaf := kp.Get().Leaf
 	log.Info("mutual TLS on --listen", "subject", leaf.Subject.String(), "not_after", leaf.NotAfter.Format(time.RFC3339),
 		"ca", cfg.TLS.CAFile, "server_name", cfg.TLS.ServerName)
 	return &tlsSetup{
 		server: newLoggedCreds(credentials.NewTLS(sc), log),
 		client: newLoggedCreds(credentials.NewTLS(cc), log),
 	}, nil
-}
-
-// keyRecheck: how often the certificate and key files are checked for a
-// change (at handshake time, never in the background).
-const keyRecheck = time.Second
-
-// keyPair is this node's certificate and key, reloaded when the files
-// change (cert-manager, Vault agent or a cron job rotating them). A reload
-// that fails (a half-written file, a key that does not match, a
-// certificate for another node) keeps the previous pair and is retried at
-// the next check.
-type keyPair struct {
-	files TLSFiles
-	check func(*x509.Certificate) error
-	log   hclog.Logger
-
-	mu      sync.Mutex
-	cert    *tls.Certificate
-	stamp   string // modification times and sizes of both files
-	checked time.Time
-	failed  string // stamp of the last failed reload (logged once)
-}
-
-func newKeyPair(f TLSFiles, check func(*x509.Certificate) error, log hclog.Logger) (*keyPair, error) {
-	k := &keyPair{files: f, check: check, log: log}
-	stamp, err := k.statLocked()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrTLS, err)
-	}
-	c, err := k.loadLocked()
-	if err != nil {
-		return nil, err
-	}
-	k.cert, k.stamp, k.checked = c, stamp, time.Now()
-	return k, nil
-}
-
-func (k *keyPair) statLocked() (string, error) {
-	a, err := os.Stat(k.files.CertFile)
-	if err != nil {
-		return "", err
-	}
-	b, err := os.Stat(k.files.KeyFile)
-	if err != nil {
-		return "", err
-	}
-	return fmt.Sprint(a.ModTime().UnixNano(), a.Size(), b.ModTime().UnixNano(), b.Size()), nil
-}
-
-func (k *keyPair) loadLocked() (*tls.Certificate, error) {
-	c, err := loadPair(k.files)
-	if err != nil {
-		return nil, err
-	}
-	if c.Leaf == nil {
-		if c.Leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
-			return nil, fmt.Errorf("%w: --tls-cert %s: %v", ErrTLS, k.files.CertFile, err)
-		}
-	}
-	if err := k.check(c.Leaf); err != nil {
-		return nil, err
-	}
-	return &c, nil
-}
-
-// get returns the current pair, reloading it first when the files changed.
-func (k *keyPair) get() *tls.Certificate {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	now := time.Now()
-	if now.Sub(k.checked) < keyRecheck {
-		return k.cert
-	}
-	k.checked = now
-	stamp, err := k.statLocked()
-	if err != nil || stamp == k.stamp || stamp == k.failed {
-		return k.cert
-	}
-	c, err := k.loadLocked()
-	if err != nil {
-		k.failed = stamp
-		k.log.Error("the TLS certificate files changed but cannot be loaded; still using the previous certificate",
-			"cert", k.files.CertFile, "key", k.files.KeyFile, "error", err)
-		return k.cert
-	}
-	k.cert, k.stamp, k.failed = c, stamp, ""
-	k.log.Info("reloaded the TLS certificate", "cert", k.files.CertFile, "subject", c.Leaf.Subject.String(),
-		"serial", c.Leaf.SerialNumber.String(), "not_after", c.Leaf.NotAfter.Format(time.RFC3339))
-	return k.cert
 }
 
 // peerCertificate returns the verified client certificate of the peer of

@@ -1,45 +1,43 @@
-package sidecar
+package certs
 
 import (
 	"crypto/x509"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-
-	"github.com/tandem-io/tandem/internal/certs"
 )
 
 // TestKeyPairReload: a changed certificate is loaded at the next check; a
 // broken or foreign one is refused and the previous pair stays in use.
 func TestKeyPairReload(t *testing.T) {
 	dir := t.TempDir()
-	f, err := certs.WriteNodeSet(certs.SetOptions{Dir: dir, Nodes: []int32{1}, Hosts: []string{"127.0.0.1"}})
+	f, err := WriteNodeSet(SetOptions{Dir: dir, Nodes: []int32{1}, Hosts: []string{"127.0.0.1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := certs.LoadCA(f.CA, filepath.Join(dir, "ca.key"))
+	ca, err := LoadCA(f.CA, filepath.Join(dir, "ca.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	files := TLSFiles{CertFile: f.NodeCrt[1], KeyFile: f.NodeKey[1], CAFile: f.CA}
 	onlyNode1 := func(c *x509.Certificate) error {
-		if id, _ := certs.NodeIDFromCert(c); id != 1 {
-			return ErrConfig
+		if id, _ := NodeIDFromCert(c); id != 1 {
+			return errors.New("not node 1")
 		}
 		return nil
 	}
-	k, err := newKeyPair(files, onlyNode1, hclog.NewNullLogger())
+	k, err := NewKeyPair(f.NodeCrt[1], f.NodeKey[1], onlyNode1, hclog.NewNullLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := k.get().Leaf.SerialNumber
+	first := k.Get().Leaf.SerialNumber
 	recheck := func() *x509.Certificate {
 		k.mu.Lock()
 		k.checked = time.Time{} // the next get checks the files
 		k.mu.Unlock()
-		return k.get().Leaf
+		return k.Get().Leaf
 	}
 	if got := recheck().SerialNumber; got.Cmp(first) != 0 {
 		t.Fatal("unchanged files gave another certificate")
@@ -56,7 +54,7 @@ func TestKeyPairReload(t *testing.T) {
 			func(c *x509.Certificate) bool { return c.SerialNumber.Cmp(first) == 0 }},
 		{"renewed certificate: loaded", func() error { return renewed.Write(dir, "node-1") },
 			func(c *x509.Certificate) bool {
-				id, _ := certs.NodeIDFromCert(c)
+				id, _ := NodeIDFromCert(c)
 				return id == 1 && c.SerialNumber.Cmp(first) != 0
 			}},
 	}
