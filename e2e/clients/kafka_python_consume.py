@@ -33,7 +33,15 @@ def main():
     ap.add_argument("--count", type=int, required=True, help="messages to read")
     ap.add_argument("--group", default=None, help="consumer group id (default: none)")
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds")
+    ap.add_argument("--ssl-cafile", default=None,
+                    help="connect with TLS (security_protocol SSL), trusting this CA")
+    ap.add_argument("--ssl-certfile", default=None, help="with --ssl-cafile: client certificate")
+    ap.add_argument("--ssl-keyfile", default=None, help="with --ssl-cafile: client key")
     args = ap.parse_args()
+    tls = {}
+    if args.ssl_cafile:
+        tls = dict(security_protocol="SSL", ssl_cafile=args.ssl_cafile,
+                   ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
 
     deadline = time.time() + args.timeout
     consumer = KafkaConsumer(
@@ -46,6 +54,7 @@ def main():
         session_timeout_ms=10000,
         heartbeat_interval_ms=1000,
         fetch_max_wait_ms=200,
+        **tls,
     )
     if args.group is None:
         parts = None

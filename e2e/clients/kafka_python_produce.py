@@ -26,7 +26,15 @@ def main():
     ap.add_argument("--acks", default="1", help="0, 1 or all")
     ap.add_argument("--prefix", default="m-", help="value prefix")
     ap.add_argument("--compression", default=None, help="gzip, snappy, lz4 (default none)")
+    ap.add_argument("--ssl-cafile", default=None,
+                    help="connect with TLS (security_protocol SSL), trusting this CA")
+    ap.add_argument("--ssl-certfile", default=None, help="with --ssl-cafile: client certificate")
+    ap.add_argument("--ssl-keyfile", default=None, help="with --ssl-cafile: client key")
     args = ap.parse_args()
+    tls = {}
+    if args.ssl_cafile:
+        tls = dict(security_protocol="SSL", ssl_cafile=args.ssl_cafile,
+                   ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
 
     acks = args.acks if args.acks == "all" else int(args.acks)
     producer = KafkaProducer(
@@ -38,6 +46,7 @@ def main():
         compression_type=args.compression,
         request_timeout_ms=15000,
         max_block_ms=20000,
+        **tls,
     )
     futures = []
     for i in range(args.count):
