@@ -155,7 +155,11 @@ func (b *Broker) forwardCreateTopic(ctx context.Context, name string, view link.
 	if addr == "" {
 		return false
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RequestRetries(1))
+	opts := []kgo.Opt{kgo.SeedBrokers(addr), kgo.RequestRetries(1)}
+	if b.tlsClient != nil {
+		opts = append(opts, kgo.DialTLSConfig(b.tlsClient.Clone()))
+	}
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return false
 	}

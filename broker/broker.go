@@ -31,10 +31,12 @@ type Broker struct {
 	log    hclog.Logger
 	tls    *tls.Config        // the Kafka listener's; nil: plaintext (tls.go)
 	tlsLog certs.HandshakeLog // how loudly to log failed handshakes
-	wal    *wal.Log
-	groups *group.Coordinator
-	host   string
-	port   int32
+	// tlsClient dials other brokers' Kafka listeners (nil: plaintext).
+	tlsClient *tls.Config
+	wal       *wal.Log
+	groups    *group.Coordinator
+	host      string
+	port      int32
 
 	// appendMu serialises WAL appends and the state changes they imply,
 	// so that offsets and LSNs are assigned in the same order.
@@ -86,7 +88,7 @@ func Open(cfg Config) (*Broker, error) {
 	if cfg.Advertise == "" {
 		cfg.Advertise = cfg.Listen
 	}
-	tlsConfig, err := loadTLS(cfg, cfg.Logger.Named("tls"))
+	tlsServer, tlsClient, err := loadTLS(cfg, cfg.Logger.Named("tls"))
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +98,8 @@ func Open(cfg Config) (*Broker, error) {
 	b := &Broker{
 		cfg:       cfg,
 		log:       cfg.Logger,
-		tls:       tlsConfig,
+		tls:       tlsServer,
+		tlsClient: tlsClient,
 		host:      host,
 		port:      int32(port),
 		producers: make(map[producerKey]*seqWindow),

@@ -30,12 +30,18 @@ type Config struct {
 	Rack string
 	// TLSCertFile and TLSKeyFile, set together, make Listen a TLS listener
 	// (Kafka's SSL listener) with this certificate and key, re-read when
-	// the files change. Empty: plaintext.
+	// the files change. Empty: plaintext. The broker also presents them
+	// when it connects to the leader's Kafka listener (a follower asking
+	// the leader to create a topic).
 	TLSCertFile, TLSKeyFile string
-	// TLSClientCAFile, with TLS, requires every client to present a
-	// certificate signed by one of these CAs (Kafka's
-	// ssl.client.auth=required). Empty: clients need no certificate.
-	TLSClientCAFile string
+	// TLSCAFile holds the CA certificates this broker trusts (Kafka's
+	// ssl.truststore): to verify the leader's certificate when it connects
+	// to it, and clients' certificates with TLSClientAuth. Empty: the
+	// system's roots, and no client authentication.
+	TLSCAFile string
+	// TLSClientAuth requires every client to present a certificate signed
+	// by a CA of TLSCAFile (Kafka's ssl.client.auth=required).
+	TLSClientAuth bool
 
 	// NumPartitions is Kafka's num.partitions: partitions of an auto-created
 	// topic, and of CreateTopics asking for -1. Default 1, as Kafka.
@@ -169,8 +175,11 @@ func (c *Config) Validate() error {
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, fmt.Errorf("the TLS certificate and key go together (got certificate %q, key %q)", c.TLSCertFile, c.TLSKeyFile))
 	}
-	if c.TLSClientCAFile != "" && c.TLSCertFile == "" {
-		errs = append(errs, errors.New("a client CA needs TLS: set the certificate and key too"))
+	if (c.TLSCAFile != "" || c.TLSClientAuth) && c.TLSCertFile == "" {
+		errs = append(errs, errors.New("a TLS CA or client authentication needs TLS: set the certificate and key too"))
+	}
+	if c.TLSClientAuth && c.TLSCAFile == "" {
+		errs = append(errs, errors.New("client authentication needs the CA file that clients' certificates must chain to"))
 	}
 	if c.Fsync == wal.SyncInterval && c.FsyncInterval <= 0 {
 		errs = append(errs, errors.New("fsync interval must be > 0 with the interval policy"))

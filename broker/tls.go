@@ -1,15 +1,19 @@
 package broker
 
-// TLS on the Kafka listener (--tls-cert, --tls-key, --tls-client-ca).
+// TLS on the Kafka listener (--tls-cert, --tls-key, --tls-ca,
+// --tls-client-auth).
 //
 // With a certificate and key, every connection to Listen starts with a TLS
 // handshake (TLS 1.2 or newer), as on a Kafka listener with
 // security.protocol SSL; nothing else changes, and Metadata advertises the
 // same addresses, so every broker of a cluster must use TLS or none must.
-// With a client CA, a client must present a certificate signed by it
-// (ssl.client.auth=required). The certificate and key are re-read when
-// their files change (certs.KeyPair); the client CA file is read at start.
-// docs/security.md is the operator's guide.
+// The CA file is the broker's trust store, as Kafka's ssl.truststore: a
+// follower that connects to the leader's Kafka listener (to have a topic
+// created) verifies the leader's certificate with it, presenting its own;
+// with client authentication (ssl.client.auth=required) every client must
+// present a certificate signed by one of its CAs. The certificate and key
+// are re-read when their files change (certs.KeyPair); the CA file is read
+// at start. docs/security.md is the operator's guide.
 
 import (
 	"context"
@@ -30,10 +34,11 @@ import (
 // does not finish it in time is closed.
 const tlsHandshakeTimeout = 10 * time.Second
 
-// loadTLS returns the listener's TLS configuration, nil without TLS.
-func loadTLS(cfg Config, log hclog.Logger) (*tls.Config, error) {
+// loadTLS returns the listener's TLS configuration and the one this broker
+// dials other brokers with; both nil without TLS.
+func loadTLS(cfg Config, log hclog.Logger) (server, client *tls.Config, err error) {
 	if cfg.TLSCertFile == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
 	check := func(leaf *x509.Certificate) error {
 		if time.Now().After(leaf.NotAfter) {
@@ -43,24 +48,31 @@ func loadTLS(cfg Config, log hclog.Logger) (*tls.Config, error) {
 	}
 	kp, err := certs.NewKeyPair(cfg.TLSCertFile, cfg.TLSKeyFile, check, log)
 	if err != nil {
-		return nil, fmt.Errorf("broker: TLS: %w", err)
+		return nil, nil, fmt.Errorf("broker: TLS: %w", err)
 	}
-	c := &tls.Config{
+	var pool *x509.CertPool // nil: the system's roots
+	if cfg.TLSCAFile != "" {
+		if pool, err = certs.LoadPool(cfg.TLSCAFile); err != nil {
+			return nil, nil, fmt.Errorf("broker: TLS CA: %w", err)
+		}
+	}
+	server = &tls.Config{
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return kp.Get(), nil },
 		MinVersion:     tls.VersionTLS12,
 	}
-	if cfg.TLSClientCAFile != "" {
-		pool, err := certs.LoadPool(cfg.TLSClientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("broker: TLS client CA: %w", err)
-		}
-		c.ClientCAs, c.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	if cfg.TLSClientAuth {
+		server.ClientCAs, server.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	client = &tls.Config{
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return kp.Get(), nil },
+		RootCAs:              pool,
+		MinVersion:           tls.VersionTLS12,
 	}
 	leaf := kp.Get().Leaf
 	log.Info("Kafka listener uses TLS", "subject", leaf.Subject.String(), "dns_names", fmt.Sprint(leaf.DNSNames),
 		"ip_addresses", fmt.Sprint(leaf.IPAddresses), "not_after", leaf.NotAfter.Format(time.RFC3339),
-		"client_certificates_required", c.ClientAuth == tls.RequireAndVerifyClientCert)
-	return c, nil
+		"ca", cfg.TLSCAFile, "client_certificates_required", cfg.TLSClientAuth)
+	return server, client, nil
 }
 
 // tlsHandshake runs the server side of a client's TLS handshake on c. A
@@ -80,7 +92,7 @@ func (b *Broker) tlsHandshake(c net.Conn) (net.Conn, error) {
 		// A TCP probe or port check that connects and hangs up.
 		b.log.Debug("connection closed before the TLS handshake", "client", remote)
 	case b.tlsLog.Loud(remote):
-		b.log.Error("refused a Kafka connection: TLS handshake failed (the client must use TLS, security.protocol=SSL, trust this broker's certificate, and present its own when --tls-client-ca is set)",
+		b.log.Error("refused a Kafka connection: TLS handshake failed (the client must use TLS, security.protocol=SSL, trust this broker's certificate, and present its own signed by --tls-ca when --tls-client-auth is set)",
 			"client", remote, "error", err)
 	default:
 		b.log.Debug("refused a Kafka connection: TLS handshake failed", "client", remote, "error", err)

@@ -63,7 +63,8 @@ func roundTrip(t *testing.T, addr, topic string, opts ...kgo.Opt) error {
 // that trusts the CA produces and consumes; a plaintext client, or one that
 // does not trust the CA, is refused at the handshake with an error-level
 // log line naming it, and the broker goes on serving. With
-// --tls-client-ca, a client must also present a certificate signed by it.
+// --tls-client-auth, a client must also present a certificate signed by a
+// CA of --tls-ca.
 func TestKafkaListenerTLS(t *testing.T) {
 	dir := t.TempDir()
 	set, err := certs.WriteNodeSet(certs.SetOptions{Dir: filepath.Join(dir, "certs"), Nodes: []int32{1}, Hosts: []string{"127.0.0.1"}})
@@ -101,7 +102,7 @@ func TestKafkaListenerTLS(t *testing.T) {
 
 	t.Run("client certificates required", func(t *testing.T) {
 		_, addr := startBrokerWith(t, filepath.Join(dir, "data2"), func(c *Config) {
-			c.TLSCertFile, c.TLSKeyFile, c.TLSClientCAFile = set.NodeCrt[1], set.NodeKey[1], set.CA
+			c.TLSCertFile, c.TLSKeyFile, c.TLSCAFile, c.TLSClientAuth = set.NodeCrt[1], set.NodeKey[1], set.CA, true
 		})
 		if err := roundTrip(t, addr, "mtls", trusting); err == nil {
 			t.Fatal("a client without a certificate was served")
@@ -121,10 +122,13 @@ func TestKafkaListenerTLS(t *testing.T) {
 			want   string
 		}{
 			{"certificate without key", func(c *Config) { c.TLSCertFile = set.NodeCrt[1] }, "go together"},
-			{"client CA without TLS", func(c *Config) { c.TLSClientCAFile = set.CA }, "needs TLS"},
+			{"CA without TLS", func(c *Config) { c.TLSCAFile = set.CA }, "needs TLS"},
+			{"client authentication without a CA", func(c *Config) {
+				c.TLSCertFile, c.TLSKeyFile, c.TLSClientAuth = set.NodeCrt[1], set.NodeKey[1], true
+			}, "needs the CA file"},
 			{"key of another certificate", func(c *Config) { c.TLSCertFile, c.TLSKeyFile = set.NodeCrt[1], stranger.NodeKey[1] }, "loading certificate"},
-			{"client CA file without a certificate", func(c *Config) {
-				c.TLSCertFile, c.TLSKeyFile, c.TLSClientCAFile = set.NodeCrt[1], set.NodeKey[1], set.NodeKey[1]
+			{"CA file without a certificate", func(c *Config) {
+				c.TLSCertFile, c.TLSKeyFile, c.TLSCAFile = set.NodeCrt[1], set.NodeKey[1], set.NodeKey[1]
 			}, "holds no PEM certificate"},
 		} {
 			cfg := DefaultConfig()

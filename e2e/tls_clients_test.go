@@ -21,11 +21,12 @@ import (
 
 // TestKafkaClientsOverTLS: a three-node cluster whose brokers serve Kafka
 // over TLS and require client certificates (--tls-cert, --tls-key,
-// --tls-client-ca). kcat (librdkafka), kafka-python, sarama and franz-go,
+// --tls-ca, --tls-client-auth). kcat (librdkafka), kafka-python, sarama and franz-go,
 // each bootstrapped on a different node and presenting a certificate
 // signed by the cluster's CA, produce to the leader and read everything
-// back; the replicas verify identical. kcat without a client certificate
-// is refused.
+// back (the topic is auto-created through a follower, which asks the
+// leader over TLS with its own certificate); the replicas verify
+// identical. kcat without a client certificate is refused.
 func TestKafkaClientsOverTLS(t *testing.T) {
 	set, err := certs.WriteNodeSet(certs.SetOptions{Dir: filepath.Join(t.TempDir(), "certs"), Nodes: []int32{1, 2, 3},
 		Hosts: []string{"127.0.0.1"}, Shared: true})
@@ -33,7 +34,7 @@ func TestKafkaClientsOverTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := startCluster(t, clusterOpts{brokerFlags: []string{
-		"--tls-cert", set.Shared[0], "--tls-key", set.Shared[1], "--tls-client-ca", set.CA,
+		"--tls-cert", set.Shared[0], "--tls-key", set.Shared[1], "--tls-ca", set.CA, "--tls-client-auth",
 	}})
 	clientCrt, clientKey := set.Admin[0], set.Admin[1]
 	const topic = "over-tls"
