@@ -12,9 +12,9 @@ package broker
 //
 // Batches are located through the per-partition index (offset -> WAL
 // position) and read with one positioned read each; no segment is scanned or
-// loaded whole. Fetch sessions (KIP-227) are not kept: every response has
-// session id 0, which clients treat as "send full fetches", and an
-// incremental fetch gets FETCH_SESSION_ID_NOT_FOUND. Any node serves Fetch up
+// loaded whole. Fetch sessions (KIP-227, fetch_session.go) let a consumer
+// name its partitions once and get answers listing only what changed. Any
+// node serves Fetch up
 // to its own high watermark, followers included (KIP-392 follower reads):
 // the leader points a consumer that sends its rack (v11+) to an in-sync
 // follower in the same rack through PreferredReadReplica.
@@ -33,16 +33,20 @@ func init() { register(kmsg.Fetch.Int16(), 4, 12, handleFetch) }
 func handleFetch(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 	r := req.(*kmsg.FetchRequest)
 	return func() kmsg.Response {
-		if r.SessionID != 0 {
+		full, sess, incremental, code := b.fetchSessions.begin(r)
+		if code != 0 {
 			resp := r.ResponseKind().(*kmsg.FetchResponse)
-			resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
+			resp.ErrorCode = code
 			return resp
 		}
 		deadline := time.Now().Add(time.Duration(r.MaxWaitMillis) * time.Millisecond)
 		for {
 			wake := b.hwNotify.wait()
-			resp, n, failed := b.fetchOnce(r)
-			if n >= int(r.MinBytes) || failed || !time.Now().Before(deadline) {
+			resp, n, failed := b.fetchOnce(full)
+			if n >= int(r.MinBytes) || failed || !time.Now().Before(deadline) || rc.ctx.Err() != nil {
+				if sess != nil {
+					b.fetchSessions.finish(sess, resp, incremental)
+				}
 				return resp
 			}
 			t := time.NewTimer(time.Until(deadline))
@@ -50,8 +54,6 @@ func handleFetch(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 			case <-wake:
 			case <-t.C:
 			case <-rc.ctx.Done():
-				t.Stop()
-				return resp
 			}
 			t.Stop()
 		}

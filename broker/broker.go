@@ -59,13 +59,14 @@ type Broker struct {
 	view        link.ClusterView  // guarded by mu
 	clusterName string            // guarded by mu; Kafka cluster id in Metadata
 
-	commitMu  sync.Mutex
-	commitLSN uint64          // guarded by commitMu
-	pending   []pendingCommit // guarded by commitMu; ascending LSN
-	commitCh  chan struct{}   // guarded by commitMu; closed when commitLSN moves
-	commitGen uint64          // guarded by commitMu; bumped when leadership is lost or the WAL truncated
-	hwNotify  notifier        // broadcast when any high watermark moves
-	metrics   *metrics
+	commitMu      sync.Mutex
+	commitLSN     uint64          // guarded by commitMu
+	pending       []pendingCommit // guarded by commitMu; ascending LSN
+	commitCh      chan struct{}   // guarded by commitMu; closed when commitLSN moves
+	commitGen     uint64          // guarded by commitMu; bumped when leadership is lost or the WAL truncated
+	hwNotify      notifier        // broadcast when any high watermark moves
+	fetchSessions fetchSessions   // KIP-227 (fetch_session.go)
+	metrics       *metrics
 
 	ctx    context.Context
 	cancel context.CancelFunc
