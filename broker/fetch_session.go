@@ -101,6 +101,13 @@ func (s *fetchSessions) begin(r *kmsg.FetchRequest) (full *kmsg.FetchRequest, se
 	return full, sess, true, 0
 }
 
+// count returns how many sessions are kept.
+func (s *fetchSessions) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.byID)
+}
+
 // newLocked makes an empty session with an unused id, dropping the least
 // recently used session when the cache is full.
 func (s *fetchSessions) newLocked() *fetchSession {

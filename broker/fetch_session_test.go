@@ -166,10 +166,7 @@ func TestFetchSessionConsumer(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the consumer did not read every record in 30 s")
 	}
-	b.fetchSessions.mu.Lock()
-	n := len(b.fetchSessions.byID)
-	b.fetchSessions.mu.Unlock()
-	if n == 0 {
+	if b.fetchSessions.count() == 0 {
 		t.Fatal("the consumer read without a fetch session")
 	}
 }

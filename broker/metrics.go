@@ -22,6 +22,7 @@ type metrics struct {
 	walFirstLSN     prometheus.GaugeFunc
 	retentionDelete prometheus.Counter
 	fsyncLatency    prometheus.Histogram
+	tlsFailures     prometheus.Counter
 }
 
 func newMetrics(b *Broker) *metrics {
@@ -54,12 +55,18 @@ func newMetrics(b *Broker) *metrics {
 		Help:    "Time one fsync of a WAL segment file takes (group commit: one fsync covers every entry appended before it).",
 		Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16), // 50 µs .. 1.6 s
 	})
+	m.tlsFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tandem_broker_tls_handshake_failures_total",
+		Help: "Kafka connections refused because their TLS handshake failed (not counting probes that hang up before it)."})
+	fetchSessions := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tandem_broker_fetch_sessions", Help: "Fetch sessions (KIP-227) this broker keeps."},
+		func() float64 { return float64(b.fetchSessions.count()) })
 	walStat := func(name, help string, f func(st wal.Stats) uint64) prometheus.CounterFunc {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
 			func() float64 { return float64(f(b.wal.Stats())) })
 	}
 	m.reg.MustRegister(m.produceLatency, m.bytesIn, m.recordsIn, m.walLastLSN, m.walDurableLSN,
-		m.walFirstLSN, m.commitLSN, m.retentionDelete, m.fsyncLatency,
+		m.walFirstLSN, m.commitLSN, m.retentionDelete, m.fsyncLatency, m.tlsFailures, fetchSessions,
 		walStat("tandem_broker_wal_fsyncs_total", "fsyncs of WAL segment files (group commit, segment rolls, truncation, close).",
 			func(st wal.Stats) uint64 { return st.Fsyncs }),
 		walStat("tandem_broker_wal_appends_total", "Entries appended to the WAL (leader and follower).",

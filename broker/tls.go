@@ -87,8 +87,12 @@ func (b *Broker) tlsHandshake(c net.Conn) (net.Conn, error) {
 		return tc, nil
 	}
 	remote := c.RemoteAddr().String()
+	probe := errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || b.ctx.Err() != nil
+	if !probe {
+		b.metrics.tlsFailures.Inc()
+	}
 	switch {
-	case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || b.ctx.Err() != nil:
+	case probe:
 		// A TCP probe or port check that connects and hangs up.
 		b.log.Debug("connection closed before the TLS handshake", "client", remote)
 	case b.tlsLog.Loud(remote):

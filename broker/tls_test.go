@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tandem-io/tandem/internal/certs"
@@ -79,7 +80,7 @@ func TestKafkaListenerTLS(t *testing.T) {
 
 	t.Run("server certificate", func(t *testing.T) {
 		var logs syncBuffer
-		_, addr := startBrokerWith(t, filepath.Join(dir, "data1"), func(c *Config) {
+		b, addr := startBrokerWith(t, filepath.Join(dir, "data1"), func(c *Config) {
 			c.TLSCertFile, c.TLSKeyFile = set.NodeCrt[1], set.NodeKey[1]
 			c.Logger = hclog.New(&hclog.LoggerOptions{Name: "broker", Output: &logs, Level: hclog.Info})
 		})
@@ -91,6 +92,9 @@ func TestKafkaListenerTLS(t *testing.T) {
 		}
 		if !strings.Contains(logs.String(), "refused a Kafka connection: TLS handshake failed") {
 			t.Fatalf("no log line for the plaintext client; log:\n%s", logs.String())
+		}
+		if n := promtest.ToFloat64(b.metrics.tlsFailures); n < 1 {
+			t.Fatalf("tandem_broker_tls_handshake_failures_total is %v after a plaintext client", n)
 		}
 		if err := roundTrip(t, addr, "tls", kgo.DialTLSConfig(tlsClientConfig(t, stranger.CA))); err == nil {
 			t.Fatal("a client trusting another CA accepted the broker's certificate")
