@@ -167,20 +167,28 @@ func (sess *fetchSession) update(r *kmsg.FetchRequest) {
 }
 
 // finish records what resp tells the client about each partition and, for
-// an incremental Fetch, leaves out the partitions with nothing new.
+// an incremental Fetch, leaves out the partitions with nothing new. The
+// partitions that returned records move to the end of the session's order,
+// as Kafka does, so that under MaxBytes the first partitions do not take
+// every answer and starve the others.
 func (s *fetchSessions) finish(sess *fetchSession, resp *kmsg.FetchResponse, incremental bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	resp.SessionID = sess.id
+	var served []tp
 	topics := resp.Topics[:0]
 	for _, st := range resp.Topics {
 		parts := st.Partitions[:0]
 		for _, sp := range st.Partitions {
-			c := sess.parts[tp{st.Topic, sp.Partition}]
+			k := tp{st.Topic, sp.Partition}
+			c := sess.parts[k]
 			news := c == nil || !c.answered || len(sp.RecordBatches) > 0 || sp.ErrorCode != 0 ||
 				sp.PreferredReadReplica >= 0 || sp.HighWatermark != c.hw || sp.LogStartOffset != c.logStart
 			if c != nil {
 				c.hw, c.logStart, c.answered = sp.HighWatermark, sp.LogStartOffset, true
+				if len(sp.RecordBatches) > 0 {
+					served = append(served, k)
+				}
 			}
 			if news || !incremental {
 				parts = append(parts, sp)
@@ -192,4 +200,17 @@ func (s *fetchSessions) finish(sess *fetchSession, resp *kmsg.FetchResponse, inc
 		}
 	}
 	resp.Topics = topics
+	if len(served) > 0 {
+		last := map[tp]bool{}
+		for _, k := range served {
+			last[k] = true
+		}
+		order := make([]tp, 0, len(sess.order))
+		for _, k := range sess.order {
+			if !last[k] {
+				order = append(order, k)
+			}
+		}
+		sess.order = append(order, served...)
+	}
 }

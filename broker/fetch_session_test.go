@@ -16,8 +16,14 @@ import (
 // returns the answer.
 func sessionFetch(t *testing.T, cl *kgo.Client, id, epoch int32, topic string, offsets map[int32]int64, forget ...int32) *kmsg.FetchResponse {
 	t.Helper()
+	return sessionFetchMax(t, cl, 1<<20, id, epoch, topic, offsets, forget...)
+}
+
+// sessionFetchMax is sessionFetch with the request's MaxBytes.
+func sessionFetchMax(t *testing.T, cl *kgo.Client, maxBytes, id, epoch int32, topic string, offsets map[int32]int64, forget ...int32) *kmsg.FetchResponse {
+	t.Helper()
 	req := kmsg.NewPtrFetchRequest()
-	req.Version, req.ReplicaID, req.MaxBytes, req.MaxWaitMillis = 12, -1, 1<<20, 10
+	req.Version, req.ReplicaID, req.MaxBytes, req.MaxWaitMillis = 12, -1, maxBytes, 10
 	req.SessionID, req.SessionEpoch = id, epoch
 	if len(offsets) > 0 {
 		rt := kmsg.NewFetchRequestTopic()
@@ -122,6 +128,33 @@ func TestFetchSessions(t *testing.T) {
 	}
 	if resp = sessionFetch(t, cl, id, 6, "s", nil); resp.ErrorCode != kerr.FetchSessionIDNotFound.Code {
 		t.Fatalf("fetch in a closed session: %v; want FETCH_SESSION_ID_NOT_FOUND", kerr.ErrorForCode(resp.ErrorCode))
+	}
+}
+
+// When MaxBytes lets only one partition's records into an answer, the
+// partitions of a session take turns (the one served moves to the end), so
+// none starves.
+func TestFetchSessionTakesTurns(t *testing.T) {
+	_, addr := startBroker(t, t.TempDir())
+	cl := newClient(t, addr, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	createTopic(t, cl, "turns", 3)
+	for p := int32(0); p < 3; p++ {
+		if err := cl.ProduceSync(t.Context(), &kgo.Record{Topic: "turns", Partition: p, Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp := sessionFetchMax(t, cl, 1, 0, 0, "turns", map[int32]int64{0: 0, 1: 0, 2: 0})
+	if got := listed(resp); got != "0+ 1 2" {
+		t.Fatalf("full fetch, MaxBytes 1: partitions %q; want 0+ 1 2", got)
+	}
+	// No fetch offset moves: every partition has a record to give each time.
+	for epoch, want := range []string{"", "1+", "2+", "0+", "1+"} {
+		if epoch == 0 {
+			continue
+		}
+		if got := listed(sessionFetchMax(t, cl, 1, resp.SessionID, int32(epoch), "turns", nil)); got != want {
+			t.Fatalf("incremental fetch %d, MaxBytes 1: partitions %q; want %q", epoch, got, want)
+		}
 	}
 }
 
