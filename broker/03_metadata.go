@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -158,6 +159,9 @@ func (b *Broker) forwardCreateTopic(ctx context.Context, name string, view link.
 	opts := []kgo.Opt{kgo.SeedBrokers(addr), kgo.RequestRetries(1)}
 	if b.tlsClient != nil {
 		opts = append(opts, kgo.DialTLSConfig(b.tlsClient.Clone()))
+	}
+	if b.cfg.SASLBrokerUser != "" {
+		opts = append(opts, kgo.SASL(scram.Auth{User: b.cfg.SASLBrokerUser, Pass: b.cfg.SASLBrokerPassword}.AsSha512Mechanism()))
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {

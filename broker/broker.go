@@ -18,6 +18,7 @@ import (
 
 	"github.com/tandem-io/tandem/broker/group"
 	"github.com/tandem-io/tandem/broker/link"
+	"github.com/tandem-io/tandem/broker/sasl"
 	"github.com/tandem-io/tandem/broker/wal"
 	"github.com/tandem-io/tandem/internal/certs"
 )
@@ -33,6 +34,8 @@ type Broker struct {
 	tlsLog certs.HandshakeLog // how loudly to log failed handshakes
 	// tlsClient dials other brokers' Kafka listeners (nil: plaintext).
 	tlsClient *tls.Config
+	sasl      *sasl.Store        // users who may log in; nil: no SASL (17_sasl.go)
+	saslLog   certs.HandshakeLog // how loudly to log refused logins
 	wal       *wal.Log
 	groups    *group.Coordinator
 	host      string
@@ -93,6 +96,16 @@ func Open(cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
+	var users *sasl.Store
+	if cfg.SASLUsersFile != "" {
+		log := cfg.Logger.Named("sasl")
+		if users, err = sasl.NewStore(cfg.SASLUsersFile, func(err error) {
+			log.Error("the SASL users file changed but cannot be read; still using the users read before", "file", cfg.SASLUsersFile, "error", err)
+		}); err != nil {
+			return nil, fmt.Errorf("broker: SASL users: %w", err)
+		}
+		log.Info("clients must log in with SASL", "users_file", cfg.SASLUsersFile, "mechanisms", fmt.Sprint(sasl.Mechanisms))
+	}
 	host, portStr, _ := net.SplitHostPort(cfg.Advertise)
 	port, _ := strconv.Atoi(portStr)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -101,6 +114,7 @@ func Open(cfg Config) (*Broker, error) {
 		log:       cfg.Logger,
 		tls:       tlsServer,
 		tlsClient: tlsClient,
+		sasl:      users,
 		host:      host,
 		port:      int32(port),
 		producers: make(map[producerKey]*seqWindow),

@@ -42,6 +42,15 @@ type Config struct {
 	// TLSClientAuth requires every client to present a certificate signed
 	// by a CA of TLSCAFile (Kafka's ssl.client.auth=required).
 	TLSClientAuth bool
+	// SASLUsersFile, when set, makes every client log in with SASL
+	// (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512) as a user of this file
+	// (broker/sasl; tandemctl sasl-user writes it), before any request but
+	// ApiVersions: Kafka's SASL_PLAINTEXT, or SASL_SSL with TLS.
+	SASLUsersFile string
+	// SASLBrokerUser and SASLBrokerPassword log this broker in when it
+	// connects to the leader's Kafka listener (a follower asking it to
+	// create a topic) and the leader requires SASL.
+	SASLBrokerUser, SASLBrokerPassword string
 
 	// NumPartitions is Kafka's num.partitions: partitions of an auto-created
 	// topic, and of CreateTopics asking for -1. Default 1, as Kafka.
@@ -180,6 +189,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TLSClientAuth && c.TLSCAFile == "" {
 		errs = append(errs, errors.New("client authentication needs the CA file that clients' certificates must chain to"))
+	}
+	if (c.SASLBrokerUser == "") != (c.SASLBrokerPassword == "") {
+		errs = append(errs, errors.New("the broker's SASL user and password go together"))
 	}
 	if c.Fsync == wal.SyncInterval && c.FsyncInterval <= 0 {
 		errs = append(errs, errors.New("fsync interval must be > 0 with the interval policy"))

@@ -31,6 +31,10 @@ type inflight struct {
 	corrID       int32
 	respond      func() kmsg.Response
 	closeConn    bool // close the connection after the answers before this one
+	// rawResp: the answer is raw, a bare size-prefixed SASL message (after
+	// a v0 SaslHandshake; empty on a PLAIN login's success).
+	rawResp bool
+	raw     []byte
 }
 
 // serveConn runs one client connection: a read loop that decodes requests and
@@ -62,16 +66,25 @@ func (b *Broker) serveConn(c net.Conn) {
 
 	r := bufio.NewReaderSize(c, 64<<10)
 	drain := false // let the answers already queued go out before closing
+	auth := &connAuth{required: b.sasl != nil}
 	for {
-		frame, err := readFrame(r, b.cfg.MaxRequestBytes)
+		var frame []byte
+		var err error
+		if auth.raw {
+			frame, err = readSASLFrame(r)
+		} else {
+			frame, err = readFrame(r, b.cfg.MaxRequestBytes)
+		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) && ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
 				log.Warn("closing connection", "error", err)
 			}
 			break
 		}
-		in, err := b.dispatch(ctx, frame, host)
-		if err != nil {
+		var in inflight
+		if auth.raw {
+			in = b.saslRaw(auth, frame, host)
+		} else if in, err = b.dispatch(ctx, frame, host, auth); err != nil {
 			log.Warn("closing connection after a bad request", "error", err)
 			break
 		}
@@ -115,6 +128,24 @@ func readFrame(r *bufio.Reader, max int32) ([]byte, error) {
 	return buf, nil
 }
 
+// readSASLFrame reads one bare SASL message: a 4-byte size, then that many
+// bytes (at most maxSASLFrame).
+func readSASLFrame(r *bufio.Reader) ([]byte, error) {
+	var sz [4]byte
+	if _, err := io.ReadFull(r, sz[:]); err != nil {
+		return nil, err
+	}
+	n := int32(binary.BigEndian.Uint32(sz[:]))
+	if n < 0 || n > maxSASLFrame {
+		return nil, fmt.Errorf("%w: SASL message of %d bytes outside [0, %d]", ErrBadFrame, n, maxSASLFrame)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return nil, fmt.Errorf("%w: SASL message of %d bytes cut short: %v", ErrBadFrame, n, err)
+	}
+	return buf, nil
+}
+
 // Request buffers of 64 KiB to 16 MiB come from pools by power-of-two
 // size, so that a stream of large produce requests reuses a few buffers
 // instead of allocating (and zeroing) a new one per request. Only Produce
@@ -147,7 +178,7 @@ func putFrame(buf []byte) {
 }
 
 // dispatch decodes one request frame and runs its handler.
-func (b *Broker) dispatch(ctx context.Context, frame []byte, host string) (inflight, error) {
+func (b *Broker) dispatch(ctx context.Context, frame []byte, host string, auth *connAuth) (inflight, error) {
 	rd := kbin.Reader{Src: frame}
 	key := rd.Int16()
 	version := rd.Int16()
@@ -157,6 +188,9 @@ func (b *Broker) dispatch(ctx context.Context, frame []byte, host string) (infli
 		return inflight{}, fmt.Errorf("%w: request header does not decode", ErrBadFrame)
 	}
 	in := inflight{key: key, version: version, corrID: corrID}
+	if !auth.allows(key) {
+		return in, fmt.Errorf("%w: %s before the SASL login (the broker requires SASL: --sasl-users)", ErrBadFrame, kmsg.NameForKey(key))
+	}
 	a, ok := apis[key]
 	req := kmsg.RequestForKey(key)
 	if !ok || req == nil {
@@ -184,7 +218,7 @@ func (b *Broker) dispatch(ctx context.Context, frame []byte, host string) (infli
 	if err := req.ReadFrom(rd.Src); err != nil {
 		return in, fmt.Errorf("%w: %s v%d body does not decode: %v", ErrBadFrame, kmsg.NameForKey(key), version, err)
 	}
-	rc := &reqCtx{ctx: ctx, host: host, version: version}
+	rc := &reqCtx{ctx: ctx, host: host, version: version, auth: auth}
 	if clientID != nil {
 		rc.clientID = *clientID
 	}
@@ -196,8 +230,17 @@ func (b *Broker) dispatch(ctx context.Context, frame []byte, host string) (infli
 func (b *Broker) writeLoop(ctx context.Context, c net.Conn, queue <-chan inflight, log hclog.Logger) {
 	buf := make([]byte, 0, 64<<10)
 	for in := range queue {
+		if in.rawResp {
+			buf = binary.BigEndian.AppendUint32(buf[:0], uint32(len(in.raw)))
+			buf = append(buf, in.raw...)
+			c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+			continue
+		}
 		if in.respond == nil {
-			continue // acks=0
+			continue // acks=0, or a refused bare SASL login
 		}
 		resp := in.respond()
 		if resp == nil {

@@ -33,7 +33,7 @@ func FuzzRequestFrame(f *testing.F) {
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 		defer cancel()
-		in, err := b.dispatch(ctx, frame, "127.0.0.1")
+		in, err := b.dispatch(ctx, frame, "127.0.0.1", &connAuth{})
 		if err != nil || in.respond == nil {
 			return
 		}

@@ -23,6 +23,7 @@ type metrics struct {
 	retentionDelete prometheus.Counter
 	fsyncLatency    prometheus.Histogram
 	tlsFailures     prometheus.Counter
+	saslFailures    prometheus.Counter
 }
 
 func newMetrics(b *Broker) *metrics {
@@ -58,6 +59,9 @@ func newMetrics(b *Broker) *metrics {
 	m.tlsFailures = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tandem_broker_tls_handshake_failures_total",
 		Help: "Kafka connections refused because their TLS handshake failed (not counting probes that hang up before it)."})
+	m.saslFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tandem_broker_sasl_login_failures_total",
+		Help: "SASL logins refused (unknown user, wrong password, broken exchange)."})
 	fetchSessions := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tandem_broker_fetch_sessions", Help: "Fetch sessions (KIP-227) this broker keeps."},
 		func() float64 { return float64(b.fetchSessions.count()) })
@@ -66,7 +70,7 @@ func newMetrics(b *Broker) *metrics {
 			func() float64 { return float64(f(b.wal.Stats())) })
 	}
 	m.reg.MustRegister(m.produceLatency, m.bytesIn, m.recordsIn, m.walLastLSN, m.walDurableLSN,
-		m.walFirstLSN, m.commitLSN, m.retentionDelete, m.fsyncLatency, m.tlsFailures, fetchSessions,
+		m.walFirstLSN, m.commitLSN, m.retentionDelete, m.fsyncLatency, m.tlsFailures, m.saslFailures, fetchSessions,
 		walStat("tandem_broker_wal_fsyncs_total", "fsyncs of WAL segment files (group commit, segment rolls, truncation, close).",
 			func(st wal.Stats) uint64 { return st.Fsyncs }),
 		walStat("tandem_broker_wal_appends_total", "Entries appended to the WAL (leader and follower).",

@@ -24,6 +24,8 @@ type reqCtx struct {
 	host     string // client's IP, for DescribeGroups
 	version  int16
 
+	auth *connAuth // the connection's SASL state (17_sasl.go)
+
 	// closeConn, set by a handler, closes the connection once the answers
 	// to the requests before this one are sent, reading nothing more (a
 	// failed acks=0 produce: the client learns of it only that way).

@@ -17,6 +17,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -54,6 +55,9 @@ func main() {
 	flag.StringVar(&cfg.TLSKeyFile, "tls-key", "", "PEM private key of --tls-cert")
 	flag.StringVar(&cfg.TLSCAFile, "tls-ca", "", "PEM CA certificates trusted for other brokers' and (with --tls-client-auth) clients' certificates (ssl.truststore; default: the system's roots)")
 	flag.BoolVar(&cfg.TLSClientAuth, "tls-client-auth", false, "require a client certificate signed by --tls-ca (ssl.client.auth=required)")
+	flag.StringVar(&cfg.SASLUsersFile, "sasl-users", "", "users file (tandemctl sasl-user): clients must log in with SASL PLAIN or SCRAM-SHA-256/512 (re-read when it changes)")
+	flag.StringVar(&cfg.SASLBrokerUser, "sasl-broker-user", "", "user this broker logs in as on the leader's Kafka listener when that requires SASL (with --sasl-broker-password-file)")
+	saslBrokerPasswordFile := flag.String("sasl-broker-password-file", "", "file whose first line is the password of --sasl-broker-user")
 	flag.BoolVar(&cfg.AutoCreateTopics, "auto-create-topics", cfg.AutoCreateTopics, "create unknown topics on Metadata (auto.create.topics.enable)")
 	flag.DurationVar(&cfg.FsyncInterval, "fsync-interval", cfg.FsyncInterval, "fsync period with --fsync interval")
 	flag.Int64Var(&cfg.PageCacheBytes, "wal-page-cache-bytes", cfg.PageCacheBytes, "newest WAL bytes left in the OS page cache; older fsynced WAL pages are released (0: leave it to the kernel)")
@@ -69,6 +73,14 @@ func main() {
 	slackErr := timerslack.Apply(*timerSlack)
 
 	cfg.NodeID = int32(*nodeID)
+	if *saslBrokerPasswordFile != "" {
+		data, err := os.ReadFile(*saslBrokerPasswordFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "tandem-broker: --sasl-broker-password-file:", err)
+			os.Exit(2)
+		}
+		cfg.SASLBrokerPassword = strings.TrimRight(strings.SplitN(string(data), "\n", 2)[0], "\r")
+	}
 	cfg.MinInsyncReplicas = int32(*minISR)
 	cfg.NumPartitions = int32(*numPartitions)
 	cfg.MaxRequestBytes = int32(*maxReq)

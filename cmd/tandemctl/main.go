@@ -29,7 +29,9 @@
 // "authorization: Bearer <token>" on every call, as a sidecar started with
 // --admin-token requires for promote and verify; --tls-ca, --tls-cert and
 // --tls-key talk to a sidecar with mutual TLS. `tandemctl certs` writes a
-// CA, node certificates and an admin client certificate into a directory.
+// CA, node certificates and an admin client certificate into a directory;
+// `tandemctl sasl-user` keeps the users file of brokers with SASL
+// (tandem-broker --sasl-users).
 package main
 
 import (
@@ -75,6 +77,7 @@ const usage = `usage:
   tandemctl [--sidecar HOST:PORT] verify [--upto LSN] [--peers 1=HOST:PORT,...]
   tandemctl [--timeout 5s] forget-isr --etcd-endpoints URL,... (--cluster-id ID | --etcd-prefix PREFIX)
   tandemctl certs --out DIR --nodes 1,2,3 [--hosts 127.0.0.1,localhost] [--node-hosts 1=node-1,...] [--valid-for 8760h]
+  tandemctl sasl-user --file USERS.json (--user NAME [--password-file F | password on stdin] [--delete] | --list)
 global flags: --token TOKEN ($TANDEM_ADMIN_TOKEN) for promote and verify when the sidecar has --admin-token;
   --tls-ca, --tls-cert, --tls-key, --tls-server-name ($TANDEM_TLS_*) for a sidecar with mutual TLS.`
 
@@ -105,6 +108,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "certs":
 		return certsCmd(rest, stdout)
+	case "sasl-user":
+		return saslUserCmd(rest, os.Stdin, stdout)
 	case "forget-isr":
 		return forgetISRCmd(ctx, rest, stdout, *timeout)
 	}
