@@ -1,0 +1,115 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/tandem-io/tandem/internal/testutil"
+)
+
+// TestKafkaClientsOverSASL: a three-node cluster whose brokers require a
+// SASL login (--sasl-users, a users file made with `tandemctl sasl-user`;
+// the followers log in to the leader as user "broker" to have topics
+// created). kcat (SCRAM-SHA-512, through a follower, auto-creating the
+// topic), kafka-python (PLAIN and SCRAM-SHA-256, SASL handshake v0 with
+// bare tokens), sarama (PLAIN) and franz-go (SCRAM-SHA-512) write; franz-go
+// and kcat read everything back. A wrong password and a client without
+// SASL are refused.
+func TestKafkaClientsOverSASL(t *testing.T) {
+	dir := t.TempDir()
+	users := filepath.Join(dir, "users.json")
+	for user, pw := range map[string]string{"alice": "wonderland", "broker": "inter-broker-secret"} {
+		cmd := exec.Command(testutil.Bin(t, "tandemctl"), "sasl-user", "--file", users, "--user", user)
+		cmd.Stdin = strings.NewReader(pw + "\n")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("tandemctl sasl-user: %v\n%s", err, out)
+		}
+	}
+	pwFile := filepath.Join(dir, "broker-password")
+	if err := os.WriteFile(pwFile, []byte("inter-broker-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := startCluster(t, clusterOpts{brokerFlags: []string{
+		"--sasl-users", users, "--sasl-broker-user", "broker", "--sasl-broker-password-file", pwFile,
+	}})
+	const topic = "over-sasl"
+	kcatSASL := func(mech, pw string) []string {
+		return []string{"-X", "security.protocol=sasl_plaintext", "-X", "sasl.mechanisms=" + mech,
+			"-X", "sasl.username=alice", "-X", "sasl.password=" + pw}
+	}
+
+	// kcat through node 2, a follower: the topic is created through it.
+	kcatVals := seqValues("kcat-", 100)
+	kcat(t, strings.Join(kcatVals, "\n")+"\n", 60*time.Second,
+		append([]string{"-P", "-b", c.node(2).kafka, "-t", topic}, kcatSASL("SCRAM-SHA-512", "wonderland")...)...)
+
+	var want []string
+	want = append(want, kcatVals...)
+	for _, mech := range []string{"PLAIN", "SCRAM-SHA-256"} {
+		var res pyProduceResult
+		runScript(t, 90*time.Second, &res, python, clientScript(t, "kafka_python_produce.py"),
+			"--bootstrap", c.node(3).kafka, "--topic", topic, "--count", "50", "--acks", "all", "--prefix", "python-"+mech+"-",
+			"--sasl-mechanism", mech, "--sasl-user", "alice", "--sasl-password", "wonderland")
+		if res.Sent != 50 {
+			t.Fatalf("kafka-python %s sent %d of 50", mech, res.Sent)
+		}
+		want = append(want, seqValues("python-"+mech+"-", 50)...)
+	}
+
+	scfg := saramaConfig()
+	scfg.Net.SASL.Enable, scfg.Net.SASL.Mechanism = true, sarama.SASLTypePlaintext
+	scfg.Net.SASL.User, scfg.Net.SASL.Password = "alice", "wonderland"
+	prod, err := sarama.NewSyncProducer([]string{c.node(1).kafka}, scfg)
+	if err != nil {
+		t.Fatalf("sarama with SASL PLAIN: %v", err)
+	}
+	saramaVals := seqValues("sarama-", 50)
+	for _, v := range saramaVals {
+		if _, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(v)}); err != nil {
+			t.Fatalf("sarama SendMessage with SASL: %v", err)
+		}
+	}
+	prod.Close()
+	want = append(want, saramaVals...)
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.node(3).kafka),
+		kgo.SASL(scram.Auth{User: "alice", Pass: "wonderland"}.AsSha512Mechanism()),
+		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	got := map[string]bool{}
+	for _, r := range consumeN(t, cl, len(want), 60*time.Second) {
+		got[string(r.Value)] = true
+	}
+	for _, v := range want {
+		if !got[v] {
+			t.Fatalf("%q was acknowledged but not read back (%d distinct values read)", v, len(got))
+		}
+	}
+	out := kcat(t, "", 60*time.Second, append([]string{"-C", "-b", c.node(2).kafka, "-t", topic, "-o", "beginning", "-e", "-q"},
+		kcatSASL("PLAIN", "wonderland")...)...)
+	if n := len(strings.Fields(out)); n != len(want) {
+		t.Fatalf("kcat read %d records, want %d", n, len(want))
+	}
+
+	// Refused: a wrong password, and no SASL at all.
+	if err := kcatErr("", 20*time.Second, append([]string{"-L", "-b", c.node(1).kafka, "-m", "5"},
+		kcatSASL("SCRAM-SHA-256", "wrong")...)...); err == nil {
+		t.Fatal("kcat with a wrong password listed the cluster")
+	}
+	if err := kcatErr("", 20*time.Second, "-L", "-b", c.node(1).kafka, "-m", "5"); err == nil {
+		t.Fatal("kcat without SASL listed the cluster")
+	}
+	c.waitInSync(30 * time.Second)
+	c.mustVerify(1)
+}
