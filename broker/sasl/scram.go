@@ -127,7 +127,10 @@ func (s *scramServer) final(msg string) ([]byte, bool, error) {
 	if a["c"] != "biws" && a["c"] != "eSws" { // base64 of "n,," and "y,,"
 		return nil, false, fmt.Errorf("%w (SCRAM channel binding is not supported)", ErrAuth)
 	}
-	if a["r"] != s.nonce {
+	// Kafka accepts a nonce that ends with the one it sent (librdkafka
+	// sends its own nonce in front of it again); so does Tandem. The
+	// random server part is in it either way.
+	if !strings.HasSuffix(a["r"], s.nonce) {
 		return nil, false, fmt.Errorf("%w (SCRAM nonce does not match)", ErrAuth)
 	}
 	proof, err := base64.StdEncoding.DecodeString(msg[i+3:])
