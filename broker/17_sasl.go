@@ -126,10 +126,10 @@ const maxSASLFrame = 64 << 10
 func (b *Broker) saslRaw(a *connAuth, in []byte, host string) inflight {
 	out, done, err := b.saslStep(a, in, host)
 	if err != nil {
-		return inflight{closeConn: true}
+		return inflight{key: -1, closeConn: true}
 	}
 	if done {
 		a.raw = false
 	}
-	return inflight{raw: out, rawResp: true}
+	return inflight{key: -1, raw: out, rawResp: true} // key -1: no Kafka request
 }
