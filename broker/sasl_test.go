@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/tandem-io/tandem/broker/sasl"
+	"github.com/tandem-io/tandem/internal/certs"
 )
 
 // writeUsers writes a users file with user -> password.
@@ -155,4 +156,24 @@ func readSized(t *testing.T, r *bufio.Reader) []byte {
 		t.Fatal(err)
 	}
 	return buf
+}
+
+// SASL_SSL: TLS and a SASL login together.
+func TestSASLOverTLS(t *testing.T) {
+	set, err := certs.WriteNodeSet(certs.SetOptions{Dir: filepath.Join(t.TempDir(), "certs"), Nodes: []int32{1}, Hosts: []string{"127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := writeUsers(t, map[string]string{"alice": "secret"})
+	_, addr := startBrokerWith(t, t.TempDir(), func(c *Config) {
+		c.SASLUsersFile = users
+		c.TLSCertFile, c.TLSKeyFile = set.NodeCrt[1], set.NodeKey[1]
+	})
+	tlsOpt := kgo.DialTLSConfig(tlsClientConfig(t, set.CA))
+	if err := roundTrip(t, addr, "sasl-ssl", tlsOpt, kgo.SASL(scram.Auth{User: "alice", Pass: "secret"}.AsSha256Mechanism())); err != nil {
+		t.Fatalf("SASL_SSL: %v", err)
+	}
+	if err := roundTrip(t, addr, "sasl-ssl", tlsOpt); err == nil {
+		t.Fatal("TLS without the SASL login was served")
+	}
 }
