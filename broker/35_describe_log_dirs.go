@@ -11,7 +11,7 @@ package broker
 // partition's record batches as produced; the WAL's framing, metadata
 // entries and batches below a partition's log start offset whose segment
 // retention has not deleted yet are not attributed to any partition (the
-// broker's tandem_wal_* metrics give the WAL's own size). Offset lag is
+// WAL's size on disk is its directory's). Offset lag is
 // Kafka's for a current log: how far the log end offset is below the high
 // watermark, 0 on a replica that holds everything committed. From v4 the
 // directory's file system size and free bytes are answered too.
