@@ -112,6 +112,13 @@ type Config struct {
 	// keeps offsets forever.
 	OffsetsRetention time.Duration
 
+	// ConnectionsMaxIdle is Kafka's connections.max.idle.ms: a client
+	// connection that sends nothing for this long is closed (clients
+	// reconnect when they next need it). It also bounds how long one
+	// request frame may take to arrive. Default 10 minutes, as Kafka; 0
+	// never closes.
+	ConnectionsMaxIdle time.Duration
+
 	// MaxRequestBytes bounds one Kafka request frame (Kafka's
 	// socket.request.max.bytes). Larger frames close the connection. Default 100 MiB.
 	MaxRequestBytes int32
@@ -142,6 +149,7 @@ func DefaultConfig() Config {
 		OffsetsCommitTimeout:   group.DefaultCommitTimeout,
 		OffsetsRetention:       7 * 24 * time.Hour,
 		MaxRequestBytes:        100 << 20,
+		ConnectionsMaxIdle:     10 * time.Minute,
 		MaxMessageBytes:        1<<20 + 12,
 	}
 }
@@ -174,6 +182,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxRequestBytes < 1<<10 {
 		errs = append(errs, fmt.Errorf("max request bytes must be >= 1 KiB, got %d", c.MaxRequestBytes))
+	}
+	if c.ConnectionsMaxIdle < 0 {
+		errs = append(errs, fmt.Errorf("connections.max.idle must be >= 0 (0: never), got %v", c.ConnectionsMaxIdle))
 	}
 	if c.OffsetsRetention < 0 {
 		errs = append(errs, fmt.Errorf("offsets.retention must be >= 0 (0: never), got %v", c.OffsetsRetention))

@@ -68,6 +68,9 @@ func (b *Broker) serveConn(c net.Conn) {
 	drain := false // let the answers already queued go out before closing
 	auth := &connAuth{required: b.sasl != nil}
 	for {
+		if idle := b.cfg.ConnectionsMaxIdle; idle > 0 {
+			c.SetReadDeadline(time.Now().Add(idle))
+		}
 		var frame []byte
 		var err error
 		if auth.raw {
@@ -76,7 +79,12 @@ func (b *Broker) serveConn(c net.Conn) {
 			frame, err = readFrame(r, b.cfg.MaxRequestBytes)
 		}
 		if err != nil {
-			if !errors.Is(err, io.EOF) && ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+			var ne net.Error
+			switch {
+			case errors.Is(err, io.EOF) || ctx.Err() != nil || errors.Is(err, net.ErrClosed):
+			case errors.As(err, &ne) && ne.Timeout():
+				log.Debug("closing idle connection (--connections-max-idle)", "idle", b.cfg.ConnectionsMaxIdle)
+			default:
 				log.Warn("closing connection", "error", err)
 			}
 			break

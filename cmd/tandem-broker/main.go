@@ -66,6 +66,7 @@ func main() {
 	flag.Int64Var(&cfg.ReplicaKeepBytes, "replica-keep-bytes", cfg.ReplicaKeepBytes, "on a leader, WAL retention keeps up to this many bytes that in-sync followers have not flushed yet (max_slot_wal_keep_size); -1 no bound")
 	flag.DurationVar(&cfg.RetentionCheckInterval, "log-retention-check-interval", cfg.RetentionCheckInterval, "how often retention runs")
 	flag.DurationVar(&cfg.InitialRebalanceDelay, "group-initial-rebalance-delay", cfg.InitialRebalanceDelay, "group.initial.rebalance.delay.ms")
+	flag.DurationVar(&cfg.ConnectionsMaxIdle, "connections-max-idle", cfg.ConnectionsMaxIdle, "close a client connection that sends nothing for this long (connections.max.idle.ms); 0 never")
 	flag.DurationVar(&cfg.OffsetsRetention, "offsets-retention", cfg.OffsetsRetention, "committed offsets of a group expire after it has had no members this long (offsets.retention.minutes); 0 keeps them forever")
 	flag.DurationVar(&cfg.OffsetsCommitTimeout, "offsets-commit-timeout", cfg.OffsetsCommitTimeout, "how long OffsetCommit waits for replication before answering COORDINATOR_NOT_AVAILABLE (offsets.commit.timeout.ms)")
 	flag.Parse()
