@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"flag"
 	"fmt"
@@ -14,20 +16,27 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/tandem-io/tandem/internal/certs"
 )
 
 // ProduceConfig is one produce load.
 type ProduceConfig struct {
 	Brokers     []string
 	Topic       string
-	RecordBytes int           // value size of every record (default 1024); keys are empty
-	Acks        int           // 1 (leader wrote it), -1 (all in-sync replicas), 0 (fire and forget)
-	Duration    time.Duration // measured window (default 20s)
-	Records     int64         // if > 0: send exactly this many records (after the warm-up) and ignore Duration
-	Warmup      time.Duration // load before the window, not counted (default 1s): connections, metadata, first fsyncs
-	Rate        float64       // records/s over all producers; 0 = as fast as the broker takes them
-	Partitions  int           // partitions when the topic is created (default 1)
-	Producers   int           // independent kgo clients, each with its own connection (default 1)
+	TLSCA       string // connect with TLS, trusting these CA certificates (empty: plaintext)
+	SASLUser    string // log in with SCRAM-SHA-512 as this user (empty: no SASL)
+	SASLPass    string
+	tlsPool     *x509.CertPool // loaded from TLSCA
+	RecordBytes int            // value size of every record (default 1024); keys are empty
+	Acks        int            // 1 (leader wrote it), -1 (all in-sync replicas), 0 (fire and forget)
+	Duration    time.Duration  // measured window (default 20s)
+	Records     int64          // if > 0: send exactly this many records (after the warm-up) and ignore Duration
+	Warmup      time.Duration  // load before the window, not counted (default 1s): connections, metadata, first fsyncs
+	Rate        float64        // records/s over all producers; 0 = as fast as the broker takes them
+	Partitions  int            // partitions when the topic is created (default 1)
+	Producers   int            // independent kgo clients, each with its own connection (default 1)
 	// Linger is kgo's ProducerLinger (default 0: a batch leaves as soon as
 	// a request slot is free, so latency at low rates is the broker's, not
 	// the client's wait; at full speed batches still fill up while requests
@@ -109,6 +118,12 @@ func (c ProduceConfig) clientOpts(log hclog.Logger) []kgo.Opt {
 	}
 	if !c.Idempotent {
 		opts = append(opts, kgo.DisableIdempotentWrite(), kgo.MaxProduceRequestsInflightPerBroker(c.Inflight))
+	}
+	if c.TLSCA != "" {
+		opts = append(opts, kgo.DialTLSConfig(&tls.Config{RootCAs: c.tlsPool, MinVersion: tls.VersionTLS12}))
+	}
+	if c.SASLUser != "" {
+		opts = append(opts, kgo.SASL(scram.Auth{User: c.SASLUser, Pass: c.SASLPass}.AsSha512Mechanism()))
 	}
 	return opts
 }
@@ -411,6 +426,9 @@ func runProduce(ctx context.Context, args []string, log hclog.Logger) error {
 	fs.IntVar(&cfg.Inflight, "inflight", cfg.Inflight, "produce requests in flight per broker (non-idempotent only)")
 	idem := fs.String("idempotent", "auto", "idempotent producer: auto (on for acks=-1), true, false")
 	fs.IntVar(&cfg.ReplicationFactor, "replication-factor", cfg.ReplicationFactor, "replication factor when creating the topic (-1 = broker default)")
+	fs.StringVar(&cfg.TLSCA, "tls-ca", "", "connect with TLS, trusting this PEM CA file (a broker with --tls-cert)")
+	fs.StringVar(&cfg.SASLUser, "sasl-user", "", "log in with SASL SCRAM-SHA-512 as this user (a broker with --sasl-users)")
+	fs.StringVar(&cfg.SASLPass, "sasl-password", "", "password of --sasl-user")
 	fs.IntVar(&cfg.WatchPID, "watch-pid", 0, "sample this process's RSS (VmRSS/VmHWM) during the run")
 	fs.DurationVar(&cfg.WatchInterval, "watch-interval", cfg.WatchInterval, "RSS sampling interval")
 	fs.DurationVar(&cfg.Progress, "progress", cfg.Progress, "progress line to stderr this often (0 = off)")
@@ -434,6 +452,13 @@ func runProduce(ctx context.Context, args []string, log hclog.Logger) error {
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	if cfg.TLSCA != "" {
+		pool, err := certs.LoadPool(cfg.TLSCA)
+		if err != nil {
+			return fmt.Errorf("%w: --tls-ca: %v", errUsage, err)
+		}
+		cfg.tlsPool = pool
 	}
 	r, err := produce(ctx, cfg, log)
 	if err != nil {
