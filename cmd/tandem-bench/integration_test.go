@@ -7,13 +7,17 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/tandem-io/tandem/broker/sasl"
+	"github.com/tandem-io/tandem/internal/certs"
 	"github.com/tandem-io/tandem/internal/testutil"
 )
 
@@ -168,5 +172,51 @@ func TestJetStreamAgainstNatsServer(t *testing.T) {
 		if r.Records == 0 || r.Errors != 0 || r.Latency == nil || r.Bytes != r.Records*512 {
 			t.Errorf("%s: unexpected result %+v", mode, r)
 		}
+	}
+}
+
+// `produce --tls-ca --sasl-user --sasl-password` drives a broker that
+// serves Kafka over TLS and requires a SCRAM login.
+func TestProduceOverTLSAndSASL(t *testing.T) {
+	dir := t.TempDir()
+	set, err := certs.WriteNodeSet(certs.SetOptions{Dir: filepath.Join(dir, "certs"), Nodes: []int32{1}, Hosts: []string{"127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var users sasl.Users
+	if err := users.SetPassword("bench", "pw", 4096); err != nil {
+		t.Fatal(err)
+	}
+	usersFile := filepath.Join(dir, "users.json")
+	if err := users.Save(usersFile); err != nil {
+		t.Fatal(err)
+	}
+	addr := testutil.FreeAddr(t)
+	testutil.Start(t, testutil.ProcessConfig{
+		Name: "broker",
+		Path: testutil.Bin(t, "tandem-broker"),
+		Args: []string{"--node-id", "1", "--data-dir", filepath.Join(dir, "data"), "--listen", addr, "--advertise", addr,
+			"--tls-cert", set.NodeCrt[1], "--tls-key", set.NodeKey[1], "--sasl-users", usersFile, "--log-level", "warn"},
+	})
+	testutil.WaitTCP(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out := filepath.Join(dir, "result.json")
+	args := []string{"--brokers", addr, "--topic", "secured", "--records", "500", "--warmup", "0", "--progress", "0",
+		"--tls-ca", set.CA, "--sasl-user", "bench", "--sasl-password", "pw", "--out", out, "--json"}
+	if err := runProduce(ctx, args, testLogger(t)); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r Result
+	if err := json.Unmarshal(data, &r); err != nil || r.Records != 500 || r.Errors != 0 {
+		t.Fatalf("result %s (%v); want 500 records, no errors", data, err)
+	}
+	args[len(args)-4] = "wrong" // the password
+	if err := runProduce(ctx, args, testLogger(t)); err == nil {
+		t.Fatal("a wrong password produced")
 	}
 }
