@@ -67,35 +67,11 @@ func TestKafkaClientsOverSASL(t *testing.T) {
 	scfg := saramaConfig()
 	scfg.Net.SASL.Enable, scfg.Net.SASL.Mechanism = true, sarama.SASLTypePlaintext
 	scfg.Net.SASL.User, scfg.Net.SASL.Password = "alice", "wonderland"
-	prod, err := sarama.NewSyncProducer([]string{c.node(1).kafka}, scfg)
-	if err != nil {
-		t.Fatalf("sarama with SASL PLAIN: %v", err)
-	}
 	saramaVals := seqValues("sarama-", 50)
-	for _, v := range saramaVals {
-		if _, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(v)}); err != nil {
-			t.Fatalf("sarama SendMessage with SASL: %v", err)
-		}
-	}
-	prod.Close()
+	saramaSend(t, c.node(1).kafka, scfg, topic, saramaVals)
 	want = append(want, saramaVals...)
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.node(3).kafka),
-		kgo.SASL(scram.Auth{User: "alice", Pass: "wonderland"}.AsSha512Mechanism()),
-		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	got := map[string]bool{}
-	for _, r := range consumeN(t, cl, len(want), 60*time.Second) {
-		got[string(r.Value)] = true
-	}
-	for _, v := range want {
-		if !got[v] {
-			t.Fatalf("%q was acknowledged but not read back (%d distinct values read)", v, len(got))
-		}
-	}
+	readBackAll(t, c.node(3).kafka, topic, want, kgo.SASL(scram.Auth{User: "alice", Pass: "wonderland"}.AsSha512Mechanism()))
 	out := kcat(t, "", 60*time.Second, append([]string{"-C", "-b", c.node(2).kafka, "-t", topic, "-o", "beginning", "-e", "-q"},
 		kcatSASL("PLAIN", "wonderland")...)...)
 	if n := len(strings.Fields(out)); n != len(want) {

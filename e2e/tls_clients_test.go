@@ -67,34 +67,12 @@ func TestKafkaClientsOverTLS(t *testing.T) {
 	tlsConf := &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
 	scfg := saramaConfig()
 	scfg.Net.TLS.Enable, scfg.Net.TLS.Config = true, tlsConf
-	prod, err := sarama.NewSyncProducer([]string{c.node(1).kafka}, scfg)
-	if err != nil {
-		t.Fatalf("sarama over TLS: %v", err)
-	}
 	saramaVals := seqValues("sarama-", 100)
-	for _, v := range saramaVals {
-		if _, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(v)}); err != nil {
-			t.Fatalf("sarama SendMessage over TLS: %v", err)
-		}
-	}
-	prod.Close()
+	saramaSend(t, c.node(1).kafka, scfg, topic, saramaVals)
 
 	// franz-go reads everything back through node 3.
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.node(3).kafka), kgo.DialTLSConfig(tlsConf),
-		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	got := map[string]bool{}
-	for _, r := range consumeN(t, cl, 300, 60*time.Second) {
-		got[string(r.Value)] = true
-	}
-	for _, v := range append(append(kcatVals, saramaVals...), seqValues("python-", 100)...) {
-		if !got[v] {
-			t.Fatalf("%q was acknowledged over TLS but not read back (read %d distinct values)", v, len(got))
-		}
-	}
+	readBackAll(t, c.node(3).kafka, topic, append(append(kcatVals, saramaVals...), seqValues("python-", 100)...),
+		kgo.DialTLSConfig(tlsConf))
 
 	// kcat reads them too, through node 2.
 	out := kcat(t, "", 60*time.Second, append([]string{"-C", "-b", c.node(2).kafka, "-t", topic, "-o", "beginning", "-e", "-q"}, kcatTLS...)...)
@@ -124,4 +102,41 @@ func kcatErr(stdin string, timeout time.Duration, args ...string) error {
 		return fmt.Errorf("%w: %s", err, tail(stderr.String(), 5))
 	}
 	return nil
+}
+
+// saramaSend produces vals to topic, one SyncProducer message each, through
+// the broker at addr with cfg.
+func saramaSend(t *testing.T, addr string, cfg *sarama.Config, topic string, vals []string) {
+	t.Helper()
+	prod, err := sarama.NewSyncProducer([]string{addr}, cfg)
+	if err != nil {
+		t.Fatalf("sarama: %v", err)
+	}
+	defer prod.Close()
+	for _, v := range vals {
+		if _, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(v)}); err != nil {
+			t.Fatalf("sarama SendMessage: %v", err)
+		}
+	}
+}
+
+// readBackAll reads topic from the start with franz-go (opts: TLS, SASL)
+// through the broker at addr and fails unless every value of want is read.
+func readBackAll(t *testing.T, addr, topic string, want []string, opts ...kgo.Opt) {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	got := map[string]bool{}
+	for _, r := range consumeN(t, cl, len(want), 60*time.Second) {
+		got[string(r.Value)] = true
+	}
+	for _, v := range want {
+		if !got[v] {
+			t.Fatalf("%q was acknowledged but not read back (read %d distinct values)", v, len(got))
+		}
+	}
 }
