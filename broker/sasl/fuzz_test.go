@@ -1,26 +1,12 @@
 package sasl
 
-import (
-	"path/filepath"
-	"testing"
-)
+import "testing"
 
 // FuzzLogin feeds arbitrary client messages to every mechanism's server,
 // two steps deep: a login either fails with an error or (never, with
 // random bytes) succeeds; it never panics.
 func FuzzLogin(f *testing.F) {
-	path := filepath.Join(f.TempDir(), "users.json")
-	var u Users
-	if err := u.SetPassword("alice", "pw", 4096); err != nil {
-		f.Fatal(err)
-	}
-	if err := u.Save(path); err != nil {
-		f.Fatal(err)
-	}
-	store, err := NewStore(path, nil)
-	if err != nil {
-		f.Fatal(err)
-	}
+	store, _, _ := testStore(f, map[string]string{"alice": "pw"})
 	f.Add("PLAIN", []byte("\x00alice\x00pw"), []byte(""))
 	f.Add(ScramSHA256, []byte("n,,n=alice,r=abcdef"), []byte("c=biws,r=abcdef,p=AAAA"))
 	f.Add(ScramSHA512, []byte("n,,n=alice,r=x"), []byte("c=biws,r=x=,p="))

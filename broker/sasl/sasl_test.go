@@ -12,6 +12,26 @@ import (
 	fsasl "github.com/twmb/franz-go/pkg/sasl"
 )
 
+// testStore writes a users file with user -> password and serves it.
+func testStore(tb testing.TB, users map[string]string) (*Store, *Users, string) {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "users.json")
+	u := &Users{}
+	for name, pw := range users {
+		if err := u.SetPassword(name, pw, 4096); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := u.Save(path); err != nil {
+		tb.Fatal(err)
+	}
+	store, err := NewStore(path, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return store, u, path
+}
+
 // login runs franz-go's client side of mechanism m against our server and
 // returns the server's verdict.
 func login(t *testing.T, store *Store, m fsasl.Mechanism) error {
@@ -47,21 +67,7 @@ func login(t *testing.T, store *Store, m fsasl.Mechanism) error {
 // refuse a wrong one or an unknown user; a users file changed on disk is
 // read again.
 func TestLogins(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "users.json")
-	var u Users
-	if err := u.SetPassword("alice", "wonder,land=1", 4096); err != nil {
-		t.Fatal(err)
-	}
-	if err := u.SetPassword("a,b=c", "x", 4096); err != nil {
-		t.Fatal(err)
-	}
-	if err := u.Save(path); err != nil {
-		t.Fatal(err)
-	}
-	store, err := NewStore(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, u, path := testStore(t, map[string]string{"alice": "wonder,land=1", "a,b=c": "x"})
 	mechs := func(user, pass string) []fsasl.Mechanism {
 		a := kscram.Auth{User: user, Pass: pass}
 		return []fsasl.Mechanism{kplain.Auth{User: user, Pass: pass}.AsMechanism(), a.AsSha256Mechanism(), a.AsSha512Mechanism()}
@@ -100,18 +106,7 @@ func TestLogins(t *testing.T) {
 
 // A broken exchange is refused, not a crash.
 func TestBadMessages(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "users.json")
-	var u Users
-	if err := u.SetPassword("alice", "pw", 4096); err != nil {
-		t.Fatal(err)
-	}
-	if err := u.Save(path); err != nil {
-		t.Fatal(err)
-	}
-	store, err := NewStore(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, _, _ := testStore(t, map[string]string{"alice": "pw"})
 	for mech, msgs := range map[string][]string{
 		Plain:       {"", "alice", "\x00alice", "bob\x00alice\x00pw"},
 		ScramSHA256: {"", "p=tls-unique,,n=alice,r=abc", "n,,", "n,,n=alice", "n,a=bob,n=alice,r=x", "n,,n=al=ice,r=x"},

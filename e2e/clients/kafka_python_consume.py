@@ -22,6 +22,7 @@ import json
 import sys
 import time
 
+import security_args
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
@@ -33,23 +34,9 @@ def main():
     ap.add_argument("--count", type=int, required=True, help="messages to read")
     ap.add_argument("--group", default=None, help="consumer group id (default: none)")
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds")
-    ap.add_argument("--ssl-cafile", default=None,
-                    help="connect with TLS (security_protocol SSL), trusting this CA")
-    ap.add_argument("--ssl-certfile", default=None, help="with --ssl-cafile: client certificate")
-    ap.add_argument("--ssl-keyfile", default=None, help="with --ssl-cafile: client key")
-    ap.add_argument("--sasl-mechanism", default=None,
-                    help="log in with SASL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
-    ap.add_argument("--sasl-user", default=None)
-    ap.add_argument("--sasl-password", default=None)
+    security_args.add_arguments(ap)
     args = ap.parse_args()
-    tls = {}
-    if args.ssl_cafile:
-        tls = dict(security_protocol="SSL", ssl_cafile=args.ssl_cafile,
-                   ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
-    if args.sasl_mechanism:
-        tls.update(security_protocol="SASL_SSL" if args.ssl_cafile else "SASL_PLAINTEXT",
-                   sasl_mechanism=args.sasl_mechanism,
-                   sasl_plain_username=args.sasl_user, sasl_plain_password=args.sasl_password)
+    security = security_args.client_options(args)
 
     deadline = time.time() + args.timeout
     consumer = KafkaConsumer(
@@ -62,7 +49,7 @@ def main():
         session_timeout_ms=10000,
         heartbeat_interval_ms=1000,
         fetch_max_wait_ms=200,
-        **tls,
+        **security,
     )
     if args.group is None:
         parts = None

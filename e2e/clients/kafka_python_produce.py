@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 
+import security_args
 from kafka import KafkaProducer
 
 
@@ -26,23 +27,9 @@ def main():
     ap.add_argument("--acks", default="1", help="0, 1 or all")
     ap.add_argument("--prefix", default="m-", help="value prefix")
     ap.add_argument("--compression", default=None, help="gzip, snappy, lz4 (default none)")
-    ap.add_argument("--ssl-cafile", default=None,
-                    help="connect with TLS (security_protocol SSL), trusting this CA")
-    ap.add_argument("--ssl-certfile", default=None, help="with --ssl-cafile: client certificate")
-    ap.add_argument("--ssl-keyfile", default=None, help="with --ssl-cafile: client key")
-    ap.add_argument("--sasl-mechanism", default=None,
-                    help="log in with SASL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
-    ap.add_argument("--sasl-user", default=None)
-    ap.add_argument("--sasl-password", default=None)
+    security_args.add_arguments(ap)
     args = ap.parse_args()
-    tls = {}
-    if args.ssl_cafile:
-        tls = dict(security_protocol="SSL", ssl_cafile=args.ssl_cafile,
-                   ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
-    if args.sasl_mechanism:
-        tls.update(security_protocol="SASL_SSL" if args.ssl_cafile else "SASL_PLAINTEXT",
-                   sasl_mechanism=args.sasl_mechanism,
-                   sasl_plain_username=args.sasl_user, sasl_plain_password=args.sasl_password)
+    security = security_args.client_options(args)
 
     acks = args.acks if args.acks == "all" else int(args.acks)
     producer = KafkaProducer(
@@ -54,7 +41,7 @@ def main():
         compression_type=args.compression,
         request_timeout_ms=15000,
         max_block_ms=20000,
-        **tls,
+        **security,
     )
     futures = []
     for i in range(args.count):
