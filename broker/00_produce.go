@@ -67,6 +67,7 @@ func handleProduce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response
 		rt := &r.Topics[i]
 		st := kmsg.NewProduceResponseTopic()
 		st.Topic = rt.Topic
+		mayWrite := b.allowedTopic(rc, kmsg.ACLOperationWrite, rt.Topic)
 		for j := range rt.Partitions {
 			rp := &rt.Partitions[j]
 			sp := kmsg.NewProduceResponseTopicPartition()
@@ -81,6 +82,8 @@ func handleProduce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response
 					return kerr.TransactionalIDAuthorizationFailed
 				case r.Acks != 0 && r.Acks != 1 && r.Acks != -1:
 					return kerr.InvalidRequiredAcks
+				case !mayWrite:
+					return kerr.TopicAuthorizationFailed
 				case !leader:
 					return kerr.NotLeaderForPartition
 				}

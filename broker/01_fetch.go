@@ -39,10 +39,19 @@ func handleFetch(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 			resp.ErrorCode = code
 			return resp
 		}
+		var denied map[string]bool // topics the principal may not read
+		for _, t := range full.Topics {
+			if !b.allowedTopic(rc, kmsg.ACLOperationRead, t.Topic) {
+				if denied == nil {
+					denied = map[string]bool{}
+				}
+				denied[t.Topic] = true
+			}
+		}
 		deadline := time.Now().Add(time.Duration(r.MaxWaitMillis) * time.Millisecond)
 		for {
 			wake := b.hwNotify.wait()
-			resp, n, failed := b.fetchOnce(full)
+			resp, n, failed := b.fetchOnce(full, denied)
 			if n >= int(r.MinBytes) || failed || !time.Now().Before(deadline) || rc.ctx.Err() != nil {
 				if sess != nil {
 					b.fetchSessions.finish(sess, resp, incremental)
@@ -62,8 +71,9 @@ func handleFetch(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 
 // fetchOnce builds one answer from what is committed now. It returns the
 // response, the record bytes in it, and whether some partition failed (an
-// error is answered at once, as Kafka does).
-func (b *Broker) fetchOnce(r *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bool) {
+// error is answered at once, as Kafka does). Topics in denied get
+// TOPIC_AUTHORIZATION_FAILED.
+func (b *Broker) fetchOnce(r *kmsg.FetchRequest, denied map[string]bool) (*kmsg.FetchResponse, int, bool) {
 	resp := r.ResponseKind().(*kmsg.FetchResponse)
 	budget := int(r.MaxBytes)
 	if r.Version < 3 || budget <= 0 {
@@ -82,6 +92,12 @@ func (b *Broker) fetchOnce(r *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bool
 			sp.LastStableOffset = -1
 			sp.LogStartOffset = -1
 			sp.PreferredReadReplica = -1
+			if denied[rt.Topic] {
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				failed = true
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
 			p := b.partition(rt.Topic, rp.Partition)
 			if p == nil {
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code

@@ -27,12 +27,18 @@ func handleListOffsets(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Resp
 	for _, rt := range r.Topics {
 		st := kmsg.NewListOffsetsResponseTopic()
 		st.Topic = rt.Topic
+		mayDescribe := b.allowedTopic(rc, kmsg.ACLOperationDescribe, rt.Topic)
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewListOffsetsResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.Timestamp = -1
 			sp.Offset = -1
 			sp.LeaderEpoch = int32(view.Epoch)
+			if !mayDescribe {
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
 			p := b.partition(rt.Topic, rp.Partition)
 			if p == nil {
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code

@@ -17,12 +17,7 @@ package broker
 
 import (
 	"context"
-	"net"
-	"strconv"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -55,7 +50,12 @@ func handleMetadata(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Respons
 	allowAuto := r.AllowAutoTopicCreation || r.Version < 4
 	switch {
 	case r.Topics == nil || (r.Version == 0 && len(r.Topics) == 0):
-		names = b.topicNames()
+		// Every topic the principal may describe, as Kafka lists them.
+		for _, n := range b.topicNames() {
+			if b.quietlyAllowed(rc, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, n) {
+				names = append(names, n)
+			}
+		}
 		allowAuto = false
 	default:
 		for _, t := range r.Topics {
@@ -75,6 +75,15 @@ func handleMetadata(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Respons
 		}
 	}
 	for _, name := range names {
+		_, exists := b.topicSnap(name)
+		if !b.allowedTopic(rc, kmsg.ACLOperationDescribe, name) ||
+			(!exists && allowAuto && b.cfg.AutoCreateTopics && !b.allowedCreateTopic(rc, name)) {
+			mt := kmsg.NewMetadataResponseTopic()
+			mt.Topic = &name
+			mt.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			resp.Topics = append(resp.Topics, mt)
+			continue
+		}
 		resp.Topics = append(resp.Topics, b.metadataTopic(rc.ctx, name, allowAuto, view))
 	}
 	return now(resp)
@@ -96,7 +105,7 @@ func (b *Broker) metadataTopic(ctx context.Context, name string, allowAuto bool,
 			snap, ok = b.topicSnap(name)
 		} else {
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			ok = b.forwardCreateTopic(cctx, name, view)
+			ok = b.forwardCreateTopic(cctx, name)
 			cancel()
 			if ok {
 				snap, ok = b.topicSnap(name)
@@ -146,28 +155,7 @@ func (b *Broker) clusterID() string {
 
 // forwardCreateTopic asks the leader to create a topic and waits until the
 // creation has been applied here. It reports whether the topic exists.
-func (b *Broker) forwardCreateTopic(ctx context.Context, name string, view link.ClusterView) bool {
-	var addr string
-	for _, bi := range view.Brokers {
-		if bi.NodeID == view.LeaderID && bi.NodeID != b.cfg.NodeID {
-			addr = net.JoinHostPort(bi.Host, strconv.Itoa(int(bi.Port)))
-		}
-	}
-	if addr == "" {
-		return false
-	}
-	opts := []kgo.Opt{kgo.SeedBrokers(addr), kgo.RequestRetries(1)}
-	if b.tlsClient != nil {
-		opts = append(opts, kgo.DialTLSConfig(b.tlsClient.Clone()))
-	}
-	if b.cfg.SASLBrokerUser != "" {
-		opts = append(opts, kgo.SASL(scram.Auth{User: b.cfg.SASLBrokerUser, Pass: b.cfg.SASLBrokerPassword}.AsSha512Mechanism()))
-	}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return false
-	}
-	defer cl.Close()
+func (b *Broker) forwardCreateTopic(ctx context.Context, name string) bool {
 	req := kmsg.NewPtrCreateTopicsRequest()
 	req.TimeoutMillis = 5000
 	t := kmsg.NewCreateTopicsRequestTopic()
@@ -175,8 +163,8 @@ func (b *Broker) forwardCreateTopic(ctx context.Context, name string, view link.
 	t.NumPartitions = -1
 	t.ReplicationFactor = -1
 	req.Topics = append(req.Topics, t)
-	if _, err := req.RequestWith(ctx, cl); err != nil {
-		b.log.Warn("asking the leader to create a topic failed", "topic", name, "leader", addr, "error", err)
+	if _, err := b.askLeader(ctx, req); err != nil {
+		b.log.Warn("asking the leader to create a topic failed", "topic", name, "error", err)
 		return false
 	}
 	tick := time.NewTicker(20 * time.Millisecond)

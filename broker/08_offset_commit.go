@@ -20,7 +20,9 @@ func init() {
 	v := group.Versions[kmsg.OffsetCommit.Int16()]
 	register(kmsg.OffsetCommit.Int16(), v[0], v[1], func(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 		return func() kmsg.Response {
-			return b.groups.OffsetCommit(group.WithClientInfo(rc.ctx, rc.clientID, "/"+rc.host), req.(*kmsg.OffsetCommitRequest))
+			return b.groupCall(rc, req, func(req kmsg.Request) kmsg.Response {
+				return b.groups.OffsetCommit(group.WithClientInfo(rc.ctx, rc.clientID, "/"+rc.host), req.(*kmsg.OffsetCommitRequest))
+			})
 		}
 	})
 }

@@ -18,7 +18,9 @@ func init() {
 	v := group.Versions[kmsg.OffsetFetch.Int16()]
 	register(kmsg.OffsetFetch.Int16(), v[0], v[1], func(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 		return func() kmsg.Response {
-			return b.groups.OffsetFetch(group.WithClientInfo(rc.ctx, rc.clientID, "/"+rc.host), req.(*kmsg.OffsetFetchRequest))
+			return b.groupCall(rc, req, func(req kmsg.Request) kmsg.Response {
+				return b.groups.OffsetFetch(group.WithClientInfo(rc.ctx, rc.clientID, "/"+rc.host), req.(*kmsg.OffsetFetchRequest))
+			})
 		}
 	})
 }

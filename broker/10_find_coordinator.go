@@ -22,6 +22,9 @@ func handleFindCoordinator(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.
 		if r.CoordinatorType != 0 {
 			return -1, "", -1, kerr.InvalidRequest // only groups (0); no transactions
 		}
+		if !b.allowedGroup(rc, kmsg.ACLOperationDescribe, key) {
+			return -1, "", -1, kerr.GroupAuthorizationFailed
+		}
 		if view.LeaderID < 0 {
 			return -1, "", -1, kerr.CoordinatorNotAvailable
 		}

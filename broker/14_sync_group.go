@@ -17,7 +17,9 @@ func init() {
 	v := group.Versions[kmsg.SyncGroup.Int16()]
 	register(kmsg.SyncGroup.Int16(), v[0], v[1], func(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 		return func() kmsg.Response {
-			return b.groups.SyncGroup(group.WithClientInfo(rc.ctx, rc.clientID, "/"+rc.host), req.(*kmsg.SyncGroupRequest))
+			return b.groupCall(rc, req, func(req kmsg.Request) kmsg.Response {
+				return b.groups.SyncGroup(group.WithClientInfo(rc.ctx, rc.clientID, "/"+rc.host), req.(*kmsg.SyncGroupRequest))
+			})
 		}
 	})
 }

@@ -17,7 +17,9 @@ func init() {
 	v := group.Versions[kmsg.DescribeGroups.Int16()]
 	register(kmsg.DescribeGroups.Int16(), v[0], v[1], func(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 		return func() kmsg.Response {
-			return b.groups.DescribeGroups(group.WithClientInfo(rc.ctx, rc.clientID, "/"+rc.host), req.(*kmsg.DescribeGroupsRequest))
+			return b.groupCall(rc, req, func(req kmsg.Request) kmsg.Response {
+				return b.groups.DescribeGroups(group.WithClientInfo(rc.ctx, rc.clientID, "/"+rc.host), req.(*kmsg.DescribeGroupsRequest))
+			})
 		}
 	})
 }

@@ -17,7 +17,9 @@ func init() {
 	v := group.Versions[kmsg.ListGroups.Int16()]
 	register(kmsg.ListGroups.Int16(), v[0], v[1], func(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 		return func() kmsg.Response {
-			return b.groups.ListGroups(group.WithClientInfo(rc.ctx, rc.clientID, "/"+rc.host), req.(*kmsg.ListGroupsRequest))
+			return b.groupCall(rc, req, func(req kmsg.Request) kmsg.Response {
+				return b.groups.ListGroups(group.WithClientInfo(rc.ctx, rc.clientID, "/"+rc.host), req.(*kmsg.ListGroupsRequest))
+			})
 		}
 	})
 }

@@ -32,6 +32,10 @@ type connAuth struct {
 	server   sasl.Server // the login under way, after SaslHandshake
 	mech     string
 	raw      bool // handshake v0: the next frames are bare SASL messages
+	// principal is who the connection's requests are authorized as
+	// (29_acls.go): "User:" and the SASL user once logged in, else the
+	// subject of the TLS client certificate, else User:ANONYMOUS.
+	principal string
 }
 
 // allows reports whether a request with this key may come now.
@@ -112,6 +116,7 @@ func (b *Broker) saslStep(a *connAuth, in []byte, host string) ([]byte, bool, er
 		}
 	case done:
 		a.done = true
+		a.principal = "User:" + a.server.User()
 		b.log.Debug("SASL login", "client", host, "mechanism", a.mech, "user", a.server.User())
 	}
 	return out, done, err

@@ -38,6 +38,8 @@ func handleCreateTopics(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Res
 			var code *kerr.Error
 			var msg string
 			switch {
+			case !b.allowedCreateTopic(rc, rt.Topic):
+				code, msg = kerr.TopicAuthorizationFailed, "creating a topic needs CREATE on the cluster or on the topic"
 			case len(rt.ReplicaAssignment) > 0:
 				code, msg = kerr.InvalidReplicaAssignment, "manual replica assignment is not supported: every node holds every partition"
 			case rt.ReplicationFactor > int16(nodes) || rt.ReplicationFactor == 0 || rt.ReplicationFactor < -1:

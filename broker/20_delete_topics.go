@@ -48,7 +48,12 @@ func handleDeleteTopics(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Res
 				st.Topic = &n
 			}
 			st.TopicID = ids[i]
-			code := b.deleteTopic(ctx, name)
+			var code *kerr.Error
+			if name != "" && !b.allowedTopic(rc, kmsg.ACLOperationDelete, name) {
+				code = kerr.TopicAuthorizationFailed
+			} else {
+				code = b.deleteTopic(ctx, name)
+			}
 			if code != nil {
 				if name == "" {
 					code = kerr.UnknownTopicID

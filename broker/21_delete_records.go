@@ -53,6 +53,7 @@ func handleDeleteRecords(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Re
 			st := kmsg.NewDeleteRecordsResponseTopic()
 			st.Topic = rt.Topic
 			snap, known := b.topicSnap(rt.Topic)
+			mayDelete := b.allowedTopic(rc, kmsg.ACLOperationDelete, rt.Topic)
 			for _, rp := range rt.Partitions {
 				sp := kmsg.NewDeleteRecordsResponseTopicPartition()
 				sp.Partition = rp.Partition
@@ -62,6 +63,8 @@ func handleDeleteRecords(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Re
 					p = snap.partitions[rp.Partition]
 				}
 				switch {
+				case !mayDelete:
+					sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 				case p == nil:
 					sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				case !leader:

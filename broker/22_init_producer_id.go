@@ -27,6 +27,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tandem-io/tandem/broker/acl"
 	"github.com/tandem-io/tandem/broker/wal"
 )
 
@@ -39,6 +40,14 @@ func handleInitProducerID(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.R
 	resp.ProducerEpoch = -1
 	if r.TransactionalID != nil {
 		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+		return now(resp)
+	}
+	// An idempotent producer needs IDEMPOTENT_WRITE on the cluster, or
+	// WRITE on some topic (Kafka 3.0, KIP-679).
+	if b.authz != nil && !b.quietlyAllowed(rc, kmsg.ACLOperationIdempotentWrite, kmsg.ACLResourceTypeCluster, acl.ClusterName) &&
+		!b.allowedAny(rc, kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTopic) {
+		b.denied(rc, kmsg.ACLOperationIdempotentWrite, kmsg.ACLResourceTypeCluster, acl.ClusterName)
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
 		return now(resp)
 	}
 	if !b.isLeader() {

@@ -98,13 +98,17 @@ func handleDescribeConfigs(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.
 		switch int8(rr.ResourceType) {
 		case resourceTopic:
 			snap, ok := b.topicSnap(rr.ResourceName)
-			if !ok {
+			if !b.allowedTopic(rc, kmsg.ACLOperationDescribeConfigs, rr.ResourceName) {
+				sr.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			} else if !ok {
 				sr.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			} else {
 				values = b.describeTopicConfigs(snap, rr.ConfigNames)
 			}
 		case resourceBroker:
-			if rr.ResourceName != "" && rr.ResourceName != strconv.Itoa(int(b.cfg.NodeID)) {
+			if !b.allowedCluster(rc, kmsg.ACLOperationDescribeConfigs) {
+				sr.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+			} else if rr.ResourceName != "" && rr.ResourceName != strconv.Itoa(int(b.cfg.NodeID)) {
 				sr.ErrorCode = kerr.InvalidRequest.Code
 				msg := "describe the configs of a broker on that broker"
 				sr.ErrorMessage = &msg

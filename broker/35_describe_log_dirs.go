@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -28,6 +29,12 @@ func init() { register(kmsg.DescribeLogDirs.Int16(), 0, 4, handleDescribeLogDirs
 func handleDescribeLogDirs(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 	r := req.(*kmsg.DescribeLogDirsRequest)
 	resp := r.ResponseKind().(*kmsg.DescribeLogDirsResponse)
+	if !b.allowedCluster(rc, kmsg.ACLOperationDescribe) {
+		// As Kafka: the whole answer (v3+) carries the error, earlier
+		// versions get no directory.
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+		return now(resp)
+	}
 	dir := kmsg.NewDescribeLogDirsResponseDir()
 	dir.Dir = filepath.Join(b.cfg.DataDir, "wal")
 	if abs, err := filepath.Abs(dir.Dir); err == nil {

@@ -29,6 +29,9 @@ func handleCreatePartitions(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg
 			st := kmsg.NewCreatePartitionsResponseTopic()
 			st.Topic = rt.Topic
 			code, msg := func() (*kerr.Error, string) {
+				if !b.allowedTopic(rc, kmsg.ACLOperationAlter, rt.Topic) {
+					return kerr.TopicAuthorizationFailed, "adding partitions needs ALTER on the topic"
+				}
 				if !b.isLeader() {
 					return kerr.NotController, "not the leader"
 				}

@@ -15,7 +15,9 @@ func init() {
 	v := group.Versions[kmsg.DeleteGroups.Int16()]
 	register(kmsg.DeleteGroups.Int16(), v[0], v[1], func(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 		return func() kmsg.Response {
-			return b.groups.DeleteGroups(group.WithClientInfo(rc.ctx, rc.clientID, "/"+rc.host), req.(*kmsg.DeleteGroupsRequest))
+			return b.groupCall(rc, req, func(req kmsg.Request) kmsg.Response {
+				return b.groups.DeleteGroups(group.WithClientInfo(rc.ctx, rc.clientID, "/"+rc.host), req.(*kmsg.DeleteGroupsRequest))
+			})
 		}
 	})
 }

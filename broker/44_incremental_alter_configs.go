@@ -62,6 +62,9 @@ func handleIncrementalAlterConfigs(b *Broker, rc *reqCtx, req kmsg.Request) func
 				if int8(rr.ResourceType) != resourceTopic {
 					return kerr.InvalidRequest, "only topic configs can be altered; broker settings are flags"
 				}
+				if !b.allowedTopic(rc, kmsg.ACLOperationAlterConfigs, rr.ResourceName) {
+					return kerr.TopicAuthorizationFailed, "altering a topic's configs needs ALTER_CONFIGS on the topic"
+				}
 				set := map[string]*string{}
 				for _, c := range rr.Configs {
 					switch c.Op {
@@ -101,6 +104,9 @@ func handleAlterConfigs(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Res
 			code, msg := func() (*kerr.Error, string) {
 				if int8(rr.ResourceType) != resourceTopic {
 					return kerr.InvalidRequest, "only topic configs can be altered; broker settings are flags"
+				}
+				if !b.allowedTopic(rc, kmsg.ACLOperationAlterConfigs, rr.ResourceName) {
+					return kerr.TopicAuthorizationFailed, "altering a topic's configs needs ALTER_CONFIGS on the topic"
 				}
 				snap, ok := b.topicSnap(rr.ResourceName)
 				if !ok {

@@ -14,7 +14,9 @@ func init() {
 	v := group.Versions[kmsg.OffsetDelete.Int16()]
 	register(kmsg.OffsetDelete.Int16(), v[0], v[1], func(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 		return func() kmsg.Response {
-			return b.groups.OffsetDelete(group.WithClientInfo(rc.ctx, rc.clientID, "/"+rc.host), req.(*kmsg.OffsetDeleteRequest))
+			return b.groupCall(rc, req, func(req kmsg.Request) kmsg.Response {
+				return b.groups.OffsetDelete(group.WithClientInfo(rc.ctx, rc.clientID, "/"+rc.host), req.(*kmsg.OffsetDeleteRequest))
+			})
 		}
 	})
 }

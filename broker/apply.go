@@ -123,6 +123,12 @@ func (b *Broker) applyPrefixLocked(e wal.Entry, pos wal.Pos, size int) error {
 		b.groups.RestoreGroup(g)
 	case wal.TypeDeleteRecords:
 		return b.applyDeleteRecordsLocked(e)
+	case wal.TypeACL:
+		var a aclEntry
+		if err := decodeJSON(e, &a); err != nil {
+			return err
+		}
+		b.acls.Apply(a.Add, a.Remove)
 	case wal.TypeProducerID:
 		var p producerIDEntry
 		if err := decodeJSON(e, &p); err != nil {

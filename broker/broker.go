@@ -10,12 +10,15 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/tandem-io/tandem/broker/acl"
 	"github.com/tandem-io/tandem/broker/group"
 	"github.com/tandem-io/tandem/broker/link"
 	"github.com/tandem-io/tandem/broker/sasl"
@@ -36,6 +39,9 @@ type Broker struct {
 	tlsClient *tls.Config
 	sasl      *sasl.Store        // users who may log in; nil: no SASL (17_sasl.go)
 	saslLog   certs.HandshakeLog // how loudly to log refused logins
+	acls      *acl.Set           // every ACL binding, replicated through the WAL (29_acls.go)
+	authz     *acl.Authorizer    // nil: ACLs not enforced (--acls off)
+	aclLog    certs.HandshakeLog // how loudly to log refusals, by principal
 	wal       *wal.Log
 	groups    *group.Coordinator
 	host      string
@@ -121,10 +127,28 @@ func Open(cfg Config) (*Broker, error) {
 		pidEpochs: make(map[int64]int16),
 		pidBumps:  make(map[int64]int16),
 		topics:    make(map[string]*topic),
+		acls:      acl.NewSet(),
 		commitCh:  make(chan struct{}),
 		ctx:       ctx,
 		cancel:    cancel,
 		conns:     make(map[net.Conn]struct{}),
+	}
+	if cfg.ACLs {
+		super, _ := acl.ParseSuperUsers(cfg.SuperUsers) // Validate checked it
+		if cfg.SASLBrokerUser != "" {
+			super["User:"+cfg.SASLBrokerUser] = true
+		}
+		b.authz = &acl.Authorizer{Set: b.acls, SuperUsers: super, AllowIfNoACL: cfg.AllowEveryoneIfNoACL}
+		supers := make([]string, 0, len(super))
+		for p := range super {
+			supers = append(supers, p)
+		}
+		sort.Strings(supers)
+		cfg.Logger.Named("acl").Info("enforcing Kafka ACLs", "super_users", strings.Join(supers, ";"),
+			"allow_everyone_if_no_acl", cfg.AllowEveryoneIfNoACL)
+		if users == nil && !cfg.TLSClientAuth {
+			cfg.Logger.Named("acl").Warn("ACLs are enforced but clients neither log in (--sasl-users) nor show certificates (--tls-client-auth): every client is User:ANONYMOUS")
+		}
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		cancel()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/tandem-io/tandem/broker/acl"
 	"github.com/tandem-io/tandem/broker/group"
 	"github.com/tandem-io/tandem/broker/wal"
 )
@@ -51,6 +52,21 @@ type Config struct {
 	// connects to the leader's Kafka listener (a follower asking it to
 	// create a topic) and the leader requires SASL.
 	SASLBrokerUser, SASLBrokerPassword string
+	// ACLs makes the broker enforce Kafka ACLs (CreateAcls, DescribeAcls,
+	// DeleteAcls; Kafka's authorizer.class.name): a request is refused
+	// unless an ACL allows its principal the operation, its principal is a
+	// super user, or no ACL names the resource and AllowEveryoneIfNoACL is
+	// set. Without it every client may do everything, and the ACL APIs
+	// answer SECURITY_DISABLED. The ACLs themselves are WAL entries, the
+	// same on every node.
+	ACLs bool
+	// SuperUsers is Kafka's super.users: principals, separated by
+	// semicolons, that may do everything ("User:admin;User:CN=ops,O=acme").
+	// SASLBrokerUser is always one.
+	SuperUsers string
+	// AllowEveryoneIfNoACL is Kafka's allow.everyone.if.no.acl.found.
+	// Default false.
+	AllowEveryoneIfNoACL bool
 
 	// NumPartitions is Kafka's num.partitions: partitions of an auto-created
 	// topic, and of CreateTopics asking for -1. Default 1, as Kafka.
@@ -203,6 +219,12 @@ func (c *Config) Validate() error {
 	}
 	if (c.SASLBrokerUser == "") != (c.SASLBrokerPassword == "") {
 		errs = append(errs, errors.New("the broker's SASL user and password go together"))
+	}
+	if _, err := acl.ParseSuperUsers(c.SuperUsers); err != nil {
+		errs = append(errs, err)
+	}
+	if (c.SuperUsers != "" || c.AllowEveryoneIfNoACL) && !c.ACLs {
+		errs = append(errs, errors.New("super users and allow-everyone-if-no-acl need ACLs enforced (--acls)"))
 	}
 	if c.Fsync == wal.SyncInterval && c.FsyncInterval <= 0 {
 		errs = append(errs, errors.New("fsync interval must be > 0 with the interval policy"))

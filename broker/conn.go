@@ -66,7 +66,7 @@ func (b *Broker) serveConn(c net.Conn) {
 
 	r := bufio.NewReaderSize(c, 64<<10)
 	drain := false // let the answers already queued go out before closing
-	auth := &connAuth{required: b.sasl != nil}
+	auth := &connAuth{required: b.sasl != nil, principal: connPrincipal(c)}
 	for {
 		if idle := b.cfg.ConnectionsMaxIdle; idle > 0 {
 			c.SetReadDeadline(time.Now().Add(idle))

@@ -24,6 +24,7 @@ type metrics struct {
 	fsyncLatency    prometheus.Histogram
 	tlsFailures     prometheus.Counter
 	saslFailures    prometheus.Counter
+	aclDenied       *prometheus.CounterVec
 }
 
 func newMetrics(b *Broker) *metrics {
@@ -62,6 +63,13 @@ func newMetrics(b *Broker) *metrics {
 	m.saslFailures = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tandem_broker_sasl_login_failures_total",
 		Help: "SASL logins refused (unknown user, wrong password, broken exchange)."})
+	m.aclDenied = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tandem_broker_authorization_failures_total",
+		Help: "Operations refused by the ACLs (--acls), by resource type: topic, group, cluster, transactional_id."},
+		[]string{"resource_type"})
+	aclBindings := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tandem_broker_acls", Help: "Kafka ACL bindings stored (the same on every node once replicated)."},
+		func() float64 { return float64(b.acls.Len()) })
 	fetchSessions := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tandem_broker_fetch_sessions", Help: "Fetch sessions (KIP-227) this broker keeps."},
 		func() float64 { return float64(b.fetchSessions.count()) })
@@ -70,7 +78,7 @@ func newMetrics(b *Broker) *metrics {
 			func() float64 { return float64(f(b.wal.Stats())) })
 	}
 	m.reg.MustRegister(m.produceLatency, m.bytesIn, m.recordsIn, m.walLastLSN, m.walDurableLSN,
-		m.walFirstLSN, m.commitLSN, m.retentionDelete, m.fsyncLatency, m.tlsFailures, m.saslFailures, fetchSessions,
+		m.walFirstLSN, m.commitLSN, m.retentionDelete, m.fsyncLatency, m.tlsFailures, m.saslFailures, m.aclDenied, aclBindings, fetchSessions,
 		walStat("tandem_broker_wal_fsyncs_total", "fsyncs of WAL segment files (group commit, segment rolls, truncation, close).",
 			func(st wal.Stats) uint64 { return st.Fsyncs }),
 		walStat("tandem_broker_wal_appends_total", "Entries appended to the WAL (leader and follower).",

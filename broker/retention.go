@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tandem-io/tandem/broker/acl"
 	"github.com/tandem-io/tandem/broker/group"
 	"github.com/tandem-io/tandem/broker/link"
 	"github.com/tandem-io/tandem/broker/wal"
@@ -56,6 +57,9 @@ type stateCheckpoint struct {
 	// Groups is the stored membership of consumer groups (absent in
 	// checkpoints of older versions).
 	Groups []group.GroupState `json:"groups,omitempty"`
+	// ACLs is every Kafka ACL binding (absent in checkpoints of older
+	// versions, and when there is none).
+	ACLs []acl.Binding `json:"acls,omitempty"`
 }
 
 type checkpointTopic struct {
@@ -294,6 +298,7 @@ func (b *Broker) snapshotLocked() stateCheckpoint {
 	b.mu.RUnlock()
 	cp.Offsets = b.groups.AllOffsets()
 	cp.Groups = b.groups.StoredGroups()
+	cp.ACLs = b.acls.All()
 	return cp
 }
 
@@ -514,6 +519,7 @@ func (b *Broker) restoreCheckpointLocked(cp stateCheckpoint) {
 	for k, v := range cp.PIDBumps {
 		b.pidBumps[k] = v
 	}
+	b.acls.Replace(cp.ACLs)
 }
 
 // endCheckpointReplayLocked ends a replay that started from the state

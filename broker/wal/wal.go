@@ -43,6 +43,9 @@ const (
 	// TypeDeleteRecords moves the log start offset of some partitions
 	// forward (Kafka's DeleteRecords).
 	TypeDeleteRecords EntryType = 11
+	// TypeACL adds and removes Kafka ACL bindings (CreateAcls,
+	// DeleteAcls).
+	TypeACL EntryType = 12
 )
 
 func (t EntryType) String() string {
@@ -69,6 +72,8 @@ func (t EntryType) String() string {
 		return "GroupState"
 	case TypeDeleteRecords:
 		return "DeleteRecords"
+	case TypeACL:
+		return "ACL"
 	}
 	return fmt.Sprintf("EntryType(%d)", uint8(t))
 }

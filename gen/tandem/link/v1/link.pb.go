@@ -105,6 +105,11 @@ const (
 	// Log start offsets moved forward (JSON: topic, topic id, partition and
 	// new log start offset of each partition; Kafka's DeleteRecords).
 	EntryType_ENTRY_TYPE_DELETE_RECORDS EntryType = 11
+	// Kafka ACL bindings added and removed (JSON: "add" and "remove", lists
+	// of bindings with resource type, resource name, pattern type,
+	// principal, host, operation and permission, as Kafka's CreateAcls
+	// carries them; Kafka's CreateAcls and DeleteAcls).
+	EntryType_ENTRY_TYPE_ACL EntryType = 12
 )
 
 // Enum value maps for EntryType.
@@ -122,6 +127,7 @@ var (
 		9:  "ENTRY_TYPE_STATE_SNAPSHOT",
 		10: "ENTRY_TYPE_GROUP_STATE",
 		11: "ENTRY_TYPE_DELETE_RECORDS",
+		12: "ENTRY_TYPE_ACL",
 	}
 	EntryType_value = map[string]int32{
 		"ENTRY_TYPE_UNSPECIFIED":       0,
@@ -136,6 +142,7 @@ var (
 		"ENTRY_TYPE_STATE_SNAPSHOT":    9,
 		"ENTRY_TYPE_GROUP_STATE":       10,
 		"ENTRY_TYPE_DELETE_RECORDS":    11,
+		"ENTRY_TYPE_ACL":               12,
 	}
 )
 
@@ -2218,7 +2225,7 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x19\n" +
 	"\bfrom_lsn\x18\x02 \x01(\x04R\afromLsn\x12\x15\n" +
-	"\x06to_lsn\x18\x03 \x01(\x04R\x05toLsn*\xe6\x02\n" +
+	"\x06to_lsn\x18\x03 \x01(\x04R\x05toLsn*\xfa\x02\n" +
 	"\tEntryType\x12\x1a\n" +
 	"\x16ENTRY_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17ENTRY_TYPE_RECORD_BATCH\x10\x01\x12\x1b\n" +
@@ -2232,7 +2239,8 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\x19ENTRY_TYPE_STATE_SNAPSHOT\x10\t\x12\x1a\n" +
 	"\x16ENTRY_TYPE_GROUP_STATE\x10\n" +
 	"\x12\x1d\n" +
-	"\x19ENTRY_TYPE_DELETE_RECORDS\x10\v*U\n" +
+	"\x19ENTRY_TYPE_DELETE_RECORDS\x10\v\x12\x12\n" +
+	"\x0eENTRY_TYPE_ACL\x10\f*U\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fROLE_STANDALONE\x10\x01\x12\x0f\n" +

@@ -5,6 +5,7 @@ from google.protobuf import message as _message
 from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+ENTRY_TYPE_ACL: EntryType
 ENTRY_TYPE_ALTER_CONFIG: EntryType
 ENTRY_TYPE_CREATE_PARTITIONS: EntryType
 ENTRY_TYPE_CREATE_TOPIC: EntryType
