@@ -193,6 +193,7 @@ func handleCreateACLs(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Respo
 			ctx, cancel := rc.timeoutCtx(0)
 			defer cancel()
 			version := r.Version // the client's; the leader may be asked another
+			b.log.Info("handing CreateAcls to the leader", "by", rc.auth.principal, "client", rc.host)
 			fwd, err := b.askLeader(ctx, r)
 			if err != nil {
 				r.Version = version
@@ -278,6 +279,7 @@ func handleDeleteACLs(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Respo
 			ctx, cancel := rc.timeoutCtx(0)
 			defer cancel()
 			version := r.Version // the client's; the leader may be asked another
+			b.log.Info("handing DeleteAcls to the leader", "by", rc.auth.principal, "client", rc.host)
 			fwd, err := b.askLeader(ctx, r)
 			if err != nil {
 				r.Version = version

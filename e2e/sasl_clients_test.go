@@ -24,22 +24,7 @@ import (
 // and kcat read everything back. A wrong password and a client without
 // SASL are refused.
 func TestKafkaClientsOverSASL(t *testing.T) {
-	dir := t.TempDir()
-	users := filepath.Join(dir, "users.json")
-	for user, pw := range map[string]string{"alice": "wonderland", "broker": "inter-broker-secret"} {
-		cmd := exec.Command(testutil.Bin(t, "tandemctl"), "sasl-user", "--file", users, "--user", user)
-		cmd.Stdin = strings.NewReader(pw + "\n")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("tandemctl sasl-user: %v\n%s", err, out)
-		}
-	}
-	pwFile := filepath.Join(dir, "broker-password")
-	if err := os.WriteFile(pwFile, []byte("inter-broker-secret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c := startCluster(t, clusterOpts{brokerFlags: []string{
-		"--sasl-users", users, "--sasl-broker-user", "broker", "--sasl-broker-password-file", pwFile,
-	}})
+	c := startCluster(t, clusterOpts{brokerFlags: saslBrokerFlags(t, map[string]string{"alice": "wonderland"})})
 	const topic = "over-sasl"
 	kcatSASL := func(mech, pw string) []string {
 		return []string{"-X", "security.protocol=sasl_plaintext", "-X", "sasl.mechanisms=" + mech,
@@ -88,4 +73,28 @@ func TestKafkaClientsOverSASL(t *testing.T) {
 	}
 	c.waitInSync(30 * time.Second)
 	c.mustVerify(1)
+}
+
+// saslBrokerFlags writes a users file with these users (password by name)
+// and user "broker", with `tandemctl sasl-user`, and returns the broker
+// flags that require SASL logins and log followers in to the leader as
+// "broker".
+func saslBrokerFlags(t *testing.T, users map[string]string) []string {
+	t.Helper()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "users.json")
+	const brokerPassword = "inter-broker-secret"
+	users["broker"] = brokerPassword
+	for user, pw := range users {
+		cmd := exec.Command(testutil.Bin(t, "tandemctl"), "sasl-user", "--file", file, "--user", user)
+		cmd.Stdin = strings.NewReader(pw + "\n")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("tandemctl sasl-user: %v\n%s", err, out)
+		}
+	}
+	pwFile := filepath.Join(dir, "broker-password")
+	if err := os.WriteFile(pwFile, []byte(brokerPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"--sasl-users", file, "--sasl-broker-user", "broker", "--sasl-broker-password-file", pwFile}
 }
