@@ -8,6 +8,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tandem-io/tandem/broker/acl"
 )
 
 // FuzzRequestFrame feeds arbitrary bytes to the request decoder and the
@@ -25,6 +27,9 @@ func FuzzRequestFrame(f *testing.F) {
 	cfg.Listen = "127.0.0.1:0"
 	cfg.InitialRebalanceDelay = time.Millisecond
 	cfg.Logger = hclog.NewNullLogger()
+	// ACLs on, so that the authorization of every request is fuzzed too
+	// (and the ACL requests change what later ones may do).
+	cfg.ACLs, cfg.AllowEveryoneIfNoACL = true, true
 	b, err := Open(cfg)
 	if err != nil {
 		f.Fatal(err)
@@ -33,7 +38,7 @@ func FuzzRequestFrame(f *testing.F) {
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 		defer cancel()
-		in, err := b.dispatch(ctx, frame, "127.0.0.1", &connAuth{})
+		in, err := b.dispatch(ctx, frame, "127.0.0.1", &connAuth{principal: acl.Anonymous})
 		if err != nil || in.respond == nil {
 			return
 		}
@@ -114,6 +119,23 @@ func seedFrames() [][]byte {
 	hb := kmsg.NewPtrHeartbeatRequest()
 	hb.Group = "g"
 	add(hb)
+	ca := kmsg.NewPtrCreateACLsRequest()
+	cc := kmsg.NewCreateACLsRequestCreation()
+	cc.ResourceType, cc.ResourceName, cc.ResourcePatternType = kmsg.ACLResourceTypeTopic, topic, kmsg.ACLResourcePatternTypePrefixed
+	cc.Principal, cc.Host, cc.Operation, cc.PermissionType = "User:ANONYMOUS", "*", kmsg.ACLOperationRead, kmsg.ACLPermissionTypeDeny
+	ca.Creations = append(ca.Creations, cc)
+	add(ca)
+	da := kmsg.NewPtrDescribeACLsRequest()
+	da.ResourceType, da.ResourcePatternType = kmsg.ACLResourceTypeAny, kmsg.ACLResourcePatternTypeMatch
+	da.ResourceName = &topic
+	da.Operation, da.PermissionType = kmsg.ACLOperationAny, kmsg.ACLPermissionTypeAny
+	add(da)
+	xa := kmsg.NewPtrDeleteACLsRequest()
+	xf := kmsg.NewDeleteACLsRequestFilter()
+	xf.ResourceType, xf.ResourcePatternType = kmsg.ACLResourceTypeAny, kmsg.ACLResourcePatternTypeAny
+	xf.Operation, xf.PermissionType = kmsg.ACLOperationAny, kmsg.ACLPermissionTypeAny
+	xa.Filters = append(xa.Filters, xf)
+	add(xa)
 	return out
 }
 
