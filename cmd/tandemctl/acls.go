@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl"
@@ -103,14 +104,14 @@ func aclsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Writer,
 
 // aclsOpts is the command line of `tandemctl acls`.
 type aclsOpts struct {
-	bootstrap                    string
+	bootstrap                     string
 	mechanism, user, passwordFile string
-	tls                          sidecar.TLSFiles
-	list, add, remove            bool
-	allow, deny, principals      stringsFlag
-	hosts, ops                   stringsFlag
-	topics, groups, txnIDs       stringsFlag
-	cluster, prefixed            bool
+	tls                           sidecar.TLSFiles
+	list, add, remove             bool
+	allow, deny, principals       stringsFlag
+	hosts, ops                    stringsFlag
+	topics, groups, txnIDs        stringsFlag
+	cluster, prefixed             bool
 }
 
 // stringsFlag is a flag that may be given several times.
@@ -407,14 +408,30 @@ func deref(s *string, def string) string {
 	return *s
 }
 
-// brokerErr adds the broker's error message, when there is one, to the
-// Kafka error (which stays matchable with errors.Is).
+// brokerErr is a Kafka error a broker answered, with the broker's message
+// when it gave one: "INVALID_REQUEST: invalid ACL: ..." (errors.Is still
+// matches the Kafka error).
 func brokerErr(err error, msg string) error {
 	if msg == "" {
 		return err
 	}
-	return fmt.Errorf("%w (%s)", err, msg)
+	return brokerError{err: err, msg: msg}
 }
+
+type brokerError struct {
+	err error
+	msg string
+}
+
+func (e brokerError) Error() string {
+	var ke *kerr.Error
+	if errors.As(e.err, &ke) {
+		return ke.Message + ": " + e.msg // the code's name, then the broker's words
+	}
+	return fmt.Sprintf("%v (%s)", e.err, e.msg)
+}
+
+func (e brokerError) Unwrap() error { return e.err }
 
 // fields is a binding as the columns of --list.
 func fields(b acl.Binding) []string {

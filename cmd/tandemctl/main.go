@@ -5,6 +5,7 @@
 //	tandemctl --sidecar HOST:PORT promote [--force]
 //	tandemctl --sidecar HOST:PORT verify [--upto LSN] [--peers 1=H:P,...]
 //	tandemctl forget-isr --etcd-endpoints URL,... (--cluster-id ID | --etcd-prefix P)
+//	tandemctl acls --bootstrap HOST:PORT,... (--list | --add | --remove) ...
 //
 // status shows the node's role, epoch and WAL positions and, on the leader,
 // one line per follower as PostgreSQL's pg_stat_replication does: sent,
@@ -22,6 +23,20 @@
 // that lacks entries they served as committed: it talks to etcd, refuses
 // while the node that published the ISR still holds the election, and
 // then every running node may be elected (docs/operations.md).
+//
+// acls is the operator's kafka-acls.sh for brokers started with --acls: it
+// talks to a broker's Kafka listener (--bootstrap, default
+// $TANDEM_BOOTSTRAP), logging in with --sasl-user (password from
+// --sasl-password-file or the first line of standard input) and/or a TLS
+// client certificate, as a super user or a principal with ALTER on the
+// cluster. --list prints every binding, or those that apply to a resource
+// (--topic T: T's literal ACLs, the literal "*" ones and the prefixes of
+// T), optionally of one --principal; --add and --remove take
+// --allow-principal/--deny-principal, --host (default *), --operation and
+// a resource (--topic, --group, --cluster, --transactional-id; --prefixed
+// for a name prefix) and print each binding added or removed. An error
+// the broker answers (CLUSTER_AUTHORIZATION_FAILED, SECURITY_DISABLED on a
+// broker without --acls, INVALID_REQUEST) exits 1 with its message.
 //
 // The sidecar address defaults to $TANDEM_SIDECAR, then 127.0.0.1:9192.
 //
@@ -78,6 +93,13 @@ const usage = `usage:
   tandemctl [--timeout 5s] forget-isr --etcd-endpoints URL,... (--cluster-id ID | --etcd-prefix PREFIX)
   tandemctl certs --out DIR --nodes 1,2,3 [--hosts 127.0.0.1,localhost] [--node-hosts 1=node-1,...] [--valid-for 8760h]
   tandemctl sasl-user --file USERS.json (--user NAME [--password-file F | password on stdin] [--delete] | --list)
+  tandemctl [--timeout 5s] acls --bootstrap HOST:PORT,... ($TANDEM_BOOTSTRAP) [connection flags]
+      --list [RESOURCE] [--principal P]
+      | (--add | --remove) (--allow-principal P | --deny-principal P)... [--host H] --operation OP[,OP...] RESOURCE [--prefixed]
+    RESOURCE: --topic NAME | --group NAME | --cluster | --transactional-id NAME (--topic '*': every topic)
+    OP: Read, Write, Create, Delete, Alter, Describe, ClusterAction, DescribeConfigs, AlterConfigs, IdempotentWrite, All
+    connection flags: --sasl-user U [--sasl-password-file F | password on stdin] [--sasl-mechanism PLAIN|SCRAM-SHA-256|SCRAM-SHA-512]
+      --tls-ca F [--tls-cert F --tls-key F] [--tls-server-name NAME]
 global flags: --token TOKEN ($TANDEM_ADMIN_TOKEN) for promote and verify when the sidecar has --admin-token;
   --tls-ca, --tls-cert, --tls-key, --tls-server-name ($TANDEM_TLS_*) for a sidecar with mutual TLS.`
 
@@ -112,6 +134,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return saslUserCmd(rest, os.Stdin, stdout)
 	case "forget-isr":
 		return forgetISRCmd(ctx, rest, stdout, *timeout)
+	case "acls":
+		return aclsCmd(ctx, rest, os.Stdin, stdout, *timeout)
 	}
 	cl := &client{addr: *addr, timeout: *timeout, out: stdout, token: *token}
 	if tlsFiles.Enabled() {
