@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -149,15 +150,22 @@ func TestACLsAcrossNodesAndFailover(t *testing.T) {
 		t.Fatalf("bob writing after the failover: %v, want an authorization error", err)
 	}
 
-	// admin takes alice's WRITE away through node 3 (a follower of the
-	// new leader); from then on her writes are refused, her reads go on.
-	admin = kadm.NewClient(kclient(t, []string{c.node(3).kafka}, login("admin")))
-	del, err := admin.DeleteACLs(ctx, kadm.NewACLs().Allow("User:alice").AllowHosts().Topics(topic).Operations(kadm.OpWrite))
-	if err != nil {
-		t.Fatal(err)
+	// admin takes alice's WRITE away with `tandemctl acls` through node 3
+	// (a follower of the new leader); from then on her writes are
+	// refused, her reads go on.
+	ctl := exec.Command(testutil.Bin(t, "tandemctl"), "--timeout", "30s", "acls", "--bootstrap", c.node(3).kafka,
+		"--sasl-user", "admin", "--remove", "--allow-principal", "User:alice", "--operation", "Write", "--topic", topic)
+	ctl.Stdin = strings.NewReader(pw["admin"] + "\n")
+	out, err := ctl.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "removed:") || !strings.Contains(string(out), "WRITE") {
+		t.Fatalf("tandemctl acls --remove: %v\n%s", err, out)
 	}
-	if len(del) != 1 || del[0].Err != nil || len(del[0].Deleted) != 1 {
-		t.Fatalf("DeleteACLs: %+v", del)
+	ctl = exec.Command(testutil.Bin(t, "tandemctl"), "acls", "--bootstrap", c.node(2).kafka,
+		"--sasl-user", "admin", "--list", "--topic", topic)
+	ctl.Stdin = strings.NewReader(pw["admin"] + "\n")
+	out, err = ctl.CombinedOutput()
+	if err != nil || strings.Contains(string(out), "WRITE") || !strings.Contains(string(out), "User:bob") {
+		t.Fatalf("tandemctl acls --list on the new leader after the removal: %v\n%s", err, out)
 	}
 	cl = kclient(t, seeds, login("alice"), kgo.RecordRetries(2), kgo.RecordDeliveryTimeout(15*time.Second))
 	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("refused")}).FirstErr(); !isAuthzError(err) {
