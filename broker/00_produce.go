@@ -44,12 +44,32 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tandem-io/tandem/broker/quota"
 	"github.com/tandem-io/tandem/broker/wal"
 )
 
 func init() { register(kmsg.Produce.Int16(), 3, 9, handleProduce) }
 
 func handleProduce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
+	respond := produce(b, rc, req)
+	// Client quotas count the request's size (48_client_quotas.go).
+	t := b.throttle(rc, quota.ProducerByteRate, rc.size)
+	if t <= 0 || respond == nil {
+		return respond // acks=0: nothing to answer, the mute alone holds the client
+	}
+	old := rc.version < 6 // before KIP-219: the client does not wait by itself
+	return func() kmsg.Response {
+		resp := respond().(*kmsg.ProduceResponse)
+		resp.ThrottleMillis = int32(t.Milliseconds())
+		if old {
+			sleepCtx(rc.ctx, t)
+		}
+		return resp
+	}
+}
+
+// produce appends the request's batches and returns its answer.
+func produce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 	r := req.(*kmsg.ProduceRequest)
 	resp := r.ResponseKind().(*kmsg.ProduceResponse)
 	start := time.Now()

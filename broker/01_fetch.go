@@ -22,10 +22,11 @@ package broker
 import (
 	"time"
 
-	"github.com/tandem-io/tandem/broker/link"
-
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tandem-io/tandem/broker/link"
+	"github.com/tandem-io/tandem/broker/quota"
 )
 
 func init() { register(kmsg.Fetch.Int16(), 4, 12, handleFetch) }
@@ -55,6 +56,13 @@ func handleFetch(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 			if n >= int(r.MinBytes) || failed || !time.Now().Before(deadline) || rc.ctx.Err() != nil {
 				if sess != nil {
 					b.fetchSessions.finish(sess, resp, incremental)
+				}
+				// Client quotas count the records answered (48_client_quotas.go).
+				if t := b.throttle(rc, quota.ConsumerByteRate, n); t > 0 {
+					resp.ThrottleMillis = int32(t.Milliseconds())
+					if r.Version < 8 { // before KIP-219
+						sleepCtx(rc.ctx, t)
+					}
 				}
 				return resp
 			}

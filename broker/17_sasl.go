@@ -13,6 +13,8 @@ package broker
 // re-authentication). broker/sasl checks the credentials.
 
 import (
+	"sync/atomic"
+
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -36,6 +38,10 @@ type connAuth struct {
 	// (29_acls.go): "User:" and the SASL user once logged in, else the
 	// subject of the TLS client certificate, else User:ANONYMOUS.
 	principal string
+	// mutedUntil (Unix nanoseconds) holds back the next request of a
+	// client over its quota (49_client_quotas.go). The write loop sets it
+	// too, hence atomic.
+	mutedUntil atomic.Int64
 }
 
 // allows reports whether a request with this key may come now.

@@ -129,6 +129,12 @@ func (b *Broker) applyPrefixLocked(e wal.Entry, pos wal.Pos, size int) error {
 			return err
 		}
 		b.acls.Apply(a.Add, a.Remove)
+	case wal.TypeClientQuota:
+		var q clientQuotaEntry
+		if err := decodeJSON(e, &q); err != nil {
+			return err
+		}
+		b.quotas.Apply(q.Entity, q.Set)
 	case wal.TypeProducerID:
 		var p producerIDEntry
 		if err := decodeJSON(e, &p); err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/tandem-io/tandem/broker/acl"
 	"github.com/tandem-io/tandem/broker/group"
 	"github.com/tandem-io/tandem/broker/link"
+	"github.com/tandem-io/tandem/broker/quota"
 	"github.com/tandem-io/tandem/broker/sasl"
 	"github.com/tandem-io/tandem/broker/wal"
 	"github.com/tandem-io/tandem/internal/certs"
@@ -42,6 +43,7 @@ type Broker struct {
 	acls      *acl.Set           // every ACL binding, replicated through the WAL (29_acls.go)
 	authz     *acl.Authorizer    // nil: ACLs not enforced (--acls off)
 	aclLog    certs.HandshakeLog // how loudly to log refusals, by principal
+	quotas    *quota.Store       // client quotas, replicated through the WAL, and this node's rates (48_client_quotas.go)
 	wal       *wal.Log
 	groups    *group.Coordinator
 	host      string
@@ -128,6 +130,7 @@ func Open(cfg Config) (*Broker, error) {
 		pidBumps:  make(map[int64]int16),
 		topics:    make(map[string]*topic),
 		acls:      acl.NewSet(),
+		quotas:    quota.NewStore(),
 		commitCh:  make(chan struct{}),
 		ctx:       ctx,
 		cancel:    cancel,

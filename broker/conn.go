@@ -71,6 +71,9 @@ func (b *Broker) serveConn(c net.Conn) {
 		if idle := b.cfg.ConnectionsMaxIdle; idle > 0 {
 			c.SetReadDeadline(time.Now().Add(idle))
 		}
+		if !b.waitUnmuted(ctx, auth) {
+			break
+		}
 		var frame []byte
 		var err error
 		if auth.raw {
@@ -226,7 +229,7 @@ func (b *Broker) dispatch(ctx context.Context, frame []byte, host string, auth *
 	if err := req.ReadFrom(rd.Src); err != nil {
 		return in, fmt.Errorf("%w: %s v%d body does not decode: %v", ErrBadFrame, kmsg.NameForKey(key), version, err)
 	}
-	rc := &reqCtx{ctx: ctx, host: host, version: version, auth: auth}
+	rc := &reqCtx{ctx: ctx, host: host, version: version, auth: auth, size: len(frame)}
 	if clientID != nil {
 		rc.clientID = *clientID
 	}

@@ -136,6 +136,20 @@ func seedFrames() [][]byte {
 	xf.Operation, xf.PermissionType = kmsg.ACLOperationAny, kmsg.ACLPermissionTypeAny
 	xa.Filters = append(xa.Filters, xf)
 	add(xa)
+	aq := kmsg.NewPtrAlterClientQuotasRequest()
+	aqe := kmsg.NewAlterClientQuotasRequestEntry()
+	aqn := kmsg.NewAlterClientQuotasRequestEntryEntity()
+	aqn.Type = "client-id" // the default client id: Name nil
+	aqo := kmsg.NewAlterClientQuotasRequestEntryOp()
+	aqo.Key, aqo.Value = "producer_byte_rate", 1e9
+	aqe.Entity, aqe.Ops = append(aqe.Entity, aqn), append(aqe.Ops, aqo)
+	aq.Entries = append(aq.Entries, aqe)
+	add(aq)
+	dq := kmsg.NewPtrDescribeClientQuotasRequest()
+	dqc := kmsg.NewDescribeClientQuotasRequestComponent()
+	dqc.EntityType, dqc.MatchType = "client-id", 2
+	dq.Components = append(dq.Components, dqc)
+	add(dq)
 	return out
 }
 

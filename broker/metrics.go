@@ -25,6 +25,8 @@ type metrics struct {
 	tlsFailures     prometheus.Counter
 	saslFailures    prometheus.Counter
 	aclDenied       *prometheus.CounterVec
+	throttled       *prometheus.CounterVec
+	throttleTime    *prometheus.CounterVec
 }
 
 func newMetrics(b *Broker) *metrics {
@@ -67,6 +69,17 @@ func newMetrics(b *Broker) *metrics {
 		Name: "tandem_broker_authorization_failures_total",
 		Help: "Operations refused by the ACLs (--acls), by resource type: topic, group, cluster, transactional_id."},
 		[]string{"resource_type"})
+	m.throttled = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tandem_broker_throttled_requests_total",
+		Help: "Requests that took their client over a client quota and were answered with a throttle time, by quota: producer_byte_rate, consumer_byte_rate."},
+		[]string{"quota"})
+	m.throttleTime = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tandem_broker_throttle_seconds_total",
+		Help: "Throttle time handed to clients over a client quota, by quota."},
+		[]string{"quota"})
+	quotaEntities := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tandem_broker_client_quota_entities", Help: "Users, client ids and defaults with client quotas (the same on every node once replicated)."},
+		func() float64 { return float64(b.quotas.Len()) })
 	aclBindings := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tandem_broker_acls", Help: "Kafka ACL bindings stored (the same on every node once replicated)."},
 		func() float64 { return float64(b.acls.Len()) })
@@ -78,7 +91,7 @@ func newMetrics(b *Broker) *metrics {
 			func() float64 { return float64(f(b.wal.Stats())) })
 	}
 	m.reg.MustRegister(m.produceLatency, m.bytesIn, m.recordsIn, m.walLastLSN, m.walDurableLSN,
-		m.walFirstLSN, m.commitLSN, m.retentionDelete, m.fsyncLatency, m.tlsFailures, m.saslFailures, m.aclDenied, aclBindings, fetchSessions,
+		m.walFirstLSN, m.commitLSN, m.retentionDelete, m.fsyncLatency, m.tlsFailures, m.saslFailures, m.aclDenied, aclBindings, m.throttled, m.throttleTime, quotaEntities, fetchSessions,
 		walStat("tandem_broker_wal_fsyncs_total", "fsyncs of WAL segment files (group commit, segment rolls, truncation, close).",
 			func(st wal.Stats) uint64 { return st.Fsyncs }),
 		walStat("tandem_broker_wal_appends_total", "Entries appended to the WAL (leader and follower).",

@@ -25,6 +25,7 @@ type reqCtx struct {
 	version  int16
 
 	auth *connAuth // the connection's SASL state (17_sasl.go)
+	size int       // the request frame's bytes (client quotas)
 
 	// closeConn, set by a handler, closes the connection once the answers
 	// to the requests before this one are sent, reading nothing more (a

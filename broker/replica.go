@@ -149,6 +149,7 @@ func (b *Broker) resetStateLocked() {
 	b.pidEpochs = make(map[int64]int16)
 	b.pidBumps = make(map[int64]int16)
 	b.acls.Replace(nil)
+	b.quotas.Replace(nil)
 	b.nextPID = 0
 	b.lastApplied = 0
 	b.skipMetaUpTo = 0

@@ -13,6 +13,7 @@ import (
 	"github.com/tandem-io/tandem/broker/acl"
 	"github.com/tandem-io/tandem/broker/group"
 	"github.com/tandem-io/tandem/broker/link"
+	"github.com/tandem-io/tandem/broker/quota"
 	"github.com/tandem-io/tandem/broker/wal"
 )
 
@@ -60,6 +61,9 @@ type stateCheckpoint struct {
 	// ACLs is every Kafka ACL binding (absent in checkpoints of older
 	// versions, and when there is none).
 	ACLs []acl.Binding `json:"acls,omitempty"`
+	// Quotas is every client quota (absent in checkpoints of older
+	// versions, and when there is none).
+	Quotas []quota.Config `json:"quotas,omitempty"`
 }
 
 type checkpointTopic struct {
@@ -299,6 +303,7 @@ func (b *Broker) snapshotLocked() stateCheckpoint {
 	cp.Offsets = b.groups.AllOffsets()
 	cp.Groups = b.groups.StoredGroups()
 	cp.ACLs = b.acls.All()
+	cp.Quotas = b.quotas.All()
 	return cp
 }
 
@@ -520,6 +525,7 @@ func (b *Broker) restoreCheckpointLocked(cp stateCheckpoint) {
 		b.pidBumps[k] = v
 	}
 	b.acls.Replace(cp.ACLs)
+	b.quotas.Replace(cp.Quotas)
 }
 
 // endCheckpointReplayLocked ends a replay that started from the state

@@ -46,6 +46,9 @@ const (
 	// TypeACL adds and removes Kafka ACL bindings (CreateAcls,
 	// DeleteAcls).
 	TypeACL EntryType = 12
+	// TypeClientQuota sets and removes the Kafka client quotas of one
+	// entity (AlterClientQuotas).
+	TypeClientQuota EntryType = 13
 )
 
 func (t EntryType) String() string {
@@ -74,6 +77,8 @@ func (t EntryType) String() string {
 		return "DeleteRecords"
 	case TypeACL:
 		return "ACL"
+	case TypeClientQuota:
+		return "ClientQuota"
 	}
 	return fmt.Sprintf("EntryType(%d)", uint8(t))
 }

@@ -110,6 +110,11 @@ const (
 	// principal, host, operation and permission, as Kafka's CreateAcls
 	// carries them; Kafka's CreateAcls and DeleteAcls).
 	EntryType_ENTRY_TYPE_ACL EntryType = 12
+	// Kafka client quotas of one entity set or removed (JSON: "entity" with
+	// "user" and/or "client_id", each a name or the default, and "set", a
+	// map from quota key to a byte rate, null to remove; Kafka's
+	// AlterClientQuotas).
+	EntryType_ENTRY_TYPE_CLIENT_QUOTA EntryType = 13
 )
 
 // Enum value maps for EntryType.
@@ -128,6 +133,7 @@ var (
 		10: "ENTRY_TYPE_GROUP_STATE",
 		11: "ENTRY_TYPE_DELETE_RECORDS",
 		12: "ENTRY_TYPE_ACL",
+		13: "ENTRY_TYPE_CLIENT_QUOTA",
 	}
 	EntryType_value = map[string]int32{
 		"ENTRY_TYPE_UNSPECIFIED":       0,
@@ -143,6 +149,7 @@ var (
 		"ENTRY_TYPE_GROUP_STATE":       10,
 		"ENTRY_TYPE_DELETE_RECORDS":    11,
 		"ENTRY_TYPE_ACL":               12,
+		"ENTRY_TYPE_CLIENT_QUOTA":      13,
 	}
 )
 
@@ -2225,7 +2232,7 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x19\n" +
 	"\bfrom_lsn\x18\x02 \x01(\x04R\afromLsn\x12\x15\n" +
-	"\x06to_lsn\x18\x03 \x01(\x04R\x05toLsn*\xfa\x02\n" +
+	"\x06to_lsn\x18\x03 \x01(\x04R\x05toLsn*\x97\x03\n" +
 	"\tEntryType\x12\x1a\n" +
 	"\x16ENTRY_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17ENTRY_TYPE_RECORD_BATCH\x10\x01\x12\x1b\n" +
@@ -2240,7 +2247,8 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\x16ENTRY_TYPE_GROUP_STATE\x10\n" +
 	"\x12\x1d\n" +
 	"\x19ENTRY_TYPE_DELETE_RECORDS\x10\v\x12\x12\n" +
-	"\x0eENTRY_TYPE_ACL\x10\f*U\n" +
+	"\x0eENTRY_TYPE_ACL\x10\f\x12\x1b\n" +
+	"\x17ENTRY_TYPE_CLIENT_QUOTA\x10\r*U\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fROLE_STANDALONE\x10\x01\x12\x0f\n" +

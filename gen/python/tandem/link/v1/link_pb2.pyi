@@ -7,6 +7,7 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 DESCRIPTOR: _descriptor.FileDescriptor
 ENTRY_TYPE_ACL: EntryType
 ENTRY_TYPE_ALTER_CONFIG: EntryType
+ENTRY_TYPE_CLIENT_QUOTA: EntryType
 ENTRY_TYPE_CREATE_PARTITIONS: EntryType
 ENTRY_TYPE_CREATE_TOPIC: EntryType
 ENTRY_TYPE_DELETE_RECORDS: EntryType
