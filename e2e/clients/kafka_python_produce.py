@@ -6,7 +6,8 @@ Used by the end-to-end tests (e2e/kafka_python_test.go); run it by hand too:
     /usr/bin/python3 e2e/clients/kafka_python_produce.py \
         --bootstrap 127.0.0.1:9092 --topic demo --count 10 --acks all
 
-Message i has the value PREFIX + str(i) (no key). Each send is waited for,
+Message i has the value PREFIX + str(i) (no key), padded with "." to
+--value-bytes when that is larger. Each send is waited for,
 so a broker error fails the script with a traceback and a non-zero exit.
 Output: {"sent": N, "records": [[partition, offset, value], ...]}
 """
@@ -27,6 +28,8 @@ def main():
     ap.add_argument("--acks", default="1", help="0, 1 or all")
     ap.add_argument("--prefix", default="m-", help="value prefix")
     ap.add_argument("--compression", default=None, help="gzip, snappy, lz4 (default none)")
+    ap.add_argument("--value-bytes", type=int, default=0, help="pad each value with '.' to this size")
+    ap.add_argument("--client-id", default="e2e-kafka-python-producer")
     security_args.add_arguments(ap)
     args = ap.parse_args()
     security = security_args.client_options(args)
@@ -34,7 +37,7 @@ def main():
     acks = args.acks if args.acks == "all" else int(args.acks)
     producer = KafkaProducer(
         bootstrap_servers=[args.bootstrap],
-        client_id="e2e-kafka-python-producer",
+        client_id=args.client_id,
         acks=acks,
         retries=3,
         linger_ms=5,
@@ -46,7 +49,8 @@ def main():
     futures = []
     for i in range(args.count):
         value = "%s%d" % (args.prefix, i)
-        futures.append((value, producer.send(args.topic, value=value.encode())))
+        padded = value.ljust(args.value_bytes, ".")
+        futures.append((value, producer.send(args.topic, value=padded.encode())))
     producer.flush(timeout=30)
     records = []
     for value, fut in futures:
