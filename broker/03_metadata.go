@@ -75,9 +75,7 @@ func handleMetadata(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Respons
 		}
 	}
 	for _, name := range names {
-		_, exists := b.topicSnap(name)
-		if !b.allowedTopic(rc, kmsg.ACLOperationDescribe, name) ||
-			(!exists && allowAuto && b.cfg.AutoCreateTopics && !b.allowedCreateTopic(rc, name)) {
+		if b.authz != nil && !b.metadataAllowed(rc, name, allowAuto) {
 			mt := kmsg.NewMetadataResponseTopic()
 			mt.Topic = &name
 			mt.ErrorCode = kerr.TopicAuthorizationFailed.Code
@@ -87,6 +85,18 @@ func handleMetadata(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Respons
 		resp.Topics = append(resp.Topics, b.metadataTopic(rc.ctx, name, allowAuto, view))
 	}
 	return now(resp)
+}
+
+// metadataAllowed reports whether the principal may see the topic
+// (DESCRIBE) and, if the request would auto-create it, create it.
+func (b *Broker) metadataAllowed(rc *reqCtx, name string, allowAuto bool) bool {
+	if !b.allowedTopic(rc, kmsg.ACLOperationDescribe, name) {
+		return false
+	}
+	if _, exists := b.topicSnap(name); exists || !allowAuto || !b.cfg.AutoCreateTopics {
+		return true
+	}
+	return b.allowedCreateTopic(rc, name)
 }
 
 func (b *Broker) metadataTopic(ctx context.Context, name string, allowAuto bool, view link.ClusterView) kmsg.MetadataResponseTopic {
