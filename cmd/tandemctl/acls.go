@@ -47,14 +47,7 @@ import (
 func aclsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Writer, timeout time.Duration) error {
 	var o aclsOpts
 	fs := flag.NewFlagSet("acls", flag.ContinueOnError)
-	fs.StringVar(&o.bootstrap, "bootstrap", os.Getenv("TANDEM_BOOTSTRAP"), "Kafka listeners, HOST:PORT,... (default $TANDEM_BOOTSTRAP; required)")
-	fs.StringVar(&o.mechanism, "sasl-mechanism", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (default SCRAM-SHA-512 with --sasl-user)")
-	fs.StringVar(&o.user, "sasl-user", "", "log in with SASL as this user")
-	fs.StringVar(&o.passwordFile, "sasl-password-file", "", "file whose first line is the password of --sasl-user (default: the first line of standard input)")
-	fs.StringVar(&o.tls.CAFile, "tls-ca", "", "CA certificate to verify a TLS Kafka listener (empty: plaintext)")
-	fs.StringVar(&o.tls.CertFile, "tls-cert", "", "client certificate for a listener that asks for one (its subject is the principal unless SASL is used)")
-	fs.StringVar(&o.tls.KeyFile, "tls-key", "", "key of --tls-cert")
-	fs.StringVar(&o.tls.ServerName, "tls-server-name", "", "name expected in the brokers' certificates (default: the host dialed)")
+	o.conn.flags(fs, "acls", &o.bootstrap)
 	fs.BoolVar(&o.list, "list", false, "list the ACLs (all, or those that apply to the resources given)")
 	fs.BoolVar(&o.add, "add", false, "add ACLs")
 	fs.BoolVar(&o.remove, "remove", false, "remove ACLs")
@@ -81,13 +74,9 @@ func aclsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Writer,
 	if err != nil {
 		return err
 	}
-	opts, err := o.clientOpts(stdin)
+	cl, err := o.conn.client(o.bootstrap, stdin)
 	if err != nil {
 		return err
-	}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return usageError{"acls: " + err.Error()}
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
@@ -104,14 +93,13 @@ func aclsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Writer,
 
 // aclsOpts is the command line of `tandemctl acls`.
 type aclsOpts struct {
-	bootstrap                     string
-	mechanism, user, passwordFile string
-	tls                           sidecar.TLSFiles
-	list, add, remove             bool
-	allow, deny, principals       stringsFlag
-	hosts, ops                    stringsFlag
-	topics, groups, txnIDs        stringsFlag
-	cluster, prefixed             bool
+	bootstrap               string
+	conn                    kafkaConn
+	list, add, remove       bool
+	allow, deny, principals stringsFlag
+	hosts, ops              stringsFlag
+	topics, groups, txnIDs  stringsFlag
+	cluster, prefixed       bool
 }
 
 // stringsFlag is a flag that may be given several times.
@@ -141,19 +129,16 @@ func (o *aclsOpts) check() ([]kmsg.ACLOperation, error) {
 		mode = "--remove"
 	}
 	hasResource := len(o.topics)+len(o.groups)+len(o.txnIDs) > 0 || o.cluster
+	if err := o.conn.check(o.bootstrap); err != nil {
+		return nil, err
+	}
 	switch {
-	case len(splitList(o.bootstrap, ",")) == 0:
-		return nil, usageError{"acls needs --bootstrap HOST:PORT (or $TANDEM_BOOTSTRAP)"}
 	case modes != 1:
 		return nil, usageError{"acls needs exactly one of --list, --add and --remove"}
 	case o.prefixed && o.cluster:
 		return nil, usageError{"acls: --prefixed does not apply to --cluster"}
 	case o.prefixed && !hasResource:
 		return nil, usageError{"acls: --prefixed needs --topic, --group or --transactional-id"}
-	case o.mechanism != "" && o.user == "":
-		return nil, usageError{"acls: --sasl-mechanism needs --sasl-user"}
-	case o.passwordFile != "" && o.user == "":
-		return nil, usageError{"acls: --sasl-password-file needs --sasl-user"}
 	}
 	for _, names := range []stringsFlag{o.topics, o.groups, o.txnIDs} {
 		for _, n := range names {
@@ -207,26 +192,79 @@ func (o *aclsOpts) check() ([]kmsg.ACLOperation, error) {
 	return ops, nil
 }
 
-// clientOpts returns the options of the Kafka client: the bootstrap
-// brokers, SASL and TLS. The SASL password is read here (from stdin when no
-// --sasl-password-file is given).
-func (o *aclsOpts) clientOpts(stdin io.Reader) ([]kgo.Opt, error) {
-	opts := []kgo.Opt{kgo.SeedBrokers(splitList(o.bootstrap, ",")...), kgo.ClientID("tandemctl")}
-	if o.tls.Enabled() {
-		c, err := sidecar.ClientTLSConfig(o.tls)
-		if err != nil {
-			return nil, usageError{"acls: " + err.Error()}
-		}
-		opts = append(opts, kgo.DialTLSConfig(c))
+// kafkaConn is the connection flags of the commands that talk to the
+// brokers' Kafka listener (acls, quotas): SASL and TLS. The bootstrap
+// addresses are the command's own field (--bootstrap, default
+// $TANDEM_BOOTSTRAP).
+type kafkaConn struct {
+	cmd                           string // the command, for messages
+	mechanism, user, passwordFile string
+	tls                           sidecar.TLSFiles
+}
+
+// flags defines --bootstrap (into bootstrap) and the connection flags of
+// command cmd in fs.
+func (c *kafkaConn) flags(fs *flag.FlagSet, cmd string, bootstrap *string) {
+	c.cmd = cmd
+	fs.StringVar(bootstrap, "bootstrap", os.Getenv("TANDEM_BOOTSTRAP"), "Kafka listeners, HOST:PORT,... (default $TANDEM_BOOTSTRAP; required)")
+	fs.StringVar(&c.mechanism, "sasl-mechanism", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (default SCRAM-SHA-512 with --sasl-user)")
+	fs.StringVar(&c.user, "sasl-user", "", "log in with SASL as this user")
+	fs.StringVar(&c.passwordFile, "sasl-password-file", "", "file whose first line is the password of --sasl-user (default: the first line of standard input)")
+	fs.StringVar(&c.tls.CAFile, "tls-ca", "", "CA certificate to verify a TLS Kafka listener (empty: plaintext)")
+	fs.StringVar(&c.tls.CertFile, "tls-cert", "", "client certificate for a listener that asks for one (its subject is the principal unless SASL is used)")
+	fs.StringVar(&c.tls.KeyFile, "tls-key", "", "key of --tls-cert")
+	fs.StringVar(&c.tls.ServerName, "tls-server-name", "", "name expected in the brokers' certificates (default: the host dialed)")
+}
+
+// check refuses a missing bootstrap address and SASL flags without
+// --sasl-user.
+func (c *kafkaConn) check(bootstrap string) error {
+	switch {
+	case len(splitList(bootstrap, ",")) == 0:
+		return usageError{c.cmd + " needs --bootstrap HOST:PORT (or $TANDEM_BOOTSTRAP)"}
+	case c.mechanism != "" && c.user == "":
+		return usageError{c.cmd + ": --sasl-mechanism needs --sasl-user"}
+	case c.passwordFile != "" && c.user == "":
+		return usageError{c.cmd + ": --sasl-password-file needs --sasl-user"}
 	}
-	if o.user == "" {
+	return nil
+}
+
+// client returns a Kafka client of the brokers at bootstrap, with SASL and
+// TLS as the flags say. The SASL password is read here (from stdin when no
+// --sasl-password-file is given). Mistakes in the flags and files are
+// usage errors.
+func (c *kafkaConn) client(bootstrap string, stdin io.Reader) (*kgo.Client, error) {
+	opts, err := c.clientOpts(bootstrap, stdin)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, usageError{c.cmd + ": " + err.Error()}
+	}
+	return cl, nil
+}
+
+// clientOpts returns the options of the Kafka client: the bootstrap
+// brokers, SASL and TLS.
+func (c *kafkaConn) clientOpts(bootstrap string, stdin io.Reader) ([]kgo.Opt, error) {
+	opts := []kgo.Opt{kgo.SeedBrokers(splitList(bootstrap, ",")...), kgo.ClientID("tandemctl")}
+	if c.tls.Enabled() {
+		tc, err := sidecar.ClientTLSConfig(c.tls)
+		if err != nil {
+			return nil, usageError{c.cmd + ": " + err.Error()}
+		}
+		opts = append(opts, kgo.DialTLSConfig(tc))
+	}
+	if c.user == "" {
 		return opts, nil
 	}
 	src := stdin
-	if o.passwordFile != "" {
-		f, err := os.Open(o.passwordFile)
+	if c.passwordFile != "" {
+		f, err := os.Open(c.passwordFile)
 		if err != nil {
-			return nil, usageError{"acls: " + err.Error()}
+			return nil, usageError{c.cmd + ": " + err.Error()}
 		}
 		defer f.Close()
 		src = f
@@ -237,18 +275,18 @@ func (o *aclsOpts) clientOpts(stdin io.Reader) ([]kgo.Opt, error) {
 	}
 	password := strings.TrimRight(line, "\r\n")
 	if password == "" {
-		return nil, usageError{"acls: no SASL password (give --sasl-password-file or one line on standard input)"}
+		return nil, usageError{c.cmd + ": no SASL password (give --sasl-password-file or one line on standard input)"}
 	}
 	var mech sasl.Mechanism
-	switch strings.ToUpper(o.mechanism) {
+	switch strings.ToUpper(c.mechanism) {
 	case "PLAIN":
-		mech = plain.Auth{User: o.user, Pass: password}.AsMechanism()
+		mech = plain.Auth{User: c.user, Pass: password}.AsMechanism()
 	case "SCRAM-SHA-256":
-		mech = scram.Auth{User: o.user, Pass: password}.AsSha256Mechanism()
+		mech = scram.Auth{User: c.user, Pass: password}.AsSha256Mechanism()
 	case "", "SCRAM-SHA-512":
-		mech = scram.Auth{User: o.user, Pass: password}.AsSha512Mechanism()
+		mech = scram.Auth{User: c.user, Pass: password}.AsSha512Mechanism()
 	default:
-		return nil, usageError{fmt.Sprintf("acls: unknown --sasl-mechanism %q (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)", o.mechanism)}
+		return nil, usageError{fmt.Sprintf("%s: unknown --sasl-mechanism %q (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)", c.cmd, c.mechanism)}
 	}
 	return append(opts, kgo.SASL(mech)), nil
 }

@@ -6,6 +6,7 @@
 //	tandemctl --sidecar HOST:PORT verify [--upto LSN] [--peers 1=H:P,...]
 //	tandemctl forget-isr --etcd-endpoints URL,... (--cluster-id ID | --etcd-prefix P)
 //	tandemctl acls --bootstrap HOST:PORT,... (--list | --add | --remove) ...
+//	tandemctl quotas --bootstrap HOST:PORT,... (--describe | --alter) ...
 //
 // status shows the node's role, epoch and WAL positions and, on the leader,
 // one line per follower as PostgreSQL's pg_stat_replication does: sent,
@@ -37,6 +38,17 @@
 // for a name prefix) and print each binding added or removed. An error
 // the broker answers (CLUSTER_AUTHORIZATION_FAILED, SECURITY_DISABLED on a
 // broker without --acls, INVALID_REQUEST) exits 1 with its message.
+//
+// quotas is the operator's kafka-configs.sh for client quotas
+// (producer_byte_rate, consumer_byte_rate), connecting as acls does.
+// --describe prints every entity's quotas, or those of the entities with
+// the parts given (--user NAME or --user-default, --client-id NAME or
+// --client-id-default); --alter sets (--add-config
+// producer_byte_rate=10M,...) and removes (--delete-config KEY) the quotas
+// of one entity. Values are bytes per second, with K, M or G for powers of
+// 1024. A broker's refusal (CLUSTER_AUTHORIZATION_FAILED without
+// ALTER_CONFIGS on the cluster, INVALID_REQUEST for an unsupported key)
+// exits 1 with its message.
 //
 // The sidecar address defaults to $TANDEM_SIDECAR, then 127.0.0.1:9192.
 //
@@ -98,7 +110,12 @@ const usage = `usage:
       | (--add | --remove) (--allow-principal P | --deny-principal P)... [--host H] --operation OP[,OP...] RESOURCE [--prefixed]
     RESOURCE: --topic NAME | --group NAME | --cluster | --transactional-id NAME (--topic '*': every topic)
     OP: Read, Write, Create, Delete, Alter, Describe, ClusterAction, DescribeConfigs, AlterConfigs, IdempotentWrite, All
-    connection flags: --sasl-user U [--sasl-password-file F | password on stdin] [--sasl-mechanism PLAIN|SCRAM-SHA-256|SCRAM-SHA-512]
+  tandemctl [--timeout 5s] quotas --bootstrap HOST:PORT,... ($TANDEM_BOOTSTRAP) [connection flags]
+      --describe [ENTITY]
+      | --alter ENTITY (--add-config KEY=VALUE[,KEY=VALUE...] | --delete-config KEY[,KEY...])...
+    ENTITY: [--user NAME | --user-default] [--client-id NAME | --client-id-default] (--describe without one: every entity)
+    KEY: producer_byte_rate, consumer_byte_rate; VALUE: bytes per second, e.g. 1048576, 512K, 10M, 1G
+    connection flags (acls, quotas): --sasl-user U [--sasl-password-file F | password on stdin] [--sasl-mechanism PLAIN|SCRAM-SHA-256|SCRAM-SHA-512]
       --tls-ca F [--tls-cert F --tls-key F] [--tls-server-name NAME]
 global flags: --token TOKEN ($TANDEM_ADMIN_TOKEN) for promote and verify when the sidecar has --admin-token;
   --tls-ca, --tls-cert, --tls-key, --tls-server-name ($TANDEM_TLS_*) for a sidecar with mutual TLS.`
@@ -136,6 +153,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return forgetISRCmd(ctx, rest, stdout, *timeout)
 	case "acls":
 		return aclsCmd(ctx, rest, os.Stdin, stdout, *timeout)
+	case "quotas":
+		return quotasCmd(ctx, rest, os.Stdin, stdout, *timeout)
 	}
 	cl := &client{addr: *addr, timeout: *timeout, out: stdout, token: *token}
 	if tlsFiles.Enabled() {
