@@ -135,6 +135,18 @@ func (b *Broker) applyPrefixLocked(e wal.Entry, pos wal.Pos, size int) error {
 			return err
 		}
 		b.quotas.Apply(q.Entity, q.Set)
+	case wal.TypeScramCredential:
+		var sc scramEntry
+		if err := decodeJSON(e, &sc); err != nil {
+			return err
+		}
+		for _, d := range sc.Delete {
+			b.scram.Set(d.User, d.Mechanism, nil)
+		}
+		for _, u := range sc.Set {
+			c := u.Credential
+			b.scram.Set(u.User, u.Mechanism, &c)
+		}
 	case wal.TypeProducerID:
 		var p producerIDEntry
 		if err := decodeJSON(e, &p); err != nil {

@@ -44,6 +44,7 @@ type Broker struct {
 	authz     *acl.Authorizer    // nil: ACLs not enforced (--acls off)
 	aclLog    certs.HandshakeLog // how loudly to log refusals, by principal
 	quotas    *quota.Store       // client quotas, replicated through the WAL, and this node's rates (48_client_quotas.go)
+	scram     *sasl.Replicated   // SASL users set through Kafka's API, replicated through the WAL (50_scram_credentials.go)
 	wal       *wal.Log
 	groups    *group.Coordinator
 	host      string
@@ -131,10 +132,14 @@ func Open(cfg Config) (*Broker, error) {
 		topics:    make(map[string]*topic),
 		acls:      acl.NewSet(),
 		quotas:    quota.NewStore(),
+		scram:     sasl.NewReplicated(),
 		commitCh:  make(chan struct{}),
 		ctx:       ctx,
 		cancel:    cancel,
 		conns:     make(map[net.Conn]struct{}),
+	}
+	if users != nil {
+		users.UseReplicated(b.scram)
 	}
 	if cfg.ACLs {
 		super, _ := acl.ParseSuperUsers(cfg.SuperUsers) // Validate checked it

@@ -150,6 +150,13 @@ func seedFrames() [][]byte {
 	dqc.EntityType, dqc.MatchType = "client-id", 2
 	dq.Components = append(dq.Components, dqc)
 	add(dq)
+	as := kmsg.NewPtrAlterUserSCRAMCredentialsRequest()
+	asu := kmsg.NewAlterUserSCRAMCredentialsRequestUpsertion()
+	asu.Name, asu.Mechanism, asu.Iterations = "fuzz", 1, 4096
+	asu.Salt, asu.SaltedPassword = []byte("salt"), bytes.Repeat([]byte{1}, 32)
+	as.Upsertions = append(as.Upsertions, asu)
+	add(as)
+	add(kmsg.NewPtrDescribeUserSCRAMCredentialsRequest())
 	return out
 }
 

@@ -150,6 +150,7 @@ func (b *Broker) resetStateLocked() {
 	b.pidBumps = make(map[int64]int16)
 	b.acls.Replace(nil)
 	b.quotas.Replace(nil)
+	b.scram.Replace(nil)
 	b.nextPID = 0
 	b.lastApplied = 0
 	b.skipMetaUpTo = 0

@@ -14,6 +14,7 @@ import (
 	"github.com/tandem-io/tandem/broker/group"
 	"github.com/tandem-io/tandem/broker/link"
 	"github.com/tandem-io/tandem/broker/quota"
+	"github.com/tandem-io/tandem/broker/sasl"
 	"github.com/tandem-io/tandem/broker/wal"
 )
 
@@ -64,6 +65,10 @@ type stateCheckpoint struct {
 	// Quotas is every client quota (absent in checkpoints of older
 	// versions, and when there is none).
 	Quotas []quota.Config `json:"quotas,omitempty"`
+	// ScramUsers is every SASL user set through Kafka's API: user ->
+	// mechanism -> credential (absent in checkpoints of older versions,
+	// and when there is none).
+	ScramUsers map[string]map[string]sasl.Credential `json:"scram_users,omitempty"`
 }
 
 type checkpointTopic struct {
@@ -304,6 +309,9 @@ func (b *Broker) snapshotLocked() stateCheckpoint {
 	cp.Groups = b.groups.StoredGroups()
 	cp.ACLs = b.acls.All()
 	cp.Quotas = b.quotas.All()
+	if u := b.scram.All(); len(u) > 0 {
+		cp.ScramUsers = u
+	}
 	return cp
 }
 
@@ -526,6 +534,7 @@ func (b *Broker) restoreCheckpointLocked(cp stateCheckpoint) {
 	}
 	b.acls.Replace(cp.ACLs)
 	b.quotas.Replace(cp.Quotas)
+	b.scram.Replace(cp.ScramUsers)
 }
 
 // endCheckpointReplayLocked ends a replay that started from the state

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,9 +10,11 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	adminv1 "github.com/tandem-io/tandem/gen/tandem/admin/v1"
 	"github.com/tandem-io/tandem/internal/testutil"
 )
 
@@ -97,4 +100,68 @@ func saslBrokerFlags(t *testing.T, users map[string]string) []string {
 		t.Fatal(err)
 	}
 	return []string{"--sasl-users", file, "--sasl-broker-user", "broker", "--sasl-broker-password-file", pwFile}
+}
+
+// TestSCRAMUsersThroughKafkaAPI: a user created with Kafka's
+// AlterUserScramCredentials (kadm, bootstrapped on a follower: the
+// request goes to the leader) logs in on every node with kcat without any
+// node's users file knowing it; a new password works everywhere and the
+// old one nowhere, also on the node that leads after a failover; deleting
+// the user ends its logins.
+func TestSCRAMUsersThroughKafkaAPI(t *testing.T) {
+	c := startCluster(t, clusterOpts{
+		brokerFlags:  saslBrokerFlags(t, map[string]string{"admin": "admin-secret"}),
+		sidecarFlags: failoverSidecarFlags(),
+	})
+	ctx := ctxTimeout(t, 3*time.Minute)
+	admin := kadm.NewClient(kclient(t, []string{c.node(3).kafka}, kgo.SASL(scram.Auth{User: "admin", Pass: "admin-secret"}.AsSha512Mechanism())))
+	setPassword := func(pw string) {
+		t.Helper()
+		res, err := admin.AlterUserSCRAMs(ctx, nil, []kadm.UpsertSCRAM{
+			{User: "carol", Mechanism: kadm.ScramSha256, Iterations: 4096, Password: pw},
+			{User: "carol", Mechanism: kadm.ScramSha512, Iterations: 4096, Password: pw},
+		})
+		if err != nil || res["carol"].Err != nil {
+			t.Fatalf("AlterUserSCRAMs: %+v %v", res, err)
+		}
+	}
+	kcatAs := func(node *node, pw string) error {
+		return kcatErr("", 20*time.Second, "-L", "-b", node.kafka, "-m", "5", "-X", "security.protocol=sasl_plaintext",
+			"-X", "sasl.mechanisms=SCRAM-SHA-256", "-X", "sasl.username=carol", "-X", "sasl.password="+pw)
+	}
+	everyNode := func(nodes []*node, pw string, want bool) {
+		t.Helper()
+		for _, n := range nodes {
+			testutil.Eventually(t, 20*time.Second, func() error {
+				err := kcatAs(n, pw)
+				switch {
+				case want && err != nil:
+					return fmt.Errorf("carol with %q on %s: %v", pw, n.kafka, err)
+				case !want && err == nil:
+					return fmt.Errorf("carol with %q still logs in on %s", pw, n.kafka)
+				}
+				return nil
+			})
+		}
+	}
+	setPassword("first")
+	everyNode(c.nodes, "first", true)
+	setPassword("second")
+	everyNode(c.nodes, "second", true)
+	everyNode(c.nodes, "first", false)
+
+	c.caughtUp(30*time.Second, 1, 2, 3)
+	c.node(1).killPair()
+	if out, err := c.promoteNode(2); err != nil {
+		t.Fatalf("tandemctl promote: %v\n%s", err, out)
+	}
+	c.waitRole(30*time.Second, 2, adminv1.Role_ROLE_LEADER, 2, 2)
+	rest := []*node{c.node(2), c.node(3)}
+	everyNode(rest, "second", true)
+	res, err := admin.AlterUserSCRAMs(ctx, []kadm.DeleteSCRAM{
+		{User: "carol", Mechanism: kadm.ScramSha256}, {User: "carol", Mechanism: kadm.ScramSha512}}, nil)
+	if err != nil || res["carol"].Err != nil {
+		t.Fatalf("deleting carol on the new leader: %+v %v", res, err)
+	}
+	everyNode(rest, "second", false)
 }

@@ -168,12 +168,110 @@ func (u *Users) Save(path string) error {
 	return os.Rename(tmp, path)
 }
 
+// CredentialFromSalted derives the credential a client's
+// AlterUserScramCredentials upsertion describes: the client sends the
+// salt, the iteration count and the salted password (PBKDF2 of the
+// password), never the password; the server keeps the two keys derived
+// from it, as from a password.
+func CredentialFromSalted(mech string, salt, salted []byte, iterations int) (Credential, error) {
+	h, ok := hashFor(mech)
+	if !ok {
+		return Credential{}, fmt.Errorf("sasl: %q is not a SCRAM mechanism", mech)
+	}
+	if len(salt) == 0 || len(salted) != h().Size() {
+		return Credential{}, fmt.Errorf("sasl: a %s salted password is %d bytes, got %d (salt %d bytes)", mech, h().Size(), len(salted), len(salt))
+	}
+	clientKey := hmacSum(h, salted, []byte("Client Key"))
+	d := h()
+	d.Write(clientKey)
+	return Credential{Salt: append([]byte(nil), salt...), Iterations: iterations,
+		StoredKey: d.Sum(nil), ServerKey: hmacSum(h, salted, []byte("Server Key"))}, nil
+}
+
+// MinIterations and MaxIterations bound the iteration count of a
+// credential set through Kafka's API, as Kafka bounds it.
+const (
+	MinIterations = minIteration
+	MaxIterations = 16384
+)
+
+// Replicated is the SCRAM users set through Kafka's
+// AlterUserScramCredentials: WAL entries, the same on every node. Safe for
+// concurrent use.
+type Replicated struct {
+	mu    sync.RWMutex
+	users map[string]map[string]Credential
+}
+
+// NewReplicated returns an empty set.
+func NewReplicated() *Replicated {
+	return &Replicated{users: map[string]map[string]Credential{}}
+}
+
+// Set stores (c non-nil) or deletes (nil) user's credential for mech.
+func (r *Replicated) Set(user, mech string, c *Credential) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c == nil {
+		delete(r.users[user], mech)
+		if len(r.users[user]) == 0 {
+			delete(r.users, user)
+		}
+		return
+	}
+	if r.users[user] == nil {
+		r.users[user] = map[string]Credential{}
+	}
+	r.users[user][mech] = *c
+}
+
+// Get returns user's credential for mech.
+func (r *Replicated) Get(user, mech string) (Credential, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	c, ok := r.users[user][mech]
+	return c, ok
+}
+
+// All returns a copy of every user's credentials.
+func (r *Replicated) All() map[string]map[string]Credential {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make(map[string]map[string]Credential, len(r.users))
+	for u, m := range r.users {
+		out[u] = make(map[string]Credential, len(m))
+		for k, c := range m {
+			out[u][k] = c
+		}
+	}
+	return out
+}
+
+// Replace makes the set exactly users (a state checkpoint being restored).
+func (r *Replicated) Replace(users map[string]map[string]Credential) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.users = map[string]map[string]Credential{}
+	for u, m := range users {
+		for k, c := range m {
+			if r.users[u] == nil {
+				r.users[u] = map[string]Credential{}
+			}
+			r.users[u][k] = c
+		}
+	}
+}
+
 // Store serves a users file, read again when it changes (checked at most
-// once a second, at a login). A file that no longer loads keeps the users
-// loaded before, and onError says why (once per change).
+// once a second, at a login), and the replicated users (UseReplicated),
+// which come first: a user set through Kafka's API logs in with those
+// credentials on every node, whatever a node's file says. A file that no
+// longer loads keeps the users loaded before, and onError says why (once
+// per change).
 type Store struct {
-	path    string
-	onError func(error)
+	path       string
+	onError    func(error)
+	replicated *Replicated
 
 	mu      sync.Mutex
 	users   *Users
@@ -205,8 +303,25 @@ func (s *Store) stat() (string, error) {
 	return fmt.Sprint(fi.ModTime().UnixNano(), fi.Size()), nil
 }
 
+// UseReplicated makes the store look users up in r before the file.
+// Call it before serving logins.
+func (s *Store) UseReplicated(r *Replicated) { s.replicated = r }
+
+// FileUsers returns the users of the file, with their credentials.
+func (s *Store) FileUsers() map[string]map[string]Credential {
+	s.lookup("", "") // re-read the file if it changed
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.users.Users
+}
+
 // lookup returns user's credential for mech.
 func (s *Store) lookup(user, mech string) (Credential, bool) {
+	if s.replicated != nil {
+		if c, ok := s.replicated.Get(user, mech); ok {
+			return c, true
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if now := time.Now(); now.Sub(s.checked) >= time.Second {

@@ -49,6 +49,9 @@ const (
 	// TypeClientQuota sets and removes the Kafka client quotas of one
 	// entity (AlterClientQuotas).
 	TypeClientQuota EntryType = 13
+	// TypeScramCredential sets and deletes SCRAM credentials of SASL users
+	// (AlterUserScramCredentials).
+	TypeScramCredential EntryType = 14
 )
 
 func (t EntryType) String() string {
@@ -79,6 +82,8 @@ func (t EntryType) String() string {
 		return "ACL"
 	case TypeClientQuota:
 		return "ClientQuota"
+	case TypeScramCredential:
+		return "ScramCredential"
 	}
 	return fmt.Sprintf("EntryType(%d)", uint8(t))
 }

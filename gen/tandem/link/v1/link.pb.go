@@ -115,6 +115,11 @@ const (
 	// map from quota key to a byte rate, null to remove; Kafka's
 	// AlterClientQuotas).
 	EntryType_ENTRY_TYPE_CLIENT_QUOTA EntryType = 13
+	// SCRAM credentials of SASL users set or deleted (JSON: "set", a list of
+	// user, mechanism and credential: salt, iterations, stored key, server
+	// key, as RFC 5802 derives them; "delete", a list of user and
+	// mechanism; Kafka's AlterUserScramCredentials). No password.
+	EntryType_ENTRY_TYPE_SCRAM_CREDENTIAL EntryType = 14
 )
 
 // Enum value maps for EntryType.
@@ -134,6 +139,7 @@ var (
 		11: "ENTRY_TYPE_DELETE_RECORDS",
 		12: "ENTRY_TYPE_ACL",
 		13: "ENTRY_TYPE_CLIENT_QUOTA",
+		14: "ENTRY_TYPE_SCRAM_CREDENTIAL",
 	}
 	EntryType_value = map[string]int32{
 		"ENTRY_TYPE_UNSPECIFIED":       0,
@@ -150,6 +156,7 @@ var (
 		"ENTRY_TYPE_DELETE_RECORDS":    11,
 		"ENTRY_TYPE_ACL":               12,
 		"ENTRY_TYPE_CLIENT_QUOTA":      13,
+		"ENTRY_TYPE_SCRAM_CREDENTIAL":  14,
 	}
 )
 
@@ -2232,7 +2239,7 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x19\n" +
 	"\bfrom_lsn\x18\x02 \x01(\x04R\afromLsn\x12\x15\n" +
-	"\x06to_lsn\x18\x03 \x01(\x04R\x05toLsn*\x97\x03\n" +
+	"\x06to_lsn\x18\x03 \x01(\x04R\x05toLsn*\xb8\x03\n" +
 	"\tEntryType\x12\x1a\n" +
 	"\x16ENTRY_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17ENTRY_TYPE_RECORD_BATCH\x10\x01\x12\x1b\n" +
@@ -2248,7 +2255,8 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\x12\x1d\n" +
 	"\x19ENTRY_TYPE_DELETE_RECORDS\x10\v\x12\x12\n" +
 	"\x0eENTRY_TYPE_ACL\x10\f\x12\x1b\n" +
-	"\x17ENTRY_TYPE_CLIENT_QUOTA\x10\r*U\n" +
+	"\x17ENTRY_TYPE_CLIENT_QUOTA\x10\r\x12\x1f\n" +
+	"\x1bENTRY_TYPE_SCRAM_CREDENTIAL\x10\x0e*U\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fROLE_STANDALONE\x10\x01\x12\x0f\n" +
