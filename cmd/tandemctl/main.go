@@ -7,6 +7,7 @@
 //	tandemctl forget-isr --etcd-endpoints URL,... (--cluster-id ID | --etcd-prefix P)
 //	tandemctl acls --bootstrap HOST:PORT,... (--list | --add | --remove) ...
 //	tandemctl quotas --bootstrap HOST:PORT,... (--describe | --alter) ...
+//	tandemctl sasl-user --bootstrap HOST:PORT,... (--user NAME [--delete] | --list)
 //
 // status shows the node's role, epoch and WAL positions and, on the leader,
 // one line per follower as PostgreSQL's pg_stat_replication does: sent,
@@ -50,6 +51,21 @@
 // ALTER_CONFIGS on the cluster, INVALID_REQUEST for an unsupported key)
 // exits 1 with its message.
 //
+// sasl-user --bootstrap manages SASL/SCRAM users cluster-wide through the
+// Kafka API (AlterUserScramCredentials and DescribeUserScramCredentials,
+// KIP-554), connecting as acls does (--sasl-user is the admin who logs
+// in; --user is the user changed; with --acls the admin needs ALTER, to
+// list DESCRIBE, on the cluster). --user NAME sets SCRAM-SHA-256 and
+// SCRAM-SHA-512 credentials (--iterations, 4096 to 16384; the password,
+// from --password-file or standard input, is salted by tandemctl and
+// never sent), which every node applies and which come before any node's
+// users file; --delete deletes the mechanisms set so; --list prints each
+// user with its mechanisms and iterations, the users of the answering
+// node's file included. When both the admin's and the user's password
+// come from standard input, the first line is the admin's and the second
+// the user's. $TANDEM_BOOTSTRAP stands for --bootstrap only without
+// --file; --file with --bootstrap is a usage error.
+//
 // The sidecar address defaults to $TANDEM_SIDECAR, then 127.0.0.1:9192.
 //
 // Security (docs/security.md): --token (or $TANDEM_ADMIN_TOKEN) is sent as
@@ -57,7 +73,7 @@
 // --admin-token requires for promote and verify; --tls-ca, --tls-cert and
 // --tls-key talk to a sidecar with mutual TLS. `tandemctl certs` writes a
 // CA, node certificates and an admin client certificate into a directory;
-// `tandemctl sasl-user` keeps the users file of brokers with SASL
+// `tandemctl sasl-user --file` keeps the users file of brokers with SASL
 // (tandem-broker --sasl-users).
 package main
 
@@ -105,6 +121,12 @@ const usage = `usage:
   tandemctl [--timeout 5s] forget-isr --etcd-endpoints URL,... (--cluster-id ID | --etcd-prefix PREFIX)
   tandemctl certs --out DIR --nodes 1,2,3 [--hosts 127.0.0.1,localhost] [--node-hosts 1=node-1,...] [--valid-for 8760h]
   tandemctl sasl-user --file USERS.json (--user NAME [--password-file F | password on stdin] [--delete] | --list)
+  tandemctl [--timeout 5s] sasl-user --bootstrap HOST:PORT,... ($TANDEM_BOOTSTRAP without --file) [connection flags]
+      --user NAME [--password-file F | password on stdin] [--iterations 4096..16384]
+      | --user NAME --delete | --list
+    sets SCRAM-SHA-256 and SCRAM-SHA-512 on every node (before any users file), deletes those set so, lists users;
+    --sasl-user is the admin who logs in, --user the user changed; with both passwords on stdin, the admin's is the
+    first line and the user's the second
   tandemctl [--timeout 5s] acls --bootstrap HOST:PORT,... ($TANDEM_BOOTSTRAP) [connection flags]
       --list [RESOURCE] [--principal P]
       | (--add | --remove) (--allow-principal P | --deny-principal P)... [--host H] --operation OP[,OP...] RESOURCE [--prefixed]
@@ -115,7 +137,7 @@ const usage = `usage:
       | --alter ENTITY (--add-config KEY=VALUE[,KEY=VALUE...] | --delete-config KEY[,KEY...])...
     ENTITY: [--user NAME | --user-default] [--client-id NAME | --client-id-default] (--describe without one: every entity)
     KEY: producer_byte_rate, consumer_byte_rate; VALUE: bytes per second, e.g. 1048576, 512K, 10M, 1G
-    connection flags (acls, quotas): --sasl-user U [--sasl-password-file F | password on stdin] [--sasl-mechanism PLAIN|SCRAM-SHA-256|SCRAM-SHA-512]
+    connection flags (acls, quotas, sasl-user --bootstrap): --sasl-user U [--sasl-password-file F | password on stdin] [--sasl-mechanism PLAIN|SCRAM-SHA-256|SCRAM-SHA-512]
       --tls-ca F [--tls-cert F --tls-key F] [--tls-server-name NAME]
 global flags: --token TOKEN ($TANDEM_ADMIN_TOKEN) for promote and verify when the sidecar has --admin-token;
   --tls-ca, --tls-cert, --tls-key, --tls-server-name ($TANDEM_TLS_*) for a sidecar with mutual TLS.`
@@ -148,7 +170,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "certs":
 		return certsCmd(rest, stdout)
 	case "sasl-user":
-		return saslUserCmd(rest, os.Stdin, stdout)
+		return saslUserCmd(ctx, rest, os.Stdin, stdout, *timeout)
 	case "forget-isr":
 		return forgetISRCmd(ctx, rest, stdout, *timeout)
 	case "acls":
