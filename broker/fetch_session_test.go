@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -28,9 +30,11 @@ func sessionFetchMax(t *testing.T, cl *kgo.Client, maxBytes, id, epoch int32, to
 	if len(offsets) > 0 {
 		rt := kmsg.NewFetchRequestTopic()
 		rt.Topic = topic
-		for p, off := range offsets {
+		// In partition order: which partition a small MaxBytes serves
+		// first depends on it (a map's order is random).
+		for _, p := range slices.Sorted(maps.Keys(offsets)) {
 			rp := kmsg.NewFetchRequestTopicPartition()
-			rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes, rp.LogStartOffset = p, off, 1<<20, -1
+			rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes, rp.LogStartOffset = p, offsets[p], 1<<20, -1
 			rt.Partitions = append(rt.Partitions, rp)
 		}
 		req.Topics = append(req.Topics, rt)
