@@ -192,11 +192,8 @@ func handleCreateACLs(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Respo
 		return func() kmsg.Response {
 			ctx, cancel := rc.timeoutCtx(0)
 			defer cancel()
-			version := r.Version // the client's; the leader may be asked another
-			b.log.Info("handing CreateAcls to the leader", "by", rc.auth.principal, "client", rc.host)
-			fwd, err := b.askLeader(ctx, r)
+			fwd, err := b.handToLeader(ctx, rc, r)
 			if err != nil {
-				r.Version = version
 				return failAll(kerr.RequestTimedOut.Code, "handing the request to the leader failed: "+err.Error())()
 			}
 			lr := fwd.(*kmsg.CreateACLsResponse)
@@ -214,7 +211,6 @@ func handleCreateACLs(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Respo
 				}
 				return true
 			})
-			lr.Version = version
 			return lr
 		}
 	}
@@ -278,11 +274,8 @@ func handleDeleteACLs(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Respo
 		return func() kmsg.Response {
 			ctx, cancel := rc.timeoutCtx(0)
 			defer cancel()
-			version := r.Version // the client's; the leader may be asked another
-			b.log.Info("handing DeleteAcls to the leader", "by", rc.auth.principal, "client", rc.host)
-			fwd, err := b.askLeader(ctx, r)
+			fwd, err := b.handToLeader(ctx, rc, r)
 			if err != nil {
-				r.Version = version
 				return failAll(kerr.RequestTimedOut.Code, "handing the request to the leader failed: "+err.Error())()
 			}
 			lr := fwd.(*kmsg.DeleteACLsResponse)
@@ -304,7 +297,6 @@ func handleDeleteACLs(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Respo
 				}
 				return true
 			})
-			lr.Version = version
 			return lr
 		}
 	}
@@ -366,6 +358,23 @@ func (b *Broker) waitACLs(ctx context.Context, done func() bool) {
 			return
 		}
 	}
+}
+
+// handToLeader sends a request that only the leader carries out (a
+// follower got it from a client that sends it to any broker) to the
+// leader, and returns the leader's answer in the version the client
+// asked for. It logs who the request is handed on for: the leader sees
+// this broker's user.
+func (b *Broker) handToLeader(ctx context.Context, rc *reqCtx, req kmsg.Request) (kmsg.Response, error) {
+	version := req.GetVersion() // the client's; the leader may be asked another
+	b.log.Info("handing a request to the leader", "request", kmsg.NameForKey(req.Key()), "by", rc.auth.principal, "client", rc.host)
+	resp, err := b.askLeader(ctx, req)
+	req.SetVersion(version)
+	if err != nil {
+		return nil, err
+	}
+	resp.SetVersion(version)
+	return resp, nil
 }
 
 // askLeader sends a request to the leader's Kafka listener, logging in as

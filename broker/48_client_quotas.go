@@ -214,15 +214,11 @@ func handleAlterClientQuotas(b *Broker, rc *reqCtx, req kmsg.Request) func() kms
 		return func() kmsg.Response {
 			ctx, cancel := rc.timeoutCtx(0)
 			defer cancel()
-			version := r.Version
-			b.log.Info("handing AlterClientQuotas to the leader", "by", rc.auth.principal, "client", rc.host)
-			fwd, err := b.askLeader(ctx, r)
+			fwd, err := b.handToLeader(ctx, rc, r)
 			if err != nil {
-				r.Version = version
 				return failAll(kerr.RequestTimedOut.Code, "handing the request to the leader failed: "+err.Error())()
 			}
 			lr := fwd.(*kmsg.AlterClientQuotasResponse)
-			lr.Version = version
 			// Answer once the changes the leader made are here.
 			b.waitACLs(ctx, func() bool {
 				for i, e := range entries {

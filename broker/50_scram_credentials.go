@@ -257,11 +257,8 @@ func handleAlterUserSCRAMCredentials(b *Broker, rc *reqCtx, req kmsg.Request) fu
 		defer cancel()
 		if err := b.appendMeta(ctx, wal.TypeScramCredential, entry); err != nil {
 			b.log.Warn("altering SCRAM credentials failed", "error", err)
-			for _, s := range entry.Set {
-				fail(s.User, kerr.RequestTimedOut, err.Error())
-			}
-			for _, d := range entry.Delete {
-				fail(d.User, kerr.RequestTimedOut, err.Error())
+			for _, u := range order {
+				fail(u, kerr.RequestTimedOut, err.Error()) // users refused before keep their error
 			}
 			return answer()
 		}
