@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -25,8 +26,9 @@ import (
 // every node; alice may write and read what they allow, through any node
 // and with kcat, kafka-python and franz-go; bob is refused everywhere.
 // After the leader is SIGKILLed and node 2 promoted, the new leader
-// enforces the same ACLs, and deleting one through a follower takes
-// effect on it.
+// enforces the same ACLs, takes a new one from sarama's ClusterAdmin, and
+// deleting one with `tandemctl acls` through a follower takes effect on
+// it.
 func TestACLsAcrossNodesAndFailover(t *testing.T) {
 	pw := map[string]string{"admin": "admin-secret", "alice": "alice-secret", "bob": "bob-secret"}
 	flags := append(saslBrokerFlags(t, pw), "--acls", "--super-users", "User:admin")
@@ -148,6 +150,29 @@ func TestACLsAcrossNodesAndFailover(t *testing.T) {
 	want = append(want, after...)
 	if err := bobWrites(c.node(3).kafka); !isAuthzError(err) {
 		t.Fatalf("bob writing after the failover: %v, want an authorization error", err)
+	}
+
+	// sarama's ClusterAdmin, bootstrapped on node 3, adds an ACL on the
+	// new leader (the controller) and lists it.
+	scfg := saramaConfig()
+	scfg.Net.SASL.Enable, scfg.Net.SASL.Mechanism = true, sarama.SASLTypePlaintext
+	scfg.Net.SASL.User, scfg.Net.SASL.Password = "admin", pw["admin"]
+	sadm, err := sarama.NewClusterAdmin([]string{c.node(3).kafka}, scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sadm.Close()
+	if err := sadm.CreateACLs([]*sarama.ResourceAcls{{
+		Resource: sarama.Resource{ResourceType: sarama.AclResourceTopic, ResourceName: topic, ResourcePatternType: sarama.AclPatternLiteral},
+		Acls:     []*sarama.Acl{{Principal: "User:dave", Host: "*", Operation: sarama.AclOperationDescribe, PermissionType: sarama.AclPermissionAllow}},
+	}}); err != nil {
+		t.Fatalf("sarama CreateACLs: %v", err)
+	}
+	dave := "User:dave"
+	listedACLs, err := sadm.ListAcls(sarama.AclFilter{ResourceType: sarama.AclResourceAny, ResourcePatternTypeFilter: sarama.AclPatternAny,
+		Principal: &dave, Operation: sarama.AclOperationAny, PermissionType: sarama.AclPermissionAny})
+	if err != nil || len(listedACLs) != 1 || len(listedACLs[0].Acls) != 1 || listedACLs[0].ResourceName != topic {
+		t.Fatalf("sarama ListAcls for dave: %+v, %v", listedACLs, err)
 	}
 
 	// admin takes alice's WRITE away with `tandemctl acls` through node 3
