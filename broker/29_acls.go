@@ -182,11 +182,8 @@ func handleCreateACLs(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Respo
 		}
 		return now(resp)
 	}
-	switch {
-	case b.authz == nil:
-		return failAll(kerr.SecurityDisabled.Code, "ACLs are not enforced on this broker (--acls)")
-	case !b.allowedCluster(rc, kmsg.ACLOperationAlter):
-		return failAll(kerr.ClusterAuthorizationFailed.Code, "creating ACLs needs ALTER on the cluster")
+	if code, msg := b.aclChangeRefused(rc, "creating"); code != 0 {
+		return failAll(code, msg)
 	}
 	if !b.isLeader() {
 		return func() kmsg.Response {
@@ -247,6 +244,19 @@ func handleCreateACLs(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Respo
 	}
 }
 
+// aclChangeRefused returns the error of a CreateAcls or DeleteAcls that
+// this broker will not carry out (0: none): ACLs not enforced here, or a
+// principal that may not alter the cluster.
+func (b *Broker) aclChangeRefused(rc *reqCtx, what string) (int16, string) {
+	switch {
+	case b.authz == nil:
+		return kerr.SecurityDisabled.Code, "ACLs are not enforced on this broker (--acls)"
+	case !b.allowedCluster(rc, kmsg.ACLOperationAlter):
+		return kerr.ClusterAuthorizationFailed.Code, what + " ACLs needs ALTER on the cluster"
+	}
+	return 0, ""
+}
+
 func creationBinding(c kmsg.CreateACLsRequestCreation) acl.Binding {
 	return acl.Binding{ResourceType: c.ResourceType, ResourceName: c.ResourceName, PatternType: c.ResourcePatternType,
 		Principal: c.Principal, Host: c.Host, Operation: c.Operation, Permission: c.PermissionType}
@@ -264,11 +274,8 @@ func handleDeleteACLs(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Respo
 		}
 		return now(resp)
 	}
-	switch {
-	case b.authz == nil:
-		return failAll(kerr.SecurityDisabled.Code, "ACLs are not enforced on this broker (--acls)")
-	case !b.allowedCluster(rc, kmsg.ACLOperationAlter):
-		return failAll(kerr.ClusterAuthorizationFailed.Code, "deleting ACLs needs ALTER on the cluster")
+	if code, msg := b.aclChangeRefused(rc, "deleting"); code != 0 {
+		return failAll(code, msg)
 	}
 	if !b.isLeader() {
 		return func() kmsg.Response {
