@@ -174,7 +174,16 @@ func TestGroupKeepsMembersAcrossFailover(t *testing.T) {
 		return nil
 	})
 	if got := rebalances.String(); got != "assigned 1 partitions" {
-		t.Fatalf("the consumer's partitions across the failover: %s; want one assignment, kept", got)
+		// franz-go sometimes retries its heartbeat at the killed
+		// coordinator's address, and a refused dial ends its session
+		// on the client side (its issue #652; docs/operations.md says
+		// more): it rejoins at once. Only that is the client's doing;
+		// anything else (UNKNOWN_MEMBER_ID from a coordinator that lost
+		// the member, a revocation) fails the test.
+		if !rebalances.endedOnlyDialing(c.node(old).kafka) {
+			t.Fatalf("the consumer's partitions across the failover: %s; want one assignment, kept", got)
+		}
+		t.Logf("franz-go ended its own session dialing the killed coordinator (its issue #652), then rejoined: %s", got)
 	}
 }
 
@@ -274,6 +283,23 @@ func (e *groupEvents) opts() []kgo.Opt {
 		kgo.OnPartitionsLost(count(&e.lost)),
 		kgo.WithHooks(e),
 	}
+}
+
+// endedOnlyDialing reports whether every session the client ended, it
+// ended on a refused dial of addr (franz-go retrying a request at a killed
+// coordinator), with nothing revoked.
+func (e *groupEvents) endedOnlyDialing(addr string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.manageErrs) == 0 || len(e.revoked) > 0 || len(e.lost) > len(e.manageErrs) {
+		return false
+	}
+	for _, m := range e.manageErrs {
+		if !strings.Contains(m, "unable to dial: dial tcp "+addr+": connect: connection refused") {
+			return false
+		}
+	}
+	return true
 }
 
 func (e *groupEvents) String() string {
