@@ -200,7 +200,7 @@ func handleCreateACLs(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Respo
 					want = append(want, creationBinding(c))
 				}
 			}
-			b.waitACLs(ctx, func() bool {
+			b.waitApplied(ctx, func() bool {
 				for _, bd := range want {
 					if !b.acls.Has(bd) {
 						return false
@@ -296,7 +296,7 @@ func handleDeleteACLs(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Respo
 					}
 				}
 			}
-			b.waitACLs(ctx, func() bool {
+			b.waitApplied(ctx, func() bool {
 				for _, bd := range gone {
 					if b.acls.Has(bd) {
 						return false
@@ -353,9 +353,9 @@ func handleDeleteACLs(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Respo
 	}
 }
 
-// waitACLs waits, up to ctx, until done reports that a change the leader
+// waitApplied waits, up to ctx, until done reports that a change the leader
 // made has reached this node.
-func (b *Broker) waitACLs(ctx context.Context, done func() bool) {
+func (b *Broker) waitApplied(ctx context.Context, done func() bool) {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for !done() {

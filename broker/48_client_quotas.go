@@ -220,7 +220,7 @@ func handleAlterClientQuotas(b *Broker, rc *reqCtx, req kmsg.Request) func() kms
 			}
 			lr := fwd.(*kmsg.AlterClientQuotasResponse)
 			// Answer once the changes the leader made are here.
-			b.waitACLs(ctx, func() bool {
+			b.waitApplied(ctx, func() bool {
 				for i, e := range entries {
 					if e == nil || i >= len(lr.Entries) || lr.Entries[i].ErrorCode != 0 {
 						continue
