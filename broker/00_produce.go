@@ -87,7 +87,8 @@ func produce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 		rt := &r.Topics[i]
 		st := kmsg.NewProduceResponseTopic()
 		st.Topic = rt.Topic
-		mayWrite := b.allowedTopic(rc, kmsg.ACLOperationWrite, rt.Topic)
+		mayWrite := b.allowedTopic(rc, kmsg.ACLOperationWrite, rt.Topic) &&
+			(r.TransactionID == nil || b.allowed(rc, kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTransactionalId, *r.TransactionID))
 		for j := range rt.Partitions {
 			rp := &rt.Partitions[j]
 			sp := kmsg.NewProduceResponseTopicPartition()
@@ -98,10 +99,10 @@ func produce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 			var known *partition // the partition, once it is known to exist
 			code := func() *kerr.Error {
 				switch {
-				case r.TransactionID != nil:
-					return kerr.TransactionalIDAuthorizationFailed
 				case r.Acks != 0 && r.Acks != 1 && r.Acks != -1:
 					return kerr.InvalidRequiredAcks
+				case !mayWrite && r.TransactionID != nil:
+					return kerr.TransactionalIDAuthorizationFailed
 				case !mayWrite:
 					return kerr.TopicAuthorizationFailed
 				case !leader:
@@ -131,7 +132,7 @@ func produce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 					}
 					return kerr.CorruptMessage
 				}
-				base, lsn, code := b.appendBatches(p, rt.Topic, rp.Partition, raws, infos)
+				base, lsn, code := b.appendBatches(p, rt.Topic, rp.Partition, raws, infos, r.TransactionID)
 				if code == kerr.UnknownTopicOrPartition {
 					known = nil // deleted meanwhile
 				}
@@ -243,7 +244,7 @@ func produce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 // again under appendMu: a node that learnt it follows (SetClusterView) while
 // the request was being handled writes nothing, and the batches get the
 // epoch of the view they are written in.
-func (b *Broker) appendBatches(p *partition, topicName string, part int32, raws [][]byte, infos []batchInfo) (int64, uint64, *kerr.Error) {
+func (b *Broker) appendBatches(p *partition, topicName string, part int32, raws [][]byte, infos []batchInfo, txnID *string) (int64, uint64, *kerr.Error) {
 	b.appendMu.Lock()
 	defer b.appendMu.Unlock()
 	view := b.clusterView()
@@ -258,6 +259,9 @@ func (b *Broker) appendBatches(p *partition, topicName string, part int32, raws 
 	}
 	// Every batch is checked before any is written, as Kafka validates a
 	// partition's whole record set: one refused batch refuses them all.
+	if code := b.checkTransactionalLocked(topicName, part, infos, txnID); code != nil {
+		return -1, 0, code
+	}
 	dups, code := b.checkSequencesLocked(tp{topicName, part}, infos)
 	if code != nil {
 		return -1, 0, code
@@ -392,4 +396,31 @@ func checkSequence(w *seqWindow, epoch int16, hasEpoch bool, info batchInfo) (se
 		return seqEntry{}, false, kerr.OutOfOrderSequenceNumber
 	}
 	return seqEntry{}, false, nil
+}
+
+// checkTransactionalLocked checks a partition's batches against the
+// transaction coordinator: transactional batches only with the request's
+// transactional id, from its current producer id and epoch, into a
+// partition added to its ongoing transaction (else the partition could
+// hold records of a transaction that never ends). Caller holds appendMu.
+func (b *Broker) checkTransactionalLocked(topicName string, part int32, infos []batchInfo, txnID *string) *kerr.Error {
+	for _, info := range infos {
+		if !info.transactional() {
+			continue
+		}
+		if txnID == nil {
+			return kerr.InvalidTxnState // transactional records need the request's transactional id
+		}
+		s := b.txns[*txnID]
+		if code := txnError(s, info.producerID, info.producerEpoch); code != nil {
+			if code == kerr.InvalidProducerEpoch && s != nil && info.producerEpoch > s.Epoch {
+				return kerr.InvalidTxnState
+			}
+			return code
+		}
+		if s.State != txnOngoing || !s.hasPartition(topicName, part) {
+			return kerr.InvalidTxnState
+		}
+	}
+	return nil
 }

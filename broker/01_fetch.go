@@ -4,7 +4,9 @@ package broker
 //
 // Returns whole stored RecordBatches, byte for byte as they were produced,
 // from the batch holding the requested offset up to the high watermark: a
-// consumer never sees a record that is not committed. Partition max bytes and
+// consumer never sees a record that is not committed. A read_committed
+// consumer (isolation level 1) gets records up to the last stable offset
+// only, and the aborted transactions among them (txn.go). Partition max bytes and
 // the request's MaxBytes bound the answer, except that the first batch found
 // is always returned whole so that a consumer can always make progress
 // (KIP-74). If fewer than MinBytes are available the request waits up to
@@ -114,8 +116,9 @@ func (b *Broker) fetchOnce(r *kmsg.FetchRequest, denied map[string]bool) (*kmsg.
 				continue
 			}
 			logStart, hw, next := p.watermarks()
+			lso := p.lso()
 			sp.HighWatermark = hw
-			sp.LastStableOffset = hw
+			sp.LastStableOffset = lso
 			sp.LogStartOffset = logStart
 			if rp.FetchOffset < logStart || rp.FetchOffset > next {
 				sp.ErrorCode = kerr.OffsetOutOfRange.Code
@@ -136,7 +139,20 @@ func (b *Broker) fetchOnce(r *kmsg.FetchRequest, denied map[string]bool) (*kmsg.
 			if limit > budget {
 				limit = budget
 			}
-			data, err := b.readBatches(p, rp.FetchOffset, hw, limit, total == 0)
+			upTo := hw
+			if r.IsolationLevel == 1 {
+				// read_committed: up to the last stable offset, with the
+				// aborted transactions among the records so that the
+				// client drops theirs (txn.go).
+				upTo = lso
+				sp.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
+				for _, a := range p.abortedBetween(rp.FetchOffset, upTo) {
+					at := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
+					at.ProducerID, at.FirstOffset = a.pid, a.first
+					sp.AbortedTransactions = append(sp.AbortedTransactions, at)
+				}
+			}
+			data, err := b.readBatches(p, rp.FetchOffset, upTo, limit, total == 0)
 			if err != nil {
 				b.log.Warn("reading batches for fetch failed", "topic", rt.Topic, "partition", rp.Partition, "offset", rp.FetchOffset, "error", err)
 				sp.ErrorCode = kerr.KafkaStorageError.Code

@@ -3,9 +3,8 @@ package broker
 // ListOffsets (key 2), v0-v7.
 //
 // Timestamp -2 (earliest) gives the log start offset, -1 (latest) the high
-// watermark (consumers never see past it, whatever their isolation level:
-// there are no transactions, so the last stable offset is the high
-// watermark), -3 (v7, max timestamp) the last offset of the batch with the
+// watermark, or for isolation level 1 (read_committed) the last stable
+// offset (txn.go): consumers never see past them. -3 (v7, max timestamp) the last offset of the batch with the
 // highest timestamp. A timestamp >= 0 gives the first offset whose record
 // timestamp is at least that: exact for uncompressed batches, the batch's
 // base offset for compressed ones (the broker does not decompress); -1 when
@@ -46,6 +45,9 @@ func handleListOffsets(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Resp
 				continue
 			}
 			sp.Offset, sp.Timestamp = b.offsetForTime(p, rp.Timestamp)
+			if rp.Timestamp == -1 && r.IsolationLevel == 1 {
+				sp.Offset = p.lso()
+			}
 			if r.Version == 0 {
 				sp.OldStyleOffsets = []int64{sp.Offset}
 			}

@@ -2,10 +2,10 @@ package broker
 
 // FindCoordinator (key 10), v0-v4.
 //
-// Groups are coordinated by the leader (their offsets are WAL entries, which
-// only the leader writes), so every node names the current leader. While no
-// leader is known the answer is COORDINATOR_NOT_AVAILABLE, which clients
-// retry. Transaction coordinators are not offered (no transactions).
+// Groups and transactions are coordinated by the leader (their state is WAL
+// entries, which only the leader writes), so every node names the current
+// leader for both key types. While no leader is known the answer is
+// COORDINATOR_NOT_AVAILABLE, which clients retry.
 
 import (
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -19,11 +19,17 @@ func handleFindCoordinator(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.
 	resp := r.ResponseKind().(*kmsg.FindCoordinatorResponse)
 	view := b.clusterView()
 	find := func(key string) (int32, string, int32, *kerr.Error) {
-		if r.CoordinatorType != 0 {
-			return -1, "", -1, kerr.InvalidRequest // only groups (0); no transactions
-		}
-		if !b.allowedGroup(rc, kmsg.ACLOperationDescribe, key) {
-			return -1, "", -1, kerr.GroupAuthorizationFailed
+		switch r.CoordinatorType {
+		case 0: // group
+			if !b.allowedGroup(rc, kmsg.ACLOperationDescribe, key) {
+				return -1, "", -1, kerr.GroupAuthorizationFailed
+			}
+		case 1: // transaction
+			if !b.allowed(rc, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTransactionalId, key) {
+				return -1, "", -1, kerr.TransactionalIDAuthorizationFailed
+			}
+		default:
+			return -1, "", -1, kerr.InvalidRequest
 		}
 		if view.LeaderID < 0 {
 			return -1, "", -1, kerr.CoordinatorNotAvailable

@@ -18,7 +18,12 @@ package broker
 // bump, so its answer is committed too. Any other epoch is
 // INVALID_PRODUCER_EPOCH.
 //
-// Transactional ids are refused: transactions are not supported.
+// With a transactional id the leader, as the transaction coordinator
+// (txn.go), hands out that id's producer id with its epoch bumped (a new id
+// the first time), which fences every earlier producer of the id; an
+// ongoing transaction of the id is aborted first. A transaction in the
+// middle of completing answers CONCURRENT_TRANSACTIONS, which clients
+// retry.
 
 import (
 	"context"
@@ -38,9 +43,8 @@ func handleInitProducerID(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.R
 	resp := r.ResponseKind().(*kmsg.InitProducerIDResponse)
 	resp.ProducerID = -1
 	resp.ProducerEpoch = -1
-	if r.TransactionalID != nil {
-		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
-		return now(resp)
+	if r.TransactionalID != nil && *r.TransactionalID != "" {
+		return b.initTransactionalProducer(rc, r, resp)
 	}
 	// An idempotent producer needs IDEMPOTENT_WRITE on the cluster, or
 	// WRITE on some topic (Kafka 3.0, KIP-679).
@@ -95,6 +99,87 @@ func handleInitProducerID(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.R
 			return resp
 		}
 		resp.ProducerID, resp.ProducerEpoch = pid, epoch
+		return resp
+	}
+}
+
+// initTransactionalProducer is InitProducerId for a transactional id.
+func (b *Broker) initTransactionalProducer(rc *reqCtx, r *kmsg.InitProducerIDRequest, resp *kmsg.InitProducerIDResponse) func() kmsg.Response {
+	tid := *r.TransactionalID
+	if !b.allowed(rc, kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTransactionalId, tid) {
+		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+		return now(resp)
+	}
+	if !b.isLeader() {
+		resp.ErrorCode = kerr.NotCoordinator.Code
+		return now(resp)
+	}
+	if r.TransactionTimeoutMillis <= 0 || time.Duration(r.TransactionTimeoutMillis)*time.Millisecond > b.cfg.TransactionMaxTimeout {
+		resp.ErrorCode = kerr.InvalidTransactionTimeout.Code
+		return now(resp)
+	}
+	gen := b.commitGeneration() // before appending: see waitCommit
+	b.appendMu.Lock()
+	cur := b.txns[tid]
+	var s *txnState
+	if cur == nil {
+		s = &txnState{ID: tid, PID: b.nextPID, State: txnEmpty, NextPID: b.nextPID + 1}
+	} else {
+		switch {
+		case cur.State == txnPrepareCommit || cur.State == txnPrepareAbort:
+			b.appendMu.Unlock()
+			resp.ErrorCode = kerr.ConcurrentTransactions.Code
+			return now(resp)
+		case r.ProducerID >= 0 && (r.ProducerID != cur.PID || r.ProducerEpoch != cur.Epoch):
+			// KIP-360: only the current producer may bump its own epoch.
+			b.appendMu.Unlock()
+			resp.ErrorCode = kerr.InvalidProducerEpoch.Code
+			return now(resp)
+		}
+		s = cur.clone()
+		s.NextPID = 0
+	}
+	var lsn uint64
+	var err error
+	if cur != nil {
+		epoch := cur.Epoch + 1
+		if cur.State == txnOngoing {
+			// The abort markers carry the new epoch: the old producer is
+			// fenced from here on.
+			b.log.Info("aborting the ongoing transaction of a re-initialised transactional id",
+				"transactional_id", tid, "producer_id", cur.PID)
+			if _, err = b.endTxnLocked(cur, false, min(epoch, maxProducerEpoch)); err != nil {
+				b.appendMu.Unlock()
+				b.log.Error("aborting a transaction failed", "transactional_id", tid, "error", err)
+				resp.ErrorCode = kerr.KafkaStorageError.Code
+				return now(resp)
+			}
+			s = b.txns[tid].clone()
+			s.NextPID = 0
+		}
+		if epoch > maxProducerEpoch {
+			// Epochs exhausted: a new producer id.
+			s.PID, epoch = b.nextPID, 0
+			s.NextPID = b.nextPID + 1
+		}
+		s.Epoch = epoch
+	}
+	s.State = txnEmpty
+	s.TimeoutMs = r.TransactionTimeoutMillis
+	s.Partitions, s.Groups, s.Offsets, s.StartMs = nil, nil, nil, 0
+	lsn, err = b.appendTxnLocked(s)
+	b.appendMu.Unlock()
+	if err != nil {
+		b.log.Error("initialising a transactional producer failed", "transactional_id", tid, "error", err)
+		resp.ErrorCode = kerr.KafkaStorageError.Code
+		return now(resp)
+	}
+	return func() kmsg.Response {
+		if code := b.waitTxn(rc, lsn, gen); code != nil {
+			resp.ErrorCode = code.Code
+			return resp
+		}
+		resp.ProducerID, resp.ProducerEpoch = s.PID, s.Epoch
 		return resp
 	}
 }

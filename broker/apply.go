@@ -160,6 +160,8 @@ func (b *Broker) applyPrefixLocked(e wal.Entry, pos wal.Pos, size int) error {
 			// A new id starts at epoch 0: this entry is a bump from Epoch-1.
 			b.pidBumps[p.ProducerID] = p.Epoch
 		}
+	case wal.TypeTransaction:
+		return b.applyTxnLocked(e)
 	case wal.TypeNoop:
 		// A new leader's first entry: it carries the epoch, nothing else.
 	case wal.TypeStateSnapshot:
@@ -221,6 +223,7 @@ func (b *Broker) applyBatchLocked(e wal.Entry, pos wal.Pos, size int) error {
 		p.batches = append(p.batches, ref)
 	}
 	p.next = ref.last + 1
+	p.applyTxnBatchLocked(info, raw)
 	p.mu.Unlock()
 	if info.producerID >= 0 && info.baseSequence >= 0 {
 		k := producerKey{pid: info.producerID, tp: tp{tname, part}}

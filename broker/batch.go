@@ -140,9 +140,6 @@ func splitBatches(records []byte, maxBytes int32) ([][]byte, []batchInfo, error)
 		if info.control() {
 			return nil, nil, &errBatch{code: kerr.InvalidRecord, msg: "clients may not produce control batches"}
 		}
-		if info.transactional() {
-			return nil, nil, &errBatch{code: kerr.UnsupportedVersion, msg: "transactional produce is not supported"}
-		}
 		if info.attributes&0x08 != 0 {
 			return nil, nil, &errBatch{code: kerr.InvalidTimestamp, msg: "LogAppendTime batches cannot be produced"}
 		}

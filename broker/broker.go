@@ -57,6 +57,8 @@ type Broker struct {
 	pidEpochs        map[int64]int16            // guarded by appendMu
 	pidBumps         map[int64]int16            // guarded by appendMu; the epoch the last InitProducerId bump of an id handed out
 	nextPID          int64                      // guarded by appendMu
+	txns             map[string]*txnState       // guarded by appendMu; transaction coordinator state by transactional id (txn.go)
+	txnByPID         map[int64]string           // guarded by appendMu; transactional id of a producer id
 	lastApplied      uint64                     // guarded by appendMu
 	skipMetaUpTo     uint64                     // guarded by appendMu; metadata entries the checkpoint covers
 	awaitingSnapshot bool                       // guarded by appendMu; re-cloned, state snapshot not seen yet
@@ -129,6 +131,8 @@ func Open(cfg Config) (*Broker, error) {
 		producers: make(map[producerKey]*seqWindow),
 		pidEpochs: make(map[int64]int16),
 		pidBumps:  make(map[int64]int16),
+		txns:      make(map[string]*txnState),
+		txnByPID:  make(map[int64]string),
 		topics:    make(map[string]*topic),
 		acls:      acl.NewSet(),
 		quotas:    quota.NewStore(),
@@ -256,6 +260,7 @@ func Open(cfg Config) (*Broker, error) {
 		b.goFunc(b.checkpointCommitLoop)
 	}
 	b.goFunc(b.retentionLoop)
+	b.goFunc(b.txnJanitor)
 	return b, nil
 }
 
@@ -350,7 +355,7 @@ func (r *recoveryReplay) done() (bool, error) {
 // replayPrefix is how much of a record batch's payload start-up replay
 // reads: the topic name (Kafka allows 249 bytes), partition and RecordBatch
 // header. The rest of the batch stays on disk; wal.Open verified it.
-const replayPrefix = 2 + 255 + 4 + batchHeaderLen
+const replayPrefix = 2 + 255 + 4 + batchHeaderLen + controlRecordLen // a marker's type too (txn.go)
 
 // replay rebuilds all in-memory state from the WAL: every record batch's
 // index entry from its header, every other entry (topics, offsets, configs)

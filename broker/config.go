@@ -120,6 +120,16 @@ type Config struct {
 	// hold these requests, and the heartbeats queued behind them on the
 	// connection, forever. Default 5s, as Kafka.
 	OffsetsCommitTimeout time.Duration
+	// TransactionMaxTimeout is Kafka's transaction.max.timeout.ms: the
+	// longest transaction timeout a producer may ask for
+	// (INVALID_TRANSACTION_TIMEOUT above). Default 15 minutes.
+	TransactionMaxTimeout time.Duration
+	// TransactionCheckInterval is how often the leader looks for
+	// transactions past their timeout, to abort them, and for ones a
+	// former leader left half completed (Kafka's
+	// transaction.abort.timed.out.transaction.cleanup.interval.ms).
+	// Default 1 s.
+	TransactionCheckInterval time.Duration
 	// OffsetsRetention is Kafka's offsets.retention.minutes: committed
 	// offsets of a consumer group expire once it has had no members for
 	// this long, and offsets committed outside any group membership this
@@ -149,24 +159,26 @@ type Config struct {
 // DefaultConfig returns a Config with Kafka's defaults where Kafka has one.
 func DefaultConfig() Config {
 	return Config{
-		Listen:                 "127.0.0.1:9092",
-		NumPartitions:          1,
-		AutoCreateTopics:       true,
-		MinInsyncReplicas:      1,
-		Fsync:                  wal.SyncEveryBatch,
-		FsyncInterval:          time.Second,
-		SegmentBytes:           64 << 20,
-		PageCacheBytes:         wal.DefaultPageCacheBytes,
-		RetentionMs:            7 * 24 * 3600 * 1000,
-		RetentionBytes:         -1,
-		ReplicaKeepBytes:       -1,
-		RetentionCheckInterval: 5 * time.Minute,
-		InitialRebalanceDelay:  3 * time.Second,
-		OffsetsCommitTimeout:   group.DefaultCommitTimeout,
-		OffsetsRetention:       7 * 24 * time.Hour,
-		MaxRequestBytes:        100 << 20,
-		ConnectionsMaxIdle:     10 * time.Minute,
-		MaxMessageBytes:        1<<20 + 12,
+		Listen:                   "127.0.0.1:9092",
+		NumPartitions:            1,
+		AutoCreateTopics:         true,
+		MinInsyncReplicas:        1,
+		Fsync:                    wal.SyncEveryBatch,
+		FsyncInterval:            time.Second,
+		SegmentBytes:             64 << 20,
+		PageCacheBytes:           wal.DefaultPageCacheBytes,
+		RetentionMs:              7 * 24 * 3600 * 1000,
+		RetentionBytes:           -1,
+		ReplicaKeepBytes:         -1,
+		RetentionCheckInterval:   5 * time.Minute,
+		InitialRebalanceDelay:    3 * time.Second,
+		OffsetsCommitTimeout:     group.DefaultCommitTimeout,
+		TransactionMaxTimeout:    15 * time.Minute,
+		TransactionCheckInterval: time.Second,
+		OffsetsRetention:         7 * 24 * time.Hour,
+		MaxRequestBytes:          100 << 20,
+		ConnectionsMaxIdle:       10 * time.Minute,
+		MaxMessageBytes:          1<<20 + 12,
 	}
 }
 
@@ -204,6 +216,10 @@ func (c *Config) Validate() error {
 	}
 	if c.OffsetsRetention < 0 {
 		errs = append(errs, fmt.Errorf("offsets.retention must be >= 0 (0: never), got %v", c.OffsetsRetention))
+	}
+	if c.TransactionMaxTimeout <= 0 || c.TransactionCheckInterval <= 0 {
+		errs = append(errs, fmt.Errorf("transaction.max.timeout.ms and the transaction check interval must be > 0, got %v and %v",
+			c.TransactionMaxTimeout, c.TransactionCheckInterval))
 	}
 	if c.OffsetsCommitTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("offsets.commit.timeout.ms must be > 0, got %v", c.OffsetsCommitTimeout))

@@ -157,6 +157,56 @@ func seedFrames() [][]byte {
 	as.Upsertions = append(as.Upsertions, asu)
 	add(as)
 	add(kmsg.NewPtrDescribeUserSCRAMCredentialsRequest())
+	// Transactions (txn.go): a producer of transactional id "fuzz-tx"
+	// (producer id 0 in a fresh broker) through every step.
+	tid := "fuzz-tx"
+	ip := kmsg.NewPtrInitProducerIDRequest()
+	ip.TransactionalID, ip.TransactionTimeoutMillis = &tid, 60000
+	add(ip)
+	ftc := kmsg.NewPtrFindCoordinatorRequest()
+	ftc.CoordinatorType, ftc.CoordinatorKey, ftc.CoordinatorKeys = 1, tid, []string{tid}
+	add(ftc)
+	ap := kmsg.NewPtrAddPartitionsToTxnRequest()
+	ap.TransactionalID = tid
+	apt := kmsg.NewAddPartitionsToTxnRequestTopic()
+	apt.Topic, apt.Partitions = topic, []int32{0}
+	ap.Topics = append(ap.Topics, apt)
+	add(ap)
+	tpr := kmsg.NewPtrProduceRequest()
+	tpr.Acks, tpr.TransactionID = -1, &tid
+	tpt := kmsg.NewProduceRequestTopic()
+	tpt.Topic = topic
+	tpp := kmsg.NewProduceRequestTopicPartition()
+	trb := kmsg.RecordBatch{Magic: 2, Attributes: 0x10, NumRecords: 1, Records: []byte{0x10, 0, 0, 0, 0, 2, 'h', 'i', 0}}
+	traw := trb.AppendTo(nil)
+	trb.Length = int32(len(traw) - 12)
+	traw = trb.AppendTo(nil)
+	trb.CRC = int32(crc32c(traw[21:]))
+	tpp.Records = trb.AppendTo(nil)
+	tpt.Partitions = append(tpt.Partitions, tpp)
+	tpr.Topics = append(tpr.Topics, tpt)
+	add(tpr)
+	ao := kmsg.NewPtrAddOffsetsToTxnRequest()
+	ao.TransactionalID, ao.Group = tid, "g"
+	add(ao)
+	to := kmsg.NewPtrTxnOffsetCommitRequest()
+	to.TransactionalID, to.Group, to.Generation = tid, "g", -1
+	tot := kmsg.NewTxnOffsetCommitRequestTopic()
+	tot.Topic = topic
+	tot.Partitions = append(tot.Partitions, kmsg.NewTxnOffsetCommitRequestTopicPartition())
+	to.Topics = append(to.Topics, tot)
+	add(to)
+	rcf := kmsg.NewPtrFetchRequest()
+	rcf.MaxBytes, rcf.IsolationLevel = 1<<20, 1
+	rcf.Topics = append(rcf.Topics, ft)
+	add(rcf)
+	et := kmsg.NewPtrEndTxnRequest()
+	et.TransactionalID, et.Commit = tid, true
+	add(et)
+	add(kmsg.NewPtrListTransactionsRequest())
+	dt := kmsg.NewPtrDescribeTransactionsRequest()
+	dt.TransactionalIDs = []string{tid}
+	add(dt)
 	return out
 }
 

@@ -27,6 +27,7 @@ type metrics struct {
 	aclDenied       *prometheus.CounterVec
 	throttled       *prometheus.CounterVec
 	throttleTime    *prometheus.CounterVec
+	transactions    *prometheus.CounterVec
 }
 
 func newMetrics(b *Broker) *metrics {
@@ -77,6 +78,10 @@ func newMetrics(b *Broker) *metrics {
 		Name: "tandem_broker_throttle_seconds_total",
 		Help: "Throttle time handed to clients over a client quota, by quota."},
 		[]string{"quota"})
+	m.transactions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tandem_broker_transactions_total",
+		Help: "Transactions this broker ended as the leader, by result: commit, abort (timeouts included), timeout."},
+		[]string{"result"})
 	quotaEntities := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tandem_broker_client_quota_entities", Help: "Users, client ids and defaults with client quotas (the same on every node once replicated)."},
 		func() float64 { return float64(b.quotas.Len()) })
@@ -91,7 +96,7 @@ func newMetrics(b *Broker) *metrics {
 			func() float64 { return float64(f(b.wal.Stats())) })
 	}
 	m.reg.MustRegister(m.produceLatency, m.bytesIn, m.recordsIn, m.walLastLSN, m.walDurableLSN,
-		m.walFirstLSN, m.commitLSN, m.retentionDelete, m.fsyncLatency, m.tlsFailures, m.saslFailures, m.aclDenied, aclBindings, m.throttled, m.throttleTime, quotaEntities, fetchSessions,
+		m.walFirstLSN, m.commitLSN, m.retentionDelete, m.fsyncLatency, m.tlsFailures, m.saslFailures, m.aclDenied, aclBindings, m.throttled, m.throttleTime, m.transactions, quotaEntities, fetchSessions,
 		walStat("tandem_broker_wal_fsyncs_total", "fsyncs of WAL segment files (group commit, segment rolls, truncation, close).",
 			func(st wal.Stats) uint64 { return st.Fsyncs }),
 		walStat("tandem_broker_wal_appends_total", "Entries appended to the WAL (leader and follower).",

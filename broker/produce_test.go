@@ -59,7 +59,7 @@ func TestProduceRacingTopicDeletion(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			base, _, code := b.appendBatches(stale, "t", 0, raws, infos)
+			base, _, code := b.appendBatches(stale, "t", 0, raws, infos, nil)
 			if code != kerr.UnknownTopicOrPartition {
 				t.Fatalf("the late produce was answered with base offset %d, error %v; want UNKNOWN_TOPIC_OR_PARTITION", base, code)
 			}
@@ -313,7 +313,7 @@ func TestNoAppendAfterLeavingLeadership(t *testing.T) {
 	last := b.wal.LastLSN()
 	// ... then the sidecar fences the broker: node 2 leads epoch 7.
 	b.SetClusterView(link.ClusterView{Role: link.RoleFollower, LeaderID: 2, Epoch: 7})
-	if _, _, code := b.appendBatches(p, "t", 0, raws, infos); code != kerr.NotLeaderForPartition {
+	if _, _, code := b.appendBatches(p, "t", 0, raws, infos, nil); code != kerr.NotLeaderForPartition {
 		t.Errorf("append after the fence answered %v, want NOT_LEADER_OR_FOLLOWER", code)
 	}
 	b.appendMu.Lock()

@@ -148,6 +148,8 @@ func (b *Broker) resetStateLocked() {
 	b.producers = make(map[producerKey]*seqWindow)
 	b.pidEpochs = make(map[int64]int16)
 	b.pidBumps = make(map[int64]int16)
+	b.txns = make(map[string]*txnState)
+	b.txnByPID = make(map[int64]string)
 	b.acls.Replace(nil)
 	b.quotas.Replace(nil)
 	b.scram.Replace(nil)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"time"
 
@@ -69,6 +70,10 @@ type stateCheckpoint struct {
 	// mechanism -> credential (absent in checkpoints of older versions,
 	// and when there is none).
 	ScramUsers map[string]map[string]sasl.Credential `json:"scram_users,omitempty"`
+	// Transactions is the transaction coordinator's state, by
+	// transactional id (absent in checkpoints of older versions, and when
+	// there is none).
+	Transactions []*txnState `json:"transactions,omitempty"`
 }
 
 type checkpointTopic struct {
@@ -312,6 +317,12 @@ func (b *Broker) snapshotLocked() stateCheckpoint {
 	if u := b.scram.All(); len(u) > 0 {
 		cp.ScramUsers = u
 	}
+	for _, s := range b.txns {
+		c := s.clone()
+		c.NextPID = 0
+		cp.Transactions = append(cp.Transactions, c)
+	}
+	sort.Slice(cp.Transactions, func(i, j int) bool { return cp.Transactions[i].ID < cp.Transactions[j].ID })
 	return cp
 }
 
@@ -535,6 +546,11 @@ func (b *Broker) restoreCheckpointLocked(cp stateCheckpoint) {
 	b.acls.Replace(cp.ACLs)
 	b.quotas.Replace(cp.Quotas)
 	b.scram.Replace(cp.ScramUsers)
+	for _, s := range cp.Transactions {
+		c := s.clone()
+		b.txns[c.ID] = c
+		b.txnByPID[c.PID] = c.ID
+	}
 }
 
 // endCheckpointReplayLocked ends a replay that started from the state

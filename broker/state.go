@@ -38,6 +38,10 @@ type partition struct {
 	logStart int64      // first offset still stored
 	next     int64      // log end offset: the offset the next record gets
 	hw       int64      // high watermark: records below it are committed
+
+	// Transactions (txn.go), rebuilt from the batches like the index.
+	openTxns map[int64]int64 // producer id -> first offset of its open transaction here
+	aborted  []abortedTxn    // aborted transactions, ascending by marker offset
 }
 
 func newPartition(topic string, id int32) *partition {
@@ -64,6 +68,13 @@ func (p *partition) watermarks() (int64, int64, int64) {
 	return p.logStart, p.hw, p.next
 }
 
+// lso returns the last stable offset under the read lock (txn.go).
+func (p *partition) lso() int64 {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.lsoLocked()
+}
+
 // dropBefore forgets index entries whose WAL entries retention deleted.
 func (p *partition) dropBeforeLocked(firstLSN uint64) {
 	i := sort.Search(len(p.batches), func(i int) bool { return p.batches[i].pos.LSN >= firstLSN })
@@ -78,6 +89,7 @@ func (p *partition) dropBeforeLocked(firstLSN uint64) {
 		p.logStart = p.next
 	}
 	p.batches = append(p.batches[:0:0], p.batches[i:]...)
+	p.pruneAbortedLocked()
 }
 
 // advanceLogStartLocked moves the log start offset forward to off (never
@@ -94,6 +106,7 @@ func (p *partition) advanceLogStartLocked(off int64) {
 	if i := p.findLocked(off); i > 0 {
 		p.batches = append(p.batches[:0:0], p.batches[i:]...)
 	}
+	p.pruneAbortedLocked()
 }
 
 // tp names a topic-partition.

@@ -177,14 +177,15 @@ func (b *Broker) appendBatchLocked(topic string, part int32, raw []byte) (uint64
 		return 0, ErrNotLeader
 	}
 	epoch := view.Epoch
-	prefix := batchEntryPrefix(topic, part, batchHeaderLen)
+	prefix := batchEntryPrefix(topic, part, batchHeaderLen+controlRecordLen)
 	pos, err := b.wal.AppendPartsTail(epoch, wal.TypeRecordBatch,
 		len(raw)-batchCRCStart, binary.BigEndian.Uint32(raw[batchCRCStart-4:batchCRCStart]), prefix, raw)
 	if err != nil {
 		return 0, err
 	}
-	// Indexing needs only the RecordBatch header (as at start-up replay).
-	head := append(prefix, raw[:min(len(raw), batchHeaderLen)]...)
+	// Indexing needs only the RecordBatch header (as at start-up replay),
+	// and a transaction marker's type from its record (txn.go).
+	head := append(prefix, raw[:min(len(raw), batchHeaderLen+controlRecordLen)]...)
 	e := wal.Entry{LSN: pos.LSN, Epoch: epoch, Type: wal.TypeRecordBatch, Payload: head}
 	if err := b.applyPrefixLocked(e, pos, len(prefix)+len(raw)); err != nil {
 		return 0, err

@@ -170,3 +170,10 @@ func (c *Coordinator) checkCommit(name string, generation int32, memberID string
 	}
 	return kerr.UnknownMemberID.Code
 }
+
+// CheckTxnCommit decides whether a transactional producer may commit
+// offsets for this member of the group (TxnOffsetCommit v3+, KIP-447): the
+// same generation and member checks as OffsetCommit. 0 means yes.
+func (c *Coordinator) CheckTxnCommit(name string, generation int32, memberID string, instanceID *string) int16 {
+	return c.checkCommit(name, generation, memberID, instanceID)
+}

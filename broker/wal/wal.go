@@ -52,6 +52,11 @@ const (
 	// TypeScramCredential sets and deletes SCRAM credentials of SASL users
 	// (AlterUserScramCredentials).
 	TypeScramCredential EntryType = 14
+	// TypeTransaction holds the whole state of one transactional id
+	// (producer id and epoch, transaction state, partitions, pending
+	// offsets): the transaction coordinator's log (Kafka's
+	// __transaction_state).
+	TypeTransaction EntryType = 15
 )
 
 func (t EntryType) String() string {
@@ -84,6 +89,8 @@ func (t EntryType) String() string {
 		return "ClientQuota"
 	case TypeScramCredential:
 		return "ScramCredential"
+	case TypeTransaction:
+		return "Transaction"
 	}
 	return fmt.Sprintf("EntryType(%d)", uint8(t))
 }

@@ -120,6 +120,14 @@ const (
 	// key, as RFC 5802 derives them; "delete", a list of user and
 	// mechanism; Kafka's AlterUserScramCredentials). No password.
 	EntryType_ENTRY_TYPE_SCRAM_CREDENTIAL EntryType = 14
+	// The whole state of one Kafka transactional id after a change (JSON:
+	// "id", "pid", "epoch", "timeout_ms", "state" (empty, ongoing,
+	// prepare_commit, prepare_abort, complete_commit, complete_abort),
+	// "partitions", "groups", pending transactional "offsets" by group,
+	// "start_ms", "next_pid"; the transaction coordinator's log, as Kafka's
+	// __transaction_state). The commit and abort markers themselves are
+	// control record batches in ENTRY_TYPE_RECORD_BATCH entries.
+	EntryType_ENTRY_TYPE_TRANSACTION EntryType = 15
 )
 
 // Enum value maps for EntryType.
@@ -140,6 +148,7 @@ var (
 		12: "ENTRY_TYPE_ACL",
 		13: "ENTRY_TYPE_CLIENT_QUOTA",
 		14: "ENTRY_TYPE_SCRAM_CREDENTIAL",
+		15: "ENTRY_TYPE_TRANSACTION",
 	}
 	EntryType_value = map[string]int32{
 		"ENTRY_TYPE_UNSPECIFIED":       0,
@@ -157,6 +166,7 @@ var (
 		"ENTRY_TYPE_ACL":               12,
 		"ENTRY_TYPE_CLIENT_QUOTA":      13,
 		"ENTRY_TYPE_SCRAM_CREDENTIAL":  14,
+		"ENTRY_TYPE_TRANSACTION":       15,
 	}
 )
 
@@ -2239,7 +2249,7 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x19\n" +
 	"\bfrom_lsn\x18\x02 \x01(\x04R\afromLsn\x12\x15\n" +
-	"\x06to_lsn\x18\x03 \x01(\x04R\x05toLsn*\xb8\x03\n" +
+	"\x06to_lsn\x18\x03 \x01(\x04R\x05toLsn*\xd4\x03\n" +
 	"\tEntryType\x12\x1a\n" +
 	"\x16ENTRY_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17ENTRY_TYPE_RECORD_BATCH\x10\x01\x12\x1b\n" +
@@ -2256,7 +2266,8 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\x19ENTRY_TYPE_DELETE_RECORDS\x10\v\x12\x12\n" +
 	"\x0eENTRY_TYPE_ACL\x10\f\x12\x1b\n" +
 	"\x17ENTRY_TYPE_CLIENT_QUOTA\x10\r\x12\x1f\n" +
-	"\x1bENTRY_TYPE_SCRAM_CREDENTIAL\x10\x0e*U\n" +
+	"\x1bENTRY_TYPE_SCRAM_CREDENTIAL\x10\x0e\x12\x1a\n" +
+	"\x16ENTRY_TYPE_TRANSACTION\x10\x0f*U\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fROLE_STANDALONE\x10\x01\x12\x0f\n" +

@@ -1,0 +1,562 @@
+package broker
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func createTopicN(t *testing.T, cl *kgo.Client, name string, partitions int32) {
+	t.Helper()
+	ct := kmsg.NewPtrCreateTopicsRequest()
+	tt := kmsg.NewCreateTopicsRequestTopic()
+	tt.Topic, tt.NumPartitions, tt.ReplicationFactor = name, partitions, -1
+	ct.Topics = append(ct.Topics, tt)
+	resp, err := ct.RequestWith(t.Context(), cl)
+	if err == nil && resp.Topics[0].ErrorCode != 0 {
+		err = kerr.ErrorForCode(resp.Topics[0].ErrorCode)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func txnProducer(t *testing.T, addr, id, topic string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	return newClient(t, addr, append([]kgo.Opt{kgo.TransactionalID(id), kgo.DefaultProduceTopic(topic),
+		kgo.RecordPartitioner(kgo.RoundRobinPartitioner())}, opts...)...)
+}
+
+// runTxn produces values in one transaction and ends it.
+func runTxn(t *testing.T, cl *kgo.Client, commit bool, values ...string) {
+	t.Helper()
+	ctx := t.Context()
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range values {
+		if err := cl.ProduceSync(ctx, kgo.StringRecord(v)).FirstErr(); err != nil {
+			t.Fatalf("producing %s: %v", v, err)
+		}
+	}
+	if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+		t.Fatalf("ending the transaction (commit %v): %v", commit, err)
+	}
+}
+
+// readAll reads topic from the start until it has seen want records or
+// quiet passes without one, with the given isolation level.
+func readAll(t *testing.T, addr, topic string, committed bool, want int, quiet time.Duration) []string {
+	t.Helper()
+	iso := kgo.ReadUncommitted()
+	if committed {
+		iso = kgo.ReadCommitted()
+	}
+	cl := newClient(t, addr, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(iso), kgo.FetchMaxWait(100*time.Millisecond))
+	defer cl.Close()
+	var got []string
+	deadline := time.Now().Add(20 * time.Second)
+	last := time.Now()
+	for time.Now().Before(deadline) && len(got) < want && time.Since(last) < quiet {
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		fs.EachRecord(func(r *kgo.Record) {
+			got = append(got, string(r.Value))
+			last = time.Now()
+		})
+	}
+	sort.Strings(got)
+	return got
+}
+
+func values(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%02d", prefix, i)
+	}
+	return out
+}
+
+func sortedJoin(parts ...[]string) []string {
+	var out []string
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// A read_committed consumer sees the records of committed transactions and
+// none of aborted ones; a read_uncommitted consumer sees both. The same
+// holds after a restart, which rebuilds the aborted ranges from the WAL.
+func TestTransactionsCommitAndAbort(t *testing.T) {
+	dir := t.TempDir()
+	b, addr := startBroker(t, dir)
+	admin := newClient(t, addr)
+	createTopicN(t, admin, "tx", 3)
+	p := txnProducer(t, addr, "app-1", "tx")
+	c1, a1, c2 := values("commit1", 10), values("abort", 10), values("commit2", 5)
+	runTxn(t, p, true, c1...)
+	runTxn(t, p, false, a1...)
+	runTxn(t, p, true, c2...)
+	wantCommitted := sortedJoin(c1, c2)
+	if got := readAll(t, addr, "tx", true, len(wantCommitted)+1, 2*time.Second); !equalStrings(got, wantCommitted) {
+		t.Fatalf("read_committed got %d records %v, want %d %v", len(got), got, len(wantCommitted), wantCommitted)
+	}
+	all := sortedJoin(c1, a1, c2)
+	if got := readAll(t, addr, "tx", false, len(all)+1, 2*time.Second); !equalStrings(got, all) {
+		t.Fatalf("read_uncommitted got %d records, want %d", len(got), len(all))
+	}
+	p.Close()
+	admin.Close()
+	b.Close()
+	_, addr = startBroker(t, dir)
+	if got := readAll(t, addr, "tx", true, len(wantCommitted)+1, 2*time.Second); !equalStrings(got, wantCommitted) {
+		t.Fatalf("after a restart read_committed got %d records, want %d", len(got), len(wantCommitted))
+	}
+	// The transactional id carries on after the restart with a new epoch.
+	p = txnProducer(t, addr, "app-1", "tx")
+	c3 := values("commit3", 3)
+	runTxn(t, p, true, c3...)
+	want := sortedJoin(wantCommitted, c3)
+	if got := readAll(t, addr, "tx", true, len(want)+1, 2*time.Second); !equalStrings(got, want) {
+		t.Fatalf("after the restart's transaction read_committed got %v, want %v", got, want)
+	}
+}
+
+func listLatest(t *testing.T, cl *kgo.Client, topic string, isolation int8) int64 {
+	t.Helper()
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.IsolationLevel = isolation
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewListOffsetsRequestTopicPartition()
+	rp.Partition, rp.Timestamp = 0, -1
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(t.Context(), cl)
+	if err != nil || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+		t.Fatalf("ListOffsets: %v %+v", err, resp)
+	}
+	return resp.Topics[0].Partitions[0].Offset
+}
+
+// An open transaction holds read_committed consumers at its first offset
+// (the last stable offset), also for records written after it outside the
+// transaction, until it ends.
+func TestOpenTransactionHoldsLastStableOffset(t *testing.T) {
+	_, addr := startBroker(t, t.TempDir())
+	admin := newClient(t, addr)
+	createTopicN(t, admin, "lso", 1)
+	plain := newClient(t, addr, kgo.DefaultProduceTopic("lso"))
+	if err := plain.ProduceSync(t.Context(), kgo.StringRecord("before")).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	p := txnProducer(t, addr, "app-lso", "lso")
+	if err := p.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ProduceSync(t.Context(), kgo.StringRecord("in-txn")).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.ProduceSync(t.Context(), kgo.StringRecord("after")).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, addr, "lso", true, 3, time.Second); !equalStrings(got, []string{"before"}) {
+		t.Fatalf("read_committed with a transaction open got %v, want only [before]", got)
+	}
+	if got := readAll(t, addr, "lso", false, 3, time.Second); len(got) != 3 {
+		t.Fatalf("read_uncommitted got %v, want all three", got)
+	}
+	if lso, hw := listLatest(t, admin, "lso", 1), listLatest(t, admin, "lso", 0); lso != 1 || hw != 3 {
+		t.Fatalf("latest offsets: read_committed %d, read_uncommitted %d; want 1 (the transaction's first offset) and 3", lso, hw)
+	}
+	if err := p.EndTransaction(t.Context(), kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, addr, "lso", true, 3, 2*time.Second); !equalStrings(got, []string{"after", "before", "in-txn"}) {
+		t.Fatalf("read_committed after the commit got %v", got)
+	}
+	// The commit marker takes an offset of its own.
+	if lso := listLatest(t, admin, "lso", 1); lso != 4 {
+		t.Fatalf("latest read_committed offset after the commit %d, want 4", lso)
+	}
+}
+
+// A transaction left open past its timeout is aborted by the coordinator,
+// which fences its producer: its commit fails, and no consumer sees it.
+func TestTransactionTimeoutAborts(t *testing.T) {
+	b, addr := startBrokerWith(t, t.TempDir(), func(c *Config) { c.TransactionCheckInterval = 50 * time.Millisecond })
+	admin := newClient(t, addr)
+	createTopicN(t, admin, "slow", 1)
+	p := txnProducer(t, addr, "app-slow", "slow", kgo.TransactionTimeout(500*time.Millisecond))
+	if err := p.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ProduceSync(t.Context(), kgo.StringRecord("too-late")).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for listLatest(t, admin, "slow", 1) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the expired transaction was not aborted: read_committed latest offset %d", listLatest(t, admin, "slow", 1))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	err := p.EndTransaction(t.Context(), kgo.TryCommit)
+	if err == nil {
+		t.Fatal("committing a transaction that the coordinator aborted succeeded")
+	}
+	t.Logf("commit after the timeout: %v", err)
+	if got := readAll(t, addr, "slow", true, 1, time.Second); len(got) != 0 {
+		t.Fatalf("read_committed got %v from an aborted transaction", got)
+	}
+	if got := testutil.ToFloat64(b.metrics.transactions.WithLabelValues("timeout")); got != 1 {
+		t.Fatalf("transactions_total{result=timeout} = %v, want 1", got)
+	}
+}
+
+// A second producer with the same transactional id fences the first: the
+// first one's open transaction is aborted and it can no longer commit.
+func TestNewProducerFencesOldOne(t *testing.T) {
+	_, addr := startBroker(t, t.TempDir())
+	admin := newClient(t, addr)
+	createTopicN(t, admin, "fence", 1)
+	old := txnProducer(t, addr, "app-fence", "fence")
+	if err := old.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.ProduceSync(t.Context(), kgo.StringRecord("zombie")).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	fresh := txnProducer(t, addr, "app-fence", "fence")
+	runTxn(t, fresh, true, "fresh")
+	if err := old.EndTransaction(t.Context(), kgo.TryCommit); err == nil {
+		t.Fatal("the fenced producer committed")
+	} else {
+		t.Logf("fenced producer's commit: %v", err)
+	}
+	if got := readAll(t, addr, "fence", true, 2, time.Second); !equalStrings(got, []string{"fresh"}) {
+		t.Fatalf("read_committed got %v, want [fresh]", got)
+	}
+}
+
+// Offsets committed in a transaction (TxnOffsetCommit) take effect with
+// its commit, are dropped with its abort, and are unstable for a consumer
+// that asks for stable offsets (KIP-447) while it is open.
+func TestTransactionalOffsetCommit(t *testing.T) {
+	_, addr := startBroker(t, t.TempDir())
+	admin := newClient(t, addr)
+	createTopicN(t, admin, "in", 1)
+	createTopicN(t, admin, "out", 1)
+	p := txnProducer(t, addr, "app-eos", "out")
+	ctx := t.Context()
+	commitOffset := func(off int64, commit bool, checkOpen func()) {
+		t.Helper()
+		if err := p.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.ProduceSync(ctx, kgo.StringRecord(fmt.Sprint("out-", off))).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		pid, epoch, err := p.ProducerID(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ao := kmsg.NewPtrAddOffsetsToTxnRequest()
+		ao.TransactionalID, ao.ProducerID, ao.ProducerEpoch, ao.Group = "app-eos", pid, epoch, "eos-group"
+		if resp, err := ao.RequestWith(ctx, p); err != nil || resp.ErrorCode != 0 {
+			t.Fatalf("AddOffsetsToTxn: %v %+v", err, resp)
+		}
+		oc := kmsg.NewPtrTxnOffsetCommitRequest()
+		oc.TransactionalID, oc.Group, oc.ProducerID, oc.ProducerEpoch = "app-eos", "eos-group", pid, epoch
+		oc.Generation = -1
+		ot := kmsg.NewTxnOffsetCommitRequestTopic()
+		ot.Topic = "in"
+		op := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+		op.Partition, op.Offset = 0, off
+		ot.Partitions = append(ot.Partitions, op)
+		oc.Topics = append(oc.Topics, ot)
+		resp, err := oc.RequestWith(ctx, p)
+		if err != nil || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+			t.Fatalf("TxnOffsetCommit: %v %+v", err, resp)
+		}
+		checkOpen()
+		if err := p.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fetchOffset := func(stable bool) (int64, *kerr.Error) {
+		t.Helper()
+		req := kmsg.NewPtrOffsetFetchRequest()
+		req.Group, req.RequireStable = "eos-group", stable
+		rt := kmsg.NewOffsetFetchRequestTopic()
+		rt.Topic, rt.Partitions = "in", []int32{0}
+		req.Topics = append(req.Topics, rt)
+		req.Version = 7
+		resp, err := req.RequestWith(ctx, admin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sp := resp.Topics[0].Partitions[0]
+		var e *kerr.Error
+		if sp.ErrorCode != 0 {
+			e = kerr.ErrorForCode(sp.ErrorCode).(*kerr.Error)
+		}
+		return sp.Offset, e
+	}
+	commitOffset(5, true, func() {
+		if off, e := fetchOffset(true); !errors.Is(e, kerr.UnstableOffsetCommit) {
+			t.Fatalf("stable OffsetFetch during the transaction: offset %d, error %v; want UNSTABLE_OFFSET_COMMIT", off, e)
+		}
+		if off, e := fetchOffset(false); e != nil || off != -1 {
+			t.Fatalf("OffsetFetch during the transaction: offset %d, error %v; want -1 (nothing committed yet)", off, e)
+		}
+	})
+	if off, e := fetchOffset(true); e != nil || off != 5 {
+		t.Fatalf("after the commit: offset %d, error %v; want 5", off, e)
+	}
+	commitOffset(9, false, func() {})
+	if off, e := fetchOffset(true); e != nil || off != 5 {
+		t.Fatalf("after an aborted transaction: offset %d, error %v; want 5 still", off, e)
+	}
+}
+
+// A transaction that a leader prepared but did not complete (it died
+// between the prepare entry and the markers) is completed by the janitor,
+// with the outcome that was prepared.
+func TestPreparedTransactionIsCompleted(t *testing.T) {
+	dir := t.TempDir()
+	b, addr := startBrokerWith(t, dir, func(c *Config) { c.TransactionCheckInterval = time.Hour })
+	admin := newClient(t, addr)
+	createTopicN(t, admin, "prep", 2)
+	p := txnProducer(t, addr, "app-prep", "prep")
+	if err := p.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	vals := values("prepared", 4)
+	for _, v := range vals {
+		if err := p.ProduceSync(t.Context(), kgo.StringRecord(v)).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// What a leader that died right after the prepare entry leaves.
+	b.appendMu.Lock()
+	prep := b.txns["app-prep"].clone()
+	prep.State = txnPrepareCommit
+	if _, err := b.appendTxnLocked(prep); err != nil {
+		b.appendMu.Unlock()
+		t.Fatal(err)
+	}
+	b.appendMu.Unlock()
+	p.Close()
+	admin.Close()
+	b.Close()
+	b, addr = startBrokerWith(t, dir, func(c *Config) { c.TransactionCheckInterval = 50 * time.Millisecond })
+	if got := readAll(t, addr, "prep", true, len(vals), 5*time.Second); !equalStrings(got, vals) {
+		t.Fatalf("read_committed got %v, want the prepared transaction's %v", got, vals)
+	}
+	b.appendMu.Lock()
+	state := b.txns["app-prep"].State
+	b.appendMu.Unlock()
+	if state != txnCompleteCommit {
+		t.Fatalf("transaction state %s, want %s", state, txnCompleteCommit)
+	}
+}
+
+// Transactional requests need the transactional id's producer: a wrong
+// producer id or epoch, or a partition not added to the transaction, is
+// refused and nothing is written.
+func TestTransactionalProduceChecks(t *testing.T) {
+	_, addr := startBroker(t, t.TempDir())
+	cl := newClient(t, addr)
+	createTopicN(t, cl, "chk", 1)
+	init := kmsg.NewPtrInitProducerIDRequest()
+	tid := "app-chk"
+	init.TransactionalID, init.TransactionTimeoutMillis = &tid, 60000
+	ir, err := init.RequestWith(t.Context(), cl)
+	if err != nil || ir.ErrorCode != 0 {
+		t.Fatalf("InitProducerId: %v %+v", err, ir)
+	}
+	produce := func(epoch int16) int16 {
+		req := kmsg.NewPtrProduceRequest()
+		req.TransactionID = &tid
+		req.Acks, req.TimeoutMillis = -1, 5000
+		rt := kmsg.NewProduceRequestTopic()
+		rt.Topic = "chk"
+		rp := kmsg.NewProduceRequestTopicPartition()
+		raw := rawBatch(ir.ProducerID, epoch, 0, 1)
+		raw[22] |= 0x10 // transactional
+		fixBatchCRC(raw)
+		rp.Records = raw
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(t.Context(), cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Topics[0].Partitions[0].ErrorCode
+	}
+	if code := produce(ir.ProducerEpoch); code != kerr.InvalidTxnState.Code {
+		t.Fatalf("produce into a partition not added: %v, want INVALID_TXN_STATE", kerr.ErrorForCode(code))
+	}
+	ap := kmsg.NewPtrAddPartitionsToTxnRequest()
+	ap.TransactionalID, ap.ProducerID, ap.ProducerEpoch = tid, ir.ProducerID, ir.ProducerEpoch+1
+	at := kmsg.NewAddPartitionsToTxnRequestTopic()
+	at.Topic, at.Partitions = "chk", []int32{0}
+	ap.Topics = append(ap.Topics, at)
+	if resp, err := ap.RequestWith(t.Context(), cl); err != nil || resp.Topics[0].Partitions[0].ErrorCode != kerr.InvalidProducerEpoch.Code {
+		t.Fatalf("AddPartitionsToTxn with a wrong epoch: %v %+v", err, resp)
+	}
+	ap = kmsg.NewPtrAddPartitionsToTxnRequest() // the client rewrote the first one (v4 batching)
+	ap.TransactionalID, ap.ProducerID, ap.ProducerEpoch = tid, ir.ProducerID, ir.ProducerEpoch
+	ap.Topics = append(ap.Topics, at)
+	if resp, err := ap.RequestWith(t.Context(), cl); err != nil || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+		t.Fatalf("AddPartitionsToTxn: %v %+v", err, resp)
+	}
+	if code := produce(ir.ProducerEpoch); code != 0 {
+		t.Fatalf("transactional produce: %v", kerr.ErrorForCode(code))
+	}
+	end := kmsg.NewPtrEndTxnRequest()
+	end.TransactionalID, end.ProducerID, end.ProducerEpoch, end.Commit = tid, ir.ProducerID+1, ir.ProducerEpoch, true
+	if resp, err := end.RequestWith(t.Context(), cl); err != nil || resp.ErrorCode != kerr.InvalidProducerIDMapping.Code {
+		t.Fatalf("EndTxn with another producer id: %v %+v", err, resp)
+	}
+	end.ProducerID = ir.ProducerID
+	for range 2 { // the second is a retry: the same answer
+		if resp, err := end.RequestWith(t.Context(), cl); err != nil || resp.ErrorCode != 0 {
+			t.Fatalf("EndTxn: %v %+v", err, resp)
+		}
+	}
+	end.Commit = false
+	if resp, err := end.RequestWith(t.Context(), cl); err != nil || resp.ErrorCode != kerr.InvalidTxnState.Code {
+		t.Fatalf("aborting a committed transaction: %v %+v", err, resp)
+	}
+	init.TransactionTimeoutMillis = int32((time.Hour).Milliseconds())
+	if resp, err := init.RequestWith(t.Context(), cl); err != nil || resp.ErrorCode != kerr.InvalidTransactionTimeout.Code {
+		t.Fatalf("InitProducerId with a timeout past the maximum: %v %+v", err, resp)
+	}
+}
+
+// The marker batches the coordinator writes are valid record batches that
+// decode as Kafka's end transaction markers.
+func TestControlBatch(t *testing.T) {
+	for _, commit := range []bool{true, false} {
+		raw := controlBatch(42, 7, commit, 1234)
+		recs, infos, err := splitBatches(append([]byte(nil), raw...), 1<<20)
+		if err == nil || len(recs) != 0 {
+			// Clients may not produce control batches: splitBatches
+			// refuses them, after checking the CRC and the header.
+			t.Fatalf("splitBatches accepted a control batch: %v %v", infos, err)
+		}
+		var rb kmsg.RecordBatch
+		if err := rb.ReadFrom(raw); err != nil {
+			t.Fatal(err)
+		}
+		if rb.ProducerID != 42 || rb.ProducerEpoch != 7 || rb.Attributes != 0x30 || rb.NumRecords != 1 {
+			t.Fatalf("marker batch header %+v", rb)
+		}
+		if !batchCRCOK(raw) {
+			t.Fatal("marker batch CRC does not match")
+		}
+		typ, ok := markerType(raw)
+		if want := int16(markerAbort); commit {
+			want = markerCommit
+			if !ok || typ != want {
+				t.Fatalf("marker type %d %v, want %d", typ, ok, want)
+			}
+		} else if !ok || typ != want {
+			t.Fatalf("marker type %d %v, want %d", typ, ok, want)
+		}
+		var rec kmsg.Record
+		if err := rec.ReadFrom(rb.Records); err != nil {
+			t.Fatal(err)
+		}
+		if len(rec.Key) != 4 || len(rec.Value) != 6 {
+			t.Fatalf("marker record key %x value %x", rec.Key, rec.Value)
+		}
+	}
+}
+
+func fixBatchCRC(raw []byte) {
+	binary.BigEndian.PutUint32(raw[17:21], crc32c(raw[batchCRCStart:]))
+}
+
+func batchCRCOK(raw []byte) bool {
+	return binary.BigEndian.Uint32(raw[17:21]) == crc32c(raw[batchCRCStart:])
+}
+
+// Operators see transactions through ListTransactions and
+// DescribeTransactions (kadm, as kafka-transactions.sh).
+func TestListAndDescribeTransactions(t *testing.T) {
+	_, addr := startBroker(t, t.TempDir())
+	cl := newClient(t, addr)
+	createTopicN(t, cl, "ops", 2)
+	adm := kadm.NewClient(cl)
+	p := txnProducer(t, addr, "app-ops", "ops")
+	if err := p.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range values("ops", 2) {
+		if err := p.ProduceSync(t.Context(), kgo.StringRecord(v)).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pid, _, err := p.ProducerID(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed, err := adm.ListTransactions(t.Context(), nil, []string{"Ongoing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, ok := listed["app-ops"]; !ok || l.ProducerID != pid || l.State != "Ongoing" || len(listed) != 1 {
+		t.Fatalf("ListTransactions(Ongoing) = %+v, want app-ops ongoing with producer id %d", listed, pid)
+	}
+	described, err := adm.DescribeTransactions(t.Context(), "app-ops", "no-such-id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := described["app-ops"]
+	if d.Err != nil || d.State != "Ongoing" || d.ProducerID != pid || d.StartTimestamp <= 0 || len(d.Topics["ops"]) != 2 {
+		t.Fatalf("DescribeTransactions(app-ops) = %+v", d)
+	}
+	if e := described["no-such-id"].Err; !errors.Is(e, kerr.TransactionalIDNotFound) {
+		t.Fatalf("DescribeTransactions of an unknown id: %v, want TRANSACTIONAL_ID_NOT_FOUND", e)
+	}
+	if err := p.EndTransaction(t.Context(), kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	listed, err = adm.ListTransactions(t.Context(), nil, []string{"Ongoing"})
+	if err != nil || len(listed) != 0 {
+		t.Fatalf("ListTransactions(Ongoing) after the commit = %+v, %v; want none", listed, err)
+	}
+	described, err = adm.DescribeTransactions(t.Context(), "app-ops")
+	if err != nil || described["app-ops"].State != "CompleteCommit" {
+		t.Fatalf("DescribeTransactions after the commit = %+v, %v", described, err)
+	}
+}
