@@ -224,6 +224,7 @@ func (b *Broker) completeTxnLocked(prep *txnState) (uint64, error) {
 		lsn = l
 	}
 	done := prep.clone()
+	done.Partitions, done.Groups = nil, nil // as Kafka: a completed transaction holds no partitions
 	done.State = txnCompleteAbort
 	if commit {
 		done.State = txnCompleteCommit

@@ -7,6 +7,7 @@
 //	tandemctl forget-isr --etcd-endpoints URL,... (--cluster-id ID | --etcd-prefix P)
 //	tandemctl acls --bootstrap HOST:PORT,... (--list | --add | --remove) ...
 //	tandemctl quotas --bootstrap HOST:PORT,... (--describe | --alter) ...
+//	tandemctl transactions --bootstrap HOST:PORT,... [--state S] [--older-than D]
 //	tandemctl sasl-user --bootstrap HOST:PORT,... (--user NAME [--delete] | --list)
 //
 // status shows the node's role, epoch and WAL positions and, on the leader,
@@ -50,6 +51,13 @@
 // 1024. A broker's refusal (CLUSTER_AUTHORIZATION_FAILED without
 // ALTER_CONFIGS on the cluster, INVALID_REQUEST for an unsupported key)
 // exits 1 with its message.
+//
+// transactions is the operator's kafka-transactions.sh list and describe,
+// connecting as acls does: every transactional id the leader coordinates,
+// with its state, producer id and epoch, timeout, how long an open one has
+// run, and its partitions; --state and --older-than filter (an old
+// Ongoing transaction holds read_committed consumers back until its
+// timeout aborts it).
 //
 // sasl-user --bootstrap manages SASL/SCRAM users cluster-wide through the
 // Kafka API (AlterUserScramCredentials and DescribeUserScramCredentials,
@@ -137,7 +145,11 @@ const usage = `usage:
       | --alter ENTITY (--add-config KEY=VALUE[,KEY=VALUE...] | --delete-config KEY[,KEY...])...
     ENTITY: [--user NAME | --user-default] [--client-id NAME | --client-id-default] (--describe without one: every entity)
     KEY: producer_byte_rate, consumer_byte_rate; VALUE: bytes per second, e.g. 1048576, 512K, 10M, 1G
-    connection flags (acls, quotas, sasl-user --bootstrap): --sasl-user U [--sasl-password-file F | password on stdin] [--sasl-mechanism PLAIN|SCRAM-SHA-256|SCRAM-SHA-512]
+  tandemctl [--timeout 5s] transactions --bootstrap HOST:PORT,... ($TANDEM_BOOTSTRAP) [connection flags]
+      [--state STATE[,STATE...]] [--older-than DURATION]
+    lists the transactional ids the leader coordinates: state, producer id and epoch, timeout, how long the open
+    ones have run, their partitions; STATE: Ongoing, PrepareCommit, PrepareAbort, CompleteCommit, CompleteAbort, Empty
+    connection flags (acls, quotas, transactions, sasl-user --bootstrap): --sasl-user U [--sasl-password-file F | password on stdin] [--sasl-mechanism PLAIN|SCRAM-SHA-256|SCRAM-SHA-512]
       --tls-ca F [--tls-cert F --tls-key F] [--tls-server-name NAME]
 global flags: --token TOKEN ($TANDEM_ADMIN_TOKEN) for promote and verify when the sidecar has --admin-token;
   --tls-ca, --tls-cert, --tls-key, --tls-server-name ($TANDEM_TLS_*) for a sidecar with mutual TLS.`
@@ -177,6 +189,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return aclsCmd(ctx, rest, os.Stdin, stdout, *timeout)
 	case "quotas":
 		return quotasCmd(ctx, rest, os.Stdin, stdout, *timeout)
+	case "transactions":
+		return transactionsCmd(ctx, rest, os.Stdin, stdout, *timeout)
 	}
 	cl := &client{addr: *addr, timeout: *timeout, out: stdout, token: *token}
 	if tlsFiles.Enabled() {
