@@ -40,7 +40,7 @@ type partition struct {
 	hw       int64      // high watermark: records below it are committed
 
 	// Transactions (txn.go), rebuilt from the batches like the index.
-	openTxns map[int64]int64 // producer id -> first offset of its open transaction here
+	openTxns []openTxn    // transactions not yet ended here, or whose marker is not yet committed
 	aborted  []abortedTxn    // aborted transactions, ascending by marker offset
 }
 
@@ -53,6 +53,9 @@ func newPartition(topic string, id int32) *partition {
 func (p *partition) setHWLocked(hw int64) {
 	if hw > p.hw {
 		p.hw = hw
+		if len(p.openTxns) > 0 {
+			p.dropEndedTxnsLocked()
+		}
 	}
 }
 

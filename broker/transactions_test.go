@@ -560,3 +560,72 @@ func TestListAndDescribeTransactions(t *testing.T) {
 		t.Fatalf("DescribeTransactions after the commit = %+v, %v", described, err)
 	}
 }
+
+// A transaction's records stay above the last stable offset until its
+// marker is committed, not merely written: a leader that dies before the
+// marker reaches the followers leaves the transaction to be aborted by
+// the next one.
+func TestLastStableOffsetWaitsForCommittedMarker(t *testing.T) {
+	p := newPartition("t", 0)
+	data := func(pid, base int64, n int32) {
+		raw := rawBatch(pid, 0, 0, int(n))
+		binary.BigEndian.PutUint64(raw[0:8], uint64(base))
+		raw[22] |= 0x10
+		info, err := parseBatch(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.mu.Lock()
+		p.next = info.lastOffset() + 1
+		p.applyTxnBatchLocked(info, raw)
+		p.mu.Unlock()
+	}
+	marker := func(pid, base int64, commit bool) {
+		raw := controlBatch(pid, 0, commit, 0)
+		binary.BigEndian.PutUint64(raw[0:8], uint64(base))
+		info, err := parseBatch(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.mu.Lock()
+		p.next = base + 1
+		p.applyTxnBatchLocked(info, raw)
+		p.mu.Unlock()
+	}
+	setHW := func(hw int64) {
+		p.mu.Lock()
+		p.setHWLocked(hw)
+		p.mu.Unlock()
+	}
+	data(7, 0, 3) // offsets 0-2, producer 7
+	data(8, 3, 2) // offsets 3-4, producer 8
+	setHW(5)
+	if lso := p.lso(); lso != 0 {
+		t.Fatalf("with two open transactions: LSO %d, want 0", lso)
+	}
+	marker(7, 5, true)
+	if lso := p.lso(); lso != 0 {
+		t.Fatalf("with producer 7's commit marker written but not committed: LSO %d, want 0", lso)
+	}
+	setHW(6)
+	if lso := p.lso(); lso != 3 {
+		t.Fatalf("with the marker committed: LSO %d, want 3 (producer 8's first offset)", lso)
+	}
+	data(7, 6, 1) // producer 7's next transaction
+	marker(8, 7, false)
+	setHW(8)
+	if lso := p.lso(); lso != 6 {
+		t.Fatalf("LSO %d, want 6 (producer 7's second transaction)", lso)
+	}
+	if got := p.abortedBetween(0, 8); len(got) != 1 || got[0] != (abortedTxn{pid: 8, first: 3, last: 7}) {
+		t.Fatalf("aborted transactions %+v, want producer 8's, offsets 3 to 7", got)
+	}
+	if got := p.abortedBetween(0, 3); len(got) != 0 {
+		t.Fatalf("aborted transactions below offset 3: %+v, want none", got)
+	}
+	marker(7, 8, true)
+	setHW(9)
+	if lso := p.lso(); lso != 9 || len(p.openTxns) != 0 {
+		t.Fatalf("with every transaction ended: LSO %d, open %+v; want 9 and none", lso, p.openTxns)
+	}
+}

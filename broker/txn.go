@@ -209,7 +209,7 @@ func (b *Broker) completeTxnLocked(prep *txnState) (uint64, error) {
 			continue // deleted meanwhile
 		}
 		p.mu.RLock()
-		_, open := p.openTxns[prep.PID]
+		open := p.unmarkedLocked(prep.PID) >= 0
 		base := p.next
 		p.mu.RUnlock()
 		if !open {
@@ -318,37 +318,73 @@ type abortedTxn struct {
 	last  int64
 }
 
+// openTxn is a transaction of one producer on one partition: from its
+// first record until its marker is committed. Until then it holds the last
+// stable offset at its first record, even once the marker is written: the
+// marker, and the decision before it, may still be lost with a leader that
+// dies, and the transaction then aborted by the next one, so that a
+// consumer must not have read its records as committed.
+type openTxn struct {
+	pid    int64
+	first  int64
+	marker int64 // offset of its marker, -1 while it has none
+}
+
+// unmarkedLocked returns the index of pid's transaction without a marker,
+// or -1. Caller holds p.mu.
+func (p *partition) unmarkedLocked(pid int64) int {
+	for i, t := range p.openTxns {
+		if t.pid == pid && t.marker < 0 {
+			return i
+		}
+	}
+	return -1
+}
+
 // applyTxnBatchLocked updates a partition's transactions for a
 // transactional batch. Caller holds p.mu.
 func (p *partition) applyTxnBatchLocked(info batchInfo, raw []byte) {
 	if !info.transactional() {
 		return
 	}
+	i := p.unmarkedLocked(info.producerID)
 	if info.control() {
-		first, open := p.openTxns[info.producerID]
-		if !open {
-			return
+		if i < 0 {
+			return // no record of this transaction is stored here
 		}
-		delete(p.openTxns, info.producerID)
+		p.openTxns[i].marker = info.baseOffset
 		if t, ok := markerType(raw); ok && t == markerAbort {
-			p.aborted = append(p.aborted, abortedTxn{pid: info.producerID, first: first, last: info.baseOffset})
+			p.aborted = append(p.aborted, abortedTxn{pid: info.producerID, first: p.openTxns[i].first, last: info.baseOffset})
 		}
+		p.dropEndedTxnsLocked()
 		return
 	}
-	if _, open := p.openTxns[info.producerID]; !open {
-		if p.openTxns == nil {
-			p.openTxns = make(map[int64]int64)
-		}
-		p.openTxns[info.producerID] = info.baseOffset
+	if i < 0 {
+		p.openTxns = append(p.openTxns, openTxn{pid: info.producerID, first: info.baseOffset, marker: -1})
 	}
+}
+
+// dropEndedTxnsLocked forgets the transactions whose marker is committed
+// (below the high watermark). Caller holds p.mu.
+func (p *partition) dropEndedTxnsLocked() {
+	kept := p.openTxns[:0]
+	for _, t := range p.openTxns {
+		if t.marker < 0 || t.marker >= p.hw {
+			kept = append(kept, t)
+		}
+	}
+	clear(p.openTxns[len(kept):])
+	p.openTxns = kept
 }
 
 // lsoLocked is the partition's last stable offset: the first offset of its
 // oldest open transaction, at most the high watermark. Caller holds p.mu.
 func (p *partition) lsoLocked() int64 {
 	lso := p.hw
-	for _, first := range p.openTxns {
-		lso = min(lso, first)
+	for _, t := range p.openTxns {
+		if t.marker < 0 || t.marker >= p.hw {
+			lso = min(lso, t.first)
+		}
 	}
 	return max(lso, p.logStart)
 }
