@@ -83,12 +83,13 @@ func produce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 	gen := b.commitGeneration() // before appending: see waitCommit
 	leader := b.isLeader()
 	view := b.clusterView()
+	// A transactional producer needs Write on its transactional id too.
+	txnAllowed := r.TransactionID == nil || b.allowed(rc, kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTransactionalId, *r.TransactionID)
 	for i := range r.Topics {
 		rt := &r.Topics[i]
 		st := kmsg.NewProduceResponseTopic()
 		st.Topic = rt.Topic
-		mayWrite := b.allowedTopic(rc, kmsg.ACLOperationWrite, rt.Topic) &&
-			(r.TransactionID == nil || b.allowed(rc, kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTransactionalId, *r.TransactionID))
+		mayWrite := b.allowedTopic(rc, kmsg.ACLOperationWrite, rt.Topic)
 		for j := range rt.Partitions {
 			rp := &rt.Partitions[j]
 			sp := kmsg.NewProduceResponseTopicPartition()
@@ -101,7 +102,7 @@ func produce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 				switch {
 				case r.Acks != 0 && r.Acks != 1 && r.Acks != -1:
 					return kerr.InvalidRequiredAcks
-				case !mayWrite && r.TransactionID != nil:
+				case !txnAllowed:
 					return kerr.TransactionalIDAuthorizationFailed
 				case !mayWrite:
 					return kerr.TopicAuthorizationFailed

@@ -56,14 +56,14 @@ func runTxn(t *testing.T, cl *kgo.Client, commit bool, values ...string) {
 
 // readAll reads topic from the start until it has seen want records or
 // quiet passes without one, with the given isolation level.
-func readAll(t *testing.T, addr, topic string, committed bool, want int, quiet time.Duration) []string {
+func readAll(t *testing.T, addr, topic string, committed bool, want int, quiet time.Duration, opts ...kgo.Opt) []string {
 	t.Helper()
 	iso := kgo.ReadUncommitted()
 	if committed {
 		iso = kgo.ReadCommitted()
 	}
-	cl := newClient(t, addr, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(iso), kgo.FetchMaxWait(100*time.Millisecond))
+	cl := newClient(t, addr, append([]kgo.Opt{kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(iso), kgo.FetchMaxWait(100*time.Millisecond)}, opts...)...)
 	defer cl.Close()
 	var got []string
 	deadline := time.Now().Add(20 * time.Second)
@@ -627,5 +627,44 @@ func TestLastStableOffsetWaitsForCommittedMarker(t *testing.T) {
 	setHW(9)
 	if lso := p.lso(); lso != 9 || len(p.openTxns) != 0 {
 		t.Fatalf("with every transaction ended: LSO %d, open %+v; want 9 and none", lso, p.openTxns)
+	}
+}
+
+// With --acls a transactional producer needs Write on its transactional id
+// besides Write on the topic; without it, it cannot even start.
+func TestTransactionACLs(t *testing.T) {
+	users := writeUsers(t, map[string]string{"admin": "admin-pw", "alice": "alice-pw"})
+	_, addr := startBrokerWith(t, t.TempDir(), func(c *Config) {
+		c.SASLUsersFile = users
+		c.ACLs = true
+		c.SuperUsers = "User:admin"
+	})
+	admin := kadm.NewClient(newClient(t, addr, loginAs("admin")))
+	if _, err := admin.CreateTopic(t.Context(), 1, 1, nil, "paid"); err != nil {
+		t.Fatal(err)
+	}
+	createACLs(t, admin, kadm.NewACLs().Allow("User:alice").Topics("paid").Operations(kadm.OpWrite, kadm.OpDescribe, kadm.OpRead))
+	start := func() error {
+		cl := newClient(t, addr, loginAs("alice"), kgo.TransactionalID("alice-app"), kgo.DefaultProduceTopic("paid"),
+			kgo.RecordRetries(1), kgo.RequestRetries(1))
+		defer cl.Close()
+		if err := cl.BeginTransaction(); err != nil {
+			return err
+		}
+		if err := cl.ProduceSync(t.Context(), kgo.StringRecord("x")).FirstErr(); err != nil {
+			return err
+		}
+		return cl.EndTransaction(t.Context(), kgo.TryCommit)
+	}
+	if err := start(); !errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+		t.Fatalf("without Write on the transactional id: %v, want TRANSACTIONAL_ID_AUTHORIZATION_FAILED", err)
+	}
+	createACLs(t, admin, kadm.NewACLs().Allow("User:alice").TransactionalIDs("alice-app").Operations(kadm.OpWrite, kadm.OpDescribe))
+	if err := start(); err != nil {
+		t.Fatalf("with Write on the transactional id: %v", err)
+	}
+	// The refused attempt wrote nothing: only the committed record is there.
+	if got := readAll(t, addr, "paid", true, 2, 2*time.Second, loginAs("admin")); !equalStrings(got, []string{"x"}) {
+		t.Fatalf("read_committed got %v, want [x]", got)
 	}
 }
