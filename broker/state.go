@@ -41,7 +41,7 @@ type partition struct {
 
 	// Transactions (txn.go), rebuilt from the batches like the index.
 	openTxns []openTxn    // transactions not yet ended here, or whose marker is not yet committed
-	aborted  []abortedTxn    // aborted transactions, ascending by marker offset
+	aborted  []abortedTxn // aborted transactions, ascending by marker offset
 }
 
 func newPartition(topic string, id int32) *partition {

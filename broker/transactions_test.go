@@ -63,7 +63,7 @@ func readAll(t *testing.T, addr, topic string, committed bool, want int, quiet t
 		iso = kgo.ReadCommitted()
 	}
 	cl := newClient(t, addr, append([]kgo.Opt{kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(iso), kgo.FetchMaxWait(100*time.Millisecond)}, opts...)...)
+		kgo.FetchIsolationLevel(iso), kgo.FetchMaxWait(100 * time.Millisecond)}, opts...)...)
 	defer cl.Close()
 	var got []string
 	deadline := time.Now().Add(20 * time.Second)
