@@ -58,7 +58,6 @@ type Broker struct {
 	pidBumps         map[int64]int16            // guarded by appendMu; the epoch the last InitProducerId bump of an id handed out
 	nextPID          int64                      // guarded by appendMu
 	txns             map[string]*txnState       // guarded by appendMu; transaction coordinator state by transactional id (txn.go)
-	txnByPID         map[int64]string           // guarded by appendMu; transactional id of a producer id
 	lastApplied      uint64                     // guarded by appendMu
 	skipMetaUpTo     uint64                     // guarded by appendMu; metadata entries the checkpoint covers
 	awaitingSnapshot bool                       // guarded by appendMu; re-cloned, state snapshot not seen yet
@@ -132,7 +131,6 @@ func Open(cfg Config) (*Broker, error) {
 		pidEpochs: make(map[int64]int16),
 		pidBumps:  make(map[int64]int16),
 		txns:      make(map[string]*txnState),
-		txnByPID:  make(map[int64]string),
 		topics:    make(map[string]*topic),
 		acls:      acl.NewSet(),
 		quotas:    quota.NewStore(),

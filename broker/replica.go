@@ -149,7 +149,6 @@ func (b *Broker) resetStateLocked() {
 	b.pidEpochs = make(map[int64]int16)
 	b.pidBumps = make(map[int64]int16)
 	b.txns = make(map[string]*txnState)
-	b.txnByPID = make(map[int64]string)
 	b.acls.Replace(nil)
 	b.quotas.Replace(nil)
 	b.scram.Replace(nil)

@@ -549,7 +549,6 @@ func (b *Broker) restoreCheckpointLocked(cp stateCheckpoint) {
 	for _, s := range cp.Transactions {
 		c := s.clone()
 		b.txns[c.ID] = c
-		b.txnByPID[c.PID] = c.ID
 	}
 }
 

@@ -3,8 +3,10 @@ package broker
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"testing"
 	"time"
@@ -666,5 +668,65 @@ func TestTransactionACLs(t *testing.T) {
 	// The refused attempt wrote nothing: only the committed record is there.
 	if got := readAll(t, addr, "paid", true, 2, 2*time.Second, loginAs("admin")); !equalStrings(got, []string{"x"}) {
 		t.Fatalf("read_committed got %v, want [x]", got)
+	}
+}
+
+// The transaction coordinator's state goes into state checkpoints (which
+// stand in for WAL segments that retention deleted) and comes back from
+// them whole: an open transaction with its partitions and pending offsets.
+func TestTransactionsInStateCheckpoint(t *testing.T) {
+	b, addr := startBroker(t, t.TempDir())
+	cl := newClient(t, addr)
+	createTopicN(t, cl, "cp", 2)
+	p := txnProducer(t, addr, "app-cp", "cp")
+	runTxn(t, p, true, "a", "b")
+	if err := p.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ProduceSync(t.Context(), kgo.StringRecord("open")).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	pid, epoch, err := p.ProducerID(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ao := kmsg.NewPtrAddOffsetsToTxnRequest()
+	ao.TransactionalID, ao.ProducerID, ao.ProducerEpoch, ao.Group = "app-cp", pid, epoch, "g"
+	if resp, err := ao.RequestWith(t.Context(), p); err != nil || resp.ErrorCode != 0 {
+		t.Fatalf("AddOffsetsToTxn: %v %+v", err, resp)
+	}
+	oc := kmsg.NewPtrTxnOffsetCommitRequest()
+	oc.TransactionalID, oc.Group, oc.ProducerID, oc.ProducerEpoch, oc.Generation = "app-cp", "g", pid, epoch, -1
+	ot := kmsg.NewTxnOffsetCommitRequestTopic()
+	ot.Topic = "cp"
+	op := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+	op.Partition, op.Offset = 1, 42
+	ot.Partitions = append(ot.Partitions, op)
+	oc.Topics = append(oc.Topics, ot)
+	if resp, err := oc.RequestWith(t.Context(), p); err != nil || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+		t.Fatalf("TxnOffsetCommit: %v %+v", err, resp)
+	}
+	b.appendMu.Lock()
+	cp := b.snapshotLocked()
+	want := b.txns["app-cp"].clone()
+	b.appendMu.Unlock()
+	data, err := json.Marshal(cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back stateCheckpoint
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatal(err)
+	}
+	b2, _ := startBroker(t, t.TempDir())
+	b2.appendMu.Lock()
+	b2.restoreCheckpointLocked(back)
+	got := b2.txns["app-cp"]
+	b2.appendMu.Unlock()
+	if got == nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("restored %+v, want %+v", got, want)
+	}
+	if got.State != txnOngoing || len(got.Partitions) == 0 || got.Offsets["g"][0].Offset != 42 {
+		t.Fatalf("restored state lacks the open transaction: %+v", got)
 	}
 }

@@ -137,9 +137,6 @@ func (b *Broker) applyTxnLocked(e wal.Entry) error {
 	if err := decodeJSON(e, &s); err != nil {
 		return err
 	}
-	if old := b.txns[s.ID]; old != nil && old.PID != s.PID {
-		delete(b.txnByPID, old.PID)
-	}
 	if s.State == txnCompleteCommit {
 		for g, offs := range s.Offsets {
 			b.groups.Restore(g, groupOffsets(offs))
@@ -149,7 +146,6 @@ func (b *Broker) applyTxnLocked(e wal.Entry) error {
 		s.Offsets = nil // applied or dropped
 	}
 	b.txns[s.ID] = &s
-	b.txnByPID[s.PID] = s.ID
 	if ep, ok := b.pidEpochs[s.PID]; !ok || ep < s.Epoch {
 		b.pidEpochs[s.PID] = s.Epoch
 	}
