@@ -222,9 +222,15 @@ func (c *cluster) waitElectable(url string) {
 // settling when the cluster has just started).
 func (c *cluster) createTopicRetry(topic string) {
 	c.t.Helper()
+	c.createTopicsRetry(1, topic)
+}
+
+// createTopicsRetry is createTopicRetry with partitions.
+func (c *cluster) createTopicsRetry(partitions int32, topic string) {
+	c.t.Helper()
 	adm := kadm.NewClient(kclient(c.t, c.kafkaAddrs()))
 	testutil.Eventually(c.t, 60*time.Second, func() error {
-		resp, err := adm.CreateTopic(ctxTimeout(c.t, 15*time.Second), 1, -1, nil, topic)
+		resp, err := adm.CreateTopic(ctxTimeout(c.t, 15*time.Second), partitions, -1, nil, topic)
 		if err == nil {
 			err = resp.Err
 		}
@@ -304,6 +310,7 @@ type jepsenResult struct {
 	ops, acked, failed, lost, dup int
 	failovers                     int
 	groupRead, groupAgain         int // distinct values the group consumer read; of them, read more than once
+	txn                           txnWorkload
 	longestNoLeader               time.Duration
 	faults                        []string
 }
@@ -315,12 +322,19 @@ func TestJepsenFailover(t *testing.T) {
 	c, nw, url := startNetCluster(t)
 	const topic = "jepsen"
 	c.createTopicRetry(topic)
+	c.createTopicsRetry(3, jepsenTxnTopic)
 	c.waitElectable(url)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
 	var res jepsenResult
+	// A transactional producer alongside (its check is after the run).
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		res.txn.run(ctx, t, c.kafkaAddrs())
+	}()
 	var mu sync.Mutex // guards acked and res counters below
 	acked := map[string]bool{}
 	var ops, failed atomic.Int64
@@ -533,9 +547,13 @@ func TestJepsenFailover(t *testing.T) {
 	res.lost, res.dup = len(lostVals), len(dupVals)
 	res.failovers = int(failovers.Load())
 	res.longestNoLeader = time.Duration(longest.Load())
-	summary := fmt.Sprintf("jepsen: duration %s, faults %d, operations %d, acknowledged %d, failed/unknown %d, read %d, lost %d, duplicated %d, failovers %d, longest window without a leader %s; consumer group: read %d values, %d of them again, rebalance callbacks: %s",
+	txnSummary, txnErrs := res.txn.check(t, c, leader)
+	summary := fmt.Sprintf("jepsen: duration %s, faults %d, operations %d, acknowledged %d, failed/unknown %d, read %d, lost %d, duplicated %d, failovers %d, longest window without a leader %s; consumer group: read %d values, %d of them again, rebalance callbacks: %s; %s",
 		dur, len(res.faults), res.ops, res.acked, res.failed, len(got), res.lost, res.dup, res.failovers, res.longestNoLeader.Round(10*time.Millisecond),
-		res.groupRead, res.groupAgain, groupEv.String())
+		res.groupRead, res.groupAgain, groupEv.String(), txnSummary)
+	for _, e := range txnErrs {
+		t.Error(e)
+	}
 	t.Log(summary)
 	fmt.Println(summary)
 	t.Log(verifyOut)
@@ -631,4 +649,162 @@ func TestEtcdWholeClusterRestartKeepsCommittedEntries(t *testing.T) {
 	}
 	c.node(old).startPair()
 	finishWithFiveMore(t, c, topic, leader, want)
+}
+
+const jepsenTxnTopic = "jepsen-txn"
+
+// txnWorkload is a transactional producer under the nemesis: transactions
+// of three unique values over three partitions, one in five aborted on
+// purpose. Each transaction's outcome is what the client was told:
+// committed, aborted, or unknown (an error on the way; the client is then
+// replaced, which aborts or completes what the coordinator holds).
+type txnWorkload struct {
+	mu       sync.Mutex
+	outcomes map[int]string // transaction number -> committed, aborted, unknown
+}
+
+const txnValuesPer = 3
+
+func txnValue(n, i int) string { return fmt.Sprintf("t%d-%d", n, i) }
+
+func (w *txnWorkload) set(n int, outcome string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.outcomes == nil {
+		w.outcomes = map[int]string{}
+	}
+	w.outcomes[n] = outcome
+}
+
+func (w *txnWorkload) run(ctx context.Context, t *testing.T, seeds []string) {
+	newClient := func() *kgo.Client {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ClientID("jepsen-txn"),
+			kgo.TransactionalID("jepsen-txn"), kgo.TransactionTimeout(10*time.Second),
+			kgo.DefaultProduceTopic(jepsenTxnTopic), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
+			kgo.RecordDeliveryTimeout(8*time.Second), kgo.RequestTimeoutOverhead(3*time.Second),
+			kgo.RetryTimeout(8*time.Second), kgo.MetadataMinAge(250*time.Millisecond))
+		if err != nil {
+			t.Errorf("kgo.NewClient: %v", err)
+		}
+		return cl
+	}
+	cl := newClient()
+	defer func() { cl.Close() }()
+	for n := 0; ctx.Err() == nil; n++ {
+		commit := n%5 != 4
+		tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		err := cl.BeginTransaction()
+		if err == nil {
+			w.set(n, "unknown") // from the first record on
+			for i := 0; i < txnValuesPer && err == nil; i++ {
+				err = cl.ProduceSync(tctx, kgo.StringRecord(txnValue(n, i))).FirstErr()
+			}
+		}
+		if err == nil {
+			err = cl.EndTransaction(tctx, kgo.TransactionEndTry(commit))
+		}
+		cancel()
+		switch {
+		case err == nil && commit:
+			w.set(n, "committed")
+		case err == nil:
+			w.set(n, "aborted")
+		default:
+			// The outcome is unknown: the coordinator may have it, and
+			// a new producer of the id finishes or aborts it.
+			cl.Close()
+			if ctx.Err() == nil {
+				sleepOrDone(ctx, 200*time.Millisecond)
+			}
+			cl = newClient()
+		}
+	}
+}
+
+// check reads the transactional topic read_committed on the leader, once
+// no transaction is open any more, and returns the summary and what is
+// wrong: a committed transaction must be there whole and once, an aborted
+// one not at all, an unknown one whole or not at all.
+func (w *txnWorkload) check(t *testing.T, c *cluster, leader int) (string, []string) {
+	t.Helper()
+	adm := kadm.NewClient(kclient(t, c.kafkaAddrs()))
+	testutil.Eventually(t, 90*time.Second, func() error {
+		l, err := adm.ListTransactions(ctxTimeout(t, 10*time.Second), nil, []string{"Ongoing", "PrepareCommit", "PrepareAbort"})
+		if err != nil {
+			return err
+		}
+		if len(l) > 0 {
+			return fmt.Errorf("transactions still open: %v", l.TransactionalIDs())
+		}
+		return nil
+	})
+	w.mu.Lock()
+	var want []string // every value of every committed transaction
+	for n, outcome := range w.outcomes {
+		if outcome == "committed" {
+			for i := range txnValuesPer {
+				want = append(want, txnValue(n, i))
+			}
+		}
+	}
+	w.mu.Unlock()
+	cl := kclient(t, []string{c.node(leader).kafka}, kgo.ConsumeTopics(jepsenTxnTopic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxWait(200*time.Millisecond))
+	count := map[string]int{}
+	// Read until every committed value is in and nothing more came for 3 s
+	// (or a minute passed: then the checks below say what is missing).
+	deadline, lastNew := time.Now().Add(60*time.Second), time.Now()
+	for time.Now().Before(deadline) {
+		pctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		fs := cl.PollFetches(pctx)
+		cancel()
+		fs.EachRecord(func(r *kgo.Record) {
+			count[string(r.Value)]++
+			lastNew = time.Now()
+		})
+		all := true
+		for _, v := range want {
+			if count[v] == 0 {
+				all = false
+				break
+			}
+		}
+		if all && time.Since(lastNew) > 3*time.Second {
+			break
+		}
+	}
+	var errs []string
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	tally := map[string]int{}
+	unknownIn := 0
+	for n, outcome := range w.outcomes {
+		tally[outcome]++
+		seen := 0
+		for i := range txnValuesPer {
+			k := count[txnValue(n, i)]
+			if k > 1 {
+				errs = append(errs, fmt.Sprintf("transaction %d: %s read %d times", n, txnValue(n, i), k))
+			}
+			if k > 0 {
+				seen++
+			}
+		}
+		switch {
+		case outcome == "committed" && seen != txnValuesPer:
+			errs = append(errs, fmt.Sprintf("committed transaction %d: %d of its %d values read", n, seen, txnValuesPer))
+		case outcome == "aborted" && seen != 0:
+			errs = append(errs, fmt.Sprintf("aborted transaction %d: %d of its values read", n, seen))
+		case outcome == "unknown" && seen != 0 && seen != txnValuesPer:
+			errs = append(errs, fmt.Sprintf("transaction %d (outcome unknown to the client): %d of its %d values read, not all or none", n, seen, txnValuesPer))
+		case outcome == "unknown" && seen == txnValuesPer:
+			unknownIn++
+		}
+	}
+	if tally["committed"] == 0 {
+		errs = append(errs, "no transaction committed")
+	}
+	return fmt.Sprintf("transactions: %d committed, %d aborted, %d unknown to the client (%d of them committed whole), %d values read, %d problems",
+		tally["committed"], tally["aborted"], tally["unknown"], unknownIn, len(count), len(errs)), errs
 }
