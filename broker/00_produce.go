@@ -413,7 +413,7 @@ func (b *Broker) checkTransactionalLocked(topicName string, part int32, infos []
 			return kerr.InvalidTxnState // transactional records need the request's transactional id
 		}
 		s := b.txns[*txnID]
-		if code := txnError(s, info.producerID, info.producerEpoch); code != nil {
+		if code := txnError(s, info.producerID, info.producerEpoch, kerr.InvalidProducerEpoch); code != nil {
 			if code == kerr.InvalidProducerEpoch && s != nil && info.producerEpoch > s.Epoch {
 				return kerr.InvalidTxnState
 			}

@@ -23,7 +23,10 @@ package broker
 // the first time), which fences every earlier producer of the id; an
 // ongoing transaction of the id is aborted first. A transaction in the
 // middle of completing answers CONCURRENT_TRANSACTIONS, which clients
-// retry.
+// retry. A producer presenting its id and current epoch bumps it; one
+// presenting the epoch before (the answer to its bump was lost, or the
+// coordinator aborted its expired transaction with a bump) gets the
+// current one, KIP-588; any other gets PRODUCER_FENCED.
 
 import (
 	"context"
@@ -122,22 +125,46 @@ func (b *Broker) initTransactionalProducer(rc *reqCtx, r *kmsg.InitProducerIDReq
 	b.appendMu.Lock()
 	cur := b.txns[tid]
 	var s *txnState
+	claim := false // the producer claims the epoch bumped for it (KIP-588)
 	if cur == nil {
 		s = &txnState{ID: tid, PID: b.nextPID, State: txnEmpty, NextPID: b.nextPID + 1}
 	} else {
-		switch {
-		case cur.State == txnPrepareCommit || cur.State == txnPrepareAbort:
+		if cur.State == txnPrepareCommit || cur.State == txnPrepareAbort {
 			b.appendMu.Unlock()
 			resp.ErrorCode = kerr.ConcurrentTransactions.Code
 			return now(resp)
-		case r.ProducerID >= 0 && (r.ProducerID != cur.PID || r.ProducerEpoch != cur.Epoch):
-			// KIP-360: only the current producer may bump its own epoch.
-			b.appendMu.Unlock()
-			resp.ErrorCode = kerr.InvalidProducerEpoch.Code
-			return now(resp)
+		}
+		if r.ProducerID >= 0 {
+			// KIP-360 and KIP-588: a producer that presents its id and
+			// epoch bumps its own epoch, or claims the one bumped for it
+			// (its lost answer, or the abort of its expired
+			// transaction); any other is fenced.
+			switch {
+			case r.ProducerID == cur.PID && r.ProducerEpoch == cur.Epoch:
+			case r.ProducerID == cur.PID && cur.LastEpoch != nil && r.ProducerEpoch == *cur.LastEpoch:
+				claim = true
+			default:
+				b.appendMu.Unlock()
+				resp.ErrorCode = fencedError(r.Version, 4).Code
+				return now(resp)
+			}
 		}
 		s = cur.clone()
 		s.NextPID = 0
+	}
+	if claim && cur.State != txnOngoing {
+		// The epoch is the producer's already: answered as it stands,
+		// once what made it is committed.
+		lsn := b.lastApplied
+		b.appendMu.Unlock()
+		return func() kmsg.Response {
+			if code := b.waitTxn(rc, lsn, gen); code != nil {
+				resp.ErrorCode = code.Code
+				return resp
+			}
+			resp.ProducerID, resp.ProducerEpoch = cur.PID, cur.Epoch
+			return resp
+		}
 	}
 	var lsn uint64
 	var err error
@@ -157,10 +184,16 @@ func (b *Broker) initTransactionalProducer(rc *reqCtx, r *kmsg.InitProducerIDReq
 			s = b.txns[tid].clone()
 			s.NextPID = 0
 		}
+		s.LastEpoch = nil // a new producer of the id: the old epochs are fenced
+		if r.ProducerID >= 0 {
+			last := epoch - 1 // its own bump: a retry may claim it
+			s.LastEpoch = &last
+		}
 		if epoch > maxProducerEpoch {
 			// Epochs exhausted: a new producer id.
 			s.PID, epoch = b.nextPID, 0
 			s.NextPID = b.nextPID + 1
+			s.LastEpoch = nil
 		}
 		s.Epoch = epoch
 	}

@@ -15,9 +15,11 @@ package broker
 // Each change is a WAL entry answered once committed. Followers answer
 // NOT_COORDINATOR, and clients ask FindCoordinator again. The producer id
 // and epoch must be the transactional id's current ones
-// (INVALID_PRODUCER_ID_MAPPING, INVALID_PRODUCER_EPOCH: a newer producer
-// fenced this one); a transaction in the middle of completing answers
-// CONCURRENT_TRANSACTIONS, which clients retry.
+// (INVALID_PRODUCER_ID_MAPPING; PRODUCER_FENCED, INVALID_PRODUCER_EPOCH
+// before KIP-588's versions: a newer producer fenced this one, or the
+// coordinator aborted its expired transaction); a transaction in the
+// middle of completing answers CONCURRENT_TRANSACTIONS, which clients
+// retry.
 
 import (
 	"context"
@@ -36,9 +38,9 @@ func init() {
 
 // txnCheckLocked finds a transactional id's state for a request of its
 // producer. Caller holds appendMu.
-func (b *Broker) txnCheckLocked(tid string, pid int64, epoch int16) (*txnState, *kerr.Error) {
+func (b *Broker) txnCheckLocked(tid string, pid int64, epoch int16, fenced *kerr.Error) (*txnState, *kerr.Error) {
 	s := b.txns[tid]
-	if code := txnError(s, pid, epoch); code != nil {
+	if code := txnError(s, pid, epoch, fenced); code != nil {
 		return nil, code
 	}
 	if s.State == txnPrepareCommit || s.State == txnPrepareAbort {
@@ -111,7 +113,7 @@ func handleAddPartitionsToTxn(b *Broker, rc *reqCtx, req kmsg.Request) func() km
 	}
 	gen := b.commitGeneration()
 	b.appendMu.Lock()
-	s, code := b.txnCheckLocked(r.TransactionalID, r.ProducerID, r.ProducerEpoch)
+	s, code := b.txnCheckLocked(r.TransactionalID, r.ProducerID, r.ProducerEpoch, fencedError(r.Version, 2))
 	if code != nil {
 		b.appendMu.Unlock()
 		return now(answer(code))
@@ -157,7 +159,7 @@ func handleAddOffsetsToTxn(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.
 	}
 	gen := b.commitGeneration()
 	b.appendMu.Lock()
-	s, code := b.txnCheckLocked(r.TransactionalID, r.ProducerID, r.ProducerEpoch)
+	s, code := b.txnCheckLocked(r.TransactionalID, r.ProducerID, r.ProducerEpoch, fencedError(r.Version, 2))
 	if code != nil {
 		b.appendMu.Unlock()
 		return fail(code)
@@ -200,7 +202,7 @@ func handleEndTxn(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response 
 	}
 	gen := b.commitGeneration()
 	b.appendMu.Lock()
-	s, code := b.txnCheckLocked(r.TransactionalID, r.ProducerID, r.ProducerEpoch)
+	s, code := b.txnCheckLocked(r.TransactionalID, r.ProducerID, r.ProducerEpoch, fencedError(r.Version, 2))
 	if code != nil {
 		b.appendMu.Unlock()
 		return fail(code)
@@ -298,7 +300,7 @@ func handleTxnOffsetCommit(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.
 	}
 	gen := b.commitGeneration()
 	b.appendMu.Lock()
-	s, code := b.txnCheckLocked(r.TransactionalID, r.ProducerID, r.ProducerEpoch)
+	s, code := b.txnCheckLocked(r.TransactionalID, r.ProducerID, r.ProducerEpoch, fencedError(r.Version, 3))
 	if code == nil && s.State != txnOngoing {
 		code = kerr.InvalidTxnState // AddOffsetsToTxn comes first
 	}

@@ -431,7 +431,7 @@ func TestTransactionalProduceChecks(t *testing.T) {
 	at := kmsg.NewAddPartitionsToTxnRequestTopic()
 	at.Topic, at.Partitions = "chk", []int32{0}
 	ap.Topics = append(ap.Topics, at)
-	if resp, err := ap.RequestWith(t.Context(), cl); err != nil || resp.Topics[0].Partitions[0].ErrorCode != kerr.InvalidProducerEpoch.Code {
+	if resp, err := ap.RequestWith(t.Context(), cl); err != nil || resp.Topics[0].Partitions[0].ErrorCode != kerr.ProducerFenced.Code {
 		t.Fatalf("AddPartitionsToTxn with a wrong epoch: %v %+v", err, resp)
 	}
 	ap = kmsg.NewPtrAddPartitionsToTxnRequest() // the client rewrote the first one (v4 batching)
@@ -728,5 +728,72 @@ func TestTransactionsInStateCheckpoint(t *testing.T) {
 	}
 	if got.State != txnOngoing || len(got.Partitions) == 0 || got.Offsets["g"][0].Offset != 42 {
 		t.Fatalf("restored state lacks the open transaction: %+v", got)
+	}
+}
+
+// KIP-588: a producer whose transaction the coordinator aborted at its
+// timeout is fenced (PRODUCER_FENCED) until it claims the bumped epoch
+// with InitProducerId, presenting its old one; a producer that another
+// producer of the id replaced cannot claim anything.
+func TestTimedOutProducerRecoversFencedDoesNot(t *testing.T) {
+	_, addr := startBrokerWith(t, t.TempDir(), func(c *Config) { c.TransactionCheckInterval = 50 * time.Millisecond })
+	cl := newClient(t, addr)
+	createTopicN(t, cl, "rec", 1)
+	tid := "app-rec"
+	initReq := func(pid int64, epoch int16) (*kmsg.InitProducerIDResponse, error) {
+		r := kmsg.NewPtrInitProducerIDRequest()
+		r.TransactionalID, r.TransactionTimeoutMillis = &tid, 300
+		r.ProducerID, r.ProducerEpoch = pid, epoch
+		return r.RequestWith(t.Context(), cl)
+	}
+	add := func(pid int64, epoch int16) int16 {
+		ap := kmsg.NewPtrAddPartitionsToTxnRequest()
+		ap.TransactionalID, ap.ProducerID, ap.ProducerEpoch = tid, pid, epoch
+		at := kmsg.NewAddPartitionsToTxnRequestTopic()
+		at.Topic, at.Partitions = "rec", []int32{0}
+		ap.Topics = append(ap.Topics, at)
+		resp, err := ap.RequestWith(t.Context(), cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Topics[0].Partitions[0].ErrorCode
+	}
+	first, err := initReq(-1, -1)
+	if err != nil || first.ErrorCode != 0 {
+		t.Fatalf("InitProducerId: %v %+v", err, first)
+	}
+	pid, epoch := first.ProducerID, first.ProducerEpoch
+	if code := add(pid, epoch); code != 0 {
+		t.Fatalf("AddPartitionsToTxn: %v", kerr.ErrorForCode(code))
+	}
+	// The transaction expires (300 ms) and is aborted with the epoch bumped.
+	deadline := time.Now().Add(10 * time.Second)
+	for add(pid, epoch) != kerr.ProducerFenced.Code {
+		if time.Now().After(deadline) {
+			t.Fatal("the expired transaction's producer was not fenced")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	again, err := initReq(pid, epoch)
+	if err != nil || again.ErrorCode != 0 || again.ProducerID != pid || again.ProducerEpoch != epoch+1 {
+		t.Fatalf("the timed-out producer claiming its bumped epoch: %v %+v, want producer %d epoch %d", err, again, pid, epoch+1)
+	}
+	retry, err := initReq(pid, epoch)
+	if err != nil || retry.ErrorCode != 0 || retry.ProducerEpoch != epoch+1 {
+		t.Fatalf("a retry of the claim: %v %+v, want epoch %d again", err, retry, epoch+1)
+	}
+	if code := add(pid, epoch+1); code != 0 {
+		t.Fatalf("AddPartitionsToTxn after the claim: %v", kerr.ErrorForCode(code))
+	}
+	// Another producer of the id takes over: the first one's epoch is fenced for good.
+	other, err := initReq(-1, -1)
+	if err != nil || other.ErrorCode != 0 || other.ProducerEpoch != epoch+2 {
+		t.Fatalf("a new producer of the id: %v %+v", err, other)
+	}
+	if resp, err := initReq(pid, epoch+1); err != nil || resp.ErrorCode != kerr.ProducerFenced.Code {
+		t.Fatalf("the replaced producer re-initialising: %v %+v, want PRODUCER_FENCED", err, resp)
+	}
+	if code := add(pid, epoch+1); code != kerr.ProducerFenced.Code {
+		t.Fatalf("the replaced producer's AddPartitionsToTxn: %v, want PRODUCER_FENCED", kerr.ErrorForCode(code))
 	}
 }

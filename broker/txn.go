@@ -76,6 +76,12 @@ type txnState struct {
 	// (TxnOffsetCommit): pending while the transaction is open, applied to
 	// the groups by the complete_commit entry that carries them.
 	Offsets map[string][]offsetCommitValue `json:"offsets,omitempty"`
+	// LastEpoch is the epoch before the current one when the current one
+	// came from a bump its own producer may claim (KIP-588): its own
+	// InitProducerId (whose answer may have been lost) or the
+	// coordinator's abort of its expired transaction. -1 (or absent) when
+	// another producer of the id took over: then the old epoch is fenced.
+	LastEpoch *int16 `json:"last_epoch,omitempty"`
 	// StartMs is when the transaction began (the leader's clock), for its
 	// timeout.
 	StartMs int64 `json:"start_ms,omitempty"`
@@ -445,11 +451,15 @@ func (b *Broker) tidyTransactions(now time.Time) {
 			_, err = b.completeTxnLocked(s.clone())
 		case s.State == txnOngoing && now.UnixMilli()-s.StartMs > int64(s.TimeoutMs):
 			// Kafka aborts with the epoch bumped, which fences the
-			// producer that let it expire.
+			// producer that let it expire until it asks for the new
+			// epoch with InitProducerId (KIP-588: LastEpoch).
 			epoch := s.Epoch
 			if epoch < maxProducerEpoch {
 				epoch++
 			}
+			last := s.Epoch
+			s = s.clone()
+			s.LastEpoch = &last
 			b.log.Warn("aborting a transaction past its timeout", "transactional_id", id, "producer_id", s.PID,
 				"timeout", time.Duration(s.TimeoutMs)*time.Millisecond)
 			b.metrics.transactions.WithLabelValues("timeout").Inc()
@@ -463,13 +473,24 @@ func (b *Broker) tidyTransactions(now time.Time) {
 }
 
 // txnError checks that a request's producer id and epoch are the
-// transactional id's current ones.
-func txnError(s *txnState, pid int64, epoch int16) *kerr.Error {
+// transactional id's current ones; a stale epoch gets fenced.
+func txnError(s *txnState, pid int64, epoch int16, fenced *kerr.Error) *kerr.Error {
 	switch {
 	case s == nil || s.PID != pid:
 		return kerr.InvalidProducerIDMapping
 	case epoch != s.Epoch:
-		return kerr.InvalidProducerEpoch
+		return fenced
 	}
 	return nil
+}
+
+// fencedError is what a transaction coordinator request of the given
+// version gets for a stale producer epoch: PRODUCER_FENCED, which clients
+// take as fatal, since KIP-588 (Kafka 2.7) from version since on;
+// INVALID_PRODUCER_EPOCH before it.
+func fencedError(version, since int16) *kerr.Error {
+	if version >= since {
+		return kerr.ProducerFenced
+	}
+	return kerr.InvalidProducerEpoch
 }
