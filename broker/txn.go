@@ -126,7 +126,7 @@ func (s *txnState) hasGroup(g string) bool {
 	return false
 }
 
-// beginLocked turns an empty or completed state into an ongoing
+// begin turns an empty or completed state into an ongoing
 // transaction starting now.
 func (s *txnState) begin(now time.Time) {
 	if s.State != txnOngoing {
