@@ -203,6 +203,13 @@ func seedFrames() [][]byte {
 	et := kmsg.NewPtrEndTxnRequest()
 	et.TransactionalID, et.Commit = tid, true
 	add(et)
+	wm := kmsg.NewPtrWriteTxnMarkersRequest()
+	wmm := kmsg.NewWriteTxnMarkersRequestMarker()
+	wmt := kmsg.NewWriteTxnMarkersRequestMarkerTopic()
+	wmt.Topic, wmt.Partitions = topic, []int32{0}
+	wmm.Topics = append(wmm.Topics, wmt)
+	wm.Markers = append(wm.Markers, wmm)
+	add(wm)
 	add(kmsg.NewPtrListTransactionsRequest())
 	dt := kmsg.NewPtrDescribeTransactionsRequest()
 	dt.TransactionalIDs = []string{tid}

@@ -797,3 +797,58 @@ func TestTimedOutProducerRecoversFencedDoesNot(t *testing.T) {
 		t.Fatalf("the replaced producer's AddPartitionsToTxn: %v, want PRODUCER_FENCED", kerr.ErrorForCode(code))
 	}
 }
+
+// WriteTxnMarkers (an operator's abort, KIP-664) writes an abort marker on
+// a partition where a producer has records of a transaction the
+// coordinator does not hold open: a hanging transaction stops holding the
+// last stable offset. Commit markers are refused.
+func TestWriteTxnMarkersAbortsHangingTransaction(t *testing.T) {
+	b, addr := startBroker(t, t.TempDir())
+	cl := newClient(t, addr)
+	createTopicN(t, cl, "hang", 1)
+	p := txnProducer(t, addr, "app-hang", "hang")
+	if err := p.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ProduceSync(t.Context(), kgo.StringRecord("h")).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	pid, epoch, err := p.ProducerID(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What a coordinator that lost track of the transaction leaves: the
+	// partition's records without a marker, the id not open.
+	b.appendMu.Lock()
+	b.txns["app-hang"].State = txnCompleteAbort
+	b.appendMu.Unlock()
+	if lso := listLatest(t, cl, "hang", 1); lso != 0 {
+		t.Fatalf("LSO %d with the hanging transaction, want 0", lso)
+	}
+	write := func(commit bool) int16 {
+		req := kmsg.NewPtrWriteTxnMarkersRequest()
+		m := kmsg.NewWriteTxnMarkersRequestMarker()
+		m.ProducerID, m.ProducerEpoch, m.Committed = pid, epoch, commit
+		mt := kmsg.NewWriteTxnMarkersRequestMarkerTopic()
+		mt.Topic, mt.Partitions = "hang", []int32{0}
+		m.Topics = append(m.Topics, mt)
+		req.Markers = append(req.Markers, m)
+		resp, err := req.RequestWith(t.Context(), cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Markers[0].Topics[0].Partitions[0].ErrorCode
+	}
+	if code := write(true); code != kerr.InvalidTxnState.Code {
+		t.Fatalf("a commit marker: %v, want INVALID_TXN_STATE", kerr.ErrorForCode(code))
+	}
+	if code := write(false); code != 0 {
+		t.Fatalf("an abort marker: %v", kerr.ErrorForCode(code))
+	}
+	if lso, hw := listLatest(t, cl, "hang", 1), listLatest(t, cl, "hang", 0); lso != 2 || hw != 2 {
+		t.Fatalf("after the abort marker: LSO %d, high watermark %d; want 2 and 2", lso, hw)
+	}
+	if got := readAll(t, addr, "hang", true, 1, time.Second); len(got) != 0 {
+		t.Fatalf("read_committed got %v of the aborted transaction", got)
+	}
+}

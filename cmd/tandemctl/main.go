@@ -7,7 +7,7 @@
 //	tandemctl forget-isr --etcd-endpoints URL,... (--cluster-id ID | --etcd-prefix P)
 //	tandemctl acls --bootstrap HOST:PORT,... (--list | --add | --remove) ...
 //	tandemctl quotas --bootstrap HOST:PORT,... (--describe | --alter) ...
-//	tandemctl transactions --bootstrap HOST:PORT,... [--state S] [--older-than D]
+//	tandemctl transactions --bootstrap HOST:PORT,... [--state S] [--older-than D] [--abort ID]
 //	tandemctl sasl-user --bootstrap HOST:PORT,... (--user NAME [--delete] | --list)
 //
 // status shows the node's role, epoch and WAL positions and, on the leader,
@@ -57,7 +57,7 @@
 // with its state, producer id and epoch, timeout, how long an open one has
 // run, and its partitions; --state and --older-than filter (an old
 // Ongoing transaction holds read_committed consumers back until its
-// timeout aborts it).
+// timeout aborts it); --abort ID aborts ID's open transaction at once.
 //
 // sasl-user --bootstrap manages SASL/SCRAM users cluster-wide through the
 // Kafka API (AlterUserScramCredentials and DescribeUserScramCredentials,
@@ -146,9 +146,10 @@ const usage = `usage:
     ENTITY: [--user NAME | --user-default] [--client-id NAME | --client-id-default] (--describe without one: every entity)
     KEY: producer_byte_rate, consumer_byte_rate; VALUE: bytes per second, e.g. 1048576, 512K, 10M, 1G
   tandemctl [--timeout 5s] transactions --bootstrap HOST:PORT,... ($TANDEM_BOOTSTRAP) [connection flags]
-      [--state STATE[,STATE...]] [--older-than DURATION]
+      [--state STATE[,STATE...]] [--older-than DURATION] | --abort ID
     lists the transactional ids the leader coordinates: state, producer id and epoch, timeout, how long the open
-    ones have run, their partitions; STATE: Ongoing, PrepareCommit, PrepareAbort, CompleteCommit, CompleteAbort, Empty
+    ones have run, their partitions; STATE: Ongoing, PrepareCommit, PrepareAbort, CompleteCommit, CompleteAbort, Empty;
+    --abort aborts ID's open transaction now (its producer is fenced)
     connection flags (acls, quotas, transactions, sasl-user --bootstrap): --sasl-user U [--sasl-password-file F | password on stdin] [--sasl-mechanism PLAIN|SCRAM-SHA-256|SCRAM-SHA-512]
       --tls-ca F [--tls-cert F --tls-key F] [--tls-server-name NAME]
 global flags: --token TOKEN ($TANDEM_ADMIN_TOKEN) for promote and verify when the sidecar has --admin-token;

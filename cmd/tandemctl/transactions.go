@@ -21,20 +21,26 @@ import (
 // run and their partitions. --state keeps the ids in the given states
 // (Ongoing, PrepareCommit, PrepareAbort, CompleteCommit, CompleteAbort,
 // Empty); --older-than keeps the transactions open for at least that long,
-// the ones holding read_committed consumers back. It connects as
-// `tandemctl acls` does; with --acls the brokers show only the ids the
-// principal may Describe.
+// the ones holding read_committed consumers back. --abort ID aborts that
+// id's open transaction now instead of at its timeout (WriteTxnMarkers, as
+// Kafka's Admin.abortTransaction): every partition gets its abort marker,
+// and the producer is fenced (it must start again, as after a timeout). It
+// connects as `tandemctl acls` does; with --acls the brokers show only the
+// ids the principal may Describe, and --abort needs ClusterAction on the
+// cluster.
 func transactionsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Writer, timeout time.Duration) error {
 	var (
 		bootstrap string
 		conn      kafkaConn
 		states    stringsFlag
 		olderThan time.Duration
+		abort     string
 	)
 	fs := flag.NewFlagSet("transactions", flag.ContinueOnError)
 	conn.flags(fs, "transactions", &bootstrap)
 	fs.Var(&states, "state", "only transactions in these states, STATE[,STATE] (repeatable): Ongoing, PrepareCommit, PrepareAbort, CompleteCommit, CompleteAbort, Empty")
 	fs.DurationVar(&olderThan, "older-than", 0, "only transactions open for at least this long")
+	fs.StringVar(&abort, "abort", "", "abort the open transaction of this transactional id now")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -59,6 +65,9 @@ func transactionsCmd(ctx context.Context, args []string, stdin io.Reader, out io
 	adm := kadm.NewClient(cl)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if abort != "" {
+		return abortTransaction(ctx, adm, abort, out)
+	}
 	listed, err := adm.ListTransactions(ctx, nil, want)
 	if err != nil {
 		return fmt.Errorf("listing transactions: %w", err)
@@ -108,4 +117,39 @@ func transactionsCmd(ctx context.Context, args []string, stdin io.Reader, out io
 			time.Duration(d.TimeoutMillis)*time.Millisecond, open, strings.Join(parts, ","))
 	}
 	return tw.Flush()
+}
+
+// abortTransaction aborts the open transaction of a transactional id.
+func abortTransaction(ctx context.Context, adm *kadm.Client, id string, out io.Writer) error {
+	described, err := adm.DescribeTransactions(ctx, id)
+	if err != nil {
+		return fmt.Errorf("describing transaction %s: %w", id, err)
+	}
+	d, ok := described[id]
+	switch {
+	case !ok:
+		return fmt.Errorf("transaction %s: not described", id)
+	case d.Err != nil:
+		return fmt.Errorf("transaction %s: %w", id, d.Err)
+	case d.State != "Ongoing":
+		return fmt.Errorf("transaction %s is %s, not Ongoing: nothing to abort", id, d.State)
+	case len(d.Topics) == 0:
+		return fmt.Errorf("transaction %s holds no partitions (only consumer offsets): it ends at its timeout or when its producer restarts", id)
+	}
+	res, err := adm.WriteTxnMarkers(ctx, kadm.TxnMarkers{ProducerID: d.ProducerID, ProducerEpoch: d.ProducerEpoch, Topics: d.Topics})
+	if err != nil {
+		return fmt.Errorf("aborting transaction %s: %w", id, err)
+	}
+	var failed []string
+	res.EachPartition(func(p kadm.TxnMarkersPartitionResponse) {
+		if p.Err != nil {
+			failed = append(failed, fmt.Sprintf("%s/%d: %v", p.Topic, p.Partition, p.Err))
+		}
+	})
+	if len(failed) > 0 {
+		sort.Strings(failed)
+		return fmt.Errorf("aborting transaction %s: %s", id, strings.Join(failed, "; "))
+	}
+	fmt.Fprintf(out, "aborted transaction %s (producer id %d, epoch %d); its producer is fenced\n", id, d.ProducerID, d.ProducerEpoch)
+	return nil
 }
