@@ -210,6 +210,11 @@ func seedFrames() [][]byte {
 	wmm.Topics = append(wmm.Topics, wmt)
 	wm.Markers = append(wm.Markers, wmm)
 	add(wm)
+	dpr := kmsg.NewPtrDescribeProducersRequest()
+	dpt := kmsg.NewDescribeProducersRequestTopic()
+	dpt.Topic, dpt.Partitions = topic, []int32{0}
+	dpr.Topics = append(dpr.Topics, dpt)
+	add(dpr)
 	add(kmsg.NewPtrListTransactionsRequest())
 	dt := kmsg.NewPtrDescribeTransactionsRequest()
 	dt.TransactionalIDs = []string{tid}

@@ -852,3 +852,47 @@ func TestWriteTxnMarkersAbortsHangingTransaction(t *testing.T) {
 		t.Fatalf("read_committed got %v of the aborted transaction", got)
 	}
 }
+
+// DescribeProducers lists a partition's producers with their epoch, last
+// sequence and the first offset of an open transaction.
+func TestDescribeProducers(t *testing.T) {
+	_, addr := startBroker(t, t.TempDir())
+	cl := newClient(t, addr)
+	createTopicN(t, cl, "dp", 1)
+	plain := newClient(t, addr, kgo.DefaultProduceTopic("dp"))
+	for _, v := range []string{"x", "y"} {
+		if err := plain.ProduceSync(t.Context(), kgo.StringRecord(v)).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plainPID, _, err := plain.ProducerID(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := txnProducer(t, addr, "app-dp", "dp")
+	if err := p.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ProduceSync(t.Context(), kgo.StringRecord("t")).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	txnPID, _, err := p.ProducerID(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	described, err := kadm.NewClient(cl).DescribeProducers(t.Context(), kadm.TopicsSet{"dp": {0: {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp, ok := described["dp"].Partitions[0]
+	if !ok || dp.Err != nil || len(dp.ActiveProducers) != 2 {
+		t.Fatalf("DescribeProducers: %+v", described)
+	}
+	got := dp.ActiveProducers
+	if a := got[plainPID]; a.LastSequence != 1 || a.CurrentTxnStartOffset != -1 {
+		t.Fatalf("the idempotent producer: %+v, want last sequence 1 and no transaction", a)
+	}
+	if a := got[txnPID]; a.LastSequence != 0 || a.CurrentTxnStartOffset != 2 {
+		t.Fatalf("the transactional producer: %+v, want last sequence 0 and its transaction from offset 2", a)
+	}
+}
