@@ -130,6 +130,11 @@ type Config struct {
 	// transaction.abort.timed.out.transaction.cleanup.interval.ms).
 	// Default 1 s.
 	TransactionCheckInterval time.Duration
+	// TransactionalIDExpiration is Kafka's transactional.id.expiration.ms:
+	// a transactional id with no transaction open that has not been used
+	// for this long is forgotten (its next producer gets a new producer
+	// id). Default 7 days.
+	TransactionalIDExpiration time.Duration
 	// OffsetsRetention is Kafka's offsets.retention.minutes: committed
 	// offsets of a consumer group expire once it has had no members for
 	// this long, and offsets committed outside any group membership this
@@ -159,26 +164,27 @@ type Config struct {
 // DefaultConfig returns a Config with Kafka's defaults where Kafka has one.
 func DefaultConfig() Config {
 	return Config{
-		Listen:                   "127.0.0.1:9092",
-		NumPartitions:            1,
-		AutoCreateTopics:         true,
-		MinInsyncReplicas:        1,
-		Fsync:                    wal.SyncEveryBatch,
-		FsyncInterval:            time.Second,
-		SegmentBytes:             64 << 20,
-		PageCacheBytes:           wal.DefaultPageCacheBytes,
-		RetentionMs:              7 * 24 * 3600 * 1000,
-		RetentionBytes:           -1,
-		ReplicaKeepBytes:         -1,
-		RetentionCheckInterval:   5 * time.Minute,
-		InitialRebalanceDelay:    3 * time.Second,
-		OffsetsCommitTimeout:     group.DefaultCommitTimeout,
-		TransactionMaxTimeout:    15 * time.Minute,
-		TransactionCheckInterval: time.Second,
-		OffsetsRetention:         7 * 24 * time.Hour,
-		MaxRequestBytes:          100 << 20,
-		ConnectionsMaxIdle:       10 * time.Minute,
-		MaxMessageBytes:          1<<20 + 12,
+		Listen:                    "127.0.0.1:9092",
+		NumPartitions:             1,
+		AutoCreateTopics:          true,
+		MinInsyncReplicas:         1,
+		Fsync:                     wal.SyncEveryBatch,
+		FsyncInterval:             time.Second,
+		SegmentBytes:              64 << 20,
+		PageCacheBytes:            wal.DefaultPageCacheBytes,
+		RetentionMs:               7 * 24 * 3600 * 1000,
+		RetentionBytes:            -1,
+		ReplicaKeepBytes:          -1,
+		RetentionCheckInterval:    5 * time.Minute,
+		InitialRebalanceDelay:     3 * time.Second,
+		OffsetsCommitTimeout:      group.DefaultCommitTimeout,
+		TransactionMaxTimeout:     15 * time.Minute,
+		TransactionCheckInterval:  time.Second,
+		TransactionalIDExpiration: 7 * 24 * time.Hour,
+		OffsetsRetention:          7 * 24 * time.Hour,
+		MaxRequestBytes:           100 << 20,
+		ConnectionsMaxIdle:        10 * time.Minute,
+		MaxMessageBytes:           1<<20 + 12,
 	}
 }
 
@@ -217,9 +223,9 @@ func (c *Config) Validate() error {
 	if c.OffsetsRetention < 0 {
 		errs = append(errs, fmt.Errorf("offsets.retention must be >= 0 (0: never), got %v", c.OffsetsRetention))
 	}
-	if c.TransactionMaxTimeout <= 0 || c.TransactionCheckInterval <= 0 {
-		errs = append(errs, fmt.Errorf("transaction.max.timeout.ms and the transaction check interval must be > 0, got %v and %v",
-			c.TransactionMaxTimeout, c.TransactionCheckInterval))
+	if c.TransactionMaxTimeout <= 0 || c.TransactionCheckInterval <= 0 || c.TransactionalIDExpiration <= 0 {
+		errs = append(errs, fmt.Errorf("transaction.max.timeout.ms, transactional.id.expiration.ms and the transaction check interval must be > 0, got %v, %v and %v",
+			c.TransactionMaxTimeout, c.TransactionalIDExpiration, c.TransactionCheckInterval))
 	}
 	if c.OffsetsCommitTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("offsets.commit.timeout.ms must be > 0, got %v", c.OffsetsCommitTimeout))

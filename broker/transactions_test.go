@@ -896,3 +896,58 @@ func TestDescribeProducers(t *testing.T) {
 		t.Fatalf("the transactional producer: %+v, want last sequence 0 and its transaction from offset 2", a)
 	}
 }
+
+// A transactional id unused for transactional.id.expiration.ms with no
+// transaction open is forgotten: its next producer starts with a new
+// producer id. An id with a transaction open is not.
+func TestTransactionalIDExpires(t *testing.T) {
+	_, addr := startBrokerWith(t, t.TempDir(), func(c *Config) {
+		c.TransactionCheckInterval = 50 * time.Millisecond
+		c.TransactionalIDExpiration = 300 * time.Millisecond
+	})
+	cl := newClient(t, addr)
+	createTopicN(t, cl, "exp", 1)
+	p := txnProducer(t, addr, "app-exp", "exp")
+	runTxn(t, p, true, "one")
+	firstPID, _, err := p.ProducerID(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := txnProducer(t, addr, "app-open", "exp", kgo.TransactionTimeout(time.Minute))
+	if err := open.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := open.ProduceSync(t.Context(), kgo.StringRecord("open")).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(cl)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d, err := adm.DescribeTransactions(t.Context(), "app-exp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if errors.Is(d["app-exp"].Err, kerr.TransactionalIDNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the idle transactional id was not forgotten: %+v", d["app-exp"])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if d, err := adm.DescribeTransactions(t.Context(), "app-open"); err != nil || d["app-open"].State != "Ongoing" {
+		t.Fatalf("the id with a transaction open: %+v, %v; want it still Ongoing", d["app-open"], err)
+	}
+	p.Close()
+	p = txnProducer(t, addr, "app-exp", "exp")
+	runTxn(t, p, true, "two")
+	if pid, _, err := p.ProducerID(t.Context()); err != nil || pid == firstPID {
+		t.Fatalf("after expiry the id got producer id %d (%v), want a new one (not %d)", pid, err, firstPID)
+	}
+	if err := open.EndTransaction(t.Context(), kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, addr, "exp", true, 3, 2*time.Second); !equalStrings(got, []string{"one", "open", "two"}) {
+		t.Fatalf("read_committed got %v", got)
+	}
+}

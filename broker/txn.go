@@ -54,6 +54,9 @@ const (
 	txnPrepareAbort   = "prepare_abort"
 	txnCompleteCommit = "complete_commit"
 	txnCompleteAbort  = "complete_abort"
+	// txnDead is written for a transactional id that expired
+	// (TransactionalIDExpiration): applying it forgets the id.
+	txnDead = "dead"
 )
 
 // maxProducerEpoch is the last epoch handed out before a producer gets a
@@ -88,6 +91,9 @@ type txnState struct {
 	// NextPID, when set, is the next free producer id after this entry
 	// (a new id was handed out).
 	NextPID int64 `json:"next_pid,omitempty"`
+	// UpdatedMs is when the leader wrote this state (its clock): an id
+	// with no transaction open expires TransactionalIDExpiration after it.
+	UpdatedMs int64 `json:"updated_ms,omitempty"`
 }
 
 type txnPartition struct {
@@ -151,6 +157,10 @@ func (b *Broker) applyTxnLocked(e wal.Entry) error {
 	if s.State == txnCompleteCommit || s.State == txnCompleteAbort {
 		s.Offsets = nil // applied or dropped
 	}
+	if s.State == txnDead {
+		delete(b.txns, s.ID)
+		return nil
+	}
 	b.txns[s.ID] = &s
 	if ep, ok := b.pidEpochs[s.PID]; !ok || ep < s.Epoch {
 		b.pidEpochs[s.PID] = s.Epoch
@@ -173,8 +183,10 @@ func groupOffsets(vs []offsetCommitValue) []group.Offset {
 	return offs
 }
 
-// appendTxnLocked appends s as the id's new state. Caller holds appendMu.
+// appendTxnLocked appends s as the id's new state, stamped with the time.
+// Caller holds appendMu.
 func (b *Broker) appendTxnLocked(s *txnState) (uint64, error) {
+	s.UpdatedMs = time.Now().UnixMilli()
 	return b.appendLocked(wal.TypeTransaction, encodeJSON(s))
 }
 
@@ -433,7 +445,8 @@ func (b *Broker) txnJanitor() {
 	}
 }
 
-// tidyTransactions completes prepared transactions and aborts expired ones.
+// tidyTransactions completes prepared transactions, aborts expired ones
+// and forgets transactional ids idle for TransactionalIDExpiration.
 func (b *Broker) tidyTransactions(now time.Time) {
 	b.appendMu.Lock()
 	defer b.appendMu.Unlock()
@@ -464,6 +477,14 @@ func (b *Broker) tidyTransactions(now time.Time) {
 				"timeout", time.Duration(s.TimeoutMs)*time.Millisecond)
 			b.metrics.transactions.WithLabelValues("timeout").Inc()
 			_, err = b.endTxnLocked(s, false, epoch)
+		case s.State != txnOngoing && s.UpdatedMs > 0 &&
+			now.Sub(time.UnixMilli(s.UpdatedMs)) > b.cfg.TransactionalIDExpiration:
+			// Kafka's transactional.id.expiration.ms: applications that
+			// make up a new id for every run (or every checkpoint) would
+			// otherwise leave their ids here forever.
+			b.log.Info("forgetting an idle transactional id", "transactional_id", id, "producer_id", s.PID,
+				"idle", now.Sub(time.UnixMilli(s.UpdatedMs)).Round(time.Second))
+			_, err = b.appendTxnLocked(&txnState{ID: id, PID: s.PID, Epoch: s.Epoch, State: txnDead})
 		}
 		if err != nil {
 			b.log.Warn("tidying transactions failed; will retry", "transactional_id", id, "error", err)

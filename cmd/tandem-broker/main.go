@@ -71,6 +71,7 @@ func main() {
 	flag.DurationVar(&cfg.InitialRebalanceDelay, "group-initial-rebalance-delay", cfg.InitialRebalanceDelay, "group.initial.rebalance.delay.ms")
 	flag.DurationVar(&cfg.ConnectionsMaxIdle, "connections-max-idle", cfg.ConnectionsMaxIdle, "close a client connection that sends nothing for this long (connections.max.idle.ms); 0 never")
 	flag.DurationVar(&cfg.OffsetsRetention, "offsets-retention", cfg.OffsetsRetention, "committed offsets of a group expire after it has had no members this long (offsets.retention.minutes); 0 keeps them forever")
+	flag.DurationVar(&cfg.TransactionalIDExpiration, "transactional-id-expiration", cfg.TransactionalIDExpiration, "forget a transactional id with no transaction open after this long unused (transactional.id.expiration.ms)")
 	flag.DurationVar(&cfg.TransactionMaxTimeout, "transaction-max-timeout", cfg.TransactionMaxTimeout, "the longest transaction timeout a producer may ask for (transaction.max.timeout.ms)")
 	flag.DurationVar(&cfg.OffsetsCommitTimeout, "offsets-commit-timeout", cfg.OffsetsCommitTimeout, "how long OffsetCommit waits for replication before answering COORDINATOR_NOT_AVAILABLE (offsets.commit.timeout.ms)")
 	flag.Parse()
