@@ -11,6 +11,9 @@
 #   scripts/bench.sh cluster      # three-node cluster only (lag, catch-up)
 #   scripts/bench.sh jetstream    # the JetStream comparison only
 #   scripts/bench.sh rss          # broker RSS during RSS_MINUTES (default 5) of full-speed produce
+#   scripts/bench.sh txn          # transactional producers (PER_TXN records per
+#                                 # transaction) on a standalone broker and on
+#                                 # the three-node cluster
 #   scripts/bench.sh lag-sweep    # follower lag at each rate of LAG_RATES on one
 #                                 # three-node cluster, and its chart (BENCH_CHARTS)
 #   scripts/bench.sh catchup-limit  # acks=-1 latency at LOW_RATE while a follower
@@ -36,6 +39,11 @@
 #               loopback: async (PublishAsync, 4000 outstanding) and sync
 #               (Publish, one at a time) of the same records through nats.go
 #   rss         only with RSS_MINUTES > 0 or the `rss` argument
+#   txn         only with the `txn` argument: PRODUCERS transactional
+#               producers, each committing transactions of PER_TXN records
+#               one after the other, on a standalone broker and then on the
+#               three-node cluster: committed MB/s and the time from a
+#               transaction's first record to its commit's answer
 #   lag-sweep   only with the `lag-sweep` argument: `scripts/cluster.sh up` as
 #               above, then one lag run (acks=1 to node 1, read from node 2)
 #               per rate of LAG_RATES, waiting for the followers in between:
@@ -66,6 +74,7 @@
 #                     broker's). Lag counts from the leader's ack, so the
 #                     linger is not part of it; it sets how many records share
 #                     one WAL entry, which is what the followers pay for
+#   PER_TXN           records per transaction of the txn runs (default 100)
 #   DISK_BYTES        bytes per sequential disk run (default 1GiB; 3 runs, median)
 #   RSS_MINUTES       minutes of full-speed produce for the RSS run (default 0 = off;
 #                     5 when the `rss` argument is given; fractions such as 0.5 work)
@@ -95,9 +104,9 @@ if [ "$MODE" = _node ]; then # internal: scripts/bench.sh _node start|stop N HOM
 fi
 case "$MODE" in
 _node) ;;
-all | standalone | cluster | jetstream | rss | lag-sweep | catchup-limit) ;;
+all | standalone | cluster | jetstream | rss | lag-sweep | catchup-limit | txn) ;;
 *)
-	echo "usage: scripts/bench.sh [all|standalone|cluster|jetstream|rss|lag-sweep|catchup-limit]" >&2
+	echo "usage: scripts/bench.sh [all|standalone|cluster|jetstream|rss|lag-sweep|catchup-limit|txn]" >&2
 	exit 2
 	;;
 esac
@@ -112,6 +121,7 @@ CATCHUP_LIMITS=${CATCHUP_LIMITS:-0 100000000 50000000}
 LAG_LINGER=${LAG_LINGER:-10ms}
 LAG_RATES=${LAG_RATES:-5000 10000 20000 40000 60000 80000 100000 120000}
 DISK_BYTES=${DISK_BYTES:-1GiB}
+PER_TXN=${PER_TXN:-100}
 RSS_MINUTES=${RSS_MINUTES:-0}
 if [ "$MODE" = rss ] && [ "$RSS_MINUTES" = 0 ]; then
 	RSS_MINUTES=5
@@ -630,6 +640,31 @@ else: print(int(v))' "${RSS_RETENTION:-4GiB}")
 	stop_standalone
 }
 
+run_txn() {
+	local dur
+	dur=$(seconds "${DURATION%.*}")
+	enough_space $((4 * dur * 3 / 10 + 3)) "transaction runs" || return 0
+	start_standalone
+	say "transactions on the standalone broker pid $BROKER_PID"
+	try "$BENCH" txn --brokers "$BROKER_ADDR" --topic bench-txn --record-bytes "$RECORD_BYTES" --per-txn "$PER_TXN" \
+		--producers "$PRODUCERS" --partitions "$PARTITIONS" --duration "$DURATION" --name standalone-txn \
+		--label "standalone transactions of $PER_TXN records, $PRODUCERS producers" --out "$OUT/standalone-txn.json"
+	stop_standalone
+	if [ ! -x bin/tandem-sidecar ]; then
+		say "three-node transactions: skipped (bin/tandem-sidecar does not exist)"
+		return 0
+	fi
+	cluster_up
+	settle
+	say "transactions on the three-node cluster (leader $KAFKA1)"
+	try "$BENCH" txn --brokers "$KAFKA1" --topic bench-txn --record-bytes "$RECORD_BYTES" --per-txn "$PER_TXN" \
+		--producers "$PRODUCERS" --partitions "$PARTITIONS" --duration "$DURATION" --name cluster-txn \
+		--label "three-node transactions of $PER_TXN records, $PRODUCERS producers" --out "$OUT/cluster-txn.json"
+	cluster_down
+	rm -rf "$CLUSTER_HOME"
+	CLUSTER_HOME=""
+}
+
 if [ "$MODE" = _node ]; then
 	own_node "$NODE_ACTION" "$NODE_N" "$NODE_HOME"
 	exit 0
@@ -653,6 +688,7 @@ standalone)
 cluster) run_cluster ;;
 jetstream) run_jetstream ;;
 rss) run_rss ;;
+txn) run_txn ;;
 lag-sweep) run_lag_sweep ;;
 catchup-limit) run_catchup_limit ;;
 esac

@@ -220,3 +220,35 @@ func TestProduceOverTLSAndSASL(t *testing.T) {
 		t.Fatal("a wrong password produced")
 	}
 }
+
+// The txn command commits whole transactions and counts them: every
+// record it reports is readable read_committed, and nothing more.
+func TestTxnAgainstBroker(t *testing.T) {
+	addr, _ := startBroker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg := DefaultTxnConfig()
+	cfg.Brokers, cfg.Topic, cfg.PerTxn, cfg.RecordBytes = []string{addr}, "bench-txn", 10, 100
+	cfg.Duration, cfg.Warmup = 500*time.Millisecond, 0
+	r, err := txnLoad(ctx, cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Records == 0 || r.Records%10 != 0 || r.Errors != 0 || r.Latency == nil || r.Latency.Count != uint64(r.Records/10) {
+		t.Fatalf("txn result %+v", r)
+	}
+	ccfg := DefaultConsumeConfig()
+	// The end offset counts the commit markers too, which no consumer
+	// gets: read until the timeout.
+	ccfg.Brokers, ccfg.Topic, ccfg.Timeout = []string{addr}, "bench-txn", 3*time.Second
+	c, err := consume(ctx, ccfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The consumer reads read_uncommitted: every committed record, and the
+	// records of transactions that ended after the window (at most one per
+	// producer), never fewer.
+	if c.Records < r.Records || c.Records > r.Records+int64(cfg.Producers*cfg.PerTxn) {
+		t.Fatalf("the topic holds %d records; the run reported %d committed", c.Records, r.Records)
+	}
+}

@@ -5,6 +5,7 @@
 //
 //	produce  drive produce load with franz-go: MB/s, records/s, p50/p99/p999 latency
 //	consume  read a topic from its start: MB/s, records/s
+//	txn      transactional producers: committed MB/s, records/s, transactions/s, commit latency
 //	disk     the disk's sequential write bandwidth (1 MiB writes + fsync) and small fsync latency
 //	lag      follower apply lag: produce to the leader, read the same records from a follower
 //	catchup  time a stopped follower takes to catch up with the leader
@@ -41,6 +42,7 @@ const usage = `usage: tandem-bench [--log-level LEVEL] COMMAND [flags]
 commands:
   produce   produce load: throughput and per-record latency
   consume   consume a topic from its start: throughput
+  txn       transactional producers: committed throughput and latency per transaction
   disk      disk sequential write bandwidth and fsync latency
   lag       follower apply lag under produce load
   catchup   follower catch-up rate after it was stopped
@@ -104,6 +106,8 @@ func run(ctx context.Context, args []string) error {
 		return runProduce(ctx, rest, log)
 	case "consume":
 		return runConsume(ctx, rest, log)
+	case "txn":
+		return runTxn(ctx, rest, log)
 	case "disk":
 		return runDisk(ctx, rest)
 	case "lag":

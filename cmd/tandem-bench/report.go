@@ -41,6 +41,8 @@ var rowOrder = []struct{ name, label string }{
 	{"catchup", "follower catch-up"},
 	{"jetstream-async", "JetStream R3 file, async publish"},
 	{"jetstream-sync", "JetStream R3 file, sync publish"},
+	{"standalone-txn", "standalone transactions (latency per transaction)"},
+	{"cluster-txn", "three-node transactions (latency per transaction)"},
 	{"rss-produce", "produce acks=1 during the RSS run"},
 	{"rss", "broker RSS, full-speed produce"},
 }
