@@ -115,8 +115,7 @@ func (b *Broker) fetchOnce(r *kmsg.FetchRequest, denied map[string]bool) (*kmsg.
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
-			logStart, hw, next := p.watermarks()
-			lso := p.lso()
+			logStart, hw, lso, next := p.fetchOffsets()
 			sp.HighWatermark = hw
 			sp.LastStableOffset = lso
 			sp.LogStartOffset = logStart

@@ -78,6 +78,13 @@ func (p *partition) lso() int64 {
 	return p.lsoLocked()
 }
 
+// fetchOffsets returns (logStart, hw, lso, next) at one instant.
+func (p *partition) fetchOffsets() (int64, int64, int64, int64) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.logStart, p.hw, p.lsoLocked(), p.next
+}
+
 // dropBefore forgets index entries whose WAL entries retention deleted.
 func (p *partition) dropBeforeLocked(firstLSN uint64) {
 	i := sort.Search(len(p.batches), func(i int) bool { return p.batches[i].pos.LSN >= firstLSN })
