@@ -157,14 +157,7 @@ func (b *Broker) initTransactionalProducer(rc *reqCtx, r *kmsg.InitProducerIDReq
 		// once what made it is committed.
 		lsn := b.lastApplied
 		b.appendMu.Unlock()
-		return func() kmsg.Response {
-			if code := b.waitTxn(rc, lsn, gen); code != nil {
-				resp.ErrorCode = code.Code
-				return resp
-			}
-			resp.ProducerID, resp.ProducerEpoch = cur.PID, cur.Epoch
-			return resp
-		}
+		return b.answerProducerID(rc, resp, lsn, gen, cur.PID, cur.Epoch)
 	}
 	var lsn uint64
 	var err error
@@ -207,12 +200,18 @@ func (b *Broker) initTransactionalProducer(rc *reqCtx, r *kmsg.InitProducerIDReq
 		resp.ErrorCode = kerr.KafkaStorageError.Code
 		return now(resp)
 	}
+	return b.answerProducerID(rc, resp, lsn, gen, s.PID, s.Epoch)
+}
+
+// answerProducerID answers with the producer id and epoch once the entry
+// at lsn is committed.
+func (b *Broker) answerProducerID(rc *reqCtx, resp *kmsg.InitProducerIDResponse, lsn, gen uint64, pid int64, epoch int16) func() kmsg.Response {
 	return func() kmsg.Response {
 		if code := b.waitTxn(rc, lsn, gen); code != nil {
 			resp.ErrorCode = code.Code
 			return resp
 		}
-		resp.ProducerID, resp.ProducerEpoch = s.PID, s.Epoch
+		resp.ProducerID, resp.ProducerEpoch = pid, epoch
 		return resp
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"testing"
 	"time"
@@ -100,18 +101,6 @@ func sortedJoin(parts ...[]string) []string {
 	return out
 }
 
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // A read_committed consumer sees the records of committed transactions and
 // none of aborted ones; a read_uncommitted consumer sees both. The same
 // holds after a restart, which rebuilds the aborted ranges from the WAL.
@@ -126,18 +115,18 @@ func TestTransactionsCommitAndAbort(t *testing.T) {
 	runTxn(t, p, false, a1...)
 	runTxn(t, p, true, c2...)
 	wantCommitted := sortedJoin(c1, c2)
-	if got := readAll(t, addr, "tx", true, len(wantCommitted)+1, 2*time.Second); !equalStrings(got, wantCommitted) {
+	if got := readAll(t, addr, "tx", true, len(wantCommitted)+1, 2*time.Second); !slices.Equal(got, wantCommitted) {
 		t.Fatalf("read_committed got %d records %v, want %d %v", len(got), got, len(wantCommitted), wantCommitted)
 	}
 	all := sortedJoin(c1, a1, c2)
-	if got := readAll(t, addr, "tx", false, len(all)+1, 2*time.Second); !equalStrings(got, all) {
+	if got := readAll(t, addr, "tx", false, len(all)+1, 2*time.Second); !slices.Equal(got, all) {
 		t.Fatalf("read_uncommitted got %d records, want %d", len(got), len(all))
 	}
 	p.Close()
 	admin.Close()
 	b.Close()
 	_, addr = startBroker(t, dir)
-	if got := readAll(t, addr, "tx", true, len(wantCommitted)+1, 2*time.Second); !equalStrings(got, wantCommitted) {
+	if got := readAll(t, addr, "tx", true, len(wantCommitted)+1, 2*time.Second); !slices.Equal(got, wantCommitted) {
 		t.Fatalf("after a restart read_committed got %d records, want %d", len(got), len(wantCommitted))
 	}
 	// The transactional id carries on after the restart with a new epoch.
@@ -145,7 +134,7 @@ func TestTransactionsCommitAndAbort(t *testing.T) {
 	c3 := values("commit3", 3)
 	runTxn(t, p, true, c3...)
 	want := sortedJoin(wantCommitted, c3)
-	if got := readAll(t, addr, "tx", true, len(want)+1, 2*time.Second); !equalStrings(got, want) {
+	if got := readAll(t, addr, "tx", true, len(want)+1, 2*time.Second); !slices.Equal(got, want) {
 		t.Fatalf("after the restart's transaction read_committed got %v, want %v", got, want)
 	}
 }
@@ -188,7 +177,7 @@ func TestOpenTransactionHoldsLastStableOffset(t *testing.T) {
 	if err := plain.ProduceSync(t.Context(), kgo.StringRecord("after")).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	if got := readAll(t, addr, "lso", true, 3, time.Second); !equalStrings(got, []string{"before"}) {
+	if got := readAll(t, addr, "lso", true, 3, time.Second); !slices.Equal(got, []string{"before"}) {
 		t.Fatalf("read_committed with a transaction open got %v, want only [before]", got)
 	}
 	if got := readAll(t, addr, "lso", false, 3, time.Second); len(got) != 3 {
@@ -200,7 +189,7 @@ func TestOpenTransactionHoldsLastStableOffset(t *testing.T) {
 	if err := p.EndTransaction(t.Context(), kgo.TryCommit); err != nil {
 		t.Fatal(err)
 	}
-	if got := readAll(t, addr, "lso", true, 3, 2*time.Second); !equalStrings(got, []string{"after", "before", "in-txn"}) {
+	if got := readAll(t, addr, "lso", true, 3, 2*time.Second); !slices.Equal(got, []string{"after", "before", "in-txn"}) {
 		t.Fatalf("read_committed after the commit got %v", got)
 	}
 	// The commit marker takes an offset of its own.
@@ -262,7 +251,7 @@ func TestNewProducerFencesOldOne(t *testing.T) {
 	} else {
 		t.Logf("fenced producer's commit: %v", err)
 	}
-	if got := readAll(t, addr, "fence", true, 2, time.Second); !equalStrings(got, []string{"fresh"}) {
+	if got := readAll(t, addr, "fence", true, 2, time.Second); !slices.Equal(got, []string{"fresh"}) {
 		t.Fatalf("read_committed got %v, want [fresh]", got)
 	}
 }
@@ -379,7 +368,7 @@ func TestPreparedTransactionIsCompleted(t *testing.T) {
 	admin.Close()
 	b.Close()
 	b, addr = startBrokerWith(t, dir, func(c *Config) { c.TransactionCheckInterval = 50 * time.Millisecond })
-	if got := readAll(t, addr, "prep", true, len(vals), 5*time.Second); !equalStrings(got, vals) {
+	if got := readAll(t, addr, "prep", true, len(vals), 5*time.Second); !slices.Equal(got, vals) {
 		t.Fatalf("read_committed got %v, want the prepared transaction's %v", got, vals)
 	}
 	b.appendMu.Lock()
@@ -666,7 +655,7 @@ func TestTransactionACLs(t *testing.T) {
 		t.Fatalf("with Write on the transactional id: %v", err)
 	}
 	// The refused attempt wrote nothing: only the committed record is there.
-	if got := readAll(t, addr, "paid", true, 2, 2*time.Second, loginAs("admin")); !equalStrings(got, []string{"x"}) {
+	if got := readAll(t, addr, "paid", true, 2, 2*time.Second, loginAs("admin")); !slices.Equal(got, []string{"x"}) {
 		t.Fatalf("read_committed got %v, want [x]", got)
 	}
 }
@@ -947,7 +936,7 @@ func TestTransactionalIDExpires(t *testing.T) {
 	if err := open.EndTransaction(t.Context(), kgo.TryCommit); err != nil {
 		t.Fatal(err)
 	}
-	if got := readAll(t, addr, "exp", true, 3, 2*time.Second); !equalStrings(got, []string{"one", "open", "two"}) {
+	if got := readAll(t, addr, "exp", true, 3, 2*time.Second); !slices.Equal(got, []string{"one", "open", "two"}) {
 		t.Fatalf("read_committed got %v", got)
 	}
 }
