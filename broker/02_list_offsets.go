@@ -5,11 +5,11 @@ package broker
 // Timestamp -2 (earliest) gives the log start offset, -1 (latest) the high
 // watermark, or for isolation level 1 (read_committed) the last stable
 // offset (txn.go): consumers never see past them. -3 (v7, max timestamp)
-// gives the last offset of the batch with the highest timestamp. A timestamp >= 0 gives the first offset whose record
-// timestamp is at least that: exact for uncompressed batches, the batch's
-// base offset for compressed ones (the broker does not decompress); -1 when
-// no committed record is that recent. v0 answers with the old-style offset
-// list.
+// gives the last offset of the batch with the highest timestamp. A
+// timestamp >= 0 gives the first offset whose record timestamp is at least
+// that: exact for uncompressed batches, the batch's base offset for
+// compressed ones (the broker does not decompress); -1 when no committed
+// record is that recent. v0 answers with the old-style offset list.
 
 import (
 	"github.com/twmb/franz-go/pkg/kbin"
