@@ -82,6 +82,14 @@ func newMetrics(b *Broker) *metrics {
 		Name: "tandem_broker_transactions_total",
 		Help: "Transactions this broker ended as the leader, by result: commit, abort (timeouts included), timeout."},
 		[]string{"result"})
+	openTxns := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tandem_broker_transactions_open",
+		Help: "Transactions open (ongoing or completing), by the coordinator state this node holds (the leader's, replicated)."},
+		func() float64 { n, _ := b.openTransactions(time.Now()); return float64(n) })
+	oldestTxn := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tandem_broker_transaction_oldest_open_seconds",
+		Help: "How long the oldest open transaction has run (0: none): read_committed consumers of its partitions wait for it to end."},
+		func() float64 { _, d := b.openTransactions(time.Now()); return d.Seconds() })
 	quotaEntities := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tandem_broker_client_quota_entities", Help: "Users, client ids and defaults with client quotas (the same on every node once replicated)."},
 		func() float64 { return float64(b.quotas.Len()) })
@@ -96,7 +104,7 @@ func newMetrics(b *Broker) *metrics {
 			func() float64 { return float64(f(b.wal.Stats())) })
 	}
 	m.reg.MustRegister(m.produceLatency, m.bytesIn, m.recordsIn, m.walLastLSN, m.walDurableLSN,
-		m.walFirstLSN, m.commitLSN, m.retentionDelete, m.fsyncLatency, m.tlsFailures, m.saslFailures, m.aclDenied, aclBindings, m.throttled, m.throttleTime, m.transactions, quotaEntities, fetchSessions,
+		m.walFirstLSN, m.commitLSN, m.retentionDelete, m.fsyncLatency, m.tlsFailures, m.saslFailures, m.aclDenied, aclBindings, m.throttled, m.throttleTime, m.transactions, openTxns, oldestTxn, quotaEntities, fetchSessions,
 		walStat("tandem_broker_wal_fsyncs_total", "fsyncs of WAL segment files (group commit, segment rolls, truncation, close).",
 			func(st wal.Stats) uint64 { return st.Fsyncs }),
 		walStat("tandem_broker_wal_appends_total", "Entries appended to the WAL (leader and follower).",

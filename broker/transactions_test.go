@@ -940,3 +940,44 @@ func TestTransactionalIDExpires(t *testing.T) {
 		t.Fatalf("read_committed got %v", got)
 	}
 }
+
+// The metrics show how many transactions are open and how long the oldest
+// has run, which is what an alert on stuck read_committed consumers needs.
+func TestOpenTransactionMetrics(t *testing.T) {
+	b, addr := startBroker(t, t.TempDir())
+	cl := newClient(t, addr)
+	createTopicN(t, cl, "met", 1)
+	open, oldest := func() float64 {
+		n, _ := b.openTransactions(time.Now())
+		return float64(n)
+	}, func() time.Duration {
+		_, d := b.openTransactions(time.Now())
+		return d
+	}
+	if open() != 0 || oldest() != 0 {
+		t.Fatalf("with no transaction: %v open, oldest %v", open(), oldest())
+	}
+	p := txnProducer(t, addr, "app-met", "met")
+	if err := p.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ProduceSync(t.Context(), kgo.StringRecord("m")).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if open() != 1 || oldest() < 200*time.Millisecond {
+		t.Fatalf("with one transaction open 200ms: %v open, oldest %v", open(), oldest())
+	}
+	if err := p.EndTransaction(t.Context(), kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	if open() != 0 || oldest() != 0 {
+		t.Fatalf("after the commit: %v open, oldest %v", open(), oldest())
+	}
+	if got := testutil.ToFloat64(b.metrics.transactions.WithLabelValues("commit")); got != 1 {
+		t.Fatalf("transactions_total{result=commit} = %v, want 1", got)
+	}
+	if n, err := testutil.GatherAndCount(b.metrics.reg, "tandem_broker_transactions_open", "tandem_broker_transaction_oldest_open_seconds"); err != nil || n != 2 {
+		t.Fatalf("registered open-transaction gauges: %d, %v", n, err)
+	}
+}

@@ -515,3 +515,19 @@ func fencedError(version, since int16) *kerr.Error {
 	}
 	return kerr.InvalidProducerEpoch
 }
+
+// openTransactions counts the transactions not yet ended and how long the
+// oldest of them has run (for the metrics).
+func (b *Broker) openTransactions(now time.Time) (int, time.Duration) {
+	b.appendMu.Lock()
+	defer b.appendMu.Unlock()
+	n, oldest := 0, time.Duration(0)
+	for _, s := range b.txns {
+		switch s.State {
+		case txnOngoing, txnPrepareCommit, txnPrepareAbort:
+			n++
+			oldest = max(oldest, now.Sub(time.UnixMilli(s.StartMs)))
+		}
+	}
+	return n, oldest
+}
