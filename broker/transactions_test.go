@@ -19,21 +19,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-func createTopicN(t *testing.T, cl *kgo.Client, name string, partitions int32) {
-	t.Helper()
-	ct := kmsg.NewPtrCreateTopicsRequest()
-	tt := kmsg.NewCreateTopicsRequestTopic()
-	tt.Topic, tt.NumPartitions, tt.ReplicationFactor = name, partitions, -1
-	ct.Topics = append(ct.Topics, tt)
-	resp, err := ct.RequestWith(t.Context(), cl)
-	if err == nil && resp.Topics[0].ErrorCode != 0 {
-		err = kerr.ErrorForCode(resp.Topics[0].ErrorCode)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 func txnProducer(t *testing.T, addr, id, topic string, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
 	return newClient(t, addr, append([]kgo.Opt{kgo.TransactionalID(id), kgo.DefaultProduceTopic(topic),
@@ -108,7 +93,7 @@ func TestTransactionsCommitAndAbort(t *testing.T) {
 	dir := t.TempDir()
 	b, addr := startBroker(t, dir)
 	admin := newClient(t, addr)
-	createTopicN(t, admin, "tx", 3)
+	createTopic(t, admin, "tx", 3)
 	p := txnProducer(t, addr, "app-1", "tx")
 	c1, a1, c2 := values("commit1", 10), values("abort", 10), values("commit2", 5)
 	runTxn(t, p, true, c1...)
@@ -162,7 +147,7 @@ func listLatest(t *testing.T, cl *kgo.Client, topic string, isolation int8) int6
 func TestOpenTransactionHoldsLastStableOffset(t *testing.T) {
 	_, addr := startBroker(t, t.TempDir())
 	admin := newClient(t, addr)
-	createTopicN(t, admin, "lso", 1)
+	createTopic(t, admin, "lso", 1)
 	plain := newClient(t, addr, kgo.DefaultProduceTopic("lso"))
 	if err := plain.ProduceSync(t.Context(), kgo.StringRecord("before")).FirstErr(); err != nil {
 		t.Fatal(err)
@@ -203,7 +188,7 @@ func TestOpenTransactionHoldsLastStableOffset(t *testing.T) {
 func TestTransactionTimeoutAborts(t *testing.T) {
 	b, addr := startBrokerWith(t, t.TempDir(), func(c *Config) { c.TransactionCheckInterval = 50 * time.Millisecond })
 	admin := newClient(t, addr)
-	createTopicN(t, admin, "slow", 1)
+	createTopic(t, admin, "slow", 1)
 	p := txnProducer(t, addr, "app-slow", "slow", kgo.TransactionTimeout(500*time.Millisecond))
 	if err := p.BeginTransaction(); err != nil {
 		t.Fatal(err)
@@ -236,7 +221,7 @@ func TestTransactionTimeoutAborts(t *testing.T) {
 func TestNewProducerFencesOldOne(t *testing.T) {
 	_, addr := startBroker(t, t.TempDir())
 	admin := newClient(t, addr)
-	createTopicN(t, admin, "fence", 1)
+	createTopic(t, admin, "fence", 1)
 	old := txnProducer(t, addr, "app-fence", "fence")
 	if err := old.BeginTransaction(); err != nil {
 		t.Fatal(err)
@@ -262,8 +247,8 @@ func TestNewProducerFencesOldOne(t *testing.T) {
 func TestTransactionalOffsetCommit(t *testing.T) {
 	_, addr := startBroker(t, t.TempDir())
 	admin := newClient(t, addr)
-	createTopicN(t, admin, "in", 1)
-	createTopicN(t, admin, "out", 1)
+	createTopic(t, admin, "in", 1)
+	createTopic(t, admin, "out", 1)
 	p := txnProducer(t, addr, "app-eos", "out")
 	ctx := t.Context()
 	commitOffset := func(off int64, commit bool, checkOpen func()) {
@@ -344,7 +329,7 @@ func TestPreparedTransactionIsCompleted(t *testing.T) {
 	dir := t.TempDir()
 	b, addr := startBrokerWith(t, dir, func(c *Config) { c.TransactionCheckInterval = time.Hour })
 	admin := newClient(t, addr)
-	createTopicN(t, admin, "prep", 2)
+	createTopic(t, admin, "prep", 2)
 	p := txnProducer(t, addr, "app-prep", "prep")
 	if err := p.BeginTransaction(); err != nil {
 		t.Fatal(err)
@@ -385,7 +370,7 @@ func TestPreparedTransactionIsCompleted(t *testing.T) {
 func TestTransactionalProduceChecks(t *testing.T) {
 	_, addr := startBroker(t, t.TempDir())
 	cl := newClient(t, addr)
-	createTopicN(t, cl, "chk", 1)
+	createTopic(t, cl, "chk", 1)
 	init := kmsg.NewPtrInitProducerIDRequest()
 	tid := "app-chk"
 	init.TransactionalID, init.TransactionTimeoutMillis = &tid, 60000
@@ -506,7 +491,7 @@ func batchCRCOK(raw []byte) bool {
 func TestListAndDescribeTransactions(t *testing.T) {
 	_, addr := startBroker(t, t.TempDir())
 	cl := newClient(t, addr)
-	createTopicN(t, cl, "ops", 2)
+	createTopic(t, cl, "ops", 2)
 	adm := kadm.NewClient(cl)
 	p := txnProducer(t, addr, "app-ops", "ops")
 	if err := p.BeginTransaction(); err != nil {
@@ -666,7 +651,7 @@ func TestTransactionACLs(t *testing.T) {
 func TestTransactionsInStateCheckpoint(t *testing.T) {
 	b, addr := startBroker(t, t.TempDir())
 	cl := newClient(t, addr)
-	createTopicN(t, cl, "cp", 2)
+	createTopic(t, cl, "cp", 2)
 	p := txnProducer(t, addr, "app-cp", "cp")
 	runTxn(t, p, true, "a", "b")
 	if err := p.BeginTransaction(); err != nil {
@@ -727,7 +712,7 @@ func TestTransactionsInStateCheckpoint(t *testing.T) {
 func TestTimedOutProducerRecoversFencedDoesNot(t *testing.T) {
 	_, addr := startBrokerWith(t, t.TempDir(), func(c *Config) { c.TransactionCheckInterval = 50 * time.Millisecond })
 	cl := newClient(t, addr)
-	createTopicN(t, cl, "rec", 1)
+	createTopic(t, cl, "rec", 1)
 	tid := "app-rec"
 	initReq := func(pid int64, epoch int16) (*kmsg.InitProducerIDResponse, error) {
 		r := kmsg.NewPtrInitProducerIDRequest()
@@ -794,7 +779,7 @@ func TestTimedOutProducerRecoversFencedDoesNot(t *testing.T) {
 func TestWriteTxnMarkersAbortsHangingTransaction(t *testing.T) {
 	b, addr := startBroker(t, t.TempDir())
 	cl := newClient(t, addr)
-	createTopicN(t, cl, "hang", 1)
+	createTopic(t, cl, "hang", 1)
 	p := txnProducer(t, addr, "app-hang", "hang")
 	if err := p.BeginTransaction(); err != nil {
 		t.Fatal(err)
@@ -847,7 +832,7 @@ func TestWriteTxnMarkersAbortsHangingTransaction(t *testing.T) {
 func TestDescribeProducers(t *testing.T) {
 	_, addr := startBroker(t, t.TempDir())
 	cl := newClient(t, addr)
-	createTopicN(t, cl, "dp", 1)
+	createTopic(t, cl, "dp", 1)
 	plain := newClient(t, addr, kgo.DefaultProduceTopic("dp"))
 	for _, v := range []string{"x", "y"} {
 		if err := plain.ProduceSync(t.Context(), kgo.StringRecord(v)).FirstErr(); err != nil {
@@ -895,7 +880,7 @@ func TestTransactionalIDExpires(t *testing.T) {
 		c.TransactionalIDExpiration = 300 * time.Millisecond
 	})
 	cl := newClient(t, addr)
-	createTopicN(t, cl, "exp", 1)
+	createTopic(t, cl, "exp", 1)
 	p := txnProducer(t, addr, "app-exp", "exp")
 	runTxn(t, p, true, "one")
 	firstPID, _, err := p.ProducerID(t.Context())
@@ -946,7 +931,7 @@ func TestTransactionalIDExpires(t *testing.T) {
 func TestOpenTransactionMetrics(t *testing.T) {
 	b, addr := startBroker(t, t.TempDir())
 	cl := newClient(t, addr)
-	createTopicN(t, cl, "met", 1)
+	createTopic(t, cl, "met", 1)
 	open, oldest := func() float64 {
 		n, _ := b.openTransactions(time.Now())
 		return float64(n)
