@@ -133,6 +133,14 @@ func produce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 					}
 					return kerr.CorruptMessage
 				}
+				if b.topicCompacts(rt.Topic) {
+					for i, raw := range raws {
+						if err := checkKeys(raw, infos[i], int64(b.maxMessageBytes(rt.Topic))*maxDecompressedRatio); err != nil {
+							b.log.Debug("produce refused", "topic", rt.Topic, "partition", rp.Partition, "client", rc.clientID, "error", err)
+							return kerr.InvalidRecord
+						}
+					}
+				}
 				base, lsn, code := b.appendBatches(p, rt.Topic, rp.Partition, raws, infos, r.TransactionID)
 				if code == kerr.UnknownTopicOrPartition {
 					known = nil // deleted meanwhile

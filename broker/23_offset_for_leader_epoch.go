@@ -58,7 +58,10 @@ func handleOffsetForLeaderEpoch(b *Broker, rc *reqCtx, req kmsg.Request) func() 
 					sp.LeaderEpoch = int32(hist[0].Epoch)
 				}
 				endLSN := hist[i].StartLSN
-				j := sort.Search(len(p.batches), func(j int) bool { return p.batches[j].pos.LSN >= endLSN })
+				// Compaction's copies (compact.go) sit at later LSNs
+				// than their offsets; they hold old, stable records and
+				// count as written before the epoch ended.
+				j := sort.Search(len(p.batches), func(j int) bool { return !p.batches[j].compacted && p.batches[j].pos.LSN >= endLSN })
 				if j < len(p.batches) {
 					sp.EndOffset = p.batches[j].base
 				} else {

@@ -26,12 +26,14 @@ func (b *Broker) applyLocked(e wal.Entry, pos wal.Pos) error {
 // partition and RecordBatch header); size is the full payload length.
 func (b *Broker) applyPrefixLocked(e wal.Entry, pos wal.Pos, size int) error {
 	b.lastApplied = e.LSN
-	if e.LSN <= b.skipMetaUpTo && e.Type != wal.TypeRecordBatch {
+	if e.LSN <= b.skipMetaUpTo && e.Type != wal.TypeRecordBatch && e.Type != wal.TypeCompactedBatch {
 		return nil // already in the state checkpoint
 	}
 	switch e.Type {
 	case wal.TypeRecordBatch:
 		return b.applyBatchLocked(e, pos, size)
+	case wal.TypeCompactedBatch:
+		return b.applyCompactedLocked(e, pos, size)
 	case wal.TypeCreateTopic:
 		var c createTopicEntry
 		if err := decodeJSON(e, &c); err != nil {
@@ -214,9 +216,11 @@ func (b *Broker) applyBatchLocked(e wal.Entry, pos wal.Pos, size int) error {
 	case ref.last < p.logStart:
 		// Below the log start offset that the state checkpoint restored
 		// (topic retention had removed it): not served again.
-	case len(p.batches) == 0:
+	case len(p.batches) == 0 && b.skipMetaUpTo == 0:
 		// Nothing before this batch is stored: a new partition, or one
-		// whose older batches retention deleted.
+		// whose older batches retention deleted. (A replay from the state
+		// checkpoint moves the log start offset once it has indexed
+		// every batch: endCheckpointReplayLocked.)
 		p.logStart = max(p.logStart, ref.base)
 		fallthrough
 	default:

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -60,6 +61,7 @@ type Broker struct {
 	txns             map[string]*txnState       // guarded by appendMu; transaction coordinator state by transactional id (txn.go)
 	lastApplied      uint64                     // guarded by appendMu
 	skipMetaUpTo     uint64                     // guarded by appendMu; metadata entries the checkpoint covers
+	compactLSN       atomic.Uint64              // the last TypeCompactedBatch entry applied (compact.go)
 	awaitingSnapshot bool                       // guarded by appendMu; re-cloned, state snapshot not seen yet
 	rebuildPending   bool                       // guarded by appendMu; a snapshot arrived: rebuild after applying
 
@@ -377,7 +379,7 @@ func (b *Broker) replay() (int, error) {
 		defer b.endCheckpointReplayLocked()
 	}
 	for {
-		e, pos, size, err := r.NextPrefix(replayPrefix, func(t wal.EntryType) bool { return t != wal.TypeRecordBatch })
+		e, pos, size, err := r.NextPrefix(replayPrefix, func(t wal.EntryType) bool { return t != wal.TypeRecordBatch && t != wal.TypeCompactedBatch })
 		if errors.Is(err, io.EOF) {
 			if last := b.wal.LastLSN(); last >= b.wal.FirstLSN() && b.lastApplied < last {
 				return n, fmt.Errorf("broker: replay stopped at LSN %d but the WAL ends at %d", b.lastApplied, last)

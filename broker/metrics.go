@@ -21,13 +21,16 @@ type metrics struct {
 	commitLSN       prometheus.GaugeFunc
 	walFirstLSN     prometheus.GaugeFunc
 	retentionDelete prometheus.Counter
-	fsyncLatency    prometheus.Histogram
-	tlsFailures     prometheus.Counter
-	saslFailures    prometheus.Counter
-	aclDenied       *prometheus.CounterVec
-	throttled       *prometheus.CounterVec
-	throttleTime    *prometheus.CounterVec
-	transactions    *prometheus.CounterVec
+	// compaction (compact.go)
+	compactedBatches  prometheus.Counter
+	compactionRemoved prometheus.Counter
+	fsyncLatency      prometheus.Histogram
+	tlsFailures       prometheus.Counter
+	saslFailures      prometheus.Counter
+	aclDenied         *prometheus.CounterVec
+	throttled         *prometheus.CounterVec
+	throttleTime      *prometheus.CounterVec
+	transactions      *prometheus.CounterVec
 }
 
 func newMetrics(b *Broker) *metrics {
@@ -55,6 +58,12 @@ func newMetrics(b *Broker) *metrics {
 		func() float64 { return float64(b.CommitLSN()) })
 	m.retentionDelete = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tandem_broker_retention_deleted_segments_total", Help: "WAL segments deleted by retention."})
+	m.compactedBatches = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tandem_broker_compacted_batches_total",
+		Help: "Record batches of compacted topics that this node, as leader, rewrote before retention deleted their segment."})
+	m.compactionRemoved = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tandem_broker_compaction_removed_records_total",
+		Help: "Records that compaction left out: replaced by a later record of the same key, expired tombstones, aborted transactional records and transaction markers."})
 	m.fsyncLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "tandem_broker_wal_fsync_seconds",
 		Help:    "Time one fsync of a WAL segment file takes (group commit: one fsync covers every entry appended before it).",
@@ -104,7 +113,7 @@ func newMetrics(b *Broker) *metrics {
 			func() float64 { return float64(f(b.wal.Stats())) })
 	}
 	m.reg.MustRegister(m.produceLatency, m.bytesIn, m.recordsIn, m.walLastLSN, m.walDurableLSN,
-		m.walFirstLSN, m.commitLSN, m.retentionDelete, m.fsyncLatency, m.tlsFailures, m.saslFailures, m.aclDenied, aclBindings, m.throttled, m.throttleTime, m.transactions, openTxns, oldestTxn, quotaEntities, fetchSessions,
+		m.walFirstLSN, m.commitLSN, m.retentionDelete, m.compactedBatches, m.compactionRemoved, m.fsyncLatency, m.tlsFailures, m.saslFailures, m.aclDenied, aclBindings, m.throttled, m.throttleTime, m.transactions, openTxns, oldestTxn, quotaEntities, fetchSessions,
 		walStat("tandem_broker_wal_fsyncs_total", "fsyncs of WAL segment files (group commit, segment rolls, truncation, close).",
 			func(st wal.Stats) uint64 { return st.Fsyncs }),
 		walStat("tandem_broker_wal_appends_total", "Entries appended to the WAL (leader and follower).",

@@ -155,6 +155,7 @@ func (b *Broker) resetStateLocked() {
 	b.nextPID = 0
 	b.lastApplied = 0
 	b.skipMetaUpTo = 0
+	b.compactLSN.Store(0)
 	b.commitMu.Lock()
 	b.fenceWaitersLocked()
 	b.pending = nil

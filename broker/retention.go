@@ -140,6 +140,9 @@ func (b *Broker) trimTopics(now time.Time) {
 	var work []*partition
 	var rms, rbytes []int64
 	for _, t := range b.topics {
+		if _, del := cleanupPolicy(t.configs["cleanup.policy"]); !del {
+			continue // compacted only: kept until a later record of the same key replaces it
+		}
 		ms, okMs := parseOverride(t.configs["retention.ms"])
 		by, okBy := parseOverride(t.configs["retention.bytes"])
 		if !okMs && !okBy {
@@ -201,6 +204,11 @@ func (b *Broker) enforceRetention(now time.Time) (int, error) {
 	for _, s := range segs {
 		total += s.Bytes
 	}
+	// The live batches of compacted topics are kept whatever the size
+	// (compact.go): they do not count against log.retention.bytes, or
+	// every round would copy them forward again.
+	_, live := b.compactionHold()
+	total -= live
 	// On a replicated leader, every in-sync follower has everything up to
 	// the commit point; entries above it may still have to be shipped from
 	// this WAL. Retention keeps them, up to ReplicaKeepBytes of segments it
@@ -230,6 +238,9 @@ func (b *Broker) enforceRetention(now time.Time) (int, error) {
 		total -= s.Bytes
 	}
 	if upTo == 0 {
+		return 0, nil
+	}
+	if upTo = b.compactionRetention(upTo, now); upTo == 0 {
 		return 0, nil
 	}
 	if err := b.writeCheckpoint(); err != nil {
@@ -553,9 +564,12 @@ func (b *Broker) restoreCheckpointLocked(cp stateCheckpoint) {
 }
 
 // endCheckpointReplayLocked ends a replay that started from the state
-// checkpoint: later metadata entries are applied again, and a partition
-// left with no batch indexed (all of them were in deleted segments) gets
-// its log start offset at its log end offset, as an empty log in Kafka.
+// checkpoint: later metadata entries are applied again, a partition left
+// with no batch indexed (all of them were in deleted segments) gets its
+// log start offset at its log end offset, as an empty log in Kafka, and
+// one whose first batches were in deleted segments gets it at its first
+// batch still stored. A compacted partition keeps the checkpoint's: its
+// gaps are compaction's, and no segment it pointed into was deleted.
 // Caller holds appendMu.
 func (b *Broker) endCheckpointReplayLocked() {
 	if b.skipMetaUpTo == 0 {
@@ -565,10 +579,14 @@ func (b *Broker) endCheckpointReplayLocked() {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	for _, t := range b.topics {
+		compact := t.compacts()
 		for _, p := range t.partitions {
 			p.mu.Lock()
-			if len(p.batches) == 0 && p.logStart < p.next {
+			switch {
+			case len(p.batches) == 0 && p.logStart < p.next:
 				p.logStart = p.next
+			case len(p.batches) > 0 && !compact:
+				p.logStart = max(p.logStart, p.batches[0].base)
 			}
 			p.mu.Unlock()
 		}

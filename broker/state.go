@@ -26,6 +26,9 @@ type batchRef struct {
 	size   int32 // RecordBatch bytes
 	poff   int32 // where the RecordBatch starts inside the WAL payload
 	hasPID bool
+	// compacted: the batch is a compaction's copy (TypeCompactedBatch),
+	// at a later LSN than the batches around it.
+	compacted bool
 }
 
 // partition is one topic-partition: its offset index and watermarks.
@@ -86,19 +89,34 @@ func (p *partition) fetchOffsets() (int64, int64, int64, int64) {
 }
 
 // dropBefore forgets index entries whose WAL entries retention deleted.
+// The index is in offset order, which is also LSN order except for the
+// copies that compaction wrote (compact.go), so every entry is checked.
 func (p *partition) dropBeforeLocked(firstLSN uint64) {
-	i := sort.Search(len(p.batches), func(i int) bool { return p.batches[i].pos.LSN >= firstLSN })
-	if i == 0 {
+	n := 0
+	for _, r := range p.batches {
+		if r.pos.LSN >= firstLSN {
+			n++
+		}
+	}
+	if n == len(p.batches) {
 		return
 	}
-	if i < len(p.batches) {
+	firstGone := p.batches[0].pos.LSN < firstLSN
+	kept := make([]batchRef, 0, n)
+	for _, r := range p.batches {
+		if r.pos.LSN >= firstLSN {
+			kept = append(kept, r)
+		}
+	}
+	p.batches = kept
+	switch {
+	case len(kept) == 0:
+		p.logStart = p.next
+	case firstGone:
 		// max: DeleteRecords may have moved the log start offset into
 		// the batch.
-		p.logStart = max(p.logStart, p.batches[i].base)
-	} else {
-		p.logStart = p.next
+		p.logStart = max(p.logStart, kept[0].base)
 	}
-	p.batches = append(p.batches[:0:0], p.batches[i:]...)
 	p.pruneAbortedLocked()
 }
 

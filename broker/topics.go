@@ -26,6 +26,8 @@ func (b *Broker) configDefaults() map[string]string {
 		"max.message.bytes":      strconv.Itoa(int(b.cfg.MaxMessageBytes)),
 		"message.timestamp.type": "CreateTime",
 		"compression.type":       "producer",
+		"delete.retention.ms":    strconv.Itoa(defaultDeleteRetentionMs),
+		"min.compaction.lag.ms":  "0",
 	}
 }
 
@@ -61,8 +63,12 @@ func (b *Broker) validateTopicConfig(name, value string) *kerr.Error {
 			return kerr.InvalidConfig
 		}
 	case "cleanup.policy":
-		if value != "delete" {
-			return kerr.InvalidConfig // compaction is not implemented
+		if !validCleanupPolicy(value) {
+			return kerr.InvalidConfig
+		}
+	case "delete.retention.ms", "min.compaction.lag.ms":
+		if !parseMs(value) {
+			return kerr.InvalidConfig
 		}
 	case "message.timestamp.type":
 		if value != "CreateTime" {

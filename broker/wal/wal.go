@@ -57,6 +57,12 @@ const (
 	// offsets): the transaction coordinator's log (Kafka's
 	// __transaction_state).
 	TypeTransaction EntryType = 15
+	// TypeCompactedBatch replaces one stored RecordBatch of a compacted
+	// topic (cleanup.policy=compact) with a copy that keeps only the
+	// latest record of each key: same payload layout as TypeRecordBatch,
+	// same base and last offset as the batch it replaces. A copy with no
+	// records removes the batch from the partition's index.
+	TypeCompactedBatch EntryType = 16
 )
 
 func (t EntryType) String() string {
@@ -91,6 +97,8 @@ func (t EntryType) String() string {
 		return "ScramCredential"
 	case TypeTransaction:
 		return "Transaction"
+	case TypeCompactedBatch:
+		return "CompactedBatch"
 	}
 	return fmt.Sprintf("EntryType(%d)", uint8(t))
 }

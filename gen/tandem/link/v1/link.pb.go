@@ -128,6 +128,15 @@ const (
 	// __transaction_state). The commit and abort markers themselves are
 	// control record batches in ENTRY_TYPE_RECORD_BATCH entries.
 	EntryType_ENTRY_TYPE_TRANSACTION EntryType = 15
+	// A stored record batch of a compacted topic (cleanup.policy=compact),
+	// rewritten by the leader before retention deletes the segment that
+	// holds it. Same payload as ENTRY_TYPE_RECORD_BATCH: the batch keeps
+	// its base offset, last offset delta, timestamps, producer fields and
+	// compression codec, and holds only the records that are still the
+	// latest of their key (with their original offset and timestamp
+	// deltas). It replaces the index entry of the batch with the same base
+	// offset; a batch with no records removes that entry.
+	EntryType_ENTRY_TYPE_COMPACTED_BATCH EntryType = 16
 )
 
 // Enum value maps for EntryType.
@@ -149,6 +158,7 @@ var (
 		13: "ENTRY_TYPE_CLIENT_QUOTA",
 		14: "ENTRY_TYPE_SCRAM_CREDENTIAL",
 		15: "ENTRY_TYPE_TRANSACTION",
+		16: "ENTRY_TYPE_COMPACTED_BATCH",
 	}
 	EntryType_value = map[string]int32{
 		"ENTRY_TYPE_UNSPECIFIED":       0,
@@ -167,6 +177,7 @@ var (
 		"ENTRY_TYPE_CLIENT_QUOTA":      13,
 		"ENTRY_TYPE_SCRAM_CREDENTIAL":  14,
 		"ENTRY_TYPE_TRANSACTION":       15,
+		"ENTRY_TYPE_COMPACTED_BATCH":   16,
 	}
 )
 
@@ -2249,7 +2260,7 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x19\n" +
 	"\bfrom_lsn\x18\x02 \x01(\x04R\afromLsn\x12\x15\n" +
-	"\x06to_lsn\x18\x03 \x01(\x04R\x05toLsn*\xd4\x03\n" +
+	"\x06to_lsn\x18\x03 \x01(\x04R\x05toLsn*\xf4\x03\n" +
 	"\tEntryType\x12\x1a\n" +
 	"\x16ENTRY_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17ENTRY_TYPE_RECORD_BATCH\x10\x01\x12\x1b\n" +
@@ -2267,7 +2278,8 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\x0eENTRY_TYPE_ACL\x10\f\x12\x1b\n" +
 	"\x17ENTRY_TYPE_CLIENT_QUOTA\x10\r\x12\x1f\n" +
 	"\x1bENTRY_TYPE_SCRAM_CREDENTIAL\x10\x0e\x12\x1a\n" +
-	"\x16ENTRY_TYPE_TRANSACTION\x10\x0f*U\n" +
+	"\x16ENTRY_TYPE_TRANSACTION\x10\x0f\x12\x1e\n" +
+	"\x1aENTRY_TYPE_COMPACTED_BATCH\x10\x10*U\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fROLE_STANDALONE\x10\x01\x12\x0f\n" +

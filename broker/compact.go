@@ -1,0 +1,637 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/s2"
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
+	"github.com/twmb/franz-go/pkg/kbin"
+
+	"github.com/tandem-io/tandem/broker/wal"
+)
+
+// Log compaction (Kafka's cleanup.policy=compact).
+//
+// The WAL is node-wide, so a compacted topic cannot be cleaned in place
+// the way Kafka cleans a partition's own segment files. Instead, compaction
+// runs where the data would otherwise be lost: when retention is about to
+// delete WAL segments, the leader first rewrites every batch of a compacted
+// partition that sits in those segments. Each rewritten batch is a
+// TypeCompactedBatch entry appended at the WAL's end: the same base offset,
+// last offset delta, timestamps, producer fields and codec, holding only
+// the records that are still the latest of their key (a record is dropped
+// when a later committed record of the partition has the same key). The
+// entry replaces the old batch in the partition's offset index; offsets do
+// not change, so consumers see the gaps that Kafka's compaction leaves.
+// The entries replicate like any other, so every replica's WAL stays a
+// byte-identical copy of the leader's.
+//
+// Retention then deletes the old segments. It never deletes a segment that
+// a compacted partition's index still points into (on a follower, until it
+// has applied the leader's rewritten batches), nor any segment while the
+// last rewritten batch this node applied is above the commit point: an
+// uncommitted rewrite can be truncated after a failover, and the old
+// batches are then needed again.
+//
+// What compaction keeps, as Kafka does:
+//   - the latest record of every key, and its tombstone (null value) for
+//     delete.retention.ms after it was written;
+//   - every record younger than min.compaction.lag.ms;
+//   - the partition's last batch, whole (a consumer positioned in it must
+//     still get a batch that moves it on);
+//   - committed transactional records, like any others; aborted
+//     transactional records and the markers of decided transactions are
+//     removed;
+//   - nothing at or above the last stable offset is rewritten or counted as
+//     a later record: an open transaction, or a record not yet committed,
+//     holds the segments it is in.
+//
+// What differs from Kafka: compaction runs when retention needs the
+// segment (log.retention.ms, 7 days by default, or log.retention.bytes),
+// not continuously after min.cleanable.dirty.ratio; until then a consumer
+// reading from the start sees every record. The live records of compacted
+// topics do not count against log.retention.bytes, and each retention
+// round that deletes segments copies them forward once.
+
+// cleanupPolicy parses a cleanup.policy value ("delete", "compact",
+// "compact,delete").
+func cleanupPolicy(v string) (compact, del bool) {
+	if v == "" {
+		return false, true
+	}
+	for _, s := range strings.Split(v, ",") {
+		switch strings.TrimSpace(s) {
+		case "compact":
+			compact = true
+		case "delete":
+			del = true
+		}
+	}
+	return compact, del
+}
+
+// validCleanupPolicy reports whether v is a cleanup.policy Tandem takes.
+func validCleanupPolicy(v string) bool {
+	n := 0
+	for _, s := range strings.Split(v, ",") {
+		switch strings.TrimSpace(s) {
+		case "compact", "delete":
+			n++
+		default:
+			return false
+		}
+	}
+	return n > 0
+}
+
+// compacts reports whether a topic's cleanup.policy includes compact.
+// Caller holds b.mu.
+func (t *topic) compacts() bool {
+	c, _ := cleanupPolicy(t.configs["cleanup.policy"])
+	return c
+}
+
+// topicCompacts reports whether the named topic is compacted.
+func (b *Broker) topicCompacts(name string) bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	t := b.topics[name]
+	return t != nil && t.compacts()
+}
+
+// compactedPartitions lists the partitions of compacted topics.
+func (b *Broker) compactedPartitions() []*partition {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	var out []*partition
+	for _, t := range b.topics {
+		if t.compacts() {
+			out = append(out, t.partitions...)
+		}
+	}
+	return out
+}
+
+// compactionHold returns the lowest LSN that a compacted partition's index
+// points into (retention must keep it), and the bytes those partitions'
+// batches hold (which do not count against log.retention.bytes). The LSN
+// is 0 when no compacted partition holds any batch.
+func (b *Broker) compactionHold() (lowest uint64, live int64) {
+	for _, p := range b.compactedPartitions() {
+		p.mu.RLock()
+		for _, r := range p.batches {
+			if lowest == 0 || r.pos.LSN < lowest {
+				lowest = r.pos.LSN
+			}
+			live += int64(r.size)
+		}
+		p.mu.RUnlock()
+	}
+	return lowest, live
+}
+
+// applyCompactedLocked folds a TypeCompactedBatch entry into the index: the
+// batch with the same base offset is replaced (or removed, when the copy
+// has no records); one that is not indexed, because a restart replays the
+// copy without the deleted original, is inserted in offset order. Offsets,
+// the high watermark, producer state and transactions are untouched: the
+// copy is of a batch that is already committed and stable. Caller holds
+// appendMu.
+func (b *Broker) applyCompactedLocked(e wal.Entry, pos wal.Pos, size int) error {
+	tname, part, raw, err := decodeBatchEntry(e.Payload)
+	if err != nil {
+		return fmt.Errorf("lsn %d: %w", e.LSN, err)
+	}
+	rawSize := size - batchOffsetInPayload(e.Payload)
+	info, err := parseBatchHeader(raw, rawSize)
+	if err != nil {
+		return fmt.Errorf("%w: lsn %d: %v", ErrBadEntry, e.LSN, err)
+	}
+	b.compactLSN.Store(e.LSN)
+	p := b.partition(tname, part)
+	if p != nil && b.skipMetaUpTo > 0 {
+		if t, _ := b.topicSnapCreated(tname); e.LSN < t {
+			p = nil // a batch of an older topic of the same name
+		}
+	}
+	if p == nil {
+		return nil
+	}
+	ref := batchRef{
+		base:      info.baseOffset,
+		last:      info.lastOffset(),
+		maxTs:     info.maxTimestamp,
+		pos:       pos,
+		size:      int32(rawSize),
+		poff:      int32(batchOffsetInPayload(e.Payload)),
+		hasPID:    info.producerID >= 0,
+		compacted: true,
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := sort.Search(len(p.batches), func(i int) bool { return p.batches[i].base >= ref.base })
+	found := i < len(p.batches) && p.batches[i].base == ref.base
+	switch {
+	case info.numRecords == 0:
+		if found {
+			p.batches = append(p.batches[:i], p.batches[i+1:]...)
+		}
+		if info.control() {
+			// An abort marker goes with its transaction's records (which
+			// went first): a read_committed client that is told of the
+			// aborted transaction skips its producer's records until it
+			// sees the marker, so the range goes too. A replay, which
+			// never sees the marker, does not list it either.
+			p.aborted = slices.DeleteFunc(p.aborted, func(a abortedTxn) bool {
+				return a.pid == info.producerID && a.last == info.baseOffset
+			})
+		}
+	case found:
+		p.batches[i] = ref
+	case ref.last < p.logStart || ref.base >= p.next:
+		// Deleted meanwhile (DeleteRecords, topic retention), or not a
+		// batch this partition ever stored.
+	default:
+		p.batches = append(p.batches, batchRef{})
+		copy(p.batches[i+1:], p.batches[i:])
+		p.batches[i] = ref
+	}
+	return nil
+}
+
+// compactionStats is what one compaction round did.
+type compactionStats struct {
+	partitions int
+	batches    int   // rewritten batches (including removed ones)
+	removed    int64 // records left out
+	bytesIn    int64
+	bytesOut   int64
+}
+
+// compactBefore rewrites the batches of compacted partitions that are in
+// WAL entries below upTo, so that retention can delete those segments. It
+// runs on the leader (or a standalone broker), from the retention loop
+// only. It returns the LSN of the last entry it appended (0 if none).
+func (b *Broker) compactBefore(ctx context.Context, upTo uint64, now time.Time) (uint64, compactionStats, error) {
+	var st compactionStats
+	var last uint64
+	for _, p := range b.compactedPartitions() {
+		n, lsn, err := b.compactPartition(p, upTo, now, &st)
+		if err != nil {
+			return last, st, fmt.Errorf("compacting %s-%d: %w", p.topic, p.id, err)
+		}
+		if n > 0 {
+			st.partitions++
+			last = max(last, lsn)
+		}
+		if ctx.Err() != nil {
+			return last, st, ctx.Err()
+		}
+	}
+	return last, st, nil
+}
+
+// compactPartition rewrites p's batches below upTo; it returns how many it
+// rewrote and the last LSN it appended.
+func (b *Broker) compactPartition(p *partition, upTo uint64, now time.Time, st *compactionStats) (int, uint64, error) {
+	p.mu.RLock()
+	refs := append([]batchRef(nil), p.batches...)
+	aborted := append([]abortedTxn(nil), p.aborted...)
+	lso := p.lsoLocked()
+	p.mu.RUnlock()
+	need := false
+	for _, r := range refs {
+		if r.pos.LSN < upTo && r.last < lso {
+			need = true
+			break
+		}
+	}
+	if !need || len(refs) == 0 {
+		return 0, 0, nil
+	}
+	deleteRetention := b.topicInt(p.topic, "delete.retention.ms", defaultDeleteRetentionMs)
+	lag := b.topicInt(p.topic, "min.compaction.lag.ms", 0)
+	limit := int64(b.maxMessageBytes(p.topic)) * maxDecompressedRatio
+
+	isAborted := func(info batchInfo) bool {
+		if !info.transactional() || info.control() {
+			return false
+		}
+		for _, a := range aborted {
+			if a.pid == info.producerID && a.first <= info.baseOffset && info.baseOffset <= a.last {
+				return true
+			}
+		}
+		return false
+	}
+
+	// Pass 1: the latest committed offset of every key.
+	latest := make(map[string]int64)
+	for _, r := range refs {
+		if r.last >= lso {
+			break // refs ascend by offset; nothing stable follows
+		}
+		raw, err := b.wal.ReadRange(r.pos, int(r.poff), int(r.size), nil)
+		if err != nil {
+			return 0, 0, err
+		}
+		info, err := parseBatch(raw)
+		if err != nil {
+			return 0, 0, err
+		}
+		if info.control() || isAborted(info) {
+			continue
+		}
+		err = eachRecord(raw, info, max(limit, int64(len(raw))*maxDecompressedRatio), func(rec record) {
+			if rec.key != nil {
+				latest[string(rec.key)] = info.baseOffset + int64(rec.offsetDelta)
+			}
+		})
+		if err != nil {
+			return 0, 0, fmt.Errorf("batch at offset %d: %w", r.base, err)
+		}
+	}
+
+	// Pass 2: rewrite the batches below upTo.
+	type rewrite struct {
+		old batchRef
+		raw []byte
+	}
+	var out []rewrite
+	lastBase := refs[len(refs)-1].base
+	for _, r := range refs {
+		if r.pos.LSN >= upTo {
+			continue
+		}
+		if r.last >= lso {
+			continue // holds its segment until its transaction is decided
+		}
+		raw, err := b.wal.ReadRange(r.pos, int(r.poff), int(r.size), nil)
+		if err != nil {
+			return 0, 0, err
+		}
+		info, err := parseBatch(raw)
+		if err != nil {
+			return 0, 0, err
+		}
+		var nb []byte
+		switch {
+		case r.base == lastBase || (lag > 0 && now.UnixMilli()-info.maxTimestamp < lag):
+			nb = raw // kept whole
+		case info.control() || isAborted(info):
+			nb = emptyBatch(raw)
+			st.removed += int64(info.numRecords)
+		default:
+			tombstoneExpired := now.UnixMilli()-info.maxTimestamp > deleteRetention
+			nb, err = filterBatch(raw, info, max(limit, int64(len(raw))*maxDecompressedRatio), func(rec record) bool {
+				off := info.baseOffset + int64(rec.offsetDelta)
+				if rec.key == nil {
+					return true // written before the topic was compacted: kept
+				}
+				if l, ok := latest[string(rec.key)]; ok && l > off {
+					return false
+				}
+				return !(rec.tombstone && tombstoneExpired)
+			}, &st.removed)
+			if err != nil {
+				return 0, 0, fmt.Errorf("batch at offset %d: %w", r.base, err)
+			}
+		}
+		out = append(out, rewrite{old: r, raw: nb})
+	}
+	if len(out) == 0 {
+		return 0, 0, nil
+	}
+
+	// Append under appendMu, checking that each batch is still the one
+	// read (DeleteRecords, topic retention or a deleted topic may have
+	// changed the partition meanwhile).
+	var lastLSN uint64
+	n := 0
+	for _, w := range out {
+		b.appendMu.Lock()
+		if b.partition(p.topic, p.id) != p {
+			b.appendMu.Unlock()
+			return n, lastLSN, nil // the topic was deleted
+		}
+		p.mu.RLock()
+		i := sort.Search(len(p.batches), func(i int) bool { return p.batches[i].base >= w.old.base })
+		same := i < len(p.batches) && p.batches[i].base == w.old.base && p.batches[i].pos == w.old.pos
+		p.mu.RUnlock()
+		if !same {
+			b.appendMu.Unlock()
+			continue
+		}
+		payload := append(batchEntryPrefix(p.topic, p.id, len(w.raw)), w.raw...)
+		lsn, err := b.appendLocked(wal.TypeCompactedBatch, payload)
+		b.appendMu.Unlock()
+		if err != nil {
+			return n, lastLSN, err
+		}
+		lastLSN = lsn
+		n++
+		st.batches++
+		st.bytesIn += int64(w.old.size)
+		st.bytesOut += int64(len(w.raw))
+	}
+	return n, lastLSN, nil
+}
+
+// defaultDeleteRetentionMs is Kafka's delete.retention.ms default: how
+// long compaction keeps a key's tombstone once it is the latest record.
+const defaultDeleteRetentionMs = 24 * 60 * 60 * 1000
+
+// record is what compaction needs of one record.
+type record struct {
+	offsetDelta int32
+	key         []byte // nil for a null key
+	tombstone   bool   // null value
+	raw         []byte // the whole record, length prefix included
+}
+
+// parseRecord reads the record at the start of data (uncompressed records
+// section) and returns it and the bytes after it.
+func parseRecord(data []byte) (record, []byte, error) {
+	n, sz := kbin.Varint(data)
+	if sz <= 0 || n < 0 || sz+int(n) > len(data) {
+		return record{}, nil, errors.New("record cut short")
+	}
+	rec := record{raw: data[:sz+int(n)]}
+	b := data[sz : sz+int(n)]
+	if len(b) < 1 {
+		return record{}, nil, errors.New("record cut short")
+	}
+	b = b[1:]               // attributes
+	_, k := kbin.Varlong(b) // timestamp delta
+	if k <= 0 {
+		return record{}, nil, errors.New("bad timestamp delta")
+	}
+	b = b[k:]
+	od, k := kbin.Varint(b)
+	if k <= 0 {
+		return record{}, nil, errors.New("bad offset delta")
+	}
+	rec.offsetDelta, b = od, b[k:]
+	kl, k := kbin.Varint(b)
+	if k <= 0 || int(kl) > len(b)-k {
+		return record{}, nil, errors.New("bad key length")
+	}
+	b = b[k:]
+	if kl >= 0 {
+		rec.key, b = b[:kl:kl], b[kl:]
+	}
+	vl, k := kbin.Varint(b)
+	if k <= 0 {
+		return record{}, nil, errors.New("bad value length")
+	}
+	rec.tombstone = vl < 0
+	return rec, data[sz+int(n):], nil
+}
+
+// recordsData returns the uncompressed records section of a batch.
+func recordsData(raw []byte, info batchInfo, limit int64) ([]byte, error) {
+	data := raw[batchHeaderLen:]
+	codec := info.attributes & 0x07
+	switch {
+	case codec == 0:
+		return data, nil
+	case codec == 2 && !bytes.HasPrefix(data, xerialMagic):
+		return snappyBlock(data, limit)
+	}
+	r, done, err := openRecords(codec, data, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return io.ReadAll(r)
+}
+
+// eachRecord calls fn for every record of a batch.
+func eachRecord(raw []byte, info batchInfo, limit int64, fn func(record)) error {
+	data, err := recordsData(raw, info, limit)
+	if err != nil {
+		return err
+	}
+	for i := int32(0); i < info.numRecords; i++ {
+		var rec record
+		if rec, data, err = parseRecord(data); err != nil {
+			return fmt.Errorf("record %d of %d: %w", i, info.numRecords, err)
+		}
+		fn(rec)
+	}
+	return nil
+}
+
+// filterBatch returns a copy of a batch with the records keep accepts,
+// compressed with the batch's codec, or raw itself when it keeps them all.
+func filterBatch(raw []byte, info batchInfo, limit int64, keep func(record) bool, removed *int64) ([]byte, error) {
+	var kept [][]byte
+	n := 0
+	err := eachRecord(raw, info, limit, func(rec record) {
+		if keep(rec) {
+			kept = append(kept, rec.raw)
+			n += len(rec.raw)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(kept) == int(info.numRecords) {
+		return raw, nil
+	}
+	*removed += int64(info.numRecords) - int64(len(kept))
+	if len(kept) == 0 {
+		return emptyBatch(raw), nil
+	}
+	recs := make([]byte, 0, n)
+	for _, r := range kept {
+		recs = append(recs, r...)
+	}
+	codec := info.attributes & 0x07
+	data, err := compressRecords(codec, recs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, batchHeaderLen, batchHeaderLen+len(data))
+	copy(out, raw[:batchHeaderLen])
+	out = append(out, data...)
+	binary.BigEndian.PutUint32(out[57:61], uint32(len(kept)))
+	sealBatch(out)
+	return out, nil
+}
+
+// emptyBatch is a batch's header with no records: as a compacted copy, it
+// removes the batch from the index.
+func emptyBatch(raw []byte) []byte {
+	out := append([]byte(nil), raw[:batchHeaderLen]...)
+	attrs := binary.BigEndian.Uint16(out[21:23]) &^ 0x07
+	binary.BigEndian.PutUint16(out[21:23], attrs)
+	binary.BigEndian.PutUint32(out[57:61], 0)
+	sealBatch(out)
+	return out
+}
+
+// sealBatch sets a batch's length and CRC-32C from its bytes.
+func sealBatch(b []byte) {
+	binary.BigEndian.PutUint32(b[8:12], uint32(len(b)-12))
+	binary.BigEndian.PutUint32(b[batchCRCStart-4:batchCRCStart], crc32.Checksum(b[batchCRCStart:], castagnoli))
+}
+
+// compressRecords compresses a records section with a Kafka codec.
+func compressRecords(codec int16, recs []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	switch codec {
+	case 0:
+		return recs, nil
+	case 1:
+		w := gzip.NewWriter(&buf)
+		if _, err := w.Write(recs); err != nil {
+			return nil, err
+		}
+		if err := w.Close(); err != nil {
+			return nil, err
+		}
+	case 2:
+		return s2.EncodeSnappy(nil, recs), nil
+	case 3:
+		w := lz4.NewWriter(&buf)
+		if _, err := w.Write(recs); err != nil {
+			return nil, err
+		}
+		if err := w.Close(); err != nil {
+			return nil, err
+		}
+	case 4:
+		enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
+		if err != nil {
+			return nil, err
+		}
+		defer enc.Close()
+		return enc.EncodeAll(recs, nil), nil
+	default:
+		return nil, fmt.Errorf("unknown compression codec %d", codec)
+	}
+	return buf.Bytes(), nil
+}
+
+// checkKeys refuses a batch with a record without a key: a compacted topic
+// keeps the latest record of each key, and Kafka refuses keyless records
+// for it.
+func checkKeys(raw []byte, info batchInfo, limit int64) error {
+	missing := false
+	if err := eachRecord(raw, info, limit, func(rec record) {
+		if rec.key == nil {
+			missing = true
+		}
+	}); err != nil {
+		return err
+	}
+	if missing {
+		return errors.New("compacted topic cannot accept a record without a key")
+	}
+	return nil
+}
+
+// compactionRetention is the part of a retention round for compacted
+// topics: the leader rewrites what the segments below upTo hold of them,
+// and every node then lowers upTo so that no segment a compacted
+// partition still points into is deleted. It returns the new upTo (0:
+// delete nothing this round).
+func (b *Broker) compactionRetention(upTo uint64, now time.Time) uint64 {
+	if b.isLeader() {
+		ctx, cancel := context.WithTimeout(b.ctx, compactionCommitWait)
+		defer cancel()
+		gen := b.commitGeneration()
+		last, st, err := b.compactBefore(ctx, upTo, now)
+		if st.batches > 0 {
+			b.metrics.compactedBatches.Add(float64(st.batches))
+			b.metrics.compactionRemoved.Add(float64(st.removed))
+			b.log.Info("compacted topics before retention", "partitions", st.partitions, "batches", st.batches,
+				"records_removed", st.removed, "bytes_read", st.bytesIn, "bytes_written", st.bytesOut, "up_to_lsn", upTo)
+		}
+		if err != nil {
+			b.log.Error("compaction failed; retention keeps the segments it needs and will retry", "error", err)
+		}
+		if last > 0 {
+			if err := b.wal.WaitDurable(ctx, last); err == nil {
+				err = b.waitCommit(ctx, last, gen)
+			}
+			if err != nil {
+				b.log.Warn("compacted batches not committed yet; retention waits for the next round", "lsn", last, "error", err)
+				return 0
+			}
+		}
+	}
+	if c := b.compactLSN.Load(); c > b.CommitLSN() {
+		return 0 // a rewrite that a failover could still undo
+	}
+	if hold, _ := b.compactionHold(); hold > 0 && hold < upTo {
+		b.log.Info("retention keeps WAL segments that compacted topics still need",
+			"lsn", hold, "wanted_up_to_lsn", upTo, "leader", b.isLeader())
+		upTo = hold
+	}
+	return upTo
+}
+
+// compactionCommitWait bounds how long a retention round waits for its
+// rewritten batches to commit before it gives up until the next round.
+const compactionCommitWait = 30 * time.Second
+
+// parseMs reads a non-negative millisecond config.
+func parseMs(v string) bool {
+	n, err := strconv.ParseInt(v, 10, 64)
+	return err == nil && n >= 0
+}
