@@ -268,6 +268,26 @@ func (c *client) verify(ctx context.Context, args []string) error {
 		}
 		to = *upto
 	}
+	// A sidecar's status gives the first LSN its broker had when it
+	// attached; retention may have deleted segments since. The checksum
+	// of one entry every node holds comes back with each broker's real
+	// first LSN. (A node that cannot answer fails again below, with its
+	// error.)
+	for _, id := range ids {
+		if to < from {
+			break
+		}
+		a, err := c.admin(peers[id])
+		if err != nil {
+			return err
+		}
+		cctx, cancel := context.WithTimeout(ctx, c.timeout)
+		r, err := a.Checksum(cctx, &adminv1.ChecksumRequest{FromLsn: to, ToLsn: to})
+		cancel()
+		if err == nil {
+			from = max(from, r.GetFirstLsn())
+		}
+	}
 	if to < from {
 		fmt.Fprintf(c.out, "nothing to compare: the nodes hold no common LSN range (first %d, last %d)\n", from, to)
 		return nil
