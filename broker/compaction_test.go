@@ -513,3 +513,59 @@ func BenchmarkCompaction(bm *testing.B) {
 		b.Close()
 	}
 }
+
+// The topics that Kafka Streams and Kafka Connect create for themselves,
+// with the configs they set, are created as asked and described back, and
+// a value out of Kafka's range is still refused.
+func TestStreamsAndConnectInternalTopicConfigs(t *testing.T) {
+	_, addr := startBroker(t, t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(newClient(t, addr))
+	topics := map[string]map[string]string{
+		// Streams: repartition, unwindowed and windowed changelog topics.
+		"app-KSTREAM-AGGREGATE-STATE-STORE-0000000003-repartition": {
+			"cleanup.policy": "delete", "segment.bytes": "52428800", "retention.ms": "-1", "message.timestamp.type": "CreateTime"},
+		"app-store-changelog": {"cleanup.policy": "compact", "message.timestamp.type": "CreateTime"},
+		"app-window-store-changelog": {
+			"cleanup.policy": "compact,delete", "retention.ms": "172800000", "message.timestamp.type": "CreateTime"},
+		// Connect's config, offset and status topics, with the tuning
+		// people copy from Kafka's documentation.
+		"connect-configs": {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"},
+		"connect-offsets": {"cleanup.policy": "compact", "max.compaction.lag.ms": "3600000", "delete.retention.ms": "100", "min.compaction.lag.ms": "0"},
+	}
+	for name, configs := range topics {
+		c := map[string]*string{}
+		for k, v := range configs {
+			c[k] = kadm.StringPtr(v)
+		}
+		resp, err := adm.CreateTopic(ctx, 1, 1, c, name)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil {
+			t.Fatalf("create %s with %v: %v", name, configs, err)
+		}
+		rcs, err := adm.DescribeTopicConfigs(ctx, name)
+		if err != nil || len(rcs) != 1 || rcs[0].Err != nil {
+			t.Fatalf("describe %s: %v %+v", name, err, rcs)
+		}
+		for k, v := range configs {
+			got := rcs[0].Configs
+			i := slices.IndexFunc(got, func(c kadm.Config) bool { return c.Key == k })
+			if i < 0 || got[i].Value == nil || *got[i].Value != v {
+				t.Fatalf("%s: %s is not described as %s: %+v", name, k, v, got)
+			}
+		}
+	}
+	for k, v := range map[string]string{"segment.bytes": "13", "segment.ms": "0", "min.cleanable.dirty.ratio": "1.5",
+		"max.compaction.lag.ms": "-1", "cleanup.policy": "compact,shred", "delete.retention.ms": "soon"} {
+		resp, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{k: kadm.StringPtr(v)}, "bad-"+strings.ReplaceAll(k, ".", "-"))
+		if err == nil {
+			err = resp.Err
+		}
+		if !errors.Is(err, kerr.InvalidConfig) {
+			t.Fatalf("create with %s=%s: %v; want INVALID_CONFIG", k, v, err)
+		}
+	}
+}

@@ -28,6 +28,10 @@ func (b *Broker) configDefaults() map[string]string {
 		"compression.type":       "producer",
 		"delete.retention.ms":    strconv.Itoa(defaultDeleteRetentionMs),
 		"min.compaction.lag.ms":  "0",
+		// Accepted and reported with no effect (validateTopicConfig).
+		"segment.ms":                "604800000",
+		"max.compaction.lag.ms":     strconv.FormatInt(math.MaxInt64, 10),
+		"min.cleanable.dirty.ratio": "0.5",
 	}
 }
 
@@ -44,7 +48,23 @@ func (b *Broker) validateTopicConfig(name, value string) *kerr.Error {
 	}
 	switch name {
 	case "segment.bytes":
-		return kerr.InvalidConfig // the WAL is node-wide: --segment-bytes
+		// Kafka's per-partition segment size. Tandem's segments are
+		// node-wide (--segment-bytes), so a topic's value has no effect;
+		// it is accepted and reported, because Kafka Streams sets it on
+		// every repartition topic it creates and fails if it is refused.
+		// The same for segment.ms and the compaction tunables below
+		// (compaction runs when retention needs a segment: compact.go).
+		if v, err := strconv.ParseInt(value, 10, 32); err != nil || v < 14 {
+			return kerr.InvalidConfig
+		}
+	case "segment.ms", "max.compaction.lag.ms":
+		if v, err := strconv.ParseInt(value, 10, 64); err != nil || v < 1 {
+			return kerr.InvalidConfig
+		}
+	case "min.cleanable.dirty.ratio":
+		if v, err := strconv.ParseFloat(value, 64); err != nil || v < 0 || v > 1 {
+			return kerr.InvalidConfig
+		}
 	case "compression.type":
 		if value != "producer" {
 			return kerr.InvalidConfig // batches are stored as the producer compressed them
