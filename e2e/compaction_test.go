@@ -519,6 +519,27 @@ func TestCompactionKeepsLatestValuePerKey(t *testing.T) {
 			t.Fatalf("retention did not delete the old WAL segments on every node after 5 MB more with log.retention.bytes=2 MiB: %v", err)
 		}
 		t.Logf("every node's WAL starts after LSN %.0f (%v)", endLSN, time.Since(began).Round(time.Millisecond))
+		// tandemctl status shows where each WAL starts now: the broker
+		// tells its sidecar after every deletion.
+		err = testutil.Poll(10*time.Second, func() error {
+			for _, n := range c.nodes {
+				st, err := c.status(n.id)
+				if err != nil {
+					return err
+				}
+				first, err := brokerGauge(metrics[n.id], "tandem_broker_wal_first_lsn")
+				if err != nil {
+					return err
+				}
+				if float64(st.GetFirstLsn()) != first {
+					return fmt.Errorf("node %d's sidecar status gives first LSN %d, its broker %.0f", n.id, st.GetFirstLsn(), first)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("after retention: %v", err)
+		}
 		if n, err := brokerGauge(metrics[leader], "tandem_broker_compacted_batches_total"); err != nil || n == 0 {
 			t.Errorf("node %d (leader)'s tandem_broker_compacted_batches_total is %v (%v) after retention deleted the compacted topic's segments; want > 0", leader, n, err)
 		}

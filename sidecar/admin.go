@@ -57,6 +57,9 @@ func (s *Sidecar) Status() *adminv1.StatusResponse {
 		now := time.Now()
 		l.mu.Lock()
 		out.Epoch, out.FirstLsn, out.LastLsn, out.DurableLsn, out.CommitLsn = l.epoch, l.first, l.durable, l.durable, l.commit
+		if bc != nil {
+			out.FirstLsn = max(out.FirstLsn, bc.firstLSN())
+		}
 		out.Isr = slices.Clone(l.isr)
 		out.WalLastEpoch = l.history.lastEpoch()
 		durable := l.durable
@@ -102,7 +105,7 @@ func (s *Sidecar) Status() *adminv1.StatusResponse {
 	out.Role = adminv1.Role_ROLE_FOLLOWER
 	out.LeaderId = f.leaderID
 	if bc != nil {
-		out.FirstLsn = bc.hello.GetFirstLsn()
+		out.FirstLsn = bc.firstLSN()
 		out.LastLsn, out.WalLastEpoch = bc.logEnd()
 	}
 	if at := f.heardAt.Load(); at != 0 {

@@ -344,6 +344,12 @@ func (c *brokerConn) storageFailure() (string, time.Time) {
 	return st.GetError(), time.UnixMilli(st.GetFailingSinceUnixMs())
 }
 
+// firstLSN is the oldest LSN in the broker's WAL as the broker last said:
+// in its hello, or in a StorageState after retention deleted segments.
+func (c *brokerConn) firstLSN() uint64 {
+	return max(c.hello.GetFirstLsn(), c.storage.Load().GetFirstLsn())
+}
+
 // storeView records v as the broker's latest cluster view. Every view
 // this sidecar sends says that it reads StorageState.
 func (c *brokerConn) storeView(v *linkv1.ClusterView) {

@@ -296,14 +296,15 @@ func (s *session) receiver() error {
 	}
 }
 
-// storageWatcher tells the sidecar whether the WAL takes writes: at once
-// when appends are failing, then at every change (wal.Log.WriteState).
+// storageWatcher tells the sidecar whether the WAL takes writes, and where
+// it starts: at once when appends are failing, then at every change
+// (wal.Log.WriteState), which includes retention deleting segments.
 func (s *session) storageWatcher() error {
 	st, changed := s.w.WriteState()
 	report := st.Err != nil
 	for {
 		if report {
-			m := &linkv1.StorageState{}
+			m := &linkv1.StorageState{FirstLsn: st.FirstLSN}
 			if st.Err != nil {
 				m.Error, m.FailingSinceUnixMs = st.Err.Error(), st.Since.UnixMilli()
 			}

@@ -16,7 +16,8 @@ import (
 // TestStorageState: a broker whose WAL appends fail (a full file system)
 // tells its sidecar, but only a sidecar whose ClusterView says it reads
 // StorageState (an older one would refuse the message); it reports the
-// failure once, and again when an append works.
+// failure once, and again when an append works. It also reports where its
+// WAL starts, and again when retention deletes segments.
 func TestStorageState(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "wal")
 	testutil.MountTmpfs(t, dir, 2<<20)
@@ -69,7 +70,7 @@ func TestStorageState(t *testing.T) {
 	h.send(s, v)
 	st := next(10 * time.Second)
 	if st == nil || !strings.Contains(st.GetError(), "no space left on device") || st.GetFailingSinceUnixMs() == 0 ||
-		time.Since(time.UnixMilli(st.GetFailingSinceUnixMs())) > time.Minute {
+		time.Since(time.UnixMilli(st.GetFailingSinceUnixMs())) > time.Minute || st.GetFirstLsn() != 1 {
 		t.Fatalf("after the view that reads it: StorageState %v, want the ENOSPC and when it began", st)
 	}
 	if st := next(300 * time.Millisecond); st != nil {
@@ -82,5 +83,12 @@ func TestStorageState(t *testing.T) {
 	}
 	if st := next(10 * time.Second); st == nil || st.GetError() != "" || st.GetFailingSinceUnixMs() != 0 {
 		t.Fatalf("after an append worked again: StorageState %v, want an empty one", st)
+	}
+
+	if n, err := h.b.w.DeleteSegmentsBefore(h.b.w.LastLSN()); err != nil || n == 0 {
+		t.Fatalf("retention deleted %d segments (%v); the test needs at least one deleted", n, err)
+	}
+	if st := next(10 * time.Second); st == nil || st.GetError() != "" || st.GetFirstLsn() <= 1 || st.GetFirstLsn() != h.b.w.FirstLSN() {
+		t.Fatalf("after retention deleted segments: StorageState %v, want first LSN %d and no error", st, h.b.w.FirstLSN())
 	}
 }

@@ -750,16 +750,21 @@ type WriteState struct {
 	Err error
 	// Since is when appends began failing (zero while Err is nil).
 	Since time.Time
+	// FirstLSN is the oldest LSN on disk (as FirstLSN returns it).
+	FirstLSN uint64
 }
 
 // WriteState returns the log's write state and a channel that is closed
 // when appends start or stop failing (the newest error of a failing log
-// replaces the one before without closing it). A broker whose appends
-// fail reports it: a leader that cannot write should hand over.
+// replaces the one before without closing it), or when retention deletes
+// segments (FirstLSN moves). A broker whose appends fail reports it: a
+// leader that cannot write should hand over.
 func (l *Log) WriteState() (WriteState, <-chan struct{}) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.writeState, l.writeCh
+	st := l.writeState
+	st.FirstLSN = l.firstLSNLocked()
+	return st, l.writeCh
 }
 
 // setWriteErrLocked records the outcome of a write: err nil after one that
@@ -1626,6 +1631,8 @@ func (l *Log) DeleteSegmentsBefore(lsn uint64) (int, error) {
 		if serr := syncDir(l.dir); serr != nil && err == nil {
 			err = serr
 		}
+		close(l.writeCh) // FirstLSN moved (WriteState)
+		l.writeCh = make(chan struct{})
 	}
 	return n, err
 }

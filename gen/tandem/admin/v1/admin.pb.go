@@ -200,10 +200,10 @@ type StatusResponse struct {
 	Epoch uint32 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	// The leader's node id (0 when unknown).
 	LeaderId int32 `protobuf:"varint,5,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
-	// Oldest LSN in this node's WAL when its broker attached to the sidecar
-	// (on a leader, raised when a replay finds older entries deleted).
-	// Retention may have deleted more since: ChecksumResponse.first_lsn is
-	// the broker's current value.
+	// Oldest LSN in this node's WAL, as its broker last reported it (it
+	// reports each retention deletion; a broker of an older version only
+	// when it attaches, and then ChecksumResponse.first_lsn is the current
+	// value).
 	FirstLsn uint64 `protobuf:"varint,6,opt,name=first_lsn,json=firstLsn,proto3" json:"first_lsn,omitempty"`
 	// Newest LSN in this node's WAL.
 	LastLsn uint64 `protobuf:"varint,7,opt,name=last_lsn,json=lastLsn,proto3" json:"last_lsn,omitempty"`

@@ -763,12 +763,14 @@ func (*AttachRequest_CommitApplied) isAttachRequest_Payload() {}
 
 func (*AttachRequest_Storage) isAttachRequest_Payload() {}
 
-// StorageState says whether the broker's WAL takes writes. The broker sends
-// one when its appends begin failing (a full disk, an I/O error) and one
-// when an append works again; after attaching, it sends one at once if its
-// appends are failing. A leader whose broker cannot write hands its
-// leadership to an in-sync follower (automatic failover), and a node whose
-// broker cannot write is not ready and does not stand for election.
+// StorageState says whether the broker's WAL takes writes, and where it
+// starts. The broker sends one when its appends begin failing (a full
+// disk, an I/O error), one when an append works again, and one when
+// retention deletes segments (first_lsn moves); after attaching, it sends
+// one at once if its appends are failing. A leader whose broker cannot
+// write hands its leadership to an in-sync follower (automatic failover),
+// and a node whose broker cannot write is not ready and does not stand for
+// election.
 type StorageState struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Empty while appends work; otherwise the error of a failed append (for
@@ -777,8 +779,11 @@ type StorageState struct {
 	// When appends began failing, in milliseconds since the Unix epoch (0
 	// while they work).
 	FailingSinceUnixMs int64 `protobuf:"varint,2,opt,name=failing_since_unix_ms,json=failingSinceUnixMs,proto3" json:"failing_since_unix_ms,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The oldest LSN in the WAL when the message was sent (0 from brokers
+	// that do not report it: then BrokerHello.first_lsn is the last known).
+	FirstLsn      uint64 `protobuf:"varint,3,opt,name=first_lsn,json=firstLsn,proto3" json:"first_lsn,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StorageState) Reset() {
@@ -821,6 +826,13 @@ func (x *StorageState) GetError() string {
 func (x *StorageState) GetFailingSinceUnixMs() int64 {
 	if x != nil {
 		return x.FailingSinceUnixMs
+	}
+	return 0
+}
+
+func (x *StorageState) GetFirstLsn() uint64 {
+	if x != nil {
+		return x.FirstLsn
 	}
 	return 0
 }
@@ -2162,10 +2174,11 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\x0fchecksum_result\x18\a \x01(\v2\x1e.tandem.link.v1.ChecksumResultH\x00R\x0echecksumResult\x12F\n" +
 	"\x0ecommit_applied\x18\b \x01(\v2\x1d.tandem.link.v1.CommitAppliedH\x00R\rcommitApplied\x128\n" +
 	"\astorage\x18\t \x01(\v2\x1c.tandem.link.v1.StorageStateH\x00R\astorageB\t\n" +
-	"\apayload\"W\n" +
+	"\apayload\"t\n" +
 	"\fStorageState\x12\x14\n" +
 	"\x05error\x18\x01 \x01(\tR\x05error\x121\n" +
-	"\x15failing_since_unix_ms\x18\x02 \x01(\x03R\x12failingSinceUnixMs\"!\n" +
+	"\x15failing_since_unix_ms\x18\x02 \x01(\x03R\x12failingSinceUnixMs\x12\x1b\n" +
+	"\tfirst_lsn\x18\x03 \x01(\x04R\bfirstLsn\"!\n" +
 	"\rCommitApplied\x12\x10\n" +
 	"\x03lsn\x18\x01 \x01(\x04R\x03lsn\"\xfb\x03\n" +
 	"\x0eAttachResponse\x12@\n" +

@@ -259,12 +259,14 @@ class ResetTo(_message.Message):
     def __init__(self, next_lsn: _Optional[int] = ...) -> None: ...
 
 class StorageState(_message.Message):
-    __slots__ = ["error", "failing_since_unix_ms"]
+    __slots__ = ["error", "failing_since_unix_ms", "first_lsn"]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     FAILING_SINCE_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_LSN_FIELD_NUMBER: _ClassVar[int]
     error: str
     failing_since_unix_ms: int
-    def __init__(self, error: _Optional[str] = ..., failing_since_unix_ms: _Optional[int] = ...) -> None: ...
+    first_lsn: int
+    def __init__(self, error: _Optional[str] = ..., failing_since_unix_ms: _Optional[int] = ..., first_lsn: _Optional[int] = ...) -> None: ...
 
 class SubscribeCommitted(_message.Message):
     __slots__ = ["from_lsn"]
