@@ -180,37 +180,50 @@ func (b *Broker) applyPrefixLocked(e wal.Entry, pos wal.Pos, size int) error {
 	return nil
 }
 
-func (b *Broker) applyBatchLocked(e wal.Entry, pos wal.Pos, size int) error {
+// batchEntryLocked decodes a record-batch entry (or a compacted copy,
+// which has the same payload) of which e.Payload may hold only a prefix
+// (size is the whole payload's length), and finds its partition. p is nil
+// when the topic was deleted after the batch was written (a later entry
+// says so) or never existed on this node: nothing to index. Caller holds
+// appendMu.
+func (b *Broker) batchEntryLocked(e wal.Entry, pos wal.Pos, size int) (p *partition, info batchInfo, raw []byte, ref batchRef, err error) {
 	tname, part, raw, err := decodeBatchEntry(e.Payload)
 	if err != nil {
-		return fmt.Errorf("lsn %d: %w", e.LSN, err)
+		return nil, info, nil, ref, fmt.Errorf("lsn %d: %w", e.LSN, err)
 	}
 	rawSize := size - batchOffsetInPayload(e.Payload)
-	info, err := parseBatchHeader(raw, rawSize)
+	info, err = parseBatchHeader(raw, rawSize)
 	if err != nil {
-		return fmt.Errorf("%w: lsn %d: %v", ErrBadEntry, e.LSN, err)
+		return nil, info, nil, ref, fmt.Errorf("%w: lsn %d: %v", ErrBadEntry, e.LSN, err)
 	}
-	p := b.partition(tname, part)
+	p = b.partition(tname, part)
 	if p != nil && b.skipMetaUpTo > 0 {
 		if t, _ := b.topicSnapCreated(tname); e.LSN < t {
 			p = nil // a batch of an older topic of the same name
 		}
 	}
 	if p == nil {
-		// The topic was deleted after this batch was written (a later
-		// entry says so) or never existed on this node: nothing to index.
-		b.log.Debug("batch for unknown partition ignored", "topic", tname, "partition", part, "lsn", e.LSN)
-		return nil
+		b.log.Debug("batch for unknown partition ignored", "topic", tname, "partition", part, "lsn", e.LSN, "type", e.Type)
 	}
-	ref := batchRef{
-		base:   info.baseOffset,
-		last:   info.lastOffset(),
-		maxTs:  info.maxTimestamp,
-		pos:    pos,
-		size:   int32(rawSize),
-		poff:   int32(batchOffsetInPayload(e.Payload)),
-		hasPID: info.producerID >= 0,
+	ref = batchRef{
+		base:      info.baseOffset,
+		last:      info.lastOffset(),
+		maxTs:     info.maxTimestamp,
+		pos:       pos,
+		size:      int32(rawSize),
+		poff:      int32(batchOffsetInPayload(e.Payload)),
+		hasPID:    info.producerID >= 0,
+		compacted: e.Type == wal.TypeCompactedBatch,
 	}
+	return p, info, raw, ref, nil
+}
+
+func (b *Broker) applyBatchLocked(e wal.Entry, pos wal.Pos, size int) error {
+	p, info, raw, ref, err := b.batchEntryLocked(e, pos, size)
+	if err != nil || p == nil {
+		return err
+	}
+	tname, part := p.topic, p.id
 	p.mu.Lock()
 	switch {
 	case ref.last < p.logStart:

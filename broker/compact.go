@@ -151,34 +151,13 @@ func (b *Broker) compactionHold() (lowest uint64, live int64) {
 // copy is of a batch that is already committed and stable. Caller holds
 // appendMu.
 func (b *Broker) applyCompactedLocked(e wal.Entry, pos wal.Pos, size int) error {
-	tname, part, raw, err := decodeBatchEntry(e.Payload)
+	p, info, _, ref, err := b.batchEntryLocked(e, pos, size)
 	if err != nil {
-		return fmt.Errorf("lsn %d: %w", e.LSN, err)
-	}
-	rawSize := size - batchOffsetInPayload(e.Payload)
-	info, err := parseBatchHeader(raw, rawSize)
-	if err != nil {
-		return fmt.Errorf("%w: lsn %d: %v", ErrBadEntry, e.LSN, err)
+		return err
 	}
 	b.compactLSN.Store(e.LSN)
-	p := b.partition(tname, part)
-	if p != nil && b.skipMetaUpTo > 0 {
-		if t, _ := b.topicSnapCreated(tname); e.LSN < t {
-			p = nil // a batch of an older topic of the same name
-		}
-	}
 	if p == nil {
 		return nil
-	}
-	ref := batchRef{
-		base:      info.baseOffset,
-		last:      info.lastOffset(),
-		maxTs:     info.maxTimestamp,
-		pos:       pos,
-		size:      int32(rawSize),
-		poff:      int32(batchOffsetInPayload(e.Payload)),
-		hasPID:    info.producerID >= 0,
-		compacted: true,
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -537,23 +516,13 @@ func compressRecords(codec int16, recs []byte) ([]byte, error) {
 	case 0:
 		return recs, nil
 	case 1:
-		w := gzip.NewWriter(&buf)
-		if _, err := w.Write(recs); err != nil {
-			return nil, err
-		}
-		if err := w.Close(); err != nil {
-			return nil, err
-		}
+		err := writeAll(gzip.NewWriter(&buf), recs)
+		return buf.Bytes(), err
 	case 2:
 		return s2.EncodeSnappy(nil, recs), nil
 	case 3:
-		w := lz4.NewWriter(&buf)
-		if _, err := w.Write(recs); err != nil {
-			return nil, err
-		}
-		if err := w.Close(); err != nil {
-			return nil, err
-		}
+		err := writeAll(lz4.NewWriter(&buf), recs)
+		return buf.Bytes(), err
 	case 4:
 		enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
 		if err != nil {
@@ -561,10 +530,16 @@ func compressRecords(codec int16, recs []byte) ([]byte, error) {
 		}
 		defer enc.Close()
 		return enc.EncodeAll(recs, nil), nil
-	default:
-		return nil, fmt.Errorf("unknown compression codec %d", codec)
 	}
-	return buf.Bytes(), nil
+	return nil, fmt.Errorf("unknown compression codec %d", codec)
+}
+
+// writeAll writes data to a compressing writer and closes it.
+func writeAll(w io.WriteCloser, data []byte) error {
+	if _, err := w.Write(data); err != nil {
+		return err
+	}
+	return w.Close()
 }
 
 // checkKeys refuses a batch with a record without a key: a compacted topic
