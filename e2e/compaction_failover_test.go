@@ -1,0 +1,1088 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tandem-io/tandem/internal/testutil"
+)
+
+// Log compaction under failover (broker/compact.go, docs/guarantees.md
+// "Compacted topics"): the latest committed record of every key survives
+// retention, leader failovers and restarts, on every node.
+
+const (
+	cfTopic  = "compacted-under-failover"
+	cfFiller = "filler-under-failover"
+	cfKeys   = 200
+	cfCold   = 20 // key-000..key-019: written only at the start, then carried by compaction alone
+	cfHot    = 60 // key-020..key-059: written in every round; the others in one round of four
+	cfKills  = 5  // leader SIGKILLs
+)
+
+var cfPad = strings.Repeat("v", 100)
+
+func cfKey(k int) string { return fmt.Sprintf("key-%03d", k) }
+
+// cfValue is key k's value number seq: "key-007:seq=42:vvv...".
+func cfValue(k, seq int) string { return fmt.Sprintf("%s:seq=%d:%s", cfKey(k), seq, cfPad) }
+
+// parseCf returns the key index and sequence of a record the writer wrote.
+func parseCf(r compactedRecord) (k, seq int, err error) {
+	if !strings.HasPrefix(r.Key, "key-") {
+		return 0, 0, fmt.Errorf("offset %d: key %q was never written", r.Offset, r.Key)
+	}
+	k, err = strconv.Atoi(strings.TrimPrefix(r.Key, "key-"))
+	if err != nil || k < 0 || k >= cfKeys || cfKey(k) != r.Key {
+		return 0, 0, fmt.Errorf("offset %d: key %q was never written", r.Offset, r.Key)
+	}
+	if r.Value == nil {
+		return k, 0, fmt.Errorf("offset %d: key %s has a null value (no tombstone was written)", r.Offset, r.Key)
+	}
+	prefix, rest, ok := strings.Cut(*r.Value, ":seq=")
+	num, pad, ok2 := strings.Cut(rest, ":")
+	seq, err = strconv.Atoi(num)
+	if !ok || !ok2 || err != nil || prefix != r.Key || pad != cfPad {
+		return k, 0, fmt.Errorf("offset %d: key %s has value %.40q, not one the writer wrote for it", r.Offset, r.Key, *r.Value)
+	}
+	return k, seq, nil
+}
+
+// cfKeyState is what the writer knows of one key.
+type cfKeyState struct {
+	attempted int   // highest sequence sent (its outcome may be unknown)
+	acked     int   // highest sequence acknowledged (acks=all)
+	ackedOff  int64 // the offset the producer was given for it
+	ackedN    int   // acknowledged writes of the key
+}
+
+// cfWorkload writes the compacted topic: rounds of one record per chosen
+// key, each with the key's next sequence number, acks=all, idempotent,
+// one round at a time. A producer whose round had any error is replaced
+// by a new one with the same codec, as the Jepsen test does: what failed
+// is of unknown outcome (not acknowledged, maybe committed).
+type cfWorkload struct {
+	gate                sync.Mutex  // held by the writer for each round; a check holds it to pause the writer
+	hold                atomic.Bool // while set, neither the writer nor the filler starts anything new
+	mu                  sync.Mutex
+	keys                [cfKeys]cfKeyState
+	rounds, failed      int
+	attempted, acked    int
+	clients             int
+	coldDone            chan struct{} // closed once every cold key has acknowledged writes
+	coldClosed          bool
+	firstErr, lastError string
+	// ackedAt is every acknowledged write by the offset the producer was
+	// given; collisions are acknowledged writes given an offset already
+	// given to another one.
+	ackedAt    map[int64]cfAck
+	collisions []string
+	began      time.Time // the test's start, for the times in cfAck
+}
+
+// ackedEnd is one past the highest offset given to an acknowledged write.
+func (w *cfWorkload) ackedEnd() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	end := int64(0)
+	for off := range w.ackedAt {
+		end = max(end, off+1)
+	}
+	return end
+}
+
+// cfEndOn asks node id itself for the compacted topic's end offset (its
+// high watermark). Every node answers ListOffsets with its own high
+// watermark, and kadm asks the node its metadata names the leader, which
+// after a failover can be a follower whose high watermark still lags.
+func cfEndOn(t *testing.T, cl *kgo.Client, id int) (int64, error) {
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.ReplicaID = -1
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = cfTopic
+	rp := kmsg.NewListOffsetsRequestTopicPartition()
+	rp.Partition, rp.Timestamp = 0, -1
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := cl.Broker(id).Request(ctxTimeout(t, 10*time.Second), req)
+	if err != nil {
+		return 0, err
+	}
+	lr := resp.(*kmsg.ListOffsetsResponse)
+	if len(lr.Topics) != 1 || len(lr.Topics[0].Partitions) != 1 {
+		return 0, fmt.Errorf("node %d: ListOffsets answered %d topics", id, len(lr.Topics))
+	}
+	sp := lr.Topics[0].Partitions[0]
+	if err := kerr.ErrorForCode(sp.ErrorCode); err != nil {
+		return 0, fmt.Errorf("node %d: %w", id, err)
+	}
+	return sp.Offset, nil
+}
+
+// cfAck is one acknowledged write.
+type cfAck struct {
+	k, seq, round, client int
+	at                    time.Duration // since the test started
+	pid                   int64
+	epoch                 int16
+}
+
+func (a cfAck) String() string {
+	return fmt.Sprintf("%s seq %d (round %d, producer %d, producer id %d epoch %d, acknowledged at %v)",
+		cfKey(a.k), a.seq, a.round, a.client, a.pid, a.epoch, a.at.Round(time.Millisecond))
+}
+
+var cfCodecs = []kgo.CompressionCodec{kgo.ZstdCompression(), kgo.GzipCompression(), kgo.SnappyCompression(),
+	kgo.Lz4Compression(), kgo.NoCompression()}
+
+func (w *cfWorkload) run(ctx context.Context, t *testing.T, stop <-chan struct{}, seeds []string, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 11))
+	newClient := func(codec int) *kgo.Client {
+		w.mu.Lock()
+		gen := w.clients
+		w.clients++
+		w.mu.Unlock()
+		// Three producers retry through a failover; two give up first
+		// (an election takes about the 3 s lease TTL), so that some writes
+		// end with an unknown outcome: not acknowledged, maybe committed.
+		patience := 8 * time.Second
+		if codec >= 3 {
+			patience = 2500 * time.Millisecond
+		}
+		cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ClientID(fmt.Sprintf("compacted-writer-%d", gen)),
+			kgo.ProducerBatchCompression(cfCodecs[codec]),
+			kgo.RecordDeliveryTimeout(patience), kgo.RequestTimeoutOverhead(3*time.Second),
+			kgo.RetryTimeout(patience), kgo.MetadataMinAge(250*time.Millisecond))
+		if err != nil {
+			t.Errorf("kgo.NewClient: %v", err)
+			return nil
+		}
+		return cl
+	}
+	// One idempotent producer per codec, taking the rounds in turn (one
+	// round at a time, so each key's writes stay in sequence order).
+	clients := make([]*kgo.Client, len(cfCodecs))
+	for i := range clients {
+		if clients[i] = newClient(i); clients[i] == nil {
+			return
+		}
+	}
+	defer func() {
+		for _, cl := range clients {
+			cl.Close()
+		}
+	}()
+	type sent struct{ k, seq int }
+	for round := 0; ; round++ {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		default:
+		}
+		if w.hold.Load() {
+			sleepOrDone(ctx, 20*time.Millisecond)
+			continue
+		}
+		w.gate.Lock()
+		what := map[*kgo.Record]sent{}
+		var recs []*kgo.Record
+		w.mu.Lock()
+		for k := range cfKeys {
+			var write bool
+			switch {
+			case k < cfCold:
+				write = !w.coldClosed && (round < 3 || w.keys[k].ackedN == 0)
+			case k < cfHot:
+				write = true
+			default:
+				write = rng.IntN(4) == 0
+			}
+			if !write {
+				continue
+			}
+			w.keys[k].attempted++
+			r := &kgo.Record{Topic: cfTopic, Key: []byte(cfKey(k)), Value: []byte(cfValue(k, w.keys[k].attempted))}
+			what[r] = sent{k, w.keys[k].attempted}
+			recs = append(recs, r)
+		}
+		w.rounds++
+		w.attempted += len(recs)
+		w.mu.Unlock()
+
+		ci := round % len(clients)
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		res := clients[ci].ProduceSync(pctx, recs...)
+		cancel()
+		var errs []error
+		w.mu.Lock()
+		for _, r := range res {
+			s := what[r.Record]
+			if r.Err != nil {
+				errs = append(errs, r.Err)
+				continue
+			}
+			ks := &w.keys[s.k]
+			ks.ackedN++
+			w.acked++
+			a := cfAck{k: s.k, seq: s.seq, round: round, client: ci, at: time.Since(w.began),
+				pid: r.Record.ProducerID, epoch: r.Record.ProducerEpoch}
+			if prev, ok := w.ackedAt[r.Record.Offset]; ok {
+				w.collisions = append(w.collisions, fmt.Sprintf("offset %d was acknowledged for %v and again for %v", r.Record.Offset, prev, a))
+			}
+			w.ackedAt[r.Record.Offset] = a
+			if s.seq > ks.acked {
+				ks.acked, ks.ackedOff = s.seq, r.Record.Offset
+			}
+		}
+		if !w.coldClosed && round >= 2 {
+			all := true
+			for k := range cfCold {
+				all = all && w.keys[k].ackedN > 0
+			}
+			if all {
+				w.coldClosed = true
+				close(w.coldDone)
+			}
+		}
+		if len(errs) > 0 {
+			w.failed++
+			w.lastError = errs[0].Error()
+			if w.firstErr == "" {
+				w.firstErr = w.lastError
+			}
+		}
+		w.mu.Unlock()
+		w.gate.Unlock()
+		if len(errs) > 0 {
+			clients[ci].Close()
+			if clients[ci] = newClient(ci); clients[ci] == nil {
+				return
+			}
+		}
+	}
+}
+
+// cfRead is one record of a key as read from a node.
+type cfRead struct {
+	off int64
+	seq int
+}
+
+// problems checks what one node served of the compacted topic against what
+// the writer knows: records in offset order, only values the writer wrote
+// (sequence <= the highest attempted), per key the sequences strictly
+// increasing with the offset (a lower one after a higher one is an older
+// value brought back; the same one twice a duplicated batch), the last one
+// (what a consumer ends with) at or above the highest acknowledged one and,
+// when it is that one, at the offset the producer was given; every key
+// with an acknowledged write present; and each cold key, whose writes were
+// all in WAL segments that retention deleted, read exactly once.
+func (w *cfWorkload) problems(recs []compactedRecord, coldCompacted bool) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var probs []string
+	by := map[int][]cfRead{}
+	for i, r := range recs {
+		if i > 0 && r.Offset <= recs[i-1].Offset {
+			probs = append(probs, fmt.Sprintf("offset %d read after offset %d", r.Offset, recs[i-1].Offset))
+		}
+		k, seq, err := parseCf(r)
+		if err != nil {
+			probs = append(probs, err.Error())
+			continue
+		}
+		if seq < 1 || seq > w.keys[k].attempted {
+			probs = append(probs, fmt.Sprintf("offset %d: %s=seq %d, but the writer only ever sent seq 1..%d for it",
+				r.Offset, cfKey(k), seq, w.keys[k].attempted))
+		}
+		if a, ok := w.ackedAt[r.Offset]; ok && (a.k != k || a.seq != seq) {
+			probs = append(probs, fmt.Sprintf("offset %d holds %s seq %d, but the producer was told that offset for %v",
+				r.Offset, cfKey(k), seq, a))
+		}
+		by[k] = append(by[k], cfRead{r.Offset, seq})
+	}
+	for k := range cfKeys {
+		ks, reads := w.keys[k], by[k]
+		hist := fmt.Sprintf("(writer: highest acknowledged seq %d at offset %d, %d acknowledged writes, highest attempted seq %d; read: %s)",
+			ks.acked, ks.ackedOff, ks.ackedN, ks.attempted, cfShowReads(reads))
+		if len(reads) == 0 {
+			if ks.acked > 0 {
+				probs = append(probs, fmt.Sprintf("%s is missing: its acknowledged write seq %d at offset %d was lost %s",
+					cfKey(k), ks.acked, ks.ackedOff, hist))
+			}
+			continue
+		}
+		for i := 1; i < len(reads); i++ {
+			switch p, q := reads[i-1], reads[i]; {
+			case q.seq < p.seq:
+				probs = append(probs, fmt.Sprintf("%s: seq %d at offset %d comes after seq %d at offset %d: an older value after a newer one %s",
+					cfKey(k), q.seq, q.off, p.seq, p.off, hist))
+			case q.seq == p.seq:
+				probs = append(probs, fmt.Sprintf("%s: seq %d read twice, at offsets %d and %d %s", cfKey(k), q.seq, p.off, q.off, hist))
+			}
+		}
+		last := reads[len(reads)-1]
+		switch {
+		case last.seq < ks.acked:
+			probs = append(probs, fmt.Sprintf("%s ends with seq %d at offset %d, older than its acknowledged seq %d (offset %d): the latest committed value was lost %s",
+				cfKey(k), last.seq, last.off, ks.acked, ks.ackedOff, hist))
+		case last.seq == ks.acked && last.off != ks.ackedOff:
+			probs = append(probs, fmt.Sprintf("%s's acknowledged seq %d is at offset %d, but the producer was told offset %d %s",
+				cfKey(k), ks.acked, last.off, ks.ackedOff, hist))
+		}
+		if k < cfCold && coldCompacted && len(reads) != 1 {
+			probs = append(probs, fmt.Sprintf("cold %s is read %d times although retention deleted every WAL segment it was written to: its older values were not compacted away %s",
+				cfKey(k), len(reads), hist))
+		}
+	}
+	return probs
+}
+
+func cfShowReads(reads []cfRead) string {
+	if len(reads) == 0 {
+		return "nothing"
+	}
+	var parts []string
+	for i, r := range reads {
+		if len(reads) > 12 && i == 5 {
+			parts = append(parts, fmt.Sprintf("... %d more ...", len(reads)-10))
+		}
+		if len(reads) > 12 && i >= 5 && i < len(reads)-5 {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("seq %d@%d", r.seq, r.off))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// cfCounter sums a per-process counter across the restarts of one node's
+// broker (a restart starts it at 0 again).
+type cfCounter struct{ base, last float64 }
+
+func (c *cfCounter) observe(v float64) {
+	if v < c.last {
+		c.base += c.last
+	}
+	c.last = v
+}
+
+func (c *cfCounter) total() float64 { return c.base + c.last }
+
+var (
+	cfCompactedLine = regexp.MustCompile(`compacted topics before retention.*\bbatches=(\d+).*\brecords_removed=(\d+)`)
+	cfDeletedLine   = regexp.MustCompile(`retention deleted WAL segments`)
+	cfInteresting   = regexp.MustCompile(`(?i)compact|truncat|re-clon|refus|diverg|\[ERROR\]|\[WARN\]|panic`)
+)
+
+// cfLogCompactions counts, from a broker's log (all its runs), the
+// compaction rounds, rewritten batches and removed records.
+func cfLogCompactions(log string) (rounds, batches, removed int) {
+	for _, m := range cfCompactedLine.FindAllStringSubmatch(log, -1) {
+		b, _ := strconv.Atoi(m[1])
+		r, _ := strconv.Atoi(m[2])
+		rounds, batches, removed = rounds+1, batches+b, removed+r
+	}
+	return rounds, batches, removed
+}
+
+// cfLogDigest is the lines of every node's broker and sidecar logs that
+// bear on compaction, truncation and retention (the last ones), with the
+// log files' paths, for a failure report.
+func cfLogDigest(c *cluster, lines int) string {
+	var b strings.Builder
+	for _, n := range c.nodes {
+		for _, p := range []*testutil.Process{n.broker, n.side} {
+			var hits []string
+			for _, l := range strings.Split(p.Log(), "\n") {
+				if (cfInteresting.MatchString(l) && !strings.Contains(l, "retention keeps WAL segments")) || strings.HasPrefix(l, "=== testutil") {
+					hits = append(hits, l)
+				}
+			}
+			if len(hits) > lines {
+				hits = hits[len(hits)-lines:]
+			}
+			fmt.Fprintf(&b, "---- %s (%s): last %d lines about compaction, truncation, retention, errors ----\n%s\n",
+				p.Name(), p.LogPath(), len(hits), strings.Join(hits, "\n"))
+		}
+	}
+	return b.String()
+}
+
+// TestCompactionSurvivesFailovers: a three-node cluster (etcd elections)
+// with 1 MiB WAL segments, log.retention.bytes 2 MiB and a 200ms retention
+// check, so that retention, and with it compaction, runs several times a
+// second. A compacted topic (one partition, replication factor 3,
+// min.insync.replicas=2) gets rounds of acks=all idempotent writes to 200
+// keys, each value the key and a sequence number that grows per key: 20
+// cold keys are written only in the first rounds (from then on only
+// compaction's copies keep their values), 40 hot keys in every round, the
+// rest in one round of four. Five producers, one per codec (zstd, gzip,
+// snappy, lz4, none), take the rounds in turn, so that compaction filters
+// and recompresses all of them; a producer whose round fails is replaced.
+// For every key the writer records the highest sequence acknowledged (and
+// its offset) and the highest attempted. A filler topic
+// (cleanup.policy=delete) takes about 3 MB/s alongside (acks=1), so that
+// segments roll and are deleted all the time.
+//
+// The nemesis SIGKILLs the leader (broker and sidecar) five times, 4-6 s
+// apart or as soon as the cluster has recovered from the last fault, waits
+// for another node to be elected and restarts the killed one. Every second
+// kill first cuts the leader off (both followers' sidecars SIGKILLed) and
+// waits up to 1.2 s for the leader to compact again, so that it is killed
+// holding rewritten batches no one else has, the uncommitted rewrite of
+// compact.go's header; the writes then stop until the check below, so
+// that the new leader does not soon rewrite the same batches again (which
+// would hide a loss on the old leader). Once, a follower's broker alone is
+// SIGKILLed and restarted (it rebuilds its index from the WAL, originals
+// and copies). After every fault, with the cluster back in sync and the
+// compacted writer paused, every node must serve (franz-go in that node's
+// rack, up to the end offset) the latest acknowledged value of every key.
+//
+// Then, with the writers stopped, every node in sync and the WALs no
+// longer moving, every node is read with franz-go and kcat, each in that
+// node's rack, from the beginning to the end offset. For every key the
+// last value read (what a consumer ends with) must be the latest present,
+// its sequence at least the highest acknowledged one (at the offset the
+// producer was given when equal) and at most the highest attempted; no key
+// with an acknowledged write may be missing; a key's sequences must only
+// increase with the offset (a lower one after a higher one is an older
+// value resurrected, the same one twice a duplicated batch); each cold key
+// must be read once; every node, and both clients, must serve exactly the
+// same records. Retention must have deleted, on every node, every WAL
+// segment written before the first fault; the leaders must have compacted
+// (tandem_broker_compacted_batches_total summed over nodes and restarts,
+// and their logs); there must have been an election per kill; tandemctl
+// verify must find the three WALs identical.
+func TestCompactionSurvivesFailovers(t *testing.T) {
+	began := time.Now()
+	since := func() time.Duration { return time.Since(began).Round(time.Millisecond) }
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("random seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 5))
+
+	url := startEtcd(t)
+	c := startCluster(t, clusterOpts{
+		sidecarFlags: etcdSidecarFlags(url),
+		brokerFlags: []string{"--segment-bytes", strconv.Itoa(1 << 20), "--log-retention-bytes", strconv.Itoa(2 << 20),
+			"--log-retention-check-interval", "200ms"},
+	})
+	leader, _ := c.waitLeader(30 * time.Second)
+	metrics := map[int]string{}
+	for _, id := range append(c.otherNodes(leader), leader) {
+		metrics[id] = testutil.FreeAddr(t)
+		c.restartBrokerWith(id, "--metrics-listen", metrics[id], "--rack", rackOf(id))
+	}
+	leader, _ = c.waitLeader(30 * time.Second)
+	testutil.Eventually(t, 30*time.Second, func() error { return c.inSync(leader) })
+	c.waitElectable(url)
+	t.Logf("cluster up, node %d leads (%v)", leader, since())
+
+	// The topics.
+	adm := kadm.NewClient(kclient(t, c.kafkaAddrs()))
+	create := func(name string, configs map[string]*string) {
+		t.Helper()
+		testutil.Eventually(t, 60*time.Second, func() error {
+			resp, err := adm.CreateTopic(ctxTimeout(t, 15*time.Second), 1, 3, configs, name)
+			if err == nil {
+				err = resp.Err
+			}
+			if errors.Is(err, kerr.TopicAlreadyExists) {
+				return nil
+			}
+			return err
+		})
+	}
+	str := func(s string) *string { return &s }
+	create(cfTopic, map[string]*string{"cleanup.policy": str("compact"), "min.insync.replicas": str("2")})
+	create(cfFiller, map[string]*string{"cleanup.policy": str("delete")})
+	rcs, err := adm.DescribeTopicConfigs(ctxTimeout(t, 15*time.Second), cfTopic)
+	if err != nil || len(rcs) != 1 || rcs[0].Err != nil {
+		t.Fatalf("DescribeConfigs %s: %v %+v", cfTopic, err, rcs)
+	}
+	for key, want := range map[string]string{"cleanup.policy": "compact", "min.insync.replicas": "2"} {
+		if v, _, _ := configValue(rcs[0], key); v != want {
+			t.Fatalf("%s has %s=%q, want %q", cfTopic, key, v, want)
+		}
+	}
+	gauge := func(id int, name string) float64 {
+		t.Helper()
+		var v float64
+		testutil.Eventually(t, 20*time.Second, func() (err error) {
+			v, err = brokerGauge(metrics[id], name)
+			return err
+		})
+		return v
+	}
+	firstBefore := map[int]float64{}
+	for _, n := range c.nodes {
+		firstBefore[n.id] = gauge(n.id, "tandem_broker_wal_first_lsn")
+	}
+	startLSN := gauge(leader, "tandem_broker_wal_last_lsn")
+	t.Logf("topics created; WAL first LSNs %v, the leader's last LSN %.0f (%v)", firstBefore, startLSN, since())
+
+	// The workload: the compacted writer, the filler, and a monitor of
+	// leaders and compaction counters.
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	stopWriters := make(chan struct{})
+	w := &cfWorkload{coldDone: make(chan struct{}), ackedAt: map[int64]cfAck{}, began: began}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		w.run(ctx, t, stopWriters, c.kafkaAddrs(), seed)
+	}()
+
+	// The filler: 30 records of 10 kB every 100ms (3 MB/s), acks=1, not
+	// waiting for each other (at most 300 buffered).
+	var fillBytes, fillErrs atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		cl, err := kgo.NewClient(kgo.SeedBrokers(c.kafkaAddrs()...), kgo.ClientID("compaction-filler"),
+			kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(), plain, kgo.MaxBufferedRecords(300),
+			kgo.RecordDeliveryTimeout(8*time.Second), kgo.RetryTimeout(8*time.Second), kgo.MetadataMinAge(250*time.Millisecond))
+		if err != nil {
+			t.Errorf("kgo.NewClient: %v", err)
+			return
+		}
+		defer cl.Close()
+		pad := strings.Repeat("f", 10_000)
+		done := func(r *kgo.Record, err error) {
+			if err != nil {
+				fillErrs.Add(1)
+			} else {
+				fillBytes.Add(int64(len(r.Value)))
+			}
+		}
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for n := 0; ; {
+			select {
+			case <-stopWriters:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if w.hold.Load() {
+				continue
+			}
+			for range 30 {
+				cl.Produce(ctx, &kgo.Record{Topic: cfFiller, Value: fmt.Appendf(nil, "%08d-%s", n, pad)}, done)
+				n++
+			}
+		}
+	}()
+
+	var monMu sync.Mutex
+	batches, removed, deletedSegs := map[int]*cfCounter{}, map[int]*cfCounter{}, map[int]*cfCounter{}
+	for _, n := range c.nodes {
+		batches[n.id], removed[n.id], deletedSegs[n.id] = &cfCounter{}, &cfCounter{}, &cfCounter{}
+	}
+	scrapeAll := func() {
+		for _, n := range c.nodes {
+			m, err := scrape(metrics[n.id])
+			if err != nil {
+				continue // killed or restarting
+			}
+			monMu.Lock()
+			batches[n.id].observe(m["tandem_broker_compacted_batches_total"])
+			removed[n.id].observe(m["tandem_broker_compaction_removed_records_total"])
+			deletedSegs[n.id].observe(m["tandem_broker_retention_deleted_segments_total"])
+			monMu.Unlock()
+		}
+	}
+	var elections atomic.Int64
+	var leaders []string
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_, lastEpoch := c.leaderNow(time.Second)
+		for ctx.Err() == nil {
+			scrapeAll()
+			if id, epoch := c.leaderNow(300 * time.Millisecond); id != 0 && epoch > lastEpoch {
+				elections.Add(1)
+				monMu.Lock()
+				leaders = append(leaders, fmt.Sprintf("node %d epoch %d at %v", id, epoch, since()))
+				monMu.Unlock()
+				lastEpoch = epoch
+			}
+			sleepOrDone(ctx, 150*time.Millisecond)
+		}
+	}()
+
+	// Every cold key acknowledged before the faults begin; from here on,
+	// retention deletes the segments that hold their writes.
+	select {
+	case <-w.coldDone:
+	case <-time.After(30 * time.Second):
+		w.mu.Lock()
+		rounds, failed, last := w.rounds, w.failed, w.lastError
+		w.mu.Unlock()
+		t.Fatalf("the cold keys were not all acknowledged within 30s (%d rounds, %d failed, last error %q)", rounds, failed, last)
+	}
+	var coldEndLSN float64
+	for _, n := range c.nodes {
+		coldEndLSN = max(coldEndLSN, gauge(n.id, "tandem_broker_wal_last_lsn"))
+	}
+	t.Logf("cold keys acknowledged; their writes end at or before LSN %.0f (%v)", coldEndLSN, since())
+
+	// The nemesis.
+	var faults []string
+	waitSettled := func(what string) int {
+		t.Helper()
+		var id int
+		testutil.Eventually(t, 60*time.Second, func() error {
+			if id, _ = c.leaderNow(time.Second); id == 0 {
+				return fmt.Errorf("%s: no leader", what)
+			}
+			return c.inSync(id)
+		})
+		c.waitElectable(url)
+		return id
+	}
+	// After every fault, with the cluster back in sync, the compacted
+	// writer pauses (the filler does not, except after a cut-off kill:
+	// retention and compaction go on) and every node must serve, up to
+	// the end offset, the latest acknowledged value of every key: a loss
+	// that a later compaction would hide shows here.
+	midReads := 0
+	midCheck := func(after string) {
+		t.Helper()
+		w.gate.Lock()
+		defer w.gate.Unlock()
+		// Every node must serve at least up to the last acknowledged
+		// write (the writer is paused; a round of unknown outcome may
+		// have gone further).
+		end := max(endOffsetOf(t, adm, cfTopic), w.ackedEnd())
+		w.mu.Lock()
+		probs := slices.Clone(w.collisions)
+		w.mu.Unlock()
+		for _, n := range c.nodes {
+			first, err := brokerGauge(metrics[n.id], "tandem_broker_wal_first_lsn")
+			if err != nil {
+				t.Fatalf("node %d's metrics: %v", n.id, err)
+			}
+			recs := franzCompactedRead(t, c, n.id, cfTopic, end)
+			ps := w.problems(recs, first > coldEndLSN)
+			for _, p := range ps {
+				probs = append(probs, fmt.Sprintf("node %d (franz-go, %d records read up to offset %d, WAL first LSN %.0f): %s", n.id, len(recs), end-1, first, p))
+			}
+			midReads++
+		}
+		if total := len(probs); total > 0 {
+			t.Logf("broker logs:\n%s", cfLogDigest(c, 60))
+			if total > 40 {
+				probs = append(probs[:40:40], fmt.Sprintf("... and %d more", total-40))
+			}
+			t.Fatalf("after %s, with the compacted writer paused, the compacted topic is wrong (%d problems):\n  %s", after, total, strings.Join(probs, "\n  "))
+		}
+	}
+	lastKill := time.Now().Add(-2 * time.Second)
+	var preFaultLSN float64 // the WALs' end before the first fault
+	for i := 1; i <= cfKills; i++ {
+		if d := time.Until(lastKill.Add(time.Duration(4000+rng.IntN(2000)) * time.Millisecond)); d > 0 {
+			time.Sleep(d) // the pace of the faults, not a wait for a condition
+		}
+		if i == 1 {
+			for _, n := range c.nodes {
+				preFaultLSN = max(preFaultLSN, gauge(n.id, "tandem_broker_wal_last_lsn"))
+			}
+		}
+		old, oldEpoch := c.waitLeader(30 * time.Second)
+		fault := fmt.Sprintf("SIGKILL leader node %d (epoch %d)", old, oldEpoch)
+		if i%2 == 0 {
+			// Cut the leader off: both followers' sidecars die (SIGKILL,
+			// so that nothing the leader sends is left in their sockets),
+			// and what the leader appends now, compaction's copies
+			// included, reaches no one and cannot commit. Kill the leader
+			// once it has compacted again (and, were it not to wait for
+			// the commit, deleted segments), then restart the followers'
+			// sidecars: one of them is elected (they are still in the
+			// published ISR), and the killed leader's copies are
+			// truncated when it rejoins.
+			followers := c.otherNodes(old)
+			mark := len(c.node(old).broker.Log())
+			for _, f := range followers {
+				if err := c.node(f).side.Kill(); err != nil {
+					t.Fatalf("SIGKILL sidecar %d: %v", f, err)
+				}
+			}
+			cut := time.Now()
+			saw := "no compaction"
+			_ = testutil.Poll(1200*time.Millisecond, func() bool {
+				log := c.node(old).broker.Log()[mark:]
+				loc := cfCompactedLine.FindStringIndex(log)
+				if loc == nil {
+					return false
+				}
+				saw = "a compaction"
+				if cfDeletedLine.MatchString(log[loc[1]:]) {
+					saw = "a compaction and then a segment deletion"
+					return true
+				}
+				return false
+			})
+			// The writes stop with the leader (until the check after
+			// this fault): the new leader has no reason to compact soon,
+			// so a node that lost batches with its truncated copies does
+			// not get them back from the new leader's copies before it
+			// is read.
+			w.hold.Store(true)
+			c.node(old).killPair()
+			for _, f := range followers {
+				c.node(f).side.MustRestart()
+			}
+			fault = fmt.Sprintf("SIGKILL followers' sidecars %v; %s after %v, having logged %s since; followers' sidecars restarted",
+				followers, fault, time.Since(cut).Round(time.Millisecond), saw)
+		} else {
+			c.node(old).killPair()
+		}
+		lastKill = time.Now()
+		var next int
+		if err := testutil.Poll(20*time.Second, func() error {
+			if next, _ = c.leaderNow(time.Second); next != 0 && next != old {
+				return nil
+			}
+			return fmt.Errorf("no node other than the killed node %d leads", old)
+		}); err != nil {
+			// Possible only if the followers had left the published ISR
+			// (a very slow machine): the killed node leads again once it
+			// is back.
+			fault += fmt.Sprintf("; no other node elected within 20s (%v)", err)
+		} else {
+			fault += fmt.Sprintf("; node %d elected after %v", next, time.Since(lastKill).Round(time.Millisecond))
+		}
+		c.node(old).startPair()
+		leader = waitSettled("after restarting node " + strconv.Itoa(old))
+		fault += fmt.Sprintf("; node %d restarted, all in sync at %v", old, since())
+		t.Log("nemesis: " + fault)
+		faults = append(faults, fault)
+		midCheck(fault)
+		w.hold.Store(false)
+		if i == 3 {
+			// A follower's broker alone: it replays its WAL (originals
+			// and compacted copies) and rebuilds its index.
+			f := c.otherNodes(leader)[rng.IntN(2)]
+			c.node(f).broker.Kill()
+			c.node(f).broker.MustRestart()
+			testutil.WaitTCPFor(t, c.node(f).kafka, 20*time.Second)
+			leader = waitSettled("after restarting broker " + strconv.Itoa(f))
+			fault = fmt.Sprintf("SIGKILL follower broker %d, restarted; all in sync at %v", f, since())
+			t.Log("nemesis: " + fault)
+			faults = append(faults, fault)
+			midCheck(fault)
+		}
+	}
+	time.Sleep(2 * time.Second) // the writers' last stretch without faults
+	close(stopWriters)
+	writersStopped := since()
+
+	// Settle: a leader, every node in sync and at its last LSN.
+	leader = waitSettled("after the run")
+	c.caughtUp(60*time.Second, leader, 1, 2, 3)
+	admEnd := endOffsetOf(t, adm, cfTopic)
+	// The end offset: every node's own high watermark, once they agree.
+	probe := kclient(t, c.kafkaAddrs())
+	var end int64
+	var ends []string
+	if err := testutil.Poll(30*time.Second, func() error {
+		ends, end = nil, -1
+		agree := true
+		for _, n := range c.nodes {
+			e, err := cfEndOn(t, probe, n.id)
+			if err != nil {
+				return err
+			}
+			ends = append(ends, fmt.Sprintf("node %d: %d", n.id, e))
+			agree = agree && (end < 0 || e == end)
+			end = max(end, e)
+		}
+		if !agree {
+			return fmt.Errorf("the nodes give different end offsets: %s", strings.Join(ends, ", "))
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("%s's end offset: %v", cfTopic, err)
+	}
+	t.Logf("writers stopped at %v; node %d leads; %s ends at offset %d on every node (%v)", writersStopped, leader, cfTopic, end, since())
+	if admEnd != end {
+		t.Logf("note: kadm's ListEndOffsets, asked as soon as every node had the leader's last LSN, answered %d (the writer's last acknowledged offset is %d)",
+			admEnd, w.ackedEnd()-1)
+	}
+
+	// Retention deleted, on every node, every segment written before the
+	// first fault (the cold keys' writes among them): what was written
+	// then is only in compaction's copies, made and replicated around the
+	// failovers.
+	firstAfter := map[int]float64{}
+	if err := testutil.Poll(30*time.Second, func() error {
+		for _, n := range c.nodes {
+			first, err := brokerGauge(metrics[n.id], "tandem_broker_wal_first_lsn")
+			if err != nil {
+				return err
+			}
+			firstAfter[n.id] = first
+			if first <= preFaultLSN {
+				return fmt.Errorf("node %d's WAL still starts at LSN %.0f, at or before LSN %.0f where the WALs ended before the first fault (the cold keys' writes ended at LSN %.0f)",
+					n.id, first, preFaultLSN, coldEndLSN)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("retention did not delete the segments of the first writes on every node: %v", err)
+	}
+
+	// Every node serves the latest committed value of every key.
+	w.mu.Lock()
+	acked, attempted, rounds, failedRounds, clients := w.acked, w.attempted, w.rounds, w.failed, w.clients
+	firstErr := w.firstErr
+	withAck := 0
+	for _, ks := range w.keys {
+		if ks.acked > 0 {
+			withAck++
+		}
+	}
+	w.mu.Unlock()
+	// Retention (and so compaction) goes on after the writers stop, until
+	// the WAL is back under log.retention.bytes; what a node serves
+	// changes with every round. The per-key checks hold at any time; the
+	// comparison of the nodes' records needs a WAL that does not move
+	// while they are read.
+	lastLSNs := func() (string, error) {
+		var out []string
+		for _, n := range c.nodes {
+			v, err := brokerGauge(metrics[n.id], "tandem_broker_wal_last_lsn")
+			if err != nil {
+				return "", err
+			}
+			out = append(out, fmt.Sprintf("node %d at LSN %.0f", n.id, v))
+		}
+		return strings.Join(out, ", "), nil
+	}
+	waitQuiet := func() string {
+		t.Helper()
+		var seen string
+		var quietSince time.Time
+		if err := testutil.Poll(30*time.Second, func() error {
+			now, err := lastLSNs()
+			switch {
+			case err != nil:
+				return err
+			case now != seen:
+				seen, quietSince = now, time.Now()
+				return fmt.Errorf("WAL moved: %s", now)
+			case time.Since(quietSince) < 1500*time.Millisecond:
+				return fmt.Errorf("WAL quiet for only %v: %s", time.Since(quietSince), now)
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("the WALs did not stop moving within 30s of the writers stopping: %v", err)
+		}
+		return seen
+	}
+	var views map[int][]compactedRecord
+	var allProbs []string
+	var readWhen string
+	for attempt := 1; ; attempt++ {
+		before := waitQuiet()
+		views, allProbs = map[int][]compactedRecord{}, nil
+		keyProbs := 0 // problems that do not depend on when the nodes were read
+		for _, n := range c.nodes {
+			franz := franzCompactedRead(t, c, n.id, cfTopic, end)
+			kc := kcatCompactedRead(t, c, n.id, cfTopic, "beginning")
+			views[n.id] = franz
+			for _, v := range []struct {
+				client string
+				recs   []compactedRecord
+			}{{"franz-go", franz}, {"kcat", kc}} {
+				probs := w.problems(v.recs, true)
+				for _, p := range probs {
+					allProbs = append(allProbs, fmt.Sprintf("node %d (%s, %d records read): %s", n.id, v.client, len(v.recs), p))
+					keyProbs++
+				}
+			}
+			if fmt.Sprint(franz) != fmt.Sprint(kc) {
+				allProbs = append(allProbs, fmt.Sprintf("node %d: franz-go read %d records, kcat %d, not the same ones%s",
+					n.id, len(franz), len(kc), cfFirstDiff(franz, kc)+cfOffsetDiff("franz-go", franz, "kcat", kc)))
+			}
+		}
+		after, err := lastLSNs()
+		readWhen = fmt.Sprintf("read with the WALs at %s before and %s after (%v)", before, after, err)
+		if keyProbs > 0 || (err == nil && after == before) {
+			t.Logf("read every node (%s) (%v)", readWhen, since())
+			break
+		}
+		if attempt == 3 {
+			t.Fatalf("the WALs moved while the nodes were read, three times (before: %s; after: %s, %v)", before, after, err)
+		}
+		t.Logf("the WALs moved while the nodes were read (before: %s; after: %s, %v); reading again", before, after, err)
+	}
+	// Every acknowledged write was given an offset of its own, below the
+	// end offset (nothing else writes the topic).
+	w.mu.Lock()
+	for _, col := range w.collisions {
+		allProbs = append(allProbs, "two acknowledged writes, one offset: "+col)
+	}
+	var beyond []string
+	for off, a := range w.ackedAt {
+		if off >= end {
+			beyond = append(beyond, fmt.Sprintf("offset %d (%v)", off, a))
+		}
+	}
+	if len(beyond) > 0 {
+		sort.Strings(beyond)
+		allProbs = append(allProbs, fmt.Sprintf("%d acknowledged writes were given offsets at or past the end offset %d: %s",
+			len(beyond), end, strings.Join(beyond[:min(len(beyond), 10)], "; ")))
+	}
+	if n := int64(len(w.ackedAt)); n > end {
+		allProbs = append(allProbs, fmt.Sprintf("%d acknowledged writes (%d distinct offsets) but the topic ends at offset %d", w.acked, n, end))
+	}
+	w.mu.Unlock()
+	for _, n := range c.nodes[1:] {
+		if fmt.Sprint(views[n.id]) != fmt.Sprint(views[1]) {
+			allProbs = append(allProbs, fmt.Sprintf("node %d serves %d records, node 1 serves %d, not the same ones%s",
+				n.id, len(views[n.id]), len(views[1]), cfFirstDiff(views[1], views[n.id])+
+					cfOffsetDiff("node 1", views[1], fmt.Sprintf("node %d", n.id), views[n.id])))
+		}
+	}
+	if len(allProbs) > 0 {
+		t.Logf("broker logs:\n%s", cfLogDigest(c, 60))
+		shown := allProbs
+		if len(shown) > 40 {
+			shown = append(shown[:40:40], fmt.Sprintf("... and %d more", len(allProbs)-40))
+		}
+		t.Fatalf("after %d acknowledged writes to %d keys and %d faults (%s), the compacted topic is wrong (%d problems; %s):\n  %s",
+			acked, withAck, len(faults), strings.Join(faults, " | "), len(allProbs), readWhen, strings.Join(shown, "\n  "))
+	}
+	t.Logf("every node serves the latest committed value of all %d keys with acknowledged writes (%d records at offsets 0..%d) (%v)",
+		withAck, len(views[leader]), end-1, since())
+
+	// The replicas are identical.
+	verifyAfterRetention(t, c, leader, "after the run")
+
+	// The leaders compacted, and retention deleted segments, all along.
+	scrapeAll()
+	cancel()
+	wg.Wait()
+	var sumBatches, sumRemoved, sumDeleted float64
+	var logRounds, logBatches, logRemoved int
+	for _, n := range c.nodes {
+		sumBatches += batches[n.id].total()
+		sumRemoved += removed[n.id].total()
+		sumDeleted += deletedSegs[n.id].total()
+		r, b, rm := cfLogCompactions(n.broker.Log())
+		logRounds, logBatches, logRemoved = logRounds+r, logBatches+b, logRemoved+rm
+	}
+	if sumBatches == 0 || logBatches == 0 || logRemoved == 0 {
+		t.Errorf("the leaders did not compact: tandem_broker_compacted_batches_total summed over nodes and runs %.0f, logged %d batches and %d removed records; want > 0",
+			sumBatches, logBatches, logRemoved)
+	}
+	if got := int(elections.Load()); got < cfKills {
+		t.Errorf("%d leader elections seen, want at least %d (one per kill)", got, cfKills)
+	}
+	for _, n := range c.nodes {
+		for _, p := range []*testutil.Process{n.broker, n.side} {
+			if log := p.Log(); strings.Contains(log, "panic:") || strings.Contains(log, "WARNING: DATA RACE") {
+				t.Errorf("%s's log shows a panic or race:\n%s", p.Name(), tail(log, 40))
+			}
+		}
+	}
+	moved := map[int]string{}
+	for _, n := range c.nodes {
+		moved[n.id] = fmt.Sprintf("%.0f->%.0f", firstBefore[n.id], firstAfter[n.id])
+	}
+	monMu.Lock()
+	t.Logf("leaders: %s", strings.Join(leaders, ", "))
+	monMu.Unlock()
+	t.Logf("figures: run %v (writers %v); %d reads of a node during the run (after each fault, every node); compacted topic: %d rounds, %d writes attempted, %d acknowledged, %d rounds failed (first error %q), %d producer clients, end offset %d; filler %.1f MB (%d records failed); %d faults, %d leader kills, %d elections; compaction: %d rounds logged, %d batches rewritten (metrics %.0f), %d records removed (metrics %.0f); %.0f WAL segments deleted by retention; WAL first LSN per node %v (writers started at LSN %.0f, cold writes ended at LSN %.0f, the first fault came at LSN %.0f)",
+		since(), writersStopped, midReads, rounds, attempted, acked, failedRounds, firstErr, clients, end,
+		float64(fillBytes.Load())/1e6, fillErrs.Load(), len(faults), cfKills, elections.Load(),
+		logRounds, logBatches, sumBatches, logRemoved, sumRemoved, sumDeleted, moved, startLSN, coldEndLSN, preFaultLSN)
+}
+
+// cfOffsetDiff describes which offsets one read of the topic has and the
+// other lacks (as ranges, with the keys and sequences at the first ones).
+func cfOffsetDiff(aName string, a []compactedRecord, bName string, b []compactedRecord) string {
+	only := func(x, y []compactedRecord) []compactedRecord {
+		in := map[int64]bool{}
+		for _, r := range y {
+			in[r.Offset] = true
+		}
+		var out []compactedRecord
+		for _, r := range x {
+			if !in[r.Offset] {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	show := func(rs []compactedRecord) string {
+		if len(rs) == 0 {
+			return "none"
+		}
+		var ranges []string
+		for i := 0; i < len(rs); {
+			j := i
+			for j+1 < len(rs) && rs[j+1].Offset == rs[j].Offset+1 {
+				j++
+			}
+			ranges = append(ranges, fmt.Sprintf("%d-%d", rs[i].Offset, rs[j].Offset))
+			i = j + 1
+		}
+		if len(ranges) > 30 {
+			ranges = append(ranges[:30:30], fmt.Sprintf("... (%d ranges)", len(ranges)))
+		}
+		var first []string
+		for _, r := range rs[:min(len(rs), 5)] {
+			_, seq, _ := parseCf(r)
+			first = append(first, fmt.Sprintf("%s seq %d@%d", r.Key, seq, r.Offset))
+		}
+		return fmt.Sprintf("%d records at offsets %s (first: %s)", len(rs), strings.Join(ranges, " "), strings.Join(first, ", "))
+	}
+	return fmt.Sprintf("; only %s has %s; only %s has %s", aName, show(only(a, b)), bName, show(only(b, a)))
+}
+
+// cfFirstDiff describes where two reads of the topic first differ.
+func cfFirstDiff(a, b []compactedRecord) string {
+	for i := range min(len(a), len(b)) {
+		if a[i].String() != b[i].String() {
+			return fmt.Sprintf(": first difference at index %d: %.60s vs %.60s", i, a[i], b[i])
+		}
+	}
+	if len(a) != len(b) {
+		longer := a
+		if len(b) > len(a) {
+			longer = b
+		}
+		n := min(len(a), len(b))
+		var extra []string
+		for _, r := range longer[n:min(len(longer), n+5)] {
+			extra = append(extra, fmt.Sprintf("%.60s", r))
+		}
+		return fmt.Sprintf(": the longer one goes on with %s", strings.Join(extra, "; "))
+	}
+	return ""
+}
