@@ -263,11 +263,7 @@ func (b *Broker) compactPartition(p *partition, upTo uint64, now time.Time, st *
 		if r.last >= lso {
 			break // refs ascend by offset; nothing stable follows
 		}
-		raw, err := b.wal.ReadRange(r.pos, int(r.poff), int(r.size), nil)
-		if err != nil {
-			return 0, 0, err
-		}
-		info, err := parseBatch(raw)
+		raw, info, err := b.readBatch(r)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -298,11 +294,7 @@ func (b *Broker) compactPartition(p *partition, upTo uint64, now time.Time, st *
 		if r.last >= lso {
 			continue // holds its segment until its transaction is decided
 		}
-		raw, err := b.wal.ReadRange(r.pos, int(r.poff), int(r.size), nil)
-		if err != nil {
-			return 0, 0, err
-		}
-		info, err := parseBatch(raw)
+		raw, info, err := b.readBatch(r)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -367,6 +359,16 @@ func (b *Broker) compactPartition(p *partition, upTo uint64, now time.Time, st *
 		st.bytesOut += int64(len(w.raw))
 	}
 	return n, lastLSN, nil
+}
+
+// readBatch reads an indexed batch from the WAL and parses its header.
+func (b *Broker) readBatch(r batchRef) ([]byte, batchInfo, error) {
+	raw, err := b.wal.ReadRange(r.pos, int(r.poff), int(r.size), nil)
+	if err != nil {
+		return nil, batchInfo{}, err
+	}
+	info, err := parseBatch(raw)
+	return raw, info, err
 }
 
 // defaultDeleteRetentionMs is Kafka's delete.retention.ms default: how

@@ -478,21 +478,7 @@ func TestCompactionSurvivesFailovers(t *testing.T) {
 	t.Logf("random seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 5))
 
-	url := startEtcd(t)
-	c := startCluster(t, clusterOpts{
-		sidecarFlags: etcdSidecarFlags(url),
-		brokerFlags: []string{"--segment-bytes", strconv.Itoa(1 << 20), "--log-retention-bytes", strconv.Itoa(2 << 20),
-			"--log-retention-check-interval", "200ms"},
-	})
-	leader, _ := c.waitLeader(30 * time.Second)
-	metrics := map[int]string{}
-	for _, id := range append(c.otherNodes(leader), leader) {
-		metrics[id] = testutil.FreeAddr(t)
-		c.restartBrokerWith(id, "--metrics-listen", metrics[id], "--rack", rackOf(id))
-	}
-	leader, _ = c.waitLeader(30 * time.Second)
-	testutil.Eventually(t, 30*time.Second, func() error { return c.inSync(leader) })
-	c.waitElectable(url)
+	c, url, leader, metrics := startCompactionCluster(t, "200ms")
 	t.Logf("cluster up, node %d leads (%v)", leader, since())
 
 	// The topics.

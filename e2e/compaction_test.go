@@ -348,24 +348,7 @@ func TestCompactionKeepsLatestValuePerKey(t *testing.T) {
 		nkeys  = 50
 	)
 	began := time.Now()
-	url := startEtcd(t)
-	c := startCluster(t, clusterOpts{
-		sidecarFlags: etcdSidecarFlags(url),
-		brokerFlags: []string{"--segment-bytes", strconv.Itoa(1 << 20), "--log-retention-bytes", strconv.Itoa(2 << 20),
-			"--log-retention-check-interval", "250ms"},
-	})
-	leader, _ := c.waitLeader(30 * time.Second)
-	// Each broker gets a metrics address (to read its WAL's first LSN) and
-	// a rack of its own (so that a consumer in that rack reads from it).
-	metrics := map[int]string{}
-	order := append(c.otherNodes(leader), leader)
-	for _, id := range order {
-		metrics[id] = testutil.FreeAddr(t)
-		c.restartBrokerWith(id, "--metrics-listen", metrics[id], "--rack", rackOf(id))
-	}
-	leader, _ = c.waitLeader(30 * time.Second)
-	testutil.Eventually(t, 30*time.Second, func() error { return c.inSync(leader) })
-	c.waitElectable(url)
+	c, _, leader, metrics := startCompactionCluster(t, "250ms")
 	t.Logf("cluster up, node %d leads (%v)", leader, time.Since(began).Round(time.Millisecond))
 
 	// 1. The compacted topic, created as Kafka Connect does it.
@@ -679,6 +662,32 @@ func TestCompactionKeepsLatestValuePerKey(t *testing.T) {
 		}
 	}
 	t.Logf("done in %v", time.Since(began).Round(time.Millisecond))
+}
+
+// startCompactionCluster starts three nodes with etcd elections, 1 MiB WAL
+// segments, log.retention.bytes 2 MiB and retention checked every
+// checkEvery, so that a few MB of writes make retention (and compaction)
+// run. Each broker gets a metrics address (to read its WAL's first LSN) and
+// a rack of its own (so that a consumer in that rack reads from it). It
+// returns once a leader is elected, every node is in sync and electable.
+func startCompactionCluster(t *testing.T, checkEvery string) (c *cluster, etcdURL string, leader int, metrics map[int]string) {
+	t.Helper()
+	etcdURL = startEtcd(t)
+	c = startCluster(t, clusterOpts{
+		sidecarFlags: etcdSidecarFlags(etcdURL),
+		brokerFlags: []string{"--segment-bytes", strconv.Itoa(1 << 20), "--log-retention-bytes", strconv.Itoa(2 << 20),
+			"--log-retention-check-interval", checkEvery},
+	})
+	leader, _ = c.waitLeader(30 * time.Second)
+	metrics = map[int]string{}
+	for _, id := range append(c.otherNodes(leader), leader) {
+		metrics[id] = testutil.FreeAddr(t)
+		c.restartBrokerWith(id, "--metrics-listen", metrics[id], "--rack", rackOf(id))
+	}
+	leader, _ = c.waitLeader(30 * time.Second)
+	testutil.Eventually(t, 30*time.Second, func() error { return c.inSync(leader) })
+	c.waitElectable(etcdURL)
+	return c, etcdURL, leader, metrics
 }
 
 // verifyAfterRetention checks with tandemctl verify that the three
