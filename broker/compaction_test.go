@@ -569,3 +569,44 @@ func TestStreamsAndConnectInternalTopicConfigs(t *testing.T) {
 		}
 	}
 }
+
+// With cleanup.policy=compact,delete (Kafka Streams' windowed changelogs),
+// the topic's retention.ms removes records older than it even when they
+// are the latest of their key, and compaction removes the older records of
+// the keys written since; with compact alone, retention.ms is ignored.
+func TestCompactDeletePolicy(t *testing.T) {
+	b, addr := startBrokerWith(t, t.TempDir(), func(c *Config) { c.SegmentBytes = 1 << 20 })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := newClient(t, addr)
+	adm := kadm.NewClient(cl)
+	compactTopic(t, adm, "windows", map[string]string{"cleanup.policy": "compact,delete", "retention.ms": "3600000"})
+	compactTopic(t, adm, "table", map[string]string{"retention.ms": "3600000"})
+	createTopic(t, cl, "busy", 1)
+
+	old := time.Now().Add(-2 * time.Hour)
+	write := func(topic string, ts time.Time, kv ...string) {
+		t.Helper()
+		p := newClient(t, addr, kgo.DefaultProduceTopic(topic))
+		var recs []*kgo.Record
+		for i := 0; i < len(kv); i += 2 {
+			recs = append(recs, &kgo.Record{Key: []byte(kv[i]), Value: []byte(kv[i+1]), Timestamp: ts})
+		}
+		if err := p.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, topic := range []string{"windows", "table"} {
+		write(topic, old, "a", "a-old", "b", "b-old") // offsets 0, 1: two hours old
+		write(topic, time.Now(), "b", "b-new")        // offset 2
+		write(topic, time.Now(), "c", "c-new")        // offset 3
+	}
+	b.trimTopics(time.Now())
+	fillAndRetain(ctx, t, b, addr, "the topics' batches")
+	if got, want := readTopic(t, addr, "windows", false), []stored{{2, "b", "b-new"}, {3, "c", "c-new"}}; !slices.Equal(got, want) {
+		t.Fatalf("compact,delete topic holds %v; want %v (a-old past retention.ms, b-old replaced)", got, want)
+	}
+	if got, want := readTopic(t, addr, "table", false), []stored{{0, "a", "a-old"}, {2, "b", "b-new"}, {3, "c", "c-new"}}; !slices.Equal(got, want) {
+		t.Fatalf("compact topic with retention.ms holds %v; want %v (retention.ms ignored, b-old replaced)", got, want)
+	}
+}
