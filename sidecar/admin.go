@@ -56,10 +56,7 @@ func (s *Sidecar) Status() *adminv1.StatusResponse {
 		out.LeaderId = cfg.NodeID
 		now := time.Now()
 		l.mu.Lock()
-		out.Epoch, out.FirstLsn, out.LastLsn, out.DurableLsn, out.CommitLsn = l.epoch, l.first, l.durable, l.durable, l.commit
-		if bc != nil {
-			out.FirstLsn = max(out.FirstLsn, bc.firstLSN())
-		}
+		out.Epoch, out.FirstLsn, out.LastLsn, out.DurableLsn, out.CommitLsn = l.epoch, l.firstLocked(), l.durable, l.durable, l.commit
 		out.Isr = slices.Clone(l.isr)
 		out.WalLastEpoch = l.history.lastEpoch()
 		durable := l.durable

@@ -439,7 +439,7 @@ func (l *leader) handshakeAgreed(h *replicationv1.FollowerHello, stop context.Ca
 		// this leader's oldest entry, so that it also gets the state
 		// snapshot entries that follow it (a replica started after LSN 1
 		// learns topics and offsets from them).
-		next := max(l.first, 1)
+		next := max(l.firstLocked(), 1)
 		start = next
 		reply.ResetTo = &next
 		t := x // where it diverged: the follower checks what it loses
@@ -452,12 +452,12 @@ func (l *leader) handshakeAgreed(h *replicationv1.FollowerHello, stop context.Ca
 		l.log.Warn("follower diverged from the leader; it will truncate", "node_id", id,
 			"follower_lsn", fEnd, "truncate_to", x, "dropped_entries", fEnd-x)
 	}
-	if start < l.first {
-		next := l.first
+	if first := l.firstLocked(); start < first {
+		next := first
 		reply.ResetTo = &next
 		start = next
 		l.log.Warn("follower needs entries the leader's WAL no longer holds; it will re-clone",
-			"node_id", id, "follower_lsn", fEnd, "leader_first_lsn", l.first)
+			"node_id", id, "follower_lsn", fEnd, "leader_first_lsn", first)
 	}
 	reply.StartLsn = start
 	if b := h.GetBroker(); b != nil && b.GetHost() != "" {
@@ -525,7 +525,7 @@ func (l *leader) lastEntryCheck(ctx context.Context, h *replicationv1.FollowerHe
 	l.mu.Lock()
 	hist, bc := l.history.clone(), l.bc
 	x := divergencePoint(l.history, l.durable, fHist, fEnd)
-	first := l.first
+	first := l.firstLocked()
 	l.mu.Unlock()
 	if x != fEnd || fEnd < first || bc == nil {
 		return math.MaxUint64 // truncated below fEnd anyway, or nothing here to compare with
@@ -566,7 +566,7 @@ func (l *leader) commitEntryCheck(ctx context.Context, h *replicationv1.Follower
 	}
 	l.mu.Lock()
 	x := min(divergencePoint(l.history, l.durable, epochHistory(h.GetEpochHistory()), h.GetPosition().GetLsn()), agreed)
-	first, durable, bc := l.first, l.durable, l.bc
+	first, durable, bc := l.firstLocked(), l.durable, l.bc
 	l.mu.Unlock()
 	if x >= c || c < first || c > durable || bc == nil {
 		return false // no truncation below it, or this leader does not hold it
@@ -979,4 +979,15 @@ func validateFollowerHello(h *replicationv1.FollowerHello, clusterID string, lea
 			h.GetPosition().GetEpoch(), e, last)
 	}
 	return nil
+}
+
+// firstLocked is the oldest LSN in this leader broker's WAL, as far as the
+// sidecar knows: from the broker's hello, raised by each retention
+// deletion it reports (StorageState) and by a replay that found entries
+// gone. Caller holds l.mu.
+func (l *leader) firstLocked() uint64 {
+	if l.bc != nil {
+		return max(l.first, l.bc.firstLSN())
+	}
+	return l.first
 }

@@ -328,6 +328,18 @@ func TestHandshakeRefusals(t *testing.T) {
 	if reply.ResetTo == nil || reply.GetResetTo() != 5 || reply.GetStartLsn() != 5 {
 		t.Errorf("reply = %v, want reset to 5", reply)
 	}
+	// Retention deleted more since the broker's hello, and the broker
+	// said so (StorageState): the follower re-clones from there at once.
+	l.replicas[3].connected = false
+	l.bc = &brokerConn{hello: &linkv1.BrokerHello{FirstLsn: 5}}
+	l.bc.storage.Store(&linkv1.StorageState{FirstLsn: 40})
+	_, reply, err = l.handshake(hello(3), noop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reply.ResetTo == nil || reply.GetResetTo() != 40 || reply.GetStartLsn() != 40 {
+		t.Errorf("after the broker reported its WAL starting at 40: reply = %v, want reset to 40", reply)
+	}
 }
 
 func TestParsePeersAndValidate(t *testing.T) {
