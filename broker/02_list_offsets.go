@@ -10,6 +10,12 @@ package broker
 // that: exact for uncompressed batches, the batch's base offset for
 // compressed ones (the broker does not decompress); -1 when no committed
 // record is that recent. v0 answers with the old-style offset list.
+//
+// Only the leader answers a consumer (NOT_LEADER_OR_FOLLOWER elsewhere, as
+// Kafka does): a follower's watermarks may trail the leader's, by much
+// after a restart, and a client whose metadata still names a former
+// leader would otherwise take them for the partition's. Replica id -2,
+// Kafka's debugging id, may ask any node for its own offsets.
 
 import (
 	"github.com/twmb/franz-go/pkg/kbin"
@@ -23,6 +29,7 @@ func handleListOffsets(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Resp
 	r := req.(*kmsg.ListOffsetsRequest)
 	resp := r.ResponseKind().(*kmsg.ListOffsetsResponse)
 	view := b.clusterView()
+	answers := takesWrites(view) || r.ReplicaID == -2
 	for _, rt := range r.Topics {
 		st := kmsg.NewListOffsetsResponseTopic()
 		st.Topic = rt.Topic
@@ -41,6 +48,11 @@ func handleListOffsets(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Resp
 			p := b.partition(rt.Topic, rp.Partition)
 			if p == nil {
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			if !answers {
+				sp.ErrorCode = kerr.NotLeaderForPartition.Code
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}

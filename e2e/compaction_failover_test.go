@@ -108,12 +108,11 @@ func (w *cfWorkload) ackedEnd() int64 {
 }
 
 // cfEndOn asks node id itself for the compacted topic's end offset (its
-// high watermark). Every node answers ListOffsets with its own high
-// watermark, and kadm asks the node its metadata names the leader, which
-// after a failover can be a follower whose high watermark still lags.
+// own high watermark), as Kafka's debugging replica id (-2) may: a
+// consumer's ListOffsets is answered by the leader only.
 func cfEndOn(t *testing.T, cl *kgo.Client, id int) (int64, error) {
 	req := kmsg.NewPtrListOffsetsRequest()
-	req.ReplicaID = -1
+	req.ReplicaID = -2
 	rt := kmsg.NewListOffsetsRequestTopic()
 	rt.Topic = cfTopic
 	rp := kmsg.NewListOffsetsRequestTopicPartition()
