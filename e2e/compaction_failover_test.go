@@ -533,9 +533,11 @@ func TestCompactionSurvivesFailovers(t *testing.T) {
 	}()
 	stopWriters := make(chan struct{})
 	w := &cfWorkload{coldDone: make(chan struct{}), ackedAt: map[int64]cfAck{}, began: began}
+	writerDone := make(chan struct{})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		defer close(writerDone)
 		w.run(ctx, t, stopWriters, c.kafkaAddrs(), seed)
 	}()
 
@@ -783,6 +785,9 @@ func TestCompactionSurvivesFailovers(t *testing.T) {
 	}
 	time.Sleep(2 * time.Second) // the writers' last stretch without faults
 	close(stopWriters)
+	// The round in flight finishes (its writes acknowledged or failed)
+	// before the end offset is read.
+	<-writerDone
 	writersStopped := since()
 
 	// Settle: a leader, every node in sync and at its last LSN.
