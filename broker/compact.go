@@ -72,7 +72,7 @@ func cleanupPolicy(v string) (compact, del bool) {
 	if v == "" {
 		return false, true
 	}
-	for _, s := range strings.Split(v, ",") {
+	for s := range strings.SplitSeq(v, ",") {
 		switch strings.TrimSpace(s) {
 		case "compact":
 			compact = true
@@ -86,7 +86,7 @@ func cleanupPolicy(v string) (compact, del bool) {
 // validCleanupPolicy reports whether v is a cleanup.policy Tandem takes.
 func validCleanupPolicy(v string) bool {
 	n := 0
-	for _, s := range strings.Split(v, ",") {
+	for s := range strings.SplitSeq(v, ",") {
 		switch strings.TrimSpace(s) {
 		case "compact", "delete":
 			n++
