@@ -65,6 +65,15 @@ import (
 // reading from the start sees every record. The live records of compacted
 // topics do not count against log.retention.bytes, and each retention
 // round that deletes segments copies them forward once.
+//
+// The same machinery keeps the records of a topic whose own retention.ms
+// is longer than the node's log.retention.ms, or -1 (forever): Kafka keeps
+// such a topic's segments for as long as the topic says, and Kafka Streams
+// creates its repartition topics with retention.ms=-1. Its batches below
+// the segments retention deletes are copied forward unchanged (the same
+// TypeCompactedBatch entry, every record kept), and its live bytes do not
+// count against log.retention.bytes either. The topic's own retention.ms
+// and retention.bytes still apply (trimTopics), as does DeleteRecords.
 
 // cleanupPolicy parses a cleanup.policy value ("delete", "compact",
 // "compact,delete").
@@ -112,25 +121,57 @@ func (b *Broker) topicCompacts(name string) bool {
 	return t != nil && t.compacts()
 }
 
-// compactedPartitions lists the partitions of compacted topics.
-func (b *Broker) compactedPartitions() []*partition {
+// keptPartition is a partition whose batches must outlive the WAL
+// segments they were written to: a compacted topic's (filtered when they
+// are copied forward) or a long-retention topic's (copied whole).
+type keptPartition struct {
+	p       *partition
+	compact bool
+}
+
+// keptPartitions lists the partitions of compacted topics and of topics
+// that keep their records longer than this node's retention.
+func (b *Broker) keptPartitions() []keptPartition {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	var out []*partition
+	var out []keptPartition
 	for _, t := range b.topics {
-		if t.compacts() {
-			out = append(out, t.partitions...)
+		c := t.compacts()
+		if !c && !b.outlivesRetention(t) {
+			continue
+		}
+		for _, p := range t.partitions {
+			out = append(out, keptPartition{p: p, compact: c})
 		}
 	}
 	return out
 }
 
-// compactionHold returns the lowest LSN that a compacted partition's index
+// outlivesRetention reports whether a topic that is not compacted keeps
+// its records longer than this node's log.retention.ms: its retention.ms
+// is set, and is -1 (forever) or longer. A node without time retention
+// (log.retention.ms -1) keeps every topic's records until
+// log.retention.bytes needs the space, and so every topic's. Caller holds
+// b.mu.
+func (b *Broker) outlivesRetention(t *topic) bool {
+	v, ok := t.configs["retention.ms"]
+	if !ok || b.cfg.RetentionMs < 0 {
+		return false
+	}
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return false
+	}
+	return ms < 0 || ms > b.cfg.RetentionMs
+}
+
+// compactionHold returns the lowest LSN that a kept partition's index
 // points into (retention must keep it), and the bytes those partitions'
 // batches hold (which do not count against log.retention.bytes). The LSN
-// is 0 when no compacted partition holds any batch.
+// is 0 when no kept partition holds any batch.
 func (b *Broker) compactionHold() (lowest uint64, live int64) {
-	for _, p := range b.compactedPartitions() {
+	for _, k := range b.keptPartitions() {
+		p := k.p
 		p.mu.RLock()
 		for _, r := range p.batches {
 			if lowest == 0 || r.pos.LSN < lowest {
@@ -193,29 +234,32 @@ func (b *Broker) applyCompactedLocked(e wal.Entry, pos wal.Pos, size int) error 
 
 // compactionStats is what one compaction round did.
 type compactionStats struct {
-	partitions int
-	batches    int   // rewritten batches (including removed ones)
+	partitions int   // compacted partitions with a rewritten batch
+	batches    int   // rewritten batches of compacted topics (including removed ones)
+	copied     int   // batches of long-retention topics copied forward whole
+	copiedB    int64 // their bytes
 	removed    int64 // records left out
 	bytesIn    int64
 	bytesOut   int64
 }
 
-// compactBefore rewrites the batches of compacted partitions that are in
-// WAL entries below upTo, so that retention can delete those segments. It
+// compactBefore rewrites the batches of kept partitions that are in WAL
+// entries below upTo, so that retention can delete those segments. It
 // runs on the leader (or a standalone broker), from the retention loop
 // only. It returns the LSN of the last entry it appended (0 if none).
 func (b *Broker) compactBefore(ctx context.Context, upTo uint64, now time.Time) (uint64, compactionStats, error) {
 	var st compactionStats
 	var last uint64
-	for _, p := range b.compactedPartitions() {
-		n, lsn, err := b.compactPartition(p, upTo, now, &st)
+	for _, k := range b.keptPartitions() {
+		p := k.p
+		n, lsn, err := b.compactPartition(p, k.compact, upTo, now, &st)
 		if err != nil {
-			return last, st, fmt.Errorf("compacting %s-%d: %w", p.topic, p.id, err)
+			return last, st, fmt.Errorf("copying %s-%d forward: %w", p.topic, p.id, err)
 		}
-		if n > 0 {
+		if n > 0 && k.compact {
 			st.partitions++
-			last = max(last, lsn)
 		}
+		last = max(last, lsn)
 		if ctx.Err() != nil {
 			return last, st, ctx.Err()
 		}
@@ -223,9 +267,10 @@ func (b *Broker) compactBefore(ctx context.Context, upTo uint64, now time.Time) 
 	return last, st, nil
 }
 
-// compactPartition rewrites p's batches below upTo; it returns how many it
-// rewrote and the last LSN it appended.
-func (b *Broker) compactPartition(p *partition, upTo uint64, now time.Time, st *compactionStats) (int, uint64, error) {
+// compactPartition rewrites p's batches below upTo, compacted when compact
+// is set and whole otherwise; it returns how many it rewrote and the last
+// LSN it appended.
+func (b *Broker) compactPartition(p *partition, compact bool, upTo uint64, now time.Time, st *compactionStats) (int, uint64, error) {
 	p.mu.RLock()
 	refs := append([]batchRef(nil), p.batches...)
 	aborted := append([]abortedTxn(nil), p.aborted...)
@@ -260,6 +305,9 @@ func (b *Broker) compactPartition(p *partition, upTo uint64, now time.Time, st *
 	// Pass 1: the latest committed offset of every key.
 	latest := make(map[string]int64)
 	for _, r := range refs {
+		if !compact {
+			break // copied whole: no key is looked at
+		}
 		if r.last >= lso {
 			break // refs ascend by offset; nothing stable follows
 		}
@@ -300,7 +348,7 @@ func (b *Broker) compactPartition(p *partition, upTo uint64, now time.Time, st *
 		}
 		var nb []byte
 		switch {
-		case r.base == lastBase || (lag > 0 && now.UnixMilli()-info.maxTimestamp < lag):
+		case !compact || r.base == lastBase || (lag > 0 && now.UnixMilli()-info.maxTimestamp < lag):
 			nb = raw // kept whole
 		case info.control() || isAborted(info):
 			nb = emptyBatch(raw)
@@ -354,9 +402,14 @@ func (b *Broker) compactPartition(p *partition, upTo uint64, now time.Time, st *
 		}
 		lastLSN = lsn
 		n++
-		st.batches++
-		st.bytesIn += int64(w.old.size)
-		st.bytesOut += int64(len(w.raw))
+		if compact {
+			st.batches++
+			st.bytesIn += int64(w.old.size)
+			st.bytesOut += int64(len(w.raw))
+		} else {
+			st.copied++
+			st.copiedB += int64(len(w.raw))
+		}
 	}
 	return n, lastLSN, nil
 }
@@ -579,6 +632,11 @@ func (b *Broker) compactionRetention(upTo uint64, now time.Time) uint64 {
 			b.log.Info("compacted topics before retention", "partitions", st.partitions, "batches", st.batches,
 				"records_removed", st.removed, "bytes_read", st.bytesIn, "bytes_written", st.bytesOut, "up_to_lsn", upTo)
 		}
+		if st.copied > 0 {
+			b.metrics.retentionCopied.Add(float64(st.copied))
+			b.log.Info("copied batches of topics with a longer retention.ms forward before retention", "batches", st.copied,
+				"bytes", st.copiedB, "up_to_lsn", upTo)
+		}
 		if err != nil {
 			b.log.Error("compaction failed; retention keeps the segments it needs and will retry", "error", err)
 		}
@@ -587,7 +645,7 @@ func (b *Broker) compactionRetention(upTo uint64, now time.Time) uint64 {
 				err = b.waitCommit(ctx, last, gen)
 			}
 			if err != nil {
-				b.log.Warn("compacted batches not committed yet; retention waits for the next round", "lsn", last, "error", err)
+				b.log.Warn("compacted or copied batches not committed yet; retention waits for the next round", "lsn", last, "error", err)
 				return 0
 			}
 		}
@@ -596,7 +654,7 @@ func (b *Broker) compactionRetention(upTo uint64, now time.Time) uint64 {
 		return 0 // a rewrite that a failover could still undo
 	}
 	if hold, _ := b.compactionHold(); hold > 0 && hold < upTo {
-		b.log.Info("retention keeps WAL segments that compacted topics still need",
+		b.log.Info("retention keeps WAL segments that compacted or long-retention topics still need",
 			"lsn", hold, "wanted_up_to_lsn", upTo, "leader", b.isLeader())
 		upTo = hold
 	}

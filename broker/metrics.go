@@ -23,6 +23,7 @@ type metrics struct {
 	retentionDelete prometheus.Counter
 	// compaction (compact.go)
 	compactedBatches  prometheus.Counter
+	retentionCopied   prometheus.Counter
 	compactionRemoved prometheus.Counter
 	fsyncLatency      prometheus.Histogram
 	tlsFailures       prometheus.Counter
@@ -61,6 +62,9 @@ func newMetrics(b *Broker) *metrics {
 	m.compactedBatches = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tandem_broker_compacted_batches_total",
 		Help: "Record batches of compacted topics that this node, as leader, rewrote before retention deleted their segment."})
+	m.retentionCopied = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tandem_broker_retention_copied_batches_total",
+		Help: "Record batches of topics whose retention.ms is longer than the node's (or -1) that this node, as leader, copied forward before retention deleted their segment."})
 	m.compactionRemoved = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tandem_broker_compaction_removed_records_total",
 		Help: "Records that compaction left out: replaced by a later record of the same key, expired tombstones, aborted transactional records and transaction markers."})
@@ -113,7 +117,7 @@ func newMetrics(b *Broker) *metrics {
 			func() float64 { return float64(f(b.wal.Stats())) })
 	}
 	m.reg.MustRegister(m.produceLatency, m.bytesIn, m.recordsIn, m.walLastLSN, m.walDurableLSN,
-		m.walFirstLSN, m.commitLSN, m.retentionDelete, m.compactedBatches, m.compactionRemoved, m.fsyncLatency, m.tlsFailures, m.saslFailures, m.aclDenied, aclBindings, m.throttled, m.throttleTime, m.transactions, openTxns, oldestTxn, quotaEntities, fetchSessions,
+		m.walFirstLSN, m.commitLSN, m.retentionDelete, m.compactedBatches, m.retentionCopied, m.compactionRemoved, m.fsyncLatency, m.tlsFailures, m.saslFailures, m.aclDenied, aclBindings, m.throttled, m.throttleTime, m.transactions, openTxns, oldestTxn, quotaEntities, fetchSessions,
 		walStat("tandem_broker_wal_fsyncs_total", "fsyncs of WAL segment files (group commit, segment rolls, truncation, close).",
 			func(st wal.Stats) uint64 { return st.Fsyncs }),
 		walStat("tandem_broker_wal_appends_total", "Entries appended to the WAL (leader and follower).",

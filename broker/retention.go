@@ -133,8 +133,10 @@ func (b *Broker) expireOffsets() {
 // than retention.ms (by their max timestamp, as Kafka judges a segment), or
 // beyond retention.bytes, stop being served and the log start offset moves
 // past them. Their bytes are reclaimed when node-wide retention deletes the
-// segment that holds them. This can only shorten retention: the node-wide
-// settings delete segments whatever a topic says.
+// segment that holds them. A topic whose retention.ms is longer than the
+// node's (or -1) has its live batches copied forward before node-wide
+// retention deletes their segment (compact.go), so that it keeps them as
+// long as it says.
 func (b *Broker) trimTopics(now time.Time) {
 	b.mu.RLock()
 	var work []*partition
@@ -204,9 +206,9 @@ func (b *Broker) enforceRetention(now time.Time) (int, error) {
 	for _, s := range segs {
 		total += s.Bytes
 	}
-	// The live batches of compacted topics are kept whatever the size
-	// (compact.go): they do not count against log.retention.bytes, or
-	// every round would copy them forward again.
+	// The live batches of compacted and long-retention topics are kept
+	// whatever the size (compact.go): they do not count against
+	// log.retention.bytes, or every round would copy them forward again.
 	_, live := b.compactionHold()
 	total -= live
 	// On a replicated leader, every in-sync follower has everything up to

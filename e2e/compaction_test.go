@@ -340,12 +340,18 @@ func franzCompactedRead(t *testing.T, c *cluster, id int, topic string, end int6
 // the replicas are identical. The same holds after the leader is SIGKILLed,
 // another node is elected and the old leader restarts, and again after the
 // new leader compacts what its predecessor compacted (two keys written
-// again). A record without a key is refused with INVALID_RECORD.
+// again). A record without a key is refused with INVALID_RECORD. Alongside,
+// a topic created with retention.ms=-1 (as Kafka Streams creates its
+// repartition topics) and written by kcat keeps every record on every
+// node through the same retention rounds and failover: its batches are
+// copied forward whole.
 func TestCompactionKeepsLatestValuePerKey(t *testing.T) {
 	const (
-		topic  = "connect-configs"
-		filler = "page-views"
-		nkeys  = 50
+		topic   = "connect-configs"
+		filler  = "page-views"
+		forever = "streams-repartition" // retention.ms=-1, as Kafka Streams creates it
+		nkeys   = 50
+		nkept   = 300 // records written to forever
 	)
 	began := time.Now()
 	c, _, leader, metrics := startCompactionCluster(t, "250ms")
@@ -372,6 +378,34 @@ func TestCompactionKeepsLatestValuePerKey(t *testing.T) {
 		t.Fatalf("franz-go DescribeConfigs: %s has cleanup.policy=%q, want compact", topic, v)
 	}
 	c.createTopicRetry(filler)
+	// A topic that keeps its records forever outlives the node's retention
+	// too: its batches are copied forward whole.
+	cr, err := adm.CreateTopic(ctxTimeout(t, 15*time.Second), 1, -1, map[string]*string{"retention.ms": kadm.StringPtr("-1")}, forever)
+	if err == nil {
+		err = cr.Err
+	}
+	if err != nil {
+		t.Fatalf("creating %s with retention.ms=-1: %v", forever, err)
+	}
+	var keptLines []string
+	for i := range nkept {
+		keptLines = append(keptLines, fmt.Sprintf("kept-%03d", i))
+	}
+	for i := 0; i < nkept; i += 100 { // three producers, three batches at least
+		kcat(t, strings.Join(keptLines[i:i+100], "\n")+"\n", 60*time.Second, "-P", "-b", strings.Join(c.kafkaAddrs(), ","), "-t", forever, "-p", "0")
+	}
+	// checkKept fails the test unless a client read every record of forever.
+	checkKept := func(what string, got []compactedRecord) {
+		t.Helper()
+		ok := len(got) == nkept
+		for i := 0; ok && i < nkept; i++ {
+			ok = got[i].Offset == int64(i) && got[i].Value != nil && *got[i].Value == keptLines[i]
+		}
+		if !ok {
+			t.Fatalf("%s read %d records of %s (first %v, last %v); want all %d written, kept-000 at offset 0 to kept-%03d at offset %d",
+				what, len(got), forever, got[:min(len(got), 1)], got[max(len(got)-1, 0):], nkept, nkept-1, nkept-1)
+		}
+	}
 
 	want := map[string]*string{}  // the latest value of every key
 	offsets := map[string]int64{} // its offset, where the producer said
@@ -526,8 +560,12 @@ func TestCompactionKeepsLatestValuePerKey(t *testing.T) {
 		if n, err := brokerGauge(metrics[leader], "tandem_broker_compacted_batches_total"); err != nil || n == 0 {
 			t.Errorf("node %d (leader)'s tandem_broker_compacted_batches_total is %v (%v) after retention deleted the compacted topic's segments; want > 0", leader, n, err)
 		}
+		if n, err := brokerGauge(metrics[leader], "tandem_broker_retention_copied_batches_total"); err != nil || n == 0 {
+			t.Errorf("node %d (leader)'s tandem_broker_retention_copied_batches_total is %v (%v) after retention deleted %s's segments; want > 0", leader, n, err, forever)
+		}
 		removed, _ := brokerGauge(metrics[leader], "tandem_broker_compaction_removed_records_total")
-		t.Logf("node %d (leader)'s metrics: %.0f records removed by compaction", leader, removed)
+		copied, _ := brokerGauge(metrics[leader], "tandem_broker_retention_copied_batches_total")
+		t.Logf("node %d (leader)'s metrics: %.0f records removed by compaction, %.0f batches of %s copied forward", leader, removed, copied, forever)
 	}
 	retainPast(endLSN, leader)
 
@@ -552,9 +590,11 @@ func TestCompactionKeepsLatestValuePerKey(t *testing.T) {
 			t.Fatalf("%s: the ordinary topic %s kept its oldest records although retention deleted their WAL segments: %v", when, filler, err)
 		}
 		for _, n := range c.nodes {
-			ls, err := logStartOn(c, probe, n.id, topic, 0)
-			if err != nil || ls != 0 {
-				t.Fatalf("%s: node %d gives %s's log start offset as %d (%v), want 0: retention deleted records of a compacted topic", when, n.id, topic, ls, err)
+			for _, tp := range []string{topic, forever} {
+				ls, err := logStartOn(c, probe, n.id, tp, 0)
+				if err != nil || ls != 0 {
+					t.Fatalf("%s: node %d gives %s's log start offset as %d (%v), want 0: retention deleted records of a compacted or retention.ms=-1 topic", when, n.id, tp, ls, err)
+				}
 			}
 		}
 	}
@@ -570,6 +610,8 @@ func TestCompactionKeepsLatestValuePerKey(t *testing.T) {
 				full[n.id], want, offsets)
 			requireCompactedView(t, fmt.Sprintf("%s, franz-go reading %s from node %d", when, topic, n.id),
 				franzCompactedRead(t, c, n.id, topic, end), want, offsets)
+			checkKept(fmt.Sprintf("%s, kcat on node %d", when, n.id), kcatCompactedRead(t, c, n.id, forever, "beginning"))
+			checkKept(fmt.Sprintf("%s, franz-go on node %d", when, n.id), franzCompactedRead(t, c, n.id, forever, nkept))
 		}
 		// A consumer resuming at an offset whose record compaction removed
 		// (key-20's round-2 value) gets the records kept after it.
