@@ -8,7 +8,10 @@ package broker
 // the partition's whole record set, as in Kafka), stamped
 // with their base offset and leader epoch (fields outside the batch CRC, so
 // the records stay byte for byte what the producer sent) and appended to the
-// WAL as one entry per batch. Compressed batches are stored compressed.
+// WAL as one entry per batch. Compressed batches are stored compressed. A
+// topic's timestamp configs apply before (timestamps.go): LogAppendTime
+// stamps the batch header with the append time (its CRC is computed
+// again), and CreateTime bounds refuse a batch with INVALID_TIMESTAMP.
 //
 // When the response is sent depends on acks:
 //   - acks=0: never (Kafka semantics: no response at all); if a partition
@@ -141,6 +144,17 @@ func produce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 						}
 					}
 				}
+				appendTime, err := applyTimestampRules(b.timestampRulesOf(rt.Topic), raws, infos, time.Now().UnixMilli(),
+					int64(b.maxMessageBytes(rt.Topic))*maxDecompressedRatio)
+				if err != nil {
+					b.log.Debug("produce refused", "topic", rt.Topic, "partition", rp.Partition, "client", rc.clientID, "error", err)
+					var eb *errBatch
+					if errors.As(err, &eb) {
+						return eb.code
+					}
+					return kerr.CorruptMessage
+				}
+				sp.LogAppendTime = appendTime
 				base, lsn, code := b.appendBatches(p, rt.Topic, rp.Partition, raws, infos, r.TransactionID)
 				if code == kerr.UnknownTopicOrPartition {
 					known = nil // deleted meanwhile

@@ -8,7 +8,8 @@ package broker
 // gives the last offset of the batch with the highest timestamp. A
 // timestamp >= 0 gives the first offset whose record timestamp is at least
 // that: exact for uncompressed batches, the batch's base offset for
-// compressed ones (the broker does not decompress); -1 when no committed
+// compressed ones (the broker does not decompress) and for LogAppendTime
+// ones (all their records have the batch's time); -1 when no committed
 // record is that recent. v0 answers with the old-style offset list.
 //
 // Only the leader answers a consumer (NOT_LEADER_OR_FOLLOWER elsewhere, as
@@ -108,15 +109,17 @@ func (b *Broker) offsetForTime(p *partition, ts int64) (int64, int64) {
 	return -1, -1
 }
 
-// exactOffsetForTime finds the first record of an uncompressed batch with a
-// timestamp >= ts.
+// exactOffsetForTime finds the first record of an uncompressed CreateTime
+// batch with a timestamp >= ts.
 func (b *Broker) exactOffsetForTime(ref batchRef, ts int64) (int64, int64, bool) {
 	raw, err := b.wal.ReadRange(ref.pos, int(ref.poff), int(ref.size), nil)
 	if err != nil {
 		return 0, 0, false
 	}
 	var rb kmsg.RecordBatch
-	if err := rb.ReadFrom(raw); err != nil || rb.Attributes&0x07 != 0 {
+	if err := rb.ReadFrom(raw); err != nil || rb.Attributes&0x07 != 0 || rb.Attributes&0x08 != 0 {
+		// Compressed, or LogAppendTime: every record has the batch's
+		// max timestamp, and the batch's base offset is the answer.
 		return 0, 0, false
 	}
 	data := rb.Records

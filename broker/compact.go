@@ -428,12 +428,14 @@ func (b *Broker) readBatch(r batchRef) ([]byte, batchInfo, error) {
 // long compaction keeps a key's tombstone once it is the latest record.
 const defaultDeleteRetentionMs = 24 * 60 * 60 * 1000
 
-// record is what compaction needs of one record.
+// record is what compaction (and the produce path's timestamp checks)
+// need of one record.
 type record struct {
-	offsetDelta int32
-	key         []byte // nil for a null key
-	tombstone   bool   // null value
-	raw         []byte // the whole record, length prefix included
+	offsetDelta    int32
+	timestampDelta int64
+	key            []byte // nil for a null key
+	tombstone      bool   // null value
+	raw            []byte // the whole record, length prefix included
 }
 
 // parseRecord reads the record at the start of data (uncompressed records
@@ -448,12 +450,12 @@ func parseRecord(data []byte) (record, []byte, error) {
 	if len(b) < 1 {
 		return record{}, nil, errors.New("record cut short")
 	}
-	b = b[1:]               // attributes
-	_, k := kbin.Varlong(b) // timestamp delta
+	b = b[1:] // attributes
+	td, k := kbin.Varlong(b)
 	if k <= 0 {
 		return record{}, nil, errors.New("bad timestamp delta")
 	}
-	b = b[k:]
+	rec.timestampDelta, b = td, b[k:]
 	od, k := kbin.Varint(b)
 	if k <= 0 {
 		return record{}, nil, errors.New("bad offset delta")

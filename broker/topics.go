@@ -25,9 +25,12 @@ func (b *Broker) configDefaults() map[string]string {
 		"segment.bytes":          strconv.FormatInt(b.cfg.SegmentBytes, 10),
 		"max.message.bytes":      strconv.Itoa(int(b.cfg.MaxMessageBytes)),
 		"message.timestamp.type": "CreateTime",
-		"compression.type":       "producer",
-		"delete.retention.ms":    strconv.Itoa(defaultDeleteRetentionMs),
-		"min.compaction.lag.ms":  "0",
+		// KIP-937 bounds on CreateTime timestamps (timestamps.go).
+		"message.timestamp.before.max.ms": strconv.FormatInt(math.MaxInt64, 10),
+		"message.timestamp.after.max.ms":  strconv.FormatInt(math.MaxInt64, 10),
+		"compression.type":                "producer",
+		"delete.retention.ms":             strconv.Itoa(defaultDeleteRetentionMs),
+		"min.compaction.lag.ms":           "0",
 		// Accepted and reported with no effect (validateTopicConfig).
 		"segment.ms":                "604800000",
 		"max.compaction.lag.ms":     strconv.FormatInt(math.MaxInt64, 10),
@@ -91,7 +94,11 @@ func (b *Broker) validateTopicConfig(name, value string) *kerr.Error {
 			return kerr.InvalidConfig
 		}
 	case "message.timestamp.type":
-		if value != "CreateTime" {
+		if value != "CreateTime" && value != "LogAppendTime" {
+			return kerr.InvalidConfig
+		}
+	case "message.timestamp.before.max.ms", "message.timestamp.after.max.ms":
+		if !parseMs(value) {
 			return kerr.InvalidConfig
 		}
 	}
