@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -79,7 +80,7 @@ type cfKeyState struct {
 // is of unknown outcome (not acknowledged, maybe committed).
 type cfWorkload struct {
 	gate                sync.Mutex  // held by the writer for each round; a check holds it to pause the writer
-	hold                atomic.Bool // while set, neither the writer nor the filler starts anything new
+	hold                atomic.Bool // while set, neither the writers nor the filler start anything new
 	mu                  sync.Mutex
 	keys                [cfKeys]cfKeyState
 	rounds, failed      int
@@ -107,14 +108,14 @@ func (w *cfWorkload) ackedEnd() int64 {
 	return end
 }
 
-// cfEndOn asks node id itself for the compacted topic's end offset (its
-// own high watermark), as Kafka's debugging replica id (-2) may: a
-// consumer's ListOffsets is answered by the leader only.
-func cfEndOn(t *testing.T, cl *kgo.Client, id int) (int64, error) {
+// cfEndOn asks node id itself for topic/0's end offset (its own high
+// watermark), as Kafka's debugging replica id (-2) may: a consumer's
+// ListOffsets is answered by the leader only.
+func cfEndOn(t *testing.T, cl *kgo.Client, id int, topic string) (int64, error) {
 	req := kmsg.NewPtrListOffsetsRequest()
 	req.ReplicaID = -2
 	rt := kmsg.NewListOffsetsRequestTopic()
-	rt.Topic = cfTopic
+	rt.Topic = topic
 	rp := kmsg.NewListOffsetsRequestTopicPartition()
 	rp.Partition, rp.Timestamp = 0, -1
 	rt.Partitions = append(rt.Partitions, rp)
@@ -372,6 +373,258 @@ func cfShowReads(reads []cfRead) string {
 	return strings.Join(parts, ", ")
 }
 
+// cfKeptWriter writes cfKept (retention.ms=-1): rounds of cfKeptPerRound
+// keyless records, each value a sequence number that grows by one per
+// record, acks=all, idempotent, one round at a time, cfKeptPace apart.
+// Two producers (zstd, patient; none, impatient) take the rounds in turn;
+// a producer whose round had any error is replaced, as cfWorkload does.
+type cfKeptWriter struct {
+	gate                sync.Mutex // held by the writer for each round; a check holds it to pause the writer
+	mu                  sync.Mutex
+	attempted           int           // highest sequence sent (sequences 1..attempted were all sent once)
+	acked               int           // acknowledged writes
+	ackedAt             map[int64]int // acknowledged writes: sequence by the offset the producer was given
+	ackedOff            map[int]int64 // the same, offset by sequence
+	collisions          []string      // acknowledged writes given an offset already given to another
+	rounds, failed      int
+	clients             int
+	firstErr, lastError string
+}
+
+const (
+	cfKept         = "kept-under-failover" // retention.ms=-1: copied forward whole before retention deletes its segments
+	cfKeptPerRound = 10
+	cfKeptPace     = 80 * time.Millisecond // about 125 records (20 kB) a second, in batches spread over every WAL segment
+)
+
+var cfKeptPad = strings.Repeat("k", 150)
+
+// cfKeptValue is sequence seq's value: "seq=000042:kkk...".
+func cfKeptValue(seq int) string { return fmt.Sprintf("seq=%06d:%s", seq, cfKeptPad) }
+
+// parseKept returns the sequence of a record of cfKept.
+func parseKept(r compactedRecord) (int, error) {
+	if r.Key != "" {
+		return 0, fmt.Errorf("offset %d has key %q; the writer wrote no keys", r.Offset, r.Key)
+	}
+	if r.Value == nil {
+		return 0, fmt.Errorf("offset %d has a null value; the writer wrote none", r.Offset)
+	}
+	num, pad, ok := strings.Cut(strings.TrimPrefix(*r.Value, "seq="), ":")
+	seq, err := strconv.Atoi(num)
+	if !strings.HasPrefix(*r.Value, "seq=") || !ok || err != nil || len(num) != 6 || pad != cfKeptPad {
+		return 0, fmt.Errorf("offset %d has value %.40q, not one the writer wrote", r.Offset, *r.Value)
+	}
+	return seq, nil
+}
+
+// ackedEnd is one past the highest offset given to an acknowledged write.
+func (kw *cfKeptWriter) ackedEnd() int64 {
+	kw.mu.Lock()
+	defer kw.mu.Unlock()
+	end := int64(0)
+	for off := range kw.ackedAt {
+		end = max(end, off+1)
+	}
+	return end
+}
+
+func (kw *cfKeptWriter) run(ctx context.Context, t *testing.T, stop <-chan struct{}, hold *atomic.Bool, seeds []string) {
+	newClient := func(i int) *kgo.Client {
+		kw.mu.Lock()
+		gen := kw.clients
+		kw.clients++
+		kw.mu.Unlock()
+		// The first producer retries through a failover, the second gives
+		// up first (an election takes about the 3 s lease TTL): some of
+		// its writes end with an unknown outcome.
+		codec, patience := kgo.ZstdCompression(), 8*time.Second
+		if i == 1 {
+			codec, patience = kgo.NoCompression(), 2500*time.Millisecond
+		}
+		cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ClientID(fmt.Sprintf("kept-writer-%d", gen)),
+			kgo.ProducerBatchCompression(codec),
+			kgo.RecordDeliveryTimeout(patience), kgo.RequestTimeoutOverhead(3*time.Second),
+			kgo.RetryTimeout(patience), kgo.MetadataMinAge(250*time.Millisecond))
+		if err != nil {
+			t.Errorf("kgo.NewClient: %v", err)
+			return nil
+		}
+		return cl
+	}
+	var clients [2]*kgo.Client
+	for i := range clients {
+		if clients[i] = newClient(i); clients[i] == nil {
+			return
+		}
+	}
+	defer func() {
+		for _, cl := range clients {
+			cl.Close()
+		}
+	}()
+	for round := 0; ; {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		default:
+		}
+		if hold.Load() {
+			sleepOrDone(ctx, 20*time.Millisecond)
+			continue
+		}
+		kw.gate.Lock()
+		seqOf := map[*kgo.Record]int{}
+		recs := make([]*kgo.Record, cfKeptPerRound)
+		kw.mu.Lock()
+		for i := range recs {
+			kw.attempted++
+			recs[i] = &kgo.Record{Topic: cfKept, Value: []byte(cfKeptValue(kw.attempted))}
+			seqOf[recs[i]] = kw.attempted
+		}
+		kw.rounds++
+		kw.mu.Unlock()
+
+		ci := round % len(clients)
+		round++
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		res := clients[ci].ProduceSync(pctx, recs...)
+		cancel()
+		var firstErr error
+		kw.mu.Lock()
+		for _, r := range res {
+			if r.Err != nil {
+				firstErr = cmp.Or(firstErr, r.Err)
+				continue
+			}
+			seq := seqOf[r.Record]
+			kw.acked++
+			if prev, ok := kw.ackedAt[r.Record.Offset]; ok {
+				kw.collisions = append(kw.collisions, fmt.Sprintf("offset %d was acknowledged for seq %d and again for seq %d (producer %d)",
+					r.Record.Offset, prev, seq, ci))
+			}
+			kw.ackedAt[r.Record.Offset] = seq
+			kw.ackedOff[seq] = r.Record.Offset
+		}
+		if firstErr != nil {
+			kw.failed++
+			kw.lastError = firstErr.Error()
+			if kw.firstErr == "" {
+				kw.firstErr = kw.lastError
+			}
+		}
+		kw.mu.Unlock()
+		kw.gate.Unlock()
+		if firstErr != nil {
+			clients[ci].Close()
+			if clients[ci] = newClient(ci); clients[ci] == nil {
+				return
+			}
+		}
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-time.After(cfKeptPace):
+		}
+	}
+}
+
+// problems checks what one node served of cfKept, read from the beginning
+// up to end, against what the writer knows. Nothing is ever removed from
+// the topic (retention.ms=-1, no compaction, no transactions), so the
+// records must be at offsets 0, 1, 2, ... up to the end offset, each a
+// sequence the writer sent, none twice, and every acknowledged sequence
+// at the offset the producer was given.
+func (kw *cfKeptWriter) problems(recs []compactedRecord, end int64) []string {
+	kw.mu.Lock()
+	defer kw.mu.Unlock()
+	var probs []string
+	seen := map[int]int64{}
+	var gaps []int64 // missing offsets
+	next := int64(0)
+	for i, r := range recs {
+		if i > 0 && r.Offset <= recs[i-1].Offset {
+			probs = append(probs, fmt.Sprintf("offset %d read after offset %d", r.Offset, recs[i-1].Offset))
+		}
+		for o := next; o < r.Offset && len(gaps) < 1_000_000; o++ {
+			gaps = append(gaps, o)
+		}
+		next = max(next, r.Offset+1)
+		seq, err := parseKept(r)
+		if err != nil {
+			probs = append(probs, err.Error())
+			continue
+		}
+		if seq < 1 || seq > kw.attempted {
+			probs = append(probs, fmt.Sprintf("offset %d holds seq %d, but the writer only ever sent seq 1..%d", r.Offset, seq, kw.attempted))
+			continue
+		}
+		if prev, ok := seen[seq]; ok {
+			probs = append(probs, fmt.Sprintf("seq %d read twice, at offsets %d and %d", seq, prev, r.Offset))
+		} else {
+			seen[seq] = r.Offset
+		}
+		if s, ok := kw.ackedAt[r.Offset]; ok && s != seq {
+			probs = append(probs, fmt.Sprintf("offset %d holds seq %d, but the producer was told that offset for seq %d", r.Offset, seq, s))
+		}
+	}
+	for o := next; o < end && len(gaps) < 1_000_000; o++ {
+		gaps = append(gaps, o)
+	}
+	if len(gaps) > 0 {
+		probs = append(probs, fmt.Sprintf("%d offsets below the end offset %d are missing (%s): the topic is neither compacted nor trimmed, so every offset from 0 up holds a record",
+			len(gaps), end, cfRanges(gaps)))
+	}
+	var lost, lostOffs []int64
+	var moved []string
+	for seq, off := range kw.ackedOff {
+		got, ok := seen[seq]
+		switch {
+		case !ok:
+			lost, lostOffs = append(lost, int64(seq)), append(lostOffs, off)
+		case got != off:
+			moved = append(moved, fmt.Sprintf("seq %d at offset %d, the producer was told %d", seq, got, off))
+		}
+	}
+	if len(lost) > 0 {
+		slices.Sort(lost)
+		slices.Sort(lostOffs)
+		probs = append(probs, fmt.Sprintf("%d of %d acknowledged writes are missing: seq %s, acknowledged at offsets %s",
+			len(lost), len(kw.ackedOff), cfRanges(lost), cfRanges(lostOffs)))
+	}
+	if len(moved) > 0 {
+		sort.Strings(moved)
+		probs = append(probs, fmt.Sprintf("%d acknowledged writes are not at the offset the producer was given: %s",
+			len(moved), strings.Join(moved[:min(len(moved), 10)], "; ")))
+	}
+	return probs
+}
+
+// cfRanges shows sorted numbers as ranges: "0-99 120 140-150".
+func cfRanges(ns []int64) string {
+	var out []string
+	for i := 0; i < len(ns); {
+		j := i
+		for j+1 < len(ns) && ns[j+1] == ns[j]+1 {
+			j++
+		}
+		if j == i {
+			out = append(out, strconv.FormatInt(ns[i], 10))
+		} else {
+			out = append(out, fmt.Sprintf("%d-%d", ns[i], ns[j]))
+		}
+		i = j + 1
+	}
+	if len(out) > 20 {
+		out = append(out[:20:20], fmt.Sprintf("... (%d ranges)", len(out)))
+	}
+	return strings.Join(out, " ")
+}
+
 // cfCounter sums a per-process counter across the restarts of one node's
 // broker (a restart starts it at 0 again).
 type cfCounter struct{ base, last float64 }
@@ -387,9 +640,21 @@ func (c *cfCounter) total() float64 { return c.base + c.last }
 
 var (
 	cfCompactedLine = regexp.MustCompile(`compacted topics before retention.*\bbatches=(\d+).*\brecords_removed=(\d+)`)
+	cfCopiedLine    = regexp.MustCompile(`copied batches of topics with a longer retention\.ms forward before retention.*\bbatches=(\d+).*\bbytes=(\d+)`)
 	cfDeletedLine   = regexp.MustCompile(`retention deleted WAL segments`)
-	cfInteresting   = regexp.MustCompile(`(?i)compact|truncat|re-clon|refus|diverg|\[ERROR\]|\[WARN\]|panic`)
+	cfInteresting   = regexp.MustCompile(`(?i)compact|copied|truncat|re-clon|refus|diverg|\[ERROR\]|\[WARN\]|panic`)
 )
+
+// cfLogCopies counts, from a broker's log (all its runs), the rounds that
+// copied batches of long-retention topics forward, the batches and bytes.
+func cfLogCopies(log string) (rounds, batches int, bytes int64) {
+	for _, m := range cfCopiedLine.FindAllStringSubmatch(log, -1) {
+		n, _ := strconv.Atoi(m[1])
+		b, _ := strconv.ParseInt(m[2], 10, 64)
+		rounds, batches, bytes = rounds+1, batches+n, bytes+b
+	}
+	return rounds, batches, bytes
+}
 
 // cfLogCompactions counts, from a broker's log (all its runs), the
 // compaction rounds, rewritten batches and removed records.
@@ -437,9 +702,14 @@ func cfLogDigest(c *cluster, lines int) string {
 // snappy, lz4, none), take the rounds in turn, so that compaction filters
 // and recompresses all of them; a producer whose round fails is replaced.
 // For every key the writer records the highest sequence acknowledged (and
-// its offset) and the highest attempted. A filler topic
-// (cleanup.policy=delete) takes about 3 MB/s alongside (acks=1), so that
-// segments roll and are deleted all the time.
+// its offset) and the highest attempted. A topic with retention.ms=-1
+// (cfKept, min.insync.replicas=2) gets rounds of ten keyless acks=all
+// idempotent writes alongside, each value a sequence number that grows by
+// one per record (two producers, zstd and none, one of them impatient):
+// before retention deletes a segment, the leader copies that topic's
+// batches in it forward whole, the same rewrite as compaction's. A filler
+// topic (cleanup.policy=delete) takes about 3 MB/s alongside (acks=1), so
+// that segments roll and are deleted all the time.
 //
 // The nemesis SIGKILLs the leader (broker and sidecar) five times, 4-6 s
 // apart or as soon as the cluster has recovered from the last fault, waits
@@ -452,8 +722,9 @@ func cfLogDigest(c *cluster, lines int) string {
 // would hide a loss on the old leader). Once, a follower's broker alone is
 // SIGKILLed and restarted (it rebuilds its index from the WAL, originals
 // and copies). After every fault, with the cluster back in sync and the
-// compacted writer paused, every node must serve (franz-go in that node's
-// rack, up to the end offset) the latest acknowledged value of every key.
+// writers paused, every node must serve (franz-go in that node's rack, up
+// to the end offset) the latest acknowledged value of every key, and every
+// record of the retention.ms=-1 topic (checked as below).
 //
 // Then, with the writers stopped, every node in sync and the WALs no
 // longer moving, every node is read with franz-go and kcat, each in that
@@ -465,11 +736,18 @@ func cfLogDigest(c *cluster, lines int) string {
 // increase with the offset (a lower one after a higher one is an older
 // value resurrected, the same one twice a duplicated batch); each cold key
 // must be read once; every node, and both clients, must serve exactly the
-// same records. Retention must have deleted, on every node, every WAL
-// segment written before the first fault; the leaders must have compacted
+// same records. The retention.ms=-1 topic, read the same way, must have
+// its log start offset at 0 on every node and a record at every offset
+// from 0 to its end offset, each a sequence the writer sent, none twice,
+// every acknowledged one at the offset the producer was given; every node,
+// and both clients, must serve the same records. Retention must have
+// deleted, on every node, every WAL segment written before the first
+// fault; the leaders must have compacted
 // (tandem_broker_compacted_batches_total summed over nodes and restarts,
-// and their logs); there must have been an election per kill; tandemctl
-// verify must find the three WALs identical.
+// and their logs) and copied the retention.ms=-1 topic's batches forward
+// (tandem_broker_retention_copied_batches_total, and their logs); there
+// must have been an election per kill; tandemctl verify must find the
+// three WALs identical.
 func TestCompactionSurvivesFailovers(t *testing.T) {
 	began := time.Now()
 	since := func() time.Duration { return time.Since(began).Round(time.Millisecond) }
@@ -498,13 +776,19 @@ func TestCompactionSurvivesFailovers(t *testing.T) {
 	str := func(s string) *string { return &s }
 	create(cfTopic, map[string]*string{"cleanup.policy": str("compact"), "min.insync.replicas": str("2")})
 	create(cfFiller, map[string]*string{"cleanup.policy": str("delete")})
-	rcs, err := adm.DescribeTopicConfigs(ctxTimeout(t, 15*time.Second), cfTopic)
-	if err != nil || len(rcs) != 1 || rcs[0].Err != nil {
-		t.Fatalf("DescribeConfigs %s: %v %+v", cfTopic, err, rcs)
-	}
-	for key, want := range map[string]string{"cleanup.policy": "compact", "min.insync.replicas": "2"} {
-		if v, _, _ := configValue(rcs[0], key); v != want {
-			t.Fatalf("%s has %s=%q, want %q", cfTopic, key, v, want)
+	create(cfKept, map[string]*string{"retention.ms": str("-1"), "min.insync.replicas": str("2")})
+	for topic, configs := range map[string]map[string]string{
+		cfTopic: {"cleanup.policy": "compact", "min.insync.replicas": "2"},
+		cfKept:  {"retention.ms": "-1", "min.insync.replicas": "2"},
+	} {
+		rcs, err := adm.DescribeTopicConfigs(ctxTimeout(t, 15*time.Second), topic)
+		if err != nil || len(rcs) != 1 || rcs[0].Err != nil {
+			t.Fatalf("DescribeConfigs %s: %v %+v", topic, err, rcs)
+		}
+		for key, want := range configs {
+			if v, _, _ := configValue(rcs[0], key); v != want {
+				t.Fatalf("%s has %s=%q, want %q", topic, key, v, want)
+			}
 		}
 	}
 	gauge := func(id int, name string) float64 {
@@ -539,6 +823,15 @@ func TestCompactionSurvivesFailovers(t *testing.T) {
 		defer wg.Done()
 		defer close(writerDone)
 		w.run(ctx, t, stopWriters, c.kafkaAddrs(), seed)
+	}()
+	// The writer of the retention.ms=-1 topic, paused with the others.
+	kw := &cfKeptWriter{ackedAt: map[int64]int{}, ackedOff: map[int]int64{}}
+	keptDone := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(keptDone)
+		kw.run(ctx, t, stopWriters, &w.hold, c.kafkaAddrs())
 	}()
 
 	// The filler: 30 records of 10 kB every 100ms (3 MB/s), acks=1, not
@@ -584,9 +877,9 @@ func TestCompactionSurvivesFailovers(t *testing.T) {
 	}()
 
 	var monMu sync.Mutex
-	batches, removed, deletedSegs := map[int]*cfCounter{}, map[int]*cfCounter{}, map[int]*cfCounter{}
+	batches, removed, deletedSegs, copied := map[int]*cfCounter{}, map[int]*cfCounter{}, map[int]*cfCounter{}, map[int]*cfCounter{}
 	for _, n := range c.nodes {
-		batches[n.id], removed[n.id], deletedSegs[n.id] = &cfCounter{}, &cfCounter{}, &cfCounter{}
+		batches[n.id], removed[n.id], deletedSegs[n.id], copied[n.id] = &cfCounter{}, &cfCounter{}, &cfCounter{}, &cfCounter{}
 	}
 	scrapeAll := func() {
 		for _, n := range c.nodes {
@@ -598,6 +891,7 @@ func TestCompactionSurvivesFailovers(t *testing.T) {
 			batches[n.id].observe(m["tandem_broker_compacted_batches_total"])
 			removed[n.id].observe(m["tandem_broker_compaction_removed_records_total"])
 			deletedSegs[n.id].observe(m["tandem_broker_retention_deleted_segments_total"])
+			copied[n.id].observe(m["tandem_broker_retention_copied_batches_total"])
 			monMu.Unlock()
 		}
 	}
@@ -651,19 +945,58 @@ func TestCompactionSurvivesFailovers(t *testing.T) {
 		return id
 	}
 	// After every fault, with the cluster back in sync, the compacted
-	// writer pauses (the filler does not, except after a cut-off kill:
-	// retention and compaction go on) and every node must serve, up to
-	// the end offset, the latest acknowledged value of every key: a loss
-	// that a later compaction would hide shows here.
+	// writer and the retention.ms=-1 topic's writer pause (the filler
+	// does not, except after a cut-off kill: retention, compaction and
+	// copies go on) and every node must serve, up to the end offset, the
+	// latest acknowledged value of every key, and every record of cfKept:
+	// a loss that a later compaction or copy would hide shows here.
 	midReads := 0
+	// keptLogStart asks node id for cfKept's log start offset, again while
+	// the answer is an error (the probe's connection to a node that was
+	// restarted fails once).
+	keptProbe := kclient(t, c.kafkaAddrs())
+	keptLogStart := func(id int) (ls int64, err error) {
+		_ = testutil.Poll(10*time.Second, func() error {
+			ls, err = logStartOn(c, keptProbe, id, cfKept, 0)
+			return err
+		})
+		return ls, err
+	}
+	// keptProblems reads cfKept from every node with franz-go, up to end,
+	// and checks it against what its writer knows, and the topic's log
+	// start offset on the node (still 0: nothing was deleted).
+	keptProblems := func(end int64) []string {
+		t.Helper()
+		var probs []string
+		for _, n := range c.nodes {
+			ls, err := keptLogStart(n.id)
+			if err != nil || ls != 0 {
+				probs = append(probs, fmt.Sprintf("node %d gives %s's log start offset as %d (%v), want 0: retention deleted records of a retention.ms=-1 topic",
+					n.id, cfKept, ls, err))
+			}
+			var recs []compactedRecord
+			read := fmt.Sprintf("not read: nothing from its log start offset up to the end offset %d", end)
+			if err == nil && ls < end {
+				recs = franzCompactedRead(t, c, n.id, cfKept, end)
+				read = fmt.Sprintf("franz-go, %d records read up to offset %d", len(recs), end-1)
+			}
+			for _, p := range kw.problems(recs, end) {
+				probs = append(probs, fmt.Sprintf("node %d (%s): %s", n.id, read, p))
+			}
+		}
+		return probs
+	}
 	midCheck := func(after string) {
 		t.Helper()
 		w.gate.Lock()
 		defer w.gate.Unlock()
+		kw.gate.Lock()
+		defer kw.gate.Unlock()
 		// Every node must serve at least up to the last acknowledged
-		// write (the writer is paused; a round of unknown outcome may
+		// write (the writers are paused; a round of unknown outcome may
 		// have gone further).
 		end := max(endOffsetOf(t, adm, cfTopic), w.ackedEnd())
+		keptEnd := max(endOffsetOf(t, adm, cfKept), kw.ackedEnd())
 		w.mu.Lock()
 		probs := slices.Clone(w.collisions)
 		w.mu.Unlock()
@@ -679,12 +1012,26 @@ func TestCompactionSurvivesFailovers(t *testing.T) {
 			}
 			midReads++
 		}
-		if total := len(probs); total > 0 {
+		kw.mu.Lock()
+		keptProbs := slices.Clone(kw.collisions)
+		kw.mu.Unlock()
+		keptProbs = append(keptProbs, keptProblems(keptEnd)...)
+		if len(probs) > 0 || len(keptProbs) > 0 {
 			t.Logf("broker logs:\n%s", cfLogDigest(c, 60))
-			if total > 40 {
-				probs = append(probs[:40:40], fmt.Sprintf("... and %d more", total-40))
+			var parts []string
+			if total := len(probs); total > 0 {
+				if total > 40 {
+					probs = append(probs[:40:40], fmt.Sprintf("... and %d more", total-40))
+				}
+				parts = append(parts, fmt.Sprintf("the compacted topic is wrong (%d problems):\n  %s", total, strings.Join(probs, "\n  ")))
 			}
-			t.Fatalf("after %s, with the compacted writer paused, the compacted topic is wrong (%d problems):\n  %s", after, total, strings.Join(probs, "\n  "))
+			if total := len(keptProbs); total > 0 {
+				if total > 40 {
+					keptProbs = append(keptProbs[:40:40], fmt.Sprintf("... and %d more", total-40))
+				}
+				parts = append(parts, fmt.Sprintf("the retention.ms=-1 topic %s is wrong (%d problems):\n  %s", cfKept, total, strings.Join(keptProbs, "\n  ")))
+			}
+			t.Fatalf("after %s, with the writers paused, %s", after, strings.Join(parts, "\n"))
 		}
 	}
 	lastKill := time.Now().Add(-2 * time.Second)
@@ -732,6 +1079,9 @@ func TestCompactionSurvivesFailovers(t *testing.T) {
 				}
 				return false
 			})
+			if cfCopiedLine.MatchString(c.node(old).broker.Log()[mark:]) {
+				saw += " (copies of " + cfKept + " included)"
+			}
 			// The writes stop with the leader (until the check after
 			// this fault): the new leader has no reason to compact soon,
 			// so a node that lost batches with its truncated copies does
@@ -788,36 +1138,43 @@ func TestCompactionSurvivesFailovers(t *testing.T) {
 	// The round in flight finishes (its writes acknowledged or failed)
 	// before the end offset is read.
 	<-writerDone
+	<-keptDone
 	writersStopped := since()
 
 	// Settle: a leader, every node in sync and at its last LSN.
 	leader = waitSettled("after the run")
 	c.caughtUp(60*time.Second, leader, 1, 2, 3)
 	admEnd := endOffsetOf(t, adm, cfTopic)
-	// The end offset: every node's own high watermark, once they agree.
+	// The end offsets: every node's own high watermark, once they agree.
 	probe := kclient(t, c.kafkaAddrs())
-	var end int64
-	var ends []string
-	if err := testutil.Poll(30*time.Second, func() error {
-		ends, end = nil, -1
-		agree := true
-		for _, n := range c.nodes {
-			e, err := cfEndOn(t, probe, n.id)
-			if err != nil {
-				return err
+	endEverywhere := func(topic string) int64 {
+		t.Helper()
+		var end int64
+		var ends []string
+		if err := testutil.Poll(30*time.Second, func() error {
+			ends, end = nil, -1
+			agree := true
+			for _, n := range c.nodes {
+				e, err := cfEndOn(t, probe, n.id, topic)
+				if err != nil {
+					return err
+				}
+				ends = append(ends, fmt.Sprintf("node %d: %d", n.id, e))
+				agree = agree && (end < 0 || e == end)
+				end = max(end, e)
 			}
-			ends = append(ends, fmt.Sprintf("node %d: %d", n.id, e))
-			agree = agree && (end < 0 || e == end)
-			end = max(end, e)
+			if !agree {
+				return fmt.Errorf("the nodes give different end offsets: %s", strings.Join(ends, ", "))
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("%s's end offset: %v", topic, err)
 		}
-		if !agree {
-			return fmt.Errorf("the nodes give different end offsets: %s", strings.Join(ends, ", "))
-		}
-		return nil
-	}); err != nil {
-		t.Fatalf("%s's end offset: %v", cfTopic, err)
+		return end
 	}
-	t.Logf("writers stopped at %v; node %d leads; %s ends at offset %d on every node (%v)", writersStopped, leader, cfTopic, end, since())
+	end, keptEnd := endEverywhere(cfTopic), endEverywhere(cfKept)
+	t.Logf("writers stopped at %v; node %d leads; %s ends at offset %d, %s at offset %d, on every node (%v)",
+		writersStopped, leader, cfTopic, end, cfKept, keptEnd, since())
 	if admEnd != end {
 		t.Logf("note: kadm's ListEndOffsets, asked as soon as every node had the leader's last LSN, answered %d (the writer's last acknowledged offset is %d)",
 			admEnd, w.ackedEnd()-1)
@@ -958,15 +1315,85 @@ func TestCompactionSurvivesFailovers(t *testing.T) {
 					cfOffsetDiff("node 1", views[1], fmt.Sprintf("node %d", n.id), views[n.id])))
 		}
 	}
-	if len(allProbs) > 0 {
-		t.Logf("broker logs:\n%s", cfLogDigest(c, 60))
-		shown := allProbs
-		if len(shown) > 40 {
-			shown = append(shown[:40:40], fmt.Sprintf("... and %d more", len(allProbs)-40))
+	// Every node serves every record of the retention.ms=-1 topic, from
+	// offset 0 (its log start offset) to its end, acknowledged writes at
+	// the offsets the producer was given: its batches below the segments
+	// retention deleted were copied forward, and those copies survived
+	// the failovers. Nothing compacts it: it is read once.
+	kw.mu.Lock()
+	keptProbs := slices.Clone(kw.collisions)
+	keptAcked, keptAttempted, keptRounds, keptFailed, keptClients := kw.acked, kw.attempted, kw.rounds, kw.failed, kw.clients
+	keptFirstErr := kw.firstErr
+	var keptBeyond []int64
+	for off := range kw.ackedAt {
+		if off >= keptEnd {
+			keptBeyond = append(keptBeyond, off)
 		}
-		t.Fatalf("after %d acknowledged writes to %d keys and %d faults (%s), the compacted topic is wrong (%d problems; %s):\n  %s",
-			acked, withAck, len(faults), strings.Join(faults, " | "), len(allProbs), readWhen, strings.Join(shown, "\n  "))
 	}
+	kw.mu.Unlock()
+	if len(keptBeyond) > 0 {
+		slices.Sort(keptBeyond)
+		keptProbs = append(keptProbs, fmt.Sprintf("%d acknowledged writes were given offsets at or past the end offset %d: %s",
+			len(keptBeyond), keptEnd, cfRanges(keptBeyond)))
+	}
+	keptViews := map[int][]compactedRecord{}
+	for _, n := range c.nodes {
+		ls, err := keptLogStart(n.id)
+		if err != nil || ls != 0 {
+			keptProbs = append(keptProbs, fmt.Sprintf("node %d gives %s's log start offset as %d (%v), want 0: retention deleted records of a retention.ms=-1 topic",
+				n.id, cfKept, ls, err))
+		}
+		var franz []compactedRecord
+		if err == nil && ls < keptEnd {
+			franz = franzCompactedRead(t, c, n.id, cfKept, keptEnd)
+		} // else nothing to read (franz-go would wait for it)
+		kc := kcatCompactedRead(t, c, n.id, cfKept, "beginning")
+		keptViews[n.id] = franz
+		for _, v := range []struct {
+			client string
+			recs   []compactedRecord
+		}{{"franz-go", franz}, {"kcat", kc}} {
+			for _, p := range kw.problems(v.recs, keptEnd) {
+				keptProbs = append(keptProbs, fmt.Sprintf("node %d (%s, %d records read): %s", n.id, v.client, len(v.recs), p))
+			}
+		}
+		if fmt.Sprint(franz) != fmt.Sprint(kc) {
+			keptProbs = append(keptProbs, fmt.Sprintf("node %d: franz-go read %d records, kcat %d, not the same ones%s",
+				n.id, len(franz), len(kc), cfFirstDiff(franz, kc)))
+		}
+	}
+	for _, n := range c.nodes[1:] {
+		if fmt.Sprint(keptViews[n.id]) != fmt.Sprint(keptViews[1]) {
+			keptProbs = append(keptProbs, fmt.Sprintf("node %d serves %d records, node 1 serves %d, not the same ones%s",
+				n.id, len(keptViews[n.id]), len(keptViews[1]), cfFirstDiff(keptViews[1], keptViews[n.id])))
+		}
+	}
+	t.Logf("read %s on every node (%v)", cfKept, since())
+
+	if len(allProbs) > 0 || len(keptProbs) > 0 {
+		t.Logf("broker logs:\n%s", cfLogDigest(c, 60))
+		var parts []string
+		if len(allProbs) > 0 {
+			shown := allProbs
+			if len(shown) > 40 {
+				shown = append(shown[:40:40], fmt.Sprintf("... and %d more", len(allProbs)-40))
+			}
+			parts = append(parts, fmt.Sprintf("the compacted topic is wrong (%d problems; %s):\n  %s",
+				len(allProbs), readWhen, strings.Join(shown, "\n  ")))
+		}
+		if len(keptProbs) > 0 {
+			shown := keptProbs
+			if len(shown) > 40 {
+				shown = append(shown[:40:40], fmt.Sprintf("... and %d more", len(keptProbs)-40))
+			}
+			parts = append(parts, fmt.Sprintf("the retention.ms=-1 topic %s is wrong (%d problems; %d acknowledged writes, seq 1..%d attempted, end offset %d):\n  %s",
+				cfKept, len(keptProbs), keptAcked, keptAttempted, keptEnd, strings.Join(shown, "\n  ")))
+		}
+		t.Fatalf("after %d acknowledged writes to %d keys, %d to %s, and %d faults (%s), %s",
+			acked, withAck, keptAcked, cfKept, len(faults), strings.Join(faults, " | "), strings.Join(parts, "\n"))
+	}
+	t.Logf("every node serves all %d records of %s (%d acknowledged) at offsets 0..%d, from log start offset 0 (%v)",
+		len(keptViews[leader]), cfKept, keptAcked, keptEnd-1, since())
 	t.Logf("every node serves the latest committed value of all %d keys with acknowledged writes (%d records at offsets 0..%d) (%v)",
 		withAck, len(views[leader]), end-1, since())
 
@@ -977,18 +1404,26 @@ func TestCompactionSurvivesFailovers(t *testing.T) {
 	scrapeAll()
 	cancel()
 	wg.Wait()
-	var sumBatches, sumRemoved, sumDeleted float64
-	var logRounds, logBatches, logRemoved int
+	var sumBatches, sumRemoved, sumDeleted, sumCopied float64
+	var logRounds, logBatches, logRemoved, copyRounds, logCopied int
+	var logCopiedBytes int64
 	for _, n := range c.nodes {
 		sumBatches += batches[n.id].total()
 		sumRemoved += removed[n.id].total()
 		sumDeleted += deletedSegs[n.id].total()
+		sumCopied += copied[n.id].total()
 		r, b, rm := cfLogCompactions(n.broker.Log())
 		logRounds, logBatches, logRemoved = logRounds+r, logBatches+b, logRemoved+rm
+		cr, cb, cby := cfLogCopies(n.broker.Log())
+		copyRounds, logCopied, logCopiedBytes = copyRounds+cr, logCopied+cb, logCopiedBytes+cby
 	}
 	if sumBatches == 0 || logBatches == 0 || logRemoved == 0 {
 		t.Errorf("the leaders did not compact: tandem_broker_compacted_batches_total summed over nodes and runs %.0f, logged %d batches and %d removed records; want > 0",
 			sumBatches, logBatches, logRemoved)
+	}
+	if sumCopied == 0 || logCopied == 0 {
+		t.Errorf("the leaders did not copy %s's batches forward: tandem_broker_retention_copied_batches_total summed over nodes and runs %.0f, logged %d batches; want > 0",
+			cfKept, sumCopied, logCopied)
 	}
 	if got := int(elections.Load()); got < cfKills {
 		t.Errorf("%d leader elections seen, want at least %d (one per kill)", got, cfKills)
@@ -1007,10 +1442,12 @@ func TestCompactionSurvivesFailovers(t *testing.T) {
 	monMu.Lock()
 	t.Logf("leaders: %s", strings.Join(leaders, ", "))
 	monMu.Unlock()
-	t.Logf("figures: run %v (writers %v); %d reads of a node during the run (after each fault, every node); compacted topic: %d rounds, %d writes attempted, %d acknowledged, %d rounds failed (first error %q), %d producer clients, end offset %d; filler %.1f MB (%d records failed); %d faults, %d leader kills, %d elections; compaction: %d rounds logged, %d batches rewritten (metrics %.0f), %d records removed (metrics %.0f); %.0f WAL segments deleted by retention; WAL first LSN per node %v (writers started at LSN %.0f, cold writes ended at LSN %.0f, the first fault came at LSN %.0f)",
+	t.Logf("figures: run %v (writers %v); %d reads of a node during the run (after each fault, every node); compacted topic: %d rounds, %d writes attempted, %d acknowledged, %d rounds failed (first error %q), %d producer clients, end offset %d; retention.ms=-1 topic: %d rounds, %d writes attempted, %d acknowledged, %d rounds failed (first error %q), %d producer clients, end offset %d; filler %.1f MB (%d records failed); %d faults, %d leader kills, %d elections; compaction: %d rounds logged, %d batches rewritten (metrics %.0f), %d records removed (metrics %.0f); copies: %d rounds logged, %d batches copied forward (metrics %.0f), %.1f MB; %.0f WAL segments deleted by retention; WAL first LSN per node %v (writers started at LSN %.0f, cold writes ended at LSN %.0f, the first fault came at LSN %.0f)",
 		since(), writersStopped, midReads, rounds, attempted, acked, failedRounds, firstErr, clients, end,
+		keptRounds, keptAttempted, keptAcked, keptFailed, keptFirstErr, keptClients, keptEnd,
 		float64(fillBytes.Load())/1e6, fillErrs.Load(), len(faults), cfKills, elections.Load(),
-		logRounds, logBatches, sumBatches, logRemoved, sumRemoved, sumDeleted, moved, startLSN, coldEndLSN, preFaultLSN)
+		logRounds, logBatches, sumBatches, logRemoved, sumRemoved, copyRounds, logCopied, sumCopied, float64(logCopiedBytes)/1e6,
+		sumDeleted, moved, startLSN, coldEndLSN, preFaultLSN)
 }
 
 // cfOffsetDiff describes which offsets one read of the topic has and the
