@@ -458,6 +458,16 @@ func FuzzCompactFilter(f *testing.F) {
 // It reports the rate at which the round reads the partition's batches
 // that must move (MB/s of stored, compressed batches).
 func BenchmarkCompaction(bm *testing.B) {
+	// compact: a compacted topic, filtered and recompressed; forever: a
+	// topic with retention.ms=-1, whose batches are copied whole.
+	bm.Run("compact", func(bm *testing.B) { benchRetentionCopy(bm, "cleanup.policy", "compact") })
+	bm.Run("forever", func(bm *testing.B) { benchRetentionCopy(bm, "retention.ms", "-1") })
+}
+
+// benchRetentionCopy times one retention round that must compact or copy
+// forward a partition of 64 MiB of records (34 MB of zstd batches) whose
+// topic has config key=value before it deletes its segments.
+func benchRetentionCopy(bm *testing.B, key, value string) {
 	for range bm.N {
 		bm.StopTimer()
 		cfg := DefaultConfig()
@@ -482,7 +492,7 @@ func BenchmarkCompaction(bm *testing.B) {
 		if err != nil {
 			bm.Fatal(err)
 		}
-		resp, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}, "table")
+		resp, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, map[string]*string{key: kadm.StringPtr(value)}, "table")
 		if err == nil {
 			err = resp.Err
 		}
