@@ -5,8 +5,9 @@ package broker
 // The producers a partition holds state for (Kafka's
 // `kafka-transactions.sh describe-producers` and find-hanging; kadm's
 // DescribeProducers): each idempotent or transactional producer's id,
-// epoch and last sequence, and the first offset of its open transaction
-// on the partition (-1 for none). Last timestamps are not kept (-1). The
+// epoch, last sequence and last timestamp (the max timestamp of its last
+// batch, as Kafka's), and the first offset of its open transaction on the
+// partition (-1 for none). The
 // leader answers (NOT_LEADER_OR_FOLLOWER elsewhere, as Kafka's partition
 // leaders do); Read on the topic with --acls.
 
@@ -67,6 +68,9 @@ func (b *Broker) activeProducers(p *partition, k tp) []kmsg.DescribeProducersRes
 		if pk.tp == k {
 			ap := get(pk.pid)
 			ap.ProducerEpoch, ap.LastSequence = int32(w.epoch), w.lastSeq()
+			if w.n > 0 {
+				ap.LastTimestamp = w.entries[w.n-1].maxTs
+			}
 		}
 	}
 	p.mu.RLock()

@@ -249,7 +249,7 @@ func (b *Broker) applyBatchLocked(e wal.Entry, pos wal.Pos, size int) error {
 			w = &seqWindow{epoch: info.producerEpoch}
 			b.producers[k] = w
 		}
-		w.add(seqEntry{firstSeq: info.baseSequence, lastSeq: info.lastSequence(), baseOffset: info.baseOffset, lsn: e.LSN})
+		w.add(seqEntry{firstSeq: info.baseSequence, lastSeq: info.lastSequence(), baseOffset: info.baseOffset, lsn: e.LSN, maxTs: info.maxTimestamp})
 		if ep, ok := b.pidEpochs[info.producerID]; !ok || ep < info.producerEpoch {
 			b.pidEpochs[info.producerID] = info.producerEpoch
 		}

@@ -156,6 +156,7 @@ type seqEntry struct {
 	firstSeq, lastSeq int32
 	baseOffset        int64
 	lsn               uint64 // WAL entry of the batch: a retry is answered once it commits
+	maxTs             int64  // the batch's max timestamp (DescribeProducers' last timestamp)
 }
 
 func (w *seqWindow) lastSeq() int32 {

@@ -828,14 +828,16 @@ func TestWriteTxnMarkersAbortsHangingTransaction(t *testing.T) {
 }
 
 // DescribeProducers lists a partition's producers with their epoch, last
-// sequence and the first offset of an open transaction.
+// sequence, last timestamp and the first offset of an open transaction.
 func TestDescribeProducers(t *testing.T) {
 	_, addr := startBroker(t, t.TempDir())
 	cl := newClient(t, addr)
 	createTopic(t, cl, "dp", 1)
 	plain := newClient(t, addr, kgo.DefaultProduceTopic("dp"))
-	for _, v := range []string{"x", "y"} {
-		if err := plain.ProduceSync(t.Context(), kgo.StringRecord(v)).FirstErr(); err != nil {
+	last := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for i, v := range []string{"x", "y"} {
+		r := &kgo.Record{Value: []byte(v), Timestamp: last.Add(time.Duration(i-1) * time.Hour)}
+		if err := plain.ProduceSync(t.Context(), r).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -863,8 +865,8 @@ func TestDescribeProducers(t *testing.T) {
 		t.Fatalf("DescribeProducers: %+v", described)
 	}
 	got := dp.ActiveProducers
-	if a := got[plainPID]; a.LastSequence != 1 || a.CurrentTxnStartOffset != -1 {
-		t.Fatalf("the idempotent producer: %+v, want last sequence 1 and no transaction", a)
+	if a := got[plainPID]; a.LastSequence != 1 || a.CurrentTxnStartOffset != -1 || a.LastTimestamp != last.UnixMilli() {
+		t.Fatalf("the idempotent producer: %+v, want last sequence 1, last timestamp %d (its last record's) and no transaction", a, last.UnixMilli())
 	}
 	if a := got[txnPID]; a.LastSequence != 0 || a.CurrentTxnStartOffset != 2 {
 		t.Fatalf("the transactional producer: %+v, want last sequence 0 and its transaction from offset 2", a)
