@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tandem-io/tandem/broker/acl"
 	"github.com/tandem-io/tandem/broker/link"
 )
 
@@ -82,7 +83,14 @@ func handleMetadata(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Respons
 			resp.Topics = append(resp.Topics, mt)
 			continue
 		}
-		resp.Topics = append(resp.Topics, b.metadataTopic(rc.ctx, name, allowAuto, view))
+		mt := b.metadataTopic(rc.ctx, name, allowAuto, view)
+		if r.Version >= 8 && r.IncludeTopicAuthorizedOperations && mt.ErrorCode == 0 {
+			mt.AuthorizedOperations = b.authorizedOps(rc, kmsg.ACLResourceTypeTopic, name)
+		}
+		resp.Topics = append(resp.Topics, mt)
+	}
+	if r.Version >= 8 && r.Version <= 10 && r.IncludeClusterAuthorizedOperations {
+		resp.AuthorizedOperations = b.authorizedOps(rc, kmsg.ACLResourceTypeCluster, acl.ClusterName)
 	}
 	return now(resp)
 }

@@ -137,6 +137,31 @@ func (b *Broker) allowedCreateTopic(rc *reqCtx, name string) bool {
 
 func errMsg(s string) *string { return &s }
 
+// supportedOps is what Kafka's authorizer can grant on each resource type
+// (AclEntry.supportedOperations): the operations an authorized_operations
+// answer may list.
+var supportedOps = map[kmsg.ACLResourceType][]kmsg.ACLOperation{
+	kmsg.ACLResourceTypeTopic: {kmsg.ACLOperationRead, kmsg.ACLOperationWrite, kmsg.ACLOperationCreate, kmsg.ACLOperationDescribe,
+		kmsg.ACLOperationDelete, kmsg.ACLOperationAlter, kmsg.ACLOperationDescribeConfigs, kmsg.ACLOperationAlterConfigs},
+	kmsg.ACLResourceTypeGroup: {kmsg.ACLOperationRead, kmsg.ACLOperationDescribe, kmsg.ACLOperationDelete},
+	kmsg.ACLResourceTypeCluster: {kmsg.ACLOperationCreate, kmsg.ACLOperationClusterAction, kmsg.ACLOperationDescribeConfigs,
+		kmsg.ACLOperationAlterConfigs, kmsg.ACLOperationIdempotentWrite, kmsg.ACLOperationAlter, kmsg.ACLOperationDescribe},
+}
+
+// authorizedOps is Kafka's authorized_operations bit field (KIP-430) for a
+// resource: bit n is set when the principal may perform the operation
+// whose code is n. Without --acls every supported operation is allowed,
+// as Kafka answers without an authorizer.
+func (b *Broker) authorizedOps(rc *reqCtx, rt kmsg.ACLResourceType, name string) int32 {
+	var bits int32
+	for _, op := range supportedOps[rt] {
+		if b.quietlyAllowed(rc, op, rt, name) {
+			bits |= 1 << uint(op)
+		}
+	}
+	return bits
+}
+
 func handleDescribeACLs(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 	r := req.(*kmsg.DescribeACLsRequest)
 	resp := r.ResponseKind().(*kmsg.DescribeACLsResponse)

@@ -12,6 +12,8 @@ package broker
 import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tandem-io/tandem/broker/acl"
 )
 
 func init() { register(kmsg.DescribeCluster.Int16(), 0, 2, handleDescribeCluster) }
@@ -29,7 +31,10 @@ func handleDescribeCluster(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.
 	view := b.clusterView()
 	resp.ClusterID = b.clusterID()
 	resp.ControllerID = view.LeaderID
-	resp.ClusterAuthorizedOperations = -2147483648 // not asked for, or not known: Kafka's "omitted"
+	resp.ClusterAuthorizedOperations = -2147483648 // not asked for: Kafka's "omitted"
+	if r.IncludeClusterAuthorizedOperations {
+		resp.ClusterAuthorizedOperations = b.authorizedOps(rc, kmsg.ACLResourceTypeCluster, acl.ClusterName)
+	}
 	for _, bi := range view.Brokers {
 		rb := kmsg.NewDescribeClusterResponseBroker()
 		rb.NodeID, rb.Host, rb.Port = bi.NodeID, bi.Host, bi.Port

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/tandem-io/tandem/broker/acl"
@@ -301,4 +302,99 @@ func TestACLsInCheckpoint(t *testing.T) {
 	if !b.acls.Has(bd) || b.acls.Len() != 1 {
 		t.Fatalf("restored %v", b.acls.All())
 	}
+}
+
+// opBits is an authorized_operations bit field holding ops.
+func opBits(ops ...kmsg.ACLOperation) int32 {
+	var bits int32
+	for _, op := range ops {
+		bits |= 1 << uint(op)
+	}
+	return bits
+}
+
+// authorizedOpsOf asks, as a client that sets the include flags (KIP-430),
+// for the operations it may perform on topic, group and the cluster. cl
+// must speak Kafka 2.8's versions: Metadata v10, the last with the
+// cluster's operations, and DescribeGroups v5, where an unknown group is
+// Dead, not GROUP_ID_NOT_FOUND.
+func authorizedOpsOf(t *testing.T, cl *kgo.Client, topic, group string) (topicOps, groupOps, clusterOps, clusterOpsV10 int32) {
+	t.Helper()
+	ctx := t.Context()
+	md := kmsg.NewPtrMetadataRequest()
+	mt := kmsg.NewMetadataRequestTopic()
+	mt.Topic = kmsg.StringPtr(topic)
+	md.Topics = append(md.Topics, mt)
+	md.IncludeTopicAuthorizedOperations, md.IncludeClusterAuthorizedOperations = true, true
+	mresp, err := md.RequestWith(ctx, cl)
+	if err != nil || len(mresp.Topics) != 1 || mresp.Topics[0].ErrorCode != 0 {
+		t.Fatalf("Metadata of %s: %v %+v", topic, err, mresp)
+	}
+	dg := kmsg.NewPtrDescribeGroupsRequest()
+	dg.Groups, dg.IncludeAuthorizedOperations = []string{group}, true
+	gresp, err := dg.RequestWith(ctx, cl)
+	if err != nil || len(gresp.Groups) != 1 || gresp.Groups[0].ErrorCode != 0 {
+		t.Fatalf("DescribeGroups %s: %v %+v", group, err, gresp)
+	}
+	dc := kmsg.NewPtrDescribeClusterRequest()
+	dc.IncludeClusterAuthorizedOperations = true
+	cresp, err := dc.RequestWith(ctx, cl)
+	if err != nil || cresp.ErrorCode != 0 {
+		t.Fatalf("DescribeCluster: %v %+v", err, cresp)
+	}
+	return mresp.Topics[0].AuthorizedOperations, gresp.Groups[0].AuthorizedOperations, cresp.ClusterAuthorizedOperations, mresp.AuthorizedOperations
+}
+
+// A client that asks (Metadata v8+, DescribeGroups v3+, DescribeCluster)
+// is told which operations it may perform, as Kafka answers KIP-430's
+// authorized_operations: with --acls what its ACLs allow (WRITE implies
+// DESCRIBE, READ on a group DESCRIBE), everything for a super user, and
+// without --acls every operation Kafka's authorizer knows for the
+// resource. A client that does not ask gets Kafka's "omitted".
+func TestAuthorizedOperations(t *testing.T) {
+	allTopic := opBits(kmsg.ACLOperationRead, kmsg.ACLOperationWrite, kmsg.ACLOperationCreate, kmsg.ACLOperationDescribe,
+		kmsg.ACLOperationDelete, kmsg.ACLOperationAlter, kmsg.ACLOperationDescribeConfigs, kmsg.ACLOperationAlterConfigs)
+	versions := kversion.V2_8_0()
+	versions.SetMaxKeyVersion(kmsg.Metadata.Int16(), 10)
+	kafka28 := kgo.MaxVersions(versions)
+	allGroup := opBits(kmsg.ACLOperationRead, kmsg.ACLOperationDescribe, kmsg.ACLOperationDelete)
+	allCluster := opBits(kmsg.ACLOperationCreate, kmsg.ACLOperationClusterAction, kmsg.ACLOperationDescribeConfigs,
+		kmsg.ACLOperationAlterConfigs, kmsg.ACLOperationIdempotentWrite, kmsg.ACLOperationAlter, kmsg.ACLOperationDescribe)
+	check := func(who string, cl *kgo.Client, topic, group string, wantTopic, wantGroup, wantCluster int32) {
+		t.Helper()
+		to, gr, cluster, clusterV10 := authorizedOpsOf(t, cl, topic, group)
+		if to != wantTopic || gr != wantGroup || cluster != wantCluster || clusterV10 != wantCluster {
+			t.Fatalf("%s is told it may do %b on topic %s, %b on group %s, %b (DescribeCluster) and %b (Metadata) on the cluster; want %b, %b, %b",
+				who, to, topic, gr, group, cluster, clusterV10, wantTopic, wantGroup, wantCluster)
+		}
+	}
+
+	// Without --acls: everything.
+	_, open := startBroker(t, t.TempDir())
+	createTopic(t, newClient(t, open), "t", 1)
+	check("a client of a broker without --acls", newClient(t, open, kafka28), "t", "g", allTopic, allGroup, allCluster)
+	// Not asked: omitted.
+	dc := kmsg.NewPtrDescribeClusterRequest()
+	if resp, err := dc.RequestWith(t.Context(), newClient(t, open)); err != nil || resp.ClusterAuthorizedOperations != -2147483648 {
+		t.Fatalf("DescribeCluster without the include flag: %v, authorized operations %d; want -2147483648", err, resp.ClusterAuthorizedOperations)
+	}
+
+	users := writeUsers(t, map[string]string{"admin": "admin-pw", "alice": "alice-pw"})
+	_, addr := startBrokerWith(t, t.TempDir(), func(c *Config) {
+		c.SASLUsersFile = users
+		c.ACLs = true
+		c.SuperUsers = "User:admin"
+	})
+	admin := kadm.NewClient(newClient(t, addr, loginAs("admin")))
+	if _, err := admin.CreateTopic(t.Context(), 1, 1, nil, "orders"); err != nil {
+		t.Fatal(err)
+	}
+	createACLs(t, admin, kadm.NewACLs().Allow("User:alice").Topics("orders").Operations(kadm.OpWrite, kadm.OpDescribeConfigs))
+	createACLs(t, admin, kadm.NewACLs().Allow("User:alice").Groups("alice-group").Operations(kadm.OpRead))
+	createACLs(t, admin, kadm.NewACLs().Allow("User:alice").Clusters().Operations(kadm.OpIdempotentWrite))
+	check("alice", newClient(t, addr, loginAs("alice"), kafka28), "orders", "alice-group",
+		opBits(kmsg.ACLOperationWrite, kmsg.ACLOperationDescribe, kmsg.ACLOperationDescribeConfigs),
+		opBits(kmsg.ACLOperationRead, kmsg.ACLOperationDescribe),
+		opBits(kmsg.ACLOperationIdempotentWrite))
+	check("the super user", newClient(t, addr, loginAs("admin"), kafka28), "orders", "alice-group", allTopic, allGroup, allCluster)
 }
