@@ -62,6 +62,7 @@ type Broker struct {
 	lastApplied      uint64                     // guarded by appendMu
 	skipMetaUpTo     uint64                     // guarded by appendMu; metadata entries the checkpoint covers
 	compactLSN       atomic.Uint64              // the last TypeCompactedBatch entry applied (compact.go)
+	keyIndexes       keyIndexes                 // compaction's latest offset of every key, kept between rounds (compact.go)
 	awaitingSnapshot bool                       // guarded by appendMu; re-cloned, state snapshot not seen yet
 	rebuildPending   bool                       // guarded by appendMu; a snapshot arrived: rebuild after applying
 

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
@@ -239,8 +240,11 @@ type compactionStats struct {
 	copied     int   // batches of long-retention topics copied forward whole
 	copiedB    int64 // their bytes
 	removed    int64 // records left out
-	bytesIn    int64
-	bytesOut   int64
+	// indexedBytes is what pass 1 read to bring the key indexes up to
+	// date.
+	indexedBytes int64
+	bytesIn      int64
+	bytesOut     int64
 }
 
 // compactBefore rewrites the batches of kept partitions that are in WAL
@@ -250,7 +254,9 @@ type compactionStats struct {
 func (b *Broker) compactBefore(ctx context.Context, upTo uint64, now time.Time) (uint64, compactionStats, error) {
 	var st compactionStats
 	var last uint64
-	for _, k := range b.keptPartitions() {
+	kept := b.keptPartitions()
+	b.keyIndexes.retain(kept)
+	for _, k := range kept {
 		p := k.p
 		n, lsn, err := b.compactPartition(p, k.compact, upTo, now, &st)
 		if err != nil {
@@ -302,11 +308,29 @@ func (b *Broker) compactPartition(p *partition, compact bool, upTo uint64, now t
 		return false
 	}
 
-	// Pass 1: the latest committed offset of every key.
-	latest := make(map[string]int64)
+	// Pass 1: the latest committed offset of every key, brought up to
+	// date from where the last round left the partition's key index.
+	//
+	// The index is kept for the next round only when this one ends
+	// without an error: a round that fails half-way may have left some
+	// of the batches it meant to rewrite unchanged, and its index would
+	// then lack keys (gone) whose older records those batches still hold.
+	var idx *keyIndex
+	keep := false
+	if compact {
+		idx = b.keyIndexes.take(p, b.clusterView().Epoch)
+		defer func() {
+			if keep {
+				b.keyIndexes.put(p, idx)
+			}
+		}()
+	}
 	for _, r := range refs {
 		if !compact {
 			break // copied whole: no key is looked at
+		}
+		if r.last < idx.next {
+			continue // indexed by an earlier round
 		}
 		if r.last >= lso {
 			break // refs ascend by offset; nothing stable follows
@@ -315,18 +339,26 @@ func (b *Broker) compactPartition(p *partition, compact bool, upTo uint64, now t
 		if err != nil {
 			return 0, 0, err
 		}
-		if info.control() || isAborted(info) {
-			continue
-		}
-		err = eachRecord(raw, info, max(limit, int64(len(raw))*maxDecompressedRatio), func(rec record) {
-			if rec.key != nil {
-				latest[string(rec.key)] = info.baseOffset + int64(rec.offsetDelta)
+		st.indexedBytes += int64(r.size)
+		if !info.control() && !isAborted(info) {
+			err = eachRecord(raw, info, max(limit, int64(len(raw))*maxDecompressedRatio), func(rec record) {
+				if rec.key != nil {
+					idx.latest[string(rec.key)] = info.baseOffset + int64(rec.offsetDelta)
+				}
+			})
+			if err != nil {
+				idx.next = r.base // what was read of this batch is ahead of next: read it again
+				return 0, 0, fmt.Errorf("batch at offset %d: %w", r.base, err)
 			}
-		})
-		if err != nil {
-			return 0, 0, fmt.Errorf("batch at offset %d: %w", r.base, err)
 		}
+		idx.next = r.last + 1
 	}
+	var latest map[string]int64
+	if compact {
+		latest = idx.latest
+		idx.prune(refs)
+	}
+	var gone []string // keys whose expired tombstone this round removes
 
 	// Pass 2: rewrite the batches below upTo.
 	type rewrite struct {
@@ -363,7 +395,11 @@ func (b *Broker) compactPartition(p *partition, compact bool, upTo uint64, now t
 				if l, ok := latest[string(rec.key)]; ok && l > off {
 					return false
 				}
-				return !(rec.tombstone && tombstoneExpired)
+				if rec.tombstone && tombstoneExpired {
+					gone = append(gone, string(rec.key))
+					return false
+				}
+				return true
 			}, &st.removed)
 			if err != nil {
 				return 0, 0, fmt.Errorf("batch at offset %d: %w", r.base, err)
@@ -372,6 +408,7 @@ func (b *Broker) compactPartition(p *partition, compact bool, upTo uint64, now t
 		out = append(out, rewrite{old: r, raw: nb})
 	}
 	if len(out) == 0 {
+		keep = true
 		return 0, 0, nil
 	}
 
@@ -411,6 +448,10 @@ func (b *Broker) compactPartition(p *partition, compact bool, upTo uint64, now t
 			st.copiedB += int64(len(w.raw))
 		}
 	}
+	for _, k := range gone {
+		delete(latest, k) // no record of the key is left
+	}
+	keep = true
 	return n, lastLSN, nil
 }
 
@@ -632,7 +673,7 @@ func (b *Broker) compactionRetention(upTo uint64, now time.Time) uint64 {
 			b.metrics.compactedBatches.Add(float64(st.batches))
 			b.metrics.compactionRemoved.Add(float64(st.removed))
 			b.log.Info("compacted topics before retention", "partitions", st.partitions, "batches", st.batches,
-				"records_removed", st.removed, "bytes_read", st.bytesIn, "bytes_written", st.bytesOut, "up_to_lsn", upTo)
+				"records_removed", st.removed, "bytes_read", st.bytesIn, "bytes_written", st.bytesOut, "bytes_indexed", st.indexedBytes, "up_to_lsn", upTo)
 		}
 		if st.copied > 0 {
 			b.metrics.retentionCopied.Add(float64(st.copied))
@@ -671,4 +712,88 @@ const compactionCommitWait = 30 * time.Second
 func parseMs(v string) bool {
 	n, err := strconv.ParseInt(v, 10, 64)
 	return err == nil && n >= 0
+}
+
+// keyIndex is a compacted partition's latest committed offset of every
+// key, as of offset next: every stable batch that ends below next has
+// been read into it. Compaction rounds keep it, so that each reads only
+// the batches written since the last, not the whole partition again. It
+// holds committed records only (below the last stable offset), which no
+// failover truncates; it is still built anew when this node leads in
+// another epoch.
+type keyIndex struct {
+	latest map[string]int64
+	next   int64
+	epoch  uint32
+}
+
+// maxKeptKeys bounds the keys of one partition's index that are kept
+// between rounds: a larger partition builds its index anew each round
+// (reading the whole partition) rather than hold it in memory.
+const maxKeptKeys = 1 << 20
+
+// prune drops the keys whose latest record is no longer in the partition
+// (below its first batch: DeleteRecords, retention.ms or retention.bytes
+// of a compact,delete topic removed it), so that the index holds only
+// keys with a record.
+func (idx *keyIndex) prune(refs []batchRef) {
+	if len(refs) == 0 {
+		return
+	}
+	first := refs[0].base
+	for k, off := range idx.latest {
+		if off < first {
+			delete(idx.latest, k)
+		}
+	}
+}
+
+// keyIndexes holds each compacted partition's key index between rounds.
+type keyIndexes struct {
+	mu sync.Mutex
+	m  map[*partition]*keyIndex
+}
+
+// take returns p's index, or a new one when there is none, or the one
+// there was built in another epoch.
+func (k *keyIndexes) take(p *partition, epoch uint32) *keyIndex {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	idx := k.m[p]
+	delete(k.m, p)
+	if idx == nil || idx.epoch != epoch {
+		idx = &keyIndex{latest: make(map[string]int64), epoch: epoch}
+	}
+	return idx
+}
+
+// put keeps p's index for the next round, unless it is too large to.
+func (k *keyIndexes) put(p *partition, idx *keyIndex) {
+	if len(idx.latest) > maxKeptKeys {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.m == nil {
+		k.m = make(map[*partition]*keyIndex)
+	}
+	k.m[p] = idx
+}
+
+// retain forgets the indexes of partitions that are no longer compacted
+// (deleted topics, a policy changed to delete).
+func (k *keyIndexes) retain(kept []keptPartition) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	live := make(map[*partition]bool, len(kept))
+	for _, kp := range kept {
+		if kp.compact {
+			live[kp.p] = true
+		}
+	}
+	for p := range k.m {
+		if !live[p] {
+			delete(k.m, p)
+		}
+	}
 }
