@@ -260,7 +260,11 @@ func (b *Broker) compactBefore(ctx context.Context, upTo uint64, now time.Time) 
 		p := k.p
 		n, lsn, err := b.compactPartition(p, k.compact, upTo, now, &st)
 		if err != nil {
-			return last, st, fmt.Errorf("copying %s-%d forward: %w", p.topic, p.id, err)
+			what := "copying forward"
+			if k.compact {
+				what = "compacting"
+			}
+			return last, st, fmt.Errorf("%s %s-%d: %w", what, p.topic, p.id, err)
 		}
 		if n > 0 && k.compact {
 			st.partitions++
@@ -347,7 +351,6 @@ func (b *Broker) compactPartition(p *partition, compact bool, upTo uint64, now t
 				}
 			})
 			if err != nil {
-				idx.next = r.base // what was read of this batch is ahead of next: read it again
 				return 0, 0, fmt.Errorf("batch at offset %d: %w", r.base, err)
 			}
 		}
