@@ -14,7 +14,9 @@ import (
 //
 // message.timestamp.type=CreateTime (the default) keeps the timestamp each
 // producer gave its records. message.timestamp.before.max.ms and
-// message.timestamp.after.max.ms (KIP-937; default: no bound) then refuse,
+// message.timestamp.after.max.ms (KIP-937; default: no bound; each
+// defaults to the older message.timestamp.difference.max.ms when that is
+// set, as in Kafka 3.6-3.9) then refuse,
 // with INVALID_TIMESTAMP, a batch with a record whose timestamp is further
 // in the past or the future than they allow: a producer with a wrong
 // clock cannot make retention.ms delete a topic's records at once, or
@@ -52,17 +54,21 @@ func (b *Broker) timestampRulesOf(topicName string) timestampRules {
 		return r
 	}
 	r.logAppendTime = t.configs["message.timestamp.type"] == "LogAppendTime"
-	if v, ok := t.configs["message.timestamp.before.max.ms"]; ok {
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
-			r.beforeMaxMs = n
-		}
-	}
-	if v, ok := t.configs["message.timestamp.after.max.ms"]; ok {
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
-			r.afterMaxMs = n
-		}
-	}
+	diff := configMs(t.configs, "message.timestamp.difference.max.ms", math.MaxInt64)
+	r.beforeMaxMs = configMs(t.configs, "message.timestamp.before.max.ms", diff)
+	r.afterMaxMs = configMs(t.configs, "message.timestamp.after.max.ms", diff)
 	return r
+}
+
+// configMs reads a non-negative millisecond config, or def when it is not
+// set (or, set by an older version, not valid).
+func configMs(configs map[string]string, key string, def int64) int64 {
+	if v, ok := configs[key]; ok {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+			return n
+		}
+	}
+	return def
 }
 
 // applyTimestampRules stamps a partition's validated batches with the

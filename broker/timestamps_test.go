@@ -146,6 +146,8 @@ func TestTimestampBounds(t *testing.T) {
 	minute := strconv.FormatInt(int64(time.Minute/time.Millisecond), 10)
 	createTopicWith(t, adm, "bounded", map[string]string{"message.timestamp.before.max.ms": hour, "message.timestamp.after.max.ms": minute})
 	createTopicWith(t, adm, "bounded-appended", map[string]string{"message.timestamp.before.max.ms": hour, "message.timestamp.type": "LogAppendTime"})
+	// Kafka's older single bound: both ways, unless one is set itself.
+	createTopicWith(t, adm, "bounded-by-difference", map[string]string{"message.timestamp.difference.max.ms": hour, "message.timestamp.after.max.ms": minute})
 
 	now := time.Now()
 	for _, c := range []kgo.CompressionCodec{kgo.NoCompression(), kgo.ZstdCompression()} {
@@ -160,10 +162,12 @@ func TestTimestampBounds(t *testing.T) {
 			{now.Add(30 * time.Second), nil},
 		} {
 			// The offending record is the second of its batch.
-			err := p.ProduceSync(ctx, &kgo.Record{Topic: "bounded", Value: []byte("ok"), Timestamp: now},
-				&kgo.Record{Topic: "bounded", Value: []byte("x"), Timestamp: tc.ts}).FirstErr()
-			if !errors.Is(err, tc.want) && !(tc.want == nil && err == nil) {
-				t.Fatalf("codec %v, a record %v from now: got %v, want %v", c, tc.ts.Sub(now).Round(time.Second), err, tc.want)
+			for _, topic := range []string{"bounded", "bounded-by-difference"} {
+				err := p.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("ok"), Timestamp: now},
+					&kgo.Record{Topic: topic, Value: []byte("x"), Timestamp: tc.ts}).FirstErr()
+				if !errors.Is(err, tc.want) && !(tc.want == nil && err == nil) {
+					t.Fatalf("%s, codec %v, a record %v from now: got %v, want %v", topic, c, tc.ts.Sub(now).Round(time.Second), err, tc.want)
+				}
 			}
 		}
 		if err := p.ProduceSync(ctx, &kgo.Record{Topic: "bounded-appended", Value: []byte("old"), Timestamp: now.Add(-48 * time.Hour)}).FirstErr(); err != nil {
@@ -176,9 +180,10 @@ func TestTimestampBounds(t *testing.T) {
 	}
 
 	for name, value := range map[string]string{
-		"message.timestamp.type":          "WallClockTime",
-		"message.timestamp.before.max.ms": "-1",
-		"message.timestamp.after.max.ms":  "soon",
+		"message.timestamp.type":              "WallClockTime",
+		"message.timestamp.before.max.ms":     "-1",
+		"message.timestamp.after.max.ms":      "soon",
+		"message.timestamp.difference.max.ms": "-5",
 	} {
 		resp, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{name: kadm.StringPtr(value)}, "refused")
 		if err == nil {

@@ -28,9 +28,12 @@ func (b *Broker) configDefaults() map[string]string {
 		// KIP-937 bounds on CreateTime timestamps (timestamps.go).
 		"message.timestamp.before.max.ms": strconv.FormatInt(math.MaxInt64, 10),
 		"message.timestamp.after.max.ms":  strconv.FormatInt(math.MaxInt64, 10),
-		"compression.type":                "producer",
-		"delete.retention.ms":             strconv.Itoa(defaultDeleteRetentionMs),
-		"min.compaction.lag.ms":           "0",
+		// Kafka's older single bound (deprecated since 3.6, gone in 4.0):
+		// both of the above when they are not set.
+		"message.timestamp.difference.max.ms": strconv.FormatInt(math.MaxInt64, 10),
+		"compression.type":                    "producer",
+		"delete.retention.ms":                 strconv.Itoa(defaultDeleteRetentionMs),
+		"min.compaction.lag.ms":               "0",
 		// Accepted and reported with no effect (validateTopicConfig).
 		"segment.ms":                "604800000",
 		"max.compaction.lag.ms":     strconv.FormatInt(math.MaxInt64, 10),
@@ -97,7 +100,7 @@ func (b *Broker) validateTopicConfig(name, value string) *kerr.Error {
 		if value != "CreateTime" && value != "LogAppendTime" {
 			return kerr.InvalidConfig
 		}
-	case "message.timestamp.before.max.ms", "message.timestamp.after.max.ms":
+	case "message.timestamp.before.max.ms", "message.timestamp.after.max.ms", "message.timestamp.difference.max.ms":
 		if !parseMs(value) {
 			return kerr.InvalidConfig
 		}
