@@ -15,8 +15,8 @@ import (
 // message.timestamp.type=CreateTime (the default) keeps the timestamp each
 // producer gave its records. message.timestamp.before.max.ms and
 // message.timestamp.after.max.ms (KIP-937; default: no bound; each
-// defaults to the older message.timestamp.difference.max.ms when that is
-// set, as in Kafka 3.6-3.9) then refuse,
+// defaults to the older message.timestamp.difference.max.ms, which
+// KIP-937 deprecated, when that is set) then refuse,
 // with INVALID_TIMESTAMP, a batch with a record whose timestamp is further
 // in the past or the future than they allow: a producer with a wrong
 // clock cannot make retention.ms delete a topic's records at once, or

@@ -28,8 +28,8 @@ func (b *Broker) configDefaults() map[string]string {
 		// KIP-937 bounds on CreateTime timestamps (timestamps.go).
 		"message.timestamp.before.max.ms": strconv.FormatInt(math.MaxInt64, 10),
 		"message.timestamp.after.max.ms":  strconv.FormatInt(math.MaxInt64, 10),
-		// Kafka's older single bound (deprecated since 3.6, gone in 4.0):
-		// both of the above when they are not set.
+		// Kafka's older single bound (KIP-937 deprecated it): both of the
+		// above when they are not set.
 		"message.timestamp.difference.max.ms": strconv.FormatInt(math.MaxInt64, 10),
 		"compression.type":                    "producer",
 		"delete.retention.ms":                 strconv.Itoa(defaultDeleteRetentionMs),
