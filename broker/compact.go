@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"slices"
 	"sort"
 	"strconv"
@@ -27,10 +28,19 @@ import (
 // Log compaction (Kafka's cleanup.policy=compact).
 //
 // The WAL is node-wide, so a compacted topic cannot be cleaned in place
-// the way Kafka cleans a partition's own segment files. Instead, compaction
-// runs where the data would otherwise be lost: when retention is about to
-// delete WAL segments, the leader first rewrites every batch of a compacted
-// partition that sits in those segments. Each rewritten batch is a
+// the way Kafka cleans a partition's own segment files. Instead, the
+// leader rewrites batches, at two moments:
+//   - cleaning (cleanCompacted), as Kafka's log cleaner: once the batches
+//     written since a partition's last cleaning make up
+//     min.cleanable.dirty.ratio of it (or the oldest of them is older than
+//     max.compaction.lag.ms), every batch of the partition that loses
+//     records is rewritten; the old batches stay on disk until retention
+//     deletes their segment;
+//   - before retention deletes WAL segments, every batch of a compacted
+//     partition that sits in them is rewritten, changed or not, so that
+//     nothing still live is lost with the segment.
+//
+// Each rewritten batch is a
 // TypeCompactedBatch entry appended at the WAL's end: the same base offset,
 // last offset delta, timestamps, producer fields and codec, holding only
 // the records that are still the latest of their key (a record is dropped
@@ -60,12 +70,14 @@ import (
 //     a later record: an open transaction, or a record not yet committed,
 //     holds the segments it is in.
 //
-// What differs from Kafka: compaction runs when retention needs the
-// segment (log.retention.ms, 7 days by default, or log.retention.bytes),
-// not continuously after min.cleanable.dirty.ratio; until then a consumer
-// reading from the start sees every record. The live records of compacted
-// topics do not count against log.retention.bytes, and each retention
-// round that deletes segments copies them forward once.
+// What differs from Kafka: the records compaction removes stay on disk
+// (unread) until retention deletes the WAL segment they were written to
+// (log.retention.ms, 7 days by default, or log.retention.bytes), and the
+// rewritten batches take space of their own meanwhile. The live records of
+// compacted topics do not count against log.retention.bytes, and each
+// retention round that deletes segments copies them forward once.
+// Cleaning runs at each retention check (log.retention.check.interval.ms),
+// not as soon as the ratio is reached.
 //
 // The same machinery keeps the records of a topic whose own retention.ms
 // is longer than the node's log.retention.ms, or -1 (forever): Kafka keeps
@@ -258,7 +270,7 @@ func (b *Broker) compactBefore(ctx context.Context, upTo uint64, now time.Time) 
 	b.keyIndexes.retain(kept)
 	for _, k := range kept {
 		p := k.p
-		n, lsn, err := b.compactPartition(p, k.compact, upTo, now, &st)
+		n, lsn, err := b.compactPartition(p, k.compact, false, upTo, now, &st)
 		if err != nil {
 			what := "copying forward"
 			if k.compact {
@@ -278,15 +290,17 @@ func (b *Broker) compactBefore(ctx context.Context, upTo uint64, now time.Time) 
 }
 
 // compactPartition rewrites p's batches below upTo, compacted when compact
-// is set and whole otherwise; it returns how many it rewrote and the last
-// LSN it appended.
-func (b *Broker) compactPartition(p *partition, compact bool, upTo uint64, now time.Time, st *compactionStats) (int, uint64, error) {
+// is set and whole otherwise, and, when clean is set (a compacted
+// partition cleaned before retention needs its segments:
+// cleanCompacted), also every other batch that compaction changes. It
+// returns how many it rewrote and the last LSN it appended.
+func (b *Broker) compactPartition(p *partition, compact, clean bool, upTo uint64, now time.Time, st *compactionStats) (int, uint64, error) {
 	p.mu.RLock()
 	refs := append([]batchRef(nil), p.batches...)
 	aborted := append([]abortedTxn(nil), p.aborted...)
 	lso := p.lsoLocked()
 	p.mu.RUnlock()
-	need := false
+	need := clean
 	for _, r := range refs {
 		if r.pos.LSN < upTo && r.last < lso {
 			need = true
@@ -370,11 +384,14 @@ func (b *Broker) compactPartition(p *partition, compact bool, upTo uint64, now t
 	}
 	var out []rewrite
 	lastBase := refs[len(refs)-1].base
+	cleanEnd := lastBase // a cleaning considers every batch below it
 	for _, r := range refs {
-		if r.pos.LSN >= upTo {
+		forced := r.pos.LSN < upTo // its segment is about to go: copied even if unchanged
+		if !forced && !clean {
 			continue
 		}
 		if r.last >= lso {
+			cleanEnd = min(cleanEnd, r.base)
 			continue // holds its segment until its transaction is decided
 		}
 		raw, info, err := b.readBatch(r)
@@ -382,8 +399,15 @@ func (b *Broker) compactPartition(p *partition, compact bool, upTo uint64, now t
 			return 0, 0, err
 		}
 		var nb []byte
+		removedBefore := st.removed
 		switch {
 		case !compact || r.base == lastBase || (lag > 0 && now.UnixMilli()-info.maxTimestamp < lag):
+			if r.base != lastBase && compact {
+				cleanEnd = min(cleanEnd, r.base) // younger than min.compaction.lag.ms: cleaned later
+			}
+			if !forced {
+				continue
+			}
 			nb = raw // kept whole
 		case info.control() || isAborted(info):
 			nb = emptyBatch(raw)
@@ -408,10 +432,16 @@ func (b *Broker) compactPartition(p *partition, compact bool, upTo uint64, now t
 				return 0, 0, fmt.Errorf("batch at offset %d: %w", r.base, err)
 			}
 		}
+		if !forced && st.removed == removedBefore {
+			continue // nothing removed: the batch stays where it is
+		}
 		out = append(out, rewrite{old: r, raw: nb})
 	}
 	if len(out) == 0 {
 		keep = true
+		if clean {
+			p.setCleanedTo(cleanEnd)
+		}
 		return 0, 0, nil
 	}
 
@@ -455,7 +485,76 @@ func (b *Broker) compactPartition(p *partition, compact bool, upTo uint64, now t
 		delete(latest, k) // no record of the key is left
 	}
 	keep = true
+	if clean {
+		p.setCleanedTo(cleanEnd)
+	}
 	return n, lastLSN, nil
+}
+
+// setCleanedTo records how far a cleaning of p got.
+func (p *partition) setCleanedTo(off int64) {
+	p.mu.Lock()
+	p.cleanedTo = max(p.cleanedTo, off)
+	p.mu.Unlock()
+}
+
+// cleanCompacted compacts, on the leader, each compacted partition that
+// has enough to clean, as Kafka's log cleaner does, without waiting for
+// retention to need its segments: those whose dirty bytes (the batches
+// written since the last cleaning, not counting the partition's last
+// batch nor batches younger than min.compaction.lag.ms) make up at least
+// min.cleanable.dirty.ratio of the partition, or whose oldest dirty batch
+// is older than max.compaction.lag.ms. Only the batches that compaction
+// changes are rewritten; the old ones stay on disk until retention
+// deletes their segment. It runs from the retention loop.
+func (b *Broker) cleanCompacted(now time.Time) {
+	if !b.isLeader() {
+		return
+	}
+	var st compactionStats
+	for _, k := range b.keptPartitions() {
+		if !k.compact || !b.dirtyEnough(k.p, now) {
+			continue
+		}
+		if _, _, err := b.compactPartition(k.p, true, true, 0, now, &st); err != nil {
+			b.log.Error("cleaning a compacted partition failed; retention will compact it when it needs its segments", "topic", k.p.topic, "partition", k.p.id, "error", err)
+		}
+	}
+	if st.batches > 0 {
+		b.metrics.compactedBatches.Add(float64(st.batches))
+		b.metrics.compactionRemoved.Add(float64(st.removed))
+		b.log.Info("cleaned compacted topics", "partitions", st.partitions, "batches", st.batches,
+			"records_removed", st.removed, "bytes_read", st.bytesIn, "bytes_written", st.bytesOut, "bytes_indexed", st.indexedBytes)
+	}
+}
+
+// dirtyEnough reports whether cleanCompacted should clean p now.
+func (b *Broker) dirtyEnough(p *partition, now time.Time) bool {
+	ratio := 0.5
+	if v, err := strconv.ParseFloat(b.topicConfig(p.topic, "min.cleanable.dirty.ratio"), 64); err == nil {
+		ratio = v
+	}
+	lag := b.topicInt(p.topic, "min.compaction.lag.ms", 0)
+	maxLag := b.topicInt(p.topic, "max.compaction.lag.ms", math.MaxInt64)
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if len(p.batches) < 2 {
+		return false
+	}
+	var total, dirty int64
+	oldest := int64(math.MaxInt64)
+	for _, r := range p.batches[:len(p.batches)-1] { // the last batch is never cleaned
+		total += int64(r.size)
+		if r.base < p.cleanedTo || r.last >= p.hw || (lag > 0 && now.UnixMilli()-r.maxTs < lag) {
+			continue
+		}
+		dirty += int64(r.size)
+		oldest = min(oldest, r.maxTs)
+	}
+	if dirty == 0 {
+		return false
+	}
+	return float64(dirty) >= ratio*float64(total) || now.UnixMilli()-oldest > maxLag
 }
 
 // readBatch reads an indexed batch from the WAL and parses its header.
@@ -685,6 +784,12 @@ func (b *Broker) compactionRetention(upTo uint64, now time.Time) uint64 {
 		}
 		if err != nil {
 			b.log.Error("compaction failed; retention keeps the segments it needs and will retry", "error", err)
+		}
+		// A cleaning's rewrites (cleanCompacted, just before) must commit
+		// too: retention deletes nothing while one is above the commit
+		// point.
+		if c := b.compactLSN.Load(); c > last && c > b.CommitLSN() {
+			last = c
 		}
 		if last > 0 {
 			if err := b.wal.WaitDurable(ctx, last); err == nil {

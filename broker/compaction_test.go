@@ -731,3 +731,89 @@ func TestCompactionKeyIndexKeptBetweenRounds(t *testing.T) {
 		t.Fatalf("after a restart and a round the table holds\n%v\nwant\n%v", got, want())
 	}
 }
+
+// The leader cleans a compacted partition as Kafka's log cleaner does,
+// without waiting for retention to need its segments: once the batches
+// written since its last cleaning make up min.cleanable.dirty.ratio of it
+// (0.5 by default), or the oldest of them is older than
+// max.compaction.lag.ms. Only the batches that lose records are
+// rewritten, and nothing is deleted from the WAL.
+func TestCompactionCleansBeforeRetention(t *testing.T) {
+	b, addr := startBrokerWith(t, t.TempDir(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(newClient(t, addr))
+	compactTopic(t, adm, "table", nil)
+	compactTopic(t, adm, "eager", map[string]string{"min.cleanable.dirty.ratio": "0.01"})
+	written := map[string][]stored{}
+	for _, topic := range []string{"table", "eager"} {
+		written[topic] = append(writeTable(ctx, t, addr, topic, 200, 4), writeTable(ctx, t, addr, topic, 1, 1)...)
+	}
+	check := func(when, topic string) {
+		t.Helper()
+		if got, want := readTopic(t, addr, topic, false), latestByKey(written[topic]); !slices.Equal(got, want) {
+			t.Fatalf("%s, %s holds\n%v\nwant the latest record of each key\n%v", when, topic, got, want)
+		}
+	}
+
+	// Everything is dirty: both are cleaned, nothing is deleted.
+	b.cleanCompacted(time.Now())
+	check("after the first cleaning", "table")
+	check("after the first cleaning", "eager")
+	if first := b.wal.FirstLSN(); first != 1 {
+		t.Fatalf("cleaning deleted WAL segments (first LSN %d)", first)
+	}
+	last := b.wal.LastLSN()
+	b.cleanCompacted(time.Now())
+	if b.wal.LastLSN() != last {
+		t.Fatalf("a cleaning with nothing written since the last one appended %d entries", b.wal.LastLSN()-last)
+	}
+
+	// Two small zstd batches more (the last one is never cleaned): a
+	// dirty ratio well under 0.5, over 0.01.
+	small := func(topic string, keys ...string) {
+		t.Helper()
+		p := newClient(t, addr, kgo.DefaultProduceTopic(topic), kgo.ProducerBatchCompression(kgo.ZstdCompression()), kgo.ProducerLinger(0))
+		defer p.Close()
+		var recs []*kgo.Record
+		for _, k := range keys {
+			recs = append(recs, &kgo.Record{Key: []byte(k), Value: []byte("again")})
+		}
+		if err := p.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			written[topic] = append(written[topic], stored{r.Offset, string(r.Key), "again"})
+		}
+	}
+	for _, topic := range []string{"table", "eager"} {
+		small(topic, "k0", "k1")
+		small(topic, "k5")
+	}
+	b.cleanCompacted(time.Now())
+	check("after the eager topic's second cleaning", "eager")
+	// Not cleaned: the values k0, k1 and k5 had before are still there.
+	if got := readTopic(t, addr, "table", false); len(got) != len(latestByKey(written["table"]))+3 {
+		t.Fatalf("the table was cleaned below min.cleanable.dirty.ratio: it holds %d records, want %d (the old values of k0, k1 and k5 still there)",
+			len(got), len(latestByKey(written["table"]))+3)
+	}
+
+	// max.compaction.lag.ms: dirty records older than it are cleaned
+	// whatever the ratio.
+	b.cleanCompacted(time.Now().Add(time.Hour))
+	if got := readTopic(t, addr, "table", false); len(got) != len(latestByKey(written["table"]))+3 {
+		t.Fatalf("the table was cleaned an hour on without max.compaction.lag.ms: it holds %d records", len(got))
+	}
+	res, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "max.compaction.lag.ms", Value: kadm.StringPtr("60000")}}, "table")
+	if err == nil {
+		err = res[0].Err
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.cleanCompacted(time.Now().Add(time.Hour))
+	check("an hour on, with max.compaction.lag.ms of a minute", "table")
+	if first := b.wal.FirstLSN(); first != 1 {
+		t.Fatalf("cleaning deleted WAL segments (first LSN %d)", first)
+	}
+}

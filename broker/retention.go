@@ -101,6 +101,7 @@ func (b *Broker) retentionLoop() {
 		select {
 		case <-t.C:
 			b.trimTopics(time.Now())
+			b.cleanCompacted(time.Now())
 			if n, err := b.enforceRetention(time.Now()); err != nil {
 				b.log.Error("retention failed; will retry", "error", err)
 			} else if n > 0 {

@@ -45,6 +45,11 @@ type partition struct {
 	// Transactions (txn.go), rebuilt from the batches like the index.
 	openTxns []openTxn    // transactions not yet ended here, or whose marker is not yet committed
 	aborted  []abortedTxn // aborted transactions, ascending by marker offset
+
+	// cleanedTo: this node's last cleaning of the (compacted) partition
+	// considered every batch below it (compact.go). Not replicated: a
+	// new leader or a restart cleans the whole partition once.
+	cleanedTo int64
 }
 
 func newPartition(topic string, id int32) *partition {

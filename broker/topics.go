@@ -35,7 +35,8 @@ func (b *Broker) configDefaults() map[string]string {
 		"delete.retention.ms":                 strconv.Itoa(defaultDeleteRetentionMs),
 		"min.compaction.lag.ms":               "0",
 		// Accepted and reported with no effect (validateTopicConfig).
-		"segment.ms":                "604800000",
+		"segment.ms": "604800000",
+		// When the leader cleans a compacted partition (compact.go).
 		"max.compaction.lag.ms":     strconv.FormatInt(math.MaxInt64, 10),
 		"min.cleanable.dirty.ratio": "0.5",
 	}
@@ -58,8 +59,9 @@ func (b *Broker) validateTopicConfig(name, value string) *kerr.Error {
 		// node-wide (--segment-bytes), so a topic's value has no effect;
 		// it is accepted and reported, because Kafka Streams sets it on
 		// every repartition topic it creates and fails if it is refused.
-		// The same for segment.ms and the compaction tunables below
-		// (compaction runs when retention needs a segment: compact.go).
+		// The same for segment.ms. (min.cleanable.dirty.ratio and
+		// max.compaction.lag.ms below decide when the leader cleans a
+		// compacted partition: compact.go.)
 		if v, err := strconv.ParseInt(value, 10, 32); err != nil || v < 14 {
 			return kerr.InvalidConfig
 		}
@@ -110,17 +112,20 @@ func (b *Broker) validateTopicConfig(name, value string) *kerr.Error {
 
 // topicInt returns a topic's integer config override, or def.
 func (b *Broker) topicInt(topicName, key string, def int64) int64 {
-	b.mu.RLock()
-	t := b.topics[topicName]
-	var v string
-	if t != nil {
-		v = t.configs[key]
-	}
-	b.mu.RUnlock()
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+	if n, err := strconv.ParseInt(b.topicConfig(topicName, key), 10, 64); err == nil {
 		return n
 	}
 	return def
+}
+
+// topicConfig returns a topic's config override ("" when not set).
+func (b *Broker) topicConfig(topicName, key string) string {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if t := b.topics[topicName]; t != nil {
+		return t.configs[key]
+	}
+	return ""
 }
 
 // maxMessageBytes is the effective max.message.bytes of a topic. A value

@@ -639,7 +639,7 @@ func (c *cfCounter) observe(v float64) {
 func (c *cfCounter) total() float64 { return c.base + c.last }
 
 var (
-	cfCompactedLine = regexp.MustCompile(`compacted topics before retention.*\bbatches=(\d+).*\brecords_removed=(\d+)`)
+	cfCompactedLine = regexp.MustCompile(`(?:compacted topics before retention|cleaned compacted topics).*\bbatches=(\d+).*\brecords_removed=(\d+)`)
 	cfCopiedLine    = regexp.MustCompile(`copied batches of topics with a longer retention\.ms forward before retention.*\bbatches=(\d+).*\bbytes=(\d+)`)
 	cfDeletedLine   = regexp.MustCompile(`retention deleted WAL segments`)
 	cfInteresting   = regexp.MustCompile(`(?i)compact|copied|truncat|re-clon|refus|diverg|\[ERROR\]|\[WARN\]|panic`)
@@ -657,7 +657,8 @@ func cfLogCopies(log string) (rounds, batches int, bytes int64) {
 }
 
 // cfLogCompactions counts, from a broker's log (all its runs), the
-// compaction rounds, rewritten batches and removed records.
+// compaction rounds (cleanings and rounds before retention), rewritten
+// batches and removed records.
 func cfLogCompactions(log string) (rounds, batches, removed int) {
 	for _, m := range cfCompactedLine.FindAllStringSubmatch(log, -1) {
 		b, _ := strconv.Atoi(m[1])
