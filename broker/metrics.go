@@ -61,7 +61,7 @@ func newMetrics(b *Broker) *metrics {
 		Name: "tandem_broker_retention_deleted_segments_total", Help: "WAL segments deleted by retention."})
 	m.compactedBatches = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tandem_broker_compacted_batches_total",
-		Help: "Record batches of compacted topics that this node, as leader, rewrote before retention deleted their segment."})
+		Help: "Record batches of compacted topics that this node, as leader, rewrote: when it cleaned them, and before retention deleted their segment."})
 	m.retentionCopied = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tandem_broker_retention_copied_batches_total",
 		Help: "Record batches of topics whose retention.ms is longer than the node's (or -1) that this node, as leader, copied forward before retention deleted their segment."})
