@@ -304,6 +304,24 @@ func TestACLsInCheckpoint(t *testing.T) {
 	}
 }
 
+// startACLBroker starts a broker with --acls, SASL users admin (a super
+// user) and alice, and creates topic as admin. It returns the broker's
+// address and admin's admin client.
+func startACLBroker(t *testing.T, topic string) (string, *kadm.Client) {
+	t.Helper()
+	users := writeUsers(t, map[string]string{"admin": "admin-pw", "alice": "alice-pw"})
+	_, addr := startBrokerWith(t, t.TempDir(), func(c *Config) {
+		c.SASLUsersFile = users
+		c.ACLs = true
+		c.SuperUsers = "User:admin"
+	})
+	admin := kadm.NewClient(newClient(t, addr, loginAs("admin")))
+	if _, err := admin.CreateTopic(t.Context(), 1, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	return addr, admin
+}
+
 // opBits is an authorized_operations bit field holding ops.
 func opBits(ops ...kmsg.ACLOperation) int32 {
 	var bits int32
@@ -379,16 +397,7 @@ func TestAuthorizedOperations(t *testing.T) {
 		t.Fatalf("DescribeCluster without the include flag: %v, authorized operations %d; want -2147483648", err, resp.ClusterAuthorizedOperations)
 	}
 
-	users := writeUsers(t, map[string]string{"admin": "admin-pw", "alice": "alice-pw"})
-	_, addr := startBrokerWith(t, t.TempDir(), func(c *Config) {
-		c.SASLUsersFile = users
-		c.ACLs = true
-		c.SuperUsers = "User:admin"
-	})
-	admin := kadm.NewClient(newClient(t, addr, loginAs("admin")))
-	if _, err := admin.CreateTopic(t.Context(), 1, 1, nil, "orders"); err != nil {
-		t.Fatal(err)
-	}
+	addr, admin := startACLBroker(t, "orders")
 	createACLs(t, admin, kadm.NewACLs().Allow("User:alice").Topics("orders").Operations(kadm.OpWrite, kadm.OpDescribeConfigs))
 	createACLs(t, admin, kadm.NewACLs().Allow("User:alice").Groups("alice-group").Operations(kadm.OpRead))
 	createACLs(t, admin, kadm.NewACLs().Allow("User:alice").Clusters().Operations(kadm.OpIdempotentWrite))

@@ -72,17 +72,11 @@ func readTopic(t *testing.T, addr, topic string, committed bool) []stored {
 // compactTopic creates a one-partition compacted topic.
 func compactTopic(t *testing.T, adm *kadm.Client, name string, configs map[string]string) {
 	t.Helper()
-	c := map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}
+	c := map[string]string{"cleanup.policy": "compact"}
 	for k, v := range configs {
-		c[k] = kadm.StringPtr(v)
+		c[k] = v
 	}
-	resp, err := adm.CreateTopic(context.Background(), 1, 1, c, name)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatalf("create %s: %v", name, err)
-	}
+	createTopicWith(t, adm, name, c)
 }
 
 // latestByKey is what compaction must leave of what was written: the
@@ -283,8 +277,31 @@ func TestCompactionOnFollower(t *testing.T) {
 	compactTopic(t, kadm.NewClient(cl), "table", nil)
 	createTopic(t, cl, "busy", 1)
 	table := writeTable(ctx, t, addr, "table", 10, 4)
-	lastLSN := leader.wal.LastLSN()
+	f := retainOnFollower(ctx, t, leader, addr, "the table")
 
+	var keys []stored
+	for _, s := range latestByKey(table) {
+		v := "?"
+		if s.value == "<nil>" {
+			v = s.value
+		}
+		keys = append(keys, stored{s.offset, s.key, v})
+	}
+	for _, br := range []*Broker{leader, f} {
+		if got := servedRecords(t, br, "table"); !slices.Equal(got, keys) {
+			t.Fatalf("node %d serves %v; want %v", br.cfg.NodeID, got, keys)
+		}
+	}
+}
+
+// retainOnFollower checks a follower's retention against what the leader
+// at addr (with a "busy" topic) holds of a compacted or long-retention
+// topic (what) in its WAL so far: a follower that deletes every sealed
+// segment it may keeps those that hold the topic's batches until it has
+// the leader's rewrites, then deletes them. It returns the follower.
+func retainOnFollower(ctx context.Context, t *testing.T, leader *Broker, addr, what string) *Broker {
+	t.Helper()
+	lastLSN := leader.wal.LastLSN()
 	cfg := DefaultConfig()
 	cfg.NodeID = 2
 	cfg.DataDir = t.TempDir()
@@ -299,7 +316,7 @@ func TestCompactionOnFollower(t *testing.T) {
 	}
 	t.Cleanup(func() { f.Close() })
 
-	// The follower has the table's original batches and 3.5 MB more.
+	// The follower has the topic's original batches and 3.5 MB more.
 	prod := newClient(t, addr, kgo.DefaultProduceTopic("busy"), kgo.ProducerLinger(0), kgo.ProducerBatchCompression(kgo.NoCompression()))
 	for i := 0; i < 350; i++ {
 		if err := prod.ProduceSync(ctx, kgo.StringRecord(strings.Repeat("x", 10<<10))).FirstErr(); err != nil {
@@ -312,11 +329,11 @@ func TestCompactionOnFollower(t *testing.T) {
 		t.Fatal(err)
 	}
 	if first := f.wal.FirstLSN(); first > 1 {
-		t.Fatalf("the follower's retention deleted its WAL up to LSN %d, which holds the table's only batches", first-1)
+		t.Fatalf("the follower's retention deleted its WAL up to LSN %d, which holds %s's only batches", first-1, what)
 	}
 
-	// The leader compacts and deletes; the follower applies the rewrite,
-	// then deletes too.
+	// The leader rewrites and deletes; the follower applies the
+	// rewrites, then deletes too.
 	if n, err := leader.enforceRetention(time.Now().Add(30 * 24 * time.Hour)); err != nil || n == 0 {
 		t.Fatalf("leader retention deleted %d segments (%v)", n, err)
 	}
@@ -326,21 +343,9 @@ func TestCompactionOnFollower(t *testing.T) {
 		t.Fatalf("follower retention deleted %d segments (%v) once it had the rewritten batches", n, err)
 	}
 	if first := f.wal.FirstLSN(); first <= lastLSN {
-		t.Fatalf("the follower kept its WAL from LSN %d; the test needs the table's batches (up to LSN %d) deleted", first, lastLSN)
+		t.Fatalf("the follower kept its WAL from LSN %d; the test needs %s's batches (up to LSN %d) deleted", first, what, lastLSN)
 	}
-	var keys []stored
-	for _, s := range latestByKey(table) {
-		v := "?"
-		if s.value == "<nil>" {
-			v = s.value
-		}
-		keys = append(keys, stored{s.offset, s.key, v})
-	}
-	for _, br := range []*Broker{leader, f} {
-		if got := servedRecords(t, br, "table"); !slices.Equal(got, keys) {
-			t.Fatalf("node %d serves %v; want %v", br.cfg.NodeID, got, keys)
-		}
-	}
+	return f
 }
 
 // servedRecords reads partition 0 of a topic from a broker's own index up

@@ -2,14 +2,12 @@ package broker
 
 import (
 	"context"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -143,47 +141,7 @@ func TestLongRetentionOnFollower(t *testing.T) {
 	createTopicWith(t, kadm.NewClient(cl), "forever", map[string]string{"retention.ms": "-1"})
 	createTopic(t, cl, "busy", 1)
 	forever := writeTable(ctx, t, addr, "forever", 10, 4)
-	lastLSN := leader.wal.LastLSN()
-
-	cfg := DefaultConfig()
-	cfg.NodeID = 2
-	cfg.DataDir = t.TempDir()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.SegmentBytes = 1 << 20
-	cfg.RetentionBytes = 0                                      // delete every sealed segment it may
-	cfg.SidecarSocket = filepath.Join(t.TempDir(), "none.sock") // follower role, never attached
-	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "follower", Output: testWriter{t}})
-	f, err := Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	prod := newClient(t, addr, kgo.DefaultProduceTopic("busy"), kgo.ProducerLinger(0), kgo.ProducerBatchCompression(kgo.NoCompression()))
-	for i := 0; i < 350; i++ {
-		if err := prod.ProduceSync(ctx, kgo.StringRecord(strings.Repeat("x", 10<<10))).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	follow(t, f, leader)
-	f.SetCommitLSN(f.wal.LastLSN())
-	if _, err := f.enforceRetention(time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	if first := f.wal.FirstLSN(); first > 1 {
-		t.Fatalf("the follower's retention deleted its WAL up to LSN %d, which holds the topic's only batches", first-1)
-	}
-
-	if n, err := leader.enforceRetention(time.Now().Add(30 * 24 * time.Hour)); err != nil || n == 0 {
-		t.Fatalf("leader retention deleted %d segments (%v)", n, err)
-	}
-	follow(t, f, leader)
-	f.SetCommitLSN(f.wal.LastLSN())
-	if n, err := f.enforceRetention(time.Now()); err != nil || n == 0 {
-		t.Fatalf("follower retention deleted %d segments (%v) once it had the copies", n, err)
-	}
-	if first := f.wal.FirstLSN(); first <= lastLSN {
-		t.Fatalf("the follower kept its WAL from LSN %d; the test needs the topic's batches (up to LSN %d) deleted", first, lastLSN)
-	}
+	f := retainOnFollower(ctx, t, leader, addr, "the topic")
 	want := make([]stored, len(forever))
 	for i, s := range forever {
 		want[i] = stored{s.offset, s.key, "?"}

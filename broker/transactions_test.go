@@ -609,16 +609,7 @@ func TestLastStableOffsetWaitsForCommittedMarker(t *testing.T) {
 // With --acls a transactional producer needs Write on its transactional id
 // besides Write on the topic; without it, it cannot even start.
 func TestTransactionACLs(t *testing.T) {
-	users := writeUsers(t, map[string]string{"admin": "admin-pw", "alice": "alice-pw"})
-	_, addr := startBrokerWith(t, t.TempDir(), func(c *Config) {
-		c.SASLUsersFile = users
-		c.ACLs = true
-		c.SuperUsers = "User:admin"
-	})
-	admin := kadm.NewClient(newClient(t, addr, loginAs("admin")))
-	if _, err := admin.CreateTopic(t.Context(), 1, 1, nil, "paid"); err != nil {
-		t.Fatal(err)
-	}
+	addr, admin := startACLBroker(t, "paid")
 	createACLs(t, admin, kadm.NewACLs().Allow("User:alice").Topics("paid").Operations(kadm.OpWrite, kadm.OpDescribe, kadm.OpRead))
 	start := func() error {
 		cl := newClient(t, addr, loginAs("alice"), kgo.TransactionalID("alice-app"), kgo.DefaultProduceTopic("paid"),

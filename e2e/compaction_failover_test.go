@@ -101,8 +101,14 @@ type cfWorkload struct {
 func (w *cfWorkload) ackedEnd() int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return oneAfterHighest(w.ackedAt)
+}
+
+// oneAfterHighest is one past the highest offset among m's keys (0 for
+// none).
+func oneAfterHighest[V any](m map[int64]V) int64 {
 	end := int64(0)
-	for off := range w.ackedAt {
+	for off := range m {
 		end = max(end, off+1)
 	}
 	return end
@@ -151,6 +157,48 @@ func (a cfAck) String() string {
 var cfCodecs = []kgo.CompressionCodec{kgo.ZstdCompression(), kgo.GzipCompression(), kgo.SnappyCompression(),
 	kgo.Lz4Compression(), kgo.NoCompression()}
 
+// cfProducer is one idempotent producer of the failover writers: a
+// patient one retries through a failover, an impatient one gives up first
+// (an election takes about the 3 s lease TTL), so that some of its writes
+// end with an unknown outcome: not acknowledged, maybe committed.
+func cfProducer(t *testing.T, seeds []string, id string, codec kgo.CompressionCodec, patient bool) *kgo.Client {
+	patience := 8 * time.Second
+	if !patient {
+		patience = 2500 * time.Millisecond
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ClientID(id),
+		kgo.ProducerBatchCompression(codec),
+		kgo.RecordDeliveryTimeout(patience), kgo.RequestTimeoutOverhead(3*time.Second),
+		kgo.RetryTimeout(patience), kgo.MetadataMinAge(250*time.Millisecond))
+	if err != nil {
+		t.Errorf("kgo.NewClient: %v", err)
+		return nil
+	}
+	return cl
+}
+
+// cfProducers makes n producers with newClient, or none if one fails; the
+// returned function closes them (those replaced meanwhile too, if the
+// caller stores the replacements in the slice).
+func cfProducers(n int, newClient func(int) *kgo.Client) ([]*kgo.Client, func()) {
+	clients := make([]*kgo.Client, n)
+	for i := range clients {
+		if clients[i] = newClient(i); clients[i] == nil {
+			for _, cl := range clients[:i] {
+				cl.Close()
+			}
+			return nil, func() {}
+		}
+	}
+	return clients, func() {
+		for _, cl := range clients {
+			if cl != nil { // a replacement that failed
+				cl.Close()
+			}
+		}
+	}
+}
+
 func (w *cfWorkload) run(ctx context.Context, t *testing.T, stop <-chan struct{}, seeds []string, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 11))
 	newClient := func(codec int) *kgo.Client {
@@ -158,36 +206,16 @@ func (w *cfWorkload) run(ctx context.Context, t *testing.T, stop <-chan struct{}
 		gen := w.clients
 		w.clients++
 		w.mu.Unlock()
-		// Three producers retry through a failover; two give up first
-		// (an election takes about the 3 s lease TTL), so that some writes
-		// end with an unknown outcome: not acknowledged, maybe committed.
-		patience := 8 * time.Second
-		if codec >= 3 {
-			patience = 2500 * time.Millisecond
-		}
-		cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ClientID(fmt.Sprintf("compacted-writer-%d", gen)),
-			kgo.ProducerBatchCompression(cfCodecs[codec]),
-			kgo.RecordDeliveryTimeout(patience), kgo.RequestTimeoutOverhead(3*time.Second),
-			kgo.RetryTimeout(patience), kgo.MetadataMinAge(250*time.Millisecond))
-		if err != nil {
-			t.Errorf("kgo.NewClient: %v", err)
-			return nil
-		}
-		return cl
+		// Three producers are patient, two are not.
+		return cfProducer(t, seeds, fmt.Sprintf("compacted-writer-%d", gen), cfCodecs[codec], codec < 3)
 	}
 	// One idempotent producer per codec, taking the rounds in turn (one
 	// round at a time, so each key's writes stay in sequence order).
-	clients := make([]*kgo.Client, len(cfCodecs))
-	for i := range clients {
-		if clients[i] = newClient(i); clients[i] == nil {
-			return
-		}
+	clients, closeAll := cfProducers(len(cfCodecs), newClient)
+	if clients == nil {
+		return
 	}
-	defer func() {
-		for _, cl := range clients {
-			cl.Close()
-		}
-	}()
+	defer closeAll()
 	type sent struct{ k, seq int }
 	for round := 0; ; round++ {
 		select {
@@ -422,11 +450,7 @@ func parseKept(r compactedRecord) (int, error) {
 func (kw *cfKeptWriter) ackedEnd() int64 {
 	kw.mu.Lock()
 	defer kw.mu.Unlock()
-	end := int64(0)
-	for off := range kw.ackedAt {
-		end = max(end, off+1)
-	}
-	return end
+	return oneAfterHighest(kw.ackedAt)
 }
 
 func (kw *cfKeptWriter) run(ctx context.Context, t *testing.T, stop <-chan struct{}, hold *atomic.Bool, seeds []string) {
@@ -435,34 +459,17 @@ func (kw *cfKeptWriter) run(ctx context.Context, t *testing.T, stop <-chan struc
 		gen := kw.clients
 		kw.clients++
 		kw.mu.Unlock()
-		// The first producer retries through a failover, the second gives
-		// up first (an election takes about the 3 s lease TTL): some of
-		// its writes end with an unknown outcome.
-		codec, patience := kgo.ZstdCompression(), 8*time.Second
+		// The first (zstd) is patient, the second (no compression) not.
 		if i == 1 {
-			codec, patience = kgo.NoCompression(), 2500*time.Millisecond
+			return cfProducer(t, seeds, fmt.Sprintf("kept-writer-%d", gen), kgo.NoCompression(), false)
 		}
-		cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ClientID(fmt.Sprintf("kept-writer-%d", gen)),
-			kgo.ProducerBatchCompression(codec),
-			kgo.RecordDeliveryTimeout(patience), kgo.RequestTimeoutOverhead(3*time.Second),
-			kgo.RetryTimeout(patience), kgo.MetadataMinAge(250*time.Millisecond))
-		if err != nil {
-			t.Errorf("kgo.NewClient: %v", err)
-			return nil
-		}
-		return cl
+		return cfProducer(t, seeds, fmt.Sprintf("kept-writer-%d", gen), kgo.ZstdCompression(), true)
 	}
-	var clients [2]*kgo.Client
-	for i := range clients {
-		if clients[i] = newClient(i); clients[i] == nil {
-			return
-		}
+	clients, closeAll := cfProducers(2, newClient)
+	if clients == nil {
+		return
 	}
-	defer func() {
-		for _, cl := range clients {
-			cl.Close()
-		}
-	}()
+	defer closeAll()
 	for round := 0; ; {
 		select {
 		case <-stop:
@@ -966,19 +973,30 @@ func TestCompactionSurvivesFailovers(t *testing.T) {
 	// keptProblems reads cfKept from every node with franz-go, up to end,
 	// and checks it against what its writer knows, and the topic's log
 	// start offset on the node (still 0: nothing was deleted).
+	// keptReadOn checks cfKept's log start offset on node id (a problem
+	// unless 0) and reads the topic there with franz-go up to end (nothing
+	// when there is nothing from the log start offset on: franz-go would
+	// wait for it).
+	keptReadOn := func(id int, end int64) (recs []compactedRecord, read bool, probs []string) {
+		t.Helper()
+		ls, err := keptLogStart(id)
+		if err != nil || ls != 0 {
+			probs = append(probs, fmt.Sprintf("node %d gives %s's log start offset as %d (%v), want 0: retention deleted records of a retention.ms=-1 topic",
+				id, cfKept, ls, err))
+		}
+		if err == nil && ls < end {
+			return franzCompactedRead(t, c, id, cfKept, end), true, probs
+		}
+		return nil, false, probs
+	}
 	keptProblems := func(end int64) []string {
 		t.Helper()
 		var probs []string
 		for _, n := range c.nodes {
-			ls, err := keptLogStart(n.id)
-			if err != nil || ls != 0 {
-				probs = append(probs, fmt.Sprintf("node %d gives %s's log start offset as %d (%v), want 0: retention deleted records of a retention.ms=-1 topic",
-					n.id, cfKept, ls, err))
-			}
-			var recs []compactedRecord
+			recs, ok, lsProbs := keptReadOn(n.id, end)
+			probs = append(probs, lsProbs...)
 			read := fmt.Sprintf("not read: nothing from its log start offset up to the end offset %d", end)
-			if err == nil && ls < end {
-				recs = franzCompactedRead(t, c, n.id, cfKept, end)
+			if ok {
 				read = fmt.Sprintf("franz-go, %d records read up to offset %d", len(recs), end-1)
 			}
 			for _, p := range kw.problems(recs, end) {
@@ -1339,15 +1357,8 @@ func TestCompactionSurvivesFailovers(t *testing.T) {
 	}
 	keptViews := map[int][]compactedRecord{}
 	for _, n := range c.nodes {
-		ls, err := keptLogStart(n.id)
-		if err != nil || ls != 0 {
-			keptProbs = append(keptProbs, fmt.Sprintf("node %d gives %s's log start offset as %d (%v), want 0: retention deleted records of a retention.ms=-1 topic",
-				n.id, cfKept, ls, err))
-		}
-		var franz []compactedRecord
-		if err == nil && ls < keptEnd {
-			franz = franzCompactedRead(t, c, n.id, cfKept, keptEnd)
-		} // else nothing to read (franz-go would wait for it)
+		franz, _, lsProbs := keptReadOn(n.id, keptEnd)
+		keptProbs = append(keptProbs, lsProbs...)
 		kc := kcatCompactedRead(t, c, n.id, cfKept, "beginning")
 		keptViews[n.id] = franz
 		for _, v := range []struct {
