@@ -60,7 +60,9 @@ import (
 // What compaction keeps, as Kafka does:
 //   - the latest record of every key, and its tombstone (null value) for
 //     delete.retention.ms after it was written;
-//   - every record younger than min.compaction.lag.ms;
+//   - every record younger than min.compaction.lag.ms, and every record
+//     after the first such batch (only a prefix is compacted, as below
+//     Kafka's first uncleanable offset);
 //   - the partition's last batch, whole (a consumer positioned in it must
 //     still get a batch that moves it on);
 //   - committed transactional records, like any others; aborted
@@ -382,16 +384,27 @@ func (b *Broker) compactPartition(p *partition, compact, clean bool, upTo uint64
 		old batchRef
 		raw []byte
 	}
+	//
+	// Only a prefix of the partition is compacted, as Kafka cleans only
+	// below its first uncleanable offset: the batches before the first
+	// one that is not stable, or younger than min.compaction.lag.ms, or
+	// the partition's last batch. Batches from there on are kept whole
+	// (copied if their segment is about to go), so that no tombstone
+	// after them goes while they still hold an older record of its key.
 	var out []rewrite
-	lastBase := refs[len(refs)-1].base
-	cleanEnd := lastBase // a cleaning considers every batch below it
+	uncleanable := refs[len(refs)-1].base
+	for _, r := range refs {
+		if r.last >= lso || (lag > 0 && now.UnixMilli()-r.maxTs < lag) {
+			uncleanable = min(uncleanable, r.base)
+			break
+		}
+	}
 	for _, r := range refs {
 		forced := r.pos.LSN < upTo // its segment is about to go: copied even if unchanged
 		if !forced && !clean {
 			continue
 		}
 		if r.last >= lso {
-			cleanEnd = min(cleanEnd, r.base)
 			continue // holds its segment until its transaction is decided
 		}
 		raw, info, err := b.readBatch(r)
@@ -401,10 +414,7 @@ func (b *Broker) compactPartition(p *partition, compact, clean bool, upTo uint64
 		var nb []byte
 		removedBefore := st.removed
 		switch {
-		case !compact || r.base == lastBase || (lag > 0 && now.UnixMilli()-info.maxTimestamp < lag):
-			if r.base != lastBase && compact {
-				cleanEnd = min(cleanEnd, r.base) // younger than min.compaction.lag.ms: cleaned later
-			}
+		case !compact || r.base >= uncleanable:
 			if !forced {
 				continue
 			}
@@ -440,7 +450,7 @@ func (b *Broker) compactPartition(p *partition, compact, clean bool, upTo uint64
 	if len(out) == 0 {
 		keep = true
 		if clean {
-			p.setCleanedTo(cleanEnd)
+			p.setCleanedTo(uncleanable)
 		}
 		return 0, 0, nil
 	}
@@ -486,7 +496,7 @@ func (b *Broker) compactPartition(p *partition, compact, clean bool, upTo uint64
 	}
 	keep = true
 	if clean {
-		p.setCleanedTo(cleanEnd)
+		p.setCleanedTo(uncleanable)
 	}
 	return n, lastLSN, nil
 }

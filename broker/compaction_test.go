@@ -822,3 +822,39 @@ func TestCompactionCleansBeforeRetention(t *testing.T) {
 		t.Fatalf("cleaning deleted WAL segments (first LSN %d)", first)
 	}
 }
+
+// Compaction cleans only a prefix of a partition, as Kafka cleans below
+// its first uncleanable offset: a batch younger than
+// min.compaction.lag.ms (by its producer's timestamp) keeps every batch
+// after it whole, so that an expired tombstone after it cannot go while
+// it still holds an older value of the tombstone's key (which would then
+// come back).
+func TestCompactionCleansOnlyAPrefix(t *testing.T) {
+	b, addr := startBrokerWith(t, t.TempDir(), func(c *Config) { c.SegmentBytes = 1 << 20 })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := newClient(t, addr)
+	compactTopic(t, kadm.NewClient(cl), "table", map[string]string{"min.compaction.lag.ms": "3600000", "delete.retention.ms": "1000", "min.cleanable.dirty.ratio": "0.01"})
+	createTopic(t, cl, "busy", 1)
+	p := newClient(t, addr, kgo.DefaultProduceTopic("table"), kgo.ProducerLinger(0))
+	old := time.Now().Add(-48 * time.Hour)
+	for _, r := range []*kgo.Record{
+		{Key: []byte("k"), Value: []byte("v1"), Timestamp: time.Now()}, // young: uncleanable
+		{Key: []byte("k"), Value: nil, Timestamp: old},                 // an expired tombstone after it
+		{Key: []byte("z"), Value: []byte("last"), Timestamp: old},
+	} {
+		if err := p.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []stored{{0, "k", "v1"}, {1, "k", "<nil>"}, {2, "z", "last"}}
+	b.cleanCompacted(time.Now())
+	if got := readTopic(t, addr, "table", false); !slices.Equal(got, want) {
+		t.Fatalf("after cleaning, the table holds %v; want %v (nothing from the young batch on is cleaned)", got, want)
+	}
+	// Thirty days on, everything is cleanable: k goes whole.
+	fillAndRetain(ctx, t, b, addr, "the table's batches")
+	if got, want := readTopic(t, addr, "table", false), []stored{{2, "z", "last"}}; !slices.Equal(got, want) {
+		t.Fatalf("after retention thirty days on, the table holds %v; want %v", got, want)
+	}
+}
