@@ -272,7 +272,12 @@ func (b *Broker) compactBefore(ctx context.Context, upTo uint64, now time.Time) 
 	b.keyIndexes.retain(kept)
 	for _, k := range kept {
 		p := k.p
-		n, lsn, err := b.compactPartition(p, k.compact, false, upTo, now, &st)
+		// A compacted partition is also cleaned whole (its prefix, as
+		// cleanCompacted does), not only below upTo: an expired tombstone
+		// below upTo may go only if every older record of its key goes
+		// too, and one may sit in a copy above upTo (a batch kept whole
+		// for min.compaction.lag.ms when its segment went).
+		n, lsn, err := b.compactPartition(p, k.compact, k.compact, upTo, now, &st)
 		if err != nil {
 			what := "copying forward"
 			if k.compact {

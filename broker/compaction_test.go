@@ -10,6 +10,7 @@ import (
 	"net"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -856,5 +857,47 @@ func TestCompactionCleansOnlyAPrefix(t *testing.T) {
 	fillAndRetain(ctx, t, b, addr, "the table's batches")
 	if got, want := readTopic(t, addr, "table", false), []stored{{2, "z", "last"}}; !slices.Equal(got, want) {
 		t.Fatalf("after retention thirty days on, the table holds %v; want %v", got, want)
+	}
+}
+
+// A round before retention cleans a compacted partition whole, not only
+// the batches in the segments about to go: a copy of a batch that was kept
+// whole for min.compaction.lag.ms when its segment went sits above those
+// segments, and may hold an older value of a key whose expired tombstone
+// is in them. The tombstone goes only with that value.
+func TestCompactionBeforeRetentionCleansCopies(t *testing.T) {
+	b, addr := startBrokerWith(t, t.TempDir(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	day := 24 * time.Hour
+	compactTopic(t, kadm.NewClient(newClient(t, addr)), "table", map[string]string{
+		"min.compaction.lag.ms": strconv.FormatInt(int64(10*day/time.Millisecond), 10), "delete.retention.ms": strconv.FormatInt(int64(day/time.Millisecond), 10)})
+	p := newClient(t, addr, kgo.DefaultProduceTopic("table"), kgo.ProducerLinger(0))
+	t0 := time.Now()
+	lsns := map[string]uint64{}
+	for _, r := range []*kgo.Record{
+		{Key: []byte("k"), Value: []byte("v1"), Timestamp: t0},
+		{Key: []byte("k"), Value: nil, Timestamp: t0.Add(day)}, // a tombstone
+		{Key: []byte("z"), Value: []byte("last"), Timestamp: t0.Add(day)},
+	} {
+		if err := p.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		lsns[string(r.Key)+string(r.Value)] = b.wal.LastLSN()
+	}
+	// Seven days on, retention is about to delete the segment with k=v1
+	// only: k=v1 is younger than min.compaction.lag.ms, so it is copied
+	// whole.
+	last, _, err := b.compactBefore(ctx, lsns["kv1"]+1, t0.Add(7*day))
+	if err != nil || last == 0 {
+		t.Fatalf("first round: last LSN %d, %v", last, err)
+	}
+	// Twelve days on, the segment with the tombstone goes; k=v1 (in its
+	// copy, above) is old enough now, and the tombstone has expired.
+	if _, _, err := b.compactBefore(ctx, last, t0.Add(12*day)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := readTopic(t, addr, "table", false), []stored{{2, "z", "last"}}; !slices.Equal(got, want) {
+		t.Fatalf("the table holds %v; want %v: k's tombstone went, so its older value must have gone too", got, want)
 	}
 }
