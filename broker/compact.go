@@ -38,7 +38,8 @@ import (
 //     deletes their segment;
 //   - before retention deletes WAL segments, every batch of a compacted
 //     partition that sits in them is rewritten, changed or not, so that
-//     nothing still live is lost with the segment.
+//     nothing still live is lost with the segment (and the rest of the
+//     partition is cleaned as above).
 //
 // Each rewritten batch is a
 // TypeCompactedBatch entry appended at the WAL's end: the same base offset,
