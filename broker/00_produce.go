@@ -154,7 +154,6 @@ func produce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 					}
 					return kerr.CorruptMessage
 				}
-				sp.LogAppendTime = appendTime
 				base, lsn, code := b.appendBatches(p, rt.Topic, rp.Partition, raws, infos, r.TransactionID)
 				if code == kerr.UnknownTopicOrPartition {
 					known = nil // deleted meanwhile
@@ -162,7 +161,7 @@ func produce(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 				if code != nil {
 					return code
 				}
-				sp.BaseOffset = base
+				sp.BaseOffset, sp.LogAppendTime = base, appendTime
 				if lsn > lastLSN {
 					lastLSN = lsn
 				}
