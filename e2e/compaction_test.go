@@ -381,17 +381,44 @@ func TestCompactionKeepsLatestValuePerKey(t *testing.T) {
 	}
 	// Cleaned whenever anything is dirty: with Kafka's default ratio
 	// (0.5) the last writes, a few small batches, could stay uncleaned
-	// until retention, as they would in Kafka.
-	// (Through the leader: followers answer NOT_CONTROLLER.)
-	ac, err := kadm.NewClient(kclient(t, []string{c.node(leader).kafka})).AlterTopicConfigs(ctxTimeout(t, 15*time.Second),
+	// until retention, as they would in Kafka. Set through a follower,
+	// which hands it to the leader (as Kafka brokers forward it to the
+	// controller) and answers once the change is applied there too.
+	followers := c.otherNodes(leader)
+	viaFollower := kadm.NewClient(kclient(t, []string{c.node(followers[0]).kafka}))
+	ac, err := viaFollower.AlterTopicConfigs(ctxTimeout(t, 15*time.Second),
 		[]kadm.AlterConfig{{Op: kadm.SetConfig, Name: "min.cleanable.dirty.ratio", Value: kadm.StringPtr("0.01")}}, topic)
 	if err == nil {
 		err = ac[0].Err
 	}
 	if err != nil {
-		t.Fatalf("setting min.cleanable.dirty.ratio on %s: %v", topic, err)
+		t.Fatalf("setting min.cleanable.dirty.ratio on %s through follower node %d: %v", topic, followers[0], err)
+	}
+	rcs, err = viaFollower.DescribeTopicConfigs(ctxTimeout(t, 15*time.Second), topic)
+	if err != nil || len(rcs) != 1 || rcs[0].Err != nil {
+		t.Fatalf("DescribeConfigs %s on node %d: %v %+v", topic, followers[0], err, rcs)
+	}
+	if v, _, _ := configValue(rcs[0], "min.cleanable.dirty.ratio"); v != "0.01" {
+		t.Fatalf("node %d answered the change of min.cleanable.dirty.ratio, then describes it as %q, want 0.01", followers[0], v)
 	}
 	c.createTopicRetry(filler)
+	// Kafka's legacy AlterConfigs through the other follower.
+	legacy := kadm.NewClient(kclient(t, []string{c.node(followers[1]).kafka}))
+	lc, err := legacy.AlterTopicConfigsState(ctxTimeout(t, 15*time.Second),
+		[]kadm.AlterConfig{{Name: "max.message.bytes", Value: kadm.StringPtr("2000000")}}, filler)
+	if err == nil {
+		err = lc[0].Err
+	}
+	if err != nil {
+		t.Fatalf("AlterConfigs of %s through follower node %d: %v", filler, followers[1], err)
+	}
+	rcs, err = legacy.DescribeTopicConfigs(ctxTimeout(t, 15*time.Second), filler)
+	if err != nil || len(rcs) != 1 || rcs[0].Err != nil {
+		t.Fatalf("DescribeConfigs %s on node %d: %v %+v", filler, followers[1], err, rcs)
+	}
+	if v, _, _ := configValue(rcs[0], "max.message.bytes"); v != "2000000" {
+		t.Fatalf("node %d answered AlterConfigs of %s, then describes max.message.bytes as %q, want 2000000", followers[1], filler, v)
+	}
 	// A topic that keeps its records forever outlives the node's retention
 	// too: its batches are copied forward whole.
 	cr, err := adm.CreateTopic(ctxTimeout(t, 15*time.Second), 1, -1, map[string]*string{"retention.ms": kadm.StringPtr("-1")}, forever)
