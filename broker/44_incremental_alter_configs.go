@@ -163,6 +163,7 @@ func (b *Broker) alterConfigsViaLeader(ctx context.Context, rc *reqCtx, req kmsg
 	}
 	var changes []change // what the leader must have applied, by topic
 	var fwd kmsg.Request
+	var validateOnly bool
 	switch r := req.(type) {
 	case *kmsg.IncrementalAlterConfigsRequest:
 		f := *r
@@ -181,7 +182,7 @@ func (b *Broker) alterConfigsViaLeader(ctx context.Context, rc *reqCtx, req kmsg
 			}
 			changes = append(changes, c)
 		}
-		fwd = &f
+		fwd, validateOnly = &f, r.ValidateOnly
 	case *kmsg.AlterConfigsRequest:
 		f := *r
 		f.Resources = nil
@@ -196,7 +197,7 @@ func (b *Broker) alterConfigsViaLeader(ctx context.Context, rc *reqCtx, req kmsg
 			}
 			changes = append(changes, c)
 		}
-		fwd = &f
+		fwd, validateOnly = &f, r.ValidateOnly
 	}
 	// result answers one resource: the leader's answer, a local refusal,
 	// or the failure to reach the leader.
@@ -233,13 +234,6 @@ func (b *Broker) alterConfigsViaLeader(ctx context.Context, rc *reqCtx, req kmsg
 		return leaderCode(typ, name)
 	}
 	// Wait until what the leader changed has replicated here.
-	validateOnly := false
-	switch r := req.(type) {
-	case *kmsg.IncrementalAlterConfigsRequest:
-		validateOnly = r.ValidateOnly
-	case *kmsg.AlterConfigsRequest:
-		validateOnly = r.ValidateOnly
-	}
 	if !validateOnly {
 		b.waitApplied(ctx, func() bool {
 			for _, c := range changes {
