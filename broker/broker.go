@@ -181,6 +181,9 @@ func Open(cfg Config) (*Broker, error) {
 		PartitionExists: func(topic string, part int32) bool {
 			return b.partition(topic, part) != nil
 		},
+		Topics:                    b.topicInfos,
+		ConsumerSessionTimeout:    cfg.ConsumerSessionTimeout,
+		ConsumerHeartbeatInterval: cfg.ConsumerHeartbeatInterval,
 	})
 	start := time.Now()
 	rec := &recoveryReplay{b: b}

@@ -120,6 +120,13 @@ type Config struct {
 	// hold these requests, and the heartbeats queued behind them on the
 	// connection, forever. Default 5s, as Kafka.
 	OffsetsCommitTimeout time.Duration
+	// ConsumerSessionTimeout and ConsumerHeartbeatInterval are Kafka's
+	// group.consumer.session.timeout.ms and
+	// group.consumer.heartbeat.interval.ms: for groups of the consumer
+	// protocol (KIP-848), how long a member may go without a heartbeat
+	// before it is removed, and how often members are told to heartbeat.
+	ConsumerSessionTimeout    time.Duration
+	ConsumerHeartbeatInterval time.Duration
 	// TransactionMaxTimeout is Kafka's transaction.max.timeout.ms: the
 	// longest transaction timeout a producer may ask for
 	// (INVALID_TRANSACTION_TIMEOUT above). Default 15 minutes.
@@ -178,6 +185,8 @@ func DefaultConfig() Config {
 		RetentionCheckInterval:    5 * time.Minute,
 		InitialRebalanceDelay:     3 * time.Second,
 		OffsetsCommitTimeout:      group.DefaultCommitTimeout,
+		ConsumerSessionTimeout:    group.DefaultConsumerSessionTimeout,
+		ConsumerHeartbeatInterval: group.DefaultConsumerHeartbeatInterval,
 		TransactionMaxTimeout:     15 * time.Minute,
 		TransactionCheckInterval:  time.Second,
 		TransactionalIDExpiration: 7 * 24 * time.Hour,
@@ -226,6 +235,11 @@ func (c *Config) Validate() error {
 	if c.TransactionMaxTimeout <= 0 || c.TransactionCheckInterval <= 0 || c.TransactionalIDExpiration <= 0 {
 		errs = append(errs, fmt.Errorf("transaction.max.timeout.ms, transactional.id.expiration.ms and the transaction check interval must be > 0, got %v, %v and %v",
 			c.TransactionMaxTimeout, c.TransactionalIDExpiration, c.TransactionCheckInterval))
+	}
+	if c.ConsumerHeartbeatInterval < 0 || c.ConsumerSessionTimeout < 0 ||
+		(c.ConsumerSessionTimeout > 0 && c.ConsumerHeartbeatInterval >= c.ConsumerSessionTimeout) {
+		errs = append(errs, fmt.Errorf("group.consumer.heartbeat.interval.ms (%v) must be below group.consumer.session.timeout.ms (%v)",
+			c.ConsumerHeartbeatInterval, c.ConsumerSessionTimeout))
 	}
 	if c.OffsetsCommitTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("offsets.commit.timeout.ms must be > 0, got %v", c.OffsetsCommitTimeout))

@@ -5,6 +5,8 @@ package broker
 //
 //	FindCoordinator, DescribeGroups, OffsetFetch   DESCRIBE on the group
 //	JoinGroup, SyncGroup, Heartbeat, LeaveGroup     READ on the group
+//	ConsumerGroupHeartbeat                          READ on the group
+//	ConsumerGroupDescribe                           DESCRIBE on the group
 //	OffsetCommit                                    READ on the group and on each topic
 //	OffsetFetch                                     DESCRIBE on each topic (listing all: only those)
 //	DeleteGroups                                    DELETE on the group
@@ -48,6 +50,12 @@ func (b *Broker) groupRefused(rc *reqCtx, req kmsg.Request) kmsg.Response {
 	case *kmsg.LeaveGroupRequest:
 		if !b.allowedGroup(rc, kmsg.ACLOperationRead, r.Group) {
 			resp := r.ResponseKind().(*kmsg.LeaveGroupResponse)
+			resp.ErrorCode = code
+			return resp
+		}
+	case *kmsg.ConsumerGroupHeartbeatRequest:
+		if !b.allowedGroup(rc, kmsg.ACLOperationRead, r.Group) {
+			resp := r.ResponseKind().(*kmsg.ConsumerGroupHeartbeatResponse)
 			resp.ErrorCode = code
 			return resp
 		}
@@ -96,6 +104,16 @@ func (b *Broker) groupCall(rc *reqCtx, req kmsg.Request, call func(kmsg.Request)
 		for i, g := range resp.Groups {
 			if !b.allowedGroup(rc, kmsg.ACLOperationDescribe, g.Group) {
 				ng := kmsg.NewDescribeGroupsResponseGroup()
+				ng.Group, ng.ErrorCode = g.Group, kerr.GroupAuthorizationFailed.Code
+				resp.Groups[i] = ng
+			}
+		}
+		return resp
+	case *kmsg.ConsumerGroupDescribeRequest:
+		resp := call(r).(*kmsg.ConsumerGroupDescribeResponse)
+		for i, g := range resp.Groups {
+			if !b.allowedGroup(rc, kmsg.ACLOperationDescribe, g.Group) {
+				ng := kmsg.NewConsumerGroupDescribeResponseGroup()
 				ng.Group, ng.ErrorCode = g.Group, kerr.GroupAuthorizationFailed.Code
 				resp.Groups[i] = ng
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/tandem-io/tandem/broker/group"
 	"github.com/tandem-io/tandem/broker/link"
 	"github.com/tandem-io/tandem/broker/wal"
 )
@@ -313,6 +314,17 @@ func (b *Broker) topicSnap(name string) (topicSnapshot, bool) {
 		return topicSnapshot{}, false
 	}
 	return topicSnapshot{name: t.name, id: t.id, partitions: append([]*partition(nil), t.partitions...), configs: t.configs}, true
+}
+
+// topicInfos lists every topic for the consumer groups' assignors.
+func (b *Broker) topicInfos() []group.TopicInfo {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	out := make([]group.TopicInfo, 0, len(b.topics))
+	for _, t := range b.topics {
+		out = append(out, group.TopicInfo{Name: t.name, ID: t.id, Partitions: int32(len(t.partitions))})
+	}
+	return out
 }
 
 func (b *Broker) topicNames() []string {

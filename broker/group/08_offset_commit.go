@@ -1,6 +1,6 @@
 package group
 
-// OffsetCommit (API key 8), versions 0-8.
+// OffsetCommit (API key 8), versions 0-9.
 //
 // Stores a group's consumed positions. Checks follow Kafka's classic groups:
 //   - generation -1 (always on v0) with any member id is a "simple" commit
@@ -10,6 +10,10 @@ package group
 //     current generation (ILLEGAL_GENERATION); commits during
 //     PreparingRebalance are accepted, during CompletingRebalance they get
 //     REBALANCE_IN_PROGRESS; a replaced static member gets FENCED_INSTANCE_ID.
+//   - in a group of the consumer protocol (KIP-848) with members, the member
+//     must be in it (UNKNOWN_MEMBER_ID), commit with v9+ (UNSUPPORTED_VERSION)
+//     and give its current member epoch as the generation
+//     (STALE_MEMBER_EPOCH), as in Kafka;
 //   - metadata longer than MaxMetadataBytes: OFFSET_METADATA_TOO_LARGE;
 //     an unknown partition (Config.PartitionExists): UNKNOWN_TOPIC_OR_PARTITION.
 //
@@ -108,7 +112,7 @@ func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 	}
 	defer unlock()
 
-	if code := c.checkCommit(req.Group, generation, memberID, instanceID); code != 0 {
+	if code := c.checkCommit(req.Group, generation, memberID, instanceID, req.Version, false); code != 0 {
 		setAll(code)
 		return resp
 	}
@@ -135,7 +139,8 @@ func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 }
 
 // checkCommit decides whether this member may commit now; 0 means yes.
-func (c *Coordinator) checkCommit(name string, generation int32, memberID string, instanceID *string) int16 {
+// version is the OffsetCommit version (ignored for txn, a TxnOffsetCommit).
+func (c *Coordinator) checkCommit(name string, generation int32, memberID string, instanceID *string, version int16, txn bool) int16 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if code := c.unavailableLocked(); code != 0 {
@@ -147,6 +152,9 @@ func (c *Coordinator) checkCommit(name string, generation int32, memberID string
 			return 0 // simple commit; the group is created when the offsets are applied
 		}
 		return kerr.IllegalGeneration.Code
+	}
+	if g.isConsumerLocked() {
+		return checkConsumerCommitLocked(g.cg, generation, memberID, instanceID, version, txn)
 	}
 	if g.fencedLocked(instanceID, memberID) {
 		return kerr.FencedInstanceID.Code
@@ -175,5 +183,23 @@ func (c *Coordinator) checkCommit(name string, generation int32, memberID string
 // offsets for this member of the group (TxnOffsetCommit v3+, KIP-447): the
 // same generation and member checks as OffsetCommit. 0 means yes.
 func (c *Coordinator) CheckTxnCommit(name string, generation int32, memberID string, instanceID *string) int16 {
-	return c.checkCommit(name, generation, memberID, instanceID)
+	return c.checkCommit(name, generation, memberID, instanceID, 0, true)
+}
+
+// checkConsumerCommitLocked is checkCommit for a group of the consumer
+// protocol with members (Kafka's ConsumerGroup.validateOffsetCommit).
+func checkConsumerCommitLocked(cg *cgroup, epoch int32, memberID string, instanceID *string, version int16, txn bool) int16 {
+	if txn && epoch < 0 && memberID == "" && instanceID == nil {
+		return 0 // a transactional commit that names no member
+	}
+	m := cg.members[memberID]
+	switch {
+	case m == nil:
+		return kerr.UnknownMemberID.Code
+	case !txn && version < 9:
+		return kerr.UnsupportedVersion.Code
+	case epoch != m.epoch:
+		return kerr.StaleMemberEpoch.Code
+	}
+	return 0
 }

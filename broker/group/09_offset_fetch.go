@@ -1,6 +1,6 @@
 package group
 
-// OffsetFetch (API key 9), versions 0-8.
+// OffsetFetch (API key 9), versions 0-9.
 //
 // Returns a group's committed offsets. A partition without a committed
 // offset (or an unknown group) gets offset -1, leader epoch -1, empty
@@ -8,10 +8,14 @@ package group
 // group has offsets for. v0-v7 ask for one group; v8+ for a list of groups,
 // each answered with its own error code. RequireStable (v7+) needs no
 // waiting: Tandem has no transactional offset commits in flight.
+// v9+ may name the member and its epoch: in a group of the consumer
+// protocol with members, an unknown member gets UNKNOWN_MEMBER_ID and
+// another epoch STALE_MEMBER_EPOCH, as in Kafka.
 
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -27,6 +31,11 @@ func (c *Coordinator) OffsetFetch(_ context.Context, req *kmsg.OffsetFetchReques
 			og := kmsg.NewOffsetFetchResponseGroup()
 			og.Group = rg.Group
 			if code := c.unavailableLocked(); code != 0 {
+				og.ErrorCode = code
+				resp.Groups = append(resp.Groups, og)
+				continue
+			}
+			if code := c.checkFetchMemberLocked(rg); code != 0 {
 				og.ErrorCode = code
 				resp.Groups = append(resp.Groups, og)
 				continue
@@ -119,4 +128,24 @@ func (c *Coordinator) fetchLocked(name string, topics []kmsg.OffsetFetchRequestT
 		out = append(out, rt)
 	}
 	return out
+}
+
+// checkFetchMemberLocked checks the member an OffsetFetch v9+ names, for
+// a group of the consumer protocol with members; 0 means fine.
+func (c *Coordinator) checkFetchMemberLocked(rg kmsg.OffsetFetchRequestGroup) int16 {
+	if rg.MemberID == nil && rg.MemberEpoch < 0 {
+		return 0
+	}
+	g := c.getGroupLocked(rg.Group)
+	if g == nil || !g.isConsumerLocked() {
+		return 0
+	}
+	m := g.cg.members[derefOr(rg.MemberID, "")]
+	switch {
+	case m == nil:
+		return kerr.UnknownMemberID.Code
+	case rg.MemberEpoch != m.epoch:
+		return kerr.StaleMemberEpoch.Code
+	}
+	return 0
 }

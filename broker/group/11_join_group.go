@@ -77,6 +77,15 @@ func (c *Coordinator) join(ctx context.Context, req *kmsg.JoinGroupRequest) (cha
 		}
 		g = c.getOrCreateGroupLocked(req.Group)
 	}
+	if g.isConsumerLocked() {
+		// Kafka's online migration between the protocols is not supported.
+		return nil, joinError(v, req.MemberID, kerr.InconsistentGroupProtocol.Code)
+	}
+	if g.cg != nil {
+		// An empty consumer group becomes classic; its epochs go on as generations.
+		g.generation = max(g.generation, g.cg.epoch)
+		g.cg = nil
+	}
 	defer c.maybeDeleteLocked(g)
 
 	jr := joinRequest{

@@ -5,7 +5,8 @@ package group
 // Lists every group this coordinator knows, sorted by name, including
 // groups that only hold committed offsets (state Empty, protocol type "").
 // v4+ filters by state (case-insensitive, KIP-518) and reports each group's
-// state; v5+ filters by type and reports every group as "classic" (KIP-848).
+// state; v5+ filters by type and reports each group's type (KIP-848):
+// "consumer" for a group of the consumer protocol, else "classic".
 
 import (
 	"context"
@@ -16,7 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// GroupType is the KIP-848 group type of every group here: the classic protocol.
+// GroupType is the KIP-848 group type of a classic group.
 const GroupType = "classic"
 
 // ListGroups handles a ListGroups request. It never blocks.
@@ -50,17 +51,21 @@ func (c *Coordinator) ListGroups(_ context.Context, req *kmsg.ListGroupsRequest)
 	sort.Strings(names)
 	for _, name := range names {
 		g := c.groups[name]
-		if req.Version >= 4 && !match(req.StatesFilter, g.state.String()) {
+		state, typ := g.state.String(), GroupType
+		if g.cg != nil {
+			state, typ = g.cg.stateName(), ConsumerProtocolType
+		}
+		if req.Version >= 4 && !match(req.StatesFilter, state) {
 			continue
 		}
-		if req.Version >= 5 && !match(req.TypesFilter, GroupType) {
+		if req.Version >= 5 && !match(req.TypesFilter, typ) {
 			continue
 		}
 		lg := kmsg.NewListGroupsResponseGroup()
 		lg.Group = name
 		lg.ProtocolType = g.protocolType
-		lg.GroupState = g.state.String()
-		lg.GroupType = GroupType
+		lg.GroupState = state
+		lg.GroupType = typ
 		resp.Groups = append(resp.Groups, lg)
 	}
 	return resp

@@ -29,12 +29,22 @@ func (w logWriter) Write(p []byte) (int, error) {
 // 127.0.0.1 with its data in dir. stop shuts it down.
 func startBroker(t *testing.T, dir string) (addr string, stop func()) {
 	t.Helper()
+	return startBrokerWith(t, dir, "127.0.0.1:0", nil)
+}
+
+// startBrokerWith is startBroker listening on listen, with mod applied to
+// the config.
+func startBrokerWith(t *testing.T, dir, listen string, mod func(*broker.Config)) (addr string, stop func()) {
+	t.Helper()
 	cfg := broker.DefaultConfig()
 	cfg.NodeID = 1
 	cfg.DataDir = dir
 	cfg.InitialRebalanceDelay = 0
 	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "broker", Output: logWriter{t}, Level: hclog.Info})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if mod != nil {
+		mod(&cfg)
+	}
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		t.Fatal(err)
 	}

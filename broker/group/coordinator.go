@@ -19,15 +19,17 @@ import (
 // answer for these keys from this map.
 //
 // Caps and why:
-//   - OffsetCommit (8) and OffsetFetch (9) stop at v8: v9 is for the KIP-848
-//     consumer protocol (member epochs) and v10 addresses topics by ID.
+//   - OffsetCommit (8) and OffsetFetch (9) stop at v9 (the member epochs of
+//     the KIP-848 consumer protocol): v10 addresses topics by ID.
 //   - JoinGroup v9 is served with SkipAssignment always false.
 //   - DescribeGroups v6 answers GROUP_ID_NOT_FOUND for unknown groups (KIP-1043).
-//   - ListGroups v5 reports every group as type "classic".
+//   - ListGroups v5 reports each group's type, "classic" or "consumer".
+//   - ConsumerGroupHeartbeat (68) and ConsumerGroupDescribe (69): v0-v1,
+//     the consumer group protocol of KIP-848 (consumer_group.go).
 //   - DeleteGroups stops at v2 (v3 only adds error messages).
 var Versions = map[int16][2]int16{
-	8:  {0, 8}, // OffsetCommit
-	9:  {0, 8}, // OffsetFetch
+	8:  {0, 9}, // OffsetCommit
+	9:  {0, 9}, // OffsetFetch
 	11: {0, 9}, // JoinGroup
 	12: {0, 4}, // Heartbeat
 	13: {0, 5}, // LeaveGroup
@@ -36,6 +38,8 @@ var Versions = map[int16][2]int16{
 	16: {0, 5}, // ListGroups
 	42: {0, 2}, // DeleteGroups
 	47: {0, 0}, // OffsetDelete
+	68: {0, 1}, // ConsumerGroupHeartbeat
+	69: {0, 1}, // ConsumerGroupDescribe
 }
 
 // Kafka defaults, used by DefaultConfig; New also uses them for zero
@@ -126,6 +130,17 @@ type Config struct {
 	// Called without coordinator locks held.
 	PartitionExists func(topic string, partition int32) bool
 
+	// Topics lists every topic with its id and partition count, for the
+	// consumer group protocol's server-side assignment. Called without
+	// coordinator locks held. Nil: consumer groups see no topics.
+	Topics func() []TopicInfo
+
+	// ConsumerSessionTimeout and ConsumerHeartbeatInterval are Kafka's
+	// group.consumer.session.timeout.ms and
+	// group.consumer.heartbeat.interval.ms for consumer-protocol groups.
+	// Zero means Kafka's defaults, 45s and 5s.
+	ConsumerSessionTimeout, ConsumerHeartbeatInterval time.Duration
+
 	// Now returns the current time. Default time.Now.
 	Now func() time.Time
 }
@@ -187,6 +202,9 @@ type Coordinator struct {
 	maxMeta    int
 	commitTTL  time.Duration // Config.CommitTimeout
 	exists     func(string, int32) bool
+	topics     func() []TopicInfo
+	cSession   time.Duration // Config.ConsumerSessionTimeout
+	cHeartbeat time.Duration // Config.ConsumerHeartbeatInterval
 	now        func() time.Time
 
 	mu       sync.Mutex
@@ -238,6 +256,11 @@ type group struct {
 	// emptySince is when the group last became Empty (zero: never, or
 	// unknown); its offsets expire a retention after it (expire.go).
 	emptySince time.Time
+
+	// cg is set for a group of the consumer protocol (KIP-848,
+	// consumer_group.go). Such a group has no classic members; its state
+	// is Stable while cg has members and Empty otherwise.
+	cg *cgroup
 }
 
 type member struct {
@@ -289,6 +312,12 @@ func New(cfg Config) *Coordinator {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.ConsumerSessionTimeout <= 0 {
+		cfg.ConsumerSessionTimeout = DefaultConsumerSessionTimeout
+	}
+	if cfg.ConsumerHeartbeatInterval <= 0 {
+		cfg.ConsumerHeartbeatInterval = DefaultConsumerHeartbeatInterval
+	}
 	c := &Coordinator{
 		log:         cfg.Logger,
 		persister:   cfg.Persister,
@@ -298,6 +327,9 @@ func New(cfg Config) *Coordinator {
 		maxMeta:     cfg.MaxMetadataBytes,
 		commitTTL:   cfg.CommitTimeout,
 		exists:      cfg.PartitionExists,
+		topics:      cfg.Topics,
+		cSession:    cfg.ConsumerSessionTimeout,
+		cHeartbeat:  cfg.ConsumerHeartbeatInterval,
 		now:         cfg.Now,
 		groups:      make(map[string]*group),
 		stored:      make(map[string]GroupState),
@@ -353,7 +385,15 @@ func (c *Coordinator) resetMembershipLocked() {
 		for _, m := range g.members {
 			c.failWaitersLocked(g, m, kerr.NotCoordinator.Code)
 		}
-		c.log.Info("dropped group membership", "group", name, "members", len(g.members), "generation", g.generation)
+		n := len(g.members)
+		if g.cg != nil {
+			n += len(g.cg.members)
+			if len(g.cg.members) > 0 {
+				g.cg.members = make(map[string]*cmember)
+				g.cg.target = make(map[string]partitions)
+			}
+		}
+		c.log.Info("dropped group membership", "group", name, "members", n, "generation", g.generation)
 		g.members = make(map[string]*member)
 		g.pending = make(map[string]time.Time)
 		g.static = make(map[string]string)
@@ -475,6 +515,9 @@ func (c *Coordinator) tick() time.Time {
 		}
 		if !g.syncDeadline.IsZero() && !now.Before(g.syncDeadline) {
 			c.syncDeadlineLocked(g)
+		}
+		if t := c.expireConsumersLocked(g, now); !t.IsZero() {
+			consider(t)
 		}
 		c.maybeDeleteLocked(g)
 

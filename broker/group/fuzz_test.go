@@ -46,6 +46,11 @@ func FuzzHandlers(f *testing.F) {
 			case *kmsg.OffsetDeleteRequest:
 				r.Group = "g"
 				r.Topics = []kmsg.OffsetDeleteRequestTopic{{Topic: "a", Partitions: []kmsg.OffsetDeleteRequestTopicPartition{{Partition: 0}}}}
+			case *kmsg.ConsumerGroupHeartbeatRequest:
+				r.Group, r.MemberID, r.RebalanceTimeoutMillis = "c", "m", 1000
+				r.SubscribedTopicNames, r.Topics = []string{"a"}, []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+			case *kmsg.ConsumerGroupDescribeRequest:
+				r.Groups = []string{"c", "g", ""}
 			}
 			seed(req)
 		}
@@ -54,6 +59,7 @@ func FuzzHandlers(f *testing.F) {
 	c := New(Config{
 		Logger:            hclog.NewNullLogger(),
 		Persister:         &memPersister{},
+		Topics:            func() []TopicInfo { return []TopicInfo{{Name: "a", ID: [16]byte{1}, Partitions: 3}} },
 		MinSessionTimeout: time.Millisecond,
 		MaxSessionTimeout: time.Minute,
 	})
@@ -101,6 +107,10 @@ func FuzzHandlers(f *testing.F) {
 			resp = c.DeleteGroups(ctx, r)
 		case *kmsg.OffsetDeleteRequest:
 			resp = c.OffsetDelete(ctx, r)
+		case *kmsg.ConsumerGroupHeartbeatRequest:
+			resp = c.ConsumerGroupHeartbeat(ctx, r)
+		case *kmsg.ConsumerGroupDescribeRequest:
+			resp = c.ConsumerGroupDescribe(ctx, r)
 		default:
 			t.Fatalf("no handler for key %d", key)
 		}

@@ -71,6 +71,9 @@ type GroupState struct {
 	// EmptySinceMs is when an Empty group became empty (Unix
 	// milliseconds; 0 when unknown): its offsets expire from then.
 	EmptySinceMs int64 `json:"empty_since_ms,omitempty"`
+	// Consumer is the state of a group of the consumer protocol (KIP-848;
+	// ProtocolType "consumer", no classic Members); nil for classic groups.
+	Consumer *ConsumerState `json:"consumer,omitempty"`
 }
 
 // MemberState is one member of a stored group, in join order.
@@ -93,6 +96,13 @@ type MemberState struct {
 // when there is nothing worth storing.
 func stateLocked(g *group) (s GroupState, ok bool) {
 	s = GroupState{Group: g.name, Generation: g.generation, ProtocolType: g.protocolType}
+	if g.cg != nil {
+		s.Generation, s.ProtocolType, s.Consumer = g.cg.epoch, ConsumerProtocolType, g.cg.stored()
+		if len(g.cg.members) == 0 && !g.emptySince.IsZero() {
+			s.EmptySinceMs = g.emptySince.UnixMilli()
+		}
+		return s, true
+	}
 	switch {
 	case g.state == Empty || g.state == Dead:
 		if !g.emptySince.IsZero() {
@@ -283,6 +293,25 @@ func (c *Coordinator) loadMembershipLocked() {
 		if g != nil && (len(g.members) > 0 || len(g.pending) > 0 || g.state != Empty) {
 			continue // live membership wins
 		}
+		if s.Consumer != nil {
+			if len(s.Consumer.Members) == 0 && g == nil {
+				continue // nothing to carry on: a group with offsets is there already
+			}
+			g = c.getOrCreateGroupLocked(name)
+			g.protocolType = ConsumerProtocolType
+			g.cg = loadCGroup(s.Consumer, now)
+			g.generation = max(g.generation, s.Generation)
+			if len(g.cg.members) == 0 {
+				if s.EmptySinceMs > 0 {
+					g.emptySince = time.UnixMilli(s.EmptySinceMs)
+				}
+				continue
+			}
+			g.state = Stable
+			c.scheduleLocked(now.Add(c.cSession))
+			c.log.Info("loaded stored consumer group", "group", name, "epoch", g.cg.epoch, "members", len(g.cg.members))
+			continue
+		}
 		if len(s.Members) == 0 {
 			// An Empty group lives on only if it has committed offsets;
 			// its generations go on counting from the stored one, and its
@@ -299,6 +328,7 @@ func (c *Coordinator) loadMembershipLocked() {
 			continue
 		}
 		g = c.getOrCreateGroupLocked(name)
+		g.cg = nil
 		g.generation = s.Generation // the one its members heartbeat with
 		g.protocolType, g.protocol, g.leader = s.ProtocolType, s.Protocol, s.Leader
 		for _, ms := range s.Members {

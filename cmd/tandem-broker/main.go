@@ -73,6 +73,8 @@ func main() {
 	flag.DurationVar(&cfg.OffsetsRetention, "offsets-retention", cfg.OffsetsRetention, "committed offsets of a group expire after it has had no members this long (offsets.retention.minutes); 0 keeps them forever")
 	flag.DurationVar(&cfg.TransactionalIDExpiration, "transactional-id-expiration", cfg.TransactionalIDExpiration, "forget a transactional id with no transaction open after this long unused (transactional.id.expiration.ms)")
 	flag.DurationVar(&cfg.TransactionMaxTimeout, "transaction-max-timeout", cfg.TransactionMaxTimeout, "the longest transaction timeout a producer may ask for (transaction.max.timeout.ms)")
+	flag.DurationVar(&cfg.ConsumerSessionTimeout, "group-consumer-session-timeout", cfg.ConsumerSessionTimeout, "consumer-protocol (KIP-848) groups: a member that sends no heartbeat for this long is removed (group.consumer.session.timeout.ms)")
+	flag.DurationVar(&cfg.ConsumerHeartbeatInterval, "group-consumer-heartbeat-interval", cfg.ConsumerHeartbeatInterval, "consumer-protocol (KIP-848) groups: how often members heartbeat (group.consumer.heartbeat.interval.ms)")
 	flag.DurationVar(&cfg.OffsetsCommitTimeout, "offsets-commit-timeout", cfg.OffsetsCommitTimeout, "how long OffsetCommit waits for replication before answering COORDINATOR_NOT_AVAILABLE (offsets.commit.timeout.ms)")
 	flag.Parse()
 	// Before anything else: it may start the program over (same pid).
