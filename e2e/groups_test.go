@@ -461,3 +461,10 @@ func TestOffsetCommitMetadata(t *testing.T) {
 	b.restart()
 	check("after restart")
 }
+
+// count returns how many times v was read.
+func (r *groupReader) count(v string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.seen[v]
+}
