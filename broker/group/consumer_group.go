@@ -209,9 +209,10 @@ type cmember struct {
 	id, instanceID, rackID string
 	clientID, clientHost   string
 	rebalanceTimeout       time.Duration
-	topics                 []string // subscribed topic names, sorted
-	regex                  string   // subscribed topic regex ("" none)
-	assignor               string   // the server assignor it asks for ("" any)
+	topics                 []string       // subscribed topic names, sorted
+	regex                  string         // subscribed topic regex ("" none)
+	re                     *regexp.Regexp // regex, compiled
+	assignor               string         // the server assignor it asks for ("" any)
 
 	epoch, prevEpoch int32
 	state            memberState
@@ -285,7 +286,10 @@ func (m *cmember) subscribedTopics(all map[string]TopicInfo) []TopicInfo {
 		}
 	}
 	if m.regex != "" {
-		if re, err := compileRegex(m.regex); err == nil {
+		if m.re == nil {
+			m.re, _ = compileRegex(m.regex) // checked when the member sent it
+		}
+		if re := m.re; re != nil {
 			for name, t := range all {
 				if !seen[name] && re.MatchString(name) {
 					seen[name] = true
@@ -462,8 +466,8 @@ func (m *cmember) sameAssignment(o *cmember) bool {
 func (c *Coordinator) ConsumerGroupHeartbeat(ctx context.Context, req *kmsg.ConsumerGroupHeartbeatRequest) *kmsg.ConsumerGroupHeartbeatResponse {
 	resp := kmsg.NewPtrConsumerGroupHeartbeatResponse()
 	resp.Version = req.Version
-	fail := func(err *kerr.Error, msg string) *kmsg.ConsumerGroupHeartbeatResponse {
-		resp.ErrorCode = err.Code
+	fail := func(code int16, msg string) *kmsg.ConsumerGroupHeartbeatResponse {
+		resp.ErrorCode = code
 		if msg != "" {
 			resp.ErrorMessage = strPtr(msg)
 		}
@@ -472,17 +476,17 @@ func (c *Coordinator) ConsumerGroupHeartbeat(ctx context.Context, req *kmsg.Cons
 	}
 	if msg := validateHeartbeat(req); msg != "" {
 		if req.Group == "" {
-			return fail(kerr.InvalidGroupID, msg)
+			return fail(kerr.InvalidGroupID.Code, msg)
 		}
-		return fail(kerr.InvalidRequest, msg)
+		return fail(kerr.InvalidRequest.Code, msg)
 	}
 	if req.SubscribedTopicRegex != nil && *req.SubscribedTopicRegex != "" {
 		if _, err := compileRegex(*req.SubscribedTopicRegex); err != nil {
-			return fail(kerr.InvalidRegularExpression, "SubscribedTopicRegex `"+*req.SubscribedTopicRegex+"` is not a valid regular expression: "+err.Error())
+			return fail(kerr.InvalidRegularExpression.Code, "SubscribedTopicRegex `"+*req.SubscribedTopicRegex+"` is not a valid regular expression: "+err.Error())
 		}
 	}
 	if a := req.ServerAssignor; a != nil && *a != "" && assignors[*a] == nil {
-		return fail(kerr.UnsupportedAssignor, "server assignor "+*a+" is not supported; this broker has uniform and range")
+		return fail(kerr.UnsupportedAssignor.Code, "server assignor "+*a+" is not supported; this broker has uniform and range")
 	}
 	var all map[string]TopicInfo
 	if c.topics != nil {
@@ -496,14 +500,14 @@ func (c *Coordinator) ConsumerGroupHeartbeat(ctx context.Context, req *kmsg.Cons
 	out, code, msg, changed := c.heartbeatLocked(ctx, req, all)
 	c.mu.Unlock()
 	if code != 0 {
-		return fail(kerr.ErrorForCode(code).(*kerr.Error), msg)
+		return fail(code, msg)
 	}
 	if changed && c.groupStore != nil {
 		if err := c.storeGroupNow(ctx, req.Group); err != nil {
 			code := persistErrorCode(err)
 			c.log.Warn("could not store the consumer group's state; the member retries", "group", req.Group,
 				"member", req.MemberID, "error_code", kerr.ErrorForCode(code), "error", err)
-			return fail(kerr.ErrorForCode(code).(*kerr.Error), "")
+			return fail(code, "")
 		}
 	}
 	out.Version = req.Version
@@ -552,6 +556,8 @@ func (c *Coordinator) heartbeatLocked(ctx context.Context, req *kmsg.ConsumerGro
 	g := c.getGroupLocked(req.Group)
 	switch {
 	case g == nil && req.MemberEpoch != joinEpoch:
+		// Kafka answers GROUP_ID_NOT_FOUND here; clients treat
+		// UNKNOWN_MEMBER_ID as "join again", which is what is needed.
 		return nil, kerr.UnknownMemberID.Code, "group " + req.Group + " has no member " + req.MemberID, false
 	case g == nil:
 		g = c.getOrCreateGroupLocked(req.Group)
@@ -673,7 +679,7 @@ func (c *Coordinator) heartbeatLocked(ctx context.Context, req *kmsg.ConsumerGro
 		}
 	}
 	if req.SubscribedTopicRegex != nil && *req.SubscribedTopicRegex != m.regex {
-		m.regex, subChanged = *req.SubscribedTopicRegex, true
+		m.regex, m.re, subChanged = *req.SubscribedTopicRegex, nil, true
 	}
 	if req.ServerAssignor != nil && *req.ServerAssignor != m.assignor {
 		m.assignor, subChanged = *req.ServerAssignor, true
