@@ -407,3 +407,52 @@ func TestAuthorizedOperations(t *testing.T) {
 		opBits(kmsg.ACLOperationIdempotentWrite))
 	check("the super user", newClient(t, addr, loginAs("admin"), kafka28), "orders", "alice-group", allTopic, allGroup, allCluster)
 }
+
+// The consumer group protocol (KIP-848) under --acls: joining a group
+// needs READ on it, describing it DESCRIBE (which READ implies). alice has
+// READ on alice-group and DESCRIBE on seen-group; the requests go straight
+// to the broker, as they would after FindCoordinator.
+func TestACLsConsumerProtocolGroup(t *testing.T) {
+	addr, admin := startACLBroker(t, "orders")
+	createACLs(t, admin, kadm.NewACLs().Allow("User:alice").Groups("alice-group").Operations(kadm.OpRead))
+	createACLs(t, admin, kadm.NewACLs().Allow("User:alice").Groups("seen-group").Operations(kadm.OpDescribe))
+	ctx := t.Context()
+	alice := newClient(t, addr, loginAs("alice")).Broker(1)
+	join := func(group string) *kmsg.ConsumerGroupHeartbeatResponse {
+		t.Helper()
+		req := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+		req.Group, req.MemberID, req.RebalanceTimeoutMillis = group, "m-"+group, 60000
+		req.SubscribedTopicNames, req.Topics = []string{"orders"}, []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+		resp, err := req.RequestWith(ctx, alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	describe := func(group string) kmsg.ConsumerGroupDescribeResponseGroup {
+		t.Helper()
+		req := kmsg.NewPtrConsumerGroupDescribeRequest()
+		req.Groups, req.IncludeAuthorizedOperations = []string{group}, true
+		resp, err := req.RequestWith(ctx, alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Groups[0]
+	}
+	if r := join("seen-group"); r.ErrorCode != kerr.GroupAuthorizationFailed.Code {
+		t.Fatalf("alice joining seen-group (DESCRIBE only): %v, want GROUP_AUTHORIZATION_FAILED", kerr.ErrorForCode(r.ErrorCode))
+	}
+	if r := join("alice-group"); r.ErrorCode != 0 || r.MemberEpoch != 1 || r.Assignment == nil || len(r.Assignment.Topics) != 1 {
+		t.Fatalf("alice joining alice-group: %v, epoch %d, assignment %+v", kerr.ErrorForCode(r.ErrorCode), r.MemberEpoch, r.Assignment)
+	}
+	if g := describe("other-group"); g.ErrorCode != kerr.GroupAuthorizationFailed.Code {
+		t.Fatalf("alice describing other-group: %v, want GROUP_AUTHORIZATION_FAILED", kerr.ErrorForCode(g.ErrorCode))
+	}
+	if g := describe("seen-group"); g.ErrorCode != kerr.GroupIDNotFound.Code {
+		t.Fatalf("alice describing seen-group, which has no members: %v, want GROUP_ID_NOT_FOUND", kerr.ErrorForCode(g.ErrorCode))
+	}
+	g := describe("alice-group")
+	if g.ErrorCode != 0 || g.State != "Stable" || len(g.Members) != 1 || g.AuthorizedOperations != opBits(kmsg.ACLOperationRead, kmsg.ACLOperationDescribe) {
+		t.Fatalf("alice describing alice-group: %v, %s, %d members, operations %b", kerr.ErrorForCode(g.ErrorCode), g.State, len(g.Members), g.AuthorizedOperations)
+	}
+}
