@@ -6,7 +6,8 @@ package group
 // (kafka-consumer-groups.sh --delete-offsets). GROUP_ID_NOT_FOUND for an
 // unknown group. While the group has members, partitions of topics a member
 // subscribes to get GROUP_SUBSCRIBED_TO_TOPIC (a group that does not use the
-// "consumer" protocol type gets NON_EMPTY_GROUP). The deletion is made
+// "consumer" protocol type gets NON_EMPTY_GROUP), in a group of the KIP-848
+// consumer protocol too. The deletion is made
 // durable through the Persister as tombstones before it is answered, within
 // Config.CommitTimeout (then COORDINATOR_NOT_AVAILABLE).
 
@@ -68,6 +69,11 @@ func (c *Coordinator) offsetDelete(ctx context.Context, req *kmsg.OffsetDeleteRe
 		return kerr.GroupIDNotFound.Code
 	}
 	subscribed := map[string]bool{}
+	if g.isConsumerLocked() {
+		for name := range g.cg.subscribed {
+			subscribed[name] = true
+		}
+	}
 	if len(g.members) > 0 {
 		if g.protocolType != "consumer" {
 			c.mu.Unlock()

@@ -283,6 +283,15 @@ func TestConsumerGroupOffsetCommitEpochs(t *testing.T) {
 		t.Fatalf("fetch naming no member: %+v", g)
 	}
 
+	// Its subscribed topic's offsets cannot be deleted while it is there.
+	del := kmsg.NewPtrOffsetDeleteRequest()
+	del.Group = "g"
+	del.Topics = []kmsg.OffsetDeleteRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetDeleteRequestTopicPartition{{Partition: 0}}}}
+	if r := h.OffsetDelete(context.Background(), del); r.ErrorCode != 0 || r.Topics[0].Partitions[0].ErrorCode != kerr.GroupSubscribedToTopic.Code {
+		t.Fatalf("OffsetDelete of a subscribed topic: %v / %v, want GROUP_SUBSCRIBED_TO_TOPIC",
+			kerr.ErrorForCode(r.ErrorCode), kerr.ErrorForCode(r.Topics[0].Partitions[0].ErrorCode))
+	}
+
 	// Once the member left, a simple commit is fine again.
 	ok(t, h.hb("A", leaveEpoch, hbOpts{}))
 	wantCode(t, "simple commit into the empty group", commit(9, "", -1), nil)
