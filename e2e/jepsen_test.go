@@ -390,6 +390,20 @@ func TestJepsenFailover(t *testing.T) {
 	}
 	defer gcl.Close()
 	group := startGroupReader(t, gcl)
+	// And a member of a consumer-protocol group (KIP-848): the coordinator
+	// assigns its partitions, and its epoch and assignment move with every
+	// failover too.
+	var group848Ev groupEvents
+	gcl848, err := kgo.NewClient(append(group848Ev.opts(), kgo.SeedBrokers(c.kafkaAddrs()...),
+		kgo.ConsumerGroup("jepsen-848-group"), kgo.ConsumeTopics(topic), kgo.ServerSideBalancer(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.AutoCommitInterval(500*time.Millisecond), kgo.FetchMaxWait(500*time.Millisecond),
+		kgo.RetryTimeout(60*time.Second), kgo.MetadataMinAge(250*time.Millisecond))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gcl848.Close()
+	group848 := startGroupReader(t, gcl848)
 
 	// Monitor: who leads, how often it changes, longest time with no
 	// leader.
@@ -543,14 +557,16 @@ func TestJepsenFailover(t *testing.T) {
 	}
 	group.waitFor(t, 60*time.Second, ackedVals)
 	res.groupRead, res.groupAgain = group.counts()
+	group848.waitFor(t, 60*time.Second, ackedVals)
+	read848, again848 := group848.counts()
 	res.ops, res.acked, res.failed = int(ops.Load()), len(acked), int(failed.Load())
 	res.lost, res.dup = len(lostVals), len(dupVals)
 	res.failovers = int(failovers.Load())
 	res.longestNoLeader = time.Duration(longest.Load())
 	txnSummary, txnErrs := res.txn.check(t, c, leader)
-	summary := fmt.Sprintf("jepsen: duration %s, faults %d, operations %d, acknowledged %d, failed/unknown %d, read %d, lost %d, duplicated %d, failovers %d, longest window without a leader %s; consumer group: read %d values, %d of them again, rebalance callbacks: %s; %s",
+	summary := fmt.Sprintf("jepsen: duration %s, faults %d, operations %d, acknowledged %d, failed/unknown %d, read %d, lost %d, duplicated %d, failovers %d, longest window without a leader %s; consumer group: read %d values, %d of them again, rebalance callbacks: %s; consumer-protocol group: read %d values, %d of them again, callbacks: %s; %s",
 		dur, len(res.faults), res.ops, res.acked, res.failed, len(got), res.lost, res.dup, res.failovers, res.longestNoLeader.Round(10*time.Millisecond),
-		res.groupRead, res.groupAgain, groupEv.String(), txnSummary)
+		res.groupRead, res.groupAgain, groupEv.String(), read848, again848, group848Ev.String(), txnSummary)
 	for _, e := range txnErrs {
 		t.Error(e)
 	}

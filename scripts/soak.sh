@@ -10,14 +10,16 @@
 #   jepsen: duration D, faults N, operations N, acknowledged N,
 #   failed/unknown N, read N, lost 0, duplicated 0, failovers N,
 #   longest window without a leader D; consumer group: read N values,
-#   N of them again, rebalance callbacks: ...; transactions: N committed,
+#   N of them again, rebalance callbacks: ...; consumer-protocol group:
+#   read N values, N of them again, callbacks: ...; transactions: N committed,
 #   N aborted, N unknown to the client (N of them committed whole),
 #   N values read, 0 problems
 #
 # and fails when an acknowledged value was lost or read twice, when the
 # nodes' WALs are not identical (tandemctl verify), when a consumer
 # group member reading throughout (auto-commit, its coordinator moving with
-# every failover) does not read every acknowledged value, or when a
+# every failover), or a member of a KIP-848 consumer-protocol group doing
+# the same, does not read every acknowledged value, or when a
 # transactional producer running alongside (transactions of three values
 # over three partitions, one in five aborted) finds, reading
 # read_committed, a committed transaction not whole or read twice, an
