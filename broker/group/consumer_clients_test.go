@@ -273,3 +273,101 @@ func TestFranzGoConsumerProtocolGroup(t *testing.T) {
 	}
 	t.Logf("%d records consumed through three hand-overs and a restart, %d twice", produced, dups)
 }
+
+// Static members (kgo.InstanceID) of a consumer-protocol group: a consumer
+// that closes leaves with epoch -2 and its partitions wait for it; started
+// again with the same instance id, it gets them back with no new group
+// epoch, and the other member never loses anything.
+func TestFranzGoConsumerProtocolStaticMembers(t *testing.T) {
+	addr, _ := startBrokerWith(t, t.TempDir(), "127.0.0.1:0", func(c *broker.Config) {
+		c.ConsumerHeartbeatInterval = 200 * time.Millisecond
+		c.ConsumerSessionTimeout = 20 * time.Second
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	admCl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admCl.Close()
+	adm := kadm.NewClient(admCl)
+	if _, err := adm.CreateTopic(ctx, 4, 1, nil, "events"); err != nil {
+		t.Fatal(err)
+	}
+	own := &ownership{owner: map[int32]string{}, seen: map[string]int{}}
+	lost := map[string]int{}
+	start := func(instance string) *kgo.Client {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumerGroup("static"), kgo.ConsumeTopics("events"),
+			kgo.ServerSideBalancer(), kgo.InstanceID(instance),
+			kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { own.assigned(instance, m["events"]) }),
+			kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { own.released(instance, m["events"]) }),
+			kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+				own.mu.Lock()
+				lost[instance] += len(m["events"])
+				own.mu.Unlock()
+				own.released(instance, m["events"])
+			}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for {
+				if fs := cl.PollFetches(ctx); fs.IsClientClosed() || ctx.Err() != nil {
+					return
+				}
+			}
+		}()
+		return cl
+	}
+	type view struct {
+		epoch   int32
+		members map[string][]int32 // instance -> partitions
+	}
+	describe := func() view {
+		dg, err := adm.DescribeConsumerGroups(ctx, "static")
+		if err != nil || dg["static"].Err != nil {
+			return view{}
+		}
+		v := view{epoch: dg["static"].Epoch, members: map[string][]int32{}}
+		for _, m := range dg["static"].Members {
+			if m.InstanceID != nil {
+				ps := slices.Collect(func(yield func(int32) bool) {
+					for p := range m.Assignment["events"] {
+						if !yield(p) {
+							return
+						}
+					}
+				})
+				slices.Sort(ps)
+				v.members[*m.InstanceID] = ps
+			}
+		}
+		return v
+	}
+	a, b := start("a"), start("b")
+	defer a.Close()
+	var before view
+	waitUntil(t, 30*time.Second, "both static members with two partitions", func() bool {
+		before = describe()
+		held := own.held()
+		return len(before.members["a"]) == 2 && len(before.members["b"]) == 2 && len(held["a"]) == 2 && len(held["b"]) == 2
+	})
+	b.Close() // leaves with epoch -2: its partitions wait for it
+	waitUntil(t, 10*time.Second, "b's partitions released by the client", func() bool { return len(own.held()["b"]) == 0 })
+	if v := describe(); v.epoch != before.epoch || !slices.Equal(v.members["b"], before.members["b"]) {
+		t.Fatalf("after b left: epoch %d, b holds %v; want epoch %d and b's %v kept", v.epoch, v.members["b"], before.epoch, before.members["b"])
+	}
+	b = start("b")
+	defer b.Close()
+	waitUntil(t, 30*time.Second, "b back with its partitions", func() bool {
+		return slices.Equal(own.held()["b"], before.members["b"])
+	})
+	if v := describe(); v.epoch != before.epoch || !slices.Equal(v.members["a"], before.members["a"]) {
+		t.Fatalf("after b came back: epoch %d, a holds %v; want epoch %d and a's %v", v.epoch, v.members["a"], before.epoch, before.members["a"])
+	}
+	own.mu.Lock()
+	defer own.mu.Unlock()
+	if len(own.doubles) > 0 || lost["a"] > 0 {
+		t.Fatalf("doubles %v, a lost %d partitions", own.doubles, lost["a"])
+	}
+}

@@ -540,8 +540,6 @@ func validateHeartbeat(req *kmsg.ConsumerGroupHeartbeatRequest) string {
 		}
 	case req.MemberID == "":
 		return "MemberId can't be empty."
-	case req.MemberEpoch == staticLeaveEpoch && req.InstanceID == nil:
-		return "InstanceId can't be null."
 	}
 	return ""
 }
@@ -589,6 +587,12 @@ func (c *Coordinator) heartbeatLocked(ctx context.Context, req *kmsg.ConsumerGro
 		}
 		if m == nil {
 			return nil, kerr.UnknownMemberID.Code, "group " + req.Group + " has no member " + req.MemberID, false
+		}
+		if req.MemberEpoch == staticLeaveEpoch && m.instanceID == "" {
+			// Kafka wants the instance id with -2; franz-go (v1.22) leaves
+			// a static member without it, which names the member
+			// well enough when it is static.
+			return nil, kerr.InvalidRequest.Code, "InstanceId can't be null.", false
 		}
 		resp.MemberID, resp.MemberEpoch = strPtr(m.id), req.MemberEpoch
 		if req.MemberEpoch == staticLeaveEpoch {
