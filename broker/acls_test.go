@@ -455,4 +455,28 @@ func TestACLsConsumerProtocolGroup(t *testing.T) {
 	if g.ErrorCode != 0 || g.State != "Stable" || len(g.Members) != 1 || g.AuthorizedOperations != opBits(kmsg.ACLOperationRead, kmsg.ACLOperationDescribe) {
 		t.Fatalf("alice describing alice-group: %v, %s, %d members, operations %b", kerr.ErrorForCode(g.ErrorCode), g.State, len(g.Members), g.AuthorizedOperations)
 	}
+
+	// A regular expression matches only the topics alice may describe:
+	// orders-eu, not orders-secret.
+	for _, topic := range []string{"orders-eu", "orders-secret"} {
+		if _, err := admin.CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	createACLs(t, admin, kadm.NewACLs().Allow("User:alice").Topics("orders-eu").Operations(kadm.OpRead))
+	createACLs(t, admin, kadm.NewACLs().Allow("User:alice").Groups("regex-group").Operations(kadm.OpRead))
+	req := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	req.Group, req.MemberID, req.RebalanceTimeoutMillis = "regex-group", "m-regex", 60000
+	req.SubscribedTopicRegex, req.Topics = kmsg.StringPtr("orders-.*"), []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+	resp, err := req.RequestWith(ctx, alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.ErrorCode != 0 || resp.Assignment == nil {
+		t.Fatalf("alice joining regex-group: %v, assignment %+v", kerr.ErrorForCode(resp.ErrorCode), resp.Assignment)
+	}
+	rg := describe("regex-group")
+	if len(rg.Members) != 1 || len(rg.Members[0].Assignment.TopicPartitions) != 1 || rg.Members[0].Assignment.TopicPartitions[0].Topic != "orders-eu" {
+		t.Fatalf("alice's regex orders-.* got %+v, want orders-eu only", rg.Members)
+	}
 }

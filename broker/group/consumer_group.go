@@ -209,10 +209,11 @@ type cmember struct {
 	id, instanceID, rackID string
 	clientID, clientHost   string
 	rebalanceTimeout       time.Duration
-	topics                 []string       // subscribed topic names, sorted
-	regex                  string         // subscribed topic regex ("" none)
-	re                     *regexp.Regexp // regex, compiled
-	assignor               string         // the server assignor it asks for ("" any)
+	topics                 []string                // subscribed topic names, sorted
+	regex                  string                  // subscribed topic regex ("" none)
+	re                     *regexp.Regexp          // regex, compiled
+	visible                func(topic string) bool // which topics its regex may match (ACLs); nil: all
+	assignor               string                  // the server assignor it asks for ("" any)
 
 	epoch, prevEpoch int32
 	state            memberState
@@ -291,7 +292,7 @@ func (m *cmember) subscribedTopics(all map[string]TopicInfo) []TopicInfo {
 		}
 		if re := m.re; re != nil {
 			for name, t := range all {
-				if !seen[name] && re.MatchString(name) {
+				if !seen[name] && re.MatchString(name) && (m.visible == nil || m.visible(name)) {
 					seen[name] = true
 					out = append(out, t)
 				}
@@ -665,6 +666,7 @@ func (c *Coordinator) heartbeatLocked(ctx context.Context, req *kmsg.ConsumerGro
 	m.lastSeen = now
 	ci := clientInfoFrom(ctx)
 	m.clientID, m.clientHost = ci.id, ci.host
+	m.visible = topicFilterFrom(ctx)
 
 	// Subscription and member fields (a field left null keeps its value).
 	subChanged := false

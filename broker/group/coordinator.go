@@ -973,6 +973,22 @@ func WithClientInfo(ctx context.Context, clientID, clientHost string) context.Co
 	return context.WithValue(ctx, clientInfoKey{}, clientInfo{id: clientID, host: clientHost})
 }
 
+type topicFilterKey struct{}
+
+// WithTopicFilter returns a context that carries which topics the client
+// may see (with ACLs: DESCRIBE on the topic). The topics a member of a
+// consumer-protocol group subscribes to by regular expression are
+// filtered through it, as Kafka filters them through the member's
+// authorizations; topics it names are not.
+func WithTopicFilter(ctx context.Context, visible func(topic string) bool) context.Context {
+	return context.WithValue(ctx, topicFilterKey{}, visible)
+}
+
+func topicFilterFrom(ctx context.Context) func(string) bool {
+	f, _ := ctx.Value(topicFilterKey{}).(func(string) bool)
+	return f
+}
+
 func clientInfoFrom(ctx context.Context) clientInfo {
 	ci, _ := ctx.Value(clientInfoKey{}).(clientInfo)
 	return ci
