@@ -54,19 +54,10 @@ func subscribers(members []*cmember, topics map[string]TopicInfo) map[string][]s
 	return out
 }
 
-func sortedTopicNames(topics map[string]TopicInfo) []string {
-	names := make([]string, 0, len(topics))
-	for n := range topics {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
-
 func assignRange(members []*cmember, topics map[string]TopicInfo, _ map[string]partitions) map[string]partitions {
 	out := make(map[string]partitions)
 	subs := subscribers(members, topics)
-	for _, name := range sortedTopicNames(topics) {
+	for _, name := range sortedKeys(topics) {
 		t, ids := topics[name], subs[name]
 		if len(ids) == 0 {
 			continue
@@ -99,7 +90,7 @@ func assignUniform(members []*cmember, topics map[string]TopicInfo, prev map[str
 	subs := subscribers(members, topics)
 	eligible := make(map[[16]byte]map[string]bool) // topic id -> members that may take it
 	var all []tp
-	for _, name := range sortedTopicNames(topics) {
+	for _, name := range sortedKeys(topics) {
 		t := topics[name]
 		if len(subs[name]) == 0 {
 			continue

@@ -907,12 +907,7 @@ func (cg *cgroup) stored() *ConsumerState {
 			Assigned: storePartitions(m.assigned), Revoking: storePartitions(m.revoking), Target: storePartitions(cg.target[m.id]),
 		})
 	}
-	names := make([]string, 0, len(cg.subscribed))
-	for name := range cg.subscribed {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
+	for _, name := range sortedKeys(cg.subscribed) {
 		t := cg.subscribed[name]
 		s.Topics = append(s.Topics, StoredTopic{Name: name, ID: hex.EncodeToString(t.ID[:]), Partitions: t.Partitions})
 	}
