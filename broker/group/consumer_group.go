@@ -590,9 +590,9 @@ func (c *Coordinator) heartbeatLocked(ctx context.Context, req *kmsg.ConsumerGro
 			return nil, kerr.UnknownMemberID.Code, "group " + req.Group + " has no member " + req.MemberID, false
 		}
 		if req.MemberEpoch == staticLeaveEpoch && m.instanceID == "" {
-			// Kafka wants the instance id with -2; franz-go (v1.22) leaves
-			// a static member without it, which names the member
-			// well enough when it is static.
+			// -2 is for static members. Kafka also wants the instance id
+			// with it; franz-go (v1.22) sends none, and the member id
+			// names a static member well enough.
 			return nil, kerr.InvalidRequest.Code, "InstanceId can't be null.", false
 		}
 		resp.MemberID, resp.MemberEpoch = strPtr(m.id), req.MemberEpoch
