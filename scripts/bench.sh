@@ -14,6 +14,11 @@
 #   scripts/bench.sh txn          # transactional producers (PER_TXN records per
 #                                 # transaction) on a standalone broker and on
 #                                 # the three-node cluster
+#   scripts/bench.sh rebalance    # a consumer group on the three-node cluster
+#                                 # through a member joining and one leaving,
+#                                 # classic eager, classic cooperative and the
+#                                 # KIP-848 consumer protocol (REBALANCE_RATE
+#                                 # records/s over REBALANCE_PARTITIONS)
 #   scripts/bench.sh lag-sweep    # follower lag at each rate of LAG_RATES on one
 #                                 # three-node cluster, and its chart (BENCH_CHARTS)
 #   scripts/bench.sh catchup-limit  # acks=-1 latency at LOW_RATE while a follower
@@ -104,9 +109,9 @@ if [ "$MODE" = _node ]; then # internal: scripts/bench.sh _node start|stop N HOM
 fi
 case "$MODE" in
 _node) ;;
-all | standalone | cluster | jetstream | rss | lag-sweep | catchup-limit | txn) ;;
+all | standalone | cluster | jetstream | rss | lag-sweep | catchup-limit | txn | rebalance) ;;
 *)
-	echo "usage: scripts/bench.sh [all|standalone|cluster|jetstream|rss|lag-sweep|catchup-limit|txn]" >&2
+	echo "usage: scripts/bench.sh [all|standalone|cluster|jetstream|rss|lag-sweep|catchup-limit|txn|rebalance]" >&2
 	exit 2
 	;;
 esac
@@ -665,6 +670,24 @@ run_txn() {
 	CLUSTER_HOME=""
 }
 
+# run_rebalance: a consumer group on the three-node cluster through a member
+# joining and one leaving, with each group protocol (tandem-bench
+# rebalance prints its own table; the report below has no row for it).
+run_rebalance() {
+	if [ ! -x bin/tandem-sidecar ]; then
+		say "rebalance: skipped (bin/tandem-sidecar does not exist)"
+		return 0
+	fi
+	cluster_up
+	settle
+	say "consumer group changes on the three-node cluster (leader $KAFKA1)"
+	try "$BENCH" rebalance --brokers "$KAFKA1" --partitions "${REBALANCE_PARTITIONS:-12}" \
+		--rate "${REBALANCE_RATE:-2000}" --hold "${REBALANCE_HOLD:-15s}" --out "$OUT/rebalance.json"
+	cluster_down
+	rm -rf "$CLUSTER_HOME"
+	CLUSTER_HOME=""
+}
+
 if [ "$MODE" = _node ]; then
 	own_node "$NODE_ACTION" "$NODE_N" "$NODE_HOME"
 	exit 0
@@ -689,6 +712,7 @@ cluster) run_cluster ;;
 jetstream) run_jetstream ;;
 rss) run_rss ;;
 txn) run_txn ;;
+rebalance) run_rebalance ;;
 lag-sweep) run_lag_sweep ;;
 catchup-limit) run_catchup_limit ;;
 esac

@@ -6,6 +6,7 @@
 //	produce  drive produce load with franz-go: MB/s, records/s, p50/p99/p999 latency
 //	consume  read a topic from its start: MB/s, records/s
 //	txn      transactional producers: committed MB/s, records/s, transactions/s, commit latency
+//	rebalance  a consumer group through a member joining and one leaving, per group protocol
 //	disk     the disk's sequential write bandwidth (1 MiB writes + fsync) and small fsync latency
 //	lag      follower apply lag: produce to the leader, read the same records from a follower
 //	catchup  time a stopped follower takes to catch up with the leader
@@ -43,6 +44,7 @@ commands:
   produce   produce load: throughput and per-record latency
   consume   consume a topic from its start: throughput
   txn       transactional producers: committed throughput and latency per transaction
+  rebalance a consumer group through a member joining and one leaving, per group protocol
   disk      disk sequential write bandwidth and fsync latency
   lag       follower apply lag under produce load
   catchup   follower catch-up rate after it was stopped
@@ -108,6 +110,8 @@ func run(ctx context.Context, args []string) error {
 		return runConsume(ctx, rest, log)
 	case "txn":
 		return runTxn(ctx, rest, log)
+	case "rebalance":
+		return runRebalance(ctx, rest, log)
 	case "disk":
 		return runDisk(ctx, rest)
 	case "lag":

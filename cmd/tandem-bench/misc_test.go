@@ -212,3 +212,26 @@ func TestCaughtUp(t *testing.T) {
 		})
 	}
 }
+
+// longestGap: the longest stretch without a read of one partition,
+// counting from the window's start and up to its end.
+func TestLongestGap(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(ms int, p int32) read { return read{at: t0.Add(time.Duration(ms) * time.Millisecond), partition: p} }
+	reads := []read{at(-500, 0), at(100, 0), at(200, 1), at(1500, 0), at(1600, 0), at(2500, 1)}
+	cases := []struct {
+		p    int32
+		to   int
+		want time.Duration
+	}{
+		{0, 2000, 1400 * time.Millisecond}, // 100 -> 1500
+		{1, 3000, 2300 * time.Millisecond}, // 200 -> 2500
+		{0, 5000, 3400 * time.Millisecond}, // 1600 -> the window's end
+		{2, 1000, time.Second},             // never read
+	}
+	for _, c := range cases {
+		if got := longestGap(reads, c.p, t0, t0.Add(time.Duration(c.to)*time.Millisecond)); got != c.want {
+			t.Errorf("partition %d up to %d ms: gap %v, want %v", c.p, c.to, got, c.want)
+		}
+	}
+}
