@@ -18,7 +18,8 @@
 #                                 # through a member joining and one leaving,
 #                                 # classic eager, classic cooperative and the
 #                                 # KIP-848 consumer protocol (REBALANCE_RATE
-#                                 # records/s over REBALANCE_PARTITIONS)
+#                                 # records/s over REBALANCE_PARTITIONS;
+#                                 # REBALANCE_PROTOCOLS picks some)
 #   scripts/bench.sh lag-sweep    # follower lag at each rate of LAG_RATES on one
 #                                 # three-node cluster, and its chart (BENCH_CHARTS)
 #   scripts/bench.sh catchup-limit  # acks=-1 latency at LOW_RATE while a follower
@@ -682,7 +683,8 @@ run_rebalance() {
 	settle
 	say "consumer group changes on the three-node cluster (leader $KAFKA1)"
 	try "$BENCH" rebalance --brokers "$KAFKA1" --partitions "${REBALANCE_PARTITIONS:-12}" \
-		--rate "${REBALANCE_RATE:-2000}" --hold "${REBALANCE_HOLD:-15s}" --out "$OUT/rebalance.json"
+		--rate "${REBALANCE_RATE:-2000}" --hold "${REBALANCE_HOLD:-15s}" \
+		--protocols "${REBALANCE_PROTOCOLS:-eager,cooperative,consumer}" --out "$OUT/rebalance.json"
 	cluster_down
 	rm -rf "$CLUSTER_HOME"
 	CLUSTER_HOME=""
@@ -718,6 +720,9 @@ catchup-limit) run_catchup_limit ;;
 esac
 
 say "results in $OUT"
+if [ "$MODE" = rebalance ]; then
+	exit 0 # tandem-bench rebalance printed its table
+fi
 echo
 "$BENCH" report --dir "$OUT" --out "$OUT/report.json"
 if [ -n "${BENCH_CHARTS:-}" ]; then

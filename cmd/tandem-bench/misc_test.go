@@ -217,7 +217,9 @@ func TestCaughtUp(t *testing.T) {
 // counting from the window's start and up to its end.
 func TestLongestGap(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	at := func(ms int, p int32) read { return read{at: t0.Add(time.Duration(ms) * time.Millisecond), partition: p} }
+	at := func(ms int, p int32) read {
+		return read{at: t0.Add(time.Duration(ms) * time.Millisecond), partition: p}
+	}
 	reads := []read{at(-500, 0), at(100, 0), at(200, 1), at(1500, 0), at(1600, 0), at(2500, 1)}
 	cases := []struct {
 		p    int32

@@ -55,15 +55,20 @@ type RebalanceResult struct {
 	// leaving member's partitions by another member.
 	SettleMs float64 `json:"settle_ms"`
 	// Latency is produce to consume of the records read in the Hold after
-	// the change: a record written while its partition changes hands (or,
-	// eagerly, while the whole group stops) waits.
+	// the change, the first time each is read: a record written while its
+	// partition changes hands (or, eagerly, while the whole group stops)
+	// waits.
 	Latency *LatencySummary `json:"latency"`
+	// ReadAgain is how many records were read a second time in that Hold:
+	// a partition's new owner starts from its last committed offset.
+	ReadAgain int `json:"read_again"`
 	// Steady is the same over the Hold before the change.
 	Steady *LatencySummary `json:"steady"`
-	// Stalled is how many of the partitions that stayed with their member
-	// had no record read for more than a second after the change.
-	Stalled int    `json:"stalled_partitions"`
-	Error   string `json:"error,omitempty"`
+	// StayedGapMs is the longest time after the change in which a
+	// partition that stayed with its member had nothing read: how long the
+	// change stopped the partitions it did not move.
+	StayedGapMs float64 `json:"stayed_gap_ms"`
+	Error       string  `json:"error,omitempty"`
 }
 
 func runRebalance(ctx context.Context, args []string, log hclog.Logger) error {
@@ -111,18 +116,20 @@ func runRebalance(ctx context.Context, args []string, log hclog.Logger) error {
 
 // groupWatch follows what the members of one group read.
 type groupWatch struct {
-	mu       sync.Mutex
-	owner    map[int32]string    // partition -> member holding it (assignment callbacks)
-	last     map[int32]time.Time // partition -> when a record of it was last read
-	firstBy  map[string]time.Time
-	byMember map[int32]map[string]time.Time // partition -> member -> first read
-	reads    []read
+	mu      sync.Mutex
+	owner   map[int32]string    // partition -> member holding it (assignment callbacks)
+	last    map[int32]time.Time // partition -> when a record of it was last read
+	firstBy map[string]time.Time
+	next    map[int32]int64 // partition -> offset after the highest read
+	reads   []read
 }
 
 type read struct {
 	at        time.Time
 	latency   time.Duration
 	partition int32
+	member    string
+	again     bool // read before (a new owner starting from an older committed offset)
 }
 
 func (w *groupWatch) record(member string, r *kgo.Record, now time.Time) {
@@ -132,26 +139,27 @@ func (w *groupWatch) record(member string, r *kgo.Record, now time.Time) {
 	if _, ok := w.firstBy[member]; !ok {
 		w.firstBy[member] = now
 	}
-	if w.byMember[r.Partition] == nil {
-		w.byMember[r.Partition] = map[string]time.Time{}
-	}
-	if _, ok := w.byMember[r.Partition][member]; !ok {
-		w.byMember[r.Partition][member] = now
-	}
-	w.reads = append(w.reads, read{at: now, latency: now.Sub(r.Timestamp), partition: r.Partition})
+	again := r.Offset < w.next[r.Partition]
+	w.next[r.Partition] = max(w.next[r.Partition], r.Offset+1)
+	w.reads = append(w.reads, read{at: now, latency: now.Sub(r.Timestamp), partition: r.Partition, member: member, again: again})
 }
 
-// latencies summarises the reads in [from, to).
-func (w *groupWatch) latencies(from, to time.Time) *LatencySummary {
+// latencies summarises the first reads in [from, to), and counts the
+// records read again there.
+func (w *groupWatch) latencies(from, to time.Time) (*LatencySummary, int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	h := &Histogram{}
+	h, again := &Histogram{}, 0
 	for _, r := range w.reads {
-		if !r.at.Before(from) && r.at.Before(to) {
+		switch {
+		case r.at.Before(from) || !r.at.Before(to):
+		case r.again:
+			again++
+		default:
 			h.Record(r.latency)
 		}
 	}
-	return h.Summary()
+	return h.Summary(), again
 }
 
 func (w *groupWatch) held() map[string][]int32 {
@@ -199,7 +207,7 @@ func rebalanceRun(ctx context.Context, cfg RebalanceConfig, protocol string, log
 		}
 	}()
 
-	w := &groupWatch{owner: map[int32]string{}, last: map[int32]time.Time{}, firstBy: map[string]time.Time{}, byMember: map[int32]map[string]time.Time{}}
+	w := &groupWatch{owner: map[int32]string{}, last: map[int32]time.Time{}, firstBy: map[string]time.Time{}, next: map[int32]int64{}}
 	group := "bench-rebalance-" + topic
 	members := map[string]*kgo.Client{}
 	start := func(name string) error {
@@ -270,7 +278,7 @@ func rebalanceRun(ctx context.Context, cfg RebalanceConfig, protocol string, log
 		res := RebalanceResult{Protocol: protocol, Label: rebalanceProtocols[protocol].label, Event: event}
 		before := w.held()
 		t0 := time.Now()
-		res.Steady = w.latencies(t0.Add(-cfg.Hold), t0)
+		res.Steady, _ = w.latencies(t0.Add(-cfg.Hold), t0)
 		settled, moved := change()
 		var at time.Time
 		err := waitFor(ctx, 2*time.Minute, func() bool {
@@ -284,14 +292,15 @@ func rebalanceRun(ctx context.Context, cfg RebalanceConfig, protocol string, log
 		}
 		res.SettleMs = float64(at.Sub(t0).Microseconds()) / 1000
 		sleepCtx(ctx, max(cfg.Hold-time.Since(t0), 0))
-		res.Latency = w.latencies(t0, t0.Add(cfg.Hold))
+		res.Latency, res.ReadAgain = w.latencies(t0, t0.Add(cfg.Hold))
 		// Partitions that stayed with their member: did they stop?
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		for m, ps := range before {
 			for _, p := range ps {
-				if !moved[p] && w.owner[p] == m && longestGap(w.reads, p, t0, t0.Add(cfg.Hold)) > time.Second {
-					res.Stalled++
+				if !moved[p] && w.owner[p] == m {
+					gap := longestGap(w.reads, p, t0, t0.Add(cfg.Hold))
+					res.StayedGapMs = max(res.StayedGapMs, float64(gap.Microseconds())/1000)
 				}
 			}
 		}
@@ -311,30 +320,40 @@ func rebalanceRun(ctx context.Context, cfg RebalanceConfig, protocol string, log
 		}, nil
 	})
 	// A member leaves (closes cleanly): its partitions go to the others.
+	// First a quiet Hold, so that the steady state before it is steady.
+	sleepCtx(ctx, cfg.Hold)
+	leaving := ""
+	for m, ps := range w.held() {
+		if m != "new" && len(ps) > 0 && (leaving == "" || m < leaving) {
+			leaving = m
+		}
+	}
 	leave := measure("leave", func() (func() (time.Time, bool), map[int32]bool) {
-		gone := w.held()["m0"]
+		gone := w.held()[leaving]
 		moved := map[int32]bool{}
 		for _, p := range gone {
 			moved[p] = true
 		}
 		t0 := time.Now()
-		members["m0"].Close()
-		delete(members, "m0")
+		members[leaving].Close()
+		delete(members, leaving)
 		return func() (time.Time, bool) {
 			w.mu.Lock()
 			defer w.mu.Unlock()
-			var last time.Time
-			for _, p := range gone {
-				var first time.Time
-				for m, t := range w.byMember[p] {
-					if m != "m0" && t.After(t0) && (first.IsZero() || t.Before(first)) {
-						first = t
+			first := map[int32]time.Time{} // partition -> first read by another member after t0
+			for _, r := range w.reads {
+				if moved[r.partition] && r.member != leaving && r.at.After(t0) {
+					if _, ok := first[r.partition]; !ok {
+						first[r.partition] = r.at
 					}
 				}
-				if first.IsZero() {
-					return time.Time{}, false
-				}
-				last = maxTime(last, first)
+			}
+			if len(gone) == 0 || len(first) < len(gone) {
+				return time.Time{}, false
+			}
+			var last time.Time
+			for _, t := range first {
+				last = maxTime(last, t)
 			}
 			return last, true
 		}, moved
@@ -389,7 +408,7 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 func printRebalance(out io.Writer, cfg RebalanceConfig, rs []RebalanceResult) {
 	fmt.Fprintf(out, "Consumer group changes: %d partitions, %d members (+1 joins, then 1 leaves), %d records/s, %s watched per change\n\n",
 		cfg.Partitions, cfg.Members, cfg.Rate, cfg.Hold)
-	fmt.Fprintf(out, "%-55s %-6s %10s %26s %26s %8s\n", "protocol", "change", "settle ms", "latency before p50/p99/max", "latency after p50/p99/max", "stalled")
+	fmt.Fprintf(out, "%-55s %-6s %10s %26s %26s %11s %15s\n", "protocol", "change", "settle ms", "latency before p50/p99/max", "latency after p50/p99/max", "read again", "stayed: gap ms")
 	ms := func(s *LatencySummary) string {
 		if s == nil {
 			return "-"
@@ -401,6 +420,6 @@ func printRebalance(out io.Writer, cfg RebalanceConfig, rs []RebalanceResult) {
 		if r.Error != "" {
 			settle = r.Error
 		}
-		fmt.Fprintf(out, "%-55s %-6s %10s %26s %26s %8d\n", r.Label, r.Event, settle, ms(r.Steady), ms(r.Latency), r.Stalled)
+		fmt.Fprintf(out, "%-55s %-6s %10s %26s %26s %11d %15.0f\n", r.Label, r.Event, settle, ms(r.Steady), ms(r.Latency), r.ReadAgain, r.StayedGapMs)
 	}
 }
