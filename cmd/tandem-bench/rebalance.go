@@ -221,7 +221,12 @@ func rebalanceRun(ctx context.Context, cfg RebalanceConfig, protocol string, log
 				}
 				w.mu.Unlock()
 			}),
-			kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
+				// What franz-go's default revoke callback does with
+				// auto-commit on: commit what was read, and wait.
+				if err := cl.CommitUncommittedOffsets(ctx); err != nil {
+					log.Warn("commit on revoke", "member", name, "error", err)
+				}
 				w.mu.Lock()
 				for _, p := range m[topic] {
 					if w.owner[p] == name {
