@@ -4,10 +4,10 @@ package group
 //
 // Deletes a group's committed offsets for some partitions
 // (kafka-consumer-groups.sh --delete-offsets). GROUP_ID_NOT_FOUND for an
-// unknown group. While the group has members, partitions of topics a member
-// subscribes to get GROUP_SUBSCRIBED_TO_TOPIC (a group that does not use the
-// "consumer" protocol type gets NON_EMPTY_GROUP), in a group of the KIP-848
-// consumer protocol too. The deletion is made
+// unknown group. While the group has members (of either group protocol),
+// partitions of topics a member subscribes to get GROUP_SUBSCRIBED_TO_TOPIC
+// (a classic group whose protocol type is not "consumer" gets
+// NON_EMPTY_GROUP). The deletion is made
 // durable through the Persister as tombstones before it is answered, within
 // Config.CommitTimeout (then COORDINATOR_NOT_AVAILABLE).
 

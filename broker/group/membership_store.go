@@ -295,7 +295,7 @@ func (c *Coordinator) loadMembershipLocked() {
 		}
 		if s.Consumer != nil {
 			if len(s.Consumer.Members) == 0 && g == nil {
-				continue // nothing to carry on: a group with offsets is there already
+				continue // empty, and no offsets (or it would exist): forgotten
 			}
 			g = c.getOrCreateGroupLocked(name)
 			g.protocolType = ConsumerProtocolType
