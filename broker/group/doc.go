@@ -1,7 +1,9 @@
 // Package group is Tandem's consumer-group coordinator: Kafka's classic group
-// protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup) and committed
-// offsets (OffsetCommit, OffsetFetch, OffsetDelete), plus ListGroups,
-// DescribeGroups and DeleteGroups.
+// protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup), the consumer group
+// protocol of KIP-848 (ConsumerGroupHeartbeat, ConsumerGroupDescribe; see
+// consumer_group.go), committed offsets (OffsetCommit, OffsetFetch,
+// OffsetDelete), plus ListGroups, DescribeGroups and DeleteGroups. The
+// states below are the classic protocol's.
 // It knows nothing about the network: the broker decodes a request with
 // kmsg, calls the matching Coordinator method and encodes the answer.
 // Versions lists the request versions served.
