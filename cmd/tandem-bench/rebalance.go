@@ -193,7 +193,7 @@ func rebalanceRun(ctx context.Context, cfg RebalanceConfig, protocol string, log
 	if err != nil {
 		return nil, err
 	}
-	defer prod.Close()
+	defer func() { cancel(); prod.Close() }() // the writer stops before its client closes
 	go func() {
 		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
