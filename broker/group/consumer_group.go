@@ -202,7 +202,6 @@ type cgroup struct {
 	// subscribed: every topic some member subscribes to, as it was when
 	// the epoch last moved; a heartbeat that sees something else moves it.
 	subscribed map[string]TopicInfo
-	seq        uint64
 }
 
 type cmember struct {
@@ -223,7 +222,6 @@ type cmember struct {
 
 	lastSeen time.Time
 	revokeBy time.Time // while unrevoked: the rebalance timeout
-	seq      uint64
 }
 
 func newCGroup() *cgroup {
@@ -636,8 +634,7 @@ func (c *Coordinator) heartbeatLocked(ctx context.Context, req *kmsg.ConsumerGro
 				"instance", instanceID, "member", n.id, "replaces", sm.id)
 		}
 		if m == nil {
-			cg.seq++
-			m = &cmember{id: req.MemberID, instanceID: instanceID, assigned: make(partitions), revoking: make(partitions), seq: cg.seq}
+			m = &cmember{id: req.MemberID, instanceID: instanceID, assigned: make(partitions), revoking: make(partitions)}
 			cg.members[m.id] = m
 			changed, joined = true, true
 			c.log.Info("member joined the consumer group", "group", g.name, "member", m.id, "instance", instanceID)
@@ -927,14 +924,13 @@ func loadCGroup(s *ConsumerState, now time.Time) *cgroup {
 		cg.subscribed[t.Name] = TopicInfo{Name: t.Name, ID: id, Partitions: t.Partitions}
 	}
 	for _, ms := range s.Members {
-		cg.seq++
 		m := &cmember{
 			id: ms.ID, instanceID: ms.InstanceID, rackID: ms.RackID, clientID: ms.ClientID, clientHost: ms.ClientHost,
 			rebalanceTimeout: time.Duration(ms.RebalanceTimeoutMs) * time.Millisecond,
 			topics:           slices.Clone(ms.Topics), regex: ms.Regex, assignor: ms.Assignor,
 			epoch: ms.Epoch, prevEpoch: ms.PrevEpoch, state: parseMemberState(ms.State), left: ms.Left,
 			assigned: loadPartitions(ms.Assigned), revoking: loadPartitions(ms.Revoking),
-			lastSeen: now, seq: cg.seq,
+			lastSeen: now,
 		}
 		if m.state == memberUnrevokedPartitions {
 			m.revokeBy = now.Add(m.rebalanceTimeout)
