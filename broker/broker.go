@@ -88,9 +88,10 @@ type Broker struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	lnMu  sync.Mutex
-	ln    net.Listener
-	conns map[net.Conn]struct{}
+	lnMu    sync.Mutex
+	ln      net.Listener
+	conns   map[net.Conn]struct{}
+	connLim *connLimiter // client connection limits (connlimit.go)
 }
 
 // Open opens (or creates) the broker's WAL under cfg.DataDir and rebuilds
@@ -208,6 +209,13 @@ func Open(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("broker: opening WAL: %w", err)
 	}
 	b.wal = w
+	b.connLim = newConnLimiter(cfg, w.SegmentCount)
+	if cfg.MaxConnections == 0 && b.connLim.nofile > 0 {
+		if n := b.connLim.limit(); n < 1024 {
+			b.log.Warn("the open-file limit leaves room for few client connections; raise it (ulimit -n, systemd LimitNOFILE, docker --ulimit nofile) or set --max-connections",
+				"open_file_limit", b.connLim.nofile, "wal_segments", w.SegmentCount(), "max_connections", n)
+		}
+	}
 	if rec.err != nil {
 		w.Close()
 		cancel()
@@ -441,21 +449,46 @@ func (b *Broker) ServeListener(ln net.Listener) error {
 			}
 		})
 	}
+	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if b.ctx.Err() != nil {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if !retryableAcceptError(err) {
+				return fmt.Errorf("broker: accept: %w", err)
 			}
-			return fmt.Errorf("broker: accept: %w", err)
+			// Out of file descriptors or memory, or one client's
+			// connection failed: wait and accept again (connlimit.go).
+			backoff = min(max(2*backoff, 5*time.Millisecond), acceptBackoffMax)
+			b.metrics.acceptErrors.Inc()
+			if ok, n := b.connLim.noteAcceptFailure(time.Now()); ok {
+				b.log.Error("accepting Kafka connections failed; retrying", "error", err, "failures", n,
+					"client_connections", b.connLim.count(), "retry_in", backoff)
+			}
+			select {
+			case <-time.After(backoff):
+			case <-b.ctx.Done():
+				return nil
+			}
+			continue
+		}
+		backoff = 0
+		ip := ipOf(c.RemoteAddr())
+		if reason, limit := b.connLim.admit(ip); reason != "" {
+			c.Close()
+			b.metrics.connRefused.WithLabelValues(reason).Inc()
+			if ok, counts := b.connLim.noteRefused(reason, time.Now()); ok {
+				b.log.Warn("refusing client connections over a limit", "client", ip, "reason", reason, "limit", limit,
+					"refused_max_connections", counts[refusedMaxConnections], "refused_per_ip", counts[refusedPerIP])
+			}
+			continue
 		}
 		b.lnMu.Lock()
 		if b.ctx.Err() != nil {
 			b.lnMu.Unlock()
+			b.connLim.release(ip)
 			c.Close()
 			return nil
 		}
@@ -466,6 +499,7 @@ func (b *Broker) ServeListener(ln net.Listener) error {
 			b.lnMu.Lock()
 			delete(b.conns, c)
 			b.lnMu.Unlock()
+			b.connLim.release(ip)
 		})
 	}
 }

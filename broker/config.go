@@ -157,6 +157,20 @@ type Config struct {
 	// never closes.
 	ConnectionsMaxIdle time.Duration
 
+	// MaxConnections is Kafka's max.connections: the client connections
+	// this node holds at once; one more is closed as soon as it is
+	// accepted (connlimit.go). 0, the default, is automatic: the
+	// process's open-file limit less one descriptor per WAL segment and a
+	// reserve, so that clients cannot take the descriptors the WAL needs.
+	MaxConnections int
+	// MaxConnectionsPerIP is Kafka's max.connections.per.ip: the client
+	// connections from one address (0, the default: no limit).
+	MaxConnectionsPerIP int
+	// MaxConnectionsPerIPOverrides is Kafka's
+	// max.connections.per.ip.overrides: the limit for given addresses, by
+	// IP (ParseConnectionOverrides); 0 refuses every connection from it.
+	MaxConnectionsPerIPOverrides map[string]int
+
 	// MaxRequestBytes bounds one Kafka request frame (Kafka's
 	// socket.request.max.bytes). Larger frames close the connection. Default 100 MiB.
 	MaxRequestBytes int32
@@ -228,6 +242,14 @@ func (c *Config) Validate() error {
 	}
 	if c.ConnectionsMaxIdle < 0 {
 		errs = append(errs, fmt.Errorf("connections.max.idle must be >= 0 (0: never), got %v", c.ConnectionsMaxIdle))
+	}
+	if c.MaxConnections < 0 || c.MaxConnectionsPerIP < 0 {
+		errs = append(errs, fmt.Errorf("max.connections and max.connections.per.ip must be >= 0 (0: automatic, no limit), got %d and %d", c.MaxConnections, c.MaxConnectionsPerIP))
+	}
+	for ip, n := range c.MaxConnectionsPerIPOverrides {
+		if net.ParseIP(ip) == nil || n < 0 {
+			errs = append(errs, fmt.Errorf("max.connections.per.ip.overrides: %q:%d: want an IP address and a count >= 0", ip, n))
+		}
 	}
 	if c.OffsetsRetention < 0 {
 		errs = append(errs, fmt.Errorf("offsets.retention must be >= 0 (0: never), got %v", c.OffsetsRetention))

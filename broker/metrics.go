@@ -32,6 +32,8 @@ type metrics struct {
 	throttled         *prometheus.CounterVec
 	throttleTime      *prometheus.CounterVec
 	transactions      *prometheus.CounterVec
+	acceptErrors      prometheus.Counter
+	connRefused       *prometheus.CounterVec
 }
 
 func newMetrics(b *Broker) *metrics {
@@ -112,12 +114,38 @@ func newMetrics(b *Broker) *metrics {
 	fetchSessions := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tandem_broker_fetch_sessions", Help: "Fetch sessions (KIP-227) this broker keeps."},
 		func() float64 { return float64(b.fetchSessions.count()) })
+	m.acceptErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tandem_broker_accept_errors_total",
+		Help: "Failed accepts of Kafka connections (out of file descriptors or memory, or a connection that failed on the way in); the broker waits and accepts again."})
+	m.connRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tandem_broker_connections_refused_total",
+		Help: "Kafka connections closed as soon as they were accepted because a limit was reached, by reason: max_connections, max_connections_per_ip."},
+		[]string{"reason"})
+	m.connRefused.WithLabelValues(refusedMaxConnections)
+	m.connRefused.WithLabelValues(refusedPerIP)
+	conns := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tandem_broker_connections", Help: "Kafka client connections this node holds."},
+		func() float64 {
+			if b.connLim == nil {
+				return 0
+			}
+			return float64(b.connLim.count())
+		})
+	maxConns := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tandem_broker_max_connections", Help: "Kafka client connections this node takes at most now (--max-connections, or the automatic limit from the open-file limit; 0: none)."},
+		func() float64 {
+			if b.connLim == nil {
+				return 0
+			}
+			return float64(b.connLim.limit())
+		})
 	walStat := func(name, help string, f func(st wal.Stats) uint64) prometheus.CounterFunc {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
 			func() float64 { return float64(f(b.wal.Stats())) })
 	}
 	m.reg.MustRegister(m.produceLatency, m.bytesIn, m.recordsIn, m.walLastLSN, m.walDurableLSN,
 		m.walFirstLSN, m.commitLSN, m.retentionDelete, m.compactedBatches, m.retentionCopied, m.compactionRemoved, m.fsyncLatency, m.tlsFailures, m.saslFailures, m.aclDenied, aclBindings, m.throttled, m.throttleTime, m.transactions, openTxns, oldestTxn, quotaEntities, fetchSessions,
+		m.acceptErrors, m.connRefused, conns, maxConns,
 		walStat("tandem_broker_wal_fsyncs_total", "fsyncs of WAL segment files (group commit, segment rolls, truncation, close).",
 			func(st wal.Stats) uint64 { return st.Fsyncs }),
 		walStat("tandem_broker_wal_appends_total", "Entries appended to the WAL (leader and follower).",

@@ -80,6 +80,13 @@ func startBroker(t *testing.T, extra ...string) *broker {
 // startBrokerIn is startBroker with a given data directory.
 func startBrokerIn(t *testing.T, dataDir string, extra ...string) *broker {
 	t.Helper()
+	return startBrokerWrapped(t, dataDir, nil, extra...)
+}
+
+// startBrokerWrapped is startBrokerIn with the broker started through a
+// wrapper command that execs it (same pid), such as prlimit.
+func startBrokerWrapped(t *testing.T, dataDir string, wrap []string, extra ...string) *broker {
+	t.Helper()
 	// FreeAddr's port can be taken by someone else before the broker binds
 	// it (tests of other packages run at the same time); then try another.
 	for attempt := 1; ; attempt++ {
@@ -91,10 +98,15 @@ func startBrokerIn(t *testing.T, dataDir string, extra ...string) *broker {
 			"--advertise", addr,
 		}
 		args = append(args, extra...)
+		path := brokerPath(t)
+		if len(wrap) > 0 {
+			args = append(append(append([]string{}, wrap[1:]...), path), args...)
+			path = wrap[0]
+		}
 		b := &broker{t: t, Addr: addr, DataDir: dataDir}
 		b.Proc = testutil.Start(t, testutil.ProcessConfig{
 			Name: fmt.Sprintf("tandem-broker-%d", attempt),
-			Path: brokerPath(t),
+			Path: path,
 			Args: args,
 		})
 		err := b.ready()

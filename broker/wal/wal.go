@@ -1286,6 +1286,14 @@ func (l *Log) Segments() []SegmentInfo {
 	return out
 }
 
+// SegmentCount is the number of segment files the log holds open (one
+// file descriptor each).
+func (l *Log) SegmentCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.segs)
+}
+
 // segmentForLocked returns the index of the segment holding lsn, or -1.
 func (l *Log) segmentForLocked(lsn uint64) int {
 	i := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].first > lsn }) - 1

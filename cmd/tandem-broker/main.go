@@ -70,6 +70,9 @@ func main() {
 	flag.DurationVar(&cfg.RetentionCheckInterval, "log-retention-check-interval", cfg.RetentionCheckInterval, "how often retention runs")
 	flag.DurationVar(&cfg.InitialRebalanceDelay, "group-initial-rebalance-delay", cfg.InitialRebalanceDelay, "group.initial.rebalance.delay.ms")
 	flag.DurationVar(&cfg.ConnectionsMaxIdle, "connections-max-idle", cfg.ConnectionsMaxIdle, "close a client connection that sends nothing for this long (connections.max.idle.ms); 0 never")
+	flag.IntVar(&cfg.MaxConnections, "max-connections", cfg.MaxConnections, "most client connections this node holds; more are closed at once (max.connections); 0: the open-file limit less what the WAL needs")
+	flag.IntVar(&cfg.MaxConnectionsPerIP, "max-connections-per-ip", cfg.MaxConnectionsPerIP, "most client connections from one address (max.connections.per.ip); 0 no limit")
+	connOverrides := flag.String("max-connections-per-ip-overrides", "", "other limits for given addresses, e.g. \"10.0.0.7:500,::1:20\" (max.connections.per.ip.overrides)")
 	flag.DurationVar(&cfg.OffsetsRetention, "offsets-retention", cfg.OffsetsRetention, "committed offsets of a group expire after it has had no members this long (offsets.retention.minutes); 0 keeps them forever")
 	flag.DurationVar(&cfg.TransactionalIDExpiration, "transactional-id-expiration", cfg.TransactionalIDExpiration, "forget a transactional id with no transaction open after this long unused (transactional.id.expiration.ms)")
 	flag.DurationVar(&cfg.TransactionMaxTimeout, "transaction-max-timeout", cfg.TransactionMaxTimeout, "the longest transaction timeout a producer may ask for (transaction.max.timeout.ms)")
@@ -103,6 +106,9 @@ func main() {
 		log.Warn("timer slack not set; running with the kernel's", "error", slackErr)
 	}
 	policy, err := wal.ParseSyncPolicy(*fsync)
+	if err == nil && *connOverrides != "" {
+		cfg.MaxConnectionsPerIPOverrides, err = broker.ParseConnectionOverrides(*connOverrides)
+	}
 	if err == nil {
 		cfg.Fsync = policy
 		err = cfg.Validate()
