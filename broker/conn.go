@@ -10,6 +10,7 @@ import (
 	"math/bits"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -79,7 +80,11 @@ func (b *Broker) serveConn(c net.Conn) {
 		if auth.raw {
 			frame, err = readSASLFrame(r)
 		} else {
-			frame, err = readFrame(r, b.cfg.MaxRequestBytes)
+			limit, what := b.cfg.MaxRequestBytes, "socket.request.max.bytes, --max-request-bytes"
+			if auth.required && !auth.done && limit > maxPreAuthFrame {
+				limit, what = maxPreAuthFrame, "before the SASL login, sasl.server.max.receive.size"
+			}
+			frame, err = readFrameLimit(r, limit, what)
 		}
 		if err != nil {
 			var ne net.Error
@@ -124,19 +129,79 @@ func (b *Broker) serveConn(c net.Conn) {
 }
 
 func readFrame(r *bufio.Reader, max int32) ([]byte, error) {
+	return readFrameLimit(r, max, "socket.request.max.bytes")
+}
+
+// maxPreAuthFrame bounds a request frame on a connection that must log in
+// with SASL and has not yet: only ApiVersions and the SASL requests may
+// come then, and none is large. Kafka's sasl.server.max.receive.size,
+// with its default.
+const maxPreAuthFrame = 512 << 10
+
+// A frame's size comes first, and a client may announce up to
+// --max-request-bytes (100 MiB by default) and then send the rest slowly,
+// or never. Frames up to eagerFrame are read into a buffer of their size
+// at once, and so are larger ones while the frames announced and not yet
+// received over every connection stay within frameClaimBudget: the usual
+// case, a client that sends its request in one go. Beyond the budget a
+// frame's buffer grows (four times at a step) as its bytes arrive, so
+// that a connection never holds much more memory than it has sent.
+// Before 2026-12-06 every frame's buffer was allocated whole up front: a
+// hundred connections announcing 100 MiB each and sending nothing more
+// made the broker's heap 10 GB.
+const (
+	eagerFrame       = 1 << 20
+	frameClaimBudget = 256 << 20
+)
+
+// frameClaims is the size of the frames above eagerFrame being received
+// into whole buffers, over every connection.
+var frameClaims atomic.Int64
+
+// readFrameLimit reads one request frame of at most max bytes; what names
+// the limit in the error.
+func readFrameLimit(r *bufio.Reader, max int32, what string) ([]byte, error) {
 	var sz [4]byte
 	if _, err := io.ReadFull(r, sz[:]); err != nil {
 		return nil, err
 	}
 	n := int32(binary.BigEndian.Uint32(sz[:]))
 	if n < 8 || n > max {
-		return nil, fmt.Errorf("%w: frame size %d outside [8, %d] (socket.request.max.bytes)", ErrBadFrame, n, max)
+		return nil, fmt.Errorf("%w: frame size %d outside [8, %d] (%s)", ErrBadFrame, n, max, what)
+	}
+	if n > eagerFrame {
+		if frameClaims.Add(int64(n)) > frameClaimBudget {
+			frameClaims.Add(-int64(n))
+			return readFrameGrowing(r, int(n))
+		}
+		defer frameClaims.Add(-int64(n))
 	}
 	buf := getFrame(int(n))
 	if _, err := io.ReadFull(r, buf); err != nil {
 		return nil, fmt.Errorf("%w: frame of %d bytes cut short: %v", ErrBadFrame, n, err)
 	}
 	return buf, nil
+}
+
+// readFrameGrowing reads a frame of n bytes into a buffer that grows as
+// they arrive.
+func readFrameGrowing(r *bufio.Reader, n int) ([]byte, error) {
+	buf := getFrame(min(n, eagerFrame))
+	got := 0
+	for {
+		if _, err := io.ReadFull(r, buf[got:]); err != nil {
+			putFrame(buf)
+			return nil, fmt.Errorf("%w: frame of %d bytes cut short after %d: %v", ErrBadFrame, n, got, err)
+		}
+		got = len(buf)
+		if got == n {
+			return buf, nil
+		}
+		next := getFrame(min(n, 4*got))
+		copy(next, buf)
+		putFrame(buf)
+		buf = next
+	}
 }
 
 // readSASLFrame reads one bare SASL message: a 4-byte size, then that many

@@ -177,3 +177,41 @@ func TestSASLOverTLS(t *testing.T) {
 		t.Fatal("TLS without the SASL login was served")
 	}
 }
+
+// Before a client has logged in, a request frame may be at most 512 KiB
+// (Kafka's sasl.server.max.receive.size): only ApiVersions and the SASL
+// requests may come then. A larger one closes the connection with a log
+// line naming the limit; once logged in, the client sends large requests.
+func TestSASLFrameLimitBeforeLogin(t *testing.T) {
+	users := writeUsers(t, map[string]string{"alice": "secret"})
+	var logs syncBuffer
+	_, addr := startBrokerWith(t, t.TempDir(), func(c *Config) {
+		c.SASLUsersFile = users
+		c.MaxMessageBytes = 2 << 20
+		c.Logger = hclog.New(&hclog.LoggerOptions{Name: "broker", Output: &logs, Level: hclog.Info})
+	})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	frame := binary.BigEndian.AppendUint32(nil, 600<<10)
+	frame = append(frame, 0, 0, 0, 9, 0, 0, 0, 1) // Produce v9, correlation id 1
+	if _, err := c.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("a 600 KiB frame before the login: read %d bytes, %v; want the connection closed", n, err)
+	}
+	if want := "frame size 614400 outside [8, 524288] (before the SASL login, sasl.server.max.receive.size)"; !strings.Contains(logs.String(), want) {
+		t.Fatalf("log lacks %q:\n%s", want, logs.String())
+	}
+	// Logged in, a request of about 1.5 MiB goes through.
+	cl := newClient(t, addr, kgo.SASL(plain.Auth{User: "alice", Pass: "secret"}.AsMechanism()),
+		kgo.DefaultProduceTopic("after-login"), kgo.AllowAutoTopicCreation(), kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.ProducerBatchMaxBytes(2<<20))
+	if err := cl.ProduceSync(t.Context(), &kgo.Record{Value: make([]byte, 1536<<10)}).FirstErr(); err != nil {
+		t.Fatalf("1.5 MiB record after the login: %v", err)
+	}
+}
