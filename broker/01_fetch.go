@@ -7,7 +7,8 @@ package broker
 // consumer never sees a record that is not committed. A read_committed
 // consumer (isolation level 1) gets records up to the last stable offset
 // only, and the aborted transactions among them (txn.go). Partition max bytes and
-// the request's MaxBytes bound the answer, except that the first batch found
+// the request's MaxBytes (within --fetch-max-bytes, Kafka's fetch.max.bytes) bound
+// the answer, except that the first batch found
 // is always returned whole so that a consumer can always make progress
 // (KIP-74). If fewer than MinBytes are available the request waits up to
 // MaxWaitMs for the high watermark of any partition to move (long poll).
@@ -85,9 +86,11 @@ func handleFetch(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 // TOPIC_AUTHORIZATION_FAILED.
 func (b *Broker) fetchOnce(r *kmsg.FetchRequest, denied map[string]bool) (*kmsg.FetchResponse, int, bool) {
 	resp := r.ResponseKind().(*kmsg.FetchResponse)
+	// The consumer's MaxBytes (v3+), within the node's --fetch-max-bytes
+	// (Kafka's fetch.max.bytes, KIP-541).
 	budget := int(r.MaxBytes)
-	if r.Version < 3 || budget <= 0 {
-		budget = 1 << 30
+	if r.Version < 3 || budget <= 0 || budget > int(b.cfg.FetchMaxBytes) {
+		budget = int(b.cfg.FetchMaxBytes)
 	}
 	total := 0
 	failed := false

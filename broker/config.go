@@ -174,6 +174,11 @@ type Config struct {
 	// MaxRequestBytes bounds one Kafka request frame (Kafka's
 	// socket.request.max.bytes). Larger frames close the connection. Default 100 MiB.
 	MaxRequestBytes int32
+	// FetchMaxBytes is Kafka's fetch.max.bytes (KIP-541): the most record
+	// bytes one Fetch answer carries, whatever the consumer asks for (the
+	// first batch found is sent whole even when larger, so that consumers
+	// make progress). Default 55 MiB, as Kafka.
+	FetchMaxBytes int32
 	// MaxMessageBytes bounds one record batch (Kafka's message.max.bytes).
 	// Default 1 MiB + 12 bytes, as Kafka.
 	MaxMessageBytes int32
@@ -208,6 +213,7 @@ func DefaultConfig() Config {
 		MaxRequestBytes:           100 << 20,
 		ConnectionsMaxIdle:        10 * time.Minute,
 		MaxMessageBytes:           1<<20 + 12,
+		FetchMaxBytes:             55 << 20,
 	}
 }
 
@@ -236,6 +242,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SegmentBytes < 1<<20 {
 		errs = append(errs, fmt.Errorf("segment bytes must be >= 1 MiB, got %d", c.SegmentBytes))
+	}
+	if c.FetchMaxBytes < 1<<10 {
+		errs = append(errs, fmt.Errorf("fetch max bytes must be >= 1 KiB, got %d", c.FetchMaxBytes))
 	}
 	if c.MaxRequestBytes < 1<<10 {
 		errs = append(errs, fmt.Errorf("max request bytes must be >= 1 KiB, got %d", c.MaxRequestBytes))

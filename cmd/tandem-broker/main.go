@@ -13,6 +13,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -44,6 +45,7 @@ func main() {
 		numPartitions  = flag.Int("num-partitions", int(cfg.NumPartitions), "partitions of auto-created topics (num.partitions)")
 		maxReq         = flag.Int("max-request-bytes", int(cfg.MaxRequestBytes), "largest Kafka request accepted (socket.request.max.bytes)")
 		maxMsg         = flag.Int("max-message-bytes", int(cfg.MaxMessageBytes), "largest record batch accepted (message.max.bytes)")
+		fetchMax       = flag.Int("fetch-max-bytes", int(cfg.FetchMaxBytes), "most record bytes in one Fetch answer, whatever the consumer asks (fetch.max.bytes)")
 		timerSlack     = flag.Duration("timer-slack", timerslack.Default, "Linux timer slack of every thread: fewer scheduler wake-ups under light load, timers up to this late (0: keep the kernel's; docs/operations.md)")
 	)
 	flag.StringVar(&cfg.DataDir, "data-dir", "", "directory for the WAL and checkpoints (required)")
@@ -96,6 +98,7 @@ func main() {
 	cfg.NumPartitions = int32(*numPartitions)
 	cfg.MaxRequestBytes = int32(*maxReq)
 	cfg.MaxMessageBytes = int32(*maxMsg)
+	cfg.FetchMaxBytes = int32(min(*fetchMax, math.MaxInt32))
 	cfg.RetentionMs = *retentionHours * 3600 * 1000
 	if *retentionHours < 0 {
 		cfg.RetentionMs = -1
