@@ -123,22 +123,18 @@ func newMetrics(b *Broker) *metrics {
 		[]string{"reason"})
 	m.connRefused.WithLabelValues(refusedMaxConnections)
 	m.connRefused.WithLabelValues(refusedPerIP)
-	conns := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "tandem_broker_connections", Help: "Kafka client connections this node holds."},
-		func() float64 {
-			if b.connLim == nil {
+	connGauge := func(name, help string, f func(*connLimiter) int) prometheus.GaugeFunc {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 {
+			if b.connLim == nil { // scraped before Open finished
 				return 0
 			}
-			return float64(b.connLim.count())
+			return float64(f(b.connLim))
 		})
-	maxConns := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "tandem_broker_max_connections", Help: "Kafka client connections this node takes at most now (--max-connections, or the automatic limit from the open-file limit; 0: none)."},
-		func() float64 {
-			if b.connLim == nil {
-				return 0
-			}
-			return float64(b.connLim.limit())
-		})
+	}
+	conns := connGauge("tandem_broker_connections", "Kafka client connections this node holds.", (*connLimiter).count)
+	maxConns := connGauge("tandem_broker_max_connections",
+		"Kafka client connections this node takes at most now (--max-connections, or the automatic limit from the open-file limit; 0: none).",
+		(*connLimiter).limit)
 	walStat := func(name, help string, f func(st wal.Stats) uint64) prometheus.CounterFunc {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
 			func() float64 { return float64(f(b.wal.Stats())) })

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,7 +33,8 @@ import (
 // nemesis kills and freezes leaders and followers (whole pairs, or only the
 // sidecar: the broker keeps serving but is cut off) and partitions the
 // network (a node from everyone, from etcd only, or from one other node;
-// the clients reach every node throughout). A consumer group member reads
+// the clients reach every node throughout) or floods a node with more
+// connections than its --max-connections. A consumer group member reads
 // the topic throughout, its coordinator moving with every failover. At the
 // end every acknowledged value must be read exactly once from the log and
 // at least once by the group member, and every node's WAL must be
@@ -305,6 +307,10 @@ func jepsenDuration(t *testing.T) time.Duration {
 	return d
 }
 
+// jepsenMaxConnections is every broker's --max-connections in the Jepsen
+// run: far above what the workload opens, low enough for a flood.
+const jepsenMaxConnections = 400
+
 // jepsenResult is what the run prints.
 type jepsenResult struct {
 	ops, acked, failed, lost, dup int
@@ -319,7 +325,8 @@ func TestJepsenFailover(t *testing.T) {
 	dur := jepsenDuration(t)
 	// Every node and etcd in a network namespace of its own, so that the
 	// nemesis can also cut the network (partition_test.go).
-	c, nw, url := startNetCluster(t)
+	// A connection limit low enough for the nemesis to reach it (fault 7).
+	c, nw, url := startNetCluster(t, "--max-connections", strconv.Itoa(jepsenMaxConnections))
 	const topic = "jepsen"
 	c.createTopicRetry(topic)
 	c.createTopicsRetry(3, jepsenTxnTopic)
@@ -454,7 +461,7 @@ func TestJepsenFailover(t *testing.T) {
 		n := c.node(target)
 		down := time.Duration(2000+rng.IntN(3000)) * time.Millisecond
 		var fault string
-		switch rng.IntN(7) {
+		switch rng.IntN(8) {
 		case 0:
 			fault = fmt.Sprintf("SIGKILL %s pair %d for %s", who, target, down)
 			n.killPair()
@@ -503,6 +510,21 @@ func TestJepsenFailover(t *testing.T) {
 			nw.Cut(n.host, c.node(other).host)
 			time.Sleep(down)
 			nw.HealAll()
+		case 7:
+			// A client leaking connections: more than the broker's
+			// --max-connections, held for the fault's duration. The
+			// broker refuses those over its limit and keeps serving the
+			// clients it has; new connections from the workload are
+			// refused meanwhile.
+			fault = fmt.Sprintf("connection flood: %d connections to %s node %d's Kafka port for %s", jepsenMaxConnections+200, who, target, down)
+			release := flood(t, n.kafka, jepsenMaxConnections+200)
+			time.Sleep(down)
+			release()
+			if !n.broker.Running() {
+				t.Errorf("node %d's broker exited during a connection flood:\n%s", target, n.broker.LogTail(20))
+			} else if !strings.Contains(n.broker.Log(), "refusing client connections over a limit") {
+				t.Errorf("node %d's broker took a flood of %d connections without refusing any (--max-connections %d)", target, jepsenMaxConnections+200, jepsenMaxConnections)
+			}
 		}
 		t.Log("nemesis: " + fault)
 		res.faults = append(res.faults, fault)

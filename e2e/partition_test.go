@@ -45,13 +45,14 @@ type partitionTest struct {
 // startNetCluster starts etcd and three pairs with etcd failover and
 // min.insync.replicas=2, each in a network namespace of its own (hosts n1,
 // n2, n3 and etcd), and returns the cluster, the network and etcd's URL.
-func startNetCluster(t *testing.T) (*cluster, *testutil.Network, string) {
+// brokerFlags are added to every broker's.
+func startNetCluster(t *testing.T, brokerFlags ...string) (*cluster, *testutil.Network, string) {
 	t.Helper()
 	nw := testutil.NewNetwork(t, "n1", "n2", "n3", "etcd")
 	url, _ := startEtcdOn(t, nw.Host("etcd"))
 	c := startCluster(t, clusterOpts{
 		net:          nw,
-		brokerFlags:  []string{"--min-insync-replicas", "2"},
+		brokerFlags:  append([]string{"--min-insync-replicas", "2"}, brokerFlags...),
 		sidecarFlags: etcdSidecarFlags(url),
 	})
 	return c, nw, url

@@ -3,9 +3,11 @@
 # as asked: a real etcd, three broker+sidecar pairs with automatic
 # failover, acks=all producers with unique values and min.insync.replicas=2,
 # while a nemesis SIGKILLs and SIGSTOPs the leader or a follower (whole
-# pairs or only sidecars) or cuts the network (a node from every other node
+# pairs or only sidecars), cuts the network (a node from every other node
 # and etcd, from etcd only, or from one other node: every node and etcd run
-# in network namespaces of their own) and brings them back. At the end it prints
+# in network namespaces of their own) or floods a node's Kafka port with
+# more connections than its --max-connections (400 here), and brings them
+# back. At the end it prints
 #
 #   jepsen: duration D, faults N, operations N, acknowledged N,
 #   failed/unknown N, read N, lost 0, duplicated 0, failovers N,
