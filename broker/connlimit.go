@@ -16,8 +16,10 @@ package broker
 //   - the broker holds at most --max-connections client connections (Kafka's
 //     max.connections). The default, 0, is automatic: the process's
 //     open-file limit less one descriptor per WAL segment and a reserve of
-//     fdReserve, so that client connections can never take the descriptors
-//     the WAL needs to roll to a new segment;
+//     fdReserve, worked out at each new connection, so that client
+//     connections leave the WAL the descriptors it needs to roll to new
+//     segments (segments added while the connections stay come out of the
+//     reserve);
 //   - --max-connections-per-ip (Kafka's max.connections.per.ip) bounds the
 //     connections from one address, and --max-connections-per-ip-overrides
 //     sets other bounds for given addresses.
@@ -40,8 +42,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 const (
@@ -125,10 +125,7 @@ func newConnLimiter(cfg Config, segments func() int) *connLimiter {
 		segments:  segments,
 		byIP:      make(map[string]int),
 		unlogged:  make(map[string]int),
-	}
-	var rl unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err == nil && rl.Cur < 1<<31 {
-		l.nofile = int(rl.Cur)
+		nofile:    openFileLimit(),
 	}
 	return l
 }
