@@ -36,7 +36,9 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -243,4 +245,37 @@ func retryableAcceptError(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// maxConnections is max.connections as DescribeConfigs shows it: the
+// limit now (the automatic one unless --max-connections is set), and
+// Kafka's default, 2147483647, when there is none.
+func (b *Broker) maxConnections() int {
+	if n := b.connLim.limit(); n > 0 {
+		return n
+	}
+	return math.MaxInt32
+}
+
+// maxConnectionsPerIP is max.connections.per.ip as DescribeConfigs shows
+// it: Kafka's default, 2147483647, when there is no limit.
+func (b *Broker) maxConnectionsPerIP() int {
+	if b.cfg.MaxConnectionsPerIP == 0 {
+		return math.MaxInt32
+	}
+	return b.cfg.MaxConnectionsPerIP
+}
+
+// connectionOverrides is max.connections.per.ip.overrides as Kafka writes
+// it: IP:count pairs, comma-separated, sorted.
+func (b *Broker) connectionOverrides() string {
+	parts := make([]string, 0, len(b.cfg.MaxConnectionsPerIPOverrides))
+	for ip, n := range b.cfg.MaxConnectionsPerIPOverrides {
+		if strings.Contains(ip, ":") {
+			ip = "[" + ip + "]"
+		}
+		parts = append(parts, ip+":"+strconv.Itoa(n))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
 }

@@ -3,12 +3,14 @@ package broker
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	itest "github.com/tandem-io/tandem/internal/testutil"
@@ -135,6 +137,33 @@ func TestMaxConnectionsPerIP(t *testing.T) {
 		c.MaxConnectionsPerIP = 2
 		c.MaxConnectionsPerIPOverrides = map[string]int{"127.0.0.2": 4, "127.0.0.3": 0}
 	})
+	// Kafka's tools see the limits as broker configs.
+	adm := newClient(t, addr)
+	rcs, err := kadm.NewClient(adm).DescribeBrokerConfigs(t.Context(), 1)
+	if err != nil || len(rcs) != 1 || rcs[0].Err != nil {
+		t.Fatalf("describe broker configs: %v %+v", err, rcs)
+	}
+	want := map[string]string{"max.connections.per.ip": "2", "max.connections.per.ip.overrides": "127.0.0.2:4,127.0.0.3:0"}
+	for _, c := range rcs[0].Configs {
+		if w, ok := want[c.Key]; ok {
+			if c.Value == nil || *c.Value != w {
+				t.Errorf("%s = %v, want %s", c.Key, c.Value, w)
+			}
+			delete(want, c.Key)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("broker configs lack %v", want)
+	}
+	adm.Close()
+	if err := itest.Poll(10*time.Second, func() error {
+		if n := b.connLim.count(); n != 0 {
+			return fmt.Errorf("%d connections still counted after the client closed", n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	one := []net.Conn{requireServed(t, "127.0.0.1", addr), requireServed(t, "127.0.0.1", addr)}
 	requireRefused(t, "127.0.0.1", addr)
 	for range 4 {
