@@ -17,8 +17,9 @@
 // tells the follower to truncate there (or to wipe its WAL when the leader
 // no longer holds what it needs). The ISR holds the followers caught up to
 // the leader's end within --replica-lag-time-max; the commit point is the
-// lowest flushed LSN of the ISR (the leader included). Both flow to the
-// local broker and to the followers.
+// lowest flushed LSN of the ISR (the leader included; with etcd, also of
+// the members of the ISR last published there). Both flow to the local
+// broker and to the followers.
 //
 // Follower (follower.go): while its broker is attached, dials the leader,
 // says hello with the broker's position, repairs the log as told, then hands
@@ -38,8 +39,9 @@
 // sidecar-state.json in --data-dir. docs/operations.md is the runbook.
 //
 // Health: the empty service name is liveness; "tandem.Readiness"
-// (ReadinessService) is readiness: attached to the broker and, on a
-// follower, streaming within the lag bound.
+// (ReadinessService) is readiness: attached to a broker that can write its
+// WAL; on a leader, the broker leads (the check of the peers at attachment
+// is over); on a follower, the sidecar streams within the lag bound.
 //
 // Message size limits: every gRPC message is at most --max-message-bytes
 // (default 68 MiB, the largest WAL entry plus framing) on both servers and

@@ -37,7 +37,7 @@ import (
 // the sidecar knows when the last renewal succeeded). A follower campaigns
 // while all of these hold, and withdraws as soon as one stops holding:
 //
-//   - its broker is attached;
+//   - its broker is attached and can write its WAL;
 //   - its broker's WAL reaches the last commit point the follower heard
 //     from a leader (a broker that came back with a shorter WAL lacks
 //     acknowledged writes; elected, it would make the others drop them);
@@ -337,8 +337,9 @@ func (e *election) observe(ctx context.Context, el *concurrency.Election) {
 }
 
 // eligible reports whether this node may campaign: it follows, its broker
-// is attached, its broker's WAL reaches the last commit point this node
-// knows, and it is in the published ISR (or none was published).
+// is attached and can write its WAL, its broker's WAL reaches the last
+// commit point this node knows, and it is in the published ISR (or none
+// was published).
 func (e *election) eligible(ctx context.Context, cli *clientv3.Client) (bool, string) {
 	s := e.s
 	l, f := s.roles()
@@ -391,19 +392,20 @@ func (e *election) publishedISR(ctx context.Context, cli *clientv3.Client) (v is
 
 // peerHoldsMore asks the peers for their status after this node won the
 // election and returns one that is in the published ISR (any peer when
-// none was published), has its broker attached, follows, and holds more of
-// the log than this node: a later last epoch, or the same one and a higher
-// LSN (0 when there is none, or none answered within TTL/4). Such a peer
-// is the better leader: this node may have lost the tail of its WAL (a
-// power loss under --fsync interval or none, which its sidecar, restarted
-// with it, cannot know), or simply be a few entries behind; if this node
-// led, the peer would drop what it holds beyond this node's log. The peer
-// campaigns too (it is eligible by the same rules), so resigning hands it
-// the election. A peer that does not campaign (it cannot reach etcd, or is
-// not eligible) would never take the election, and this node would resign
-// to it again and again while nobody led: it is passed over. As a follower
-// it then drops what it holds beyond this node's log, unless that was
-// committed, which it refuses (errKeepsCommitted).
+// none was published), has its broker attached and able to write its WAL,
+// follows, and holds more of the log than this node: a later last epoch,
+// or the same one and a higher LSN (0 when there is none, or none
+// answered within TTL/4). Such a peer is the better leader: this node may
+// have lost the tail of its WAL (a power loss under --fsync interval or
+// none, which its sidecar, restarted with it, cannot know), or simply be a
+// few entries behind; if this node led, the peer would drop what it holds
+// beyond this node's log. The peer campaigns too (it is eligible by the
+// same rules), so resigning hands it the election. A peer that does not
+// campaign (it cannot reach etcd, or is not eligible) would never take the
+// election, and this node would resign to it again and again while nobody
+// led: it is passed over. As a follower it then drops what it holds beyond
+// this node's log, unless that was committed, which it refuses
+// (errKeepsCommitted).
 func (e *election) peerHoldsMore(ctx context.Context, cli *clientv3.Client) (int32, string) {
 	s := e.s
 	bc, _ := s.currentBroker()

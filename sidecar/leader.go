@@ -185,7 +185,6 @@ func (l *leader) brokerDetached(c *brokerConn) {
 	l.broadcastLocked()
 }
 
-// onCommitted takes entries that became durable in the leader's broker.
 // onCommitApplied records the commit point the local broker serves and
 // lets the follower streams forward it.
 func (l *leader) onCommitApplied(lsn uint64) {
@@ -206,6 +205,7 @@ func (l *leader) followerCommitLocked() uint64 {
 	return l.commit
 }
 
+// onCommitted takes entries that became durable in the leader's broker.
 func (l *leader) onCommitted(ce *linkv1.CommittedEntries) {
 	ents := ce.GetEntries()
 	if len(ents) == 0 {
@@ -241,7 +241,8 @@ func (l *leader) onCommitted(ce *linkv1.CommittedEntries) {
 // A follower is in sync while it was caught up to the leader's durable end
 // within ReplicaLagTimeMax (Kafka's rule). The commit point is the lowest
 // flushed LSN among in-sync replicas, the leader's own durable LSN
-// included, and never moves backwards.
+// included, and never moves backwards. With etcd, the members of the ISR
+// last published there (pinnedISR) hold it back too, in sync or not.
 func (l *leader) updateLocked(now time.Time) {
 	lagMax := l.s.cfg.ReplicaLagTimeMax
 	if gap := now.Sub(l.evaluated); !l.evaluated.IsZero() && gap > lagMax/2 && gap > 2*isrInterval(lagMax) {

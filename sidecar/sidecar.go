@@ -30,8 +30,10 @@ import (
 )
 
 // ReadinessService is the grpc.health.v1 service name that reports
-// readiness: SERVING when the sidecar is attached to its broker and, on a
-// follower, streaming from the leader within --replica-lag-time-max.
+// readiness: SERVING when the sidecar is attached to its broker, the broker
+// can write its WAL, and, on a leader, the broker leads (the check of the
+// peers when it attached is over); on a follower, when it streams from the
+// leader within --replica-lag-time-max.
 // The empty service name reports liveness (SERVING while the process runs).
 const ReadinessService = "tandem.Readiness"
 

@@ -24,7 +24,8 @@ package group
 // past it the answer is COORDINATOR_NOT_AVAILABLE.
 // Committing offset -1 deletes the partition's committed offset.
 // The v1 per-partition timestamp becomes the commit time when set; the v2-v4
-// retention time is ignored (offsets do not expire).
+// retention time is ignored (offsets expire after the broker's
+// --offsets-retention, Kafka's offsets.retention.minutes: see expire.go).
 
 import (
 	"context"

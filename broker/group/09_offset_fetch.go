@@ -6,8 +6,9 @@ package group
 // offset (or an unknown group) gets offset -1, leader epoch -1, empty
 // metadata and no error, as in Kafka. Null topics (v2+) mean every topic the
 // group has offsets for. v0-v7 ask for one group; v8+ for a list of groups,
-// each answered with its own error code. RequireStable (v7+) needs no
-// waiting: Tandem has no transactional offset commits in flight.
+// each answered with its own error code. RequireStable (v7+) is not
+// handled here: the broker answers UNSTABLE_OFFSET_COMMIT for partitions
+// with transactional offsets not yet ended (broker/09_offset_fetch.go).
 // v9+ may name the member and its epoch: in a group of the consumer
 // protocol with members, an unknown member gets UNKNOWN_MEMBER_ID and
 // another epoch STALE_MEMBER_EPOCH, as in Kafka.

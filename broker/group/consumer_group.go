@@ -356,7 +356,7 @@ func (c *Coordinator) bumpLocked(name string, cg *cgroup, reason string) {
 		"reason", reason, "members", len(cg.members), "assignor", cg.assignor, "topics", len(cg.subscribed))
 }
 
-// currentOwner reports whether a member other than m holds a partition
+// heldByOther reports whether a member other than m holds a partition
 // (assigned, or still to be revoked).
 func (cg *cgroup) heldByOther(m *cmember, id [16]byte, part int32) bool {
 	for _, o := range cg.members {

@@ -22,6 +22,9 @@
 //
 // Goroutines per attachment: one receives (and dispatches), one sends, one
 // pushes committed entries (leader only), one serves replay and checksum
-// requests, one applies follower operations in order. Only the sender calls
+// requests, one applies follower operations in order, one sends each
+// AppliedUpTo once its entries are durable (the acker), and, when the
+// sidecar asks for it in its cluster view, one reports whether the WAL
+// takes writes and where it starts (storageWatcher). Only the sender calls
 // stream.Send.
 package link

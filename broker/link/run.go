@@ -111,9 +111,9 @@ func attachOnce(ctx context.Context, socketPath string, b Broker, logger hclog.L
 }
 
 // outQueue bounds the messages waiting for the sender goroutine. Pushed
-// entries and replay chunks are up to ChunkBytes (1 MiB) each, so this is
-// also about how many MiB of WAL a broker holds in memory for a sidecar
-// that reads slower than the broker writes; a handful keeps the stream busy.
+// entries come in messages of about ChunkBytes (1 MiB), so this is also
+// about how many MiB of WAL a broker holds in memory for a sidecar that
+// reads slower than the broker writes; a handful keeps the stream busy.
 const outQueue = 8
 
 // replyQueue bounds the replay and checksum answers waiting for the sender

@@ -2,13 +2,15 @@
 // listener offers: PLAIN (RFC 4616) and SCRAM-SHA-256 / SCRAM-SHA-512
 // (RFC 5802, RFC 7677, as Kafka's KIP-84).
 //
-// Users live in a JSON file (Users, written by `tandemctl sasl-user`) that
-// holds no passwords: for each user and SCRAM hash, the salt, the
-// iteration count and the two keys RFC 5802 derives from the password
-// (StoredKey, ServerKey), the same thing Kafka keeps for SCRAM users. A
-// PLAIN login is checked by deriving the StoredKey from the password it
-// sends and comparing. The file is read again when it changes (Store), so
-// users are added and removed without a restart.
+// Users live in a JSON file (Users, written by `tandemctl sasl-user
+// --file`) that holds no passwords: for each user and SCRAM hash, the
+// salt, the iteration count and the two keys RFC 5802 derives from the
+// password (StoredKey, ServerKey), the same thing Kafka keeps for SCRAM
+// users. A PLAIN login is checked by deriving the StoredKey from the
+// password it sends and comparing. The file is read again when it changes
+// (Store), so users are added and removed without a restart. SCRAM users
+// set through Kafka's AlterUserScramCredentials (KIP-554) are WAL entries,
+// the same on every node (Replicated); they come before the file's.
 package sasl
 
 import (

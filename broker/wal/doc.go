@@ -32,13 +32,16 @@
 //	16      4     epoch   u32
 //	20      1     type    u8 (1 RecordBatch, 2 CreateTopic, 3 DeleteTopic,
 //	                      4 OffsetCommit, 5 ProducerID, 6 CreatePartitions,
-//	                      7 AlterConfig, 8 Noop)
+//	                      7 AlterConfig, 8 Noop, 9 StateSnapshot,
+//	                      10 GroupState, 11 DeleteRecords, 12 ACL,
+//	                      13 ClientQuota, 14 ScramCredential,
+//	                      15 Transaction, 16 CompactedBatch; see EntryType)
 //	21      n     payload
 //
 // All integers are big endian. A frame is 21+n bytes. A payload is at most
 // Options.MaxEntryBytes (default 64 MiB) when written; frames up to 1 GiB are
 // accepted when read, so lowering the option never invalidates old entries.
-// Each append writes its whole frame with a single pwrite(2) and no user-space
+// Each append writes its whole frame with a single pwritev(2) and no user-space
 // buffer, so a process crash can leave at most one partial frame, at the
 // end of the active segment. A power failure can also leave holes in the
 // data that no fsync covered yet (see Recovery).

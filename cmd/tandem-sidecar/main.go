@@ -7,8 +7,9 @@
 // It serves tandem.link.v1 to its broker on --broker-socket, and
 // tandem.replication.v1 (peers), tandem.admin.v1 (tandemctl) and
 // grpc.health.v1 on --listen. Health: the empty service name is liveness;
-// "tandem.Readiness" is readiness (attached to the broker and, on a
-// follower, streaming from the leader within --replica-lag-time-max).
+// "tandem.Readiness" is readiness (attached to a broker that can write its
+// WAL; on a leader, the broker leads; on a follower, the sidecar streams
+// from the leader within --replica-lag-time-max).
 //
 // With --metrics-listen HOST:PORT it serves Prometheus metrics at /metrics
 // (docs/replication-observability.md lists them) and Go profiles under

@@ -193,9 +193,9 @@ func (o *aclsOpts) check() ([]kmsg.ACLOperation, error) {
 }
 
 // kafkaConn is the connection flags of the commands that talk to the
-// brokers' Kafka listener (acls, quotas): SASL and TLS. The bootstrap
-// addresses are the command's own field (--bootstrap, default
-// $TANDEM_BOOTSTRAP).
+// brokers' Kafka listener (acls, quotas, transactions, sasl-user
+// --bootstrap): SASL and TLS. The bootstrap addresses are the command's
+// own field (--bootstrap, default $TANDEM_BOOTSTRAP).
 type kafkaConn struct {
 	cmd                           string // the command, for messages
 	mechanism, user, passwordFile string

@@ -31,7 +31,7 @@
 //	           with a fresh hello that reports exactly what it holds
 //
 // A broker in another language is tested by a small Go test that starts
-// it (see conformance_test.go for the Go broker: a real bin/tandem-broker
+// it (see gobroker_test.go for the Go broker: a real bin/tandem-broker
 // process) and calls Run; docs/link-protocol.md describes the protocol.
 package conformance
 
