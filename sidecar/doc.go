@@ -44,6 +44,7 @@
 // is over); on a follower, the sidecar streams within the lag bound.
 //
 // Message size limits: every gRPC message is at most --max-message-bytes
-// (default 68 MiB, the largest WAL entry plus framing) on both servers and
-// all clients; entries travel in batches of about 1 MiB.
+// (default 68 MiB, the largest WAL entry plus framing) on the --listen and
+// broker-socket servers and all clients, and 64 KiB on --health-listen;
+// entries travel in batches of about 1 MiB.
 package sidecar

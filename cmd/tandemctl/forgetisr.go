@@ -12,8 +12,9 @@ import (
 
 // forgetISRCmd implements `tandemctl forget-isr`: delete the ISR a leader
 // published in etcd, so that every running node may be elected again
-// (docs/operations.md, "A follower refuses to follow"). It talks to etcd,
-// not to a sidecar.
+// (docs/operations.md, "What happens when a node dies": a follower that
+// refuses to follow, logging `refusing to drop entries that were
+// committed`). It talks to etcd, not to a sidecar.
 func forgetISRCmd(ctx context.Context, args []string, out io.Writer, timeout time.Duration) error {
 	fs := flag.NewFlagSet("forget-isr", flag.ContinueOnError)
 	endpoints := fs.String("etcd-endpoints", "", "etcd endpoints, comma separated, as given to the sidecars (required)")

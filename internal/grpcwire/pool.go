@@ -14,8 +14,8 @@ import (
 // batch plus framing, so with the default pool every message needed a
 // fresh, zeroed allocation, on both sides of both hops: that zeroing and
 // the garbage collection it caused were a quarter of a sidecar's CPU at
-// 50 MB/s. This pool has classes up to 64 MiB (the largest message) and
-// does not clear: gRPC overwrites what it uses of a buffer (a message is
+// 50 MB/s. This pool has classes up to 64 MiB (larger messages, up to
+// the 68 MiB limit, are allocated as they come) and does not clear: gRPC overwrites what it uses of a buffer (a message is
 // read in full or encoded in full before anyone looks at it), which is
 // what gRPC's own non-zeroing pools rely on too.
 var Pool mem.BufferPool = &pool{}
