@@ -70,7 +70,8 @@ type follower struct {
 //
 // The commit point a follower knows is what its broker said it served
 // (brokerConn.served: its hello, after a restart from its checkpoint file,
-// then every AppliedUpTo), not the leader's commit point, which may lie
+// then every AppliedUpTo and ChecksumResult), not the leader's commit
+// point, which may lie
 // past entries of this WAL that the leader never had.
 
 // firstAcknowledged returns the LSN of the first entry in (after, upTo] of

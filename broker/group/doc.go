@@ -80,10 +80,12 @@
 // # Stored membership
 //
 // With a Persister that is also a GroupPersister (the broker's), each
-// group's membership is stored when a generation completes and when the
-// group empties, and loaded by the coordinator that takes over, so members
-// carry on without a rebalance after a restart or a leader change, as with
-// Kafka. See membership_store.go.
+// group's membership is stored when a generation completes, when a static
+// member takes its place again under a new member id, and when the group
+// empties; a group of the consumer protocol (KIP-848) is stored whenever
+// its epochs, members or assignments change. The coordinator that takes
+// over loads it, so members carry on without a rebalance after a restart
+// or a leader change, as with Kafka. See membership_store.go.
 //
 // # Which node coordinates
 //
