@@ -128,10 +128,6 @@ func (b *Broker) serveConn(c net.Conn) {
 	<-writeDone
 }
 
-func readFrame(r *bufio.Reader, max int32) ([]byte, error) {
-	return readFrameLimit(r, max, "socket.request.max.bytes")
-}
-
 // maxPreAuthFrame bounds a request frame on a connection that must log in
 // with SASL and has not yet: only ApiVersions and the SASL requests may
 // come then, and none is large. Kafka's sasl.server.max.receive.size,

@@ -159,7 +159,7 @@ func TestAcks0FailureClosesConnection(t *testing.T) {
 			c.SetReadDeadline(time.Now().Add(10 * time.Second))
 			r := bufio.NewReader(c)
 			corrID := func() (int32, error) {
-				frame, err := readFrame(r, 1<<20)
+				frame, err := readFrameLimit(r, 1<<20, "socket.request.max.bytes")
 				if err != nil {
 					return 0, err
 				}
