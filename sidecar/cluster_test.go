@@ -292,3 +292,51 @@ func TestReplicaStateFollowsPostgres(t *testing.T) {
 		t.Errorf("node 2, never away: state %v (%v), want streaming", s, r)
 	}
 }
+
+// TestStoppingFollowerLeavesTheISRAtOnce: a follower whose sidecar shuts
+// down, or whose broker detaches, tells the leader so (FollowerLeaving), and
+// the leader takes it out of the ISR at once, as Kafka's controlled
+// shutdown does, instead of after replica-lag-time-max (an hour here): the
+// commit point moves on without it. Back, it joins the ISR again.
+func TestStoppingFollowerLeavesTheISRAtOnce(t *testing.T) {
+	c := sidecartest.NewCluster(t, 3, 1, func(cfg *sidecar.Config) { cfg.ReplicaLagTimeMax = time.Hour })
+	c.StartAll()
+	leader := c.WaitLeader()
+	leader.Produce(t, 20, 100)
+	c.WaitCaughtUp(20)
+	isr := func(want ...int32) {
+		t.Helper()
+		testutil.Eventually(t, 10*time.Second, func() error {
+			if got := leader.View().ISR; !slices.Equal(got, want) {
+				return fmt.Errorf("the leader's broker sees ISR %v, want %v", got, want)
+			}
+			return nil
+		})
+	}
+	isr(1, 2, 3)
+	committed := func(lsn uint64, what string) {
+		t.Helper()
+		testutil.Eventually(t, 10*time.Second, func() error {
+			if got := leader.Commit(); got < lsn {
+				return fmt.Errorf("%s: the commit point is %d, want %d", what, got, lsn)
+			}
+			return nil
+		})
+	}
+
+	c.StopSidecar(2) // the broker stays; its sidecar shuts down
+	isr(1, 3)
+	leader.Produce(t, 10, 100)
+	committed(30, "node 2's sidecar stopped")
+
+	c.StopBroker(3) // the sidecar stays; its broker goes away
+	isr(1)
+	leader.Produce(t, 10, 100)
+	committed(40, "node 3's broker stopped too")
+
+	c.StartSidecar(2)
+	c.StartBroker(3)
+	c.WaitCaughtUp(40)
+	isr(1, 2, 3)
+	c.AssertIdentical(40)
+}

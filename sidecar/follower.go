@@ -46,6 +46,11 @@ type follower struct {
 	lastCaughtUp time.Time
 	lastErr      string
 	cluster      *replicationv1.ClusterUpdate
+	// left: this node told the leader it stops following (FollowerLeaving)
+	// and has not been answered a hello since. The leader took it out of
+	// the ISR at once and may have committed entries without it, whatever
+	// the last ISR in cluster says (promoteCheck).
+	left bool
 }
 
 // Committed entries are never dropped.
@@ -233,8 +238,22 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 		return false, fmt.Errorf("sidecar: dialing leader %s: %w", f.leaderAddr, err)
 	}
 	defer conn.Close()
-	sctx, cancel := context.WithCancelCause(ctx)
+	// The stream outlives ctx by up to leaveGrace: when this node stops
+	// following (the sidecar shuts down, the broker detached, a role
+	// change), the sender first tells the leader (FollowerLeaving), which
+	// takes this node out of the ISR at once and ends the call.
+	sctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancel(nil)
+	stopGrace := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(leaveGrace, func() { cancel(context.Cause(ctx)) })
+		context.AfterFunc(sctx, func() { t.Stop() })
+	})
+	defer stopGrace()
+	// work ends with ctx or the stream: what goes to the broker stops as
+	// soon as this node stops following.
+	work, workDone := context.WithCancel(ctx)
+	defer workDone()
+	defer context.AfterFunc(sctx, workDone)()
 	stream, err := replicationv1.NewReplicationServiceClient(conn).Stream(sctx)
 	if err != nil {
 		return false, err
@@ -280,7 +299,7 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 	if err := stream.Send(&replicationv1.StreamRequest{Payload: &replicationv1.StreamRequest_Hello{Hello: hello}}); err != nil {
 		return false, err
 	}
-	first, err := recvWithTimeout(sctx, stream.Recv, cfg.PeerTimeout)
+	first, err := recvWithTimeout(work, stream.Recv, cfg.PeerTimeout)
 	if err != nil {
 		return false, err
 	}
@@ -343,13 +362,13 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 	case lh.ResetTo != nil:
 		f.log.Warn("the leader no longer holds the entries this node needs; wiping the WAL to re-clone",
 			"last_lsn", last, "next_lsn", lh.GetResetTo())
-		if err := bc.reset(sctx, lh.GetResetTo()); err != nil {
+		if err := bc.reset(work, lh.GetResetTo()); err != nil {
 			return true, err
 		}
 	case lh.TruncateTo != nil && lh.GetTruncateTo() < last:
 		f.log.Warn("this node's WAL diverged from the leader's; truncating", "last_lsn", last,
 			"truncate_to", lh.GetTruncateTo(), "dropped_entries", last-lh.GetTruncateTo())
-		if err := bc.truncate(sctx, lh.GetTruncateTo()); err != nil {
+		if err := bc.truncate(work, lh.GetTruncateTo()); err != nil {
 			return true, err
 		}
 		// Reconnect rather than stream on: the next hello carries the
@@ -357,7 +376,7 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 		// logs really agree there (lastEntryCheck).
 		return true, fmt.Errorf("sidecar: truncated this node's WAL after LSN %d; reconnecting so that the leader checks the entry there", lh.GetTruncateTo())
 	}
-	last, _, err = bc.waitDrained(sctx)
+	last, _, err = bc.waitDrained(work)
 	if err != nil {
 		return true, err
 	}
@@ -382,6 +401,9 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 	f.noteProgressLocked()
 	f.mu.Unlock()
 	f.setCluster(bc, lh.GetCluster(), lh.GetEpoch())
+	f.mu.Lock()
+	f.left = false // the hello's ISR is the leader's, without this node if it left
+	f.mu.Unlock()
 	// The broker holds the leader's entries up to last (the handshake
 	// checked them, and truncated what differed), and gets every later one
 	// from this stream: a commit point is forwarded up to there only, so
@@ -416,7 +438,7 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := f.sendAcks(sctx, stream, ackSig, lastHeard); err != nil {
+		if err := f.sendAcks(sctx, ctx, bc, stream, ackSig, lastHeard); err != nil {
 			cancel(err)
 		}
 	}()
@@ -430,7 +452,16 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 			if cause := context.Cause(sctx); cause != nil && sctx.Err() != nil {
 				return true, cause
 			}
+			if ctx.Err() != nil {
+				return true, context.Cause(ctx)
+			}
 			return true, err
+		}
+		if ctx.Err() != nil {
+			// Leaving: nothing more goes to the broker (the role change
+			// that ended ctx counts on that); wait for the leader to end
+			// the call.
+			continue
 		}
 		f.heardAt.Store(time.Now().UnixNano())
 		select {
@@ -450,7 +481,7 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 				return true, err
 			}
 			if len(ents) > 0 {
-				if err := bc.apply(sctx, ents); err != nil {
+				if err := bc.apply(work, ents); err != nil {
 					return true, err
 				}
 				next = ents[len(ents)-1].GetLsn() + 1
@@ -531,10 +562,16 @@ func (f *follower) setCluster(bc *brokerConn, c *replicationv1.ClusterUpdate, ep
 	})
 }
 
+// leaveGrace bounds how long a follower that stops following waits for the
+// leader to end the stream after its FollowerLeaving.
+const leaveGrace = time.Second
+
 // sendAcks sends an Ack whenever progress changes and a heartbeat every
 // HeartbeatInterval, and ends the stream when the leader has been silent
-// for PeerTimeout.
-func (f *follower) sendAcks(ctx context.Context, stream replicationv1.ReplicationService_StreamClient, ackSig, heard <-chan struct{}) error {
+// for PeerTimeout. When following ends (following is done: the sidecar
+// shuts down, bc detached, or a role change), it sends FollowerLeaving and
+// half-closes the stream.
+func (f *follower) sendAcks(ctx, following context.Context, bc *brokerConn, stream replicationv1.ReplicationService_StreamClient, ackSig, heard <-chan struct{}) error {
 	cfg := f.s.cfg
 	tick := time.NewTicker(min(cfg.HeartbeatInterval, time.Second))
 	defer tick.Stop()
@@ -547,6 +584,23 @@ func (f *follower) sendAcks(ctx context.Context, stream replicationv1.Replicatio
 			lastHeard = time.Now()
 			continue
 		case <-tick.C:
+		case <-following.Done():
+			reason := "it follows another leader"
+			switch {
+			case f.s.ctx.Err() != nil:
+				reason = "its sidecar is shutting down"
+			case bc.ctx.Err() != nil:
+				reason = "its broker detached"
+			}
+			f.log.Info("telling the leader that this node stops following it", "leader_id", f.leaderID, "reason", reason)
+			f.mu.Lock()
+			f.left = true // before the leader can act on it
+			f.mu.Unlock()
+			if err := stream.Send(&replicationv1.StreamRequest{Payload: &replicationv1.StreamRequest_Leaving{
+				Leaving: &replicationv1.FollowerLeaving{Reason: reason}}}); err != nil {
+				return err
+			}
+			return stream.CloseSend()
 		case <-ctx.Done():
 			return nil
 		}

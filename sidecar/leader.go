@@ -86,6 +86,7 @@ type replica struct {
 	lastAckTime                     time.Time
 	inISR                           bool
 	unverified                      bool          // told to truncate or wipe, no ack since (not caught up)
+	leaving                         bool          // sent FollowerLeaving: out of the ISR until its next hello
 	ackSig                          chan struct{} // cap 1
 	applyLag                        time.Duration // at the last ack that moved applied (applylag.go)
 }
@@ -266,10 +267,10 @@ func (l *leader) updateLocked(now time.Time) {
 	isr := []int32{l.s.cfg.NodeID}
 	commit := l.durable
 	for _, r := range l.replicas {
-		if r.connected && !r.unverified && r.flushed >= l.durable {
+		if r.connected && !r.unverified && !r.leaving && r.flushed >= l.durable {
 			r.lastCaughtUp = now
 		}
-		in := !r.lastCaughtUp.IsZero() && now.Sub(r.lastCaughtUp) <= lagMax
+		in := !r.leaving && !r.lastCaughtUp.IsZero() && now.Sub(r.lastCaughtUp) <= lagMax
 		if in && !r.inISR && r.flushed < l.commit {
 			// Kafka's rule for ISR expansion: a follower joins only once it
 			// holds everything committed, so that any in-sync replica can
@@ -279,6 +280,9 @@ func (l *leader) updateLocked(now time.Time) {
 		if in != r.inISR {
 			if in {
 				l.log.Info("follower joined the ISR", "node_id", r.id, "flushed_lsn", r.flushed, "leader_lsn", l.durable)
+			} else if r.leaving {
+				l.log.Info("follower left the ISR (it is stopping on purpose)", "node_id", r.id,
+					"flushed_lsn", r.flushed, "leader_lsn", l.durable)
 			} else {
 				l.log.Warn("follower left the ISR (not caught up within replica-lag-time-max)", "node_id", r.id,
 					"flushed_lsn", r.flushed, "leader_lsn", l.durable, "last_caught_up", r.lastCaughtUp.Format(time.RFC3339Nano),
@@ -473,7 +477,7 @@ func (l *leader) handshakeAgreed(h *replicationv1.FollowerHello, stop context.Ca
 	}
 	reply.Cluster = l.clusterLocked()
 	now := time.Now()
-	r.connected, r.stop, r.connectedAt = true, stop, now
+	r.connected, r.stop, r.connectedAt, r.leaving = true, stop, now, false
 	r.sent, r.written, r.flushed, r.applied = start-1, start-1, start-1, start-1
 	r.unverified = reply.TruncateTo != nil || reply.ResetTo != nil
 	if r.unverified {
@@ -593,6 +597,10 @@ func (l *leader) disconnected(r *replica, err error) {
 	defer l.mu.Unlock()
 	r.connected, r.stop = false, nil
 	l.updateLocked(time.Now())
+	if errors.Is(err, errFollowerLeft) {
+		l.log.Info("follower disconnected", "node_id", r.id, "flushed_lsn", r.flushed, "error", err)
+		return
+	}
 	l.log.Warn("follower disconnected", "node_id", r.id, "flushed_lsn", r.flushed, "error", err)
 }
 
@@ -633,6 +641,24 @@ func (l *leader) onAck(r *replica, a *replicationv1.Ack) error {
 	default:
 	}
 	return nil
+}
+
+// errFollowerLeft ends a stream whose follower sent FollowerLeaving.
+var errFollowerLeft = errors.New("sidecar: the follower is leaving")
+
+// onLeaving takes a follower that stops on purpose out of the ISR at once
+// (FollowerLeaving), as Kafka's controlled shutdown does, instead of
+// after replica-lag-time-max: acks=all writes then stop waiting for it. With
+// etcd the commit point still waits for it until the smaller ISR is
+// published (pinnedISR).
+func (l *leader) onLeaving(r *replica, reason string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.log.Info("follower is stopping on purpose; it leaves the ISR now", "node_id", r.id, "reason", reason,
+		"flushed_lsn", r.flushed, "leader_lsn", l.durable, "was_in_isr", r.inISR)
+	r.leaving = true
+	r.lastCaughtUp = time.Time{} // back, it joins again once caught up
+	l.updateLocked(time.Now())
 }
 
 // onHeartbeat records that the follower is alive.
@@ -935,6 +961,10 @@ func (rs *replicationServer) Stream(stream replicationv1.ReplicationService_Stre
 				}
 			case *replicationv1.StreamRequest_Heartbeat:
 				l.onHeartbeat(r)
+			case *replicationv1.StreamRequest_Leaving:
+				l.onLeaving(r, p.Leaving.GetReason())
+				recvErr <- errFollowerLeft
+				return
 			default:
 				recvErr <- status.Errorf(codes.InvalidArgument, "unexpected %T after the hello", m.GetPayload())
 				return
@@ -943,6 +973,9 @@ func (rs *replicationServer) Stream(stream replicationv1.ReplicationService_Stre
 	}()
 	err = l.serve(ctx, stream, r, reply.GetStartLsn(), recvErr)
 	l.disconnected(r, err)
+	if errors.Is(err, errFollowerLeft) {
+		return nil
+	}
 	if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
 		return err
 	}

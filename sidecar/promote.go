@@ -33,9 +33,11 @@ import (
 //     min.insync.replicas-1 followers, so the follower with the most of the
 //     log holds it. When a follower is missing too, the node's own knowledge
 //     must do, and it must be fresh: in the last ISR it heard, holding the
-//     last commit point it knows, and heard from the leader within
+//     last commit point it knows, heard from the leader within
 //     --replica-lag-time-max (past that, the leader may have dropped it
-//     from the ISR and committed writes it lacks).
+//     from the ISR and committed writes it lacks), and not having told the
+//     leader since that it stopped following (FollowerLeaving: the leader
+//     then drops it from the ISR at once).
 //
 // A refused promotion says why (FAILED_PRECONDITION) and names a better
 // candidate when it knows one. force promotes anyway: an unclean promotion,
@@ -167,7 +169,7 @@ func (s *Sidecar) promoteCheck(force bool, views []peerView) (epoch uint32, uncl
 	id := s.cfg.NodeID
 	bc, _ := s.currentBroker()
 	f.mu.Lock()
-	epoch, commit, cluster, leaderID := f.epoch, f.commit, f.cluster, f.leaderID
+	epoch, commit, cluster, leaderID, left := f.epoch, f.commit, f.cluster, f.leaderID, f.left
 	f.mu.Unlock()
 	if leaderID == 0 && cluster != nil {
 		leaderID = cluster.GetLeaderId()
@@ -244,6 +246,9 @@ func (s *Sidecar) promoteCheck(force bool, views []peerView) (epoch uint32, uncl
 			problems = append(problems, fmt.Sprintf("nodes %v did not answer and it has not heard an ISR from a leader since it started", missing))
 		case !slices.Contains(cluster.GetIsr(), id):
 			problems = append(problems, fmt.Sprintf("it is not in the last ISR it heard from leader %d (%v)", cluster.GetLeaderId(), cluster.GetIsr()))
+		case left:
+			problems = append(problems, fmt.Sprintf("it told leader %d that it stopped following (its broker detached, or its stream ended on purpose), which took it out of the ISR at once, and it has not streamed from the leader since",
+				cluster.GetLeaderId()))
 		}
 		if last < commit {
 			problems = append(problems, fmt.Sprintf("its WAL ends at LSN %d, before the last commit point it knows (%d)", last, commit))

@@ -2,6 +2,7 @@ package sidecar_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -39,8 +40,8 @@ func TestPromoteRefusesStaleFollowerWhenPeerHoldsMore(t *testing.T) {
 	b1.Produce(t, 10, 100)
 	c.WaitCaughtUp(10)
 
-	// Node 2's broker goes away; the leader drops node 2 from the ISR
-	// after --replica-lag-time-max and commits 10 more with node 3.
+	// Node 2's broker goes away; its sidecar tells the leader, which drops
+	// node 2 from the ISR at once and commits 10 more with node 3.
 	c.StopBroker(2)
 	b1.Produce(t, 10, 100)
 	testutil.Eventually(t, 15*time.Second, func() bool {
@@ -75,9 +76,10 @@ func TestPromoteRefusesStaleFollowerWhenPeerHoldsMore(t *testing.T) {
 }
 
 // With a follower unreachable as well as the leader, a node can rely only
-// on what it heard itself; once that is older than the lag bound, the
-// leader may have shrunk the ISR without it, so the promotion is refused
-// unless forced.
+// on what it heard itself. Its broker detached, so it told the leader it
+// stopped following, and the leader shrank the ISR without it at once:
+// the promotion is refused for that; and once what it heard is older than
+// the lag bound, for that too. --force still promotes it.
 func TestPromoteRefusesStaleKnowledgeWhenPeersAreMissing(t *testing.T) {
 	c := sidecartest.NewCluster(t, 3, 1, fastFailover)
 	c.StartAll()
@@ -92,8 +94,9 @@ func TestPromoteRefusesStaleKnowledgeWhenPeersAreMissing(t *testing.T) {
 		isr := statusOf(t, c, 2).GetIsr()
 		return len(isr) == 2 && isr[0] == 1 && isr[1] == 2
 	})
-	// Node 2 stops hearing from the leader, which goes on alone: after
-	// the lag bound its ISR is {1} and its writes commit (min.insync 1).
+	// Node 2's broker goes away (its sidecar tells the leader), and the
+	// leader goes on alone: its ISR is {1} and its writes commit
+	// (min.insync 1).
 	c.StopBroker(2)
 	b1.Produce(t, 5, 100)
 	testutil.Eventually(t, 15*time.Second, func() bool {
@@ -106,10 +109,17 @@ func TestPromoteRefusesStaleKnowledgeWhenPeersAreMissing(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, func() bool { return statusOf(t, c, 2).GetLinked() })
 
 	_, err := promote(t, c, 2, false)
-	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "has not heard from leader 1") ||
-		!strings.Contains(err.Error(), "[3] did not answer") {
-		t.Fatalf("promote of node 2 with stale knowledge: %v, want FailedPrecondition about not hearing from leader 1", err)
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "it told leader 1 that it stopped following") {
+		t.Fatalf("promote of node 2 after it left the ISR: %v, want FailedPrecondition saying that it told leader 1 it stopped following", err)
 	}
+	testutil.Eventually(t, 15*time.Second, func() error {
+		_, err := promote(t, c, 2, false)
+		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "has not heard from leader 1") ||
+			!strings.Contains(err.Error(), "[3] did not answer") {
+			return fmt.Errorf("promote of node 2 with stale knowledge: %v, want FailedPrecondition about not hearing from leader 1", err)
+		}
+		return nil
+	})
 	r, err := promote(t, c, 2, true)
 	if err != nil || r.GetEpoch() != 2 {
 		t.Fatalf("forced promote: %v, %v", r, err)

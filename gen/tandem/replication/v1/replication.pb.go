@@ -20,6 +20,10 @@
 //   3. leader -> follower: EntriesBatch messages, in LSN order with no gap,
 //      from start_lsn on; LeaderHeartbeat messages; ClusterUpdate messages.
 //      follower -> leader: Ack messages and FollowerHeartbeat messages.
+//   4. follower -> leader, optionally: FollowerLeaving, when the follower
+//      stops on purpose (its sidecar shuts down, its broker went away, it
+//      follows another leader). It is the follower's last message: it then
+//      half-closes the stream, and the leader ends the call with OK.
 // The leader never has more than its window of unacknowledged bytes in
 // flight per follower, so a slow follower slows only itself. A follower that
 // reconnects starts again at step 1 from its own WAL position, so nothing is
@@ -132,6 +136,7 @@ type StreamRequest struct {
 	//	*StreamRequest_Hello
 	//	*StreamRequest_Ack
 	//	*StreamRequest_Heartbeat
+	//	*StreamRequest_Leaving
 	Payload       isStreamRequest_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -201,6 +206,15 @@ func (x *StreamRequest) GetHeartbeat() *FollowerHeartbeat {
 	return nil
 }
 
+func (x *StreamRequest) GetLeaving() *FollowerLeaving {
+	if x != nil {
+		if x, ok := x.Payload.(*StreamRequest_Leaving); ok {
+			return x.Leaving
+		}
+	}
+	return nil
+}
+
 type isStreamRequest_Payload interface {
 	isStreamRequest_Payload()
 }
@@ -220,11 +234,18 @@ type StreamRequest_Heartbeat struct {
 	Heartbeat *FollowerHeartbeat `protobuf:"bytes,3,opt,name=heartbeat,proto3,oneof"`
 }
 
+type StreamRequest_Leaving struct {
+	// The follower stops streaming on purpose; its last message.
+	Leaving *FollowerLeaving `protobuf:"bytes,4,opt,name=leaving,proto3,oneof"`
+}
+
 func (*StreamRequest_Hello) isStreamRequest_Payload() {}
 
 func (*StreamRequest_Ack) isStreamRequest_Payload() {}
 
 func (*StreamRequest_Heartbeat) isStreamRequest_Payload() {}
+
+func (*StreamRequest_Leaving) isStreamRequest_Payload() {}
 
 // StreamResponse is a message from the leader to a follower.
 type StreamResponse struct {
@@ -833,6 +854,62 @@ func (x *FollowerHeartbeat) GetAppliedLsn() uint64 {
 	return 0
 }
 
+// FollowerLeaving tells the leader that the follower stops streaming on
+// purpose, as a Kafka broker's controlled shutdown tells the controller.
+// The leader takes the follower out of the ISR at once instead of after
+// replica-lag-time-max, so that acks=all writes do not wait for a node that
+// is going away (a rolling restart); with etcd failover the smaller ISR is
+// published before the commit point moves without it. The follower joins
+// the ISR again, as always, once it is back and caught up. A follower that
+// crashes sends nothing: it leaves the ISR after replica-lag-time-max.
+// Leaders built before 2026-12-06 do not know this message and end the
+// stream with INVALID_ARGUMENT, which the follower, going away, ignores.
+type FollowerLeaving struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Why, for the leader's log ("the sidecar is shutting down", "its broker
+	// detached", ...).
+	Reason        string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FollowerLeaving) Reset() {
+	*x = FollowerLeaving{}
+	mi := &file_tandem_replication_v1_replication_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FollowerLeaving) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FollowerLeaving) ProtoMessage() {}
+
+func (x *FollowerLeaving) ProtoReflect() protoreflect.Message {
+	mi := &file_tandem_replication_v1_replication_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FollowerLeaving.ProtoReflect.Descriptor instead.
+func (*FollowerLeaving) Descriptor() ([]byte, []int) {
+	return file_tandem_replication_v1_replication_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *FollowerLeaving) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // LeaderHeartbeat is sent by the leader every heartbeat interval, and
 // when the commit point moved and no EntriesBatch carried it: at once when
 // batches are sparse, after a few milliseconds at most under load (2 ms in
@@ -854,7 +931,7 @@ type LeaderHeartbeat struct {
 
 func (x *LeaderHeartbeat) Reset() {
 	*x = LeaderHeartbeat{}
-	mi := &file_tandem_replication_v1_replication_proto_msgTypes[8]
+	mi := &file_tandem_replication_v1_replication_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -866,7 +943,7 @@ func (x *LeaderHeartbeat) String() string {
 func (*LeaderHeartbeat) ProtoMessage() {}
 
 func (x *LeaderHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_replication_v1_replication_proto_msgTypes[8]
+	mi := &file_tandem_replication_v1_replication_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -879,7 +956,7 @@ func (x *LeaderHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderHeartbeat.ProtoReflect.Descriptor instead.
 func (*LeaderHeartbeat) Descriptor() ([]byte, []int) {
-	return file_tandem_replication_v1_replication_proto_rawDescGZIP(), []int{8}
+	return file_tandem_replication_v1_replication_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LeaderHeartbeat) GetSentUnixNanos() int64 {
@@ -927,7 +1004,7 @@ type ClusterUpdate struct {
 
 func (x *ClusterUpdate) Reset() {
 	*x = ClusterUpdate{}
-	mi := &file_tandem_replication_v1_replication_proto_msgTypes[9]
+	mi := &file_tandem_replication_v1_replication_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -939,7 +1016,7 @@ func (x *ClusterUpdate) String() string {
 func (*ClusterUpdate) ProtoMessage() {}
 
 func (x *ClusterUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_replication_v1_replication_proto_msgTypes[9]
+	mi := &file_tandem_replication_v1_replication_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -952,7 +1029,7 @@ func (x *ClusterUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterUpdate.ProtoReflect.Descriptor instead.
 func (*ClusterUpdate) Descriptor() ([]byte, []int) {
-	return file_tandem_replication_v1_replication_proto_rawDescGZIP(), []int{9}
+	return file_tandem_replication_v1_replication_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ClusterUpdate) GetLeaderId() int32 {
@@ -991,11 +1068,12 @@ const file_tandem_replication_v1_replication_proto_rawDesc = "" +
 	"\bPosition\x12\x1b\n" +
 	"\tstream_id\x18\x01 \x01(\tR\bstreamId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\rR\x05epoch\x12\x10\n" +
-	"\x03lsn\x18\x03 \x01(\x04R\x03lsn\"\xd2\x01\n" +
+	"\x03lsn\x18\x03 \x01(\x04R\x03lsn\"\x96\x02\n" +
 	"\rStreamRequest\x12<\n" +
 	"\x05hello\x18\x01 \x01(\v2$.tandem.replication.v1.FollowerHelloH\x00R\x05hello\x12.\n" +
 	"\x03ack\x18\x02 \x01(\v2\x1a.tandem.replication.v1.AckH\x00R\x03ack\x12H\n" +
-	"\theartbeat\x18\x03 \x01(\v2(.tandem.replication.v1.FollowerHeartbeatH\x00R\theartbeatB\t\n" +
+	"\theartbeat\x18\x03 \x01(\v2(.tandem.replication.v1.FollowerHeartbeatH\x00R\theartbeat\x12B\n" +
+	"\aleaving\x18\x04 \x01(\v2&.tandem.replication.v1.FollowerLeavingH\x00R\aleavingB\t\n" +
 	"\apayload\"\xa2\x02\n" +
 	"\x0eStreamResponse\x12:\n" +
 	"\x05hello\x18\x01 \x01(\v2\".tandem.replication.v1.LeaderHelloH\x00R\x05hello\x12?\n" +
@@ -1053,7 +1131,9 @@ const file_tandem_replication_v1_replication_proto_rawDesc = "" +
 	"\x11FollowerHeartbeat\x12&\n" +
 	"\x0fsent_unix_nanos\x18\x01 \x01(\x03R\rsentUnixNanos\x12\x1f\n" +
 	"\vapplied_lsn\x18\x02 \x01(\x04R\n" +
-	"appliedLsn\"\x96\x01\n" +
+	"appliedLsn\")\n" +
+	"\x0fFollowerLeaving\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"\x96\x01\n" +
 	"\x0fLeaderHeartbeat\x12&\n" +
 	"\x0fsent_unix_nanos\x18\x01 \x01(\x03R\rsentUnixNanos\x12&\n" +
 	"\x0fleader_last_lsn\x18\x02 \x01(\x04R\rleaderLastLsn\x12\x1d\n" +
@@ -1081,7 +1161,7 @@ func file_tandem_replication_v1_replication_proto_rawDescGZIP() []byte {
 	return file_tandem_replication_v1_replication_proto_rawDescData
 }
 
-var file_tandem_replication_v1_replication_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_tandem_replication_v1_replication_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_tandem_replication_v1_replication_proto_goTypes = []any{
 	(*Position)(nil),          // 0: tandem.replication.v1.Position
 	(*StreamRequest)(nil),     // 1: tandem.replication.v1.StreamRequest
@@ -1091,34 +1171,36 @@ var file_tandem_replication_v1_replication_proto_goTypes = []any{
 	(*EntriesBatch)(nil),      // 5: tandem.replication.v1.EntriesBatch
 	(*Ack)(nil),               // 6: tandem.replication.v1.Ack
 	(*FollowerHeartbeat)(nil), // 7: tandem.replication.v1.FollowerHeartbeat
-	(*LeaderHeartbeat)(nil),   // 8: tandem.replication.v1.LeaderHeartbeat
-	(*ClusterUpdate)(nil),     // 9: tandem.replication.v1.ClusterUpdate
-	(*v1.EpochStart)(nil),     // 10: tandem.link.v1.EpochStart
-	(*v1.BrokerInfo)(nil),     // 11: tandem.link.v1.BrokerInfo
-	(*v1.Entry)(nil),          // 12: tandem.link.v1.Entry
+	(*FollowerLeaving)(nil),   // 8: tandem.replication.v1.FollowerLeaving
+	(*LeaderHeartbeat)(nil),   // 9: tandem.replication.v1.LeaderHeartbeat
+	(*ClusterUpdate)(nil),     // 10: tandem.replication.v1.ClusterUpdate
+	(*v1.EpochStart)(nil),     // 11: tandem.link.v1.EpochStart
+	(*v1.BrokerInfo)(nil),     // 12: tandem.link.v1.BrokerInfo
+	(*v1.Entry)(nil),          // 13: tandem.link.v1.Entry
 }
 var file_tandem_replication_v1_replication_proto_depIdxs = []int32{
 	3,  // 0: tandem.replication.v1.StreamRequest.hello:type_name -> tandem.replication.v1.FollowerHello
 	6,  // 1: tandem.replication.v1.StreamRequest.ack:type_name -> tandem.replication.v1.Ack
 	7,  // 2: tandem.replication.v1.StreamRequest.heartbeat:type_name -> tandem.replication.v1.FollowerHeartbeat
-	4,  // 3: tandem.replication.v1.StreamResponse.hello:type_name -> tandem.replication.v1.LeaderHello
-	5,  // 4: tandem.replication.v1.StreamResponse.entries:type_name -> tandem.replication.v1.EntriesBatch
-	8,  // 5: tandem.replication.v1.StreamResponse.heartbeat:type_name -> tandem.replication.v1.LeaderHeartbeat
-	9,  // 6: tandem.replication.v1.StreamResponse.cluster:type_name -> tandem.replication.v1.ClusterUpdate
-	0,  // 7: tandem.replication.v1.FollowerHello.position:type_name -> tandem.replication.v1.Position
-	10, // 8: tandem.replication.v1.FollowerHello.epoch_history:type_name -> tandem.link.v1.EpochStart
-	11, // 9: tandem.replication.v1.FollowerHello.broker:type_name -> tandem.link.v1.BrokerInfo
-	10, // 10: tandem.replication.v1.LeaderHello.epoch_history:type_name -> tandem.link.v1.EpochStart
-	9,  // 11: tandem.replication.v1.LeaderHello.cluster:type_name -> tandem.replication.v1.ClusterUpdate
-	12, // 12: tandem.replication.v1.EntriesBatch.entries:type_name -> tandem.link.v1.Entry
-	11, // 13: tandem.replication.v1.ClusterUpdate.brokers:type_name -> tandem.link.v1.BrokerInfo
-	1,  // 14: tandem.replication.v1.ReplicationService.Stream:input_type -> tandem.replication.v1.StreamRequest
-	2,  // 15: tandem.replication.v1.ReplicationService.Stream:output_type -> tandem.replication.v1.StreamResponse
-	15, // [15:16] is the sub-list for method output_type
-	14, // [14:15] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	8,  // 3: tandem.replication.v1.StreamRequest.leaving:type_name -> tandem.replication.v1.FollowerLeaving
+	4,  // 4: tandem.replication.v1.StreamResponse.hello:type_name -> tandem.replication.v1.LeaderHello
+	5,  // 5: tandem.replication.v1.StreamResponse.entries:type_name -> tandem.replication.v1.EntriesBatch
+	9,  // 6: tandem.replication.v1.StreamResponse.heartbeat:type_name -> tandem.replication.v1.LeaderHeartbeat
+	10, // 7: tandem.replication.v1.StreamResponse.cluster:type_name -> tandem.replication.v1.ClusterUpdate
+	0,  // 8: tandem.replication.v1.FollowerHello.position:type_name -> tandem.replication.v1.Position
+	11, // 9: tandem.replication.v1.FollowerHello.epoch_history:type_name -> tandem.link.v1.EpochStart
+	12, // 10: tandem.replication.v1.FollowerHello.broker:type_name -> tandem.link.v1.BrokerInfo
+	11, // 11: tandem.replication.v1.LeaderHello.epoch_history:type_name -> tandem.link.v1.EpochStart
+	10, // 12: tandem.replication.v1.LeaderHello.cluster:type_name -> tandem.replication.v1.ClusterUpdate
+	13, // 13: tandem.replication.v1.EntriesBatch.entries:type_name -> tandem.link.v1.Entry
+	12, // 14: tandem.replication.v1.ClusterUpdate.brokers:type_name -> tandem.link.v1.BrokerInfo
+	1,  // 15: tandem.replication.v1.ReplicationService.Stream:input_type -> tandem.replication.v1.StreamRequest
+	2,  // 16: tandem.replication.v1.ReplicationService.Stream:output_type -> tandem.replication.v1.StreamResponse
+	16, // [16:17] is the sub-list for method output_type
+	15, // [15:16] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_tandem_replication_v1_replication_proto_init() }
@@ -1130,6 +1212,7 @@ func file_tandem_replication_v1_replication_proto_init() {
 		(*StreamRequest_Hello)(nil),
 		(*StreamRequest_Ack)(nil),
 		(*StreamRequest_Heartbeat)(nil),
+		(*StreamRequest_Leaving)(nil),
 	}
 	file_tandem_replication_v1_replication_proto_msgTypes[2].OneofWrappers = []any{
 		(*StreamResponse_Hello)(nil),
@@ -1145,7 +1228,7 @@ func file_tandem_replication_v1_replication_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tandem_replication_v1_replication_proto_rawDesc), len(file_tandem_replication_v1_replication_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,6 +20,10 @@
 //   3. leader -> follower: EntriesBatch messages, in LSN order with no gap,
 //      from start_lsn on; LeaderHeartbeat messages; ClusterUpdate messages.
 //      follower -> leader: Ack messages and FollowerHeartbeat messages.
+//   4. follower -> leader, optionally: FollowerLeaving, when the follower
+//      stops on purpose (its sidecar shuts down, its broker went away, it
+//      follows another leader). It is the follower's last message: it then
+//      half-closes the stream, and the leader ends the call with OK.
 // The leader never has more than its window of unacknowledged bytes in
 // flight per follower, so a slow follower slows only itself. A follower that
 // reconnects starts again at step 1 from its own WAL position, so nothing is

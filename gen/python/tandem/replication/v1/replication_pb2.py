@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 from tandem.link.v1 import link_pb2 as tandem_dot_link_dot_v1_dot_link__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'tandem/replication/v1/replication.proto\x12\x15tandem.replication.v1\x1a\x19tandem/link/v1/link.proto\"O\n\x08Position\x12\x1b\n\tstream_id\x18\x01 \x01(\tR\x08streamId\x12\x14\n\x05\x65poch\x18\x02 \x01(\rR\x05\x65poch\x12\x10\n\x03lsn\x18\x03 \x01(\x04R\x03lsn\"\xd2\x01\n\rStreamRequest\x12<\n\x05hello\x18\x01 \x01(\x0b\x32$.tandem.replication.v1.FollowerHelloH\x00R\x05hello\x12.\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x1a.tandem.replication.v1.AckH\x00R\x03\x61\x63k\x12H\n\theartbeat\x18\x03 \x01(\x0b\x32(.tandem.replication.v1.FollowerHeartbeatH\x00R\theartbeatB\t\n\x07payload\"\xa2\x02\n\x0eStreamResponse\x12:\n\x05hello\x18\x01 \x01(\x0b\x32\".tandem.replication.v1.LeaderHelloH\x00R\x05hello\x12?\n\x07\x65ntries\x18\x02 \x01(\x0b\x32#.tandem.replication.v1.EntriesBatchH\x00R\x07\x65ntries\x12\x46\n\theartbeat\x18\x03 \x01(\x0b\x32&.tandem.replication.v1.LeaderHeartbeatH\x00R\theartbeat\x12@\n\x07\x63luster\x18\x04 \x01(\x0b\x32$.tandem.replication.v1.ClusterUpdateH\x00R\x07\x63lusterB\t\n\x07payload\"\xe4\x03\n\rFollowerHello\x12\x1d\n\ncluster_id\x18\x01 \x01(\tR\tclusterId\x12\x17\n\x07node_id\x18\x02 \x01(\x05R\x06nodeId\x12\x1b\n\tstream_id\x18\x03 \x01(\tR\x08streamId\x12;\n\x08position\x18\x04 \x01(\x0b\x32\x1f.tandem.replication.v1.PositionR\x08position\x12?\n\repoch_history\x18\x05 \x03(\x0b\x32\x1a.tandem.link.v1.EpochStartR\x0c\x65pochHistory\x12\x1b\n\tfirst_lsn\x18\x06 \x01(\x04R\x08\x66irstLsn\x12\x32\n\x06\x62roker\x18\x07 \x01(\x0b\x32\x1a.tandem.link.v1.BrokerInfoR\x06\x62roker\x12(\n\rlast_checksum\x18\x08 \x01(\x04H\x00R\x0clastChecksum\x88\x01\x01\x12\"\n\ncommit_lsn\x18\t \x01(\x04H\x01R\tcommitLsn\x88\x01\x01\x12,\n\x0f\x63ommit_checksum\x18\n \x01(\x04H\x02R\x0e\x63ommitChecksum\x88\x01\x01\x42\x10\n\x0e_last_checksumB\r\n\x0b_commit_lsnB\x12\n\x10_commit_checksum\"\xf1\x03\n\x0bLeaderHello\x12\x1b\n\tleader_id\x18\x01 \x01(\x05R\x08leaderId\x12\x14\n\x05\x65poch\x18\x02 \x01(\rR\x05\x65poch\x12$\n\x0btruncate_to\x18\x03 \x01(\x04H\x00R\ntruncateTo\x88\x01\x01\x12\x1e\n\x08reset_to\x18\x04 \x01(\x04H\x01R\x07resetTo\x88\x01\x01\x12\x1b\n\tstart_lsn\x18\x05 \x01(\x04R\x08startLsn\x12?\n\repoch_history\x18\x06 \x03(\x0b\x32\x1a.tandem.link.v1.EpochStartR\x0c\x65pochHistory\x12&\n\x0fleader_last_lsn\x18\x07 \x01(\x04R\rleaderLastLsn\x12\x1d\n\ncommit_lsn\x18\x08 \x01(\x04R\tcommitLsn\x12>\n\x07\x63luster\x18\t \x01(\x0b\x32$.tandem.replication.v1.ClusterUpdateR\x07\x63luster\x12\x1d\n\ncluster_id\x18\n \x01(\tR\tclusterId\x12#\n\runclean_epoch\x18\x0b \x01(\rR\x0cuncleanEpoch\x12#\n\rcommit_agrees\x18\x0c \x01(\x08R\x0c\x63ommitAgreesB\x0e\n\x0c_truncate_toB\x0b\n\t_reset_to\"^\n\x0c\x45ntriesBatch\x12/\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x15.tandem.link.v1.EntryR\x07\x65ntries\x12\x1d\n\ncommit_lsn\x18\x02 \x01(\x04R\tcommitLsn\"h\n\x03\x41\x63k\x12\x1f\n\x0bwritten_lsn\x18\x01 \x01(\x04R\nwrittenLsn\x12\x1f\n\x0b\x66lushed_lsn\x18\x02 \x01(\x04R\nflushedLsn\x12\x1f\n\x0b\x61pplied_lsn\x18\x03 \x01(\x04R\nappliedLsn\"\\\n\x11\x46ollowerHeartbeat\x12&\n\x0fsent_unix_nanos\x18\x01 \x01(\x03R\rsentUnixNanos\x12\x1f\n\x0b\x61pplied_lsn\x18\x02 \x01(\x04R\nappliedLsn\"\x96\x01\n\x0fLeaderHeartbeat\x12&\n\x0fsent_unix_nanos\x18\x01 \x01(\x03R\rsentUnixNanos\x12&\n\x0fleader_last_lsn\x18\x02 \x01(\x04R\rleaderLastLsn\x12\x1d\n\ncommit_lsn\x18\x03 \x01(\x04R\tcommitLsn\x12\x14\n\x05\x65poch\x18\x04 \x01(\rR\x05\x65poch\"\x8a\x01\n\rClusterUpdate\x12\x1b\n\tleader_id\x18\x01 \x01(\x05R\x08leaderId\x12\x14\n\x05\x65poch\x18\x02 \x01(\rR\x05\x65poch\x12\x34\n\x07\x62rokers\x18\x03 \x03(\x0b\x32\x1a.tandem.link.v1.BrokerInfoR\x07\x62rokers\x12\x10\n\x03isr\x18\x04 \x03(\x05R\x03isr2o\n\x12ReplicationService\x12Y\n\x06Stream\x12$.tandem.replication.v1.StreamRequest\x1a%.tandem.replication.v1.StreamResponse(\x01\x30\x01\x42\xe8\x01\n\x19\x63om.tandem.replication.v1B\x10ReplicationProtoP\x01ZCgithub.com/tandem-io/tandem/gen/tandem/replication/v1;replicationv1\xa2\x02\x03TRX\xaa\x02\x15Tandem.Replication.V1\xca\x02\x15Tandem\\Replication\\V1\xe2\x02!Tandem\\Replication\\V1\\GPBMetadata\xea\x02\x17Tandem::Replication::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'tandem/replication/v1/replication.proto\x12\x15tandem.replication.v1\x1a\x19tandem/link/v1/link.proto\"O\n\x08Position\x12\x1b\n\tstream_id\x18\x01 \x01(\tR\x08streamId\x12\x14\n\x05\x65poch\x18\x02 \x01(\rR\x05\x65poch\x12\x10\n\x03lsn\x18\x03 \x01(\x04R\x03lsn\"\x96\x02\n\rStreamRequest\x12<\n\x05hello\x18\x01 \x01(\x0b\x32$.tandem.replication.v1.FollowerHelloH\x00R\x05hello\x12.\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x1a.tandem.replication.v1.AckH\x00R\x03\x61\x63k\x12H\n\theartbeat\x18\x03 \x01(\x0b\x32(.tandem.replication.v1.FollowerHeartbeatH\x00R\theartbeat\x12\x42\n\x07leaving\x18\x04 \x01(\x0b\x32&.tandem.replication.v1.FollowerLeavingH\x00R\x07leavingB\t\n\x07payload\"\xa2\x02\n\x0eStreamResponse\x12:\n\x05hello\x18\x01 \x01(\x0b\x32\".tandem.replication.v1.LeaderHelloH\x00R\x05hello\x12?\n\x07\x65ntries\x18\x02 \x01(\x0b\x32#.tandem.replication.v1.EntriesBatchH\x00R\x07\x65ntries\x12\x46\n\theartbeat\x18\x03 \x01(\x0b\x32&.tandem.replication.v1.LeaderHeartbeatH\x00R\theartbeat\x12@\n\x07\x63luster\x18\x04 \x01(\x0b\x32$.tandem.replication.v1.ClusterUpdateH\x00R\x07\x63lusterB\t\n\x07payload\"\xe4\x03\n\rFollowerHello\x12\x1d\n\ncluster_id\x18\x01 \x01(\tR\tclusterId\x12\x17\n\x07node_id\x18\x02 \x01(\x05R\x06nodeId\x12\x1b\n\tstream_id\x18\x03 \x01(\tR\x08streamId\x12;\n\x08position\x18\x04 \x01(\x0b\x32\x1f.tandem.replication.v1.PositionR\x08position\x12?\n\repoch_history\x18\x05 \x03(\x0b\x32\x1a.tandem.link.v1.EpochStartR\x0c\x65pochHistory\x12\x1b\n\tfirst_lsn\x18\x06 \x01(\x04R\x08\x66irstLsn\x12\x32\n\x06\x62roker\x18\x07 \x01(\x0b\x32\x1a.tandem.link.v1.BrokerInfoR\x06\x62roker\x12(\n\rlast_checksum\x18\x08 \x01(\x04H\x00R\x0clastChecksum\x88\x01\x01\x12\"\n\ncommit_lsn\x18\t \x01(\x04H\x01R\tcommitLsn\x88\x01\x01\x12,\n\x0f\x63ommit_checksum\x18\n \x01(\x04H\x02R\x0e\x63ommitChecksum\x88\x01\x01\x42\x10\n\x0e_last_checksumB\r\n\x0b_commit_lsnB\x12\n\x10_commit_checksum\"\xf1\x03\n\x0bLeaderHello\x12\x1b\n\tleader_id\x18\x01 \x01(\x05R\x08leaderId\x12\x14\n\x05\x65poch\x18\x02 \x01(\rR\x05\x65poch\x12$\n\x0btruncate_to\x18\x03 \x01(\x04H\x00R\ntruncateTo\x88\x01\x01\x12\x1e\n\x08reset_to\x18\x04 \x01(\x04H\x01R\x07resetTo\x88\x01\x01\x12\x1b\n\tstart_lsn\x18\x05 \x01(\x04R\x08startLsn\x12?\n\repoch_history\x18\x06 \x03(\x0b\x32\x1a.tandem.link.v1.EpochStartR\x0c\x65pochHistory\x12&\n\x0fleader_last_lsn\x18\x07 \x01(\x04R\rleaderLastLsn\x12\x1d\n\ncommit_lsn\x18\x08 \x01(\x04R\tcommitLsn\x12>\n\x07\x63luster\x18\t \x01(\x0b\x32$.tandem.replication.v1.ClusterUpdateR\x07\x63luster\x12\x1d\n\ncluster_id\x18\n \x01(\tR\tclusterId\x12#\n\runclean_epoch\x18\x0b \x01(\rR\x0cuncleanEpoch\x12#\n\rcommit_agrees\x18\x0c \x01(\x08R\x0c\x63ommitAgreesB\x0e\n\x0c_truncate_toB\x0b\n\t_reset_to\"^\n\x0c\x45ntriesBatch\x12/\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x15.tandem.link.v1.EntryR\x07\x65ntries\x12\x1d\n\ncommit_lsn\x18\x02 \x01(\x04R\tcommitLsn\"h\n\x03\x41\x63k\x12\x1f\n\x0bwritten_lsn\x18\x01 \x01(\x04R\nwrittenLsn\x12\x1f\n\x0b\x66lushed_lsn\x18\x02 \x01(\x04R\nflushedLsn\x12\x1f\n\x0b\x61pplied_lsn\x18\x03 \x01(\x04R\nappliedLsn\"\\\n\x11\x46ollowerHeartbeat\x12&\n\x0fsent_unix_nanos\x18\x01 \x01(\x03R\rsentUnixNanos\x12\x1f\n\x0b\x61pplied_lsn\x18\x02 \x01(\x04R\nappliedLsn\")\n\x0f\x46ollowerLeaving\x12\x16\n\x06reason\x18\x01 \x01(\tR\x06reason\"\x96\x01\n\x0fLeaderHeartbeat\x12&\n\x0fsent_unix_nanos\x18\x01 \x01(\x03R\rsentUnixNanos\x12&\n\x0fleader_last_lsn\x18\x02 \x01(\x04R\rleaderLastLsn\x12\x1d\n\ncommit_lsn\x18\x03 \x01(\x04R\tcommitLsn\x12\x14\n\x05\x65poch\x18\x04 \x01(\rR\x05\x65poch\"\x8a\x01\n\rClusterUpdate\x12\x1b\n\tleader_id\x18\x01 \x01(\x05R\x08leaderId\x12\x14\n\x05\x65poch\x18\x02 \x01(\rR\x05\x65poch\x12\x34\n\x07\x62rokers\x18\x03 \x03(\x0b\x32\x1a.tandem.link.v1.BrokerInfoR\x07\x62rokers\x12\x10\n\x03isr\x18\x04 \x03(\x05R\x03isr2o\n\x12ReplicationService\x12Y\n\x06Stream\x12$.tandem.replication.v1.StreamRequest\x1a%.tandem.replication.v1.StreamResponse(\x01\x30\x01\x42\xe8\x01\n\x19\x63om.tandem.replication.v1B\x10ReplicationProtoP\x01ZCgithub.com/tandem-io/tandem/gen/tandem/replication/v1;replicationv1\xa2\x02\x03TRX\xaa\x02\x15Tandem.Replication.V1\xca\x02\x15Tandem\\Replication\\V1\xe2\x02!Tandem\\Replication\\V1\\GPBMetadata\xea\x02\x17Tandem::Replication::V1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tandem.replication.v1.replication_pb2', globals())
@@ -25,23 +25,25 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _POSITION._serialized_start=93
   _POSITION._serialized_end=172
   _STREAMREQUEST._serialized_start=175
-  _STREAMREQUEST._serialized_end=385
-  _STREAMRESPONSE._serialized_start=388
-  _STREAMRESPONSE._serialized_end=678
-  _FOLLOWERHELLO._serialized_start=681
-  _FOLLOWERHELLO._serialized_end=1165
-  _LEADERHELLO._serialized_start=1168
-  _LEADERHELLO._serialized_end=1665
-  _ENTRIESBATCH._serialized_start=1667
-  _ENTRIESBATCH._serialized_end=1761
-  _ACK._serialized_start=1763
-  _ACK._serialized_end=1867
-  _FOLLOWERHEARTBEAT._serialized_start=1869
-  _FOLLOWERHEARTBEAT._serialized_end=1961
-  _LEADERHEARTBEAT._serialized_start=1964
-  _LEADERHEARTBEAT._serialized_end=2114
-  _CLUSTERUPDATE._serialized_start=2117
-  _CLUSTERUPDATE._serialized_end=2255
-  _REPLICATIONSERVICE._serialized_start=2257
-  _REPLICATIONSERVICE._serialized_end=2368
+  _STREAMREQUEST._serialized_end=453
+  _STREAMRESPONSE._serialized_start=456
+  _STREAMRESPONSE._serialized_end=746
+  _FOLLOWERHELLO._serialized_start=749
+  _FOLLOWERHELLO._serialized_end=1233
+  _LEADERHELLO._serialized_start=1236
+  _LEADERHELLO._serialized_end=1733
+  _ENTRIESBATCH._serialized_start=1735
+  _ENTRIESBATCH._serialized_end=1829
+  _ACK._serialized_start=1831
+  _ACK._serialized_end=1935
+  _FOLLOWERHEARTBEAT._serialized_start=1937
+  _FOLLOWERHEARTBEAT._serialized_end=2029
+  _FOLLOWERLEAVING._serialized_start=2031
+  _FOLLOWERLEAVING._serialized_end=2072
+  _LEADERHEARTBEAT._serialized_start=2075
+  _LEADERHEARTBEAT._serialized_end=2225
+  _CLUSTERUPDATE._serialized_start=2228
+  _CLUSTERUPDATE._serialized_end=2366
+  _REPLICATIONSERVICE._serialized_start=2368
+  _REPLICATIONSERVICE._serialized_end=2479
 # @@protoc_insertion_point(module_scope)

@@ -68,6 +68,12 @@ class FollowerHello(_message.Message):
     stream_id: str
     def __init__(self, cluster_id: _Optional[str] = ..., node_id: _Optional[int] = ..., stream_id: _Optional[str] = ..., position: _Optional[_Union[Position, _Mapping]] = ..., epoch_history: _Optional[_Iterable[_Union[_link_pb2.EpochStart, _Mapping]]] = ..., first_lsn: _Optional[int] = ..., broker: _Optional[_Union[_link_pb2.BrokerInfo, _Mapping]] = ..., last_checksum: _Optional[int] = ..., commit_lsn: _Optional[int] = ..., commit_checksum: _Optional[int] = ...) -> None: ...
 
+class FollowerLeaving(_message.Message):
+    __slots__ = ["reason"]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
 class LeaderHeartbeat(_message.Message):
     __slots__ = ["commit_lsn", "epoch", "leader_last_lsn", "sent_unix_nanos"]
     COMMIT_LSN_FIELD_NUMBER: _ClassVar[int]
@@ -119,14 +125,16 @@ class Position(_message.Message):
     def __init__(self, stream_id: _Optional[str] = ..., epoch: _Optional[int] = ..., lsn: _Optional[int] = ...) -> None: ...
 
 class StreamRequest(_message.Message):
-    __slots__ = ["ack", "heartbeat", "hello"]
+    __slots__ = ["ack", "heartbeat", "hello", "leaving"]
     ACK_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     HELLO_FIELD_NUMBER: _ClassVar[int]
+    LEAVING_FIELD_NUMBER: _ClassVar[int]
     ack: Ack
     heartbeat: FollowerHeartbeat
     hello: FollowerHello
-    def __init__(self, hello: _Optional[_Union[FollowerHello, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., heartbeat: _Optional[_Union[FollowerHeartbeat, _Mapping]] = ...) -> None: ...
+    leaving: FollowerLeaving
+    def __init__(self, hello: _Optional[_Union[FollowerHello, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., heartbeat: _Optional[_Union[FollowerHeartbeat, _Mapping]] = ..., leaving: _Optional[_Union[FollowerLeaving, _Mapping]] = ...) -> None: ...
 
 class StreamResponse(_message.Message):
     __slots__ = ["cluster", "entries", "heartbeat", "hello"]
