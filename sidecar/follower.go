@@ -238,13 +238,18 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 		return false, fmt.Errorf("sidecar: dialing leader %s: %w", f.leaderAddr, err)
 	}
 	defer conn.Close()
-	// The stream outlives ctx by up to leaveGrace: when this node stops
-	// following (the sidecar shuts down, the broker detached, a role
-	// change), the sender first tells the leader (FollowerLeaving), which
-	// takes this node out of the ISR at once and ends the call.
+	// When this node stops following because its sidecar shuts down or its
+	// broker detached, the stream outlives ctx by up to leaveGrace: the
+	// sender first tells the leader (FollowerLeaving), which takes this
+	// node out of the ISR at once and ends the call. A role change ends
+	// the stream at once, saying nothing (see leaveReason).
 	sctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancel(nil)
 	stopGrace := context.AfterFunc(ctx, func() {
+		if f.leaveReason(bc) == "" {
+			cancel(context.Cause(ctx))
+			return
+		}
 		t := time.AfterFunc(leaveGrace, func() { cancel(context.Cause(ctx)) })
 		context.AfterFunc(sctx, func() { t.Stop() })
 	})
@@ -566,11 +571,28 @@ func (f *follower) setCluster(bc *brokerConn, c *replicationv1.ClusterUpdate, ep
 // leader to end the stream after its FollowerLeaving.
 const leaveGrace = time.Second
 
+// leaveReason says why this node, whose following ended, tells the leader
+// it leaves (FollowerLeaving): its sidecar shuts down or bc detached.
+// Empty for a role change (this node leads now, or follows a newer
+// leader): then it must say nothing. The old leader would take it out of
+// its ISR at once and could acknowledge acks=all writes without it until
+// it learns of the new epoch, writes the new leader lacks; kept in the ISR,
+// the silent node holds the old leader's commit point back, as before.
+func (f *follower) leaveReason(bc *brokerConn) string {
+	switch {
+	case f.s.ctx.Err() != nil:
+		return "its sidecar is shutting down"
+	case bc.ctx.Err() != nil:
+		return "its broker detached"
+	}
+	return ""
+}
+
 // sendAcks sends an Ack whenever progress changes and a heartbeat every
 // HeartbeatInterval, and ends the stream when the leader has been silent
-// for PeerTimeout. When following ends (following is done: the sidecar
-// shuts down, bc detached, or a role change), it sends FollowerLeaving and
-// half-closes the stream.
+// for PeerTimeout. When following ends because the sidecar shuts down or
+// bc detached (leaveReason), it sends FollowerLeaving and half-closes the
+// stream.
 func (f *follower) sendAcks(ctx, following context.Context, bc *brokerConn, stream replicationv1.ReplicationService_StreamClient, ackSig, heard <-chan struct{}) error {
 	cfg := f.s.cfg
 	tick := time.NewTicker(min(cfg.HeartbeatInterval, time.Second))
@@ -585,12 +607,9 @@ func (f *follower) sendAcks(ctx, following context.Context, bc *brokerConn, stre
 			continue
 		case <-tick.C:
 		case <-following.Done():
-			reason := "it follows another leader"
-			switch {
-			case f.s.ctx.Err() != nil:
-				reason = "its sidecar is shutting down"
-			case bc.ctx.Err() != nil:
-				reason = "its broker detached"
+			reason := f.leaveReason(bc)
+			if reason == "" {
+				return nil // a role change: the stream ends now
 			}
 			f.log.Info("telling the leader that this node stops following it", "leader_id", f.leaderID, "reason", reason)
 			f.mu.Lock()

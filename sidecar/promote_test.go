@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tandem-io/tandem/broker/link"
+	"github.com/tandem-io/tandem/broker/wal"
 	adminv1 "github.com/tandem-io/tandem/gen/tandem/admin/v1"
 	"github.com/tandem-io/tandem/internal/testutil"
 	"github.com/tandem-io/tandem/sidecar"
@@ -181,4 +182,70 @@ func TestPromoteRefusesBrokerThatCameBackShorter(t *testing.T) {
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "its WAL ends at LSN 10, before the last commit point it knows (20)") {
 		t.Fatalf("promote of node 2 holding 10 of 20 committed entries: %v, want FailedPrecondition", err)
 	}
+}
+
+// A planned switchover under load: every entry the old leader committed
+// (acknowledged to acks=all producers) before it learned of the new epoch
+// is in the new leader's log, in the old epoch. The promoted node stops
+// following without telling the old leader it leaves (FollowerLeaving):
+// the old leader would then drop it from the ISR at once and commit with
+// node 3 alone until it learns of the new epoch (up to a poll interval,
+// a second here), entries the new leader never had.
+func TestSwitchoverUnderLoadKeepsCommittedEntries(t *testing.T) {
+	c := sidecartest.NewCluster(t, 3, 1, func(cfg *sidecar.Config) { cfg.EpochPollInterval = time.Second })
+	c.StartAll()
+	b1 := c.WaitLeader()
+	b1.Produce(t, 20, 100)
+	c.WaitCaughtUp(20)
+
+	// Node 1 writes one entry at a time while it leads, and records the
+	// highest commit point its sidecar gave it.
+	var maxCommit uint64
+	done := make(chan struct{})
+	stop := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if b1.View().Role != link.RoleLeader {
+				return
+			}
+			if _, err := b1.WAL().Append(1, wal.TypeRecordBatch, []byte("node 1 under load")); err != nil {
+				return
+			}
+			maxCommit = max(maxCommit, b1.Commit())
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	r, err := promote(t, c, 2, false)
+	if err != nil || r.GetEpoch() != 2 {
+		close(stop)
+		<-done
+		t.Fatalf("promote node 2 while leader 1 is alive: %v, %v", r, err)
+	}
+	b2 := waitRole(t, c, 2, link.RoleLeader, 2)
+	waitRole(t, c, 1, link.RoleFollower, 2)
+	waitRole(t, c, 3, link.RoleFollower, 2)
+	close(stop)
+	<-done
+	b2.Produce(t, 5, 100) // the first entries of epoch 2
+
+	var epoch2 uint64
+	for _, e := range b2.WAL().EpochHistory() {
+		if e.Epoch == 2 {
+			epoch2 = e.StartLSN
+		}
+	}
+	if epoch2 == 0 || epoch2 <= maxCommit {
+		t.Fatalf("node 1 committed up to LSN %d in epoch 1, but node 2's epoch 2 starts at LSN %d: committed entries were lost", maxCommit, epoch2)
+	}
+	t.Logf("node 1 committed up to LSN %d; node 2's epoch 2 starts at LSN %d", maxCommit, epoch2)
+	last := b2.WAL().LastLSN()
+	c.WaitCaughtUp(last)
+	c.AssertIdentical(last)
 }

@@ -21,9 +21,10 @@
 //      from start_lsn on; LeaderHeartbeat messages; ClusterUpdate messages.
 //      follower -> leader: Ack messages and FollowerHeartbeat messages.
 //   4. follower -> leader, optionally: FollowerLeaving, when the follower
-//      stops on purpose (its sidecar shuts down, its broker went away, it
-//      follows another leader). It is the follower's last message: it then
-//      half-closes the stream, and the leader ends the call with OK.
+//      stops on purpose (its sidecar shuts down, its broker went away; never
+//      because it leads or follows a newer epoch now). It is the follower's
+//      last message: it then half-closes the stream, and the leader ends
+//      the call with OK.
 // The leader never has more than its window of unacknowledged bytes in
 // flight per follower, so a slow follower slows only itself. A follower that
 // reconnects starts again at step 1 from its own WAL position, so nothing is
@@ -862,6 +863,14 @@ func (x *FollowerHeartbeat) GetAppliedLsn() uint64 {
 // published before the commit point moves without it. The follower joins
 // the ISR again, as always, once it is back and caught up. A follower that
 // crashes sends nothing: it leaves the ISR after replica-lag-time-max.
+// A follower that stops following because it was promoted, or because it
+// learned of a newer epoch, must not send it: the old leader, until it
+// learns of the new epoch too, would commit acks=all writes without that
+// follower, writes the new leader does not have. Kept in the ISR, the
+// silent follower holds the old leader's commit point back.
+// After sending it, a follower must not accept a promotion on the strength
+// of the ISR it last heard while other peers are unreachable: the leader
+// may have committed entries without it since.
 // Leaders built before 2026-12-06 do not know this message and end the
 // stream with INVALID_ARGUMENT, which the follower, going away, ignores.
 type FollowerLeaving struct {

@@ -21,9 +21,10 @@
 //      from start_lsn on; LeaderHeartbeat messages; ClusterUpdate messages.
 //      follower -> leader: Ack messages and FollowerHeartbeat messages.
 //   4. follower -> leader, optionally: FollowerLeaving, when the follower
-//      stops on purpose (its sidecar shuts down, its broker went away, it
-//      follows another leader). It is the follower's last message: it then
-//      half-closes the stream, and the leader ends the call with OK.
+//      stops on purpose (its sidecar shuts down, its broker went away; never
+//      because it leads or follows a newer epoch now). It is the follower's
+//      last message: it then half-closes the stream, and the leader ends
+//      the call with OK.
 // The leader never has more than its window of unacknowledged bytes in
 // flight per follower, so a slow follower slows only itself. A follower that
 // reconnects starts again at step 1 from its own WAL position, so nothing is
