@@ -31,7 +31,8 @@ import (
 // Automatic failover through a real etcd (issue 5), and a Jepsen-style run:
 // acks=all producers with unique values and min.insync.replicas=2 while a
 // nemesis kills and freezes leaders and followers (whole pairs, or only the
-// sidecar: the broker keeps serving but is cut off) and partitions the
+// sidecar: the broker keeps serving but is cut off; or only the broker),
+// stops whole pairs cleanly (SIGTERM, as a rolling restart) and partitions the
 // network (a node from everyone, from etcd only, or from one other node;
 // the clients reach every node throughout) or floods a node with more
 // connections than its --max-connections. A consumer group member reads
@@ -461,7 +462,7 @@ func TestJepsenFailover(t *testing.T) {
 		n := c.node(target)
 		down := time.Duration(2000+rng.IntN(3000)) * time.Millisecond
 		var fault string
-		switch rng.IntN(8) {
+		switch rng.IntN(10) {
 		case 0:
 			fault = fmt.Sprintf("SIGKILL %s pair %d for %s", who, target, down)
 			n.killPair()
@@ -525,6 +526,29 @@ func TestJepsenFailover(t *testing.T) {
 			} else if !strings.Contains(n.broker.Log(), "refusing client connections over a limit") {
 				t.Errorf("node %d's broker took a flood of %d connections without refusing any (--max-connections %d)", target, jepsenMaxConnections+200, jepsenMaxConnections)
 			}
+		case 8:
+			// The broker alone crashes; its sidecar stays up (a follower's
+			// tells the leader at once that it leaves the ISR).
+			fault = fmt.Sprintf("SIGKILL %s broker %d for %s", who, target, down)
+			n.broker.Kill()
+			time.Sleep(down)
+			n.broker.MustRestart()
+		case 9:
+			// A clean stop of both processes at once, as a rolling
+			// restart or Kubernetes does: a leader's sidecar revokes its
+			// lease, a follower's tells the leader it leaves the ISR.
+			fault = fmt.Sprintf("SIGTERM %s pair %d for %s", who, target, down)
+			var wg sync.WaitGroup
+			var errs [2]error
+			wg.Add(2)
+			go func() { defer wg.Done(); errs[0] = n.broker.Stop() }()
+			go func() { defer wg.Done(); errs[1] = n.side.Stop() }()
+			wg.Wait()
+			if errs[0] != nil || errs[1] != nil {
+				t.Errorf("node %d: SIGTERM: broker %v, sidecar %v (want both to exit cleanly)", target, errs[0], errs[1])
+			}
+			time.Sleep(down)
+			n.startPair()
 		}
 		t.Log("nemesis: " + fault)
 		res.faults = append(res.faults, fault)

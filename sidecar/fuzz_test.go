@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -51,6 +52,13 @@ func FuzzStreamRequest(f *testing.F) {
 			}
 		case *replicationv1.StreamRequest_Heartbeat:
 			l.onHeartbeat(l.replicas[2])
+		case *replicationv1.StreamRequest_Leaving:
+			r := l.replicas[2]
+			r.connected, r.inISR, r.lastCaughtUp = true, true, time.Now()
+			l.onLeaving(r, p.Leaving.GetReason())
+			if r.inISR || slices.Contains(l.isr, 2) {
+				t.Fatalf("follower 2 still in the ISR %v after FollowerLeaving", l.isr)
+			}
 		}
 	})
 }
