@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -15,10 +16,10 @@ import (
 // TestRollingRestart is what an operator does to upgrade a cluster or change
 // a flag that is read at start: restart the nodes one at a time, the
 // followers first and the leader last, each after the one before is back
-// in the ISR. Every process gets SIGTERM, both of a pair at once (as
-// Kubernetes stops a pod's containers), with etcd failover and
-// min.insync.replicas=2, while an acks=all producer writes and a consumer
-// group reads all along.
+// in the ISR (`tandemctl wait-in-sync`). Every process gets SIGTERM, both
+// of a pair at once (as Kubernetes stops a pod's containers), with etcd
+// failover and min.insync.replicas=2, while an acks=all producer writes and
+// a consumer group reads all along.
 //
 // What a user checks: writes go on while each node is down, no
 // acknowledged write is lost or stored twice, no write fails (the
@@ -83,13 +84,15 @@ func TestRollingRestart(t *testing.T) {
 		n.broker.MustRestart()
 		testutil.WaitTCPFor(t, n.kafka, 20*time.Second)
 		back := time.Now()
-		testutil.Eventually(t, 60*time.Second, func() error {
-			l, _ := c.leaderNow(time.Second)
-			if l == 0 {
-				return fmt.Errorf("no leader")
-			}
-			return c.inISR(l, id)
-		})
+		// What the operator runs before the next node (asking the node
+		// just restarted, which names its leader).
+		out, err := exec.Command(testutil.Bin(t, "tandemctl"), "--sidecar", n.sidecar, "wait-in-sync", "--max-wait", "60s").CombinedOutput()
+		if err != nil {
+			t.Fatalf("tandemctl wait-in-sync after node %d's restart: %v\n%s", id, err, out)
+		}
+		if l, _ := c.leaderNow(time.Second); l == 0 || c.inISR(l, id) != nil {
+			t.Fatalf("tandemctl wait-in-sync returned, but node %d is not in leader %d's ISR: %v\n%s", id, l, c.inISR(l, id), out)
+		}
 		c.waitElectable(url)
 		longest, failed := pause()
 		t.Logf("node %d (%s): both processes exited %v after SIGTERM; node %d leads epoch %d; back in the ISR %v after its start; longest pause between acknowledged writes %v; %d writes failed",

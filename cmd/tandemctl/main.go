@@ -4,6 +4,7 @@
 //	tandemctl --sidecar HOST:PORT status [--json] [--watch] [--interval 1s]
 //	tandemctl --sidecar HOST:PORT promote [--force]
 //	tandemctl --sidecar HOST:PORT verify [--upto LSN] [--peers 1=H:P,...]
+//	tandemctl --sidecar HOST:PORT wait-in-sync [--max-wait 10m] [--interval 1s]
 //	tandemctl forget-isr --etcd-endpoints URL,... (--cluster-id ID | --etcd-prefix P)
 //	tandemctl acls --bootstrap HOST:PORT,... (--list | --add | --remove) ...
 //	tandemctl quotas --bootstrap HOST:PORT,... (--describe | --alter) ...
@@ -20,6 +21,11 @@
 // highest first LSN to the lowest last LSN, or up to --upto), prints each
 // node's checksum and exits 1 when they differ (2 on usage errors, 1 when a
 // node cannot be asked).
+//
+// wait-in-sync waits until a node leads, ready, with every other node
+// connected and in its ISR (asking the sidecar given, then the leader it
+// names), printing what it still waits for; it exits 0 then, and 1 after
+// --max-wait. Between two nodes of a rolling restart.
 //
 // forget-isr deletes the ISR the leader published in etcd (automatic
 // failover), the way out when followers refuse to follow an elected leader
@@ -126,6 +132,8 @@ const usage = `usage:
   tandemctl [--sidecar HOST:PORT] [--timeout 5s] status [--json] [--watch] [--interval 1s]
   tandemctl [--sidecar HOST:PORT] promote [--force]
   tandemctl [--sidecar HOST:PORT] verify [--upto LSN] [--peers 1=HOST:PORT,...]
+  tandemctl [--sidecar HOST:PORT] wait-in-sync [--max-wait 10m] [--interval 1s]
+    waits until every node is connected to the leader and in its ISR (between two nodes of a rolling restart)
   tandemctl [--timeout 5s] forget-isr --etcd-endpoints URL,... (--cluster-id ID | --etcd-prefix PREFIX)
   tandemctl certs --out DIR --nodes 1,2,3 [--hosts 127.0.0.1,localhost] [--node-hosts 1=node-1,...] [--valid-for 8760h]
   tandemctl sasl-user --file USERS.json (--user NAME [--password-file F | password on stdin] [--delete] | --list)
@@ -209,6 +217,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cl.promote(ctx, rest)
 	case "verify":
 		return cl.verify(ctx, rest)
+	case "wait-in-sync":
+		return cl.waitInSync(ctx, rest)
 	case "help":
 		fmt.Fprintln(stdout, usage)
 		return nil
