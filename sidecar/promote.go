@@ -247,7 +247,7 @@ func (s *Sidecar) promoteCheck(force bool, views []peerView) (epoch uint32, uncl
 		case !slices.Contains(cluster.GetIsr(), id):
 			problems = append(problems, fmt.Sprintf("it is not in the last ISR it heard from leader %d (%v)", cluster.GetLeaderId(), cluster.GetIsr()))
 		case left:
-			problems = append(problems, fmt.Sprintf("it told leader %d that it stopped following (its broker detached, or its stream ended on purpose), which took it out of the ISR at once, and it has not streamed from the leader since",
+			problems = append(problems, fmt.Sprintf("its broker detached since it last streamed from leader %d, and it told the leader so, which took it out of the ISR at once: the leader may have committed writes it lacks since",
 				cluster.GetLeaderId()))
 		}
 		if last < commit {

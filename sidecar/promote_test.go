@@ -110,8 +110,8 @@ func TestPromoteRefusesStaleKnowledgeWhenPeersAreMissing(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, func() bool { return statusOf(t, c, 2).GetLinked() })
 
 	_, err := promote(t, c, 2, false)
-	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "it told leader 1 that it stopped following") {
-		t.Fatalf("promote of node 2 after it left the ISR: %v, want FailedPrecondition saying that it told leader 1 it stopped following", err)
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "its broker detached since it last streamed from leader 1") {
+		t.Fatalf("promote of node 2 after it left the ISR: %v, want FailedPrecondition saying that its broker detached and it told leader 1", err)
 	}
 	testutil.Eventually(t, 15*time.Second, func() error {
 		_, err := promote(t, c, 2, false)
