@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -243,6 +244,22 @@ func (c *cluster) mustVerify(id int, extra ...string) string {
 func (n *node) killPair() {
 	n.broker.Kill()
 	n.side.Kill()
+}
+
+// stopPair sends SIGTERM to both processes of a node at once, as
+// Kubernetes stops a pod's containers, and waits for both; the error says
+// which did not exit cleanly.
+func (n *node) stopPair() error {
+	var wg sync.WaitGroup
+	var brokerErr, sideErr error
+	wg.Add(2)
+	go func() { defer wg.Done(); brokerErr = n.broker.Stop() }()
+	go func() { defer wg.Done(); sideErr = n.side.Stop() }()
+	wg.Wait()
+	if brokerErr != nil || sideErr != nil {
+		return fmt.Errorf("node %d: SIGTERM: broker %v, sidecar %v (want both to exit cleanly)", n.id, brokerErr, sideErr)
+	}
+	return nil
 }
 
 func (n *node) startPair() {

@@ -538,14 +538,8 @@ func TestJepsenFailover(t *testing.T) {
 			// restart or Kubernetes does: a leader's sidecar revokes its
 			// lease, a follower's tells the leader it leaves the ISR.
 			fault = fmt.Sprintf("SIGTERM %s pair %d for %s", who, target, down)
-			var wg sync.WaitGroup
-			var errs [2]error
-			wg.Add(2)
-			go func() { defer wg.Done(); errs[0] = n.broker.Stop() }()
-			go func() { defer wg.Done(); errs[1] = n.side.Stop() }()
-			wg.Wait()
-			if errs[0] != nil || errs[1] != nil {
-				t.Errorf("node %d: SIGTERM: broker %v, sidecar %v (want both to exit cleanly)", target, errs[0], errs[1])
+			if err := n.stopPair(); err != nil {
+				t.Error(err)
 			}
 			time.Sleep(down)
 			n.startPair()

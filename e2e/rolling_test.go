@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
-	"sync"
 	"testing"
 	"time"
 
@@ -61,14 +60,8 @@ func TestRollingRestart(t *testing.T) {
 		n := c.node(id)
 		pause := watchAckPause(w)
 		stopped := time.Now()
-		var wg sync.WaitGroup
-		var brokerErr, sideErr error
-		wg.Add(2)
-		go func() { defer wg.Done(); brokerErr = n.broker.Stop() }()
-		go func() { defer wg.Done(); sideErr = n.side.Stop() }()
-		wg.Wait()
-		if brokerErr != nil || sideErr != nil {
-			t.Fatalf("node %d: SIGTERM: broker %v, sidecar %v (want both to exit cleanly)", id, brokerErr, sideErr)
+		if err := n.stopPair(); err != nil {
+			t.Fatal(err)
 		}
 		took := time.Since(stopped)
 
