@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tandem-io/tandem/broker/link"
+	"github.com/tandem-io/tandem/broker/wal"
 	adminv1 "github.com/tandem-io/tandem/gen/tandem/admin/v1"
 	"github.com/tandem-io/tandem/internal/testutil"
 	"github.com/tandem-io/tandem/sidecar"
@@ -297,7 +298,9 @@ func TestReplicaStateFollowsPostgres(t *testing.T) {
 // down, or whose broker detaches, tells the leader so (FollowerLeaving), and
 // the leader takes it out of the ISR at once, as Kafka's controlled
 // shutdown does, instead of after replica-lag-time-max (an hour here): the
-// commit point moves on without it. Back, it joins the ISR again.
+// commit point moves on without it. The leader writes all along, so the
+// followers are in the middle of applying entries when they stop (the
+// message must still go out). Back, they join the ISR again.
 func TestStoppingFollowerLeavesTheISRAtOnce(t *testing.T) {
 	c := sidecartest.NewCluster(t, 3, 1, func(cfg *sidecar.Config) { cfg.ReplicaLagTimeMax = time.Hour })
 	c.StartAll()
@@ -314,8 +317,32 @@ func TestStoppingFollowerLeavesTheISRAtOnce(t *testing.T) {
 		})
 	}
 	isr(1, 2, 3)
-	committed := func(lsn uint64, what string) {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			if _, err := leader.WAL().Append(1, wal.TypeRecordBatch, make([]byte, 2000)); err != nil {
+				return
+			}
+		}
+	}()
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		<-done
+	}()
+	committed := func(what string) {
 		t.Helper()
+		lsn := leader.WAL().LastLSN()
 		testutil.Eventually(t, 10*time.Second, func() error {
 			if got := leader.Commit(); got < lsn {
 				return fmt.Errorf("%s: the commit point is %d, want %d", what, got, lsn)
@@ -323,20 +350,21 @@ func TestStoppingFollowerLeavesTheISRAtOnce(t *testing.T) {
 			return nil
 		})
 	}
-
-	c.StopSidecar(2) // the broker stays; its sidecar shuts down
+	time.Sleep(200 * time.Millisecond) // entries flow to both followers
+	c.StopSidecar(2)                   // the broker stays; its sidecar shuts down
 	isr(1, 3)
-	leader.Produce(t, 10, 100)
-	committed(30, "node 2's sidecar stopped")
+	committed("node 2's sidecar stopped")
 
 	c.StopBroker(3) // the sidecar stays; its broker goes away
 	isr(1)
-	leader.Produce(t, 10, 100)
-	committed(40, "node 3's broker stopped too")
+	committed("node 3's broker stopped too")
 
 	c.StartSidecar(2)
 	c.StartBroker(3)
-	c.WaitCaughtUp(40)
+	close(stop)
+	<-done
+	last := leader.WAL().LastLSN()
+	c.WaitCaughtUp(last)
 	isr(1, 2, 3)
-	c.AssertIdentical(40)
+	c.AssertIdentical(last)
 }

@@ -428,7 +428,12 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 	// A refused batch ends the stream at once: the next one starts from
 	// the broker's real position (waitDrained), whether or not the leader
 	// has more entries to send that would run into the error.
-	bc.onApplyErr = func(err error) { cancel(err) }
+	bc.onApplyErr = func(err error) {
+		if f.leaveReason(bc) != "" {
+			return // leaving: the stream stays up for the FollowerLeaving
+		}
+		cancel(err)
+	}
 	bc.mu.Unlock()
 	defer func() {
 		bc.mu.Lock()
@@ -462,10 +467,11 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 			}
 			return true, err
 		}
-		if ctx.Err() != nil {
-			// Leaving: nothing more goes to the broker (the role change
-			// that ended ctx counts on that); wait for the leader to end
-			// the call.
+		if ctx.Err() != nil || f.leaveReason(bc) != "" {
+			// Leaving (ctx ends a moment after the broker detached or the
+			// sidecar began to shut down): nothing more goes to the
+			// broker (a role change that ended ctx counts on that); wait
+			// for the leader to end the call.
 			continue
 		}
 		f.heardAt.Store(time.Now().UnixNano())
@@ -487,6 +493,13 @@ func (f *follower) streamOnce(ctx context.Context, bc *brokerConn) (streamed boo
 			}
 			if len(ents) > 0 {
 				if err := bc.apply(work, ents); err != nil {
+					if ctx.Err() != nil || f.leaveReason(bc) != "" {
+						// Leaving, as above, while the entries went to
+						// the broker: the stream stays up until the leader
+						// has the FollowerLeaving (the next message
+						// skips the checks that would end it).
+						continue
+					}
 					return true, err
 				}
 				next = ents[len(ents)-1].GetLsn() + 1
