@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -317,29 +318,8 @@ func TestStoppingFollowerLeavesTheISRAtOnce(t *testing.T) {
 		})
 	}
 	isr(1, 2, 3)
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(time.Millisecond):
-			}
-			if _, err := leader.WAL().Append(1, wal.TypeRecordBatch, make([]byte, 2000)); err != nil {
-				return
-			}
-		}
-	}()
-	defer func() {
-		select {
-		case <-stop:
-		default:
-			close(stop)
-		}
-		<-done
-	}()
+	stopWrites := writeInBackground(leader, 2000, nil)
+	defer stopWrites()
 	committed := func(what string) {
 		t.Helper()
 		lsn := leader.WAL().LastLSN()
@@ -361,10 +341,39 @@ func TestStoppingFollowerLeavesTheISRAtOnce(t *testing.T) {
 
 	c.StartSidecar(2)
 	c.StartBroker(3)
-	close(stop)
-	<-done
+	stopWrites()
 	last := leader.WAL().LastLSN()
 	c.WaitCaughtUp(last)
 	isr(1, 2, 3)
 	c.AssertIdentical(last)
+}
+
+// writeInBackground appends entries of size bytes to b's WAL (in epoch 1),
+// one a millisecond, as a leader under a steady load, until the returned
+// stop is called (it waits for the writer, and may be called again) or
+// after returns false (nil: go on).
+func writeInBackground(b *sidecartest.MemBroker, size int, after func() bool) (stop func()) {
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			if _, err := b.WAL().Append(1, wal.TypeRecordBatch, make([]byte, size)); err != nil {
+				return
+			}
+			if after != nil && !after() {
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(quit) })
+		<-done
+	}
 }

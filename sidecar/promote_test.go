@@ -11,7 +11,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tandem-io/tandem/broker/link"
-	"github.com/tandem-io/tandem/broker/wal"
 	adminv1 "github.com/tandem-io/tandem/gen/tandem/admin/v1"
 	"github.com/tandem-io/tandem/internal/testutil"
 	"github.com/tandem-io/tandem/sidecar"
@@ -201,38 +200,20 @@ func TestSwitchoverUnderLoadKeepsCommittedEntries(t *testing.T) {
 	// Node 1 writes one entry at a time while it leads, and records the
 	// highest commit point its sidecar gave it.
 	var maxCommit uint64
-	done := make(chan struct{})
-	stop := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if b1.View().Role != link.RoleLeader {
-				return
-			}
-			if _, err := b1.WAL().Append(1, wal.TypeRecordBatch, []byte("node 1 under load")); err != nil {
-				return
-			}
-			maxCommit = max(maxCommit, b1.Commit())
-			time.Sleep(time.Millisecond)
-		}
-	}()
+	stopWrites := writeInBackground(b1, 100, func() bool {
+		maxCommit = max(maxCommit, b1.Commit())
+		return b1.View().Role == link.RoleLeader
+	})
+	defer stopWrites()
 	time.Sleep(300 * time.Millisecond)
 	r, err := promote(t, c, 2, false)
 	if err != nil || r.GetEpoch() != 2 {
-		close(stop)
-		<-done
 		t.Fatalf("promote node 2 while leader 1 is alive: %v, %v", r, err)
 	}
 	b2 := waitRole(t, c, 2, link.RoleLeader, 2)
 	waitRole(t, c, 1, link.RoleFollower, 2)
 	waitRole(t, c, 3, link.RoleFollower, 2)
-	close(stop)
-	<-done
+	stopWrites()          // maxCommit is final from here
 	b2.Produce(t, 5, 100) // the first entries of epoch 2
 
 	var epoch2 uint64
