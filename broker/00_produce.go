@@ -270,7 +270,7 @@ func (b *Broker) appendBatches(p *partition, topicName string, part int32, raws 
 	b.appendMu.Lock()
 	defer b.appendMu.Unlock()
 	view := b.clusterView()
-	if !takesWrites(view) {
+	if !b.appendsAllowed(view) {
 		return -1, 0, kerr.NotLeaderForPartition
 	}
 	epoch := int32(view.Epoch)

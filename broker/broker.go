@@ -92,6 +92,16 @@ type Broker struct {
 	ln      net.Listener
 	conns   map[net.Conn]struct{}
 	connLim *connLimiter // client connection limits (connlimit.go)
+	// linkDone is closed when the sidecar link's goroutine ends (nil: no
+	// link was started). Guarded by lnMu.
+	linkDone chan struct{}
+
+	// Controlled shutdown (handOver): once stopping is set (under
+	// appendMu) nothing more is appended, and stoppingCh (link.Stopper)
+	// is closed.
+	stopping   atomic.Bool
+	stoppingCh chan struct{}
+	stopOnce   sync.Once
 }
 
 // Open opens (or creates) the broker's WAL under cfg.DataDir and rebuilds
@@ -124,25 +134,26 @@ func Open(cfg Config) (*Broker, error) {
 	port, _ := strconv.Atoi(portStr)
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		tls:       tlsServer,
-		tlsClient: tlsClient,
-		sasl:      users,
-		host:      host,
-		port:      int32(port),
-		producers: make(map[producerKey]*seqWindow),
-		pidEpochs: make(map[int64]int16),
-		pidBumps:  make(map[int64]int16),
-		txns:      make(map[string]*txnState),
-		topics:    make(map[string]*topic),
-		acls:      acl.NewSet(),
-		quotas:    quota.NewStore(),
-		scram:     sasl.NewReplicated(),
-		commitCh:  make(chan struct{}),
-		ctx:       ctx,
-		cancel:    cancel,
-		conns:     make(map[net.Conn]struct{}),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		tls:        tlsServer,
+		tlsClient:  tlsClient,
+		sasl:       users,
+		host:       host,
+		port:       int32(port),
+		producers:  make(map[producerKey]*seqWindow),
+		pidEpochs:  make(map[int64]int16),
+		pidBumps:   make(map[int64]int16),
+		txns:       make(map[string]*txnState),
+		topics:     make(map[string]*topic),
+		acls:       acl.NewSet(),
+		stoppingCh: make(chan struct{}),
+		quotas:     quota.NewStore(),
+		scram:      sasl.NewReplicated(),
+		commitCh:   make(chan struct{}),
+		ctx:        ctx,
+		cancel:     cancel,
+		conns:      make(map[net.Conn]struct{}),
 	}
 	if users != nil {
 		users.UseReplicated(b.scram)
@@ -443,7 +454,12 @@ func (b *Broker) ServeListener(ln net.Listener) error {
 	b.lnMu.Unlock()
 	b.log.Info("serving Kafka", "listen", ln.Addr().String(), "advertise", b.cfg.Advertise, "node_id", b.cfg.NodeID)
 	if b.cfg.SidecarSocket != "" {
+		done := make(chan struct{})
+		b.lnMu.Lock()
+		b.linkDone = done
+		b.lnMu.Unlock()
 		b.goFunc(func() {
+			defer close(done)
 			if err := link.Run(b.ctx, b.cfg.SidecarSocket, b, b.log.Named("link")); err != nil && b.ctx.Err() == nil {
 				b.log.Error("sidecar link stopped", "error", err)
 			}
@@ -515,8 +531,13 @@ func (b *Broker) Addr() net.Addr {
 }
 
 // Close stops serving, closes every connection, waits for every goroutine
-// and closes the WAL.
+// and closes the WAL. A broker that leads hands the leadership over first
+// (handOver).
 func (b *Broker) Close() error {
+	if b.ctx.Err() != nil {
+		return nil
+	}
+	b.handOver()
 	b.lnMu.Lock()
 	if b.ctx.Err() != nil {
 		b.lnMu.Unlock()
@@ -537,6 +558,54 @@ func (b *Broker) Close() error {
 	}
 	return b.wal.Close()
 }
+
+// handOverTimeout bounds how long Close waits for the sidecar to release a
+// leading broker (the sidecar waits up to 3 s for its followers, then
+// resigns). It stays under the 10 s that `docker stop` gives a container
+// before it kills it.
+const handOverTimeout = 5 * time.Second
+
+// handOver is the broker's side of a controlled shutdown (Kafka's
+// controlled.shutdown.enable): it stops taking writes, so that the WAL's
+// end is final, and, while the broker leads, the link tells the sidecar
+// where it ends (link.Stopper). Client connections stay open meanwhile:
+// produces get NOT_LEADER_OR_FOLLOWER (clients retry, and find the next
+// leader through Metadata), and acks=all produces already waiting are
+// still answered as the followers catch up. A leading sidecar under etcd
+// failover waits for its in-sync followers to hold the WAL's end, resigns,
+// and ends the link; handOver returns then, or after handOverTimeout.
+// Without a sidecar it does nothing.
+func (b *Broker) handOver() {
+	if b.cfg.SidecarSocket == "" {
+		return
+	}
+	b.stopOnce.Do(func() {
+		b.appendMu.Lock()
+		b.stopping.Store(true)
+		b.appendMu.Unlock()
+		close(b.stoppingCh)
+	})
+	b.lnMu.Lock()
+	done := b.linkDone
+	b.lnMu.Unlock()
+	if done == nil {
+		return
+	}
+	start := time.Now()
+	t := time.NewTimer(handOverTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		if waited := time.Since(start); waited > 10*time.Millisecond {
+			b.log.Info("stopping: the sidecar released the broker", "waited", waited.Round(time.Millisecond))
+		}
+	case <-t.C:
+		b.log.Warn("stopping: the sidecar did not release the broker in time; stopping anyway", "waited", handOverTimeout)
+	}
+}
+
+// Stopping is closed once the broker stops on purpose (link.Stopper).
+func (b *Broker) Stopping() <-chan struct{} { return b.stoppingCh }
 
 // newTopicID returns a random Kafka topic UUID.
 func newTopicID() [16]byte {

@@ -180,6 +180,13 @@ func takesWrites(v link.ClusterView) bool {
 	return v.Role == link.RoleStandalone || v.Role == link.RoleLeader
 }
 
+// appendsAllowed reports whether the broker appends entries of its own
+// under view v: it leads (or runs without a sidecar) and is not stopping
+// (handOver sets stopping under appendMu). Caller holds appendMu.
+func (b *Broker) appendsAllowed(v link.ClusterView) bool {
+	return takesWrites(v) && !b.stopping.Load()
+}
+
 func (b *Broker) clusterView() link.ClusterView {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
@@ -187,12 +194,13 @@ func (b *Broker) clusterView() link.ClusterView {
 }
 
 // appendLocked appends one entry as leader and applies it, in the epoch of
-// the current view. A node that no longer leads gets ErrNotLeader: the view
-// changes away from leading under appendMu (SetClusterView), so nothing is
-// appended after a sidecar has fenced the broker. Caller holds appendMu.
+// the current view. A node that no longer leads, or is stopping (handOver),
+// gets ErrNotLeader: the view changes away from leading under appendMu
+// (SetClusterView), so nothing is appended after a sidecar has fenced the
+// broker. Caller holds appendMu.
 func (b *Broker) appendLocked(typ wal.EntryType, payload []byte) (uint64, error) {
 	view := b.clusterView()
-	if !takesWrites(view) {
+	if !b.appendsAllowed(view) {
 		return 0, ErrNotLeader
 	}
 	epoch := view.Epoch
@@ -215,7 +223,7 @@ func (b *Broker) appendLocked(typ wal.EntryType, payload []byte) (uint64, error)
 // instead of reading the batch again. Caller holds appendMu.
 func (b *Broker) appendBatchLocked(topic string, part int32, raw []byte) (uint64, error) {
 	view := b.clusterView()
-	if !takesWrites(view) {
+	if !b.appendsAllowed(view) {
 		return 0, ErrNotLeader
 	}
 	epoch := view.Epoch

@@ -32,7 +32,8 @@ import (
 // acks=all producers with unique values and min.insync.replicas=2 while a
 // nemesis kills and freezes leaders and followers (whole pairs, or only the
 // sidecar: the broker keeps serving but is cut off; or only the broker),
-// stops whole pairs cleanly (SIGTERM, as a rolling restart) and partitions the
+// stops whole pairs or brokers alone cleanly (SIGTERM, as a rolling restart
+// or an upgrade of the broker) and partitions the
 // network (a node from everyone, from etcd only, or from one other node;
 // the clients reach every node throughout) or floods a node with more
 // connections than its --max-connections. A consumer group member reads
@@ -462,7 +463,7 @@ func TestJepsenFailover(t *testing.T) {
 		n := c.node(target)
 		down := time.Duration(2000+rng.IntN(3000)) * time.Millisecond
 		var fault string
-		switch rng.IntN(10) {
+		switch rng.IntN(11) {
 		case 0:
 			fault = fmt.Sprintf("SIGKILL %s pair %d for %s", who, target, down)
 			n.killPair()
@@ -543,6 +544,17 @@ func TestJepsenFailover(t *testing.T) {
 			}
 			time.Sleep(down)
 			n.startPair()
+		case 10:
+			// A clean stop of the broker alone (an upgrade of the broker
+			// binary): a leader's hands its leadership to an in-sync
+			// follower before it exits (BrokerStopping), a follower's
+			// sidecar tells the leader it leaves the ISR.
+			fault = fmt.Sprintf("SIGTERM %s broker %d for %s", who, target, down)
+			if err := n.broker.Stop(); err != nil {
+				t.Errorf("node %d's broker did not exit cleanly on SIGTERM: %v", target, err)
+			}
+			time.Sleep(down)
+			n.broker.MustRestart()
 		}
 		t.Log("nemesis: " + fault)
 		res.faults = append(res.faults, fault)

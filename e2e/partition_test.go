@@ -72,9 +72,10 @@ func startPartitionTest(t *testing.T, topic string) *partitionTest {
 	return p
 }
 
-// ackWriter produces unique increasing values with acks=all, a few at a
-// time, from a client that knows every broker, until stopped; it records
-// which were acknowledged.
+// ackWriter produces unique increasing values with acks=all (unless extra
+// options of startAckWriter say otherwise), a few at a time, from a client
+// that knows every broker, until stopped; it records which were
+// acknowledged.
 type ackWriter struct {
 	t      *testing.T
 	cancel context.CancelFunc
@@ -86,12 +87,12 @@ type ackWriter struct {
 	lastErr error // of the last write that failed
 }
 
-func startAckWriter(t *testing.T, c *cluster, topic string) *ackWriter {
+func startAckWriter(t *testing.T, c *cluster, topic string, extra ...kgo.Opt) *ackWriter {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &ackWriter{t: t, cancel: cancel, done: make(chan struct{})}
-	cl := kclient(t, c.kafkaAddrs(), plain, kgo.MetadataMinAge(250*time.Millisecond),
-		kgo.RecordDeliveryTimeout(10*time.Second), kgo.RetryTimeout(10*time.Second))
+	cl := kclient(t, c.kafkaAddrs(), append([]kgo.Opt{plain, kgo.MetadataMinAge(250 * time.Millisecond),
+		kgo.RecordDeliveryTimeout(10 * time.Second), kgo.RetryTimeout(10 * time.Second)}, extra...)...)
 	go func() {
 		defer close(w.done)
 		for next := 0; ctx.Err() == nil; next += 5 {

@@ -48,6 +48,11 @@ type brokerConn struct {
 	// storage is the broker's latest StorageState (nil: none received, so
 	// its appends work as far as the sidecar knows).
 	storage atomic.Pointer[linkv1.StorageState]
+	// stopping is set when the broker said it stops on purpose
+	// (BrokerStopping); onStopping is called once then (set before the
+	// receiver starts).
+	stopping   atomic.Pointer[brokerStop]
+	onStopping func(*brokerStop)
 
 	nextID atomic.Uint64
 
@@ -313,6 +318,16 @@ func (c *brokerConn) receive(m *linkv1.AttachRequest) error {
 		c.posGen++
 		c.mu.Unlock()
 		w <- p.ResetDone
+	case *linkv1.AttachRequest_Stopping:
+		st := &brokerStop{lastLSN: p.Stopping.GetLastLsn(), reason: p.Stopping.GetReason(), at: time.Now()}
+		if !c.stopping.CompareAndSwap(nil, st) {
+			return nil // said twice: the first one counts
+		}
+		if f := c.onStopping; f != nil {
+			f(st)
+		} else {
+			c.stop(errBrokerStopping)
+		}
 	case *linkv1.AttachRequest_Hello:
 		return fmt.Errorf("%w: second hello on one stream", errBadBrokerMessage)
 	default:
@@ -322,6 +337,21 @@ func (c *brokerConn) receive(m *linkv1.AttachRequest) error {
 }
 
 var errBadBrokerMessage = errors.New("sidecar: bad message from broker")
+
+// errBrokerStopping ends the link of a broker that stops on purpose, once
+// the sidecar has handed its leadership over (or had nothing to hand).
+var errBrokerStopping = errors.New("sidecar: the broker is stopping")
+
+// brokerStop is a broker's BrokerStopping: its WAL ends at lastLSN.
+type brokerStop struct {
+	lastLSN uint64
+	reason  string
+	at      time.Time // when it arrived
+}
+
+// stoppingState is the broker's BrokerStopping (nil: it did not say it
+// stops).
+func (c *brokerConn) stoppingState() *brokerStop { return c.stopping.Load() }
 
 func (c *brokerConn) enqueue(ctx context.Context, m *linkv1.AttachResponse) error {
 	select {
@@ -351,9 +381,10 @@ func (c *brokerConn) firstLSN() uint64 {
 }
 
 // storeView records v as the broker's latest cluster view. Every view
-// this sidecar sends says that it reads StorageState.
+// this sidecar sends says that it reads StorageState and BrokerStopping.
 func (c *brokerConn) storeView(v *linkv1.ClusterView) {
 	v.ReadsStorageState = true
+	v.ReadsBrokerStopping = true
 	c.view.Store(v)
 }
 
@@ -616,6 +647,7 @@ func (ls *linkServer) Attach(stream linkv1.LinkService_AttachServer) error {
 		return err
 	}
 	c := newBrokerConn(stream.Context(), hello, s.log.Named("broker-link"))
+	c.onStopping = func(st *brokerStop) { s.brokerStopping(c, st) }
 	if err := s.attachBroker(c); err != nil {
 		return err
 	}

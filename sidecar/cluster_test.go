@@ -348,13 +348,14 @@ func TestStoppingFollowerLeavesTheISRAtOnce(t *testing.T) {
 	c.AssertIdentical(last)
 }
 
-// writeInBackground appends entries of size bytes to b's WAL (in epoch 1),
-// one a millisecond, as a leader under a steady load, until the returned
+// writeInBackground appends entries of size bytes to b's WAL (in the epoch
+// its view leads when it starts), one a millisecond, as a leader under a steady load, until the returned
 // stop is called (it waits for the writer, and may be called again) or
 // after returns false (nil: go on).
 func writeInBackground(b *sidecartest.MemBroker, size int, after func() bool) (stop func()) {
 	quit := make(chan struct{})
 	done := make(chan struct{})
+	epoch := b.View().Epoch
 	go func() {
 		defer close(done)
 		for {
@@ -363,7 +364,7 @@ func writeInBackground(b *sidecartest.MemBroker, size int, after func() bool) (s
 				return
 			case <-time.After(time.Millisecond):
 			}
-			if _, err := b.WAL().Append(1, wal.TypeRecordBatch, make([]byte, size)); err != nil {
+			if _, err := b.WAL().Append(epoch, wal.TypeRecordBatch, make([]byte, size)); err != nil {
 				return
 			}
 			if after != nil && !after() {

@@ -350,6 +350,9 @@ func (e *election) eligible(ctx context.Context, cli *clientv3.Client) (bool, st
 	if bc == nil {
 		return false, "broker not attached"
 	}
+	if bc.stoppingState() != nil {
+		return false, "its broker is stopping"
+	}
 	if msg, _ := bc.storageFailure(); msg != "" {
 		return false, "the broker cannot write its WAL: " + msg
 	}
@@ -687,6 +690,9 @@ func (e *election) lead(ctx context.Context, cli *clientv3.Client, el *concurren
 			continue
 		}
 		detachedSince = time.Time{}
+		if st := bc.stoppingState(); st != nil && e.handOver(l, bc, st) {
+			return errors.New("sidecar: resigned: the broker is stopping")
+		}
 		if msg, _ := bc.storageFailure(); msg != "" {
 			// A leader that cannot write takes no writes; an in-sync
 			// follower that can should lead instead (as a Kafka broker
@@ -732,6 +738,62 @@ func (e *election) lead(ctx context.Context, cli *clientv3.Client, el *concurren
 		l.mu.Unlock()
 		e.log.Info("published the ISR", "isr", fmt.Sprint(isr), "epoch", epoch)
 	}
+}
+
+// handOver runs while this node leads and its broker is stopping on
+// purpose (BrokerStopping, st): Kafka's controlled shutdown, which moves
+// leadership before the broker goes. It reports whether this node resigned.
+// Once every other ISR member holds the broker's last entry and the broker
+// serves the commit point up to it (or stoppingHandOverMax after the broker
+// said it stops, whatever they hold)
+// it steps down, ends the link (the broker exits), and the caller ends the
+// etcd session, whose revoked lease frees the election key at once: an
+// in-sync follower is elected without waiting out the lease, and, when the
+// followers had caught up, it holds every entry this leader wrote, acks=1
+// writes included. With no other node in the ISR there is nobody to hand
+// over to: the link ends, and the rule for a detached broker (resign after
+// one lease TTL) applies.
+func (e *election) handOver(l *leader, bc *brokerConn, st *brokerStop) bool {
+	self := e.s.cfg.NodeID
+	l.mu.Lock()
+	others := 0
+	var behind []int32
+	for _, id := range l.isr {
+		if id == self {
+			continue
+		}
+		others++
+		if r := l.replicas[id]; r == nil || r.flushed < st.lastLSN {
+			behind = append(behind, id)
+		}
+	}
+	// The broker serves the commit point up to its last entry: every
+	// acks=all write still waiting there has been answered (stepping down
+	// would fail them, and their producers would write them again).
+	unanswered := l.brokerAcks && l.brokerCommit < st.lastLSN
+	l.mu.Unlock()
+	waited := time.Since(st.at)
+	switch {
+	case others == 0:
+		e.log.Warn("the broker is stopping, but no other node is in the ISR to lead instead; writes stop until it is back (this node resigns after one lease TTL)",
+			"last_lsn", st.lastLSN)
+		bc.stop(errBrokerStopping)
+		return false
+	case (len(behind) > 0 || unanswered) && waited < stoppingHandOverMax:
+		return false
+	case len(behind) > 0:
+		e.log.Warn("the broker is stopping; resigning although some in-sync followers do not hold its last entry yet (acks=1 writes they lack are lost)",
+			"last_lsn", st.lastLSN, "behind", fmt.Sprint(behind), "waited", waited.Round(time.Millisecond))
+	case unanswered:
+		e.log.Warn("the broker is stopping; resigning although it does not serve the commit point up to its last entry yet (acks=all writes still waiting there fail, and their producers retry)",
+			"last_lsn", st.lastLSN, "waited", waited.Round(time.Millisecond))
+	default:
+		e.log.Info("the broker is stopping and every in-sync follower holds its last entry; resigning so that one of them leads",
+			"last_lsn", st.lastLSN, "waited", waited.Round(time.Millisecond))
+	}
+	e.stepDown("the broker is stopping")
+	bc.stop(errBrokerStopping)
+	return true
 }
 
 // pinnedFrom decides, from the read of the published ISR (r, err), which

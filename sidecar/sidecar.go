@@ -371,6 +371,35 @@ func (s *Sidecar) detachBroker(c *brokerConn) {
 	}
 }
 
+// stoppingHandOverMax bounds how long a leader whose broker stops on purpose
+// waits for its in-sync followers to hold the broker's last entry before
+// it resigns anyway (election.handOver). The Go broker waits 5 s for its
+// sidecar to release it (broker.handOverTimeout).
+const stoppingHandOverMax = 3 * time.Second
+
+// brokerStopping handles the broker's BrokerStopping (Kafka's controlled
+// shutdown): a leader under etcd failover hands its leadership to an
+// in-sync follower first (election.handOver, which then ends the link);
+// otherwise there is nothing to hand over and the link ends at once.
+func (s *Sidecar) brokerStopping(c *brokerConn, st *brokerStop) {
+	l, _ := s.roles()
+	switch {
+	case l != nil && s.election != nil:
+		s.log.Info("the broker is stopping; handing the leadership to an in-sync follower once it holds the broker's last entry",
+			"reason", st.reason, "last_lsn", st.lastLSN)
+		// Leadership may end meanwhile (a newer epoch): then nothing is
+		// handed over, and the link ends after the bound all the same.
+		time.AfterFunc(stoppingHandOverMax+time.Second, func() { c.stop(errBrokerStopping) })
+		return
+	case l != nil:
+		s.log.Warn("the leader's broker is stopping; writes stop until it is back (with a static --leader nothing takes over on its own: for a planned stop, promote a follower first)",
+			"reason", st.reason, "last_lsn", st.lastLSN)
+	default:
+		s.log.Info("the broker is stopping", "reason", st.reason, "last_lsn", st.lastLSN)
+	}
+	c.stop(errBrokerStopping)
+}
+
 // currentBroker returns the attached broker (nil when none) and a channel
 // closed at the next attach or detach.
 func (s *Sidecar) currentBroker() (*brokerConn, <-chan struct{}) {

@@ -15,6 +15,10 @@
 //   - Any role: passes the cluster view and the commit point to the broker
 //     and answers checksum requests.
 //
+// When the broker stops on purpose (Stopper) while it leads, the link tells
+// the sidecar, which hands the leadership to an in-sync follower, and Run
+// returns once the sidecar ends the stream (Kafka's controlled shutdown).
+//
 // When the stream breaks, Run reconnects with capped exponential backoff and
 // jitter; meanwhile the broker keeps serving with the last view it got. The
 // sidecar keeps no state about the broker across attachments: each new
@@ -25,6 +29,7 @@
 // requests, one applies follower operations in order, one sends each
 // AppliedUpTo once its entries are durable (the acker), and, when the
 // sidecar asks for it in its cluster view, one reports whether the WAL
-// takes writes and where it starts (storageWatcher). Only the sender calls
-// stream.Send.
+// takes writes and where it starts (storageWatcher), and, for a broker that
+// stops on purpose, one that waits for the stop (stopWatcher). Only the
+// sender calls stream.Send.
 package link

@@ -81,6 +81,20 @@ type Committer interface {
 	CommitLSN() uint64
 }
 
+// Stopper is optionally implemented by a Broker that stops on purpose
+// (package broker does, in Close): Kafka's controlled shutdown. Once the
+// channel of Stopping is closed, the broker takes no more writes. The link
+// then tells a sidecar that reads it (ClusterView.reads_broker_stopping),
+// while the broker leads, that it stops and where its WAL ends, and keeps
+// the stream open until the sidecar ends it: a leading sidecar under etcd
+// failover first waits for its in-sync followers to hold that end and
+// resigns, so that one of them leads without waiting out a lease. Run then
+// returns instead of reattaching. Otherwise (a follower, an older sidecar,
+// no sidecar attached) Run returns at once.
+type Stopper interface {
+	Stopping() <-chan struct{}
+}
+
 // Racker is optionally implemented by a Broker that has a rack configured;
 // the rack is sent in the hello so that the cluster view carries it.
 type Racker interface {

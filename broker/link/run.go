@@ -40,10 +40,14 @@ func Run(ctx context.Context, socketPath string, b Broker, logger hclog.Logger) 
 	if socketPath == "" {
 		return errors.New("link: no sidecar socket path")
 	}
+	var stopping <-chan struct{} // nil: never
+	if st, ok := b.(Stopper); ok {
+		stopping = st.Stopping()
+	}
 	delay := MinBackoff
 	for attempt := 1; ; attempt++ {
-		attached, err := attachOnce(ctx, socketPath, b, logger)
-		if ctx.Err() != nil {
+		attached, err := attachOnce(ctx, socketPath, b, stopping, logger)
+		if ctx.Err() != nil || closed(stopping) {
 			return nil
 		}
 		if attached {
@@ -67,14 +71,27 @@ func Run(ctx context.Context, socketPath string, b Broker, logger hclog.Logger) 
 		case <-ctx.Done():
 			t.Stop()
 			return nil
+		case <-stopping:
+			t.Stop()
+			return nil
 		case <-t.C:
 		}
 	}
 }
 
+// closed reports whether ch is closed (false for a nil channel).
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
 // attachOnce runs one Attach stream until it fails. attached reports
 // whether the sidecar answered at all (which resets the backoff).
-func attachOnce(ctx context.Context, socketPath string, b Broker, logger hclog.Logger) (attached bool, err error) {
+func attachOnce(ctx context.Context, socketPath string, b Broker, stopping <-chan struct{}, logger hclog.Logger) (attached bool, err error) {
 	glog := tlog.GRPC(logger.Named("grpc"))
 	conn, err := grpc.NewClient("unix:"+socketPath, append(grpcwire.DialOptions(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -94,17 +111,18 @@ func attachOnce(ctx context.Context, socketPath string, b Broker, logger hclog.L
 		return false, fmt.Errorf("link: opening Attach stream on %s: %w", socketPath, err)
 	}
 	s := &session{
-		b:      b,
-		w:      b.WAL(),
-		log:    logger,
-		stream: stream,
-		ctx:    sctx,
-		cancel: cancel,
-		out:    make(chan *linkv1.AttachRequest, outQueue),
-		reply:  make(chan *linkv1.AttachRequest, replyQueue),
-		ops:    make(chan *linkv1.AttachResponse, 64),
-		acks:   make(chan pendingAck, 64),
-		reads:  make(chan *linkv1.AttachResponse, 64),
+		b:        b,
+		w:        b.WAL(),
+		log:      logger,
+		stream:   stream,
+		ctx:      sctx,
+		cancel:   cancel,
+		stopping: stopping,
+		out:      make(chan *linkv1.AttachRequest, outQueue),
+		reply:    make(chan *linkv1.AttachRequest, replyQueue),
+		ops:      make(chan *linkv1.AttachResponse, 64),
+		acks:     make(chan pendingAck, 64),
+		reads:    make(chan *linkv1.AttachResponse, 64),
 	}
 	err = s.run()
 	return s.attached.Load(), err
@@ -141,9 +159,13 @@ type session struct {
 	acks  chan pendingAck             // AppliedUpTo replies waiting for durability, in order
 	reads chan *linkv1.AttachResponse // replay and checksum requests
 
-	attached atomic.Bool   // the sidecar sent something
-	follower atomic.Bool   // the latest ClusterView says this broker follows
-	walGen   atomic.Uint64 // bumped by truncate and reset: cached readers are stale
+	attached atomic.Bool // the sidecar sent something
+	follower atomic.Bool // the latest ClusterView says this broker follows
+	// leading: the latest ClusterView says this broker leads, and the
+	// sidecar reads BrokerStopping (stopWatcher).
+	leading  atomic.Bool
+	stopping <-chan struct{} // closed when the broker stops on purpose (Stopper); nil: never
+	walGen   atomic.Uint64   // bumped by truncate and reset: cached readers are stale
 
 	commitMu      sync.Mutex
 	commitWanted  uint64 // latest commit point from the sidecar
@@ -192,6 +214,9 @@ func (s *session) run() error {
 	s.goFunc(s.acker)
 	s.goFunc(s.readsWorker)
 	s.goFunc(s.receiver)
+	if s.stopping != nil {
+		s.goFunc(s.stopWatcher)
+	}
 	<-s.ctx.Done()
 	s.wg.Wait()
 	if s.pushDone != nil {
@@ -272,6 +297,7 @@ func (s *session) receiver() error {
 				"brokers", len(v.Brokers), "isr", v.ISR)
 			s.b.SetClusterView(v)
 			s.follower.Store(v.Role == RoleFollower)
+			s.leading.Store(v.Role == RoleLeader && p.ClusterView.GetReadsBrokerStopping())
 			if p.ClusterView.GetReadsStorageState() && !s.storageOn {
 				s.storageOn = true
 				s.goFunc(s.storageWatcher)
@@ -294,6 +320,35 @@ func (s *session) receiver() error {
 			return fmt.Errorf("%w: unknown payload %T", ErrBadMessage, m.GetPayload())
 		}
 	}
+}
+
+// errStopping ends a session when the broker stops and the sidecar need not
+// hear of it (the broker follows, or the sidecar does not read
+// BrokerStopping).
+var errStopping = errors.New("link: the broker is stopping")
+
+// stopWatcher is the link's side of a controlled shutdown (Stopper). When
+// the broker stops while it leads, it tells the sidecar where the WAL ends
+// and leaves the stream open: the pusher goes on sending the last durable
+// entries, commit points keep reaching acks=all producers still waiting,
+// and the session ends when the sidecar ends the stream (after handing the
+// leadership over). Otherwise it ends the session at once.
+func (s *session) stopWatcher() error {
+	select {
+	case <-s.stopping:
+	case <-s.ctx.Done():
+		return nil
+	}
+	if !s.leading.Load() {
+		return errStopping
+	}
+	// The broker appends nothing once stopping is closed (package broker
+	// fences its writes first), so this is the WAL's final end.
+	last := s.w.LastLSN()
+	s.log.Info("telling the sidecar that the broker is stopping; it hands the leadership over", "last_lsn", last)
+	m := &linkv1.BrokerStopping{Reason: "the broker is shutting down", LastLsn: last}
+	s.send(&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Stopping{Stopping: m}}) // fails only when the session ends anyway
+	return nil
 }
 
 // storageWatcher tells the sidecar whether the WAL takes writes, and where

@@ -42,6 +42,8 @@ type MemBroker struct {
 	mu     sync.Mutex
 	view   link.ClusterView
 	commit uint64
+
+	stopping chan struct{} // closed by Cluster.StopBrokerCleanly (link.Stopper)
 }
 
 // OpenMemBroker opens (or creates) the WAL in dir for node id (SyncNone,
@@ -60,7 +62,8 @@ func OpenMemBrokerWith(t testing.TB, id int32, opts wal.Options) *MemBroker {
 		t.Fatalf("opening WAL of node %d: %v", id, err)
 	}
 	b := &MemBroker{id: id, host: "127.0.0.1", port: 9090 + id, w: w,
-		ckpt: filepath.Join(filepath.Dir(opts.Dir), fmt.Sprintf("membroker-%d-commit", id))}
+		ckpt:     filepath.Join(filepath.Dir(opts.Dir), fmt.Sprintf("membroker-%d-commit", id)),
+		stopping: make(chan struct{})}
 	if data, err := os.ReadFile(b.ckpt); err == nil {
 		c, _ := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
 		b.commit = min(c, w.DurableLSN()) // never more than is on disk
@@ -123,6 +126,9 @@ func (b *MemBroker) SetCommitLSN(lsn uint64) {
 	defer b.mu.Unlock()
 	b.commit = max(b.commit, lsn)
 }
+
+// Stopping implements link.Stopper: it is closed by StopBrokerCleanly.
+func (b *MemBroker) Stopping() <-chan struct{} { return b.stopping }
 
 // CommitLSN implements link.Committer.
 func (b *MemBroker) CommitLSN() uint64 { return b.Commit() }
@@ -305,6 +311,27 @@ func (c *Cluster) StopBroker(id int32) {
 	<-n.linkDone
 	n.Broker.Close()
 	n.Broker = nil
+}
+
+// StopBrokerCleanly stops node id's broker as the real broker stops on
+// SIGTERM (a controlled shutdown, link.Stopper): the caller has stopped
+// appending to its WAL; the link tells the sidecar, which may hand the
+// leadership over before it ends the link; then the WAL is closed. Like
+// the real broker it gives the sidecar at most 5 s. It reports whether the
+// sidecar released the broker (ended the link) within them, and how long
+// that took.
+func (c *Cluster) StopBrokerCleanly(id int32) (released bool, took time.Duration) {
+	n := c.Nodes[id]
+	start := time.Now()
+	close(n.Broker.stopping)
+	select {
+	case <-n.linkDone:
+		released = true
+	case <-time.After(5 * time.Second):
+	}
+	took = time.Since(start)
+	c.StopBroker(id)
+	return released, took
 }
 
 // Close stops every node.

@@ -568,6 +568,7 @@ type AttachRequest struct {
 	//	*AttachRequest_ChecksumResult
 	//	*AttachRequest_CommitApplied
 	//	*AttachRequest_Storage
+	//	*AttachRequest_Stopping
 	Payload       isAttachRequest_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -691,6 +692,15 @@ func (x *AttachRequest) GetStorage() *StorageState {
 	return nil
 }
 
+func (x *AttachRequest) GetStopping() *BrokerStopping {
+	if x != nil {
+		if x, ok := x.Payload.(*AttachRequest_Stopping); ok {
+			return x.Stopping
+		}
+	}
+	return nil
+}
+
 type isAttachRequest_Payload interface {
 	isAttachRequest_Payload()
 }
@@ -745,6 +755,13 @@ type AttachRequest_Storage struct {
 	Storage *StorageState `protobuf:"bytes,9,opt,name=storage,proto3,oneof"`
 }
 
+type AttachRequest_Stopping struct {
+	// The broker is stopping on purpose (SIGTERM, an upgrade) and writes
+	// nothing more. Only to a sidecar whose ClusterView set
+	// reads_broker_stopping, and only while the broker leads.
+	Stopping *BrokerStopping `protobuf:"bytes,10,opt,name=stopping,proto3,oneof"`
+}
+
 func (*AttachRequest_Hello) isAttachRequest_Payload() {}
 
 func (*AttachRequest_Committed) isAttachRequest_Payload() {}
@@ -762,6 +779,73 @@ func (*AttachRequest_ChecksumResult) isAttachRequest_Payload() {}
 func (*AttachRequest_CommitApplied) isAttachRequest_Payload() {}
 
 func (*AttachRequest_Storage) isAttachRequest_Payload() {}
+
+func (*AttachRequest_Stopping) isAttachRequest_Payload() {}
+
+// BrokerStopping says that a leading broker is stopping on purpose: it has
+// stopped taking writes (produce answers NOT_LEADER_OR_FOLLOWER) and its
+// WAL ends at last_lsn. It is Kafka's controlled shutdown. The broker then
+// keeps the stream open, and goes on pushing its durable entries, until the
+// sidecar ends it (or a bound of its own passes; the Go broker waits up to
+// 5 s). The sidecar ends the stream at once, except when it leads under
+// etcd failover and another node is in the ISR: it then waits (up to 3 s)
+// for every in-sync follower to hold last_lsn, resigns so that one of them
+// is elected, and ends the stream. A follower's broker sends nothing: its
+// sidecar tells the leader when it detaches (FollowerLeaving).
+type BrokerStopping struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Why, for the sidecar's log (for example "SIGTERM").
+	Reason string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The last LSN in the broker's WAL once writes stopped. Every entry up
+	// to it is pushed (CommittedEntries) as soon as it is durable.
+	LastLsn       uint64 `protobuf:"varint,2,opt,name=last_lsn,json=lastLsn,proto3" json:"last_lsn,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BrokerStopping) Reset() {
+	*x = BrokerStopping{}
+	mi := &file_tandem_link_v1_link_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BrokerStopping) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BrokerStopping) ProtoMessage() {}
+
+func (x *BrokerStopping) ProtoReflect() protoreflect.Message {
+	mi := &file_tandem_link_v1_link_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BrokerStopping.ProtoReflect.Descriptor instead.
+func (*BrokerStopping) Descriptor() ([]byte, []int) {
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *BrokerStopping) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *BrokerStopping) GetLastLsn() uint64 {
+	if x != nil {
+		return x.LastLsn
+	}
+	return 0
+}
 
 // StorageState says whether the broker's WAL takes writes, and where it
 // starts. The broker sends one when its appends begin failing (a full
@@ -788,7 +872,7 @@ type StorageState struct {
 
 func (x *StorageState) Reset() {
 	*x = StorageState{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[4]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -800,7 +884,7 @@ func (x *StorageState) String() string {
 func (*StorageState) ProtoMessage() {}
 
 func (x *StorageState) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[4]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -813,7 +897,7 @@ func (x *StorageState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StorageState.ProtoReflect.Descriptor instead.
 func (*StorageState) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{4}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StorageState) GetError() string {
@@ -848,7 +932,7 @@ type CommitApplied struct {
 
 func (x *CommitApplied) Reset() {
 	*x = CommitApplied{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[5]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -860,7 +944,7 @@ func (x *CommitApplied) String() string {
 func (*CommitApplied) ProtoMessage() {}
 
 func (x *CommitApplied) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[5]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -873,7 +957,7 @@ func (x *CommitApplied) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitApplied.ProtoReflect.Descriptor instead.
 func (*CommitApplied) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{5}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CommitApplied) GetLsn() uint64 {
@@ -905,7 +989,7 @@ type AttachResponse struct {
 
 func (x *AttachResponse) Reset() {
 	*x = AttachResponse{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[6]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -917,7 +1001,7 @@ func (x *AttachResponse) String() string {
 func (*AttachResponse) ProtoMessage() {}
 
 func (x *AttachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[6]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -930,7 +1014,7 @@ func (x *AttachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachResponse.ProtoReflect.Descriptor instead.
 func (*AttachResponse) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{6}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AttachResponse) GetPayload() isAttachResponse_Payload {
@@ -1111,7 +1195,7 @@ type BrokerHello struct {
 
 func (x *BrokerHello) Reset() {
 	*x = BrokerHello{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[7]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1123,7 +1207,7 @@ func (x *BrokerHello) String() string {
 func (*BrokerHello) ProtoMessage() {}
 
 func (x *BrokerHello) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[7]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1136,7 +1220,7 @@ func (x *BrokerHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokerHello.ProtoReflect.Descriptor instead.
 func (*BrokerHello) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{7}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *BrokerHello) GetNodeId() int32 {
@@ -1224,7 +1308,7 @@ type CommittedEntries struct {
 
 func (x *CommittedEntries) Reset() {
 	*x = CommittedEntries{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[8]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1236,7 +1320,7 @@ func (x *CommittedEntries) String() string {
 func (*CommittedEntries) ProtoMessage() {}
 
 func (x *CommittedEntries) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[8]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1249,7 +1333,7 @@ func (x *CommittedEntries) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommittedEntries.ProtoReflect.Descriptor instead.
 func (*CommittedEntries) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{8}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CommittedEntries) GetEntries() []*Entry {
@@ -1293,7 +1377,7 @@ type ReplayResult struct {
 
 func (x *ReplayResult) Reset() {
 	*x = ReplayResult{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[9]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1305,7 +1389,7 @@ func (x *ReplayResult) String() string {
 func (*ReplayResult) ProtoMessage() {}
 
 func (x *ReplayResult) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[9]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1318,7 +1402,7 @@ func (x *ReplayResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayResult.ProtoReflect.Descriptor instead.
 func (*ReplayResult) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{9}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReplayResult) GetRequestId() uint64 {
@@ -1403,7 +1487,7 @@ type AppliedUpTo struct {
 
 func (x *AppliedUpTo) Reset() {
 	*x = AppliedUpTo{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[10]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1415,7 +1499,7 @@ func (x *AppliedUpTo) String() string {
 func (*AppliedUpTo) ProtoMessage() {}
 
 func (x *AppliedUpTo) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[10]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1428,7 +1512,7 @@ func (x *AppliedUpTo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedUpTo.ProtoReflect.Descriptor instead.
 func (*AppliedUpTo) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{10}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AppliedUpTo) GetLsn() uint64 {
@@ -1474,7 +1558,7 @@ type TruncatedTo struct {
 
 func (x *TruncatedTo) Reset() {
 	*x = TruncatedTo{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[11]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1486,7 +1570,7 @@ func (x *TruncatedTo) String() string {
 func (*TruncatedTo) ProtoMessage() {}
 
 func (x *TruncatedTo) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[11]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1499,7 +1583,7 @@ func (x *TruncatedTo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TruncatedTo.ProtoReflect.Descriptor instead.
 func (*TruncatedTo) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{11}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TruncatedTo) GetLastLsn() uint64 {
@@ -1536,7 +1620,7 @@ type ResetDone struct {
 
 func (x *ResetDone) Reset() {
 	*x = ResetDone{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[12]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1548,7 +1632,7 @@ func (x *ResetDone) String() string {
 func (*ResetDone) ProtoMessage() {}
 
 func (x *ResetDone) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[12]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1561,7 +1645,7 @@ func (x *ResetDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetDone.ProtoReflect.Descriptor instead.
 func (*ResetDone) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{12}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ResetDone) GetNextLsn() uint64 {
@@ -1601,7 +1685,7 @@ type ChecksumResult struct {
 
 func (x *ChecksumResult) Reset() {
 	*x = ChecksumResult{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[13]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1613,7 +1697,7 @@ func (x *ChecksumResult) String() string {
 func (*ChecksumResult) ProtoMessage() {}
 
 func (x *ChecksumResult) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[13]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1626,7 +1710,7 @@ func (x *ChecksumResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChecksumResult.ProtoReflect.Descriptor instead.
 func (*ChecksumResult) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{13}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ChecksumResult) GetRequestId() uint64 {
@@ -1688,13 +1772,16 @@ type ClusterView struct {
 	// The sidecar reads StorageState messages. A broker sends them only to a
 	// sidecar that sets this (an older sidecar would refuse the message).
 	ReadsStorageState bool `protobuf:"varint,6,opt,name=reads_storage_state,json=readsStorageState,proto3" json:"reads_storage_state,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The sidecar reads BrokerStopping messages (since 2026-12-06). A broker
+	// sends one only to a sidecar that sets this.
+	ReadsBrokerStopping bool `protobuf:"varint,7,opt,name=reads_broker_stopping,json=readsBrokerStopping,proto3" json:"reads_broker_stopping,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *ClusterView) Reset() {
 	*x = ClusterView{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[14]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1706,7 +1793,7 @@ func (x *ClusterView) String() string {
 func (*ClusterView) ProtoMessage() {}
 
 func (x *ClusterView) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[14]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1719,7 +1806,7 @@ func (x *ClusterView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterView.ProtoReflect.Descriptor instead.
 func (*ClusterView) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{14}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ClusterView) GetRole() Role {
@@ -1764,6 +1851,13 @@ func (x *ClusterView) GetReadsStorageState() bool {
 	return false
 }
 
+func (x *ClusterView) GetReadsBrokerStopping() bool {
+	if x != nil {
+		return x.ReadsBrokerStopping
+	}
+	return false
+}
+
 // ReplayRequest asks the leader broker for entries from its WAL.
 type ReplayRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1780,7 +1874,7 @@ type ReplayRequest struct {
 
 func (x *ReplayRequest) Reset() {
 	*x = ReplayRequest{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[15]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1792,7 +1886,7 @@ func (x *ReplayRequest) String() string {
 func (*ReplayRequest) ProtoMessage() {}
 
 func (x *ReplayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[15]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1805,7 +1899,7 @@ func (x *ReplayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayRequest.ProtoReflect.Descriptor instead.
 func (*ReplayRequest) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{15}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReplayRequest) GetRequestId() uint64 {
@@ -1846,7 +1940,7 @@ type ApplyEntries struct {
 
 func (x *ApplyEntries) Reset() {
 	*x = ApplyEntries{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[16]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1858,7 +1952,7 @@ func (x *ApplyEntries) String() string {
 func (*ApplyEntries) ProtoMessage() {}
 
 func (x *ApplyEntries) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[16]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1871,7 +1965,7 @@ func (x *ApplyEntries) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyEntries.ProtoReflect.Descriptor instead.
 func (*ApplyEntries) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{16}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ApplyEntries) GetEntries() []*Entry {
@@ -1900,7 +1994,7 @@ type TruncateTo struct {
 
 func (x *TruncateTo) Reset() {
 	*x = TruncateTo{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[17]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1912,7 +2006,7 @@ func (x *TruncateTo) String() string {
 func (*TruncateTo) ProtoMessage() {}
 
 func (x *TruncateTo) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[17]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1925,7 +2019,7 @@ func (x *TruncateTo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TruncateTo.ProtoReflect.Descriptor instead.
 func (*TruncateTo) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{17}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TruncateTo) GetLsn() uint64 {
@@ -1947,7 +2041,7 @@ type ResetTo struct {
 
 func (x *ResetTo) Reset() {
 	*x = ResetTo{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[18]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1959,7 +2053,7 @@ func (x *ResetTo) String() string {
 func (*ResetTo) ProtoMessage() {}
 
 func (x *ResetTo) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[18]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1972,7 +2066,7 @@ func (x *ResetTo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetTo.ProtoReflect.Descriptor instead.
 func (*ResetTo) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{18}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ResetTo) GetNextLsn() uint64 {
@@ -1994,7 +2088,7 @@ type CommitPoint struct {
 
 func (x *CommitPoint) Reset() {
 	*x = CommitPoint{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[19]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2006,7 +2100,7 @@ func (x *CommitPoint) String() string {
 func (*CommitPoint) ProtoMessage() {}
 
 func (x *CommitPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[19]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2019,7 +2113,7 @@ func (x *CommitPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitPoint.ProtoReflect.Descriptor instead.
 func (*CommitPoint) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{19}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CommitPoint) GetLsn() uint64 {
@@ -2041,7 +2135,7 @@ type SubscribeCommitted struct {
 
 func (x *SubscribeCommitted) Reset() {
 	*x = SubscribeCommitted{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[20]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2053,7 +2147,7 @@ func (x *SubscribeCommitted) String() string {
 func (*SubscribeCommitted) ProtoMessage() {}
 
 func (x *SubscribeCommitted) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[20]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2066,7 +2160,7 @@ func (x *SubscribeCommitted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeCommitted.ProtoReflect.Descriptor instead.
 func (*SubscribeCommitted) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{20}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SubscribeCommitted) GetFromLsn() uint64 {
@@ -2092,7 +2186,7 @@ type ChecksumRequest struct {
 
 func (x *ChecksumRequest) Reset() {
 	*x = ChecksumRequest{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[21]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2104,7 +2198,7 @@ func (x *ChecksumRequest) String() string {
 func (*ChecksumRequest) ProtoMessage() {}
 
 func (x *ChecksumRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[21]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2117,7 +2211,7 @@ func (x *ChecksumRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChecksumRequest.ProtoReflect.Descriptor instead.
 func (*ChecksumRequest) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{21}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ChecksumRequest) GetRequestId() uint64 {
@@ -2162,7 +2256,7 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\x05R\x06nodeId\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12\x12\n" +
 	"\x04port\x18\x03 \x01(\x05R\x04port\x12\x12\n" +
-	"\x04rack\x18\x04 \x01(\tR\x04rack\"\xd5\x04\n" +
+	"\x04rack\x18\x04 \x01(\tR\x04rack\"\x93\x05\n" +
 	"\rAttachRequest\x123\n" +
 	"\x05hello\x18\x01 \x01(\v2\x1b.tandem.link.v1.BrokerHelloH\x00R\x05hello\x12@\n" +
 	"\tcommitted\x18\x02 \x01(\v2 .tandem.link.v1.CommittedEntriesH\x00R\tcommitted\x12C\n" +
@@ -2173,8 +2267,13 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"reset_done\x18\x06 \x01(\v2\x19.tandem.link.v1.ResetDoneH\x00R\tresetDone\x12I\n" +
 	"\x0fchecksum_result\x18\a \x01(\v2\x1e.tandem.link.v1.ChecksumResultH\x00R\x0echecksumResult\x12F\n" +
 	"\x0ecommit_applied\x18\b \x01(\v2\x1d.tandem.link.v1.CommitAppliedH\x00R\rcommitApplied\x128\n" +
-	"\astorage\x18\t \x01(\v2\x1c.tandem.link.v1.StorageStateH\x00R\astorageB\t\n" +
-	"\apayload\"t\n" +
+	"\astorage\x18\t \x01(\v2\x1c.tandem.link.v1.StorageStateH\x00R\astorage\x12<\n" +
+	"\bstopping\x18\n" +
+	" \x01(\v2\x1e.tandem.link.v1.BrokerStoppingH\x00R\bstoppingB\t\n" +
+	"\apayload\"C\n" +
+	"\x0eBrokerStopping\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x19\n" +
+	"\blast_lsn\x18\x02 \x01(\x04R\alastLsn\"t\n" +
 	"\fStorageState\x12\x14\n" +
 	"\x05error\x18\x01 \x01(\tR\x05error\x121\n" +
 	"\x15failing_since_unix_ms\x18\x02 \x01(\x03R\x12failingSinceUnixMs\x12\x1b\n" +
@@ -2243,14 +2342,15 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\tfirst_lsn\x18\x04 \x01(\x04R\bfirstLsn\x12\x19\n" +
 	"\blast_lsn\x18\x05 \x01(\x04R\alastLsn\x12\x1d\n" +
 	"\n" +
-	"commit_lsn\x18\x06 \x01(\x04R\tcommitLsn\"\xe2\x01\n" +
+	"commit_lsn\x18\x06 \x01(\x04R\tcommitLsn\"\x96\x02\n" +
 	"\vClusterView\x12(\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x14.tandem.link.v1.RoleR\x04role\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\x05R\bleaderId\x12\x14\n" +
 	"\x05epoch\x18\x03 \x01(\rR\x05epoch\x124\n" +
 	"\abrokers\x18\x04 \x03(\v2\x1a.tandem.link.v1.BrokerInfoR\abrokers\x12\x10\n" +
 	"\x03isr\x18\x05 \x03(\x05R\x03isr\x12.\n" +
-	"\x13reads_storage_state\x18\x06 \x01(\bR\x11readsStorageState\"f\n" +
+	"\x13reads_storage_state\x18\x06 \x01(\bR\x11readsStorageState\x122\n" +
+	"\x15reads_broker_stopping\x18\a \x01(\bR\x13readsBrokerStopping\"f\n" +
 	"\rReplayRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x19\n" +
@@ -2321,7 +2421,7 @@ func file_tandem_link_v1_link_proto_rawDescGZIP() []byte {
 }
 
 var file_tandem_link_v1_link_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_tandem_link_v1_link_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_tandem_link_v1_link_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_tandem_link_v1_link_proto_goTypes = []any{
 	(EntryType)(0),             // 0: tandem.link.v1.EntryType
 	(Role)(0),                  // 1: tandem.link.v1.Role
@@ -2330,60 +2430,62 @@ var file_tandem_link_v1_link_proto_goTypes = []any{
 	(*EpochStart)(nil),         // 4: tandem.link.v1.EpochStart
 	(*BrokerInfo)(nil),         // 5: tandem.link.v1.BrokerInfo
 	(*AttachRequest)(nil),      // 6: tandem.link.v1.AttachRequest
-	(*StorageState)(nil),       // 7: tandem.link.v1.StorageState
-	(*CommitApplied)(nil),      // 8: tandem.link.v1.CommitApplied
-	(*AttachResponse)(nil),     // 9: tandem.link.v1.AttachResponse
-	(*BrokerHello)(nil),        // 10: tandem.link.v1.BrokerHello
-	(*CommittedEntries)(nil),   // 11: tandem.link.v1.CommittedEntries
-	(*ReplayResult)(nil),       // 12: tandem.link.v1.ReplayResult
-	(*AppliedUpTo)(nil),        // 13: tandem.link.v1.AppliedUpTo
-	(*TruncatedTo)(nil),        // 14: tandem.link.v1.TruncatedTo
-	(*ResetDone)(nil),          // 15: tandem.link.v1.ResetDone
-	(*ChecksumResult)(nil),     // 16: tandem.link.v1.ChecksumResult
-	(*ClusterView)(nil),        // 17: tandem.link.v1.ClusterView
-	(*ReplayRequest)(nil),      // 18: tandem.link.v1.ReplayRequest
-	(*ApplyEntries)(nil),       // 19: tandem.link.v1.ApplyEntries
-	(*TruncateTo)(nil),         // 20: tandem.link.v1.TruncateTo
-	(*ResetTo)(nil),            // 21: tandem.link.v1.ResetTo
-	(*CommitPoint)(nil),        // 22: tandem.link.v1.CommitPoint
-	(*SubscribeCommitted)(nil), // 23: tandem.link.v1.SubscribeCommitted
-	(*ChecksumRequest)(nil),    // 24: tandem.link.v1.ChecksumRequest
+	(*BrokerStopping)(nil),     // 7: tandem.link.v1.BrokerStopping
+	(*StorageState)(nil),       // 8: tandem.link.v1.StorageState
+	(*CommitApplied)(nil),      // 9: tandem.link.v1.CommitApplied
+	(*AttachResponse)(nil),     // 10: tandem.link.v1.AttachResponse
+	(*BrokerHello)(nil),        // 11: tandem.link.v1.BrokerHello
+	(*CommittedEntries)(nil),   // 12: tandem.link.v1.CommittedEntries
+	(*ReplayResult)(nil),       // 13: tandem.link.v1.ReplayResult
+	(*AppliedUpTo)(nil),        // 14: tandem.link.v1.AppliedUpTo
+	(*TruncatedTo)(nil),        // 15: tandem.link.v1.TruncatedTo
+	(*ResetDone)(nil),          // 16: tandem.link.v1.ResetDone
+	(*ChecksumResult)(nil),     // 17: tandem.link.v1.ChecksumResult
+	(*ClusterView)(nil),        // 18: tandem.link.v1.ClusterView
+	(*ReplayRequest)(nil),      // 19: tandem.link.v1.ReplayRequest
+	(*ApplyEntries)(nil),       // 20: tandem.link.v1.ApplyEntries
+	(*TruncateTo)(nil),         // 21: tandem.link.v1.TruncateTo
+	(*ResetTo)(nil),            // 22: tandem.link.v1.ResetTo
+	(*CommitPoint)(nil),        // 23: tandem.link.v1.CommitPoint
+	(*SubscribeCommitted)(nil), // 24: tandem.link.v1.SubscribeCommitted
+	(*ChecksumRequest)(nil),    // 25: tandem.link.v1.ChecksumRequest
 }
 var file_tandem_link_v1_link_proto_depIdxs = []int32{
 	0,  // 0: tandem.link.v1.Entry.type:type_name -> tandem.link.v1.EntryType
-	10, // 1: tandem.link.v1.AttachRequest.hello:type_name -> tandem.link.v1.BrokerHello
-	11, // 2: tandem.link.v1.AttachRequest.committed:type_name -> tandem.link.v1.CommittedEntries
-	12, // 3: tandem.link.v1.AttachRequest.replay_result:type_name -> tandem.link.v1.ReplayResult
-	13, // 4: tandem.link.v1.AttachRequest.applied:type_name -> tandem.link.v1.AppliedUpTo
-	14, // 5: tandem.link.v1.AttachRequest.truncated:type_name -> tandem.link.v1.TruncatedTo
-	15, // 6: tandem.link.v1.AttachRequest.reset_done:type_name -> tandem.link.v1.ResetDone
-	16, // 7: tandem.link.v1.AttachRequest.checksum_result:type_name -> tandem.link.v1.ChecksumResult
-	8,  // 8: tandem.link.v1.AttachRequest.commit_applied:type_name -> tandem.link.v1.CommitApplied
-	7,  // 9: tandem.link.v1.AttachRequest.storage:type_name -> tandem.link.v1.StorageState
-	17, // 10: tandem.link.v1.AttachResponse.cluster_view:type_name -> tandem.link.v1.ClusterView
-	18, // 11: tandem.link.v1.AttachResponse.replay:type_name -> tandem.link.v1.ReplayRequest
-	19, // 12: tandem.link.v1.AttachResponse.apply:type_name -> tandem.link.v1.ApplyEntries
-	20, // 13: tandem.link.v1.AttachResponse.truncate_to:type_name -> tandem.link.v1.TruncateTo
-	21, // 14: tandem.link.v1.AttachResponse.reset_to:type_name -> tandem.link.v1.ResetTo
-	22, // 15: tandem.link.v1.AttachResponse.commit:type_name -> tandem.link.v1.CommitPoint
-	23, // 16: tandem.link.v1.AttachResponse.subscribe:type_name -> tandem.link.v1.SubscribeCommitted
-	24, // 17: tandem.link.v1.AttachResponse.checksum:type_name -> tandem.link.v1.ChecksumRequest
-	4,  // 18: tandem.link.v1.BrokerHello.epoch_history:type_name -> tandem.link.v1.EpochStart
-	3,  // 19: tandem.link.v1.CommittedEntries.entries:type_name -> tandem.link.v1.Entry
-	2,  // 20: tandem.link.v1.ReplayResult.status:type_name -> tandem.link.v1.ReplayStatus
-	3,  // 21: tandem.link.v1.ReplayResult.entries:type_name -> tandem.link.v1.Entry
-	4,  // 22: tandem.link.v1.AppliedUpTo.epoch_history:type_name -> tandem.link.v1.EpochStart
-	4,  // 23: tandem.link.v1.TruncatedTo.epoch_history:type_name -> tandem.link.v1.EpochStart
-	1,  // 24: tandem.link.v1.ClusterView.role:type_name -> tandem.link.v1.Role
-	5,  // 25: tandem.link.v1.ClusterView.brokers:type_name -> tandem.link.v1.BrokerInfo
-	3,  // 26: tandem.link.v1.ApplyEntries.entries:type_name -> tandem.link.v1.Entry
-	6,  // 27: tandem.link.v1.LinkService.Attach:input_type -> tandem.link.v1.AttachRequest
-	9,  // 28: tandem.link.v1.LinkService.Attach:output_type -> tandem.link.v1.AttachResponse
-	28, // [28:29] is the sub-list for method output_type
-	27, // [27:28] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	11, // 1: tandem.link.v1.AttachRequest.hello:type_name -> tandem.link.v1.BrokerHello
+	12, // 2: tandem.link.v1.AttachRequest.committed:type_name -> tandem.link.v1.CommittedEntries
+	13, // 3: tandem.link.v1.AttachRequest.replay_result:type_name -> tandem.link.v1.ReplayResult
+	14, // 4: tandem.link.v1.AttachRequest.applied:type_name -> tandem.link.v1.AppliedUpTo
+	15, // 5: tandem.link.v1.AttachRequest.truncated:type_name -> tandem.link.v1.TruncatedTo
+	16, // 6: tandem.link.v1.AttachRequest.reset_done:type_name -> tandem.link.v1.ResetDone
+	17, // 7: tandem.link.v1.AttachRequest.checksum_result:type_name -> tandem.link.v1.ChecksumResult
+	9,  // 8: tandem.link.v1.AttachRequest.commit_applied:type_name -> tandem.link.v1.CommitApplied
+	8,  // 9: tandem.link.v1.AttachRequest.storage:type_name -> tandem.link.v1.StorageState
+	7,  // 10: tandem.link.v1.AttachRequest.stopping:type_name -> tandem.link.v1.BrokerStopping
+	18, // 11: tandem.link.v1.AttachResponse.cluster_view:type_name -> tandem.link.v1.ClusterView
+	19, // 12: tandem.link.v1.AttachResponse.replay:type_name -> tandem.link.v1.ReplayRequest
+	20, // 13: tandem.link.v1.AttachResponse.apply:type_name -> tandem.link.v1.ApplyEntries
+	21, // 14: tandem.link.v1.AttachResponse.truncate_to:type_name -> tandem.link.v1.TruncateTo
+	22, // 15: tandem.link.v1.AttachResponse.reset_to:type_name -> tandem.link.v1.ResetTo
+	23, // 16: tandem.link.v1.AttachResponse.commit:type_name -> tandem.link.v1.CommitPoint
+	24, // 17: tandem.link.v1.AttachResponse.subscribe:type_name -> tandem.link.v1.SubscribeCommitted
+	25, // 18: tandem.link.v1.AttachResponse.checksum:type_name -> tandem.link.v1.ChecksumRequest
+	4,  // 19: tandem.link.v1.BrokerHello.epoch_history:type_name -> tandem.link.v1.EpochStart
+	3,  // 20: tandem.link.v1.CommittedEntries.entries:type_name -> tandem.link.v1.Entry
+	2,  // 21: tandem.link.v1.ReplayResult.status:type_name -> tandem.link.v1.ReplayStatus
+	3,  // 22: tandem.link.v1.ReplayResult.entries:type_name -> tandem.link.v1.Entry
+	4,  // 23: tandem.link.v1.AppliedUpTo.epoch_history:type_name -> tandem.link.v1.EpochStart
+	4,  // 24: tandem.link.v1.TruncatedTo.epoch_history:type_name -> tandem.link.v1.EpochStart
+	1,  // 25: tandem.link.v1.ClusterView.role:type_name -> tandem.link.v1.Role
+	5,  // 26: tandem.link.v1.ClusterView.brokers:type_name -> tandem.link.v1.BrokerInfo
+	3,  // 27: tandem.link.v1.ApplyEntries.entries:type_name -> tandem.link.v1.Entry
+	6,  // 28: tandem.link.v1.LinkService.Attach:input_type -> tandem.link.v1.AttachRequest
+	10, // 29: tandem.link.v1.LinkService.Attach:output_type -> tandem.link.v1.AttachResponse
+	29, // [29:30] is the sub-list for method output_type
+	28, // [28:29] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_tandem_link_v1_link_proto_init() }
@@ -2402,8 +2504,9 @@ func file_tandem_link_v1_link_proto_init() {
 		(*AttachRequest_ChecksumResult)(nil),
 		(*AttachRequest_CommitApplied)(nil),
 		(*AttachRequest_Storage)(nil),
+		(*AttachRequest_Stopping)(nil),
 	}
-	file_tandem_link_v1_link_proto_msgTypes[6].OneofWrappers = []any{
+	file_tandem_link_v1_link_proto_msgTypes[7].OneofWrappers = []any{
 		(*AttachResponse_ClusterView)(nil),
 		(*AttachResponse_Replay)(nil),
 		(*AttachResponse_Apply)(nil),
@@ -2419,7 +2522,7 @@ func file_tandem_link_v1_link_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tandem_link_v1_link_proto_rawDesc), len(file_tandem_link_v1_link_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

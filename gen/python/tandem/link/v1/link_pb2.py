@@ -13,7 +13,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19tandem/link/v1/link.proto\x12\x0etandem.link.v1\"\xb7\x01\n\x05\x45ntry\x12\x10\n\x03lsn\x18\x01 \x01(\x04R\x03lsn\x12\x14\n\x05\x65poch\x18\x02 \x01(\rR\x05\x65poch\x12-\n\x04type\x18\x03 \x01(\x0e\x32\x19.tandem.link.v1.EntryTypeR\x04type\x12\x18\n\x07payload\x18\x04 \x01(\x0cR\x07payload\x12*\n\x0epayload_crc32c\x18\x05 \x01(\x07H\x00R\rpayloadCrc32c\x88\x01\x01\x42\x11\n\x0f_payload_crc32c\"?\n\nEpochStart\x12\x14\n\x05\x65poch\x18\x01 \x01(\rR\x05\x65poch\x12\x1b\n\tstart_lsn\x18\x02 \x01(\x04R\x08startLsn\"a\n\nBrokerInfo\x12\x17\n\x07node_id\x18\x01 \x01(\x05R\x06nodeId\x12\x12\n\x04host\x18\x02 \x01(\tR\x04host\x12\x12\n\x04port\x18\x03 \x01(\x05R\x04port\x12\x12\n\x04rack\x18\x04 \x01(\tR\x04rack\"\xd5\x04\n\rAttachRequest\x12\x33\n\x05hello\x18\x01 \x01(\x0b\x32\x1b.tandem.link.v1.BrokerHelloH\x00R\x05hello\x12@\n\tcommitted\x18\x02 \x01(\x0b\x32 .tandem.link.v1.CommittedEntriesH\x00R\tcommitted\x12\x43\n\rreplay_result\x18\x03 \x01(\x0b\x32\x1c.tandem.link.v1.ReplayResultH\x00R\x0creplayResult\x12\x37\n\x07\x61pplied\x18\x04 \x01(\x0b\x32\x1b.tandem.link.v1.AppliedUpToH\x00R\x07\x61pplied\x12;\n\ttruncated\x18\x05 \x01(\x0b\x32\x1b.tandem.link.v1.TruncatedToH\x00R\ttruncated\x12:\n\nreset_done\x18\x06 \x01(\x0b\x32\x19.tandem.link.v1.ResetDoneH\x00R\tresetDone\x12I\n\x0f\x63hecksum_result\x18\x07 \x01(\x0b\x32\x1e.tandem.link.v1.ChecksumResultH\x00R\x0e\x63hecksumResult\x12\x46\n\x0e\x63ommit_applied\x18\x08 \x01(\x0b\x32\x1d.tandem.link.v1.CommitAppliedH\x00R\rcommitApplied\x12\x38\n\x07storage\x18\t \x01(\x0b\x32\x1c.tandem.link.v1.StorageStateH\x00R\x07storageB\t\n\x07payload\"t\n\x0cStorageState\x12\x14\n\x05\x65rror\x18\x01 \x01(\tR\x05\x65rror\x12\x31\n\x15\x66\x61iling_since_unix_ms\x18\x02 \x01(\x03R\x12\x66\x61ilingSinceUnixMs\x12\x1b\n\tfirst_lsn\x18\x03 \x01(\x04R\x08\x66irstLsn\"!\n\rCommitApplied\x12\x10\n\x03lsn\x18\x01 \x01(\x04R\x03lsn\"\xfb\x03\n\x0e\x41ttachResponse\x12@\n\x0c\x63luster_view\x18\x01 \x01(\x0b\x32\x1b.tandem.link.v1.ClusterViewH\x00R\x0b\x63lusterView\x12\x37\n\x06replay\x18\x02 \x01(\x0b\x32\x1d.tandem.link.v1.ReplayRequestH\x00R\x06replay\x12\x34\n\x05\x61pply\x18\x03 \x01(\x0b\x32\x1c.tandem.link.v1.ApplyEntriesH\x00R\x05\x61pply\x12=\n\x0btruncate_to\x18\x04 \x01(\x0b\x32\x1a.tandem.link.v1.TruncateToH\x00R\ntruncateTo\x12\x34\n\x08reset_to\x18\x05 \x01(\x0b\x32\x17.tandem.link.v1.ResetToH\x00R\x07resetTo\x12\x35\n\x06\x63ommit\x18\x06 \x01(\x0b\x32\x1b.tandem.link.v1.CommitPointH\x00R\x06\x63ommit\x12\x42\n\tsubscribe\x18\x07 \x01(\x0b\x32\".tandem.link.v1.SubscribeCommittedH\x00R\tsubscribe\x12=\n\x08\x63hecksum\x18\x08 \x01(\x0b\x32\x1f.tandem.link.v1.ChecksumRequestH\x00R\x08\x63hecksumB\t\n\x07payload\"\xf7\x02\n\x0b\x42rokerHello\x12\x17\n\x07node_id\x18\x01 \x01(\x05R\x06nodeId\x12\'\n\x0f\x61\x64vertised_host\x18\x02 \x01(\tR\x0e\x61\x64vertisedHost\x12\'\n\x0f\x61\x64vertised_port\x18\x03 \x01(\x05R\x0e\x61\x64vertisedPort\x12\x12\n\x04rack\x18\x04 \x01(\tR\x04rack\x12\x1b\n\tfirst_lsn\x18\x05 \x01(\x04R\x08\x66irstLsn\x12\x19\n\x08last_lsn\x18\x06 \x01(\x04R\x07lastLsn\x12\x1f\n\x0b\x64urable_lsn\x18\x07 \x01(\x04R\ndurableLsn\x12?\n\repoch_history\x18\x08 \x03(\x0b\x32\x1a.tandem.link.v1.EpochStartR\x0c\x65pochHistory\x12\x30\n\x14\x61pply_carries_commit\x18\t \x01(\x08R\x12\x61pplyCarriesCommit\x12\x1d\n\ncommit_lsn\x18\n \x01(\x04R\tcommitLsn\"d\n\x10\x43ommittedEntries\x12/\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x15.tandem.link.v1.EntryR\x07\x65ntries\x12\x1f\n\x0b\x64urable_lsn\x18\x02 \x01(\x04R\ndurableLsn\"\x9a\x02\n\x0cReplayResult\x12\x1d\n\nrequest_id\x18\x01 \x01(\x04R\trequestId\x12\x34\n\x06status\x18\x02 \x01(\x0e\x32\x1c.tandem.link.v1.ReplayStatusR\x06status\x12/\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x15.tandem.link.v1.EntryR\x07\x65ntries\x12\x12\n\x04\x64one\x18\x04 \x01(\x08R\x04\x64one\x12\x1c\n\nend_of_log\x18\x05 \x01(\x08R\x08\x65ndOfLog\x12\x1b\n\tfirst_lsn\x18\x06 \x01(\x04R\x08\x66irstLsn\x12\x1f\n\x0b\x64urable_lsn\x18\x07 \x01(\x04R\ndurableLsn\x12\x14\n\x05\x65rror\x18\x08 \x01(\tR\x05\x65rror\"\x95\x01\n\x0b\x41ppliedUpTo\x12\x10\n\x03lsn\x18\x01 \x01(\x04R\x03lsn\x12\x14\n\x05\x65rror\x18\x02 \x01(\tR\x05\x65rror\x12?\n\repoch_history\x18\x03 \x03(\x0b\x32\x1a.tandem.link.v1.EpochStartR\x0c\x65pochHistory\x12\x1d\n\ncommit_lsn\x18\x04 \x01(\x04R\tcommitLsn\"\x7f\n\x0bTruncatedTo\x12\x19\n\x08last_lsn\x18\x01 \x01(\x04R\x07lastLsn\x12?\n\repoch_history\x18\x02 \x03(\x0b\x32\x1a.tandem.link.v1.EpochStartR\x0c\x65pochHistory\x12\x14\n\x05\x65rror\x18\x03 \x01(\tR\x05\x65rror\"<\n\tResetDone\x12\x19\n\x08next_lsn\x18\x01 \x01(\x04R\x07nextLsn\x12\x14\n\x05\x65rror\x18\x02 \x01(\tR\x05\x65rror\"\xb8\x01\n\x0e\x43hecksumResult\x12\x1d\n\nrequest_id\x18\x01 \x01(\x04R\trequestId\x12\x1a\n\x08\x63hecksum\x18\x02 \x01(\x04R\x08\x63hecksum\x12\x14\n\x05\x65rror\x18\x03 \x01(\tR\x05\x65rror\x12\x1b\n\tfirst_lsn\x18\x04 \x01(\x04R\x08\x66irstLsn\x12\x19\n\x08last_lsn\x18\x05 \x01(\x04R\x07lastLsn\x12\x1d\n\ncommit_lsn\x18\x06 \x01(\x04R\tcommitLsn\"\xe2\x01\n\x0b\x43lusterView\x12(\n\x04role\x18\x01 \x01(\x0e\x32\x14.tandem.link.v1.RoleR\x04role\x12\x1b\n\tleader_id\x18\x02 \x01(\x05R\x08leaderId\x12\x14\n\x05\x65poch\x18\x03 \x01(\rR\x05\x65poch\x12\x34\n\x07\x62rokers\x18\x04 \x03(\x0b\x32\x1a.tandem.link.v1.BrokerInfoR\x07\x62rokers\x12\x10\n\x03isr\x18\x05 \x03(\x05R\x03isr\x12.\n\x13reads_storage_state\x18\x06 \x01(\x08R\x11readsStorageState\"f\n\rReplayRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\x04R\trequestId\x12\x19\n\x08\x66rom_lsn\x18\x02 \x01(\x04R\x07\x66romLsn\x12\x1b\n\tmax_bytes\x18\x03 \x01(\x04R\x08maxBytes\"^\n\x0c\x41pplyEntries\x12/\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x15.tandem.link.v1.EntryR\x07\x65ntries\x12\x1d\n\ncommit_lsn\x18\x02 \x01(\x04R\tcommitLsn\"\x1e\n\nTruncateTo\x12\x10\n\x03lsn\x18\x01 \x01(\x04R\x03lsn\"$\n\x07ResetTo\x12\x19\n\x08next_lsn\x18\x01 \x01(\x04R\x07nextLsn\"\x1f\n\x0b\x43ommitPoint\x12\x10\n\x03lsn\x18\x01 \x01(\x04R\x03lsn\"/\n\x12SubscribeCommitted\x12\x19\n\x08\x66rom_lsn\x18\x01 \x01(\x04R\x07\x66romLsn\"b\n\x0f\x43hecksumRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\x04R\trequestId\x12\x19\n\x08\x66rom_lsn\x18\x02 \x01(\x04R\x07\x66romLsn\x12\x15\n\x06to_lsn\x18\x03 \x01(\x04R\x05toLsn*\xf4\x03\n\tEntryType\x12\x1a\n\x16\x45NTRY_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45NTRY_TYPE_RECORD_BATCH\x10\x01\x12\x1b\n\x17\x45NTRY_TYPE_CREATE_TOPIC\x10\x02\x12\x1b\n\x17\x45NTRY_TYPE_DELETE_TOPIC\x10\x03\x12\x1c\n\x18\x45NTRY_TYPE_OFFSET_COMMIT\x10\x04\x12\x1a\n\x16\x45NTRY_TYPE_PRODUCER_ID\x10\x05\x12 \n\x1c\x45NTRY_TYPE_CREATE_PARTITIONS\x10\x06\x12\x1b\n\x17\x45NTRY_TYPE_ALTER_CONFIG\x10\x07\x12\x13\n\x0f\x45NTRY_TYPE_NOOP\x10\x08\x12\x1d\n\x19\x45NTRY_TYPE_STATE_SNAPSHOT\x10\t\x12\x1a\n\x16\x45NTRY_TYPE_GROUP_STATE\x10\n\x12\x1d\n\x19\x45NTRY_TYPE_DELETE_RECORDS\x10\x0b\x12\x12\n\x0e\x45NTRY_TYPE_ACL\x10\x0c\x12\x1b\n\x17\x45NTRY_TYPE_CLIENT_QUOTA\x10\r\x12\x1f\n\x1b\x45NTRY_TYPE_SCRAM_CREDENTIAL\x10\x0e\x12\x1a\n\x16\x45NTRY_TYPE_TRANSACTION\x10\x0f\x12\x1e\n\x1a\x45NTRY_TYPE_COMPACTED_BATCH\x10\x10*U\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x13\n\x0fROLE_STANDALONE\x10\x01\x12\x0f\n\x0bROLE_LEADER\x10\x02\x12\x11\n\rROLE_FOLLOWER\x10\x03*\x99\x01\n\x0cReplayStatus\x12\x1d\n\x19REPLAY_STATUS_UNSPECIFIED\x10\x00\x12\x14\n\x10REPLAY_STATUS_OK\x10\x01\x12\x1b\n\x17REPLAY_STATUS_COMPACTED\x10\x02\x12\x1e\n\x1aREPLAY_STATUS_OUT_OF_RANGE\x10\x03\x12\x17\n\x13REPLAY_STATUS_ERROR\x10\x04\x32Z\n\x0bLinkService\x12K\n\x06\x41ttach\x12\x1d.tandem.link.v1.AttachRequest\x1a\x1e.tandem.link.v1.AttachResponse(\x01\x30\x01\x42\xb0\x01\n\x12\x63om.tandem.link.v1B\tLinkProtoP\x01Z5github.com/tandem-io/tandem/gen/tandem/link/v1;linkv1\xa2\x02\x03TLX\xaa\x02\x0eTandem.Link.V1\xca\x02\x0eTandem\\Link\\V1\xe2\x02\x1aTandem\\Link\\V1\\GPBMetadata\xea\x02\x10Tandem::Link::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19tandem/link/v1/link.proto\x12\x0etandem.link.v1\"\xb7\x01\n\x05\x45ntry\x12\x10\n\x03lsn\x18\x01 \x01(\x04R\x03lsn\x12\x14\n\x05\x65poch\x18\x02 \x01(\rR\x05\x65poch\x12-\n\x04type\x18\x03 \x01(\x0e\x32\x19.tandem.link.v1.EntryTypeR\x04type\x12\x18\n\x07payload\x18\x04 \x01(\x0cR\x07payload\x12*\n\x0epayload_crc32c\x18\x05 \x01(\x07H\x00R\rpayloadCrc32c\x88\x01\x01\x42\x11\n\x0f_payload_crc32c\"?\n\nEpochStart\x12\x14\n\x05\x65poch\x18\x01 \x01(\rR\x05\x65poch\x12\x1b\n\tstart_lsn\x18\x02 \x01(\x04R\x08startLsn\"a\n\nBrokerInfo\x12\x17\n\x07node_id\x18\x01 \x01(\x05R\x06nodeId\x12\x12\n\x04host\x18\x02 \x01(\tR\x04host\x12\x12\n\x04port\x18\x03 \x01(\x05R\x04port\x12\x12\n\x04rack\x18\x04 \x01(\tR\x04rack\"\x93\x05\n\rAttachRequest\x12\x33\n\x05hello\x18\x01 \x01(\x0b\x32\x1b.tandem.link.v1.BrokerHelloH\x00R\x05hello\x12@\n\tcommitted\x18\x02 \x01(\x0b\x32 .tandem.link.v1.CommittedEntriesH\x00R\tcommitted\x12\x43\n\rreplay_result\x18\x03 \x01(\x0b\x32\x1c.tandem.link.v1.ReplayResultH\x00R\x0creplayResult\x12\x37\n\x07\x61pplied\x18\x04 \x01(\x0b\x32\x1b.tandem.link.v1.AppliedUpToH\x00R\x07\x61pplied\x12;\n\ttruncated\x18\x05 \x01(\x0b\x32\x1b.tandem.link.v1.TruncatedToH\x00R\ttruncated\x12:\n\nreset_done\x18\x06 \x01(\x0b\x32\x19.tandem.link.v1.ResetDoneH\x00R\tresetDone\x12I\n\x0f\x63hecksum_result\x18\x07 \x01(\x0b\x32\x1e.tandem.link.v1.ChecksumResultH\x00R\x0e\x63hecksumResult\x12\x46\n\x0e\x63ommit_applied\x18\x08 \x01(\x0b\x32\x1d.tandem.link.v1.CommitAppliedH\x00R\rcommitApplied\x12\x38\n\x07storage\x18\t \x01(\x0b\x32\x1c.tandem.link.v1.StorageStateH\x00R\x07storage\x12<\n\x08stopping\x18\n \x01(\x0b\x32\x1e.tandem.link.v1.BrokerStoppingH\x00R\x08stoppingB\t\n\x07payload\"C\n\x0e\x42rokerStopping\x12\x16\n\x06reason\x18\x01 \x01(\tR\x06reason\x12\x19\n\x08last_lsn\x18\x02 \x01(\x04R\x07lastLsn\"t\n\x0cStorageState\x12\x14\n\x05\x65rror\x18\x01 \x01(\tR\x05\x65rror\x12\x31\n\x15\x66\x61iling_since_unix_ms\x18\x02 \x01(\x03R\x12\x66\x61ilingSinceUnixMs\x12\x1b\n\tfirst_lsn\x18\x03 \x01(\x04R\x08\x66irstLsn\"!\n\rCommitApplied\x12\x10\n\x03lsn\x18\x01 \x01(\x04R\x03lsn\"\xfb\x03\n\x0e\x41ttachResponse\x12@\n\x0c\x63luster_view\x18\x01 \x01(\x0b\x32\x1b.tandem.link.v1.ClusterViewH\x00R\x0b\x63lusterView\x12\x37\n\x06replay\x18\x02 \x01(\x0b\x32\x1d.tandem.link.v1.ReplayRequestH\x00R\x06replay\x12\x34\n\x05\x61pply\x18\x03 \x01(\x0b\x32\x1c.tandem.link.v1.ApplyEntriesH\x00R\x05\x61pply\x12=\n\x0btruncate_to\x18\x04 \x01(\x0b\x32\x1a.tandem.link.v1.TruncateToH\x00R\ntruncateTo\x12\x34\n\x08reset_to\x18\x05 \x01(\x0b\x32\x17.tandem.link.v1.ResetToH\x00R\x07resetTo\x12\x35\n\x06\x63ommit\x18\x06 \x01(\x0b\x32\x1b.tandem.link.v1.CommitPointH\x00R\x06\x63ommit\x12\x42\n\tsubscribe\x18\x07 \x01(\x0b\x32\".tandem.link.v1.SubscribeCommittedH\x00R\tsubscribe\x12=\n\x08\x63hecksum\x18\x08 \x01(\x0b\x32\x1f.tandem.link.v1.ChecksumRequestH\x00R\x08\x63hecksumB\t\n\x07payload\"\xf7\x02\n\x0b\x42rokerHello\x12\x17\n\x07node_id\x18\x01 \x01(\x05R\x06nodeId\x12\'\n\x0f\x61\x64vertised_host\x18\x02 \x01(\tR\x0e\x61\x64vertisedHost\x12\'\n\x0f\x61\x64vertised_port\x18\x03 \x01(\x05R\x0e\x61\x64vertisedPort\x12\x12\n\x04rack\x18\x04 \x01(\tR\x04rack\x12\x1b\n\tfirst_lsn\x18\x05 \x01(\x04R\x08\x66irstLsn\x12\x19\n\x08last_lsn\x18\x06 \x01(\x04R\x07lastLsn\x12\x1f\n\x0b\x64urable_lsn\x18\x07 \x01(\x04R\ndurableLsn\x12?\n\repoch_history\x18\x08 \x03(\x0b\x32\x1a.tandem.link.v1.EpochStartR\x0c\x65pochHistory\x12\x30\n\x14\x61pply_carries_commit\x18\t \x01(\x08R\x12\x61pplyCarriesCommit\x12\x1d\n\ncommit_lsn\x18\n \x01(\x04R\tcommitLsn\"d\n\x10\x43ommittedEntries\x12/\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x15.tandem.link.v1.EntryR\x07\x65ntries\x12\x1f\n\x0b\x64urable_lsn\x18\x02 \x01(\x04R\ndurableLsn\"\x9a\x02\n\x0cReplayResult\x12\x1d\n\nrequest_id\x18\x01 \x01(\x04R\trequestId\x12\x34\n\x06status\x18\x02 \x01(\x0e\x32\x1c.tandem.link.v1.ReplayStatusR\x06status\x12/\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x15.tandem.link.v1.EntryR\x07\x65ntries\x12\x12\n\x04\x64one\x18\x04 \x01(\x08R\x04\x64one\x12\x1c\n\nend_of_log\x18\x05 \x01(\x08R\x08\x65ndOfLog\x12\x1b\n\tfirst_lsn\x18\x06 \x01(\x04R\x08\x66irstLsn\x12\x1f\n\x0b\x64urable_lsn\x18\x07 \x01(\x04R\ndurableLsn\x12\x14\n\x05\x65rror\x18\x08 \x01(\tR\x05\x65rror\"\x95\x01\n\x0b\x41ppliedUpTo\x12\x10\n\x03lsn\x18\x01 \x01(\x04R\x03lsn\x12\x14\n\x05\x65rror\x18\x02 \x01(\tR\x05\x65rror\x12?\n\repoch_history\x18\x03 \x03(\x0b\x32\x1a.tandem.link.v1.EpochStartR\x0c\x65pochHistory\x12\x1d\n\ncommit_lsn\x18\x04 \x01(\x04R\tcommitLsn\"\x7f\n\x0bTruncatedTo\x12\x19\n\x08last_lsn\x18\x01 \x01(\x04R\x07lastLsn\x12?\n\repoch_history\x18\x02 \x03(\x0b\x32\x1a.tandem.link.v1.EpochStartR\x0c\x65pochHistory\x12\x14\n\x05\x65rror\x18\x03 \x01(\tR\x05\x65rror\"<\n\tResetDone\x12\x19\n\x08next_lsn\x18\x01 \x01(\x04R\x07nextLsn\x12\x14\n\x05\x65rror\x18\x02 \x01(\tR\x05\x65rror\"\xb8\x01\n\x0e\x43hecksumResult\x12\x1d\n\nrequest_id\x18\x01 \x01(\x04R\trequestId\x12\x1a\n\x08\x63hecksum\x18\x02 \x01(\x04R\x08\x63hecksum\x12\x14\n\x05\x65rror\x18\x03 \x01(\tR\x05\x65rror\x12\x1b\n\tfirst_lsn\x18\x04 \x01(\x04R\x08\x66irstLsn\x12\x19\n\x08last_lsn\x18\x05 \x01(\x04R\x07lastLsn\x12\x1d\n\ncommit_lsn\x18\x06 \x01(\x04R\tcommitLsn\"\x96\x02\n\x0b\x43lusterView\x12(\n\x04role\x18\x01 \x01(\x0e\x32\x14.tandem.link.v1.RoleR\x04role\x12\x1b\n\tleader_id\x18\x02 \x01(\x05R\x08leaderId\x12\x14\n\x05\x65poch\x18\x03 \x01(\rR\x05\x65poch\x12\x34\n\x07\x62rokers\x18\x04 \x03(\x0b\x32\x1a.tandem.link.v1.BrokerInfoR\x07\x62rokers\x12\x10\n\x03isr\x18\x05 \x03(\x05R\x03isr\x12.\n\x13reads_storage_state\x18\x06 \x01(\x08R\x11readsStorageState\x12\x32\n\x15reads_broker_stopping\x18\x07 \x01(\x08R\x13readsBrokerStopping\"f\n\rReplayRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\x04R\trequestId\x12\x19\n\x08\x66rom_lsn\x18\x02 \x01(\x04R\x07\x66romLsn\x12\x1b\n\tmax_bytes\x18\x03 \x01(\x04R\x08maxBytes\"^\n\x0c\x41pplyEntries\x12/\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x15.tandem.link.v1.EntryR\x07\x65ntries\x12\x1d\n\ncommit_lsn\x18\x02 \x01(\x04R\tcommitLsn\"\x1e\n\nTruncateTo\x12\x10\n\x03lsn\x18\x01 \x01(\x04R\x03lsn\"$\n\x07ResetTo\x12\x19\n\x08next_lsn\x18\x01 \x01(\x04R\x07nextLsn\"\x1f\n\x0b\x43ommitPoint\x12\x10\n\x03lsn\x18\x01 \x01(\x04R\x03lsn\"/\n\x12SubscribeCommitted\x12\x19\n\x08\x66rom_lsn\x18\x01 \x01(\x04R\x07\x66romLsn\"b\n\x0f\x43hecksumRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\x04R\trequestId\x12\x19\n\x08\x66rom_lsn\x18\x02 \x01(\x04R\x07\x66romLsn\x12\x15\n\x06to_lsn\x18\x03 \x01(\x04R\x05toLsn*\xf4\x03\n\tEntryType\x12\x1a\n\x16\x45NTRY_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45NTRY_TYPE_RECORD_BATCH\x10\x01\x12\x1b\n\x17\x45NTRY_TYPE_CREATE_TOPIC\x10\x02\x12\x1b\n\x17\x45NTRY_TYPE_DELETE_TOPIC\x10\x03\x12\x1c\n\x18\x45NTRY_TYPE_OFFSET_COMMIT\x10\x04\x12\x1a\n\x16\x45NTRY_TYPE_PRODUCER_ID\x10\x05\x12 \n\x1c\x45NTRY_TYPE_CREATE_PARTITIONS\x10\x06\x12\x1b\n\x17\x45NTRY_TYPE_ALTER_CONFIG\x10\x07\x12\x13\n\x0f\x45NTRY_TYPE_NOOP\x10\x08\x12\x1d\n\x19\x45NTRY_TYPE_STATE_SNAPSHOT\x10\t\x12\x1a\n\x16\x45NTRY_TYPE_GROUP_STATE\x10\n\x12\x1d\n\x19\x45NTRY_TYPE_DELETE_RECORDS\x10\x0b\x12\x12\n\x0e\x45NTRY_TYPE_ACL\x10\x0c\x12\x1b\n\x17\x45NTRY_TYPE_CLIENT_QUOTA\x10\r\x12\x1f\n\x1b\x45NTRY_TYPE_SCRAM_CREDENTIAL\x10\x0e\x12\x1a\n\x16\x45NTRY_TYPE_TRANSACTION\x10\x0f\x12\x1e\n\x1a\x45NTRY_TYPE_COMPACTED_BATCH\x10\x10*U\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x13\n\x0fROLE_STANDALONE\x10\x01\x12\x0f\n\x0bROLE_LEADER\x10\x02\x12\x11\n\rROLE_FOLLOWER\x10\x03*\x99\x01\n\x0cReplayStatus\x12\x1d\n\x19REPLAY_STATUS_UNSPECIFIED\x10\x00\x12\x14\n\x10REPLAY_STATUS_OK\x10\x01\x12\x1b\n\x17REPLAY_STATUS_COMPACTED\x10\x02\x12\x1e\n\x1aREPLAY_STATUS_OUT_OF_RANGE\x10\x03\x12\x17\n\x13REPLAY_STATUS_ERROR\x10\x04\x32Z\n\x0bLinkService\x12K\n\x06\x41ttach\x12\x1d.tandem.link.v1.AttachRequest\x1a\x1e.tandem.link.v1.AttachResponse(\x01\x30\x01\x42\xb0\x01\n\x12\x63om.tandem.link.v1B\tLinkProtoP\x01Z5github.com/tandem-io/tandem/gen/tandem/link/v1;linkv1\xa2\x02\x03TLX\xaa\x02\x0eTandem.Link.V1\xca\x02\x0eTandem\\Link\\V1\xe2\x02\x1aTandem\\Link\\V1\\GPBMetadata\xea\x02\x10Tandem::Link::V1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tandem.link.v1.link_pb2', globals())
@@ -21,12 +21,12 @@ if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
   DESCRIPTOR._serialized_options = b'\n\022com.tandem.link.v1B\tLinkProtoP\001Z5github.com/tandem-io/tandem/gen/tandem/link/v1;linkv1\242\002\003TLX\252\002\016Tandem.Link.V1\312\002\016Tandem\\Link\\V1\342\002\032Tandem\\Link\\V1\\GPBMetadata\352\002\020Tandem::Link::V1'
-  _ENTRYTYPE._serialized_start=3635
-  _ENTRYTYPE._serialized_end=4135
-  _ROLE._serialized_start=4137
-  _ROLE._serialized_end=4222
-  _REPLAYSTATUS._serialized_start=4225
-  _REPLAYSTATUS._serialized_end=4378
+  _ENTRYTYPE._serialized_start=3818
+  _ENTRYTYPE._serialized_end=4318
+  _ROLE._serialized_start=4320
+  _ROLE._serialized_end=4405
+  _REPLAYSTATUS._serialized_start=4408
+  _REPLAYSTATUS._serialized_end=4561
   _ENTRY._serialized_start=46
   _ENTRY._serialized_end=229
   _EPOCHSTART._serialized_start=231
@@ -34,43 +34,45 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _BROKERINFO._serialized_start=296
   _BROKERINFO._serialized_end=393
   _ATTACHREQUEST._serialized_start=396
-  _ATTACHREQUEST._serialized_end=993
-  _STORAGESTATE._serialized_start=995
-  _STORAGESTATE._serialized_end=1111
-  _COMMITAPPLIED._serialized_start=1113
-  _COMMITAPPLIED._serialized_end=1146
-  _ATTACHRESPONSE._serialized_start=1149
-  _ATTACHRESPONSE._serialized_end=1656
-  _BROKERHELLO._serialized_start=1659
-  _BROKERHELLO._serialized_end=2034
-  _COMMITTEDENTRIES._serialized_start=2036
-  _COMMITTEDENTRIES._serialized_end=2136
-  _REPLAYRESULT._serialized_start=2139
-  _REPLAYRESULT._serialized_end=2421
-  _APPLIEDUPTO._serialized_start=2424
-  _APPLIEDUPTO._serialized_end=2573
-  _TRUNCATEDTO._serialized_start=2575
-  _TRUNCATEDTO._serialized_end=2702
-  _RESETDONE._serialized_start=2704
-  _RESETDONE._serialized_end=2764
-  _CHECKSUMRESULT._serialized_start=2767
-  _CHECKSUMRESULT._serialized_end=2951
-  _CLUSTERVIEW._serialized_start=2954
-  _CLUSTERVIEW._serialized_end=3180
-  _REPLAYREQUEST._serialized_start=3182
-  _REPLAYREQUEST._serialized_end=3284
-  _APPLYENTRIES._serialized_start=3286
-  _APPLYENTRIES._serialized_end=3380
-  _TRUNCATETO._serialized_start=3382
-  _TRUNCATETO._serialized_end=3412
-  _RESETTO._serialized_start=3414
-  _RESETTO._serialized_end=3450
-  _COMMITPOINT._serialized_start=3452
-  _COMMITPOINT._serialized_end=3483
-  _SUBSCRIBECOMMITTED._serialized_start=3485
-  _SUBSCRIBECOMMITTED._serialized_end=3532
-  _CHECKSUMREQUEST._serialized_start=3534
-  _CHECKSUMREQUEST._serialized_end=3632
-  _LINKSERVICE._serialized_start=4380
-  _LINKSERVICE._serialized_end=4470
+  _ATTACHREQUEST._serialized_end=1055
+  _BROKERSTOPPING._serialized_start=1057
+  _BROKERSTOPPING._serialized_end=1124
+  _STORAGESTATE._serialized_start=1126
+  _STORAGESTATE._serialized_end=1242
+  _COMMITAPPLIED._serialized_start=1244
+  _COMMITAPPLIED._serialized_end=1277
+  _ATTACHRESPONSE._serialized_start=1280
+  _ATTACHRESPONSE._serialized_end=1787
+  _BROKERHELLO._serialized_start=1790
+  _BROKERHELLO._serialized_end=2165
+  _COMMITTEDENTRIES._serialized_start=2167
+  _COMMITTEDENTRIES._serialized_end=2267
+  _REPLAYRESULT._serialized_start=2270
+  _REPLAYRESULT._serialized_end=2552
+  _APPLIEDUPTO._serialized_start=2555
+  _APPLIEDUPTO._serialized_end=2704
+  _TRUNCATEDTO._serialized_start=2706
+  _TRUNCATEDTO._serialized_end=2833
+  _RESETDONE._serialized_start=2835
+  _RESETDONE._serialized_end=2895
+  _CHECKSUMRESULT._serialized_start=2898
+  _CHECKSUMRESULT._serialized_end=3082
+  _CLUSTERVIEW._serialized_start=3085
+  _CLUSTERVIEW._serialized_end=3363
+  _REPLAYREQUEST._serialized_start=3365
+  _REPLAYREQUEST._serialized_end=3467
+  _APPLYENTRIES._serialized_start=3469
+  _APPLYENTRIES._serialized_end=3563
+  _TRUNCATETO._serialized_start=3565
+  _TRUNCATETO._serialized_end=3595
+  _RESETTO._serialized_start=3597
+  _RESETTO._serialized_end=3633
+  _COMMITPOINT._serialized_start=3635
+  _COMMITPOINT._serialized_end=3666
+  _SUBSCRIBECOMMITTED._serialized_start=3668
+  _SUBSCRIBECOMMITTED._serialized_end=3715
+  _CHECKSUMREQUEST._serialized_start=3717
+  _CHECKSUMREQUEST._serialized_end=3815
+  _LINKSERVICE._serialized_start=4563
+  _LINKSERVICE._serialized_end=4653
 # @@protoc_insertion_point(module_scope)

@@ -53,7 +53,7 @@ class ApplyEntries(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[Entry, _Mapping]]] = ..., commit_lsn: _Optional[int] = ...) -> None: ...
 
 class AttachRequest(_message.Message):
-    __slots__ = ["applied", "checksum_result", "commit_applied", "committed", "hello", "replay_result", "reset_done", "storage", "truncated"]
+    __slots__ = ["applied", "checksum_result", "commit_applied", "committed", "hello", "replay_result", "reset_done", "stopping", "storage", "truncated"]
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     CHECKSUM_RESULT_FIELD_NUMBER: _ClassVar[int]
     COMMITTED_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +61,7 @@ class AttachRequest(_message.Message):
     HELLO_FIELD_NUMBER: _ClassVar[int]
     REPLAY_RESULT_FIELD_NUMBER: _ClassVar[int]
     RESET_DONE_FIELD_NUMBER: _ClassVar[int]
+    STOPPING_FIELD_NUMBER: _ClassVar[int]
     STORAGE_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     applied: AppliedUpTo
@@ -70,9 +71,10 @@ class AttachRequest(_message.Message):
     hello: BrokerHello
     replay_result: ReplayResult
     reset_done: ResetDone
+    stopping: BrokerStopping
     storage: StorageState
     truncated: TruncatedTo
-    def __init__(self, hello: _Optional[_Union[BrokerHello, _Mapping]] = ..., committed: _Optional[_Union[CommittedEntries, _Mapping]] = ..., replay_result: _Optional[_Union[ReplayResult, _Mapping]] = ..., applied: _Optional[_Union[AppliedUpTo, _Mapping]] = ..., truncated: _Optional[_Union[TruncatedTo, _Mapping]] = ..., reset_done: _Optional[_Union[ResetDone, _Mapping]] = ..., checksum_result: _Optional[_Union[ChecksumResult, _Mapping]] = ..., commit_applied: _Optional[_Union[CommitApplied, _Mapping]] = ..., storage: _Optional[_Union[StorageState, _Mapping]] = ...) -> None: ...
+    def __init__(self, hello: _Optional[_Union[BrokerHello, _Mapping]] = ..., committed: _Optional[_Union[CommittedEntries, _Mapping]] = ..., replay_result: _Optional[_Union[ReplayResult, _Mapping]] = ..., applied: _Optional[_Union[AppliedUpTo, _Mapping]] = ..., truncated: _Optional[_Union[TruncatedTo, _Mapping]] = ..., reset_done: _Optional[_Union[ResetDone, _Mapping]] = ..., checksum_result: _Optional[_Union[ChecksumResult, _Mapping]] = ..., commit_applied: _Optional[_Union[CommitApplied, _Mapping]] = ..., storage: _Optional[_Union[StorageState, _Mapping]] = ..., stopping: _Optional[_Union[BrokerStopping, _Mapping]] = ...) -> None: ...
 
 class AttachResponse(_message.Message):
     __slots__ = ["apply", "checksum", "cluster_view", "commit", "replay", "reset_to", "subscribe", "truncate_to"]
@@ -130,6 +132,14 @@ class BrokerInfo(_message.Message):
     rack: str
     def __init__(self, node_id: _Optional[int] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., rack: _Optional[str] = ...) -> None: ...
 
+class BrokerStopping(_message.Message):
+    __slots__ = ["last_lsn", "reason"]
+    LAST_LSN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    last_lsn: int
+    reason: str
+    def __init__(self, reason: _Optional[str] = ..., last_lsn: _Optional[int] = ...) -> None: ...
+
 class ChecksumRequest(_message.Message):
     __slots__ = ["from_lsn", "request_id", "to_lsn"]
     FROM_LSN_FIELD_NUMBER: _ClassVar[int]
@@ -157,20 +167,22 @@ class ChecksumResult(_message.Message):
     def __init__(self, request_id: _Optional[int] = ..., checksum: _Optional[int] = ..., error: _Optional[str] = ..., first_lsn: _Optional[int] = ..., last_lsn: _Optional[int] = ..., commit_lsn: _Optional[int] = ...) -> None: ...
 
 class ClusterView(_message.Message):
-    __slots__ = ["brokers", "epoch", "isr", "leader_id", "reads_storage_state", "role"]
+    __slots__ = ["brokers", "epoch", "isr", "leader_id", "reads_broker_stopping", "reads_storage_state", "role"]
     BROKERS_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     ISR_FIELD_NUMBER: _ClassVar[int]
     LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    READS_BROKER_STOPPING_FIELD_NUMBER: _ClassVar[int]
     READS_STORAGE_STATE_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     brokers: _containers.RepeatedCompositeFieldContainer[BrokerInfo]
     epoch: int
     isr: _containers.RepeatedScalarFieldContainer[int]
     leader_id: int
+    reads_broker_stopping: bool
     reads_storage_state: bool
     role: Role
-    def __init__(self, role: _Optional[_Union[Role, str]] = ..., leader_id: _Optional[int] = ..., epoch: _Optional[int] = ..., brokers: _Optional[_Iterable[_Union[BrokerInfo, _Mapping]]] = ..., isr: _Optional[_Iterable[int]] = ..., reads_storage_state: bool = ...) -> None: ...
+    def __init__(self, role: _Optional[_Union[Role, str]] = ..., leader_id: _Optional[int] = ..., epoch: _Optional[int] = ..., brokers: _Optional[_Iterable[_Union[BrokerInfo, _Mapping]]] = ..., isr: _Optional[_Iterable[int]] = ..., reads_storage_state: bool = ..., reads_broker_stopping: bool = ...) -> None: ...
 
 class CommitApplied(_message.Message):
     __slots__ = ["lsn"]
