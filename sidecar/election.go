@@ -122,10 +122,13 @@ type election struct {
 	// to it; peer discovery must not take such a report for someone
 	// else's newer term (followNewerEpoch).
 	taking atomic.Uint32
+	// brokerStopping wakes the lead loop when the broker says it stops
+	// (Sidecar.brokerStopping), so that the handover starts at once.
+	brokerStopping chan struct{} // cap 1
 }
 
 func newElection(s *Sidecar) *election {
-	return &election{s: s, log: s.log.Named("election"), ttl: s.cfg.LeaseTTL}
+	return &election{s: s, log: s.log.Named("election"), ttl: s.cfg.LeaseTTL, brokerStopping: make(chan struct{}, 1)}
 }
 
 func (e *election) key(name string) string { return e.s.cfg.EtcdPrefix + name }
@@ -666,6 +669,7 @@ func (e *election) lead(ctx context.Context, cli *clientv3.Client, el *concurren
 	for {
 		select {
 		case <-t.C:
+		case <-e.brokerStopping:
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}
@@ -754,12 +758,53 @@ func (e *election) lead(ctx context.Context, cli *clientv3.Client, el *concurren
 // over to: the link ends, and the rule for a detached broker (resign after
 // one lease TTL) applies.
 func (e *election) handOver(l *leader, bc *brokerConn, st *brokerStop) bool {
-	self := e.s.cfg.NodeID
+	// Followers acknowledge within milliseconds: look often, so that
+	// producers, which get NOT_LEADER_OR_FOLLOWER meanwhile, do not back
+	// off further than they must.
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		others, behind, unanswered := e.handOverState(l, st)
+		waited := time.Since(st.at)
+		switch {
+		case others == 0:
+			e.log.Warn("the broker is stopping, but no other node is in the ISR to lead instead; writes stop until it is back (this node resigns after one lease TTL)",
+				"last_lsn", st.lastLSN)
+			bc.stop(errBrokerStopping)
+			return false
+		case (len(behind) > 0 || unanswered) && waited < stoppingHandOverMax:
+			select {
+			case <-tick.C:
+				continue
+			case <-l.ctx.Done():
+				return false // leadership ended meanwhile: nothing to hand over
+			}
+		case len(behind) > 0:
+			e.log.Warn("the broker is stopping; resigning although some in-sync followers do not hold its last entry yet (acks=1 writes they lack are lost)",
+				"last_lsn", st.lastLSN, "behind", fmt.Sprint(behind), "waited", waited.Round(time.Millisecond))
+		case unanswered:
+			e.log.Warn("the broker is stopping; resigning although it does not serve the commit point up to its last entry yet (acks=all writes still waiting there fail, and their producers retry)",
+				"last_lsn", st.lastLSN, "waited", waited.Round(time.Millisecond))
+		default:
+			e.log.Info("the broker is stopping and every in-sync follower holds its last entry; resigning so that one of them leads",
+				"last_lsn", st.lastLSN, "waited", waited.Round(time.Millisecond))
+		}
+		e.stepDown("the broker is stopping")
+		bc.stop(errBrokerStopping)
+		return true
+	}
+}
+
+// handOverState is what handOver waits for: how many other nodes are in
+// the ISR, which of them do not hold the broker's last entry yet, and
+// whether the broker does not serve the commit point up to that entry yet
+// (acks=all writes may still wait there: stepping down would fail them,
+// and their producers would write them again).
+func (e *election) handOverState(l *leader, st *brokerStop) (others int, behind []int32, unanswered bool) {
 	l.mu.Lock()
-	others := 0
-	var behind []int32
+	defer l.mu.Unlock()
 	for _, id := range l.isr {
-		if id == self {
+		if id == e.s.cfg.NodeID {
 			continue
 		}
 		others++
@@ -767,33 +812,7 @@ func (e *election) handOver(l *leader, bc *brokerConn, st *brokerStop) bool {
 			behind = append(behind, id)
 		}
 	}
-	// The broker serves the commit point up to its last entry: every
-	// acks=all write still waiting there has been answered (stepping down
-	// would fail them, and their producers would write them again).
-	unanswered := l.brokerAcks && l.brokerCommit < st.lastLSN
-	l.mu.Unlock()
-	waited := time.Since(st.at)
-	switch {
-	case others == 0:
-		e.log.Warn("the broker is stopping, but no other node is in the ISR to lead instead; writes stop until it is back (this node resigns after one lease TTL)",
-			"last_lsn", st.lastLSN)
-		bc.stop(errBrokerStopping)
-		return false
-	case (len(behind) > 0 || unanswered) && waited < stoppingHandOverMax:
-		return false
-	case len(behind) > 0:
-		e.log.Warn("the broker is stopping; resigning although some in-sync followers do not hold its last entry yet (acks=1 writes they lack are lost)",
-			"last_lsn", st.lastLSN, "behind", fmt.Sprint(behind), "waited", waited.Round(time.Millisecond))
-	case unanswered:
-		e.log.Warn("the broker is stopping; resigning although it does not serve the commit point up to its last entry yet (acks=all writes still waiting there fail, and their producers retry)",
-			"last_lsn", st.lastLSN, "waited", waited.Round(time.Millisecond))
-	default:
-		e.log.Info("the broker is stopping and every in-sync follower holds its last entry; resigning so that one of them leads",
-			"last_lsn", st.lastLSN, "waited", waited.Round(time.Millisecond))
-	}
-	e.stepDown("the broker is stopping")
-	bc.stop(errBrokerStopping)
-	return true
+	return others, behind, l.brokerAcks && l.brokerCommit < st.lastLSN
 }
 
 // pinnedFrom decides, from the read of the published ISR (r, err), which

@@ -80,6 +80,30 @@ func waitPublishedISR(t *testing.T, cli *clientv3.Client, isr string) {
 	})
 }
 
+// keepISR reads the ISR published in etcd now and returns a func that
+// publishes it again. Tests use it for followers that crash rather than stop:
+// a follower that stops cleanly tells the leader, which publishes the
+// smaller ISR at once (FollowerLeaving); one that crashes stays in the ISR
+// until the lag bound, and a leader that dies meanwhile leaves it there.
+func keepISR(t *testing.T, cli *clientv3.Client) (restore func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := cli.Get(ctx, etcdTestPrefix+"isr")
+	if err != nil || len(r.Kvs) != 1 {
+		t.Fatalf("reading the published ISR: %v %v", r, err)
+	}
+	val := string(r.Kvs[0].Value)
+	return func() {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := cli.Put(ctx, etcdTestPrefix+"isr", val); err != nil {
+			t.Fatalf("publishing the ISR %s again: %v", val, err)
+		}
+	}
+}
+
 // waitOnlyCandidate waits until id's key is the only one in the election
 // (the others withdrew).
 func waitOnlyCandidate(t *testing.T, cli *clientv3.Client, id int32) electionKey {
@@ -269,14 +293,16 @@ func TestEtcdFollowerBelowCommitPointDoesNotCampaign(t *testing.T) {
 	want := c.Checksums(20)[1]
 	cli := etcdClient(t, url)
 	waitPublishedISR(t, cli, "[1,2,3]")
+	restoreISR := keepISR(t, cli)
 
-	// The followers' brokers stop; then the leader's pair stops (its
+	// The followers' brokers crash; then the leader's pair stops (its
 	// lease is revoked). No node can lead; the ISR in etcd is [1,2,3].
 	c.StopBroker(2)
 	c.StopBroker(3)
 	waitOnlyCandidate(t, cli, 1)
 	c.StopSidecar(1)
 	c.StopBroker(1)
+	restoreISR()
 	waitPublishedISR(t, cli, "[1,2,3]")
 
 	// Node 2's broker comes back without entries 11-20.
@@ -461,8 +487,12 @@ func TestEtcdWinnerPassesOverPeerThatDoesNotCampaign(t *testing.T) {
 	waitPublishedISR(t, cli, "[1,2,3]")
 	committed := c.Checksums(20)[1]
 
-	c.StopSidecar(2)
-	c.StopSidecar(3)
+	for _, id := range []int32{2, 3} {
+		// Crashed, they do not tell the leader that they leave: the ISR
+		// stays [1,2,3], and the commit point at 20.
+		c.Nodes[id].Sidecar.Crash()
+		c.Nodes[id].Sidecar = nil
+	}
 	c.Nodes[1].Broker.Produce(t, 5, 100) // LSNs 21-25, on node 1 only
 	if got := c.Nodes[1].Broker.WAL().LastLSN(); got != 25 {
 		t.Fatalf("node 1 holds %d entries, want 25", got)

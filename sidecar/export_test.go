@@ -18,6 +18,14 @@ func SetConnectionTimeout(d time.Duration) (restore func()) {
 	return func() { connectionTimeout = old }
 }
 
+// Crash stops the sidecar as a crash would look to its peers: as a
+// follower it does not tell its leader that it leaves (FollowerLeaving), so
+// the leader keeps it in the ISR until the lag bound.
+func (s *Sidecar) Crash() error {
+	s.crashed.Store(true)
+	return s.Close()
+}
+
 // CampaignEligibility asks the election of a sidecar running with
 // --etcd-endpoints whether it may campaign now, and why not (what it logs
 // as "not campaigning").

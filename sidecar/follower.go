@@ -593,6 +593,8 @@ const leaveGrace = time.Second
 // the silent node holds the old leader's commit point back, as before.
 func (f *follower) leaveReason(bc *brokerConn) string {
 	switch {
+	case f.s.crashed.Load():
+		return "" // a test's crash (export_test.go)
 	case f.s.ctx.Err() != nil:
 		return "its sidecar is shutting down"
 	case bc.ctx.Err() != nil:

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tandem-io/tandem/broker/link"
+	adminv1 "github.com/tandem-io/tandem/gen/tandem/admin/v1"
 	"github.com/tandem-io/tandem/internal/testutil"
 	"github.com/tandem-io/tandem/sidecar/sidecartest"
 )
@@ -36,26 +38,7 @@ func TestStoppingLeaderBrokerHandsLeadershipOver(t *testing.T) {
 		c.StartSidecar(id)
 		c.WaitCaughtUp(20)
 	}
-	// Followers can be elected once the leader has published them in the
-	// ISR.
-	var old int32
-	var epoch uint32
-	testutil.Eventually(t, 20*time.Second, func() error {
-		var v struct {
-			LeaderID int32   `json:"leader_id"`
-			Epoch    uint32  `json:"epoch"`
-			ISR      []int32 `json:"isr"`
-		}
-		got := publishedISR(t, url)
-		if err := json.Unmarshal([]byte(got), &v); err != nil || !slices.Equal(v.ISR, []int32{1, 2, 3}) {
-			return fmt.Errorf("published ISR %q, want [1 2 3]", got)
-		}
-		if bv := c.Nodes[v.LeaderID].Broker.View(); bv.Role != link.RoleLeader || bv.Epoch != v.Epoch {
-			return fmt.Errorf("node %d published the ISR in epoch %d, its broker's view is %v in epoch %d", v.LeaderID, v.Epoch, bv.Role, bv.Epoch)
-		}
-		old, epoch = v.LeaderID, v.Epoch
-		return nil
-	})
+	old, epoch := waitISRPublished(t, c, url)
 	leader := c.Nodes[old].Broker
 
 	// The leader writes all along until its broker stops, so the followers
@@ -117,6 +100,79 @@ func TestStoppingBrokerWithNothingToHandOver(t *testing.T) {
 	leader.Produce(t, 10, 100)
 	c.WaitCaughtUp(30)
 	c.AssertIdentical(30)
+}
+
+// A leader's whole node stops at once (SIGTERM to both processes, as
+// Kubernetes stops a pod's containers): the sidecar waits for its broker's
+// BrokerStopping and hands the leadership over as when the broker alone
+// stops, so the new leader holds every entry the old one wrote, before
+// the sidecar revokes its lease.
+func TestStoppingLeaderPairHandsLeadershipOver(t *testing.T) {
+	c, url := etcdCluster(t, nil)
+	old, epoch := waitISRPublished(t, c, url)
+	leader := c.Nodes[old].Broker
+	stopWrites := writeInBackground(leader, 1000, nil)
+	time.Sleep(300 * time.Millisecond)
+	stopWrites()
+	last := leader.WAL().LastLSN()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); c.StopSidecar(old) }()
+	released, _ := c.StopBrokerCleanly(old)
+	wg.Wait()
+	if !released {
+		t.Fatalf("node %d's sidecar did not end the link of its stopping broker", old)
+	}
+	next, nextEpoch := leaderOf(t, c, old)
+	if nextEpoch != epoch+1 {
+		t.Fatalf("node %d leads epoch %d, want %d", next, nextEpoch, epoch+1)
+	}
+	c.Nodes[next].Broker.Produce(t, 10, 100)
+	h := c.Nodes[next].Broker.WAL().EpochHistory()
+	if got := h[len(h)-1]; got.Epoch != nextEpoch || got.StartLSN != last+1 {
+		t.Fatalf("node %d's epoch %d starts at LSN %d, want %d (right after the old leader's last entry): history %v",
+			next, got.Epoch, got.StartLSN, last+1, h)
+	}
+	c.StartSidecar(old)
+	c.StartBroker(old)
+	end := c.Nodes[next].Broker.WAL().LastLSN()
+	c.WaitCaughtUp(end)
+	c.AssertIdentical(end)
+}
+
+// waitISRPublished waits until a leader has published the ISR [1 2 3] in
+// etcd (every follower can then be elected) and its broker leads in that
+// epoch, and returns the leader and the epoch.
+func waitISRPublished(t *testing.T, c *sidecartest.Cluster, url string) (int32, uint32) {
+	t.Helper()
+	var id int32
+	var epoch uint32
+	testutil.Eventually(t, 20*time.Second, func() error {
+		var v struct {
+			LeaderID int32   `json:"leader_id"`
+			Epoch    uint32  `json:"epoch"`
+			ISR      []int32 `json:"isr"`
+		}
+		got := publishedISR(t, url)
+		if err := json.Unmarshal([]byte(got), &v); err != nil || !slices.Equal(v.ISR, []int32{1, 2, 3}) {
+			return fmt.Errorf("published ISR %q, want [1 2 3]", got)
+		}
+		// Not an ISR left from before a restart: its publisher still
+		// leads that epoch, with its broker attached and leading too.
+		st, err := c.Admin(v.LeaderID).Status(context.Background(), &adminv1.StatusRequest{})
+		if err != nil {
+			return err
+		}
+		if st.GetRole() != adminv1.Role_ROLE_LEADER || st.GetEpoch() != v.Epoch || !st.GetLinked() {
+			return fmt.Errorf("node %d published the ISR in epoch %d; its sidecar is %v in epoch %d (broker linked: %v)", v.LeaderID, v.Epoch, st.GetRole(), st.GetEpoch(), st.GetLinked())
+		}
+		if bv := c.Nodes[v.LeaderID].Broker.View(); bv.Role != link.RoleLeader || bv.Epoch != v.Epoch {
+			return fmt.Errorf("node %d published the ISR in epoch %d, its broker's view is %v in epoch %d", v.LeaderID, v.Epoch, bv.Role, bv.Epoch)
+		}
+		id, epoch = v.LeaderID, v.Epoch
+		return nil
+	})
+	return id, epoch
 }
 
 // publishedISR is the ISR value published in etcd ("" when none).

@@ -80,6 +80,9 @@ type Sidecar struct {
 	stateMu      sync.Mutex
 	uncleanEpoch uint32
 	election     *election // automatic failover through etcd (nil without --etcd-endpoints)
+	// crashed: stop as if crashed, without telling the leader (tests only:
+	// export_test.go's Crash).
+	crashed atomic.Bool
 
 	// seenBrokers is every peer broker (by node id) that a cluster view of
 	// this node has listed, with its latest address: a node that no longer
@@ -194,9 +197,18 @@ func (s *Sidecar) goFunc(fn func()) {
 	}()
 }
 
-// Close marks the sidecar not serving, stops both servers (gracefully for
-// up to five seconds), waits for every goroutine and removes the socket.
+// Close lets a leader whose broker is stopping too hand its leadership over
+// (awaitHandOver), then marks the sidecar not serving, stops both servers
+// (gracefully for up to five seconds), waits for every goroutine and
+// removes the socket.
 func (s *Sidecar) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	s.awaitHandOver() // before closing: the handover changes the role
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -390,6 +402,10 @@ func (s *Sidecar) brokerStopping(c *brokerConn, st *brokerStop) {
 		// Leadership may end meanwhile (a newer epoch): then nothing is
 		// handed over, and the link ends after the bound all the same.
 		time.AfterFunc(stoppingHandOverMax+time.Second, func() { c.stop(errBrokerStopping) })
+		select {
+		case s.election.brokerStopping <- struct{}{}:
+		default:
+		}
 		return
 	case l != nil:
 		s.log.Warn("the leader's broker is stopping; writes stop until it is back (with a static --leader nothing takes over on its own: for a planned stop, promote a follower first)",
@@ -398,6 +414,51 @@ func (s *Sidecar) brokerStopping(c *brokerConn, st *brokerStop) {
 		s.log.Info("the broker is stopping", "reason", st.reason, "last_lsn", st.lastLSN)
 	}
 	c.stop(errBrokerStopping)
+}
+
+// shutdownHandOverGrace is how long a leader's sidecar that is shutting
+// down waits for its broker to say that it stops too (awaitHandOver).
+const shutdownHandOverGrace = 250 * time.Millisecond
+
+// awaitHandOver lets a whole node stop as cleanly as its broker alone. When
+// both processes get SIGTERM at once (Kubernetes deleting a pod, `docker
+// compose stop`, a rolling restart), the broker's BrokerStopping arrives
+// right after this sidecar's own SIGTERM. A leader under etcd failover
+// waits up to shutdownHandOverGrace for it, and then for the handover it
+// starts (election.handOver, which ends the link), before it shuts down:
+// so the follower elected next holds every entry this leader wrote, acks=1
+// writes included. Otherwise (no etcd, not leading, a broker that is not
+// stopping) it returns at once or after the grace.
+func (s *Sidecar) awaitHandOver() {
+	if s.election == nil {
+		return
+	}
+	if l, _ := s.roles(); l == nil {
+		return
+	}
+	bc, _ := s.currentBroker()
+	if bc == nil {
+		return
+	}
+	grace := time.NewTimer(shutdownHandOverGrace)
+	defer grace.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for bc.stoppingState() == nil {
+		select {
+		case <-grace.C:
+			return
+		case <-bc.ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+	bound := time.NewTimer(stoppingHandOverMax + time.Second)
+	defer bound.Stop()
+	select {
+	case <-bc.ctx.Done():
+	case <-bound.C:
+	}
 }
 
 // currentBroker returns the attached broker (nil when none) and a channel
