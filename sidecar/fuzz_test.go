@@ -88,6 +88,12 @@ func FuzzAttachRequest(f *testing.F) {
 		if l.durable > 0 && l.cache.bytesBetween(0, l.durable) == 0 && len(m.GetCommitted().GetEntries()) == 0 {
 			t.Fatalf("durable moved to %d without entries", l.durable)
 		}
+		if st := m.GetStopping(); st != nil {
+			// Nothing to hand over here (no role): the link ends.
+			if got := c.stoppingState(); got == nil || got.lastLSN != st.GetLastLsn() || c.ctx.Err() == nil {
+				t.Fatalf("after BrokerStopping{last_lsn %d}: stopping %+v, link ended: %v", st.GetLastLsn(), got, c.ctx.Err() != nil)
+			}
+		}
 	})
 }
 
