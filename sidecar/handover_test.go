@@ -53,16 +53,7 @@ func TestStoppingLeaderBrokerHandsLeadershipOver(t *testing.T) {
 	}
 	t.Logf("node %d's sidecar released its broker after %v (WAL to LSN %d)", old, took, last)
 
-	next, nextEpoch := leaderOf(t, c, old)
-	if nextEpoch != epoch+1 {
-		t.Fatalf("node %d leads epoch %d, want %d", next, nextEpoch, epoch+1)
-	}
-	c.Nodes[next].Broker.Produce(t, 10, 100)
-	h := c.Nodes[next].Broker.WAL().EpochHistory()
-	if got := h[len(h)-1]; got.Epoch != nextEpoch || got.StartLSN != last+1 {
-		t.Fatalf("node %d's epoch %d starts at LSN %d, want %d (right after the old leader's last entry): history %v",
-			next, got.Epoch, got.StartLSN, last+1, h)
-	}
+	next, nextEpoch := requireTookOver(t, c, old, epoch, last)
 
 	// The old leader's broker comes back and follows the new leader.
 	c.StartBroker(old)
@@ -123,6 +114,20 @@ func TestStoppingLeaderPairHandsLeadershipOver(t *testing.T) {
 	if !released {
 		t.Fatalf("node %d's sidecar did not end the link of its stopping broker", old)
 	}
+	next, _ := requireTookOver(t, c, old, epoch, last)
+	c.StartSidecar(old)
+	c.StartBroker(old)
+	end := c.Nodes[next].Broker.WAL().LastLSN()
+	c.WaitCaughtUp(end)
+	c.AssertIdentical(end)
+}
+
+// requireTookOver waits for a node other than old to lead the epoch after
+// epoch, has it write 10 entries, and fails the test unless its epoch
+// starts right after last, the old leader's last entry (nothing the old
+// leader wrote was dropped). It returns the new leader and its epoch.
+func requireTookOver(t *testing.T, c *sidecartest.Cluster, old int32, epoch uint32, last uint64) (int32, uint32) {
+	t.Helper()
 	next, nextEpoch := leaderOf(t, c, old)
 	if nextEpoch != epoch+1 {
 		t.Fatalf("node %d leads epoch %d, want %d", next, nextEpoch, epoch+1)
@@ -133,11 +138,7 @@ func TestStoppingLeaderPairHandsLeadershipOver(t *testing.T) {
 		t.Fatalf("node %d's epoch %d starts at LSN %d, want %d (right after the old leader's last entry): history %v",
 			next, got.Epoch, got.StartLSN, last+1, h)
 	}
-	c.StartSidecar(old)
-	c.StartBroker(old)
-	end := c.Nodes[next].Broker.WAL().LastLSN()
-	c.WaitCaughtUp(end)
-	c.AssertIdentical(end)
+	return next, nextEpoch
 }
 
 // waitISRPublished waits until a leader has published the ISR [1 2 3] in
