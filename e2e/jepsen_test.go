@@ -344,8 +344,9 @@ func TestJepsenFailover(t *testing.T) {
 		defer wg.Done()
 		res.txn.run(ctx, t, c.kafkaAddrs())
 	}()
-	var mu sync.Mutex // guards acked and res counters below
+	var mu sync.Mutex // guards acked, failedBy and res counters below
 	acked := map[string]bool{}
+	failedBy := map[string]int{} // failed writes by error and time, for the log
 	var ops, failed atomic.Int64
 
 	// Producers: acks=all (kgo's default, idempotent), one record at a
@@ -375,6 +376,11 @@ func TestJepsenFailover(t *testing.T) {
 				ops.Add(1)
 				if err != nil {
 					failed.Add(1)
+					if ctx.Err() == nil {
+						mu.Lock()
+						failedBy[fmt.Sprintf("%s: %v", time.Now().UTC().Format("15:04:05"), err)]++
+						mu.Unlock()
+					}
 					cl.Close()
 					cl = newClient()
 					continue
@@ -624,6 +630,9 @@ func TestJepsenFailover(t *testing.T) {
 	}
 	t.Log(summary)
 	fmt.Println(summary)
+	for e, n := range failedBy {
+		t.Logf("failed writes (the client gave up; not acknowledged): %d at %s", n, e)
+	}
 	t.Log(verifyOut)
 	if verifyErr != nil {
 		t.Errorf("tandemctl verify: %v\n%s", verifyErr, verifyOut)

@@ -9,8 +9,9 @@ import (
 )
 
 // The brokers a node lists in its Kafka Metadata come from its cluster
-// view: the leader lists itself and the followers connected to it, a
-// follower what the leader last sent. A node that does not know the leader
+// view: the leader lists itself and its followers (those that have not
+// connected to it yet with the address it has seen), a follower what the
+// leader last sent. A node that does not know the leader
 // yet (it has just stepped down, or started, or been cut off) has no such
 // view. Listing only itself then would be harmful: a Kafka client replaces
 // the brokers it knows with those in each Metadata answer, so a client

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -229,5 +230,33 @@ func TestFollowersDropCommittedEntriesAfterUncleanPromotion(t *testing.T) {
 	}
 	if want := fmt.Sprintf(`"unclean_epoch":%d`, r.GetEpoch()); !strings.Contains(string(data), want) {
 		t.Fatalf("node 2's state file %s does not hold %s", data, want)
+	}
+}
+
+// A new leader lists every broker it knows from the start, also one whose
+// follower has not connected to it (node 3's sidecar is down here): a
+// Kafka client replaces the brokers it knows with each Metadata answer,
+// and one that asked the new leader would otherwise forget node 3.
+func TestNewLeaderListsBrokersNotConnectedYet(t *testing.T) {
+	c := sidecartest.NewCluster(t, 3, 1, nil)
+	c.StartAll()
+	c.WaitLeader().Produce(t, 20, 100)
+	c.WaitCaughtUp(20)
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if v := c.Nodes[2].Broker.View(); len(v.Brokers) != 3 {
+			return fmt.Errorf("node 2's view lists %v before the switchover, want all three", v.Brokers)
+		}
+		return nil
+	})
+	c.StopSidecar(3)
+	if _, err := promote(t, c, 2, false); err != nil {
+		t.Fatalf("promote node 2: %v", err)
+	}
+	b2 := waitRole(t, c, 2, link.RoleLeader, 2)
+	waitRole(t, c, 1, link.RoleFollower, 2)
+	v := b2.View()
+	host, port := c.Nodes[3].Broker.Advertised()
+	if i := slices.IndexFunc(v.Brokers, func(b link.BrokerInfo) bool { return b.NodeID == 3 }); i < 0 || v.Brokers[i].Host != host || v.Brokers[i].Port != port {
+		t.Fatalf("new leader 2 lists %v; want node 3 at %s:%d too", v.Brokers, host, port)
 	}
 }

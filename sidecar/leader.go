@@ -329,14 +329,24 @@ func (l *leader) updateLocked(now time.Time) {
 	}
 }
 
-// brokersLocked lists every known broker, sorted by node id.
+// brokersLocked lists every known broker, sorted by node id: this node's,
+// each follower's as it said when it connected to this leader, and, for a
+// follower that has not connected yet, the address an earlier cluster view
+// gave (brokers.go). A new leader's first views would otherwise list only
+// its own broker until the followers connect, and a Kafka client that
+// asked it then would forget every other broker.
 func (l *leader) brokersLocked() []*linkv1.BrokerInfo {
 	var out []*linkv1.BrokerInfo
 	if l.self != nil {
-		out = append(out, l.self)
+		out = l.s.knownBrokers(l.self)
 	}
 	for _, r := range l.replicas {
-		if r.broker != nil {
+		if r.broker == nil {
+			continue
+		}
+		if i := slices.IndexFunc(out, func(b *linkv1.BrokerInfo) bool { return b.GetNodeId() == r.id }); i >= 0 {
+			out[i] = r.broker
+		} else {
 			out = append(out, r.broker)
 		}
 	}
