@@ -173,12 +173,14 @@ func (b *Broker) resetStateLocked() {
 func (b *Broker) SetClusterView(v link.ClusterView) {
 	old := b.clusterView()
 	v.Brokers = keepKnownBrokers(v, old)
-	if takesWrites(old) && (!takesWrites(v) || v.Epoch != old.Epoch) {
-		// Leaving leadership (or changing term) under appendMu: an append
-		// in progress finishes first, and every later one sees the new
-		// view (appendLocked checks it). So when the sidecar's fence has
-		// seen this view applied, this broker writes nothing more in the
-		// old role, and nothing stamped with an epoch it does not lead.
+	if takesWrites(old) && (!takesWrites(v) || v.Epoch != old.Epoch || v.HandingOver && !old.HandingOver) {
+		// Leaving leadership (or changing term, or starting to hand it
+		// over) under appendMu: an append in progress finishes first, and
+		// every later one sees the new view (appendLocked checks it). So
+		// when the sidecar's fence has seen this view applied, this broker
+		// writes nothing more in the old role, nothing stamped with an
+		// epoch it does not lead, and nothing after the WAL end that a
+		// handover waits for.
 		// Only this link's receiver calls SetClusterView, so old is
 		// still the current view here.
 		b.appendMu.Lock()
@@ -197,6 +199,10 @@ func (b *Broker) SetClusterView(v link.ClusterView) {
 		b.commitMu.Lock()
 		b.fenceWaitersLocked()
 		b.commitMu.Unlock()
+	}
+	if v.HandingOver && !old.HandingOver {
+		b.log.Info("the sidecar is handing the leadership over; taking no more writes", "epoch", v.Epoch,
+			"last_lsn", b.wal.LastLSN())
 	}
 	if old.Role != v.Role || old.LeaderID != v.LeaderID || old.Epoch != v.Epoch {
 		b.log.Info("cluster view changed", "role", v.Role.String(), "leader", v.LeaderID, "epoch", v.Epoch,

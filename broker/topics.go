@@ -181,10 +181,12 @@ func takesWrites(v link.ClusterView) bool {
 }
 
 // appendsAllowed reports whether the broker appends entries of its own
-// under view v: it leads (or runs without a sidecar) and is not stopping
-// (handOver sets stopping under appendMu). Caller holds appendMu.
+// under view v: it leads (or runs without a sidecar), its sidecar is not
+// handing the leadership over (SetClusterView applies that view under
+// appendMu), and it is not stopping (handOver sets stopping under
+// appendMu). Caller holds appendMu.
 func (b *Broker) appendsAllowed(v link.ClusterView) bool {
-	return takesWrites(v) && !b.stopping.Load()
+	return takesWrites(v) && !v.HandingOver && !b.stopping.Load()
 }
 
 func (b *Broker) clusterView() link.ClusterView {

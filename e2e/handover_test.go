@@ -34,23 +34,7 @@ func TestLeaderBrokerStopHandsOver(t *testing.T) {
 		sidecarFlags: append(etcdSidecarFlags(url), "--lease-ttl", "60s"),
 	})
 	leader, epoch := c.waitLeader(30 * time.Second)
-	testutil.Eventually(t, 30*time.Second, func() error { return c.inSync(leader) })
-	c.waitElectable(url)
-	// In a new cluster the other nodes give the --leader node a head start
-	// of one TTL before they campaign; restarted now that an ISR is
-	// published, they campaign at once.
-	for _, n := range c.nodes {
-		if n.id == leader {
-			continue
-		}
-		if err := n.side.Stop(); err != nil {
-			t.Fatal(err)
-		}
-		n.side.MustRestart()
-		testutil.WaitTCPFor(t, n.sidecar, 20*time.Second)
-	}
-	testutil.Eventually(t, 30*time.Second, func() error { return c.inSync(leader) })
-	c.waitElectable(url)
+	skipHeadStart(t, c, leader, url)
 
 	const allTopic, oneTopic = "handover-all", "handover-one"
 	c.createTopicRetry(allTopic)
@@ -97,6 +81,29 @@ func TestLeaderBrokerStopHandsOver(t *testing.T) {
 		leader, took.Round(time.Millisecond), now, nowEpoch, longest.Round(time.Millisecond), failedMeanwhile, len(ackedAll), len(ackedOne), failedOne)
 }
 
+// skipHeadStart waits until every node is in sync with leader and can be
+// elected, and restarts the followers' sidecars: in a new cluster they give
+// the --leader node a head start of one lease TTL before they campaign,
+// and restarted once an ISR is published they campaign at once, as in a
+// cluster that has been running.
+func skipHeadStart(t *testing.T, c *cluster, leader int, url string) {
+	t.Helper()
+	testutil.Eventually(t, 30*time.Second, func() error { return c.inSync(leader) })
+	c.waitElectable(url)
+	for _, n := range c.nodes {
+		if n.id == leader {
+			continue
+		}
+		if err := n.side.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		n.side.MustRestart()
+		testutil.WaitTCPFor(t, n.sidecar, 20*time.Second)
+	}
+	testutil.Eventually(t, 30*time.Second, func() error { return c.inSync(leader) })
+	c.waitElectable(url)
+}
+
 // requireAckedPresent fails the test unless every acknowledged value is in
 // stored. For producers without idempotence (acks=1 here), whose retry of
 // a batch that was written but not answered stores it twice, as in Kafka.
@@ -111,4 +118,69 @@ func requireAckedPresent(t *testing.T, what string, stored, acked []string) {
 			t.Fatalf("%s: acknowledged value %s (number %d of %d) is missing; %d stored", what, v, i, len(acked), len(stored))
 		}
 	}
+}
+
+// TestLeaderSidecarStopHandsOver: the leader's sidecar alone gets SIGTERM
+// while its broker keeps running (an upgrade of the sidecar binary,
+// `systemctl restart tandem-sidecar`), with etcd failover and an acks=all
+// and an acks=1 producer writing all along. Before it revokes its lease the
+// sidecar stops the broker's writes, waits until the in-sync followers hold
+// the broker's last entry, and leaves the broker following no one until it
+// is back.
+//
+// What a user checks: writes go on through a new leader while the sidecar
+// is down, and every acknowledged write is on every node once it is back,
+// acks=1 writes included. Without the handover the broker went on taking
+// acks=1 writes on its own (its producer had no reason to look elsewhere),
+// and they were dropped when the node followed the new leader.
+func TestLeaderSidecarStopHandsOver(t *testing.T) {
+	url := startEtcd(t)
+	c := startCluster(t, clusterOpts{sidecarFlags: etcdSidecarFlags(url)})
+	leader, epoch := c.waitLeader(30 * time.Second)
+	skipHeadStart(t, c, leader, url)
+
+	const allTopic, oneTopic = "sidecar-stop-all", "sidecar-stop-one"
+	c.createTopicRetry(allTopic)
+	c.createTopicRetry(oneTopic)
+	all := startAckWriter(t, c, allTopic)
+	one := startAckWriter(t, c, oneTopic, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	all.waitMore(100, 30*time.Second, "acks=all before the stop")
+	one.waitMore(100, 30*time.Second, "acks=1 before the stop")
+
+	pause := watchAckPause(all)
+	n := c.node(leader)
+	stopped := time.Now()
+	if err := n.side.Stop(); err != nil {
+		t.Fatalf("node %d's sidecar did not exit cleanly on SIGTERM: %v", leader, err)
+	}
+	took := time.Since(stopped)
+	all.waitMore(50, 30*time.Second, fmt.Sprintf("acks=all while node %d's sidecar is down", leader))
+	one.waitMore(200, 30*time.Second, fmt.Sprintf("acks=1 while node %d's sidecar is down", leader))
+	now, nowEpoch := c.waitLeader(30 * time.Second)
+	if now == leader || nowEpoch <= epoch {
+		t.Fatalf("with node %d's sidecar down, node %d leads epoch %d; want another node in a later epoch than %d", leader, now, nowEpoch, epoch)
+	}
+	longest, failedMeanwhile := pause()
+
+	n.side.MustRestart()
+	testutil.WaitTCPFor(t, n.sidecar, 20*time.Second)
+	if out, err := exec.Command(testutil.Bin(t, "tandemctl"), "--sidecar", n.sidecar, "wait-in-sync", "--max-wait", "60s").CombinedOutput(); err != nil {
+		t.Fatalf("tandemctl wait-in-sync after node %d's sidecar restarted: %v\n%s", leader, err, out)
+	}
+	all.waitMore(50, 30*time.Second, "acks=all after the restart")
+	one.waitMore(50, 30*time.Second, "acks=1 after the restart")
+	ackedAll, failedAll := all.result()
+	ackedOne, failedOne := one.result()
+	if failedAll > 0 {
+		t.Fatalf("%d acks=all writes failed (the last with %v); want none: the handover is shorter than the producer's retries", failedAll, all.lastErr)
+	}
+	c.caughtUp(60*time.Second, now, 1, 2, 3)
+	c.mustVerify(now)
+	for _, node := range c.nodes {
+		what := fmt.Sprintf("node %d", node.id)
+		requireAckedStored(t, what+", acks=all", readValues(t, c, node.id, allTopic), ackedAll)
+		requireAckedPresent(t, what+", acks=1", readValues(t, c, node.id, oneTopic), ackedOne)
+	}
+	t.Logf("node %d's sidecar exited %v after SIGTERM; node %d leads epoch %d; longest pause between acknowledged acks=all writes %v (%d failed meanwhile); %d acks=all and %d acks=1 writes acknowledged (%d acks=1 failed), all on every node",
+		leader, took.Round(time.Millisecond), now, nowEpoch, longest.Round(time.Millisecond), failedMeanwhile, len(ackedAll), len(ackedOne), failedOne)
 }

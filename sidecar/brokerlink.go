@@ -342,11 +342,23 @@ var errBadBrokerMessage = errors.New("sidecar: bad message from broker")
 // the sidecar has handed its leadership over (or had nothing to hand).
 var errBrokerStopping = errors.New("sidecar: the broker is stopping")
 
-// brokerStop is a broker's BrokerStopping: its WAL ends at lastLSN.
+// brokerStop is a broker's BrokerStopping: its WAL ends at lastLSN. A
+// leader's sidecar that stops while its broker runs on fences the broker
+// with a handing-over view and records the same (bySidecar,
+// Sidecar.handOverOnClose), so that one handover serves both.
 type brokerStop struct {
-	lastLSN uint64
-	reason  string
-	at      time.Time // when it arrived
+	lastLSN   uint64
+	reason    string
+	at        time.Time // when it arrived
+	bySidecar bool      // this sidecar stops, not the broker
+}
+
+// what says who stops, for log lines.
+func (st *brokerStop) what() string {
+	if st.bySidecar {
+		return "the sidecar is stopping"
+	}
+	return "the broker is stopping"
 }
 
 // stoppingState is the broker's BrokerStopping (nil: it did not say it

@@ -356,6 +356,11 @@ func (e *election) eligible(ctx context.Context, cli *clientv3.Client) (bool, st
 	if bc.stoppingState() != nil {
 		return false, "its broker is stopping"
 	}
+	if s.shuttingDown.Load() {
+		// A sidecar that handed its leadership over as it stops must not
+		// take it back: its broker re-attaches meanwhile.
+		return false, "the sidecar is shutting down"
+	}
 	if msg, _ := bc.storageFailure(); msg != "" {
 		return false, "the broker cannot write its WAL: " + msg
 	}
@@ -695,7 +700,7 @@ func (e *election) lead(ctx context.Context, cli *clientv3.Client, el *concurren
 		}
 		detachedSince = time.Time{}
 		if st := bc.stoppingState(); st != nil && e.handOver(l, bc, st) {
-			return errors.New("sidecar: resigned: the broker is stopping")
+			return errors.New("sidecar: resigned: " + st.what())
 		}
 		if msg, _ := bc.storageFailure(); msg != "" {
 			// A leader that cannot write takes no writes; an in-sync
@@ -767,6 +772,15 @@ func (e *election) handOver(l *leader, bc *brokerConn, st *brokerStop) bool {
 		others, behind, unanswered := e.handOverState(l, st)
 		waited := time.Since(st.at)
 		switch {
+		case others == 0 && st.bySidecar:
+			// The ISR shrank since the sidecar looked: nobody can take
+			// over, so the broker goes on taking writes as it did
+			// before the sidecar stopped.
+			e.log.Warn("the sidecar is stopping, but no other node is in the ISR to lead instead; the broker goes on taking writes without it",
+				"last_lsn", st.lastLSN)
+			l.endHandOver()
+			bc.stopping.CompareAndSwap(st, nil)
+			return false
 		case others == 0:
 			e.log.Warn("the broker is stopping, but no other node is in the ISR to lead instead; writes stop until it is back (this node resigns after one lease TTL)",
 				"last_lsn", st.lastLSN)
@@ -780,16 +794,20 @@ func (e *election) handOver(l *leader, bc *brokerConn, st *brokerStop) bool {
 				return false // leadership ended meanwhile: nothing to hand over
 			}
 		case len(behind) > 0:
-			e.log.Warn("the broker is stopping; resigning although some in-sync followers do not hold its last entry yet (acks=1 writes they lack are lost)",
+			e.log.Warn(st.what()+"; resigning although some in-sync followers do not hold the broker's last entry yet (acks=1 writes they lack are lost)",
 				"last_lsn", st.lastLSN, "behind", fmt.Sprint(behind), "waited", waited.Round(time.Millisecond))
 		case unanswered:
-			e.log.Warn("the broker is stopping; resigning although it does not serve the commit point up to its last entry yet (acks=all writes still waiting there fail, and their producers retry)",
+			e.log.Warn(st.what()+"; resigning although the broker does not serve the commit point up to its last entry yet (acks=all writes still waiting there fail, and their producers retry)",
 				"last_lsn", st.lastLSN, "waited", waited.Round(time.Millisecond))
 		default:
-			e.log.Info("the broker is stopping and every in-sync follower holds its last entry; resigning so that one of them leads",
+			e.log.Info(st.what()+" and every in-sync follower holds the broker's last entry; resigning so that one of them leads",
 				"last_lsn", st.lastLSN, "waited", waited.Round(time.Millisecond))
 		}
-		e.stepDown("the broker is stopping")
+		// stepDown fences the broker with a follower view (leader
+		// unknown) before the link ends: a broker whose sidecar stopped
+		// takes no writes until the sidecar is back and follows the new
+		// leader.
+		e.stepDown(st.what())
 		bc.stop(errBrokerStopping)
 		return true
 	}

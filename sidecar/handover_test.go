@@ -122,6 +122,80 @@ func TestStoppingLeaderPairHandsLeadershipOver(t *testing.T) {
 	c.AssertIdentical(end)
 }
 
+// A leader's sidecar that stops on its own while its broker runs on (a
+// sidecar-only upgrade): before it revokes its lease, it stops the broker's
+// writes, waits until its in-sync followers hold the broker's last entry,
+// and leaves the broker with a follower view. Without that, the broker
+// went on taking writes that the new leader lacks (acks=1 writes, dropped
+// when this node follows again).
+func TestStoppingLeaderSidecarHandsLeadershipOver(t *testing.T) {
+	c, url := etcdCluster(t, nil)
+	old, epoch := waitISRPublished(t, c, url)
+	leader := c.Nodes[old].Broker
+
+	// The broker writes all along, as fast as its view lets it; it must
+	// be refused from the handover on.
+	var (
+		mu       sync.Mutex
+		written  int
+		refused  int
+		writeErr error
+	)
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			lsn, err := leader.TryProduce(1000)
+			mu.Lock()
+			switch {
+			case err != nil:
+				writeErr = err
+			case lsn == 0:
+				refused++
+			default:
+				written++
+			}
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	c.StopSidecar(old)
+	t.Logf("node %d's sidecar stopped in %v", old, time.Since(start))
+	time.Sleep(300 * time.Millisecond) // the broker would go on writing meanwhile
+	close(quit)
+	<-done
+	mu.Lock()
+	t.Logf("the broker wrote %d entries, and was refused %d times", written, refused)
+	if writeErr != nil || refused == 0 {
+		t.Fatalf("the broker kept taking writes after its sidecar stopped (append error: %v)", writeErr)
+	}
+	mu.Unlock()
+	if v := leader.View(); v.Role != link.RoleFollower || v.HandingOver {
+		t.Fatalf("the broker's view after its sidecar stopped: %+v, want a follower's", v)
+	}
+	last := leader.WAL().LastLSN()
+	next, nextEpoch := requireTookOver(t, c, old, epoch, last)
+
+	// The sidecar comes back, and the node follows the new leader.
+	c.StartSidecar(old)
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		v := leader.View()
+		return v.Role == link.RoleFollower && v.LeaderID == next && v.Epoch == nextEpoch
+	})
+	end := c.Nodes[next].Broker.WAL().LastLSN()
+	c.WaitCaughtUp(end)
+	c.AssertIdentical(end)
+}
+
 // requireTookOver waits for a node other than old to lead the epoch after
 // epoch, has it write 10 entries, and fails the test unless its epoch
 // starts right after last, the old leader's last entry (nothing the old

@@ -54,6 +54,10 @@ type leader struct {
 	changed      chan struct{} // closed and replaced when durable, commit or cluster change
 	version      uint64        // bumped when the brokers list or the ISR changes
 	closed       bool          // leadership ended (role.go): no broker, no followers
+	// handingOver: this sidecar stops and hands the leadership over; the
+	// broker's views say so, and it appends nothing of its own
+	// (Sidecar.handOverOnClose).
+	handingOver bool
 	// peersChecked: the next broker attachment needs no peer check (the
 	// role began with a promotion or an election win, which polled the
 	// peers just before). checking: a peer check runs; the broker stays
@@ -363,6 +367,34 @@ func (l *leader) viewLocked() *linkv1.ClusterView {
 		Epoch:    l.epoch,
 		Brokers:  l.brokersLocked(),
 		Isr:      slices.Clone(l.isr),
+
+		HandingOver: l.handingOver,
+	}
+}
+
+// beginHandOver marks the leadership as being handed over and returns the
+// broker's view that says so; nil when bc is no longer this leader's
+// broker.
+func (l *leader) beginHandOver(bc *brokerConn) *linkv1.ClusterView {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || l.bc != bc {
+		return nil
+	}
+	l.handingOver = true
+	return l.viewLocked()
+}
+
+// endHandOver lifts the handing-over view: the broker takes writes again.
+func (l *leader) endHandOver() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.handingOver {
+		return
+	}
+	l.handingOver = false
+	if l.bc != nil {
+		l.bc.setView(l.viewLocked())
 	}
 }
 

@@ -347,12 +347,18 @@ const fenceTimeout = 2 * time.Second
 // the broker has applied it: the broker handles a cluster view before it
 // reads the next message, and answers the checksum request sent after it.
 func (c *brokerConn) fence(ctx context.Context, v *linkv1.ClusterView) error {
+	_, err := c.fenceAt(ctx, v)
+	return err
+}
+
+// fenceAt is fence, and returns the broker's answer, whose last_lsn is
+// where its WAL ended once it had applied v.
+func (c *brokerConn) fenceAt(ctx context.Context, v *linkv1.ClusterView) (*linkv1.ChecksumResult, error) {
 	c.storeView(v)
 	if err := c.enqueue(ctx, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_ClusterView{ClusterView: v}}); err != nil {
-		return err
+		return nil, err
 	}
-	_, err := c.checksum(ctx, 1, 1)
-	return err
+	return c.checksum(ctx, 1, 1)
 }
 
 // stop ends this leadership: every follower stream is closed and new ones

@@ -83,6 +83,9 @@ type Sidecar struct {
 	// crashed: stop as if crashed, without telling the leader (tests only:
 	// export_test.go's Crash).
 	crashed atomic.Bool
+	// shuttingDown is set when Close starts: the node no longer stands
+	// for election.
+	shuttingDown atomic.Bool
 
 	// seenBrokers is every peer broker (by node id) that a cluster view of
 	// this node has listed, with its latest address: a node that no longer
@@ -208,6 +211,7 @@ func (s *Sidecar) Close() error {
 		return nil
 	}
 	s.mu.Unlock()
+	s.shuttingDown.Store(true)
 	s.awaitHandOver() // before closing: the handover changes the role
 	s.mu.Lock()
 	if s.closed {
@@ -433,32 +437,90 @@ func (s *Sidecar) awaitHandOver() {
 	if s.election == nil {
 		return
 	}
-	if l, _ := s.roles(); l == nil {
+	l, _ := s.roles()
+	if l == nil {
 		return
 	}
 	bc, _ := s.currentBroker()
 	if bc == nil {
 		return
 	}
-	grace := time.NewTimer(shutdownHandOverGrace)
-	defer grace.Stop()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	for bc.stoppingState() == nil {
-		select {
-		case <-grace.C:
-			return
-		case <-bc.ctx.Done():
-			return
-		case <-tick.C:
+	if !s.handOverOnClose(l, bc) {
+		grace := time.NewTimer(shutdownHandOverGrace)
+		defer grace.Stop()
+		for bc.stoppingState() == nil {
+			select {
+			case <-grace.C:
+				return
+			case <-bc.ctx.Done():
+				return
+			case <-tick.C:
+			}
 		}
 	}
 	bound := time.NewTimer(stoppingHandOverMax + time.Second)
 	defer bound.Stop()
-	select {
-	case <-bc.ctx.Done():
-	case <-bound.C:
+	// The handover ends the link; it is lifted instead (the stop state
+	// cleared) when nobody can take over after all.
+	for bc.stoppingState() != nil {
+		select {
+		case <-bc.ctx.Done():
+			return
+		case <-bound.C:
+			return
+		case <-tick.C:
+		}
 	}
+}
+
+// handOverOnClose starts the handover of a leader's sidecar that stops
+// while its broker may run on (a sidecar-only restart, or the whole pod).
+// Without it, the broker would go on taking acks=1 writes after the lease
+// is revoked, which the new leader lacks and which are dropped when this
+// node follows again. It fences the broker with a handing-over view (the
+// broker appends nothing more but still leads: it pushes what it holds
+// and serves commit points), learns where the broker's WAL ends from the
+// checksum round trip behind that view, and records that as the broker's
+// stop state, so that the lead loop runs the same handover as for a
+// broker's BrokerStopping (election.handOver), whose step-down leaves the
+// broker with a follower view until this sidecar is back.
+//
+// It does nothing (false) for a broker that does not read the
+// handing-over view (an older broker would go on appending), a broker that
+// already said it stops, or when no other node is in the ISR: then nobody
+// could take over, and the broker goes on taking writes without its
+// sidecar, as before.
+func (s *Sidecar) handOverOnClose(l *leader, bc *brokerConn) bool {
+	if !bc.hello.GetReadsHandingOver() || bc.stoppingState() != nil {
+		return false
+	}
+	if others, _, _ := s.election.handOverState(l, &brokerStop{}); others == 0 {
+		return false
+	}
+	v := l.beginHandOver(bc)
+	if v == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, fenceTimeout)
+	res, err := bc.fenceAt(ctx, v)
+	cancel()
+	if err != nil {
+		s.log.Error("stopping: could not confirm that the broker stopped taking writes for the handover; resigning without it", "error", err)
+		return false
+	}
+	st := &brokerStop{lastLSN: res.GetLastLsn(), reason: "the sidecar is shutting down", at: time.Now(), bySidecar: true}
+	if !bc.stopping.CompareAndSwap(nil, st) {
+		return true // the broker said it stops meanwhile: that handover runs
+	}
+	s.log.Info("stopping: handing the leadership to an in-sync follower once it holds the broker's last entry (the broker takes no writes meanwhile)",
+		"last_lsn", st.lastLSN)
+	select {
+	case s.election.brokerStopping <- struct{}{}:
+	default:
+	}
+	return true
 }
 
 // currentBroker returns the attached broker (nil when none) and a channel

@@ -68,6 +68,9 @@ func ViewFromProto(v *linkv1.ClusterView) ClusterView {
 		LeaderID: v.GetLeaderId(),
 		Epoch:    v.GetEpoch(),
 		ISR:      append([]int32(nil), v.GetIsr()...),
+		// Only a leader hands over; in any other role the flag means
+		// nothing (a follower appends nothing of its own anyway).
+		HandingOver: v.GetHandingOver() && v.GetRole() == linkv1.Role_ROLE_LEADER,
 	}
 	for _, b := range v.GetBrokers() {
 		out.Brokers = append(out.Brokers, BrokerInfo{NodeID: b.GetNodeId(), Host: b.GetHost(), Port: b.GetPort(), Rack: b.GetRack()})
@@ -82,6 +85,8 @@ func ViewToProto(v ClusterView) *linkv1.ClusterView {
 		LeaderId: v.LeaderID,
 		Epoch:    v.Epoch,
 		Isr:      append([]int32(nil), v.ISR...),
+
+		HandingOver: v.HandingOver,
 	}
 	for _, b := range v.Brokers {
 		out.Brokers = append(out.Brokers, &linkv1.BrokerInfo{NodeId: b.NodeID, Host: b.Host, Port: b.Port, Rack: b.Rack})

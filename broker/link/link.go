@@ -48,6 +48,10 @@ type ClusterView struct {
 	Epoch    uint32
 	Brokers  []BrokerInfo // every node's Kafka address
 	ISR      []int32      // node ids currently in sync (leader's view)
+	// HandingOver: the leader's sidecar stops and hands the leadership
+	// over; the broker appends nothing of its own meanwhile, but otherwise
+	// still leads (tandem.link.v1 ClusterView.handing_over).
+	HandingOver bool
 }
 
 // Broker is what the link client needs from the broker; package broker

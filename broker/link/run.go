@@ -200,6 +200,8 @@ func (s *session) run() error {
 		EpochHistory:   EpochsToProto(s.w.EpochHistory()),
 		// opsWorker takes the commit point from ApplyEntries too.
 		ApplyCarriesCommit: true,
+		// SetClusterView honours ClusterView.handing_over.
+		ReadsHandingOver: true,
 	}
 	if r, ok := s.b.(Racker); ok {
 		hello.Rack = r.Rack()

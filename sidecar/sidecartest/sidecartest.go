@@ -179,6 +179,21 @@ func (b *MemBroker) Produce(t testing.TB, n int, size int) {
 	}
 }
 
+// TryProduce appends one entry of size bytes when the broker's view lets
+// it write (it leads, and its sidecar is not handing the leadership over),
+// under the lock SetClusterView takes, as the real broker appends under
+// appendMu: once a view that fences it is applied, nothing more is
+// appended. It returns the entry's LSN, or 0 when the view refuses.
+func (b *MemBroker) TryProduce(size int) (uint64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.view.Role != link.RoleLeader || b.view.HandingOver {
+		return 0, nil
+	}
+	pos, err := b.w.Append(b.view.Epoch, wal.TypeRecordBatch, make([]byte, size))
+	return pos.LSN, err
+}
+
 // Node is one sidecar+broker pair of a Cluster.
 type Node struct {
 	ID      int32

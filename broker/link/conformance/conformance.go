@@ -12,6 +12,10 @@
 //	           as CommittedEntries in LSN order, with no gap or overlap,
 //	           durable_lsn >= the last entry, identical to a replay; a
 //	           payload_crc32c, where given, is the payload's CRC-32C
+//	handing    when the hello sets reads_handing_over: after a leader view
+//	over       with handing_over, the checksum behind it reports the WAL's
+//	           end, and the broker writes nothing more of its own
+//	           (Target.TryProduce is refused) until a view without it
 //	replay     ReplayRequest answers: chunks echo request_id, continue each
 //	           other, the last has done=true; a tiny budget still returns
 //	           one entry; out-of-range starts say OUT_OF_RANGE
@@ -65,6 +69,11 @@ type Target struct {
 	// Kafka broker: produce n records) and returns once they are durable.
 	// It is called while the broker is leader of epoch 1.
 	Produce func(t testing.TB, n int)
+	// TryProduce, when set, makes the broker try once to write an entry
+	// of its own (for a Kafka broker: produce one record with acks=1 and
+	// no retries) and returns the refusal, or nil when the write
+	// succeeded. The "handing over" part checks that it is refused.
+	TryProduce func(t testing.TB) error
 	// Timeout bounds every wait for an answer (default 15s).
 	Timeout time.Duration
 }
@@ -265,6 +274,7 @@ func Run(t *testing.T, tg Target) {
 	}{
 		{"hello", func(t *testing.T) { s.t = t; s.partHello() }},
 		{"leader pushes committed entries", func(t *testing.T) { s.t = t; log = s.partLeader() }},
+		{"handing over", func(t *testing.T) { s.t = t; s.partHandingOver(log) }},
 		{"replay", func(t *testing.T) { s.t = t; s.partReplay(log) }},
 		{"checksum", func(t *testing.T) { s.t = t; s.partChecksum(log) }},
 		{"truncate and apply as follower", func(t *testing.T) { s.t = t; s.partFollower(log) }},
@@ -337,15 +347,52 @@ func (s *script) partHello() {
 }
 
 func (s *script) view(role linkv1.Role, epoch uint32) {
+	s.viewWith(role, epoch, nil)
+}
+
+// viewWith sends a view that edit may change first.
+func (s *script) viewWith(role linkv1.Role, epoch uint32, edit func(*linkv1.ClusterView)) {
 	h := s.c.hello
 	self := &linkv1.BrokerInfo{NodeId: s.tg.NodeID, Host: h.GetAdvertisedHost(), Port: h.GetAdvertisedPort(), Rack: h.GetRack()}
 	leader := s.tg.NodeID
 	if role == linkv1.Role_ROLE_FOLLOWER {
 		leader = s.tg.NodeID + 1 // some other node
 	}
-	s.send(&linkv1.AttachResponse{Payload: &linkv1.AttachResponse_ClusterView{ClusterView: &linkv1.ClusterView{
+	v := &linkv1.ClusterView{
 		Role: role, LeaderId: leader, Epoch: epoch, Brokers: []*linkv1.BrokerInfo{self}, Isr: []int32{s.tg.NodeID},
-	}}})
+	}
+	if edit != nil {
+		edit(v)
+	}
+	s.send(&linkv1.AttachResponse{Payload: &linkv1.AttachResponse_ClusterView{ClusterView: v}})
+}
+
+// partHandingOver checks ClusterView.handing_over (a leader's sidecar
+// that stops hands the leadership over): the broker applies the view
+// before it answers the checksum request behind it, whose last_lsn is
+// then the WAL's final end, and it appends nothing of its own until a
+// view without the flag.
+func (s *script) partHandingOver(log []*linkv1.Entry) {
+	if !s.c.hello.GetReadsHandingOver() {
+		s.t.Log("the broker's hello does not set reads_handing_over: nothing to check")
+		return
+	}
+	last := log[len(log)-1].GetLsn()
+	s.viewWith(linkv1.Role_ROLE_LEADER, 1, func(v *linkv1.ClusterView) { v.HandingOver = true })
+	if r := s.checksum(1, last); r.GetLastLsn() != last || r.GetError() != "" {
+		s.t.Fatalf("checksum after the handing-over view: last_lsn %d (error %q), want %d", r.GetLastLsn(), r.GetError(), last)
+	}
+	if s.tg.TryProduce != nil {
+		if err := s.tg.TryProduce(s.t); err == nil {
+			s.t.Fatal("the broker took a write after a handing-over view")
+		} else {
+			s.t.Logf("a write after the handing-over view was refused: %v", err)
+		}
+		if r := s.checksum(1, last); r.GetLastLsn() != last {
+			s.t.Fatalf("the WAL grew to LSN %d after a handing-over view (it ended at %d)", r.GetLastLsn(), last)
+		}
+	}
+	s.view(linkv1.Role_ROLE_LEADER, 1) // lifted: later parts expect the log as produced
 }
 
 // replay sends a ReplayRequest and collects the chunks.

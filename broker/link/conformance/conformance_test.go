@@ -39,6 +39,12 @@ func TestLinkRunConforms(t *testing.T) {
 			testutil.Eventually(t, 10*time.Second, func() bool { return b.View().Role == link.RoleLeader })
 			b.Produce(t, n, 100)
 		},
+		TryProduce: func(t testing.TB) error {
+			if lsn, err := b.TryProduce(100); err != nil || lsn == 0 {
+				return fmt.Errorf("refused (LSN %d, error %v)", lsn, err)
+			}
+			return nil
+		},
 	})
 }
 

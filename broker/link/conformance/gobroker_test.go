@@ -48,5 +48,18 @@ func TestGoBrokerConforms(t *testing.T) {
 				}
 			}
 		},
+		TryProduce: func(t testing.TB) error {
+			// franz-go retries NOT_LEADER_OR_FOLLOWER until the delivery
+			// timeout: a refused write fails after it.
+			cl, err := kgo.NewClient(kgo.SeedBrokers(kafka), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(),
+				kgo.RecordDeliveryTimeout(2*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return cl.ProduceSync(ctx, &kgo.Record{Topic: "conformance", Value: []byte("while handing over")}).FirstErr()
+		},
 	})
 }

@@ -1188,9 +1188,13 @@ type BrokerHello struct {
 	// entries at or below it to follow a leader that lacks them (see
 	// tandem.replication.v1.LeaderHello.unclean_epoch): entries acknowledged
 	// to producers are never discarded without an operator having asked.
-	CommitLsn     uint64 `protobuf:"varint,10,opt,name=commit_lsn,json=commitLsn,proto3" json:"commit_lsn,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CommitLsn uint64 `protobuf:"varint,10,opt,name=commit_lsn,json=commitLsn,proto3" json:"commit_lsn,omitempty"`
+	// The broker reads ClusterView.handing_over (since 2026-12-07). A sidecar
+	// hands its leadership over before it stops only for a broker that sets
+	// this; an older broker would go on appending.
+	ReadsHandingOver bool `protobuf:"varint,11,opt,name=reads_handing_over,json=readsHandingOver,proto3" json:"reads_handing_over,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *BrokerHello) Reset() {
@@ -1291,6 +1295,13 @@ func (x *BrokerHello) GetCommitLsn() uint64 {
 		return x.CommitLsn
 	}
 	return 0
+}
+
+func (x *BrokerHello) GetReadsHandingOver() bool {
+	if x != nil {
+		return x.ReadsHandingOver
+	}
+	return false
 }
 
 // CommittedEntries carries entries that became durable in the leader
@@ -1775,8 +1786,19 @@ type ClusterView struct {
 	// The sidecar reads BrokerStopping messages (since 2026-12-06). A broker
 	// sends one only to a sidecar that sets this.
 	ReadsBrokerStopping bool `protobuf:"varint,7,opt,name=reads_broker_stopping,json=readsBrokerStopping,proto3" json:"reads_broker_stopping,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// The leader's sidecar is handing its leadership over to an in-sync
+	// follower because it stops (sent only to a broker whose hello set
+	// reads_handing_over, with role LEADER). Append nothing of your own
+	// from now on (answer Produce with NOT_LEADER_OR_FOLLOWER), but go on as
+	// a leader otherwise: push the entries you hold and apply commit points,
+	// so that followers receive your last entry and acks=all producers still
+	// waiting get their answer. The sidecar learns where your WAL ends from
+	// the ChecksumResult.last_lsn of a ChecksumRequest sent after this view,
+	// so apply the view before you answer later requests. A view without it
+	// lifts it (normally a FOLLOWER view follows once the leadership moved).
+	HandingOver   bool `protobuf:"varint,8,opt,name=handing_over,json=handingOver,proto3" json:"handing_over,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClusterView) Reset() {
@@ -1854,6 +1876,13 @@ func (x *ClusterView) GetReadsStorageState() bool {
 func (x *ClusterView) GetReadsBrokerStopping() bool {
 	if x != nil {
 		return x.ReadsBrokerStopping
+	}
+	return false
+}
+
+func (x *ClusterView) GetHandingOver() bool {
+	if x != nil {
+		return x.HandingOver
 	}
 	return false
 }
@@ -2290,7 +2319,7 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\x06commit\x18\x06 \x01(\v2\x1b.tandem.link.v1.CommitPointH\x00R\x06commit\x12B\n" +
 	"\tsubscribe\x18\a \x01(\v2\".tandem.link.v1.SubscribeCommittedH\x00R\tsubscribe\x12=\n" +
 	"\bchecksum\x18\b \x01(\v2\x1f.tandem.link.v1.ChecksumRequestH\x00R\bchecksumB\t\n" +
-	"\apayload\"\xf7\x02\n" +
+	"\apayload\"\xa5\x03\n" +
 	"\vBrokerHello\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x05R\x06nodeId\x12'\n" +
 	"\x0fadvertised_host\x18\x02 \x01(\tR\x0eadvertisedHost\x12'\n" +
@@ -2304,7 +2333,8 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\x14apply_carries_commit\x18\t \x01(\bR\x12applyCarriesCommit\x12\x1d\n" +
 	"\n" +
 	"commit_lsn\x18\n" +
-	" \x01(\x04R\tcommitLsn\"d\n" +
+	" \x01(\x04R\tcommitLsn\x12,\n" +
+	"\x12reads_handing_over\x18\v \x01(\bR\x10readsHandingOver\"d\n" +
 	"\x10CommittedEntries\x12/\n" +
 	"\aentries\x18\x01 \x03(\v2\x15.tandem.link.v1.EntryR\aentries\x12\x1f\n" +
 	"\vdurable_lsn\x18\x02 \x01(\x04R\n" +
@@ -2342,7 +2372,7 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\tfirst_lsn\x18\x04 \x01(\x04R\bfirstLsn\x12\x19\n" +
 	"\blast_lsn\x18\x05 \x01(\x04R\alastLsn\x12\x1d\n" +
 	"\n" +
-	"commit_lsn\x18\x06 \x01(\x04R\tcommitLsn\"\x96\x02\n" +
+	"commit_lsn\x18\x06 \x01(\x04R\tcommitLsn\"\xb9\x02\n" +
 	"\vClusterView\x12(\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x14.tandem.link.v1.RoleR\x04role\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\x05R\bleaderId\x12\x14\n" +
@@ -2350,7 +2380,8 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\abrokers\x18\x04 \x03(\v2\x1a.tandem.link.v1.BrokerInfoR\abrokers\x12\x10\n" +
 	"\x03isr\x18\x05 \x03(\x05R\x03isr\x12.\n" +
 	"\x13reads_storage_state\x18\x06 \x01(\bR\x11readsStorageState\x122\n" +
-	"\x15reads_broker_stopping\x18\a \x01(\bR\x13readsBrokerStopping\"f\n" +
+	"\x15reads_broker_stopping\x18\a \x01(\bR\x13readsBrokerStopping\x12!\n" +
+	"\fhanding_over\x18\b \x01(\bR\vhandingOver\"f\n" +
 	"\rReplayRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x19\n" +

@@ -97,7 +97,7 @@ class AttachResponse(_message.Message):
     def __init__(self, cluster_view: _Optional[_Union[ClusterView, _Mapping]] = ..., replay: _Optional[_Union[ReplayRequest, _Mapping]] = ..., apply: _Optional[_Union[ApplyEntries, _Mapping]] = ..., truncate_to: _Optional[_Union[TruncateTo, _Mapping]] = ..., reset_to: _Optional[_Union[ResetTo, _Mapping]] = ..., commit: _Optional[_Union[CommitPoint, _Mapping]] = ..., subscribe: _Optional[_Union[SubscribeCommitted, _Mapping]] = ..., checksum: _Optional[_Union[ChecksumRequest, _Mapping]] = ...) -> None: ...
 
 class BrokerHello(_message.Message):
-    __slots__ = ["advertised_host", "advertised_port", "apply_carries_commit", "commit_lsn", "durable_lsn", "epoch_history", "first_lsn", "last_lsn", "node_id", "rack"]
+    __slots__ = ["advertised_host", "advertised_port", "apply_carries_commit", "commit_lsn", "durable_lsn", "epoch_history", "first_lsn", "last_lsn", "node_id", "rack", "reads_handing_over"]
     ADVERTISED_HOST_FIELD_NUMBER: _ClassVar[int]
     ADVERTISED_PORT_FIELD_NUMBER: _ClassVar[int]
     APPLY_CARRIES_COMMIT_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +108,7 @@ class BrokerHello(_message.Message):
     LAST_LSN_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     RACK_FIELD_NUMBER: _ClassVar[int]
+    READS_HANDING_OVER_FIELD_NUMBER: _ClassVar[int]
     advertised_host: str
     advertised_port: int
     apply_carries_commit: bool
@@ -118,7 +119,8 @@ class BrokerHello(_message.Message):
     last_lsn: int
     node_id: int
     rack: str
-    def __init__(self, node_id: _Optional[int] = ..., advertised_host: _Optional[str] = ..., advertised_port: _Optional[int] = ..., rack: _Optional[str] = ..., first_lsn: _Optional[int] = ..., last_lsn: _Optional[int] = ..., durable_lsn: _Optional[int] = ..., epoch_history: _Optional[_Iterable[_Union[EpochStart, _Mapping]]] = ..., apply_carries_commit: bool = ..., commit_lsn: _Optional[int] = ...) -> None: ...
+    reads_handing_over: bool
+    def __init__(self, node_id: _Optional[int] = ..., advertised_host: _Optional[str] = ..., advertised_port: _Optional[int] = ..., rack: _Optional[str] = ..., first_lsn: _Optional[int] = ..., last_lsn: _Optional[int] = ..., durable_lsn: _Optional[int] = ..., epoch_history: _Optional[_Iterable[_Union[EpochStart, _Mapping]]] = ..., apply_carries_commit: bool = ..., commit_lsn: _Optional[int] = ..., reads_handing_over: bool = ...) -> None: ...
 
 class BrokerInfo(_message.Message):
     __slots__ = ["host", "node_id", "port", "rack"]
@@ -167,9 +169,10 @@ class ChecksumResult(_message.Message):
     def __init__(self, request_id: _Optional[int] = ..., checksum: _Optional[int] = ..., error: _Optional[str] = ..., first_lsn: _Optional[int] = ..., last_lsn: _Optional[int] = ..., commit_lsn: _Optional[int] = ...) -> None: ...
 
 class ClusterView(_message.Message):
-    __slots__ = ["brokers", "epoch", "isr", "leader_id", "reads_broker_stopping", "reads_storage_state", "role"]
+    __slots__ = ["brokers", "epoch", "handing_over", "isr", "leader_id", "reads_broker_stopping", "reads_storage_state", "role"]
     BROKERS_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
+    HANDING_OVER_FIELD_NUMBER: _ClassVar[int]
     ISR_FIELD_NUMBER: _ClassVar[int]
     LEADER_ID_FIELD_NUMBER: _ClassVar[int]
     READS_BROKER_STOPPING_FIELD_NUMBER: _ClassVar[int]
@@ -177,12 +180,13 @@ class ClusterView(_message.Message):
     ROLE_FIELD_NUMBER: _ClassVar[int]
     brokers: _containers.RepeatedCompositeFieldContainer[BrokerInfo]
     epoch: int
+    handing_over: bool
     isr: _containers.RepeatedScalarFieldContainer[int]
     leader_id: int
     reads_broker_stopping: bool
     reads_storage_state: bool
     role: Role
-    def __init__(self, role: _Optional[_Union[Role, str]] = ..., leader_id: _Optional[int] = ..., epoch: _Optional[int] = ..., brokers: _Optional[_Iterable[_Union[BrokerInfo, _Mapping]]] = ..., isr: _Optional[_Iterable[int]] = ..., reads_storage_state: bool = ..., reads_broker_stopping: bool = ...) -> None: ...
+    def __init__(self, role: _Optional[_Union[Role, str]] = ..., leader_id: _Optional[int] = ..., epoch: _Optional[int] = ..., brokers: _Optional[_Iterable[_Union[BrokerInfo, _Mapping]]] = ..., isr: _Optional[_Iterable[int]] = ..., reads_storage_state: bool = ..., reads_broker_stopping: bool = ..., handing_over: bool = ...) -> None: ...
 
 class CommitApplied(_message.Message):
     __slots__ = ["lsn"]
