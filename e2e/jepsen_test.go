@@ -32,8 +32,8 @@ import (
 // acks=all producers with unique values and min.insync.replicas=2 while a
 // nemesis kills and freezes leaders and followers (whole pairs, or only the
 // sidecar: the broker keeps serving but is cut off; or only the broker),
-// stops whole pairs or brokers alone cleanly (SIGTERM, as a rolling restart
-// or an upgrade of the broker) and partitions the
+// stops whole pairs, brokers alone or sidecars alone cleanly (SIGTERM, as a
+// rolling restart or an upgrade of one binary) and partitions the
 // network (a node from everyone, from etcd only, or from one other node;
 // the clients reach every node throughout) or floods a node with more
 // connections than its --max-connections. A consumer group member reads
@@ -469,7 +469,7 @@ func TestJepsenFailover(t *testing.T) {
 		n := c.node(target)
 		down := time.Duration(2000+rng.IntN(3000)) * time.Millisecond
 		var fault string
-		switch rng.IntN(11) {
+		switch rng.IntN(12) {
 		case 0:
 			fault = fmt.Sprintf("SIGKILL %s pair %d for %s", who, target, down)
 			n.killPair()
@@ -561,6 +561,18 @@ func TestJepsenFailover(t *testing.T) {
 			}
 			time.Sleep(down)
 			n.broker.MustRestart()
+		case 11:
+			// A clean stop of the sidecar alone (an upgrade of the
+			// sidecar binary): a leader's stops its broker's writes and
+			// hands the leadership to an in-sync follower before it
+			// revokes its lease; a follower's tells the leader it leaves
+			// the ISR. The broker keeps serving clients meanwhile.
+			fault = fmt.Sprintf("SIGTERM %s sidecar %d for %s", who, target, down)
+			if err := n.side.Stop(); err != nil {
+				t.Errorf("node %d's sidecar did not exit cleanly on SIGTERM: %v", target, err)
+			}
+			time.Sleep(down)
+			n.side.MustRestart()
 		}
 		t.Log("nemesis: " + fault)
 		res.faults = append(res.faults, fault)

@@ -3,8 +3,9 @@
 # as asked: a real etcd, three broker+sidecar pairs with automatic
 # failover, acks=all producers with unique values and min.insync.replicas=2,
 # while a nemesis SIGKILLs and SIGSTOPs the leader or a follower (whole
-# pairs, only sidecars or only brokers), stops a whole pair or a broker
-# alone cleanly (SIGTERM, as a rolling restart or a broker upgrade does),
+# pairs, only sidecars or only brokers), stops a whole pair, a broker alone
+# or a sidecar alone cleanly (SIGTERM, as a rolling restart or an upgrade
+# of one binary does),
 # cuts the network (a node from every other node
 # and etcd, from etcd only, or from one other node: every node and etcd run
 # in network namespaces of their own) or floods a node's Kafka port with
