@@ -424,18 +424,20 @@ func (s *Sidecar) brokerStopping(c *brokerConn, st *brokerStop) {
 // down waits for its broker to say that it stops too (awaitHandOver).
 const shutdownHandOverGrace = 250 * time.Millisecond
 
-// awaitHandOver lets a whole node stop as cleanly as its broker alone. When
-// both processes get SIGTERM at once (Kubernetes deleting a pod, `docker
-// compose stop`, a rolling restart), the broker's BrokerStopping arrives
-// right after this sidecar's own SIGTERM. A leader under etcd failover
-// waits up to shutdownHandOverGrace for it, and then for the handover it
-// starts (election.handOver, which ends the link), before it shuts down:
-// so the follower elected next holds every entry this leader wrote, acks=1
-// writes included. Otherwise (no etcd, not leading, a broker that is not
-// stopping) it returns at once or after the grace.
+// awaitHandOver lets a leader under etcd failover hand its leadership to
+// an in-sync follower before it shuts down, whether its broker runs on (a
+// sidecar-only restart) or gets SIGTERM too (Kubernetes deleting a pod,
+// `docker compose stop`, a rolling restart): handOverOnClose stops the
+// broker's writes and starts the handover (election.handOver, which ends
+// the link), and this waits for it, so the follower elected next holds
+// every entry this leader wrote, acks=1 writes included. With a broker
+// that does not read the handing-over view it waits up to
+// shutdownHandOverGrace for the broker's own BrokerStopping instead, and
+// then for that handover. Otherwise (no etcd, not leading, nobody to hand
+// over to) it returns at once or after the grace.
 func (s *Sidecar) awaitHandOver() {
-	if s.election == nil {
-		return
+	if s.election == nil || s.crashed.Load() {
+		return // a crash hands nothing over
 	}
 	l, _ := s.roles()
 	if l == nil {
