@@ -181,8 +181,8 @@ func (b *Broker) SetClusterView(v link.ClusterView) {
 		// writes nothing more in the old role, nothing stamped with an
 		// epoch it does not lead, and nothing after the WAL end that a
 		// handover waits for.
-		// Only this link's receiver calls SetClusterView, so old is
-		// still the current view here.
+		// Only the link calls SetClusterView, one view at a time (its
+		// viewGate), so old is still the current view here.
 		b.appendMu.Lock()
 		b.mu.Lock()
 		b.view = v

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tandem-io/tandem/internal/testutil"
 )
@@ -79,6 +80,76 @@ func TestLeaderBrokerStopHandsOver(t *testing.T) {
 	}
 	t.Logf("node %d's broker exited %v after SIGTERM; node %d leads epoch %d; longest pause between acknowledged acks=all writes %v (%d failed meanwhile); %d acks=all and %d acks=1 writes acknowledged (%d acks=1 failed), all on every node",
 		leader, took.Round(time.Millisecond), now, nowEpoch, longest.Round(time.Millisecond), failedMeanwhile, len(ackedAll), len(ackedOne), failedOne)
+}
+
+// TestLeaderSidecarCrashFencesBroker: the leader's sidecar alone is killed
+// (SIGKILL) and stays down, with etcd failover and an acks=1 producer
+// writing all along. Its broker runs on, but stops taking writes once the
+// link has been down for a quarter of the lease TTL, before another node
+// can be elected.
+//
+// What a user checks: the old leader's broker stops claiming to lead
+// (its Metadata names no leader), and the producer's writes go on through
+// the new leader while the sidecar is down. Without the fence the broker
+// kept naming itself leader and kept taking the producer's writes, which
+// nobody else had and which were dropped once the sidecar was back.
+func TestLeaderSidecarCrashFencesBroker(t *testing.T) {
+	url := startEtcd(t)
+	c := startCluster(t, clusterOpts{sidecarFlags: etcdSidecarFlags(url)})
+	leader, epoch := c.waitLeader(30 * time.Second)
+	skipHeadStart(t, c, leader, url)
+
+	const topic = "sidecar-crash-one"
+	c.createTopicRetry(topic)
+	one := startAckWriter(t, c, topic, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	one.waitMore(100, 30*time.Second, "acks=1 before the crash")
+
+	n := c.node(leader)
+	n.side.Kill()
+	killed := time.Now()
+	now, nowEpoch := c.waitLeader(30 * time.Second)
+	if now == leader || nowEpoch <= epoch {
+		t.Fatalf("with node %d's sidecar killed, node %d leads epoch %d; want another node in a later epoch than %d", leader, now, nowEpoch, epoch)
+	}
+	elected := time.Since(killed)
+
+	// Ask the old leader's broker itself (the seed), not any broker.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(n.kafka))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var named int32
+	testutil.Eventually(t, 20*time.Second, func() error {
+		req := kmsg.NewPtrMetadataRequest()
+		mt := kmsg.NewMetadataRequestTopic()
+		mt.Topic = kmsg.StringPtr(topic)
+		req.Topics = append(req.Topics, mt)
+		resp, err := req.RequestWith(ctxTimeout(t, 5*time.Second), cl.SeedBrokers()[0])
+		if err != nil {
+			return err
+		}
+		if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) == 0 {
+			return fmt.Errorf("node %d's Metadata for %s: %d topics", leader, topic, len(resp.Topics))
+		}
+		named = resp.Topics[0].Partitions[0].Leader
+		if named == int32(leader) {
+			return fmt.Errorf("node %d's broker still names itself the leader of %s, %v after its sidecar was killed", leader, topic, time.Since(killed).Round(time.Millisecond))
+		}
+		return nil
+	})
+	one.waitMore(200, 30*time.Second, fmt.Sprintf("acks=1 while node %d's sidecar is down", leader))
+
+	n.side.MustRestart()
+	testutil.WaitTCPFor(t, n.sidecar, 20*time.Second)
+	if out, err := exec.Command(testutil.Bin(t, "tandemctl"), "--sidecar", n.sidecar, "wait-in-sync", "--max-wait", "60s").CombinedOutput(); err != nil {
+		t.Fatalf("tandemctl wait-in-sync after node %d's sidecar restarted: %v\n%s", leader, err, out)
+	}
+	acked, failed := one.result()
+	c.caughtUp(60*time.Second, now, 1, 2, 3)
+	c.mustVerify(now)
+	t.Logf("node %d's sidecar killed; node %d elected for epoch %d after %v; node %d's broker named leader %d afterwards; %d acks=1 writes acknowledged, %d failed",
+		leader, now, nowEpoch, elected.Round(time.Millisecond), leader, named, len(acked), failed)
 }
 
 // skipHeadStart waits until every node is in sync with leader and can be

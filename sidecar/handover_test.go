@@ -196,6 +196,42 @@ func TestStoppingLeaderSidecarHandsLeadershipOver(t *testing.T) {
 	c.AssertIdentical(end)
 }
 
+// A leader's sidecar that crashes under etcd failover: its broker runs on
+// with its last view, but stops taking writes once the link has been down
+// for a quarter of the lease TTL (ClusterView.fence_after_ms), before the
+// lease can expire and another node be elected. Without that, the broker
+// went on taking writes while another node led (acks=1 writes, dropped
+// when it followed again), and told clients that it led.
+func TestCrashedLeaderSidecarFencesItsBroker(t *testing.T) {
+	c, url := etcdCluster(t, nil)
+	old, epoch := waitISRPublished(t, c, url)
+	leader := c.Nodes[old].Broker
+	if v := leader.View(); v.FenceAfter != 500*time.Millisecond {
+		t.Fatalf("the leader's broker was told to stop writes after %v without its sidecar; want a quarter of the 2s lease TTL", v.FenceAfter)
+	}
+	if lsn, err := leader.TryProduce(100); lsn == 0 || err != nil {
+		t.Fatalf("the leader's broker refused a write before the crash (LSN %d, error %v)", lsn, err)
+	}
+	if err := c.Nodes[old].Sidecar.Crash(); err != nil {
+		t.Fatal(err)
+	}
+	next, nextEpoch := leaderOf(t, c, old)
+	if nextEpoch <= epoch {
+		t.Fatalf("node %d leads epoch %d, want a later epoch than %d", next, nextEpoch, epoch)
+	}
+	if lsn, err := leader.TryProduce(100); lsn != 0 || err != nil {
+		t.Fatalf("node %d's broker took a write (LSN %d, error %v) while node %d leads epoch %d and its own sidecar is down", old, lsn, err, next, nextEpoch)
+	}
+	if v := leader.View(); v.Role != link.RoleFollower || v.LeaderID != -1 {
+		t.Fatalf("node %d's broker's view with its sidecar down: %v led by %d; want a follower of no known leader", old, v.Role, v.LeaderID)
+	}
+	c.Nodes[next].Broker.Produce(t, 10, 100)
+	c.StartSidecar(old)
+	end := c.Nodes[next].Broker.WAL().LastLSN()
+	c.WaitCaughtUp(end)
+	c.AssertIdentical(end)
+}
+
 // requireTookOver waits for a node other than old to lead the epoch after
 // epoch, has it write 10 entries, and fails the test unless its epoch
 // starts right after last, the old leader's last entry (nothing the old

@@ -368,7 +368,8 @@ func (l *leader) viewLocked() *linkv1.ClusterView {
 		Brokers:  l.brokersLocked(),
 		Isr:      slices.Clone(l.isr),
 
-		HandingOver: l.handingOver,
+		HandingOver:  l.handingOver,
+		FenceAfterMs: l.s.detachedFenceMs(),
 	}
 }
 

@@ -387,6 +387,19 @@ func (s *Sidecar) detachBroker(c *brokerConn) {
 	}
 }
 
+// detachedFenceMs is the leader's broker's ClusterView.fence_after_ms:
+// under etcd failover a quarter of the lease TTL, so that a broker whose
+// sidecar crashed stops taking writes before the lease can expire (it is
+// renewed at least every half TTL, or this node steps down) and another
+// node be elected. 0 (never) with a static leader, which nothing replaces
+// on its own.
+func (s *Sidecar) detachedFenceMs() uint32 {
+	if s.election == nil {
+		return 0
+	}
+	return uint32(s.election.ttl / 4 / time.Millisecond)
+}
+
 // stoppingHandOverMax bounds how long a leader whose broker stops on purpose
 // waits for its in-sync followers to hold the broker's last entry before
 // it resigns anyway (election.handOver). The Go broker waits 5 s for its

@@ -1,6 +1,8 @@
 package link
 
 import (
+	"time"
+
 	"google.golang.org/protobuf/proto"
 
 	linkv1 "github.com/tandem-io/tandem/gen/tandem/link/v1"
@@ -71,6 +73,7 @@ func ViewFromProto(v *linkv1.ClusterView) ClusterView {
 		// Only a leader hands over; in any other role the flag means
 		// nothing (a follower appends nothing of its own anyway).
 		HandingOver: v.GetHandingOver() && v.GetRole() == linkv1.Role_ROLE_LEADER,
+		FenceAfter:  time.Duration(v.GetFenceAfterMs()) * time.Millisecond,
 	}
 	for _, b := range v.GetBrokers() {
 		out.Brokers = append(out.Brokers, BrokerInfo{NodeID: b.GetNodeId(), Host: b.GetHost(), Port: b.GetPort(), Rack: b.GetRack()})
@@ -86,7 +89,8 @@ func ViewToProto(v ClusterView) *linkv1.ClusterView {
 		Epoch:    v.Epoch,
 		Isr:      append([]int32(nil), v.ISR...),
 
-		HandingOver: v.HandingOver,
+		HandingOver:  v.HandingOver,
+		FenceAfterMs: uint32(v.FenceAfter / time.Millisecond),
 	}
 	for _, b := range v.Brokers {
 		out.Brokers = append(out.Brokers, &linkv1.BrokerInfo{NodeId: b.NodeID, Host: b.Host, Port: b.Port, Rack: b.Rack})

@@ -2,6 +2,7 @@ package link
 
 import (
 	"errors"
+	"time"
 
 	"github.com/tandem-io/tandem/broker/wal"
 )
@@ -52,6 +53,9 @@ type ClusterView struct {
 	// over; the broker appends nothing of its own meanwhile, but otherwise
 	// still leads (tandem.link.v1 ClusterView.handing_over).
 	HandingOver bool
+	// FenceAfter: while leading, stop taking writes once the link has
+	// been down this long (0: never; ClusterView.fence_after_ms).
+	FenceAfter time.Duration
 }
 
 // Broker is what the link client needs from the broker; package broker

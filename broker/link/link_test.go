@@ -574,6 +574,50 @@ func TestReattachAfterSidecarRestart(t *testing.T) {
 	}
 }
 
+// A leader whose view set fence_after_ms (a sidecar under etcd failover)
+// stops leading once its link has been down that long: it becomes a
+// follower of no known leader. A view on a new stream before then keeps it
+// leading, and so does a view without the field, however long the sidecar
+// is gone.
+func TestDetachedLeaderFence(t *testing.T) {
+	h := newHarness(t, 0, nil)
+	s, _ := h.attach()
+	fenced := view(linkv1.Role_ROLE_LEADER)
+	fenced.GetClusterView().FenceAfterMs = 300
+	h.send(s, fenced)
+	testutil.Eventually(t, 5*time.Second, func() bool { v, _ := h.b.state(); return v.Role == link.RoleLeader })
+
+	// The sidecar comes back within the bound: the broker still leads.
+	h.srv.Stop()
+	h.serve()
+	s, _ = h.attach()
+	h.send(s, fenced)
+	time.Sleep(600 * time.Millisecond) // twice the bound since the link broke
+	if v, _ := h.b.state(); v.Role != link.RoleLeader {
+		t.Fatalf("the broker stopped leading although its sidecar was back within the bound: %+v", v)
+	}
+
+	// The sidecar stays away: the broker stops leading after the bound.
+	h.srv.Stop()
+	broke := time.Now()
+	testutil.Eventually(t, 5*time.Second, func() bool { v, _ := h.b.state(); return v.Role == link.RoleFollower })
+	t.Logf("the broker stopped leading %v after the link broke (bound 300ms)", time.Since(broke).Round(time.Millisecond))
+	if v, _ := h.b.state(); v.LeaderID != -1 || v.Epoch != 1 || len(v.Brokers) != 1 {
+		t.Fatalf("view after the fence: %+v, want a follower of no known leader in epoch 1 that keeps the brokers", v)
+	}
+
+	// Without the field (a static leader) the broker leads on.
+	h.serve()
+	s, _ = h.attach()
+	h.send(s, view(linkv1.Role_ROLE_LEADER))
+	testutil.Eventually(t, 5*time.Second, func() bool { v, _ := h.b.state(); return v.Role == link.RoleLeader })
+	h.srv.Stop()
+	time.Sleep(600 * time.Millisecond)
+	if v, _ := h.b.state(); v.Role != link.RoleLeader {
+		t.Fatalf("a leader without fence_after_ms stopped leading while detached: %+v", v)
+	}
+}
+
 // A follower's sidecar may send the commit point inside ApplyEntries (the
 // broker says so in its hello): it is served once the entries are durable,
 // and a commit point above them waits for them.

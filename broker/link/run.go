@@ -32,7 +32,10 @@ const (
 // Run attaches to the sidecar at socketPath and keeps the link up
 // (reconnecting with capped exponential backoff and jitter) until ctx is
 // done; then it returns nil. While detached the broker keeps serving with
-// the last cluster view it received.
+// the last cluster view it received, except that a leader whose view set
+// FenceAfter stops taking writes once the link has been down that long
+// (viewGate): its sidecar's etcd lease may expire after that, and
+// another node be elected.
 func Run(ctx context.Context, socketPath string, b Broker, logger hclog.Logger) error {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
@@ -45,11 +48,14 @@ func Run(ctx context.Context, socketPath string, b Broker, logger hclog.Logger) 
 		stopping = st.Stopping()
 	}
 	delay := MinBackoff
+	views := &viewGate{b: b, log: logger}
+	defer views.disarm()
 	for attempt := 1; ; attempt++ {
-		attached, err := attachOnce(ctx, socketPath, b, stopping, logger)
+		attached, err := attachOnce(ctx, socketPath, b, views, stopping, logger)
 		if ctx.Err() != nil || closed(stopping) {
 			return nil
 		}
+		views.arm()
 		if attached {
 			delay = MinBackoff
 			attempt = 1
@@ -79,6 +85,72 @@ func Run(ctx context.Context, socketPath string, b Broker, logger hclog.Logger) 
 	}
 }
 
+// viewGate hands the sidecar's cluster views to the broker, and fences a
+// leader whose link broke: when the last view set FenceAfter, arm (called
+// when a stream ends) starts a timer, and unless a view arrives first (on
+// a new stream) the broker then becomes a follower of no known leader, as
+// its sidecar would make it on stepping down: it takes no more writes,
+// and its Metadata names no leader, so that clients look for the new one
+// elsewhere. One mutex orders the timer's view and the streams' views, so
+// the broker sees them one at a time (SetClusterView's contract).
+type viewGate struct {
+	b   Broker
+	log hclog.Logger
+
+	mu    sync.Mutex
+	last  *ClusterView // the latest view the sidecar sent (nil: none, or fenced since)
+	timer *time.Timer  // armed: the fence to come
+	gen   uint64       // bumped by every view, so a stale timer does nothing
+}
+
+// set gives the broker a view from the sidecar and disarms the fence.
+func (g *viewGate) set(v ClusterView) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.stopLocked()
+	g.b.SetClusterView(v)
+	g.last = &v
+}
+
+// arm starts the fence when the link has broken while the broker led under
+// a view with FenceAfter (once per break: a new view disarms it).
+func (g *viewGate) arm() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	v := g.last
+	if g.timer != nil || v == nil || v.Role != RoleLeader || v.FenceAfter <= 0 {
+		return
+	}
+	gen := g.gen
+	g.timer = time.AfterFunc(v.FenceAfter, func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.gen != gen {
+			return // a view came meanwhile
+		}
+		g.timer = nil
+		g.last = nil
+		g.log.Warn("the sidecar has been gone for a while and this broker led; taking no more writes, since another node may be elected by now (they resume when the sidecar is back)",
+			"gone_for", v.FenceAfter, "epoch", v.Epoch)
+		g.b.SetClusterView(ClusterView{Role: RoleFollower, LeaderID: -1, Epoch: v.Epoch, Brokers: v.Brokers})
+	})
+}
+
+// disarm stops a pending fence (Run returns).
+func (g *viewGate) disarm() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.stopLocked()
+}
+
+func (g *viewGate) stopLocked() {
+	g.gen++
+	if g.timer != nil {
+		g.timer.Stop()
+		g.timer = nil
+	}
+}
+
 // closed reports whether ch is closed (false for a nil channel).
 func closed(ch <-chan struct{}) bool {
 	select {
@@ -91,7 +163,7 @@ func closed(ch <-chan struct{}) bool {
 
 // attachOnce runs one Attach stream until it fails. attached reports
 // whether the sidecar answered at all (which resets the backoff).
-func attachOnce(ctx context.Context, socketPath string, b Broker, stopping <-chan struct{}, logger hclog.Logger) (attached bool, err error) {
+func attachOnce(ctx context.Context, socketPath string, b Broker, views *viewGate, stopping <-chan struct{}, logger hclog.Logger) (attached bool, err error) {
 	glog := tlog.GRPC(logger.Named("grpc"))
 	conn, err := grpc.NewClient("unix:"+socketPath, append(grpcwire.DialOptions(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -118,6 +190,7 @@ func attachOnce(ctx context.Context, socketPath string, b Broker, stopping <-cha
 		ctx:      sctx,
 		cancel:   cancel,
 		stopping: stopping,
+		views:    views,
 		out:      make(chan *linkv1.AttachRequest, outQueue),
 		reply:    make(chan *linkv1.AttachRequest, replyQueue),
 		ops:      make(chan *linkv1.AttachResponse, 64),
@@ -165,6 +238,7 @@ type session struct {
 	// sidecar reads BrokerStopping (stopWatcher).
 	leading  atomic.Bool
 	stopping <-chan struct{} // closed when the broker stops on purpose (Stopper); nil: never
+	views    *viewGate       // the broker's cluster views go through it (Run's fence)
 	walGen   atomic.Uint64   // bumped by truncate and reset: cached readers are stale
 
 	commitMu      sync.Mutex
@@ -297,7 +371,7 @@ func (s *session) receiver() error {
 			v := ViewFromProto(p.ClusterView)
 			s.log.Debug("cluster view from sidecar", "role", v.Role, "leader_id", v.LeaderID, "epoch", v.Epoch,
 				"brokers", len(v.Brokers), "isr", v.ISR)
-			s.b.SetClusterView(v)
+			s.views.set(v)
 			s.follower.Store(v.Role == RoleFollower)
 			s.leading.Store(v.Role == RoleLeader && p.ClusterView.GetReadsBrokerStopping())
 			if p.ClusterView.GetReadsStorageState() && !s.storageOn {

@@ -1796,7 +1796,17 @@ type ClusterView struct {
 	// the ChecksumResult.last_lsn of a ChecksumRequest sent after this view,
 	// so apply the view before you answer later requests. A view without it
 	// lifts it (normally a FOLLOWER view follows once the leadership moved).
-	HandingOver   bool `protobuf:"varint,8,opt,name=handing_over,json=handingOver,proto3" json:"handing_over,omitempty"`
+	HandingOver bool `protobuf:"varint,8,opt,name=handing_over,json=handingOver,proto3" json:"handing_over,omitempty"`
+	// While you lead: when the link to the sidecar breaks, stop taking
+	// writes once it has been down this many milliseconds without a new
+	// stream that brings a view (0: go on taking writes however long it is
+	// down). A sidecar under etcd failover sets it to a quarter of its lease
+	// TTL: its lease cannot expire, nor another node be elected, before
+	// then, so that a broker whose sidecar crashed stops before another node
+	// takes writes, and the acks=1 writes it would take meanwhile (lost when
+	// it follows again) are refused instead. Stop as on a FOLLOWER view with
+	// no known leader (since 2026-12-07).
+	FenceAfterMs  uint32 `protobuf:"varint,9,opt,name=fence_after_ms,json=fenceAfterMs,proto3" json:"fence_after_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1885,6 +1895,13 @@ func (x *ClusterView) GetHandingOver() bool {
 		return x.HandingOver
 	}
 	return false
+}
+
+func (x *ClusterView) GetFenceAfterMs() uint32 {
+	if x != nil {
+		return x.FenceAfterMs
+	}
+	return 0
 }
 
 // ReplayRequest asks the leader broker for entries from its WAL.
@@ -2372,7 +2389,7 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\tfirst_lsn\x18\x04 \x01(\x04R\bfirstLsn\x12\x19\n" +
 	"\blast_lsn\x18\x05 \x01(\x04R\alastLsn\x12\x1d\n" +
 	"\n" +
-	"commit_lsn\x18\x06 \x01(\x04R\tcommitLsn\"\xb9\x02\n" +
+	"commit_lsn\x18\x06 \x01(\x04R\tcommitLsn\"\xdf\x02\n" +
 	"\vClusterView\x12(\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x14.tandem.link.v1.RoleR\x04role\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\x05R\bleaderId\x12\x14\n" +
@@ -2381,7 +2398,8 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\x03isr\x18\x05 \x03(\x05R\x03isr\x12.\n" +
 	"\x13reads_storage_state\x18\x06 \x01(\bR\x11readsStorageState\x122\n" +
 	"\x15reads_broker_stopping\x18\a \x01(\bR\x13readsBrokerStopping\x12!\n" +
-	"\fhanding_over\x18\b \x01(\bR\vhandingOver\"f\n" +
+	"\fhanding_over\x18\b \x01(\bR\vhandingOver\x12$\n" +
+	"\x0efence_after_ms\x18\t \x01(\rR\ffenceAfterMs\"f\n" +
 	"\rReplayRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x19\n" +

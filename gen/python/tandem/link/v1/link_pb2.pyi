@@ -169,9 +169,10 @@ class ChecksumResult(_message.Message):
     def __init__(self, request_id: _Optional[int] = ..., checksum: _Optional[int] = ..., error: _Optional[str] = ..., first_lsn: _Optional[int] = ..., last_lsn: _Optional[int] = ..., commit_lsn: _Optional[int] = ...) -> None: ...
 
 class ClusterView(_message.Message):
-    __slots__ = ["brokers", "epoch", "handing_over", "isr", "leader_id", "reads_broker_stopping", "reads_storage_state", "role"]
+    __slots__ = ["brokers", "epoch", "fence_after_ms", "handing_over", "isr", "leader_id", "reads_broker_stopping", "reads_storage_state", "role"]
     BROKERS_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
+    FENCE_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
     HANDING_OVER_FIELD_NUMBER: _ClassVar[int]
     ISR_FIELD_NUMBER: _ClassVar[int]
     LEADER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -180,13 +181,14 @@ class ClusterView(_message.Message):
     ROLE_FIELD_NUMBER: _ClassVar[int]
     brokers: _containers.RepeatedCompositeFieldContainer[BrokerInfo]
     epoch: int
+    fence_after_ms: int
     handing_over: bool
     isr: _containers.RepeatedScalarFieldContainer[int]
     leader_id: int
     reads_broker_stopping: bool
     reads_storage_state: bool
     role: Role
-    def __init__(self, role: _Optional[_Union[Role, str]] = ..., leader_id: _Optional[int] = ..., epoch: _Optional[int] = ..., brokers: _Optional[_Iterable[_Union[BrokerInfo, _Mapping]]] = ..., isr: _Optional[_Iterable[int]] = ..., reads_storage_state: bool = ..., reads_broker_stopping: bool = ..., handing_over: bool = ...) -> None: ...
+    def __init__(self, role: _Optional[_Union[Role, str]] = ..., leader_id: _Optional[int] = ..., epoch: _Optional[int] = ..., brokers: _Optional[_Iterable[_Union[BrokerInfo, _Mapping]]] = ..., isr: _Optional[_Iterable[int]] = ..., reads_storage_state: bool = ..., reads_broker_stopping: bool = ..., handing_over: bool = ..., fence_after_ms: _Optional[int] = ...) -> None: ...
 
 class CommitApplied(_message.Message):
     __slots__ = ["lsn"]
