@@ -30,56 +30,7 @@ import (
 // the election for that long with no broker behind it (it resigns after
 // one TTL), and no write would go through while the test waits.
 func TestLeaderBrokerStopHandsOver(t *testing.T) {
-	url := startEtcd(t)
-	c := startCluster(t, clusterOpts{
-		sidecarFlags: append(etcdSidecarFlags(url), "--lease-ttl", "60s"),
-	})
-	leader, epoch := c.waitLeader(30 * time.Second)
-	skipHeadStart(t, c, leader, url)
-
-	const allTopic, oneTopic = "handover-all", "handover-one"
-	c.createTopicRetry(allTopic)
-	c.createTopicRetry(oneTopic)
-	all := startAckWriter(t, c, allTopic)
-	one := startAckWriter(t, c, oneTopic, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
-	all.waitMore(100, 30*time.Second, "acks=all before the stop")
-	one.waitMore(100, 30*time.Second, "acks=1 before the stop")
-
-	pause := watchAckPause(all)
-	n := c.node(leader)
-	stopped := time.Now()
-	if err := n.broker.Stop(); err != nil {
-		t.Fatalf("node %d's broker did not exit cleanly on SIGTERM: %v", leader, err)
-	}
-	took := time.Since(stopped)
-	all.waitMore(50, 30*time.Second, fmt.Sprintf("acks=all while node %d's broker is down", leader))
-	one.waitMore(50, 30*time.Second, fmt.Sprintf("acks=1 while node %d's broker is down", leader))
-	now, nowEpoch := c.waitLeader(30 * time.Second)
-	if now == leader || nowEpoch <= epoch {
-		t.Fatalf("with node %d's broker down, node %d leads epoch %d; want another node in a later epoch than %d", leader, now, nowEpoch, epoch)
-	}
-	longest, failedMeanwhile := pause()
-
-	n.broker.MustRestart()
-	testutil.WaitTCPFor(t, n.kafka, 20*time.Second)
-	if out, err := exec.Command(testutil.Bin(t, "tandemctl"), "--sidecar", n.sidecar, "wait-in-sync", "--max-wait", "60s").CombinedOutput(); err != nil {
-		t.Fatalf("tandemctl wait-in-sync after node %d's broker restarted: %v\n%s", leader, err, out)
-	}
-	all.waitMore(50, 30*time.Second, "acks=all after the restart")
-	ackedAll, failedAll := all.result()
-	ackedOne, failedOne := one.result()
-	if failedAll > 0 {
-		t.Fatalf("%d acks=all writes failed (the last with %v); want none: the handover is shorter than the producer's retries", failedAll, all.lastErr)
-	}
-	c.caughtUp(60*time.Second, now, 1, 2, 3)
-	c.mustVerify(now)
-	for _, node := range c.nodes {
-		what := fmt.Sprintf("node %d", node.id)
-		requireAckedStored(t, what+", acks=all", readValues(t, c, node.id, allTopic), ackedAll)
-		requireAckedPresent(t, what+", acks=1", readValues(t, c, node.id, oneTopic), ackedOne)
-	}
-	t.Logf("node %d's broker exited %v after SIGTERM; node %d leads epoch %d; longest pause between acknowledged acks=all writes %v (%d failed meanwhile); %d acks=all and %d acks=1 writes acknowledged (%d acks=1 failed), all on every node",
-		leader, took.Round(time.Millisecond), now, nowEpoch, longest.Round(time.Millisecond), failedMeanwhile, len(ackedAll), len(ackedOne), failedOne)
+	leaderStopHandsOver(t, "broker", "--lease-ttl", "60s")
 }
 
 // TestLeaderSidecarCrashFencesBroker: the leader's sidecar alone is killed
@@ -205,12 +156,22 @@ func requireAckedPresent(t *testing.T, what string, stored, acked []string) {
 // acks=1 writes on its own (its producer had no reason to look elsewhere),
 // and they were dropped when the node followed the new leader.
 func TestLeaderSidecarStopHandsOver(t *testing.T) {
+	leaderStopHandsOver(t, "sidecar")
+}
+
+// leaderStopHandsOver stops the leader's broker or sidecar (which) with
+// SIGTERM under an acks=all and an acks=1 producer, with etcd failover
+// (sidecarFlags added), and checks what a user would: writes go on through
+// a new leader while it is down, and once it is back every acknowledged
+// write of either producer is on every node and the replicas are
+// identical.
+func leaderStopHandsOver(t *testing.T, which string, sidecarFlags ...string) {
 	url := startEtcd(t)
-	c := startCluster(t, clusterOpts{sidecarFlags: etcdSidecarFlags(url)})
+	c := startCluster(t, clusterOpts{sidecarFlags: append(etcdSidecarFlags(url), sidecarFlags...)})
 	leader, epoch := c.waitLeader(30 * time.Second)
 	skipHeadStart(t, c, leader, url)
 
-	const allTopic, oneTopic = "sidecar-stop-all", "sidecar-stop-one"
+	allTopic, oneTopic := which+"-stop-all", which+"-stop-one"
 	c.createTopicRetry(allTopic)
 	c.createTopicRetry(oneTopic)
 	all := startAckWriter(t, c, allTopic)
@@ -220,23 +181,27 @@ func TestLeaderSidecarStopHandsOver(t *testing.T) {
 
 	pause := watchAckPause(all)
 	n := c.node(leader)
+	proc, addr := n.broker, n.kafka
+	if which == "sidecar" {
+		proc, addr = n.side, n.sidecar
+	}
 	stopped := time.Now()
-	if err := n.side.Stop(); err != nil {
-		t.Fatalf("node %d's sidecar did not exit cleanly on SIGTERM: %v", leader, err)
+	if err := proc.Stop(); err != nil {
+		t.Fatalf("node %d's %s did not exit cleanly on SIGTERM: %v", leader, which, err)
 	}
 	took := time.Since(stopped)
-	all.waitMore(50, 30*time.Second, fmt.Sprintf("acks=all while node %d's sidecar is down", leader))
-	one.waitMore(200, 30*time.Second, fmt.Sprintf("acks=1 while node %d's sidecar is down", leader))
+	all.waitMore(50, 30*time.Second, fmt.Sprintf("acks=all while node %d's %s is down", leader, which))
+	one.waitMore(200, 30*time.Second, fmt.Sprintf("acks=1 while node %d's %s is down", leader, which))
 	now, nowEpoch := c.waitLeader(30 * time.Second)
 	if now == leader || nowEpoch <= epoch {
-		t.Fatalf("with node %d's sidecar down, node %d leads epoch %d; want another node in a later epoch than %d", leader, now, nowEpoch, epoch)
+		t.Fatalf("with node %d's %s down, node %d leads epoch %d; want another node in a later epoch than %d", leader, which, now, nowEpoch, epoch)
 	}
 	longest, failedMeanwhile := pause()
 
-	n.side.MustRestart()
-	testutil.WaitTCPFor(t, n.sidecar, 20*time.Second)
+	proc.MustRestart()
+	testutil.WaitTCPFor(t, addr, 20*time.Second)
 	if out, err := exec.Command(testutil.Bin(t, "tandemctl"), "--sidecar", n.sidecar, "wait-in-sync", "--max-wait", "60s").CombinedOutput(); err != nil {
-		t.Fatalf("tandemctl wait-in-sync after node %d's sidecar restarted: %v\n%s", leader, err, out)
+		t.Fatalf("tandemctl wait-in-sync after node %d's %s restarted: %v\n%s", leader, which, err, out)
 	}
 	all.waitMore(50, 30*time.Second, "acks=all after the restart")
 	one.waitMore(50, 30*time.Second, "acks=1 after the restart")
@@ -252,6 +217,6 @@ func TestLeaderSidecarStopHandsOver(t *testing.T) {
 		requireAckedStored(t, what+", acks=all", readValues(t, c, node.id, allTopic), ackedAll)
 		requireAckedPresent(t, what+", acks=1", readValues(t, c, node.id, oneTopic), ackedOne)
 	}
-	t.Logf("node %d's sidecar exited %v after SIGTERM; node %d leads epoch %d; longest pause between acknowledged acks=all writes %v (%d failed meanwhile); %d acks=all and %d acks=1 writes acknowledged (%d acks=1 failed), all on every node",
-		leader, took.Round(time.Millisecond), now, nowEpoch, longest.Round(time.Millisecond), failedMeanwhile, len(ackedAll), len(ackedOne), failedOne)
+	t.Logf("node %d's %s exited %v after SIGTERM; node %d leads epoch %d; longest pause between acknowledged acks=all writes %v (%d failed meanwhile); %d acks=all and %d acks=1 writes acknowledged (%d acks=1 failed), all on every node",
+		leader, which, took.Round(time.Millisecond), now, nowEpoch, longest.Round(time.Millisecond), failedMeanwhile, len(ackedAll), len(ackedOne), failedOne)
 }
