@@ -774,9 +774,8 @@ func (e *election) handOver(l *leader, bc *brokerConn, st *brokerStop) bool {
 		switch {
 		case others == 0 && st.bySidecar:
 			// The ISR shrank since the sidecar looked: nobody can take
-			// over, so the broker goes on taking writes as it did
-			// before the sidecar stopped.
-			e.log.Warn("the sidecar is stopping, but no other node is in the ISR to lead instead; the broker goes on taking writes without it",
+			// over, so the broker goes on as when its sidecar is gone.
+			e.log.Warn("the sidecar is stopping, but no other node is in the ISR to lead instead; the broker goes on without it as after a crash",
 				"last_lsn", st.lastLSN)
 			l.endHandOver()
 			bc.stopping.CompareAndSwap(st, nil)

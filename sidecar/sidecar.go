@@ -505,8 +505,8 @@ func (s *Sidecar) awaitHandOver() {
 // It does nothing (false) for a broker that does not read the
 // handing-over view (an older broker would go on appending), a broker that
 // already said it stops, or when no other node is in the ISR: then nobody
-// could take over, and the broker goes on taking writes without its
-// sidecar, as before.
+// could take over, and the broker goes on as when its sidecar is gone
+// (taking writes for at most fence_after_ms, detachedFenceMs).
 func (s *Sidecar) handOverOnClose(l *leader, bc *brokerConn) bool {
 	if !bc.hello.GetReadsHandingOver() || bc.stoppingState() != nil {
 		return false
