@@ -1189,7 +1189,7 @@ type BrokerHello struct {
 	// tandem.replication.v1.LeaderHello.unclean_epoch): entries acknowledged
 	// to producers are never discarded without an operator having asked.
 	CommitLsn uint64 `protobuf:"varint,10,opt,name=commit_lsn,json=commitLsn,proto3" json:"commit_lsn,omitempty"`
-	// The broker reads ClusterView.handing_over (since 2026-12-07). A sidecar
+	// The broker reads ClusterView.handing_over (since 2026-12-06). A sidecar
 	// hands its leadership over before it stops only for a broker that sets
 	// this; an older broker would go on appending.
 	ReadsHandingOver bool `protobuf:"varint,11,opt,name=reads_handing_over,json=readsHandingOver,proto3" json:"reads_handing_over,omitempty"`
@@ -1805,7 +1805,7 @@ type ClusterView struct {
 	// then, so that a broker whose sidecar crashed stops before another node
 	// takes writes, and the acks=1 writes it would take meanwhile (lost when
 	// it follows again) are refused instead. Stop as on a FOLLOWER view with
-	// no known leader (since 2026-12-07).
+	// no known leader (since 2026-12-06).
 	FenceAfterMs  uint32 `protobuf:"varint,9,opt,name=fence_after_ms,json=fenceAfterMs,proto3" json:"fence_after_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
