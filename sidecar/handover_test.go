@@ -57,10 +57,7 @@ func TestStoppingLeaderBrokerHandsLeadershipOver(t *testing.T) {
 
 	// The old leader's broker comes back and follows the new leader.
 	c.StartBroker(old)
-	testutil.Eventually(t, 20*time.Second, func() bool {
-		v := c.Nodes[old].Broker.View()
-		return v.Role == link.RoleFollower && v.LeaderID == next && v.Epoch == nextEpoch
-	})
+	waitFollows(t, c.Nodes[old].Broker, next, nextEpoch)
 	c.Nodes[next].Broker.Produce(t, 10, 100)
 	end := c.Nodes[next].Broker.WAL().LastLSN()
 	c.WaitCaughtUp(end)
@@ -187,10 +184,7 @@ func TestStoppingLeaderSidecarHandsLeadershipOver(t *testing.T) {
 
 	// The sidecar comes back, and the node follows the new leader.
 	c.StartSidecar(old)
-	testutil.Eventually(t, 20*time.Second, func() bool {
-		v := leader.View()
-		return v.Role == link.RoleFollower && v.LeaderID == next && v.Epoch == nextEpoch
-	})
+	waitFollows(t, leader, next, nextEpoch)
 	end := c.Nodes[next].Broker.WAL().LastLSN()
 	c.WaitCaughtUp(end)
 	c.AssertIdentical(end)
@@ -230,6 +224,15 @@ func TestCrashedLeaderSidecarFencesItsBroker(t *testing.T) {
 	end := c.Nodes[next].Broker.WAL().LastLSN()
 	c.WaitCaughtUp(end)
 	c.AssertIdentical(end)
+}
+
+// waitFollows waits until broker b's view follows leader in epoch.
+func waitFollows(t *testing.T, b *sidecartest.MemBroker, leader int32, epoch uint32) {
+	t.Helper()
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		v := b.View()
+		return v.Role == link.RoleFollower && v.LeaderID == leader && v.Epoch == epoch
+	})
 }
 
 // requireTookOver waits for a node other than old to lead the epoch after
