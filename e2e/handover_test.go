@@ -64,7 +64,26 @@ func TestLeaderSidecarCrashFencesBroker(t *testing.T) {
 	}
 	elected := time.Since(killed)
 
-	// Ask the old leader's broker itself (the seed), not any broker.
+	named := requireStopsNamingItself(t, n, leader, topic, killed)
+	one.waitMore(200, 30*time.Second, fmt.Sprintf("acks=1 while node %d's sidecar is down", leader))
+
+	n.side.MustRestart()
+	testutil.WaitTCPFor(t, n.sidecar, 20*time.Second)
+	if out, err := exec.Command(testutil.Bin(t, "tandemctl"), "--sidecar", n.sidecar, "wait-in-sync", "--max-wait", "60s").CombinedOutput(); err != nil {
+		t.Fatalf("tandemctl wait-in-sync after node %d's sidecar restarted: %v\n%s", leader, err, out)
+	}
+	acked, failed := one.result()
+	c.caughtUp(60*time.Second, now, 1, 2, 3)
+	c.mustVerify(now)
+	t.Logf("node %d's sidecar killed; node %d elected for epoch %d after %v; node %d's broker named leader %d afterwards; %d acks=1 writes acknowledged, %d failed",
+		leader, now, nowEpoch, elected.Round(time.Millisecond), leader, named, len(acked), failed)
+}
+
+// requireStopsNamingItself waits until node n's broker, asked itself, no
+// longer names itself the leader of topic (its sidecar went away at since),
+// and returns the leader it names.
+func requireStopsNamingItself(t *testing.T, n *node, leader int, topic string, since time.Time) int32 {
+	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(n.kafka))
 	if err != nil {
 		t.Fatal(err)
@@ -85,22 +104,96 @@ func TestLeaderSidecarCrashFencesBroker(t *testing.T) {
 		}
 		named = resp.Topics[0].Partitions[0].Leader
 		if named == int32(leader) {
-			return fmt.Errorf("node %d's broker still names itself the leader of %s, %v after its sidecar was killed", leader, topic, time.Since(killed).Round(time.Millisecond))
+			return fmt.Errorf("node %d's broker still names itself the leader of %s, %v after its sidecar went away", leader, topic, time.Since(since).Round(time.Millisecond))
 		}
 		return nil
 	})
-	one.waitMore(200, 30*time.Second, fmt.Sprintf("acks=1 while node %d's sidecar is down", leader))
+	return named
+}
 
-	n.side.MustRestart()
-	testutil.WaitTCPFor(t, n.sidecar, 20*time.Second)
-	if out, err := exec.Command(testutil.Bin(t, "tandemctl"), "--sidecar", n.sidecar, "wait-in-sync", "--max-wait", "60s").CombinedOutput(); err != nil {
-		t.Fatalf("tandemctl wait-in-sync after node %d's sidecar restarted: %v\n%s", leader, err, out)
+// TestLeaderSidecarFreezeFencesBroker: the leader's sidecar alone is
+// frozen (SIGSTOP; a sidecar stuck as hard, on a hung disk or in a
+// debugger, looks the same) while its broker runs on, with etcd failover
+// and an acks=1 producer. The stream between them stays open, but the
+// sidecar's heartbeats stop (LinkHeartbeat): the broker stops taking
+// writes a quarter of the lease TTL later, before another node can be
+// elected, and tells clients that it does not lead. When the sidecar runs
+// again, it finds its lease gone and the node follows the new leader.
+//
+// What a user checks: writes go on through the new leader, and none that
+// was acknowledged once the old broker stopped claiming the leadership is
+// lost. acks=1 writes it took in the first moments of the freeze are lost
+// when it follows again, as after a crash; without the heartbeats it
+// went on taking them for as long as the sidecar stayed frozen.
+func TestLeaderSidecarFreezeFencesBroker(t *testing.T) {
+	url := startEtcd(t)
+	c := startCluster(t, clusterOpts{sidecarFlags: etcdSidecarFlags(url)})
+	leader, epoch := c.waitLeader(30 * time.Second)
+	skipHeadStart(t, c, leader, url)
+
+	const topic = "sidecar-freeze-one"
+	c.createTopicRetry(topic)
+	one := startAckWriter(t, c, topic, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	one.waitMore(100, 30*time.Second, "acks=1 before the freeze")
+
+	n := c.node(leader)
+	if err := n.side.Pause(); err != nil {
+		t.Fatal(err)
 	}
+	frozen := time.Now()
+	thawed := false
+	t.Cleanup(func() {
+		if !thawed {
+			n.side.Resume()
+		}
+	})
+	named := requireStopsNamingItself(t, n, leader, topic, frozen)
+	fenced := time.Since(frozen)
+	// Writes acknowledged from here on were taken by the new leader (the
+	// one under way may still have been the old broker's).
+	from := one.count() + 5
+	now, nowEpoch := c.waitLeader(30 * time.Second)
+	if now == leader || nowEpoch <= epoch {
+		t.Fatalf("with node %d's sidecar frozen, node %d leads epoch %d; want another node in a later epoch than %d", leader, now, nowEpoch, epoch)
+	}
+	one.waitMore(200, 30*time.Second, fmt.Sprintf("acks=1 while node %d's sidecar is frozen", leader))
+
+	if err := n.side.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	thawed = true
+	if out, err := exec.Command(testutil.Bin(t, "tandemctl"), "--sidecar", n.sidecar, "wait-in-sync", "--max-wait", "60s").CombinedOutput(); err != nil {
+		t.Fatalf("tandemctl wait-in-sync after node %d's sidecar ran again: %v\n%s", leader, err, out)
+	}
+	one.waitMore(50, 30*time.Second, "acks=1 after the sidecar ran again")
 	acked, failed := one.result()
 	c.caughtUp(60*time.Second, now, 1, 2, 3)
 	c.mustVerify(now)
-	t.Logf("node %d's sidecar killed; node %d elected for epoch %d after %v; node %d's broker named leader %d afterwards; %d acks=1 writes acknowledged, %d failed",
-		leader, now, nowEpoch, elected.Round(time.Millisecond), leader, named, len(acked), failed)
+	lost := 0
+	for _, node := range c.nodes {
+		stored := readValues(t, c, node.id, topic)
+		requireAckedPresent(t, fmt.Sprintf("node %d, acks=1 writes after the fence", node.id), stored, acked[from:])
+		if node.id == now {
+			lost = len(acked[:from]) - countPresent(stored, acked[:from])
+		}
+	}
+	t.Logf("node %d's sidecar frozen; its broker named leader %d %v later; node %d elected for epoch %d; %d acks=1 writes acknowledged (%d failed), all %d after the fence on every node; %d acknowledged before it lost",
+		leader, named, fenced.Round(time.Millisecond), now, nowEpoch, len(acked), failed, len(acked)-from, lost)
+}
+
+// countPresent counts the values of want that are in stored.
+func countPresent(stored, want []string) int {
+	have := make(map[string]bool, len(stored))
+	for _, v := range stored {
+		have[v] = true
+	}
+	n := 0
+	for _, v := range want {
+		if have[v] {
+			n++
+		}
+	}
+	return n
 }
 
 // skipHeadStart waits until every node is in sync with leader and can be

@@ -53,6 +53,12 @@ type brokerConn struct {
 	// receiver starts).
 	stopping   atomic.Pointer[brokerStop]
 	onStopping func(*brokerStop)
+	// beatEvery and vouch (set before the sender starts): every beatEvery
+	// the sender sends a LinkHeartbeat for the last leader view it sent,
+	// when that view asks for them and vouch says the leadership still
+	// holds. 0: no heartbeats.
+	beatEvery time.Duration
+	vouch     func() bool
 
 	nextID atomic.Uint64
 
@@ -135,6 +141,12 @@ func (c *brokerConn) sender(stream linkv1.LinkService_AttachServer) error {
 			}
 		}
 	}
+	var beat <-chan time.Time
+	if c.beatEvery > 0 && c.vouch != nil && c.hello.GetReadsHeartbeats() {
+		t := time.NewTicker(c.beatEvery)
+		defer t.Stop()
+		beat = t.C
+	}
 	prefer := carries
 	for {
 		var m *linkv1.AttachResponse
@@ -199,6 +211,17 @@ func (c *brokerConn) sender(stream linkv1.LinkService_AttachServer) error {
 			m = &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Commit{Commit: &linkv1.CommitPoint{Lsn: lsn}}}
 		case m = <-c.ordered:
 			withCommit(m)
+		case <-beat:
+			// A newer view goes instead (a view vouches too): a heartbeat
+			// must not vouch for a leader view already replaced.
+			if m = newView(); m != nil {
+				break
+			}
+			v := lastView
+			if v.GetRole() != linkv1.Role_ROLE_LEADER || v.GetHeartbeatIntervalMs() == 0 || !c.vouch() {
+				continue
+			}
+			m = &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Heartbeat{Heartbeat: &linkv1.LinkHeartbeat{Epoch: v.GetEpoch()}}}
 		}
 		if err := stream.Send(m); err != nil {
 			return fmt.Errorf("sidecar: sending to broker: %w", err)
@@ -397,6 +420,9 @@ func (c *brokerConn) firstLSN() uint64 {
 func (c *brokerConn) storeView(v *linkv1.ClusterView) {
 	v.ReadsStorageState = true
 	v.ReadsBrokerStopping = true
+	if !c.hello.GetReadsHeartbeats() || c.beatEvery == 0 {
+		v.HeartbeatIntervalMs = 0 // none will come
+	}
 	c.view.Store(v)
 }
 
@@ -660,6 +686,7 @@ func (ls *linkServer) Attach(stream linkv1.LinkService_AttachServer) error {
 	}
 	c := newBrokerConn(stream.Context(), hello, s.log.Named("broker-link"))
 	c.onStopping = func(st *brokerStop) { s.brokerStopping(c, st) }
+	c.beatEvery, c.vouch = time.Duration(s.heartbeatIntervalMs())*time.Millisecond, s.leaseFresh
 	if err := s.attachBroker(c); err != nil {
 		return err
 	}

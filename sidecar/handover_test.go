@@ -226,6 +226,37 @@ func TestCrashedLeaderSidecarFencesItsBroker(t *testing.T) {
 	c.AssertIdentical(end)
 }
 
+// A leader's sidecar under etcd vouches for its broker's leadership with
+// heartbeats (LinkHeartbeat), so that a broker whose sidecar is frozen
+// stops taking writes before the lease can expire (ClusterView.
+// heartbeat_interval_ms). While the sidecar runs, they keep the broker
+// leading however long nothing else is said on the link.
+func TestLeaderSidecarVouchesForItsBroker(t *testing.T) {
+	c, url := etcdCluster(t, nil)
+	old, epoch := waitISRPublished(t, c, url)
+	leader := c.Nodes[old].Broker
+	v := leader.View()
+	if v.HeartbeatEvery != 125*time.Millisecond || v.FenceAfter != 500*time.Millisecond {
+		t.Fatalf("the leader's broker was told of heartbeats every %v and a fence after %v; want 125ms and 500ms (a sixteenth and a quarter of the 2s lease TTL)", v.HeartbeatEvery, v.FenceAfter)
+	}
+	// Four times the fence's bound, with nothing but heartbeats on the
+	// link unless the cluster changes.
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if v := leader.View(); v.Role != link.RoleLeader || v.Epoch != epoch {
+			t.Fatalf("node %d's broker stopped leading epoch %d while its sidecar ran: %v in epoch %d, leader %d", old, epoch, v.Role, v.Epoch, v.LeaderID)
+		}
+	}
+	if lsn, err := leader.TryProduce(100); lsn == 0 || err != nil {
+		t.Fatalf("the leader's broker refused a write (LSN %d, error %v)", lsn, err)
+	}
+	// A follower's broker is told of no heartbeats: it takes no writes.
+	for id, n := range c.Nodes {
+		if id != old && n.Broker.View().HeartbeatEvery != 0 {
+			t.Fatalf("node %d's broker follows and was told of heartbeats: %+v", id, n.Broker.View())
+		}
+	}
+}
+
 // waitFollows waits until broker b's view follows leader in epoch.
 func waitFollows(t *testing.T, b *sidecartest.MemBroker, leader int32, epoch uint32) {
 	t.Helper()

@@ -370,6 +370,8 @@ func (l *leader) viewLocked() *linkv1.ClusterView {
 
 		HandingOver:  l.handingOver,
 		FenceAfterMs: l.s.detachedFenceMs(),
+
+		HeartbeatIntervalMs: l.s.heartbeatIntervalMs(),
 	}
 }
 

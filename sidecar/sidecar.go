@@ -400,6 +400,23 @@ func (s *Sidecar) detachedFenceMs() uint32 {
 	return uint32(s.election.ttl / 4 / time.Millisecond)
 }
 
+// heartbeatIntervalMs is the leader's broker's
+// ClusterView.heartbeat_interval_ms: how often the sidecar vouches for its
+// leadership (LinkHeartbeat), four times within detachedFenceMs, so that a
+// broker whose sidecar is frozen or stuck stops taking writes before the
+// lease can expire. 0 (none) with a static leader.
+func (s *Sidecar) heartbeatIntervalMs() uint32 {
+	return s.detachedFenceMs() / 4
+}
+
+// leaseFresh reports whether this node may vouch for its leadership to its
+// broker: its etcd lease was renewed less than half a TTL ago (after that
+// the election's watchdog steps down anyway).
+func (s *Sidecar) leaseFresh() bool {
+	e := s.election
+	return e != nil && time.Since(time.Unix(0, e.lastRenew.Load())) < e.ttl/2
+}
+
 // stoppingHandOverMax bounds how long a leader whose broker stops on purpose
 // waits for its in-sync followers to hold the broker's last entry before
 // it resigns anyway (election.handOver). The Go broker waits 5 s for its

@@ -74,6 +74,8 @@ func ViewFromProto(v *linkv1.ClusterView) ClusterView {
 		// nothing (a follower appends nothing of its own anyway).
 		HandingOver: v.GetHandingOver() && v.GetRole() == linkv1.Role_ROLE_LEADER,
 		FenceAfter:  time.Duration(v.GetFenceAfterMs()) * time.Millisecond,
+
+		HeartbeatEvery: time.Duration(v.GetHeartbeatIntervalMs()) * time.Millisecond,
 	}
 	for _, b := range v.GetBrokers() {
 		out.Brokers = append(out.Brokers, BrokerInfo{NodeID: b.GetNodeId(), Host: b.GetHost(), Port: b.GetPort(), Rack: b.GetRack()})
@@ -91,6 +93,8 @@ func ViewToProto(v ClusterView) *linkv1.ClusterView {
 
 		HandingOver:  v.HandingOver,
 		FenceAfterMs: uint32(v.FenceAfter / time.Millisecond),
+
+		HeartbeatIntervalMs: uint32(v.HeartbeatEvery / time.Millisecond),
 	}
 	for _, b := range v.Brokers {
 		out.Brokers = append(out.Brokers, &linkv1.BrokerInfo{NodeId: b.NodeID, Host: b.Host, Port: b.Port, Rack: b.Rack})

@@ -56,6 +56,10 @@ type ClusterView struct {
 	// FenceAfter: while leading, stop taking writes once the link has
 	// been down this long (0: never; ClusterView.fence_after_ms).
 	FenceAfter time.Duration
+	// HeartbeatEvery: while leading, the sidecar sends a heartbeat this
+	// often, so that FenceAfter of silence on an open stream fences the
+	// broker too (0: none; ClusterView.heartbeat_interval_ms).
+	HeartbeatEvery time.Duration
 }
 
 // Broker is what the link client needs from the broker; package broker

@@ -618,6 +618,63 @@ func TestDetachedLeaderFence(t *testing.T) {
 	}
 }
 
+// A leader whose sidecar stops talking while the stream stays open (a
+// frozen or stuck sidecar) stops taking writes after fence_after_ms
+// without a heartbeat of its view's epoch, and takes them again on the
+// next one.
+func TestSilentSidecarFence(t *testing.T) {
+	h := newHarness(t, 0, nil)
+	s, hello := h.attach()
+	if !hello.GetReadsHeartbeats() {
+		t.Fatal("hello does not say that the broker reads heartbeats")
+	}
+	leads := func() bool { v, _ := h.b.state(); return v.Role == link.RoleLeader }
+	watched := view(linkv1.Role_ROLE_LEADER)
+	watched.GetClusterView().FenceAfterMs = 300
+	watched.GetClusterView().HeartbeatIntervalMs = 50
+	h.send(s, watched)
+	testutil.Eventually(t, 5*time.Second, leads)
+
+	beat := func(epoch uint32, d time.Duration) {
+		t.Helper()
+		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+			h.send(s, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Heartbeat{Heartbeat: &linkv1.LinkHeartbeat{Epoch: epoch}}})
+		}
+	}
+	// Heartbeats keep the broker leading well past the bound.
+	beat(1, 900*time.Millisecond)
+	if !leads() {
+		t.Fatal("the broker stopped leading although its sidecar sent heartbeats")
+	}
+	// Heartbeats of another epoch do not vouch for this view.
+	beat(2, 600*time.Millisecond)
+	if leads() {
+		t.Fatal("heartbeats of epoch 2 kept a leader of epoch 1 taking writes")
+	}
+	if v, _ := h.b.state(); v.LeaderID != -1 || v.Epoch != 1 || len(v.Brokers) != 1 {
+		t.Fatalf("view after the fence: %+v, want a follower of no known leader in epoch 1 that keeps the brokers", v)
+	}
+	// The sidecar is heard from again: the broker leads again.
+	beat(1, 10*time.Millisecond)
+	testutil.Eventually(t, 5*time.Second, leads)
+
+	// Silence alone, on a stream that stays open.
+	time.Sleep(600 * time.Millisecond)
+	if leads() {
+		t.Fatal("the broker kept leading with a silent sidecar")
+	}
+	// A new view lifts the fence too, and an older sidecar's view (no
+	// heartbeat interval) is never fenced for silence.
+	old := view(linkv1.Role_ROLE_LEADER)
+	old.GetClusterView().FenceAfterMs = 300
+	h.send(s, old)
+	testutil.Eventually(t, 5*time.Second, leads)
+	time.Sleep(600 * time.Millisecond)
+	if !leads() {
+		t.Fatal("a leader whose sidecar sends no heartbeats was fenced on an open stream")
+	}
+}
+
 // A follower's sidecar may send the commit point inside ApplyEntries (the
 // broker says so in its hello): it is served once the entries are durable,
 // and a commit point above them waits for them.

@@ -33,9 +33,10 @@ const (
 // (reconnecting with capped exponential backoff and jitter) until ctx is
 // done; then it returns nil. While detached the broker keeps serving with
 // the last cluster view it received, except that a leader whose view set
-// FenceAfter stops taking writes once the link has been down that long
-// (viewGate): its sidecar's etcd lease may expire after that, and
-// another node be elected.
+// FenceAfter stops taking writes once the link has been down that long, or
+// (with HeartbeatEvery) once the sidecar has been silent that long on an
+// open stream (viewGate): its sidecar's etcd lease may expire after that,
+// and another node be elected.
 func Run(ctx context.Context, socketPath string, b Broker, logger hclog.Logger) error {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
@@ -86,52 +87,105 @@ func Run(ctx context.Context, socketPath string, b Broker, logger hclog.Logger) 
 }
 
 // viewGate hands the sidecar's cluster views to the broker, and fences a
-// leader whose link broke: when the last view set FenceAfter, arm (called
-// when a stream ends) starts a timer, and unless a view arrives first (on
-// a new stream) the broker then becomes a follower of no known leader, as
-// its sidecar would make it on stepping down: it takes no more writes,
-// and its Metadata names no leader, so that clients look for the new one
-// elsewhere. One mutex orders the timer's view and the streams' views, so
-// the broker sees them one at a time (SetClusterView's contract).
+// leader whose sidecar may have lost its etcd lease without being able to
+// say so: the broker becomes a follower of no known leader, as its sidecar
+// would make it on stepping down, so it takes no more writes and its
+// Metadata names no leader, and clients look for the new one elsewhere.
+// Two things fence, both after the last view's FenceAfter:
+//
+//   - the link broke (arm, called when a stream ends) and no new stream
+//     brought a view since: the sidecar crashed or was stopped;
+//   - under a view with HeartbeatEvery, neither a heartbeat nor a view came
+//     on a stream that is still open: the sidecar is frozen (SIGSTOP) or
+//     stuck. Its next heartbeat of the same epoch lifts that fence, since
+//     the sidecar sends heartbeats only while its lease is fresh.
+//
+// One mutex orders the timer's view, the heartbeats and the streams'
+// views, so the broker sees views one at a time (SetClusterView's
+// contract).
 type viewGate struct {
 	b   Broker
 	log hclog.Logger
 
-	mu    sync.Mutex
-	last  *ClusterView // the latest view the sidecar sent (nil: none, or fenced since)
-	timer *time.Timer  // armed: the fence to come
-	gen   uint64       // bumped by every view, so a stale timer does nothing
+	mu   sync.Mutex
+	last *ClusterView // the latest view the sidecar sent (nil: none, or fenced since)
+	// silenced is the view a silence fence took away while the stream
+	// stayed open; a heartbeat of its epoch gives it back.
+	silenced *ClusterView
+	detached bool        // the stream ended (arm) and no view came since
+	timer    *time.Timer // armed: the fence to come
+	gen      uint64      // bumped by every view and heartbeat, so a stale timer does nothing
 }
 
-// set gives the broker a view from the sidecar and disarms the fence.
+// watched reports whether the sidecar vouches for v with heartbeats.
+func (v *ClusterView) watched() bool {
+	return v.Role == RoleLeader && v.FenceAfter > 0 && v.HeartbeatEvery > 0
+}
+
+// set gives the broker a view from the sidecar; it restarts the silence
+// fence under a view with heartbeats, and disarms it otherwise.
 func (g *viewGate) set(v ClusterView) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.stopLocked()
+	g.silenced, g.detached = nil, false
 	g.b.SetClusterView(v)
 	g.last = &v
+	if v.watched() {
+		g.startLocked(v)
+	}
+}
+
+// heartbeat records the sidecar's heartbeat for epoch: it restarts the
+// silence fence, or lifts it when it took the writes away.
+func (g *viewGate) heartbeat(epoch uint32) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if v := g.silenced; v != nil && v.Epoch == epoch {
+		g.silenced = nil
+		g.log.Info("the sidecar is heard from again and still leads; taking writes again", "epoch", epoch)
+		g.b.SetClusterView(*v)
+		g.last = v
+	}
+	if v := g.last; v != nil && v.watched() && v.Epoch == epoch && !g.detached {
+		g.stopLocked()
+		g.startLocked(*v)
+	}
 }
 
 // arm starts the fence when the link has broken while the broker led under
-// a view with FenceAfter (once per break: a new view disarms it).
+// a view with FenceAfter (once per break: a new view disarms it). A silence
+// fence already under way goes on: it is due sooner.
 func (g *viewGate) arm() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.silenced, g.detached = nil, true // a new stream starts with a view
 	v := g.last
 	if g.timer != nil || v == nil || v.Role != RoleLeader || v.FenceAfter <= 0 {
 		return
 	}
+	g.startLocked(*v)
+}
+
+// startLocked starts the fence for v, due in v.FenceAfter.
+func (g *viewGate) startLocked(v ClusterView) {
 	gen := g.gen
 	g.timer = time.AfterFunc(v.FenceAfter, func() {
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		if g.gen != gen {
-			return // a view came meanwhile
+			return // a view or heartbeat came meanwhile
 		}
 		g.timer = nil
 		g.last = nil
-		g.log.Warn("the sidecar has been gone for a while and this broker led; taking no more writes, since another node may be elected by now (they resume when the sidecar is back)",
-			"gone_for", v.FenceAfter, "epoch", v.Epoch)
+		if g.detached {
+			g.log.Warn("the sidecar has been gone for a while and this broker led; taking no more writes, since another node may be elected by now (they resume when the sidecar is back)",
+				"gone_for", v.FenceAfter, "epoch", v.Epoch)
+		} else {
+			g.silenced = &v
+			g.log.Warn("the sidecar has sent no heartbeat for a while and this broker led: it is frozen or stuck, and another node may be elected by now; taking no more writes (they resume when it is heard from again)",
+				"silent_for", v.FenceAfter, "epoch", v.Epoch)
+		}
 		g.b.SetClusterView(ClusterView{Role: RoleFollower, LeaderID: -1, Epoch: v.Epoch, Brokers: v.Brokers})
 	})
 }
@@ -276,6 +330,8 @@ func (s *session) run() error {
 		ApplyCarriesCommit: true,
 		// SetClusterView honours ClusterView.handing_over.
 		ReadsHandingOver: true,
+		// viewGate watches LinkHeartbeat.
+		ReadsHeartbeats: true,
 	}
 	if r, ok := s.b.(Racker); ok {
 		hello.Rack = r.Rack()
@@ -378,6 +434,8 @@ func (s *session) receiver() error {
 				s.storageOn = true
 				s.goFunc(s.storageWatcher)
 			}
+		case *linkv1.AttachResponse_Heartbeat:
+			s.views.heartbeat(p.Heartbeat.GetEpoch())
 		case *linkv1.AttachResponse_Subscribe:
 			s.stopPush()
 			if from := p.Subscribe.GetFromLsn(); from > 0 {

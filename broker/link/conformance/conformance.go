@@ -16,6 +16,12 @@
 //	over       with handing_over, the checksum behind it reports the WAL's
 //	           end, and the broker writes nothing more of its own
 //	           (Target.TryProduce is refused) until a view without it
+//	heartbeats when the hello sets reads_heartbeats (and TryProduce is
+//	           set): under a leader view with fence_after_ms and
+//	           heartbeat_interval_ms the broker takes writes while
+//	           LinkHeartbeats of its epoch come, refuses them once none
+//	           came for fence_after_ms on the open stream, and takes them
+//	           again after the next one
 //	replay     ReplayRequest answers: chunks echo request_id, continue each
 //	           other, the last has done=true; a tiny budget still returns
 //	           one entry; out-of-range starts say OUT_OF_RANGE
@@ -275,6 +281,7 @@ func Run(t *testing.T, tg Target) {
 		{"hello", func(t *testing.T) { s.t = t; s.partHello() }},
 		{"leader pushes committed entries", func(t *testing.T) { s.t = t; log = s.partLeader() }},
 		{"handing over", func(t *testing.T) { s.t = t; s.partHandingOver(log) }},
+		{"heartbeats", func(t *testing.T) { s.t = t; log = s.partHeartbeats(log) }},
 		{"replay", func(t *testing.T) { s.t = t; s.partReplay(log) }},
 		{"checksum", func(t *testing.T) { s.t = t; s.partChecksum(log) }},
 		{"truncate and apply as follower", func(t *testing.T) { s.t = t; s.partFollower(log) }},
@@ -393,6 +400,86 @@ func (s *script) partHandingOver(log []*linkv1.Entry) {
 		}
 	}
 	s.view(linkv1.Role_ROLE_LEADER, 1) // lifted: later parts expect the log as produced
+}
+
+// partHeartbeats checks LinkHeartbeat (a frozen or stuck leader's sidecar
+// stops vouching for the leadership): see the package comment. The writes
+// it makes are pushed as the leader's, and it returns the log with them.
+func (s *script) partHeartbeats(log []*linkv1.Entry) []*linkv1.Entry {
+	if !s.c.hello.GetReadsHeartbeats() || s.tg.TryProduce == nil {
+		s.t.Log("the broker's hello does not set reads_heartbeats, or Target.TryProduce is not set: nothing to check")
+		return log
+	}
+	const fence, every = time.Second, 100 * time.Millisecond
+	last := log[len(log)-1].GetLsn()
+	s.send(&linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Subscribe{Subscribe: &linkv1.SubscribeCommitted{FromLsn: last + 1}}})
+	s.viewWith(linkv1.Role_ROLE_LEADER, 1, func(v *linkv1.ClusterView) {
+		v.FenceAfterMs, v.HeartbeatIntervalMs = uint32(fence/time.Millisecond), uint32(every/time.Millisecond)
+	})
+	stop := s.heartbeats(1, every)
+	time.Sleep(2 * fence)
+	err := s.tg.TryProduce(s.t)
+	stop()
+	if err != nil {
+		s.t.Fatalf("a write %v after a leader view with fence_after_ms %d, with a heartbeat of its epoch every %v, was refused: %v",
+			2*fence, fence/time.Millisecond, every, err)
+	}
+	// Silence on the open stream.
+	time.Sleep(2 * fence)
+	if err := s.tg.TryProduce(s.t); err == nil {
+		s.t.Fatalf("the broker took a write with no heartbeat for %v (fence_after_ms %d)", 2*fence, fence/time.Millisecond)
+	} else {
+		s.t.Logf("a write with the sidecar silent was refused: %v", err)
+	}
+	// The next heartbeat lifts the fence. The checksum's answer comes after
+	// the broker handled the heartbeat sent before it.
+	s.send(&linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Heartbeat{Heartbeat: &linkv1.LinkHeartbeat{Epoch: 1}}})
+	s.checksum(1, 1)
+	stop = s.heartbeats(1, every)
+	err = s.tg.TryProduce(s.t)
+	stop()
+	if err != nil {
+		s.t.Fatalf("a write after the sidecar's heartbeats came again was refused: %v", err)
+	}
+	s.view(linkv1.Role_ROLE_LEADER, 1) // no heartbeats: later parts expect no fence
+
+	r, now := s.replay(1, 64<<20)
+	if r.GetStatus() != linkv1.ReplayStatus_REPLAY_STATUS_OK || !r.GetEndOfLog() || len(now) < len(log)+2 {
+		s.t.Fatalf("replay of the whole log: status %v end_of_log %v with %d entries (%s); want at least %d",
+			r.GetStatus(), r.GetEndOfLog(), len(now), r.GetError(), len(log)+2)
+	}
+	for i, e := range log {
+		if !proto.Equal(e, now[i]) {
+			s.t.Fatalf("entry %d changed", e.GetLsn())
+		}
+	}
+	s.waitPushed(now[len(now)-1].GetLsn())
+	s.send(&linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Subscribe{Subscribe: &linkv1.SubscribeCommitted{FromLsn: 0}}})
+	return now
+}
+
+// heartbeats sends a LinkHeartbeat of epoch at once and then every
+// interval until the returned function is called; the script sends
+// nothing else meanwhile.
+func (s *script) heartbeats(epoch uint32, every time.Duration) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			m := &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Heartbeat{Heartbeat: &linkv1.LinkHeartbeat{Epoch: epoch}}}
+			if s.c.stream.Send(m) != nil {
+				return
+			}
+			select {
+			case <-t.C:
+			case <-quit:
+				return
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
 }
 
 // replay sends a ReplayRequest and collects the chunks.

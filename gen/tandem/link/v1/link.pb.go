@@ -982,6 +982,7 @@ type AttachResponse struct {
 	//	*AttachResponse_Commit
 	//	*AttachResponse_Subscribe
 	//	*AttachResponse_Checksum
+	//	*AttachResponse_Heartbeat
 	Payload       isAttachResponse_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1096,6 +1097,15 @@ func (x *AttachResponse) GetChecksum() *ChecksumRequest {
 	return nil
 }
 
+func (x *AttachResponse) GetHeartbeat() *LinkHeartbeat {
+	if x != nil {
+		if x, ok := x.Payload.(*AttachResponse_Heartbeat); ok {
+			return x.Heartbeat
+		}
+	}
+	return nil
+}
+
 type isAttachResponse_Payload interface {
 	isAttachResponse_Payload()
 }
@@ -1142,6 +1152,14 @@ type AttachResponse_Checksum struct {
 	Checksum *ChecksumRequest `protobuf:"bytes,8,opt,name=checksum,proto3,oneof"`
 }
 
+type AttachResponse_Heartbeat struct {
+	// The leader's sidecar still holds the leadership (since 2026-12-07).
+	// Sent only to a broker whose hello set reads_heartbeats, and only
+	// while the latest view is a LEADER view with heartbeat_interval_ms.
+	// No answer.
+	Heartbeat *LinkHeartbeat `protobuf:"bytes,9,opt,name=heartbeat,proto3,oneof"`
+}
+
 func (*AttachResponse_ClusterView) isAttachResponse_Payload() {}
 
 func (*AttachResponse_Replay) isAttachResponse_Payload() {}
@@ -1157,6 +1175,61 @@ func (*AttachResponse_Commit) isAttachResponse_Payload() {}
 func (*AttachResponse_Subscribe) isAttachResponse_Payload() {}
 
 func (*AttachResponse_Checksum) isAttachResponse_Payload() {}
+
+func (*AttachResponse_Heartbeat) isAttachResponse_Payload() {}
+
+// LinkHeartbeat says that the sidecar, alive and not stuck, still holds the
+// leadership of the epoch it names: its etcd lease was renewed less than
+// half a TTL ago. A sidecar sends one every ClusterView.heartbeat_interval_ms
+// while it leads, and none once the lease is older, when it steps down
+// anyway. Silence for ClusterView.fence_after_ms while the stream stays open
+// means a frozen (SIGSTOP) or stuck sidecar: stop taking writes as when the
+// stream breaks, and take them again on the next heartbeat of the same
+// epoch (or on a new view).
+type LinkHeartbeat struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The leader epoch of the view this heartbeat vouches for.
+	Epoch         uint32 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkHeartbeat) Reset() {
+	*x = LinkHeartbeat{}
+	mi := &file_tandem_link_v1_link_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkHeartbeat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkHeartbeat) ProtoMessage() {}
+
+func (x *LinkHeartbeat) ProtoReflect() protoreflect.Message {
+	mi := &file_tandem_link_v1_link_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkHeartbeat.ProtoReflect.Descriptor instead.
+func (*LinkHeartbeat) Descriptor() ([]byte, []int) {
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *LinkHeartbeat) GetEpoch() uint32 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
 
 // BrokerHello tells the sidecar who the broker is and where its WAL stands.
 type BrokerHello struct {
@@ -1193,13 +1266,17 @@ type BrokerHello struct {
 	// hands its leadership over before it stops only for a broker that sets
 	// this; an older broker would go on appending.
 	ReadsHandingOver bool `protobuf:"varint,11,opt,name=reads_handing_over,json=readsHandingOver,proto3" json:"reads_handing_over,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The broker reads LinkHeartbeat messages and ClusterView.
+	// heartbeat_interval_ms (since 2026-12-07). A sidecar sends heartbeats only
+	// to a broker that sets this; an older broker would refuse the message.
+	ReadsHeartbeats bool `protobuf:"varint,12,opt,name=reads_heartbeats,json=readsHeartbeats,proto3" json:"reads_heartbeats,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *BrokerHello) Reset() {
 	*x = BrokerHello{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[8]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1288,7 @@ func (x *BrokerHello) String() string {
 func (*BrokerHello) ProtoMessage() {}
 
 func (x *BrokerHello) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[8]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1301,7 @@ func (x *BrokerHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokerHello.ProtoReflect.Descriptor instead.
 func (*BrokerHello) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{8}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *BrokerHello) GetNodeId() int32 {
@@ -1304,6 +1381,13 @@ func (x *BrokerHello) GetReadsHandingOver() bool {
 	return false
 }
 
+func (x *BrokerHello) GetReadsHeartbeats() bool {
+	if x != nil {
+		return x.ReadsHeartbeats
+	}
+	return false
+}
+
 // CommittedEntries carries entries that became durable in the leader
 // broker's WAL. Consecutive messages continue each other with no gap and no
 // overlap, starting at SubscribeCommitted.from_lsn.
@@ -1319,7 +1403,7 @@ type CommittedEntries struct {
 
 func (x *CommittedEntries) Reset() {
 	*x = CommittedEntries{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[9]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +1415,7 @@ func (x *CommittedEntries) String() string {
 func (*CommittedEntries) ProtoMessage() {}
 
 func (x *CommittedEntries) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[9]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +1428,7 @@ func (x *CommittedEntries) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommittedEntries.ProtoReflect.Descriptor instead.
 func (*CommittedEntries) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{9}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CommittedEntries) GetEntries() []*Entry {
@@ -1388,7 +1472,7 @@ type ReplayResult struct {
 
 func (x *ReplayResult) Reset() {
 	*x = ReplayResult{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[10]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1400,7 +1484,7 @@ func (x *ReplayResult) String() string {
 func (*ReplayResult) ProtoMessage() {}
 
 func (x *ReplayResult) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[10]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1413,7 +1497,7 @@ func (x *ReplayResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayResult.ProtoReflect.Descriptor instead.
 func (*ReplayResult) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{10}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReplayResult) GetRequestId() uint64 {
@@ -1498,7 +1582,7 @@ type AppliedUpTo struct {
 
 func (x *AppliedUpTo) Reset() {
 	*x = AppliedUpTo{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[11]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1510,7 +1594,7 @@ func (x *AppliedUpTo) String() string {
 func (*AppliedUpTo) ProtoMessage() {}
 
 func (x *AppliedUpTo) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[11]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1523,7 +1607,7 @@ func (x *AppliedUpTo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedUpTo.ProtoReflect.Descriptor instead.
 func (*AppliedUpTo) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{11}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AppliedUpTo) GetLsn() uint64 {
@@ -1569,7 +1653,7 @@ type TruncatedTo struct {
 
 func (x *TruncatedTo) Reset() {
 	*x = TruncatedTo{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[12]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1581,7 +1665,7 @@ func (x *TruncatedTo) String() string {
 func (*TruncatedTo) ProtoMessage() {}
 
 func (x *TruncatedTo) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[12]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1594,7 +1678,7 @@ func (x *TruncatedTo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TruncatedTo.ProtoReflect.Descriptor instead.
 func (*TruncatedTo) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{12}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TruncatedTo) GetLastLsn() uint64 {
@@ -1631,7 +1715,7 @@ type ResetDone struct {
 
 func (x *ResetDone) Reset() {
 	*x = ResetDone{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[13]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1643,7 +1727,7 @@ func (x *ResetDone) String() string {
 func (*ResetDone) ProtoMessage() {}
 
 func (x *ResetDone) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[13]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1656,7 +1740,7 @@ func (x *ResetDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetDone.ProtoReflect.Descriptor instead.
 func (*ResetDone) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{13}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ResetDone) GetNextLsn() uint64 {
@@ -1696,7 +1780,7 @@ type ChecksumResult struct {
 
 func (x *ChecksumResult) Reset() {
 	*x = ChecksumResult{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[14]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1708,7 +1792,7 @@ func (x *ChecksumResult) String() string {
 func (*ChecksumResult) ProtoMessage() {}
 
 func (x *ChecksumResult) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[14]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1721,7 +1805,7 @@ func (x *ChecksumResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChecksumResult.ProtoReflect.Descriptor instead.
 func (*ChecksumResult) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{14}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ChecksumResult) GetRequestId() uint64 {
@@ -1806,14 +1890,23 @@ type ClusterView struct {
 	// takes writes, and the acks=1 writes it would take meanwhile (lost when
 	// it follows again) are refused instead. Stop as on a FOLLOWER view with
 	// no known leader (since 2026-12-06).
-	FenceAfterMs  uint32 `protobuf:"varint,9,opt,name=fence_after_ms,json=fenceAfterMs,proto3" json:"fence_after_ms,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	FenceAfterMs uint32 `protobuf:"varint,9,opt,name=fence_after_ms,json=fenceAfterMs,proto3" json:"fence_after_ms,omitempty"`
+	// While you lead under a view with fence_after_ms: the sidecar sends a
+	// LinkHeartbeat at least this often (milliseconds; 0: it sends none).
+	// When neither a heartbeat nor a view has come for fence_after_ms though
+	// the stream is still open, the sidecar is frozen or stuck and its lease
+	// may expire as if it had crashed: stop taking writes as after a broken
+	// stream, and take them again on the next LinkHeartbeat of this view's
+	// epoch. Set only for a broker whose hello set reads_heartbeats (since
+	// 2026-12-07).
+	HeartbeatIntervalMs uint32 `protobuf:"varint,10,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *ClusterView) Reset() {
 	*x = ClusterView{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[15]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1825,7 +1918,7 @@ func (x *ClusterView) String() string {
 func (*ClusterView) ProtoMessage() {}
 
 func (x *ClusterView) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[15]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1838,7 +1931,7 @@ func (x *ClusterView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterView.ProtoReflect.Descriptor instead.
 func (*ClusterView) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{15}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ClusterView) GetRole() Role {
@@ -1904,6 +1997,13 @@ func (x *ClusterView) GetFenceAfterMs() uint32 {
 	return 0
 }
 
+func (x *ClusterView) GetHeartbeatIntervalMs() uint32 {
+	if x != nil {
+		return x.HeartbeatIntervalMs
+	}
+	return 0
+}
+
 // ReplayRequest asks the leader broker for entries from its WAL.
 type ReplayRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1920,7 +2020,7 @@ type ReplayRequest struct {
 
 func (x *ReplayRequest) Reset() {
 	*x = ReplayRequest{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[16]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1932,7 +2032,7 @@ func (x *ReplayRequest) String() string {
 func (*ReplayRequest) ProtoMessage() {}
 
 func (x *ReplayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[16]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1945,7 +2045,7 @@ func (x *ReplayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayRequest.ProtoReflect.Descriptor instead.
 func (*ReplayRequest) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{16}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReplayRequest) GetRequestId() uint64 {
@@ -1986,7 +2086,7 @@ type ApplyEntries struct {
 
 func (x *ApplyEntries) Reset() {
 	*x = ApplyEntries{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[17]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1998,7 +2098,7 @@ func (x *ApplyEntries) String() string {
 func (*ApplyEntries) ProtoMessage() {}
 
 func (x *ApplyEntries) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[17]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2011,7 +2111,7 @@ func (x *ApplyEntries) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyEntries.ProtoReflect.Descriptor instead.
 func (*ApplyEntries) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{17}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ApplyEntries) GetEntries() []*Entry {
@@ -2040,7 +2140,7 @@ type TruncateTo struct {
 
 func (x *TruncateTo) Reset() {
 	*x = TruncateTo{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[18]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2052,7 +2152,7 @@ func (x *TruncateTo) String() string {
 func (*TruncateTo) ProtoMessage() {}
 
 func (x *TruncateTo) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[18]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2065,7 +2165,7 @@ func (x *TruncateTo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TruncateTo.ProtoReflect.Descriptor instead.
 func (*TruncateTo) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{18}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TruncateTo) GetLsn() uint64 {
@@ -2087,7 +2187,7 @@ type ResetTo struct {
 
 func (x *ResetTo) Reset() {
 	*x = ResetTo{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[19]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2099,7 +2199,7 @@ func (x *ResetTo) String() string {
 func (*ResetTo) ProtoMessage() {}
 
 func (x *ResetTo) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[19]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2112,7 +2212,7 @@ func (x *ResetTo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetTo.ProtoReflect.Descriptor instead.
 func (*ResetTo) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{19}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ResetTo) GetNextLsn() uint64 {
@@ -2134,7 +2234,7 @@ type CommitPoint struct {
 
 func (x *CommitPoint) Reset() {
 	*x = CommitPoint{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[20]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2146,7 +2246,7 @@ func (x *CommitPoint) String() string {
 func (*CommitPoint) ProtoMessage() {}
 
 func (x *CommitPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[20]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2159,7 +2259,7 @@ func (x *CommitPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitPoint.ProtoReflect.Descriptor instead.
 func (*CommitPoint) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{20}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CommitPoint) GetLsn() uint64 {
@@ -2181,7 +2281,7 @@ type SubscribeCommitted struct {
 
 func (x *SubscribeCommitted) Reset() {
 	*x = SubscribeCommitted{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[21]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2193,7 +2293,7 @@ func (x *SubscribeCommitted) String() string {
 func (*SubscribeCommitted) ProtoMessage() {}
 
 func (x *SubscribeCommitted) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[21]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2206,7 +2306,7 @@ func (x *SubscribeCommitted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeCommitted.ProtoReflect.Descriptor instead.
 func (*SubscribeCommitted) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{21}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SubscribeCommitted) GetFromLsn() uint64 {
@@ -2232,7 +2332,7 @@ type ChecksumRequest struct {
 
 func (x *ChecksumRequest) Reset() {
 	*x = ChecksumRequest{}
-	mi := &file_tandem_link_v1_link_proto_msgTypes[22]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2244,7 +2344,7 @@ func (x *ChecksumRequest) String() string {
 func (*ChecksumRequest) ProtoMessage() {}
 
 func (x *ChecksumRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_link_v1_link_proto_msgTypes[22]
+	mi := &file_tandem_link_v1_link_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2257,7 +2357,7 @@ func (x *ChecksumRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChecksumRequest.ProtoReflect.Descriptor instead.
 func (*ChecksumRequest) Descriptor() ([]byte, []int) {
-	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{22}
+	return file_tandem_link_v1_link_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ChecksumRequest) GetRequestId() uint64 {
@@ -2325,7 +2425,7 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\x15failing_since_unix_ms\x18\x02 \x01(\x03R\x12failingSinceUnixMs\x12\x1b\n" +
 	"\tfirst_lsn\x18\x03 \x01(\x04R\bfirstLsn\"!\n" +
 	"\rCommitApplied\x12\x10\n" +
-	"\x03lsn\x18\x01 \x01(\x04R\x03lsn\"\xfb\x03\n" +
+	"\x03lsn\x18\x01 \x01(\x04R\x03lsn\"\xba\x04\n" +
 	"\x0eAttachResponse\x12@\n" +
 	"\fcluster_view\x18\x01 \x01(\v2\x1b.tandem.link.v1.ClusterViewH\x00R\vclusterView\x127\n" +
 	"\x06replay\x18\x02 \x01(\v2\x1d.tandem.link.v1.ReplayRequestH\x00R\x06replay\x124\n" +
@@ -2335,8 +2435,11 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\breset_to\x18\x05 \x01(\v2\x17.tandem.link.v1.ResetToH\x00R\aresetTo\x125\n" +
 	"\x06commit\x18\x06 \x01(\v2\x1b.tandem.link.v1.CommitPointH\x00R\x06commit\x12B\n" +
 	"\tsubscribe\x18\a \x01(\v2\".tandem.link.v1.SubscribeCommittedH\x00R\tsubscribe\x12=\n" +
-	"\bchecksum\x18\b \x01(\v2\x1f.tandem.link.v1.ChecksumRequestH\x00R\bchecksumB\t\n" +
-	"\apayload\"\xa5\x03\n" +
+	"\bchecksum\x18\b \x01(\v2\x1f.tandem.link.v1.ChecksumRequestH\x00R\bchecksum\x12=\n" +
+	"\theartbeat\x18\t \x01(\v2\x1d.tandem.link.v1.LinkHeartbeatH\x00R\theartbeatB\t\n" +
+	"\apayload\"%\n" +
+	"\rLinkHeartbeat\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\rR\x05epoch\"\xd0\x03\n" +
 	"\vBrokerHello\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x05R\x06nodeId\x12'\n" +
 	"\x0fadvertised_host\x18\x02 \x01(\tR\x0eadvertisedHost\x12'\n" +
@@ -2351,7 +2454,8 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\n" +
 	"commit_lsn\x18\n" +
 	" \x01(\x04R\tcommitLsn\x12,\n" +
-	"\x12reads_handing_over\x18\v \x01(\bR\x10readsHandingOver\"d\n" +
+	"\x12reads_handing_over\x18\v \x01(\bR\x10readsHandingOver\x12)\n" +
+	"\x10reads_heartbeats\x18\f \x01(\bR\x0freadsHeartbeats\"d\n" +
 	"\x10CommittedEntries\x12/\n" +
 	"\aentries\x18\x01 \x03(\v2\x15.tandem.link.v1.EntryR\aentries\x12\x1f\n" +
 	"\vdurable_lsn\x18\x02 \x01(\x04R\n" +
@@ -2389,7 +2493,7 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\tfirst_lsn\x18\x04 \x01(\x04R\bfirstLsn\x12\x19\n" +
 	"\blast_lsn\x18\x05 \x01(\x04R\alastLsn\x12\x1d\n" +
 	"\n" +
-	"commit_lsn\x18\x06 \x01(\x04R\tcommitLsn\"\xdf\x02\n" +
+	"commit_lsn\x18\x06 \x01(\x04R\tcommitLsn\"\x93\x03\n" +
 	"\vClusterView\x12(\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x14.tandem.link.v1.RoleR\x04role\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\x05R\bleaderId\x12\x14\n" +
@@ -2399,7 +2503,9 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\x13reads_storage_state\x18\x06 \x01(\bR\x11readsStorageState\x122\n" +
 	"\x15reads_broker_stopping\x18\a \x01(\bR\x13readsBrokerStopping\x12!\n" +
 	"\fhanding_over\x18\b \x01(\bR\vhandingOver\x12$\n" +
-	"\x0efence_after_ms\x18\t \x01(\rR\ffenceAfterMs\"f\n" +
+	"\x0efence_after_ms\x18\t \x01(\rR\ffenceAfterMs\x122\n" +
+	"\x15heartbeat_interval_ms\x18\n" +
+	" \x01(\rR\x13heartbeatIntervalMs\"f\n" +
 	"\rReplayRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x19\n" +
@@ -2470,7 +2576,7 @@ func file_tandem_link_v1_link_proto_rawDescGZIP() []byte {
 }
 
 var file_tandem_link_v1_link_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_tandem_link_v1_link_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_tandem_link_v1_link_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_tandem_link_v1_link_proto_goTypes = []any{
 	(EntryType)(0),             // 0: tandem.link.v1.EntryType
 	(Role)(0),                  // 1: tandem.link.v1.Role
@@ -2483,58 +2589,60 @@ var file_tandem_link_v1_link_proto_goTypes = []any{
 	(*StorageState)(nil),       // 8: tandem.link.v1.StorageState
 	(*CommitApplied)(nil),      // 9: tandem.link.v1.CommitApplied
 	(*AttachResponse)(nil),     // 10: tandem.link.v1.AttachResponse
-	(*BrokerHello)(nil),        // 11: tandem.link.v1.BrokerHello
-	(*CommittedEntries)(nil),   // 12: tandem.link.v1.CommittedEntries
-	(*ReplayResult)(nil),       // 13: tandem.link.v1.ReplayResult
-	(*AppliedUpTo)(nil),        // 14: tandem.link.v1.AppliedUpTo
-	(*TruncatedTo)(nil),        // 15: tandem.link.v1.TruncatedTo
-	(*ResetDone)(nil),          // 16: tandem.link.v1.ResetDone
-	(*ChecksumResult)(nil),     // 17: tandem.link.v1.ChecksumResult
-	(*ClusterView)(nil),        // 18: tandem.link.v1.ClusterView
-	(*ReplayRequest)(nil),      // 19: tandem.link.v1.ReplayRequest
-	(*ApplyEntries)(nil),       // 20: tandem.link.v1.ApplyEntries
-	(*TruncateTo)(nil),         // 21: tandem.link.v1.TruncateTo
-	(*ResetTo)(nil),            // 22: tandem.link.v1.ResetTo
-	(*CommitPoint)(nil),        // 23: tandem.link.v1.CommitPoint
-	(*SubscribeCommitted)(nil), // 24: tandem.link.v1.SubscribeCommitted
-	(*ChecksumRequest)(nil),    // 25: tandem.link.v1.ChecksumRequest
+	(*LinkHeartbeat)(nil),      // 11: tandem.link.v1.LinkHeartbeat
+	(*BrokerHello)(nil),        // 12: tandem.link.v1.BrokerHello
+	(*CommittedEntries)(nil),   // 13: tandem.link.v1.CommittedEntries
+	(*ReplayResult)(nil),       // 14: tandem.link.v1.ReplayResult
+	(*AppliedUpTo)(nil),        // 15: tandem.link.v1.AppliedUpTo
+	(*TruncatedTo)(nil),        // 16: tandem.link.v1.TruncatedTo
+	(*ResetDone)(nil),          // 17: tandem.link.v1.ResetDone
+	(*ChecksumResult)(nil),     // 18: tandem.link.v1.ChecksumResult
+	(*ClusterView)(nil),        // 19: tandem.link.v1.ClusterView
+	(*ReplayRequest)(nil),      // 20: tandem.link.v1.ReplayRequest
+	(*ApplyEntries)(nil),       // 21: tandem.link.v1.ApplyEntries
+	(*TruncateTo)(nil),         // 22: tandem.link.v1.TruncateTo
+	(*ResetTo)(nil),            // 23: tandem.link.v1.ResetTo
+	(*CommitPoint)(nil),        // 24: tandem.link.v1.CommitPoint
+	(*SubscribeCommitted)(nil), // 25: tandem.link.v1.SubscribeCommitted
+	(*ChecksumRequest)(nil),    // 26: tandem.link.v1.ChecksumRequest
 }
 var file_tandem_link_v1_link_proto_depIdxs = []int32{
 	0,  // 0: tandem.link.v1.Entry.type:type_name -> tandem.link.v1.EntryType
-	11, // 1: tandem.link.v1.AttachRequest.hello:type_name -> tandem.link.v1.BrokerHello
-	12, // 2: tandem.link.v1.AttachRequest.committed:type_name -> tandem.link.v1.CommittedEntries
-	13, // 3: tandem.link.v1.AttachRequest.replay_result:type_name -> tandem.link.v1.ReplayResult
-	14, // 4: tandem.link.v1.AttachRequest.applied:type_name -> tandem.link.v1.AppliedUpTo
-	15, // 5: tandem.link.v1.AttachRequest.truncated:type_name -> tandem.link.v1.TruncatedTo
-	16, // 6: tandem.link.v1.AttachRequest.reset_done:type_name -> tandem.link.v1.ResetDone
-	17, // 7: tandem.link.v1.AttachRequest.checksum_result:type_name -> tandem.link.v1.ChecksumResult
+	12, // 1: tandem.link.v1.AttachRequest.hello:type_name -> tandem.link.v1.BrokerHello
+	13, // 2: tandem.link.v1.AttachRequest.committed:type_name -> tandem.link.v1.CommittedEntries
+	14, // 3: tandem.link.v1.AttachRequest.replay_result:type_name -> tandem.link.v1.ReplayResult
+	15, // 4: tandem.link.v1.AttachRequest.applied:type_name -> tandem.link.v1.AppliedUpTo
+	16, // 5: tandem.link.v1.AttachRequest.truncated:type_name -> tandem.link.v1.TruncatedTo
+	17, // 6: tandem.link.v1.AttachRequest.reset_done:type_name -> tandem.link.v1.ResetDone
+	18, // 7: tandem.link.v1.AttachRequest.checksum_result:type_name -> tandem.link.v1.ChecksumResult
 	9,  // 8: tandem.link.v1.AttachRequest.commit_applied:type_name -> tandem.link.v1.CommitApplied
 	8,  // 9: tandem.link.v1.AttachRequest.storage:type_name -> tandem.link.v1.StorageState
 	7,  // 10: tandem.link.v1.AttachRequest.stopping:type_name -> tandem.link.v1.BrokerStopping
-	18, // 11: tandem.link.v1.AttachResponse.cluster_view:type_name -> tandem.link.v1.ClusterView
-	19, // 12: tandem.link.v1.AttachResponse.replay:type_name -> tandem.link.v1.ReplayRequest
-	20, // 13: tandem.link.v1.AttachResponse.apply:type_name -> tandem.link.v1.ApplyEntries
-	21, // 14: tandem.link.v1.AttachResponse.truncate_to:type_name -> tandem.link.v1.TruncateTo
-	22, // 15: tandem.link.v1.AttachResponse.reset_to:type_name -> tandem.link.v1.ResetTo
-	23, // 16: tandem.link.v1.AttachResponse.commit:type_name -> tandem.link.v1.CommitPoint
-	24, // 17: tandem.link.v1.AttachResponse.subscribe:type_name -> tandem.link.v1.SubscribeCommitted
-	25, // 18: tandem.link.v1.AttachResponse.checksum:type_name -> tandem.link.v1.ChecksumRequest
-	4,  // 19: tandem.link.v1.BrokerHello.epoch_history:type_name -> tandem.link.v1.EpochStart
-	3,  // 20: tandem.link.v1.CommittedEntries.entries:type_name -> tandem.link.v1.Entry
-	2,  // 21: tandem.link.v1.ReplayResult.status:type_name -> tandem.link.v1.ReplayStatus
-	3,  // 22: tandem.link.v1.ReplayResult.entries:type_name -> tandem.link.v1.Entry
-	4,  // 23: tandem.link.v1.AppliedUpTo.epoch_history:type_name -> tandem.link.v1.EpochStart
-	4,  // 24: tandem.link.v1.TruncatedTo.epoch_history:type_name -> tandem.link.v1.EpochStart
-	1,  // 25: tandem.link.v1.ClusterView.role:type_name -> tandem.link.v1.Role
-	5,  // 26: tandem.link.v1.ClusterView.brokers:type_name -> tandem.link.v1.BrokerInfo
-	3,  // 27: tandem.link.v1.ApplyEntries.entries:type_name -> tandem.link.v1.Entry
-	6,  // 28: tandem.link.v1.LinkService.Attach:input_type -> tandem.link.v1.AttachRequest
-	10, // 29: tandem.link.v1.LinkService.Attach:output_type -> tandem.link.v1.AttachResponse
-	29, // [29:30] is the sub-list for method output_type
-	28, // [28:29] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	19, // 11: tandem.link.v1.AttachResponse.cluster_view:type_name -> tandem.link.v1.ClusterView
+	20, // 12: tandem.link.v1.AttachResponse.replay:type_name -> tandem.link.v1.ReplayRequest
+	21, // 13: tandem.link.v1.AttachResponse.apply:type_name -> tandem.link.v1.ApplyEntries
+	22, // 14: tandem.link.v1.AttachResponse.truncate_to:type_name -> tandem.link.v1.TruncateTo
+	23, // 15: tandem.link.v1.AttachResponse.reset_to:type_name -> tandem.link.v1.ResetTo
+	24, // 16: tandem.link.v1.AttachResponse.commit:type_name -> tandem.link.v1.CommitPoint
+	25, // 17: tandem.link.v1.AttachResponse.subscribe:type_name -> tandem.link.v1.SubscribeCommitted
+	26, // 18: tandem.link.v1.AttachResponse.checksum:type_name -> tandem.link.v1.ChecksumRequest
+	11, // 19: tandem.link.v1.AttachResponse.heartbeat:type_name -> tandem.link.v1.LinkHeartbeat
+	4,  // 20: tandem.link.v1.BrokerHello.epoch_history:type_name -> tandem.link.v1.EpochStart
+	3,  // 21: tandem.link.v1.CommittedEntries.entries:type_name -> tandem.link.v1.Entry
+	2,  // 22: tandem.link.v1.ReplayResult.status:type_name -> tandem.link.v1.ReplayStatus
+	3,  // 23: tandem.link.v1.ReplayResult.entries:type_name -> tandem.link.v1.Entry
+	4,  // 24: tandem.link.v1.AppliedUpTo.epoch_history:type_name -> tandem.link.v1.EpochStart
+	4,  // 25: tandem.link.v1.TruncatedTo.epoch_history:type_name -> tandem.link.v1.EpochStart
+	1,  // 26: tandem.link.v1.ClusterView.role:type_name -> tandem.link.v1.Role
+	5,  // 27: tandem.link.v1.ClusterView.brokers:type_name -> tandem.link.v1.BrokerInfo
+	3,  // 28: tandem.link.v1.ApplyEntries.entries:type_name -> tandem.link.v1.Entry
+	6,  // 29: tandem.link.v1.LinkService.Attach:input_type -> tandem.link.v1.AttachRequest
+	10, // 30: tandem.link.v1.LinkService.Attach:output_type -> tandem.link.v1.AttachResponse
+	30, // [30:31] is the sub-list for method output_type
+	29, // [29:30] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_tandem_link_v1_link_proto_init() }
@@ -2564,6 +2672,7 @@ func file_tandem_link_v1_link_proto_init() {
 		(*AttachResponse_Commit)(nil),
 		(*AttachResponse_Subscribe)(nil),
 		(*AttachResponse_Checksum)(nil),
+		(*AttachResponse_Heartbeat)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2571,7 +2680,7 @@ func file_tandem_link_v1_link_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tandem_link_v1_link_proto_rawDesc), len(file_tandem_link_v1_link_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

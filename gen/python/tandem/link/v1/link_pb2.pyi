@@ -77,11 +77,12 @@ class AttachRequest(_message.Message):
     def __init__(self, hello: _Optional[_Union[BrokerHello, _Mapping]] = ..., committed: _Optional[_Union[CommittedEntries, _Mapping]] = ..., replay_result: _Optional[_Union[ReplayResult, _Mapping]] = ..., applied: _Optional[_Union[AppliedUpTo, _Mapping]] = ..., truncated: _Optional[_Union[TruncatedTo, _Mapping]] = ..., reset_done: _Optional[_Union[ResetDone, _Mapping]] = ..., checksum_result: _Optional[_Union[ChecksumResult, _Mapping]] = ..., commit_applied: _Optional[_Union[CommitApplied, _Mapping]] = ..., storage: _Optional[_Union[StorageState, _Mapping]] = ..., stopping: _Optional[_Union[BrokerStopping, _Mapping]] = ...) -> None: ...
 
 class AttachResponse(_message.Message):
-    __slots__ = ["apply", "checksum", "cluster_view", "commit", "replay", "reset_to", "subscribe", "truncate_to"]
+    __slots__ = ["apply", "checksum", "cluster_view", "commit", "heartbeat", "replay", "reset_to", "subscribe", "truncate_to"]
     APPLY_FIELD_NUMBER: _ClassVar[int]
     CHECKSUM_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_VIEW_FIELD_NUMBER: _ClassVar[int]
     COMMIT_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     REPLAY_FIELD_NUMBER: _ClassVar[int]
     RESET_TO_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIBE_FIELD_NUMBER: _ClassVar[int]
@@ -90,14 +91,15 @@ class AttachResponse(_message.Message):
     checksum: ChecksumRequest
     cluster_view: ClusterView
     commit: CommitPoint
+    heartbeat: LinkHeartbeat
     replay: ReplayRequest
     reset_to: ResetTo
     subscribe: SubscribeCommitted
     truncate_to: TruncateTo
-    def __init__(self, cluster_view: _Optional[_Union[ClusterView, _Mapping]] = ..., replay: _Optional[_Union[ReplayRequest, _Mapping]] = ..., apply: _Optional[_Union[ApplyEntries, _Mapping]] = ..., truncate_to: _Optional[_Union[TruncateTo, _Mapping]] = ..., reset_to: _Optional[_Union[ResetTo, _Mapping]] = ..., commit: _Optional[_Union[CommitPoint, _Mapping]] = ..., subscribe: _Optional[_Union[SubscribeCommitted, _Mapping]] = ..., checksum: _Optional[_Union[ChecksumRequest, _Mapping]] = ...) -> None: ...
+    def __init__(self, cluster_view: _Optional[_Union[ClusterView, _Mapping]] = ..., replay: _Optional[_Union[ReplayRequest, _Mapping]] = ..., apply: _Optional[_Union[ApplyEntries, _Mapping]] = ..., truncate_to: _Optional[_Union[TruncateTo, _Mapping]] = ..., reset_to: _Optional[_Union[ResetTo, _Mapping]] = ..., commit: _Optional[_Union[CommitPoint, _Mapping]] = ..., subscribe: _Optional[_Union[SubscribeCommitted, _Mapping]] = ..., checksum: _Optional[_Union[ChecksumRequest, _Mapping]] = ..., heartbeat: _Optional[_Union[LinkHeartbeat, _Mapping]] = ...) -> None: ...
 
 class BrokerHello(_message.Message):
-    __slots__ = ["advertised_host", "advertised_port", "apply_carries_commit", "commit_lsn", "durable_lsn", "epoch_history", "first_lsn", "last_lsn", "node_id", "rack", "reads_handing_over"]
+    __slots__ = ["advertised_host", "advertised_port", "apply_carries_commit", "commit_lsn", "durable_lsn", "epoch_history", "first_lsn", "last_lsn", "node_id", "rack", "reads_handing_over", "reads_heartbeats"]
     ADVERTISED_HOST_FIELD_NUMBER: _ClassVar[int]
     ADVERTISED_PORT_FIELD_NUMBER: _ClassVar[int]
     APPLY_CARRIES_COMMIT_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +111,7 @@ class BrokerHello(_message.Message):
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     RACK_FIELD_NUMBER: _ClassVar[int]
     READS_HANDING_OVER_FIELD_NUMBER: _ClassVar[int]
+    READS_HEARTBEATS_FIELD_NUMBER: _ClassVar[int]
     advertised_host: str
     advertised_port: int
     apply_carries_commit: bool
@@ -120,7 +123,8 @@ class BrokerHello(_message.Message):
     node_id: int
     rack: str
     reads_handing_over: bool
-    def __init__(self, node_id: _Optional[int] = ..., advertised_host: _Optional[str] = ..., advertised_port: _Optional[int] = ..., rack: _Optional[str] = ..., first_lsn: _Optional[int] = ..., last_lsn: _Optional[int] = ..., durable_lsn: _Optional[int] = ..., epoch_history: _Optional[_Iterable[_Union[EpochStart, _Mapping]]] = ..., apply_carries_commit: bool = ..., commit_lsn: _Optional[int] = ..., reads_handing_over: bool = ...) -> None: ...
+    reads_heartbeats: bool
+    def __init__(self, node_id: _Optional[int] = ..., advertised_host: _Optional[str] = ..., advertised_port: _Optional[int] = ..., rack: _Optional[str] = ..., first_lsn: _Optional[int] = ..., last_lsn: _Optional[int] = ..., durable_lsn: _Optional[int] = ..., epoch_history: _Optional[_Iterable[_Union[EpochStart, _Mapping]]] = ..., apply_carries_commit: bool = ..., commit_lsn: _Optional[int] = ..., reads_handing_over: bool = ..., reads_heartbeats: bool = ...) -> None: ...
 
 class BrokerInfo(_message.Message):
     __slots__ = ["host", "node_id", "port", "rack"]
@@ -169,11 +173,12 @@ class ChecksumResult(_message.Message):
     def __init__(self, request_id: _Optional[int] = ..., checksum: _Optional[int] = ..., error: _Optional[str] = ..., first_lsn: _Optional[int] = ..., last_lsn: _Optional[int] = ..., commit_lsn: _Optional[int] = ...) -> None: ...
 
 class ClusterView(_message.Message):
-    __slots__ = ["brokers", "epoch", "fence_after_ms", "handing_over", "isr", "leader_id", "reads_broker_stopping", "reads_storage_state", "role"]
+    __slots__ = ["brokers", "epoch", "fence_after_ms", "handing_over", "heartbeat_interval_ms", "isr", "leader_id", "reads_broker_stopping", "reads_storage_state", "role"]
     BROKERS_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     FENCE_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
     HANDING_OVER_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     ISR_FIELD_NUMBER: _ClassVar[int]
     LEADER_ID_FIELD_NUMBER: _ClassVar[int]
     READS_BROKER_STOPPING_FIELD_NUMBER: _ClassVar[int]
@@ -183,12 +188,13 @@ class ClusterView(_message.Message):
     epoch: int
     fence_after_ms: int
     handing_over: bool
+    heartbeat_interval_ms: int
     isr: _containers.RepeatedScalarFieldContainer[int]
     leader_id: int
     reads_broker_stopping: bool
     reads_storage_state: bool
     role: Role
-    def __init__(self, role: _Optional[_Union[Role, str]] = ..., leader_id: _Optional[int] = ..., epoch: _Optional[int] = ..., brokers: _Optional[_Iterable[_Union[BrokerInfo, _Mapping]]] = ..., isr: _Optional[_Iterable[int]] = ..., reads_storage_state: bool = ..., reads_broker_stopping: bool = ..., handing_over: bool = ..., fence_after_ms: _Optional[int] = ...) -> None: ...
+    def __init__(self, role: _Optional[_Union[Role, str]] = ..., leader_id: _Optional[int] = ..., epoch: _Optional[int] = ..., brokers: _Optional[_Iterable[_Union[BrokerInfo, _Mapping]]] = ..., isr: _Optional[_Iterable[int]] = ..., reads_storage_state: bool = ..., reads_broker_stopping: bool = ..., handing_over: bool = ..., fence_after_ms: _Optional[int] = ..., heartbeat_interval_ms: _Optional[int] = ...) -> None: ...
 
 class CommitApplied(_message.Message):
     __slots__ = ["lsn"]
@@ -231,6 +237,12 @@ class EpochStart(_message.Message):
     epoch: int
     start_lsn: int
     def __init__(self, epoch: _Optional[int] = ..., start_lsn: _Optional[int] = ...) -> None: ...
+
+class LinkHeartbeat(_message.Message):
+    __slots__ = ["epoch"]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    def __init__(self, epoch: _Optional[int] = ...) -> None: ...
 
 class ReplayRequest(_message.Message):
     __slots__ = ["from_lsn", "max_bytes", "request_id"]
