@@ -490,7 +490,9 @@ func TestJepsenFailover(t *testing.T) {
 		case 3:
 			// The node's links are cut: its broker keeps running and
 			// serving clients, its sidecar neither replicates nor renews
-			// its etcd lease.
+			// its etcd lease. A leader's broker stops taking writes once
+			// its sidecar's heartbeats have stopped for fence_after_ms
+			// (LinkHeartbeat), before another node can be elected.
 			fault = fmt.Sprintf("SIGSTOP %s sidecar %d (links cut) for %s", who, target, down)
 			n.side.Pause()
 			time.Sleep(down)
