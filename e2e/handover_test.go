@@ -137,6 +137,7 @@ func TestLeaderSidecarFreezeFencesBroker(t *testing.T) {
 	one.waitMore(100, 30*time.Second, "acks=1 before the freeze")
 
 	n := c.node(leader)
+	before := one.count()
 	if err := n.side.Pause(); err != nil {
 		t.Fatal(err)
 	}
@@ -169,16 +170,17 @@ func TestLeaderSidecarFreezeFencesBroker(t *testing.T) {
 	acked, failed := one.result()
 	c.caughtUp(60*time.Second, now, 1, 2, 3)
 	c.mustVerify(now)
-	lost := 0
+	var lostBefore, lostDuring int
 	for _, node := range c.nodes {
 		stored := readValues(t, c, node.id, topic)
 		requireAckedPresent(t, fmt.Sprintf("node %d, acks=1 writes after the fence", node.id), stored, acked[from:])
 		if node.id == now {
-			lost = len(acked[:from]) - countPresent(stored, acked[:from])
+			lostBefore = before - countPresent(stored, acked[:before])
+			lostDuring = from - before - countPresent(stored, acked[before:from])
 		}
 	}
-	t.Logf("node %d's sidecar frozen; its broker named leader %d %v later; node %d elected for epoch %d; %d acks=1 writes acknowledged (%d failed), all %d after the fence on every node; %d acknowledged before it lost",
-		leader, named, fenced.Round(time.Millisecond), now, nowEpoch, len(acked), failed, len(acked)-from, lost)
+	t.Logf("node %d's sidecar frozen; its broker named leader %d %v later; node %d elected for epoch %d; %d acks=1 writes acknowledged (%d failed), all %d after the fence on every node; lost: %d of the %d acknowledged during the freeze before the fence, %d of the %d before the freeze",
+		leader, named, fenced.Round(time.Millisecond), now, nowEpoch, len(acked), failed, len(acked)-from, lostDuring, from-before, lostBefore, before)
 }
 
 // countPresent counts the values of want that are in stored.
