@@ -55,10 +55,10 @@ type brokerConn struct {
 	onStopping func(*brokerStop)
 	// beatEvery and vouch (set before the sender starts): every beatEvery
 	// the sender sends a LinkHeartbeat for the last leader view it sent,
-	// when that view asks for them and vouch says the leadership still
-	// holds. 0: no heartbeats.
+	// when that view asks for them and vouch says until when the
+	// leadership holds (ok false: it may not hold now). 0: no heartbeats.
 	beatEvery time.Duration
-	vouch     func() bool
+	vouch     func() (until time.Time, ok bool)
 
 	nextID atomic.Uint64
 
@@ -218,10 +218,15 @@ func (c *brokerConn) sender(stream linkv1.LinkService_AttachServer) error {
 				break
 			}
 			v := lastView
-			if v.GetRole() != linkv1.Role_ROLE_LEADER || v.GetHeartbeatIntervalMs() == 0 || !c.vouch() {
+			if v.GetRole() != linkv1.Role_ROLE_LEADER || v.GetHeartbeatIntervalMs() == 0 {
 				continue
 			}
-			m = &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Heartbeat{Heartbeat: &linkv1.LinkHeartbeat{Epoch: v.GetEpoch()}}}
+			until, ok := c.vouch()
+			if !ok {
+				continue
+			}
+			m = &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Heartbeat{Heartbeat: &linkv1.LinkHeartbeat{
+				Epoch: v.GetEpoch(), FreshUntilUnixMs: uint64(until.UnixMilli())}}}
 		}
 		if err := stream.Send(m); err != nil {
 			return fmt.Errorf("sidecar: sending to broker: %w", err)
@@ -686,7 +691,7 @@ func (ls *linkServer) Attach(stream linkv1.LinkService_AttachServer) error {
 	}
 	c := newBrokerConn(stream.Context(), hello, s.log.Named("broker-link"))
 	c.onStopping = func(st *brokerStop) { s.brokerStopping(c, st) }
-	c.beatEvery, c.vouch = time.Duration(s.heartbeatIntervalMs())*time.Millisecond, s.leaseFresh
+	c.beatEvery, c.vouch = time.Duration(s.heartbeatIntervalMs())*time.Millisecond, s.leaseFreshUntil
 	if err := s.attachBroker(c); err != nil {
 		return err
 	}

@@ -409,12 +409,17 @@ func (s *Sidecar) heartbeatIntervalMs() uint32 {
 	return s.detachedFenceMs() / 4
 }
 
-// leaseFresh reports whether this node may vouch for its leadership to its
-// broker: its etcd lease was renewed less than half a TTL ago (after that
-// the election's watchdog steps down anyway).
-func (s *Sidecar) leaseFresh() bool {
+// leaseFreshUntil returns until when this node may vouch for its
+// leadership to its broker: half a TTL after the last renewal of its etcd
+// lease, when the election's watchdog steps down unless it is renewed
+// again. ok is false once that has passed (or with a static leader).
+func (s *Sidecar) leaseFreshUntil() (until time.Time, ok bool) {
 	e := s.election
-	return e != nil && time.Since(time.Unix(0, e.lastRenew.Load())) < e.ttl/2
+	if e == nil {
+		return time.Time{}, false
+	}
+	until = time.Unix(0, e.lastRenew.Load()).Add(e.ttl / 2)
+	return until, time.Now().Before(until)
 }
 
 // stoppingHandOverMax bounds how long a leader whose broker stops on purpose

@@ -663,6 +663,21 @@ func TestSilentSidecarFence(t *testing.T) {
 	if leads() {
 		t.Fatal("the broker kept leading with a silent sidecar")
 	}
+	// A heartbeat read after the lease it vouched for went stale (held up
+	// while both processes were frozen) lifts nothing; a fresh one does.
+	stale := uint64(time.Now().Add(-time.Second).UnixMilli())
+	h.send(s, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Heartbeat{Heartbeat: &linkv1.LinkHeartbeat{Epoch: 1, FreshUntilUnixMs: stale}}})
+	time.Sleep(200 * time.Millisecond)
+	if leads() {
+		t.Fatal("a heartbeat whose lease went stale before it arrived gave the broker its writes back")
+	}
+	fresh := uint64(time.Now().Add(10 * time.Second).UnixMilli())
+	h.send(s, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Heartbeat{Heartbeat: &linkv1.LinkHeartbeat{Epoch: 1, FreshUntilUnixMs: fresh}}})
+	testutil.Eventually(t, 5*time.Second, leads)
+	time.Sleep(600 * time.Millisecond)
+	if leads() {
+		t.Fatal("the broker kept leading with a silent sidecar")
+	}
 	// A new view lifts the fence too, and an older sidecar's view (no
 	// heartbeat interval) is never fenced for silence.
 	old := view(linkv1.Role_ROLE_LEADER)

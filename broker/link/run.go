@@ -136,9 +136,17 @@ func (g *viewGate) set(v ClusterView) {
 	}
 }
 
-// heartbeat records the sidecar's heartbeat for epoch: it restarts the
-// silence fence, or lifts it when it took the writes away.
-func (g *viewGate) heartbeat(epoch uint32) {
+// heartbeat records the sidecar's heartbeat for epoch, which vouches for
+// the leadership until `until` (zero: no bound): it restarts the silence
+// fence, or lifts it when it took the writes away. A heartbeat read after
+// its bound was held up on the way (both processes frozen, say) and
+// counts for nothing.
+func (g *viewGate) heartbeat(epoch uint32, until time.Time) {
+	if !until.IsZero() && !time.Now().Before(until) {
+		g.log.Debug("ignoring a sidecar heartbeat that arrived after the lease it vouched for went stale", "epoch", epoch,
+			"fresh_until", until)
+		return
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if v := g.silenced; v != nil && v.Epoch == epoch {
@@ -435,7 +443,11 @@ func (s *session) receiver() error {
 				s.goFunc(s.storageWatcher)
 			}
 		case *linkv1.AttachResponse_Heartbeat:
-			s.views.heartbeat(p.Heartbeat.GetEpoch())
+			var until time.Time
+			if ms := p.Heartbeat.GetFreshUntilUnixMs(); ms > 0 {
+				until = time.UnixMilli(int64(ms))
+			}
+			s.views.heartbeat(p.Heartbeat.GetEpoch(), until)
 		case *linkv1.AttachResponse_Subscribe:
 			s.stopPush()
 			if from := p.Subscribe.GetFromLsn(); from > 0 {

@@ -21,7 +21,8 @@
 //	           heartbeat_interval_ms the broker takes writes while
 //	           LinkHeartbeats of its epoch come, refuses them once none
 //	           came for fence_after_ms on the open stream, and takes them
-//	           again after the next one
+//	           again after the next one (not after one read past its
+//	           fresh_until_unix_ms)
 //	replay     ReplayRequest answers: chunks echo request_id, continue each
 //	           other, the last has done=true; a tiny budget still returns
 //	           one entry; out-of-range starts say OUT_OF_RANGE
@@ -431,8 +432,15 @@ func (s *script) partHeartbeats(log []*linkv1.Entry) []*linkv1.Entry {
 	} else {
 		s.t.Logf("a write with the sidecar silent was refused: %v", err)
 	}
-	// The next heartbeat lifts the fence. The checksum's answer comes after
-	// the broker handled the heartbeat sent before it.
+	// A heartbeat whose lease went stale before it was read lifts nothing
+	// (the checksum's answer comes after the broker handled the heartbeat
+	// sent before it); the next fresh one lifts the fence.
+	stale := uint64(time.Now().Add(-time.Second).UnixMilli())
+	s.send(&linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Heartbeat{Heartbeat: &linkv1.LinkHeartbeat{Epoch: 1, FreshUntilUnixMs: stale}}})
+	s.checksum(1, 1)
+	if err := s.tg.TryProduce(s.t); err == nil {
+		s.t.Fatal("the broker took a write after a heartbeat whose fresh_until_unix_ms had passed when it arrived")
+	}
 	s.send(&linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Heartbeat{Heartbeat: &linkv1.LinkHeartbeat{Epoch: 1}}})
 	s.checksum(1, 1)
 	stop = s.heartbeats(1, every)

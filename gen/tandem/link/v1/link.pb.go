@@ -1189,9 +1189,16 @@ func (*AttachResponse_Heartbeat) isAttachResponse_Payload() {}
 type LinkHeartbeat struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The leader epoch of the view this heartbeat vouches for.
-	Epoch         uint32 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Epoch uint32 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// Until when the sidecar's lease stays fresh as it knows now (Unix
+	// milliseconds: its last renewal plus half the lease TTL, when it steps
+	// down unless renewed again). Broker and sidecar share the host's clock.
+	// A heartbeat read at or after this time vouches for nothing: it was
+	// held up on the way, for instance while both processes were frozen.
+	// 0: no bound.
+	FreshUntilUnixMs uint64 `protobuf:"varint,2,opt,name=fresh_until_unix_ms,json=freshUntilUnixMs,proto3" json:"fresh_until_unix_ms,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *LinkHeartbeat) Reset() {
@@ -1227,6 +1234,13 @@ func (*LinkHeartbeat) Descriptor() ([]byte, []int) {
 func (x *LinkHeartbeat) GetEpoch() uint32 {
 	if x != nil {
 		return x.Epoch
+	}
+	return 0
+}
+
+func (x *LinkHeartbeat) GetFreshUntilUnixMs() uint64 {
+	if x != nil {
+		return x.FreshUntilUnixMs
 	}
 	return 0
 }
@@ -2437,9 +2451,10 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\tsubscribe\x18\a \x01(\v2\".tandem.link.v1.SubscribeCommittedH\x00R\tsubscribe\x12=\n" +
 	"\bchecksum\x18\b \x01(\v2\x1f.tandem.link.v1.ChecksumRequestH\x00R\bchecksum\x12=\n" +
 	"\theartbeat\x18\t \x01(\v2\x1d.tandem.link.v1.LinkHeartbeatH\x00R\theartbeatB\t\n" +
-	"\apayload\"%\n" +
+	"\apayload\"T\n" +
 	"\rLinkHeartbeat\x12\x14\n" +
-	"\x05epoch\x18\x01 \x01(\rR\x05epoch\"\xd0\x03\n" +
+	"\x05epoch\x18\x01 \x01(\rR\x05epoch\x12-\n" +
+	"\x13fresh_until_unix_ms\x18\x02 \x01(\x04R\x10freshUntilUnixMs\"\xd0\x03\n" +
 	"\vBrokerHello\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x05R\x06nodeId\x12'\n" +
 	"\x0fadvertised_host\x18\x02 \x01(\tR\x0eadvertisedHost\x12'\n" +

@@ -239,10 +239,12 @@ class EpochStart(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., start_lsn: _Optional[int] = ...) -> None: ...
 
 class LinkHeartbeat(_message.Message):
-    __slots__ = ["epoch"]
+    __slots__ = ["epoch", "fresh_until_unix_ms"]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
+    FRESH_UNTIL_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     epoch: int
-    def __init__(self, epoch: _Optional[int] = ...) -> None: ...
+    fresh_until_unix_ms: int
+    def __init__(self, epoch: _Optional[int] = ..., fresh_until_unix_ms: _Optional[int] = ...) -> None: ...
 
 class ReplayRequest(_message.Message):
     __slots__ = ["from_lsn", "max_bytes", "request_id"]
