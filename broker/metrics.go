@@ -139,7 +139,18 @@ func newMetrics(b *Broker) *metrics {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
 			func() float64 { return float64(f(b.wal.Stats())) })
 	}
-	m.reg.MustRegister(m.produceLatency, m.bytesIn, m.recordsIn, m.walLastLSN, m.walDurableLSN,
+	takesWrites := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tandem_broker_takes_writes",
+		Help: "1 while this broker appends writes of its own: it leads (or runs without a sidecar), and is neither handing the leadership over nor stopping. Summed over a cluster: 1, or 0 while no node leads; never more for longer than a failover's first moments."},
+		func() float64 {
+			if b.appendsAllowed(b.clusterView()) {
+				return 1
+			}
+			return 0
+		})
+	viewEpoch := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tandem_broker_leader_epoch",
+		Help: "The leader epoch of this broker's cluster view (from its sidecar)."},
+		func() float64 { return float64(b.clusterView().Epoch) })
+	m.reg.MustRegister(takesWrites, viewEpoch, m.produceLatency, m.bytesIn, m.recordsIn, m.walLastLSN, m.walDurableLSN,
 		m.walFirstLSN, m.commitLSN, m.retentionDelete, m.compactedBatches, m.retentionCopied, m.compactionRemoved, m.fsyncLatency, m.tlsFailures, m.saslFailures, m.aclDenied, aclBindings, m.throttled, m.throttleTime, m.transactions, openTxns, oldestTxn, quotaEntities, fetchSessions,
 		m.acceptErrors, m.connRefused, conns, maxConns,
 		walStat("tandem_broker_wal_fsyncs_total", "fsyncs of WAL segment files (group commit, segment rolls, truncation, close).",

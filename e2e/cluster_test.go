@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +29,9 @@ type clusterOpts struct {
 	clusterID    string   // default "e2e"
 	brokerFlags  []string // appended to every broker's command line
 	sidecarFlags []string // appended to every sidecar's command line
+	// brokerFlagsFor, when set, gives flags for node id's broker alone
+	// (after brokerFlags), e.g. its own --metrics-listen address.
+	brokerFlagsFor func(id int) []string
 	// peerAddr, when set, gives the address node self's sidecar is told
 	// for peer's sidecar (--peers), e.g. a proxy in between.
 	peerAddr func(self, peer int, addr string) string
@@ -87,6 +91,10 @@ func startCluster(t *testing.T, opts clusterOpts) *cluster {
 		if opts.prepare != nil {
 			opts.prepare(n)
 		}
+		brokerFlags := slices.Clone(opts.brokerFlags)
+		if opts.brokerFlagsFor != nil {
+			brokerFlags = append(brokerFlags, opts.brokerFlagsFor(n.id)...)
+		}
 		n.side = testutil.Start(t, n.wrap(testutil.ProcessConfig{
 			Name: fmt.Sprintf("sidecar-%d", n.id),
 			Path: testutil.Bin(t, "tandem-sidecar"),
@@ -104,7 +112,7 @@ func startCluster(t *testing.T, opts clusterOpts) *cluster {
 				"--node-id", fmt.Sprint(n.id), "--data-dir", filepath.Join(n.dir, "data"),
 				"--listen", n.kafka, "--advertise", n.kafka, "--sidecar", n.sock,
 				"--group-initial-rebalance-delay", "0s",
-			}, opts.brokerFlags...),
+			}, brokerFlags...),
 		}))
 	}
 	for _, n := range c.nodes {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os/exec"
+	"slices"
 	"testing"
 	"time"
 
@@ -45,15 +46,8 @@ func TestLeaderBrokerStopHandsOver(t *testing.T) {
 // kept naming itself leader and kept taking the producer's writes, which
 // nobody else had and which were dropped once the sidecar was back.
 func TestLeaderSidecarCrashFencesBroker(t *testing.T) {
-	url := startEtcd(t)
-	c := startCluster(t, clusterOpts{sidecarFlags: etcdSidecarFlags(url)})
-	leader, epoch := c.waitLeader(30 * time.Second)
-	skipHeadStart(t, c, leader, url)
-
 	const topic = "sidecar-crash-one"
-	c.createTopicRetry(topic)
-	one := startAckWriter(t, c, topic, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
-	one.waitMore(100, 30*time.Second, "acks=1 before the crash")
+	c, leader, epoch, one := leaderWithAcks1Writer(t, topic, clusterOpts{})
 
 	n := c.node(leader)
 	n.side.Kill()
@@ -77,6 +71,23 @@ func TestLeaderSidecarCrashFencesBroker(t *testing.T) {
 	c.mustVerify(now)
 	t.Logf("node %d's sidecar killed; node %d elected for epoch %d after %v; node %d's broker named leader %d afterwards; %d acks=1 writes acknowledged, %d failed",
 		leader, now, nowEpoch, elected.Round(time.Millisecond), leader, named, len(acked), failed)
+}
+
+// leaderWithAcks1Writer starts three nodes with opts and etcd failover,
+// past their start-up head start (skipHeadStart), and an acks=1 producer
+// without idempotence writing to topic, and waits for its first 100
+// writes. It returns the cluster, its leader and epoch, and the producer.
+func leaderWithAcks1Writer(t *testing.T, topic string, opts clusterOpts) (*cluster, int, uint32, *ackWriter) {
+	t.Helper()
+	url := startEtcd(t)
+	opts.sidecarFlags = append(etcdSidecarFlags(url), opts.sidecarFlags...)
+	c := startCluster(t, opts)
+	leader, epoch := c.waitLeader(30 * time.Second)
+	skipHeadStart(t, c, leader, url)
+	c.createTopicRetry(topic)
+	one := startAckWriter(t, c, topic, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	one.waitMore(100, 30*time.Second, "acks=1 before the fault")
+	return c, leader, epoch, one
 }
 
 // requireStopsNamingItself waits until node n's broker, asked itself, no
@@ -126,15 +137,37 @@ func requireStopsNamingItself(t *testing.T, n *node, leader int, topic string, s
 // when it follows again, as after a crash; without the heartbeats it
 // went on taking them for as long as the sidecar stayed frozen.
 func TestLeaderSidecarFreezeFencesBroker(t *testing.T) {
-	url := startEtcd(t)
-	c := startCluster(t, clusterOpts{sidecarFlags: etcdSidecarFlags(url)})
-	leader, epoch := c.waitLeader(30 * time.Second)
-	skipHeadStart(t, c, leader, url)
-
 	const topic = "sidecar-freeze-one"
-	c.createTopicRetry(topic)
-	one := startAckWriter(t, c, topic, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
-	one.waitMore(100, 30*time.Second, "acks=1 before the freeze")
+	metrics := map[int]string{1: testutil.FreeAddr(t), 2: testutil.FreeAddr(t), 3: testutil.FreeAddr(t)}
+	c, leader, epoch, one := leaderWithAcks1Writer(t, topic, clusterOpts{
+		brokerFlagsFor: func(id int) []string { return []string{"--metrics-listen", metrics[id]} },
+	})
+	// The brokers that take writes, by their own tandem_broker_takes_writes.
+	writers := func() ([]int, error) {
+		var ids []int
+		for id, addr := range metrics {
+			v, err := brokerGauge(addr, "tandem_broker_takes_writes")
+			if err != nil {
+				return nil, err
+			}
+			if v == 1 {
+				ids = append(ids, id)
+			}
+		}
+		slices.Sort(ids)
+		return ids, nil
+	}
+	requireWriters := func(when string, want int) {
+		t.Helper()
+		testutil.Eventually(t, 20*time.Second, func() error {
+			ids, err := writers()
+			if err == nil && !slices.Equal(ids, []int{want}) {
+				err = fmt.Errorf("%s: the brokers taking writes are %v, want node %d alone", when, ids, want)
+			}
+			return err
+		})
+	}
+	requireWriters("before the freeze", leader)
 
 	n := c.node(leader)
 	before := one.count()
@@ -150,6 +183,9 @@ func TestLeaderSidecarFreezeFencesBroker(t *testing.T) {
 	})
 	named := requireStopsNamingItself(t, n, leader, topic, frozen)
 	fenced := time.Since(frozen)
+	if v, err := brokerGauge(metrics[leader], "tandem_broker_takes_writes"); err != nil || v != 0 {
+		t.Fatalf("node %d's broker names no leader but its tandem_broker_takes_writes is %v (%v)", leader, v, err)
+	}
 	// Writes acknowledged from here on were taken by the new leader (the
 	// one under way may still have been the old broker's).
 	from := one.count() + 5
@@ -158,6 +194,7 @@ func TestLeaderSidecarFreezeFencesBroker(t *testing.T) {
 		t.Fatalf("with node %d's sidecar frozen, node %d leads epoch %d; want another node in a later epoch than %d", leader, now, nowEpoch, epoch)
 	}
 	one.waitMore(200, 30*time.Second, fmt.Sprintf("acks=1 while node %d's sidecar is frozen", leader))
+	requireWriters("with the sidecar frozen", now)
 
 	if err := n.side.Resume(); err != nil {
 		t.Fatal(err)
@@ -167,6 +204,7 @@ func TestLeaderSidecarFreezeFencesBroker(t *testing.T) {
 		t.Fatalf("tandemctl wait-in-sync after node %d's sidecar ran again: %v\n%s", leader, err, out)
 	}
 	one.waitMore(50, 30*time.Second, "acks=1 after the sidecar ran again")
+	requireWriters("after the sidecar ran again", now)
 	acked, failed := one.result()
 	c.caughtUp(60*time.Second, now, 1, 2, 3)
 	c.mustVerify(now)
