@@ -328,7 +328,9 @@ func TestJepsenFailover(t *testing.T) {
 	// Every node and etcd in a network namespace of its own, so that the
 	// nemesis can also cut the network (partition_test.go).
 	// A connection limit low enough for the nemesis to reach it (fault 7).
-	c, nw, url := startNetCluster(t, "--max-connections", strconv.Itoa(jepsenMaxConnections))
+	// Every broker serves /metrics in its own namespace, so that a monitor
+	// can see which brokers take writes (watchWriters).
+	c, nw, url := startNetCluster(t, "--max-connections", strconv.Itoa(jepsenMaxConnections), "--metrics-listen", ":9100")
 	const topic = "jepsen"
 	c.createTopicRetry(topic)
 	c.createTopicsRetry(3, jepsenTxnTopic)
@@ -419,6 +421,14 @@ func TestJepsenFailover(t *testing.T) {
 	}
 	defer gcl848.Close()
 	group848 := startGroupReader(t, gcl848)
+
+	// Monitor: which brokers take writes. Never two at once for longer
+	// than a moment a 100 ms sample may catch (the test fails otherwise).
+	metricsAddrs := map[int]string{}
+	for _, n := range c.nodes {
+		metricsAddrs[n.id] = n.host.Addr(9100)
+	}
+	writers := watchWriters(ctx, t, metricsAddrs, 100*time.Millisecond)
 
 	// Monitor: who leads, how often it changes, longest time with no
 	// leader.
@@ -636,9 +646,9 @@ func TestJepsenFailover(t *testing.T) {
 	res.failovers = int(failovers.Load())
 	res.longestNoLeader = time.Duration(longest.Load())
 	txnSummary, txnErrs := res.txn.check(t, c, leader)
-	summary := fmt.Sprintf("jepsen: duration %s, faults %d, operations %d, acknowledged %d, failed/unknown %d, read %d, lost %d, duplicated %d, failovers %d, longest window without a leader %s; consumer group: read %d values, %d of them again, rebalance callbacks: %s; consumer-protocol group: read %d values, %d of them again, callbacks: %s; %s",
+	summary := fmt.Sprintf("jepsen: duration %s, faults %d, operations %d, acknowledged %d, failed/unknown %d, read %d, lost %d, duplicated %d, failovers %d, longest window without a leader %s; %s; consumer group: read %d values, %d of them again, rebalance callbacks: %s; consumer-protocol group: read %d values, %d of them again, callbacks: %s; %s",
 		dur, len(res.faults), res.ops, res.acked, res.failed, len(got), res.lost, res.dup, res.failovers, res.longestNoLeader.Round(10*time.Millisecond),
-		res.groupRead, res.groupAgain, groupEv.String(), read848, again848, group848Ev.String(), txnSummary)
+		writers, res.groupRead, res.groupAgain, groupEv.String(), read848, again848, group848Ev.String(), txnSummary)
 	for _, e := range txnErrs {
 		t.Error(e)
 	}
@@ -659,6 +669,9 @@ func TestJepsenFailover(t *testing.T) {
 	}
 	if res.acked == 0 {
 		t.Errorf("no write was acknowledged")
+	}
+	if w := writers.Sustained(); len(w) > 0 {
+		t.Errorf("two brokers took writes at once for two sampling rounds or more: %s", strings.Join(w, "; "))
 	}
 }
 

@@ -14,7 +14,8 @@
 #
 #   jepsen: duration D, faults N, operations N, acknowledged N,
 #   failed/unknown N, read N, lost 0, duplicated 0, failovers N,
-#   longest window without a leader D; consumer group: read N values,
+#   longest window without a leader D; brokers taking writes sampled N
+#   times, two or more at once in N (windows...); consumer group: read N values,
 #   N of them again, rebalance callbacks: ...; consumer-protocol group:
 #   read N values, N of them again, callbacks: ...; transactions: N committed,
 #   N aborted, N unknown to the client (N of them committed whole),
