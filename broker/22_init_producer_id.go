@@ -18,6 +18,9 @@ package broker
 // bump, so its answer is committed too. Any other epoch is
 // INVALID_PRODUCER_EPOCH.
 //
+// A follower forwards an idempotent producer's request to the leader and
+// answers with the leader's answer (forwardInitProducerID).
+//
 // With a transactional id the leader, as the transaction coordinator
 // (txn.go), hands out that id's producer id with its epoch bumped (a new id
 // the first time), which fences every earlier producer of the id; an
@@ -58,8 +61,7 @@ func handleInitProducerID(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.R
 		return now(resp)
 	}
 	if !b.isLeader() {
-		resp.ErrorCode = kerr.NotCoordinator.Code
-		return now(resp)
+		return b.forwardInitProducerID(rc, r, resp)
 	}
 	gen := b.commitGeneration() // before appending: see waitCommit
 	b.appendMu.Lock()
@@ -103,6 +105,28 @@ func handleInitProducerID(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.R
 		}
 		resp.ProducerID, resp.ProducerEpoch = pid, epoch
 		return resp
+	}
+}
+
+// forwardInitProducerID answers an idempotent producer's InitProducerId on
+// a follower with the leader's answer. In Kafka any broker hands out
+// producer ids, and clients send this request to any broker (franz-go
+// takes the next one in turn); here only the leader can, since every id is
+// a WAL entry. Answering NOT_COORDINATOR instead made a new producer retry
+// until it happened to pick the leader, and a few gave up within their
+// delivery timeout (seen in Jepsen runs). With no leader known, or none
+// reachable, the answer is still NOT_COORDINATOR, which clients retry.
+func (b *Broker) forwardInitProducerID(rc *reqCtx, r *kmsg.InitProducerIDRequest, resp *kmsg.InitProducerIDResponse) func() kmsg.Response {
+	return func() kmsg.Response {
+		ctx, cancel := context.WithTimeout(rc.ctx, 10*time.Second)
+		defer cancel()
+		got, err := b.handToLeader(ctx, rc, r)
+		if err != nil {
+			b.log.Warn("could not hand InitProducerId to the leader; the client retries", "error", err)
+			resp.ErrorCode = kerr.NotCoordinator.Code
+			return resp
+		}
+		return got
 	}
 }
 
