@@ -777,8 +777,11 @@ func (c *cluster) restartSidecarWith(id int, extra ...string) {
 
 // scrape fetches a Prometheus text page and returns sample -> value, keyed
 // by the sample's name and labels as printed ("m{a=\"b\"}").
-func scrape(addr string) (map[string]float64, error) {
-	resp, err := http.Get("http://" + addr + "/metrics")
+func scrape(addr string) (map[string]float64, error) { return scrapeWith(http.DefaultClient, addr) }
+
+// scrapeWith is scrape through cl (its timeout, say).
+func scrapeWith(cl *http.Client, addr string) (map[string]float64, error) {
+	resp, err := cl.Get("http://" + addr + "/metrics")
 	if err != nil {
 		return nil, err
 	}

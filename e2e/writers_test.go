@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -113,21 +112,15 @@ func takingWrites(cl *http.Client, addrs map[int]string) []int {
 // takesWrites reads tandem_broker_takes_writes from the broker's /metrics
 // at addr.
 func takesWrites(cl *http.Client, addr string) (bool, error) {
-	resp, err := cl.Get("http://" + addr + "/metrics")
+	m, err := scrapeWith(cl, addr)
 	if err != nil {
 		return false, err
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return false, err
+	v, ok := m["tandem_broker_takes_writes"]
+	if !ok {
+		return false, fmt.Errorf("%s: no tandem_broker_takes_writes sample", addr)
 	}
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, "tandem_broker_takes_writes "); ok {
-			return strings.TrimSpace(v) == "1", nil
-		}
-	}
-	return false, fmt.Errorf("%s: no tandem_broker_takes_writes sample", addr)
+	return v == 1, nil
 }
 
 // Sustained returns the windows in which two brokers took writes for two
