@@ -188,14 +188,19 @@ func TestGroupKeepsMembersAcrossFailover(t *testing.T) {
 }
 
 // groupReader polls a group consumer in the background and counts each
-// value it reads.
+// value it reads. It also notes every rewind: a partition's record at or
+// below an offset already read there, which is where a member that lost
+// its session (or its coordinator's committed offsets) starts again.
 type groupReader struct {
-	mu   sync.Mutex
-	seen map[string]int
+	mu      sync.Mutex
+	seen    map[string]int
+	last    map[int32]int64 // partition -> the offset after the record read last
+	high    map[int32]int64 // partition -> the offset after the highest read
+	rewinds []string
 }
 
 func startGroupReader(t *testing.T, cl *kgo.Client) *groupReader {
-	r := &groupReader{seen: map[string]int{}}
+	r := &groupReader{seen: map[string]int{}, last: map[int32]int64{}, high: map[int32]int64{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -208,6 +213,13 @@ func startGroupReader(t *testing.T, cl *kgo.Client) *groupReader {
 			r.mu.Lock()
 			for _, rec := range fs.Records() {
 				r.seen[string(rec.Value)]++
+				p := rec.Partition
+				if last, ok := r.last[p]; ok && rec.Offset < last {
+					r.rewinds = append(r.rewinds, fmt.Sprintf("%s partition %d back from %d to %d (%d records)",
+						time.Now().UTC().Format("15:04:05.000"), p, r.high[p], rec.Offset, r.high[p]-rec.Offset))
+				}
+				r.last[p] = rec.Offset + 1
+				r.high[p] = max(r.high[p], rec.Offset+1)
 			}
 			r.mu.Unlock()
 		}
@@ -233,6 +245,13 @@ func (r *groupReader) waitFor(t *testing.T, timeout time.Duration, want []string
 		}
 		return nil
 	})
+}
+
+// rewound returns the rewinds seen, one line each.
+func (r *groupReader) rewound() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.rewinds...)
 }
 
 // counts returns how many distinct values were read, and how many of them

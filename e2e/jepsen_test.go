@@ -398,7 +398,7 @@ func TestJepsenFailover(t *testing.T) {
 	// throughout. Its coordinator is the leader, so it moves with every
 	// failover; its committed offsets and membership go with it.
 	var groupEv groupEvents
-	gcl, err := kgo.NewClient(append(groupEv.opts(), kgo.SeedBrokers(c.kafkaAddrs()...),
+	gcl, err := kgo.NewClient(append(append(groupEv.opts(), clientLog(t, "group-classic")...), kgo.SeedBrokers(c.kafkaAddrs()...),
 		kgo.ConsumerGroup("jepsen-group"), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.AutoCommitInterval(500*time.Millisecond), kgo.FetchMaxWait(500*time.Millisecond),
 		kgo.RetryTimeout(60*time.Second), kgo.MetadataMinAge(250*time.Millisecond))...)
@@ -411,7 +411,7 @@ func TestJepsenFailover(t *testing.T) {
 	// assigns its partitions, and its epoch and assignment move with every
 	// failover too.
 	var group848Ev groupEvents
-	gcl848, err := kgo.NewClient(append(group848Ev.opts(), kgo.SeedBrokers(c.kafkaAddrs()...),
+	gcl848, err := kgo.NewClient(append(append(group848Ev.opts(), clientLog(t, "group-848")...), kgo.SeedBrokers(c.kafkaAddrs()...),
 		kgo.ConsumerGroup("jepsen-848-group"), kgo.ConsumeTopics(topic), kgo.ServerSideBalancer(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.AutoCommitInterval(500*time.Millisecond), kgo.FetchMaxWait(500*time.Millisecond),
@@ -654,6 +654,12 @@ func TestJepsenFailover(t *testing.T) {
 	}
 	t.Log(summary)
 	fmt.Println(summary)
+	for _, rw := range group.rewound() {
+		t.Logf("consumer group rewound: %s", rw)
+	}
+	for _, rw := range group848.rewound() {
+		t.Logf("consumer-protocol group rewound: %s", rw)
+	}
 	for e, n := range failedBy {
 		t.Logf("failed writes (the client gave up; not acknowledged): %d at %s", n, e)
 	}
@@ -673,6 +679,33 @@ func TestJepsenFailover(t *testing.T) {
 	if w := writers.Sustained(); len(w) > 0 {
 		t.Errorf("two brokers took writes at once for two sampling rounds or more: %s", strings.Join(w, "; "))
 	}
+}
+
+// clientLog has a franz-go client log at info level (group joins, session
+// ends, failed commits) into name.log in the test's directory under
+// TANDEM_TEST_LOG_DIR, next to the brokers' and sidecars' logs; without
+// that variable it does nothing.
+func clientLog(t *testing.T, name string) []kgo.Opt {
+	dir := os.Getenv("TANDEM_TEST_LOG_DIR")
+	if dir == "" {
+		return nil
+	}
+	dir = filepath.Join(dir, strings.Map(func(r rune) rune {
+		if r == '/' {
+			return '_'
+		}
+		return r
+	}, t.Name()))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	stamp := func() string { return time.Now().UTC().Format("15:04:05.000 ") }
+	return []kgo.Opt{kgo.WithLogger(kgo.BasicLogger(f, kgo.LogLevelInfo, stamp))}
 }
 
 // sleepOrDone waits d or until ctx is done.
