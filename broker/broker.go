@@ -90,7 +90,7 @@ type Broker struct {
 
 	lnMu    sync.Mutex
 	ln      net.Listener
-	conns   map[net.Conn]struct{}
+	conns   map[net.Conn]*clientConn
 	connLim *connLimiter // client connection limits (connlimit.go)
 	// linkDone is closed when the sidecar link's goroutine ends (nil: no
 	// link was started). Guarded by lnMu.
@@ -153,7 +153,7 @@ func Open(cfg Config) (*Broker, error) {
 		commitCh:   make(chan struct{}),
 		ctx:        ctx,
 		cancel:     cancel,
-		conns:      make(map[net.Conn]struct{}),
+		conns:      make(map[net.Conn]*clientConn),
 	}
 	if users != nil {
 		users.UseReplicated(b.scram)
@@ -505,13 +505,14 @@ func (b *Broker) ServeListener(ln net.Listener) error {
 		if b.ctx.Err() != nil {
 			b.lnMu.Unlock()
 			b.connLim.release(ip)
-			c.Close()
+			resetConn(c)
 			return nil
 		}
-		b.conns[c] = struct{}{}
+		cc := &clientConn{}
+		b.conns[c] = cc
 		b.lnMu.Unlock()
 		b.goFunc(func() {
-			b.serveConn(c)
+			b.serveConn(c, cc)
 			b.lnMu.Lock()
 			delete(b.conns, c)
 			b.lnMu.Unlock()
@@ -547,8 +548,12 @@ func (b *Broker) Close() error {
 	if b.ln != nil {
 		b.ln.Close()
 	}
-	for c := range b.conns {
-		c.Close()
+	for c, cc := range b.conns {
+		if cc.answered.Load() {
+			c.Close()
+		} else {
+			resetConn(c)
+		}
 	}
 	b.lnMu.Unlock()
 	b.groups.Close()
@@ -557,6 +562,33 @@ func (b *Broker) Close() error {
 		b.saveCommitCheckpoint()
 	}
 	return b.wal.Close()
+}
+
+// clientConn is what Close needs to know of an accepted client connection.
+type clientConn struct {
+	// answered is set once a response other than to ApiVersions or
+	// the SASL login has been written on the connection.
+	answered atomic.Bool
+}
+
+// resetConn closes a client connection that has not been answered yet
+// (beyond ApiVersions and the SASL login) with a TCP reset rather than an
+// orderly close. A client that has just connected reads "connection
+// reset" and dials again (to another broker once this one's listener is
+// closed). Reading an orderly end instead, before its first answer,
+// franz-go concludes that TLS or SASL is misconfigured and gives up,
+// failing the records it was about to send: in the soak, producers that
+// had just dialled a leader stopping on SIGTERM lost write attempts that
+// way, once during ApiVersions and once waiting for their InitProducerId.
+// A Kafka broker closes such connections the orderly way, and franz-go
+// fails the same way against it. The reset takes nothing from the client
+// that an orderly close would give it: no answer to its business has been
+// sent on the connection, and a request in flight fails either way.
+func resetConn(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	c.Close()
 }
 
 // handOverTimeout bounds how long Close waits for the sidecar to release a

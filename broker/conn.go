@@ -41,7 +41,7 @@ type inflight struct {
 // serveConn runs one client connection: a read loop that decodes requests and
 // runs their handlers in order, and a write loop that sends the responses in
 // the same order.
-func (b *Broker) serveConn(c net.Conn) {
+func (b *Broker) serveConn(c net.Conn, cc *clientConn) {
 	defer c.Close()
 	if b.tls != nil {
 		tc, err := b.tlsHandshake(c)
@@ -60,7 +60,7 @@ func (b *Broker) serveConn(c net.Conn) {
 	writeDone := make(chan struct{})
 	go func() {
 		defer close(writeDone)
-		b.writeLoop(ctx, c, queue, log)
+		b.writeLoop(ctx, c, queue, log, cc)
 		cancel()
 		c.Close() // unblock the reader if writing failed
 	}()
@@ -299,7 +299,17 @@ func (b *Broker) dispatch(ctx context.Context, frame []byte, host string, auth *
 	return in, nil
 }
 
-func (b *Broker) writeLoop(ctx context.Context, c net.Conn, queue <-chan inflight, log hclog.Logger) {
+// connSetup reports whether a request is part of setting a connection up
+// (ApiVersions, the SASL login) rather than a client's business with it.
+func connSetup(key int16) bool {
+	switch kmsg.Key(key) {
+	case kmsg.ApiVersions, kmsg.SASLHandshake, kmsg.SASLAuthenticate:
+		return true
+	}
+	return false
+}
+
+func (b *Broker) writeLoop(ctx context.Context, c net.Conn, queue <-chan inflight, log hclog.Logger, cc *clientConn) {
 	buf := make([]byte, 0, 64<<10)
 	for in := range queue {
 		if in.rawResp {
@@ -334,6 +344,9 @@ func (b *Broker) writeLoop(ctx context.Context, c net.Conn, queue <-chan infligh
 				log.Debug("writing response failed", "api", kmsg.NameForKey(in.key), "error", err)
 			}
 			return // the caller cancels the context and closes the connection
+		}
+		if !connSetup(in.key) {
+			cc.answered.Store(true)
 		}
 		if cap(buf) > 1<<20 {
 			buf = make([]byte, 0, 64<<10)
