@@ -55,7 +55,10 @@ func handleFetch(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 		deadline := time.Now().Add(time.Duration(r.MaxWaitMillis) * time.Millisecond)
 		for {
 			wake := b.hwNotify.wait()
-			resp, n, failed := b.fetchOnce(full, denied)
+			var resp *kmsg.FetchResponse
+			var n int
+			var failed bool
+			b.readWhole(rc.ctx, func() { resp, n, failed = b.fetchOnce(full, denied) })
 			if n >= int(r.MinBytes) || failed || !time.Now().Before(deadline) || rc.ctx.Err() != nil {
 				if sess != nil {
 					b.fetchSessions.finish(sess, resp, incremental)

@@ -30,6 +30,13 @@ func init() { register(kmsg.Metadata.Int16(), 0, 12, handleMetadata) }
 
 func handleMetadata(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 	r := req.(*kmsg.MetadataRequest)
+	var resp *kmsg.MetadataResponse
+	b.readWhole(rc.ctx, func() { resp = b.metadata(rc, r) })
+	return now(resp)
+}
+
+// metadata answers r from the state as it is now.
+func (b *Broker) metadata(rc *reqCtx, r *kmsg.MetadataRequest) *kmsg.MetadataResponse {
 	resp := r.ResponseKind().(*kmsg.MetadataResponse)
 	view := b.clusterView()
 	for _, bi := range view.Brokers {
@@ -92,7 +99,7 @@ func handleMetadata(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Respons
 	if r.Version >= 8 && r.Version <= 10 && r.IncludeClusterAuthorizedOperations {
 		resp.AuthorizedOperations = b.authorizedOps(rc, kmsg.ACLResourceTypeCluster, acl.ClusterName)
 	}
-	return now(resp)
+	return resp
 }
 
 // metadataAllowed reports whether the principal may see the topic

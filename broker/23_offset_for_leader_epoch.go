@@ -19,6 +19,13 @@ func init() { register(kmsg.OffsetForLeaderEpoch.Int16(), 0, 4, handleOffsetForL
 
 func handleOffsetForLeaderEpoch(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response {
 	r := req.(*kmsg.OffsetForLeaderEpochRequest)
+	var resp *kmsg.OffsetForLeaderEpochResponse
+	b.readWhole(rc.ctx, func() { resp = b.offsetsForLeaderEpochs(rc, r) })
+	return now(resp)
+}
+
+// offsetsForLeaderEpochs answers r from the state as it is now.
+func (b *Broker) offsetsForLeaderEpochs(rc *reqCtx, r *kmsg.OffsetForLeaderEpochRequest) *kmsg.OffsetForLeaderEpochResponse {
 	resp := r.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
 	hist := b.wal.EpochHistory()
 	for _, rt := range r.Topics {
@@ -73,5 +80,5 @@ func handleOffsetForLeaderEpoch(b *Broker, rc *reqCtx, req kmsg.Request) func() 
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
-	return now(resp)
+	return resp
 }

@@ -66,6 +66,13 @@ type Broker struct {
 	awaitingSnapshot bool                       // guarded by appendMu; re-cloned, state snapshot not seen yet
 	rebuildPending   bool                       // guarded by appendMu; a snapshot arrived: rebuild after applying
 
+	// A rebuild of the state in progress (rebuild, readWhole):
+	// rebuildSeq is odd while one runs, and rebuildDone is closed when it
+	// ends.
+	rebuildMu   sync.Mutex
+	rebuildSeq  uint64
+	rebuildDone chan struct{}
+
 	// recoveredWhileScanning: Open rebuilt the state during WAL recovery
 	// (recoveryReplay), not with a second pass (replay). Set once in Open.
 	recoveredWhileScanning bool

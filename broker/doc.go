@@ -26,5 +26,6 @@
 // Lock order: Broker.appendMu (serialises every WAL append and the state
 // changes it implies) before Broker.mu (topics map, cluster view) before
 // partition.mu. Broker.commitMu (the queue of batches waiting for the commit
-// point) is taken alone or after partition.mu is released.
+// point) is taken alone or after partition.mu is released. Broker.rebuildMu
+// (the count of state rebuilds, readWhole) is taken alone.
 package broker

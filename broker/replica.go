@@ -124,7 +124,11 @@ func (b *Broker) ResetTo(next uint64) error {
 }
 
 // rebuild changes the WAL with fn and replays the state from scratch.
+// Requests that answer from the state wait until it is whole again
+// (readWhole).
 func (b *Broker) rebuild(fn func() error) error {
+	b.rebuildBegins()
+	defer b.rebuildEnds()
 	b.appendMu.Lock()
 	err := fn()
 	b.resetStateLocked()
@@ -137,6 +141,56 @@ func (b *Broker) rebuild(fn func() error) error {
 	}
 	b.hwNotify.broadcast()
 	return nil
+}
+
+// rebuildBegins marks the state as being rebuilt; rebuildEnds marks it
+// whole again. Only the link's goroutine rebuilds, one rebuild at a time.
+func (b *Broker) rebuildBegins() {
+	b.rebuildMu.Lock()
+	b.rebuildSeq++
+	b.rebuildDone = make(chan struct{})
+	b.rebuildMu.Unlock()
+}
+
+func (b *Broker) rebuildEnds() {
+	b.rebuildMu.Lock()
+	b.rebuildSeq++
+	close(b.rebuildDone)
+	b.rebuildMu.Unlock()
+}
+
+// readWhole runs read, which builds an answer from the state (topics,
+// partitions and their offsets, the epoch history), when no rebuild is in
+// progress, and runs it again if one began meanwhile. A rebuild (a
+// diverged tail truncated, a re-clone) empties the state and replays the
+// WAL into it, which takes a while on a long WAL; an answer from the half
+// -built state would tell a consumer that its partition is unknown, or
+// that its offset is out of range, and franz-go takes the second for lost
+// data and resets the consumer (to the start of the log: it reads
+// everything again; to its end: it skips records). If ctx ends while a
+// rebuild runs, read runs once anyway.
+func (b *Broker) readWhole(ctx context.Context, read func()) {
+	for {
+		b.rebuildMu.Lock()
+		seq, done := b.rebuildSeq, b.rebuildDone
+		b.rebuildMu.Unlock()
+		if seq%2 == 1 {
+			select {
+			case <-done:
+				continue
+			case <-ctx.Done():
+				read()
+				return
+			}
+		}
+		read()
+		b.rebuildMu.Lock()
+		same := b.rebuildSeq == seq
+		b.rebuildMu.Unlock()
+		if same || ctx.Err() != nil {
+			return
+		}
+	}
 }
 
 // resetStateLocked forgets the state built from the WAL, before a replay
