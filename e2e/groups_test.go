@@ -197,6 +197,11 @@ type groupReader struct {
 	last    map[int32]int64 // partition -> the offset after the record read last
 	high    map[int32]int64 // partition -> the offset after the highest read
 	rewinds []string
+	// dataLoss lists the times franz-go reported lost data (its
+	// ErrDataLoss: the log no longer holds an offset it had consumed up
+	// to), which a consumer reading only committed records must never
+	// see.
+	dataLoss []string
 }
 
 func startGroupReader(t *testing.T, cl *kgo.Client) *groupReader {
@@ -211,6 +216,12 @@ func startGroupReader(t *testing.T, cl *kgo.Client) *groupReader {
 				return
 			}
 			r.mu.Lock()
+			for _, fe := range fs.Errors() {
+				var dl *kgo.ErrDataLoss
+				if errors.As(fe.Err, &dl) {
+					r.dataLoss = append(r.dataLoss, time.Now().UTC().Format("15:04:05.000 ")+dl.Error())
+				}
+			}
 			for _, rec := range fs.Records() {
 				r.seen[string(rec.Value)]++
 				p := rec.Partition
@@ -245,6 +256,13 @@ func (r *groupReader) waitFor(t *testing.T, timeout time.Duration, want []string
 		}
 		return nil
 	})
+}
+
+// lostData returns the data losses franz-go reported, one line each.
+func (r *groupReader) lostData() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.dataLoss...)
 }
 
 // rewound returns the rewinds seen, one line each.

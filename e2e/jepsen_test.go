@@ -676,6 +676,15 @@ func TestJepsenFailover(t *testing.T) {
 	if res.acked == 0 {
 		t.Errorf("no write was acknowledged")
 	}
+	// A consumer reads only committed records, which every node that
+	// can be elected holds: franz-go must never find the log cut below
+	// what it read.
+	for _, dl := range group.lostData() {
+		t.Errorf("consumer group: franz-go reported lost data: %s", dl)
+	}
+	for _, dl := range group848.lostData() {
+		t.Errorf("consumer-protocol group: franz-go reported lost data: %s", dl)
+	}
 	if w := writers.Sustained(); len(w) > 0 {
 		t.Errorf("two brokers took writes at once for two sampling rounds or more: %s", strings.Join(w, "; "))
 	}
