@@ -109,6 +109,10 @@ type Broker struct {
 	stopping   atomic.Bool
 	stoppingCh chan struct{}
 	stopOnce   sync.Once
+
+	// writesUntil is when the link's fence of this leading broker is due
+	// (link.WritesBounder); nil: no bound. Every append checks it.
+	writesUntil atomic.Pointer[time.Time]
 }
 
 // Open opens (or creates) the broker's WAL under cfg.DataDir and rebuilds

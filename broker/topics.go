@@ -7,6 +7,7 @@ import (
 	"math"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
@@ -183,10 +184,31 @@ func takesWrites(v link.ClusterView) bool {
 // appendsAllowed reports whether the broker appends entries of its own
 // under view v: it leads (or runs without a sidecar), its sidecar is not
 // handing the leadership over (SetClusterView applies that view under
-// appendMu), and it is not stopping (handOver sets stopping under
-// appendMu). Caller holds appendMu.
+// appendMu), it is not stopping (handOver sets stopping under appendMu),
+// and the link's fence is not due (SetWritesUntil). Caller holds appendMu.
 func (b *Broker) appendsAllowed(v link.ClusterView) bool {
-	return takesWrites(v) && !v.HandingOver && !b.stopping.Load()
+	return takesWrites(v) && !v.HandingOver && !b.stopping.Load() && !b.writesLapsed()
+}
+
+// SetWritesUntil bounds the time this broker takes writes of its own under
+// its current leader view: the moment the link's fence is due, which every
+// heartbeat from the sidecar moves on (link.WritesBounder). The zero time
+// lifts the bound. The fence itself makes the broker a follower; the
+// bound covers the moments before the fence's timer runs, as after the
+// whole pair was frozen and resumed (since 2026-12-07; the soak caught
+// such a broker taking writes for 48 ms while another node led).
+func (b *Broker) SetWritesUntil(t time.Time) {
+	if t.IsZero() {
+		b.writesUntil.Store(nil)
+		return
+	}
+	b.writesUntil.Store(&t)
+}
+
+// writesLapsed reports whether the bound of SetWritesUntil has passed.
+func (b *Broker) writesLapsed() bool {
+	d := b.writesUntil.Load()
+	return d != nil && !time.Now().Before(*d)
 }
 
 func (b *Broker) clusterView() link.ClusterView {

@@ -1,12 +1,16 @@
 package e2e
 
 import (
+	"encoding/binary"
 	"fmt"
+	"io"
+	"net"
 	"os/exec"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -352,4 +356,111 @@ func leaderStopHandsOver(t *testing.T, which string, sidecarFlags ...string) {
 	}
 	t.Logf("node %d's %s exited %v after SIGTERM; node %d leads epoch %d; longest pause between acknowledged acks=all writes %v (%d failed meanwhile); %d acks=all and %d acks=1 writes acknowledged (%d acks=1 failed), all on every node",
 		leader, which, took.Round(time.Millisecond), now, nowEpoch, longest.Round(time.Millisecond), failedMeanwhile, len(ackedAll), len(ackedOne), failedOne)
+}
+
+// TestLeaderPairFreezeRefusesQueuedWrites: the leader's broker and sidecar
+// are frozen together (SIGSTOP of both: a paused VM or container), another
+// node is elected, and clients send the old broker produce requests that
+// wait in its sockets. When the broker runs again it must not take them:
+// another node leads, so an acks=1 write it acknowledged would be lost
+// when it follows. Its fence's timer is long overdue by then, but the
+// requests may run before it does (the soak caught a broker taking writes
+// for 48 ms after such a freeze); since 2026-12-07 every append checks
+// the moment the fence was due.
+func TestLeaderPairFreezeRefusesQueuedWrites(t *testing.T) {
+	const topic = "pair-freeze"
+	url := startEtcd(t)
+	c := startCluster(t, clusterOpts{sidecarFlags: etcdSidecarFlags(url)})
+	leader, epoch := c.waitLeader(30 * time.Second)
+	skipHeadStart(t, c, leader, url)
+	c.createTopicRetry(topic)
+	n := c.node(leader)
+
+	// Connections to the old leader, opened (and accepted) before the
+	// freeze; their produce requests go out during it. Many, so that
+	// some of them run before an overdue fence would (with 200, the
+	// broker before the bound acknowledged some in one run of five; with
+	// 600, 219 of them).
+	const conns = 400
+	var raw []net.Conn
+	for range conns {
+		cn, err := net.Dial("tcp", n.kafka)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cn.Close() })
+		raw = append(raw, cn)
+	}
+	time.Sleep(200 * time.Millisecond)
+
+	for _, p := range []*testutil.Process{n.side, n.broker} {
+		if err := p.Pause(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	thawed := false
+	t.Cleanup(func() {
+		if !thawed {
+			n.broker.Resume()
+			n.side.Resume()
+		}
+	})
+	now, nowEpoch := c.waitLeader(30 * time.Second)
+	if now == leader || nowEpoch <= epoch {
+		t.Fatalf("with node %d frozen, node %d leads epoch %d; want another node in a later epoch than %d", leader, now, nowEpoch, epoch)
+	}
+
+	f := kmsg.NewRequestFormatter(kmsg.FormatterClientID("queued"))
+	for i, cn := range raw {
+		req := kmsg.NewPtrProduceRequest()
+		req.Version, req.Acks, req.TimeoutMillis = 7, 1, 5000
+		rt := kmsg.NewProduceRequestTopic()
+		rt.Topic = topic
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Records = recordBatch(-1, -1, 0, fmt.Sprintf("queued-%d", i))
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		if _, err := cn.Write(f.AppendRequest(nil, req, int32(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The broker runs again first; its sidecar stays frozen a moment
+	// longer, so only the broker's own fence can refuse the requests.
+	if err := n.broker.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	taken := 0
+	for i, cn := range raw {
+		cn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var size [4]byte
+		if _, err := io.ReadFull(cn, size[:]); err != nil {
+			t.Fatalf("connection %d: reading the produce answer: %v", i, err)
+		}
+		body := make([]byte, binary.BigEndian.Uint32(size[:]))
+		if _, err := io.ReadFull(cn, body); err != nil {
+			t.Fatalf("connection %d: reading the produce answer: %v", i, err)
+		}
+		resp := kmsg.NewPtrProduceResponse()
+		resp.Version = 7
+		if err := resp.ReadFrom(body[4:]); err != nil {
+			t.Fatalf("connection %d: decoding the produce answer: %v", i, err)
+		}
+		if code := resp.Topics[0].Partitions[0].ErrorCode; code == 0 {
+			taken++
+		} else if code != kerr.NotLeaderForPartition.Code {
+			t.Errorf("connection %d: produce answered %v, want NOT_LEADER_OR_FOLLOWER", i, kerr.ErrorForCode(code))
+		}
+	}
+	if err := n.side.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	thawed = true
+	if taken > 0 {
+		t.Errorf("node %d, resumed after node %d was elected, acknowledged %d of the %d acks=1 writes queued during its freeze; they are lost when it follows",
+			leader, now, taken, conns)
+	}
+	if out, err := exec.Command(testutil.Bin(t, "tandemctl"), "--sidecar", n.sidecar, "wait-in-sync", "--max-wait", "60s").CombinedOutput(); err != nil {
+		t.Fatalf("tandemctl wait-in-sync after node %d ran again: %v\n%s", leader, err, out)
+	}
+	c.mustVerify(now)
 }

@@ -107,6 +107,20 @@ type Stopper interface {
 	Stopping() <-chan struct{}
 }
 
+// WritesBounder is optionally implemented by a Broker that can stop taking
+// writes of its own at a given moment by itself (package broker checks it
+// at every append). Whenever the link sets the fence of a leading broker
+// (viewGate), it tells the broker when that fence is due; the zero time
+// lifts the bound. The fence's timer makes the broker a follower at that
+// moment, but a broker resumed after a freeze of the whole pair (SIGSTOP,
+// a paused VM or container) first runs the requests that waited in its
+// sockets, and the overdue timer gets to run tens of milliseconds later:
+// writes taken while another node leads, lost when this one follows. With
+// the bound, the first of them is refused.
+type WritesBounder interface {
+	SetWritesUntil(t time.Time)
+}
+
 // Racker is optionally implemented by a Broker that has a rack configured;
 // the rack is sent in the hello so that the cluster view carries it.
 type Racker interface {

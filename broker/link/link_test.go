@@ -31,7 +31,8 @@ type walBroker struct {
 	mu      sync.Mutex
 	view    link.ClusterView
 	commit  uint64
-	lastSet uint64 // the argument of the latest SetCommitLSN
+	lastSet uint64    // the argument of the latest SetCommitLSN
+	until   time.Time // the argument of the latest SetWritesUntil
 }
 
 func (b *walBroker) NodeID() int32               { return 7 }
@@ -60,6 +61,16 @@ func (b *walBroker) SetCommitLSN(lsn uint64) {
 	defer b.mu.Unlock()
 	b.commit = max(b.commit, lsn)
 	b.lastSet = lsn
+}
+func (b *walBroker) SetWritesUntil(t time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.until = t
+}
+func (b *walBroker) writesUntil() time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.until
 }
 func (b *walBroker) state() (link.ClusterView, uint64) {
 	b.mu.Lock()
@@ -687,6 +698,48 @@ func TestSilentSidecarFence(t *testing.T) {
 	time.Sleep(600 * time.Millisecond)
 	if !leads() {
 		t.Fatal("a leader whose sidecar sends no heartbeats was fenced on an open stream")
+	}
+}
+
+// The link tells a broker that implements WritesBounder when the fence of
+// its leader view is due, at the moment the fence's timer is set, and
+// every heartbeat moves it on; the bound passes when the fence comes. A
+// view that is not fenced for silence (a follower's, an older sidecar's)
+// lifts it. A broker resumed after a freeze of the whole pair refuses
+// writes from that bound before the overdue timer runs (package broker's
+// TestWritesBound).
+func TestFenceBoundsBrokerWrites(t *testing.T) {
+	h := newHarness(t, 0, nil)
+	s, _ := h.attach()
+	watched := view(linkv1.Role_ROLE_LEADER)
+	watched.GetClusterView().FenceAfterMs = 300
+	watched.GetClusterView().HeartbeatIntervalMs = 50
+	before := time.Now()
+	h.send(s, watched)
+	testutil.Eventually(t, 5*time.Second, func() bool { v, _ := h.b.state(); return v.Role == link.RoleLeader })
+	first := h.b.writesUntil()
+	if first.Before(before.Add(300*time.Millisecond)) || first.After(time.Now().Add(300*time.Millisecond)) {
+		t.Fatalf("bound under a leader view fenced after 300 ms: %v, %v after the view was sent", first, first.Sub(before))
+	}
+	for end := time.Now().Add(400 * time.Millisecond); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		h.send(s, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_Heartbeat{Heartbeat: &linkv1.LinkHeartbeat{Epoch: 1}}})
+	}
+	moved := h.b.writesUntil()
+	if !moved.After(first.Add(300 * time.Millisecond)) {
+		t.Fatalf("after 400 ms of heartbeats the bound moved from %v to %v", first, moved)
+	}
+	// Silence: the fence comes, and the bound has passed by then.
+	testutil.Eventually(t, 5*time.Second, func() bool { v, _ := h.b.state(); return v.Role != link.RoleLeader })
+	if u := h.b.writesUntil(); u.After(time.Now()) {
+		t.Fatalf("fenced, but the bound is still %v ahead", time.Until(u))
+	}
+	// An older sidecar's leader view lifts the bound.
+	old := view(linkv1.Role_ROLE_LEADER)
+	old.GetClusterView().FenceAfterMs = 300
+	h.send(s, old)
+	testutil.Eventually(t, 5*time.Second, func() bool { v, _ := h.b.state(); return v.Role == link.RoleLeader })
+	if u := h.b.writesUntil(); !u.IsZero() {
+		t.Fatalf("a view without heartbeats left the bound at %v", u)
 	}
 }
 

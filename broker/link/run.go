@@ -129,10 +129,24 @@ func (g *viewGate) set(v ClusterView) {
 	defer g.mu.Unlock()
 	g.stopLocked()
 	g.silenced, g.detached = nil, false
+	// The bound first: one left from an earlier view may have passed.
+	if v.watched() {
+		g.boundWrites(time.Now().Add(v.FenceAfter))
+	} else {
+		g.boundWrites(time.Time{})
+	}
 	g.b.SetClusterView(v)
 	g.last = &v
 	if v.watched() {
 		g.startLocked(v)
+	}
+}
+
+// boundWrites tells a broker that implements WritesBounder when its fence
+// is due (zero: none is).
+func (g *viewGate) boundWrites(t time.Time) {
+	if wb, ok := g.b.(WritesBounder); ok {
+		wb.SetWritesUntil(t)
 	}
 }
 
@@ -152,6 +166,7 @@ func (g *viewGate) heartbeat(epoch uint32, until time.Time) {
 	if v := g.silenced; v != nil && v.Epoch == epoch {
 		g.silenced = nil
 		g.log.Info("the sidecar is heard from again and still leads; taking writes again", "epoch", epoch)
+		g.boundWrites(time.Now().Add(v.FenceAfter))
 		g.b.SetClusterView(*v)
 		g.last = v
 	}
@@ -178,6 +193,7 @@ func (g *viewGate) arm() {
 // startLocked starts the fence for v, due in v.FenceAfter.
 func (g *viewGate) startLocked(v ClusterView) {
 	gen := g.gen
+	g.boundWrites(time.Now().Add(v.FenceAfter))
 	g.timer = time.AfterFunc(v.FenceAfter, func() {
 		g.mu.Lock()
 		defer g.mu.Unlock()
