@@ -590,7 +590,7 @@ type clientConn struct {
 // franz-go concludes that TLS or SASL is misconfigured and gives up,
 // failing the records it was about to send: in the soak, producers that
 // had just dialled a leader stopping on SIGTERM lost write attempts that
-// way, once during ApiVersions and once waiting for their InitProducerId.
+// way, once during ApiVersions and once waiting for a first answer.
 // A Kafka broker closes such connections the orderly way, and franz-go
 // fails the same way against it. The reset takes nothing from the client
 // that an orderly close would give it: no answer to its business has been

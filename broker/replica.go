@@ -163,10 +163,10 @@ func (b *Broker) rebuildEnds() {
 // partitions and their offsets, the epoch history), when no rebuild is in
 // progress, and runs it again if one began meanwhile. A rebuild (a
 // diverged tail truncated, a re-clone) empties the state and replays the
-// WAL into it, which takes a while on a long WAL; an answer from the half
-// -built state would tell a consumer that its partition is unknown, or
-// that its offset is out of range, and franz-go takes the second for lost
-// data and resets the consumer (to the start of the log: it reads
+// WAL into it, which takes a while on a long WAL. An answer from the
+// half-built state would tell a consumer that its partition is unknown,
+// or that its offset is out of range, and franz-go takes the second for
+// lost data and resets the consumer (to the start of the log: it reads
 // everything again; to its end: it skips records). If ctx ends while a
 // rebuild runs, read runs once anyway.
 func (b *Broker) readWhole(ctx context.Context, read func()) {
