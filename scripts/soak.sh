@@ -30,14 +30,19 @@
 # over three partitions, one in five aborted) finds, reading
 # read_committed, a committed transaction not whole or read twice, an
 # aborted one's values, or a transaction whose outcome it does not know
-# neither whole nor absent.
+# neither whole nor absent, when franz-go tells either group member that
+# data it read was lost (kgo.ErrDataLoss), or when two brokers took writes
+# in two samples in a row. Each group's rewinds (where a member started
+# reading again below what it had read) are listed after the summary.
 #
 #   scripts/soak.sh            # 30 minutes
 #   scripts/soak.sh 8h         # any Go duration
 #
 # Environment:
-#   TANDEM_TEST_LOG_DIR  keep every process's log there (default: a
-#                        directory under /tmp, printed at the end)
+#   TANDEM_TEST_LOG_DIR  keep every process's log there, and each group
+#                        member's franz-go log (group-classic.log,
+#                        group-848.log); default: a directory under
+#                        /tmp, printed at the end
 #   TANDEM_E2E_BROKER    test another broker binary instead of bin/tandem-broker
 #
 # The binaries are rebuilt first (scripts/build.sh). Needs root, etcd, ip
