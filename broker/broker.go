@@ -67,10 +67,11 @@ type Broker struct {
 	rebuildPending   bool                       // guarded by appendMu; a snapshot arrived: rebuild after applying
 
 	// A rebuild of the state in progress (rebuild, readWhole):
-	// rebuildSeq is odd while one runs, and rebuildDone is closed when it
+	// rebuildSeq is odd while one runs (read without a lock on every
+	// Fetch), and rebuildDone, guarded by rebuildMu, is closed when it
 	// ends.
+	rebuildSeq  atomic.Uint64
 	rebuildMu   sync.Mutex
-	rebuildSeq  uint64
 	rebuildDone chan struct{}
 
 	// recoveredWhileScanning: Open rebuilt the state during WAL recovery

@@ -27,5 +27,5 @@
 // changes it implies) before Broker.mu (topics map, cluster view) before
 // partition.mu. Broker.commitMu (the queue of batches waiting for the commit
 // point) is taken alone or after partition.mu is released. Broker.rebuildMu
-// (the count of state rebuilds, readWhole) is taken alone.
+// (the channel a state rebuild closes, readWhole) is taken alone.
 package broker

@@ -147,14 +147,14 @@ func (b *Broker) rebuild(fn func() error) error {
 // whole again. Only the link's goroutine rebuilds, one rebuild at a time.
 func (b *Broker) rebuildBegins() {
 	b.rebuildMu.Lock()
-	b.rebuildSeq++
 	b.rebuildDone = make(chan struct{})
+	b.rebuildSeq.Add(1)
 	b.rebuildMu.Unlock()
 }
 
 func (b *Broker) rebuildEnds() {
 	b.rebuildMu.Lock()
-	b.rebuildSeq++
+	b.rebuildSeq.Add(1)
 	close(b.rebuildDone)
 	b.rebuildMu.Unlock()
 }
@@ -171,10 +171,13 @@ func (b *Broker) rebuildEnds() {
 // rebuild runs, read runs once anyway.
 func (b *Broker) readWhole(ctx context.Context, read func()) {
 	for {
-		b.rebuildMu.Lock()
-		seq, done := b.rebuildSeq, b.rebuildDone
-		b.rebuildMu.Unlock()
+		seq := b.rebuildSeq.Load()
 		if seq%2 == 1 {
+			// The channel is that rebuild's or a later one's (it is
+			// replaced before the count moves on).
+			b.rebuildMu.Lock()
+			done := b.rebuildDone
+			b.rebuildMu.Unlock()
 			select {
 			case <-done:
 				continue
@@ -184,10 +187,7 @@ func (b *Broker) readWhole(ctx context.Context, read func()) {
 			}
 		}
 		read()
-		b.rebuildMu.Lock()
-		same := b.rebuildSeq == seq
-		b.rebuildMu.Unlock()
-		if same || ctx.Err() != nil {
+		if b.rebuildSeq.Load() == seq || ctx.Err() != nil {
 			return
 		}
 	}
