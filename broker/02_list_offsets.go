@@ -17,11 +17,24 @@ package broker
 // after a restart, and a client whose metadata still names a former
 // leader would otherwise take them for the partition's. Replica id -2,
 // Kafka's debugging id, may ask any node for its own offsets.
+//
+// A new leader's high watermark trails for a moment: entries it took from
+// the old leader count as committed only when its followers have acked
+// them in the new epoch. Until then it answers "latest" (and a timestamp
+// or max-timestamp lookup that finds nothing committed) with
+// OFFSET_NOT_AVAILABLE, LEADER_NOT_AVAILABLE before v5, as Kafka does
+// (KIP-207), and clients ask again: an end offset it gave meanwhile could
+// lie below the one the old leader gave, and a consumer starting at the
+// end would read again records it was told were already there.
 
 import (
+	"math"
+
 	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tandem-io/tandem/broker/link"
 )
 
 func init() { register(kmsg.ListOffsets.Int16(), 0, 7, handleListOffsets) }
@@ -31,6 +44,16 @@ func handleListOffsets(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Resp
 	resp := r.ResponseKind().(*kmsg.ListOffsetsResponse)
 	view := b.clusterView()
 	answers := takesWrites(view) || r.ReplicaID == -2
+	// Entries below epochStart were written in earlier epochs. Kafka's
+	// debugging id gets the offsets as they are.
+	var epochStart uint64
+	if view.Role == link.RoleLeader && r.ReplicaID != -2 {
+		epochStart = b.epochStartLSN(view.Epoch)
+	}
+	notAvailable := kerr.OffsetNotAvailable.Code
+	if r.Version < 5 {
+		notAvailable = kerr.LeaderNotAvailable.Code
+	}
 	for _, rt := range r.Topics {
 		st := kmsg.NewListOffsetsResponseTopic()
 		st.Topic = rt.Topic
@@ -61,7 +84,13 @@ func handleListOffsets(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Resp
 			if rp.Timestamp == -1 && r.IsolationLevel == 1 {
 				sp.Offset = p.lso()
 			}
-			if r.Version == 0 {
+			// Latest and max timestamp can change when the old leader's records
+			// commit; a lookup that found a committed record cannot.
+			if (rp.Timestamp == -1 || rp.Timestamp == -3 || rp.Timestamp >= 0 && sp.Offset < 0) && p.hwBehindEpochStart(epochStart) {
+				sp.ErrorCode = notAvailable
+				sp.Offset, sp.Timestamp = -1, -1
+			}
+			if r.Version == 0 && sp.ErrorCode == 0 {
 				sp.OldStyleOffsets = []int64{sp.Offset}
 			}
 			st.Partitions = append(st.Partitions, sp)
@@ -69,6 +98,33 @@ func handleListOffsets(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Resp
 		resp.Topics = append(resp.Topics, st)
 	}
 	return now(resp)
+}
+
+// epochStartLSN is the LSN of the first entry of this node's leader epoch
+// (the entry SetClusterView writes when a term begins), or the largest LSN
+// if that entry is not written yet: every entry in the log is then from
+// an earlier epoch.
+func (b *Broker) epochStartLSN(epoch uint32) uint64 {
+	h := b.wal.EpochHistory()
+	if len(h) > 0 && h[len(h)-1].Epoch == epoch {
+		return h[len(h)-1].StartLSN
+	}
+	return math.MaxUint64
+}
+
+// hwBehindEpochStart says whether p has records from before epochStart
+// (an earlier leader's) that are not yet committed: the high watermark is
+// below where the partition ended when this node's term began (KIP-207's
+// "high watermark lagging behind the epoch start offset"). False for
+// epochStart 0.
+func (p *partition) hwBehindEpochStart(epochStart uint64) bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.hw >= p.next {
+		return false
+	}
+	i := p.findLocked(p.hw)
+	return i < len(p.batches) && p.batches[i].pos.LSN < epochStart
 }
 
 // offsetForTime resolves a ListOffsets timestamp to (offset, timestamp).

@@ -296,6 +296,11 @@ func (b *Broker) SetCommitLSN(lsn uint64) {
 		return
 	}
 	b.commitLSN = lsn
+	termDone := b.termStart > 0 && lsn+1 >= b.termStart
+	termStart, termEpoch, termStarted := b.termStart, b.termEpoch, b.termStarted
+	if termDone {
+		b.termStart = 0
+	}
 	i := 0
 	for i < len(b.pending) && b.pending[i].lsn <= lsn {
 		i++
@@ -305,6 +310,10 @@ func (b *Broker) SetCommitLSN(lsn uint64) {
 	close(b.commitCh)
 	b.commitCh = make(chan struct{})
 	b.commitMu.Unlock()
+	if termDone {
+		b.log.Info("the entries of earlier leaders are committed; end offsets are available again",
+			"epoch", termEpoch, "first_lsn_of_epoch", termStart, "after", time.Since(termStarted).Round(time.Millisecond))
+	}
 	// done is ascending in LSN, so per partition the last one wins.
 	for _, pc := range done {
 		pc.p.mu.Lock()
@@ -340,6 +349,7 @@ func (b *Broker) commitGeneration() uint64 {
 // took an older generation). Caller holds commitMu.
 func (b *Broker) fenceWaitersLocked() {
 	b.commitGen++
+	b.termStart = 0
 	close(b.commitCh)
 	b.commitCh = make(chan struct{})
 }

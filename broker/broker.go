@@ -83,13 +83,21 @@ type Broker struct {
 	view        link.ClusterView  // guarded by mu
 	clusterName string            // guarded by mu; Kafka cluster id in Metadata
 
-	commitMu      sync.Mutex
-	commitLSN     uint64          // guarded by commitMu
-	pending       []pendingCommit // guarded by commitMu; ascending LSN
-	commitCh      chan struct{}   // guarded by commitMu; closed when commitLSN moves
-	commitGen     uint64          // guarded by commitMu; bumped when leadership is lost or the WAL truncated
-	hwNotify      notifier        // broadcast when any high watermark moves
-	fetchSessions fetchSessions   // KIP-227 (fetch_session.go)
+	commitMu  sync.Mutex
+	commitLSN uint64          // guarded by commitMu
+	pending   []pendingCommit // guarded by commitMu; ascending LSN
+	commitCh  chan struct{}   // guarded by commitMu; closed when commitLSN moves
+	commitGen uint64          // guarded by commitMu; bumped when leadership is lost or the WAL truncated
+	// termStart: the first LSN of this node's leader epoch termEpoch
+	// while entries before it (earlier leaders') are not yet committed,
+	// else 0; termStarted is when that entry was written. Guarded by
+	// commitMu; only for the log line that says when end offsets are
+	// available again (ListOffsets, 02_list_offsets.go).
+	termStart     uint64
+	termEpoch     uint32
+	termStarted   time.Time
+	hwNotify      notifier      // broadcast when any high watermark moves
+	fetchSessions fetchSessions // KIP-227 (fetch_session.go)
 	metrics       *metrics
 
 	ctx    context.Context

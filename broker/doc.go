@@ -22,6 +22,10 @@
 // (the highest LSN acknowledged by every in-sync replica). Consumers only see
 // records below the high watermark, and acks=-1 produces are answered when
 // the high watermark passes their batch.
+// A node elected leader holds earlier leaders' entries that it can call
+// committed only once its followers have acked its term's first entry;
+// until then ListOffsets answers "latest" with OFFSET_NOT_AVAILABLE
+// (KIP-207, 02_list_offsets.go), so that end offsets never go back.
 //
 // Lock order: Broker.appendMu (serialises every WAL append and the state
 // changes it implies) before Broker.mu (topics map, cluster view) before

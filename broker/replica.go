@@ -275,6 +275,11 @@ func (b *Broker) SetClusterView(v link.ClusterView) {
 			b.log.Error("writing the first entry of a new epoch failed", "epoch", v.Epoch, "error", err)
 		} else {
 			b.log.Info("leader epoch started", "epoch", v.Epoch, "lsn", lsn)
+			b.commitMu.Lock()
+			if b.commitLSN+1 < lsn {
+				b.termStart, b.termEpoch, b.termStarted = lsn, v.Epoch, time.Now()
+			}
+			b.commitMu.Unlock()
 		}
 	}
 	b.hwNotify.broadcast()
