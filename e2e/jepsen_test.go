@@ -429,6 +429,13 @@ func TestJepsenFailover(t *testing.T) {
 		metricsAddrs[n.id] = n.host.Addr(9100)
 	}
 	writers := watchWriters(ctx, t, metricsAddrs, 100*time.Millisecond)
+	// Monitor: the topic's end offset, asked of every node every 20 ms,
+	// never goes back, across failovers too (KIP-207).
+	kafkaAddrs := map[int]string{}
+	for _, n := range c.nodes {
+		kafkaAddrs[n.id] = n.kafka
+	}
+	ends := watchEndOffsets(ctx, t, kafkaAddrs, topic, 0, 20*time.Millisecond)
 
 	// Monitor: who leads, how often it changes, longest time with no
 	// leader.
@@ -646,9 +653,9 @@ func TestJepsenFailover(t *testing.T) {
 	res.failovers = int(failovers.Load())
 	res.longestNoLeader = time.Duration(longest.Load())
 	txnSummary, txnErrs := res.txn.check(t, c, leader)
-	summary := fmt.Sprintf("jepsen: duration %s, faults %d, operations %d, acknowledged %d, failed/unknown %d, read %d, lost %d, duplicated %d, failovers %d, longest window without a leader %s; %s; consumer group: read %d values, %d of them again, rebalance callbacks: %s; consumer-protocol group: read %d values, %d of them again, callbacks: %s; %s",
+	summary := fmt.Sprintf("jepsen: duration %s, faults %d, operations %d, acknowledged %d, failed/unknown %d, read %d, lost %d, duplicated %d, failovers %d, longest window without a leader %s; %s; %s; consumer group: read %d values, %d of them again, rebalance callbacks: %s; consumer-protocol group: read %d values, %d of them again, callbacks: %s; %s",
 		dur, len(res.faults), res.ops, res.acked, res.failed, len(got), res.lost, res.dup, res.failovers, res.longestNoLeader.Round(10*time.Millisecond),
-		writers, res.groupRead, res.groupAgain, groupEv.String(), read848, again848, group848Ev.String(), txnSummary)
+		writers, ends, res.groupRead, res.groupAgain, groupEv.String(), read848, again848, group848Ev.String(), txnSummary)
 	for _, e := range txnErrs {
 		t.Error(e)
 	}
@@ -684,6 +691,9 @@ func TestJepsenFailover(t *testing.T) {
 	}
 	for _, dl := range group848.lostData() {
 		t.Errorf("consumer-protocol group: franz-go reported lost data: %s", dl)
+	}
+	if b := ends.Backwards(); len(b) > 0 {
+		t.Errorf("the end offset went back %d times: %s", len(b), strings.Join(b[:min(len(b), 10)], "; "))
 	}
 	if w := writers.Sustained(); len(w) > 0 {
 		t.Errorf("two brokers took writes at once for two sampling rounds or more: %s", strings.Join(w, "; "))

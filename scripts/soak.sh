@@ -15,7 +15,9 @@
 #   jepsen: duration D, faults N, operations N, acknowledged N,
 #   failed/unknown N, read N, lost 0, duplicated 0, failovers N,
 #   longest window without a leader D; brokers taking writes sampled N
-#   times, two or more at once in N (windows...); consumer group: read N values,
+#   times, two or more at once in N (windows...); end offsets asked of
+#   every node N times: N answers from a leader, N OFFSET_NOT_AVAILABLE,
+#   N from a former leader below the end seen, 0 went back; consumer group: read N values,
 #   N of them again, rebalance callbacks: ...; consumer-protocol group:
 #   read N values, N of them again, callbacks: ...; transactions: N committed,
 #   N aborted, N unknown to the client (N of them committed whole),
@@ -31,8 +33,10 @@
 # read_committed, a committed transaction not whole or read twice, an
 # aborted one's values, or a transaction whose outcome it does not know
 # neither whole nor absent, when franz-go tells either group member that
-# data it read was lost (kgo.ErrDataLoss), or when two brokers took writes
-# in two samples in a row. Each group's rewinds (where a member started
+# data it read was lost (kgo.ErrDataLoss), when two brokers took writes
+# in two samples in a row, or when the topic's end offset (ListOffsets
+# latest, asked of every node every 20 ms) went back: a leader of the
+# newest epoch answered below an end already given. Each group's rewinds (where a member started
 # reading again below what it had read) are listed after the summary.
 #
 #   scripts/soak.sh            # 30 minutes
