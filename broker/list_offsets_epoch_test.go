@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"os/exec"
 	"strings"
 	"sync/atomic"
@@ -31,35 +30,10 @@ import (
 // that were there before it started. Partitions without such records, the
 // earliest offset and lookups that find a committed record answer at once.
 func TestNewLeaderEndOffsetWaitsForItsHighWatermark(t *testing.T) {
-	b := openFollower(t, t.TempDir(), nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go b.ServeListener(ln)
-	self := []link.BrokerInfo{{NodeID: b.cfg.NodeID, Host: "127.0.0.1", Port: int32(ln.Addr().(*net.TCPAddr).Port)}}
-	b.SetClusterView(link.ClusterView{Role: link.RoleLeader, LeaderID: b.cfg.NodeID, Epoch: 1, Brokers: self})
-	// The test plays the sidecar of a leader with no followers: the
-	// commit point follows what is durable, while committing is on.
-	var committing atomic.Bool
-	committing.Store(true)
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(5 * time.Millisecond):
-				if committing.Load() {
-					b.SetCommitLSN(b.wal.DurableLSN())
-				}
-			}
-		}
-	}()
+	b, ln, committing := leaderWithoutFollowers(t)
 	commitAll := func() {
 		t.Helper()
-		committing.Store(true)
+		committing.set(true)
 		testutil.Eventually(t, 10*time.Second, func() error {
 			if c, l := b.CommitLSN(), b.wal.LastLSN(); c < l {
 				return fmt.Errorf("commit point %d, last LSN %d", c, l)
@@ -82,7 +56,7 @@ func TestNewLeaderEndOffsetWaitsForItsHighWatermark(t *testing.T) {
 		}
 	}
 	commitAll()
-	committing.Store(false)
+	committing.set(false)
 	// Offsets 5-7 of kip207: acknowledged with acks=1 by the old leader,
 	// not yet committed.
 	for i := 0; i < 3; i++ {
@@ -91,8 +65,8 @@ func TestNewLeaderEndOffsetWaitsForItsHighWatermark(t *testing.T) {
 		}
 	}
 	// A failover: this node follows, then is elected in epoch 2.
-	b.SetClusterView(link.ClusterView{Role: link.RoleFollower, LeaderID: 3, Epoch: 1, Brokers: self})
-	b.SetClusterView(link.ClusterView{Role: link.RoleLeader, LeaderID: b.cfg.NodeID, Epoch: 2, Brokers: self})
+	b.SetClusterView(link.ClusterView{Role: link.RoleFollower, LeaderID: 3, Epoch: 1, Brokers: selfOnly(b, ln)})
+	b.SetClusterView(link.ClusterView{Role: link.RoleLeader, LeaderID: b.cfg.NodeID, Epoch: 2, Brokers: selfOnly(b, ln)})
 
 	// One client per ListOffsets version (a client sends the highest
 	// version both sides know).

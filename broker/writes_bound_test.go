@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,29 +21,7 @@ import (
 // overdue fence does. A bound moved on by a heartbeat gives the writes
 // back; the zero bound (a sidecar that sends no heartbeats) never refuses.
 func TestWritesBound(t *testing.T) {
-	b := openFollower(t, t.TempDir(), nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go b.ServeListener(ln)
-	port := int32(ln.Addr().(*net.TCPAddr).Port)
-	b.SetClusterView(link.ClusterView{Role: link.RoleLeader, LeaderID: b.cfg.NodeID, Epoch: 1,
-		Brokers: []link.BrokerInfo{{NodeID: b.cfg.NodeID, Host: "127.0.0.1", Port: port}}})
-	// The test plays the sidecar of a leader with no followers: the
-	// commit point follows what is durable.
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(5 * time.Millisecond):
-				b.SetCommitLSN(b.wal.DurableLSN())
-			}
-		}
-	}()
+	b, ln, _ := leaderWithoutFollowers(t)
 	// kgo sends every Produce with its client's acks.
 	cl := newClient(t, ln.Addr().String(), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
 	createTopic(t, cl, "bound", 1)
@@ -93,3 +72,54 @@ func TestWritesBound(t *testing.T) {
 }
 
 var _ link.WritesBounder = (*Broker)(nil)
+
+// leaderWithoutFollowers opens a broker that a test drives as its sidecar
+// would: it serves Kafka on the returned listener and leads epoch 1 with
+// no followers, so the commit point follows what is durable (every 5 ms)
+// while committing is on (it starts on).
+func leaderWithoutFollowers(t *testing.T) (b *Broker, ln net.Listener, committing *commitSwitch) {
+	t.Helper()
+	b = openFollower(t, t.TempDir(), nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go b.ServeListener(ln)
+	b.SetClusterView(link.ClusterView{Role: link.RoleLeader, LeaderID: b.cfg.NodeID, Epoch: 1, Brokers: selfOnly(b, ln)})
+	committing = &commitSwitch{on: true}
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+				committing.mu.Lock()
+				if committing.on {
+					b.SetCommitLSN(b.wal.DurableLSN())
+				}
+				committing.mu.Unlock()
+			}
+		}
+	}()
+	return b, ln, committing
+}
+
+// commitSwitch turns leaderWithoutFollowers' commits on and off; once
+// set(false) returns, nothing more is committed.
+type commitSwitch struct {
+	mu sync.Mutex
+	on bool
+}
+
+func (c *commitSwitch) set(on bool) {
+	c.mu.Lock()
+	c.on = on
+	c.mu.Unlock()
+}
+
+// selfOnly is a cluster view's broker list naming only b, at ln.
+func selfOnly(b *Broker, ln net.Listener) []link.BrokerInfo {
+	return []link.BrokerInfo{{NodeID: b.cfg.NodeID, Host: "127.0.0.1", Port: int32(ln.Addr().(*net.TCPAddr).Port)}}
+}
