@@ -358,7 +358,27 @@ func (e *groupEvents) String() string {
 	if len(parts) == 0 {
 		return "no callbacks"
 	}
-	return strings.Join(parts, ", ")
+	return strings.Join(collapseRuns(parts), ", ")
+}
+
+// collapseRuns writes a run of equal strings once, with its length (a
+// franz-go member whose coordinator is down may start thousands of empty
+// sessions in a few seconds).
+func collapseRuns(parts []string) []string {
+	var out []string
+	for i := 0; i < len(parts); {
+		j := i + 1
+		for j < len(parts) && parts[j] == parts[i] {
+			j++
+		}
+		if j-i > 1 {
+			out = append(out, fmt.Sprintf("%s (%d times in a row)", parts[i], j-i))
+		} else {
+			out = append(out, parts[i])
+		}
+		i = j
+	}
+	return out
 }
 
 // TestAlterConfigsAndDeleteGroups: IncrementalAlterConfigs sets and removes
