@@ -69,6 +69,36 @@ func TestClusterIDMismatchRefused(t *testing.T) {
 	}
 }
 
+// A node that does not lead refuses a replication stream with UNAVAILABLE
+// (retry: during a failover followers dial the old leader until they learn
+// of the new one) and names the leader it follows.
+func TestNonLeaderRefusesStreamAsUnavailable(t *testing.T) {
+	c := sidecartest.NewCluster(t, 3, 1, nil)
+	c.StartAll()
+	c.WaitLeader().Produce(t, 5, 10)
+
+	conn, err := grpc.NewClient(c.Peers[2], sidecar.ClientOptions(hclog.NewNullLogger(), 1<<20)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	stream, err := replicationv1.NewReplicationServiceClient(conn).Stream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&replicationv1.StreamRequest{Payload: &replicationv1.StreamRequest_Hello{Hello: &replicationv1.FollowerHello{
+		ClusterId: "test-cluster", NodeId: 3, Position: &replicationv1.Position{}}}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = stream.Recv()
+	want := "node 2 is not the leader: it follows node 1 at " + c.Peers[1]
+	if status.Code(err) != codes.Unavailable || status.Convert(err).Message() != want {
+		t.Fatalf("hello to a follower: %v, want Unavailable %q", err, want)
+	}
+}
+
 // rawCodec sends bytes as they are, to put garbage inside a valid gRPC call.
 type rawCodec struct{}
 

@@ -969,11 +969,9 @@ func (rs *replicationServer) Stream(stream replicationv1.ReplicationService_Stre
 		s.log.Error("refusing follower", "node_id", hello.GetNodeId(), "error", status.Convert(err).Message())
 		return err
 	}
-	l, _ := s.roles()
+	l, f := s.roles()
 	if l == nil {
-		lid := s.currentLeader()
-		return status.Errorf(codes.FailedPrecondition, "node %d is not the leader (the leader is node %d at %s)",
-			s.cfg.NodeID, lid, s.cfg.Peers[lid])
+		return notLeaderError(s.cfg.NodeID, f, s.cfg.Peers)
 	}
 	ctx, cancel := context.WithCancelCause(stream.Context())
 	defer cancel(nil)
@@ -1029,6 +1027,19 @@ func (rs *replicationServer) Stream(stream replicationv1.ReplicationService_Stre
 		msg = cause.Error()
 	}
 	return status.Error(codes.Unavailable, msg)
+}
+
+// notLeaderError refuses a replication stream on a node that does not lead;
+// f is its follower role, if it has one. During a failover the followers
+// dial the node they last knew as leader until they learn of the next one,
+// so this is a transient refusal: UNAVAILABLE, as for a leader that has
+// just stopped leading, and the follower retries with backoff. It names the
+// leader this node follows, if it knows one.
+func notLeaderError(self int32, f *follower, peers map[int32]string) error {
+	if f == nil || f.leaderID <= 0 {
+		return status.Errorf(codes.Unavailable, "node %d is not the leader and knows of none yet (an election may be running); retry", self)
+	}
+	return status.Errorf(codes.Unavailable, "node %d is not the leader: it follows node %d at %s", self, f.leaderID, peers[f.leaderID])
 }
 
 // validateFollowerHello checks what can be checked without the leader's

@@ -10,7 +10,11 @@
 //      cluster id (a mismatch is refused with FAILED_PRECONDITION), the
 //      follower's node id (unknown or already connected ids are refused with
 //      PERMISSION_DENIED / ALREADY_EXISTS), its WAL position and epoch
-//      history.
+//      history. A node that does not lead (it stepped down, or follows
+//      another node) refuses the stream with UNAVAILABLE and names the
+//      leader it follows, if it knows one; so does a leader whose broker
+//      is not attached. UNAVAILABLE is transient: retry with backoff, and
+//      dial the new leader once it is known.
 //   2. leader -> follower: LeaderHello. It tells the follower where its log
 //      and the leader's agree: truncate_to when the follower has entries the
 //      leader does not (computed from the two epoch histories as in Kafka
