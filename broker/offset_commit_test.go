@@ -136,3 +136,82 @@ func TestOffsetWritesTimeOutWhenCommitPointStalls(t *testing.T) {
 		})
 	}
 }
+
+// A leader that loses its leadership while group writes wait for the commit
+// point answers them NOT_COORDINATOR, as Kafka's coordinator does when it
+// loses the offsets topic's partition: the coordinator has moved, and the
+// client commits again at the new one. (Until 2026-12-07 they got
+// COORDINATOR_NOT_AVAILABLE and were logged at ERROR, once per failover.)
+func TestOffsetWritesInFlightAtStepDownAnswerNotCoordinator(t *testing.T) {
+	b, addr := stalledLeader(t, nil) // the default commit timeout: far longer than the test waits
+	cl := newClient(t, addr)
+	whileCommitting(t, b, func() error {
+		ct := kmsg.NewPtrCreateTopicsRequest()
+		tt := kmsg.NewCreateTopicsRequestTopic()
+		tt.Topic, tt.NumPartitions, tt.ReplicationFactor = "oc", 1, -1
+		ct.Topics = append(ct.Topics, tt)
+		if resp, err := ct.RequestWith(t.Context(), cl); err != nil || resp.Topics[0].ErrorCode != 0 {
+			return fmt.Errorf("CreateTopics: %v %+v", err, resp)
+		}
+		for _, g := range []string{"deleted", "offset-deleted"} {
+			resp, err := cl.SeedBrokers()[0].Request(t.Context(), simpleCommit(g, "oc", 3))
+			if err != nil || resp.(*kmsg.OffsetCommitResponse).Topics[0].Partitions[0].ErrorCode != 0 {
+				return fmt.Errorf("OffsetCommit %s: %v %+v", g, err, resp)
+			}
+		}
+		return nil
+	})
+
+	// Each request on a connection of its own, so that all three wait for
+	// the commit point at once.
+	type answer struct {
+		name string
+		code int16
+		err  error
+	}
+	answers := make(chan answer, 3)
+	send := func(name string, req kmsg.Request, code func(kmsg.Response) int16) {
+		br := newClient(t, addr).SeedBrokers()[0]
+		go func() {
+			resp, err := br.Request(t.Context(), req)
+			if err != nil {
+				answers <- answer{name, 0, err}
+				return
+			}
+			answers <- answer{name, code(resp), nil}
+		}()
+	}
+	before := b.wal.LastLSN()
+	send("OffsetCommit", simpleCommit("committed", "oc", 5), func(r kmsg.Response) int16 {
+		return r.(*kmsg.OffsetCommitResponse).Topics[0].Partitions[0].ErrorCode
+	})
+	send("DeleteGroups", &kmsg.DeleteGroupsRequest{Groups: []string{"deleted"}}, func(r kmsg.Response) int16 {
+		return r.(*kmsg.DeleteGroupsResponse).Groups[0].ErrorCode
+	})
+	send("OffsetDelete", &kmsg.OffsetDeleteRequest{Group: "offset-deleted", Topics: []kmsg.OffsetDeleteRequestTopic{
+		{Topic: "oc", Partitions: []kmsg.OffsetDeleteRequestTopicPartition{{Partition: 0}}}}}, func(r kmsg.Response) int16 {
+		return r.(*kmsg.OffsetDeleteResponse).ErrorCode
+	})
+	// All three are written and wait to be committed.
+	testutil.Eventually(t, 10*time.Second, func() bool { return b.wal.LastLSN() >= before+3 })
+	select {
+	case a := <-answers:
+		t.Fatalf("%s answered (%v, %v) before the commit point or a step-down", a.name, kerr.ErrorForCode(a.code), a.err)
+	case <-time.After(100 * time.Millisecond):
+	}
+
+	// Node 2 is elected; this node follows it.
+	host, port := b.Advertised()
+	b.SetClusterView(link.ClusterView{Role: link.RoleFollower, LeaderID: 2, Epoch: 2,
+		Brokers: []link.BrokerInfo{{NodeID: 1, Host: host, Port: port}, {NodeID: 2, Host: "127.0.0.1", Port: 1}}})
+	for range 3 {
+		select {
+		case a := <-answers:
+			if a.err != nil || a.code != kerr.NotCoordinator.Code {
+				t.Errorf("%s answered (%v, %v), want NOT_COORDINATOR", a.name, kerr.ErrorForCode(a.code), a.err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a group write still waits after the step-down")
+		}
+	}
+}

@@ -331,7 +331,20 @@ func (op *offsetPersister) CommitOffsets(ctx context.Context, groupID string, of
 		e.Offsets[i] = offsetCommitValue{Topic: o.Topic, Partition: o.Partition, Offset: o.Offset,
 			LeaderEpoch: o.LeaderEpoch, Metadata: o.Metadata, CommitTime: ts}
 	}
-	return b.appendMeta(ctx, wal.TypeOffsetCommit, e)
+	return coordinatorMoved(b.appendMeta(ctx, wal.TypeOffsetCommit, e))
+}
+
+// coordinatorMoved marks err, from writing a group's entry, as
+// NOT_COORDINATOR when the write failed because this node stopped leading
+// (before the entry was written, or while it waited for the commit point):
+// Kafka's coordinator answers so when it loses the leadership of the
+// offsets topic's partition, and the client finds the new coordinator and
+// writes there. Other failures keep their own code (group.persistErrorCode).
+func coordinatorMoved(err error) error {
+	if errors.Is(err, ErrNotLeader) || errors.Is(err, ErrFenced) {
+		return fmt.Errorf("%w: %w", err, kerr.NotCoordinator)
+	}
+	return err
 }
 
 // StoreGroup writes a group's membership to the WAL (group.GroupPersister):
@@ -342,5 +355,5 @@ func (op *offsetPersister) StoreGroup(ctx context.Context, s group.GroupState) e
 	if !b.isLeader() {
 		return fmt.Errorf("%w: %w", ErrNotLeader, kerr.NotCoordinator)
 	}
-	return b.appendMeta(ctx, wal.TypeGroupState, s)
+	return coordinatorMoved(b.appendMeta(ctx, wal.TypeGroupState, s))
 }

@@ -123,8 +123,8 @@ func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 	if c.persister != nil {
 		if err := c.persister.CommitOffsets(ctx, req.Group, offsets); err != nil {
 			code := persistErrorCode(err)
-			c.log.Error("could not persist committed offsets", "group", req.Group,
-				"partitions", len(offsets), "error_code", kerr.ErrorForCode(code), "timeout", c.commitTTL, "error", err)
+			c.logPersistFailure("could not persist committed offsets", code, "group", req.Group,
+				"partitions", len(offsets), "timeout", c.commitTTL, "error", err)
 			for _, w := range where {
 				codes[w[0]][w[1]] = code
 			}

@@ -66,7 +66,7 @@ func (c *Coordinator) deleteGroup(ctx, cctx context.Context, name string) int16 
 	if len(tombs) > 0 && c.persister != nil {
 		if err := c.persister.CommitOffsets(cctx, name, tombs); err != nil {
 			code := persistErrorCode(err)
-			c.log.Error("could not persist group deletion", "group", name, "error", err)
+			c.logPersistFailure("could not persist group deletion", code, "group", name, "error", err)
 			return code
 		}
 	}

@@ -107,8 +107,9 @@ func (c *Coordinator) offsetDelete(ctx context.Context, req *kmsg.OffsetDeleteRe
 
 	if len(tombs) > 0 && c.persister != nil {
 		if err := c.persister.CommitOffsets(ctx, req.Group, tombs); err != nil {
-			c.log.Error("could not persist offset deletion", "group", req.Group, "error", err)
-			return persistErrorCode(err)
+			code := persistErrorCode(err)
+			c.logPersistFailure("could not persist offset deletion", code, "group", req.Group, "error", err)
+			return code
 		}
 	}
 	c.mu.Lock()

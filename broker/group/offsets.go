@@ -155,6 +155,19 @@ func sortedPartitions(m map[int32]Offset) []int32 {
 	return ps
 }
 
+// logPersistFailure logs a group write that failed with code: at WARN when
+// this node stopped coordinating the group meanwhile (NOT_COORDINATOR, part
+// of every failover: the client writes again at the new coordinator), at
+// ERROR otherwise.
+func (c *Coordinator) logPersistFailure(msg string, code int16, args ...any) {
+	args = append(args, "error_code", kerr.ErrorForCode(code))
+	if code == kerr.NotCoordinator.Code {
+		c.log.Warn(msg+"; this node no longer coordinates the group (the client retries at the new coordinator)", args...)
+		return
+	}
+	c.log.Error(msg, args...)
+}
+
 // persistErrorCode maps a Persister error to the code OffsetCommit returns,
 // as Kafka maps errors of appending to __consumer_offsets. A Persister that
 // did not finish within Config.CommitTimeout (context.DeadlineExceeded, or
