@@ -23,6 +23,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -221,6 +222,13 @@ func handleEndTxn(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.Response 
 		return fail(kerr.InvalidTxnState)
 	}
 	b.appendMu.Unlock()
+	if errors.Is(err, ErrNotLeader) {
+		// The node stepped down since the check above (a failover): the
+		// client ends the transaction at the new coordinator.
+		b.log.Warn("ending a transaction failed: this node no longer leads (the client retries at the new coordinator)",
+			"transactional_id", r.TransactionalID)
+		return fail(kerr.NotCoordinator)
+	}
 	if err != nil {
 		b.log.Error("ending a transaction failed", "transactional_id", r.TransactionalID, "error", err)
 		return fail(kerr.NotCoordinator)
