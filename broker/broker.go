@@ -529,6 +529,15 @@ func (b *Broker) ServeListener(ln net.Listener) error {
 			return nil
 		}
 		cc := &clientConn{}
+		if tc, ok := c.(*net.TCPConn); ok {
+			// Until its first answer the connection is reset, not
+			// closed the orderly way, if this process dies (SIGKILL,
+			// a crash, the OOM killer): the kernel then closes it with
+			// SO_LINGER 0. See resetConn for why; clientConn.markAnswered
+			// and orderlyConn restore the orderly close.
+			tc.SetLinger(0)
+			cc.tcp = tc
+		}
 		b.conns[c] = cc
 		b.lnMu.Unlock()
 		b.goFunc(func() {
@@ -589,11 +598,43 @@ type clientConn struct {
 	// answered is set once a response other than to ApiVersions or
 	// the SASL login has been written on the connection.
 	answered atomic.Bool
+	// tcp is the accepted connection (nil when the listener is not TCP).
+	// Its SO_LINGER is 0 until the first answer.
+	tcp *net.TCPConn
+}
+
+// markAnswered records that the connection has had an answer beyond
+// ApiVersions and the SASL login: from now on it ends the orderly way,
+// also if this process dies.
+func (cc *clientConn) markAnswered() {
+	if cc.answered.CompareAndSwap(false, true) && cc.tcp != nil {
+		cc.tcp.SetLinger(-1)
+	}
+}
+
+// orderlyConn is a client connection that a running broker closes the
+// orderly way (a bad request, an idle timeout, a failed SASL login whose
+// answer the client must still read): its Close restores the default
+// SO_LINGER first. Once the broker is stopping it leaves it as it is, so
+// that a connection not yet answered is reset whoever closes it first
+// (Broker.Close).
+type orderlyConn struct {
+	net.Conn
+	b  *Broker
+	cc *clientConn
+}
+
+func (o orderlyConn) Close() error {
+	if o.b.ctx.Err() == nil {
+		o.cc.tcp.SetLinger(-1)
+	}
+	return o.Conn.Close()
 }
 
 // resetConn closes a client connection that has not been answered yet
 // (beyond ApiVersions and the SASL login) with a TCP reset rather than an
-// orderly close. A client that has just connected reads "connection
+// orderly close, as the kernel does for such a connection if the process
+// dies (SO_LINGER 0 from accept to the first answer). A client that has just connected reads "connection
 // reset" and dials again (to another broker once this one's listener is
 // closed). Reading an orderly end instead, before its first answer,
 // franz-go concludes that TLS or SASL is misconfigured and gives up,

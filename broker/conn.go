@@ -42,6 +42,9 @@ type inflight struct {
 // runs their handlers in order, and a write loop that sends the responses in
 // the same order.
 func (b *Broker) serveConn(c net.Conn, cc *clientConn) {
+	if cc.tcp != nil {
+		c = orderlyConn{Conn: c, b: b, cc: cc}
+	}
 	defer c.Close()
 	if b.tls != nil {
 		tc, err := b.tlsHandshake(c)
@@ -346,7 +349,7 @@ func (b *Broker) writeLoop(ctx context.Context, c net.Conn, queue <-chan infligh
 			return // the caller cancels the context and closes the connection
 		}
 		if !connSetup(in.key) {
-			cc.answered.Store(true)
+			cc.markAnswered()
 		}
 		if cap(buf) > 1<<20 {
 			buf = make([]byte, 0, 64<<10)

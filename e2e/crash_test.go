@@ -2,15 +2,22 @@ package e2e
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tandem-io/tandem/internal/testutil"
 )
@@ -191,4 +198,130 @@ func TestCrashRecovery(t *testing.T) {
 		}
 	})
 	b.requireNoPanic()
+}
+
+// TestCrashResetsUnansweredConnections: when the broker process dies
+// (SIGKILL), a client connection that has had answers ends the orderly way
+// (the client reads EOF between requests and reconnects), and one that has
+// had none, or only its ApiVersions answer, is reset by the kernel. Given an
+// orderly end before its first answer, franz-go decides TLS or SASL is
+// misconfigured, does not retry, and fails the records it was about to
+// send: in a 15-minute soak (2026-12-07), a producer whose InitProducerId
+// was on its way to a leader killed at that moment lost a write attempt
+// that way. Given a reset, it dials again.
+func TestCrashResetsUnansweredConnections(t *testing.T) {
+	b := startBroker(t)
+	answered := kafkaConn(t, b.Addr, kmsg.NewPtrApiVersionsRequest(), kmsg.NewPtrMetadataRequest())
+	versionsOnly := kafkaConn(t, b.Addr, kmsg.NewPtrApiVersionsRequest())
+	fresh := kafkaConn(t, b.Addr)
+	// The broker has accepted the fresh connection too (it accepts in
+	// order): it answers a request on a connection dialled after it.
+	kafkaConn(t, b.Addr, kmsg.NewPtrApiVersionsRequest())
+
+	b.kill()
+	for _, c := range []struct {
+		name string
+		conn net.Conn
+		want error
+	}{
+		{"answered", answered, io.EOF},
+		{"answered only ApiVersions", versionsOnly, syscall.ECONNRESET},
+		{"unanswered", fresh, syscall.ECONNRESET},
+	} {
+		c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.conn.Read(make([]byte, 1)); !errors.Is(err, c.want) {
+			t.Errorf("reading the %s connection after SIGKILL: %v, want %v", c.name, err, c.want)
+		}
+	}
+}
+
+// TestProducerDialingABrokerThatCrashesRetries: one of a franz-go
+// producer's connections is accepted by a broker that is then killed
+// (SIGKILL) and restarted. The producer dials again and its record is
+// written, instead of failing at once. The client's second connection is
+// the one that matters (franz-go v1.22: the first is its seed connection,
+// whose Metadata it always retries; the second, to node 1, carries
+// InitProducerId): against a broker that closed it the orderly way, the
+// produce failed with "unable to initialize a producer ID ... is TLS
+// missing?", the failed write of the 2026-12-07 soak.
+func TestProducerDialingABrokerThatCrashesRetries(t *testing.T) {
+	for killAt := int32(1); killAt <= 3; killAt++ {
+		t.Run(fmt.Sprintf("killed at dial %d", killAt), func(t *testing.T) {
+			b := startBroker(t)
+			b.createTopic("crash-dial", 1)
+			var dialed atomic.Int32
+			restarted := make(chan error, 1)
+			dial := func(ctx context.Context, network, host string) (net.Conn, error) {
+				c, err := (&net.Dialer{}).DialContext(ctx, network, host)
+				if err != nil || dialed.Add(1) != killAt {
+					return c, err
+				}
+				// The broker accepts in order: once it answers a
+				// connection dialled after this one, it has accepted
+				// this one too.
+				// (This runs in the client's goroutine: errors go to
+				// the test through restarted.)
+				probe, perr := kafkaExchange(b.Addr, kmsg.NewPtrApiVersionsRequest())
+				if perr != nil {
+					restarted <- perr
+					return c, nil
+				}
+				probe.Close()
+				if kerr := b.Proc.Kill(); kerr != nil {
+					restarted <- kerr
+					return c, nil
+				}
+				go func() { restarted <- b.Proc.Restart() }()
+				return c, nil
+			}
+			cl := b.client(kgo.Dialer(dial), kgo.RecordDeliveryTimeout(30*time.Second), kgo.DefaultProduceTopic("crash-dial"))
+			err := cl.ProduceSync(ctxTimeout(t, 40*time.Second), &kgo.Record{Value: []byte("v")}).FirstErr()
+			if dialed.Load() < killAt {
+				t.Fatalf("the client dialled only %d times", dialed.Load())
+			}
+			if rerr := <-restarted; rerr != nil {
+				t.Fatalf("killing and restarting the broker: %v", rerr)
+			}
+			if err != nil {
+				t.Fatalf("the produce failed after %d dials: %v", dialed.Load(), err)
+			}
+			t.Logf("written after %d dials", dialed.Load())
+		})
+	}
+}
+
+// kafkaConn dials addr and sends reqs one at a time, reading each answer.
+func kafkaConn(t *testing.T, addr string, reqs ...kmsg.Request) net.Conn {
+	t.Helper()
+	c, err := kafkaExchange(addr, reqs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// kafkaExchange is kafkaConn returning the error.
+func kafkaExchange(addr string, reqs ...kmsg.Request) (net.Conn, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	f := kmsg.NewRequestFormatter(kmsg.FormatterClientID("t"))
+	for i, req := range reqs {
+		if _, err := c.Write(f.AppendRequest(nil, req, int32(i))); err != nil {
+			c.Close()
+			return nil, err
+		}
+		var size [4]byte
+		if _, err := io.ReadFull(c, size[:]); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("reading the answer to %s: %w", kmsg.NameForKey(req.Key()), err)
+		}
+		if _, err := io.ReadFull(c, make([]byte, binary.BigEndian.Uint32(size[:]))); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("reading the answer to %s: %w", kmsg.NameForKey(req.Key()), err)
+		}
+	}
+	return c, nil
 }
