@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tandem-io/tandem/broker/link"
@@ -74,6 +75,30 @@ func simpleCommit(group, topic string, offset int64) *kmsg.OffsetCommitRequest {
 	return req
 }
 
+// seedGroupOffsets creates topic "oc" and commits offset 3 of it for the
+// groups "deleted" and "offset-deleted" (for DeleteGroups and OffsetDelete
+// to delete), while b's commit point follows its WAL (the follower acks
+// all).
+func seedGroupOffsets(t *testing.T, b *Broker, cl *kgo.Client) {
+	t.Helper()
+	whileCommitting(t, b, func() error {
+		ct := kmsg.NewPtrCreateTopicsRequest()
+		tt := kmsg.NewCreateTopicsRequestTopic()
+		tt.Topic, tt.NumPartitions, tt.ReplicationFactor = "oc", 1, -1
+		ct.Topics = append(ct.Topics, tt)
+		if resp, err := ct.RequestWith(t.Context(), cl); err != nil || resp.Topics[0].ErrorCode != 0 {
+			return fmt.Errorf("CreateTopics: %v %+v", err, resp)
+		}
+		for _, g := range []string{"deleted", "offset-deleted"} {
+			resp, err := cl.SeedBrokers()[0].Request(t.Context(), simpleCommit(g, "oc", 3))
+			if err != nil || resp.(*kmsg.OffsetCommitResponse).Topics[0].Partitions[0].ErrorCode != 0 {
+				return fmt.Errorf("OffsetCommit %s: %v %+v", g, err, resp)
+			}
+		}
+		return nil
+	})
+}
+
 // A replicated leader whose commit point stops moving (its sidecar is
 // gone) answers OffsetCommit, DeleteGroups and OffsetDelete with
 // COORDINATOR_NOT_AVAILABLE once offsets.commit.timeout.ms has passed,
@@ -86,24 +111,7 @@ func TestOffsetWritesTimeOutWhenCommitPointStalls(t *testing.T) {
 	// COORDINATOR_NOT_AVAILABLE are not what is tested.
 	br := cl.SeedBrokers()[0]
 
-	// While the commit point follows the WAL (the follower acks all): a
-	// topic, and committed offsets for the groups to delete from.
-	whileCommitting(t, b, func() error {
-		ct := kmsg.NewPtrCreateTopicsRequest()
-		tt := kmsg.NewCreateTopicsRequestTopic()
-		tt.Topic, tt.NumPartitions, tt.ReplicationFactor = "oc", 1, -1
-		ct.Topics = append(ct.Topics, tt)
-		if resp, err := ct.RequestWith(t.Context(), cl); err != nil || resp.Topics[0].ErrorCode != 0 {
-			return fmt.Errorf("CreateTopics: %v %+v", err, resp)
-		}
-		for _, g := range []string{"deleted", "offset-deleted"} {
-			resp, err := br.Request(t.Context(), simpleCommit(g, "oc", 3))
-			if err != nil || resp.(*kmsg.OffsetCommitResponse).Topics[0].Partitions[0].ErrorCode != 0 {
-				return fmt.Errorf("OffsetCommit %s: %v %+v", g, err, resp)
-			}
-		}
-		return nil
-	})
+	seedGroupOffsets(t, b, cl)
 
 	// From here the commit point stays where it is.
 	for _, tc := range []struct {
@@ -145,22 +153,7 @@ func TestOffsetWritesTimeOutWhenCommitPointStalls(t *testing.T) {
 func TestOffsetWritesInFlightAtStepDownAnswerNotCoordinator(t *testing.T) {
 	b, addr := stalledLeader(t, nil) // the default commit timeout: far longer than the test waits
 	cl := newClient(t, addr)
-	whileCommitting(t, b, func() error {
-		ct := kmsg.NewPtrCreateTopicsRequest()
-		tt := kmsg.NewCreateTopicsRequestTopic()
-		tt.Topic, tt.NumPartitions, tt.ReplicationFactor = "oc", 1, -1
-		ct.Topics = append(ct.Topics, tt)
-		if resp, err := ct.RequestWith(t.Context(), cl); err != nil || resp.Topics[0].ErrorCode != 0 {
-			return fmt.Errorf("CreateTopics: %v %+v", err, resp)
-		}
-		for _, g := range []string{"deleted", "offset-deleted"} {
-			resp, err := cl.SeedBrokers()[0].Request(t.Context(), simpleCommit(g, "oc", 3))
-			if err != nil || resp.(*kmsg.OffsetCommitResponse).Topics[0].Partitions[0].ErrorCode != 0 {
-				return fmt.Errorf("OffsetCommit %s: %v %+v", g, err, resp)
-			}
-		}
-		return nil
-	})
+	seedGroupOffsets(t, b, cl)
 
 	// Each request on a connection of its own, so that all three wait for
 	// the commit point at once.

@@ -2,13 +2,10 @@ package broker
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -30,24 +27,11 @@ func TestCloseResetsUnansweredConnections(t *testing.T) {
 	b, addr := startBroker(t, t.TempDir())
 	dial := func(reqs ...kmsg.Request) net.Conn {
 		t.Helper()
-		c, err := net.Dial("tcp", addr)
+		c, err := itest.KafkaExchange(addr, reqs...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
-		f := kmsg.NewRequestFormatter(kmsg.FormatterClientID("t"))
-		for i, req := range reqs {
-			if _, err := c.Write(f.AppendRequest(nil, req, int32(i))); err != nil {
-				t.Fatal(err)
-			}
-			var size [4]byte
-			if _, err := io.ReadFull(c, size[:]); err != nil {
-				t.Fatalf("reading the answer to %s: %v", kmsg.NameForKey(req.Key()), err)
-			}
-			if _, err := io.ReadFull(c, make([]byte, binary.BigEndian.Uint32(size[:]))); err != nil {
-				t.Fatalf("reading the answer to %s: %v", kmsg.NameForKey(req.Key()), err)
-			}
-		}
 		return c
 	}
 	answered := dial(kmsg.NewPtrApiVersionsRequest(), kmsg.NewPtrMetadataRequest())
@@ -63,20 +47,7 @@ func TestCloseResetsUnansweredConnections(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []struct {
-		name string
-		conn net.Conn
-		want error
-	}{
-		{"answered", answered, io.EOF},
-		{"answered only ApiVersions", versionsOnly, syscall.ECONNRESET},
-		{"unanswered", fresh, syscall.ECONNRESET},
-	} {
-		c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := c.conn.Read(make([]byte, 1)); !errors.Is(err, c.want) {
-			t.Errorf("reading the %s connection after Close: %v, want %v", c.name, err, c.want)
-		}
-	}
+	itest.CheckConnEnds(t, "Close", answered, versionsOnly, fresh)
 }
 
 // TestClientDialingAStoppingBrokerIsNotToldTLSIsWrong: franz-go dials a

@@ -2,16 +2,12 @@ package e2e
 
 import (
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -219,20 +215,7 @@ func TestCrashResetsUnansweredConnections(t *testing.T) {
 	kafkaConn(t, b.Addr, kmsg.NewPtrApiVersionsRequest())
 
 	b.kill()
-	for _, c := range []struct {
-		name string
-		conn net.Conn
-		want error
-	}{
-		{"answered", answered, io.EOF},
-		{"answered only ApiVersions", versionsOnly, syscall.ECONNRESET},
-		{"unanswered", fresh, syscall.ECONNRESET},
-	} {
-		c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := c.conn.Read(make([]byte, 1)); !errors.Is(err, c.want) {
-			t.Errorf("reading the %s connection after SIGKILL: %v, want %v", c.name, err, c.want)
-		}
-	}
+	testutil.CheckConnEnds(t, "SIGKILL", answered, versionsOnly, fresh)
 }
 
 // TestProducerDialingABrokerThatCrashesRetries: one of a franz-go
@@ -261,7 +244,7 @@ func TestProducerDialingABrokerThatCrashesRetries(t *testing.T) {
 				// this one too.
 				// (This runs in the client's goroutine: errors go to
 				// the test through restarted.)
-				probe, perr := kafkaExchange(b.Addr, kmsg.NewPtrApiVersionsRequest())
+				probe, perr := testutil.KafkaExchange(b.Addr, kmsg.NewPtrApiVersionsRequest())
 				if perr != nil {
 					restarted <- perr
 					return c, nil
@@ -290,38 +273,13 @@ func TestProducerDialingABrokerThatCrashesRetries(t *testing.T) {
 	}
 }
 
-// kafkaConn dials addr and sends reqs one at a time, reading each answer.
+// kafkaConn is testutil.KafkaExchange, closed when the test ends.
 func kafkaConn(t *testing.T, addr string, reqs ...kmsg.Request) net.Conn {
 	t.Helper()
-	c, err := kafkaExchange(addr, reqs...)
+	c, err := testutil.KafkaExchange(addr, reqs...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
-}
-
-// kafkaExchange is kafkaConn returning the error.
-func kafkaExchange(addr string, reqs ...kmsg.Request) (net.Conn, error) {
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	f := kmsg.NewRequestFormatter(kmsg.FormatterClientID("t"))
-	for i, req := range reqs {
-		if _, err := c.Write(f.AppendRequest(nil, req, int32(i))); err != nil {
-			c.Close()
-			return nil, err
-		}
-		var size [4]byte
-		if _, err := io.ReadFull(c, size[:]); err != nil {
-			c.Close()
-			return nil, fmt.Errorf("reading the answer to %s: %w", kmsg.NameForKey(req.Key()), err)
-		}
-		if _, err := io.ReadFull(c, make([]byte, binary.BigEndian.Uint32(size[:]))); err != nil {
-			c.Close()
-			return nil, fmt.Errorf("reading the answer to %s: %w", kmsg.NameForKey(req.Key()), err)
-		}
-	}
-	return c, nil
 }

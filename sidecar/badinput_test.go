@@ -48,22 +48,7 @@ func TestClusterIDMismatchRefused(t *testing.T) {
 	}
 
 	// Directly: the leader answers FAILED_PRECONDITION naming both ids.
-	conn, err := grpc.NewClient(c.Peers[1], sidecar.ClientOptions(hclog.NewNullLogger(), 1<<20)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	stream, err := replicationv1.NewReplicationServiceClient(conn).Stream(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.Send(&replicationv1.StreamRequest{Payload: &replicationv1.StreamRequest_Hello{Hello: &replicationv1.FollowerHello{
-		ClusterId: "other", NodeId: 2, Position: &replicationv1.Position{}}}}); err != nil {
-		t.Fatal(err)
-	}
-	_, err = stream.Recv()
+	err = helloAnswer(t, c.Peers[1], &replicationv1.FollowerHello{ClusterId: "other", NodeId: 2, Position: &replicationv1.Position{}})
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), `"test-cluster"`) || !strings.Contains(err.Error(), `"other"`) {
 		t.Fatalf("hello from another cluster: %v, want FailedPrecondition naming both ids", err)
 	}
@@ -77,7 +62,19 @@ func TestNonLeaderRefusesStreamAsUnavailable(t *testing.T) {
 	c.StartAll()
 	c.WaitLeader().Produce(t, 5, 10)
 
-	conn, err := grpc.NewClient(c.Peers[2], sidecar.ClientOptions(hclog.NewNullLogger(), 1<<20)...)
+	err := helloAnswer(t, c.Peers[2], &replicationv1.FollowerHello{ClusterId: "test-cluster", NodeId: 3, Position: &replicationv1.Position{}})
+	want := "node 2 is not the leader: it follows node 1 at " + c.Peers[1]
+	if status.Code(err) != codes.Unavailable || status.Convert(err).Message() != want {
+		t.Fatalf("hello to a follower: %v, want Unavailable %q", err, want)
+	}
+}
+
+// helloAnswer opens a replication stream to the sidecar at addr, says
+// hello, and returns the error that ends the stream instead of an answer
+// (nil if the sidecar answers the hello).
+func helloAnswer(t *testing.T, addr string, hello *replicationv1.FollowerHello) error {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, sidecar.ClientOptions(hclog.NewNullLogger(), 1<<20)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,15 +85,11 @@ func TestNonLeaderRefusesStreamAsUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.Send(&replicationv1.StreamRequest{Payload: &replicationv1.StreamRequest_Hello{Hello: &replicationv1.FollowerHello{
-		ClusterId: "test-cluster", NodeId: 3, Position: &replicationv1.Position{}}}}); err != nil {
+	if err := stream.Send(&replicationv1.StreamRequest{Payload: &replicationv1.StreamRequest_Hello{Hello: hello}}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = stream.Recv()
-	want := "node 2 is not the leader: it follows node 1 at " + c.Peers[1]
-	if status.Code(err) != codes.Unavailable || status.Convert(err).Message() != want {
-		t.Fatalf("hello to a follower: %v, want Unavailable %q", err, want)
-	}
+	return err
 }
 
 // rawCodec sends bytes as they are, to put garbage inside a valid gRPC call.
