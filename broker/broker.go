@@ -607,6 +607,9 @@ type clientConn struct {
 // ApiVersions and the SASL login: from now on it ends the orderly way,
 // also if this process dies.
 func (cc *clientConn) markAnswered() {
+	if cc.answered.Load() {
+		return // every answer after the first
+	}
 	if cc.answered.CompareAndSwap(false, true) && cc.tcp != nil {
 		cc.tcp.SetLinger(-1)
 	}
