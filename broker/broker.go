@@ -513,7 +513,11 @@ func (b *Broker) ServeListener(ln net.Listener) error {
 		backoff = 0
 		ip := ipOf(c.RemoteAddr())
 		if reason, limit := b.connLim.admit(ip); reason != "" {
-			c.Close()
+			// Reset, not closed the orderly way: franz-go takes an orderly
+			// end before any answer for a TLS mistake and fails the
+			// records it was about to send, where a reset makes it dial
+			// again after its backoff (resetConn).
+			resetConn(c)
 			b.metrics.connRefused.WithLabelValues(reason).Inc()
 			if ok, counts := b.connLim.noteRefused(reason, time.Now()); ok {
 				b.log.Warn("refusing client connections over a limit", "client", ip, "reason", reason, "limit", limit,

@@ -158,7 +158,7 @@ type Config struct {
 	ConnectionsMaxIdle time.Duration
 
 	// MaxConnections is Kafka's max.connections: the client connections
-	// this node holds at once; one more is closed as soon as it is
+	// this node holds at once; one more is reset as soon as it is
 	// accepted (connlimit.go). 0, the default, is automatic: the
 	// process's open-file limit less one descriptor per WAL segment and a
 	// reserve, so that clients cannot take the descriptors the WAL needs.

@@ -24,13 +24,13 @@ package broker
 //     connections from one address, and --max-connections-per-ip-overrides
 //     sets other bounds for given addresses.
 //
-// A connection over a limit is closed as soon as it is accepted, before
+// A connection over a limit is reset as soon as it is accepted, before
 // its TLS handshake, with a log line (at most one every logEvery, with the
 // number refused since the last) and
 // tandem_broker_connections_refused_total{reason}. Kafka's acceptor
 // instead stops accepting while max.connections is reached, which leaves
 // the new clients waiting in the kernel's queue until their requests time
-// out; a closed connection tells them at once, and they retry after their
+// out; a reset connection tells them at once, and they retry after their
 // reconnect backoff.
 
 import (

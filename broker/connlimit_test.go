@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	itest "github.com/tandem-io/tandem/internal/testutil"
 )
@@ -78,23 +80,92 @@ func requireServed(t *testing.T, ip, addr string) net.Conn {
 	return c
 }
 
-// requireRefused dials from ip and fails unless the broker closes the
-// connection without answering (not a timeout).
+// requireRefused dials from ip and fails unless the broker resets the
+// connection without answering (not a timeout, not an orderly close). The
+// reset can come before the dial has returned.
 func requireRefused(t *testing.T, ip, addr string) {
 	t.Helper()
-	c := dialFrom(t, ip, addr)
-	err := apiVersions(c)
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err == nil {
+		defer c.Close()
+		err = apiVersions(c)
+	}
 	var ne net.Error
 	switch {
 	case err == nil:
-		t.Fatalf("connection from %s served, want it closed", ip)
+		t.Fatalf("connection from %s served, want it reset", ip)
 	case errors.As(err, &ne) && ne.Timeout():
-		t.Fatalf("connection from %s neither served nor closed within 10s: %v", ip, err)
+		t.Fatalf("connection from %s neither served nor reset within 10s: %v", ip, err)
+	case !errors.Is(err, syscall.ECONNRESET):
+		t.Fatalf("connection from %s: %v, want it reset", ip, err)
+	}
+}
+
+// TestProducerMeetingTheConnectionLimitRetries: a franz-go producer whose
+// connection to the broker is refused over --max-connections dials again
+// after its backoff, and writes once a connection slot is free. (Refused
+// connections were closed the orderly way until 2026-12-07: franz-go took
+// that for a TLS mistake and failed the record at once, with "broker closed
+// the connection immediately during api versions negotiation ... is TLS
+// missing?".)
+func TestProducerMeetingTheConnectionLimitRetries(t *testing.T) {
+	b, addr := startBrokerWith(t, t.TempDir(), func(c *Config) { c.MaxConnections = 3 })
+	// Two of the three slots are taken: the producer's seed connection
+	// gets the third, and its connections to node 1 (InitProducerId, then
+	// the produce) are refused until the held ones close.
+	held := []net.Conn{requireServed(t, "127.0.0.1", addr), requireServed(t, "127.0.0.1", addr)}
+	released := make(chan struct{})
+	go func() {
+		defer close(released)
+		time.Sleep(time.Second)
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	cl := newClient(t, addr, kgo.DefaultProduceTopic("conn-limit"), kgo.AllowAutoTopicCreation(),
+		kgo.RecordDeliveryTimeout(20*time.Second))
+	err := cl.ProduceSync(t.Context(), &kgo.Record{Value: []byte("v")}).FirstErr()
+	select {
+	case <-released:
+	default:
+		t.Fatalf("the produce ended while every connection slot was taken: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+	if n := testutil.ToFloat64(b.metrics.connRefused.WithLabelValues(refusedMaxConnections)); n == 0 {
+		t.Fatal("no connection of the producer's was refused")
+	}
+	// The record is there: the partition ends after it. (Asked on one
+	// connection: a consumer needs more than the limit allows.)
+	cl.Close()
+	lo := kmsg.NewPtrListOffsetsRequest()
+	lt := kmsg.NewListOffsetsRequestTopic()
+	lt.Topic = "conn-limit"
+	lp := kmsg.NewListOffsetsRequestTopicPartition()
+	lp.Timestamp = -1
+	lt.Partitions = append(lt.Partitions, lp)
+	lo.Topics = append(lo.Topics, lt)
+	var end int64
+	if err := itest.Poll(10*time.Second, func() error {
+		resp, err := newClient(t, addr).SeedBrokers()[0].Request(t.Context(), lo)
+		if err != nil {
+			return err
+		}
+		p := resp.(*kmsg.ListOffsetsResponse).Topics[0].Partitions[0]
+		if p.ErrorCode != 0 {
+			return kerr.ErrorForCode(p.ErrorCode)
+		}
+		end = p.Offset
+		return nil
+	}); err != nil || end != 1 {
+		t.Fatalf("end offset of conn-limit: %d, %v; want 1", end, err)
 	}
 }
 
 // TestMaxConnections: with --max-connections 6, six connections are served
-// and a seventh is closed at once; once they close, a real client produces
+// and a seventh is reset at once; once they close, a real client produces
 // and consumes.
 func TestMaxConnections(t *testing.T) {
 	b, addr := startBrokerWith(t, t.TempDir(), func(c *Config) { c.MaxConnections = 6 })
@@ -137,19 +208,26 @@ func TestMaxConnectionsPerIP(t *testing.T) {
 		c.MaxConnectionsPerIP = 2
 		c.MaxConnectionsPerIPOverrides = map[string]int{"127.0.0.2": 4, "127.0.0.3": 0}
 	})
-	// Kafka's tools see the limits as broker configs.
+	// Kafka's tools see the limits as broker configs. (Asked on the
+	// client's seed connection alone: a client that opened more from
+	// 127.0.0.1 would be refused over the limit, dial again, and take the
+	// slots the checks below count on.)
 	adm := newClient(t, addr)
-	rcs, err := kadm.NewClient(adm).DescribeBrokerConfigs(t.Context(), 1)
-	if err != nil || len(rcs) != 1 || rcs[0].Err != nil {
-		t.Fatalf("describe broker configs: %v %+v", err, rcs)
+	dc := kmsg.NewPtrDescribeConfigsRequest()
+	rr := kmsg.NewDescribeConfigsRequestResource()
+	rr.ResourceType, rr.ResourceName = kmsg.ConfigResourceTypeBroker, "1"
+	dc.Resources = append(dc.Resources, rr)
+	resp, err := adm.SeedBrokers()[0].Request(t.Context(), dc)
+	if err != nil || len(resp.(*kmsg.DescribeConfigsResponse).Resources) != 1 || resp.(*kmsg.DescribeConfigsResponse).Resources[0].ErrorCode != 0 {
+		t.Fatalf("describe broker configs: %v %+v", err, resp)
 	}
 	want := map[string]string{"max.connections.per.ip": "2", "max.connections.per.ip.overrides": "127.0.0.2:4,127.0.0.3:0"}
-	for _, c := range rcs[0].Configs {
-		if w, ok := want[c.Key]; ok {
+	for _, c := range resp.(*kmsg.DescribeConfigsResponse).Resources[0].Configs {
+		if w, ok := want[c.Name]; ok {
 			if c.Value == nil || *c.Value != w {
-				t.Errorf("%s = %v, want %s", c.Key, c.Value, w)
+				t.Errorf("%s = %v, want %s", c.Name, c.Value, w)
 			}
-			delete(want, c.Key)
+			delete(want, c.Name)
 		}
 	}
 	if len(want) > 0 {

@@ -72,7 +72,7 @@ func main() {
 	flag.DurationVar(&cfg.RetentionCheckInterval, "log-retention-check-interval", cfg.RetentionCheckInterval, "how often retention runs")
 	flag.DurationVar(&cfg.InitialRebalanceDelay, "group-initial-rebalance-delay", cfg.InitialRebalanceDelay, "group.initial.rebalance.delay.ms")
 	flag.DurationVar(&cfg.ConnectionsMaxIdle, "connections-max-idle", cfg.ConnectionsMaxIdle, "close a client connection that sends nothing for this long (connections.max.idle.ms); 0 never")
-	flag.IntVar(&cfg.MaxConnections, "max-connections", cfg.MaxConnections, "most client connections this node holds; more are closed at once (max.connections); 0: the open-file limit less what the WAL needs")
+	flag.IntVar(&cfg.MaxConnections, "max-connections", cfg.MaxConnections, "most client connections this node holds; more are reset at once (max.connections); 0: the open-file limit less what the WAL needs")
 	flag.IntVar(&cfg.MaxConnectionsPerIP, "max-connections-per-ip", cfg.MaxConnectionsPerIP, "most client connections from one address (max.connections.per.ip); 0 no limit")
 	connOverrides := flag.String("max-connections-per-ip-overrides", "", "other limits for given addresses, e.g. \"10.0.0.7:500,::1:20\" (max.connections.per.ip.overrides)")
 	flag.DurationVar(&cfg.OffsetsRetention, "offsets-retention", cfg.OffsetsRetention, "committed offsets of a group expire after it has had no members this long (offsets.retention.minutes); 0 keeps them forever")
