@@ -140,13 +140,7 @@ func TestProducerMeetingTheConnectionLimitRetries(t *testing.T) {
 	// The record is there: the partition ends after it. (Asked on one
 	// connection: a consumer needs more than the limit allows.)
 	cl.Close()
-	lo := kmsg.NewPtrListOffsetsRequest()
-	lt := kmsg.NewListOffsetsRequestTopic()
-	lt.Topic = "conn-limit"
-	lp := kmsg.NewListOffsetsRequestTopicPartition()
-	lp.Timestamp = -1
-	lt.Partitions = append(lt.Partitions, lp)
-	lo.Topics = append(lo.Topics, lt)
+	lo := latestOffsetRequest("conn-limit")
 	var end int64
 	if err := itest.Poll(10*time.Second, func() error {
 		resp, err := newClient(t, addr).SeedBrokers()[0].Request(t.Context(), lo)

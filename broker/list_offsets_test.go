@@ -12,6 +12,18 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
+// latestOffsetRequest asks for the latest offset of partition 0 of topic.
+func latestOffsetRequest(topic string) *kmsg.ListOffsetsRequest {
+	req := kmsg.NewPtrListOffsetsRequest()
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewListOffsetsRequestTopicPartition()
+	rp.Timestamp = -1
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	return req
+}
+
 // A follower answers a consumer's ListOffsets with NOT_LEADER_OR_FOLLOWER,
 // as Kafka does, so that a client whose metadata names it as the leader
 // refreshes instead of taking its (possibly trailing) watermarks; Kafka's
@@ -47,14 +59,8 @@ func TestListOffsetsOnlyFromTheLeader(t *testing.T) {
 
 	ask := func(addr string, replica int32) *kmsg.ListOffsetsResponseTopicPartition {
 		t.Helper()
-		req := kmsg.NewPtrListOffsetsRequest()
+		req := latestOffsetRequest("t")
 		req.ReplicaID = replica
-		rt := kmsg.NewListOffsetsRequestTopic()
-		rt.Topic = "t"
-		rp := kmsg.NewListOffsetsRequestTopicPartition()
-		rp.Timestamp = -1
-		rt.Partitions = append(rt.Partitions, rp)
-		req.Topics = append(req.Topics, rt)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		// Straight to that node, not where the client's metadata points.
