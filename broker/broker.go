@@ -641,17 +641,18 @@ func (o orderlyConn) Close() error {
 // resetConn closes a client connection that has not been answered yet
 // (beyond ApiVersions and the SASL login) with a TCP reset rather than an
 // orderly close, as the kernel does for such a connection if the process
-// dies (SO_LINGER 0 from accept to the first answer). A client that has just connected reads "connection
-// reset" and dials again (to another broker once this one's listener is
-// closed). Reading an orderly end instead, before its first answer,
-// franz-go concludes that TLS or SASL is misconfigured and gives up,
-// failing the records it was about to send: in the soak, producers that
-// had just dialled a leader stopping on SIGTERM lost write attempts that
-// way, once during ApiVersions and once waiting for a first answer.
-// A Kafka broker closes such connections the orderly way, and franz-go
-// fails the same way against it. The reset takes nothing from the client
-// that an orderly close would give it: no answer to its business has been
-// sent on the connection, and a request in flight fails either way.
+// dies (SO_LINGER 0 from accept to the first answer). A client that has
+// just connected reads "connection reset" and dials again (to another
+// broker once this one's listener is closed). Reading an orderly end
+// instead, before its first answer, franz-go concludes that TLS or SASL is
+// misconfigured and gives up, failing the records it was about to send: in
+// the soak, producers that had just dialled a leader stopping on SIGTERM
+// lost write attempts that way, once during ApiVersions and once waiting
+// for a first answer. A Kafka broker closes such connections the orderly
+// way, and franz-go fails the same way against it. The reset takes nothing
+// from the client that an orderly close would give it: no answer to its
+// business has been sent on the connection, and a request in flight fails
+// either way.
 func resetConn(c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetLinger(0)
