@@ -45,6 +45,14 @@ type brokerConn struct {
 	served  atomic.Uint64
 	view    atomic.Pointer[linkv1.ClusterView]
 	viewSig chan struct{} // cap 1
+	// mayWrite: the broker may be taking writes as far as the sidecar
+	// knows. It was handed a leader view that takes writes (stored, even
+	// if not sent yet), and no view that stops them has been confirmed
+	// since (fenceAt). A link that ends while it is set leaves the broker
+	// writing until its detached-link fence (fence_after_ms). viewMu
+	// orders storing a view against clearing mayWrite.
+	viewMu   sync.Mutex
+	mayWrite atomic.Bool
 	// storage is the broker's latest StorageState (nil: none received, so
 	// its appends work as far as the sidecar knows).
 	storage atomic.Pointer[linkv1.StorageState]
@@ -428,7 +436,28 @@ func (c *brokerConn) storeView(v *linkv1.ClusterView) {
 	if !c.hello.GetReadsHeartbeats() || c.beatEvery == 0 {
 		v.HeartbeatIntervalMs = 0 // none will come
 	}
+	c.viewMu.Lock()
+	defer c.viewMu.Unlock()
+	if takesWrites(v) {
+		c.mayWrite.Store(true)
+	}
 	c.view.Store(v)
+}
+
+// confirmedView records that the broker applied v (fenceAt): when v takes
+// no writes and no other view was stored since, the broker takes none.
+func (c *brokerConn) confirmedView(v *linkv1.ClusterView) {
+	c.viewMu.Lock()
+	defer c.viewMu.Unlock()
+	if !takesWrites(v) && c.view.Load() == v {
+		c.mayWrite.Store(false)
+	}
+}
+
+// takesWrites reports whether a broker under view v appends produced
+// records: it leads, and is not handing the leadership over.
+func takesWrites(v *linkv1.ClusterView) bool {
+	return v.GetRole() == linkv1.Role_ROLE_LEADER && !v.GetHandingOver()
 }
 
 // setView makes v the broker's cluster view (sent once, latest wins).

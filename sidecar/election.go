@@ -194,8 +194,10 @@ func (e *election) term(cli *clientv3.Client) error {
 	}
 	defer func() {
 		// Give the key up at once (a clean handover); harmless when the
-		// lease is already gone or etcd is unreachable.
+		// lease is already gone or etcd is unreachable. Not before a
+		// broker that may still take writes has fenced itself, though.
 		sess.Orphan()
+		s.awaitBrokerFence()
 		rctx, rcancel := context.WithTimeout(context.Background(), time.Second)
 		cli.Revoke(rctx, lease.ID)
 		rcancel()

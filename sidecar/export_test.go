@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -24,6 +25,14 @@ func SetConnectionTimeout(d time.Duration) (restore func()) {
 func (s *Sidecar) Crash() error {
 	s.crashed.Store(true)
 	return s.Close()
+}
+
+// EndBrokerLink ends the attached broker's link from the sidecar's side,
+// as a link error would, and leaves the broker to re-attach on its own.
+func (s *Sidecar) EndBrokerLink() {
+	if bc, _ := s.currentBroker(); bc != nil {
+		bc.stop(errors.New("test: link ended"))
+	}
 }
 
 // CampaignEligibility asks the election of a sidecar running with

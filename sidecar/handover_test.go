@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -389,4 +390,65 @@ func TestStoppingLeaderSidecarWithNobodyToHandOverFencesItsBroker(t *testing.T) 
 	end := next.WAL().LastLSN()
 	c.WaitCaughtUp(end)
 	c.AssertIdentical(end)
+}
+
+// A leader's sidecar whose broker lost its link (the broker runs on, and
+// cannot re-attach) and that then stops must keep its etcd lease until the
+// broker's own detached-link fence has stopped its writes: given up at
+// once, another node is elected while the old broker still takes writes.
+func TestStoppingLeaderSidecarHoldsLeaseUntilDetachedBrokerFenced(t *testing.T) {
+	c, url := etcdCluster(t, nil)
+	old, _ := waitISRPublished(t, c, url)
+	leader := c.Nodes[old].Broker
+	if lsn, err := leader.TryProduce(100); lsn == 0 || err != nil {
+		t.Fatalf("the leader's broker refused a write (LSN %d, error %v)", lsn, err)
+	}
+	// The followers of a new cluster campaign only after giving the
+	// --leader node a head start of one lease TTL (2 s here, counted from
+	// their start): let it pass, so that a freed lease is taken at once.
+	time.Sleep(2 * time.Second)
+	// Without its socket file the broker cannot attach again (it keeps
+	// trying), so it keeps its leader view until its own fence.
+	if err := os.Remove(c.Nodes[old].Socket); err != nil {
+		t.Fatal(err)
+	}
+	c.Nodes[old].Sidecar.EndBrokerLink()
+	ended := time.Now()
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		c.StopSidecar(old)
+	}()
+
+	// Sample the old broker's writes and the other brokers' views until
+	// another node leads and the old broker refuses writes.
+	var lastWrite, elected time.Time
+	var next int32
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) && (elected.IsZero() || !lastWrite.IsZero() && time.Since(lastWrite) < 2*time.Second) {
+		if lsn, err := leader.TryProduce(10); err != nil {
+			t.Fatal(err)
+		} else if lsn != 0 {
+			lastWrite = time.Now()
+		}
+		for _, id := range c.IDs() {
+			if id != old && elected.IsZero() && c.Nodes[id].Broker.View().Role == link.RoleLeader {
+				elected, next = time.Now(), id
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	<-stopped
+	if elected.IsZero() {
+		t.Fatal("no other node was elected after the leader's sidecar stopped")
+	}
+	t.Logf("link ended; old broker's last write after %v; node %d leads after %v",
+		lastWrite.Sub(ended).Round(time.Millisecond), next, elected.Sub(ended).Round(time.Millisecond))
+	if lastWrite.IsZero() {
+		t.Fatal("the old broker took no write after its link ended: the test shows nothing")
+	}
+	if !lastWrite.Before(elected) {
+		t.Fatalf("the old broker took a write %v after node %d was elected: two brokers took writes at once",
+			lastWrite.Sub(elected).Round(time.Millisecond), next)
+	}
 }

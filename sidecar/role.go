@@ -309,6 +309,10 @@ func (s *Sidecar) switchRoleLocked(leaderID int32, epoch uint32, reason string) 
 		fcancel()
 		if err != nil {
 			s.log.Error("could not confirm that the broker stopped taking writes; closing its link (it keeps the follower view it was sent, if it got it)", "error", err)
+			// Before the role is seen to change: the broker may write
+			// until its own fence, and the term this ends must hold the
+			// lease until then (awaitBrokerFence).
+			s.noteLinkEnd(bc)
 		} else {
 			s.log.Info("broker fenced: it refuses writes from now on", "epoch", v.Epoch)
 		}
@@ -326,9 +330,11 @@ func (s *Sidecar) switchRoleLocked(leaderID int32, epoch uint32, reason string) 
 		// that attached while the old role was being stopped was handed to
 		// no leader, and would stay unseen by this one.
 		if nb, _ := s.currentBroker(); nb != nil && nb != bc {
+			s.noteLinkEnd(nb)
 			nb.stop(errRoleChange)
 		}
 		if bc != nil {
+			s.noteLinkEnd(bc) // again, now that the link really ends
 			bc.stop(errRoleChange)
 		}
 	}
@@ -358,7 +364,11 @@ func (c *brokerConn) fenceAt(ctx context.Context, v *linkv1.ClusterView) (*linkv
 	if err := c.enqueue(ctx, &linkv1.AttachResponse{Payload: &linkv1.AttachResponse_ClusterView{ClusterView: v}}); err != nil {
 		return nil, err
 	}
-	return c.checksum(ctx, 1, 1)
+	res, err := c.checksum(ctx, 1, 1)
+	if err == nil {
+		c.confirmedView(v)
+	}
+	return res, err
 }
 
 // stop ends this leadership: every follower stream is closed and new ones

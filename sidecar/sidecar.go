@@ -86,6 +86,12 @@ type Sidecar struct {
 	// shuttingDown is set when Close starts: the node no longer stands
 	// for election.
 	shuttingDown atomic.Bool
+	// brokerFencedAt (unix nanoseconds) is when a broker whose link ended
+	// while it may have been taking writes stops taking them at the
+	// latest: its detached-link fence (detachedFenceMs after the link
+	// ended). An ending etcd term holds the lease until then
+	// (awaitBrokerFence).
+	brokerFencedAt atomic.Int64
 
 	// seenBrokers is every peer broker (by node id) that a cluster view of
 	// this node has listed, with its latest address: a node that no longer
@@ -213,6 +219,9 @@ func (s *Sidecar) Close() error {
 	s.mu.Unlock()
 	s.shuttingDown.Store(true)
 	s.awaitHandOver() // before closing: the handover changes the role
+	// Still leading (the broker detached, or the handover did not finish):
+	// the broker stops taking writes before the lease is given up.
+	s.stepDownOnClose("the leadership was not handed over")
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -377,6 +386,7 @@ func (s *Sidecar) detachBroker(c *brokerConn) {
 		s.mu.Unlock()
 		return
 	}
+	s.noteLinkEnd(c) // before anyone can see the broker gone
 	s.broker = nil
 	close(s.brokerSig)
 	s.brokerSig = make(chan struct{})
@@ -492,7 +502,7 @@ func (s *Sidecar) awaitHandOver() {
 		for bc.stoppingState() == nil {
 			select {
 			case <-grace.C:
-				s.stepDownOnClose()
+				s.stepDownOnClose("no in-sync follower to hand the leadership to")
 				return
 			case <-bc.ctx.Done():
 				return
@@ -586,15 +596,65 @@ func (s *Sidecar) handOverPossible(l *leader, bc *brokerConn) bool {
 // revoked lease lets another node be elected at once: one that joined the
 // ISR after the handover was ruled out (a 15-minute soak of 2026-12-07 saw
 // two brokers take writes for 0.5 s that way).
-func (s *Sidecar) stepDownOnClose() {
+func (s *Sidecar) stepDownOnClose(why string) {
+	if s.election == nil || s.crashed.Load() {
+		return // a static leader stays the leader; a crash hands nothing over
+	}
 	if l, _ := s.roles(); l == nil {
 		return
 	}
-	s.log.Warn("stopping: no in-sync follower to hand the leadership to; the broker stops taking writes now, before the lease is given up")
+	s.log.Warn("stopping: " + why + "; the broker stops taking writes now, before the lease is given up")
 	if err := s.switchRole(0, s.currentEpoch(), "the sidecar is shutting down"); err != nil && !errors.Is(err, ErrClosing) {
 		s.log.Error("stopping: stepping down failed", "error", err)
 	}
 }
+
+// noteLinkEnd records, when c's link ends (or is about to be ended) while
+// its broker may be taking writes (mayWrite) under etcd failover, when the
+// broker's own detached-link fence stops those writes at the latest:
+// fence_after_ms from now.
+func (s *Sidecar) noteLinkEnd(c *brokerConn) {
+	fence := time.Duration(s.detachedFenceMs()) * time.Millisecond
+	if fence <= 0 || !c.mayWrite.Load() || c.stoppingState() != nil {
+		return // a broker that said it stops (BrokerStopping) took its writes away itself
+	}
+	at := time.Now().Add(fence).UnixNano()
+	for old := s.brokerFencedAt.Load(); old < at; old = s.brokerFencedAt.Load() {
+		if s.brokerFencedAt.CompareAndSwap(old, at) {
+			return
+		}
+	}
+}
+
+// awaitBrokerFence holds this node's etcd lease (an ended term calls it
+// before it revokes the lease) until a broker whose link ended while it
+// may have been taking writes (noteLinkEnd) has surely stopped: its
+// detached-link fence is due fence_after_ms after the link ended, and the
+// broker may be alive with only the link gone (a link error, or a
+// step-down whose fence it did not confirm). Revoked at once, the lease
+// would let another node be elected while this broker still writes. A
+// broker that crashed makes the revoke up to fence_after_ms (a quarter of
+// the lease TTL) later than it could be; unrevoked, the lease would hold
+// the cluster for a whole TTL.
+func (s *Sidecar) awaitBrokerFence() {
+	at := s.brokerFencedAt.Load()
+	if at == 0 {
+		return
+	}
+	// The broker arms its fence when it notices the link end, a moment
+	// after the sidecar ends or sees it end.
+	wait := time.Until(time.Unix(0, at)) + brokerFenceMargin
+	if wait <= 0 {
+		return
+	}
+	s.log.Warn("the broker's link ended while it may have been taking writes; keeping the etcd lease until its own fence has stopped them",
+		"wait", wait.Round(time.Millisecond))
+	time.Sleep(wait)
+}
+
+// brokerFenceMargin is how long awaitBrokerFence allows a broker to notice
+// that its link ended (it arms its fence then).
+const brokerFenceMargin = 100 * time.Millisecond
 
 // currentBroker returns the attached broker (nil when none) and a channel
 // closed at the next attach or detach.
