@@ -600,11 +600,14 @@ func (s *Sidecar) stepDownOnClose(why string) {
 	if s.election == nil || s.crashed.Load() {
 		return // a static leader stays the leader; a crash hands nothing over
 	}
+	// Under the role lock: a handover's step-down may be under way.
+	s.roleMu.Lock()
+	defer s.roleMu.Unlock()
 	if l, _ := s.roles(); l == nil {
 		return
 	}
 	s.log.Warn("stopping: " + why + "; the broker stops taking writes now, before the lease is given up")
-	if err := s.switchRole(0, s.currentEpoch(), "the sidecar is shutting down"); err != nil && !errors.Is(err, ErrClosing) {
+	if err := s.switchRoleLocked(0, s.currentEpoch(), "the sidecar is shutting down"); err != nil && !errors.Is(err, ErrClosing) {
 		s.log.Error("stopping: stepping down failed", "error", err)
 	}
 }
