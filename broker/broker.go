@@ -81,7 +81,7 @@ type Broker struct {
 	mu          sync.RWMutex
 	topics      map[string]*topic // guarded by mu
 	view        link.ClusterView  // guarded by mu
-	clusterName string            // guarded by mu; Kafka cluster id in Metadata
+	clusterName string            // guarded by mu; the kept cluster id (clusterid.go), Kafka's cluster id in Metadata
 
 	commitMu  sync.Mutex
 	commitLSN uint64          // guarded by commitMu
@@ -199,6 +199,12 @@ func Open(cfg Config) (*Broker, error) {
 		cancel()
 		return nil, fmt.Errorf("broker: data dir: %w", err)
 	}
+	clusterID, err := loadClusterID(cfg.DataDir)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	b.clusterName = clusterID
 	b.metrics = newMetrics(b) // its gauges read b.wal only when scraped
 	cacheBytes := cfg.PageCacheBytes
 	if cacheBytes <= 0 {

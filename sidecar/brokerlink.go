@@ -53,6 +53,9 @@ type brokerConn struct {
 	// orders storing a view against clearing mayWrite.
 	viewMu   sync.Mutex
 	mayWrite atomic.Bool
+	// clusterID is this sidecar's cluster id, sent in every view (set
+	// before the sender starts).
+	clusterID string
 	// storage is the broker's latest StorageState (nil: none received, so
 	// its appends work as far as the sidecar knows).
 	storage atomic.Pointer[linkv1.StorageState]
@@ -429,10 +432,12 @@ func (c *brokerConn) firstLSN() uint64 {
 }
 
 // storeView records v as the broker's latest cluster view. Every view
-// this sidecar sends says that it reads StorageState and BrokerStopping.
+// this sidecar sends says that it reads StorageState and BrokerStopping,
+// and names this sidecar's cluster.
 func (c *brokerConn) storeView(v *linkv1.ClusterView) {
 	v.ReadsStorageState = true
 	v.ReadsBrokerStopping = true
+	v.ClusterId = c.clusterID
 	if !c.hello.GetReadsHeartbeats() || c.beatEvery == 0 {
 		v.HeartbeatIntervalMs = 0 // none will come
 	}
@@ -714,11 +719,12 @@ func (ls *linkServer) Attach(stream linkv1.LinkService_AttachServer) error {
 		s.log.Error("broker did not start with a hello; closing the link", "got", fmt.Sprintf("%T", first.GetPayload()))
 		return status.Error(codes.InvalidArgument, "tandem.link.v1: the first message must be a BrokerHello")
 	}
-	if err := validateBrokerHello(hello, s.cfg.NodeID); err != nil {
+	if err := validateBrokerHello(hello, s.cfg.NodeID, s.cfg.ClusterID); err != nil {
 		s.log.Error("refusing broker", "error", err)
 		return err
 	}
 	c := newBrokerConn(stream.Context(), hello, s.log.Named("broker-link"))
+	c.clusterID = s.cfg.ClusterID
 	c.onStopping = func(st *brokerStop) { s.brokerStopping(c, st) }
 	c.beatEvery, c.vouch = time.Duration(s.heartbeatIntervalMs())*time.Millisecond, s.leaseFreshUntil
 	if err := s.attachBroker(c); err != nil {
@@ -760,10 +766,17 @@ func (ls *linkServer) Attach(stream linkv1.LinkService_AttachServer) error {
 }
 
 // validateBrokerHello checks a broker's hello.
-func validateBrokerHello(h *linkv1.BrokerHello, nodeID int32) error {
+func validateBrokerHello(h *linkv1.BrokerHello, nodeID int32, clusterID string) error {
 	if h.GetNodeId() != nodeID {
 		return status.Errorf(codes.FailedPrecondition,
 			"tandem.link.v1: broker has node id %d but this sidecar serves node %d (check --node-id on both)", h.GetNodeId(), nodeID)
+	}
+	if id := h.GetClusterId(); id != "" && id != clusterID {
+		// Accepted, it would follow this cluster's leader, which would
+		// truncate or overwrite the other cluster's data to match its own.
+		return status.Errorf(codes.FailedPrecondition,
+			"tandem.link.v1: the broker's data directory belongs to cluster %q, but this sidecar serves cluster %q; refusing it so that none of that data is truncated or overwritten (check --cluster-id, and that the broker's --data-dir is this node's)",
+			id, clusterID)
 	}
 	if h.GetLastLsn() > 0 && h.GetFirstLsn() > h.GetLastLsn()+1 {
 		return status.Errorf(codes.InvalidArgument, "tandem.link.v1: hello has first LSN %d after last LSN %d", h.GetFirstLsn(), h.GetLastLsn())

@@ -3,10 +3,13 @@ package sidecar
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	linkv1 "github.com/tandem-io/tandem/gen/tandem/link/v1"
 )
@@ -169,4 +172,25 @@ func TestFollowerPositionIsWhatTheBrokerHolds(t *testing.T) {
 			t.Fatalf("position %d after the broker refused at 104, want 104", last)
 		}
 	})
+}
+
+// A sidecar refuses a broker whose data belongs to another cluster, before
+// anything is streamed; a broker that keeps no cluster id yet, or this
+// sidecar's, is welcome.
+func TestBrokerHelloOfAnotherClusterRefused(t *testing.T) {
+	for _, tc := range []struct {
+		cluster string
+		refused bool
+	}{{"", false}, {"blue", false}, {"green", true}} {
+		err := validateBrokerHello(&linkv1.BrokerHello{NodeId: 3, ClusterId: tc.cluster}, 3, "blue")
+		if !tc.refused {
+			if err != nil {
+				t.Errorf("hello keeping cluster %q refused by a sidecar of cluster blue: %v", tc.cluster, err)
+			}
+			continue
+		}
+		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), `"green"`) || !strings.Contains(err.Error(), `"blue"`) {
+			t.Errorf("hello keeping cluster %q: %v, want FAILED_PRECONDITION naming both clusters", tc.cluster, err)
+		}
+	}
 }

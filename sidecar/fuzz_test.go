@@ -72,7 +72,7 @@ func FuzzAttachRequest(f *testing.F) {
 			return
 		}
 		if h := m.GetHello(); h != nil {
-			validateBrokerHello(h, 1)
+			validateBrokerHello(h, 1, "test-cluster")
 			return
 		}
 		l := testLeader(t, time.Second)

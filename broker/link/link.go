@@ -121,6 +121,23 @@ type WritesBounder interface {
 	SetWritesUntil(t time.Time)
 }
 
+// ClusterKeeper is optionally implemented by a Broker that keeps the id of
+// the cluster its data belongs to (package broker does, in its data
+// directory, as a Kafka broker keeps cluster.id in meta.properties). The
+// hello carries KeptClusterID (empty: none yet). The first cluster view
+// that names a cluster is kept with KeepClusterID before the broker applies
+// it; a view that names another cluster than the kept one ends the stream
+// with ErrOtherCluster and is not applied, so that nothing from a sidecar
+// of another cluster (truncations, entries) reaches the WAL.
+type ClusterKeeper interface {
+	KeptClusterID() string
+	KeepClusterID(id string) error
+}
+
+// ErrOtherCluster ends a stream whose sidecar serves another cluster than
+// the one the broker's data belongs to (ClusterKeeper).
+var ErrOtherCluster = errors.New("link: the sidecar serves another cluster than this broker's data belongs to")
+
 // Racker is optionally implemented by a Broker that has a rack configured;
 // the rack is sent in the hello so that the cluster view carries it.
 type Racker interface {

@@ -848,3 +848,83 @@ func TestEntryTypesMatchProto(t *testing.T) {
 		}
 	}
 }
+
+// keepingBroker keeps a cluster id in memory (link.ClusterKeeper).
+type keepingBroker struct {
+	*walBroker
+	mu   sync.Mutex
+	kept string
+}
+
+func (b *keepingBroker) KeptClusterID() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.kept
+}
+
+func (b *keepingBroker) KeepClusterID(id string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.kept = id
+	return nil
+}
+
+func clusterView(role linkv1.Role, cluster string) *linkv1.AttachResponse {
+	m := view(role)
+	m.GetClusterView().ClusterId = cluster
+	return m
+}
+
+// A broker keeps the cluster id of the first view that names one and says
+// it in its hellos; a view of another cluster ends the stream unapplied.
+func TestBrokerKeepsItsClusterAndRefusesAnother(t *testing.T) {
+	var kb *keepingBroker
+	h := newHarnessWith(t, wal.Options{Sync: wal.SyncNone}, nil, func(b *walBroker) link.Broker {
+		kb = &keepingBroker{walBroker: b}
+		return kb
+	})
+	s, hello := h.attach()
+	if hello.GetClusterId() != "" {
+		t.Fatalf("hello of a broker that keeps no cluster yet names cluster %q", hello.GetClusterId())
+	}
+	h.send(s, clusterView(linkv1.Role_ROLE_LEADER, "blue"))
+	testutil.Eventually(t, 5*time.Second, func() bool { v, _ := h.b.state(); return v.Role == link.RoleLeader })
+	if got := kb.KeptClusterID(); got != "blue" {
+		t.Fatalf("kept cluster %q after the first view, want blue", got)
+	}
+
+	// A sidecar of another cluster: the broker ends the stream and applies
+	// nothing of it.
+	h.srv.Stop()
+	h.serve()
+	s, hello = h.attach()
+	if hello.GetClusterId() != "blue" {
+		t.Fatalf("hello names cluster %q, want the kept blue", hello.GetClusterId())
+	}
+	h.send(s, clusterView(linkv1.Role_ROLE_FOLLOWER, "green"))
+	ended := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := s.Recv(); err != nil {
+				ended <- err
+				return
+			}
+		}
+	}()
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the broker kept the stream of a sidecar of another cluster open")
+	}
+	if v, _ := h.b.state(); v.Role != link.RoleLeader {
+		t.Fatalf("the broker applied a view of another cluster: %+v", v)
+	}
+	if got := kb.KeptClusterID(); got != "blue" {
+		t.Fatalf("kept cluster %q after a view of another cluster, want blue", got)
+	}
+	// It tries again (the operator may fix the sidecar), saying the same.
+	_, hello = h.attach()
+	if hello.GetClusterId() != "blue" {
+		t.Fatalf("hello after the refusal names cluster %q, want blue", hello.GetClusterId())
+	}
+}

@@ -13,7 +13,9 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/tandem-io/tandem/broker/wal"
 	linkv1 "github.com/tandem-io/tandem/gen/tandem/link/v1"
@@ -57,12 +59,21 @@ func Run(ctx context.Context, socketPath string, b Broker, logger hclog.Logger) 
 			return nil
 		}
 		views.arm()
-		if attached {
+		refused := refusedPairing(err)
+		if attached && !refused {
 			delay = MinBackoff
 			attempt = 1
 		}
 		d := delay/2 + rand.N(delay/2+1)
-		if attached {
+		if refused {
+			// A configuration error, which retrying does not fix; it is
+			// retried (at the longest backoff) so that the broker attaches
+			// once the operator has fixed it.
+			if attempt == 1 || attempt%10 == 0 {
+				logger.Error("the sidecar and this broker do not belong together; retrying until the configuration is fixed",
+					"socket", socketPath, "attempt", attempt, "error", err, "retry_in", d.Round(time.Millisecond))
+			}
+		} else if attached {
 			logger.Warn("sidecar link lost; the broker keeps serving with its last cluster view and reattaches",
 				"socket", socketPath, "error", err, "retry_in", d.Round(time.Millisecond))
 		} else if attempt == 1 || attempt%10 == 0 {
@@ -84,6 +95,14 @@ func Run(ctx context.Context, socketPath string, b Broker, logger hclog.Logger) 
 		case <-t.C:
 		}
 	}
+}
+
+// refusedPairing reports whether a stream ended because the broker and the
+// sidecar are not configured to work together: the sidecar refused the
+// hello (FAILED_PRECONDITION: another node id or cluster id), or the
+// sidecar serves another cluster (ErrOtherCluster).
+func refusedPairing(err error) bool {
+	return errors.Is(err, ErrOtherCluster) || status.Code(err) == codes.FailedPrecondition
 }
 
 // viewGate hands the sidecar's cluster views to the broker, and fences a
@@ -360,6 +379,9 @@ func (s *session) run() error {
 	if r, ok := s.b.(Racker); ok {
 		hello.Rack = r.Rack()
 	}
+	if k, ok := s.b.(ClusterKeeper); ok {
+		hello.ClusterId = k.KeptClusterID()
+	}
 	if c, ok := s.b.(Committer); ok {
 		hello.CommitLsn = min(c.CommitLSN(), hello.DurableLsn)
 	}
@@ -433,6 +455,28 @@ func (s *session) sender(hello *linkv1.BrokerHello) error {
 	}
 }
 
+// checkCluster keeps the cluster id of a view (ClusterKeeper) the first
+// time one comes, and refuses a view of another cluster than the kept one.
+func (s *session) checkCluster(id string) error {
+	k, ok := s.b.(ClusterKeeper)
+	if id == "" || !ok {
+		return nil // an older sidecar, or a broker that keeps none
+	}
+	switch kept := k.KeptClusterID(); kept {
+	case id:
+		return nil
+	case "":
+		if err := k.KeepClusterID(id); err != nil {
+			return fmt.Errorf("link: keeping the cluster id %q: %w", id, err)
+		}
+		s.log.Info("this broker's data now belongs to the sidecar's cluster", "cluster_id", id)
+		return nil
+	default:
+		return fmt.Errorf("%w: the sidecar serves cluster %q, but this broker's data directory belongs to cluster %q; check the sidecar's --cluster-id and the broker's --data-dir",
+			ErrOtherCluster, id, kept)
+	}
+}
+
 func (s *session) receiver() error {
 	defer s.stopPush()
 	for {
@@ -448,6 +492,9 @@ func (s *session) receiver() error {
 		}
 		switch p := m.GetPayload().(type) {
 		case *linkv1.AttachResponse_ClusterView:
+			if err := s.checkCluster(p.ClusterView.GetClusterId()); err != nil {
+				return err
+			}
 			v := ViewFromProto(p.ClusterView)
 			s.log.Debug("cluster view from sidecar", "role", v.Role, "leader_id", v.LeaderID, "epoch", v.Epoch,
 				"brokers", len(v.Brokers), "isr", v.ISR)

@@ -1284,8 +1284,17 @@ type BrokerHello struct {
 	// heartbeat_interval_ms (since 2026-12-07). A sidecar sends heartbeats only
 	// to a broker that sets this; an older broker would refuse the message.
 	ReadsHeartbeats bool `protobuf:"varint,12,opt,name=reads_heartbeats,json=readsHeartbeats,proto3" json:"reads_heartbeats,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The cluster this broker's data belongs to: the cluster_id of the first
+	// ClusterView that carried one, which the broker keeps in its data
+	// directory (as a Kafka broker keeps cluster.id in meta.properties).
+	// Empty while it has none (a new data directory, a standalone broker,
+	// or a broker older than this field, 2026-12-07). A sidecar refuses a
+	// hello whose cluster_id is set and is not its own with
+	// FAILED_PRECONDITION, before it sends anything: a data directory of
+	// another cluster is never truncated or overwritten to match this one.
+	ClusterId     string `protobuf:"bytes,13,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BrokerHello) Reset() {
@@ -1400,6 +1409,13 @@ func (x *BrokerHello) GetReadsHeartbeats() bool {
 		return x.ReadsHeartbeats
 	}
 	return false
+}
+
+func (x *BrokerHello) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
 }
 
 // CommittedEntries carries entries that became durable in the leader
@@ -1914,8 +1930,16 @@ type ClusterView struct {
 	// epoch. Set only for a broker whose hello set reads_heartbeats (since
 	// 2026-12-07).
 	HeartbeatIntervalMs uint32 `protobuf:"varint,10,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// The sidecar's cluster id (its --cluster-id; since 2026-12-07; empty
+	// from an older sidecar). Keep the first one you get durably and send it
+	// in every later BrokerHello.cluster_id; report it to Kafka clients as
+	// the cluster id (Metadata, DescribeCluster). A view whose cluster_id is
+	// set and differs from the one you keep comes from a sidecar of another
+	// cluster: apply nothing from that stream, end it, and report the
+	// mismatch.
+	ClusterId     string `protobuf:"bytes,11,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClusterView) Reset() {
@@ -2016,6 +2040,13 @@ func (x *ClusterView) GetHeartbeatIntervalMs() uint32 {
 		return x.HeartbeatIntervalMs
 	}
 	return 0
+}
+
+func (x *ClusterView) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
 }
 
 // ReplayRequest asks the leader broker for entries from its WAL.
@@ -2454,7 +2485,7 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\apayload\"T\n" +
 	"\rLinkHeartbeat\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\rR\x05epoch\x12-\n" +
-	"\x13fresh_until_unix_ms\x18\x02 \x01(\x04R\x10freshUntilUnixMs\"\xd0\x03\n" +
+	"\x13fresh_until_unix_ms\x18\x02 \x01(\x04R\x10freshUntilUnixMs\"\xef\x03\n" +
 	"\vBrokerHello\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x05R\x06nodeId\x12'\n" +
 	"\x0fadvertised_host\x18\x02 \x01(\tR\x0eadvertisedHost\x12'\n" +
@@ -2470,7 +2501,9 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"commit_lsn\x18\n" +
 	" \x01(\x04R\tcommitLsn\x12,\n" +
 	"\x12reads_handing_over\x18\v \x01(\bR\x10readsHandingOver\x12)\n" +
-	"\x10reads_heartbeats\x18\f \x01(\bR\x0freadsHeartbeats\"d\n" +
+	"\x10reads_heartbeats\x18\f \x01(\bR\x0freadsHeartbeats\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\r \x01(\tR\tclusterId\"d\n" +
 	"\x10CommittedEntries\x12/\n" +
 	"\aentries\x18\x01 \x03(\v2\x15.tandem.link.v1.EntryR\aentries\x12\x1f\n" +
 	"\vdurable_lsn\x18\x02 \x01(\x04R\n" +
@@ -2508,7 +2541,7 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\tfirst_lsn\x18\x04 \x01(\x04R\bfirstLsn\x12\x19\n" +
 	"\blast_lsn\x18\x05 \x01(\x04R\alastLsn\x12\x1d\n" +
 	"\n" +
-	"commit_lsn\x18\x06 \x01(\x04R\tcommitLsn\"\x93\x03\n" +
+	"commit_lsn\x18\x06 \x01(\x04R\tcommitLsn\"\xb2\x03\n" +
 	"\vClusterView\x12(\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x14.tandem.link.v1.RoleR\x04role\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\x05R\bleaderId\x12\x14\n" +
@@ -2520,7 +2553,9 @@ const file_tandem_link_v1_link_proto_rawDesc = "" +
 	"\fhanding_over\x18\b \x01(\bR\vhandingOver\x12$\n" +
 	"\x0efence_after_ms\x18\t \x01(\rR\ffenceAfterMs\x122\n" +
 	"\x15heartbeat_interval_ms\x18\n" +
-	" \x01(\rR\x13heartbeatIntervalMs\"f\n" +
+	" \x01(\rR\x13heartbeatIntervalMs\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\v \x01(\tR\tclusterId\"f\n" +
 	"\rReplayRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x19\n" +

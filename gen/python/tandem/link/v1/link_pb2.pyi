@@ -99,10 +99,11 @@ class AttachResponse(_message.Message):
     def __init__(self, cluster_view: _Optional[_Union[ClusterView, _Mapping]] = ..., replay: _Optional[_Union[ReplayRequest, _Mapping]] = ..., apply: _Optional[_Union[ApplyEntries, _Mapping]] = ..., truncate_to: _Optional[_Union[TruncateTo, _Mapping]] = ..., reset_to: _Optional[_Union[ResetTo, _Mapping]] = ..., commit: _Optional[_Union[CommitPoint, _Mapping]] = ..., subscribe: _Optional[_Union[SubscribeCommitted, _Mapping]] = ..., checksum: _Optional[_Union[ChecksumRequest, _Mapping]] = ..., heartbeat: _Optional[_Union[LinkHeartbeat, _Mapping]] = ...) -> None: ...
 
 class BrokerHello(_message.Message):
-    __slots__ = ["advertised_host", "advertised_port", "apply_carries_commit", "commit_lsn", "durable_lsn", "epoch_history", "first_lsn", "last_lsn", "node_id", "rack", "reads_handing_over", "reads_heartbeats"]
+    __slots__ = ["advertised_host", "advertised_port", "apply_carries_commit", "cluster_id", "commit_lsn", "durable_lsn", "epoch_history", "first_lsn", "last_lsn", "node_id", "rack", "reads_handing_over", "reads_heartbeats"]
     ADVERTISED_HOST_FIELD_NUMBER: _ClassVar[int]
     ADVERTISED_PORT_FIELD_NUMBER: _ClassVar[int]
     APPLY_CARRIES_COMMIT_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     COMMIT_LSN_FIELD_NUMBER: _ClassVar[int]
     DURABLE_LSN_FIELD_NUMBER: _ClassVar[int]
     EPOCH_HISTORY_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +116,7 @@ class BrokerHello(_message.Message):
     advertised_host: str
     advertised_port: int
     apply_carries_commit: bool
+    cluster_id: str
     commit_lsn: int
     durable_lsn: int
     epoch_history: _containers.RepeatedCompositeFieldContainer[EpochStart]
@@ -124,7 +126,7 @@ class BrokerHello(_message.Message):
     rack: str
     reads_handing_over: bool
     reads_heartbeats: bool
-    def __init__(self, node_id: _Optional[int] = ..., advertised_host: _Optional[str] = ..., advertised_port: _Optional[int] = ..., rack: _Optional[str] = ..., first_lsn: _Optional[int] = ..., last_lsn: _Optional[int] = ..., durable_lsn: _Optional[int] = ..., epoch_history: _Optional[_Iterable[_Union[EpochStart, _Mapping]]] = ..., apply_carries_commit: bool = ..., commit_lsn: _Optional[int] = ..., reads_handing_over: bool = ..., reads_heartbeats: bool = ...) -> None: ...
+    def __init__(self, node_id: _Optional[int] = ..., advertised_host: _Optional[str] = ..., advertised_port: _Optional[int] = ..., rack: _Optional[str] = ..., first_lsn: _Optional[int] = ..., last_lsn: _Optional[int] = ..., durable_lsn: _Optional[int] = ..., epoch_history: _Optional[_Iterable[_Union[EpochStart, _Mapping]]] = ..., apply_carries_commit: bool = ..., commit_lsn: _Optional[int] = ..., reads_handing_over: bool = ..., reads_heartbeats: bool = ..., cluster_id: _Optional[str] = ...) -> None: ...
 
 class BrokerInfo(_message.Message):
     __slots__ = ["host", "node_id", "port", "rack"]
@@ -173,8 +175,9 @@ class ChecksumResult(_message.Message):
     def __init__(self, request_id: _Optional[int] = ..., checksum: _Optional[int] = ..., error: _Optional[str] = ..., first_lsn: _Optional[int] = ..., last_lsn: _Optional[int] = ..., commit_lsn: _Optional[int] = ...) -> None: ...
 
 class ClusterView(_message.Message):
-    __slots__ = ["brokers", "epoch", "fence_after_ms", "handing_over", "heartbeat_interval_ms", "isr", "leader_id", "reads_broker_stopping", "reads_storage_state", "role"]
+    __slots__ = ["brokers", "cluster_id", "epoch", "fence_after_ms", "handing_over", "heartbeat_interval_ms", "isr", "leader_id", "reads_broker_stopping", "reads_storage_state", "role"]
     BROKERS_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     FENCE_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
     HANDING_OVER_FIELD_NUMBER: _ClassVar[int]
@@ -185,6 +188,7 @@ class ClusterView(_message.Message):
     READS_STORAGE_STATE_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     brokers: _containers.RepeatedCompositeFieldContainer[BrokerInfo]
+    cluster_id: str
     epoch: int
     fence_after_ms: int
     handing_over: bool
@@ -194,7 +198,7 @@ class ClusterView(_message.Message):
     reads_broker_stopping: bool
     reads_storage_state: bool
     role: Role
-    def __init__(self, role: _Optional[_Union[Role, str]] = ..., leader_id: _Optional[int] = ..., epoch: _Optional[int] = ..., brokers: _Optional[_Iterable[_Union[BrokerInfo, _Mapping]]] = ..., isr: _Optional[_Iterable[int]] = ..., reads_storage_state: bool = ..., reads_broker_stopping: bool = ..., handing_over: bool = ..., fence_after_ms: _Optional[int] = ..., heartbeat_interval_ms: _Optional[int] = ...) -> None: ...
+    def __init__(self, role: _Optional[_Union[Role, str]] = ..., leader_id: _Optional[int] = ..., epoch: _Optional[int] = ..., brokers: _Optional[_Iterable[_Union[BrokerInfo, _Mapping]]] = ..., isr: _Optional[_Iterable[int]] = ..., reads_storage_state: bool = ..., reads_broker_stopping: bool = ..., handing_over: bool = ..., fence_after_ms: _Optional[int] = ..., heartbeat_interval_ms: _Optional[int] = ..., cluster_id: _Optional[str] = ...) -> None: ...
 
 class CommitApplied(_message.Message):
     __slots__ = ["lsn"]
