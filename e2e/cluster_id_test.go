@@ -107,6 +107,11 @@ func TestDataDirOfAnotherClusterIsRefused(t *testing.T) {
 		}
 		return nil
 	})
+	// tandemctl status (the sidecar's readiness) says why node 3 is not ready.
+	if st, err := green.status(3); err != nil || st.GetReady() || !strings.Contains(st.GetNotReadyReason(), `belongs to cluster "blue"`) {
+		t.Fatalf("green's node 3 status while it refuses the broker: ready %v, reason %q (error %v); want not ready, naming cluster blue",
+			st.GetReady(), st.GetNotReadyReason(), err)
+	}
 	if got := kafkaClusterID(t, intruderAddr); got != "blue" {
 		t.Fatalf("the refused broker reports Kafka cluster id %q, want its data's blue", got)
 	}

@@ -720,7 +720,7 @@ func (ls *linkServer) Attach(stream linkv1.LinkService_AttachServer) error {
 		return status.Error(codes.InvalidArgument, "tandem.link.v1: the first message must be a BrokerHello")
 	}
 	if err := validateBrokerHello(hello, s.cfg.NodeID, s.cfg.ClusterID); err != nil {
-		s.log.Error("refusing broker", "error", err)
+		s.noteBrokerRefused(err)
 		return err
 	}
 	c := newBrokerConn(stream.Context(), hello, s.log.Named("broker-link"))
@@ -763,6 +763,41 @@ func (ls *linkServer) Attach(stream linkv1.LinkService_AttachServer) error {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	return nil
+}
+
+// brokerRefusal is the last broker hello the sidecar refused.
+type brokerRefusal struct {
+	msg    string
+	at     time.Time
+	logged time.Time // when it was last logged
+}
+
+// refusalLogEvery bounds how often the same refusal is logged: a refused
+// broker tries again every second or two until its configuration is fixed.
+const refusalLogEvery = time.Minute
+
+// noteBrokerRefused records and logs a refused hello; readiness (and so
+// tandemctl status) names it while no broker is attached.
+func (s *Sidecar) noteBrokerRefused(err error) {
+	now := time.Now()
+	r := &brokerRefusal{msg: status.Convert(err).Message(), at: now, logged: now}
+	if last := s.brokerRefused.Load(); last != nil && last.msg == r.msg && now.Sub(last.logged) < refusalLogEvery {
+		r.logged = last.logged
+	} else {
+		s.log.Error("refusing broker", "error", err)
+	}
+	s.brokerRefused.Store(r)
+}
+
+// recentBrokerRefusal returns the last refused hello's message, when one
+// was refused lately (a refused broker retries at least every few
+// seconds), or "".
+func (s *Sidecar) recentBrokerRefusal() string {
+	r := s.brokerRefused.Load()
+	if r == nil || time.Since(r.at) > 10*time.Second {
+		return ""
+	}
+	return r.msg
 }
 
 // validateBrokerHello checks a broker's hello.

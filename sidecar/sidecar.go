@@ -92,6 +92,9 @@ type Sidecar struct {
 	// ended). An ending etcd term holds the lease until then
 	// (awaitBrokerFence).
 	brokerFencedAt atomic.Int64
+	// brokerRefused is the last broker hello refused (another node id or
+	// cluster id), nil when none.
+	brokerRefused atomic.Pointer[brokerRefusal]
 
 	// seenBrokers is every peer broker (by node id) that a cluster view of
 	// this node has listed, with its latest address: a node that no longer
@@ -366,6 +369,7 @@ func (s *Sidecar) attachBroker(c *brokerConn) error {
 		return status.Error(codes.AlreadyExists, "tandem.link.v1: a broker is already attached to this sidecar")
 	}
 	s.broker = c
+	s.brokerRefused.Store(nil)
 	close(s.brokerSig)
 	s.brokerSig = make(chan struct{})
 	s.mu.Unlock()
@@ -695,6 +699,9 @@ func (s *Sidecar) readinessLoop() {
 func (s *Sidecar) readiness() (bool, string) {
 	bc, _ := s.currentBroker()
 	if bc == nil {
+		if msg := s.recentBrokerRefusal(); msg != "" {
+			return false, "broker not attached: this sidecar refuses the broker that tries to attach: " + msg
+		}
 		return false, "broker not attached"
 	}
 	if msg, since := bc.storageFailure(); msg != "" {
