@@ -351,20 +351,9 @@ func (e *election) eligible(ctx context.Context, cli *clientv3.Client) (bool, st
 	if l != nil {
 		return false, "leading"
 	}
-	bc, _ := s.currentBroker()
-	if bc == nil {
-		return false, "broker not attached"
-	}
-	if bc.stoppingState() != nil {
-		return false, "its broker is stopping"
-	}
-	if s.shuttingDown.Load() {
-		// A sidecar that handed its leadership over as it stops must not
-		// take it back: its broker re-attaches meanwhile.
-		return false, "the sidecar is shutting down"
-	}
-	if msg, _ := bc.storageFailure(); msg != "" {
-		return false, "the broker cannot write its WAL: " + msg
+	bc, why := s.brokerUnfitToLead()
+	if why != "" {
+		return false, why
 	}
 	if last, commit := walEndAndCommit(f, bc); last < commit {
 		// It lacks acknowledged writes: elected, it would make the others
@@ -383,6 +372,30 @@ func (e *election) eligible(ctx context.Context, cli *clientv3.Client) (bool, st
 		return false, fmt.Sprintf("not in the ISR %v published by leader %d in epoch %d", v.ISR, v.LeaderID, v.Epoch)
 	}
 	return true, ""
+}
+
+// brokerUnfitToLead returns the attached broker, and why this node could
+// not lead with it now ("" when it could): none is attached, it is
+// stopping, the sidecar is shutting down, or the broker cannot write its
+// WAL. Only what this node knows locally, so that it can be asked again at
+// the last moment before taking the leader's role.
+func (s *Sidecar) brokerUnfitToLead() (*brokerConn, string) {
+	bc, _ := s.currentBroker()
+	if bc == nil {
+		return nil, "broker not attached"
+	}
+	if bc.stoppingState() != nil {
+		return bc, "its broker is stopping"
+	}
+	if s.shuttingDown.Load() {
+		// A sidecar that handed its leadership over as it stops must not
+		// take it back: its broker re-attaches meanwhile.
+		return bc, "the sidecar is shutting down"
+	}
+	if msg, _ := bc.storageFailure(); msg != "" {
+		return bc, "the broker cannot write its WAL: " + msg
+	}
+	return bc, ""
 }
 
 // publishedISR reads the ISR published in etcd; found is false when none
@@ -552,6 +565,11 @@ func (e *election) campaignLoop(ctx context.Context, cli *clientv3.Client, el *c
 
 var errWithdrawn = errors.New("sidecar: withdrew from the election")
 
+// testHookElected, set only by tests, runs after this node won the
+// election and proclaimed its epoch, just before it checks its broker a
+// last time and takes the leader's role.
+var testHookElected func(nodeID int32)
+
 // withdraw ends a campaign that this node gives up (cancel and done are
 // the campaign's), and deletes any election key this session holds.
 // Campaign may have won just before it was cancelled: it then returned
@@ -663,6 +681,19 @@ func (e *election) lead(ctx context.Context, cli *clientv3.Client, el *concurren
 	r, err = cli.Get(gctx, e.key("isr"))
 	cancel()
 	pinned := e.pinnedFrom(r, err)
+	if testHookElected != nil {
+		testHookElected(s.cfg.NodeID)
+	}
+	// Look at the broker once more: the checks and etcd round trips since
+	// the campaign was won take up to a quarter of the TTL, and a broker
+	// that crashed meanwhile would leave this node leading with nothing
+	// behind it until the detached-broker rule below resigns, a whole TTL
+	// later. Resigning now lets another in-sync node be elected at once;
+	// the epoch handed out above is simply never used.
+	if _, why := s.brokerUnfitToLead(); why != "" {
+		e.log.Warn("elected, but no longer fit to lead; resigning before taking the leader's role", "epoch", epoch, "reason", why)
+		return errWithdrawn
+	}
 	e.failovers.Add(1)
 	e.log.Info("won the etcd election", "epoch", epoch, "pinned_isr", fmt.Sprint(pinned))
 	e.pinned.Store(&pinned)

@@ -95,3 +95,12 @@ func Withdraw(ctx context.Context, cli *clientv3.Client, prefix string, ttl time
 	s := &Sidecar{cfg: Config{EtcdPrefix: prefix, LeaseTTL: ttl}, log: hclog.NewNullLogger()}
 	return newElection(s).withdraw(ctx, cli, cancel, done, id)
 }
+
+// SetElectedHook makes every sidecar of this process call f(node id) after
+// it won the election and proclaimed its epoch, just before it checks its
+// broker a last time and takes the leader's role. It returns a function
+// that removes the hook; set it before any sidecar starts.
+func SetElectedHook(f func(nodeID int32)) (restore func()) {
+	testHookElected = f
+	return func() { testHookElected = nil }
+}
