@@ -158,7 +158,12 @@ const usage = `usage:
     lists the transactional ids the leader coordinates: state, producer id and epoch, timeout, how long the open
     ones have run, their partitions; STATE: Ongoing, PrepareCommit, PrepareAbort, CompleteCommit, CompleteAbort, Empty;
     --abort aborts ID's open transaction now (its producer is fenced)
-    connection flags (acls, quotas, transactions, sasl-user --bootstrap): --sasl-user U [--sasl-password-file F | password on stdin] [--sasl-mechanism PLAIN|SCRAM-SHA-256|SCRAM-SHA-512]
+  tandemctl [--timeout 5s] groups --bootstrap HOST:PORT,... ($TANDEM_BOOTSTRAP) [connection flags]
+      [GROUP...] | --reset-offsets TO (--topic TOPIC[:P,P...]... | --all-topics) [--execute] GROUP | --delete GROUP...
+    lists the consumer groups (type, state, members, lag), or describes the named ones per partition (committed
+    offset, end, lag, member); TO: earliest, latest, OFFSET, an RFC 3339 time or a DURATION ago; without --execute
+    the reset only prints the new offsets; reset and delete need a group without members
+    connection flags (acls, quotas, transactions, groups, sasl-user --bootstrap): --sasl-user U [--sasl-password-file F | password on stdin] [--sasl-mechanism PLAIN|SCRAM-SHA-256|SCRAM-SHA-512]
       --tls-ca F [--tls-cert F --tls-key F] [--tls-server-name NAME]
 global flags: --token TOKEN ($TANDEM_ADMIN_TOKEN) for promote and verify when the sidecar has --admin-token;
   --tls-ca, --tls-cert, --tls-key, --tls-server-name ($TANDEM_TLS_*) for a sidecar with mutual TLS.`
@@ -200,6 +205,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return quotasCmd(ctx, rest, os.Stdin, stdout, *timeout)
 	case "transactions":
 		return transactionsCmd(ctx, rest, os.Stdin, stdout, *timeout)
+	case "groups":
+		return groupsCmd(ctx, rest, os.Stdin, stdout, *timeout)
 	}
 	cl := &client{addr: *addr, timeout: *timeout, out: stdout, token: *token}
 	if tlsFiles.Enabled() {

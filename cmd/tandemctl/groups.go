@@ -1,0 +1,439 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// groupsCmd implements `tandemctl groups`, the operator's
+// kafka-consumer-groups.sh:
+//
+//   - with no group named, it lists every consumer group with its type
+//     (classic or consumer, KIP-848), state, member count and total lag;
+//   - with groups named, it describes each: per partition the committed
+//     offset, the partition's end (high watermark), the lag and the member
+//     that consumes it;
+//   - --reset-offsets TO moves a stopped group's committed offsets (to the
+//     earliest or latest offset, an offset, a time, or a time ago) for the
+//     partitions --topic or --all-topics name; it prints the plan and
+//     commits it only with --execute, as Kafka's tool;
+//   - --delete deletes stopped groups with their committed offsets.
+//
+// A group with members refuses both changes, as Kafka does: its consumers
+// would overwrite the reset with their next commit. It connects as
+// `tandemctl acls` does; with --acls the brokers show only the groups the
+// principal may Describe.
+func groupsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Writer, timeout time.Duration) error {
+	var (
+		bootstrap string
+		conn      kafkaConn
+		reset     string
+		topics    stringsFlag
+		allTopics bool
+		execute   bool
+		del       bool
+	)
+	fs := flag.NewFlagSet("groups", flag.ContinueOnError)
+	conn.flags(fs, "groups", &bootstrap)
+	fs.StringVar(&reset, "reset-offsets", "", "move GROUP's committed offsets to: earliest, latest, an offset, a time (RFC 3339) or a duration ago (e.g. 90m)")
+	fs.Var(&topics, "topic", "with --reset-offsets: TOPIC (every partition) or TOPIC:P[,P...] (repeatable)")
+	fs.BoolVar(&allTopics, "all-topics", false, "with --reset-offsets: every partition GROUP has committed offsets for")
+	fs.BoolVar(&execute, "execute", false, "with --reset-offsets: commit the new offsets (without it, only print them)")
+	fs.BoolVar(&del, "delete", false, "delete the named groups (they must have no members) with their committed offsets")
+	// Group names may come before, between or after the flags.
+	var groups []string
+	for rest := args; ; {
+		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return usageError{"groups: " + err.Error()}
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		groups, rest = append(groups, fs.Arg(0)), fs.Args()[1:]
+	}
+	switch {
+	case reset != "" && del:
+		return usageError{"groups: --reset-offsets and --delete do not go together"}
+	case reset != "" && len(groups) != 1:
+		return usageError{"groups --reset-offsets needs exactly one GROUP"}
+	case reset != "" && len(topics) == 0 == !allTopics:
+		return usageError{"groups --reset-offsets needs --topic or --all-topics (one of them)"}
+	case reset == "" && (len(topics) > 0 || allTopics || execute):
+		return usageError{"groups: --topic, --all-topics and --execute go with --reset-offsets"}
+	case del && len(groups) == 0:
+		return usageError{"groups --delete needs the groups to delete"}
+	}
+	var target resetTarget
+	var selected map[string][]int32
+	if reset != "" {
+		var err error
+		if target, err = parseResetTarget(reset, time.Now()); err != nil {
+			return usageError{"groups --reset-offsets: " + err.Error()}
+		}
+		if selected, err = parseTopicPartitions(topics); err != nil {
+			return usageError{"groups --topic: " + err.Error()}
+		}
+	}
+	if err := conn.check(bootstrap); err != nil {
+		return err
+	}
+	cl, err := conn.client(bootstrap, stdin)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	switch {
+	case reset != "":
+		return resetGroupOffsets(ctx, adm, groups[0], target, selected, execute, out)
+	case del:
+		return deleteGroups(ctx, adm, groups, out)
+	case len(groups) == 0:
+		return listGroups(ctx, adm, out)
+	}
+	return describeGroups(ctx, adm, groups, out)
+}
+
+// listGroups prints one line per group.
+func listGroups(ctx context.Context, adm *kadm.Client, out io.Writer) error {
+	listed, err := adm.ListGroups(ctx)
+	if err != nil {
+		return fmt.Errorf("listing groups: %w", err)
+	}
+	if len(listed) == 0 {
+		fmt.Fprintln(out, "no groups")
+		return nil
+	}
+	lags, err := adm.Lag(ctx, listed.Groups()...)
+	if err != nil {
+		return fmt.Errorf("computing the groups' lag: %w", err)
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "GROUP\tTYPE\tSTATE\tMEMBERS\tLAG")
+	for _, g := range listed.Sorted() {
+		typ := g.GroupType
+		if typ == "" {
+			typ = "-"
+		}
+		members, lag := "?", "?"
+		if l, ok := lags[g.Group]; ok && l.DescribeErr == nil {
+			members = strconv.Itoa(len(l.Members))
+			if l.FetchErr == nil {
+				lag = totalLag(l.Lag)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", g.Group, typ, g.State, members, lag)
+	}
+	return tw.Flush()
+}
+
+// totalLag is a group's lag summed over its partitions, "-" when it has
+// neither committed offsets nor assigned partitions, and "?" when a
+// partition's lag is unknown (its end offset could not be read).
+func totalLag(l kadm.GroupLag) string {
+	rows := l.Sorted()
+	if len(rows) == 0 {
+		return "-"
+	}
+	var sum int64
+	for _, r := range rows {
+		if r.Err != nil || r.Lag < 0 {
+			return "?"
+		}
+		sum += r.Lag
+	}
+	return strconv.FormatInt(sum, 10)
+}
+
+// describeGroups prints each named group's partitions with their
+// committed offsets, end offsets, lag and consuming member.
+func describeGroups(ctx context.Context, adm *kadm.Client, groups []string, out io.Writer) error {
+	lags, err := adm.Lag(ctx, groups...)
+	if err != nil {
+		return fmt.Errorf("describing groups: %w", err)
+	}
+	var failed []string
+	for i, name := range groups {
+		if i > 0 {
+			fmt.Fprintln(out)
+		}
+		l, ok := lags[name]
+		switch {
+		case !ok:
+			failed = append(failed, name+": not described")
+			continue
+		case l.DescribeErr != nil:
+			failed = append(failed, fmt.Sprintf("%s: %v", name, l.DescribeErr))
+			continue
+		case l.State == "Dead":
+			fmt.Fprintf(out, "group %s: does not exist\n", name)
+			continue
+		}
+		proto := l.Protocol
+		if proto == "" {
+			proto = "-"
+		}
+		fmt.Fprintf(out, "group %s: %s, protocol type %q, assignor %s, coordinator node %d, %d member(s)\n",
+			name, l.State, l.ProtocolType, proto, l.Coordinator.NodeID, len(l.Members))
+		if l.FetchErr != nil {
+			failed = append(failed, fmt.Sprintf("%s: fetching its committed offsets: %v", name, l.FetchErr))
+			continue
+		}
+		rows := l.Lag.Sorted()
+		if len(rows) == 0 {
+			fmt.Fprintln(out, "no committed offsets and no assigned partitions")
+			continue
+		}
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "TOPIC\tPARTITION\tCOMMITTED\tEND\tLAG\tMEMBER\tCLIENT ID\tHOST")
+		for _, r := range rows {
+			committed, end, lag := "-", "?", "?"
+			if r.Commit.At >= 0 {
+				committed = strconv.FormatInt(r.Commit.At, 10)
+			}
+			if r.End.Err == nil {
+				end = strconv.FormatInt(r.End.Offset, 10)
+			}
+			if r.Err == nil && r.Lag >= 0 {
+				lag = strconv.FormatInt(r.Lag, 10)
+			}
+			member, client, host := "-", "-", "-"
+			if r.Member != nil {
+				member, client, host = r.Member.MemberID, r.Member.ClientID, r.Member.ClientHost
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Topic, r.Partition, committed, end, lag, member, client, host)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if len(failed) > 0 {
+		return errors.New(strings.Join(failed, "; "))
+	}
+	return nil
+}
+
+// resetTarget is where --reset-offsets moves offsets: the earliest or
+// latest offset, a given offset, or the first offset at or after a time.
+type resetTarget struct {
+	kind   string // "earliest", "latest", "offset", "time"
+	offset int64  // kind "offset"
+	milli  int64  // kind "time": Unix milliseconds
+}
+
+// parseResetTarget reads --reset-offsets' value; a duration is taken back
+// from now.
+func parseResetTarget(s string, now time.Time) (resetTarget, error) {
+	switch s {
+	case "earliest", "latest":
+		return resetTarget{kind: s}, nil
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if n < 0 {
+			return resetTarget{}, fmt.Errorf("offset %d is negative", n)
+		}
+		return resetTarget{kind: "offset", offset: n}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return resetTarget{kind: "time", milli: t.UnixMilli()}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return resetTarget{kind: "time", milli: now.Add(-d).UnixMilli()}, nil
+	}
+	return resetTarget{}, fmt.Errorf("%q is not earliest, latest, an offset, an RFC 3339 time or a positive duration", s)
+}
+
+// parseTopicPartitions reads the --topic values: TOPIC (nil: every
+// partition) or TOPIC:P[,P...].
+func parseTopicPartitions(vals []string) (map[string][]int32, error) {
+	out := map[string][]int32{}
+	for _, v := range vals {
+		topic, parts, found := strings.Cut(v, ":")
+		if topic == "" {
+			return nil, fmt.Errorf("%q names no topic", v)
+		}
+		if !found {
+			out[topic] = nil
+			continue
+		}
+		for _, p := range splitList(parts, ",") {
+			n, err := strconv.ParseInt(p, 10, 32)
+			if err != nil || n < 0 {
+				return nil, fmt.Errorf("%q: %q is not a partition number", v, p)
+			}
+			out[topic] = append(out[topic], int32(n))
+		}
+		if len(out[topic]) == 0 {
+			return nil, fmt.Errorf("%q lists no partition", v)
+		}
+	}
+	return out, nil
+}
+
+// resetGroupOffsets moves a group's committed offsets, or (without execute)
+// prints where they would go.
+func resetGroupOffsets(ctx context.Context, adm *kadm.Client, group string, target resetTarget, selected map[string][]int32, execute bool, out io.Writer) error {
+	described, err := adm.DescribeGroups(ctx, group)
+	if err != nil {
+		return fmt.Errorf("describing group %s: %w", group, err)
+	}
+	if d, ok := described[group]; ok {
+		if d.Err != nil {
+			return fmt.Errorf("describing group %s: %w", group, d.Err)
+		}
+		if len(d.Members) > 0 {
+			return fmt.Errorf("group %s is %s with %d member(s): stop its consumers first (they would commit over the reset)", group, d.State, len(d.Members))
+		}
+	}
+	current, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		return fmt.Errorf("fetching group %s's committed offsets: %w", group, err)
+	}
+	if err := current.Error(); err != nil {
+		return fmt.Errorf("fetching group %s's committed offsets: %w", group, err)
+	}
+	// The partitions to move: every committed one (--all-topics), or those
+	// --topic names, each topic's partitions from its metadata.
+	want := kadm.TopicsSet{}
+	if len(selected) == 0 {
+		current.Each(func(o kadm.OffsetResponse) { want.Add(o.Topic, o.Partition) })
+	} else {
+		names := make([]string, 0, len(selected))
+		for t := range selected {
+			names = append(names, t)
+		}
+		md, err := adm.ListTopics(ctx, names...)
+		if err != nil {
+			return fmt.Errorf("reading the topics' metadata: %w", err)
+		}
+		for t, parts := range selected {
+			d, ok := md[t]
+			if !ok || d.Err != nil {
+				return fmt.Errorf("topic %s: does not exist", t)
+			}
+			if parts == nil {
+				for p := range d.Partitions {
+					want.Add(t, p)
+				}
+				continue
+			}
+			for _, p := range parts {
+				if _, ok := d.Partitions[p]; !ok {
+					return fmt.Errorf("topic %s has no partition %d (it has %d)", t, p, len(d.Partitions))
+				}
+				want.Add(t, p)
+			}
+		}
+	}
+	if len(want) == 0 {
+		return fmt.Errorf("group %s has no committed offsets: nothing to reset (name the partitions with --topic)", group)
+	}
+	topics := want.Topics()
+	starts, err := adm.ListStartOffsets(ctx, topics...)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("listing the partitions' earliest offsets: %w", err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, topics...)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("listing the partitions' latest offsets: %w", err)
+	}
+	var byTime kadm.ListedOffsets
+	if target.kind == "time" {
+		if byTime, err = adm.ListOffsetsAfterMilli(ctx, target.milli, topics...); err == nil {
+			err = byTime.Error()
+		}
+		if err != nil {
+			return fmt.Errorf("looking the offsets up by time: %w", err)
+		}
+	}
+	plan := kadm.Offsets{}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TOPIC\tPARTITION\tCOMMITTED\tNEW")
+	for _, tp := range want.Sorted() {
+		ps := append([]int32(nil), tp.Partitions...)
+		sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
+		for _, p := range ps {
+			start, _ := starts.Lookup(tp.Topic, p)
+			end, _ := ends.Lookup(tp.Topic, p)
+			var next int64
+			switch target.kind {
+			case "earliest":
+				next = start.Offset
+			case "latest":
+				next = end.Offset
+			case "offset":
+				// Out of range: the nearest end, as Kafka's tool does.
+				next = min(max(target.offset, start.Offset), end.Offset)
+			case "time":
+				at, _ := byTime.Lookup(tp.Topic, p)
+				next = at.Offset
+			}
+			committed := "-"
+			if o, ok := current.Lookup(tp.Topic, p); ok && o.At >= 0 {
+				committed = strconv.FormatInt(o.At, 10)
+			}
+			plan.Add(kadm.Offset{Topic: tp.Topic, Partition: p, At: next, LeaderEpoch: -1})
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\n", tp.Topic, p, committed, next)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if !execute {
+		fmt.Fprintln(out, "not committed: run again with --execute to move the offsets")
+		return nil
+	}
+	if err := adm.CommitAllOffsets(ctx, group, plan); err != nil {
+		return fmt.Errorf("committing group %s's new offsets: %w", group, err)
+	}
+	fmt.Fprintf(out, "committed: group %s's consumers start from these offsets\n", group)
+	return nil
+}
+
+// deleteGroups deletes stopped groups.
+func deleteGroups(ctx context.Context, adm *kadm.Client, groups []string, out io.Writer) error {
+	res, err := adm.DeleteGroups(ctx, groups...)
+	if err != nil {
+		return fmt.Errorf("deleting groups: %w", err)
+	}
+	var failed []string
+	for _, g := range groups {
+		r, ok := res[g]
+		switch {
+		case !ok:
+			failed = append(failed, g+": no answer")
+		case errors.Is(r.Err, kerr.NonEmptyGroup):
+			failed = append(failed, fmt.Sprintf("%s: %v: it has members; stop its consumers first", g, r.Err))
+		case r.Err != nil:
+			failed = append(failed, fmt.Sprintf("%s: %v", g, r.Err))
+		default:
+			fmt.Fprintf(out, "deleted group %s\n", g)
+		}
+	}
+	if len(failed) > 0 {
+		return errors.New("deleting groups: " + strings.Join(failed, "; "))
+	}
+	return nil
+}
