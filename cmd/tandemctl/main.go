@@ -163,7 +163,12 @@ const usage = `usage:
     lists the consumer groups (type, state, members, lag), or describes the named ones per partition (committed
     offset, end, lag, member); TO: earliest, latest, OFFSET, an RFC 3339 time or a DURATION ago; without --execute
     the reset only prints the new offsets; reset and delete need a group without members
-    connection flags (acls, quotas, transactions, groups, sasl-user --bootstrap): --sasl-user U [--sasl-password-file F | password on stdin] [--sasl-mechanism PLAIN|SCRAM-SHA-256|SCRAM-SHA-512]
+  tandemctl [--timeout 5s] topics --bootstrap HOST:PORT,... ($TANDEM_BOOTSTRAP) [connection flags]
+      [TOPIC...] | --create TOPIC [--partitions N] [--config K=V]... | --alter TOPIC... [--partitions N]
+      [--config K=V]... [--delete-config K]... | --delete TOPIC...
+    lists the topics (partitions, replicas, min.insync.replicas, under-replicated partitions), or describes the named
+    ones (configs set on them; leader, replicas and ISR per partition); creates, alters and deletes topics
+    connection flags (acls, quotas, transactions, groups, topics, sasl-user --bootstrap): --sasl-user U [--sasl-password-file F | password on stdin] [--sasl-mechanism PLAIN|SCRAM-SHA-256|SCRAM-SHA-512]
       --tls-ca F [--tls-cert F --tls-key F] [--tls-server-name NAME]
 global flags: --token TOKEN ($TANDEM_ADMIN_TOKEN) for promote and verify when the sidecar has --admin-token;
   --tls-ca, --tls-cert, --tls-key, --tls-server-name ($TANDEM_TLS_*) for a sidecar with mutual TLS.`
@@ -207,6 +212,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return transactionsCmd(ctx, rest, os.Stdin, stdout, *timeout)
 	case "groups":
 		return groupsCmd(ctx, rest, os.Stdin, stdout, *timeout)
+	case "topics":
+		return topicsCmd(ctx, rest, os.Stdin, stdout, *timeout)
 	}
 	cl := &client{addr: *addr, timeout: *timeout, out: stdout, token: *token}
 	if tlsFiles.Enabled() {
