@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds Tandem, starts a local three-node cluster (scripts/cluster.sh) and
 # shows it replicating: 1000 records produced to the leader with kcat, read
-# back from a follower, every replica's position (tandemctl status) and a
+# back from a follower, every replica's position (tandemctl status), the
+# topic's replicas and ISR (tandemctl topics) and a
 # byte-level comparison of the three WALs (tandemctl verify).
 #
 #   scripts/demo.sh          # leaves the cluster running; stop it with scripts/cluster.sh down
@@ -37,6 +38,10 @@ echo
 echo "== reading the topic back from node 3 (a follower, 127.0.0.1:9094)"
 n=$(kcat -C -b 127.0.0.1:9094 -t demo -o beginning -e -q | wc -l)
 echo "node 3 served $n records"
+
+echo
+echo "== the topic as Kafka clients see it, asked of node 2 (tandemctl topics: leader, replicas, in-sync replicas)"
+bin/tandemctl topics --bootstrap 127.0.0.1:9093 demo
 
 echo
 echo "== comparing the three WALs (tandemctl verify)"
