@@ -74,12 +74,11 @@ func aclsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Writer,
 	if err != nil {
 		return err
 	}
-	cl, err := o.conn.client(o.bootstrap, stdin)
+	adm, closeAdm, err := o.conn.admin(o.bootstrap, stdin)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	defer closeAdm()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	switch {
@@ -228,6 +227,37 @@ func (c *kafkaConn) check(bootstrap string) error {
 		return usageError{c.cmd + ": --sasl-password-file needs --sasl-user"}
 	}
 	return nil
+}
+
+// admin checks the flags (check) and returns an admin client of the
+// brokers at bootstrap (as client does) and the function that closes it.
+func (c *kafkaConn) admin(bootstrap string, stdin io.Reader) (*kadm.Client, func(), error) {
+	if err := c.check(bootstrap); err != nil {
+		return nil, nil, err
+	}
+	cl, err := c.client(bootstrap, stdin)
+	if err != nil {
+		return nil, nil, err
+	}
+	return kadm.NewClient(cl), cl.Close, nil
+}
+
+// parseWithNames parses a command's flags in fs, with names (of groups,
+// topics) allowed before, between or after them, and returns the names.
+func parseWithNames(fs *flag.FlagSet, args []string) ([]string, error) {
+	var names []string
+	for rest := args; ; {
+		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError{fs.Name() + ": " + err.Error()}
+		}
+		if fs.NArg() == 0 {
+			return names, nil
+		}
+		names, rest = append(names, fs.Arg(0)), fs.Args()[1:]
+	}
 }
 
 // client returns a Kafka client of the brokers at bootstrap, with SASL and

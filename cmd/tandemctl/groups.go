@@ -51,19 +51,9 @@ func groupsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Write
 	fs.BoolVar(&allTopics, "all-topics", false, "with --reset-offsets: every partition GROUP has committed offsets for")
 	fs.BoolVar(&execute, "execute", false, "with --reset-offsets: commit the new offsets (without it, only print them)")
 	fs.BoolVar(&del, "delete", false, "delete the named groups (they must have no members) with their committed offsets")
-	// Group names may come before, between or after the flags.
-	var groups []string
-	for rest := args; ; {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return err
-			}
-			return usageError{"groups: " + err.Error()}
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		groups, rest = append(groups, fs.Arg(0)), fs.Args()[1:]
+	groups, err := parseWithNames(fs, args)
+	if err != nil {
+		return err
 	}
 	switch {
 	case reset != "" && del:
@@ -88,15 +78,11 @@ func groupsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Write
 			return usageError{"groups --topic: " + err.Error()}
 		}
 	}
-	if err := conn.check(bootstrap); err != nil {
-		return err
-	}
-	cl, err := conn.client(bootstrap, stdin)
+	adm, closeAdm, err := conn.admin(bootstrap, stdin)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	defer closeAdm()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	switch {

@@ -57,12 +57,11 @@ func quotasCmd(ctx context.Context, args []string, stdin io.Reader, out io.Write
 	if err != nil {
 		return err
 	}
-	cl, err := o.conn.client(o.bootstrap, stdin)
+	adm, closeAdm, err := o.conn.admin(o.bootstrap, stdin)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	defer closeAdm()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if o.describe {

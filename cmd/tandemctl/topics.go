@@ -50,19 +50,9 @@ func topicsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Write
 	fs.IntVar(&partitions, "partitions", 0, "with --create: the partition count (default 1); with --alter: the new, higher count")
 	fs.Var(&configs, "config", "with --create or --alter: a topic config KEY=VALUE (repeatable), e.g. min.insync.replicas=2")
 	fs.Var(&unset, "delete-config", "with --alter: remove the topic's own value of KEY, so that the node's default applies (repeatable)")
-	// Topic names may come before, between or after the flags.
-	var topics []string
-	for rest := args; ; {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return err
-			}
-			return usageError{"topics: " + err.Error()}
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		topics, rest = append(topics, fs.Arg(0)), fs.Args()[1:]
+	topics, err := parseWithNames(fs, args)
+	if err != nil {
+		return err
 	}
 	partitionsSet := false
 	fs.Visit(func(f *flag.Flag) { partitionsSet = partitionsSet || f.Name == "partitions" })
@@ -92,15 +82,11 @@ func topicsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Write
 	if err != nil {
 		return usageError{"topics --config: " + err.Error()}
 	}
-	if err := conn.check(bootstrap); err != nil {
-		return err
-	}
-	cl, err := conn.client(bootstrap, stdin)
+	adm, closeAdm, err := conn.admin(bootstrap, stdin)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	defer closeAdm()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	switch {

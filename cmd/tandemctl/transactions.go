@@ -50,19 +50,15 @@ func transactionsCmd(ctx context.Context, args []string, stdin io.Reader, out io
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("transactions takes no arguments (got %q)", fs.Args())}
 	}
-	if err := conn.check(bootstrap); err != nil {
-		return err
-	}
 	var want []string
 	for _, s := range states {
 		want = append(want, splitList(s, ",")...)
 	}
-	cl, err := conn.client(bootstrap, stdin)
+	adm, closeAdm, err := conn.admin(bootstrap, stdin)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	defer closeAdm()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if abort != "" {
