@@ -152,7 +152,7 @@ func newMetrics(b *Broker) *metrics {
 		func() float64 { return float64(b.clusterView().Epoch) })
 	m.reg.MustRegister(takesWrites, viewEpoch, m.produceLatency, m.bytesIn, m.recordsIn, m.walLastLSN, m.walDurableLSN,
 		m.walFirstLSN, m.commitLSN, m.retentionDelete, m.compactedBatches, m.retentionCopied, m.compactionRemoved, m.fsyncLatency, m.tlsFailures, m.saslFailures, m.aclDenied, aclBindings, m.throttled, m.throttleTime, m.transactions, openTxns, oldestTxn, quotaEntities, fetchSessions,
-		m.acceptErrors, m.connRefused, conns, maxConns,
+		m.acceptErrors, m.connRefused, conns, maxConns, groupLag{b: b, desc: groupLagDesc},
 		walStat("tandem_broker_wal_fsyncs_total", "fsyncs of WAL segment files (group commit, segment rolls, truncation, close).",
 			func(st wal.Stats) uint64 { return st.Fsyncs }),
 		walStat("tandem_broker_wal_appends_total", "Entries appended to the WAL (leader and follower).",
@@ -163,6 +163,44 @@ func newMetrics(b *Broker) *metrics {
 			func(st wal.Stats) uint64 { return st.Rolls }),
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
+}
+
+// groupLagDesc describes tandem_broker_consumer_group_lag.
+var groupLagDesc = prometheus.NewDesc("tandem_broker_consumer_group_lag",
+	"Records between a consumer group's committed offsets and the high watermarks of the partitions it committed on, summed per topic (kafka_exporter's kafka_consumergroup_lag_sum). Committed offsets are WAL entries, so every node reports every group, each as of its own high watermarks.",
+	[]string{"group", "topic"}, nil)
+
+// groupLag collects tandem_broker_consumer_group_lag when scraped, the
+// lag an alert on a consumer that falls behind (or stopped) watches,
+// without an exporter that asks the Kafka API.
+type groupLag struct {
+	b    *Broker
+	desc *prometheus.Desc
+}
+
+func (c groupLag) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c groupLag) Collect(ch chan<- prometheus.Metric) {
+	if c.b.groups == nil { // scraped before Open finished
+		return
+	}
+	for group, offsets := range c.b.groups.AllOffsets() {
+		byTopic := map[string]int64{}
+		for _, o := range offsets {
+			if o.Offset < 0 {
+				continue // nothing committed in fact
+			}
+			p := c.b.partition(o.Topic, o.Partition)
+			if p == nil {
+				continue // its topic was deleted
+			}
+			_, hw, _ := p.watermarks()
+			byTopic[o.Topic] += max(hw-o.Offset, 0)
+		}
+		for topic, lag := range byTopic {
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(lag), group, topic)
+		}
+	}
 }
 
 // observeFsync records one WAL group-commit fsync (wal.Options.OnSync).
