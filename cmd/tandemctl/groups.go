@@ -25,7 +25,8 @@ import (
 //     offset, the partition's end (high watermark), the lag and the member
 //     that consumes it;
 //   - --reset-offsets TO moves a stopped group's committed offsets (to the
-//     earliest or latest offset, an offset, a time, or a time ago) for the
+//     earliest or latest offset, an offset, a number of records forward or
+//     back, a time, or a time ago) for the
 //     partitions --topic or --all-topics name; it prints the plan and
 //     commits it only with --execute, as Kafka's tool;
 //   - --delete deletes stopped groups with their committed offsets.
@@ -46,7 +47,7 @@ func groupsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Write
 	)
 	fs := flag.NewFlagSet("groups", flag.ContinueOnError)
 	conn.flags(fs, "groups", &bootstrap)
-	fs.StringVar(&reset, "reset-offsets", "", "move GROUP's committed offsets to: earliest, latest, an offset, a time (RFC 3339) or a duration ago (e.g. 90m)")
+	fs.StringVar(&reset, "reset-offsets", "", "move GROUP's committed offsets to: earliest, latest, an offset, +N or -N records from the committed offset, a time (RFC 3339) or a duration ago (e.g. 90m)")
 	fs.Var(&topics, "topic", "with --reset-offsets: TOPIC (every partition) or TOPIC:P[,P...] (repeatable)")
 	fs.BoolVar(&allTopics, "all-topics", false, "with --reset-offsets: every partition GROUP has committed offsets for")
 	fs.BoolVar(&execute, "execute", false, "with --reset-offsets: commit the new offsets (without it, only print them)")
@@ -164,10 +165,10 @@ func describeGroups(ctx context.Context, adm *kadm.Client, groups []string, out 
 		case !ok:
 			failed = append(failed, name+": not described")
 			continue
-		case l.DescribeErr != nil:
+		case l.DescribeErr != nil && !errors.Is(l.DescribeErr, kerr.GroupIDNotFound):
 			failed = append(failed, fmt.Sprintf("%s: %v", name, l.DescribeErr))
 			continue
-		case l.State == "Dead":
+		case l.DescribeErr != nil || l.State == "Dead":
 			fmt.Fprintf(out, "group %s: does not exist\n", name)
 			continue
 		}
@@ -218,8 +219,8 @@ func describeGroups(ctx context.Context, adm *kadm.Client, groups []string, out 
 // resetTarget is where --reset-offsets moves offsets: the earliest or
 // latest offset, a given offset, or the first offset at or after a time.
 type resetTarget struct {
-	kind   string // "earliest", "latest", "offset", "time"
-	offset int64  // kind "offset"
+	kind   string // "earliest", "latest", "offset", "shift", "time"
+	offset int64  // kind "offset"; kind "shift": how far to move (+ forward, - back)
 	milli  int64  // kind "time": Unix milliseconds
 }
 
@@ -229,6 +230,9 @@ func parseResetTarget(s string, now time.Time) (resetTarget, error) {
 	switch s {
 	case "earliest", "latest":
 		return resetTarget{kind: s}, nil
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil && (s[0] == '+' || s[0] == '-') {
+		return resetTarget{kind: "shift", offset: n}, nil
 	}
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
 		if n < 0 {
@@ -242,7 +246,7 @@ func parseResetTarget(s string, now time.Time) (resetTarget, error) {
 	if d, err := time.ParseDuration(s); err == nil && d > 0 {
 		return resetTarget{kind: "time", milli: now.Add(-d).UnixMilli()}, nil
 	}
-	return resetTarget{}, fmt.Errorf("%q is not earliest, latest, an offset, an RFC 3339 time or a positive duration", s)
+	return resetTarget{}, fmt.Errorf("%q is not earliest, latest, an offset, +N or -N, an RFC 3339 time or a positive duration", s)
 }
 
 // parseTopicPartitions reads the --topic values: TOPIC (nil: every
@@ -279,7 +283,9 @@ func resetGroupOffsets(ctx context.Context, adm *kadm.Client, group string, targ
 	if err != nil {
 		return fmt.Errorf("describing group %s: %w", group, err)
 	}
-	if d, ok := described[group]; ok {
+	// A group that does not exist (DescribeGroups v6 says so with an
+	// error) has no members: its offsets may be set, as with Kafka's tool.
+	if d, ok := described[group]; ok && !errors.Is(d.Err, kerr.GroupIDNotFound) {
 		if d.Err != nil {
 			return fmt.Errorf("describing group %s: %w", group, d.Err)
 		}
@@ -372,6 +378,12 @@ func resetGroupOffsets(ctx context.Context, adm *kadm.Client, group string, targ
 			case "offset":
 				// Out of range: the nearest end, as Kafka's tool does.
 				next = min(max(target.offset, start.Offset), end.Offset)
+			case "shift":
+				o, ok := current.Lookup(tp.Topic, p)
+				if !ok || o.At < 0 {
+					return fmt.Errorf("%s/%d: group %s has no committed offset there to move by %+d (name another target for it)", tp.Topic, p, group, target.offset)
+				}
+				next = min(max(o.At+target.offset, start.Offset), end.Offset)
 			case "time":
 				at, _ := byTime.Lookup(tp.Topic, p)
 				next = at.Offset

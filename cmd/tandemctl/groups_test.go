@@ -144,6 +144,13 @@ func TestGroupsCommand(t *testing.T) {
 	if got := committed(); got[0] != 6 || got[1] != 4 {
 		t.Fatalf("after the reset to offset 100: %v, want 6 and 4", got)
 	}
+	// Back two records, and forward past the end (to the end).
+	groups("billing", "--reset-offsets", "-2", "--topic", "orders:0", "--execute")
+	groups("billing", "--reset-offsets", "+5", "--topic", "orders:1", "--execute")
+	if got := committed(); got[0] != 4 || got[1] != 4 {
+		t.Fatalf("after the shifts by -2 and +5: %v, want 4 and 4", got)
+	}
+	groups("billing", "--reset-offsets", "+2", "--topic", "orders:0", "--execute")
 	groups("--reset-offsets", "earliest", "--topic", "orders:1", "--execute", "billing")
 	if got := committed(); got[0] != 6 || got[1] != 0 {
 		t.Fatalf("after the reset of orders/1 to the earliest: %v, want 6 and 0", got)
@@ -168,6 +175,21 @@ func TestGroupsCommand(t *testing.T) {
 		t.Errorf("describing the consumer-protocol group printed\n%s", out)
 	}
 	c.Close()
+
+	// A group that does not exist yet: described as such, a shift has
+	// nothing to move from, and a reset gives it offsets (Kafka's tool
+	// does the same).
+	if out := groups("fresh"); out != "group fresh: does not exist\n" {
+		t.Fatalf("describing a group that does not exist printed %q", out)
+	}
+	if _, err := ctl(t, "groups", "--bootstrap", addr, "fresh", "--reset-offsets", "-1", "--topic", "orders", "--execute"); err == nil ||
+		!strings.Contains(err.Error(), "no committed offset") {
+		t.Fatalf("a shift of a group without offsets: err %v", err)
+	}
+	groups("fresh", "--reset-offsets", "latest", "--topic", "orders", "--execute")
+	if out := groups("fresh"); !regexp.MustCompile(`(?m)^orders +0 +6 +6 +0 +- +- +-\norders +1 +4 +4 +0 `).MatchString(out) {
+		t.Fatalf("after the reset of a new group:\n%s", out)
+	}
 
 	if out := groups("--delete", "billing"); out != "deleted group billing\n" {
 		t.Fatalf("delete printed %q", out)

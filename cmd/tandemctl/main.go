@@ -161,7 +161,8 @@ const usage = `usage:
   tandemctl [--timeout 5s] groups --bootstrap HOST:PORT,... ($TANDEM_BOOTSTRAP) [connection flags]
       [GROUP...] | --reset-offsets TO (--topic TOPIC[:P,P...]... | --all-topics) [--execute] GROUP | --delete GROUP...
     lists the consumer groups (type, state, members, lag), or describes the named ones per partition (committed
-    offset, end, lag, member); TO: earliest, latest, OFFSET, an RFC 3339 time or a DURATION ago; without --execute
+    offset, end, lag, member); TO: earliest, latest, OFFSET, +N or -N (records from the committed offset), an RFC 3339
+    time or a DURATION ago; without --execute
     the reset only prints the new offsets; reset and delete need a group without members
   tandemctl [--timeout 5s] topics --bootstrap HOST:PORT,... ($TANDEM_BOOTSTRAP) [connection flags]
       [TOPIC...] | --create TOPIC [--partitions N] [--config K=V]... | --alter TOPIC... [--partitions N]
