@@ -71,7 +71,6 @@ func groupsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Write
 	var target resetTarget
 	var selected map[string][]int32
 	if reset != "" {
-		var err error
 		if target, err = parseResetTarget(reset, time.Now()); err != nil {
 			return usageError{"groups --reset-offsets: " + err.Error()}
 		}
@@ -316,8 +315,11 @@ func resetGroupOffsets(ctx context.Context, adm *kadm.Client, group string, targ
 		}
 		for t, parts := range selected {
 			d, ok := md[t]
-			if !ok || d.Err != nil {
-				return fmt.Errorf("topic %s: does not exist", t)
+			switch {
+			case !ok:
+				return fmt.Errorf("topic %s: not in the metadata", t)
+			case d.Err != nil:
+				return fmt.Errorf("topic %s: %w", t, d.Err)
 			}
 			if parts == nil {
 				for p := range d.Partitions {
