@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -151,7 +152,10 @@ func TestTimestampBounds(t *testing.T) {
 
 	now := time.Now()
 	for _, c := range []kgo.CompressionCodec{kgo.NoCompression(), kgo.ZstdCompression()} {
-		p := newClient(t, addr, kgo.ProducerBatchCompression(c), kgo.RecordRetries(0), kgo.ProducerLinger(0))
+		// Flushed only when told, so that the two records of each call
+		// below go in one batch: with a linger of 0 the client could send
+		// the first alone, and it would be taken.
+		p := newClient(t, addr, kgo.ProducerBatchCompression(c), kgo.RecordRetries(0), kgo.ManualFlushing())
 		for _, tc := range []struct {
 			ts   time.Time
 			want error
@@ -163,14 +167,14 @@ func TestTimestampBounds(t *testing.T) {
 		} {
 			// The offending record is the second of its batch.
 			for _, topic := range []string{"bounded", "bounded-by-difference"} {
-				err := p.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("ok"), Timestamp: now},
-					&kgo.Record{Topic: topic, Value: []byte("x"), Timestamp: tc.ts}).FirstErr()
+				err := produceOneBatch(ctx, p, &kgo.Record{Topic: topic, Value: []byte("ok"), Timestamp: now},
+					&kgo.Record{Topic: topic, Value: []byte("x"), Timestamp: tc.ts})
 				if !errors.Is(err, tc.want) && !(tc.want == nil && err == nil) {
 					t.Fatalf("%s, codec %v, a record %v from now: got %v, want %v", topic, c, tc.ts.Sub(now).Round(time.Second), err, tc.want)
 				}
 			}
 		}
-		if err := p.ProduceSync(ctx, &kgo.Record{Topic: "bounded-appended", Value: []byte("old"), Timestamp: now.Add(-48 * time.Hour)}).FirstErr(); err != nil {
+		if err := produceOneBatch(ctx, p, &kgo.Record{Topic: "bounded-appended", Value: []byte("old"), Timestamp: now.Add(-48 * time.Hour)}); err != nil {
 			t.Fatalf("codec %v: a LogAppendTime topic refused an old record: %v", c, err)
 		}
 		p.Close()
@@ -193,4 +197,29 @@ func TestTimestampBounds(t *testing.T) {
 			t.Fatalf("a topic with %s=%s: got %v, want INVALID_CONFIG", name, value, err)
 		}
 	}
+}
+
+// produceOneBatch produces rs through p, a client with kgo.ManualFlushing,
+// so that they leave in one batch when they share a partition, and returns
+// the first error.
+func produceOneBatch(ctx context.Context, p *kgo.Client, rs ...*kgo.Record) error {
+	var mu sync.Mutex
+	var first error
+	var wg sync.WaitGroup
+	for _, r := range rs {
+		wg.Add(1)
+		p.Produce(ctx, r, func(_ *kgo.Record, err error) {
+			mu.Lock()
+			if first == nil {
+				first = err
+			}
+			mu.Unlock()
+			wg.Done()
+		})
+	}
+	if err := p.Flush(ctx); err != nil {
+		return err
+	}
+	wg.Wait()
+	return first
 }
