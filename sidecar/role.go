@@ -442,14 +442,14 @@ func (s *Sidecar) initialRole() (int32, uint32, error) {
 	return leaderID, epoch, nil
 }
 
-// startFailover starts epoch discovery and, with etcd, the election.
+// startFailover starts epoch discovery and, with etcd, the election's
+// campaign (the election itself is made in Open).
 func (s *Sidecar) startFailover() {
 	if s.cfg.Standalone() {
 		return
 	}
 	s.goFunc(s.discoveryLoop)
-	if len(s.cfg.EtcdEndpoints) > 0 {
-		s.election = newElection(s)
+	if s.election != nil {
 		s.goFunc(s.election.run)
 	}
 }

@@ -79,7 +79,7 @@ type Sidecar struct {
 	// promotion in this node's lineage (0: none), kept in the state file.
 	stateMu      sync.Mutex
 	uncleanEpoch uint32
-	election     *election // automatic failover through etcd (nil without --etcd-endpoints)
+	election     *election // automatic failover through etcd (nil without --etcd-endpoints); set in Open, never changed
 	// crashed: stop as if crashed, without telling the leader (tests only:
 	// export_test.go's Crash).
 	crashed atomic.Bool
@@ -126,6 +126,13 @@ func Open(cfg Config) (*Sidecar, error) {
 		brokerSig: make(chan struct{}),
 	}
 	s.metrics = newMetrics(s)
+	// The election exists before anything can read it: a broker that
+	// attaches as soon as the socket is served is told its fence
+	// (detachedFenceMs) from it, and would otherwise be told "never".
+	// It campaigns only once startFailover runs it.
+	if !cfg.Standalone() && len(cfg.EtcdEndpoints) > 0 {
+		s.election = newElection(s)
+	}
 	ts, err := loadTLS(&s.cfg, s.log)
 	if err != nil {
 		cancel()
