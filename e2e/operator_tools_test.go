@@ -19,9 +19,10 @@ import (
 //   - after a kafka-python consumer group read and committed part of it,
 //     `tandemctl groups` and every node's tandem_broker_consumer_group_lag
 //     give the same lag;
-//   - with one follower SIGKILLed, every partition shows under-replicated,
-//     and kafka-python's acks=all writes still succeed (two in sync);
-//     back, none is;
+//   - with one follower SIGKILLed, every partition shows under-replicated
+//     and at min.insync.replicas (the list and kafka-topics.sh's partition
+//     filters), and kafka-python's acks=all writes still succeed (two in
+//     sync); back, none is;
 //   - a reset of the group to the earliest offsets makes the next
 //     kafka-python consumer of the group read everything.
 func TestOperatorToolsOnCluster(t *testing.T) {
@@ -127,10 +128,32 @@ func TestOperatorToolsOnCluster(t *testing.T) {
 	c.node(3).killPair()
 	f3 = c.node(1).kafka
 	testutil.Eventually(t, 30*time.Second, func() error { return topicLine(3) })
+	// kafka-topics.sh's filters name them: each has 3 replicas and an ISR
+	// of the two live nodes, which is min.insync.replicas: one more loss
+	// and acks=all writes fail. None is under the minimum yet.
+	partitionRows := func(out string) (n int) {
+		for _, m := range regexp.MustCompile(`(?m)^`+topic+` +\d +\d +(\S+) +(\S+) +2$`).FindAllStringSubmatch(out, -1) {
+			if len(strings.Split(m[1], ",")) == 3 && len(strings.Split(m[2], ",")) == 2 && !strings.Contains(m[2], "3") {
+				n++
+			}
+		}
+		return n
+	}
+	for _, filter := range []string{"--under-replicated-partitions", "--at-min-isr-partitions"} {
+		if out := mustCtl("topics", "--bootstrap", f2, filter); partitionRows(out) != 3 {
+			t.Fatalf("topics %s does not list the 3 partitions with ISR of nodes 1 and 2", filter)
+		}
+	}
+	if out := mustCtl("topics", "--bootstrap", f2, "--under-min-isr-partitions"); !strings.HasPrefix(out, "no partition is under min.insync.replicas") {
+		t.Fatalf("with 2 of 3 in sync and min.insync.replicas=2, --under-min-isr-partitions printed %q", out)
+	}
 	pyProduce(t, follower, topic, 10, "all", "b-")
 	c.node(3).startPair()
 	f3 = c.node(3).kafka
 	testutil.Eventually(t, 30*time.Second, func() error { return topicLine(0) })
+	if out := mustCtl("topics", "--bootstrap", f2, "--under-replicated-partitions"); !strings.HasPrefix(out, "no partition is under-replicated") {
+		t.Fatalf("with every node back in sync, --under-replicated-partitions printed %q", out)
+	}
 
 	// Reset to the earliest offsets: the group's next consumer reads all 40.
 	if out := mustCtl("groups", "--bootstrap", f2, group, "--reset-offsets", "earliest", "--all-topics"); !strings.Contains(out, "not committed") {

@@ -29,7 +29,8 @@ import (
 //     back, a time, or a time ago) for the
 //     partitions --topic or --all-topics name; it prints the plan and
 //     commits it only with --execute, as Kafka's tool;
-//   - --delete deletes stopped groups with their committed offsets.
+//   - --delete deletes stopped groups with their committed offsets;
+//   - --json prints the list or the description as JSON, for scripts.
 //
 // A group with members refuses both changes, as Kafka does: its consumers
 // would overwrite the reset with their next commit. It connects as
@@ -44,6 +45,7 @@ func groupsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Write
 		allTopics bool
 		execute   bool
 		del       bool
+		asJSON    bool
 	)
 	fs := flag.NewFlagSet("groups", flag.ContinueOnError)
 	conn.flags(fs, "groups", &bootstrap)
@@ -52,6 +54,7 @@ func groupsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Write
 	fs.BoolVar(&allTopics, "all-topics", false, "with --reset-offsets: every partition GROUP has committed offsets for")
 	fs.BoolVar(&execute, "execute", false, "with --reset-offsets: commit the new offsets (without it, only print them)")
 	fs.BoolVar(&del, "delete", false, "delete the named groups (they must have no members) with their committed offsets")
+	fs.BoolVar(&asJSON, "json", false, "list or describe the groups as JSON")
 	groups, err := parseWithNames(fs, args)
 	if err != nil {
 		return err
@@ -65,6 +68,8 @@ func groupsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Write
 		return usageError{"groups --reset-offsets needs --topic or --all-topics (one of them)"}
 	case reset == "" && (len(topics) > 0 || allTopics || execute):
 		return usageError{"groups: --topic, --all-topics and --execute go with --reset-offsets"}
+	case asJSON && (reset != "" || del):
+		return usageError{"groups: --json goes with listing or describing, not with --reset-offsets or --delete"}
 	case del && len(groups) == 0:
 		return usageError{"groups --delete needs the groups to delete"}
 	}
@@ -91,74 +96,125 @@ func groupsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Write
 	case del:
 		return deleteGroups(ctx, adm, groups, out)
 	case len(groups) == 0:
-		return listGroups(ctx, adm, out)
+		return listGroups(ctx, adm, asJSON, out)
 	}
-	return describeGroups(ctx, adm, groups, out)
+	return describeGroups(ctx, adm, groups, asJSON, out)
+}
+
+// groupInfo is what `tandemctl groups` reports of a group; --json prints
+// it as is (a list leaves Partitions out).
+type groupInfo struct {
+	Group        string `json:"group"`
+	Exists       bool   `json:"exists"`
+	Type         string `json:"type,omitempty"` // classic or consumer (KIP-848), in a list
+	State        string `json:"state,omitempty"`
+	ProtocolType string `json:"protocol_type,omitempty"`
+	Assignor     string `json:"assignor,omitempty"`
+	Coordinator  *int32 `json:"coordinator,omitempty"`
+	Members      *int   `json:"members"` // null: unknown
+	// Lag is the records between the committed offsets (the partition's
+	// start where none is committed) and the ends, summed over the
+	// group's partitions; null when a partition's end is unknown.
+	Lag        *int64          `json:"lag"`
+	Partitions []groupPosition `json:"partitions,omitempty"`
+	// positionless: neither committed offsets nor assigned partitions
+	// (the list prints its lag as "-").
+	positionless bool
+}
+
+// groupPosition is where a group stands on one partition; null fields are
+// unknown (Committed: nothing committed).
+type groupPosition struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	Committed *int64 `json:"committed"`
+	End       *int64 `json:"end"`
+	Lag       *int64 `json:"lag"`
+	MemberID  string `json:"member_id,omitempty"`
+	ClientID  string `json:"client_id,omitempty"`
+	Host      string `json:"host,omitempty"`
+}
+
+// orDash prints an unknown value as "-" or "?".
+func orDash[T int | int32 | int64](v *T, none string) string {
+	if v == nil {
+		return none
+	}
+	return strconv.FormatInt(int64(*v), 10)
 }
 
 // listGroups prints one line per group.
-func listGroups(ctx context.Context, adm *kadm.Client, out io.Writer) error {
+func listGroups(ctx context.Context, adm *kadm.Client, asJSON bool, out io.Writer) error {
 	listed, err := adm.ListGroups(ctx)
 	if err != nil {
 		return fmt.Errorf("listing groups: %w", err)
 	}
-	if len(listed) == 0 {
+	var lags kadm.DescribedGroupLags
+	if len(listed) > 0 {
+		if lags, err = adm.Lag(ctx, listed.Groups()...); err != nil {
+			return fmt.Errorf("computing the groups' lag: %w", err)
+		}
+	}
+	infos := []groupInfo{}
+	for _, g := range listed.Sorted() {
+		info := groupInfo{Group: g.Group, Exists: true, Type: g.GroupType, State: g.State}
+		if l, ok := lags[g.Group]; ok && l.DescribeErr == nil {
+			info.Members = ptr(len(l.Members))
+			if l.FetchErr == nil {
+				info.Lag, info.positionless = totalLag(l.Lag), len(l.Lag.Sorted()) == 0
+			}
+		}
+		infos = append(infos, info)
+	}
+	if asJSON {
+		return printJSON(out, infos)
+	}
+	if len(infos) == 0 {
 		fmt.Fprintln(out, "no groups")
 		return nil
 	}
-	lags, err := adm.Lag(ctx, listed.Groups()...)
-	if err != nil {
-		return fmt.Errorf("computing the groups' lag: %w", err)
-	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "GROUP\tTYPE\tSTATE\tMEMBERS\tLAG")
-	for _, g := range listed.Sorted() {
-		typ := g.GroupType
+	for _, g := range infos {
+		typ := g.Type
 		if typ == "" {
 			typ = "-"
 		}
-		members, lag := "?", "?"
-		if l, ok := lags[g.Group]; ok && l.DescribeErr == nil {
-			members = strconv.Itoa(len(l.Members))
-			if l.FetchErr == nil {
-				lag = totalLag(l.Lag)
-			}
+		lag := orDash(g.Lag, "?")
+		if g.positionless {
+			lag = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", g.Group, typ, g.State, members, lag)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", g.Group, typ, g.State, orDash(g.Members, "?"), lag)
 	}
 	return tw.Flush()
 }
 
-// totalLag is a group's lag summed over its partitions, "-" when it has
-// neither committed offsets nor assigned partitions, and "?" when a
+func ptr[T any](v T) *T { return &v }
+
+// totalLag is a group's lag summed over its partitions (0 when it has
+// neither committed offsets nor assigned partitions), nil when a
 // partition's lag is unknown (its end offset could not be read).
-func totalLag(l kadm.GroupLag) string {
-	rows := l.Sorted()
-	if len(rows) == 0 {
-		return "-"
-	}
+func totalLag(l kadm.GroupLag) *int64 {
 	var sum int64
-	for _, r := range rows {
+	for _, r := range l.Sorted() {
 		if r.Err != nil || r.Lag < 0 {
-			return "?"
+			return nil
 		}
 		sum += r.Lag
 	}
-	return strconv.FormatInt(sum, 10)
+	return &sum
 }
 
 // describeGroups prints each named group's partitions with their
 // committed offsets, end offsets, lag and consuming member.
-func describeGroups(ctx context.Context, adm *kadm.Client, groups []string, out io.Writer) error {
+func describeGroups(ctx context.Context, adm *kadm.Client, groups []string, asJSON bool, out io.Writer) error {
 	lags, err := adm.Lag(ctx, groups...)
 	if err != nil {
 		return fmt.Errorf("describing groups: %w", err)
 	}
 	var failed []string
-	for i, name := range groups {
-		if i > 0 {
-			fmt.Fprintln(out)
-		}
+	infos := []groupInfo{}
+	for _, name := range groups {
 		l, ok := lags[name]
 		switch {
 		case !ok:
@@ -168,51 +224,82 @@ func describeGroups(ctx context.Context, adm *kadm.Client, groups []string, out 
 			failed = append(failed, fmt.Sprintf("%s: %v", name, l.DescribeErr))
 			continue
 		case l.DescribeErr != nil || l.State == "Dead":
-			fmt.Fprintf(out, "group %s: does not exist\n", name)
+			infos = append(infos, groupInfo{Group: name})
 			continue
 		}
-		proto := l.Protocol
-		if proto == "" {
-			proto = "-"
-		}
-		fmt.Fprintf(out, "group %s: %s, protocol type %q, assignor %s, coordinator node %d, %d member(s)\n",
-			name, l.State, l.ProtocolType, proto, l.Coordinator.NodeID, len(l.Members))
+		info := groupInfo{Group: name, Exists: true, State: l.State, ProtocolType: l.ProtocolType, Assignor: l.Protocol,
+			Coordinator: ptr(l.Coordinator.NodeID), Members: ptr(len(l.Members))}
 		if l.FetchErr != nil {
 			failed = append(failed, fmt.Sprintf("%s: fetching its committed offsets: %v", name, l.FetchErr))
 			continue
 		}
-		rows := l.Lag.Sorted()
-		if len(rows) == 0 {
-			fmt.Fprintln(out, "no committed offsets and no assigned partitions")
-			continue
-		}
-		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "TOPIC\tPARTITION\tCOMMITTED\tEND\tLAG\tMEMBER\tCLIENT ID\tHOST")
-		for _, r := range rows {
-			committed, end, lag := "-", "?", "?"
+		info.Lag = totalLag(l.Lag)
+		info.Partitions = []groupPosition{}
+		for _, r := range l.Lag.Sorted() {
+			pos := groupPosition{Topic: r.Topic, Partition: r.Partition}
 			if r.Commit.At >= 0 {
-				committed = strconv.FormatInt(r.Commit.At, 10)
+				pos.Committed = ptr(r.Commit.At)
 			}
 			if r.End.Err == nil {
-				end = strconv.FormatInt(r.End.Offset, 10)
+				pos.End = ptr(r.End.Offset)
 			}
 			if r.Err == nil && r.Lag >= 0 {
-				lag = strconv.FormatInt(r.Lag, 10)
+				pos.Lag = ptr(r.Lag)
 			}
-			member, client, host := "-", "-", "-"
 			if r.Member != nil {
-				member, client, host = r.Member.MemberID, r.Member.ClientID, r.Member.ClientHost
+				pos.MemberID, pos.ClientID, pos.Host = r.Member.MemberID, r.Member.ClientID, r.Member.ClientHost
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Topic, r.Partition, committed, end, lag, member, client, host)
+			info.Partitions = append(info.Partitions, pos)
 		}
-		if err := tw.Flush(); err != nil {
+		infos = append(infos, info)
+	}
+	if asJSON {
+		if err := printJSON(out, infos); err != nil {
 			return err
+		}
+	} else {
+		for i, g := range infos {
+			if i > 0 {
+				fmt.Fprintln(out)
+			}
+			if err := printGroup(out, g); err != nil {
+				return err
+			}
 		}
 	}
 	if len(failed) > 0 {
 		return errors.New(strings.Join(failed, "; "))
 	}
 	return nil
+}
+
+// printGroup describes one group per partition.
+func printGroup(out io.Writer, g groupInfo) error {
+	if !g.Exists {
+		fmt.Fprintf(out, "group %s: does not exist\n", g.Group)
+		return nil
+	}
+	assignor := g.Assignor
+	if assignor == "" {
+		assignor = "-"
+	}
+	fmt.Fprintf(out, "group %s: %s, protocol type %q, assignor %s, coordinator node %d, %d member(s)\n",
+		g.Group, g.State, g.ProtocolType, assignor, *g.Coordinator, *g.Members)
+	if len(g.Partitions) == 0 {
+		fmt.Fprintln(out, "no committed offsets and no assigned partitions")
+		return nil
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TOPIC\tPARTITION\tCOMMITTED\tEND\tLAG\tMEMBER\tCLIENT ID\tHOST")
+	for _, p := range g.Partitions {
+		member, client, host := "-", "-", "-"
+		if p.MemberID != "" {
+			member, client, host = p.MemberID, p.ClientID, p.Host
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Topic, p.Partition, orDash(p.Committed, "-"),
+			orDash(p.End, "?"), orDash(p.Lag, "?"), member, client, host)
+	}
+	return tw.Flush()
 }
 
 // resetTarget is where --reset-offsets moves offsets: the earliest or

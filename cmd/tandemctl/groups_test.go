@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"regexp"
 	"strings"
 	"testing"
@@ -105,6 +106,44 @@ func TestGroupsCommand(t *testing.T) {
 			t.Errorf("describe lacks a line matching %s", row)
 		}
 	}
+	// --json gives the same facts to scripts.
+	var listed []struct {
+		Group   string `json:"group"`
+		Type    string `json:"type"`
+		State   string `json:"state"`
+		Members *int   `json:"members"`
+		Lag     *int64 `json:"lag"`
+	}
+	if err := json.Unmarshal([]byte(groups("--json")), &listed); err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != 1 || listed[0].Group != "billing" || listed[0].Type != "classic" || listed[0].State != "Stable" ||
+		listed[0].Members == nil || *listed[0].Members != 1 || listed[0].Lag == nil || *listed[0].Lag != 2 {
+		t.Fatalf("groups --json: %+v", listed)
+	}
+	var described []struct {
+		Group      string `json:"group"`
+		Exists     bool   `json:"exists"`
+		Lag        *int64 `json:"lag"`
+		Partitions []struct {
+			Topic     string `json:"topic"`
+			Partition int32  `json:"partition"`
+			Committed *int64 `json:"committed"`
+			End       *int64 `json:"end"`
+			Lag       *int64 `json:"lag"`
+			ClientID  string `json:"client_id"`
+		} `json:"partitions"`
+	}
+	if err := json.Unmarshal([]byte(groups("--json", "billing", "nobody")), &described); err != nil {
+		t.Fatal(err)
+	}
+	if len(described) != 2 || !described[0].Exists || *described[0].Lag != 2 || len(described[0].Partitions) != 2 || described[1].Exists {
+		t.Fatalf("groups --json billing nobody: %+v", described)
+	}
+	if p0 := described[0].Partitions[0]; p0.Topic != "orders" || p0.Partition != 0 || *p0.Committed != 4 || *p0.End != 6 || *p0.Lag != 2 || p0.ClientID != "billing-app" {
+		t.Fatalf("groups --json billing: orders/0 is %+v", p0)
+	}
+
 	for _, args := range [][]string{{"--reset-offsets", "earliest", "--all-topics", "billing"}, {"--delete", "billing"}} {
 		if _, err := ctl(t, append([]string{"groups", "--bootstrap", addr}, args...)...); err == nil ||
 			!strings.Contains(err.Error(), "stop its consumers first") {
@@ -203,8 +242,10 @@ func TestGroupsCommand(t *testing.T) {
 		{"--reset-offsets", "earliest", "--all-topics", "--topic", "x", "g"},  // both
 		{"--reset-offsets", "earliest", "--topic", "orders:x", "billing"},     // bad partition
 		{"--reset-offsets", "earliest", "--all-topics", "billing", "another"}, // two groups
-		{"--delete"},             // nothing to delete
-		{"--execute", "billing"}, // no reset
+		{"--delete"},                      // nothing to delete
+		{"--execute", "billing"},          // no reset
+		{"--json", "--delete", "billing"}, // JSON of a change
+		{"--json", "--reset-offsets", "earliest", "--all-topics", "billing"}, // JSON of a change
 	} {
 		if _, err := ctl(t, append([]string{"groups", "--bootstrap", addr}, args...)...); err == nil {
 			t.Errorf("groups %v was accepted", args)

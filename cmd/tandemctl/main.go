@@ -159,16 +159,18 @@ const usage = `usage:
     ones have run, their partitions; STATE: Ongoing, PrepareCommit, PrepareAbort, CompleteCommit, CompleteAbort, Empty;
     --abort aborts ID's open transaction now (its producer is fenced)
   tandemctl [--timeout 5s] groups --bootstrap HOST:PORT,... ($TANDEM_BOOTSTRAP) [connection flags]
-      [GROUP...] | --reset-offsets TO (--topic TOPIC[:P,P...]... | --all-topics) [--execute] GROUP | --delete GROUP...
+      [--json] [GROUP...] | --reset-offsets TO (--topic TOPIC[:P,P...]... | --all-topics) [--execute] GROUP | --delete GROUP...
     lists the consumer groups (type, state, members, lag), or describes the named ones per partition (committed
     offset, end, lag, member); TO: earliest, latest, OFFSET, +N or -N (records from the committed offset), an RFC 3339
     time or a DURATION ago; without --execute
     the reset only prints the new offsets; reset and delete need a group without members
   tandemctl [--timeout 5s] topics --bootstrap HOST:PORT,... ($TANDEM_BOOTSTRAP) [connection flags]
-      [TOPIC...] | --create TOPIC [--partitions N] [--config K=V]... | --alter TOPIC... [--partitions N]
-      [--config K=V]... [--delete-config K]... | --delete TOPIC...
+      [--json] [--under-replicated-partitions | --at-min-isr-partitions | --under-min-isr-partitions |
+      --unavailable-partitions] [TOPIC...] | --create TOPIC [--partitions N] [--config K=V]... | --alter TOPIC...
+      [--partitions N] [--config K=V]... [--delete-config K]... | --delete TOPIC...
     lists the topics (partitions, replicas, min.insync.replicas, under-replicated partitions), or describes the named
-    ones (configs set on them; leader, replicas and ISR per partition); creates, alters and deletes topics
+    ones (configs set on them; leader, replicas and ISR per partition), or shows only the partitions a filter names;
+    creates, alters and deletes topics
     connection flags (acls, quotas, transactions, groups, topics, sasl-user --bootstrap): --sasl-user U [--sasl-password-file F | password on stdin] [--sasl-mechanism PLAIN|SCRAM-SHA-256|SCRAM-SHA-512]
       --tls-ca F [--tls-cert F --tls-key F] [--tls-server-name NAME]
 global flags: --token TOKEN ($TANDEM_ADMIN_TOKEN) for promote and verify when the sidecar has --admin-token;

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -28,7 +29,11 @@ import (
 //   - --create makes a topic (--partitions, --config K=V);
 //   - --alter sets (--config K=V) or removes (--delete-config K) topic
 //     configs and raises the partition count (--partitions);
-//   - --delete deletes topics.
+//   - --delete deletes topics;
+//   - --under-replicated-partitions, --under-min-isr-partitions,
+//     --at-min-isr-partitions and --unavailable-partitions show only those
+//     partitions, as kafka-topics.sh --describe does;
+//   - --json prints the list or the description as JSON, for scripts.
 //
 // It connects as `tandemctl acls` does.
 func topicsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Writer, timeout time.Duration) error {
@@ -41,6 +46,9 @@ func topicsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Write
 		partitions int
 		configs    stringsFlag
 		unset      stringsFlag
+		asJSON     bool
+		filters    = []partitionFilter{underReplicated, underMinISR, atMinISR, unavailable}
+		filterSet  = make([]bool, len(filters))
 	)
 	fs := flag.NewFlagSet("topics", flag.ContinueOnError)
 	conn.flags(fs, "topics", &bootstrap)
@@ -50,6 +58,10 @@ func topicsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Write
 	fs.IntVar(&partitions, "partitions", 0, "with --create: the partition count (default 1); with --alter: the new, higher count")
 	fs.Var(&configs, "config", "with --create or --alter: a topic config KEY=VALUE (repeatable), e.g. min.insync.replicas=2")
 	fs.Var(&unset, "delete-config", "with --alter: remove the topic's own value of KEY, so that the node's default applies (repeatable)")
+	fs.BoolVar(&asJSON, "json", false, "list or describe the topics as JSON")
+	for i, f := range filters {
+		fs.BoolVar(&filterSet[i], string(f), false, "show only the partitions "+f.what()+", of every topic or the named ones")
+	}
 	topics, err := parseWithNames(fs, args)
 	if err != nil {
 		return err
@@ -62,7 +74,18 @@ func topicsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Write
 			modes++
 		}
 	}
+	var filter partitionFilter
+	for i, f := range filters {
+		if filterSet[i] && filter != "" {
+			return usageError{fmt.Sprintf("topics: --%s and --%s do not go together", filter, f)}
+		}
+		if filterSet[i] {
+			filter = f
+		}
+	}
 	switch {
+	case modes > 0 && (asJSON || filter != ""):
+		return usageError{"topics: --json and the partition filters go with listing or describing, not with --create, --alter or --delete"}
 	case modes > 1:
 		return usageError{"topics: --create, --alter and --delete do not go together"}
 	case modes == 1 && len(topics) == 0:
@@ -97,7 +120,7 @@ func topicsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Write
 	case del:
 		return deleteTopics(ctx, adm, topics, out)
 	}
-	return describeTopics(ctx, adm, topics, out)
+	return describeTopics(ctx, adm, topics, filter, asJSON, out)
 }
 
 // parseConfigs reads KEY=VALUE pairs, in order.
@@ -220,57 +243,108 @@ func detail(msg string) string {
 	return " (" + msg + ")"
 }
 
-// describeTopics lists every topic (none named) or describes the named
-// ones.
-func describeTopics(ctx context.Context, adm *kadm.Client, topics []string, out io.Writer) error {
+// partitionFilter is the describe filter of kafka-topics.sh's
+// --under-replicated-partitions, --under-min-isr-partitions,
+// --at-min-isr-partitions and --unavailable-partitions ("" for none).
+type partitionFilter string
+
+const (
+	underReplicated partitionFilter = "under-replicated-partitions"
+	underMinISR     partitionFilter = "under-min-isr-partitions"
+	atMinISR        partitionFilter = "at-min-isr-partitions"
+	unavailable     partitionFilter = "unavailable-partitions"
+)
+
+// what says in words which partitions the filter keeps.
+func (f partitionFilter) what() string {
+	switch f {
+	case underReplicated:
+		return "under-replicated (fewer in-sync replicas than replicas)"
+	case underMinISR:
+		return "under min.insync.replicas (acks=all writes to it fail with NOT_ENOUGH_REPLICAS)"
+	case atMinISR:
+		return "at min.insync.replicas (one more replica lost and acks=all writes to it fail)"
+	case unavailable:
+		return "without a leader"
+	}
+	return "any"
+}
+
+// keep reports whether the filter keeps p, of a topic whose
+// min.insync.replicas is minISR (0: unknown, which no min-ISR filter
+// keeps).
+func (f partitionFilter) keep(p partitionInfo, minISR int) bool {
+	switch f {
+	case underReplicated:
+		return p.Error != "" || len(p.ISR) < len(p.Replicas)
+	case underMinISR:
+		return minISR > 0 && len(p.ISR) < minISR
+	case atMinISR:
+		return minISR > 0 && len(p.ISR) == minISR
+	case unavailable:
+		return p.Error != "" || p.Leader < 0
+	}
+	return true
+}
+
+// topicInfo is what `tandemctl topics` reports of a topic; --json prints
+// it as is.
+type topicInfo struct {
+	Topic             string            `json:"topic"`
+	ID                string            `json:"id"`
+	PartitionCount    int               `json:"partition_count"`
+	ReplicationFactor int               `json:"replication_factor"`
+	MinInsyncReplicas int               `json:"min_insync_replicas"` // 0: unknown
+	Configs           map[string]string `json:"configs"`             // set on the topic itself
+	ConfigsError      string            `json:"configs_error,omitempty"`
+	Partitions        []partitionInfo   `json:"partitions"`
+}
+
+// partitionInfo is one partition of a topicInfo.
+type partitionInfo struct {
+	Partition int32   `json:"partition"`
+	Leader    int32   `json:"leader"` // -1: none
+	Replicas  []int32 `json:"replicas"`
+	ISR       []int32 `json:"isr"`
+	Error     string  `json:"error,omitempty"` // e.g. LEADER_NOT_AVAILABLE
+}
+
+// underReplicated counts the topic's partitions with fewer in-sync
+// replicas than replicas, or none known.
+func (t *topicInfo) underReplicated() int {
+	n := 0
+	for _, p := range t.Partitions {
+		if underReplicated.keep(p, t.MinInsyncReplicas) {
+			n++
+		}
+	}
+	return n
+}
+
+// readTopics reads the named topics (every topic when none is named) from
+// the metadata and their configs; failed lists the named ones that could
+// not be read, with why.
+func readTopics(ctx context.Context, adm *kadm.Client, topics []string) (infos []*topicInfo, failed []string, err error) {
 	md, err := adm.ListTopics(ctx, topics...)
 	if err != nil {
-		return fmt.Errorf("reading the topics' metadata: %w", err)
+		return nil, nil, fmt.Errorf("reading the topics' metadata: %w", err)
 	}
 	names := md.Names()
 	sort.Strings(names)
 	var cfgs kadm.ResourceConfigs
 	if len(names) > 0 {
 		if cfgs, err = adm.DescribeTopicConfigs(ctx, names...); err != nil {
-			return fmt.Errorf("reading the topics' configs: %w", err)
+			return nil, nil, fmt.Errorf("reading the topics' configs: %w", err)
 		}
 	}
 	byTopic := map[string]kadm.ResourceConfig{}
 	for _, rc := range cfgs {
 		byTopic[rc.Name] = rc
 	}
-	minISR := func(t string) string {
-		for _, c := range byTopic[t].Configs {
-			if c.Key == "min.insync.replicas" && c.Value != nil {
-				return *c.Value
-			}
-		}
-		return "?"
-	}
 	if len(topics) == 0 {
-		if len(names) == 0 {
-			fmt.Fprintln(out, "no topics")
-			return nil
-		}
-		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "TOPIC\tPARTITIONS\tREPLICAS\tMIN.INSYNC\tUNDER-REPLICATED")
-		for _, t := range names {
-			d := md[t]
-			under := 0
-			for _, p := range d.Partitions {
-				if p.Err != nil || len(p.ISR) < len(p.Replicas) {
-					under++
-				}
-			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\n", t, len(d.Partitions), d.Partitions.NumReplicas(), minISR(t), under)
-		}
-		return tw.Flush()
+		topics = names
 	}
-	var failed []string
-	for i, t := range topics {
-		if i > 0 {
-			fmt.Fprintln(out)
-		}
+	for _, t := range topics {
 		d, ok := md[t]
 		if !ok || d.Err != nil {
 			err := errors.New("not in the metadata")
@@ -281,41 +355,167 @@ func describeTopics(ctx context.Context, adm *kadm.Client, topics []string, out 
 			continue
 		}
 		// The id as Kafka's tools print it.
-		fmt.Fprintf(out, "topic %s: %d partition(s), replication factor %d, min.insync.replicas %s, id %s\n",
-			t, len(d.Partitions), d.Partitions.NumReplicas(), minISR(t), base64.RawURLEncoding.EncodeToString(d.ID[:]))
-		var own []string
+		info := &topicInfo{Topic: t, ID: base64.RawURLEncoding.EncodeToString(d.ID[:]), PartitionCount: len(d.Partitions),
+			ReplicationFactor: d.Partitions.NumReplicas(), Configs: map[string]string{}}
 		rc := byTopic[t]
+		if rc.Err != nil {
+			info.ConfigsError = rc.Err.Error()
+		}
 		for _, c := range rc.Configs {
-			if c.Source == kmsg.ConfigSourceDynamicTopicConfig && c.Value != nil {
-				own = append(own, c.Key+"="+*c.Value)
+			if c.Value == nil {
+				continue
+			}
+			if c.Key == "min.insync.replicas" {
+				info.MinInsyncReplicas, _ = strconv.Atoi(*c.Value)
+			}
+			if c.Source == kmsg.ConfigSourceDynamicTopicConfig {
+				info.Configs[c.Key] = *c.Value
 			}
 		}
-		sort.Strings(own)
-		switch {
-		case rc.Err != nil:
-			fmt.Fprintf(out, "configs: unknown (%v)\n", rc.Err)
-		case len(own) == 0:
-			fmt.Fprintln(out, "configs: none set on the topic (the nodes' defaults apply)")
-		default:
-			fmt.Fprintln(out, "configs: "+strings.Join(own, " "))
+		for _, p := range d.Partitions.Sorted() {
+			pi := partitionInfo{Partition: p.Partition, Leader: p.Leader, Replicas: p.Replicas, ISR: p.ISR}
+			if pi.Replicas == nil {
+				pi.Replicas = []int32{}
+			}
+			if pi.ISR == nil {
+				pi.ISR = []int32{}
+			}
+			if p.Err != nil {
+				pi.Error = p.Err.Error()
+			}
+			info.Partitions = append(info.Partitions, pi)
+		}
+		infos = append(infos, info)
+	}
+	return infos, failed, nil
+}
+
+// describeTopics lists every topic (none named) or describes the named
+// ones; with a filter, it shows only the partitions the filter keeps, of
+// every topic or the named ones, as kafka-topics.sh --describe does.
+func describeTopics(ctx context.Context, adm *kadm.Client, topics []string, filter partitionFilter, asJSON bool, out io.Writer) error {
+	infos, failed, err := readTopics(ctx, adm, topics)
+	if err != nil {
+		return err
+	}
+	if filter != "" {
+		kept := infos[:0]
+		for _, t := range infos {
+			var ps []partitionInfo
+			for _, p := range t.Partitions {
+				if filter.keep(p, t.MinInsyncReplicas) {
+					ps = append(ps, p)
+				}
+			}
+			if len(ps) > 0 {
+				t.Partitions = ps
+				kept = append(kept, t)
+			}
+		}
+		infos = kept
+	}
+	switch {
+	case asJSON:
+		if infos == nil {
+			infos = []*topicInfo{}
+		}
+		if err := printJSON(out, infos); err != nil {
+			return err
+		}
+	case filter != "":
+		if len(infos) == 0 {
+			fmt.Fprintf(out, "no partition is %s\n", filter.what())
+			break
 		}
 		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "PARTITION\tLEADER\tREPLICAS\tISR")
-		for _, p := range d.Partitions.Sorted() {
-			leader := strconv.Itoa(int(p.Leader))
-			if p.Err != nil {
-				leader = p.Err.Error()
+		fmt.Fprintln(tw, "TOPIC\tPARTITION\tLEADER\tREPLICAS\tISR\tMIN.INSYNC")
+		for _, t := range infos {
+			for _, p := range t.Partitions {
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", t.Topic, p.Partition, leaderOf(p), joinIDs(p.Replicas), joinIDs(p.ISR), minISROf(t))
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", p.Partition, leader, joinIDs(p.Replicas), joinIDs(p.ISR))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
+		}
+	case len(topics) == 0:
+		if len(infos) == 0 {
+			fmt.Fprintln(out, "no topics")
+			return nil
+		}
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "TOPIC\tPARTITIONS\tREPLICAS\tMIN.INSYNC\tUNDER-REPLICATED")
+		for _, t := range infos {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\n", t.Topic, t.PartitionCount, t.ReplicationFactor, minISROf(t), t.underReplicated())
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	default:
+		for i, t := range infos {
+			if i > 0 {
+				fmt.Fprintln(out)
+			}
+			if err := printTopic(out, t); err != nil {
+				return err
+			}
 		}
 	}
 	if len(failed) > 0 {
 		return errors.New("describing topics: " + strings.Join(failed, "; "))
 	}
 	return nil
+}
+
+// printTopic describes one topic: its configs, and each partition's
+// leader, replicas and ISR.
+func printTopic(out io.Writer, t *topicInfo) error {
+	fmt.Fprintf(out, "topic %s: %d partition(s), replication factor %d, min.insync.replicas %s, id %s\n",
+		t.Topic, t.PartitionCount, t.ReplicationFactor, minISROf(t), t.ID)
+	own := make([]string, 0, len(t.Configs))
+	for k, v := range t.Configs {
+		own = append(own, k+"="+v)
+	}
+	sort.Strings(own)
+	switch {
+	case t.ConfigsError != "":
+		fmt.Fprintf(out, "configs: unknown (%s)\n", t.ConfigsError)
+	case len(own) == 0:
+		fmt.Fprintln(out, "configs: none set on the topic (the nodes' defaults apply)")
+	default:
+		fmt.Fprintln(out, "configs: "+strings.Join(own, " "))
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PARTITION\tLEADER\tREPLICAS\tISR")
+	for _, p := range t.Partitions {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", p.Partition, leaderOf(p), joinIDs(p.Replicas), joinIDs(p.ISR))
+	}
+	return tw.Flush()
+}
+
+// leaderOf prints a partition's leader, or why it has none.
+func leaderOf(p partitionInfo) string {
+	switch {
+	case p.Error != "":
+		return p.Error
+	case p.Leader < 0:
+		return "none"
+	}
+	return strconv.Itoa(int(p.Leader))
+}
+
+// minISROf prints a topic's min.insync.replicas (? when unknown).
+func minISROf(t *topicInfo) string {
+	if t.MinInsyncReplicas <= 0 {
+		return "?"
+	}
+	return strconv.Itoa(t.MinInsyncReplicas)
+}
+
+// printJSON prints v as indented JSON.
+func printJSON(out io.Writer, v any) error {
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 // joinIDs prints node ids as 1,2,3 (- for none).
