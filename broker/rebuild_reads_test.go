@@ -46,12 +46,13 @@ func TestReadsDuringTruncationSeeWholeState(t *testing.T) {
 		for j := 0; j < 100; j++ {
 			rs = append(rs, &kgo.Record{Topic: "read", Value: []byte("v")})
 		}
-		// One record per batch: many index entries to replay.
+		// One record per batch: many index entries to replay. Each is
+		// awaited before the next goes (records produced while a
+		// request is in flight would share a batch).
 		for _, r := range rs {
-			prod.Produce(ctx, r, nil)
-		}
-		if err := prod.Flush(ctx); err != nil {
-			t.Fatal(err)
+			if err := prod.ProduceSync(ctx, r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	follow(t, f, leader)
@@ -61,6 +62,12 @@ func TestReadsDuringTruncationSeeWholeState(t *testing.T) {
 	_, hw, _, end := p.fetchOffsets()
 	if hw != end || end < 4000 {
 		t.Fatalf("the follower's partition: high watermark %d, end %d; want both at 4000 or more", hw, end)
+	}
+	p.mu.RLock()
+	batches := len(p.batches)
+	p.mu.RUnlock()
+	if batches < 4000 {
+		t.Fatalf("the follower's partition holds %d batches; the test needs one a record, 4000 or more", batches)
 	}
 	epoch := f.lastEpoch()
 

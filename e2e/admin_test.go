@@ -259,8 +259,8 @@ func TestAdminAPIs(t *testing.T) {
 		for i := range recs {
 			recs[i] = &kgo.Record{Topic: inBatch, Value: fmt.Appendf(nil, "t%d", i), Timestamp: base.Add(time.Duration(i) * time.Second)}
 		}
-		batcher := b.client(kgo.RecordDeliveryTimeout(0), kgo.ProducerBatchCompression(kgo.SnappyCompression()), kgo.ProducerLinger(100*time.Millisecond))
-		if err := batcher.ProduceSync(ctxTimeout(t, 30*time.Second), recs...).FirstErr(); err != nil {
+		batcher := b.client(kgo.RecordDeliveryTimeout(0), kgo.ProducerBatchCompression(kgo.SnappyCompression()), kgo.ManualFlushing())
+		if err := produceOneBatch(ctxTimeout(t, 30*time.Second), batcher, recs...); err != nil {
 			t.Fatalf("produce one batch: %v", err)
 		}
 		lo, err = adm.ListOffsetsAfterMilli(ctxTimeout(t, 10*time.Second), ms(5500*time.Millisecond), inBatch)

@@ -287,6 +287,21 @@ func produceSync(t *testing.T, cl *kgo.Client, topic string, values []string) []
 	return recs
 }
 
+// produceOneBatch produces rs through cl, a client with kgo.ManualFlushing,
+// so that they leave in one record batch when they share a partition
+// (through ProduceSync the client may send the first record alone, or cut
+// the batch when a linger ends), and returns the first error.
+func produceOneBatch(ctx context.Context, cl *kgo.Client, rs ...*kgo.Record) error {
+	var first kgo.FirstErrPromise
+	for _, r := range rs {
+		cl.Produce(ctx, r, first.Promise())
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return err
+	}
+	return first.Err()
+}
+
 // consumeN reads records with cl until it has n of them (or more arrive in
 // the same poll) or timeout passes, and returns them in the order received.
 func consumeN(t *testing.T, cl *kgo.Client, n int, timeout time.Duration) []*kgo.Record {

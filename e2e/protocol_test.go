@@ -658,14 +658,15 @@ func TestFetchFromInsideABatch(t *testing.T) {
 	b := startBroker(t)
 	const topic = "mid-batch"
 	b.createTopic(topic, 1)
-	// Three batches of 5 records each: offsets 0-4, 5-9, 10-14.
-	prod := b.client(kgo.ProducerLinger(50 * time.Millisecond))
+	// Three batches of 5 records each: offsets 0-4, 5-9, 10-14. The
+	// producer sends only when flushed, once per batch.
+	prod := b.client(kgo.ManualFlushing())
 	for i := range 3 {
 		recs := make([]*kgo.Record, 5)
 		for j := range recs {
 			recs[j] = &kgo.Record{Topic: topic, Value: fmt.Appendf(nil, "%02d", i*5+j)}
 		}
-		if err := prod.ProduceSync(ctxTimeout(t, 20*time.Second), recs...).FirstErr(); err != nil {
+		if err := produceOneBatch(ctxTimeout(t, 20*time.Second), prod, recs...); err != nil {
 			t.Fatalf("produce batch %d: %v", i, err)
 		}
 	}
