@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,6 +31,9 @@ import (
 //     partitions --topic or --all-topics name; it prints the plan and
 //     commits it only with --execute, as Kafka's tool;
 //   - --delete deletes stopped groups with their committed offsets;
+//   - --members describes the named groups' members instead: client id,
+//     host and assigned partitions (kafka-consumer-groups.sh --members
+//     --verbose), which shows consumers left without a partition;
 //   - --json prints the list or the description as JSON, for scripts.
 //
 // A group with members refuses both changes, as Kafka does: its consumers
@@ -46,6 +50,7 @@ func groupsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Write
 		execute   bool
 		del       bool
 		asJSON    bool
+		members   bool
 	)
 	fs := flag.NewFlagSet("groups", flag.ContinueOnError)
 	conn.flags(fs, "groups", &bootstrap)
@@ -55,6 +60,7 @@ func groupsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Write
 	fs.BoolVar(&execute, "execute", false, "with --reset-offsets: commit the new offsets (without it, only print them)")
 	fs.BoolVar(&del, "delete", false, "delete the named groups (they must have no members) with their committed offsets")
 	fs.BoolVar(&asJSON, "json", false, "list or describe the groups as JSON")
+	fs.BoolVar(&members, "members", false, "describe the named groups' members (client id, host, assigned partitions) rather than their partitions")
 	groups, err := parseWithNames(fs, args)
 	if err != nil {
 		return err
@@ -70,6 +76,8 @@ func groupsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Write
 		return usageError{"groups: --topic, --all-topics and --execute go with --reset-offsets"}
 	case asJSON && (reset != "" || del):
 		return usageError{"groups: --json goes with listing or describing, not with --reset-offsets or --delete"}
+	case members && (reset != "" || del || len(groups) == 0):
+		return usageError{"groups --members describes the named groups' members: name the groups, without --reset-offsets or --delete"}
 	case del && len(groups) == 0:
 		return usageError{"groups --delete needs the groups to delete"}
 	}
@@ -98,7 +106,7 @@ func groupsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Write
 	case len(groups) == 0:
 		return listGroups(ctx, adm, asJSON, out)
 	}
-	return describeGroups(ctx, adm, groups, asJSON, out)
+	return describeGroups(ctx, adm, groups, asJSON, members, out)
 }
 
 // groupInfo is what `tandemctl groups` reports of a group; --json prints
@@ -115,8 +123,9 @@ type groupInfo struct {
 	// Lag is the records between the committed offsets (the partition's
 	// start where none is committed) and the ends, summed over the
 	// group's partitions; null when a partition's end is unknown.
-	Lag        *int64          `json:"lag"`
-	Partitions []groupPosition `json:"partitions,omitempty"`
+	Lag           *int64          `json:"lag"`
+	Partitions    []groupPosition `json:"partitions,omitempty"`
+	MemberDetails []groupMember   `json:"member_details,omitempty"`
 	// positionless: neither committed offsets nor assigned partitions
 	// (the list prints its lag as "-").
 	positionless bool
@@ -133,6 +142,42 @@ type groupPosition struct {
 	MemberID  string `json:"member_id,omitempty"`
 	ClientID  string `json:"client_id,omitempty"`
 	Host      string `json:"host,omitempty"`
+}
+
+// groupMember is one member of a described group.
+type groupMember struct {
+	MemberID   string `json:"member_id"`
+	InstanceID string `json:"instance_id,omitempty"` // group.instance.id (static membership)
+	ClientID   string `json:"client_id"`
+	Host       string `json:"host"`
+	// Assigned maps each topic to the partitions the member consumes.
+	Assigned map[string][]int32 `json:"assigned"`
+}
+
+// assignedCount is how many partitions m consumes.
+func (m groupMember) assignedCount() int {
+	n := 0
+	for _, ps := range m.Assigned {
+		n += len(ps)
+	}
+	return n
+}
+
+// assignment prints m's partitions as TOPIC:P,P TOPIC:P (- for none).
+func (m groupMember) assignment() string {
+	topics := make([]string, 0, len(m.Assigned))
+	for t := range m.Assigned {
+		topics = append(topics, t)
+	}
+	sort.Strings(topics)
+	parts := make([]string, len(topics))
+	for i, t := range topics {
+		parts[i] = t + ":" + joinIDs(m.Assigned[t])
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, " ")
 }
 
 // orDash prints an unknown value as "-" or "?".
@@ -207,7 +252,7 @@ func totalLag(l kadm.GroupLag) *int64 {
 
 // describeGroups prints each named group's partitions with their
 // committed offsets, end offsets, lag and consuming member.
-func describeGroups(ctx context.Context, adm *kadm.Client, groups []string, asJSON bool, out io.Writer) error {
+func describeGroups(ctx context.Context, adm *kadm.Client, groups []string, asJSON, members bool, out io.Writer) error {
 	lags, err := adm.Lag(ctx, groups...)
 	if err != nil {
 		return fmt.Errorf("describing groups: %w", err)
@@ -228,7 +273,21 @@ func describeGroups(ctx context.Context, adm *kadm.Client, groups []string, asJS
 			continue
 		}
 		info := groupInfo{Group: name, Exists: true, State: l.State, ProtocolType: l.ProtocolType, Assignor: l.Protocol,
-			Coordinator: ptr(l.Coordinator.NodeID), Members: ptr(len(l.Members))}
+			Coordinator: ptr(l.Coordinator.NodeID), Members: ptr(len(l.Members)), MemberDetails: []groupMember{}}
+		for _, m := range l.Members {
+			gm := groupMember{MemberID: m.MemberID, ClientID: m.ClientID, Host: m.ClientHost, Assigned: map[string][]int32{}}
+			if m.InstanceID != nil {
+				gm.InstanceID = *m.InstanceID
+			}
+			if c, ok := m.Assigned.AsConsumer(); ok {
+				for _, t := range c.Topics {
+					ps := slices.Clone(t.Partitions)
+					slices.Sort(ps)
+					gm.Assigned[t.Topic] = ps
+				}
+			}
+			info.MemberDetails = append(info.MemberDetails, gm)
+		}
 		if l.FetchErr != nil {
 			failed = append(failed, fmt.Sprintf("%s: fetching its committed offsets: %v", name, l.FetchErr))
 			continue
@@ -262,7 +321,11 @@ func describeGroups(ctx context.Context, adm *kadm.Client, groups []string, asJS
 			if i > 0 {
 				fmt.Fprintln(out)
 			}
-			if err := printGroup(out, g); err != nil {
+			show := printGroup
+			if members {
+				show = printGroupMembers
+			}
+			if err := show(out, g); err != nil {
 				return err
 			}
 		}
@@ -271,6 +334,28 @@ func describeGroups(ctx context.Context, adm *kadm.Client, groups []string, asJS
 		return errors.New(strings.Join(failed, "; "))
 	}
 	return nil
+}
+
+// printGroupMembers describes one group per member.
+func printGroupMembers(out io.Writer, g groupInfo) error {
+	if !g.Exists {
+		fmt.Fprintf(out, "group %s: does not exist\n", g.Group)
+		return nil
+	}
+	fmt.Fprintf(out, "group %s: %s, %d member(s)\n", g.Group, g.State, *g.Members)
+	if len(g.MemberDetails) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEMBER\tINSTANCE\tCLIENT ID\tHOST\tPARTITIONS\tASSIGNED")
+	for _, m := range g.MemberDetails {
+		instance := m.InstanceID
+		if instance == "" {
+			instance = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", m.MemberID, instance, m.ClientID, m.Host, m.assignedCount(), m.assignment())
+	}
+	return tw.Flush()
 }
 
 // printGroup describes one group per partition.

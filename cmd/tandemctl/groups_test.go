@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -133,6 +134,10 @@ func TestGroupsCommand(t *testing.T) {
 			Lag       *int64 `json:"lag"`
 			ClientID  string `json:"client_id"`
 		} `json:"partitions"`
+		MemberDetails []struct {
+			ClientID string             `json:"client_id"`
+			Assigned map[string][]int32 `json:"assigned"`
+		} `json:"member_details"`
 	}
 	if err := json.Unmarshal([]byte(groups("--json", "billing", "nobody")), &described); err != nil {
 		t.Fatal(err)
@@ -142,6 +147,20 @@ func TestGroupsCommand(t *testing.T) {
 	}
 	if p0 := described[0].Partitions[0]; p0.Topic != "orders" || p0.Partition != 0 || *p0.Committed != 4 || *p0.End != 6 || *p0.Lag != 2 || p0.ClientID != "billing-app" {
 		t.Fatalf("groups --json billing: orders/0 is %+v", p0)
+	}
+	if ms := described[0].MemberDetails; len(ms) != 1 || ms[0].ClientID != "billing-app" || fmt.Sprint(ms[0].Assigned) != "map[orders:[0 1]]" {
+		t.Fatalf("groups --json billing: members %+v", ms)
+	}
+	// --members: one line per member, with what it consumes.
+	out = groups("billing", "--members")
+	for _, row := range []string{
+		`group billing: Stable, 1 member\(s\)`,
+		`MEMBER +INSTANCE +CLIENT ID +HOST +PARTITIONS +ASSIGNED`,
+		`\S+ +- +billing-app +\S+ +2 +orders:0,1`,
+	} {
+		if !regexp.MustCompile(`(?m)^` + row + `$`).MatchString(out) {
+			t.Errorf("--members lacks a line matching %s in\n%s", row, out)
+		}
 	}
 
 	for _, args := range [][]string{{"--reset-offsets", "earliest", "--all-topics", "billing"}, {"--delete", "billing"}} {
@@ -213,6 +232,9 @@ func TestGroupsCommand(t *testing.T) {
 	if out := groups("ledger"); !regexp.MustCompile(`(?m)^orders +1 +- +4 +4 +\S+ +billing-app +\S+$`).MatchString(out) {
 		t.Errorf("describing the consumer-protocol group printed\n%s", out)
 	}
+	if out := groups("ledger", "--members"); !regexp.MustCompile(`(?m)^\S+ +- +billing-app +\S+ +2 +orders:0,1$`).MatchString(out) {
+		t.Errorf("--members of the consumer-protocol group printed\n%s", out)
+	}
 	c.Close()
 
 	// A group that does not exist yet: described as such, a shift has
@@ -242,9 +264,11 @@ func TestGroupsCommand(t *testing.T) {
 		{"--reset-offsets", "earliest", "--all-topics", "--topic", "x", "g"},  // both
 		{"--reset-offsets", "earliest", "--topic", "orders:x", "billing"},     // bad partition
 		{"--reset-offsets", "earliest", "--all-topics", "billing", "another"}, // two groups
-		{"--delete"},                      // nothing to delete
-		{"--execute", "billing"},          // no reset
-		{"--json", "--delete", "billing"}, // JSON of a change
+		{"--delete"},                         // nothing to delete
+		{"--execute", "billing"},             // no reset
+		{"--members"},                        // no group
+		{"--members", "--delete", "billing"}, // members of a change
+		{"--json", "--delete", "billing"},    // JSON of a change
 		{"--json", "--reset-offsets", "earliest", "--all-topics", "billing"}, // JSON of a change
 	} {
 		if _, err := ctl(t, append([]string{"groups", "--bootstrap", addr}, args...)...); err == nil {

@@ -159,11 +159,12 @@ const usage = `usage:
     ones have run, their partitions; STATE: Ongoing, PrepareCommit, PrepareAbort, CompleteCommit, CompleteAbort, Empty;
     --abort aborts ID's open transaction now (its producer is fenced)
   tandemctl [--timeout 5s] groups --bootstrap HOST:PORT,... ($TANDEM_BOOTSTRAP) [connection flags]
-      [--json] [GROUP...] | --reset-offsets TO (--topic TOPIC[:P,P...]... | --all-topics) [--execute] GROUP | --delete GROUP...
+      [--json] [GROUP...] | [--json] --members GROUP... |
+      --reset-offsets TO (--topic TOPIC[:P,P...]... | --all-topics) [--execute] GROUP | --delete GROUP...
     lists the consumer groups (type, state, members, lag), or describes the named ones per partition (committed
-    offset, end, lag, member); TO: earliest, latest, OFFSET, +N or -N (records from the committed offset), an RFC 3339
-    time or a DURATION ago; without --execute
-    the reset only prints the new offsets; reset and delete need a group without members
+    offset, end, lag, member) or per member (--members: client id, host, assigned partitions); TO: earliest,
+    latest, OFFSET, +N or -N (records from the committed offset), an RFC 3339 time or a DURATION ago; without
+    --execute the reset only prints the new offsets; reset and delete need a group without members
   tandemctl [--timeout 5s] topics --bootstrap HOST:PORT,... ($TANDEM_BOOTSTRAP) [connection flags]
       [--json] [--under-replicated-partitions | --at-min-isr-partitions | --under-min-isr-partitions |
       --unavailable-partitions] [TOPIC...] | --create TOPIC [--partitions N] [--config K=V]... | --alter TOPIC...
