@@ -74,13 +74,11 @@ func aclsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Writer,
 	if err != nil {
 		return err
 	}
-	adm, closeAdm, err := o.conn.admin(o.bootstrap, stdin)
+	ctx, adm, closeAdm, err := o.conn.admin(ctx, o.bootstrap, stdin, timeout)
 	if err != nil {
 		return err
 	}
 	defer closeAdm()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	switch {
 	case o.list:
 		return o.runList(ctx, adm, out)
@@ -230,16 +228,18 @@ func (c *kafkaConn) check(bootstrap string) error {
 }
 
 // admin checks the flags (check) and returns an admin client of the
-// brokers at bootstrap (as client does) and the function that closes it.
-func (c *kafkaConn) admin(bootstrap string, stdin io.Reader) (*kadm.Client, func(), error) {
+// brokers at bootstrap (as client does), a context for the command's
+// requests that ends after timeout, and the function that closes both.
+func (c *kafkaConn) admin(ctx context.Context, bootstrap string, stdin io.Reader, timeout time.Duration) (context.Context, *kadm.Client, func(), error) {
 	if err := c.check(bootstrap); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	cl, err := c.client(bootstrap, stdin)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return kadm.NewClient(cl), cl.Close, nil
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	return ctx, kadm.NewClient(cl), func() { cancel(); cl.Close() }, nil
 }
 
 // parseWithNames parses a command's flags in fs, with names (of groups,

@@ -91,13 +91,11 @@ func groupsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Write
 			return usageError{"groups --topic: " + err.Error()}
 		}
 	}
-	adm, closeAdm, err := conn.admin(bootstrap, stdin)
+	ctx, adm, closeAdm, err := conn.admin(ctx, bootstrap, stdin, timeout)
 	if err != nil {
 		return err
 	}
 	defer closeAdm()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	switch {
 	case reset != "":
 		return resetGroupOffsets(ctx, adm, groups[0], target, selected, execute, out)

@@ -57,13 +57,11 @@ func quotasCmd(ctx context.Context, args []string, stdin io.Reader, out io.Write
 	if err != nil {
 		return err
 	}
-	adm, closeAdm, err := o.conn.admin(o.bootstrap, stdin)
+	ctx, adm, closeAdm, err := o.conn.admin(ctx, o.bootstrap, stdin, timeout)
 	if err != nil {
 		return err
 	}
 	defer closeAdm()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	if o.describe {
 		return o.runDescribe(ctx, adm, out)
 	}

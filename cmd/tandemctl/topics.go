@@ -105,13 +105,11 @@ func topicsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Write
 	if err != nil {
 		return usageError{"topics --config: " + err.Error()}
 	}
-	adm, closeAdm, err := conn.admin(bootstrap, stdin)
+	ctx, adm, closeAdm, err := conn.admin(ctx, bootstrap, stdin, timeout)
 	if err != nil {
 		return err
 	}
 	defer closeAdm()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	switch {
 	case create:
 		return createTopic(ctx, adm, topics[0], max(partitions, 1), set, out)

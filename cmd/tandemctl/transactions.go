@@ -54,13 +54,11 @@ func transactionsCmd(ctx context.Context, args []string, stdin io.Reader, out io
 	for _, s := range states {
 		want = append(want, splitList(s, ",")...)
 	}
-	adm, closeAdm, err := conn.admin(bootstrap, stdin)
+	ctx, adm, closeAdm, err := conn.admin(ctx, bootstrap, stdin, timeout)
 	if err != nil {
 		return err
 	}
 	defer closeAdm()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	if abort != "" {
 		return abortTransaction(ctx, adm, abort, out)
 	}
