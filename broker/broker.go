@@ -223,6 +223,17 @@ func Open(cfg Config) (*Broker, error) {
 		ConsumerSessionTimeout:    cfg.ConsumerSessionTimeout,
 		ConsumerHeartbeatInterval: cfg.ConsumerHeartbeatInterval,
 	})
+	// From here on, a failure closes what Open started (the coordinator's
+	// goroutine, the WAL) before it returns.
+	var w *wal.Log
+	fail := func(err error) (*Broker, error) {
+		if w != nil {
+			w.Close()
+		}
+		b.groups.Close()
+		cancel()
+		return nil, err
+	}
 	start := time.Now()
 	rec := &recoveryReplay{b: b}
 	onRecover := rec.entry
@@ -230,7 +241,7 @@ func Open(cfg Config) (*Broker, error) {
 		onRecover = nil
 	}
 	b.appendMu.Lock()
-	w, err := wal.Open(wal.Options{
+	w, err = wal.Open(wal.Options{
 		OnRecover:      onRecover,
 		OnSync:         b.metrics.observeFsync,
 		Dir:            filepath.Join(cfg.DataDir, "wal"),
@@ -242,8 +253,8 @@ func Open(cfg Config) (*Broker, error) {
 	})
 	b.appendMu.Unlock()
 	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("broker: opening WAL: %w", err)
+		w = nil
+		return fail(fmt.Errorf("broker: opening WAL: %w", err))
 	}
 	b.wal = w
 	b.connLim = newConnLimiter(cfg, w.SegmentCount)
@@ -254,9 +265,7 @@ func Open(cfg Config) (*Broker, error) {
 		}
 	}
 	if rec.err != nil {
-		w.Close()
-		cancel()
-		return nil, rec.err
+		return fail(rec.err)
 	}
 	if cfg.SidecarSocket == "" {
 		b.view = link.ClusterView{
@@ -279,18 +288,14 @@ func Open(cfg Config) (*Broker, error) {
 	n := rec.n
 	complete, err := rec.done()
 	if err != nil {
-		w.Close()
-		cancel()
-		return nil, err
+		return fail(err)
 	}
 	b.recoveredWhileScanning = complete
 	if !complete {
 		// Recovery could not rebuild the state as it scanned (see
 		// recoveryReplay): read the log again.
 		if n, err = b.replay(); err != nil {
-			w.Close()
-			cancel()
-			return nil, err
+			return fail(err)
 		}
 	}
 	if cfg.SidecarSocket == "" {
