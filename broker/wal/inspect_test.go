@@ -1,0 +1,230 @@
+package wal
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+)
+
+// inspectAll runs Inspect from from and returns the entries (with their
+// payloads copied) and the notes it reported.
+func inspectAll(t *testing.T, dir string, from uint64) (entries []Inspected, notes []Inspected) {
+	t.Helper()
+	err := Inspect(dir, from, func(in Inspected) error {
+		if in.Entry == nil {
+			notes = append(notes, in)
+			return nil
+		}
+		e := *in.Entry
+		e.Payload = bytes.Clone(e.Payload)
+		in.Entry = &e
+		entries = append(entries, in)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Inspect: %v", err)
+	}
+	return entries, notes
+}
+
+// Inspect lists every entry of a log that is open and being written, as a
+// reader does, with the place of each frame, and notes the preallocated
+// zeros after the last one without calling them corruption; it changes
+// nothing.
+func TestInspectListsEntries(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, func(o *Options) { o.SegmentBytes = 4096; o.PreallocateBytes = 8192 })
+	pos := appendN(t, l, 1, 40, 150)
+	pos = append(pos, appendN(t, l, 3, 25, 150)...)
+
+	entries, notes := inspectAll(t, dir, 0)
+	if len(entries) != 65 {
+		t.Fatalf("Inspect listed %d entries, want 65", len(entries))
+	}
+	for i, in := range entries {
+		e, p := in.Entry, pos[i]
+		wantEpoch := uint32(1)
+		if i >= 40 {
+			wantEpoch = 3
+		}
+		if e.LSN != p.LSN || e.Epoch != wantEpoch || e.Type != TypeRecordBatch || !bytes.Equal(e.Payload, testPayload(p.LSN, 150)) ||
+			in.Segment != segmentName(p.Segment) || in.Offset != p.Offset || in.FrameBytes != int64(frameSize(150)) {
+			t.Fatalf("entry %d: LSN %d epoch %d type %v at %s+%d (%d bytes); appended as LSN %d epoch %d at %s+%d",
+				i, e.LSN, e.Epoch, e.Type, in.Segment, in.Offset, in.FrameBytes, p.LSN, wantEpoch, segmentName(p.Segment), p.Offset)
+		}
+	}
+	for _, n := range notes {
+		if n.Corrupt || !strings.Contains(n.Note, "preallocated") || n.Segment != segmentName(pos[len(pos)-1].Segment) {
+			t.Errorf("note on a healthy open log: %+v", n)
+		}
+	}
+	// From LSN 50: the segments wholly before it are not read.
+	entries, _ = inspectAll(t, dir, 50)
+	if len(entries) == 0 {
+		t.Fatal("nothing listed from LSN 50")
+	}
+	if len(entries) == 0 || entries[0].Entry.LSN > 50 || entries[0].Entry.LSN < 40 || entries[len(entries)-1].Entry.LSN != 65 {
+		t.Fatalf("from 50: entries %d to %d", entries[0].Entry.LSN, entries[len(entries)-1].Entry.LSN)
+	}
+	// Of a closed log (whose preallocator no longer grows the file), it
+	// changes nothing.
+	closeLog(t, l)
+	before := dirSizes(t, dir)
+	if entries, notes = inspectAll(t, dir, 0); len(entries) != 65 || len(notes) != 0 {
+		t.Fatalf("Inspect of the closed log: %d entries, notes %+v", len(entries), notes)
+	}
+	if after := dirSizes(t, dir); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("Inspect changed the directory: %v, then %v", before, after)
+	}
+	if err := Inspect(t.TempDir(), 0, func(Inspected) error { return nil }); err == nil || !strings.Contains(err.Error(), "no segment files") {
+		t.Fatalf("Inspect of an empty directory: %v", err)
+	}
+}
+
+// dirSizes maps each file of dir to its size.
+func dirSizes(t *testing.T, dir string) map[string]int64 {
+	t.Helper()
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]int64{}
+	for _, de := range des {
+		fi, err := de.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[de.Name()] = fi.Size()
+	}
+	return m
+}
+
+// Inspect calls damage corrupt exactly where Open refuses the log
+// (ErrCorrupt): its first corrupt note names the segment and offset that
+// Open's error names, and it goes on to list the valid entries after the
+// damage. A torn tail and zeros after the last entry, which Open repairs,
+// are noted without being called corrupt, and the entries listed before
+// them are those Open keeps.
+func TestInspectAgreesWithOpen(t *testing.T) {
+	const size = 100
+	fs := int64(frameSize(size))
+	rewrite := func(path string, off int64, b []byte) {
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			panic(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteAt(b, off); err != nil {
+			panic(err)
+		}
+	}
+	flip := func(path string, off int64) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			panic(err)
+		}
+		rewrite(path, off, []byte{b[off] ^ 0x40})
+	}
+	appendTo := func(path string, b []byte) {
+		fi, err := os.Stat(path)
+		if err != nil {
+			panic(err)
+		}
+		rewrite(path, fi.Size(), b)
+	}
+	last := func(segs []SegmentInfo) SegmentInfo { return segs[len(segs)-1] }
+	tests := []struct {
+		name    string
+		segSize int64
+		damage  func(segs []SegmentInfo)
+		corrupt bool
+		// after is an LSN after the damage that Inspect still lists (when
+		// corrupt).
+		after func(segs []SegmentInfo) uint64
+	}{
+		{"payload byte of an early entry", 1 << 20, func(segs []SegmentInfo) { flip(segs[0].Path, 2*fs+30) }, true, lsn(4)},
+		{"length field of an early entry", 1 << 20, func(segs []SegmentInfo) { flip(segs[0].Path, 3*fs+2) }, true, lsn(5)},
+		{"last entry of a sealed segment", 1024, func(segs []SegmentInfo) { flip(segs[1].Path, segs[1].Bytes-3) }, true, func(segs []SegmentInfo) uint64 { return segs[2].FirstLSN }},
+		{"garbage after a sealed segment", 1024, func(segs []SegmentInfo) { appendTo(segs[0].Path, make([]byte, 10)) }, true, lsn(20)},
+		{"missing middle segment", 1024, func(segs []SegmentInfo) { os.Remove(segs[1].Path) }, true, lsn(20)},
+		{"entry with a wrong LSN", 1 << 20, func(segs []SegmentInfo) {
+			appendTo(segs[0].Path, appendFrame(nil, Entry{LSN: 99, Epoch: 1, Payload: []byte("x")}))
+		}, true, lsn(99)},
+		{"entry with a lower epoch", 1 << 20, func(segs []SegmentInfo) {
+			appendTo(segs[0].Path, appendFrame(nil, Entry{LSN: 21, Epoch: 0, Payload: []byte("x")}))
+		}, true, lsn(21)},
+		{"torn tail: half a frame", 1 << 20, func(segs []SegmentInfo) {
+			appendTo(last(segs).Path, appendFrame(nil, Entry{LSN: 21, Epoch: 1, Payload: testPayload(21, size)})[:60])
+		}, false, nil},
+		{"torn tail: zeros", 1024, func(segs []SegmentInfo) { appendTo(last(segs).Path, make([]byte, 4096)) }, false, nil},
+		{"torn tail: a frame with a bad checksum", 1 << 20, func(segs []SegmentInfo) {
+			f := appendFrame(nil, Entry{LSN: 21, Epoch: 1, Payload: testPayload(21, size)})
+			f[len(f)-1] ^= 1
+			appendTo(last(segs).Path, f)
+		}, false, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			l := openLog(t, dir, func(o *Options) { o.SegmentBytes = tt.segSize })
+			appendN(t, l, 1, 20, size)
+			segs := l.Segments()
+			closeLog(t, l)
+			tt.damage(segs)
+
+			entries, notes := inspectAll(t, dir, 0)
+			var firstCorrupt *Inspected
+			for i := range notes {
+				if notes[i].Corrupt && firstCorrupt == nil {
+					firstCorrupt = &notes[i]
+				}
+			}
+			if len(notes) == 0 {
+				t.Fatal("Inspect noted nothing")
+			}
+			var kept, recovered []uint64
+			l, err := Open(Options{Dir: dir, SegmentBytes: tt.segSize, PreallocateBytes: -1,
+				OnRecover: func(e Entry, _ Pos, _ int) bool { recovered = append(recovered, e.LSN); return true }})
+			if err == nil {
+				l.Close()
+			}
+			if errors.Is(err, ErrCorrupt) != tt.corrupt || (err != nil && !tt.corrupt) {
+				t.Fatalf("Open = %v; the test expects corrupt=%v", err, tt.corrupt)
+			}
+			if (firstCorrupt != nil) != tt.corrupt {
+				t.Fatalf("Inspect's notes %+v; Open: %v", notes, err)
+			}
+			if tt.corrupt {
+				for _, want := range []string{firstCorrupt.Segment, fmt.Sprintf("offset %d", firstCorrupt.Offset)} {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("Open's error %q lacks %q, where Inspect noted %q", err, want, firstCorrupt.Note)
+					}
+				}
+				after, found := tt.after(segs), false
+				for _, e := range entries {
+					found = found || e.Entry.LSN == after
+				}
+				if !found {
+					t.Errorf("Inspect did not list LSN %d, after the damage", after)
+				}
+				return
+			}
+			for _, e := range entries {
+				kept = append(kept, e.Entry.LSN)
+			}
+			if fmt.Sprint(kept) != fmt.Sprint(recovered) {
+				t.Fatalf("Inspect listed %v before the torn tail; Open kept %v", kept, recovered)
+			}
+			if !strings.Contains(notes[0].Note, "torn tail") && !strings.Contains(notes[0].Note, "preallocated") {
+				t.Errorf("the torn tail's note: %q", notes[0].Note)
+			}
+		})
+	}
+}
+
+// lsn is an after of TestInspectAgreesWithOpen that does not depend on
+// the segments.
+func lsn(n uint64) func([]SegmentInfo) uint64 { return func([]SegmentInfo) uint64 { return n } }
