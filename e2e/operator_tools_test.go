@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +13,7 @@ import (
 )
 
 // TestOperatorToolsOnCluster: what an operator sees of a real three-node
-// cluster through `tandemctl topics`, `tandemctl groups` and the brokers'
+// cluster through `tandemctl topics`, `groups`, `offsets` and the brokers'
 // /metrics, asking followers:
 //   - a topic created through a follower with min.insync.replicas=2 has
 //     every node as a replica and in its ISR;
@@ -24,7 +25,9 @@ import (
 //     filters), and kafka-python's acks=all writes still succeed (two in
 //     sync); back, none is;
 //   - a reset of the group to the earliest offsets makes the next
-//     kafka-python consumer of the group read everything.
+//     kafka-python consumer of the group read everything;
+//   - `tandemctl offsets` gives the partitions' offsets, and deleting one
+//     partition's records leaves a new group only the others' records.
 func TestOperatorToolsOnCluster(t *testing.T) {
 	metrics := map[int]string{1: testutil.FreeAddr(t), 2: testutil.FreeAddr(t), 3: testutil.FreeAddr(t)}
 	c := startCluster(t, clusterOpts{
@@ -174,6 +177,54 @@ func TestOperatorToolsOnCluster(t *testing.T) {
 	for _, v := range append(seqValues("a-", 30), seqValues("b-", 10)...) {
 		if !seen[v] {
 			t.Fatalf("after the reset the group's consumer did not read %s", v)
+		}
+	}
+
+	// tandemctl offsets, asked of followers, gives the leader's offsets:
+	// the 40 records start at 0 and are all stable (no transaction).
+	offsetRows := func(bootstrap string) map[string][3]int64 {
+		t.Helper()
+		out := mustCtl("offsets", "--bootstrap", bootstrap, topic)
+		rows := map[string][3]int64{}
+		for _, m := range regexp.MustCompile(`(?m)^`+topic+` +(\d) +(\d+) +(\d+) +(\d+)$`).FindAllStringSubmatch(out, -1) {
+			var r [3]int64
+			for i := range r {
+				r[i], _ = strconv.ParseInt(m[2+i], 10, 64)
+			}
+			rows[m[1]] = r
+		}
+		if len(rows) != 3 {
+			t.Fatalf("offsets lists %d partitions of %s, want 3", len(rows), topic)
+		}
+		return rows
+	}
+	var total int64
+	for p, r := range offsetRows(f2) {
+		if r[0] != 0 || r[1] != r[2] {
+			t.Fatalf("partition %s: earliest %d, stable %d, latest %d; want 0 and stable = latest", p, r[0], r[1], r[2])
+		}
+		total += r[2]
+	}
+	if total != 40 {
+		t.Fatalf("the partitions' latest offsets add up to %d, want 40", total)
+	}
+	// Deleting partition 0's records through a follower: a consumer of a
+	// new group reads only the other partitions' records.
+	deleted := offsetRows(f3)["0"][2]
+	out = mustCtl("offsets", "--bootstrap", f3, "--delete-records-before", "latest", "--execute", topic+":0")
+	if !strings.Contains(out, fmt.Sprintf("deleted: the records now start at %s/0 from %d", topic, deleted)) {
+		t.Fatalf("the deletion printed %q", out)
+	}
+	if r := offsetRows(f2)["0"]; r[0] != deleted || r[2] != deleted {
+		t.Fatalf("after the deletion partition 0 has earliest %d, latest %d; want both %d", r[0], r[2], deleted)
+	}
+	fresh := pyConsume(t, follower, topic, int(40-deleted), group+"-fresh")
+	if fresh.Count != int(40-deleted) {
+		t.Fatalf("after the deletion a new group read %d records, want %d", fresh.Count, 40-deleted)
+	}
+	for _, r := range fresh.Records {
+		if r.Partition == 0 {
+			t.Fatalf("after the deletion a new group read %s from partition 0", r.Value)
 		}
 	}
 }

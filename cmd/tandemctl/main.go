@@ -172,7 +172,17 @@ const usage = `usage:
     lists the topics (partitions, replicas, min.insync.replicas, under-replicated partitions), or describes the named
     ones (configs set on them; leader, replicas and ISR per partition), or shows only the partitions a filter names;
     creates, alters and deletes topics
-    connection flags (acls, quotas, transactions, groups, topics, sasl-user --bootstrap): --sasl-user U [--sasl-password-file F | password on stdin] [--sasl-mechanism PLAIN|SCRAM-SHA-256|SCRAM-SHA-512]
+  tandemctl [--timeout 5s] offsets --bootstrap HOST:PORT,... ($TANDEM_BOOTSTRAP) [connection flags]
+      [--json] [--at TIME] [TOPIC[:P,P...]...] | --delete-records-before OFFSET|latest [--execute] TOPIC[:P,P...]...
+    each partition's earliest offset, last stable offset (read_committed) and latest offset (high watermark), of
+    every topic or the partitions named; --at: also the first offset at or after TIME (RFC 3339, or a DURATION
+    ago); --delete-records-before deletes the records below OFFSET (latest: every committed record) on every
+    replica: without --execute it only prints the plan
+  tandemctl wal --data-dir DIR [--from LSN] [--to LSN] [--type TYPE[,TYPE...]] [--summary] [--full]
+    prints a broker's WAL (stopped or running; nothing is changed): each entry's LSN, epoch, type, size, offset in
+    its segment file and what it holds, then a summary; damage is printed where it is, and fails the command
+    when a broker would refuse to start on it
+    connection flags (acls, quotas, transactions, groups, topics, offsets, sasl-user --bootstrap): --sasl-user U [--sasl-password-file F | password on stdin] [--sasl-mechanism PLAIN|SCRAM-SHA-256|SCRAM-SHA-512]
       --tls-ca F [--tls-cert F --tls-key F] [--tls-server-name NAME]
 global flags: --token TOKEN ($TANDEM_ADMIN_TOKEN) for promote and verify when the sidecar has --admin-token;
   --tls-ca, --tls-cert, --tls-key, --tls-server-name ($TANDEM_TLS_*) for a sidecar with mutual TLS.`
@@ -218,6 +228,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return groupsCmd(ctx, rest, os.Stdin, stdout, *timeout)
 	case "topics":
 		return topicsCmd(ctx, rest, os.Stdin, stdout, *timeout)
+	case "offsets":
+		return offsetsCmd(ctx, rest, os.Stdin, stdout, *timeout)
+	case "wal":
+		return walCmd(rest, stdout)
 	}
 	cl := &client{addr: *addr, timeout: *timeout, out: stdout, token: *token}
 	if tlsFiles.Enabled() {
