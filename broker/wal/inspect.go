@@ -41,7 +41,8 @@ type Inspected struct {
 // is running: the newest frame may then be seen half-written, as a torn
 // tail. Where a frame does not decode, it looks for the next valid frame in
 // the segment, as Open's recovery does, and goes on from there. Segments
-// whose successor begins at or below from are skipped without being read.
+// whose successor begins at or below from are skipped without being read;
+// the page cache of old segments is released once read, as Open does.
 // An error from fn stops the walk and is returned.
 func Inspect(dir string, from uint64, fn func(Inspected) error) error {
 	des, err := os.ReadDir(dir)
@@ -58,6 +59,17 @@ func Inspect(dir string, from uint64, fn func(Inspected) error) error {
 		return fmt.Errorf("wal: %s holds no segment files (%%020d%s)", dir, segmentSuffix)
 	}
 	sort.Slice(firsts, func(i, j int) bool { return firsts[i] < firsts[j] })
+	// Bytes of the segments after each one: as recovery, a segment wholly
+	// behind the page cache that a broker keeps (DefaultPageCacheBytes) is
+	// released once read, so that reading a large WAL does not push a
+	// running broker's recent data out of the cache.
+	after := make([]int64, len(firsts))
+	for i := len(firsts) - 2; i >= 0; i-- {
+		after[i] = after[i+1]
+		if fi, err := os.Stat(filepath.Join(dir, segmentName(firsts[i+1]))); err == nil {
+			after[i] += fi.Size()
+		}
+	}
 	in := inspector{fn: fn}
 	for i, first := range firsts {
 		if i+1 < len(firsts) && firsts[i+1] <= from {
@@ -81,7 +93,8 @@ func Inspect(dir string, from uint64, fn func(Inspected) error) error {
 			}
 			continue
 		}
-		if err := in.segment(filepath.Join(dir, segmentName(first)), first, i == len(firsts)-1); err != nil {
+		release := cacheReleaseSupported && i < len(firsts)-1 && after[i] >= DefaultPageCacheBytes
+		if err := in.segment(filepath.Join(dir, segmentName(first)), first, i == len(firsts)-1, release); err != nil {
 			return err
 		}
 	}
@@ -99,8 +112,9 @@ type inspector struct {
 }
 
 // segment inspects one segment file; last says it is the newest, where a
-// torn tail is expected after a crash.
-func (in *inspector) segment(path string, first uint64, last bool) error {
+// torn tail is expected after a crash, and release that its page cache is
+// released once read.
+func (in *inspector) segment(path string, first uint64, last, release bool) error {
 	name := filepath.Base(path)
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -111,6 +125,9 @@ func (in *inspector) segment(path string, first uint64, last bool) error {
 		return fmt.Errorf("wal: %w", err)
 	}
 	defer f.Close()
+	if release {
+		defer releaseCache(f, 0, 0)
+	}
 	st, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("wal: %w", err)
