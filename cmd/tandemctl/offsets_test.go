@@ -26,14 +26,7 @@ func TestOffsetsCommand(t *testing.T) {
 		}
 		return out
 	}
-	matches := func(out string, lines ...string) {
-		t.Helper()
-		for _, l := range lines {
-			if !regexp.MustCompile(`(?m)^` + l + `$`).MatchString(out) {
-				t.Errorf("no line matches %s in\n%s", l, out)
-			}
-		}
-	}
+	matches := func(out string, lines ...string) { t.Helper(); matchLines(t, out, lines...) }
 	if out := offsets(); out != "no topics\n" {
 		t.Fatalf("with no topic: %q", out)
 	}

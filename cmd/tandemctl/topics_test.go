@@ -29,14 +29,7 @@ func TestTopicsCommand(t *testing.T) {
 			t.Errorf("topics %v: err %v, want one that says %q", args, err, want)
 		}
 	}
-	matches := func(out string, lines ...string) {
-		t.Helper()
-		for _, l := range lines {
-			if !regexp.MustCompile(`(?m)^` + l + `$`).MatchString(out) {
-				t.Errorf("no line matches %s in\n%s", l, out)
-			}
-		}
-	}
+	matches := func(out string, lines ...string) { t.Helper(); matchLines(t, out, lines...) }
 	if out := topics(); out != "no topics\n" {
 		t.Fatalf("with no topic: %q", out)
 	}
@@ -143,4 +136,15 @@ func TestTopicsCommand(t *testing.T) {
 func isUsage(err error) bool {
 	_, ok := err.(usageError)
 	return ok
+}
+
+// matchLines fails t for each regular expression in lines that matches no
+// whole line of out.
+func matchLines(t *testing.T, out string, lines ...string) {
+	t.Helper()
+	for _, l := range lines {
+		if !regexp.MustCompile(`(?m)^` + l + `$`).MatchString(out) {
+			t.Errorf("no line matches %s in\n%s", l, out)
+		}
+	}
 }
