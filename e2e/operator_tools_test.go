@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"regexp"
@@ -13,8 +14,8 @@ import (
 )
 
 // TestOperatorToolsOnCluster: what an operator sees of a real three-node
-// cluster through `tandemctl topics`, `groups`, `offsets` and the brokers'
-// /metrics, asking followers:
+// cluster through `tandemctl topics`, `groups`, `offsets`, `log-dirs` and
+// the brokers' /metrics, asking followers:
 //   - a topic created through a follower with min.insync.replicas=2 has
 //     every node as a replica and in its ISR;
 //   - after a kafka-python consumer group read and committed part of it,
@@ -27,7 +28,9 @@ import (
 //   - a reset of the group to the earliest offsets makes the next
 //     kafka-python consumer of the group read everything;
 //   - `tandemctl offsets` gives the partitions' offsets, and deleting one
-//     partition's records leaves a new group only the others' records.
+//     partition's records leaves a new group only the others' records;
+//   - `tandemctl log-dirs` shows every node holding the same bytes of each
+//     partition.
 func TestOperatorToolsOnCluster(t *testing.T) {
 	metrics := map[int]string{1: testutil.FreeAddr(t), 2: testutil.FreeAddr(t), 3: testutil.FreeAddr(t)}
 	c := startCluster(t, clusterOpts{
@@ -227,4 +230,40 @@ func TestOperatorToolsOnCluster(t *testing.T) {
 			t.Fatalf("after the deletion a new group read %s from partition 0", r.Value)
 		}
 	}
+
+	// tandemctl log-dirs, asked of a follower: every node answers for its
+	// own replicas, and holds as many bytes of each partition as the
+	// others (none of partition 0 now).
+	testutil.Eventually(t, 20*time.Second, func() error {
+		out, err := ctl("log-dirs", "--bootstrap", f2, "--json", topic)
+		if err != nil {
+			return err
+		}
+		var nodes []struct {
+			Node       int32 `json:"node"`
+			Partitions []struct {
+				Partition int32 `json:"partition"`
+				SizeBytes int64 `json:"size_bytes"`
+			} `json:"partitions"`
+		}
+		if err := json.Unmarshal([]byte(out), &nodes); err != nil {
+			return err
+		}
+		if len(nodes) != 3 {
+			return fmt.Errorf("%d nodes answered, want 3", len(nodes))
+		}
+		sizes := map[int32][]int64{}
+		for _, n := range nodes {
+			for _, p := range n.Partitions {
+				sizes[p.Partition] = append(sizes[p.Partition], p.SizeBytes)
+			}
+		}
+		for p := range int32(3) {
+			s := sizes[p]
+			if len(s) != 3 || s[0] != s[1] || s[1] != s[2] || (p == 0) != (s[0] == 0) {
+				return fmt.Errorf("partition %d: bytes per node %v, want 3 equal sizes (0 for partition 0 only)", p, s)
+			}
+		}
+		return nil
+	})
 }

@@ -178,11 +178,14 @@ const usage = `usage:
     every topic or the partitions named; --at: also the first offset at or after TIME (RFC 3339, or a DURATION
     ago); --delete-records-before deletes the records below OFFSET (latest: every committed record) on every
     replica: without --execute it only prints the plan
+  tandemctl [--timeout 5s] log-dirs --bootstrap HOST:PORT,... ($TANDEM_BOOTSTRAP) [connection flags] [--json] [TOPIC...]
+    each node's WAL directory, the bytes of its partitions and its file system's size and free space, and per
+    partition the bytes each node holds and how far each replica trails
   tandemctl wal --data-dir DIR [--from LSN] [--to LSN] [--type TYPE[,TYPE...]] [--summary] [--full]
     prints a broker's WAL (stopped or running; nothing is changed): each entry's LSN, epoch, type, size, offset in
     its segment file and what it holds, then a summary; damage is printed where it is, and fails the command
     when a broker would refuse to start on it
-    connection flags (acls, quotas, transactions, groups, topics, offsets, sasl-user --bootstrap): --sasl-user U [--sasl-password-file F | password on stdin] [--sasl-mechanism PLAIN|SCRAM-SHA-256|SCRAM-SHA-512]
+    connection flags (acls, quotas, transactions, groups, topics, offsets, log-dirs, sasl-user --bootstrap): --sasl-user U [--sasl-password-file F | password on stdin] [--sasl-mechanism PLAIN|SCRAM-SHA-256|SCRAM-SHA-512]
       --tls-ca F [--tls-cert F --tls-key F] [--tls-server-name NAME]
 global flags: --token TOKEN ($TANDEM_ADMIN_TOKEN) for promote and verify when the sidecar has --admin-token;
   --tls-ca, --tls-cert, --tls-key, --tls-server-name ($TANDEM_TLS_*) for a sidecar with mutual TLS.`
@@ -232,6 +235,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return offsetsCmd(ctx, rest, os.Stdin, stdout, *timeout)
 	case "wal":
 		return walCmd(rest, stdout)
+	case "log-dirs":
+		return logDirsCmd(ctx, rest, os.Stdin, stdout, *timeout)
 	}
 	cl := &client{addr: *addr, timeout: *timeout, out: stdout, token: *token}
 	if tlsFiles.Enabled() {
