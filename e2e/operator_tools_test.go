@@ -134,6 +134,11 @@ func TestOperatorToolsOnCluster(t *testing.T) {
 	c.node(3).killPair()
 	f3 = c.node(1).kafka
 	testutil.Eventually(t, 30*time.Second, func() error { return topicLine(3) })
+	// tandemctl log-dirs names the node that does not answer, and fails.
+	if out, err := ctl("log-dirs", "--bootstrap", f2); err == nil ||
+		!regexp.MustCompile(`(?m)^3 +.*connection refused$`).MatchString(out) {
+		t.Fatalf("log-dirs with node 3 down: %v", err)
+	}
 	// kafka-topics.sh's filters name them: each has 3 replicas and an ISR
 	// of the two live nodes, which is min.insync.replicas: one more loss
 	// and acks=all writes fail. None is under the minimum yet.
