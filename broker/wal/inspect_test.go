@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -228,3 +229,59 @@ func TestInspectAgreesWithOpen(t *testing.T) {
 // lsn is an after of TestInspectAgreesWithOpen that does not depend on
 // the segments.
 func lsn(n uint64) func([]SegmentInfo) uint64 { return func([]SegmentInfo) uint64 { return n } }
+
+// FuzzInspect writes arbitrary bytes as the only segment file, inspects
+// it, then opens the log: Inspect must never panic, must call the bytes
+// corrupt exactly when Open refuses them (ErrCorrupt), and when Open
+// accepts them, the entries Inspect lists before its first note must be
+// those Open recovers. Seeds: FuzzOpen's.
+func FuzzInspect(f *testing.F) {
+	var valid []byte
+	for i := uint64(1); i <= 3; i++ {
+		valid = appendFrame(valid, Entry{LSN: i, Epoch: uint32(i / 2), Type: TypeRecordBatch, Payload: bytes.Repeat([]byte{byte(i)}, int(i*10))})
+	}
+	f.Add([]byte{})
+	f.Add(valid)
+	f.Add(valid[:len(valid)-7])
+	f.Add(append(bytes.Clone(valid), 0, 0, 0, 0, 0, 0))
+	mid := bytes.Clone(valid)
+	mid[30] ^= 1
+	f.Add(mid)
+	two := frameSize(10) + frameSize(20)
+	f.Add(append(append(bytes.Clone(valid[:two]), make([]byte, sectorSize-two)...), valid[two:]...))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, segmentName(1)), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var listed []uint64
+		corrupt, noted := false, false
+		err := Inspect(dir, 0, func(in Inspected) error {
+			switch {
+			case in.Entry == nil:
+				noted = true
+				corrupt = corrupt || in.Corrupt
+			case !noted:
+				listed = append(listed, in.Entry.LSN)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("Inspect: %v", err)
+		}
+		var recovered []uint64
+		l, err := Open(Options{Dir: dir, Sync: SyncNone, PreallocateBytes: -1,
+			OnRecover: func(e Entry, _ Pos, _ int) bool { recovered = append(recovered, e.LSN); return true }})
+		if err == nil {
+			defer l.Close()
+		}
+		switch {
+		case errors.Is(err, ErrCorrupt) != corrupt:
+			t.Fatalf("Open: %v; Inspect called it corrupt: %v", err, corrupt)
+		case err != nil && !corrupt:
+			t.Fatalf("Open: %v", err)
+		case err == nil && fmt.Sprint(listed) != fmt.Sprint(recovered):
+			t.Fatalf("Inspect listed %v before its first note; Open recovered %v", listed, recovered)
+		}
+	})
+}
