@@ -322,10 +322,69 @@ func (c *client) verify(ctx context.Context, args []string) error {
 	}
 	if len(distinct) > 1 {
 		fmt.Fprintf(c.out, "DIFFERENT: the nodes' WALs differ in LSNs %d..%d\n", from, to)
-		return fmt.Errorf("%w over LSNs %d..%d", errDiffer, from, to)
+		lsn, groups, err := c.firstDifference(ctx, peers, ids, from, to)
+		if err != nil {
+			return fmt.Errorf("%w over LSNs %d..%d (looking for the first entry that differs: %v)", errDiffer, from, to, err)
+		}
+		versions := "node(s) " + joinIDs(groups[0]) + " hold one version of it"
+		for _, g := range groups[1:] {
+			versions += ", node(s) " + joinIDs(g) + " another"
+		}
+		fmt.Fprintf(c.out, "the first entry that differs is LSN %d: %s\n", lsn, versions)
+		fmt.Fprintf(c.out, "see it on each node with: tandemctl wal --data-dir BROKER-DATA-DIR --from %d --to %d\n", lsn, lsn)
+		return fmt.Errorf("%w from LSN %d (compared LSNs %d..%d)", errDiffer, lsn, from, to)
 	}
 	fmt.Fprintf(c.out, "identical: %d nodes, LSNs %d..%d\n", len(sums), from, to)
 	return nil
+}
+
+// firstDifference finds the lowest LSN in [from, to] whose entry is not
+// the same on every node, knowing that one is, by bisection with the
+// Checksum RPC: the first difference is in the lower half when the nodes'
+// checksums of that half differ, and in the upper half otherwise. The
+// nodes read about as many entries as one checksum of the whole range. It
+// returns the nodes grouped by the version of that entry they hold.
+func (c *client) firstDifference(ctx context.Context, peers map[int32]string, ids []int32, from, to uint64) (uint64, [][]int32, error) {
+	sums := func(lo, hi uint64) (map[uint64][]int32, error) {
+		by := map[uint64][]int32{}
+		for _, id := range ids {
+			a, err := c.admin(peers[id])
+			if err != nil {
+				return nil, err
+			}
+			cctx, cancel := context.WithTimeout(ctx, max(c.timeout, time.Minute))
+			r, err := a.Checksum(cctx, &adminv1.ChecksumRequest{FromLsn: lo, ToLsn: hi})
+			cancel()
+			if err != nil {
+				return nil, fmt.Errorf("node %d: %w", id, err)
+			}
+			by[r.GetChecksum()] = append(by[r.GetChecksum()], id)
+		}
+		return by, nil
+	}
+	lo, hi := from, to
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		by, err := sums(lo, mid)
+		if err != nil {
+			return 0, nil, err
+		}
+		if len(by) > 1 {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	by, err := sums(lo, lo)
+	if err != nil {
+		return 0, nil, err
+	}
+	groups := make([][]int32, 0, len(by))
+	for _, g := range by {
+		groups = append(groups, g)
+	}
+	slices.SortFunc(groups, func(a, b []int32) int { return int(a[0] - b[0]) })
+	return lo, groups, nil
 }
 
 // replicaState names where a follower's stream stands, as PostgreSQL's

@@ -81,18 +81,27 @@ func TestStatusAndVerify(t *testing.T) {
 func TestVerifyDetectsDifference(t *testing.T) {
 	a := sidecartest.NewCluster(t, 1, 1, nil)
 	b := sidecartest.NewCluster(t, 1, 1, nil)
+	c := sidecartest.NewCluster(t, 1, 1, nil)
 	a.StartAll()
 	b.StartAll()
+	c.StartAll()
 	a.WaitLeader().Produce(t, 10, 100)
+	c.WaitLeader().Produce(t, 10, 100)
 	bl := b.WaitLeader()
 	bl.Produce(t, 9, 100)
 	bl.Produce(t, 1, 101) // one entry differs
 	a.WaitCaughtUp(10)
 	b.WaitCaughtUp(10)
-	peers := fmt.Sprintf("1=%s,2=%s", a.Peers[1], b.Peers[1])
+	c.WaitCaughtUp(10)
+	peers := fmt.Sprintf("1=%s,2=%s,3=%s", a.Peers[1], b.Peers[1], c.Peers[1])
 	out, err := ctl(t, "verify", "--peers", peers)
 	if !errors.Is(err, errDiffer) || !strings.Contains(out, "DIFFERENT") {
 		t.Fatalf("verify of different WALs: %v", err)
+	}
+	// It finds the entry that differs, and who holds which version.
+	if !strings.Contains(out, "the first entry that differs is LSN 10: node(s) 1,3 hold one version of it, node(s) 2 another") ||
+		!strings.Contains(err.Error(), "from LSN 10") {
+		t.Fatalf("verify did not name LSN 10:\n%s%v", out, err)
 	}
 	if _, err := ctl(t, "verify", "--peers", peers, "--upto", "9"); err != nil {
 		t.Fatalf("verify of the identical prefix: %v", err)
