@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 )
 
 // Inspected is one thing Inspect found in a WAL directory: an entry, or a
@@ -38,8 +39,9 @@ type Inspected struct {
 // every entry and every note about bytes that are not the entry expected
 // there (see Inspected), as pg_waldump and kafka-dump-log.sh do. It takes
 // no lock and changes nothing, so it may read the WAL of a broker that
-// is running: the newest frame may then be seen half-written, as a torn
-// tail. Where a frame does not decode, it looks for the next valid frame in
+// is running: a frame of the newest segment that does not decode is then
+// read again a few times before it is taken for damage, and the newest
+// frame may be seen half-written, as a torn tail. Where a frame does not decode, it looks for the next valid frame in
 // the segment, as Open's recovery does, and goes on from there. Segments
 // whose successor begins at or below from are skipped without being read;
 // the page cache of old segments is released once read, as Open does.
@@ -70,7 +72,7 @@ func Inspect(dir string, from uint64, fn func(Inspected) error) error {
 			after[i] += fi.Size()
 		}
 	}
-	in := inspector{fn: fn}
+	in := inspector{fn: fn, live: inUse(dir)}
 	for i, first := range firsts {
 		if i+1 < len(firsts) && firsts[i+1] <= from {
 			continue
@@ -109,6 +111,7 @@ type inspector struct {
 	epoch     uint32 // the last entry's epoch
 	haveEpoch bool   // an entry was read
 	buf       []byte // the frame being read
+	live      bool   // a process has the log open and may be appending
 }
 
 // segment inspects one segment file; last says it is the newest, where a
@@ -137,6 +140,15 @@ func (in *inspector) segment(path string, first uint64, last, release bool) erro
 	off := int64(0)
 	for off < size {
 		n, body, err := readFrameAt(f, off, size, &in.buf)
+		for try := 0; err == nil && body == nil && last && in.live && try < 5; try++ {
+			// A running broker may be writing this frame now: look again
+			// (up to the file's size then) before calling it damage.
+			time.Sleep(20 * time.Millisecond)
+			if st, err := f.Stat(); err == nil {
+				size = max(size, st.Size())
+			}
+			n, body, err = readFrameAt(f, off, size, &in.buf)
+		}
 		if err != nil {
 			return err
 		}
