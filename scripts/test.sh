@@ -36,7 +36,7 @@ step() { printf '\n==> %s\n' "$*"; }
 install_deps() {
 	ensure_packages python3-kafka:- kcat:kcat etcd-server:etcd nats-server:nats-server \
 		iproute2:ip nftables:nft protobuf-compiler:protoc protobuf-compiler-grpc:grpc_python_plugin \
-		python3-grpcio:- python3-protobuf:- python3-confluent-kafka:- || exit 1
+		python3-grpcio:- python3-protobuf:- python3-confluent-kafka:- prometheus:promtool || exit 1
 }
 
 step "dependencies"
