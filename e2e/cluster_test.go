@@ -32,6 +32,9 @@ type clusterOpts struct {
 	// brokerFlagsFor, when set, gives flags for node id's broker alone
 	// (after brokerFlags), e.g. its own --metrics-listen address.
 	brokerFlagsFor func(id int) []string
+	// sidecarFlagsFor is the same for node id's sidecar (after
+	// sidecarFlags).
+	sidecarFlagsFor func(id int) []string
 	// peerAddr, when set, gives the address node self's sidecar is told
 	// for peer's sidecar (--peers), e.g. a proxy in between.
 	peerAddr func(self, peer int, addr string) string
@@ -95,6 +98,10 @@ func startCluster(t *testing.T, opts clusterOpts) *cluster {
 		if opts.brokerFlagsFor != nil {
 			brokerFlags = append(brokerFlags, opts.brokerFlagsFor(n.id)...)
 		}
+		sidecarFlags := slices.Clone(opts.sidecarFlags)
+		if opts.sidecarFlagsFor != nil {
+			sidecarFlags = append(sidecarFlags, opts.sidecarFlagsFor(n.id)...)
+		}
 		n.side = testutil.Start(t, n.wrap(testutil.ProcessConfig{
 			Name: fmt.Sprintf("sidecar-%d", n.id),
 			Path: testutil.Bin(t, "tandem-sidecar"),
@@ -103,7 +110,7 @@ func startCluster(t *testing.T, opts clusterOpts) *cluster {
 				"--broker-socket", n.sock, "--listen", n.sidecar,
 				"--peers", c.peersFor(n.id), "--leader", fmt.Sprint(opts.leader),
 				"--heartbeat-interval", "500ms", "--peer-timeout", "3s",
-			}, opts.sidecarFlags...),
+			}, sidecarFlags...),
 		}))
 		n.broker = testutil.Start(t, n.wrap(testutil.ProcessConfig{
 			Name: fmt.Sprintf("broker-%d", n.id),
