@@ -121,7 +121,9 @@ func (in *inspector) segment(path string, first uint64, last, release bool) erro
 	name := filepath.Base(path)
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		// Retention deleted it since the directory was read.
+		// Retention deleted it since the directory was read (and the ones
+		// before it): the next segment is a new start, not a gap.
+		in.started, in.haveEpoch = false, false
 		return in.fn(Inspected{Segment: name, Note: "deleted while being read (retention)"})
 	}
 	if err != nil {

@@ -345,3 +345,39 @@ func TestInspectWhileAppending(t *testing.T) {
 	}
 	t.Logf("%d passes read %d entries", passes, entries)
 }
+
+// Segments that retention deletes while Inspect reads are noted, and the
+// segment after them is a new start, not a gap.
+func TestInspectWhileRetentionDeletes(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, func(o *Options) { o.SegmentBytes = 1024 })
+	appendN(t, l, 1, 40, 100)
+	segs := l.Segments()
+	closeLog(t, l)
+	if len(segs) < 4 {
+		t.Fatalf("%d segments, want 4 or more", len(segs))
+	}
+	var notes []Inspected
+	var first uint64
+	err := Inspect(dir, 0, func(in Inspected) error {
+		switch {
+		case in.Entry == nil:
+			notes = append(notes, in)
+		case first == 0:
+			first = in.Entry.LSN
+			// Retention deletes the first two segments now.
+			for _, s := range segs[:2] {
+				if err := os.Remove(s.Path); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(notes) != 1 || notes[0].Corrupt || notes[0].Segment != filepath.Base(segs[1].Path) || !strings.Contains(notes[0].Note, "deleted while being read") {
+		t.Fatalf("notes %+v, want one, not corrupt, on %s", notes, filepath.Base(segs[1].Path))
+	}
+}
