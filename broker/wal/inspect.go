@@ -151,6 +151,15 @@ func (in *inspector) segment(path string, first uint64, last, release bool) erro
 			}
 			n, body, err = readFrameAt(f, off, size, &in.buf)
 		}
+		if in.live && (err != nil || body == nil) {
+			// The file may have been cut while it was read: a segment the
+			// broker sealed loses its preallocated zeros, a follower's
+			// repair its diverging tail. Its entries end where it now ends.
+			if st, serr := f.Stat(); serr == nil && st.Size() < size {
+				size = st.Size()
+				continue
+			}
+		}
 		if err != nil {
 			return err
 		}
@@ -190,6 +199,9 @@ func (in *inspector) segment(path string, first uint64, last, release bool) erro
 // on (stop: nothing valid follows in this segment).
 func (in *inspector) damage(f *os.File, name string, off, size int64, reason string, last bool) (next int64, stop bool, err error) {
 	if zero, err := zeroFrom(f, off, size); err != nil {
+		if in.live && errors.Is(err, io.EOF) {
+			return 0, true, nil // cut meanwhile: it ends here
+		}
 		return 0, false, fmt.Errorf("wal: read %s: %w", name, err)
 	} else if zero {
 		note := fmt.Sprintf("%d zero bytes to the end of the file: space preallocated for the next entries", size-off)
