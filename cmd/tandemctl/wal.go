@@ -21,6 +21,9 @@ import (
 // that a broker refuses to start on.
 var errCorruptWAL = errors.New("the WAL is corrupt")
 
+// errPastTo ends the walk of `tandemctl wal` after --to.
+var errPastTo = errors.New("past --to")
+
 // walCmd implements `tandemctl wal`, the operator's pg_waldump (and
 // kafka-dump-log.sh): it reads a broker's WAL from its data directory,
 // without changing it and without the broker's help (the broker may be
@@ -102,7 +105,10 @@ func walCmd(args []string, out io.Writer) error {
 			return nil
 		}
 		e := in.Entry
-		if e.LSN < from || e.LSN > to {
+		switch {
+		case e.LSN > to:
+			return errPastTo // nothing further is asked for
+		case e.LSN < from:
 			return nil
 		}
 		st.add(e, in.FrameBytes)
@@ -116,7 +122,7 @@ func walCmd(args []string, out io.Writer) error {
 		fmt.Fprintf(w, "%-12d %-6d %-16s %-10d %-10d %s\n", e.LSN, e.Epoch, e.Type, len(e.Payload), in.Offset, broker.DescribeEntry(*e, maxJSON))
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errPastTo) {
 		return err
 	}
 	st.print(w, dir)

@@ -85,6 +85,10 @@ func TestWALCommand(t *testing.T) {
 	if ms := entry.FindAllStringSubmatch(out, -1); len(ms) != 2 || ms[0][1] != strconv.Itoa(batches[1].lsn) || ms[1][3] != "RecordBatch" {
 		t.Errorf("--type recordbatch --from %d printed\n%s", batches[1].lsn, out)
 	}
+	one := strconv.Itoa(batches[1].lsn)
+	if out := walOut("--from", one, "--to", one); len(entry.FindAllString(out, -1)) != 1 || !strings.Contains(out, "1 entries, LSN "+one+" to "+one) {
+		t.Errorf("--from %s --to %s printed\n%s", one, one, out)
+	}
 	if out := walOut("--summary"); entry.MatchString(out) || !strings.Contains(out, "RecordBatch      3 ") {
 		t.Errorf("--summary printed\n%s", out)
 	}
