@@ -241,21 +241,9 @@ func lsn(n uint64) func([]SegmentInfo) uint64 { return func([]SegmentInfo) uint6
 // it, then opens the log: Inspect must never panic, must call the bytes
 // corrupt exactly when Open refuses them (ErrCorrupt), and when Open
 // accepts them, the entries Inspect lists before its first note must be
-// those Open recovers. Seeds: FuzzOpen's.
+// those Open recovers.
 func FuzzInspect(f *testing.F) {
-	var valid []byte
-	for i := uint64(1); i <= 3; i++ {
-		valid = appendFrame(valid, Entry{LSN: i, Epoch: uint32(i / 2), Type: TypeRecordBatch, Payload: bytes.Repeat([]byte{byte(i)}, int(i*10))})
-	}
-	f.Add([]byte{})
-	f.Add(valid)
-	f.Add(valid[:len(valid)-7])
-	f.Add(append(bytes.Clone(valid), 0, 0, 0, 0, 0, 0))
-	mid := bytes.Clone(valid)
-	mid[30] ^= 1
-	f.Add(mid)
-	two := frameSize(10) + frameSize(20)
-	f.Add(append(append(bytes.Clone(valid[:two]), make([]byte, sectorSize-two)...), valid[two:]...))
+	addSegmentSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		dir := t.TempDir()
 		if err := os.WriteFile(filepath.Join(dir, segmentName(1)), data, 0o644); err != nil {
