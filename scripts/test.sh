@@ -5,7 +5,9 @@
 #
 # On a fresh Debian machine (run as root) it first installs the programs the
 # end-to-end tests drive: kafka-python, kcat, etcd, nats-server, protoc and
-# the gRPC Python plugin, nftables (network partitions). Then, in order, and stopping at the first failure:
+# the gRPC Python plugin, nftables (network partitions), Prometheus (its
+# server and promtool check the alert rules). Then, in order, and stopping
+# at the first failure:
 #
 #   1. gofmt        every .go file outside gen/ must be formatted
 #   2. go vet       ./...
