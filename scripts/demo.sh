@@ -2,8 +2,9 @@
 # Builds Tandem, starts a local three-node cluster (scripts/cluster.sh) and
 # shows it replicating: 1000 records produced to the leader with kcat, read
 # back from a follower, every replica's position (tandemctl status), the
-# topic's replicas and ISR (tandemctl topics) and a
-# byte-level comparison of the three WALs (tandemctl verify).
+# topic's replicas and ISR (tandemctl topics), the bytes each node holds
+# (tandemctl log-dirs) and a byte-level comparison of the three WALs
+# (tandemctl verify).
 #
 #   scripts/demo.sh          # leaves the cluster running; stop it with scripts/cluster.sh down
 #   scripts/demo.sh --down   # stops it at the end
@@ -42,6 +43,10 @@ echo "node 3 served $n records"
 echo
 echo "== the topic as Kafka clients see it, asked of node 2 (tandemctl topics: leader, replicas, in-sync replicas)"
 bin/tandemctl topics --bootstrap 127.0.0.1:9093 demo
+
+echo
+echo "== the bytes of the topic each node holds (tandemctl log-dirs: every node answers for its own copy)"
+bin/tandemctl log-dirs --bootstrap 127.0.0.1:9093 demo
 
 echo
 echo "== comparing the three WALs (tandemctl verify)"
