@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -445,6 +446,45 @@ func parseTopicPartitions(vals []string) (map[string][]int32, error) {
 	return out, nil
 }
 
+// selectPartitions resolves topic selections (parseTopicPartitions: nil
+// for every partition of a topic) against md: every partition of every
+// topic in md when nothing is selected. A selected topic that md lacks or
+// holds with an error, or a partition it does not have, is an error.
+func selectPartitions(md kadm.TopicDetails, selected map[string][]int32) (kadm.TopicsSet, error) {
+	set := kadm.TopicsSet{}
+	if len(selected) == 0 {
+		for t, d := range md {
+			for p := range d.Partitions {
+				set.Add(t, p)
+			}
+		}
+		return set, nil
+	}
+	for _, t := range slices.Sorted(maps.Keys(selected)) {
+		d, ok := md[t]
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("topic %s: not in the metadata", t)
+		case d.Err != nil:
+			return nil, fmt.Errorf("topic %s: %w", t, d.Err)
+		}
+		parts := selected[t]
+		if parts == nil {
+			for p := range d.Partitions {
+				set.Add(t, p)
+			}
+			continue
+		}
+		for _, p := range parts {
+			if _, ok := d.Partitions[p]; !ok {
+				return nil, fmt.Errorf("topic %s has no partition %d (it has %d)", t, p, len(d.Partitions))
+			}
+			set.Add(t, p)
+		}
+	}
+	return set, nil
+}
+
 // resetGroupOffsets moves a group's committed offsets, or (without execute)
 // prints where they would go.
 func resetGroupOffsets(ctx context.Context, adm *kadm.Client, group string, target resetTarget, selected map[string][]int32, execute bool, out io.Writer) error {
@@ -475,34 +515,12 @@ func resetGroupOffsets(ctx context.Context, adm *kadm.Client, group string, targ
 	if len(selected) == 0 {
 		current.Each(func(o kadm.OffsetResponse) { want.Add(o.Topic, o.Partition) })
 	} else {
-		names := make([]string, 0, len(selected))
-		for t := range selected {
-			names = append(names, t)
-		}
-		md, err := adm.ListTopics(ctx, names...)
+		md, err := adm.ListTopics(ctx, slices.Sorted(maps.Keys(selected))...)
 		if err != nil {
 			return fmt.Errorf("reading the topics' metadata: %w", err)
 		}
-		for t, parts := range selected {
-			d, ok := md[t]
-			switch {
-			case !ok:
-				return fmt.Errorf("topic %s: not in the metadata", t)
-			case d.Err != nil:
-				return fmt.Errorf("topic %s: %w", t, d.Err)
-			}
-			if parts == nil {
-				for p := range d.Partitions {
-					want.Add(t, p)
-				}
-				continue
-			}
-			for _, p := range parts {
-				if _, ok := d.Partitions[p]; !ok {
-					return fmt.Errorf("topic %s has no partition %d (it has %d)", t, p, len(d.Partitions))
-				}
-				want.Add(t, p)
-			}
+		if want, err = selectPartitions(md, selected); err != nil {
+			return err
 		}
 	}
 	if len(want) == 0 {

@@ -46,18 +46,12 @@ func logDirsCmd(ctx context.Context, args []string, stdin io.Reader, out io.Writ
 	}
 	var set kadm.TopicsSet // nil: every partition
 	if len(topics) > 0 {
-		set = kadm.TopicsSet{}
+		named := map[string][]int32{}
 		for _, t := range topics {
-			d, ok := md.Topics[t]
-			switch {
-			case !ok:
-				return fmt.Errorf("topic %s: not in the metadata", t)
-			case d.Err != nil:
-				return fmt.Errorf("topic %s: %w", t, d.Err)
-			}
-			for p := range d.Partitions {
-				set.Add(t, p)
-			}
+			named[t] = nil
+		}
+		if set, err = selectPartitions(md.Topics, named); err != nil {
+			return err
 		}
 	}
 	described, err := adm.DescribeAllLogDirs(ctx, set)

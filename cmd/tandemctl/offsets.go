@@ -6,7 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -158,30 +159,15 @@ type timedOffset struct {
 // and partition; with atMilli >= 0 it also looks up the first offset at or
 // after that time. A topic or partition that does not exist is an error.
 func readPartitionOffsets(ctx context.Context, adm *kadm.Client, selected map[string][]int32, atMilli int64) ([]partitionOffsets, error) {
-	names := make([]string, 0, len(selected))
-	for t := range selected {
-		names = append(names, t)
-	}
-	sort.Strings(names)
-	md, err := adm.ListTopics(ctx, names...)
+	md, err := adm.ListTopics(ctx, slices.Sorted(maps.Keys(selected))...)
 	if err != nil {
 		return nil, fmt.Errorf("reading the topics' metadata: %w", err)
 	}
-	for _, t := range names {
-		d, ok := md[t]
-		switch {
-		case !ok:
-			return nil, fmt.Errorf("topic %s: not in the metadata", t)
-		case d.Err != nil:
-			return nil, fmt.Errorf("topic %s: %w", t, d.Err)
-		}
-		for _, p := range selected[t] {
-			if _, ok := d.Partitions[p]; !ok {
-				return nil, fmt.Errorf("topic %s has no partition %d (it has %d)", t, p, len(d.Partitions))
-			}
-		}
+	set, err := selectPartitions(md, selected)
+	if err != nil {
+		return nil, err
 	}
-	topics := md.Names()
+	topics := set.Topics()
 	if len(topics) == 0 {
 		return nil, nil
 	}
@@ -213,17 +199,10 @@ func readPartitionOffsets(ctx context.Context, adm *kadm.Client, selected map[st
 			return nil, err
 		}
 	}
-	sort.Strings(topics)
 	var out []partitionOffsets
-	for _, t := range topics {
-		ps := selected[t]
-		if ps == nil {
-			for p := range md[t].Partitions {
-				ps = append(ps, p)
-			}
-		}
-		sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
-		for _, p := range ps {
+	for _, tp := range set.Sorted() {
+		t := tp.Topic
+		for _, p := range slices.Sorted(slices.Values(tp.Partitions)) {
 			po := partitionOffsets{Topic: t, Partition: p}
 			var errs []string
 			get := func(l kadm.ListedOffsets) kadm.ListedOffset {
