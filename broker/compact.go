@@ -808,11 +808,12 @@ func (b *Broker) compactionRetention(upTo uint64, now time.Time) uint64 {
 			last = c
 		}
 		if last > 0 {
-			if err := b.wal.WaitDurable(ctx, last); err == nil {
-				err = b.waitCommit(ctx, last, gen)
+			werr := b.wal.WaitDurable(ctx, last)
+			if werr == nil {
+				werr = b.waitCommit(ctx, last, gen)
 			}
-			if err != nil {
-				b.log.Warn("compacted or copied batches not committed yet; retention waits for the next round", "lsn", last, "error", err)
+			if werr != nil {
+				b.log.Warn("compacted or copied batches not committed yet; retention waits for the next round", "lsn", last, "error", werr)
 				return 0
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/tandem-io/tandem/broker/wal"
 )
@@ -161,7 +162,7 @@ func newMetrics(b *Broker) *metrics {
 			func(st wal.Stats) uint64 { return st.BytesWritten }),
 		walStat("tandem_broker_wal_segment_rolls_total", "New WAL segment files created by rolling.",
 			func(st wal.Stats) uint64 { return st.Rolls }),
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

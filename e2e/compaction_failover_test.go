@@ -1145,7 +1145,7 @@ func TestCompactionSurvivesFailovers(t *testing.T) {
 			c.node(f).broker.Kill()
 			c.node(f).broker.MustRestart()
 			testutil.WaitTCPFor(t, c.node(f).kafka, 20*time.Second)
-			leader = waitSettled("after restarting broker " + strconv.Itoa(f))
+			waitSettled("after restarting broker " + strconv.Itoa(f))
 			fault = fmt.Sprintf("SIGKILL follower broker %d, restarted; all in sync at %v", f, since())
 			t.Log("nemesis: " + fault)
 			faults = append(faults, fault)

@@ -51,7 +51,7 @@ func recordBatch(pid int64, epoch int16, seq int32, values ...string) []byte {
 
 // rawProduce sends one Produce request (acks=all) with batch for topic[0]
 // and returns the partition's error and base offset.
-func rawProduce(t *testing.T, cl *kgo.Client, topic string, batch []byte) (error, int64) {
+func rawProduce(t *testing.T, cl *kgo.Client, topic string, batch []byte) (int64, error) {
 	t.Helper()
 	req := kmsg.NewPtrProduceRequest()
 	req.Acks = -1
@@ -71,7 +71,7 @@ func rawProduce(t *testing.T, cl *kgo.Client, topic string, batch []byte) (error
 		t.Fatalf("Produce response has %d topics, want 1 with 1 partition", len(resp.Topics))
 	}
 	p := resp.Topics[0].Partitions[0]
-	return kerr.ErrorForCode(p.ErrorCode), p.BaseOffset
+	return p.BaseOffset, kerr.ErrorForCode(p.ErrorCode)
 }
 
 // TestIdempotentSequences drives the idempotent-producer checks by hand:
@@ -109,7 +109,7 @@ func TestIdempotentSequences(t *testing.T) {
 	}
 	run := func(t *testing.T, s step) {
 		t.Helper()
-		err, off := rawProduce(t, cl, topic, recordBatch(pid, epoch, s.seq, s.values...))
+		off, err := rawProduce(t, cl, topic, recordBatch(pid, epoch, s.seq, s.values...))
 		// Kafka < 2.? answered a duplicate with DUPLICATE_SEQUENCE_NUMBER,
 		// which clients treat as success; accept it too.
 		if s.wantErr == nil && errors.Is(err, kerr.DuplicateSequenceNumber) {
@@ -609,7 +609,7 @@ func TestCorruptBatchesRefused(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err, _ := rawProduce(t, cl, topic, tc.batch())
+			_, err := rawProduce(t, cl, topic, tc.batch())
 			if err == nil {
 				t.Errorf("%s: accepted; want an error", tc.name)
 			} else if tc.want != nil && !errors.Is(err, tc.want) {
@@ -636,7 +636,7 @@ func TestBatchOffsetsAssigned(t *testing.T) {
 	for i, base := range []int64{999, 0, 5} {
 		raw := recordBatch(-1, -1, -1, fmt.Sprintf("r%d-0", i), fmt.Sprintf("r%d-1", i))
 		binary.BigEndian.PutUint64(raw, uint64(base)) // firstOffset (not covered by the CRC)
-		err, off := rawProduce(t, cl, topic, raw)
+		off, err := rawProduce(t, cl, topic, raw)
 		if err != nil || off != int64(2*i) {
 			t.Fatalf("batch %d sent with base offset %d: error %v, stored at %d; want offset %d", i, base, err, off, 2*i)
 		}

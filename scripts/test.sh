@@ -11,6 +11,7 @@
 #
 #   1. gofmt        every .go file outside gen/ must be formatted
 #   2. go vet       ./...
+#      staticcheck  ./... (honnef.co/go/tools, pinned as a go.mod tool)
 #   3. proto check  scripts/check-proto.sh (buf lint, generated code up to date)
 #   4. build        scripts/build.sh (bin/tandem-broker, bin/tandem-sidecar, ...)
 #   5. go test      -race over every package, end-to-end tests included (they
@@ -61,6 +62,13 @@ fi
 # --- 2. go vet ----------------------------------------------------------------
 step "go vet"
 go vet ./...
+
+# staticcheck finds what vet does not: values assigned and never read (a
+# shadowed err that hid a failed wait in broker/compact.go), deprecated
+# APIs, unreachable code. Pinned in go.mod's tool block, so the first run on
+# a new machine builds it (about a minute).
+step "staticcheck"
+go tool staticcheck ./...
 
 # --- 3. proto -----------------------------------------------------------------
 if [[ -x scripts/check-proto.sh || -f scripts/check-proto.sh ]]; then

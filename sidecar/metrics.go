@@ -7,6 +7,7 @@ import (
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
 
 	adminv1 "github.com/tandem-io/tandem/gen/tandem/admin/v1"
@@ -95,7 +96,7 @@ func newMetrics(s *Sidecar) *metrics {
 	m.grpcClient = grpcprom.NewClientMetrics(grpcprom.WithClientHandlingTimeHistogram(grpcprom.WithHistogramBuckets(grpcLatencyBuckets)))
 	m.reg.MustRegister(m.isrShrinks, m.isrExpands, m.connects, m.streamed, m.throttled, m.notGaining, m.received, m.reconnects, m.applyLags,
 		m.grpcServer, m.grpcClient, &statusCollector{s: s},
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
