@@ -6,7 +6,8 @@ package broker
 // entry, so an id is never handed out twice, across restarts and failovers.
 // A producer that presents its current id and epoch (KIP-360, v3+) gets the
 // same id with the epoch bumped, and starts its sequences again at 0; at the
-// last epoch (32766) it gets a new id instead.
+// last epoch (32766) it gets a new id instead, and so does one whose id
+// this node no longer knows (idle state expires: producer_expiry.go).
 //
 // A retry of the last bump (the producer presents the epoch just before the
 // one that bump handed out, because the answer was lost or was
@@ -75,6 +76,10 @@ func handleInitProducerID(b *Broker, rc *reqCtx, req kmsg.Request) func() kmsg.R
 			// Epochs exhausted: a new id (pid, epoch = nextPID, 0).
 		case ok && r.ProducerEpoch == cur-1 && b.pidBumps[r.ProducerID] == cur:
 			pid, epoch = r.ProducerID, cur // a retry of the last bump
+		case !ok:
+			// An id this node does not know: forgotten after
+			// --producer-id-expiration (producer_expiry.go). A new id,
+			// as Kafka hands any idempotent producer.
 		default:
 			b.appendMu.Unlock()
 			resp.ErrorCode = kerr.InvalidProducerEpoch.Code

@@ -59,9 +59,9 @@ func (b *Broker) applyPrefixLocked(e wal.Entry, pos wal.Pos, size int) error {
 			delete(b.topics, d.Name)
 		}
 		b.mu.Unlock()
-		for k := range b.producers {
+		for k, w := range b.producers {
 			if k.tp.topic == d.Name {
-				delete(b.producers, k)
+				b.dropWindow(w, time.Now())
 			}
 		}
 		b.groups.DeleteTopic(d.Name)
@@ -158,6 +158,7 @@ func (b *Broker) applyPrefixLocked(e wal.Entry, pos wal.Pos, size int) error {
 			b.nextPID = p.NextID
 		}
 		b.pidEpochs[p.ProducerID] = p.Epoch
+		b.notePIDIdle(p.ProducerID, time.Now()) // until it writes
 		if p.Epoch > 0 {
 			// A new id starts at epoch 0: this entry is a bump from Epoch-1.
 			b.pidBumps[p.ProducerID] = p.Epoch
@@ -244,11 +245,7 @@ func (b *Broker) applyBatchLocked(e wal.Entry, pos wal.Pos, size int) error {
 	p.mu.Unlock()
 	if info.producerID >= 0 && info.baseSequence >= 0 {
 		k := producerKey{pid: info.producerID, tp: tp{tname, part}}
-		w := b.producers[k]
-		if w == nil || w.epoch != info.producerEpoch {
-			w = &seqWindow{epoch: info.producerEpoch}
-			b.producers[k] = w
-		}
+		w := b.windowFor(k, info.producerEpoch)
 		w.add(seqEntry{firstSeq: info.baseSequence, lastSeq: info.lastSequence(), baseOffset: info.baseOffset, lsn: e.LSN, maxTs: info.maxTimestamp})
 		if ep, ok := b.pidEpochs[info.producerID]; !ok || ep < info.producerEpoch {
 			b.pidEpochs[info.producerID] = info.producerEpoch

@@ -57,6 +57,11 @@ type Broker struct {
 	producers        map[producerKey]*seqWindow // guarded by appendMu
 	pidEpochs        map[int64]int16            // guarded by appendMu
 	pidBumps         map[int64]int16            // guarded by appendMu; the epoch the last InitProducerId bump of an id handed out
+	windows          *windowList                // guarded by appendMu; the producers' windows, least recently written first (producer_expiry.go)
+	pidWindows       map[int64]int32            // guarded by appendMu; windows per producer id
+	pidIdleSince     map[int64]time.Time        // guarded by appendMu; producer ids with no window, since when
+	pidIdle          []idlePID                  // guarded by appendMu; the same, oldest first (stale entries skipped)
+	lsnMarks         []lsnMark                  // guarded by appendMu; the applied LSN at recent producer sweeps
 	nextPID          int64                      // guarded by appendMu
 	txns             map[string]*txnState       // guarded by appendMu; transaction coordinator state by transactional id (txn.go)
 	lastApplied      uint64                     // guarded by appendMu
@@ -154,26 +159,29 @@ func Open(cfg Config) (*Broker, error) {
 	port, _ := strconv.Atoi(portStr)
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{
-		cfg:        cfg,
-		log:        cfg.Logger,
-		tls:        tlsServer,
-		tlsClient:  tlsClient,
-		sasl:       users,
-		host:       host,
-		port:       int32(port),
-		producers:  make(map[producerKey]*seqWindow),
-		pidEpochs:  make(map[int64]int16),
-		pidBumps:   make(map[int64]int16),
-		txns:       make(map[string]*txnState),
-		topics:     make(map[string]*topic),
-		acls:       acl.NewSet(),
-		stoppingCh: make(chan struct{}),
-		quotas:     quota.NewStore(),
-		scram:      sasl.NewReplicated(),
-		commitCh:   make(chan struct{}),
-		ctx:        ctx,
-		cancel:     cancel,
-		conns:      make(map[net.Conn]*clientConn),
+		cfg:          cfg,
+		log:          cfg.Logger,
+		tls:          tlsServer,
+		tlsClient:    tlsClient,
+		sasl:         users,
+		host:         host,
+		port:         int32(port),
+		producers:    make(map[producerKey]*seqWindow),
+		pidEpochs:    make(map[int64]int16),
+		windows:      newWindowList(),
+		pidWindows:   make(map[int64]int32),
+		pidIdleSince: make(map[int64]time.Time),
+		pidBumps:     make(map[int64]int16),
+		txns:         make(map[string]*txnState),
+		topics:       make(map[string]*topic),
+		acls:         acl.NewSet(),
+		stoppingCh:   make(chan struct{}),
+		quotas:       quota.NewStore(),
+		scram:        sasl.NewReplicated(),
+		commitCh:     make(chan struct{}),
+		ctx:          ctx,
+		cancel:       cancel,
+		conns:        make(map[net.Conn]*clientConn),
 	}
 	if users != nil {
 		users.UseReplicated(b.scram)
@@ -315,6 +323,7 @@ func Open(cfg Config) (*Broker, error) {
 	}
 	b.goFunc(b.retentionLoop)
 	b.goFunc(b.txnJanitor)
+	b.goFunc(b.producerJanitor)
 	return b, nil
 }
 

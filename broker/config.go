@@ -142,6 +142,17 @@ type Config struct {
 	// for this long is forgotten (its next producer gets a new producer
 	// id). Default 7 days.
 	TransactionalIDExpiration time.Duration
+	// ProducerIDExpiration is Kafka's producer.id.expiration.ms: an
+	// idempotent producer's state on a partition (the sequences of its
+	// last batches, for spotting retries) is forgotten once it has written
+	// nothing there for this long, and its producer id once no partition
+	// holds state for it (producer_expiry.go). Default 1 day, as Kafka.
+	ProducerIDExpiration time.Duration
+	// ProducerIDExpirationCheckInterval is how often every node looks for
+	// such state (Kafka's producer.id.expiration.check.interval.ms).
+	// Default 10 minutes.
+	ProducerIDExpirationCheckInterval time.Duration
+	producerSweepBatch                int // tests: windows or ids per hold of the append lock (0: sweepBatch)
 	// OffsetsRetention is Kafka's offsets.retention.minutes: committed
 	// offsets of a consumer group expire once it has had no members for
 	// this long, and offsets committed outside any group membership this
@@ -190,30 +201,32 @@ type Config struct {
 // DefaultConfig returns a Config with Kafka's defaults where Kafka has one.
 func DefaultConfig() Config {
 	return Config{
-		Listen:                    "127.0.0.1:9092",
-		NumPartitions:             1,
-		AutoCreateTopics:          true,
-		MinInsyncReplicas:         1,
-		Fsync:                     wal.SyncEveryBatch,
-		FsyncInterval:             time.Second,
-		SegmentBytes:              64 << 20,
-		PageCacheBytes:            wal.DefaultPageCacheBytes,
-		RetentionMs:               7 * 24 * 3600 * 1000,
-		RetentionBytes:            -1,
-		ReplicaKeepBytes:          -1,
-		RetentionCheckInterval:    5 * time.Minute,
-		InitialRebalanceDelay:     3 * time.Second,
-		OffsetsCommitTimeout:      group.DefaultCommitTimeout,
-		ConsumerSessionTimeout:    group.DefaultConsumerSessionTimeout,
-		ConsumerHeartbeatInterval: group.DefaultConsumerHeartbeatInterval,
-		TransactionMaxTimeout:     15 * time.Minute,
-		TransactionCheckInterval:  time.Second,
-		TransactionalIDExpiration: 7 * 24 * time.Hour,
-		OffsetsRetention:          7 * 24 * time.Hour,
-		MaxRequestBytes:           100 << 20,
-		ConnectionsMaxIdle:        10 * time.Minute,
-		MaxMessageBytes:           1<<20 + 12,
-		FetchMaxBytes:             55 << 20,
+		Listen:                            "127.0.0.1:9092",
+		NumPartitions:                     1,
+		AutoCreateTopics:                  true,
+		MinInsyncReplicas:                 1,
+		Fsync:                             wal.SyncEveryBatch,
+		FsyncInterval:                     time.Second,
+		SegmentBytes:                      64 << 20,
+		PageCacheBytes:                    wal.DefaultPageCacheBytes,
+		RetentionMs:                       7 * 24 * 3600 * 1000,
+		RetentionBytes:                    -1,
+		ReplicaKeepBytes:                  -1,
+		RetentionCheckInterval:            5 * time.Minute,
+		InitialRebalanceDelay:             3 * time.Second,
+		OffsetsCommitTimeout:              group.DefaultCommitTimeout,
+		ConsumerSessionTimeout:            group.DefaultConsumerSessionTimeout,
+		ConsumerHeartbeatInterval:         group.DefaultConsumerHeartbeatInterval,
+		TransactionMaxTimeout:             15 * time.Minute,
+		TransactionCheckInterval:          time.Second,
+		TransactionalIDExpiration:         7 * 24 * time.Hour,
+		ProducerIDExpiration:              24 * time.Hour,
+		ProducerIDExpirationCheckInterval: 10 * time.Minute,
+		OffsetsRetention:                  7 * 24 * time.Hour,
+		MaxRequestBytes:                   100 << 20,
+		ConnectionsMaxIdle:                10 * time.Minute,
+		MaxMessageBytes:                   1<<20 + 12,
+		FetchMaxBytes:                     55 << 20,
 	}
 }
 
@@ -266,6 +279,10 @@ func (c *Config) Validate() error {
 	if c.TransactionMaxTimeout <= 0 || c.TransactionCheckInterval <= 0 || c.TransactionalIDExpiration <= 0 {
 		errs = append(errs, fmt.Errorf("transaction.max.timeout.ms, transactional.id.expiration.ms and the transaction check interval must be > 0, got %v, %v and %v",
 			c.TransactionMaxTimeout, c.TransactionalIDExpiration, c.TransactionCheckInterval))
+	}
+	if c.ProducerIDExpiration <= 0 || c.ProducerIDExpirationCheckInterval <= 0 {
+		errs = append(errs, fmt.Errorf("producer.id.expiration.ms and its check interval must be > 0, got %v and %v",
+			c.ProducerIDExpiration, c.ProducerIDExpirationCheckInterval))
 	}
 	if c.ConsumerHeartbeatInterval < 0 || c.ConsumerSessionTimeout < 0 ||
 		(c.ConsumerSessionTimeout > 0 && c.ConsumerHeartbeatInterval >= c.ConsumerSessionTimeout) {

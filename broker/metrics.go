@@ -33,6 +33,7 @@ type metrics struct {
 	throttled         *prometheus.CounterVec
 	throttleTime      *prometheus.CounterVec
 	transactions      *prometheus.CounterVec
+	producersExpired  *prometheus.CounterVec
 	acceptErrors      prometheus.Counter
 	connRefused       *prometheus.CounterVec
 }
@@ -98,6 +99,18 @@ func newMetrics(b *Broker) *metrics {
 		Name: "tandem_broker_transactions_total",
 		Help: "Transactions this broker ended as the leader, by result: commit, abort (timeouts included), timeout."},
 		[]string{"result"})
+	m.producersExpired = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tandem_broker_producer_state_expired_total",
+		Help: "Idle producer state this node forgot (--producer-id-expiration, Kafka's producer.id.expiration.ms), by kind: sequence_window (one producer on one partition) or producer_id."},
+		[]string{"kind"})
+	producerWindows := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tandem_broker_producer_sequence_windows",
+		Help: "Idempotent producer states held (one per producer and partition it wrote to), each about 250 bytes of memory; idle ones expire after --producer-id-expiration."},
+		func() float64 {
+			b.appendMu.Lock()
+			defer b.appendMu.Unlock()
+			return float64(len(b.producers))
+		})
 	openTxns := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tandem_broker_transactions_open",
 		Help: "Transactions open (ongoing or completing), by the coordinator state this node holds (the leader's, replicated)."},
@@ -152,7 +165,7 @@ func newMetrics(b *Broker) *metrics {
 		Help: "The leader epoch of this broker's cluster view (from its sidecar)."},
 		func() float64 { return float64(b.clusterView().Epoch) })
 	m.reg.MustRegister(takesWrites, viewEpoch, m.produceLatency, m.bytesIn, m.recordsIn, m.walLastLSN, m.walDurableLSN,
-		m.walFirstLSN, m.commitLSN, m.retentionDelete, m.compactedBatches, m.retentionCopied, m.compactionRemoved, m.fsyncLatency, m.tlsFailures, m.saslFailures, m.aclDenied, aclBindings, m.throttled, m.throttleTime, m.transactions, openTxns, oldestTxn, quotaEntities, fetchSessions,
+		m.walFirstLSN, m.commitLSN, m.retentionDelete, m.compactedBatches, m.retentionCopied, m.compactionRemoved, m.fsyncLatency, m.tlsFailures, m.saslFailures, m.aclDenied, aclBindings, m.throttled, m.throttleTime, m.transactions, m.producersExpired, producerWindows, openTxns, oldestTxn, quotaEntities, fetchSessions,
 		m.acceptErrors, m.connRefused, conns, maxConns, groupLag{b: b, desc: groupLagDesc},
 		walStat("tandem_broker_wal_fsyncs_total", "fsyncs of WAL segment files (group commit, segment rolls, truncation, close).",
 			func(st wal.Stats) uint64 { return st.Fsyncs }),

@@ -55,9 +55,12 @@ func stateDump(t *testing.T, b *Broker) string {
 		}
 	}
 	b.mu.RUnlock()
+	if err := windowBookkeepingErr(b); err != nil {
+		t.Error(err)
+	}
 	keys := make([]string, 0, len(b.producers))
 	for k, w := range b.producers {
-		keys = append(keys, fmt.Sprintf("%d %s/%d: %+v", k.pid, k.tp.topic, k.tp.partition, *w))
+		keys = append(keys, fmt.Sprintf("%d %s/%d: epoch %d %+v", k.pid, k.tp.topic, k.tp.partition, w.epoch, w.entries[:w.n]))
 	}
 	slices.Sort(keys)
 	sb.WriteString(strings.Join(keys, "\n"))

@@ -202,6 +202,11 @@ func (b *Broker) resetStateLocked() {
 	b.producers = make(map[producerKey]*seqWindow)
 	b.pidEpochs = make(map[int64]int16)
 	b.pidBumps = make(map[int64]int16)
+	b.windows = newWindowList()
+	b.pidWindows = make(map[int64]int32)
+	b.pidIdleSince = make(map[int64]time.Time)
+	b.pidIdle = nil
+	b.lsnMarks = nil // LSNs may be handed out again after a truncation
 	b.txns = make(map[string]*txnState)
 	b.acls.Replace(nil)
 	b.quotas.Replace(nil)

@@ -553,6 +553,7 @@ func (b *Broker) restoreCheckpointLocked(cp stateCheckpoint) {
 	}
 	for k, v := range cp.PIDEpochs {
 		b.pidEpochs[k] = v
+		b.notePIDIdle(k, time.Now())
 	}
 	for k, v := range cp.PIDBumps {
 		b.pidBumps[k] = v

@@ -155,6 +155,19 @@ type seqWindow struct {
 	epoch   int16
 	entries [5]seqEntry
 	n       int // valid entries, newest last
+
+	// For the expiry of idle windows (producer_expiry.go): the window's
+	// key and its place in Broker.windows.
+	key        producerKey
+	prev, next *seqWindow
+}
+
+// lastLSN is the WAL entry of the window's newest batch (0 if none).
+func (w *seqWindow) lastLSN() uint64 {
+	if w.n == 0 {
+		return 0
+	}
+	return w.entries[w.n-1].lsn
 }
 
 type seqEntry struct {

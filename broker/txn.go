@@ -165,6 +165,7 @@ func (b *Broker) applyTxnLocked(e wal.Entry) error {
 	if ep, ok := b.pidEpochs[s.PID]; !ok || ep < s.Epoch {
 		b.pidEpochs[s.PID] = s.Epoch
 	}
+	b.notePIDIdle(s.PID, time.Now())
 	if s.NextPID > b.nextPID {
 		b.nextPID = s.NextPID
 	}

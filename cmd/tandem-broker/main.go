@@ -76,6 +76,8 @@ func main() {
 	flag.IntVar(&cfg.MaxConnectionsPerIP, "max-connections-per-ip", cfg.MaxConnectionsPerIP, "most client connections from one address (max.connections.per.ip); 0 no limit")
 	connOverrides := flag.String("max-connections-per-ip-overrides", "", "other limits for given addresses, e.g. \"10.0.0.7:500,::1:20\" (max.connections.per.ip.overrides)")
 	flag.DurationVar(&cfg.OffsetsRetention, "offsets-retention", cfg.OffsetsRetention, "committed offsets of a group expire after it has had no members this long (offsets.retention.minutes); 0 keeps them forever")
+	flag.DurationVar(&cfg.ProducerIDExpiration, "producer-id-expiration", cfg.ProducerIDExpiration, "forget an idempotent producer's sequence state on a partition after this long without a write there, and its producer id once no partition holds any (producer.id.expiration.ms)")
+	flag.DurationVar(&cfg.ProducerIDExpirationCheckInterval, "producer-id-expiration-check-interval", cfg.ProducerIDExpirationCheckInterval, "how often to look for idle producer state (producer.id.expiration.check.interval.ms)")
 	flag.DurationVar(&cfg.TransactionalIDExpiration, "transactional-id-expiration", cfg.TransactionalIDExpiration, "forget a transactional id with no transaction open after this long unused (transactional.id.expiration.ms)")
 	flag.DurationVar(&cfg.TransactionMaxTimeout, "transaction-max-timeout", cfg.TransactionMaxTimeout, "the longest transaction timeout a producer may ask for (transaction.max.timeout.ms)")
 	flag.DurationVar(&cfg.ConsumerSessionTimeout, "group-consumer-session-timeout", cfg.ConsumerSessionTimeout, "consumer-protocol (KIP-848) groups: a member that sends no heartbeat for this long is removed (group.consumer.session.timeout.ms)")
