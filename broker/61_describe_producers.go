@@ -64,13 +64,11 @@ func (b *Broker) activeProducers(p *partition, k tp) []kmsg.DescribeProducersRes
 		return ap
 	}
 	b.appendMu.Lock()
-	for pk, w := range b.producers {
-		if pk.tp == k {
-			ap := get(pk.pid)
-			ap.ProducerEpoch, ap.LastSequence = int32(w.epoch), w.lastSeq()
-			if w.n > 0 {
-				ap.LastTimestamp = w.entries[w.n-1].maxTs
-			}
+	for pid, w := range b.tpWindows[k] {
+		ap := get(pid)
+		ap.ProducerEpoch, ap.LastSequence = int32(w.epoch), w.lastSeq()
+		if w.n > 0 {
+			ap.LastTimestamp = w.entries[w.n-1].maxTs
 		}
 	}
 	p.mu.RLock()

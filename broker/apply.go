@@ -59,9 +59,11 @@ func (b *Broker) applyPrefixLocked(e wal.Entry, pos wal.Pos, size int) error {
 			delete(b.topics, d.Name)
 		}
 		b.mu.Unlock()
-		for k, w := range b.producers {
-			if k.tp.topic == d.Name {
-				b.dropWindow(w, time.Now())
+		for k, ws := range b.tpWindows {
+			if k.topic == d.Name {
+				for _, w := range ws {
+					b.dropWindow(w, time.Now())
+				}
 			}
 		}
 		b.groups.DeleteTopic(d.Name)

@@ -54,22 +54,23 @@ type Broker struct {
 	// appendMu serialises WAL appends and the state changes they imply,
 	// so that offsets and LSNs are assigned in the same order.
 	appendMu         sync.Mutex
-	producers        map[producerKey]*seqWindow // guarded by appendMu
-	pidEpochs        map[int64]int16            // guarded by appendMu
-	pidBumps         map[int64]int16            // guarded by appendMu; the epoch the last InitProducerId bump of an id handed out
-	windows          *windowList                // guarded by appendMu; the producers' windows, least recently written first (producer_expiry.go)
-	pidWindows       map[int64]int32            // guarded by appendMu; windows per producer id
-	pidIdleSince     map[int64]time.Time        // guarded by appendMu; producer ids with no window, since when
-	pidIdle          []idlePID                  // guarded by appendMu; the same, oldest first (stale entries skipped)
-	lsnMarks         []lsnMark                  // guarded by appendMu; the applied LSN at recent producer sweeps
-	nextPID          int64                      // guarded by appendMu
-	txns             map[string]*txnState       // guarded by appendMu; transaction coordinator state by transactional id (txn.go)
-	lastApplied      uint64                     // guarded by appendMu
-	skipMetaUpTo     uint64                     // guarded by appendMu; metadata entries the checkpoint covers
-	compactLSN       atomic.Uint64              // the last TypeCompactedBatch entry applied (compact.go)
-	keyIndexes       keyIndexes                 // compaction's latest offset of every key, kept between rounds (compact.go)
-	awaitingSnapshot bool                       // guarded by appendMu; re-cloned, state snapshot not seen yet
-	rebuildPending   bool                       // guarded by appendMu; a snapshot arrived: rebuild after applying
+	producers        map[producerKey]*seqWindow  // guarded by appendMu
+	pidEpochs        map[int64]int16             // guarded by appendMu
+	pidBumps         map[int64]int16             // guarded by appendMu; the epoch the last InitProducerId bump of an id handed out
+	windows          *windowList                 // guarded by appendMu; the producers' windows, least recently written first (producer_expiry.go)
+	pidWindows       map[int64]int32             // guarded by appendMu; windows per producer id
+	tpWindows        map[tp]map[int64]*seqWindow // guarded by appendMu; the windows of each partition, by producer id (DescribeProducers)
+	pidIdleSince     map[int64]time.Time         // guarded by appendMu; producer ids with no window, since when
+	pidIdle          []idlePID                   // guarded by appendMu; the same, oldest first (stale entries skipped)
+	lsnMarks         []lsnMark                   // guarded by appendMu; the applied LSN at recent producer sweeps
+	nextPID          int64                       // guarded by appendMu
+	txns             map[string]*txnState        // guarded by appendMu; transaction coordinator state by transactional id (txn.go)
+	lastApplied      uint64                      // guarded by appendMu
+	skipMetaUpTo     uint64                      // guarded by appendMu; metadata entries the checkpoint covers
+	compactLSN       atomic.Uint64               // the last TypeCompactedBatch entry applied (compact.go)
+	keyIndexes       keyIndexes                  // compaction's latest offset of every key, kept between rounds (compact.go)
+	awaitingSnapshot bool                        // guarded by appendMu; re-cloned, state snapshot not seen yet
+	rebuildPending   bool                        // guarded by appendMu; a snapshot arrived: rebuild after applying
 
 	// A rebuild of the state in progress (rebuild, readWhole):
 	// rebuildSeq is odd while one runs (read without a lock on every
@@ -170,6 +171,7 @@ func Open(cfg Config) (*Broker, error) {
 		pidEpochs:    make(map[int64]int16),
 		windows:      newWindowList(),
 		pidWindows:   make(map[int64]int32),
+		tpWindows:    make(map[tp]map[int64]*seqWindow),
 		pidIdleSince: make(map[int64]time.Time),
 		pidBumps:     make(map[int64]int16),
 		txns:         make(map[string]*txnState),

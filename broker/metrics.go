@@ -105,7 +105,7 @@ func newMetrics(b *Broker) *metrics {
 		[]string{"kind"})
 	producerWindows := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tandem_broker_producer_sequence_windows",
-		Help: "Idempotent producer states held (one per producer and partition it wrote to), each about 250 bytes of memory; idle ones expire after --producer-id-expiration."},
+		Help: "Idempotent producer states held (one per producer and partition it wrote to), each about 300 bytes of memory; idle ones expire after --producer-id-expiration."},
 		func() float64 {
 			b.appendMu.Lock()
 			defer b.appendMu.Unlock()

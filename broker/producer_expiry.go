@@ -8,7 +8,7 @@ package broker
 // also goes into every state checkpoint. Applications that start a new
 // producer per run, per pod or per request (Java clients since Kafka 3.0
 // and franz-go are idempotent by default) would otherwise grow both
-// without bound: about 250 bytes per producer and partition written, for
+// without bound: about 300 bytes per producer and partition written, for
 // as long as the broker runs.
 //
 // Each node sweeps on its own, as each Kafka replica does:
@@ -99,6 +99,12 @@ func (b *Broker) windowFor(k producerKey, epoch int16) *seqWindow {
 		w = &seqWindow{key: k}
 		b.producers[k] = w
 		b.windows.pushBack(w)
+		m := b.tpWindows[k.tp]
+		if m == nil {
+			m = make(map[int64]*seqWindow)
+			b.tpWindows[k.tp] = m
+		}
+		m[k.pid] = w
 		if b.pidWindows[k.pid]++; b.pidWindows[k.pid] == 1 {
 			delete(b.pidIdleSince, k.pid)
 		}
@@ -115,6 +121,11 @@ func (b *Broker) windowFor(k producerKey, epoch int16) *seqWindow {
 func (b *Broker) dropWindow(w *seqWindow, now time.Time) {
 	delete(b.producers, w.key)
 	b.windows.remove(w)
+	if m := b.tpWindows[w.key.tp]; m != nil {
+		if delete(m, w.key.pid); len(m) == 0 {
+			delete(b.tpWindows, w.key.tp)
+		}
+	}
 	if b.pidWindows[w.key.pid]--; b.pidWindows[w.key.pid] <= 0 {
 		delete(b.pidWindows, w.key.pid)
 		b.notePIDIdle(w.key.pid, now)

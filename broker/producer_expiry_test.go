@@ -161,10 +161,25 @@ func TestIdleProducerStateExpires(t *testing.T) {
 	if err := open.EndTransaction(t.Context(), kgo.TryCommit); err != nil {
 		t.Fatalf("committing the transaction kept open through the expiry: %v", err)
 	}
-	b.appendMu.Lock()
-	defer b.appendMu.Unlock()
-	if err := windowBookkeepingErr(b); err != nil {
+	check := func(when string) {
+		t.Helper()
+		b.appendMu.Lock()
+		defer b.appendMu.Unlock()
+		if err := windowBookkeepingErr(b); err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+	}
+	check("after the expiry")
+	// Deleting a topic forgets its producers' windows with it.
+	if _, err := adm.DeleteTopics(t.Context(), "pe-b"); err != nil {
 		t.Fatal(err)
+	}
+	check("after deleting pe-b")
+	b.appendMu.Lock()
+	left := len(b.tpWindows[tp{"pe-b", 0}])
+	b.appendMu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d producer windows of the deleted topic are left", left)
 	}
 }
 
@@ -269,8 +284,8 @@ func BenchmarkProducerState(bm *testing.B) {
 }
 
 // windowBookkeepingErr checks that the expiry's bookkeeping agrees with
-// the producer windows: every window is listed once, and counted under its
-// producer id. Caller holds appendMu, or the broker is idle.
+// the producer windows: every window is listed once, indexed under its
+// partition and counted under its producer id. Caller holds appendMu, or the broker is idle.
 func windowBookkeepingErr(b *Broker) error {
 	listed, perPID := 0, map[int64]int32{}
 	for w := b.windows.front(); w != nil && w != &b.windows.root; w = w.next {
@@ -280,8 +295,18 @@ func windowBookkeepingErr(b *Broker) error {
 		listed++
 		perPID[w.key.pid]++
 	}
-	if listed != len(b.producers) || !maps.Equal(perPID, b.pidWindows) {
-		return fmt.Errorf("%d windows listed of %d; per producer id %v, counted %v", listed, len(b.producers), perPID, b.pidWindows)
+	byTP := 0
+	for k, ws := range b.tpWindows {
+		for pid, w := range ws {
+			if b.producers[producerKey{pid, k}] != w {
+				return fmt.Errorf("window of %d on %v is indexed by partition but not in the map", pid, k)
+			}
+			byTP++
+		}
+	}
+	if listed != len(b.producers) || byTP != len(b.producers) || !maps.Equal(perPID, b.pidWindows) {
+		return fmt.Errorf("%d windows listed and %d indexed by partition of %d; per producer id %v, counted %v",
+			listed, byTP, len(b.producers), perPID, b.pidWindows)
 	}
 	for pid := range b.pidIdleSince {
 		if b.pidWindows[pid] > 0 {

@@ -204,6 +204,7 @@ func (b *Broker) resetStateLocked() {
 	b.pidBumps = make(map[int64]int16)
 	b.windows = newWindowList()
 	b.pidWindows = make(map[int64]int32)
+	b.tpWindows = make(map[tp]map[int64]*seqWindow)
 	b.pidIdleSince = make(map[int64]time.Time)
 	b.pidIdle = nil
 	b.lsnMarks = nil // LSNs may be handed out again after a truncation
