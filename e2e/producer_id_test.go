@@ -5,9 +5,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tandem-io/tandem/internal/testutil"
 )
 
 // TestInitProducerIDOnFollower: Kafka clients ask any broker for an
@@ -89,4 +92,90 @@ func TestInitProducerIDOnFollower(t *testing.T) {
 	}
 	t.Logf("%d producer ids from three nodes, none twice; with the leader down a follower answered NOT_COORDINATOR in %v",
 		len(byID), time.Since(start).Round(time.Millisecond))
+}
+
+// TestIdleProducerStateExpiresOnEveryNode: with --producer-id-expiration on
+// every broker, each node forgets the state of an idempotent producer that
+// stopped writing (its own sweep, counted in its metrics) and keeps that of
+// one that goes on; the leader no longer lists the idle one in
+// DescribeProducers, and the replicas stay identical (forgetting writes
+// nothing to the WAL).
+func TestIdleProducerStateExpiresOnEveryNode(t *testing.T) {
+	metrics := map[int]string{1: testutil.FreeAddr(t), 2: testutil.FreeAddr(t), 3: testutil.FreeAddr(t)}
+	c := startCluster(t, clusterOpts{
+		brokerFlags:    []string{"--producer-id-expiration", "1s", "--producer-id-expiration-check-interval", "100ms"},
+		brokerFlagsFor: func(id int) []string { return []string{"--metrics-listen", metrics[id]} },
+	})
+	const topic = "idle-producers"
+	adm := kadm.NewClient(kclient(t, []string{c.leader().kafka}))
+	if _, err := adm.CreateTopic(ctxTimeout(t, 15*time.Second), 3, -1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	// The idle producer writes to all three partitions once, then stops.
+	idle := kclient(t, c.kafkaAddrs(), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	produceSync(t, idle, topic, seqValues("idle-", 30))
+	idlePID, _, err := idle.ProducerID(ctxTimeout(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idle.Close()
+	// The busy one writes to partition 0 throughout.
+	busy := kclient(t, c.kafkaAddrs(), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			r := &kgo.Record{Topic: topic, Partition: 0, Value: fmt.Appendf(nil, "busy-%d", i)}
+			if err := busy.ProduceSync(ctxTimeout(t, 30*time.Second), r).FirstErr(); err != nil {
+				done <- err
+				return
+			}
+			select {
+			case <-stop:
+				done <- nil
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	busyPID, _, err := busy.ProducerID(ctxTimeout(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	testutil.Eventually(t, 30*time.Second, func() error {
+		for id, addr := range metrics {
+			m, err := scrape(addr)
+			if err != nil {
+				return err
+			}
+			windows := m[`tandem_broker_producer_state_expired_total{kind="sequence_window"}`]
+			ids := m[`tandem_broker_producer_state_expired_total{kind="producer_id"}`]
+			if windows < 3 || ids < 1 {
+				return fmt.Errorf("node %d forgot %v sequence windows and %v producer ids, want at least 3 and 1", id, windows, ids)
+			}
+		}
+		return nil
+	})
+	d, err := adm.DescribeProducers(ctxTimeout(t, 10*time.Second), kadm.TopicsSet{topic: {0: {}, 1: {}, 2: {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.EachPartition(func(p kadm.DescribedProducersPartition) {
+		if p.Err != nil {
+			t.Fatalf("DescribeProducers %s/%d: %v", p.Topic, p.Partition, p.Err)
+		}
+		if _, ok := p.ActiveProducers[idlePID]; ok {
+			t.Errorf("partition %d still lists the idle producer %d", p.Partition, idlePID)
+		}
+		if _, ok := p.ActiveProducers[busyPID]; p.Partition == 0 && !ok {
+			t.Errorf("partition 0 no longer lists the busy producer %d: %v", busyPID, p.ActiveProducers)
+		}
+	})
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatalf("the busy producer: %v", err)
+	}
+	c.caughtUp(30*time.Second, 1, 2, 3)
+	c.mustVerify(1)
 }
