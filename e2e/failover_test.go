@@ -149,6 +149,87 @@ func TestManualFailover(t *testing.T) {
 	}
 }
 
+// TestRestartedAloneNeverReusesAnEpoch: a former leader that came back and
+// followed a newer epoch keeps that knowledge in its state file, so that
+// started again with no peer up it waits for that leader instead of
+// leading (until 2026-12-07 its file still named itself, and it led in the
+// epoch node 2 had begun: two leaders of one epoch). And a node whose
+// state file is older than its WAL (left by such a version) refuses to
+// lead, says why, and follows the real leader once it is back.
+func TestRestartedAloneNeverReusesAnEpoch(t *testing.T) {
+	c := startCluster(t, clusterOpts{sidecarFlags: failoverSidecarFlags()})
+	const topic = "one-epoch-one-leader"
+	c.createTopic(topic)
+	want := rangeValues("v", 0, 20)
+	produceSync(t, kclient(t, c.kafkaAddrs(), plain), topic, want[:10])
+	c.caughtUp(30*time.Second, 1, 2, 3)
+	c.node(1).killPair()
+	if out, err := c.promoteNode(2); err != nil || !strings.Contains(out, "node 2 is leader in epoch 2") {
+		t.Fatalf("tandemctl promote: %v\n%s", err, out)
+	}
+	c.waitRole(30*time.Second, 2, adminv1.Role_ROLE_LEADER, 2, 2)
+	produceSync(t, kclient(t, []string{c.node(2).kafka, c.node(3).kafka}, plain), topic, want[10:])
+	// Node 1 comes back, learns epoch 2 from its peers and follows.
+	c.node(1).startPair()
+	c.waitRole(30*time.Second, 1, adminv1.Role_ROLE_FOLLOWER, 2, 2)
+	c.caughtUp(30*time.Second, 2, 1, 3)
+	stateFile := filepath.Join(filepath.Dir(c.node(1).sock), "sidecar-state.json")
+	if data, err := os.ReadFile(stateFile); err != nil || !strings.Contains(string(data), `"leader_id":2,"epoch":2`) {
+		t.Fatalf("node 1's state file after following epoch 2: %q, %v; want leader 2, epoch 2", data, err)
+	}
+
+	// The whole cluster stops; node 1 starts first, alone.
+	for _, id := range []int{2, 3, 1} {
+		c.node(id).killPair()
+	}
+	c.node(1).startPair()
+	c.waitRole(30*time.Second, 1, adminv1.Role_ROLE_FOLLOWER, 2, 2)
+	time.Sleep(2 * time.Second) // long enough to have led, had it meant to
+	c.waitRole(time.Second, 1, adminv1.Role_ROLE_FOLLOWER, 2, 2)
+
+	// The same with the state file an older version left: it names node
+	// 1 in epoch 1, and node 1's WAL holds epoch 2.
+	c.node(1).killPair()
+	if err := os.WriteFile(stateFile, []byte(`{"leader_id":1,"epoch":1}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.node(1).startPair()
+	testutil.Eventually(t, 30*time.Second, func() error {
+		st, err := c.status(1)
+		if err != nil {
+			return err
+		}
+		if st.Role != adminv1.Role_ROLE_FOLLOWER || st.LeaderId != 0 || !st.Linked {
+			return fmt.Errorf("node 1: role %v leader %d epoch %d linked %v; want a linked follower of no one", st.Role, st.LeaderId, st.Epoch, st.Linked)
+		}
+		if st.Ready || !strings.Contains(st.NotReadyReason, "WAL holds entries of epoch 2") {
+			return fmt.Errorf("node 1: ready %v, reason %q", st.Ready, st.NotReadyReason)
+		}
+		return nil
+	})
+	if log := c.node(1).side.Log(); !strings.Contains(log, "NOT LEADING") || !strings.Contains(log, "promote") {
+		t.Errorf("node 1's sidecar did not log why it does not lead and what to run:\n%s", c.node(1).side.LogTail(40))
+	}
+	// The others come back: node 2 leads epoch 2 again, node 1 follows it,
+	// and every node holds the 20 values, identical.
+	c.node(2).startPair()
+	c.node(3).startPair()
+	c.waitRole(30*time.Second, 2, adminv1.Role_ROLE_LEADER, 2, 2)
+	c.waitRole(30*time.Second, 1, adminv1.Role_ROLE_FOLLOWER, 2, 2)
+	c.caughtUp(30*time.Second, 2, 1, 3)
+	t.Log(c.mustVerify(2, "--peers", c.peersArg(1, 2, 3)))
+	for _, id := range []int{1, 2, 3} {
+		if err := testutil.Poll(10*time.Second, func() error {
+			if got := readValues(t, c, id, topic); !slices.Equal(got, want) {
+				return fmt.Errorf("node %d has %v, want the 20 acknowledged values", id, got)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestDivergedLeaderTruncatesOnRejoin(t *testing.T) {
 	c := startCluster(t, clusterOpts{sidecarFlags: failoverSidecarFlags()})
 	const topic = "diverge"

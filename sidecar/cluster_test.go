@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -122,13 +123,17 @@ func TestFollowerDivergenceIsTruncated(t *testing.T) {
 	b.WAL().Close()
 	// Meanwhile the leader moved to epoch 8 (a follower never has a newer
 	// epoch than a legitimate leader: a leader that sees one is stale and
-	// refuses the follower).
+	// refuses the follower), as a promotion would have: its state file
+	// says so too.
 	c.StopBroker(1)
+	c.StopSidecar(1)
 	b1 := sidecartest.OpenMemBroker(t, 1, c.Nodes[1].Dir+"/wal")
 	if _, err := b1.WAL().Append(8, 1, []byte("epoch 8")); err != nil {
 		t.Fatal(err)
 	}
 	b1.WAL().Close()
+	c.WriteStateFile(1, 1, 8)
+	c.StartSidecar(1)
 	c.StartBroker(1)
 	leader = c.WaitLeader()
 	testutil.Eventually(t, 10*time.Second, func() bool { return leader.View().Epoch == 8 })
@@ -137,6 +142,37 @@ func TestFollowerDivergenceIsTruncated(t *testing.T) {
 	c.StartBroker(2)
 	c.WaitCaughtUp(30)
 	c.AssertIdentical(30)
+}
+
+// A leader whose broker comes back with entries of a later epoch than the
+// one it leads (its WAL was swapped for another node's, or the node led
+// nothing of the sort) does not lead: it would put its own entries under
+// an epoch another node began. It steps down, says why, and its follower
+// keeps its log.
+func TestLeaderRefusesAWALOfALaterEpoch(t *testing.T) {
+	c := sidecartest.NewCluster(t, 2, 1, nil)
+	c.StartAll()
+	leader := c.WaitLeader()
+	leader.Produce(t, 10, 100)
+	c.WaitCaughtUp(10)
+	c.StopBroker(1)
+	b1 := sidecartest.OpenMemBroker(t, 1, c.Nodes[1].Dir+"/wal")
+	if _, err := b1.WAL().Append(5, 1, []byte("epoch 5")); err != nil {
+		t.Fatal(err)
+	}
+	b1.WAL().Close()
+	c.StartBroker(1)
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		st := c.Nodes[1].Sidecar.Status()
+		return st.Role == adminv1.Role_ROLE_FOLLOWER && st.LeaderId == 0 && !st.Ready &&
+			strings.Contains(st.NotReadyReason, "WAL holds entries of epoch 5")
+	})
+	if st := c.Nodes[1].Sidecar.Status(); st.Epoch >= 5 {
+		t.Errorf("node 1 works in epoch %d after refusing, want the one it led (1)", st.Epoch)
+	}
+	if got := c.Nodes[2].Broker.WAL().LastLSN(); got != 10 {
+		t.Errorf("the follower's WAL ends at %d, want the 10 entries it had", got)
+	}
 }
 
 // A follower that needs entries the leader's retention already deleted is

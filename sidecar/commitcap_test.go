@@ -87,6 +87,7 @@ func TestCommitPointNeverCoversEntriesTheLeaderNeverHad(t *testing.T) {
 	// Node 2 leads: 1-5 in epoch 1, 6-10 in epoch 2. Node 1 has 1-5.
 	writeWAL(t, filepath.Join(c.Nodes[2].Dir, "wal"), []uint32{1, 1, 1, 1, 1, 2, 2, 2, 2, 2})
 	writeWAL(t, filepath.Join(c.Nodes[1].Dir, "wal"), []uint32{1, 1, 1, 1, 1})
+	c.WriteStateFile(2, 2, 2) // as its promotion to epoch 2 left it
 	c.StartSidecar(2)
 	c.StartBroker(2)
 	c.WaitLeader()

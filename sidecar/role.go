@@ -439,6 +439,19 @@ func (s *Sidecar) initialRole() (int32, uint32, error) {
 		leaderID, epoch = pl, pe
 		s.noteEpoch(pe)
 	}
+	// Whatever this node starts with is what it knows: write it down now,
+	// not only at its next role change. A node that came back and learnt
+	// of a newer epoch from its peers used to keep the older state file;
+	// started again later with no peer up, it went back to that file's
+	// leader (itself, say) and led in the newer epoch that another node
+	// had begun: two leaders of one epoch, whose entries the epoch
+	// histories cannot tell apart. Before any epoch exists, --leader
+	// alone decides, and stays changeable.
+	if epoch > 0 && (!ok || st.LeaderID != leaderID || st.Epoch != epoch) {
+		if err := s.saveState(roleState{LeaderID: leaderID, Epoch: epoch}); err != nil {
+			s.log.Error("could not persist the leader and epoch this node starts with; a restart with no peer up may go back to an older leader", "error", err)
+		}
+	}
 	return leaderID, epoch, nil
 }
 

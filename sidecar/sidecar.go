@@ -186,7 +186,7 @@ func Open(cfg Config) (*Sidecar, error) {
 		role = "leader"
 	}
 	s.log.Info("sidecar started", "node_id", cfg.NodeID, "cluster_id", cfg.ClusterID, "role", role,
-		"leader_id", cfg.LeaderID, "broker_socket", cfg.BrokerSocket, "listen", tcpLn.Addr().String(),
+		"leader_id", leaderID, "epoch", epoch, "flag_leader", cfg.LeaderID, "broker_socket", cfg.BrokerSocket, "listen", tcpLn.Addr().String(),
 		"peers", FormatPeers(cfg.Peers))
 	s.goFunc(func() {
 		if err := s.linkSrv.Serve(unixLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {

@@ -33,6 +33,13 @@ import (
 // standby whose WAL is ahead of its own ("requested starting point is
 // ahead of the WAL flush position"), rather than rewinding the standby.
 //
+// It also steps down, whatever the peers say, when its broker's WAL holds
+// entries of a later epoch than the one it was to lead: another node led
+// after the term this node knows of (its state file was written before it
+// learnt of that, or is gone), and leading would continue that node's
+// epoch with entries of its own, two leaders under one epoch, a divergence
+// the epoch histories (KIP-101) cannot see.
+//
 // Peers that do not answer are not waited for beyond promotePollTimeout:
 // with every peer down there is nothing to compare with, and the node leads
 // (as it always did). A leader that begins with a promotion or an etcd
@@ -80,6 +87,23 @@ func (l *leader) checkPeersThenLead(c *brokerConn) {
 			problems = append(problems, fmt.Sprintf("node %d knows commit point %d, past this node's WAL end (LSN %d)",
 				v.id, st.GetCommitLsn(), myLSN))
 		}
+	}
+	l.mu.Lock()
+	leadEpoch, leadCommit := l.epoch, l.commit
+	l.mu.Unlock()
+	if myEpoch > leadEpoch {
+		// This node was to lead an older term than its own WAL has seen:
+		// another node led after the term this node knows of (a state
+		// file written before it learnt of that, or none). Leading would
+		// continue that node's epoch with different entries, which no
+		// epoch history can tell apart from its own.
+		reason := fmt.Sprintf("its broker's WAL holds entries of epoch %d, newer than the epoch this node was to lead (%d, from its state file or --leader): another node led after this node's last known term, and leading now would put this node's entries under that node's epoch %d, where no replica could tell them apart; promote the node that should lead (tandemctl --sidecar HOST:PORT promote; a promotion begins a new epoch), and this node follows it",
+			myEpoch, leadEpoch, myEpoch)
+		l.log.Error("NOT LEADING: "+reason, "durable_lsn", myLSN, "wal_last_epoch", myEpoch, "epoch", leadEpoch)
+		if err := l.s.stepDownLeaderless(l, leadEpoch, leadCommit, reason); err != nil && !errors.Is(err, ErrClosing) {
+			l.log.Error("stepping down failed", "error", err)
+		}
+		return
 	}
 	if len(problems) == 0 {
 		l.log.Info("no peer holds more of the log; leading with this broker", "durable_lsn", myLSN, "wal_last_epoch", myEpoch, "peers_answered", len(views))

@@ -281,6 +281,26 @@ func (c *Cluster) StartAll() {
 	}
 }
 
+// WriteStateFile writes node id's sidecar state file (its sidecar stopped)
+// as a node that had been promoted to lead epoch would have it: for a test
+// that hands a node a WAL of a later epoch than it ever led, which a
+// sidecar with no such file refuses to lead (leading would reuse an epoch
+// another node began).
+func (c *Cluster) WriteStateFile(id, leader int32, epoch uint32) {
+	n := c.Nodes[id]
+	dir := n.Config.DataDir
+	if dir == "" {
+		dir = filepath.Dir(n.Socket)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		c.t.Fatal(err)
+	}
+	data := fmt.Sprintf("{\"leader_id\":%d,\"epoch\":%d}\n", leader, epoch)
+	if err := os.WriteFile(filepath.Join(dir, "sidecar-state.json"), []byte(data), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
 // StartSidecar starts node id's sidecar.
 func (c *Cluster) StartSidecar(id int32) {
 	n := c.Nodes[id]
