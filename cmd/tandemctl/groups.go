@@ -119,14 +119,15 @@ type groupInfo struct {
 	Assignor     string `json:"assignor,omitempty"`
 	Coordinator  *int32 `json:"coordinator,omitempty"`
 	Members      *int   `json:"members"` // null: unknown
-	// Lag is the records between the committed offsets (the partition's
-	// start where none is committed) and the ends, summed over the
-	// group's partitions; null when a partition's end is unknown.
+	// Lag is the records between the committed offsets and the ends,
+	// summed over the partitions the group has committed on (as Kafka's
+	// kafka-consumer-groups.sh and tandem_broker_consumer_group_lag
+	// count it: an assigned partition with nothing committed has no lag,
+	// "-"); null when a partition's end is unknown.
 	Lag           *int64          `json:"lag"`
 	Partitions    []groupPosition `json:"partitions,omitempty"`
 	MemberDetails []groupMember   `json:"member_details,omitempty"`
-	// positionless: neither committed offsets nor assigned partitions
-	// (the list prints its lag as "-").
+	// positionless: no committed offsets (the list prints its lag as "-").
 	positionless bool
 }
 
@@ -205,7 +206,7 @@ func listGroups(ctx context.Context, adm *kadm.Client, asJSON bool, out io.Write
 		if l, ok := lags[g.Group]; ok && l.DescribeErr == nil {
 			info.Members = ptr(len(l.Members))
 			if l.FetchErr == nil {
-				info.Lag, info.positionless = totalLag(l.Lag), len(l.Lag.Sorted()) == 0
+				info.Lag, info.positionless = totalLag(l.Lag), !slices.ContainsFunc(l.Lag.Sorted(), func(r kadm.GroupMemberLag) bool { return r.Commit.At >= 0 })
 			}
 		}
 		infos = append(infos, info)
@@ -235,12 +236,15 @@ func listGroups(ctx context.Context, adm *kadm.Client, asJSON bool, out io.Write
 
 func ptr[T any](v T) *T { return &v }
 
-// totalLag is a group's lag summed over its partitions (0 when it has
-// neither committed offsets nor assigned partitions), nil when a
-// partition's lag is unknown (its end offset could not be read).
+// totalLag is a group's lag summed over the partitions it has committed
+// on (0 when there are none), nil when such a partition's lag is unknown
+// (its end offset could not be read).
 func totalLag(l kadm.GroupLag) *int64 {
 	var sum int64
 	for _, r := range l.Sorted() {
+		if r.Commit.At < 0 {
+			continue // nothing committed: no lag, as Kafka's tool shows it
+		}
 		if r.Err != nil || r.Lag < 0 {
 			return nil
 		}
@@ -301,7 +305,7 @@ func describeGroups(ctx context.Context, adm *kadm.Client, groups []string, asJS
 			if r.End.Err == nil {
 				pos.End = ptr(r.End.Offset)
 			}
-			if r.Err == nil && r.Lag >= 0 {
+			if r.Err == nil && r.Lag >= 0 && r.Commit.At >= 0 {
 				pos.Lag = ptr(r.Lag)
 			}
 			if r.Member != nil {
@@ -380,8 +384,12 @@ func printGroup(out io.Writer, g groupInfo) error {
 		if p.MemberID != "" {
 			member, client, host = p.MemberID, p.ClientID, p.Host
 		}
+		lag := orDash(p.Lag, "?")
+		if p.Committed == nil {
+			lag = "-" // nothing committed, no lag (Kafka's tool prints the same)
+		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Topic, p.Partition, orDash(p.Committed, "-"),
-			orDash(p.End, "?"), orDash(p.Lag, "?"), member, client, host)
+			orDash(p.End, "?"), lag, member, client, host)
 	}
 	return tw.Flush()
 }

@@ -226,10 +226,11 @@ func TestGroupsCommand(t *testing.T) {
 	// alike.
 	c = consumer(kgo.ConsumerGroup("ledger"), kgo.ServerSideBalancer())
 	poll(c, 10)
-	if out := groups(); !regexp.MustCompile(`(?m)^ledger +consumer +Stable +1 +10\n`).MatchString(out) {
+	// It has committed nothing yet: no lag, as Kafka's tool shows it.
+	if out := groups(); !regexp.MustCompile(`(?m)^ledger +consumer +Stable +1 +-\n`).MatchString(out) {
 		t.Errorf("the list with a consumer-protocol group printed\n%s", out)
 	}
-	if out := groups("ledger"); !regexp.MustCompile(`(?m)^orders +1 +- +4 +4 +\S+ +billing-app +\S+$`).MatchString(out) {
+	if out := groups("ledger"); !regexp.MustCompile(`(?m)^orders +1 +- +4 +- +\S+ +billing-app +\S+$`).MatchString(out) {
 		t.Errorf("describing the consumer-protocol group printed\n%s", out)
 	}
 	if out := groups("ledger", "--members"); !regexp.MustCompile(`(?m)^\S+ +- +billing-app +\S+ +2 +orders:0,1$`).MatchString(out) {

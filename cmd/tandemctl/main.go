@@ -199,7 +199,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	g := flag.NewFlagSet("tandemctl", flag.ContinueOnError)
 	g.SetOutput(stderr)
 	g.Usage = func() { fmt.Fprintln(stderr, usage); g.PrintDefaults() }
-	addr := g.String("sidecar", def, "sidecar admin address host:port (default $TANDEM_SIDECAR or 127.0.0.1:9192)")
+	addr := g.String("sidecar", def, "sidecar admin address host:port ($TANDEM_SIDECAR when set)")
 	timeout := g.Duration("timeout", defaultTimeout, "timeout of each call")
 	token := g.String("token", os.Getenv("TANDEM_ADMIN_TOKEN"), "admin token for promote and verify (default $TANDEM_ADMIN_TOKEN)")
 	var tlsFiles sidecar.TLSFiles

@@ -237,6 +237,7 @@ func deleteRecords(ctx context.Context, adm *kadm.Client, parts []partitionOffse
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TOPIC\tPARTITION\tEARLIEST\tLATEST\tNEW EARLIEST")
 	var refused []string
+	moves := false // some partition's earliest offset would move
 	for _, p := range parts {
 		if p.Error != "" {
 			refused = append(refused, fmt.Sprintf("%s/%d: %s", p.Topic, p.Partition, p.Error))
@@ -254,12 +255,18 @@ func deleteRecords(ctx context.Context, adm *kadm.Client, parts []partitionOffse
 		// applies it", which also takes records committed since the list.
 		plan.Add(kadm.Offset{Topic: p.Topic, Partition: p.Partition, At: before, LeaderEpoch: -1})
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", p.Topic, p.Partition, p.Earliest, p.Latest, max(next, p.Earliest))
+		moves = moves || next > p.Earliest
 	}
 	if len(refused) > 0 {
 		return errors.New("nothing deleted: " + strings.Join(refused, "; "))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if !moves && before >= 0 {
+		// (latest may have moved on by the time the leader applies it.)
+		fmt.Fprintln(out, "nothing to delete: every partition already starts at or after that offset")
+		return nil
 	}
 	if !execute {
 		fmt.Fprintln(out, "nothing deleted: run again with --execute to delete the records below NEW EARLIEST")

@@ -107,6 +107,12 @@ func TestOffsetsCommand(t *testing.T) {
 		t.Errorf("deleting up to latest printed\n%s", out)
 	}
 	matches(offsets(), `orders +0 +3 +10 +10`, `orders +1 +6 +6 +6`)
+	// Below the earliest offset there is nothing to delete, and it says so
+	// rather than asking for --execute.
+	if out := offsets("--delete-records-before", "2", "orders:0"); !strings.Contains(out, "nothing to delete: every partition already starts at or after that offset") ||
+		strings.Contains(out, "--execute") {
+		t.Errorf("a plan that deletes nothing printed\n%s", out)
+	}
 
 	// A consumer from the earliest offset starts at 3 on partition 0.
 	c := newKafkaClient(t, addr, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"orders": {0: kgo.NewOffset().AtStart()}}))

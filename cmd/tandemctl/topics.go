@@ -150,7 +150,7 @@ func createTopic(ctx context.Context, adm *kadm.Client, topic string, partitions
 		err = r.Err
 	}
 	if err != nil {
-		return fmt.Errorf("creating topic %s: %w%s", topic, err, detail(r.ErrMessage))
+		return fmt.Errorf("creating topic %s: %w", topic, brokerErr(err, r.ErrMessage))
 	}
 	fmt.Fprintf(out, "created topic %s: %d partition(s), replication factor %d\n", topic, r.NumPartitions, r.ReplicationFactor)
 	return nil
@@ -175,7 +175,7 @@ func alterTopics(ctx context.Context, adm *kadm.Client, topics []string, partiti
 		for _, r := range res {
 			done[r.Name] = true
 			if r.Err != nil {
-				failed = append(failed, fmt.Sprintf("%s: %v%s", r.Name, r.Err, detail(r.ErrMessage)))
+				failed = append(failed, fmt.Sprintf("%s: %v", r.Name, brokerErr(r.Err, r.ErrMessage)))
 				continue
 			}
 			fmt.Fprintf(out, "changed the configs of topic %s\n", r.Name)
@@ -197,7 +197,7 @@ func alterTopics(ctx context.Context, adm *kadm.Client, topics []string, partiti
 			case !ok:
 				failed = append(failed, t+": no answer to the partition change")
 			case r.Err != nil:
-				failed = append(failed, fmt.Sprintf("%s: %v%s", t, r.Err, detail(r.ErrMessage)))
+				failed = append(failed, fmt.Sprintf("%s: %v", t, brokerErr(r.Err, r.ErrMessage)))
 			default:
 				fmt.Fprintf(out, "topic %s has %d partitions\n", t, partitions)
 			}
@@ -222,7 +222,7 @@ func deleteTopics(ctx context.Context, adm *kadm.Client, topics []string, out io
 		case !ok:
 			failed = append(failed, t+": no answer")
 		case r.Err != nil:
-			failed = append(failed, fmt.Sprintf("%s: %v%s", t, r.Err, detail(r.ErrMessage)))
+			failed = append(failed, fmt.Sprintf("%s: %v", t, brokerErr(r.Err, r.ErrMessage)))
 		default:
 			fmt.Fprintf(out, "deleted topic %s\n", t)
 		}
@@ -231,14 +231,6 @@ func deleteTopics(ctx context.Context, adm *kadm.Client, topics []string, out io
 		return errors.New("deleting topics: " + strings.Join(failed, "; "))
 	}
 	return nil
-}
-
-// detail is a broker's error message, for appending to an error.
-func detail(msg string) string {
-	if msg == "" {
-		return ""
-	}
-	return " (" + msg + ")"
 }
 
 // partitionFilter is the describe filter of kafka-topics.sh's
