@@ -51,6 +51,31 @@ func startBrokerWith(t *testing.T, dir string, change func(*Config)) (*Broker, s
 	return b, ln.Addr().String()
 }
 
+// openBenchBroker runs a broker for a benchmark on a fresh directory on
+// 127.0.0.1, logging nothing; change, if set, adjusts its config. It
+// returns the broker, which the caller closes, and its address.
+func openBenchBroker(bm *testing.B, change func(*Config)) (*Broker, string) {
+	cfg := DefaultConfig()
+	cfg.NodeID = 1
+	cfg.DataDir = bm.TempDir()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Logger = hclog.NewNullLogger()
+	if change != nil {
+		change(&cfg)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		bm.Fatal(err)
+	}
+	cfg.Advertise = ln.Addr().String()
+	b, err := Open(cfg)
+	if err != nil {
+		bm.Fatal(err)
+	}
+	go b.ServeListener(ln) //nolint:errcheck // ends when the broker closes
+	return b, ln.Addr().String()
+}
+
 type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(p []byte) (int, error) {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -476,24 +475,9 @@ func BenchmarkCompaction(bm *testing.B) {
 func benchRetentionCopy(bm *testing.B, key, value string) {
 	for range bm.N {
 		bm.StopTimer()
-		cfg := DefaultConfig()
-		cfg.NodeID = 1
-		cfg.DataDir = bm.TempDir()
-		cfg.Listen = "127.0.0.1:0"
-		cfg.SegmentBytes = 8 << 20
-		cfg.Logger = hclog.NewNullLogger()
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			bm.Fatal(err)
-		}
-		cfg.Advertise = ln.Addr().String()
-		b, err := Open(cfg)
-		if err != nil {
-			bm.Fatal(err)
-		}
-		go b.ServeListener(ln)
+		b, addr := openBenchBroker(bm, func(c *Config) { c.SegmentBytes = 8 << 20 })
 		ctx := context.Background()
-		cl, err := kgo.NewClient(kgo.SeedBrokers(ln.Addr().String()), kgo.DefaultProduceTopic("table"),
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("table"),
 			kgo.ProducerBatchCompression(kgo.ZstdCompression()), kgo.ProducerLinger(5*time.Millisecond), kgo.ProducerBatchMaxBytes(128<<10))
 		if err != nil {
 			bm.Fatal(err)
@@ -535,7 +519,7 @@ func benchRetentionCopy(bm *testing.B, key, value string) {
 		if key == "cleanup.policy" {
 			// A second round after a tenth more records: its key index
 			// is the first round's, brought up to date.
-			cl, err := kgo.NewClient(kgo.SeedBrokers(ln.Addr().String()), kgo.DefaultProduceTopic("table"),
+			cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("table"),
 				kgo.ProducerBatchCompression(kgo.ZstdCompression()), kgo.ProducerLinger(5*time.Millisecond), kgo.ProducerBatchMaxBytes(128<<10))
 			if err != nil {
 				bm.Fatal(err)

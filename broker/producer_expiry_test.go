@@ -4,13 +4,11 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"net"
 	"runtime"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -195,23 +193,8 @@ func TestIdleProducerStateExpires(t *testing.T) {
 func BenchmarkProducerState(bm *testing.B) {
 	const producers, topics, workers = 20000, 4, 8
 	for bm.Loop() {
-		cfg := DefaultConfig()
-		cfg.NodeID = 1
-		cfg.DataDir = bm.TempDir()
-		cfg.Listen = "127.0.0.1:0"
-		cfg.Logger = hclog.NewNullLogger()
-		cfg.ProducerIDExpiration = time.Hour
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			bm.Fatal(err)
-		}
-		cfg.Advertise = ln.Addr().String()
-		b, err := Open(cfg)
-		if err != nil {
-			bm.Fatal(err)
-		}
-		go b.ServeListener(ln) //nolint:errcheck // ends with Close
-		cl, err := kgo.NewClient(kgo.SeedBrokers(ln.Addr().String()), kgo.MaxBufferedRecords(1))
+		b, addr := openBenchBroker(bm, func(c *Config) { c.ProducerIDExpiration = time.Hour })
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.MaxBufferedRecords(1))
 		if err != nil {
 			bm.Fatal(err)
 		}

@@ -30,6 +30,26 @@ func failoverSidecarFlags() []string {
 // plain: uncompressed batches, so that readAllFrom can decode them.
 var plain = kgo.ProducerBatchCompression(kgo.NoCompression())
 
+// waitLeaderless waits until node id is a follower of no one with its
+// broker attached, not ready, and its readiness reason says reason: a
+// node that refused to lead.
+func (c *cluster) waitLeaderless(id int, reason string) {
+	c.t.Helper()
+	testutil.Eventually(c.t, 30*time.Second, func() error {
+		st, err := c.status(id)
+		if err != nil {
+			return err
+		}
+		if st.Role != adminv1.Role_ROLE_FOLLOWER || st.LeaderId != 0 || !st.Linked {
+			return fmt.Errorf("node %d: role %v leader %d epoch %d linked %v; want a linked follower of no one", id, st.Role, st.LeaderId, st.Epoch, st.Linked)
+		}
+		if st.Ready || !strings.Contains(st.NotReadyReason, reason) {
+			return fmt.Errorf("node %d: ready %v, reason %q; want not ready, saying %q", id, st.Ready, st.NotReadyReason, reason)
+		}
+		return nil
+	})
+}
+
 // promoteNode runs `tandemctl promote` against node id.
 func (c *cluster) promoteNode(id int, extra ...string) (string, error) {
 	args := append([]string{"--sidecar", c.node(id).sidecar, "--timeout", "30s", "promote"}, extra...)
@@ -194,19 +214,7 @@ func TestRestartedAloneNeverReusesAnEpoch(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.node(1).startPair()
-	testutil.Eventually(t, 30*time.Second, func() error {
-		st, err := c.status(1)
-		if err != nil {
-			return err
-		}
-		if st.Role != adminv1.Role_ROLE_FOLLOWER || st.LeaderId != 0 || !st.Linked {
-			return fmt.Errorf("node 1: role %v leader %d epoch %d linked %v; want a linked follower of no one", st.Role, st.LeaderId, st.Epoch, st.Linked)
-		}
-		if st.Ready || !strings.Contains(st.NotReadyReason, "WAL holds entries of epoch 2") {
-			return fmt.Errorf("node 1: ready %v, reason %q", st.Ready, st.NotReadyReason)
-		}
-		return nil
-	})
+	c.waitLeaderless(1, "WAL holds entries of epoch 2")
 	if log := c.node(1).side.Log(); !strings.Contains(log, "NOT LEADING") || !strings.Contains(log, "promote") {
 		t.Errorf("node 1's sidecar did not log why it does not lead and what to run:\n%s", c.node(1).side.LogTail(40))
 	}
@@ -296,19 +304,7 @@ func TestLeaderThatLostItsWALTailDoesNotLead(t *testing.T) {
 	c.node(1).startPair()
 
 	// It does not lead: a follower of no one, not ready, saying why.
-	testutil.Eventually(t, 30*time.Second, func() error {
-		st, err := c.status(1)
-		if err != nil {
-			return err
-		}
-		if st.Role != adminv1.Role_ROLE_FOLLOWER || st.LeaderId != 0 || !st.Linked {
-			return fmt.Errorf("node 1: role %v leader %d linked %v; want a linked follower of no one", st.Role, st.LeaderId, st.Linked)
-		}
-		if st.Ready || !strings.Contains(st.NotReadyReason, "holds more of the log") {
-			return fmt.Errorf("node 1: ready %v, reason %q", st.Ready, st.NotReadyReason)
-		}
-		return nil
-	})
+	c.waitLeaderless(1, "holds more of the log")
 	if log := c.node(1).side.Log(); !strings.Contains(log, "NOT LEADING") || !strings.Contains(log, "tandemctl --sidecar") {
 		t.Errorf("node 1's sidecar did not log why it does not lead and what to run:\n%s", c.node(1).side.LogTail(40))
 	}
