@@ -435,7 +435,13 @@ func (s *Sidecar) initialRole() (int32, uint32, error) {
 		if pl == s.cfg.NodeID && len(s.cfg.EtcdEndpoints) > 0 {
 			pl = 0 // with etcd, only the election makes this node lead
 		}
-		s.log.Info("a peer knows a newer epoch; following it", "leader_id", pl, "epoch", pe, "own_epoch", epoch)
+		if pl == s.cfg.NodeID {
+			// A static leader restarted with no state file: its
+			// followers still follow it.
+			s.log.Info("the peers say this node leads; starting as the leader", "epoch", pe, "own_epoch", epoch)
+		} else {
+			s.log.Info("a peer knows a newer epoch; following it", "leader_id", pl, "epoch", pe, "own_epoch", epoch)
+		}
 		leaderID, epoch = pl, pe
 		s.noteEpoch(pe)
 	}

@@ -53,6 +53,7 @@ func Run(ctx context.Context, socketPath string, b Broker, logger hclog.Logger) 
 	delay := MinBackoff
 	views := &viewGate{b: b, log: logger}
 	defer views.disarm()
+	saidRefused := false // the first refusal is logged, whatever the attempt
 	for attempt := 1; ; attempt++ {
 		attached, err := attachOnce(ctx, socketPath, b, views, stopping, logger)
 		if ctx.Err() != nil || closed(stopping) {
@@ -69,7 +70,8 @@ func Run(ctx context.Context, socketPath string, b Broker, logger hclog.Logger) 
 			// A configuration error, which retrying does not fix; it is
 			// retried (at the longest backoff) so that the broker attaches
 			// once the operator has fixed it.
-			if attempt == 1 || attempt%10 == 0 {
+			if !saidRefused || attempt%10 == 0 {
+				saidRefused = true
 				logger.Error("the sidecar and this broker do not belong together; retrying until the configuration is fixed",
 					"socket", socketPath, "attempt", attempt, "error", err, "retry_in", d.Round(time.Millisecond))
 			}
@@ -554,7 +556,7 @@ func (s *session) stopWatcher() error {
 	// The broker appends nothing once stopping is closed (package broker
 	// fences its writes first), so this is the WAL's final end.
 	last := s.w.LastLSN()
-	s.log.Info("telling the sidecar that the broker is stopping; it hands the leadership over", "last_lsn", last)
+	s.log.Info("telling the sidecar that the broker is stopping (with etcd failover it hands the leadership over; a static leader's writes stop until the broker is back)", "last_lsn", last)
 	m := &linkv1.BrokerStopping{Reason: "the broker is shutting down", LastLsn: last}
 	s.send(&linkv1.AttachRequest{Payload: &linkv1.AttachRequest_Stopping{Stopping: m}}) // fails only when the session ends anyway
 	return nil
